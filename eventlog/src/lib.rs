@@ -1,0 +1,35 @@
+//! The OACIS event log: an append-only, BLAKE3 hash-chained sequence of records.
+//!
+//! This crate owns the record format ([`codec`], specified byte for byte in `FORMAT.md`), the
+//! [`EventStore`] trait every backend implements, the embedded sled backend ([`SledStore`]),
+//! whole-log verification ([`verify`]) and the JSON Lines export ([`export`]).
+//!
+//! Invariants kept here:
+//! - The log knows nothing of the domain: an event is a stream name, a kind, a schema number
+//!   and payload bytes (JSON, stored exactly as given). Nothing in this crate interprets a payload.
+//! - `seq` is gapless from 1; a stream's `version` is gapless from 1; every record's
+//!   `prev_hash` is the previous record's `hash` (the genesis value is 32 zero bytes).
+//! - A record's hash covers the exact bytes that are stored; nothing is ever re-serialized
+//!   before hashing or verifying.
+//! - An append is acknowledged only after its records are on disk (sled flush followed by
+//!   fdatasync), and either all records of an append land or none do.
+//! - Bytes read back from disk are checked; corruption is an [`Error::Corrupt`] naming the
+//!   `seq`, never a panic and never silently repaired.
+
+pub mod codec;
+mod error;
+pub mod export;
+mod limits;
+mod model;
+mod sled_store;
+mod store;
+pub mod verify;
+
+pub use error::{AppendError, Error, Result};
+pub use limits::Limits;
+pub use model::{
+    AppendMeta, CommandId, EventKind, ExpectedVersion, Hash32, NewEvent, Record, Seq, StreamId,
+    Timestamp, Version,
+};
+pub use sled_store::{layout as sled_layout, FaultPlan, FaultSite, RecordIter, SledConfig, SledStore, SledSubscription, TAIL_CHECK_RECORDS};
+pub use store::{Appended, EventStore, Head, Subscription};

@@ -1,0 +1,462 @@
+//! The embedded backend: the log in a sled database in one data folder.
+//!
+//! Writes go through the single [`writer`] thread (group commit); reads go straight to sled
+//! and stop at the durable head, the last seq whose group was flushed and fdatasynced, so no
+//! reader ever sees a record that has not been acknowledged.
+//!
+//! Opening a store: removes torn `snap.*.generating` files that an abrupt stop can leave
+//! behind (sled 0.34 would otherwise pick them up and refuse to open: sled issues 1527 and
+//! 1533; they are incomplete by construction, since sled renames a snapshot only once it is
+//! written), checks the store format tag, and verifies the chain's tail.
+
+mod fault;
+pub mod layout;
+mod subscription;
+mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use fault::{FaultPlan, FaultSite};
+pub use subscription::SledSubscription;
+
+use crate::codec;
+use crate::error::{AppendError, Error, Result};
+use crate::limits::Limits;
+use crate::model::{AppendMeta, ExpectedVersion, NewEvent, Record, Seq, StreamId, Timestamp, Version};
+use crate::store::{check_append, Appended, EventStore, Head};
+use crate::verify::{ChainCheck, VerifyReport};
+use writer::{AppendRequest, Writer};
+
+/// How many records at the end of the log are re-verified every time a store opens.
+pub const TAIL_CHECK_RECORDS: u64 = 1_024;
+
+/// Where and how to open a [`SledStore`].
+#[derive(Debug, Clone)]
+pub struct SledConfig {
+    /// The data folder (created if missing).
+    pub path: PathBuf,
+    /// sled's page cache, in bytes.
+    pub cache_capacity_bytes: u64,
+    /// Failure injection, for tests.
+    pub fault: Option<Arc<FaultPlan>>,
+}
+
+impl SledConfig {
+    /// Defaults for a data folder.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SledConfig {
+            path: path.into(),
+            cache_capacity_bytes: 256 * 1024 * 1024,
+            fault: None,
+        }
+    }
+}
+
+/// The sled-backed [`EventStore`]. Cheap to clone; the last clone dropped stops the writer.
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: sled::Db,
+    path: PathBuf,
+    queue: Option<mpsc::Sender<AppendRequest>>,
+    heads: Arc<watch::Sender<Head>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer after its current group; joining it releases its
+        // handle on the database so that the folder can be reopened at once.
+        self.queue.take();
+        let handle = self.writer.lock().map(|mut w| w.take()).unwrap_or(None);
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                tracing::error!("event log writer thread panicked");
+            }
+        }
+    }
+}
+
+fn remove_torn_snapshots(path: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(path, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %name, "removing an incomplete sled snapshot left by an abrupt stop");
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
+fn open_sled(config: &SledConfig) -> Result<sled::Db> {
+    std::fs::create_dir_all(&config.path).map_err(|e| Error::io(&config.path, e))?;
+    remove_torn_snapshots(&config.path)?;
+    sled::Config::new()
+        .path(&config.path)
+        .segment_size(layout::SEGMENT_SIZE)
+        .cache_capacity(config.cache_capacity_bytes)
+        // Only the writer flushes (sled issue 1308); see `writer`.
+        .flush_every_ms(None)
+        .open()
+        .map_err(|e| Error::Open {
+            path: config.path.clone(),
+            reason: e.to_string(),
+            advice: "If no other oacis process uses this folder, the folder is damaged: keep it \
+                     unchanged for inspection and restore the latest backup into a new folder",
+        })
+}
+
+fn check_format(db: &sled::Db, path: &Path) -> Result<()> {
+    match db.get(layout::FORMAT_KEY)? {
+        Some(tag) if tag.as_ref() == layout::FORMAT_TAG.as_bytes() => Ok(()),
+        Some(tag) => Err(Error::IncompatibleFormat {
+            found: String::from_utf8_lossy(&tag).into_owned(),
+            expected: layout::FORMAT_TAG,
+        }),
+        None if db.is_empty() => {
+            db.insert(layout::FORMAT_KEY, layout::FORMAT_TAG.as_bytes())?;
+            db.flush()?;
+            // The new files' directory entries must be durable too.
+            File::open(path).and_then(|dir| dir.sync_all()).map_err(|e| Error::io(path, e))?;
+            Ok(())
+        }
+        None => Err(Error::IncompatibleFormat { found: String::new(), expected: layout::FORMAT_TAG }),
+    }
+}
+
+/// The last stored record, decoded and hash-checked.
+fn last_record(db: &sled::Db) -> Result<Option<Record>> {
+    let Some(entry) = db.range(layout::event_key(Seq::ZERO).to_vec()..layout::EVENT_END.to_vec()).next_back() else {
+        return Ok(None);
+    };
+    let (key, value) = entry?;
+    let seq = layout::seq_of_event_key(&key).ok_or_else(|| Error::corrupt(Seq::ZERO, "malformed event key"))?;
+    codec::decode(seq, &value).map(Some)
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `config.path` and starts its writer.
+    pub fn open(config: SledConfig) -> Result<SledStore> {
+        let db = open_sled(&config)?;
+        check_format(&db, &config.path)?;
+        let last = last_record(&db)?;
+        let head = last.as_ref().map_or_else(Head::default, |r| Head { seq: r.seq, hash: r.hash });
+        let data_path = config.path.join("db");
+        let data_file = File::open(&data_path).map_err(|e| Error::io(&data_path, e))?;
+        let (queue, queue_rx) = mpsc::channel(Limits::APPEND_QUEUE);
+        let heads = Arc::new(watch::Sender::new(head));
+        let store = SledStore {
+            inner: Arc::new(Inner {
+                db: db.clone(),
+                path: config.path.clone(),
+                queue: Some(queue),
+                heads: heads.clone(),
+                writer: Mutex::new(None),
+            }),
+        };
+        store.check_tail()?;
+        let writer = Writer {
+            db,
+            data_file,
+            data_path,
+            head,
+            last_recorded_at: last.map_or(Timestamp(i64::MIN), |r| r.recorded_at),
+            heads,
+            fault: config.fault,
+            failed: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name("eventlog-writer".into())
+            .spawn(move || writer.run(queue_rx))
+            .map_err(|e| Error::io(&config.path, e))?;
+        if let Ok(mut slot) = store.inner.writer.lock() {
+            *slot = Some(handle);
+        }
+        Ok(store)
+    }
+
+    /// The data folder.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn check_tail(&self) -> Result<()> {
+        let head = self.head();
+        let start = Seq(head.seq.0.saturating_sub(TAIL_CHECK_RECORDS).max(1));
+        let mut previous: Option<Record> = None;
+        if start.0 > 1 {
+            previous = self.records(Seq(start.0 - 1)).next().transpose()?;
+        }
+        let mut chain = previous.map_or_else(ChainCheck::new, |p| ChainCheck::after(Head { seq: p.seq, hash: p.hash }));
+        for record in self.records(start) {
+            chain.check(&record?)?;
+        }
+        Ok(())
+    }
+
+    /// Every acknowledged record from `from` on, decoded and hash-checked (not chain-checked;
+    /// see [`SledStore::verify`]). Stops at the first error.
+    #[must_use]
+    pub fn records(&self, from: Seq) -> RecordIter {
+        let from = from.max(Seq::FIRST);
+        RecordIter::new(&self.inner.db, from, self.head().seq)
+    }
+
+    fn read_range(&self, from: Seq, max: usize) -> Result<Vec<Record>> {
+        let max = max.min(Limits::MAX_READ_BATCH);
+        self.records(from).take(max).collect()
+    }
+
+    fn read_stream_sync(&self, stream: &StreamId, from: Version, max: usize) -> Result<Vec<Record>> {
+        let head = self.head().seq;
+        let from = from.max(Version(1));
+        let max = max.min(Limits::MAX_READ_BATCH);
+        let db = &self.inner.db;
+        let mut out = Vec::new();
+        let mut expected = from;
+        for entry in db.range(layout::stream_key(stream, from)..).take(max) {
+            let (key, value) = entry?;
+            if !key.starts_with(&layout::stream_prefix(stream)) {
+                break;
+            }
+            let seq = layout::decode_u64(&value)
+                .map(Seq)
+                .ok_or_else(|| Error::corrupt(head, format!("malformed index entry for {stream}")))?;
+            if seq > head {
+                break;
+            }
+            let stored = db
+                .get(layout::event_key(seq))?
+                .ok_or_else(|| Error::corrupt(seq, format!("indexed as {stream} v{expected} but missing")))?;
+            let record = codec::decode(seq, &stored)?;
+            if record.stream != *stream || record.version != expected {
+                return Err(Error::corrupt(
+                    seq,
+                    format!("indexed as {stream} v{expected} but is {} v{}", record.stream, record.version),
+                ));
+            }
+            expected = expected.next();
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// Walks the whole log: decodes every record and checks its hash, the chain, seq and
+    /// stream-version contiguity, then checks the stream and command indexes against the
+    /// records. `progress` is called with each checked seq. The first problem found is
+    /// returned as [`Error::Corrupt`] naming its seq.
+    pub fn verify(&self, progress: &mut dyn FnMut(Seq)) -> Result<VerifyReport> {
+        let mut chain = ChainCheck::new();
+        let mut indexes = IndexDigest::default();
+        for record in self.records(Seq::FIRST) {
+            let record = record?;
+            chain.check(&record)?;
+            indexes.add_record(&record);
+            progress(record.seq);
+        }
+        indexes.finish_commands();
+        let stored = IndexDigest::of_stored(&self.inner.db)?;
+        if stored != indexes {
+            return Err(self.locate_index_fault());
+        }
+        Ok(chain.report())
+    }
+
+    /// Finds the first seq whose index entries disagree with the records (the slow path of
+    /// `verify`, only taken when the digests differ).
+    fn locate_index_fault(&self) -> Error {
+        let db = &self.inner.db;
+        let mut worst = Seq(u64::MAX);
+        let mut problem = String::from("stream or command index entries do not match the records");
+        for record in self.records(Seq::FIRST).flatten() {
+            let found = db.get(layout::stream_key(&record.stream, record.version)).ok().flatten();
+            if found.as_deref().and_then(layout::decode_u64) != Some(record.seq.0) {
+                worst = record.seq;
+                problem = format!("stream index entry of {} v{} is wrong or missing", record.stream, record.version);
+                break;
+            }
+        }
+        for entry in db.scan_prefix(layout::STREAM_SPACE).flatten() {
+            let Some(seq) = layout::decode_u64(&entry.1).map(Seq) else { continue };
+            let matches = db
+                .get(layout::event_key(seq))
+                .ok()
+                .flatten()
+                .and_then(|stored| codec::decode(seq, &stored).ok())
+                .is_some_and(|r| layout::stream_key(&r.stream, r.version) == entry.0.as_ref());
+            if !matches && seq < worst {
+                worst = seq;
+                problem = "a stream index entry points at a record of another stream or version".into();
+            }
+        }
+        if worst.0 == u64::MAX {
+            worst = self.head().seq;
+        }
+        Error::corrupt(worst, problem)
+    }
+}
+
+/// Order-independent digest of index entries: the records imply a set of `s` and `c` entries,
+/// and the stored ones must be exactly that set.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct IndexDigest {
+    streams: (u64, u128),
+    commands: (u64, u128),
+    run: Option<(crate::model::CommandId, Appended)>,
+}
+
+fn entry_digest(key: &[u8], value: &[u8]) -> u128 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&(key.len() as u64).to_be_bytes()).update(key).update(value);
+    let mut low = [0; 16];
+    low.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    u128::from_le_bytes(low)
+}
+
+fn add(sum: &mut (u64, u128), digest: u128) {
+    sum.0 += 1;
+    sum.1 = sum.1.wrapping_add(digest);
+}
+
+impl IndexDigest {
+    fn add_record(&mut self, record: &Record) {
+        let key = layout::stream_key(&record.stream, record.version);
+        add(&mut self.streams, entry_digest(&key, &record.seq.0.to_be_bytes()));
+        // The records of one append are consecutive and share its command id.
+        match &mut self.run {
+            Some((id, outcome)) if *id == record.meta.command_id => {
+                outcome.last_seq = record.seq;
+                outcome.version = record.version;
+            }
+            _ => {
+                self.finish_commands();
+                let outcome = Appended { first_seq: record.seq, last_seq: record.seq, version: record.version, duplicate: false };
+                self.run = Some((record.meta.command_id, outcome));
+            }
+        }
+    }
+
+    fn finish_commands(&mut self) {
+        if let Some((id, outcome)) = self.run.take() {
+            add(&mut self.commands, entry_digest(&layout::command_key(id), &layout::encode_outcome(&outcome)));
+        }
+    }
+
+    fn of_stored(db: &sled::Db) -> Result<IndexDigest> {
+        let mut digest = IndexDigest::default();
+        for (space, sum) in [(layout::STREAM_SPACE, &mut digest.streams), (layout::COMMAND_SPACE, &mut digest.commands)] {
+            for entry in db.scan_prefix(space) {
+                let (key, value) = entry?;
+                add(sum, entry_digest(&key, &value));
+            }
+        }
+        Ok(digest)
+    }
+}
+
+/// Iterator over stored records in seq order, up to a head fixed when it was made.
+pub struct RecordIter {
+    entries: sled::Iter,
+    next: Seq,
+    last: Seq,
+}
+
+impl RecordIter {
+    fn new(db: &sled::Db, from: Seq, last: Seq) -> Self {
+        RecordIter { entries: db.range(layout::event_key(from).to_vec()..layout::EVENT_END.to_vec()), next: from, last }
+    }
+
+    fn fail(&mut self, error: Error) -> Option<Result<Record>> {
+        self.next = self.last.next();
+        Some(Err(error))
+    }
+}
+
+impl std::fmt::Debug for RecordIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordIter").field("next", &self.next).field("last", &self.last).finish_non_exhaustive()
+    }
+}
+
+impl Iterator for RecordIter {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        if self.next > self.last {
+            return None;
+        }
+        let expected = self.next;
+        let (key, value) = match self.entries.next() {
+            None => return self.fail(Error::corrupt(expected, "record missing")),
+            Some(Err(e)) => return self.fail(e.into()),
+            Some(Ok(entry)) => entry,
+        };
+        match layout::seq_of_event_key(&key) {
+            Some(seq) if seq == expected => {}
+            Some(seq) => return self.fail(Error::corrupt(expected, format!("record missing; next stored is seq {seq}"))),
+            None => return self.fail(Error::corrupt(expected, "malformed event key")),
+        }
+        self.next = expected.next();
+        match codec::decode(expected, &value) {
+            Ok(record) => Some(Ok(record)),
+            Err(e) => self.fail(e),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| Error::Closed)?
+}
+
+impl EventStore for SledStore {
+    type Subscription = SledSubscription;
+
+    async fn append(
+        &self,
+        stream: StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        meta: AppendMeta,
+    ) -> Result<Appended, AppendError> {
+        check_append(&events, &meta)?;
+        let queue = self.inner.queue.as_ref().ok_or(Error::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        queue.send(AppendRequest { stream, expected, events, meta, reply }).await.map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn read_all(&self, from: Seq, max: usize) -> Result<Vec<Record>> {
+        let store = self.clone();
+        blocking(move || store.read_range(from, max)).await
+    }
+
+    async fn read_stream(&self, stream: &StreamId, from: Version, max: usize) -> Result<Vec<Record>> {
+        let store = self.clone();
+        let stream = stream.clone();
+        blocking(move || store.read_stream_sync(&stream, from, max)).await
+    }
+
+    fn head(&self) -> Head {
+        *self.inner.heads.borrow()
+    }
+
+    fn subscribe(&self, from: Seq) -> SledSubscription {
+        SledSubscription::new(self.inner.db.clone(), self.inner.heads.subscribe(), from)
+    }
+}
