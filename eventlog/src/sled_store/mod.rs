@@ -103,22 +103,44 @@ fn remove_torn_snapshots(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// How long `open` waits for the data folder's lock. A store dropped in this process releases
+/// its lock only once sled's background threads and deferred frees let go of the file, which
+/// can take a moment after the last handle is gone.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn open_sled(config: &SledConfig) -> Result<sled::Db> {
     std::fs::create_dir_all(&config.path).map_err(|e| Error::io(&config.path, e))?;
     remove_torn_snapshots(&config.path)?;
-    sled::Config::new()
+    let sled_config = sled::Config::new()
         .path(&config.path)
         .segment_size(layout::SEGMENT_SIZE)
         .cache_capacity(config.cache_capacity_bytes)
         // Only the writer flushes (sled issue 1308); see `writer`.
-        .flush_every_ms(None)
-        .open()
-        .map_err(|e| Error::Open {
-            path: config.path.clone(),
-            reason: e.to_string(),
-            advice: "If no other oacis process uses this folder, the folder is damaged: keep it \
-                     unchanged for inspection and restore the latest backup into a new folder",
-        })
+        .flush_every_ms(None);
+    let started = std::time::Instant::now();
+    loop {
+        match sled_config.open() {
+            Ok(db) => return Ok(db),
+            Err(e) if e.to_string().contains("could not acquire lock") && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                return Err(Error::Open {
+                    path: config.path.clone(),
+                    reason: e.to_string(),
+                    advice: "Another process holds this data folder; stop it first",
+                })
+            }
+            Err(e) => {
+                return Err(Error::Open {
+                    path: config.path.clone(),
+                    reason: e.to_string(),
+                    advice: "The folder is damaged: keep it unchanged for inspection and restore \
+                             the latest backup into a new folder",
+                })
+            }
+        }
+    }
 }
 
 fn check_format(db: &sled::Db, path: &Path) -> Result<()> {
