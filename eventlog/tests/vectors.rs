@@ -1,0 +1,186 @@
+//! The checked-in test vectors (`tests/vectors/`) pin the record encoding and the export
+//! format, and an independent verifier written from `FORMAT.md` alone (no use of this crate's
+//! codec) accepts them and a real store's export.
+//!
+//! To regenerate after a deliberate format change: `OACIS_BLESS_VECTORS=1 cargo test -p
+//! oacis-eventlog --test vectors`, then review the diff.
+
+mod common;
+
+use oacis_eventlog::{
+    codec, export, AppendMeta, CommandId, EventKind, EventStore, ExpectedVersion, Hash32, Record, Seq, StreamId,
+    Timestamp, Version,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/chain.jsonl");
+const BODIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/bodies.hex");
+
+/// Four records covering every optional field present and absent, Unicode text, and escapes.
+fn vector_records() -> Vec<Record> {
+    let specs: [(&str, u64, &str, u32, &str, Option<u128>, Option<&str>, &str); 4] = [
+        ("customer-0001", 1, "CustomerRegistered", 1, "user-admin", None, None, r#"{"name":"张三","tags":["vip"]}"#),
+        ("customer-0001", 2, "CustomerRenamed", 2, "user-李四", Some(11), Some("192.0.2.7:51000"), r#"{"name":"Zhang San \"Sam\""}"#),
+        ("task-0009", 1, "TaskCreated", 1, "system", Some(12), None, "{\n  \"title\": \"Call back\\ttomorrow\"\n}"),
+        ("customer-0001", 3, "PurchaseRecorded", 1, "user-admin", None, Some("[2001:db8::1]:443"), r#"{"amount_minor":129900,"currency":"CNY"}"#),
+    ];
+    let mut prev = Hash32::GENESIS;
+    let mut records = Vec::new();
+    for (i, (stream, version, kind, schema, actor, causation, client, payload)) in specs.into_iter().enumerate() {
+        let n = i as u64 + 1;
+        let mut record = Record {
+            seq: Seq(n),
+            stream: StreamId::new(stream).unwrap(),
+            version: Version(version),
+            kind: EventKind::new(kind).unwrap(),
+            schema,
+            recorded_at: Timestamp(1_795_000_000_000_000 + n as i64 * 1_234_567),
+            meta: AppendMeta {
+                command_id: CommandId(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 + u128::from(n))),
+                actor: actor.to_owned(),
+                correlation_id: Uuid::from_u128(0xC0_FFEE),
+                causation_id: causation.map(Uuid::from_u128),
+                client_addr: client.map(str::to_owned),
+            },
+            payload: payload.as_bytes().to_vec(),
+            prev_hash: prev,
+            hash: Hash32::GENESIS,
+        };
+        codec::seal(&mut record);
+        prev = record.hash;
+        records.push(record);
+    }
+    records
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn the_encoding_and_the_export_match_the_checked_in_vectors() -> anyhow::Result<()> {
+    let records = vector_records();
+    let mut lines = String::new();
+    let mut bodies = String::new();
+    for record in &records {
+        lines.push_str(&export::line_of(record)?);
+        lines.push('\n');
+        bodies.push_str(&hex(&codec::body_bytes(record)));
+        bodies.push('\n');
+    }
+    if std::env::var_os("OACIS_BLESS_VECTORS").is_some() {
+        std::fs::write(VECTORS, &lines)?;
+        std::fs::write(BODIES, &bodies)?;
+    }
+    assert_eq!(std::fs::read_to_string(VECTORS)?, lines, "export format changed; see FORMAT.md");
+    assert_eq!(std::fs::read_to_string(BODIES)?, bodies, "record encoding changed; see FORMAT.md");
+    let check = export::verify_export(std::fs::File::open(VECTORS).map(std::io::BufReader::new)?, None, &mut |_| {})?;
+    assert_eq!(check.report.records, 4);
+    Ok(())
+}
+
+// ---- An independent verifier, written from FORMAT.md alone ----
+
+fn field<'a>(line: &'a Value, name: &str) -> &'a Value {
+    line.get(name).unwrap_or_else(|| panic!("missing field {name}"))
+}
+
+fn text(line: &Value, name: &str) -> String {
+    field(line, name).as_str().unwrap_or_else(|| panic!("{name} is not text")).to_owned()
+}
+
+fn number(line: &Value, name: &str) -> u64 {
+    field(line, name).as_u64().unwrap_or_else(|| panic!("{name} is not a number"))
+}
+
+fn put_text(body: &mut Vec<u8>, value: &[u8]) {
+    body.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    body.extend_from_slice(value);
+}
+
+fn uuid_bytes(text: &str) -> Vec<u8> {
+    let digits: String = text.chars().filter(|c| *c != '-').collect();
+    (0..16).map(|i| u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).expect("uuid hex")).collect()
+}
+
+fn micros_since_epoch(rfc3339: &str) -> i64 {
+    // YYYY-MM-DDThh:mm:ss.ffffffZ; days from civil date (Howard Hinnant's algorithm).
+    let num = |a: usize, b: usize| rfc3339[a..b].parse::<i64>().expect("digits");
+    let (y, m, d) = (num(0, 4), num(5, 7), num(8, 10));
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let secs = days * 86_400 + num(11, 13) * 3600 + num(14, 16) * 60 + num(17, 19);
+    secs * 1_000_000 + num(20, 26)
+}
+
+/// Verifies an export per FORMAT.md; returns the number of records.
+fn stranger_verify(file: &str) -> usize {
+    let mut prev = "0".repeat(64);
+    let mut count = 0;
+    for (i, raw) in file.lines().enumerate() {
+        let line: Value = serde_json::from_str(raw).expect("JSON line");
+        assert_eq!(number(&line, "seq"), i as u64 + 1);
+        assert_eq!(text(&line, "prev_hash"), prev, "chain broken at line {}", i + 1);
+        let mut body = Vec::new();
+        put_text(&mut body, b"oacis.event.v1");
+        body.extend((0..32).map(|k| u8::from_str_radix(&prev[2 * k..2 * k + 2], 16).unwrap()));
+        body.extend_from_slice(&number(&line, "seq").to_be_bytes());
+        put_text(&mut body, text(&line, "stream").as_bytes());
+        body.extend_from_slice(&number(&line, "version").to_be_bytes());
+        put_text(&mut body, text(&line, "kind").as_bytes());
+        body.extend_from_slice(&(number(&line, "schema") as u32).to_be_bytes());
+        body.extend_from_slice(&micros_since_epoch(&text(&line, "recorded_at")).to_be_bytes());
+        put_text(&mut body, text(&line, "actor").as_bytes());
+        body.extend(uuid_bytes(&text(&line, "command_id")));
+        body.extend(uuid_bytes(&text(&line, "correlation_id")));
+        match field(&line, "causation_id").as_str() {
+            None => body.push(0),
+            Some(id) => {
+                body.push(1);
+                body.extend(uuid_bytes(id));
+            }
+        }
+        match field(&line, "client_addr").as_str() {
+            None => body.push(0),
+            Some(addr) => {
+                body.push(1);
+                put_text(&mut body, addr.as_bytes());
+            }
+        }
+        put_text(&mut body, text(&line, "payload").as_bytes());
+        let hash = blake3::hash(&body).to_hex().to_string();
+        assert_eq!(text(&line, "hash"), hash, "hash mismatch at line {}", i + 1);
+        prev = hash;
+        count += 1;
+    }
+    count
+}
+
+#[test]
+fn a_verifier_written_from_the_format_document_accepts_the_vectors_and_a_real_export() -> anyhow::Result<()> {
+    assert_eq!(stranger_verify(&std::fs::read_to_string(VECTORS)?), 4);
+    let dir = tempfile::tempdir()?;
+    let store = common::open(dir.path());
+    common::runtime().block_on(async {
+        for i in 0..20u64 {
+            let name = format!("customer-{}", i % 4);
+            store.append(common::stream(&name), ExpectedVersion::Any, vec![common::event("Noted", i)], common::meta(u128::from(i))).await?;
+        }
+        anyhow::Ok(())
+    })?;
+    let mut out = Vec::new();
+    export::write_export(store.records(Seq::FIRST), &mut out, &mut |_| {})?;
+    assert_eq!(stranger_verify(std::str::from_utf8(&out)?), 20);
+    Ok(())
+}
+
+#[test]
+fn the_independent_verifier_rejects_a_tampered_vector() {
+    let file = std::fs::read_to_string(VECTORS).expect("vectors");
+    let tampered = file.replacen("张三", "张四", 1);
+    assert!(std::panic::catch_unwind(|| stranger_verify(&tampered)).is_err());
+}
