@@ -1,1 +1,49 @@
-fn main(){}
+//! The `oacis` command-line tool: the entry point for operators.
+//!
+//! Subcommands own one operation each (see `cli/`). Long work reports progress through
+//! [`progress::Progress`]. Errors reach the terminal through `anyhow` here and nowhere else;
+//! a failed verification exits with status 1 after naming the first bad seq.
+
+mod cli;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// OACIS: an event-sourced customer information system.
+#[derive(Debug, Parser)]
+#[command(name = "oacis", version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Verify the whole event log of a data folder, or an export file.
+    Verify(cli::verify::VerifyArgs),
+    /// Export the event log as JSON Lines (see eventlog/FORMAT.md).
+    Export(cli::export::ExportArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,oacis=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let outcome = match args.command {
+        Command::Verify(args) => cli::verify::run(&args),
+        Command::Export(args) => cli::export::run(&args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use oacis_eventlog::{EventStore, Seq};
+use oacis_eventlog::Seq;
 
 /// A small deterministic generator, so that a failing run can be repeated with its seed.
 fn next_random(state: &mut u64) -> u64 {
@@ -79,8 +79,9 @@ fn check_store(dir: &std::path::Path, acknowledged: &[(u64, u64, u128)], run: u6
     let store = oacis_eventlog::SledStore::open(oacis_eventlog::SledConfig::new(dir))
         .unwrap_or_else(|e| panic!("{context}: the store does not open: {e}"));
     let report = store.verify(&mut |_| {}).unwrap_or_else(|e| panic!("{context}: verify failed: {e}"));
-    let records = common::runtime()
-        .block_on(store.read_all(Seq(1), usize::MAX))
+    let records = store
+        .records(Seq(1))
+        .collect::<Result<Vec<_>, _>>()
         .unwrap_or_else(|e| panic!("{context}: read failed: {e}"));
     assert_eq!(records.len() as u64, report.records);
     let mut per_command: HashMap<u128, Vec<u64>> = HashMap::new();

@@ -1,0 +1,4 @@
+//! One module per subcommand of `oacis`.
+
+pub mod export;
+pub mod verify;
