@@ -1,1 +1,489 @@
-fn main(){}
+//! Event log benchmark: durable appends (1, 8 and 64 concurrent writers, and 100-event
+//! batches), `read_all` and `verify`, at several log sizes, each beside a baseline measured in
+//! the same run on the same disk: raw sled insert+flush(+fdatasync), a minimal raw sled group
+//! commit, raw sled batch+flush, raw fdatasync, and a raw sled scan with JSON decoding.
+//!
+//! `cargo bench -p oacis-eventlog --bench eventlog` (sizes: `OACIS_BENCH_SIZES=10000,100000`;
+//! scratch folder: `OACIS_BENCH_DIR`, default the system temp folder). Prints a Markdown table.
+
+use std::fs::File;
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oacis_eventlog::{
+    AppendMeta, EventStore, ExpectedVersion, NewEvent, Seq, SledConfig, SledStore, StreamId,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const STREAMS: u64 = 10_000;
+
+fn payload(i: u64) -> serde_json::Value {
+    serde_json::json!({
+        "customer_id": format!("0193a5b2-{i:012}"),
+        "name": "张伟 Zhang Wei",
+        "phone": "+8613800138000",
+        "segment": "key-account",
+        "amount_minor": i * 100,
+        "currency": "CNY",
+    })
+}
+
+fn event(i: u64) -> NewEvent {
+    NewEvent::json("PurchaseRecorded", 1, &payload(i)).expect("valid event")
+}
+
+fn stream(i: u64) -> StreamId {
+    StreamId::new(format!("customer-{}", i % STREAMS)).expect("valid stream")
+}
+
+/// A JSON record shaped like the log's, for the raw scan + decode baseline.
+#[derive(Serialize, Deserialize)]
+struct JsonRecord {
+    seq: u64,
+    stream: String,
+    version: u64,
+    kind: String,
+    schema: u32,
+    recorded_at: i64,
+    actor: String,
+    command_id: String,
+    payload: serde_json::Value,
+    prev_hash: String,
+    hash: String,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Figure {
+    per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+fn summarize(count: u64, elapsed: Duration, mut latencies: Vec<Duration>) -> Figure {
+    latencies.sort();
+    let at = |q: f64| {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let index = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+        latencies[index].as_secs_f64() * 1e6
+    };
+    Figure {
+        per_sec: count as f64 / elapsed.as_secs_f64(),
+        p50_us: at(0.50),
+        p99_us: at(0.99),
+    }
+}
+
+/// Runs `clients` concurrent loops of `per_client` operations; each operation counts `weight` items.
+async fn concurrent<F, Fut>(clients: u64, per_client: u64, weight: u64, op: F) -> Figure
+where
+    F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(per_client as usize);
+            for i in 0..per_client {
+                let t = Instant::now();
+                op(client, i).await;
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.expect("client task"));
+    }
+    summarize(clients * per_client * weight, started.elapsed(), latencies)
+}
+
+struct Counter(std::sync::atomic::AtomicU64);
+
+impl Counter {
+    fn next(&self) -> u64 {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+async fn store_appends(
+    store: &SledStore,
+    ids: &Arc<Counter>,
+    clients: u64,
+    per_client: u64,
+    batch: u64,
+) -> Figure {
+    let store = store.clone();
+    let ids = ids.clone();
+    concurrent(clients, per_client, batch, move |_, _| {
+        let store = store.clone();
+        let id = ids.next();
+        async move {
+            let events = (0..batch).map(|k| event(id * batch + k)).collect();
+            let meta = AppendMeta::new(uuid::Uuid::from_u128(u128::from(id) + 1), "bench");
+            store
+                .append(stream(id), ExpectedVersion::Any, events, meta)
+                .await
+                .expect("append");
+        }
+    })
+    .await
+}
+
+/// The simplest durable group commit on raw sled: one thread, one batch, one flush and one
+/// fdatasync per group. No checks, no hashing, no indexes.
+struct RawGroupCommit {
+    queue: mpsc::Sender<(Vec<u8>, Vec<u8>, oneshot::Sender<()>)>,
+}
+
+impl RawGroupCommit {
+    fn start(db: sled::Db, data_file: File) -> Self {
+        let (queue, mut rx) = mpsc::channel::<(Vec<u8>, Vec<u8>, oneshot::Sender<()>)>(4096);
+        std::thread::spawn(move || {
+            while let Some(first) = rx.blocking_recv() {
+                let mut group = vec![first];
+                while let Ok(next) = rx.try_recv() {
+                    group.push(next);
+                }
+                let mut batch = sled::Batch::default();
+                for (key, value, _) in &group {
+                    batch.insert(key.as_slice(), value.as_slice());
+                }
+                db.apply_batch(batch).expect("apply");
+                db.flush().expect("flush");
+                data_file.sync_data().expect("fdatasync");
+                for (_, _, done) in group {
+                    let _ = done.send(());
+                }
+            }
+        });
+        RawGroupCommit { queue }
+    }
+}
+
+fn raw_sled(path: &Path) -> (sled::Db, File) {
+    let db = sled::Config::new()
+        .path(path)
+        .segment_size(oacis_eventlog::sled_layout::SEGMENT_SIZE)
+        .flush_every_ms(None)
+        .open()
+        .expect("raw sled");
+    let file = File::open(path.join("db")).expect("sled data file");
+    (db, file)
+}
+
+fn json_value(seq: u64) -> Vec<u8> {
+    let record = JsonRecord {
+        seq,
+        stream: stream(seq).to_string(),
+        version: seq / STREAMS + 1,
+        kind: "PurchaseRecorded".into(),
+        schema: 1,
+        recorded_at: 1_795_000_000_000_000 + seq as i64,
+        actor: "bench".into(),
+        command_id: uuid::Uuid::from_u128(u128::from(seq)).to_string(),
+        payload: payload(seq),
+        prev_hash: blake3::hash(&seq.to_be_bytes()).to_hex().to_string(),
+        hash: blake3::hash(&(seq + 1).to_be_bytes()).to_hex().to_string(),
+    };
+    serde_json::to_vec(&record).expect("json")
+}
+
+fn raw_fdatasync(dir: &Path, count: u64) -> Figure {
+    let mut file = File::create(dir.join("fsync-probe")).expect("probe file");
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    for i in 0..count {
+        let t = Instant::now();
+        file.write_all(&i.to_be_bytes()).expect("write");
+        file.sync_data().expect("fdatasync");
+        latencies.push(t.elapsed());
+    }
+    summarize(count, started.elapsed(), latencies)
+}
+
+struct Row {
+    name: String,
+    ours: Figure,
+    baseline_name: &'static str,
+    baseline: Figure,
+    unit: &'static str,
+    latency: bool,
+}
+
+fn print_rows(size: u64, rows: &[Row]) {
+    println!("\n### {size} events in the log\n");
+    println!("| measure | OACIS | p50 / p99 µs | baseline (same run) | baseline | p50 / p99 µs | ratio |");
+    println!("|---|---:|---:|---|---:|---:|---:|");
+    for r in rows {
+        let lat = |f: &Figure| {
+            if r.latency {
+                format!("{:.0} / {:.0}", f.p50_us, f.p99_us)
+            } else {
+                "-".into()
+            }
+        };
+        let ratio = if r.baseline.per_sec > 0.0 {
+            format!("{:.2}x", r.ours.per_sec / r.baseline.per_sec)
+        } else {
+            "-".into()
+        };
+        println!(
+            "| {} | {:.0} {} | {} | {} | {:.0} {} | {} | {} |",
+            r.name,
+            r.ours.per_sec,
+            r.unit,
+            lat(&r.ours),
+            r.baseline_name,
+            r.baseline.per_sec,
+            r.unit,
+            lat(&r.baseline),
+            ratio
+        );
+    }
+}
+
+async fn fill(store: &SledStore, ids: &Arc<Counter>, target: u64) -> Figure {
+    let missing = target.saturating_sub(store.head().seq.0);
+    store_appends(store, ids, 4, missing / 400, 100).await
+}
+
+async fn raw_fill(db: &sled::Db, from: u64, to: u64) {
+    let mut seq = from;
+    while seq < to {
+        let mut batch = sled::Batch::default();
+        for _ in 0..1000.min(to - seq) {
+            seq += 1;
+            batch.insert(&seq.to_be_bytes(), json_value(seq));
+        }
+        db.apply_batch(batch).expect("raw fill");
+    }
+    db.flush().expect("flush");
+}
+
+async fn run_size(base: &Path, size: u64) -> Result<Vec<Row>, BoxError> {
+    let dir = tempfile::tempdir_in(base)?;
+    let store = SledStore::open(SledConfig::new(dir.path().join("store")))?;
+    let ids = Arc::new(Counter(std::sync::atomic::AtomicU64::new(0)));
+    let filled = fill(&store, &ids, size).await;
+    eprintln!(
+        "filled {} events at {:.0}/s",
+        store.head().seq,
+        filled.per_sec
+    );
+
+    let raw_path = dir.path().join("raw");
+    let (raw_db, raw_file) = raw_sled(&raw_path);
+    raw_fill(&raw_db, 0, size).await;
+    let raw_next = Arc::new(Counter(std::sync::atomic::AtomicU64::new(size + 1)));
+    let mut rows = Vec::new();
+
+    // Single durable writer, against insert+flush+fdatasync one at a time.
+    let single = store_appends(&store, &ids, 1, 2_000, 1).await;
+    let raw_single = {
+        let (db, file, next) = (
+            raw_db.clone(),
+            Arc::new(raw_file.try_clone()?),
+            raw_next.clone(),
+        );
+        concurrent(1, 2_000, 1, move |_, _| {
+            let seq = next.next();
+            db.insert(seq.to_be_bytes(), json_value(seq))
+                .expect("insert");
+            db.flush().expect("flush");
+            file.sync_data().expect("fdatasync");
+            async {}
+        })
+        .await
+    };
+    let raw_flush_only = {
+        let (db, next) = (raw_db.clone(), raw_next.clone());
+        concurrent(1, 2_000, 1, move |_, _| {
+            let seq = next.next();
+            db.insert(seq.to_be_bytes(), json_value(seq))
+                .expect("insert");
+            db.flush().expect("flush");
+            async {}
+        })
+        .await
+    };
+    rows.push(Row {
+        name: "append, 1 writer".into(),
+        ours: single,
+        baseline_name: "raw insert+flush+fdatasync",
+        baseline: raw_single,
+        unit: "ev/s",
+        latency: true,
+    });
+    rows.push(Row {
+        name: "append, 1 writer".into(),
+        ours: single,
+        baseline_name: "raw insert+flush (no fdatasync)",
+        baseline: raw_flush_only,
+        unit: "ev/s",
+        latency: true,
+    });
+
+    let group = RawGroupCommit::start(raw_db.clone(), raw_file.try_clone()?);
+    let group_queue = group.queue.clone();
+    for (clients, per_client) in [(8u64, 500u64), (64, 200)] {
+        let ours = store_appends(&store, &ids, clients, per_client, 1).await;
+        let (queue, next) = (group_queue.clone(), raw_next.clone());
+        let baseline = concurrent(clients, per_client, 1, move |_, _| {
+            let queue = queue.clone();
+            let seq = next.next();
+            async move {
+                let (done, wait) = oneshot::channel();
+                queue
+                    .send((seq.to_be_bytes().to_vec(), json_value(seq), done))
+                    .await
+                    .expect("queue");
+                wait.await.expect("ack");
+            }
+        })
+        .await;
+        rows.push(Row {
+            name: format!("append, {clients} writers"),
+            ours,
+            baseline_name: "raw group commit (+fdatasync)",
+            baseline,
+            unit: "ev/s",
+            latency: true,
+        });
+    }
+    drop(group);
+
+    let batched = store_appends(&store, &ids, 1, 200, 100).await;
+    let raw_batched = {
+        let (db, file, next) = (
+            raw_db.clone(),
+            Arc::new(raw_file.try_clone()?),
+            raw_next.clone(),
+        );
+        concurrent(1, 200, 100, move |_, _| {
+            let mut batch = sled::Batch::default();
+            for _ in 0..100 {
+                let seq = next.next();
+                batch.insert(&seq.to_be_bytes(), json_value(seq));
+            }
+            db.apply_batch(batch).expect("apply");
+            db.flush().expect("flush");
+            file.sync_data().expect("fdatasync");
+            async {}
+        })
+        .await
+    };
+    rows.push(Row {
+        name: "append, 100-event batches".into(),
+        ours: batched,
+        baseline_name: "raw batch of 100+flush+fdatasync",
+        baseline: raw_batched,
+        unit: "ev/s",
+        latency: true,
+    });
+
+    // Reads of the whole log.
+    let head = store.head().seq.0;
+    let started = Instant::now();
+    let mut from = Seq(1);
+    let mut read = 0u64;
+    loop {
+        let chunk = store.read_all(from, 10_000).await?;
+        let Some(last) = chunk.last() else { break };
+        from = last.seq.next();
+        read += chunk.len() as u64;
+    }
+    assert_eq!(read, head);
+    let ours_read = summarize(read, started.elapsed(), Vec::new());
+    let started = Instant::now();
+    let mut decoded = 0u64;
+    for entry in raw_db.iter() {
+        let (_, value) = entry?;
+        let record: JsonRecord = serde_json::from_slice(&value)?;
+        decoded += u64::from(record.schema);
+    }
+    let raw_scan = summarize(decoded, started.elapsed(), Vec::new());
+    rows.push(Row {
+        name: "read_all, decoded".into(),
+        ours: ours_read,
+        baseline_name: "raw sled scan + JSON decode",
+        baseline: raw_scan,
+        unit: "ev/s",
+        latency: false,
+    });
+
+    let started = Instant::now();
+    let report = store.verify(&mut |_| {})?;
+    let ours_verify = summarize(report.records, started.elapsed(), Vec::new());
+    let started = Instant::now();
+    let mut hash = [0u8; 32];
+    for entry in raw_db.iter() {
+        let (_, value) = entry?;
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&hash).update(&value);
+        hash = *hasher.finalize().as_bytes();
+    }
+    let raw_chain = summarize(raw_db.len() as u64, started.elapsed(), Vec::new());
+    let started = Instant::now();
+    store.verify_indexes(&mut |_| {})?;
+    let ours_indexes = summarize(report.records, started.elapsed(), Vec::new());
+    rows.push(Row {
+        name: "verify".into(),
+        ours: ours_verify,
+        baseline_name: "raw sled scan + chained BLAKE3",
+        baseline: raw_chain,
+        unit: "ev/s",
+        latency: false,
+    });
+
+    rows.push(Row {
+        name: "verify indexes".into(),
+        ours: ours_indexes,
+        baseline_name: "raw sled scan + chained BLAKE3",
+        baseline: raw_chain,
+        unit: "ev/s",
+        latency: false,
+    });
+
+    let fsync = raw_fdatasync(dir.path(), 2_000);
+    rows.push(Row {
+        name: "(disk) fdatasync".into(),
+        ours: fsync,
+        baseline_name: "-",
+        baseline: Figure::default(),
+        unit: "/s",
+        latency: true,
+    });
+    Ok(rows)
+}
+
+fn main() -> Result<(), BoxError> {
+    let sizes: Vec<u64> = std::env::var("OACIS_BENCH_SIZES")
+        .unwrap_or_else(|_| "10000,100000,1000000".into())
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let base: PathBuf =
+        std::env::var_os("OACIS_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    // `cargo bench` passes `--bench`; nothing else is accepted.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    for size in sizes {
+        let rows = runtime.block_on(run_size(&base, size))?;
+        print_rows(size, &rows);
+    }
+    Ok(())
+}

@@ -31,5 +31,8 @@ pub use model::{
     AppendMeta, CommandId, EventKind, ExpectedVersion, Hash32, NewEvent, Record, Seq, StreamId,
     Timestamp, Version,
 };
-pub use sled_store::{layout as sled_layout, FaultPlan, FaultSite, RecordIter, SledConfig, SledStore, SledSubscription, TAIL_CHECK_RECORDS};
+pub use sled_store::{
+    layout as sled_layout, FaultPlan, FaultSite, RecordIter, SledConfig, SledStore,
+    SledSubscription, TAIL_CHECK_RECORDS,
+};
 pub use store::{Appended, EventStore, Head, Subscription};

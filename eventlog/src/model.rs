@@ -14,7 +14,9 @@ use crate::limits::Limits;
 
 /// Global position of a record in the log: gapless, starting at 1. `Seq(0)` means "before
 /// the first record" (the head of an empty log).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Seq(pub u64);
 
 impl Seq {
@@ -38,7 +40,9 @@ impl fmt::Display for Seq {
 
 /// Position of a record within its stream: gapless, starting at 1. `Version(0)` is the
 /// version of a stream that does not exist yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Version(pub u64);
 
 impl Version {
@@ -61,7 +65,9 @@ impl fmt::Display for Version {
 fn name_is_valid(name: &str, max: usize, extra: &[u8]) -> bool {
     !name.is_empty()
         && name.len() <= max
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
 }
 
 /// Name of a stream, such as `customer-01937c4e-...`: 1 to 128 ASCII letters, digits and
@@ -116,6 +122,11 @@ impl EventKind {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A kind that is overwritten before use (no allocation).
+    pub(crate) fn placeholder() -> Self {
+        EventKind(String::new())
+    }
 }
 
 impl fmt::Display for EventKind {
@@ -144,7 +155,9 @@ impl Hash32 {
         if text.len() != 64 || text.bytes().any(|b| b.is_ascii_uppercase()) {
             return None;
         }
-        blake3::Hash::from_hex(text).ok().map(|h| Hash32(*h.as_bytes()))
+        blake3::Hash::from_hex(text)
+            .ok()
+            .map(|h| Hash32(*h.as_bytes()))
     }
 }
 
@@ -161,7 +174,9 @@ impl fmt::Display for Hash32 {
 }
 
 /// A UTC instant in microseconds since the Unix epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
@@ -191,7 +206,9 @@ impl Timestamp {
         let format = time::macros::format_description!(
             "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
         );
-        let at = time::PrimitiveDateTime::parse(text, &format).ok()?.assume_utc();
+        let at = time::PrimitiveDateTime::parse(text, &format)
+            .ok()?
+            .assume_utc();
         let micros = at.unix_timestamp_nanos() / 1_000;
         i64::try_from(micros).ok().map(Timestamp)
     }
@@ -246,9 +263,15 @@ pub struct NewEvent {
 impl NewEvent {
     /// An event from a kind name and any serializable payload.
     pub fn json<T: Serialize>(kind: &str, schema: u32, payload: &T) -> Result<Self, AppendError> {
-        let payload =
-            serde_json::to_vec(payload).map_err(|e| AppendError::PayloadNotJson { index: 0, reason: e.to_string() })?;
-        Ok(NewEvent { kind: EventKind::new(kind)?, schema, payload })
+        let payload = serde_json::to_vec(payload).map_err(|e| AppendError::PayloadNotJson {
+            index: 0,
+            reason: e.to_string(),
+        })?;
+        Ok(NewEvent {
+            kind: EventKind::new(kind)?,
+            schema,
+            payload,
+        })
     }
 }
 

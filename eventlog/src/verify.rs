@@ -44,7 +44,11 @@ impl ChainCheck {
     /// versions are then only checked for contiguity within what is seen.
     #[must_use]
     pub fn after(head: Head) -> Self {
-        ChainCheck { head, mid_log: head.seq != Seq::ZERO, ..ChainCheck::default() }
+        ChainCheck {
+            head,
+            mid_log: head.seq != Seq::ZERO,
+            ..ChainCheck::default()
+        }
     }
 
     /// Checks `record`, whose own hash is already known to match its bytes, against the
@@ -70,13 +74,24 @@ impl ChainCheck {
         };
         if !contiguous {
             let last = seen.unwrap_or(Version::NONE);
-            return bad(format!("stream {} jumps from version {last} to {}", record.stream, record.version));
+            return bad(format!(
+                "stream {} jumps from version {last} to {}",
+                record.stream, record.version
+            ));
         }
         if record.recorded_at < self.last_recorded_at {
             return bad("recorded_at goes back in time".to_owned());
         }
-        self.versions.insert(record.stream.clone(), record.version);
-        self.head = Head { seq: record.seq, hash: record.hash };
+        match self.versions.get_mut(&record.stream) {
+            Some(version) => *version = record.version,
+            None => {
+                self.versions.insert(record.stream.clone(), record.version);
+            }
+        }
+        self.head = Head {
+            seq: record.seq,
+            hash: record.hash,
+        };
         self.last_recorded_at = record.recorded_at;
         self.checked += 1;
         Ok(())
@@ -98,4 +113,3 @@ impl ChainCheck {
         self.head
     }
 }
-

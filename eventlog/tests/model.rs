@@ -6,7 +6,9 @@ mod common;
 use std::collections::HashMap;
 
 use common::{meta, open, runtime, stream};
-use oacis_eventlog::{AppendError, Appended, EventStore, ExpectedVersion, NewEvent, Seq, SledStore, Version};
+use oacis_eventlog::{
+    AppendError, Appended, EventStore, ExpectedVersion, NewEvent, Seq, SledStore, Version,
+};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -20,9 +22,16 @@ enum Expect {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { stream: u8, expect: Expect, events: u8, command: u8 },
+    Append {
+        stream: u8,
+        expect: Expect,
+        events: u8,
+        command: u8,
+    },
     /// Appends with fresh command ids sent at once, so the writer groups them.
-    Concurrent { streams: Vec<u8> },
+    Concurrent {
+        streams: Vec<u8>,
+    },
     Reopen,
 }
 
@@ -54,7 +63,13 @@ impl Model {
     }
 
     /// Applies an append the way the log must, returning the expected outcome.
-    fn append(&mut self, stream: &str, expected: ExpectedVersion, payloads: Vec<Vec<u8>>, command: u128) -> Result<Appended, Version> {
+    fn append(
+        &mut self,
+        stream: &str,
+        expected: ExpectedVersion,
+        payloads: Vec<Vec<u8>>,
+        command: u128,
+    ) -> Result<Appended, Version> {
         if let Some(first) = self.commands.get(&command) {
             return Ok(*first);
         }
@@ -69,34 +84,66 @@ impl Model {
             self.records.push((stream.to_owned(), version, payload));
         }
         self.versions.insert(stream.to_owned(), version);
-        let outcome = Appended { first_seq, last_seq: Seq(self.records.len() as u64), version: Version(version), duplicate: false };
-        self.commands.insert(command, Appended { duplicate: true, ..outcome });
+        let outcome = Appended {
+            first_seq,
+            last_seq: Seq(self.records.len() as u64),
+            version: Version(version),
+            duplicate: false,
+        };
+        self.commands.insert(
+            command,
+            Appended {
+                duplicate: true,
+                ..outcome
+            },
+        );
         Ok(outcome)
     }
 }
 
 fn payloads(count: u8, salt: u64) -> Vec<Vec<u8>> {
-    (0..count).map(|i| format!(r#"{{"salt":{salt},"i":{i},"名":"值"}}"#).into_bytes()).collect()
+    (0..count)
+        .map(|i| format!(r#"{{"salt":{salt},"i":{i},"名":"值"}}"#).into_bytes())
+        .collect()
 }
 
 fn events_of(payloads: &[Vec<u8>]) -> Vec<NewEvent> {
     payloads
         .iter()
-        .map(|p| NewEvent { kind: oacis_eventlog::EventKind::new("Happened").unwrap(), schema: 1, payload: p.clone() })
+        .map(|p| NewEvent {
+            kind: oacis_eventlog::EventKind::new("Happened").unwrap(),
+            schema: 1,
+            payload: p.clone(),
+        })
         .collect()
 }
 
 async fn check_contents(store: &SledStore, model: &Model) {
     let all = store.read_all(Seq(1), usize::MAX).await.expect("read_all");
-    let seen: Vec<_> = all.iter().map(|r| (r.stream.to_string(), r.version.0, r.payload.clone())).collect();
+    let seen: Vec<_> = all
+        .iter()
+        .map(|r| (r.stream.to_string(), r.version.0, r.payload.clone()))
+        .collect();
     assert_eq!(seen, model.records);
     for name in model.versions.keys() {
-        let of_stream = store.read_stream(&stream(name), Version(1), usize::MAX).await.expect("read_stream");
-        let expected: Vec<_> = model.records.iter().filter(|r| &r.0 == name).cloned().collect();
-        let seen: Vec<_> = of_stream.iter().map(|r| (r.stream.to_string(), r.version.0, r.payload.clone())).collect();
+        let of_stream = store
+            .read_stream(&stream(name), Version(1), usize::MAX)
+            .await
+            .expect("read_stream");
+        let expected: Vec<_> = model
+            .records
+            .iter()
+            .filter(|r| &r.0 == name)
+            .cloned()
+            .collect();
+        let seen: Vec<_> = of_stream
+            .iter()
+            .map(|r| (r.stream.to_string(), r.version.0, r.payload.clone()))
+            .collect();
         assert_eq!(seen, expected);
     }
     let report = store.verify(&mut |_| {}).expect("chain verifies");
+    store.verify_indexes(&mut |_| {}).expect("indexes match");
     assert_eq!(report.records, model.records.len() as u64);
 }
 
@@ -109,7 +156,12 @@ fn run(ops: Vec<Op>) {
     for (step, op) in ops.into_iter().enumerate() {
         let salt = step as u64;
         match op {
-            Op::Append { stream: s, expect, events, command } => {
+            Op::Append {
+                stream: s,
+                expect,
+                events,
+                command,
+            } => {
                 let name = format!("stream-{s}");
                 let expected = match expect {
                     Expect::Any => ExpectedVersion::Any,
@@ -119,11 +171,18 @@ fn run(ops: Vec<Op>) {
                 };
                 let payloads = payloads(events, salt);
                 let live = store.as_ref().expect("open");
-                let got = rt.block_on(live.append(stream(&name), expected, events_of(&payloads), meta(u128::from(command))));
+                let got = rt.block_on(live.append(
+                    stream(&name),
+                    expected,
+                    events_of(&payloads),
+                    meta(u128::from(command)),
+                ));
                 let want = model.append(&name, expected, payloads, u128::from(command));
                 match (got, want) {
                     (Ok(got), Ok(want)) => assert_eq!(got, want),
-                    (Err(AppendError::Conflict { actual, .. }), Err(want)) => assert_eq!(actual, want),
+                    (Err(AppendError::Conflict { actual, .. }), Err(want)) => {
+                        assert_eq!(actual, want)
+                    }
                     (got, want) => panic!("step {step}: store said {got:?}, model said {want:?}"),
                 }
             }
@@ -140,7 +199,13 @@ fn run(ops: Vec<Op>) {
                         let live = live.clone();
                         let command = fresh_command;
                         tasks.push(tokio::spawn(async move {
-                            live.append(stream(&name), ExpectedVersion::Any, events_of(&payloads), meta(command)).await
+                            live.append(
+                                stream(&name),
+                                ExpectedVersion::Any,
+                                events_of(&payloads),
+                                meta(command),
+                            )
+                            .await
                         }));
                     }
                     let mut outcomes = Vec::new();
@@ -153,7 +218,9 @@ fn run(ops: Vec<Op>) {
                 let mut order: Vec<_> = outcomes.into_iter().zip(sent).collect();
                 order.sort_by_key(|(outcome, _)| outcome.first_seq);
                 for (got, (name, payloads, command)) in order {
-                    let want = model.append(&name, ExpectedVersion::Any, payloads, command).expect("Any never conflicts");
+                    let want = model
+                        .append(&name, ExpectedVersion::Any, payloads, command)
+                        .expect("Any never conflicts");
                     assert_eq!(got, want);
                 }
             }

@@ -49,18 +49,29 @@ fn verify_store(dir: &std::path::Path) -> anyhow::Result<Result<VerifyReport, Er
         Err(e @ Error::Corrupt { .. }) => return Ok(Err(e)),
         Err(e) => return Err(e).with_context(|| format!("opening {}", dir.display())),
     };
-    let mut progress = Progress::new("verify", store.head().seq.0);
+    let total = store.head().seq.0;
+    let mut progress = Progress::new("verify chain", total);
     let outcome = store.verify(&mut |seq| progress.set(seq.0));
     progress.finish();
-    Ok(outcome)
+    let Ok(report) = outcome else {
+        return Ok(outcome);
+    };
+    let mut progress = Progress::new("verify indexes", total);
+    let indexes = store.verify_indexes(&mut |seq| progress.set(seq.0));
+    progress.finish();
+    Ok(indexes.map(|()| report))
 }
 
 fn verify_file(file: &std::path::Path) -> anyhow::Result<Result<VerifyReport, Error>> {
-    let size = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?.len();
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
     let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     // Progress counts lines; an export line is rarely under 300 bytes.
     let mut progress = Progress::new("verify", size / 300);
-    let outcome = export::verify_export(std::io::BufReader::new(input), None, &mut |seq| progress.set(seq.0));
+    let outcome = export::verify_export(std::io::BufReader::new(input), None, &mut |seq| {
+        progress.set(seq.0)
+    });
     progress.finish();
     Ok(outcome.map(|check| {
         if check.continues_from.seq.0 > 0 {

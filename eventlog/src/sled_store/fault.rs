@@ -25,7 +25,10 @@ impl FaultPlan {
     /// Fail at the `nth` arrival at `site`.
     #[must_use]
     pub fn new(site: FaultSite, nth: u64) -> Self {
-        FaultPlan { site, remaining: AtomicU64::new(nth) }
+        FaultPlan {
+            site,
+            remaining: AtomicU64::new(nth),
+        }
     }
 
     /// Called by the writer on arriving at `site`; an error means "fail here".
@@ -35,10 +38,14 @@ impl FaultPlan {
         }
         let before = self
             .remaining
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(1)))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(1))
+            })
             .unwrap_or(0);
         if before == 1 {
-            Err(std::io::Error::other(format!("injected failure at {site:?}")))
+            Err(std::io::Error::other(format!(
+                "injected failure at {site:?}"
+            )))
         } else {
             Ok(())
         }

@@ -100,7 +100,12 @@ pub(crate) fn decode_outcome(value: &[u8]) -> Option<Appended> {
         bytes.copy_from_slice(&value[i..i + 8]);
         u64::from_be_bytes(bytes)
     };
-    Some(Appended { first_seq: Seq(word(0)), last_seq: Seq(word(8)), version: Version(word(16)), duplicate: true })
+    Some(Appended {
+        first_seq: Seq(word(0)),
+        last_seq: Seq(word(8)),
+        version: Version(word(16)),
+        duplicate: true,
+    })
 }
 
 pub(crate) fn decode_u64(value: &[u8]) -> Option<u64> {

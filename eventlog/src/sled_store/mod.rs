@@ -26,7 +26,9 @@ pub use subscription::SledSubscription;
 use crate::codec;
 use crate::error::{AppendError, Error, Result};
 use crate::limits::Limits;
-use crate::model::{AppendMeta, ExpectedVersion, NewEvent, Record, Seq, StreamId, Timestamp, Version};
+use crate::model::{
+    AppendMeta, ExpectedVersion, NewEvent, Record, Seq, StreamId, Timestamp, Version,
+};
 use crate::store::{check_append, Appended, EventStore, Head};
 use crate::verify::{ChainCheck, VerifyReport};
 use writer::{AppendRequest, Writer};
@@ -121,7 +123,10 @@ fn open_sled(config: &SledConfig) -> Result<sled::Db> {
     loop {
         match sled_config.open() {
             Ok(db) => return Ok(db),
-            Err(e) if e.to_string().contains("could not acquire lock") && started.elapsed() < LOCK_WAIT => {
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(e) if e.to_string().contains("could not acquire lock") => {
@@ -154,20 +159,29 @@ fn check_format(db: &sled::Db, path: &Path) -> Result<()> {
             db.insert(layout::FORMAT_KEY, layout::FORMAT_TAG.as_bytes())?;
             db.flush()?;
             // The new files' directory entries must be durable too.
-            File::open(path).and_then(|dir| dir.sync_all()).map_err(|e| Error::io(path, e))?;
+            File::open(path)
+                .and_then(|dir| dir.sync_all())
+                .map_err(|e| Error::io(path, e))?;
             Ok(())
         }
-        None => Err(Error::IncompatibleFormat { found: String::new(), expected: layout::FORMAT_TAG }),
+        None => Err(Error::IncompatibleFormat {
+            found: String::new(),
+            expected: layout::FORMAT_TAG,
+        }),
     }
 }
 
 /// The last stored record, decoded and hash-checked.
 fn last_record(db: &sled::Db) -> Result<Option<Record>> {
-    let Some(entry) = db.range(layout::event_key(Seq::ZERO).to_vec()..layout::EVENT_END.to_vec()).next_back() else {
+    let Some(entry) = db
+        .range(layout::event_key(Seq::ZERO).to_vec()..layout::EVENT_END.to_vec())
+        .next_back()
+    else {
         return Ok(None);
     };
     let (key, value) = entry?;
-    let seq = layout::seq_of_event_key(&key).ok_or_else(|| Error::corrupt(Seq::ZERO, "malformed event key"))?;
+    let seq = layout::seq_of_event_key(&key)
+        .ok_or_else(|| Error::corrupt(Seq::ZERO, "malformed event key"))?;
     codec::decode(seq, &value).map(Some)
 }
 
@@ -177,7 +191,10 @@ impl SledStore {
         let db = open_sled(&config)?;
         check_format(&db, &config.path)?;
         let last = last_record(&db)?;
-        let head = last.as_ref().map_or_else(Head::default, |r| Head { seq: r.seq, hash: r.hash });
+        let head = last.as_ref().map_or_else(Head::default, |r| Head {
+            seq: r.seq,
+            hash: r.hash,
+        });
         let data_path = config.path.join("db");
         let data_file = File::open(&data_path).map_err(|e| Error::io(&data_path, e))?;
         let (queue, queue_rx) = mpsc::channel(Limits::APPEND_QUEUE);
@@ -201,6 +218,7 @@ impl SledStore {
             heads,
             fault: config.fault,
             failed: None,
+            versions: Default::default(),
         };
         let handle = std::thread::Builder::new()
             .name("eventlog-writer".into())
@@ -225,7 +243,12 @@ impl SledStore {
         if start.0 > 1 {
             previous = self.records(Seq(start.0 - 1)).next().transpose()?;
         }
-        let mut chain = previous.map_or_else(ChainCheck::new, |p| ChainCheck::after(Head { seq: p.seq, hash: p.hash }));
+        let mut chain = previous.map_or_else(ChainCheck::new, |p| {
+            ChainCheck::after(Head {
+                seq: p.seq,
+                hash: p.hash,
+            })
+        });
         for record in self.records(start) {
             chain.check(&record?)?;
         }
@@ -245,7 +268,12 @@ impl SledStore {
         self.records(from).take(max).collect()
     }
 
-    fn read_stream_sync(&self, stream: &StreamId, from: Version, max: usize) -> Result<Vec<Record>> {
+    fn read_stream_sync(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        max: usize,
+    ) -> Result<Vec<Record>> {
         let head = self.head().seq;
         let from = from.max(Version(1));
         let max = max.min(Limits::MAX_READ_BATCH);
@@ -257,20 +285,23 @@ impl SledStore {
             if !key.starts_with(&layout::stream_prefix(stream)) {
                 break;
             }
-            let seq = layout::decode_u64(&value)
-                .map(Seq)
-                .ok_or_else(|| Error::corrupt(head, format!("malformed index entry for {stream}")))?;
+            let seq = layout::decode_u64(&value).map(Seq).ok_or_else(|| {
+                Error::corrupt(head, format!("malformed index entry for {stream}"))
+            })?;
             if seq > head {
                 break;
             }
-            let stored = db
-                .get(layout::event_key(seq))?
-                .ok_or_else(|| Error::corrupt(seq, format!("indexed as {stream} v{expected} but missing")))?;
+            let stored = db.get(layout::event_key(seq))?.ok_or_else(|| {
+                Error::corrupt(seq, format!("indexed as {stream} v{expected} but missing"))
+            })?;
             let record = codec::decode(seq, &stored)?;
             if record.stream != *stream || record.version != expected {
                 return Err(Error::corrupt(
                     seq,
-                    format!("indexed as {stream} v{expected} but is {} v{}", record.stream, record.version),
+                    format!(
+                        "indexed as {stream} v{expected} but is {} v{}",
+                        record.stream, record.version
+                    ),
                 ));
             }
             expected = expected.next();
@@ -279,16 +310,26 @@ impl SledStore {
         Ok(out)
     }
 
-    /// Walks the whole log: decodes every record and checks its hash, the chain, seq and
-    /// stream-version contiguity, then checks the stream and command indexes against the
-    /// records. `progress` is called with each checked seq. The first problem found is
-    /// returned as [`Error::Corrupt`] naming its seq.
+    /// Walks the whole log: decodes every record and checks its hash, the chain, and seq and
+    /// stream-version contiguity. `progress` is called with each checked seq. The first
+    /// problem found is returned as [`Error::Corrupt`] naming its seq.
     pub fn verify(&self, progress: &mut dyn FnMut(Seq)) -> Result<VerifyReport> {
         let mut chain = ChainCheck::new();
-        let mut indexes = IndexDigest::default();
         for record in self.records(Seq::FIRST) {
             let record = record?;
             chain.check(&record)?;
+            progress(record.seq);
+        }
+        Ok(chain.report())
+    }
+
+    /// Checks the stream and command indexes against the records: every record has exactly
+    /// its index entries and there are no others. Run after [`SledStore::verify`]; a mismatch
+    /// is [`Error::Corrupt`] at the first seq whose entries are wrong.
+    pub fn verify_indexes(&self, progress: &mut dyn FnMut(Seq)) -> Result<()> {
+        let mut indexes = IndexDigest::default();
+        for record in self.records(Seq::FIRST) {
+            let record = record?;
             indexes.add_record(&record);
             progress(record.seq);
         }
@@ -297,7 +338,7 @@ impl SledStore {
         if stored != indexes {
             return Err(self.locate_index_fault());
         }
-        Ok(chain.report())
+        Ok(())
     }
 
     /// Finds the first seq whose index entries disagree with the records (the slow path of
@@ -307,15 +348,23 @@ impl SledStore {
         let mut worst = Seq(u64::MAX);
         let mut problem = String::from("stream or command index entries do not match the records");
         for record in self.records(Seq::FIRST).flatten() {
-            let found = db.get(layout::stream_key(&record.stream, record.version)).ok().flatten();
+            let found = db
+                .get(layout::stream_key(&record.stream, record.version))
+                .ok()
+                .flatten();
             if found.as_deref().and_then(layout::decode_u64) != Some(record.seq.0) {
                 worst = record.seq;
-                problem = format!("stream index entry of {} v{} is wrong or missing", record.stream, record.version);
+                problem = format!(
+                    "stream index entry of {} v{} is wrong or missing",
+                    record.stream, record.version
+                );
                 break;
             }
         }
         for entry in db.scan_prefix(layout::STREAM_SPACE).flatten() {
-            let Some(seq) = layout::decode_u64(&entry.1).map(Seq) else { continue };
+            let Some(seq) = layout::decode_u64(&entry.1).map(Seq) else {
+                continue;
+            };
             let matches = db
                 .get(layout::event_key(seq))
                 .ok()
@@ -324,7 +373,8 @@ impl SledStore {
                 .is_some_and(|r| layout::stream_key(&r.stream, r.version) == entry.0.as_ref());
             if !matches && seq < worst {
                 worst = seq;
-                problem = "a stream index entry points at a record of another stream or version".into();
+                problem =
+                    "a stream index entry points at a record of another stream or version".into();
             }
         }
         if worst.0 == u64::MAX {
@@ -345,7 +395,10 @@ struct IndexDigest {
 
 fn entry_digest(key: &[u8], value: &[u8]) -> u128 {
     let mut hasher = blake3::Hasher::new();
-    hasher.update(&(key.len() as u64).to_be_bytes()).update(key).update(value);
+    hasher
+        .update(&(key.len() as u64).to_be_bytes())
+        .update(key)
+        .update(value);
     let mut low = [0; 16];
     low.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
     u128::from_le_bytes(low)
@@ -359,7 +412,10 @@ fn add(sum: &mut (u64, u128), digest: u128) {
 impl IndexDigest {
     fn add_record(&mut self, record: &Record) {
         let key = layout::stream_key(&record.stream, record.version);
-        add(&mut self.streams, entry_digest(&key, &record.seq.0.to_be_bytes()));
+        add(
+            &mut self.streams,
+            entry_digest(&key, &record.seq.0.to_be_bytes()),
+        );
         // The records of one append are consecutive and share its command id.
         match &mut self.run {
             Some((id, outcome)) if *id == record.meta.command_id => {
@@ -368,7 +424,12 @@ impl IndexDigest {
             }
             _ => {
                 self.finish_commands();
-                let outcome = Appended { first_seq: record.seq, last_seq: record.seq, version: record.version, duplicate: false };
+                let outcome = Appended {
+                    first_seq: record.seq,
+                    last_seq: record.seq,
+                    version: record.version,
+                    duplicate: false,
+                };
                 self.run = Some((record.meta.command_id, outcome));
             }
         }
@@ -376,13 +437,19 @@ impl IndexDigest {
 
     fn finish_commands(&mut self) {
         if let Some((id, outcome)) = self.run.take() {
-            add(&mut self.commands, entry_digest(&layout::command_key(id), &layout::encode_outcome(&outcome)));
+            add(
+                &mut self.commands,
+                entry_digest(&layout::command_key(id), &layout::encode_outcome(&outcome)),
+            );
         }
     }
 
     fn of_stored(db: &sled::Db) -> Result<IndexDigest> {
         let mut digest = IndexDigest::default();
-        for (space, sum) in [(layout::STREAM_SPACE, &mut digest.streams), (layout::COMMAND_SPACE, &mut digest.commands)] {
+        for (space, sum) in [
+            (layout::STREAM_SPACE, &mut digest.streams),
+            (layout::COMMAND_SPACE, &mut digest.commands),
+        ] {
             for entry in db.scan_prefix(space) {
                 let (key, value) = entry?;
                 add(sum, entry_digest(&key, &value));
@@ -401,7 +468,11 @@ pub struct RecordIter {
 
 impl RecordIter {
     fn new(db: &sled::Db, from: Seq, last: Seq) -> Self {
-        RecordIter { entries: db.range(layout::event_key(from).to_vec()..layout::EVENT_END.to_vec()), next: from, last }
+        RecordIter {
+            entries: db.range(layout::event_key(from).to_vec()..layout::EVENT_END.to_vec()),
+            next: from,
+            last,
+        }
     }
 
     fn fail(&mut self, error: Error) -> Option<Result<Record>> {
@@ -412,7 +483,10 @@ impl RecordIter {
 
 impl std::fmt::Debug for RecordIter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecordIter").field("next", &self.next).field("last", &self.last).finish_non_exhaustive()
+        f.debug_struct("RecordIter")
+            .field("next", &self.next)
+            .field("last", &self.last)
+            .finish_non_exhaustive()
     }
 }
 
@@ -431,7 +505,12 @@ impl Iterator for RecordIter {
         };
         match layout::seq_of_event_key(&key) {
             Some(seq) if seq == expected => {}
-            Some(seq) => return self.fail(Error::corrupt(expected, format!("record missing; next stored is seq {seq}"))),
+            Some(seq) => {
+                return self.fail(Error::corrupt(
+                    expected,
+                    format!("record missing; next stored is seq {seq}"),
+                ))
+            }
             None => return self.fail(Error::corrupt(expected, "malformed event key")),
         }
         self.next = expected.next();
@@ -442,8 +521,12 @@ impl Iterator for RecordIter {
     }
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(work).await.map_err(|_| Error::Closed)?
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| Error::Closed)?
 }
 
 impl EventStore for SledStore {
@@ -459,7 +542,16 @@ impl EventStore for SledStore {
         check_append(&events, &meta)?;
         let queue = self.inner.queue.as_ref().ok_or(Error::Closed)?;
         let (reply, answer) = oneshot::channel();
-        queue.send(AppendRequest { stream, expected, events, meta, reply }).await.map_err(|_| Error::Closed)?;
+        queue
+            .send(AppendRequest {
+                stream,
+                expected,
+                events,
+                meta,
+                reply,
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
 
@@ -468,7 +560,12 @@ impl EventStore for SledStore {
         blocking(move || store.read_range(from, max)).await
     }
 
-    async fn read_stream(&self, stream: &StreamId, from: Version, max: usize) -> Result<Vec<Record>> {
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        max: usize,
+    ) -> Result<Vec<Record>> {
         let store = self.clone();
         let stream = stream.clone();
         blocking(move || store.read_stream_sync(&stream, from, max)).await

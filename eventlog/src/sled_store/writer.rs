@@ -26,7 +26,9 @@ use super::layout;
 use crate::codec;
 use crate::error::{AppendError, Error, Result};
 use crate::limits::Limits;
-use crate::model::{AppendMeta, CommandId, ExpectedVersion, NewEvent, Record, StreamId, Timestamp, Version};
+use crate::model::{
+    AppendMeta, CommandId, ExpectedVersion, NewEvent, Record, StreamId, Timestamp, Version,
+};
 use crate::store::{Appended, Head};
 
 /// One caller's append, waiting in the queue.
@@ -48,7 +50,13 @@ pub(super) struct Writer {
     pub heads: Arc<watch::Sender<Head>>,
     pub fault: Option<Arc<FaultPlan>>,
     pub failed: Option<String>,
+    /// Versions of recently written streams, so that most appends need no index lookup.
+    /// Holds only durable versions; cleared when it reaches `STREAM_CACHE_ENTRIES`.
+    pub versions: HashMap<StreamId, Version>,
 }
+
+/// Bound on the writer's stream-version cache.
+const STREAM_CACHE_ENTRIES: usize = 100_000;
 
 /// What the group has staged so far, seen by the later appends of the same group.
 #[derive(Default)]
@@ -76,7 +84,9 @@ impl Writer {
     fn commit_group(&mut self, group: &mut Vec<AppendRequest>) {
         if let Some(reason) = &self.failed {
             for request in group.drain(..) {
-                let _ = request.reply.send(Err(Error::WriterFailed(reason.clone()).into()));
+                let _ = request
+                    .reply
+                    .send(Err(Error::WriterFailed(reason.clone()).into()));
             }
             return;
         }
@@ -85,12 +95,26 @@ impl Writer {
         let recorded_at = Timestamp::now().max(self.last_recorded_at);
         let mut replies = Vec::with_capacity(group.len());
         for request in group.drain(..) {
-            let AppendRequest { stream, expected, events, meta, reply } = request;
-            let outcome = self.stage(&mut staged, &mut head, recorded_at, stream, expected, events, meta);
+            let AppendRequest {
+                stream,
+                expected,
+                events,
+                meta,
+                reply,
+            } = request;
+            let outcome = self.stage(
+                &mut staged,
+                &mut head,
+                recorded_at,
+                stream,
+                expected,
+                events,
+                meta,
+            );
             replies.push((reply, outcome));
         }
         if head != self.head {
-            if let Err(e) = self.write_durably(staged.batch) {
+            if let Err(e) = self.write_durably(std::mem::take(&mut staged.batch)) {
                 let reason = e.to_string();
                 tracing::error!(error = %reason, "event log write failed; refusing further appends");
                 self.failed = Some(reason.clone());
@@ -101,6 +125,10 @@ impl Writer {
             }
             self.head = head;
             self.last_recorded_at = recorded_at;
+            if self.versions.len() + staged.versions.len() > STREAM_CACHE_ENTRIES {
+                self.versions.clear();
+            }
+            self.versions.extend(staged.versions);
             self.heads.send_replace(head);
         }
         for (reply, outcome) in replies {
@@ -128,32 +156,65 @@ impl Writer {
             None => self.stream_version(&stream)?,
         };
         if !expected.admits(actual) {
-            return Err(AppendError::Conflict { stream, expected, actual });
+            return Err(AppendError::Conflict {
+                stream,
+                expected,
+                actual,
+            });
         }
         let first_seq = head.seq.next();
         let mut version = actual;
+        // One record value is reused for every event of the append, so the metadata is
+        // neither cloned nor re-validated per event.
+        let mut record = Record {
+            seq: head.seq,
+            stream,
+            version,
+            kind: crate::model::EventKind::placeholder(),
+            schema: 0,
+            recorded_at,
+            meta,
+            payload: Vec::new(),
+            prev_hash: head.hash,
+            hash: Default::default(),
+        };
         for event in events {
             version = version.next();
-            let mut record = Record {
-                seq: head.seq.next(),
-                stream: stream.clone(),
-                version,
-                kind: event.kind,
-                schema: event.schema,
-                recorded_at,
-                meta: meta.clone(),
-                payload: event.payload,
-                prev_hash: head.hash,
-                hash: Default::default(),
-            };
+            record.seq = head.seq.next();
+            record.version = version;
+            record.kind = event.kind;
+            record.schema = event.schema;
+            record.payload = event.payload;
+            record.prev_hash = head.hash;
             let stored = codec::seal(&mut record);
             staged.batch.insert(&layout::event_key(record.seq), stored);
-            staged.batch.insert(layout::stream_key(&stream, version), &record.seq.0.to_be_bytes());
-            *head = Head { seq: record.seq, hash: record.hash };
+            staged.batch.insert(
+                layout::stream_key(&record.stream, version),
+                &record.seq.0.to_be_bytes(),
+            );
+            *head = Head {
+                seq: record.seq,
+                hash: record.hash,
+            };
         }
-        let outcome = Appended { first_seq, last_seq: head.seq, version, duplicate: false };
-        staged.batch.insert(&layout::command_key(meta.command_id), &layout::encode_outcome(&outcome));
-        staged.commands.insert(meta.command_id, Appended { duplicate: true, ..outcome });
+        let Record { stream, meta, .. } = record;
+        let outcome = Appended {
+            first_seq,
+            last_seq: head.seq,
+            version,
+            duplicate: false,
+        };
+        staged.batch.insert(
+            &layout::command_key(meta.command_id),
+            &layout::encode_outcome(&outcome),
+        );
+        staged.commands.insert(
+            meta.command_id,
+            Appended {
+                duplicate: true,
+                ..outcome
+            },
+        );
         staged.versions.insert(stream, version);
         Ok(outcome)
     }
@@ -164,19 +225,33 @@ impl Writer {
         }
         match self.db.get(layout::command_key(id))? {
             None => Ok(None),
-            Some(value) => layout::decode_outcome(&value)
-                .map(Some)
-                .ok_or_else(|| Error::corrupt(self.head.seq, format!("command index entry of {id} is malformed"))),
+            Some(value) => layout::decode_outcome(&value).map(Some).ok_or_else(|| {
+                Error::corrupt(
+                    self.head.seq,
+                    format!("command index entry of {id} is malformed"),
+                )
+            }),
         }
     }
 
     fn stream_version(&self, stream: &StreamId) -> Result<Version> {
-        match self.db.scan_prefix(layout::stream_prefix(stream)).next_back() {
+        if let Some(version) = self.versions.get(stream) {
+            return Ok(*version);
+        }
+        match self
+            .db
+            .scan_prefix(layout::stream_prefix(stream))
+            .next_back()
+        {
             None => Ok(Version::NONE),
             Some(entry) => {
                 let (key, _) = entry?;
-                layout::version_of_stream_key(&key)
-                    .ok_or_else(|| Error::corrupt(self.head.seq, format!("stream index key of {stream} is malformed")))
+                layout::version_of_stream_key(&key).ok_or_else(|| {
+                    Error::corrupt(
+                        self.head.seq,
+                        format!("stream index key of {stream} is malformed"),
+                    )
+                })
             }
         }
     }
@@ -197,6 +272,8 @@ impl Writer {
         self.arrive(FaultSite::Flush)?;
         self.db.flush()?;
         self.arrive(FaultSite::Sync)?;
-        self.data_file.sync_data().map_err(|e| Error::io(&self.data_path, e))
+        self.data_file
+            .sync_data()
+            .map_err(|e| Error::io(&self.data_path, e))
     }
 }
