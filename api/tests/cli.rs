@@ -1,6 +1,13 @@
 //! The `oacis` binary's log commands, run as a user would: exit status and output of
 //! `verify` and `export` on good and damaged data.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

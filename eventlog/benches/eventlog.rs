@@ -6,6 +6,13 @@
 //! `cargo bench -p oacis-eventlog --bench eventlog` (sizes: `OACIS_BENCH_SIZES=10000,100000`;
 //! scratch folder: `OACIS_BENCH_DIR`, default the system temp folder). Prints a Markdown table.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 use std::fs::File;
 use std::future::Future;
 use std::io::Write;
@@ -176,6 +183,8 @@ fn raw_sled(path: &Path) -> (sled::Db, File) {
     let db = sled::Config::new()
         .path(path)
         .segment_size(oacis_eventlog::sled_layout::SEGMENT_SIZE)
+        // The same cache as the store's, so that both pay the same for misses.
+        .cache_capacity(SledConfig::new(path).cache_capacity_bytes)
         .flush_every_ms(None)
         .open()
         .expect("raw sled");

@@ -5,6 +5,13 @@
 //!
 //! Cycles: 12 by default; set `OACIS_CRASH_CYCLES` for a longer run.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 mod common;
 
 use std::collections::HashMap;

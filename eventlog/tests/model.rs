@@ -1,6 +1,13 @@
 //! Model-based property test: random appends over several streams, with conflicts, repeated
 //! command ids, concurrent groups and reopens, checked against an in-memory reference log.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 mod common;
 
 use std::collections::HashMap;

@@ -1,6 +1,13 @@
 //! Behaviour of the sled store through its public API: appends, conflicts, idempotent
 //! retries, limits, reads, reopen, format check and injected write failures.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 mod common;
 
 use std::sync::Arc;
@@ -215,6 +222,13 @@ fn concurrent_appends_with_one_command_id_land_once() -> anyhow::Result<()> {
     })
 }
 
+/// Events and metadata to append, and the error they must get.
+type Attempt = (
+    Vec<NewEvent>,
+    oacis_eventlog::AppendMeta,
+    fn(&AppendError) -> bool,
+);
+
 #[test]
 fn input_that_breaks_a_limit_is_refused_with_a_typed_error_and_writes_nothing() -> anyhow::Result<()>
 {
@@ -230,11 +244,7 @@ fn input_that_breaks_a_limit_is_refused_with_a_typed_error_and_writes_nothing() 
         let big = format!("\"{}\"", "x".repeat(Limits::MAX_PAYLOAD_BYTES));
         let mut long_actor = meta(5);
         long_actor.actor = "a".repeat(Limits::MAX_ACTOR_BYTES + 1);
-        let attempts: Vec<(
-            Vec<NewEvent>,
-            oacis_eventlog::AppendMeta,
-            fn(&AppendError) -> bool,
-        )> = vec![
+        let attempts: Vec<Attempt> = vec![
             (vec![], meta(1), |e| matches!(e, AppendError::Empty)),
             (vec![raw(b"{not json".to_vec())], meta(2), |e| {
                 matches!(e, AppendError::PayloadNotJson { index: 0, .. })

@@ -1,5 +1,12 @@
 //! Subscriptions catch up and follow live appends with no gap and no duplicate.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 mod common;
 
 use common::{event, meta, open, runtime, stream};

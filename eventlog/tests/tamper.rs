@@ -1,5 +1,12 @@
 //! Tampering with stored records (in sled) or exported lines is detected at the right seq.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 mod common;
 
 use common::{event, meta, open, runtime, stream};

@@ -5,6 +5,13 @@
 //! To regenerate after a deliberate format change: `OACIS_BLESS_VECTORS=1 cargo test -p
 //! oacis-eventlog --test vectors`, then review the diff.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 mod common;
 
 use oacis_eventlog::{
@@ -17,9 +24,21 @@ use uuid::Uuid;
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/chain.jsonl");
 const BODIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/bodies.hex");
 
+/// stream, version, kind, schema, actor, causation id, client address, payload.
+type Spec<'a> = (
+    &'a str,
+    u64,
+    &'a str,
+    u32,
+    &'a str,
+    Option<u128>,
+    Option<&'a str>,
+    &'a str,
+);
+
 /// Four records covering every optional field present and absent, Unicode text, and escapes.
 fn vector_records() -> Vec<Record> {
-    let specs: [(&str, u64, &str, u32, &str, Option<u128>, Option<&str>, &str); 4] = [
+    let specs: [Spec; 4] = [
         (
             "customer-0001",
             1,
@@ -87,7 +106,7 @@ fn vector_records() -> Vec<Record> {
             prev_hash: prev,
             hash: Hash32::GENESIS,
         };
-        codec::seal(&mut record);
+        let _stored = codec::seal(&mut record);
         prev = record.hash;
         records.push(record);
     }

@@ -4,6 +4,12 @@
 //! append is `1 + command % 3`, so the test can check that no append landed partially.
 //! The second argument makes command ids unique across runs.
 
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 use oacis_eventlog::{
     AppendMeta, EventStore, ExpectedVersion, NewEvent, SledConfig, SledStore, StreamId,
 };

@@ -41,7 +41,7 @@ pub const TAIL_CHECK_RECORDS: u64 = 1_024;
 pub struct SledConfig {
     /// The data folder (created if missing).
     pub path: PathBuf,
-    /// sled's page cache, in bytes.
+    /// sled's page cache, in bytes (default 1 GiB, sled's own default).
     pub cache_capacity_bytes: u64,
     /// Failure injection, for tests.
     pub fault: Option<Arc<FaultPlan>>,
@@ -52,7 +52,7 @@ impl SledConfig {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         SledConfig {
             path: path.into(),
-            cache_capacity_bytes: 256 * 1024 * 1024,
+            cache_capacity_bytes: 1024 * 1024 * 1024,
             fault: None,
         }
     }
