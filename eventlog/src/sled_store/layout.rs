@@ -6,12 +6,15 @@
 //! | key                                   | value                                   |
 //! |---------------------------------------|-----------------------------------------|
 //! | `e` seq (u64 BE)                      | stored record: `body || hash` (`FORMAT.md`) |
-//! | `s` len(u8) stream version (u64 BE)   | seq (u64 BE)                            |
+//! | `s` len(u8) stream last-version (u64 BE) | first seq, first version (2 x u64 BE) |
 //! | `c` command id (16 bytes)             | first seq, last seq, version (3 x u64 BE) |
 //! | `mformat`                             | [`FORMAT_TAG`]                          |
 //!
-//! The `s` and `c` entries are indexes derived from the records; `verify` checks them against
-//! the records, and reads through them check that the record found is the one asked for.
+//! The `s` and `c` entries are indexes derived from the records, one of each per append: an
+//! append's records have consecutive seqs and consecutive versions, so the stream entry keyed
+//! by the append's last version locates all of them. `verify_indexes` checks both indexes
+//! against the records, and reads through them check that each record found is the one asked
+//! for.
 
 use crate::model::{CommandId, Seq, StreamId, Version};
 use crate::store::Appended;
@@ -63,7 +66,7 @@ pub fn stream_prefix(stream: &StreamId) -> Vec<u8> {
     key
 }
 
-/// Index key of `stream` at `version`.
+/// Index key of the append of `stream` whose last record has `version`.
 #[must_use]
 pub fn stream_key(stream: &StreamId, version: Version) -> Vec<u8> {
     let mut key = stream_prefix(stream);
@@ -106,6 +109,22 @@ pub(crate) fn decode_outcome(value: &[u8]) -> Option<Appended> {
         version: Version(word(16)),
         duplicate: true,
     })
+}
+
+/// Value of a stream index entry: the append's first seq and first version.
+#[must_use]
+pub fn encode_stream_entry(first_seq: Seq, first_version: Version) -> [u8; 16] {
+    let mut value = [0; 16];
+    value[..8].copy_from_slice(&first_seq.0.to_be_bytes());
+    value[8..].copy_from_slice(&first_version.0.to_be_bytes());
+    value
+}
+
+pub(crate) fn decode_stream_entry(value: &[u8]) -> Option<(Seq, Version)> {
+    if value.len() != 16 {
+        return None;
+    }
+    Some((Seq(decode_u64(&value[..8])?), Version(decode_u64(&value[8..])?)))
 }
 
 pub(crate) fn decode_u64(value: &[u8]) -> Option<u64> {

@@ -268,44 +268,44 @@ impl SledStore {
         self.records(from).take(max).collect()
     }
 
-    fn read_stream_sync(
-        &self,
-        stream: &StreamId,
-        from: Version,
-        max: usize,
-    ) -> Result<Vec<Record>> {
+    fn read_stream_sync(&self, stream: &StreamId, from: Version, max: usize) -> Result<Vec<Record>> {
         let head = self.head().seq;
         let from = from.max(Version(1));
         let max = max.min(Limits::MAX_READ_BATCH);
         let db = &self.inner.db;
+        let prefix = layout::stream_prefix(stream);
         let mut out = Vec::new();
         let mut expected = from;
-        for entry in db.range(layout::stream_key(stream, from)..).take(max) {
+        // The first entry at or after `from` is the append that holds version `from`.
+        'appends: for entry in db.range(layout::stream_key(stream, from)..) {
             let (key, value) = entry?;
-            if !key.starts_with(&layout::stream_prefix(stream)) {
+            if !key.starts_with(&prefix) {
                 break;
             }
-            let seq = layout::decode_u64(&value).map(Seq).ok_or_else(|| {
-                Error::corrupt(head, format!("malformed index entry for {stream}"))
-            })?;
-            if seq > head {
-                break;
+            let malformed = || Error::corrupt(head, format!("malformed stream index entry for {stream}"));
+            let last_version = layout::version_of_stream_key(&key).ok_or_else(malformed)?;
+            let (first_seq, first_version) = layout::decode_stream_entry(&value).ok_or_else(malformed)?;
+            if first_version > expected || last_version < expected {
+                return Err(Error::corrupt(first_seq, format!("stream index of {stream} skips version {expected}")));
             }
-            let stored = db.get(layout::event_key(seq))?.ok_or_else(|| {
-                Error::corrupt(seq, format!("indexed as {stream} v{expected} but missing"))
-            })?;
-            let record = codec::decode(seq, &stored)?;
-            if record.stream != *stream || record.version != expected {
-                return Err(Error::corrupt(
-                    seq,
-                    format!(
-                        "indexed as {stream} v{expected} but is {} v{}",
-                        record.stream, record.version
-                    ),
-                ));
+            while expected <= last_version {
+                let seq = Seq(first_seq.0 + (expected.0 - first_version.0));
+                if seq > head || out.len() >= max {
+                    break 'appends;
+                }
+                let stored = db
+                    .get(layout::event_key(seq))?
+                    .ok_or_else(|| Error::corrupt(seq, format!("indexed as {stream} v{expected} but missing")))?;
+                let record = codec::decode(seq, &stored)?;
+                if record.stream != *stream || record.version != expected {
+                    return Err(Error::corrupt(
+                        seq,
+                        format!("indexed as {stream} v{expected} but is {} v{}", record.stream, record.version),
+                    ));
+                }
+                expected = expected.next();
+                out.push(record);
             }
-            expected = expected.next();
-            out.push(record);
         }
         Ok(out)
     }
@@ -328,12 +328,15 @@ impl SledStore {
     /// is [`Error::Corrupt`] at the first seq whose entries are wrong.
     pub fn verify_indexes(&self, progress: &mut dyn FnMut(Seq)) -> Result<()> {
         let mut indexes = IndexDigest::default();
-        for record in self.records(Seq::FIRST) {
-            let record = record?;
-            indexes.add_record(&record);
-            progress(record.seq);
+        let mut failure = None;
+        let records = self.records(Seq::FIRST).map_while(|r| r.map_err(|e| failure = Some(e)).ok());
+        for (append, command) in appends(records) {
+            indexes.add_append(&append, command);
+            progress(append.last_seq);
         }
-        indexes.finish_commands();
+        if let Some(e) = failure {
+            return Err(e);
+        }
         let stored = IndexDigest::of_stored(&self.inner.db)?;
         if stored != indexes {
             return Err(self.locate_index_fault());
@@ -342,39 +345,37 @@ impl SledStore {
     }
 
     /// Finds the first seq whose index entries disagree with the records (the slow path of
-    /// `verify`, only taken when the digests differ).
+    /// `verify_indexes`, only taken when the digests differ).
     fn locate_index_fault(&self) -> Error {
         let db = &self.inner.db;
         let mut worst = Seq(u64::MAX);
         let mut problem = String::from("stream or command index entries do not match the records");
-        for record in self.records(Seq::FIRST).flatten() {
-            let found = db
-                .get(layout::stream_key(&record.stream, record.version))
-                .ok()
-                .flatten();
-            if found.as_deref().and_then(layout::decode_u64) != Some(record.seq.0) {
-                worst = record.seq;
-                problem = format!(
-                    "stream index entry of {} v{} is wrong or missing",
-                    record.stream, record.version
-                );
+        // Every append must have exactly its two entries.
+        for (append, command) in appends(self.records(Seq::FIRST).flatten()) {
+            let stream_entry = db.get(layout::stream_key(&append.stream, append.last_version)).ok().flatten();
+            let expected = layout::encode_stream_entry(append.first_seq, append.first_version);
+            let command_entry = db.get(layout::command_key(command)).ok().flatten();
+            let outcome = append.outcome();
+            if stream_entry.as_deref() != Some(expected.as_slice())
+                || command_entry.as_deref() != Some(layout::encode_outcome(&outcome).as_slice())
+            {
+                worst = append.first_seq;
+                problem = format!("index entries of the append at seq {} ({}) are wrong or missing", append.first_seq, append.stream);
                 break;
             }
         }
+        // And no entry may point anywhere else.
         for entry in db.scan_prefix(layout::STREAM_SPACE).flatten() {
-            let Some(seq) = layout::decode_u64(&entry.1).map(Seq) else {
-                continue;
-            };
+            let Some((seq, version)) = layout::decode_stream_entry(&entry.1) else { continue };
             let matches = db
                 .get(layout::event_key(seq))
                 .ok()
                 .flatten()
                 .and_then(|stored| codec::decode(seq, &stored).ok())
-                .is_some_and(|r| layout::stream_key(&r.stream, r.version) == entry.0.as_ref());
+                .is_some_and(|r| r.version == version && entry.0.starts_with(&layout::stream_prefix(&r.stream)));
             if !matches && seq < worst {
                 worst = seq;
-                problem =
-                    "a stream index entry points at a record of another stream or version".into();
+                problem = "a stream index entry points at a record of another stream or version".into();
             }
         }
         if worst.0 == u64::MAX {
@@ -384,21 +385,52 @@ impl SledStore {
     }
 }
 
+/// One append, as recovered from its consecutive records.
+struct AppendRun {
+    stream: StreamId,
+    first_seq: Seq,
+    last_seq: Seq,
+    first_version: Version,
+    last_version: Version,
+}
+
+impl AppendRun {
+    fn outcome(&self) -> Appended {
+        Appended { first_seq: self.first_seq, last_seq: self.last_seq, version: self.last_version, duplicate: false }
+    }
+}
+
+/// Groups records into appends: consecutive records with the same command id.
+fn appends(records: impl Iterator<Item = Record>) -> impl Iterator<Item = (AppendRun, crate::model::CommandId)> {
+    let mut records = records.peekable();
+    std::iter::from_fn(move || {
+        let first = records.next()?;
+        let mut run = AppendRun {
+            stream: first.stream.clone(),
+            first_seq: first.seq,
+            last_seq: first.seq,
+            first_version: first.version,
+            last_version: first.version,
+        };
+        while let Some(next) = records.next_if(|r| r.meta.command_id == first.meta.command_id) {
+            run.last_seq = next.seq;
+            run.last_version = next.version;
+        }
+        Some((run, first.meta.command_id))
+    })
+}
+
 /// Order-independent digest of index entries: the records imply a set of `s` and `c` entries,
 /// and the stored ones must be exactly that set.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct IndexDigest {
     streams: (u64, u128),
     commands: (u64, u128),
-    run: Option<(crate::model::CommandId, Appended)>,
 }
 
 fn entry_digest(key: &[u8], value: &[u8]) -> u128 {
     let mut hasher = blake3::Hasher::new();
-    hasher
-        .update(&(key.len() as u64).to_be_bytes())
-        .update(key)
-        .update(value);
+    hasher.update(&(key.len() as u64).to_be_bytes()).update(key).update(value);
     let mut low = [0; 16];
     low.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
     u128::from_le_bytes(low)
@@ -410,46 +442,16 @@ fn add(sum: &mut (u64, u128), digest: u128) {
 }
 
 impl IndexDigest {
-    fn add_record(&mut self, record: &Record) {
-        let key = layout::stream_key(&record.stream, record.version);
-        add(
-            &mut self.streams,
-            entry_digest(&key, &record.seq.0.to_be_bytes()),
-        );
-        // The records of one append are consecutive and share its command id.
-        match &mut self.run {
-            Some((id, outcome)) if *id == record.meta.command_id => {
-                outcome.last_seq = record.seq;
-                outcome.version = record.version;
-            }
-            _ => {
-                self.finish_commands();
-                let outcome = Appended {
-                    first_seq: record.seq,
-                    last_seq: record.seq,
-                    version: record.version,
-                    duplicate: false,
-                };
-                self.run = Some((record.meta.command_id, outcome));
-            }
-        }
-    }
-
-    fn finish_commands(&mut self) {
-        if let Some((id, outcome)) = self.run.take() {
-            add(
-                &mut self.commands,
-                entry_digest(&layout::command_key(id), &layout::encode_outcome(&outcome)),
-            );
-        }
+    fn add_append(&mut self, append: &AppendRun, command: crate::model::CommandId) {
+        let key = layout::stream_key(&append.stream, append.last_version);
+        add(&mut self.streams, entry_digest(&key, &layout::encode_stream_entry(append.first_seq, append.first_version)));
+        let outcome = layout::encode_outcome(&append.outcome());
+        add(&mut self.commands, entry_digest(&layout::command_key(command), &outcome));
     }
 
     fn of_stored(db: &sled::Db) -> Result<IndexDigest> {
         let mut digest = IndexDigest::default();
-        for (space, sum) in [
-            (layout::STREAM_SPACE, &mut digest.streams),
-            (layout::COMMAND_SPACE, &mut digest.commands),
-        ] {
+        for (space, sum) in [(layout::STREAM_SPACE, &mut digest.streams), (layout::COMMAND_SPACE, &mut digest.commands)] {
             for entry in db.scan_prefix(space) {
                 let (key, value) = entry?;
                 add(sum, entry_digest(&key, &value));

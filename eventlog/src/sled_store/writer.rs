@@ -188,15 +188,12 @@ impl Writer {
             record.prev_hash = head.hash;
             let stored = codec::seal(&mut record);
             staged.batch.insert(&layout::event_key(record.seq), stored);
-            staged.batch.insert(
-                layout::stream_key(&record.stream, version),
-                &record.seq.0.to_be_bytes(),
-            );
-            *head = Head {
-                seq: record.seq,
-                hash: record.hash,
-            };
+            *head = Head { seq: record.seq, hash: record.hash };
         }
+        staged.batch.insert(
+            layout::stream_key(&record.stream, version),
+            &layout::encode_stream_entry(first_seq, actual.next()),
+        );
         let Record { stream, meta, .. } = record;
         let outcome = Appended {
             first_seq,

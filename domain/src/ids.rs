@@ -1,0 +1,153 @@
+//! Identifiers and time as the domain sees them: newtypes over UUIDs and UTC microseconds.
+//!
+//! Ids are chosen by the caller (UUIDv7 in practice) and arrive inside commands; the domain
+//! never generates one. Time arrives in the [`crate::Context`].
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Declares a UUID newtype with the shared conversions, so that each id is its own type.
+macro_rules! id_type {
+    ($($(#[$doc:meta])* $name:ident => $prefix:literal;)+) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// The stream prefix of this id's aggregate.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// The name of the stream holding this aggregate's events.
+            #[must_use]
+            pub fn stream(&self) -> String {
+                format!("{}-{}", Self::PREFIX, self.0)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    )+};
+}
+
+id_type! {
+    /// A customer (person or organisation).
+    CustomerId => "customer";
+    /// A service case.
+    CaseId => "case";
+    /// A task.
+    TaskId => "task";
+    /// A user account.
+    UserId => "user";
+    /// A department.
+    DepartmentId => "department";
+    /// A role.
+    RoleId => "role";
+    /// A grant of a role to a user.
+    GrantId => "grant";
+}
+
+/// Ids of entities that live inside an aggregate (interactions, purchases, comments, sessions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EntryId(pub Uuid);
+
+/// A UTC instant in microseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// This instant plus `minutes`.
+    #[must_use]
+    pub fn plus_minutes(self, minutes: i64) -> Timestamp {
+        Timestamp(self.0.saturating_add(minutes.saturating_mul(60_000_000)))
+    }
+}
+
+/// A calendar date (proleptic Gregorian), checked on construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Date {
+    year: u16,
+    month: u8,
+    day: u8,
+}
+
+impl Date {
+    /// A date if `year-month-day` exists (years 1000-9999).
+    #[must_use]
+    pub fn new(year: u16, month: u8, day: u8) -> Option<Date> {
+        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        let days = match month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return None,
+        };
+        ((1000..=9999).contains(&year) && (1..=days).contains(&day)).then_some(Date { year, month, day })
+    }
+
+    /// Parses `YYYY-MM-DD`.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Date> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+            return None;
+        }
+        Date::from_digits(&text[0..4], &text[5..7], &text[8..10])
+    }
+
+    /// A date from separate digit strings, e.g. the `YYYYMMDD` inside an identity number.
+    #[must_use]
+    pub fn from_digits(year: &str, month: &str, day: &str) -> Option<Date> {
+        let all_digits = [year, month, day].iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()));
+        if !all_digits {
+            return None;
+        }
+        Date::new(year.parse().ok()?, month.parse().ok()?, day.parse().ok()?)
+    }
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+impl TryFrom<String> for Date {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Date::parse(&text).ok_or_else(|| format!("{text:?} is not a date (YYYY-MM-DD)"))
+    }
+}
+
+impl From<Date> for String {
+    fn from(date: Date) -> String {
+        date.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_checked_including_leap_years() {
+        assert!(Date::parse("2024-02-29").is_some());
+        assert!(Date::parse("2023-02-29").is_none());
+        assert!(Date::parse("1900-02-29").is_none());
+        assert!(Date::parse("2000-02-29").is_some());
+        assert!(Date::parse("2026-13-01").is_none());
+        assert!(Date::parse("2026-04-31").is_none());
+        assert!(Date::parse("2026-4-1").is_none());
+        assert_eq!(Date::parse("2026-11-29").map(|d| d.to_string()).as_deref(), Some("2026-11-29"));
+    }
+}
