@@ -121,7 +121,10 @@ fn a_removed_record_or_a_falsified_index_entry_is_detected() -> anyhow::Result<(
         // Point customer-0 v2 (seq 4) at seq 7, a record of another stream.
         let db = raw_sled(dir.path());
         let key = sled_layout::stream_key(&stream("customer-0"), oacis_eventlog::Version(2));
-        db.insert(key, sled_layout::encode_stream_entry(Seq(7), oacis_eventlog::Version(2)).as_slice())?;
+        db.insert(
+            key,
+            sled_layout::encode_stream_entry(Seq(7), oacis_eventlog::Version(2)).as_slice(),
+        )?;
         db.flush()?;
     }
     assert_eq!(first_bad_seq(dir.path()), Some(Seq(4)));

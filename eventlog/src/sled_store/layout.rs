@@ -124,7 +124,10 @@ pub(crate) fn decode_stream_entry(value: &[u8]) -> Option<(Seq, Version)> {
     if value.len() != 16 {
         return None;
     }
-    Some((Seq(decode_u64(&value[..8])?), Version(decode_u64(&value[8..])?)))
+    Some((
+        Seq(decode_u64(&value[..8])?),
+        Version(decode_u64(&value[8..])?),
+    ))
 }
 
 pub(crate) fn decode_u64(value: &[u8]) -> Option<u64> {

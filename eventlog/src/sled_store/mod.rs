@@ -31,7 +31,7 @@ use crate::model::{
 };
 use crate::store::{check_append, Appended, EventStore, Head};
 use crate::verify::{ChainCheck, VerifyReport};
-use writer::{AppendRequest, Writer};
+use writer::{AppendRequest, Syncer, Writer};
 
 /// How many records at the end of the log are re-verified every time a store opens.
 pub const TAIL_CHECK_RECORDS: u64 = 1_024;
@@ -209,20 +209,27 @@ impl SledStore {
             }),
         };
         store.check_tail()?;
+        let failure = writer::Failure::default();
         let writer = Writer {
+            db: db.clone(),
+            data_path: data_path.clone(),
+            head,
+            last_recorded_at: last.map_or(Timestamp(i64::MIN), |r| r.recorded_at),
+            fault: config.fault.clone(),
+            failure: failure.clone(),
+            versions: Default::default(),
+        };
+        let syncer = Syncer {
             db,
             data_file,
             data_path,
-            head,
-            last_recorded_at: last.map_or(Timestamp(i64::MIN), |r| r.recorded_at),
             heads,
             fault: config.fault,
-            failed: None,
-            versions: Default::default(),
+            failure,
         };
         let handle = std::thread::Builder::new()
             .name("eventlog-writer".into())
-            .spawn(move || writer.run(queue_rx))
+            .spawn(move || writer.run(queue_rx, syncer))
             .map_err(|e| Error::io(&config.path, e))?;
         if let Ok(mut slot) = store.inner.writer.lock() {
             *slot = Some(handle);
@@ -268,7 +275,12 @@ impl SledStore {
         self.records(from).take(max).collect()
     }
 
-    fn read_stream_sync(&self, stream: &StreamId, from: Version, max: usize) -> Result<Vec<Record>> {
+    fn read_stream_sync(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        max: usize,
+    ) -> Result<Vec<Record>> {
         let head = self.head().seq;
         let from = from.max(Version(1));
         let max = max.min(Limits::MAX_READ_BATCH);
@@ -282,25 +294,33 @@ impl SledStore {
             if !key.starts_with(&prefix) {
                 break;
             }
-            let malformed = || Error::corrupt(head, format!("malformed stream index entry for {stream}"));
+            let malformed =
+                || Error::corrupt(head, format!("malformed stream index entry for {stream}"));
             let last_version = layout::version_of_stream_key(&key).ok_or_else(malformed)?;
-            let (first_seq, first_version) = layout::decode_stream_entry(&value).ok_or_else(malformed)?;
+            let (first_seq, first_version) =
+                layout::decode_stream_entry(&value).ok_or_else(malformed)?;
             if first_version > expected || last_version < expected {
-                return Err(Error::corrupt(first_seq, format!("stream index of {stream} skips version {expected}")));
+                return Err(Error::corrupt(
+                    first_seq,
+                    format!("stream index of {stream} skips version {expected}"),
+                ));
             }
             while expected <= last_version {
                 let seq = Seq(first_seq.0 + (expected.0 - first_version.0));
                 if seq > head || out.len() >= max {
                     break 'appends;
                 }
-                let stored = db
-                    .get(layout::event_key(seq))?
-                    .ok_or_else(|| Error::corrupt(seq, format!("indexed as {stream} v{expected} but missing")))?;
+                let stored = db.get(layout::event_key(seq))?.ok_or_else(|| {
+                    Error::corrupt(seq, format!("indexed as {stream} v{expected} but missing"))
+                })?;
                 let record = codec::decode(seq, &stored)?;
                 if record.stream != *stream || record.version != expected {
                     return Err(Error::corrupt(
                         seq,
-                        format!("indexed as {stream} v{expected} but is {} v{}", record.stream, record.version),
+                        format!(
+                            "indexed as {stream} v{expected} but is {} v{}",
+                            record.stream, record.version
+                        ),
                     ));
                 }
                 expected = expected.next();
@@ -329,7 +349,9 @@ impl SledStore {
     pub fn verify_indexes(&self, progress: &mut dyn FnMut(Seq)) -> Result<()> {
         let mut indexes = IndexDigest::default();
         let mut failure = None;
-        let records = self.records(Seq::FIRST).map_while(|r| r.map_err(|e| failure = Some(e)).ok());
+        let records = self
+            .records(Seq::FIRST)
+            .map_while(|r| r.map_err(|e| failure = Some(e)).ok());
         for (append, command) in appends(records) {
             indexes.add_append(&append, command);
             progress(append.last_seq);
@@ -352,7 +374,10 @@ impl SledStore {
         let mut problem = String::from("stream or command index entries do not match the records");
         // Every append must have exactly its two entries.
         for (append, command) in appends(self.records(Seq::FIRST).flatten()) {
-            let stream_entry = db.get(layout::stream_key(&append.stream, append.last_version)).ok().flatten();
+            let stream_entry = db
+                .get(layout::stream_key(&append.stream, append.last_version))
+                .ok()
+                .flatten();
             let expected = layout::encode_stream_entry(append.first_seq, append.first_version);
             let command_entry = db.get(layout::command_key(command)).ok().flatten();
             let outcome = append.outcome();
@@ -360,22 +385,30 @@ impl SledStore {
                 || command_entry.as_deref() != Some(layout::encode_outcome(&outcome).as_slice())
             {
                 worst = append.first_seq;
-                problem = format!("index entries of the append at seq {} ({}) are wrong or missing", append.first_seq, append.stream);
+                problem = format!(
+                    "index entries of the append at seq {} ({}) are wrong or missing",
+                    append.first_seq, append.stream
+                );
                 break;
             }
         }
         // And no entry may point anywhere else.
         for entry in db.scan_prefix(layout::STREAM_SPACE).flatten() {
-            let Some((seq, version)) = layout::decode_stream_entry(&entry.1) else { continue };
+            let Some((seq, version)) = layout::decode_stream_entry(&entry.1) else {
+                continue;
+            };
             let matches = db
                 .get(layout::event_key(seq))
                 .ok()
                 .flatten()
                 .and_then(|stored| codec::decode(seq, &stored).ok())
-                .is_some_and(|r| r.version == version && entry.0.starts_with(&layout::stream_prefix(&r.stream)));
+                .is_some_and(|r| {
+                    r.version == version && entry.0.starts_with(&layout::stream_prefix(&r.stream))
+                });
             if !matches && seq < worst {
                 worst = seq;
-                problem = "a stream index entry points at a record of another stream or version".into();
+                problem =
+                    "a stream index entry points at a record of another stream or version".into();
             }
         }
         if worst.0 == u64::MAX {
@@ -396,12 +429,19 @@ struct AppendRun {
 
 impl AppendRun {
     fn outcome(&self) -> Appended {
-        Appended { first_seq: self.first_seq, last_seq: self.last_seq, version: self.last_version, duplicate: false }
+        Appended {
+            first_seq: self.first_seq,
+            last_seq: self.last_seq,
+            version: self.last_version,
+            duplicate: false,
+        }
     }
 }
 
 /// Groups records into appends: consecutive records with the same command id.
-fn appends(records: impl Iterator<Item = Record>) -> impl Iterator<Item = (AppendRun, crate::model::CommandId)> {
+fn appends(
+    records: impl Iterator<Item = Record>,
+) -> impl Iterator<Item = (AppendRun, crate::model::CommandId)> {
     let mut records = records.peekable();
     std::iter::from_fn(move || {
         let first = records.next()?;
@@ -430,7 +470,10 @@ struct IndexDigest {
 
 fn entry_digest(key: &[u8], value: &[u8]) -> u128 {
     let mut hasher = blake3::Hasher::new();
-    hasher.update(&(key.len() as u64).to_be_bytes()).update(key).update(value);
+    hasher
+        .update(&(key.len() as u64).to_be_bytes())
+        .update(key)
+        .update(value);
     let mut low = [0; 16];
     low.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
     u128::from_le_bytes(low)
@@ -444,14 +487,26 @@ fn add(sum: &mut (u64, u128), digest: u128) {
 impl IndexDigest {
     fn add_append(&mut self, append: &AppendRun, command: crate::model::CommandId) {
         let key = layout::stream_key(&append.stream, append.last_version);
-        add(&mut self.streams, entry_digest(&key, &layout::encode_stream_entry(append.first_seq, append.first_version)));
+        add(
+            &mut self.streams,
+            entry_digest(
+                &key,
+                &layout::encode_stream_entry(append.first_seq, append.first_version),
+            ),
+        );
         let outcome = layout::encode_outcome(&append.outcome());
-        add(&mut self.commands, entry_digest(&layout::command_key(command), &outcome));
+        add(
+            &mut self.commands,
+            entry_digest(&layout::command_key(command), &outcome),
+        );
     }
 
     fn of_stored(db: &sled::Db) -> Result<IndexDigest> {
         let mut digest = IndexDigest::default();
-        for (space, sum) in [(layout::STREAM_SPACE, &mut digest.streams), (layout::COMMAND_SPACE, &mut digest.commands)] {
+        for (space, sum) in [
+            (layout::STREAM_SPACE, &mut digest.streams),
+            (layout::COMMAND_SPACE, &mut digest.commands),
+        ] {
             for entry in db.scan_prefix(space) {
                 let (key, value) = entry?;
                 add(sum, entry_digest(&key, &value));
