@@ -1,0 +1,840 @@
+//! The Customer aggregate: a person or organisation, its contact channels, ownership,
+//! classification, interactions and purchases, archive and merge.
+//!
+//! Invariants:
+//! - Personal data (phones, e-mails, addresses, social handles, identity number, birth date)
+//!   travels only inside [`CustomerPersonal`], a distinct part of the payloads, so that it can
+//!   be encrypted per customer and erased without touching the rest.
+//! - Purchases are never edited: a correction is a reversal that names the purchase.
+//! - A merged customer keeps its history and points to its survivor; it accepts no further
+//!   change. Merging into a customer that is itself merged or archived is refused, so merge
+//!   chains end at a live customer.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::Aggregate;
+use crate::context::Context;
+use crate::error::{DomainError, FieldCode};
+use crate::events;
+use crate::ids::{CustomerId, Date, DepartmentId, EntryId, Timestamp, UserId};
+use crate::validate::Validator;
+
+/// Longest name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+/// Longest free text (summaries, notes, descriptions), in characters.
+pub const MAX_TEXT_CHARS: usize = 2_000;
+/// Most entries in any list (phones, e-mails, tags, ...).
+pub const MAX_LIST: usize = 20;
+/// Longest short text (tags, segment, industry, product), in characters.
+pub const MAX_SHORT_CHARS: usize = 64;
+
+/// Whether the customer is a natural person or an organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerKind {
+    /// A natural person.
+    Person,
+    /// A company or other organisation.
+    Organisation,
+}
+
+/// How the customer was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceChannel {
+    /// A sales visit.
+    SalesVisit,
+    /// Referred by someone.
+    Referral,
+    /// Market research.
+    MarketResearch,
+    /// The website.
+    Website,
+    /// Social media.
+    SocialMedia,
+    /// An event or fair.
+    Event,
+    /// Anything else.
+    Other,
+}
+
+/// A postal address (personal data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    /// Country (ISO 3166-1 alpha-2, e.g. `CN`).
+    pub country: String,
+    /// Province, state or region.
+    pub region: Option<String>,
+    /// City.
+    pub city: Option<String>,
+    /// Street, building, room.
+    pub street: String,
+    /// Postal code.
+    pub postal_code: Option<String>,
+}
+
+/// A social network handle (personal data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocialHandle {
+    /// The network, e.g. `wechat`.
+    pub network: String,
+    /// The handle on it.
+    pub handle: String,
+}
+
+/// Every piece of personal data of a customer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerPersonal {
+    /// Phones in E.164.
+    pub phones: Vec<String>,
+    /// E-mail addresses, domain lower-cased.
+    pub emails: Vec<String>,
+    /// Postal addresses.
+    pub addresses: Vec<Address>,
+    /// Social handles.
+    pub social: Vec<SocialHandle>,
+    /// Resident identity number (people).
+    pub id_number: Option<String>,
+    /// Birth date (people).
+    pub birth_date: Option<Date>,
+}
+
+/// Background of an organisation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Company {
+    /// Industry.
+    pub industry: Option<String>,
+    /// Head count band, e.g. `50-199`.
+    pub size: Option<String>,
+    /// Website URL.
+    pub website: Option<String>,
+    /// Unified social credit code.
+    pub credit_code: Option<String>,
+}
+
+/// The profile fields shared by registration and updates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Person or organisation.
+    pub kind: CustomerKind,
+    /// Display name (a person's full name or an organisation's name).
+    pub name: String,
+    /// Organisation background (organisations only).
+    pub company: Option<Company>,
+    /// How the customer was found.
+    pub source: SourceChannel,
+    /// Free tags.
+    pub tags: BTreeSet<String>,
+    /// Segment, e.g. `key-account`.
+    pub segment: Option<String>,
+    /// Personal data.
+    pub personal: CustomerPersonal,
+}
+
+/// Kinds of interaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InteractionChannel {
+    /// Phone call.
+    Call,
+    /// E-mail.
+    Email,
+    /// Text message.
+    Sms,
+    /// Visit.
+    Visit,
+    /// Meeting.
+    Meeting,
+    /// Message on a social network.
+    SocialMessage,
+}
+
+/// Who started an interaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// The customer reached out.
+    Inbound,
+    /// Staff reached out.
+    Outbound,
+}
+
+/// Lifecycle of a customer record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerStatus {
+    /// Not registered yet.
+    #[default]
+    Unregistered,
+    /// Live.
+    Active,
+    /// Archived; can be restored.
+    Archived,
+    /// Merged into another customer; final.
+    Merged,
+}
+
+impl CustomerStatus {
+    fn name(self) -> &'static str {
+        match self {
+            CustomerStatus::Unregistered => "unregistered",
+            CustomerStatus::Active => "active",
+            CustomerStatus::Archived => "archived",
+            CustomerStatus::Merged => "merged",
+        }
+    }
+}
+
+/// A purchase as kept in the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseState {
+    /// Amount in minor units.
+    pub amount_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Whether it was reversed.
+    pub reversed: bool,
+}
+
+/// The folded customer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CustomerState {
+    /// Its id (set by registration).
+    pub id: Option<CustomerId>,
+    /// Lifecycle.
+    pub status: CustomerStatus,
+    /// The profile as last set.
+    pub profile: Option<Profile>,
+    /// The owning user.
+    pub owner: Option<UserId>,
+    /// The owning department.
+    pub department: Option<DepartmentId>,
+    /// The survivor, once merged.
+    pub merged_into: Option<CustomerId>,
+    /// Customers merged into this one.
+    pub absorbed: BTreeSet<CustomerId>,
+    /// Interactions logged (ids).
+    pub interactions: BTreeSet<EntryId>,
+    /// Last interaction time.
+    pub last_contact: Option<Timestamp>,
+    /// Purchases by id.
+    pub purchases: BTreeMap<EntryId, PurchaseState>,
+}
+
+/// What can be asked of a customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomerCommand {
+    /// Register a new customer.
+    Register {
+        /// Chosen by the caller.
+        id: CustomerId,
+        /// Profile.
+        profile: Profile,
+        /// Owning user.
+        owner: UserId,
+        /// Owning department.
+        department: DepartmentId,
+    },
+    /// Replace the profile.
+    UpdateProfile {
+        /// The new profile.
+        profile: Profile,
+    },
+    /// Transfer to another owner.
+    ChangeOwner {
+        /// New owning user.
+        owner: UserId,
+        /// New owning department.
+        department: DepartmentId,
+    },
+    /// Archive.
+    Archive {
+        /// Why.
+        reason: String,
+    },
+    /// Restore from the archive.
+    Restore,
+    /// Merge this (duplicate) customer into `survivor`.
+    MergeInto {
+        /// The customer that remains.
+        survivor: CustomerId,
+        /// The survivor's status now (read by the caller from its stream).
+        survivor_status: CustomerStatus,
+    },
+    /// Note, on the survivor, that `duplicate` was merged into it.
+    Absorb {
+        /// The merged customer.
+        duplicate: CustomerId,
+    },
+    /// Log an interaction.
+    LogInteraction {
+        /// Chosen by the caller.
+        id: EntryId,
+        /// How.
+        channel: InteractionChannel,
+        /// Who started it.
+        direction: Direction,
+        /// What was said or done.
+        summary: String,
+        /// When it happened.
+        occurred_at: Timestamp,
+        /// Staff who took part.
+        participants: Vec<UserId>,
+    },
+    /// Record a purchase.
+    RecordPurchase {
+        /// Chosen by the caller.
+        id: EntryId,
+        /// Product name or code.
+        product: String,
+        /// How many.
+        quantity: u32,
+        /// Total in minor units (e.g. fen, cents).
+        amount_minor: i64,
+        /// ISO 4217 code, e.g. `CNY`.
+        currency: String,
+        /// When.
+        purchased_on: Date,
+    },
+    /// Reverse a recorded purchase (the only way to correct one).
+    ReversePurchase {
+        /// The purchase.
+        id: EntryId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Payload of `CustomerRegistered`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRegistered {
+    /// The customer.
+    pub customer_id: CustomerId,
+    /// Profile (personal data inside `profile.personal`).
+    pub profile: Profile,
+    /// Owner.
+    pub owner: UserId,
+    /// Department.
+    pub department: DepartmentId,
+}
+
+/// Payload of `CustomerProfileUpdated`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerProfileUpdated {
+    /// The new profile.
+    pub profile: Profile,
+}
+
+/// Payload of `CustomerOwnerChanged`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerOwnerChanged {
+    /// Previous owner.
+    pub from_owner: UserId,
+    /// New owner.
+    pub owner: UserId,
+    /// New department.
+    pub department: DepartmentId,
+}
+
+/// Payload of `CustomerArchived`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerArchived {
+    /// Why.
+    pub reason: String,
+}
+
+/// Payload of `CustomerRestored`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRestored {}
+
+/// Payload of `CustomerMerged` (on the duplicate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerMerged {
+    /// The survivor.
+    pub into: CustomerId,
+}
+
+/// Payload of `CustomerAbsorbed` (on the survivor).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerAbsorbed {
+    /// The merged duplicate.
+    pub duplicate: CustomerId,
+}
+
+/// Payload of `InteractionLogged`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InteractionLogged {
+    /// The interaction.
+    pub interaction_id: EntryId,
+    /// How.
+    pub channel: InteractionChannel,
+    /// Who started it.
+    pub direction: Direction,
+    /// What happened.
+    pub summary: String,
+    /// When.
+    pub occurred_at: Timestamp,
+    /// Staff who took part.
+    pub participants: Vec<UserId>,
+}
+
+/// Payload of `PurchaseRecorded`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseRecorded {
+    /// The purchase.
+    pub purchase_id: EntryId,
+    /// Product.
+    pub product: String,
+    /// How many.
+    pub quantity: u32,
+    /// Total in minor units.
+    pub amount_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// When.
+    pub purchased_on: Date,
+}
+
+/// Payload of `PurchaseReversed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseReversed {
+    /// The purchase reversed.
+    pub purchase_id: EntryId,
+    /// The amount taken back (the original's), in minor units.
+    pub amount_minor: i64,
+    /// Its currency.
+    pub currency: String,
+    /// Why.
+    pub reason: String,
+}
+
+events! {
+    /// What happens to customers.
+    pub enum CustomerEvent {
+        /// A customer was registered.
+        CustomerRegistered(CustomerRegistered) = 1,
+        /// The profile was replaced.
+        CustomerProfileUpdated(CustomerProfileUpdated) = 1,
+        /// The customer moved to another owner.
+        CustomerOwnerChanged(CustomerOwnerChanged) = 1,
+        /// Archived.
+        CustomerArchived(CustomerArchived) = 1,
+        /// Restored from the archive.
+        CustomerRestored(CustomerRestored) = 1,
+        /// Merged into a survivor.
+        CustomerMerged(CustomerMerged) = 1,
+        /// Absorbed a merged duplicate.
+        CustomerAbsorbed(CustomerAbsorbed) = 1,
+        /// An interaction was logged.
+        InteractionLogged(InteractionLogged) = 1,
+        /// A purchase was recorded.
+        PurchaseRecorded(PurchaseRecorded) = 1,
+        /// A purchase was reversed.
+        PurchaseReversed(PurchaseReversed) = 1,
+    }
+}
+
+/// Checks and normalises a profile, reporting every problem.
+fn checked_profile(profile: Profile) -> Result<Profile, DomainError> {
+    let mut v = Validator::new();
+    let name = v.text("profile.name", &profile.name, MAX_NAME_CHARS);
+    let company = profile.company.map(|c| Company {
+        industry: v.optional_text(
+            "profile.company.industry",
+            c.industry.as_deref(),
+            MAX_SHORT_CHARS,
+        ),
+        size: v.optional_text("profile.company.size", c.size.as_deref(), MAX_SHORT_CHARS),
+        website: v.optional_text("profile.company.website", c.website.as_deref(), 200),
+        credit_code: c
+            .credit_code
+            .map(|code| v.credit_code("profile.company.credit_code", &code)),
+    });
+    if profile.kind == CustomerKind::Person && company.is_some() {
+        v.fail(
+            "profile.company",
+            FieldCode::InvalidFormat,
+            "a person has no company background",
+        );
+    }
+    let tags: BTreeSet<String> = profile
+        .tags
+        .iter()
+        .map(|t| v.text("profile.tags", t, MAX_SHORT_CHARS))
+        .collect();
+    let tag_list: Vec<_> = tags.iter().collect();
+    v.at_most("profile.tags", &tag_list, MAX_LIST);
+    let segment = v.optional_text(
+        "profile.segment",
+        profile.segment.as_deref(),
+        MAX_SHORT_CHARS,
+    );
+    let p = profile.personal;
+    let phones: Vec<String> = p
+        .phones
+        .iter()
+        .enumerate()
+        .map(|(i, x)| v.phone(&format!("profile.personal.phones[{i}]"), x))
+        .collect();
+    let emails: Vec<String> = p
+        .emails
+        .iter()
+        .enumerate()
+        .map(|(i, x)| v.email(&format!("profile.personal.emails[{i}]"), x))
+        .collect();
+    v.distinct("profile.personal.phones", &phones);
+    v.distinct("profile.personal.emails", &emails);
+    v.at_most("profile.personal.phones", &phones, MAX_LIST);
+    v.at_most("profile.personal.emails", &emails, MAX_LIST);
+    v.at_most("profile.personal.addresses", &p.addresses, MAX_LIST);
+    v.at_most("profile.personal.social", &p.social, MAX_LIST);
+    let addresses = p
+        .addresses
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let at = |f: &str| format!("profile.personal.addresses[{i}].{f}");
+            let country = v
+                .code(&at("country"), &a.country, 2, &[])
+                .to_ascii_uppercase();
+            v.require(
+                country.len() == 2,
+                at("country"),
+                FieldCode::InvalidFormat,
+                "use a two-letter ISO 3166 code",
+            );
+            Address {
+                country,
+                region: v.optional_text(&at("region"), a.region.as_deref(), MAX_SHORT_CHARS),
+                city: v.optional_text(&at("city"), a.city.as_deref(), MAX_SHORT_CHARS),
+                street: v.text(&at("street"), &a.street, 200),
+                postal_code: v.optional_text(&at("postal_code"), a.postal_code.as_deref(), 16),
+            }
+        })
+        .collect();
+    let social = p
+        .social
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SocialHandle {
+            network: v.text(
+                &format!("profile.personal.social[{i}].network"),
+                &s.network,
+                32,
+            ),
+            handle: v.text(
+                &format!("profile.personal.social[{i}].handle"),
+                &s.handle,
+                100,
+            ),
+        })
+        .collect();
+    let id_number = p
+        .id_number
+        .map(|n| v.resident_id("profile.personal.id_number", &n));
+    if profile.kind == CustomerKind::Organisation && (id_number.is_some() || p.birth_date.is_some())
+    {
+        v.fail(
+            "profile.personal",
+            FieldCode::InvalidFormat,
+            "an organisation has no identity number or birth date",
+        );
+    }
+    v.finish(Profile {
+        kind: profile.kind,
+        name,
+        company,
+        source: profile.source,
+        tags,
+        segment,
+        personal: CustomerPersonal {
+            phones,
+            emails,
+            addresses,
+            social,
+            id_number,
+            birth_date: p.birth_date,
+        },
+    })
+}
+
+fn check_currency(v: &mut Validator, currency: &str) -> String {
+    let code = currency.trim().to_ascii_uppercase();
+    v.require(
+        code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()),
+        "currency",
+        FieldCode::InvalidFormat,
+        "use a three-letter ISO 4217 code",
+    );
+    code
+}
+
+/// Refuses unless the customer is in one of `allowed`.
+fn require_status(
+    state: &CustomerState,
+    allowed: &[CustomerStatus],
+    action: &'static str,
+) -> Result<(), DomainError> {
+    if state.status == CustomerStatus::Unregistered {
+        return Err(DomainError::NotFound { entity: "customer" });
+    }
+    if allowed.contains(&state.status) {
+        Ok(())
+    } else {
+        Err(DomainError::InvalidTransition {
+            entity: "customer",
+            status: state.status.name(),
+            action,
+        })
+    }
+}
+
+const LIVE: &[CustomerStatus] = &[CustomerStatus::Active];
+
+/// The Customer aggregate.
+#[derive(Debug)]
+pub struct Customer;
+
+impl Aggregate for Customer {
+    type State = CustomerState;
+    type Command = CustomerCommand;
+    type Event = CustomerEvent;
+
+    fn decide(
+        state: &CustomerState,
+        command: CustomerCommand,
+        _ctx: &Context,
+    ) -> Result<Vec<CustomerEvent>, DomainError> {
+        use CustomerCommand as C;
+        use CustomerEvent as E;
+        let event = match command {
+            C::Register {
+                id,
+                profile,
+                owner,
+                department,
+            } => {
+                if state.status != CustomerStatus::Unregistered {
+                    return Err(DomainError::AlreadyExists { entity: "customer" });
+                }
+                let profile = checked_profile(profile)?;
+                E::CustomerRegistered(CustomerRegistered {
+                    customer_id: id,
+                    profile,
+                    owner,
+                    department,
+                })
+            }
+            C::UpdateProfile { profile } => {
+                require_status(state, LIVE, "update")?;
+                E::CustomerProfileUpdated(CustomerProfileUpdated {
+                    profile: checked_profile(profile)?,
+                })
+            }
+            C::ChangeOwner { owner, department } => {
+                require_status(state, LIVE, "transfer")?;
+                let from_owner = state.owner.ok_or(DomainError::NotFound {
+                    entity: "customer owner",
+                })?;
+                if from_owner == owner && state.department == Some(department) {
+                    return Ok(Vec::new());
+                }
+                E::CustomerOwnerChanged(CustomerOwnerChanged {
+                    from_owner,
+                    owner,
+                    department,
+                })
+            }
+            C::Archive { reason } => {
+                require_status(state, LIVE, "archive")?;
+                let mut v = Validator::new();
+                let reason = v.text("reason", &reason, MAX_TEXT_CHARS);
+                E::CustomerArchived(CustomerArchived {
+                    reason: v.finish(reason)?,
+                })
+            }
+            C::Restore => {
+                require_status(state, &[CustomerStatus::Archived], "restore")?;
+                E::CustomerRestored(CustomerRestored {})
+            }
+            C::MergeInto {
+                survivor,
+                survivor_status,
+            } => {
+                require_status(
+                    state,
+                    &[CustomerStatus::Active, CustomerStatus::Archived],
+                    "merge",
+                )?;
+                if Some(survivor) == state.id {
+                    return Err(DomainError::Rule(
+                        "a customer cannot be merged into itself".into(),
+                    ));
+                }
+                if survivor_status != CustomerStatus::Active {
+                    return Err(DomainError::Rule(format!(
+                        "the surviving customer is {}; merge into an active customer",
+                        survivor_status.name()
+                    )));
+                }
+                E::CustomerMerged(CustomerMerged { into: survivor })
+            }
+            C::Absorb { duplicate } => {
+                require_status(state, LIVE, "absorb into")?;
+                if Some(duplicate) == state.id {
+                    return Err(DomainError::Rule("a customer cannot absorb itself".into()));
+                }
+                if state.absorbed.contains(&duplicate) {
+                    return Ok(Vec::new());
+                }
+                E::CustomerAbsorbed(CustomerAbsorbed { duplicate })
+            }
+            C::LogInteraction {
+                id,
+                channel,
+                direction,
+                summary,
+                occurred_at,
+                participants,
+            } => {
+                require_status(state, LIVE, "log an interaction for")?;
+                if state.interactions.contains(&id) {
+                    return Err(DomainError::AlreadyExists {
+                        entity: "interaction",
+                    });
+                }
+                let mut v = Validator::new();
+                let summary = v.text("summary", &summary, MAX_TEXT_CHARS);
+                v.at_most("participants", &participants, MAX_LIST);
+                v.distinct("participants", &participants);
+                let summary = v.finish(summary)?;
+                E::InteractionLogged(InteractionLogged {
+                    interaction_id: id,
+                    channel,
+                    direction,
+                    summary,
+                    occurred_at,
+                    participants,
+                })
+            }
+            C::RecordPurchase {
+                id,
+                product,
+                quantity,
+                amount_minor,
+                currency,
+                purchased_on,
+            } => {
+                require_status(state, LIVE, "record a purchase for")?;
+                if state.purchases.contains_key(&id) {
+                    return Err(DomainError::AlreadyExists { entity: "purchase" });
+                }
+                let mut v = Validator::new();
+                let product = v.text("product", &product, MAX_SHORT_CHARS);
+                v.require(
+                    quantity >= 1,
+                    "quantity",
+                    FieldCode::OutOfRange,
+                    "must be at least 1",
+                );
+                v.require(
+                    amount_minor >= 0,
+                    "amount_minor",
+                    FieldCode::OutOfRange,
+                    "must not be negative; reverse a purchase instead",
+                );
+                let currency = check_currency(&mut v, &currency);
+                let (product, currency) = v.finish((product, currency))?;
+                E::PurchaseRecorded(PurchaseRecorded {
+                    purchase_id: id,
+                    product,
+                    quantity,
+                    amount_minor,
+                    currency,
+                    purchased_on,
+                })
+            }
+            C::ReversePurchase { id, reason } => {
+                require_status(
+                    state,
+                    &[CustomerStatus::Active, CustomerStatus::Archived],
+                    "reverse a purchase of",
+                )?;
+                let purchase = state
+                    .purchases
+                    .get(&id)
+                    .ok_or(DomainError::NotFound { entity: "purchase" })?;
+                if purchase.reversed {
+                    return Err(DomainError::InvalidTransition {
+                        entity: "purchase",
+                        status: "reversed",
+                        action: "reverse",
+                    });
+                }
+                let mut v = Validator::new();
+                let reason = v.text("reason", &reason, MAX_TEXT_CHARS);
+                let reason = v.finish(reason)?;
+                E::PurchaseReversed(PurchaseReversed {
+                    purchase_id: id,
+                    amount_minor: purchase.amount_minor,
+                    currency: purchase.currency.clone(),
+                    reason,
+                })
+            }
+        };
+        Ok(vec![event])
+    }
+
+    fn evolve(mut state: CustomerState, event: &CustomerEvent) -> CustomerState {
+        use CustomerEvent as E;
+        match event {
+            E::CustomerRegistered(e) => {
+                state.id = Some(e.customer_id);
+                state.status = CustomerStatus::Active;
+                state.profile = Some(e.profile.clone());
+                state.owner = Some(e.owner);
+                state.department = Some(e.department);
+            }
+            E::CustomerProfileUpdated(e) => state.profile = Some(e.profile.clone()),
+            E::CustomerOwnerChanged(e) => {
+                state.owner = Some(e.owner);
+                state.department = Some(e.department);
+            }
+            E::CustomerArchived(_) => state.status = CustomerStatus::Archived,
+            E::CustomerRestored(_) => state.status = CustomerStatus::Active,
+            E::CustomerMerged(e) => {
+                state.status = CustomerStatus::Merged;
+                state.merged_into = Some(e.into);
+            }
+            E::CustomerAbsorbed(e) => {
+                state.absorbed.insert(e.duplicate);
+            }
+            E::InteractionLogged(e) => {
+                state.interactions.insert(e.interaction_id);
+                state.last_contact = Some(
+                    state
+                        .last_contact
+                        .map_or(e.occurred_at, |t| t.max(e.occurred_at)),
+                );
+            }
+            E::PurchaseRecorded(e) => {
+                state.purchases.insert(
+                    e.purchase_id,
+                    PurchaseState {
+                        amount_minor: e.amount_minor,
+                        currency: e.currency.clone(),
+                        reversed: false,
+                    },
+                );
+            }
+            E::PurchaseReversed(e) => {
+                if let Some(purchase) = state.purchases.get_mut(&e.purchase_id) {
+                    purchase.reversed = true;
+                }
+            }
+        }
+        state
+    }
+}

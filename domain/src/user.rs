@@ -1,0 +1,596 @@
+//! The user aggregate: staff accounts, their profile and privacy, credentials, lock state,
+//! logins and sessions.
+//!
+//! The domain never sees a password: it receives an already-hashed credential (a PHC string
+//! such as `$argon2id$...`) and the facts of the password policy, decided by the caller.
+//! Consecutive failed logins reaching the caller's lockout threshold lock the account.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::Aggregate;
+use crate::context::Context;
+use crate::error::{DomainError, FieldCode};
+use crate::events;
+use crate::ids::{DepartmentId, EntryId, Timestamp, UserId};
+use crate::validate::Validator;
+
+/// Personal data of a user.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPersonal {
+    /// Phone in E.164.
+    pub phone: Option<String>,
+    /// E-mail address.
+    pub email: Option<String>,
+}
+
+/// The profile fields whose visibility a user controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileField {
+    /// Phone.
+    Phone,
+    /// E-mail.
+    Email,
+    /// Position.
+    Position,
+}
+
+/// Who may see a profile field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Every user.
+    #[default]
+    Everyone,
+    /// Users of the same department.
+    Department,
+    /// The user alone (and administrators).
+    OnlyMe,
+}
+
+/// Why an account was locked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "detail")]
+pub enum LockReason {
+    /// Too many consecutive failed logins.
+    FailedLogins(u32),
+    /// An administrator locked it.
+    Administrative(String),
+}
+
+/// Why a login failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginFailure {
+    /// Wrong password.
+    BadPassword,
+    /// The account is locked.
+    Locked,
+    /// The account is deactivated.
+    Deactivated,
+}
+
+/// Account state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    /// Not created yet.
+    #[default]
+    Uncreated,
+    /// Can log in.
+    Active,
+    /// Locked; an administrator unlocks.
+    Locked,
+    /// Deactivated (left the company); can be reactivated.
+    Deactivated,
+}
+
+impl UserStatus {
+    fn name(self) -> &'static str {
+        match self {
+            UserStatus::Uncreated => "uncreated",
+            UserStatus::Active => "active",
+            UserStatus::Locked => "locked",
+            UserStatus::Deactivated => "deactivated",
+        }
+    }
+}
+
+/// The folded user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserState {
+    /// Its id.
+    pub id: Option<UserId>,
+    /// Account state.
+    pub status: UserStatus,
+    /// Login name.
+    pub username: Option<String>,
+    /// Department.
+    pub department: Option<DepartmentId>,
+    /// Whether a credential is set.
+    pub has_credential: bool,
+    /// Whether the password must change at next login.
+    pub must_change_password: bool,
+    /// Failed logins since the last success.
+    pub consecutive_failures: u32,
+    /// Field visibility.
+    pub privacy: BTreeMap<ProfileField, Visibility>,
+    /// Open sessions.
+    pub sessions: BTreeSet<EntryId>,
+}
+
+/// The profile fields shared by creation and updates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserProfile {
+    /// Name shown to others.
+    pub display_name: String,
+    /// Department.
+    pub department: DepartmentId,
+    /// Job title.
+    pub position: Option<String>,
+    /// Personal data.
+    pub personal: UserPersonal,
+}
+
+/// The caller's verdict on a new password, against the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordFacts {
+    /// Length and character classes are as the policy asks.
+    pub meets_policy: bool,
+    /// It equals one of the user's recent passwords.
+    pub recently_used: bool,
+}
+
+/// What can be asked of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserCommand {
+    /// Create an account (its username and employee number are reserved by the caller).
+    Create {
+        /// Chosen by the caller.
+        id: UserId,
+        /// Login name: 3-32 of `a-z 0-9 . _ -`.
+        username: String,
+        /// Employee number: 1-32 of `A-Z a-z 0-9 -`.
+        employee_no: String,
+        /// Profile.
+        profile: UserProfile,
+    },
+    /// Replace the profile.
+    UpdateProfile {
+        /// The new profile.
+        profile: UserProfile,
+    },
+    /// Set who may see a field.
+    SetPrivacy {
+        /// The field.
+        field: ProfileField,
+        /// Who may see it.
+        visibility: Visibility,
+    },
+    /// Set the credential.
+    SetPassword {
+        /// The hashed credential (PHC string, argon2id).
+        credential: String,
+        /// The policy's verdict.
+        facts: PasswordFacts,
+    },
+    /// Force a password change at next login.
+    RequirePasswordChange,
+    /// Lock the account.
+    Lock {
+        /// Why.
+        reason: String,
+    },
+    /// Unlock.
+    Unlock,
+    /// Deactivate.
+    Deactivate,
+    /// Reactivate.
+    Reactivate,
+    /// A login succeeded and opened a session.
+    RecordLoginSuccess {
+        /// The new session.
+        session: EntryId,
+        /// Client address.
+        client: Option<String>,
+    },
+    /// A login failed.
+    RecordLoginFailure {
+        /// Why.
+        reason: LoginFailure,
+        /// Client address.
+        client: Option<String>,
+        /// Consecutive failures that lock the account.
+        lockout_threshold: u32,
+    },
+    /// A session ended (logout or expiry).
+    EndSession {
+        /// The session.
+        session: EntryId,
+    },
+}
+
+/// Payload of `UserCreated`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCreated {
+    /// The user.
+    pub user_id: UserId,
+    /// Login name.
+    pub username: String,
+    /// Employee number.
+    pub employee_no: String,
+    /// Profile (personal data inside `profile.personal`).
+    pub profile: UserProfile,
+}
+
+/// Payload of `UserProfileUpdated`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserProfileUpdated {
+    /// The new profile.
+    pub profile: UserProfile,
+}
+
+/// Payload of `UserPrivacyChanged`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPrivacyChanged {
+    /// The field.
+    pub field: ProfileField,
+    /// Who may see it.
+    pub visibility: Visibility,
+}
+
+/// Payload of `UserPasswordSet`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPasswordSet {
+    /// The hashed credential.
+    pub credential: String,
+}
+
+/// Payload of `UserPasswordChangeRequired`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPasswordChangeRequired {}
+
+/// Payload of `UserLocked`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserLocked {
+    /// Why.
+    pub reason: LockReason,
+}
+
+/// Payload of `UserUnlocked`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserUnlocked {}
+
+/// Payload of `UserDeactivated`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserDeactivated {}
+
+/// Payload of `UserReactivated`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserReactivated {}
+
+/// Payload of `UserLoginSucceeded`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserLoginSucceeded {
+    /// The session opened.
+    pub session_id: EntryId,
+    /// Client address.
+    pub client: Option<String>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// Payload of `UserLoginFailed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserLoginFailed {
+    /// Why.
+    pub reason: LoginFailure,
+    /// Client address.
+    pub client: Option<String>,
+    /// Failures in a row, this one included.
+    pub consecutive: u32,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// Payload of `UserSessionEnded`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSessionEnded {
+    /// The session.
+    pub session_id: EntryId,
+}
+
+events! {
+    /// What happens to user accounts.
+    pub enum UserEvent {
+        /// Created.
+        UserCreated(UserCreated) = 1,
+        /// Profile replaced.
+        UserProfileUpdated(UserProfileUpdated) = 1,
+        /// A field's visibility changed.
+        UserPrivacyChanged(UserPrivacyChanged) = 1,
+        /// Credential set.
+        UserPasswordSet(UserPasswordSet) = 1,
+        /// Password change required at next login.
+        UserPasswordChangeRequired(UserPasswordChangeRequired) = 1,
+        /// Locked.
+        UserLocked(UserLocked) = 1,
+        /// Unlocked.
+        UserUnlocked(UserUnlocked) = 1,
+        /// Deactivated.
+        UserDeactivated(UserDeactivated) = 1,
+        /// Reactivated.
+        UserReactivated(UserReactivated) = 1,
+        /// Logged in.
+        UserLoginSucceeded(UserLoginSucceeded) = 1,
+        /// A login failed.
+        UserLoginFailed(UserLoginFailed) = 1,
+        /// A session ended.
+        UserSessionEnded(UserSessionEnded) = 1,
+    }
+}
+
+fn checked_profile(v: &mut Validator, profile: UserProfile) -> UserProfile {
+    UserProfile {
+        display_name: v.text("profile.display_name", &profile.display_name, 64),
+        department: profile.department,
+        position: v.optional_text("profile.position", profile.position.as_deref(), 64),
+        personal: UserPersonal {
+            phone: profile
+                .personal
+                .phone
+                .map(|p| v.phone("profile.personal.phone", &p)),
+            email: profile
+                .personal
+                .email
+                .map(|e| v.email("profile.personal.email", &e)),
+        },
+    }
+}
+
+/// The normal form of a username (lower case), or why it is not one.
+pub fn checked_username(v: &mut Validator, username: &str) -> String {
+    let username = username.trim().to_lowercase();
+    let ok = (3..=32).contains(&username.len())
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    v.require(
+        ok,
+        "username",
+        FieldCode::InvalidFormat,
+        "use 3-32 of a-z, 0-9, '.', '_' and '-'",
+    );
+    username
+}
+
+fn require(
+    state: &UserState,
+    allowed: &[UserStatus],
+    action: &'static str,
+) -> Result<(), DomainError> {
+    if state.status == UserStatus::Uncreated {
+        return Err(DomainError::NotFound { entity: "user" });
+    }
+    if allowed.contains(&state.status) {
+        Ok(())
+    } else {
+        Err(DomainError::InvalidTransition {
+            entity: "user",
+            status: state.status.name(),
+            action,
+        })
+    }
+}
+
+const ANY: &[UserStatus] = &[
+    UserStatus::Active,
+    UserStatus::Locked,
+    UserStatus::Deactivated,
+];
+
+/// The user aggregate.
+#[derive(Debug)]
+pub struct User;
+
+impl Aggregate for User {
+    type State = UserState;
+    type Command = UserCommand;
+    type Event = UserEvent;
+
+    fn decide(
+        state: &UserState,
+        command: UserCommand,
+        ctx: &Context,
+    ) -> Result<Vec<UserEvent>, DomainError> {
+        use UserCommand as C;
+        use UserEvent as E;
+        use UserStatus as S;
+        let events = match command {
+            C::Create {
+                id,
+                username,
+                employee_no,
+                profile,
+            } => {
+                if state.status != S::Uncreated {
+                    return Err(DomainError::AlreadyExists { entity: "user" });
+                }
+                let mut v = Validator::new();
+                let username = checked_username(&mut v, &username);
+                let employee_no = v.code("employee_no", &employee_no, 32, &['-']);
+                let profile = checked_profile(&mut v, profile);
+                let (username, employee_no, profile) =
+                    v.finish((username, employee_no, profile))?;
+                vec![E::UserCreated(UserCreated {
+                    user_id: id,
+                    username,
+                    employee_no,
+                    profile,
+                })]
+            }
+            C::UpdateProfile { profile } => {
+                require(state, ANY, "update")?;
+                let mut v = Validator::new();
+                let profile = checked_profile(&mut v, profile);
+                vec![E::UserProfileUpdated(UserProfileUpdated {
+                    profile: v.finish(profile)?,
+                })]
+            }
+            C::SetPrivacy { field, visibility } => {
+                require(state, ANY, "change privacy of")?;
+                if state.privacy.get(&field).copied().unwrap_or_default() == visibility {
+                    return Ok(Vec::new());
+                }
+                vec![E::UserPrivacyChanged(UserPrivacyChanged {
+                    field,
+                    visibility,
+                })]
+            }
+            C::SetPassword { credential, facts } => {
+                require(state, ANY, "set the password of")?;
+                let mut v = Validator::new();
+                v.require(
+                    credential.starts_with("$argon2id$") && credential.len() <= 256,
+                    "credential",
+                    FieldCode::InvalidFormat,
+                    "must be an argon2id PHC string",
+                );
+                v.require(
+                    facts.meets_policy,
+                    "password",
+                    FieldCode::InvalidFormat,
+                    "does not meet the password policy",
+                );
+                v.require(
+                    !facts.recently_used,
+                    "password",
+                    FieldCode::Duplicate,
+                    "was used recently",
+                );
+                vec![E::UserPasswordSet(UserPasswordSet {
+                    credential: v.finish(credential)?,
+                })]
+            }
+            C::RequirePasswordChange => {
+                require(state, ANY, "require a password change of")?;
+                if state.must_change_password {
+                    return Ok(Vec::new());
+                }
+                vec![E::UserPasswordChangeRequired(UserPasswordChangeRequired {})]
+            }
+            C::Lock { reason } => {
+                require(state, &[S::Active], "lock")?;
+                let mut v = Validator::new();
+                let reason = v.text("reason", &reason, 500);
+                vec![E::UserLocked(UserLocked {
+                    reason: LockReason::Administrative(v.finish(reason)?),
+                })]
+            }
+            C::Unlock => {
+                require(state, &[S::Locked], "unlock")?;
+                vec![E::UserUnlocked(UserUnlocked {})]
+            }
+            C::Deactivate => {
+                require(state, &[S::Active, S::Locked], "deactivate")?;
+                let mut events: Vec<E> = state
+                    .sessions
+                    .iter()
+                    .map(|s| E::UserSessionEnded(UserSessionEnded { session_id: *s }))
+                    .collect();
+                events.push(E::UserDeactivated(UserDeactivated {}));
+                events
+            }
+            C::Reactivate => {
+                require(state, &[S::Deactivated], "reactivate")?;
+                vec![E::UserReactivated(UserReactivated {})]
+            }
+            C::RecordLoginSuccess { session, client } => {
+                require(state, &[S::Active], "log in as")?;
+                if !state.has_credential {
+                    return Err(DomainError::Rule("the account has no password yet".into()));
+                }
+                vec![E::UserLoginSucceeded(UserLoginSucceeded {
+                    session_id: session,
+                    client,
+                    at: ctx.now,
+                })]
+            }
+            C::RecordLoginFailure {
+                reason,
+                client,
+                lockout_threshold,
+            } => {
+                require(state, ANY, "record a login failure of")?;
+                let consecutive = state.consecutive_failures.saturating_add(1);
+                let mut events = vec![E::UserLoginFailed(UserLoginFailed {
+                    reason,
+                    client,
+                    consecutive,
+                    at: ctx.now,
+                })];
+                if state.status == S::Active
+                    && lockout_threshold > 0
+                    && consecutive >= lockout_threshold
+                {
+                    events.push(E::UserLocked(UserLocked {
+                        reason: LockReason::FailedLogins(consecutive),
+                    }));
+                }
+                events
+            }
+            C::EndSession { session } => {
+                require(state, ANY, "end a session of")?;
+                if !state.sessions.contains(&session) {
+                    return Err(DomainError::NotFound { entity: "session" });
+                }
+                vec![E::UserSessionEnded(UserSessionEnded {
+                    session_id: session,
+                })]
+            }
+        };
+        Ok(events)
+    }
+
+    fn evolve(mut state: UserState, event: &UserEvent) -> UserState {
+        use UserEvent as E;
+        match event {
+            E::UserCreated(e) => {
+                state.id = Some(e.user_id);
+                state.status = UserStatus::Active;
+                state.username = Some(e.username.clone());
+                state.department = Some(e.profile.department);
+            }
+            E::UserProfileUpdated(e) => state.department = Some(e.profile.department),
+            E::UserPrivacyChanged(e) => {
+                state.privacy.insert(e.field, e.visibility);
+            }
+            E::UserPasswordSet(_) => {
+                state.has_credential = true;
+                state.must_change_password = false;
+            }
+            E::UserPasswordChangeRequired(_) => state.must_change_password = true,
+            E::UserLocked(_) => state.status = UserStatus::Locked,
+            E::UserUnlocked(_) => {
+                state.status = UserStatus::Active;
+                state.consecutive_failures = 0;
+            }
+            E::UserDeactivated(_) => state.status = UserStatus::Deactivated,
+            E::UserReactivated(_) => {
+                state.status = UserStatus::Active;
+                state.consecutive_failures = 0;
+            }
+            E::UserLoginSucceeded(e) => {
+                state.consecutive_failures = 0;
+                state.sessions.insert(e.session_id);
+            }
+            E::UserLoginFailed(e) => state.consecutive_failures = e.consecutive,
+            E::UserSessionEnded(e) => {
+                state.sessions.remove(&e.session_id);
+            }
+        }
+        state
+    }
+}
