@@ -243,21 +243,22 @@ fn print_rows(size: u64, rows: &[Row]) {
                 "-".into()
             }
         };
-        let ratio = if r.baseline.per_sec > 0.0 {
-            format!("{:.2}x", r.ours.per_sec / r.baseline.per_sec)
+        let measured = r.baseline.per_sec > 0.0;
+        let (baseline, baseline_lat, ratio) = if measured {
+            let ratio = format!("{:.2}x", r.ours.per_sec / r.baseline.per_sec);
+            (format!("{:.0} {}", r.baseline.per_sec, r.unit), lat(&r.baseline), ratio)
         } else {
-            "-".into()
+            ("-".into(), "-".into(), "-".into())
         };
         println!(
-            "| {} | {:.0} {} | {} | {} | {:.0} {} | {} | {} |",
+            "| {} | {:.0} {} | {} | {} | {} | {} | {} |",
             r.name,
             r.ours.per_sec,
             r.unit,
             lat(&r.ours),
             r.baseline_name,
-            r.baseline.per_sec,
-            r.unit,
-            lat(&r.baseline),
+            baseline,
+            baseline_lat,
             ratio
         );
     }
