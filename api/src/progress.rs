@@ -20,22 +20,14 @@ impl Progress {
     pub fn new(label: &'static str, total: u64) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
-            let style =
-                ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
-                    .map(|s| s.progress_chars("=> "))
-                    .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
+                .map(|s| s.progress_chars("=> "))
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar.set_message(label);
             bar
         });
-        Progress {
-            bar,
-            label,
-            total,
-            next_line_at: 0,
-            done: 0,
-            printed: u64::MAX,
-        }
+        Progress { bar, label, total, next_line_at: 0, done: 0, printed: u64::MAX }
     }
 
     /// `done` items are finished.

@@ -1,25 +1,15 @@
 //! The `oacis` binary's log commands, run as a user would: exit status and output of
 //! `verify` and `export` on good and damaged data.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap
-)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use oacis_eventlog::{
-    AppendMeta, EventStore, ExpectedVersion, NewEvent, Seq, SledConfig, SledStore, StreamId,
-};
+use oacis_eventlog::{AppendMeta, EventStore, ExpectedVersion, NewEvent, Seq, SledConfig, SledStore, StreamId};
 
 fn oacis(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_oacis"))
-        .args(args)
-        .output()
-        .expect("run oacis")
+    Command::new(env!("CARGO_BIN_EXE_oacis")).args(args).output().expect("run oacis")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -27,18 +17,12 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn fill(dir: &Path, count: u64) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
     runtime.block_on(async {
         let store = SledStore::open(SledConfig::new(dir))?;
         for i in 0..count {
             let stream = StreamId::new(format!("customer-{}", i % 5))?;
-            let event = NewEvent::json(
-                "CustomerNoted",
-                1,
-                &serde_json::json!({ "i": i, "note": "客户备注" }),
-            )?;
+            let event = NewEvent::json("CustomerNoted", 1, &serde_json::json!({ "i": i, "note": "客户备注" }))?;
             store
                 .append(
                     stream,
@@ -59,31 +43,13 @@ fn verify_export_and_verify_the_export_of_a_good_log() -> anyhow::Result<()> {
     fill(&data, 50)?;
     let out = oacis(&["verify", "--data", data.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).starts_with("ok: 50 records in 5 streams; head seq 50 hash "),
-        "{}",
-        text(&out.stdout)
-    );
+    assert!(text(&out.stdout).starts_with("ok: 50 records in 5 streams; head seq 50 hash "), "{}", text(&out.stdout));
     // Not a terminal: progress comes as plain lines.
-    assert!(
-        text(&out.stderr).contains("verify chain: 50/50"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(
-        text(&out.stderr).contains("verify indexes: 50/50"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("verify chain: 50/50"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("verify indexes: 50/50"), "{}", text(&out.stderr));
 
     let file = dir.path().join("log.jsonl");
-    let out = oacis(&[
-        "export",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        file.to_str().unwrap(),
-    ]);
+    let out = oacis(&["export", "--data", data.to_str().unwrap(), "--out", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(std::fs::read_to_string(&file)?.lines().count(), 50);
     let out = oacis(&["verify", "--file", file.to_str().unwrap()]);
@@ -91,23 +57,11 @@ fn verify_export_and_verify_the_export_of_a_good_log() -> anyhow::Result<()> {
     assert!(text(&out.stdout).contains("ok: 50 records"));
 
     let tail = dir.path().join("tail.jsonl");
-    let out = oacis(&[
-        "export",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        tail.to_str().unwrap(),
-        "--from",
-        "41",
-    ]);
+    let out = oacis(&["export", "--data", data.to_str().unwrap(), "--out", tail.to_str().unwrap(), "--from", "41"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = oacis(&["verify", "--file", tail.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("starts after seq 40"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert!(text(&out.stdout).contains("starts after seq 40"), "{}", text(&out.stdout));
     Ok(())
 }
 
@@ -117,35 +71,17 @@ fn verify_names_the_first_bad_seq_of_a_damaged_export_and_exits_non_zero() -> an
     let data = dir.path().join("data");
     fill(&data, 30)?;
     let file = dir.path().join("log.jsonl");
-    assert!(oacis(&[
-        "export",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        file.to_str().unwrap()
-    ])
-    .status
-    .success());
+    assert!(oacis(&["export", "--data", data.to_str().unwrap(), "--out", file.to_str().unwrap()]).status.success());
     let original = std::fs::read_to_string(&file)?;
     let damaged: Vec<String> = original
         .lines()
         .enumerate()
-        .map(|(i, line)| {
-            if i == 16 {
-                line.replace("客户备注", "客户备往")
-            } else {
-                line.to_owned()
-            }
-        })
+        .map(|(i, line)| if i == 16 { line.replace("客户备注", "客户备往") } else { line.to_owned() })
         .collect();
     std::fs::write(&file, damaged.join("\n") + "\n")?;
     let out = oacis(&["verify", "--file", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stdout).starts_with("FAILED: first bad seq 17: "),
-        "{}",
-        text(&out.stdout)
-    );
+    assert!(text(&out.stdout).starts_with("FAILED: first bad seq 17: "), "{}", text(&out.stdout));
     Ok(())
 }
 
@@ -156,10 +92,7 @@ fn verify_names_the_first_bad_seq_of_a_damaged_store() -> anyhow::Result<()> {
     fill(&data, 2_000)?;
     {
         // Damage a record outside the tail that every open re-checks.
-        let db = sled::Config::new()
-            .path(&data)
-            .segment_size(oacis_eventlog::sled_layout::SEGMENT_SIZE)
-            .open()?;
+        let db = sled::Config::new().path(&data).segment_size(oacis_eventlog::sled_layout::SEGMENT_SIZE).open()?;
         let key = oacis_eventlog::sled_layout::event_key(Seq(123));
         let mut value = db.get(key)?.expect("record 123").to_vec();
         let last = value.len() - 40;
@@ -169,11 +102,7 @@ fn verify_names_the_first_bad_seq_of_a_damaged_store() -> anyhow::Result<()> {
     }
     let out = oacis(&["verify", "--data", data.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).starts_with("FAILED: first bad seq 123: "),
-        "{}",
-        text(&out.stdout)
-    );
+    assert!(text(&out.stdout).starts_with("FAILED: first bad seq 123: "), "{}", text(&out.stdout));
     Ok(())
 }
 
@@ -181,16 +110,8 @@ fn verify_names_the_first_bad_seq_of_a_damaged_store() -> anyhow::Result<()> {
 fn unusable_arguments_get_a_clear_error() {
     let out = oacis(&["verify"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("--data"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("--data"), "{}", text(&out.stderr));
     let missing = oacis(&["verify", "--file", "/nonexistent/export.jsonl"]);
     assert_eq!(missing.status.code(), Some(2));
-    assert!(
-        text(&missing.stderr).contains("/nonexistent/export.jsonl"),
-        "{}",
-        text(&missing.stderr)
-    );
+    assert!(text(&missing.stderr).contains("/nonexistent/export.jsonl"), "{}", text(&missing.stderr));
 }

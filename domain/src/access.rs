@@ -98,11 +98,7 @@ fn live_role(state: &RoleState, action: &'static str) -> Result<(), DomainError>
         return Err(DomainError::NotFound { entity: "role" });
     }
     if state.retired {
-        return Err(DomainError::InvalidTransition {
-            entity: "role",
-            status: "retired",
-            action,
-        });
+        return Err(DomainError::InvalidTransition { entity: "role", status: "retired", action });
     }
     Ok(())
 }
@@ -116,39 +112,20 @@ impl Aggregate for Role {
     type Command = RoleCommand;
     type Event = RoleEvent;
 
-    fn decide(
-        state: &RoleState,
-        command: RoleCommand,
-        _ctx: &Context,
-    ) -> Result<Vec<RoleEvent>, DomainError> {
+    fn decide(state: &RoleState, command: RoleCommand, _ctx: &Context) -> Result<Vec<RoleEvent>, DomainError> {
         let event = match command {
-            RoleCommand::Define {
-                id,
-                name,
-                permissions,
-            } => {
+            RoleCommand::Define { id, name, permissions } => {
                 if state.id.is_some() {
                     return Err(DomainError::AlreadyExists { entity: "role" });
                 }
                 let mut v = Validator::new();
                 let name = checked_role_name(&mut v, &name);
-                RoleEvent::RoleDefined(RoleDefined {
-                    role_id: id,
-                    name: v.finish(name)?,
-                    permissions,
-                })
+                RoleEvent::RoleDefined(RoleDefined { role_id: id, name: v.finish(name)?, permissions })
             }
             RoleCommand::ChangePermissions { permissions } => {
                 live_role(state, "change")?;
-                let added: BTreeSet<_> = permissions
-                    .difference(&state.permissions)
-                    .copied()
-                    .collect();
-                let removed: BTreeSet<_> = state
-                    .permissions
-                    .difference(&permissions)
-                    .copied()
-                    .collect();
+                let added: BTreeSet<_> = permissions.difference(&state.permissions).copied().collect();
+                let removed: BTreeSet<_> = state.permissions.difference(&permissions).copied().collect();
                 if added.is_empty() && removed.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -253,40 +230,21 @@ impl Aggregate for Grant {
     type Command = GrantCommand;
     type Event = GrantEvent;
 
-    fn decide(
-        state: &GrantState,
-        command: GrantCommand,
-        _ctx: &Context,
-    ) -> Result<Vec<GrantEvent>, DomainError> {
+    fn decide(state: &GrantState, command: GrantCommand, _ctx: &Context) -> Result<Vec<GrantEvent>, DomainError> {
         match command {
-            GrantCommand::Give {
-                id,
-                user,
-                role,
-                scope,
-            } => {
+            GrantCommand::Give { id, user, role, scope } => {
                 if state.id.is_some() {
                     return Err(DomainError::AlreadyExists { entity: "grant" });
                 }
-                Ok(vec![GrantEvent::RoleGranted(RoleGranted {
-                    grant_id: id,
-                    user_id: user,
-                    role_id: role,
-                    scope,
-                })])
+                Ok(vec![GrantEvent::RoleGranted(RoleGranted { grant_id: id, user_id: user, role_id: role, scope })])
             }
             GrantCommand::Revoke => match (state.user, state.role, state.revoked) {
                 (Some(user_id), Some(role_id), false) => {
-                    Ok(vec![GrantEvent::RoleRevoked(RoleRevoked {
-                        user_id,
-                        role_id,
-                    })])
+                    Ok(vec![GrantEvent::RoleRevoked(RoleRevoked { user_id, role_id })])
                 }
-                (Some(_), Some(_), true) => Err(DomainError::InvalidTransition {
-                    entity: "grant",
-                    status: "revoked",
-                    action: "revoke",
-                }),
+                (Some(_), Some(_), true) => {
+                    Err(DomainError::InvalidTransition { entity: "grant", status: "revoked", action: "revoke" })
+                }
                 _ => Err(DomainError::NotFound { entity: "grant" }),
             },
         }
@@ -331,10 +289,7 @@ impl UniqueKey {
     /// The key for `value` of `kind`.
     #[must_use]
     pub fn new(kind: UniqueKind, value: &str) -> Self {
-        UniqueKey {
-            kind,
-            value: normalise(value).to_lowercase(),
-        }
+        UniqueKey { kind, value: normalise(value).to_lowercase() }
     }
 
     /// The reservation stream: `unique-<kind>-<BLAKE3 of the value, hex>` (hashed so that any
@@ -346,10 +301,7 @@ impl UniqueKey {
             UniqueKind::EmployeeNumber => "employee-number",
             UniqueKind::RoleName => "role-name",
         };
-        format!(
-            "unique-{kind}-{}",
-            blake3::hash(self.value.as_bytes()).to_hex()
-        )
+        format!("unique-{kind}-{}", blake3::hash(self.value.as_bytes()).to_hex())
     }
 }
 
@@ -431,21 +383,17 @@ impl Aggregate for Reservation {
                     code: FieldCode::Duplicate,
                     message: "is taken".into(),
                 }])),
-                None => Ok(vec![ReservationEvent::UniqueValueClaimed(
-                    UniqueValueClaimed {
-                        kind: key.kind,
-                        value: key.value,
-                        owner,
-                    },
-                )]),
+                None => Ok(vec![ReservationEvent::UniqueValueClaimed(UniqueValueClaimed {
+                    kind: key.kind,
+                    value: key.value,
+                    owner,
+                })]),
             },
             ReservationCommand::Release { owner } => match state.holder {
-                Some(holder) if holder == owner => Ok(vec![ReservationEvent::UniqueValueReleased(
-                    UniqueValueReleased { owner },
-                )]),
-                _ => Err(DomainError::NotFound {
-                    entity: "reservation",
-                }),
+                Some(holder) if holder == owner => {
+                    Ok(vec![ReservationEvent::UniqueValueReleased(UniqueValueReleased { owner })])
+                }
+                _ => Err(DomainError::NotFound { entity: "reservation" }),
             },
         }
     }

@@ -21,11 +21,7 @@ pub trait Aggregate {
     type Event: DomainEvent + Clone + Debug + PartialEq;
 
     /// Decides what happens when `command` meets `state`.
-    fn decide(
-        state: &Self::State,
-        command: Self::Command,
-        ctx: &Context,
-    ) -> Result<Vec<Self::Event>, DomainError>;
+    fn decide(state: &Self::State, command: Self::Command, ctx: &Context) -> Result<Vec<Self::Event>, DomainError>;
 
     /// Folds one event into the state.
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
@@ -35,9 +31,7 @@ pub trait Aggregate {
     where
         Self::Event: 'a,
     {
-        events
-            .into_iter()
-            .fold(Self::State::default(), Self::evolve)
+        events.into_iter().fold(Self::State::default(), Self::evolve)
     }
 }
 
@@ -52,9 +46,7 @@ impl<A: Aggregate> Scenario<A> {
     /// The aggregate after `history`.
     #[must_use]
     pub fn given(history: &[A::Event]) -> Self {
-        Scenario {
-            state: A::fold(history),
-        }
+        Scenario { state: A::fold(history) }
     }
 
     /// The state now.
@@ -64,11 +56,7 @@ impl<A: Aggregate> Scenario<A> {
     }
 
     /// Decides `command`; on success the events are applied, so scenarios can chain.
-    pub fn when(
-        &mut self,
-        command: A::Command,
-        ctx: &Context,
-    ) -> Result<Vec<A::Event>, DomainError> {
+    pub fn when(&mut self, command: A::Command, ctx: &Context) -> Result<Vec<A::Event>, DomainError> {
         let events = A::decide(&self.state, command, ctx)?;
         for event in &events {
             self.state = A::evolve(self.state.clone(), event);

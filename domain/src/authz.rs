@@ -170,12 +170,9 @@ fn reaches(principal: &Principal, scope: Scope, resource: &Resource) -> bool {
         Scope::All => true,
         Scope::Own => resource.owner == Some(principal.user),
         Scope::Department => {
-            principal.department.is_some()
-                && resource.departments.first() == principal.department.as_ref()
+            principal.department.is_some() && resource.departments.first() == principal.department.as_ref()
         }
-        Scope::DepartmentTree => principal
-            .department
-            .is_some_and(|d| resource.departments.contains(&d)),
+        Scope::DepartmentTree => principal.department.is_some_and(|d| resource.departments.contains(&d)),
     }
 }
 
@@ -183,37 +180,17 @@ fn reaches(principal: &Principal, scope: Scope, resource: &Resource) -> bool {
 #[must_use]
 pub fn authorize(principal: &Principal, permission: Permission, resource: &Resource) -> Decision {
     if !principal.active {
-        return Decision {
-            allowed: false,
-            reason: Reason::Inactive,
-        };
+        return Decision { allowed: false, reason: Reason::Inactive };
     }
     let mut holds = false;
-    for held in principal
-        .roles
-        .iter()
-        .filter(|r| r.permissions.contains(&permission))
-    {
+    for held in principal.roles.iter().filter(|r| r.permissions.contains(&permission)) {
         holds = true;
         if reaches(principal, held.scope, resource) {
-            return Decision {
-                allowed: true,
-                reason: Reason::Granted {
-                    role: held.name.clone(),
-                    scope: held.scope,
-                },
-            };
+            return Decision { allowed: true, reason: Reason::Granted { role: held.name.clone(), scope: held.scope } };
         }
     }
-    let reason = if holds {
-        Reason::OutOfScope
-    } else {
-        Reason::NoPermission
-    };
-    Decision {
-        allowed: false,
-        reason,
-    }
+    let reason = if holds { Reason::OutOfScope } else { Reason::NoPermission };
+    Decision { allowed: false, reason }
 }
 
 /// A role shipped with every installation.
@@ -229,10 +206,8 @@ pub struct DefaultRole {
 #[must_use]
 pub fn default_roles() -> Vec<DefaultRole> {
     use Permission as P;
-    let role = |name, permissions: &[Permission]| DefaultRole {
-        name,
-        permissions: permissions.iter().copied().collect(),
-    };
+    let role =
+        |name, permissions: &[Permission]| DefaultRole { name, permissions: permissions.iter().copied().collect() };
     vec![
         role("administrator", Permission::ALL),
         role(
@@ -255,32 +230,10 @@ pub fn default_roles() -> Vec<DefaultRole> {
         ),
         role(
             "sales",
-            &[
-                P::CustomerRead,
-                P::CustomerWrite,
-                P::CustomerReadPersonal,
-                P::CaseRead,
-                P::TaskRead,
-                P::TaskWrite,
-            ],
+            &[P::CustomerRead, P::CustomerWrite, P::CustomerReadPersonal, P::CaseRead, P::TaskRead, P::TaskWrite],
         ),
-        role(
-            "service",
-            &[
-                P::CustomerRead,
-                P::CaseRead,
-                P::CaseWrite,
-                P::TaskRead,
-                P::TaskWrite,
-            ],
-        ),
-        role(
-            "analyst",
-            &[P::CustomerRead, P::CaseRead, P::TaskRead, P::AnalyticsRead],
-        ),
-        role(
-            "auditor",
-            &[P::CustomerRead, P::CaseRead, P::TaskRead, P::AuditRead],
-        ),
+        role("service", &[P::CustomerRead, P::CaseRead, P::CaseWrite, P::TaskRead, P::TaskWrite]),
+        role("analyst", &[P::CustomerRead, P::CaseRead, P::TaskRead, P::AnalyticsRead]),
+        role("auditor", &[P::CustomerRead, P::CaseRead, P::TaskRead, P::AuditRead]),
     ]
 }

@@ -251,24 +251,14 @@ events! {
     }
 }
 
-fn allow(
-    state: &CaseState,
-    allowed: &[CaseStatus],
-    action: &'static str,
-) -> Result<(), DomainError> {
+fn allow(state: &CaseState, allowed: &[CaseStatus], action: &'static str) -> Result<(), DomainError> {
     if state.status == CaseStatus::Unopened {
-        return Err(DomainError::NotFound {
-            entity: "service case",
-        });
+        return Err(DomainError::NotFound { entity: "service case" });
     }
     if allowed.contains(&state.status) {
         Ok(())
     } else {
-        Err(DomainError::InvalidTransition {
-            entity: "service case",
-            status: state.status.name(),
-            action,
-        })
+        Err(DomainError::InvalidTransition { entity: "service case", status: state.status.name(), action })
     }
 }
 
@@ -287,27 +277,14 @@ impl Aggregate for ServiceCase {
     type Command = CaseCommand;
     type Event = CaseEvent;
 
-    fn decide(
-        state: &CaseState,
-        command: CaseCommand,
-        ctx: &Context,
-    ) -> Result<Vec<CaseEvent>, DomainError> {
+    fn decide(state: &CaseState, command: CaseCommand, ctx: &Context) -> Result<Vec<CaseEvent>, DomainError> {
         use CaseCommand as C;
         use CaseEvent as E;
         use CaseStatus as S;
         let event = match command {
-            C::Open {
-                id,
-                customer,
-                subject,
-                description,
-                channel,
-                priority,
-            } => {
+            C::Open { id, customer, subject, description, channel, priority } => {
                 if state.status != S::Unopened {
-                    return Err(DomainError::AlreadyExists {
-                        entity: "service case",
-                    });
+                    return Err(DomainError::AlreadyExists { entity: "service case" });
                 }
                 let mut v = Validator::new();
                 let subject = v.text("subject", &subject, 200);
@@ -324,22 +301,14 @@ impl Aggregate for ServiceCase {
                 })
             }
             C::Assign { assignee } => {
-                allow(
-                    state,
-                    &[S::New, S::Assigned, S::InProgress, S::OnHold],
-                    "assign",
-                )?;
+                allow(state, &[S::New, S::Assigned, S::InProgress, S::OnHold], "assign")?;
                 if state.assignee == Some(assignee) {
                     return Ok(Vec::new());
                 }
                 E::CaseAssigned(CaseAssigned { assignee })
             }
             C::Respond { message } => {
-                allow(
-                    state,
-                    &[S::New, S::Assigned, S::InProgress, S::OnHold],
-                    "respond to",
-                )?;
+                allow(state, &[S::New, S::Assigned, S::InProgress, S::OnHold], "respond to")?;
                 E::CaseResponded(CaseResponded {
                     message: one_text("message", &message, MAX_TEXT_CHARS)?,
                     responded_at: ctx.now,
@@ -348,16 +317,10 @@ impl Aggregate for ServiceCase {
             }
             C::Hold { reason } => {
                 allow(state, &[S::Assigned, S::InProgress], "put on hold")?;
-                E::CasePutOnHold(CasePutOnHold {
-                    reason: one_text("reason", &reason, MAX_TEXT_CHARS)?,
-                })
+                E::CasePutOnHold(CasePutOnHold { reason: one_text("reason", &reason, MAX_TEXT_CHARS)? })
             }
             C::Resolve { resolution } => {
-                allow(
-                    state,
-                    &[S::New, S::Assigned, S::InProgress, S::OnHold],
-                    "resolve",
-                )?;
+                allow(state, &[S::New, S::Assigned, S::InProgress, S::OnHold], "resolve")?;
                 E::CaseResolved(CaseResolved {
                     resolution: one_text("resolution", &resolution, MAX_TEXT_CHARS)?,
                     resolved_at: ctx.now,
@@ -369,9 +332,7 @@ impl Aggregate for ServiceCase {
             }
             C::Reopen { reason } => {
                 allow(state, &[S::Resolved, S::Closed], "reopen")?;
-                E::CaseReopened(CaseReopened {
-                    reason: one_text("reason", &reason, MAX_TEXT_CHARS)?,
-                })
+                E::CaseReopened(CaseReopened { reason: one_text("reason", &reason, MAX_TEXT_CHARS)? })
             }
             C::SetFollowUp { at } => {
                 allow(
@@ -393,22 +354,12 @@ impl Aggregate for ServiceCase {
             C::Rate { score, comment } => {
                 allow(state, &[S::Resolved, S::Closed], "rate")?;
                 if state.rated {
-                    return Err(DomainError::Rule(
-                        "this resolution has been rated already".into(),
-                    ));
+                    return Err(DomainError::Rule("this resolution has been rated already".into()));
                 }
                 let mut v = Validator::new();
-                v.require(
-                    (1..=5).contains(&score),
-                    "score",
-                    FieldCode::OutOfRange,
-                    "must be 1 to 5",
-                );
+                v.require((1..=5).contains(&score), "score", FieldCode::OutOfRange, "must be 1 to 5");
                 let comment = v.optional_text("comment", comment.as_deref(), MAX_TEXT_CHARS);
-                E::CaseRated(CaseRated {
-                    score,
-                    comment: v.finish(comment)?,
-                })
+                E::CaseRated(CaseRated { score, comment: v.finish(comment)? })
             }
         };
         Ok(vec![event])

@@ -441,49 +441,23 @@ fn checked_profile(profile: Profile) -> Result<Profile, DomainError> {
     let mut v = Validator::new();
     let name = v.text("profile.name", &profile.name, MAX_NAME_CHARS);
     let company = profile.company.map(|c| Company {
-        industry: v.optional_text(
-            "profile.company.industry",
-            c.industry.as_deref(),
-            MAX_SHORT_CHARS,
-        ),
+        industry: v.optional_text("profile.company.industry", c.industry.as_deref(), MAX_SHORT_CHARS),
         size: v.optional_text("profile.company.size", c.size.as_deref(), MAX_SHORT_CHARS),
         website: v.optional_text("profile.company.website", c.website.as_deref(), 200),
-        credit_code: c
-            .credit_code
-            .map(|code| v.credit_code("profile.company.credit_code", &code)),
+        credit_code: c.credit_code.map(|code| v.credit_code("profile.company.credit_code", &code)),
     });
     if profile.kind == CustomerKind::Person && company.is_some() {
-        v.fail(
-            "profile.company",
-            FieldCode::InvalidFormat,
-            "a person has no company background",
-        );
+        v.fail("profile.company", FieldCode::InvalidFormat, "a person has no company background");
     }
-    let tags: BTreeSet<String> = profile
-        .tags
-        .iter()
-        .map(|t| v.text("profile.tags", t, MAX_SHORT_CHARS))
-        .collect();
+    let tags: BTreeSet<String> = profile.tags.iter().map(|t| v.text("profile.tags", t, MAX_SHORT_CHARS)).collect();
     let tag_list: Vec<_> = tags.iter().collect();
     v.at_most("profile.tags", &tag_list, MAX_LIST);
-    let segment = v.optional_text(
-        "profile.segment",
-        profile.segment.as_deref(),
-        MAX_SHORT_CHARS,
-    );
+    let segment = v.optional_text("profile.segment", profile.segment.as_deref(), MAX_SHORT_CHARS);
     let p = profile.personal;
-    let phones: Vec<String> = p
-        .phones
-        .iter()
-        .enumerate()
-        .map(|(i, x)| v.phone(&format!("profile.personal.phones[{i}]"), x))
-        .collect();
-    let emails: Vec<String> = p
-        .emails
-        .iter()
-        .enumerate()
-        .map(|(i, x)| v.email(&format!("profile.personal.emails[{i}]"), x))
-        .collect();
+    let phones: Vec<String> =
+        p.phones.iter().enumerate().map(|(i, x)| v.phone(&format!("profile.personal.phones[{i}]"), x)).collect();
+    let emails: Vec<String> =
+        p.emails.iter().enumerate().map(|(i, x)| v.email(&format!("profile.personal.emails[{i}]"), x)).collect();
     v.distinct("profile.personal.phones", &phones);
     v.distinct("profile.personal.emails", &emails);
     v.at_most("profile.personal.phones", &phones, MAX_LIST);
@@ -496,15 +470,8 @@ fn checked_profile(profile: Profile) -> Result<Profile, DomainError> {
         .enumerate()
         .map(|(i, a)| {
             let at = |f: &str| format!("profile.personal.addresses[{i}].{f}");
-            let country = v
-                .code(&at("country"), &a.country, 2, &[])
-                .to_ascii_uppercase();
-            v.require(
-                country.len() == 2,
-                at("country"),
-                FieldCode::InvalidFormat,
-                "use a two-letter ISO 3166 code",
-            );
+            let country = v.code(&at("country"), &a.country, 2, &[]).to_ascii_uppercase();
+            v.require(country.len() == 2, at("country"), FieldCode::InvalidFormat, "use a two-letter ISO 3166 code");
             Address {
                 country,
                 region: v.optional_text(&at("region"), a.region.as_deref(), MAX_SHORT_CHARS),
@@ -519,28 +486,13 @@ fn checked_profile(profile: Profile) -> Result<Profile, DomainError> {
         .iter()
         .enumerate()
         .map(|(i, s)| SocialHandle {
-            network: v.text(
-                &format!("profile.personal.social[{i}].network"),
-                &s.network,
-                32,
-            ),
-            handle: v.text(
-                &format!("profile.personal.social[{i}].handle"),
-                &s.handle,
-                100,
-            ),
+            network: v.text(&format!("profile.personal.social[{i}].network"), &s.network, 32),
+            handle: v.text(&format!("profile.personal.social[{i}].handle"), &s.handle, 100),
         })
         .collect();
-    let id_number = p
-        .id_number
-        .map(|n| v.resident_id("profile.personal.id_number", &n));
-    if profile.kind == CustomerKind::Organisation && (id_number.is_some() || p.birth_date.is_some())
-    {
-        v.fail(
-            "profile.personal",
-            FieldCode::InvalidFormat,
-            "an organisation has no identity number or birth date",
-        );
+    let id_number = p.id_number.map(|n| v.resident_id("profile.personal.id_number", &n));
+    if profile.kind == CustomerKind::Organisation && (id_number.is_some() || p.birth_date.is_some()) {
+        v.fail("profile.personal", FieldCode::InvalidFormat, "an organisation has no identity number or birth date");
     }
     v.finish(Profile {
         kind: profile.kind,
@@ -549,14 +501,7 @@ fn checked_profile(profile: Profile) -> Result<Profile, DomainError> {
         source: profile.source,
         tags,
         segment,
-        personal: CustomerPersonal {
-            phones,
-            emails,
-            addresses,
-            social,
-            id_number,
-            birth_date: p.birth_date,
-        },
+        personal: CustomerPersonal { phones, emails, addresses, social, id_number, birth_date: p.birth_date },
     })
 }
 
@@ -572,22 +517,14 @@ fn check_currency(v: &mut Validator, currency: &str) -> String {
 }
 
 /// Refuses unless the customer is in one of `allowed`.
-fn require_status(
-    state: &CustomerState,
-    allowed: &[CustomerStatus],
-    action: &'static str,
-) -> Result<(), DomainError> {
+fn require_status(state: &CustomerState, allowed: &[CustomerStatus], action: &'static str) -> Result<(), DomainError> {
     if state.status == CustomerStatus::Unregistered {
         return Err(DomainError::NotFound { entity: "customer" });
     }
     if allowed.contains(&state.status) {
         Ok(())
     } else {
-        Err(DomainError::InvalidTransition {
-            entity: "customer",
-            status: state.status.name(),
-            action,
-        })
+        Err(DomainError::InvalidTransition { entity: "customer", status: state.status.name(), action })
     }
 }
 
@@ -610,68 +547,39 @@ impl Aggregate for Customer {
         use CustomerCommand as C;
         use CustomerEvent as E;
         let event = match command {
-            C::Register {
-                id,
-                profile,
-                owner,
-                department,
-            } => {
+            C::Register { id, profile, owner, department } => {
                 if state.status != CustomerStatus::Unregistered {
                     return Err(DomainError::AlreadyExists { entity: "customer" });
                 }
                 let profile = checked_profile(profile)?;
-                E::CustomerRegistered(CustomerRegistered {
-                    customer_id: id,
-                    profile,
-                    owner,
-                    department,
-                })
+                E::CustomerRegistered(CustomerRegistered { customer_id: id, profile, owner, department })
             }
             C::UpdateProfile { profile } => {
                 require_status(state, LIVE, "update")?;
-                E::CustomerProfileUpdated(CustomerProfileUpdated {
-                    profile: checked_profile(profile)?,
-                })
+                E::CustomerProfileUpdated(CustomerProfileUpdated { profile: checked_profile(profile)? })
             }
             C::ChangeOwner { owner, department } => {
                 require_status(state, LIVE, "transfer")?;
-                let from_owner = state.owner.ok_or(DomainError::NotFound {
-                    entity: "customer owner",
-                })?;
+                let from_owner = state.owner.ok_or(DomainError::NotFound { entity: "customer owner" })?;
                 if from_owner == owner && state.department == Some(department) {
                     return Ok(Vec::new());
                 }
-                E::CustomerOwnerChanged(CustomerOwnerChanged {
-                    from_owner,
-                    owner,
-                    department,
-                })
+                E::CustomerOwnerChanged(CustomerOwnerChanged { from_owner, owner, department })
             }
             C::Archive { reason } => {
                 require_status(state, LIVE, "archive")?;
                 let mut v = Validator::new();
                 let reason = v.text("reason", &reason, MAX_TEXT_CHARS);
-                E::CustomerArchived(CustomerArchived {
-                    reason: v.finish(reason)?,
-                })
+                E::CustomerArchived(CustomerArchived { reason: v.finish(reason)? })
             }
             C::Restore => {
                 require_status(state, &[CustomerStatus::Archived], "restore")?;
                 E::CustomerRestored(CustomerRestored {})
             }
-            C::MergeInto {
-                survivor,
-                survivor_status,
-            } => {
-                require_status(
-                    state,
-                    &[CustomerStatus::Active, CustomerStatus::Archived],
-                    "merge",
-                )?;
+            C::MergeInto { survivor, survivor_status } => {
+                require_status(state, &[CustomerStatus::Active, CustomerStatus::Archived], "merge")?;
                 if Some(survivor) == state.id {
-                    return Err(DomainError::Rule(
-                        "a customer cannot be merged into itself".into(),
-                    ));
+                    return Err(DomainError::Rule("a customer cannot be merged into itself".into()));
                 }
                 if survivor_status != CustomerStatus::Active {
                     return Err(DomainError::Rule(format!(
@@ -691,19 +599,10 @@ impl Aggregate for Customer {
                 }
                 E::CustomerAbsorbed(CustomerAbsorbed { duplicate })
             }
-            C::LogInteraction {
-                id,
-                channel,
-                direction,
-                summary,
-                occurred_at,
-                participants,
-            } => {
+            C::LogInteraction { id, channel, direction, summary, occurred_at, participants } => {
                 require_status(state, LIVE, "log an interaction for")?;
                 if state.interactions.contains(&id) {
-                    return Err(DomainError::AlreadyExists {
-                        entity: "interaction",
-                    });
+                    return Err(DomainError::AlreadyExists { entity: "interaction" });
                 }
                 let mut v = Validator::new();
                 let summary = v.text("summary", &summary, MAX_TEXT_CHARS);
@@ -719,26 +618,14 @@ impl Aggregate for Customer {
                     participants,
                 })
             }
-            C::RecordPurchase {
-                id,
-                product,
-                quantity,
-                amount_minor,
-                currency,
-                purchased_on,
-            } => {
+            C::RecordPurchase { id, product, quantity, amount_minor, currency, purchased_on } => {
                 require_status(state, LIVE, "record a purchase for")?;
                 if state.purchases.contains_key(&id) {
                     return Err(DomainError::AlreadyExists { entity: "purchase" });
                 }
                 let mut v = Validator::new();
                 let product = v.text("product", &product, MAX_SHORT_CHARS);
-                v.require(
-                    quantity >= 1,
-                    "quantity",
-                    FieldCode::OutOfRange,
-                    "must be at least 1",
-                );
+                v.require(quantity >= 1, "quantity", FieldCode::OutOfRange, "must be at least 1");
                 v.require(
                     amount_minor >= 0,
                     "amount_minor",
@@ -757,15 +644,8 @@ impl Aggregate for Customer {
                 })
             }
             C::ReversePurchase { id, reason } => {
-                require_status(
-                    state,
-                    &[CustomerStatus::Active, CustomerStatus::Archived],
-                    "reverse a purchase of",
-                )?;
-                let purchase = state
-                    .purchases
-                    .get(&id)
-                    .ok_or(DomainError::NotFound { entity: "purchase" })?;
+                require_status(state, &[CustomerStatus::Active, CustomerStatus::Archived], "reverse a purchase of")?;
+                let purchase = state.purchases.get(&id).ok_or(DomainError::NotFound { entity: "purchase" })?;
                 if purchase.reversed {
                     return Err(DomainError::InvalidTransition {
                         entity: "purchase",
@@ -813,20 +693,12 @@ impl Aggregate for Customer {
             }
             E::InteractionLogged(e) => {
                 state.interactions.insert(e.interaction_id);
-                state.last_contact = Some(
-                    state
-                        .last_contact
-                        .map_or(e.occurred_at, |t| t.max(e.occurred_at)),
-                );
+                state.last_contact = Some(state.last_contact.map_or(e.occurred_at, |t| t.max(e.occurred_at)));
             }
             E::PurchaseRecorded(e) => {
                 state.purchases.insert(
                     e.purchase_id,
-                    PurchaseState {
-                        amount_minor: e.amount_minor,
-                        currency: e.currency.clone(),
-                        reversed: false,
-                    },
+                    PurchaseState { amount_minor: e.amount_minor, currency: e.currency.clone(), reversed: false },
                 );
             }
             E::PurchaseReversed(e) => {

@@ -1,8 +1,10 @@
 //! The department aggregate: a tree of departments that can be renamed, moved and closed.
 //!
 //! A department's decision sees only its own state, so the caller supplies the facts about
-//! the rest of the tree: the chain of ancestors of a new parent (to refuse cycles) and
-//! whether the department still has children or members (to refuse closing it).
+//! the rest of the tree: whether a parent exists and is open, the chain of ancestors of a new
+//! parent (to refuse cycles), and whether the department still has children or members (to
+//! refuse closing it). With those facts true, the parent links never form a cycle (a property
+//! test in `tests/properties.rs` drives random trees to check it).
 
 use serde::{Deserialize, Serialize};
 
@@ -48,8 +50,10 @@ pub enum DepartmentCommand {
         id: DepartmentId,
         /// Name.
         name: String,
-        /// Parent, if any (must be open: checked by the caller).
+        /// Parent, if any.
         parent: Option<DepartmentId>,
+        /// Whether the parent exists and is open (read by the caller).
+        parent_open: bool,
     },
     /// Rename.
     Rename {
@@ -62,6 +66,8 @@ pub enum DepartmentCommand {
         parent: Option<DepartmentId>,
         /// The new parent's ancestors, nearest first, up to the root.
         parent_ancestors: Vec<DepartmentId>,
+        /// Whether the new parent exists and is open (read by the caller).
+        parent_open: bool,
     },
     /// Close.
     Close {
@@ -117,21 +123,23 @@ events! {
     }
 }
 
-fn require_open(
-    state: &DepartmentState,
-    action: &'static str,
-) -> Result<DepartmentId, DomainError> {
+fn require_open(state: &DepartmentState, action: &'static str) -> Result<DepartmentId, DomainError> {
     match (state.status, state.id) {
         (DepartmentStatus::Open, Some(id)) => Ok(id),
-        (DepartmentStatus::Closed, _) => Err(DomainError::InvalidTransition {
-            entity: "department",
-            status: "closed",
-            action,
-        }),
-        _ => Err(DomainError::NotFound {
-            entity: "department",
-        }),
+        (DepartmentStatus::Closed, _) => {
+            Err(DomainError::InvalidTransition { entity: "department", status: "closed", action })
+        }
+        _ => Err(DomainError::NotFound { entity: "department" }),
     }
+}
+
+/// A department may only hang under a parent that exists and is open; otherwise a later
+/// department could be created as that parent below its own child.
+fn require_parent(parent: Option<DepartmentId>, parent_open: bool) -> Result<(), DomainError> {
+    if parent.is_some() && !parent_open {
+        return Err(DomainError::Rule("the parent department does not exist or is closed".into()));
+    }
+    Ok(())
 }
 
 fn checked_name(name: &str) -> Result<String, DomainError> {
@@ -157,22 +165,15 @@ impl Aggregate for Department {
         use DepartmentCommand as C;
         use DepartmentEvent as E;
         let event = match command {
-            C::Create { id, name, parent } => {
+            C::Create { id, name, parent, parent_open } => {
                 if state.status != DepartmentStatus::Uncreated {
-                    return Err(DomainError::AlreadyExists {
-                        entity: "department",
-                    });
+                    return Err(DomainError::AlreadyExists { entity: "department" });
                 }
                 if parent == Some(id) {
-                    return Err(DomainError::Rule(
-                        "a department cannot be its own parent".into(),
-                    ));
+                    return Err(DomainError::Rule("a department cannot be its own parent".into()));
                 }
-                E::DepartmentCreated(DepartmentCreated {
-                    department_id: id,
-                    name: checked_name(&name)?,
-                    parent,
-                })
+                require_parent(parent, parent_open)?;
+                E::DepartmentCreated(DepartmentCreated { department_id: id, name: checked_name(&name)?, parent })
             }
             C::Rename { name } => {
                 require_open(state, "rename")?;
@@ -182,28 +183,20 @@ impl Aggregate for Department {
                 }
                 E::DepartmentRenamed(DepartmentRenamed { name })
             }
-            C::Move {
-                parent,
-                parent_ancestors,
-            } => {
+            C::Move { parent, parent_ancestors, parent_open } => {
                 let id = require_open(state, "move")?;
                 if parent == Some(id) || parent_ancestors.contains(&id) {
                     return Err(DomainError::Rule(
                         "a department cannot move under itself or one of its descendants".into(),
                     ));
                 }
+                require_parent(parent, parent_open)?;
                 if parent == state.parent {
                     return Ok(Vec::new());
                 }
-                E::DepartmentMoved(DepartmentMoved {
-                    from: state.parent,
-                    to: parent,
-                })
+                E::DepartmentMoved(DepartmentMoved { from: state.parent, to: parent })
             }
-            C::Close {
-                has_children,
-                has_members,
-            } => {
+            C::Close { has_children, has_members } => {
                 require_open(state, "close")?;
                 if has_children || has_members {
                     return Err(DomainError::Rule(

@@ -65,11 +65,7 @@ pub trait DomainEvent: Sized {
 /// `current`.
 pub fn upcast(kind: &str, schema: u32, current: u32, value: Value) -> Result<Value, DecodeError> {
     if schema > current || schema == 0 {
-        return Err(DecodeError::FutureSchema {
-            kind: kind.to_owned(),
-            schema,
-            known: current,
-        });
+        return Err(DecodeError::FutureSchema { kind: kind.to_owned(), schema, known: current });
     }
     // `schema < current` has no case yet: every kind is at its first schema.
     Ok(value)

@@ -58,9 +58,7 @@ id_type! {
 pub struct EntryId(pub Uuid);
 
 /// A UTC instant in microseconds since the Unix epoch.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -93,11 +91,7 @@ impl Date {
             2 => 28,
             _ => return None,
         };
-        ((1000..=9999).contains(&year) && (1..=days).contains(&day)).then_some(Date {
-            year,
-            month,
-            day,
-        })
+        ((1000..=9999).contains(&year) && (1..=days).contains(&day)).then_some(Date { year, month, day })
     }
 
     /// Parses `YYYY-MM-DD`.
@@ -113,9 +107,7 @@ impl Date {
     /// A date from separate digit strings, e.g. the `YYYYMMDD` inside an identity number.
     #[must_use]
     pub fn from_digits(year: &str, month: &str, day: &str) -> Option<Date> {
-        let all_digits = [year, month, day]
-            .iter()
-            .all(|p| p.bytes().all(|b| b.is_ascii_digit()));
+        let all_digits = [year, month, day].iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()));
         if !all_digits {
             return None;
         }
@@ -156,9 +148,6 @@ mod tests {
         assert!(Date::parse("2026-13-01").is_none());
         assert!(Date::parse("2026-04-31").is_none());
         assert!(Date::parse("2026-4-1").is_none());
-        assert_eq!(
-            Date::parse("2026-11-29").map(|d| d.to_string()).as_deref(),
-            Some("2026-11-29")
-        );
+        assert_eq!(Date::parse("2026-11-29").map(|d| d.to_string()).as_deref(), Some("2026-11-29"));
     }
 }

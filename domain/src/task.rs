@@ -237,12 +237,7 @@ events! {
 
 fn check_schedule(v: &mut Validator, due: Option<Timestamp>, reminder: Option<Timestamp>) {
     if let (Some(due), Some(reminder)) = (due, reminder) {
-        v.require(
-            reminder <= due,
-            "reminder",
-            FieldCode::OutOfRange,
-            "must not be after the due time",
-        );
+        v.require(reminder <= due, "reminder", FieldCode::OutOfRange, "must not be after the due time");
     }
 }
 
@@ -257,28 +252,16 @@ fn transition(
         return Err(DomainError::NotFound { entity: "task" });
     }
     if !allowed.contains(&state.status) {
-        return Err(DomainError::InvalidTransition {
-            entity: "task",
-            status: state.status.name(),
-            action,
-        });
+        return Err(DomainError::InvalidTransition { entity: "task", status: state.status.name(), action });
     }
-    Ok(TaskEvent::TaskStatusChanged(TaskStatusChanged {
-        from: state.status,
-        to,
-        reason,
-    }))
+    Ok(TaskEvent::TaskStatusChanged(TaskStatusChanged { from: state.status, to, reason }))
 }
 
 fn require_live(state: &TaskState, action: &'static str) -> Result<(), DomainError> {
     match state.status {
         TaskStatus::Uncreated => Err(DomainError::NotFound { entity: "task" }),
         TaskStatus::Open | TaskStatus::InProgress => Ok(()),
-        other => Err(DomainError::InvalidTransition {
-            entity: "task",
-            status: other.name(),
-            action,
-        }),
+        other => Err(DomainError::InvalidTransition { entity: "task", status: other.name(), action }),
     }
 }
 
@@ -291,32 +274,18 @@ impl Aggregate for Task {
     type Command = TaskCommand;
     type Event = TaskEvent;
 
-    fn decide(
-        state: &TaskState,
-        command: TaskCommand,
-        ctx: &Context,
-    ) -> Result<Vec<TaskEvent>, DomainError> {
+    fn decide(state: &TaskState, command: TaskCommand, ctx: &Context) -> Result<Vec<TaskEvent>, DomainError> {
         use TaskCommand as C;
         use TaskEvent as E;
         use TaskStatus as S;
         let event = match command {
-            C::Create {
-                id,
-                title,
-                description,
-                priority,
-                assignee,
-                due,
-                reminder,
-                related,
-            } => {
+            C::Create { id, title, description, priority, assignee, due, reminder, related } => {
                 if state.status != S::Uncreated {
                     return Err(DomainError::AlreadyExists { entity: "task" });
                 }
                 let mut v = Validator::new();
                 let title = v.text("title", &title, 200);
-                let description =
-                    v.optional_text("description", description.as_deref(), MAX_TEXT_CHARS);
+                let description = v.optional_text("description", description.as_deref(), MAX_TEXT_CHARS);
                 check_schedule(&mut v, due, reminder);
                 let (title, description) = v.finish((title, description))?;
                 E::TaskCreated(TaskCreated {
@@ -336,10 +305,7 @@ impl Aggregate for Task {
                 if state.assignee == Some(assignee) {
                     return Ok(Vec::new());
                 }
-                E::TaskReassigned(TaskReassigned {
-                    from: state.assignee,
-                    to: assignee,
-                })
+                E::TaskReassigned(TaskReassigned { from: state.assignee, to: assignee })
             }
             C::Start => transition(state, &[S::Open], S::InProgress, "start", None)?,
             C::Complete => transition(state, &[S::Open, S::InProgress], S::Done, "complete", None)?,
@@ -348,13 +314,7 @@ impl Aggregate for Task {
                 let mut v = Validator::new();
                 let reason = v.text("reason", &reason, MAX_TEXT_CHARS);
                 let reason = v.finish(reason)?;
-                transition(
-                    state,
-                    &[S::Open, S::InProgress],
-                    S::Cancelled,
-                    "cancel",
-                    Some(reason),
-                )?
+                transition(state, &[S::Open, S::InProgress], S::Cancelled, "cancel", Some(reason))?
             }
             C::Comment { id, text } => {
                 if state.status == S::Uncreated {
@@ -365,10 +325,7 @@ impl Aggregate for Task {
                 }
                 let mut v = Validator::new();
                 let text = v.text("text", &text, MAX_TEXT_CHARS);
-                E::TaskCommented(TaskCommented {
-                    comment_id: id,
-                    text: v.finish(text)?,
-                })
+                E::TaskCommented(TaskCommented { comment_id: id, text: v.finish(text)? })
             }
             C::ChangePriority { priority } => {
                 require_live(state, "change the priority of")?;
@@ -382,20 +339,14 @@ impl Aggregate for Task {
                 let mut v = Validator::new();
                 check_schedule(&mut v, due, state.reminder);
                 v.finish(())?;
-                E::TaskScheduleChanged(TaskScheduleChanged {
-                    due,
-                    reminder: state.reminder,
-                })
+                E::TaskScheduleChanged(TaskScheduleChanged { due, reminder: state.reminder })
             }
             C::SetReminder { reminder } => {
                 require_live(state, "set a reminder on")?;
                 let mut v = Validator::new();
                 check_schedule(&mut v, state.due, reminder);
                 v.finish(())?;
-                E::TaskScheduleChanged(TaskScheduleChanged {
-                    due: state.due,
-                    reminder,
-                })
+                E::TaskScheduleChanged(TaskScheduleChanged { due: state.due, reminder })
             }
         };
         Ok(vec![event])

@@ -338,14 +338,8 @@ fn checked_profile(v: &mut Validator, profile: UserProfile) -> UserProfile {
         department: profile.department,
         position: v.optional_text("profile.position", profile.position.as_deref(), 64),
         personal: UserPersonal {
-            phone: profile
-                .personal
-                .phone
-                .map(|p| v.phone("profile.personal.phone", &p)),
-            email: profile
-                .personal
-                .email
-                .map(|e| v.email("profile.personal.email", &e)),
+            phone: profile.personal.phone.map(|p| v.phone("profile.personal.phone", &p)),
+            email: profile.personal.email.map(|e| v.email("profile.personal.email", &e)),
         },
     }
 }
@@ -354,42 +348,23 @@ fn checked_profile(v: &mut Validator, profile: UserProfile) -> UserProfile {
 pub fn checked_username(v: &mut Validator, username: &str) -> String {
     let username = username.trim().to_lowercase();
     let ok = (3..=32).contains(&username.len())
-        && username
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-    v.require(
-        ok,
-        "username",
-        FieldCode::InvalidFormat,
-        "use 3-32 of a-z, 0-9, '.', '_' and '-'",
-    );
+        && username.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    v.require(ok, "username", FieldCode::InvalidFormat, "use 3-32 of a-z, 0-9, '.', '_' and '-'");
     username
 }
 
-fn require(
-    state: &UserState,
-    allowed: &[UserStatus],
-    action: &'static str,
-) -> Result<(), DomainError> {
+fn require(state: &UserState, allowed: &[UserStatus], action: &'static str) -> Result<(), DomainError> {
     if state.status == UserStatus::Uncreated {
         return Err(DomainError::NotFound { entity: "user" });
     }
     if allowed.contains(&state.status) {
         Ok(())
     } else {
-        Err(DomainError::InvalidTransition {
-            entity: "user",
-            status: state.status.name(),
-            action,
-        })
+        Err(DomainError::InvalidTransition { entity: "user", status: state.status.name(), action })
     }
 }
 
-const ANY: &[UserStatus] = &[
-    UserStatus::Active,
-    UserStatus::Locked,
-    UserStatus::Deactivated,
-];
+const ANY: &[UserStatus] = &[UserStatus::Active, UserStatus::Locked, UserStatus::Deactivated];
 
 /// The user aggregate.
 #[derive(Debug)]
@@ -400,21 +375,12 @@ impl Aggregate for User {
     type Command = UserCommand;
     type Event = UserEvent;
 
-    fn decide(
-        state: &UserState,
-        command: UserCommand,
-        ctx: &Context,
-    ) -> Result<Vec<UserEvent>, DomainError> {
+    fn decide(state: &UserState, command: UserCommand, ctx: &Context) -> Result<Vec<UserEvent>, DomainError> {
         use UserCommand as C;
         use UserEvent as E;
         use UserStatus as S;
         let events = match command {
-            C::Create {
-                id,
-                username,
-                employee_no,
-                profile,
-            } => {
+            C::Create { id, username, employee_no, profile } => {
                 if state.status != S::Uncreated {
                     return Err(DomainError::AlreadyExists { entity: "user" });
                 }
@@ -422,32 +388,21 @@ impl Aggregate for User {
                 let username = checked_username(&mut v, &username);
                 let employee_no = v.code("employee_no", &employee_no, 32, &['-']);
                 let profile = checked_profile(&mut v, profile);
-                let (username, employee_no, profile) =
-                    v.finish((username, employee_no, profile))?;
-                vec![E::UserCreated(UserCreated {
-                    user_id: id,
-                    username,
-                    employee_no,
-                    profile,
-                })]
+                let (username, employee_no, profile) = v.finish((username, employee_no, profile))?;
+                vec![E::UserCreated(UserCreated { user_id: id, username, employee_no, profile })]
             }
             C::UpdateProfile { profile } => {
                 require(state, ANY, "update")?;
                 let mut v = Validator::new();
                 let profile = checked_profile(&mut v, profile);
-                vec![E::UserProfileUpdated(UserProfileUpdated {
-                    profile: v.finish(profile)?,
-                })]
+                vec![E::UserProfileUpdated(UserProfileUpdated { profile: v.finish(profile)? })]
             }
             C::SetPrivacy { field, visibility } => {
                 require(state, ANY, "change privacy of")?;
                 if state.privacy.get(&field).copied().unwrap_or_default() == visibility {
                     return Ok(Vec::new());
                 }
-                vec![E::UserPrivacyChanged(UserPrivacyChanged {
-                    field,
-                    visibility,
-                })]
+                vec![E::UserPrivacyChanged(UserPrivacyChanged { field, visibility })]
             }
             C::SetPassword { credential, facts } => {
                 require(state, ANY, "set the password of")?;
@@ -464,15 +419,8 @@ impl Aggregate for User {
                     FieldCode::InvalidFormat,
                     "does not meet the password policy",
                 );
-                v.require(
-                    !facts.recently_used,
-                    "password",
-                    FieldCode::Duplicate,
-                    "was used recently",
-                );
-                vec![E::UserPasswordSet(UserPasswordSet {
-                    credential: v.finish(credential)?,
-                })]
+                v.require(!facts.recently_used, "password", FieldCode::Duplicate, "was used recently");
+                vec![E::UserPasswordSet(UserPasswordSet { credential: v.finish(credential)? })]
             }
             C::RequirePasswordChange => {
                 require(state, ANY, "require a password change of")?;
@@ -485,9 +433,7 @@ impl Aggregate for User {
                 require(state, &[S::Active], "lock")?;
                 let mut v = Validator::new();
                 let reason = v.text("reason", &reason, 500);
-                vec![E::UserLocked(UserLocked {
-                    reason: LockReason::Administrative(v.finish(reason)?),
-                })]
+                vec![E::UserLocked(UserLocked { reason: LockReason::Administrative(v.finish(reason)?) })]
             }
             C::Unlock => {
                 require(state, &[S::Locked], "unlock")?;
@@ -495,11 +441,8 @@ impl Aggregate for User {
             }
             C::Deactivate => {
                 require(state, &[S::Active, S::Locked], "deactivate")?;
-                let mut events: Vec<E> = state
-                    .sessions
-                    .iter()
-                    .map(|s| E::UserSessionEnded(UserSessionEnded { session_id: *s }))
-                    .collect();
+                let mut events: Vec<E> =
+                    state.sessions.iter().map(|s| E::UserSessionEnded(UserSessionEnded { session_id: *s })).collect();
                 events.push(E::UserDeactivated(UserDeactivated {}));
                 events
             }
@@ -512,32 +455,14 @@ impl Aggregate for User {
                 if !state.has_credential {
                     return Err(DomainError::Rule("the account has no password yet".into()));
                 }
-                vec![E::UserLoginSucceeded(UserLoginSucceeded {
-                    session_id: session,
-                    client,
-                    at: ctx.now,
-                })]
+                vec![E::UserLoginSucceeded(UserLoginSucceeded { session_id: session, client, at: ctx.now })]
             }
-            C::RecordLoginFailure {
-                reason,
-                client,
-                lockout_threshold,
-            } => {
+            C::RecordLoginFailure { reason, client, lockout_threshold } => {
                 require(state, ANY, "record a login failure of")?;
                 let consecutive = state.consecutive_failures.saturating_add(1);
-                let mut events = vec![E::UserLoginFailed(UserLoginFailed {
-                    reason,
-                    client,
-                    consecutive,
-                    at: ctx.now,
-                })];
-                if state.status == S::Active
-                    && lockout_threshold > 0
-                    && consecutive >= lockout_threshold
-                {
-                    events.push(E::UserLocked(UserLocked {
-                        reason: LockReason::FailedLogins(consecutive),
-                    }));
+                let mut events = vec![E::UserLoginFailed(UserLoginFailed { reason, client, consecutive, at: ctx.now })];
+                if state.status == S::Active && lockout_threshold > 0 && consecutive >= lockout_threshold {
+                    events.push(E::UserLocked(UserLocked { reason: LockReason::FailedLogins(consecutive) }));
                 }
                 events
             }
@@ -546,9 +471,7 @@ impl Aggregate for User {
                 if !state.sessions.contains(&session) {
                     return Err(DomainError::NotFound { entity: "session" });
                 }
-                vec![E::UserSessionEnded(UserSessionEnded {
-                    session_id: session,
-                })]
+                vec![E::UserSessionEnded(UserSessionEnded { session_id: session })]
             }
         };
         Ok(events)

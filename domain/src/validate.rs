@@ -32,21 +32,11 @@ impl Validator {
 
     /// Records a problem with `field`.
     pub fn fail(&mut self, field: impl Into<String>, code: FieldCode, message: impl Into<String>) {
-        self.errors.push(FieldError {
-            field: field.into(),
-            code,
-            message: message.into(),
-        });
+        self.errors.push(FieldError { field: field.into(), code, message: message.into() });
     }
 
     /// Records a problem with `field` unless `ok`.
-    pub fn require(
-        &mut self,
-        ok: bool,
-        field: impl Into<String>,
-        code: FieldCode,
-        message: impl Into<String>,
-    ) {
+    pub fn require(&mut self, ok: bool, field: impl Into<String>, code: FieldCode, message: impl Into<String>) {
         if !ok {
             self.fail(field, code, message);
         }
@@ -63,12 +53,7 @@ impl Validator {
     }
 
     /// Optional text of at most `max` characters, normalised; empty becomes `None`.
-    pub fn optional_text(
-        &mut self,
-        field: &str,
-        value: Option<&str>,
-        max: usize,
-    ) -> Option<String> {
+    pub fn optional_text(&mut self, field: &str, value: Option<&str>, max: usize) -> Option<String> {
         let value = normalise(value?);
         self.max_chars(field, &value, max);
         (!value.is_empty()).then_some(value)
@@ -77,11 +62,7 @@ impl Validator {
     fn max_chars(&mut self, field: &str, value: &str, max: usize) {
         let count = value.chars().count();
         if count > max {
-            self.fail(
-                field,
-                FieldCode::TooLong,
-                format!("has {count} characters; at most {max}"),
-            );
+            self.fail(field, FieldCode::TooLong, format!("has {count} characters; at most {max}"));
         }
     }
 
@@ -90,15 +71,8 @@ impl Validator {
         let value = value.trim().to_owned();
         if value.is_empty() {
             self.fail(field, FieldCode::Required, "is required");
-        } else if !value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
-        {
-            self.fail(
-                field,
-                FieldCode::InvalidFormat,
-                format!("use ASCII letters, digits or {extra:?}"),
-            );
+        } else if !value.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(&c)) {
+            self.fail(field, FieldCode::InvalidFormat, format!("use ASCII letters, digits or {extra:?}"));
         }
         self.max_chars(field, &value, max);
         value
@@ -135,11 +109,7 @@ impl Validator {
     pub fn resident_id(&mut self, field: &str, value: &str) -> String {
         let value = value.trim().to_ascii_uppercase();
         if let Err(code) = resident_id(&value) {
-            self.fail(
-                field,
-                code,
-                "is not a valid 18-character resident identity number",
-            );
+            self.fail(field, code, "is not a valid 18-character resident identity number");
         }
         value
     }
@@ -157,11 +127,7 @@ impl Validator {
     pub fn distinct<T: PartialEq>(&mut self, field: &str, values: &[T]) {
         for (i, value) in values.iter().enumerate() {
             if values[..i].contains(value) {
-                self.fail(
-                    format!("{field}[{i}]"),
-                    FieldCode::Duplicate,
-                    "is listed twice",
-                );
+                self.fail(format!("{field}[{i}]"), FieldCode::Duplicate, "is listed twice");
             }
         }
     }
@@ -169,11 +135,7 @@ impl Validator {
     /// Fails unless `values` has at most `max` entries.
     pub fn at_most<T>(&mut self, field: &str, values: &[T], max: usize) {
         if values.len() > max {
-            self.fail(
-                field,
-                FieldCode::TooLong,
-                format!("has {} entries; at most {max}", values.len()),
-            );
+            self.fail(field, FieldCode::TooLong, format!("has {} entries; at most {max}", values.len()));
         }
     }
 
@@ -203,9 +165,7 @@ pub fn email(value: &str) -> Option<String> {
     let domain = domain.to_lowercase();
     let local_ok = (1..=64).contains(&local.chars().count())
         && !local.contains('@')
-        && local
-            .chars()
-            .all(|c| !c.is_whitespace() && !c.is_control() && !"\"(),:;<>[\\]".contains(c))
+        && local.chars().all(|c| !c.is_whitespace() && !c.is_control() && !"\"(),:;<>[\\]".contains(c))
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..");
@@ -217,9 +177,7 @@ pub fn email(value: &str) -> Option<String> {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
-        && labels
-            .last()
-            .is_some_and(|tld| tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic));
+        && labels.last().is_some_and(|tld| tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic));
     let normal = format!("{local}@{domain}");
     (local_ok && domain_ok && normal.chars().count() <= 254).then_some(normal)
 }
@@ -230,9 +188,7 @@ pub fn email(value: &str) -> Option<String> {
 #[must_use]
 pub fn e164(value: &str) -> Option<String> {
     let value = value.trim();
-    let rest = value
-        .strip_prefix('+')
-        .or_else(|| value.strip_prefix("00"))?;
+    let rest = value.strip_prefix('+').or_else(|| value.strip_prefix("00"))?;
     let mut digits = String::with_capacity(16);
     for c in rest.chars() {
         match c {
@@ -257,11 +213,7 @@ pub fn resident_id(value: &str) -> Result<(), FieldCode> {
     if Date::from_digits(&value[6..10], &value[10..12], &value[12..14]).is_none() {
         return Err(FieldCode::InvalidFormat);
     }
-    let sum: u32 = bytes[..17]
-        .iter()
-        .zip(WEIGHTS)
-        .map(|(d, w)| u32::from(d - b'0') * w)
-        .sum();
+    let sum: u32 = bytes[..17].iter().zip(WEIGHTS).map(|(d, w)| u32::from(d - b'0') * w).sum();
     let expected = CHECK[(sum % 11) as usize];
     if bytes[17] == expected {
         Ok(())
@@ -274,9 +226,7 @@ pub fn resident_id(value: &str) -> Result<(), FieldCode> {
 /// (digits and capitals without I, O, S, V, Z) and the check character of GB 32100.
 pub fn credit_code(value: &str) -> Result<(), FieldCode> {
     const ALPHABET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
-    const WEIGHTS: [u32; 17] = [
-        1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
-    ];
+    const WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
     let bytes = value.as_bytes();
     if bytes.len() != 18 {
         return Err(FieldCode::InvalidFormat);

@@ -10,12 +10,7 @@ use oacis_domain::{DomainError, FieldCode, Scenario};
 fn registered() -> Scenario<Customer> {
     let mut s = Scenario::<Customer>::given(&[]);
     s.when(
-        CustomerCommand::Register {
-            id: customer(1),
-            profile: person("张伟"),
-            owner: user(1),
-            department: dept(1),
-        },
+        CustomerCommand::Register { id: customer(1), profile: person("张伟"), owner: user(1), department: dept(1) },
         &ctx(),
     )
     .expect("register");
@@ -35,26 +30,19 @@ fn register_normalises_and_keeps_personal_data_apart() {
     let profile = s.state().profile.clone().unwrap();
     assert_eq!(profile.personal.phones, ["+8613800138000"]);
     assert_eq!(profile.personal.emails, ["Zhang.Wei@example.com"]);
-    assert_eq!(
-        profile.personal.id_number.as_deref(),
-        Some("11010519491231002X")
-    );
+    assert_eq!(profile.personal.id_number.as_deref(), Some("11010519491231002X"));
     assert_eq!(s.state().status, CustomerStatus::Active);
     // The payload keeps personal data under one key.
     let event = oacis_domain::Scenario::<Customer>::given(&[])
         .when(
             CustomerCommand::Register {
-                id: customer(2),
-                profile: person("李娜"),
-                owner: user(1),
-                department: dept(1),
+                id: customer(2), profile: person("李娜"), owner: user(1), department: dept(1)
             },
             &ctx(),
         )
         .unwrap()
         .remove(0);
-    let payload: serde_json::Value =
-        serde_json::from_slice(&oacis_domain::DomainEvent::payload(&event)).unwrap();
+    let payload: serde_json::Value = serde_json::from_slice(&oacis_domain::DomainEvent::payload(&event)).unwrap();
     let profile = &payload["profile"];
     assert!(profile["personal"]["phones"].is_array());
     for key in ["phones", "emails", "id_number", "addresses"] {
@@ -65,27 +53,12 @@ fn register_normalises_and_keeps_personal_data_apart() {
 #[test]
 fn register_reports_every_invalid_field_at_once_and_refuses_twice() {
     let mut profile = person("");
-    profile.personal.phones = vec![
-        "12345".into(),
-        "+8613800138000".into(),
-        "+86 138 0013 8000".into(),
-    ];
+    profile.personal.phones = vec!["12345".into(), "+8613800138000".into(), "+86 138 0013 8000".into()];
     profile.personal.emails = vec!["not-an-email".into()];
     profile.personal.id_number = Some("110101199003071234".into());
-    profile.company = Some(Company {
-        credit_code: Some("913100006073917301".into()),
-        ..Company::default()
-    });
+    profile.company = Some(Company { credit_code: Some("913100006073917301".into()), ..Company::default() });
     let err = Scenario::<Customer>::given(&[])
-        .when(
-            CustomerCommand::Register {
-                id: customer(1),
-                profile,
-                owner: user(1),
-                department: dept(1),
-            },
-            &ctx(),
-        )
+        .when(CustomerCommand::Register { id: customer(1), profile, owner: user(1), department: dept(1) }, &ctx())
         .unwrap_err();
     let codes = field_codes(err);
     for expected in [
@@ -97,21 +70,11 @@ fn register_reports_every_invalid_field_at_once_and_refuses_twice() {
         ("profile.company.credit_code", FieldCode::InvalidChecksum),
         ("profile.company", FieldCode::InvalidFormat),
     ] {
-        assert!(
-            codes
-                .iter()
-                .any(|(f, c)| f == expected.0 && *c == expected.1),
-            "missing {expected:?} in {codes:?}"
-        );
+        assert!(codes.iter().any(|(f, c)| f == expected.0 && *c == expected.1), "missing {expected:?} in {codes:?}");
     }
     let mut s = registered();
     let err = s.when(
-        CustomerCommand::Register {
-            id: customer(1),
-            profile: person("张伟"),
-            owner: user(1),
-            department: dept(1),
-        },
+        CustomerCommand::Register { id: customer(1), profile: person("张伟"), owner: user(1), department: dept(1) },
         &ctx(),
     );
     assert_eq!(err, Err(DomainError::AlreadyExists { entity: "customer" }));
@@ -143,21 +106,10 @@ fn an_organisation_with_background_and_a_chinese_address() {
         },
     };
     let mut s = Scenario::<Customer>::given(&[]);
-    s.when(
-        CustomerCommand::Register {
-            id: customer(3),
-            profile,
-            owner: user(1),
-            department: dept(1),
-        },
-        &ctx(),
-    )
-    .unwrap();
+    s.when(CustomerCommand::Register { id: customer(3), profile, owner: user(1), department: dept(1) }, &ctx())
+        .unwrap();
     let kept = s.state().profile.clone().unwrap();
-    assert_eq!(
-        kept.company.unwrap().credit_code.as_deref(),
-        Some("91350100M000100Y43")
-    );
+    assert_eq!(kept.company.unwrap().credit_code.as_deref(), Some("91350100M000100Y43"));
     assert_eq!(kept.personal.addresses[0].country, "CN");
 }
 
@@ -165,55 +117,24 @@ fn an_organisation_with_background_and_a_chinese_address() {
 fn commands_on_a_customer_that_does_not_exist_are_not_found() {
     let mut s = Scenario::<Customer>::given(&[]);
     let commands = [
-        CustomerCommand::UpdateProfile {
-            profile: person("x"),
-        },
-        CustomerCommand::ChangeOwner {
-            owner: user(2),
-            department: dept(2),
-        },
+        CustomerCommand::UpdateProfile { profile: person("x") },
+        CustomerCommand::ChangeOwner { owner: user(2), department: dept(2) },
         CustomerCommand::Archive { reason: "x".into() },
         CustomerCommand::Restore,
-        CustomerCommand::MergeInto {
-            survivor: customer(9),
-            survivor_status: CustomerStatus::Active,
-        },
-        CustomerCommand::Absorb {
-            duplicate: customer(9),
-        },
+        CustomerCommand::MergeInto { survivor: customer(9), survivor_status: CustomerStatus::Active },
+        CustomerCommand::Absorb { duplicate: customer(9) },
     ];
     for command in commands {
-        assert_eq!(
-            s.when(command, &ctx()),
-            Err(DomainError::NotFound { entity: "customer" })
-        );
+        assert_eq!(s.when(command, &ctx()), Err(DomainError::NotFound { entity: "customer" }));
     }
 }
 
 #[test]
 fn update_transfer_archive_and_restore() {
     let mut s = registered();
-    let events = s
-        .when(
-            CustomerCommand::UpdateProfile {
-                profile: person("张伟（老张）"),
-            },
-            &ctx(),
-        )
-        .unwrap();
-    assert!(matches!(
-        &events[0],
-        CustomerEvent::CustomerProfileUpdated(_)
-    ));
-    let events = s
-        .when(
-            CustomerCommand::ChangeOwner {
-                owner: user(2),
-                department: dept(2),
-            },
-            &ctx(),
-        )
-        .unwrap();
+    let events = s.when(CustomerCommand::UpdateProfile { profile: person("张伟（老张）") }, &ctx()).unwrap();
+    assert!(matches!(&events[0], CustomerEvent::CustomerProfileUpdated(_)));
+    let events = s.when(CustomerCommand::ChangeOwner { owner: user(2), department: dept(2) }, &ctx()).unwrap();
     assert_eq!(
         events,
         [CustomerEvent::CustomerOwnerChanged(CustomerOwnerChanged {
@@ -223,145 +144,57 @@ fn update_transfer_archive_and_restore() {
         })]
     );
     assert_eq!(
-        s.when(
-            CustomerCommand::ChangeOwner {
-                owner: user(2),
-                department: dept(2)
-            },
-            &ctx()
-        ),
+        s.when(CustomerCommand::ChangeOwner { owner: user(2), department: dept(2) }, &ctx()),
         Ok(vec![]),
         "no-op transfer"
     );
-    assert!(matches!(
-        s.when(CustomerCommand::Archive { reason: " ".into() }, &ctx()),
-        Err(DomainError::Validation(_))
-    ));
-    s.when(
-        CustomerCommand::Archive {
-            reason: "duplicate lead".into(),
-        },
-        &ctx(),
-    )
-    .unwrap();
+    assert!(matches!(s.when(CustomerCommand::Archive { reason: " ".into() }, &ctx()), Err(DomainError::Validation(_))));
+    s.when(CustomerCommand::Archive { reason: "duplicate lead".into() }, &ctx()).unwrap();
     assert_eq!(s.state().status, CustomerStatus::Archived);
-    let refused = s.when(
-        CustomerCommand::UpdateProfile {
-            profile: person("x"),
-        },
-        &ctx(),
-    );
+    let refused = s.when(CustomerCommand::UpdateProfile { profile: person("x") }, &ctx());
     assert_eq!(
         refused,
-        Err(DomainError::InvalidTransition {
-            entity: "customer",
-            status: "archived",
-            action: "update"
-        })
+        Err(DomainError::InvalidTransition { entity: "customer", status: "archived", action: "update" })
     );
     assert!(matches!(
-        s.when(
-            CustomerCommand::Archive {
-                reason: "again".into()
-            },
-            &ctx()
-        ),
+        s.when(CustomerCommand::Archive { reason: "again".into() }, &ctx()),
         Err(DomainError::InvalidTransition { .. })
     ));
     s.when(CustomerCommand::Restore, &ctx()).unwrap();
     assert_eq!(s.state().status, CustomerStatus::Active);
-    assert!(matches!(
-        s.when(CustomerCommand::Restore, &ctx()),
-        Err(DomainError::InvalidTransition { .. })
-    ));
+    assert!(matches!(s.when(CustomerCommand::Restore, &ctx()), Err(DomainError::InvalidTransition { .. })));
 }
 
 #[test]
 fn merge_points_to_a_live_survivor_and_freezes_the_duplicate() {
     let mut s = registered();
     assert!(matches!(
-        s.when(
-            CustomerCommand::MergeInto {
-                survivor: customer(1),
-                survivor_status: CustomerStatus::Active
-            },
-            &ctx()
-        ),
+        s.when(CustomerCommand::MergeInto { survivor: customer(1), survivor_status: CustomerStatus::Active }, &ctx()),
         Err(DomainError::Rule(_))
     ));
-    for dead in [
-        CustomerStatus::Merged,
-        CustomerStatus::Archived,
-        CustomerStatus::Unregistered,
-    ] {
+    for dead in [CustomerStatus::Merged, CustomerStatus::Archived, CustomerStatus::Unregistered] {
         assert!(matches!(
-            s.when(
-                CustomerCommand::MergeInto {
-                    survivor: customer(2),
-                    survivor_status: dead
-                },
-                &ctx()
-            ),
+            s.when(CustomerCommand::MergeInto { survivor: customer(2), survivor_status: dead }, &ctx()),
             Err(DomainError::Rule(_))
         ));
     }
-    s.when(
-        CustomerCommand::MergeInto {
-            survivor: customer(2),
-            survivor_status: CustomerStatus::Active,
-        },
-        &ctx(),
-    )
-    .unwrap();
-    assert_eq!(
-        (s.state().status, s.state().merged_into),
-        (CustomerStatus::Merged, Some(customer(2)))
-    );
+    s.when(CustomerCommand::MergeInto { survivor: customer(2), survivor_status: CustomerStatus::Active }, &ctx())
+        .unwrap();
+    assert_eq!((s.state().status, s.state().merged_into), (CustomerStatus::Merged, Some(customer(2))));
     assert!(matches!(
-        s.when(
-            CustomerCommand::UpdateProfile {
-                profile: person("x")
-            },
-            &ctx()
-        ),
+        s.when(CustomerCommand::UpdateProfile { profile: person("x") }, &ctx()),
         Err(DomainError::InvalidTransition { .. })
     ));
     assert!(matches!(
-        s.when(
-            CustomerCommand::MergeInto {
-                survivor: customer(3),
-                survivor_status: CustomerStatus::Active
-            },
-            &ctx()
-        ),
+        s.when(CustomerCommand::MergeInto { survivor: customer(3), survivor_status: CustomerStatus::Active }, &ctx()),
         Err(DomainError::InvalidTransition { .. })
     ));
 
     let mut survivor = registered();
-    survivor
-        .when(
-            CustomerCommand::Absorb {
-                duplicate: customer(7),
-            },
-            &ctx(),
-        )
-        .unwrap();
-    assert_eq!(
-        survivor.when(
-            CustomerCommand::Absorb {
-                duplicate: customer(7)
-            },
-            &ctx()
-        ),
-        Ok(vec![])
-    );
+    survivor.when(CustomerCommand::Absorb { duplicate: customer(7) }, &ctx()).unwrap();
+    assert_eq!(survivor.when(CustomerCommand::Absorb { duplicate: customer(7) }, &ctx()), Ok(vec![]));
     assert!(matches!(
-        survivor.when(
-            CustomerCommand::Absorb {
-                duplicate: customer(1)
-            },
-            &ctx()
-        ),
+        survivor.when(CustomerCommand::Absorb { duplicate: customer(1) }, &ctx()),
         Err(DomainError::Rule(_))
     ));
 }
@@ -380,21 +213,10 @@ fn interactions_are_logged_once_and_move_the_last_contact() {
     s.when(log(1, "询问报价", 100), &ctx()).unwrap();
     s.when(log(2, "visit", 50), &ctx()).unwrap();
     assert_eq!(s.state().last_contact, Some(Timestamp(100)));
-    assert_eq!(
-        s.when(log(1, "again", 200), &ctx()),
-        Err(DomainError::AlreadyExists {
-            entity: "interaction"
-        })
-    );
-    assert!(matches!(
-        s.when(log(3, "", 1), &ctx()),
-        Err(DomainError::Validation(_))
-    ));
+    assert_eq!(s.when(log(1, "again", 200), &ctx()), Err(DomainError::AlreadyExists { entity: "interaction" }));
+    assert!(matches!(s.when(log(3, "", 1), &ctx()), Err(DomainError::Validation(_))));
     let too_long = "长".repeat(MAX_TEXT_CHARS + 1);
-    assert!(matches!(
-        s.when(log(4, &too_long, 1), &ctx()),
-        Err(DomainError::Validation(_))
-    ));
+    assert!(matches!(s.when(log(4, &too_long, 1), &ctx()), Err(DomainError::Validation(_))));
 }
 
 #[test]
@@ -410,27 +232,11 @@ fn purchases_are_corrected_only_by_reversal() {
     };
     s.when(buy(1, 129_900, "cny"), &ctx()).unwrap();
     assert_eq!(s.state().purchases[&EntryId(id(201))].currency, "CNY");
-    assert!(matches!(
-        s.when(buy(2, -5, "CNY"), &ctx()),
-        Err(DomainError::Validation(_))
-    ));
-    assert!(matches!(
-        s.when(buy(3, 5, "RMB1"), &ctx()),
-        Err(DomainError::Validation(_))
-    ));
-    assert_eq!(
-        s.when(buy(1, 1, "CNY"), &ctx()),
-        Err(DomainError::AlreadyExists { entity: "purchase" })
-    );
-    let events = s
-        .when(
-            CustomerCommand::ReversePurchase {
-                id: EntryId(id(201)),
-                reason: "退款".into(),
-            },
-            &ctx(),
-        )
-        .unwrap();
+    assert!(matches!(s.when(buy(2, -5, "CNY"), &ctx()), Err(DomainError::Validation(_))));
+    assert!(matches!(s.when(buy(3, 5, "RMB1"), &ctx()), Err(DomainError::Validation(_))));
+    assert_eq!(s.when(buy(1, 1, "CNY"), &ctx()), Err(DomainError::AlreadyExists { entity: "purchase" }));
+    let events =
+        s.when(CustomerCommand::ReversePurchase { id: EntryId(id(201)), reason: "退款".into() }, &ctx()).unwrap();
     match &events[0] {
         CustomerEvent::PurchaseReversed(e) => {
             assert_eq!((e.amount_minor, e.currency.as_str()), (129_900, "CNY"))
@@ -438,23 +244,11 @@ fn purchases_are_corrected_only_by_reversal() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        s.when(
-            CustomerCommand::ReversePurchase {
-                id: EntryId(id(201)),
-                reason: "again".into()
-            },
-            &ctx()
-        ),
+        s.when(CustomerCommand::ReversePurchase { id: EntryId(id(201)), reason: "again".into() }, &ctx()),
         Err(DomainError::InvalidTransition { .. })
     ));
     assert_eq!(
-        s.when(
-            CustomerCommand::ReversePurchase {
-                id: EntryId(id(299)),
-                reason: "x".into()
-            },
-            &ctx()
-        ),
+        s.when(CustomerCommand::ReversePurchase { id: EntryId(id(299)), reason: "x".into() }, &ctx()),
         Err(DomainError::NotFound { entity: "purchase" })
     );
 }

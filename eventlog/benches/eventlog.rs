@@ -6,12 +6,7 @@
 //! `cargo bench -p oacis-eventlog --bench eventlog` (sizes: `OACIS_BENCH_SIZES=10000,100000`;
 //! scratch folder: `OACIS_BENCH_DIR`, default the system temp folder). Prints a Markdown table.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap
-)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
 use std::fs::File;
 use std::future::Future;
@@ -20,9 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oacis_eventlog::{
-    AppendMeta, EventStore, ExpectedVersion, NewEvent, Seq, SledConfig, SledStore, StreamId,
-};
+use oacis_eventlog::{AppendMeta, EventStore, ExpectedVersion, NewEvent, Seq, SledConfig, SledStore, StreamId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -81,11 +74,7 @@ fn summarize(count: u64, elapsed: Duration, mut latencies: Vec<Duration>) -> Fig
         let index = ((latencies.len() as f64 - 1.0) * q).round() as usize;
         latencies[index].as_secs_f64() * 1e6
     };
-    Figure {
-        per_sec: count as f64 / elapsed.as_secs_f64(),
-        p50_us: at(0.50),
-        p99_us: at(0.99),
-    }
+    Figure { per_sec: count as f64 / elapsed.as_secs_f64(), p50_us: at(0.50), p99_us: at(0.99) }
 }
 
 /// Runs `clients` concurrent loops of `per_client` operations; each operation counts `weight` items.
@@ -124,13 +113,7 @@ impl Counter {
     }
 }
 
-async fn store_appends(
-    store: &SledStore,
-    ids: &Arc<Counter>,
-    clients: u64,
-    per_client: u64,
-    batch: u64,
-) -> Figure {
+async fn store_appends(store: &SledStore, ids: &Arc<Counter>, clients: u64, per_client: u64, batch: u64) -> Figure {
     let store = store.clone();
     let ids = ids.clone();
     concurrent(clients, per_client, batch, move |_, _| {
@@ -139,10 +122,7 @@ async fn store_appends(
         async move {
             let events = (0..batch).map(|k| event(id * batch + k)).collect();
             let meta = AppendMeta::new(uuid::Uuid::from_u128(u128::from(id) + 1), "bench");
-            store
-                .append(stream(id), ExpectedVersion::Any, events, meta)
-                .await
-                .expect("append");
+            store.append(stream(id), ExpectedVersion::Any, events, meta).await.expect("append");
         }
     })
     .await
@@ -287,11 +267,7 @@ async fn run_size(base: &Path, size: u64) -> Result<Vec<Row>, BoxError> {
     let store = SledStore::open(SledConfig::new(dir.path().join("store")))?;
     let ids = Arc::new(Counter(std::sync::atomic::AtomicU64::new(0)));
     let filled = fill(&store, &ids, size).await;
-    eprintln!(
-        "filled {} events at {:.0}/s",
-        store.head().seq,
-        filled.per_sec
-    );
+    eprintln!("filled {} events at {:.0}/s", store.head().seq, filled.per_sec);
 
     let raw_path = dir.path().join("raw");
     let (raw_db, raw_file) = raw_sled(&raw_path);
@@ -302,15 +278,10 @@ async fn run_size(base: &Path, size: u64) -> Result<Vec<Row>, BoxError> {
     // Single durable writer, against insert+flush+fdatasync one at a time.
     let single = store_appends(&store, &ids, 1, 2_000, 1).await;
     let raw_single = {
-        let (db, file, next) = (
-            raw_db.clone(),
-            Arc::new(raw_file.try_clone()?),
-            raw_next.clone(),
-        );
+        let (db, file, next) = (raw_db.clone(), Arc::new(raw_file.try_clone()?), raw_next.clone());
         concurrent(1, 2_000, 1, move |_, _| {
             let seq = next.next();
-            db.insert(seq.to_be_bytes(), json_value(seq))
-                .expect("insert");
+            db.insert(seq.to_be_bytes(), json_value(seq)).expect("insert");
             db.flush().expect("flush");
             file.sync_data().expect("fdatasync");
             async {}
@@ -321,8 +292,7 @@ async fn run_size(base: &Path, size: u64) -> Result<Vec<Row>, BoxError> {
         let (db, next) = (raw_db.clone(), raw_next.clone());
         concurrent(1, 2_000, 1, move |_, _| {
             let seq = next.next();
-            db.insert(seq.to_be_bytes(), json_value(seq))
-                .expect("insert");
+            db.insert(seq.to_be_bytes(), json_value(seq)).expect("insert");
             db.flush().expect("flush");
             async {}
         })
@@ -355,10 +325,7 @@ async fn run_size(base: &Path, size: u64) -> Result<Vec<Row>, BoxError> {
             let seq = next.next();
             async move {
                 let (done, wait) = oneshot::channel();
-                queue
-                    .send((seq.to_be_bytes().to_vec(), json_value(seq), done))
-                    .await
-                    .expect("queue");
+                queue.send((seq.to_be_bytes().to_vec(), json_value(seq), done)).await.expect("queue");
                 wait.await.expect("ack");
             }
         })
@@ -376,11 +343,7 @@ async fn run_size(base: &Path, size: u64) -> Result<Vec<Row>, BoxError> {
 
     let batched = store_appends(&store, &ids, 1, 200, 100).await;
     let raw_batched = {
-        let (db, file, next) = (
-            raw_db.clone(),
-            Arc::new(raw_file.try_clone()?),
-            raw_next.clone(),
-        );
+        let (db, file, next) = (raw_db.clone(), Arc::new(raw_file.try_clone()?), raw_next.clone());
         concurrent(1, 200, 100, move |_, _| {
             let mut batch = sled::Batch::default();
             for _ in 0..100 {
@@ -484,13 +447,9 @@ fn main() -> Result<(), BoxError> {
         .split(',')
         .map(|s| s.trim().parse())
         .collect::<Result<_, _>>()?;
-    let base: PathBuf =
-        std::env::var_os("OACIS_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let base: PathBuf = std::env::var_os("OACIS_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
     // `cargo bench` passes `--bench`; nothing else is accepted.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     for size in sizes {
         let rows = runtime.block_on(run_size(&base, size))?;
         print_rows(size, &rows);

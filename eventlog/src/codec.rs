@@ -15,9 +15,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::model::{
-    AppendMeta, CommandId, EventKind, Hash32, Record, Seq, StreamId, Timestamp, Version,
-};
+use crate::model::{AppendMeta, CommandId, EventKind, Hash32, Record, Seq, StreamId, Timestamp, Version};
 
 /// Domain-separation tag at the start of every body.
 pub const TAG: &str = "oacis.event.v1";
@@ -106,10 +104,7 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, len: usize, what: &str) -> Result<&'a [u8]> {
-        let end = self
-            .at
-            .checked_add(len)
-            .filter(|end| *end <= self.bytes.len());
+        let end = self.at.checked_add(len).filter(|end| *end <= self.bytes.len());
         let Some(end) = end else {
             return Err(self.fail(&format!("truncated {what}")));
         };
@@ -165,17 +160,10 @@ pub fn decode(seq: Seq, stored: &[u8]) -> Result<Record> {
         return Err(Error::corrupt(seq, "record shorter than its hash"));
     }
     if stored.len() > Limits::MAX_RECORD_BYTES + HASH_LEN {
-        return Err(Error::corrupt(
-            seq,
-            format!("record of {} bytes exceeds the limit", stored.len()),
-        ));
+        return Err(Error::corrupt(seq, format!("record of {} bytes exceeds the limit", stored.len())));
     }
     let (body, stored_hash) = stored.split_at(stored.len() - HASH_LEN);
-    let mut r = Reader {
-        bytes: body,
-        at: 0,
-        seq,
-    };
+    let mut r = Reader { bytes: body, at: 0, seq };
     if r.bytes(TAG.len(), "tag")? != TAG.as_bytes() {
         return Err(r.fail("unknown record tag"));
     }
@@ -191,16 +179,9 @@ pub fn decode(seq: Seq, stored: &[u8]) -> Result<Record> {
     let actor = r.text(Limits::MAX_ACTOR_BYTES, "actor")?.to_owned();
     let command_id = CommandId(r.uuid("command_id")?);
     let correlation_id = r.uuid("correlation_id")?;
-    let causation_id = if r.presence("causation_id")? {
-        Some(r.uuid("causation_id")?)
-    } else {
-        None
-    };
+    let causation_id = if r.presence("causation_id")? { Some(r.uuid("causation_id")?) } else { None };
     let client_addr = if r.presence("client_addr")? {
-        Some(
-            r.text(Limits::MAX_CLIENT_ADDR_BYTES, "client_addr")?
-                .to_owned(),
-        )
+        Some(r.text(Limits::MAX_CLIENT_ADDR_BYTES, "client_addr")?.to_owned())
     } else {
         None
     };
@@ -213,10 +194,7 @@ pub fn decode(seq: Seq, stored: &[u8]) -> Result<Record> {
     }
     let hash = hash_body(body);
     if hash.0 != stored_hash {
-        return Err(Error::corrupt(
-            seq,
-            "hash does not match the record's bytes",
-        ));
+        return Err(Error::corrupt(seq, "hash does not match the record's bytes"));
     }
     Ok(Record {
         seq,
@@ -225,13 +203,7 @@ pub fn decode(seq: Seq, stored: &[u8]) -> Result<Record> {
         kind,
         schema,
         recorded_at,
-        meta: AppendMeta {
-            command_id,
-            actor,
-            correlation_id,
-            causation_id,
-            client_addr,
-        },
+        meta: AppendMeta { command_id, actor, correlation_id, causation_id, client_addr },
         payload,
         prev_hash,
         hash,
@@ -287,17 +259,11 @@ mod tests {
             for flip in [0x01u8, 0x80, 0xff] {
                 let mut bad = stored.clone();
                 bad[i] ^= flip;
-                assert!(
-                    decode(Seq(7), &bad).is_err(),
-                    "byte {i} ^ {flip:#x} went unnoticed"
-                );
+                assert!(decode(Seq(7), &bad).is_err(), "byte {i} ^ {flip:#x} went unnoticed");
             }
         }
         for cut in 0..stored.len() {
-            assert!(
-                decode(Seq(7), &stored[..cut]).is_err(),
-                "truncation at {cut} went unnoticed"
-            );
+            assert!(decode(Seq(7), &stored[..cut]).is_err(), "truncation at {cut} went unnoticed");
         }
     }
 }

@@ -151,16 +151,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     pub(crate) fn corrupt(seq: Seq, problem: impl Into<String>) -> Error {
-        Error::Corrupt {
-            seq,
-            problem: problem.into(),
-        }
+        Error::Corrupt { seq, problem: problem.into() }
     }
 }

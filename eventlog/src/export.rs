@@ -15,9 +15,7 @@ use uuid::Uuid;
 
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::model::{
-    AppendMeta, CommandId, EventKind, Hash32, Record, Seq, StreamId, Timestamp, Version,
-};
+use crate::model::{AppendMeta, CommandId, EventKind, Hash32, Record, Seq, StreamId, Timestamp, Version};
 use crate::store::Head;
 use crate::verify::{ChainCheck, VerifyReport};
 
@@ -47,8 +45,8 @@ pub fn line_of(record: &Record) -> Result<String> {
         .recorded_at
         .to_rfc3339()
         .ok_or_else(|| Error::corrupt(record.seq, "recorded_at outside years 0000-9999"))?;
-    let payload = String::from_utf8(record.payload.clone())
-        .map_err(|_| Error::corrupt(record.seq, "payload is not UTF-8"))?;
+    let payload =
+        String::from_utf8(record.payload.clone()).map_err(|_| Error::corrupt(record.seq, "payload is not UTF-8"))?;
     let line = Line {
         seq: record.seq.0,
         stream: record.stream.as_str().to_owned(),
@@ -71,10 +69,8 @@ pub fn line_of(record: &Record) -> Result<String> {
 /// Parses and checks one export line expected to hold `seq`: canonical form and hash.
 pub fn record_of_line(seq: Seq, text: &str) -> Result<Record> {
     let bad = |problem: String| Error::corrupt(seq, problem);
-    let line: Line =
-        serde_json::from_str(text).map_err(|e| bad(format!("unreadable line: {e}")))?;
-    let hash = Hash32::from_hex(&line.hash)
-        .ok_or_else(|| bad("hash is not 64 lower-case hex digits".into()))?;
+    let line: Line = serde_json::from_str(text).map_err(|e| bad(format!("unreadable line: {e}")))?;
+    let hash = Hash32::from_hex(&line.hash).ok_or_else(|| bad("hash is not 64 lower-case hex digits".into()))?;
     let record = Record {
         seq: Seq(line.seq),
         stream: StreamId::new(line.stream).map_err(|e| bad(e.to_string()))?,
@@ -102,9 +98,7 @@ pub fn record_of_line(seq: Seq, text: &str) -> Result<Record> {
         return Err(bad("hash does not match the record's fields".into()));
     }
     if line_of(&record)? != text {
-        return Err(bad(
-            "line is not in canonical form (FORMAT.md, export)".into()
-        ));
+        return Err(bad("line is not in canonical form (FORMAT.md, export)".into()));
     }
     Ok(record)
 }
@@ -124,21 +118,14 @@ pub fn write_export(
     out: &mut impl Write,
     progress: &mut dyn FnMut(Seq),
 ) -> Result<ExportReport> {
-    let mut report = ExportReport {
-        records: 0,
-        head: Head::default(),
-    };
+    let mut report = ExportReport { records: 0, head: Head::default() };
     for record in records {
         let record = record?;
         let mut line = line_of(&record)?;
         line.push('\n');
-        out.write_all(line.as_bytes())
-            .map_err(|e| Error::io("export", e))?;
+        out.write_all(line.as_bytes()).map_err(|e| Error::io("export", e))?;
         report.records += 1;
-        report.head = Head {
-            seq: record.seq,
-            hash: record.hash,
-        };
+        report.head = Head { seq: record.seq, hash: record.hash };
         progress(record.seq);
     }
     out.flush().map_err(|e| Error::io("export", e))?;
@@ -159,11 +146,7 @@ pub struct ExportCheck {
 /// Verifies an export read from `input`: every line canonical and hash-correct, and the chain
 /// unbroken. A file may start after seq 1 (an incremental export); its first `prev_hash` is
 /// then reported in [`ExportCheck::continues_from`], or checked against `after` if given.
-pub fn verify_export(
-    input: impl BufRead,
-    after: Option<Head>,
-    progress: &mut dyn FnMut(Seq),
-) -> Result<ExportCheck> {
+pub fn verify_export(input: impl BufRead, after: Option<Head>, progress: &mut dyn FnMut(Seq)) -> Result<ExportCheck> {
     let mut chain: Option<ChainCheck> = after.map(ChainCheck::after);
     let mut continues_from = after.unwrap_or_default();
     let mut expected = continues_from.seq.next();
@@ -175,14 +158,9 @@ pub fn verify_export(
             Some(_) => record_of_line(expected, text)?,
             None => {
                 // The first line decides where the file starts.
-                let seq = serde_json::from_str::<FirstSeq>(text)
-                    .map(|f| Seq(f.seq))
-                    .unwrap_or(Seq::FIRST);
+                let seq = serde_json::from_str::<FirstSeq>(text).map(|f| Seq(f.seq)).unwrap_or(Seq::FIRST);
                 let record = record_of_line(seq.max(Seq::FIRST), text)?;
-                continues_from = Head {
-                    seq: Seq(record.seq.0 - 1),
-                    hash: record.prev_hash,
-                };
+                continues_from = Head { seq: Seq(record.seq.0 - 1), hash: record.prev_hash };
                 if record.seq == Seq::FIRST {
                     continues_from = Head::default();
                 }
@@ -197,10 +175,7 @@ pub fn verify_export(
         progress(record.seq);
     }
     let report = chain.map_or_else(|| ChainCheck::new().report(), |c| c.report());
-    Ok(ExportCheck {
-        report,
-        continues_from,
-    })
+    Ok(ExportCheck { report, continues_from })
 }
 
 #[derive(Deserialize)]

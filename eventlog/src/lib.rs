@@ -28,11 +28,10 @@ pub mod verify;
 pub use error::{AppendError, Error, Result};
 pub use limits::Limits;
 pub use model::{
-    AppendMeta, CommandId, EventKind, ExpectedVersion, Hash32, NewEvent, Record, Seq, StreamId,
-    Timestamp, Version,
+    AppendMeta, CommandId, EventKind, ExpectedVersion, Hash32, NewEvent, Record, Seq, StreamId, Timestamp, Version,
 };
 pub use sled_store::{
-    layout as sled_layout, FaultPlan, FaultSite, RecordIter, SledConfig, SledStore,
-    SledSubscription, TAIL_CHECK_RECORDS,
+    layout as sled_layout, FaultPlan, FaultSite, RecordIter, SledConfig, SledStore, SledSubscription,
+    TAIL_CHECK_RECORDS,
 };
 pub use store::{Appended, EventStore, Head, Subscription};

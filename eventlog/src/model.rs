@@ -14,9 +14,7 @@ use crate::limits::Limits;
 
 /// Global position of a record in the log: gapless, starting at 1. `Seq(0)` means "before
 /// the first record" (the head of an empty log).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Seq(pub u64);
 
 impl Seq {
@@ -40,9 +38,7 @@ impl fmt::Display for Seq {
 
 /// Position of a record within its stream: gapless, starting at 1. `Version(0)` is the
 /// version of a stream that does not exist yet.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Version(pub u64);
 
 impl Version {
@@ -63,11 +59,7 @@ impl fmt::Display for Version {
 }
 
 fn name_is_valid(name: &str, max: usize, extra: &[u8]) -> bool {
-    !name.is_empty()
-        && name.len() <= max
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+    !name.is_empty() && name.len() <= max && name.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
 }
 
 /// Name of a stream, such as `customer-01937c4e-...`: 1 to 128 ASCII letters, digits and
@@ -155,9 +147,7 @@ impl Hash32 {
         if text.len() != 64 || text.bytes().any(|b| b.is_ascii_uppercase()) {
             return None;
         }
-        blake3::Hash::from_hex(text)
-            .ok()
-            .map(|h| Hash32(*h.as_bytes()))
+        blake3::Hash::from_hex(text).ok().map(|h| Hash32(*h.as_bytes()))
     }
 }
 
@@ -174,9 +164,7 @@ impl fmt::Display for Hash32 {
 }
 
 /// A UTC instant in microseconds since the Unix epoch.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
@@ -194,21 +182,17 @@ impl Timestamp {
     pub fn to_rfc3339(&self) -> Option<String> {
         let nanos = i128::from(self.0) * 1_000;
         let at = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
-        let format = time::macros::format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-        );
+        let format =
+            time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
         at.format(&format).ok()
     }
 
     /// Parses the exact form [`Timestamp::to_rfc3339`] writes.
     #[must_use]
     pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
-        let format = time::macros::format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-        );
-        let at = time::PrimitiveDateTime::parse(text, &format)
-            .ok()?
-            .assume_utc();
+        let format =
+            time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+        let at = time::PrimitiveDateTime::parse(text, &format).ok()?.assume_utc();
         let micros = at.unix_timestamp_nanos() / 1_000;
         i64::try_from(micros).ok().map(Timestamp)
     }
@@ -263,15 +247,9 @@ pub struct NewEvent {
 impl NewEvent {
     /// An event from a kind name and any serializable payload.
     pub fn json<T: Serialize>(kind: &str, schema: u32, payload: &T) -> Result<Self, AppendError> {
-        let payload = serde_json::to_vec(payload).map_err(|e| AppendError::PayloadNotJson {
-            index: 0,
-            reason: e.to_string(),
-        })?;
-        Ok(NewEvent {
-            kind: EventKind::new(kind)?,
-            schema,
-            payload,
-        })
+        let payload =
+            serde_json::to_vec(payload).map_err(|e| AppendError::PayloadNotJson { index: 0, reason: e.to_string() })?;
+        Ok(NewEvent { kind: EventKind::new(kind)?, schema, payload })
     }
 }
 

@@ -84,18 +84,11 @@ pub(crate) fn check_append(events: &[NewEvent], meta: &AppendMeta) -> Result<(),
         return Err(AppendError::Empty);
     }
     if events.len() > Limits::MAX_EVENTS_PER_APPEND {
-        return Err(AppendError::TooManyEvents {
-            count: events.len(),
-            max: Limits::MAX_EVENTS_PER_APPEND,
-        });
+        return Err(AppendError::TooManyEvents { count: events.len(), max: Limits::MAX_EVENTS_PER_APPEND });
     }
     let texts = [
         ("actor", Some(meta.actor.as_str()), Limits::MAX_ACTOR_BYTES),
-        (
-            "client_addr",
-            meta.client_addr.as_deref(),
-            Limits::MAX_CLIENT_ADDR_BYTES,
-        ),
+        ("client_addr", meta.client_addr.as_deref(), Limits::MAX_CLIENT_ADDR_BYTES),
     ];
     for (field, text, max) in texts {
         let size = text.map_or(0, str::len);
@@ -107,28 +100,18 @@ pub(crate) fn check_append(events: &[NewEvent], meta: &AppendMeta) -> Result<(),
     for (index, event) in events.iter().enumerate() {
         let size = event.payload.len();
         if size > Limits::MAX_PAYLOAD_BYTES {
-            return Err(AppendError::PayloadTooLarge {
-                index,
-                size,
-                max: Limits::MAX_PAYLOAD_BYTES,
-            });
+            return Err(AppendError::PayloadTooLarge { index, size, max: Limits::MAX_PAYLOAD_BYTES });
         }
         if event.schema == 0 {
             return Err(AppendError::InvalidSchema { index });
         }
         if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&event.payload) {
-            return Err(AppendError::PayloadNotJson {
-                index,
-                reason: e.to_string(),
-            });
+            return Err(AppendError::PayloadNotJson { index, reason: e.to_string() });
         }
         total = total.saturating_add(size);
     }
     if total > Limits::MAX_APPEND_PAYLOAD_BYTES {
-        return Err(AppendError::AppendTooLarge {
-            size: total,
-            max: Limits::MAX_APPEND_PAYLOAD_BYTES,
-        });
+        return Err(AppendError::AppendTooLarge { size: total, max: Limits::MAX_APPEND_PAYLOAD_BYTES });
     }
     Ok(())
 }

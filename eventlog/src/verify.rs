@@ -44,11 +44,7 @@ impl ChainCheck {
     /// versions are then only checked for contiguity within what is seen.
     #[must_use]
     pub fn after(head: Head) -> Self {
-        ChainCheck {
-            head,
-            mid_log: head.seq != Seq::ZERO,
-            ..ChainCheck::default()
-        }
+        ChainCheck { head, mid_log: head.seq != Seq::ZERO, ..ChainCheck::default() }
     }
 
     /// Checks `record`, whose own hash is already known to match its bytes, against the
@@ -74,10 +70,7 @@ impl ChainCheck {
         };
         if !contiguous {
             let last = seen.unwrap_or(Version::NONE);
-            return bad(format!(
-                "stream {} jumps from version {last} to {}",
-                record.stream, record.version
-            ));
+            return bad(format!("stream {} jumps from version {last} to {}", record.stream, record.version));
         }
         if record.recorded_at < self.last_recorded_at {
             return bad("recorded_at goes back in time".to_owned());
@@ -88,10 +81,7 @@ impl ChainCheck {
                 self.versions.insert(record.stream.clone(), record.version);
             }
         }
-        self.head = Head {
-            seq: record.seq,
-            hash: record.hash,
-        };
+        self.head = Head { seq: record.seq, hash: record.hash };
         self.last_recorded_at = record.recorded_at;
         self.checked += 1;
         Ok(())

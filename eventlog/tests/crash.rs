@@ -5,12 +5,7 @@
 //!
 //! Cycles: 12 by default; set `OACIS_CRASH_CYCLES` for a longer run.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap
-)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
 mod common;
 
@@ -30,14 +25,8 @@ fn next_random(state: &mut u64) -> u64 {
 
 #[test]
 fn every_acknowledged_append_survives_sigkill_and_none_lands_partially() -> anyhow::Result<()> {
-    let cycles: u64 = std::env::var("OACIS_CRASH_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(12);
-    let seed: u64 = std::env::var("OACIS_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5EED_0AC1);
+    let cycles: u64 = std::env::var("OACIS_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    let seed: u64 = std::env::var("OACIS_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5EED_0AC1);
     let mut random = seed;
     let dir = tempfile::tempdir()?;
     let mut acknowledged: Vec<(u64, u64, u128)> = Vec::new();
@@ -72,10 +61,7 @@ fn every_acknowledged_append_survives_sigkill_and_none_lands_partially() -> anyh
         child.wait()?;
         check_store(dir.path(), &acknowledged, run, seed);
     }
-    assert!(
-        acknowledged.len() > 100,
-        "the children acknowledged too little to prove anything"
-    );
+    assert!(acknowledged.len() > 100, "the children acknowledged too little to prove anything");
     Ok(())
 }
 
@@ -84,12 +70,7 @@ fn parse_ack(line: &str, acknowledged: &mut Vec<(u64, u64, u128)>) -> bool {
     if words.next() != Some("ack") {
         return false;
     }
-    let mut number = || {
-        words
-            .next()
-            .and_then(|w| w.parse::<u128>().ok())
-            .expect("ack line")
-    };
+    let mut number = || words.next().and_then(|w| w.parse::<u128>().ok()).expect("ack line");
     let (first, last, command) = (number(), number(), number());
     acknowledged.push((first as u64, last as u64, command));
     true
@@ -99,44 +80,24 @@ fn check_store(dir: &std::path::Path, acknowledged: &[(u64, u64, u128)], run: u6
     let context = format!("after kill {run} (seed {seed})");
     let store = oacis_eventlog::SledStore::open(oacis_eventlog::SledConfig::new(dir))
         .unwrap_or_else(|e| panic!("{context}: the store does not open: {e}"));
-    let report = store
-        .verify(&mut |_| {})
-        .unwrap_or_else(|e| panic!("{context}: verify failed: {e}"));
-    store
-        .verify_indexes(&mut |_| {})
-        .unwrap_or_else(|e| panic!("{context}: index check failed: {e}"));
-    let records = store
-        .records(Seq(1))
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap_or_else(|e| panic!("{context}: read failed: {e}"));
+    let report = store.verify(&mut |_| {}).unwrap_or_else(|e| panic!("{context}: verify failed: {e}"));
+    store.verify_indexes(&mut |_| {}).unwrap_or_else(|e| panic!("{context}: index check failed: {e}"));
+    let records =
+        store.records(Seq(1)).collect::<Result<Vec<_>, _>>().unwrap_or_else(|e| panic!("{context}: read failed: {e}"));
     assert_eq!(records.len() as u64, report.records);
     let mut per_command: HashMap<u128, Vec<u64>> = HashMap::new();
     for record in &records {
-        per_command
-            .entry(record.meta.command_id.0.as_u128())
-            .or_default()
-            .push(record.seq.0);
+        per_command.entry(record.meta.command_id.0.as_u128()).or_default().push(record.seq.0);
     }
     for (command, seqs) in &per_command {
         let intended = 1 + command % 3;
-        assert_eq!(
-            seqs.len() as u128,
-            intended,
-            "{context}: command {command} landed partially: {seqs:?}"
-        );
-        assert!(
-            seqs.windows(2).all(|w| w[1] == w[0] + 1),
-            "{context}: command {command} is not contiguous"
-        );
+        assert_eq!(seqs.len() as u128, intended, "{context}: command {command} landed partially: {seqs:?}");
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{context}: command {command} is not contiguous");
     }
     for (first, last, command) in acknowledged {
-        let seqs = per_command.get(command).unwrap_or_else(|| {
-            panic!("{context}: acknowledged command {command} (seqs {first}..={last}) is lost")
-        });
-        assert_eq!(
-            (seqs[0], seqs[seqs.len() - 1]),
-            (*first, *last),
-            "{context}: command {command} moved"
-        );
+        let seqs = per_command
+            .get(command)
+            .unwrap_or_else(|| panic!("{context}: acknowledged command {command} (seqs {first}..={last}) is lost"));
+        assert_eq!((seqs[0], seqs[seqs.len() - 1]), (*first, *last), "{context}: command {command} moved");
     }
 }

@@ -1,21 +1,14 @@
 //! Model-based property test: random appends over several streams, with conflicts, repeated
 //! command ids, concurrent groups and reopens, checked against an in-memory reference log.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap
-)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
 mod common;
 
 use std::collections::HashMap;
 
 use common::{meta, open, runtime, stream};
-use oacis_eventlog::{
-    AppendError, Appended, EventStore, ExpectedVersion, NewEvent, Seq, SledStore, Version,
-};
+use oacis_eventlog::{AppendError, Appended, EventStore, ExpectedVersion, NewEvent, Seq, SledStore, Version};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -97,56 +90,30 @@ impl Model {
             version: Version(version),
             duplicate: false,
         };
-        self.commands.insert(
-            command,
-            Appended {
-                duplicate: true,
-                ..outcome
-            },
-        );
+        self.commands.insert(command, Appended { duplicate: true, ..outcome });
         Ok(outcome)
     }
 }
 
 fn payloads(count: u8, salt: u64) -> Vec<Vec<u8>> {
-    (0..count)
-        .map(|i| format!(r#"{{"salt":{salt},"i":{i},"名":"值"}}"#).into_bytes())
-        .collect()
+    (0..count).map(|i| format!(r#"{{"salt":{salt},"i":{i},"名":"值"}}"#).into_bytes()).collect()
 }
 
 fn events_of(payloads: &[Vec<u8>]) -> Vec<NewEvent> {
     payloads
         .iter()
-        .map(|p| NewEvent {
-            kind: oacis_eventlog::EventKind::new("Happened").unwrap(),
-            schema: 1,
-            payload: p.clone(),
-        })
+        .map(|p| NewEvent { kind: oacis_eventlog::EventKind::new("Happened").unwrap(), schema: 1, payload: p.clone() })
         .collect()
 }
 
 async fn check_contents(store: &SledStore, model: &Model) {
     let all = store.read_all(Seq(1), usize::MAX).await.expect("read_all");
-    let seen: Vec<_> = all
-        .iter()
-        .map(|r| (r.stream.to_string(), r.version.0, r.payload.clone()))
-        .collect();
+    let seen: Vec<_> = all.iter().map(|r| (r.stream.to_string(), r.version.0, r.payload.clone())).collect();
     assert_eq!(seen, model.records);
     for name in model.versions.keys() {
-        let of_stream = store
-            .read_stream(&stream(name), Version(1), usize::MAX)
-            .await
-            .expect("read_stream");
-        let expected: Vec<_> = model
-            .records
-            .iter()
-            .filter(|r| &r.0 == name)
-            .cloned()
-            .collect();
-        let seen: Vec<_> = of_stream
-            .iter()
-            .map(|r| (r.stream.to_string(), r.version.0, r.payload.clone()))
-            .collect();
+        let of_stream = store.read_stream(&stream(name), Version(1), usize::MAX).await.expect("read_stream");
+        let expected: Vec<_> = model.records.iter().filter(|r| &r.0 == name).cloned().collect();
+        let seen: Vec<_> = of_stream.iter().map(|r| (r.stream.to_string(), r.version.0, r.payload.clone())).collect();
         assert_eq!(seen, expected);
     }
     let report = store.verify(&mut |_| {}).expect("chain verifies");
@@ -163,12 +130,7 @@ fn run(ops: Vec<Op>) {
     for (step, op) in ops.into_iter().enumerate() {
         let salt = step as u64;
         match op {
-            Op::Append {
-                stream: s,
-                expect,
-                events,
-                command,
-            } => {
+            Op::Append { stream: s, expect, events, command } => {
                 let name = format!("stream-{s}");
                 let expected = match expect {
                     Expect::Any => ExpectedVersion::Any,
@@ -178,12 +140,8 @@ fn run(ops: Vec<Op>) {
                 };
                 let payloads = payloads(events, salt);
                 let live = store.as_ref().expect("open");
-                let got = rt.block_on(live.append(
-                    stream(&name),
-                    expected,
-                    events_of(&payloads),
-                    meta(u128::from(command)),
-                ));
+                let got =
+                    rt.block_on(live.append(stream(&name), expected, events_of(&payloads), meta(u128::from(command))));
                 let want = model.append(&name, expected, payloads, u128::from(command));
                 match (got, want) {
                     (Ok(got), Ok(want)) => assert_eq!(got, want),
@@ -206,13 +164,7 @@ fn run(ops: Vec<Op>) {
                         let live = live.clone();
                         let command = fresh_command;
                         tasks.push(tokio::spawn(async move {
-                            live.append(
-                                stream(&name),
-                                ExpectedVersion::Any,
-                                events_of(&payloads),
-                                meta(command),
-                            )
-                            .await
+                            live.append(stream(&name), ExpectedVersion::Any, events_of(&payloads), meta(command)).await
                         }));
                     }
                     let mut outcomes = Vec::new();
@@ -225,9 +177,8 @@ fn run(ops: Vec<Op>) {
                 let mut order: Vec<_> = outcomes.into_iter().zip(sent).collect();
                 order.sort_by_key(|(outcome, _)| outcome.first_seq);
                 for (got, (name, payloads, command)) in order {
-                    let want = model
-                        .append(&name, ExpectedVersion::Any, payloads, command)
-                        .expect("Any never conflicts");
+                    let want =
+                        model.append(&name, ExpectedVersion::Any, payloads, command).expect("Any never conflicts");
                     assert_eq!(got, want);
                 }
             }

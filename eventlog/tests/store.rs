@@ -1,12 +1,7 @@
 //! Behaviour of the sled store through its public API: appends, conflicts, idempotent
 //! retries, limits, reads, reopen, format check and injected write failures.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap
-)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
 mod common;
 
@@ -14,8 +9,8 @@ use std::sync::Arc;
 
 use common::{event, meta, open, runtime, stream};
 use oacis_eventlog::{
-    AppendError, Error, EventStore, ExpectedVersion, FaultPlan, FaultSite, Hash32, Limits,
-    NewEvent, Seq, SledConfig, SledStore, Version,
+    AppendError, Error, EventStore, ExpectedVersion, FaultPlan, FaultSite, Hash32, Limits, NewEvent, Seq, SledConfig,
+    SledStore, Version,
 };
 
 #[test]
@@ -26,58 +21,27 @@ fn appends_are_numbered_chained_and_readable_by_stream_and_globally() -> anyhow:
         let a = stream("customer-a");
         let b = stream("customer-b");
         let first = store
-            .append(
-                a.clone(),
-                ExpectedVersion::NoStream,
-                vec![event("Opened", 1), event("Noted", 2)],
-                meta(1),
-            )
+            .append(a.clone(), ExpectedVersion::NoStream, vec![event("Opened", 1), event("Noted", 2)], meta(1))
             .await?;
         assert_eq!(
-            (
-                first.first_seq,
-                first.last_seq,
-                first.version,
-                first.duplicate
-            ),
+            (first.first_seq, first.last_seq, first.version, first.duplicate),
             (Seq(1), Seq(2), Version(2), false)
         );
-        let second = store
-            .append(
-                b.clone(),
-                ExpectedVersion::Any,
-                vec![event("Opened", 3)],
-                meta(2),
-            )
-            .await?;
+        let second = store.append(b.clone(), ExpectedVersion::Any, vec![event("Opened", 3)], meta(2)).await?;
         assert_eq!((second.first_seq, second.version), (Seq(3), Version(1)));
-        let third = store
-            .append(
-                a.clone(),
-                ExpectedVersion::Exact(Version(2)),
-                vec![event("Noted", 4)],
-                meta(3),
-            )
-            .await?;
+        let third =
+            store.append(a.clone(), ExpectedVersion::Exact(Version(2)), vec![event("Noted", 4)], meta(3)).await?;
         assert_eq!((third.first_seq, third.version), (Seq(4), Version(3)));
 
         let all = store.read_all(Seq(1), 100).await?;
-        assert_eq!(
-            all.iter().map(|r| r.seq.0).collect::<Vec<_>>(),
-            [1, 2, 3, 4]
-        );
+        assert_eq!(all.iter().map(|r| r.seq.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
         assert_eq!(all[0].prev_hash, Hash32::GENESIS);
         for pair in all.windows(2) {
             assert_eq!(pair[1].prev_hash, pair[0].hash);
             assert!(pair[1].recorded_at >= pair[0].recorded_at);
         }
         let of_a = store.read_stream(&a, Version(1), 100).await?;
-        assert_eq!(
-            of_a.iter()
-                .map(|r| (r.seq.0, r.version.0))
-                .collect::<Vec<_>>(),
-            [(1, 1), (2, 2), (4, 3)]
-        );
+        assert_eq!(of_a.iter().map(|r| (r.seq.0, r.version.0)).collect::<Vec<_>>(), [(1, 1), (2, 2), (4, 3)]);
         let tail_of_a = store.read_stream(&a, Version(3), 100).await?;
         assert_eq!(tail_of_a.len(), 1);
         assert_eq!(store.read_all(Seq(3), 1).await?.len(), 1);
@@ -96,29 +60,11 @@ fn a_stale_expected_version_is_a_conflict_that_writes_nothing() -> anyhow::Resul
     runtime().block_on(async {
         let store = open(dir.path());
         let a = stream("task-1");
-        store
-            .append(
-                a.clone(),
-                ExpectedVersion::NoStream,
-                vec![event("Created", 1)],
-                meta(1),
-            )
-            .await?;
-        let cases = [
-            ExpectedVersion::NoStream,
-            ExpectedVersion::Exact(Version(0)),
-            ExpectedVersion::Exact(Version(2)),
-        ];
+        store.append(a.clone(), ExpectedVersion::NoStream, vec![event("Created", 1)], meta(1)).await?;
+        let cases = [ExpectedVersion::NoStream, ExpectedVersion::Exact(Version(0)), ExpectedVersion::Exact(Version(2))];
         for (i, expected) in cases.into_iter().enumerate() {
-            let err = store
-                .append(
-                    a.clone(),
-                    expected,
-                    vec![event("Started", 2)],
-                    meta(10 + i as u128),
-                )
-                .await
-                .unwrap_err();
+            let err =
+                store.append(a.clone(), expected, vec![event("Started", 2)], meta(10 + i as u128)).await.unwrap_err();
             match err {
                 AppendError::Conflict { stream, actual, .. } => {
                     assert_eq!(stream, a);
@@ -129,61 +75,33 @@ fn a_stale_expected_version_is_a_conflict_that_writes_nothing() -> anyhow::Resul
         }
         assert_eq!(store.head().seq, Seq(1));
         // The refused command ids were not spent: the same id succeeds once the version is right.
-        let ok = store
-            .append(
-                a.clone(),
-                ExpectedVersion::Exact(Version(1)),
-                vec![event("Started", 2)],
-                meta(10),
-            )
-            .await?;
+        let ok =
+            store.append(a.clone(), ExpectedVersion::Exact(Version(1)), vec![event("Started", 2)], meta(10)).await?;
         assert!(!ok.duplicate);
         anyhow::Ok(())
     })
 }
 
 #[test]
-fn a_repeated_command_id_returns_the_first_result_and_writes_nothing_even_after_reopen(
-) -> anyhow::Result<()> {
+fn a_repeated_command_id_returns_the_first_result_and_writes_nothing_even_after_reopen() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let rt = runtime();
     let first = rt.block_on(async {
         let store = open(dir.path());
-        let first = store
-            .append(
-                stream("s-1"),
-                ExpectedVersion::Any,
-                vec![event("A", 1), event("B", 2)],
-                meta(7),
-            )
-            .await?;
-        let again = store
-            .append(
-                stream("s-1"),
-                ExpectedVersion::Any,
-                vec![event("A", 1), event("B", 2)],
-                meta(7),
-            )
-            .await?;
+        let first =
+            store.append(stream("s-1"), ExpectedVersion::Any, vec![event("A", 1), event("B", 2)], meta(7)).await?;
+        let again =
+            store.append(stream("s-1"), ExpectedVersion::Any, vec![event("A", 1), event("B", 2)], meta(7)).await?;
         assert!(again.duplicate);
-        assert_eq!(
-            (again.first_seq, again.last_seq, again.version),
-            (first.first_seq, first.last_seq, first.version)
-        );
+        assert_eq!((again.first_seq, again.last_seq, again.version), (first.first_seq, first.last_seq, first.version));
         assert_eq!(store.head().seq, Seq(2));
         anyhow::Ok(first)
     })?;
     rt.block_on(async {
         let store = open(dir.path());
         // Even with another stream and a stale expectation, the command's first result stands.
-        let again = store
-            .append(
-                stream("other"),
-                ExpectedVersion::Exact(Version(9)),
-                vec![event("C", 3)],
-                meta(7),
-            )
-            .await?;
+        let again =
+            store.append(stream("other"), ExpectedVersion::Exact(Version(9)), vec![event("C", 3)], meta(7)).await?;
         assert!(again.duplicate);
         assert_eq!(again.last_seq, first.last_seq);
         assert_eq!(store.head().seq, Seq(2));
@@ -200,14 +118,7 @@ fn concurrent_appends_with_one_command_id_land_once() -> anyhow::Result<()> {
         for _ in 0..16 {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
-                store
-                    .append(
-                        stream("dup"),
-                        ExpectedVersion::Any,
-                        vec![event("Once", 1)],
-                        meta(99),
-                    )
-                    .await
+                store.append(stream("dup"), ExpectedVersion::Any, vec![event("Once", 1)], meta(99)).await
             }));
         }
         let mut fresh = 0;
@@ -223,73 +134,43 @@ fn concurrent_appends_with_one_command_id_land_once() -> anyhow::Result<()> {
 }
 
 /// Events and metadata to append, and the error they must get.
-type Attempt = (
-    Vec<NewEvent>,
-    oacis_eventlog::AppendMeta,
-    fn(&AppendError) -> bool,
-);
+type Attempt = (Vec<NewEvent>, oacis_eventlog::AppendMeta, fn(&AppendError) -> bool);
 
 #[test]
-fn input_that_breaks_a_limit_is_refused_with_a_typed_error_and_writes_nothing() -> anyhow::Result<()>
-{
+fn input_that_breaks_a_limit_is_refused_with_a_typed_error_and_writes_nothing() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     runtime().block_on(async {
         let store = open(dir.path());
         let s = stream("limits");
-        let raw = |payload: Vec<u8>| NewEvent {
-            kind: oacis_eventlog::EventKind::new("K").unwrap(),
-            schema: 1,
-            payload,
-        };
+        let raw =
+            |payload: Vec<u8>| NewEvent { kind: oacis_eventlog::EventKind::new("K").unwrap(), schema: 1, payload };
         let big = format!("\"{}\"", "x".repeat(Limits::MAX_PAYLOAD_BYTES));
         let mut long_actor = meta(5);
         long_actor.actor = "a".repeat(Limits::MAX_ACTOR_BYTES + 1);
         let attempts: Vec<Attempt> = vec![
             (vec![], meta(1), |e| matches!(e, AppendError::Empty)),
-            (vec![raw(b"{not json".to_vec())], meta(2), |e| {
-                matches!(e, AppendError::PayloadNotJson { index: 0, .. })
-            }),
+            (vec![raw(b"{not json".to_vec())], meta(2), |e| matches!(e, AppendError::PayloadNotJson { index: 0, .. })),
             (vec![event("A", 1), raw(b"[1,2".to_vec())], meta(3), |e| {
                 matches!(e, AppendError::PayloadNotJson { index: 1, .. })
             }),
-            (vec![raw(big.into_bytes())], meta(4), |e| {
-                matches!(e, AppendError::PayloadTooLarge { index: 0, .. })
+            (vec![raw(big.into_bytes())], meta(4), |e| matches!(e, AppendError::PayloadTooLarge { index: 0, .. })),
+            (vec![event("A", 1)], long_actor, |e| matches!(e, AppendError::MetadataTooLong { field: "actor", .. })),
+            ((0..=Limits::MAX_EVENTS_PER_APPEND as u64).map(|n| event("A", n)).collect(), meta(6), |e| {
+                matches!(e, AppendError::TooManyEvents { .. })
             }),
-            (vec![event("A", 1)], long_actor, |e| {
-                matches!(e, AppendError::MetadataTooLong { field: "actor", .. })
+            (vec![NewEvent { schema: 0, ..event("A", 1) }], meta(7), |e| {
+                matches!(e, AppendError::InvalidSchema { index: 0 })
             }),
-            (
-                (0..=Limits::MAX_EVENTS_PER_APPEND as u64)
-                    .map(|n| event("A", n))
-                    .collect(),
-                meta(6),
-                |e| matches!(e, AppendError::TooManyEvents { .. }),
-            ),
-            (
-                vec![NewEvent {
-                    schema: 0,
-                    ..event("A", 1)
-                }],
-                meta(7),
-                |e| matches!(e, AppendError::InvalidSchema { index: 0 }),
-            ),
         ];
         for (events, meta, expected) in attempts {
-            let err = store
-                .append(s.clone(), ExpectedVersion::Any, events, meta)
-                .await
-                .unwrap_err();
+            let err = store.append(s.clone(), ExpectedVersion::Any, events, meta).await.unwrap_err();
             assert!(expected(&err), "unexpected error: {err}");
         }
         let chunk = format!("\"{}\"", "y".repeat(Limits::MAX_PAYLOAD_BYTES - 10));
-        let too_much: Vec<_> = (0..(Limits::MAX_APPEND_PAYLOAD_BYTES / Limits::MAX_PAYLOAD_BYTES
-            + 1))
+        let too_much: Vec<_> = (0..(Limits::MAX_APPEND_PAYLOAD_BYTES / Limits::MAX_PAYLOAD_BYTES + 1))
             .map(|_| raw(chunk.clone().into_bytes()))
             .collect();
-        let err = store
-            .append(s.clone(), ExpectedVersion::Any, too_much, meta(8))
-            .await
-            .unwrap_err();
+        let err = store.append(s.clone(), ExpectedVersion::Any, too_much, meta(8)).await.unwrap_err();
         assert!(matches!(err, AppendError::AppendTooLarge { .. }), "{err}");
         assert_eq!(store.head().seq, Seq::ZERO);
         anyhow::Ok(())
@@ -298,32 +179,14 @@ fn input_that_breaks_a_limit_is_refused_with_a_typed_error_and_writes_nothing() 
 
 #[test]
 fn names_are_checked() {
-    for bad in [
-        "",
-        "has space",
-        "ü",
-        &"x".repeat(Limits::MAX_STREAM_BYTES + 1),
-        "new\nline",
-    ] {
-        assert!(
-            matches!(
-                oacis_eventlog::StreamId::new(bad),
-                Err(AppendError::InvalidStream { .. })
-            ),
-            "{bad:?}"
-        );
+    for bad in ["", "has space", "ü", &"x".repeat(Limits::MAX_STREAM_BYTES + 1), "new\nline"] {
+        assert!(matches!(oacis_eventlog::StreamId::new(bad), Err(AppendError::InvalidStream { .. })), "{bad:?}");
     }
     for good in ["customer-0193", "a", "role:admin", "x/y.z_1"] {
         assert!(oacis_eventlog::StreamId::new(good).is_ok(), "{good:?}");
     }
     for bad in ["", "Has:Colon", &"k".repeat(Limits::MAX_KIND_BYTES + 1)] {
-        assert!(
-            matches!(
-                oacis_eventlog::EventKind::new(bad),
-                Err(AppendError::InvalidKind { .. })
-            ),
-            "{bad:?}"
-        );
+        assert!(matches!(oacis_eventlog::EventKind::new(bad), Err(AppendError::InvalidKind { .. })), "{bad:?}");
     }
 }
 
@@ -342,18 +205,13 @@ fn largest_payloads_never_become_unsynced_sled_blobs() -> anyhow::Result<()> {
                     payload: payload.clone(),
                 })
                 .collect();
-            store
-                .append(stream("big"), ExpectedVersion::Any, events, meta(round))
-                .await?;
+            store.append(stream("big"), ExpectedVersion::Any, events, meta(round)).await?;
         }
         anyhow::Ok(())
     })?;
     let blobs = dir.path().join("blobs");
     let count = std::fs::read_dir(&blobs).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(
-        count, 0,
-        "sled wrote {count} blob files, which its flush does not sync"
-    );
+    assert_eq!(count, 0, "sled wrote {count} blob files, which its flush does not sync");
     Ok(())
 }
 
@@ -390,36 +248,22 @@ fn a_store_of_another_format_is_refused() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     drop(open(dir.path()));
     {
-        let db = sled::Config::new()
-            .path(dir.path())
-            .segment_size(oacis_eventlog::sled_layout::SEGMENT_SIZE)
-            .open()?;
+        let db = sled::Config::new().path(dir.path()).segment_size(oacis_eventlog::sled_layout::SEGMENT_SIZE).open()?;
         db.insert(b"mformat", b"oacis-eventlog/0".as_slice())?;
         db.flush()?;
     }
     let err = SledStore::open(SledConfig::new(dir.path())).unwrap_err();
-    assert!(
-        matches!(&err, Error::IncompatibleFormat { found, .. } if found == "oacis-eventlog/0"),
-        "{err}"
-    );
+    assert!(matches!(&err, Error::IncompatibleFormat { found, .. } if found == "oacis-eventlog/0"), "{err}");
     Ok(())
 }
 
 #[test]
-fn a_torn_snapshot_left_by_an_abrupt_stop_does_not_stop_the_store_from_opening(
-) -> anyhow::Result<()> {
+fn a_torn_snapshot_left_by_an_abrupt_stop_does_not_stop_the_store_from_opening() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let rt = runtime();
     rt.block_on(async {
         let store = open(dir.path());
-        store
-            .append(
-                stream("s"),
-                ExpectedVersion::Any,
-                vec![event("E", 1)],
-                meta(1),
-            )
-            .await?;
+        store.append(stream("s"), ExpectedVersion::Any, vec![event("E", 1)], meta(1)).await?;
         anyhow::Ok(())
     })?;
     // What sled leaves when killed while writing a snapshot: a short `.generating` file with a
@@ -444,43 +288,16 @@ fn a_failed_write_or_flush_is_never_acknowledged_and_stops_the_writer() -> anyho
         let rt = runtime();
         rt.block_on(async {
             let store = store_failing_at(dir.path(), site);
-            store
-                .append(
-                    stream("f"),
-                    ExpectedVersion::Any,
-                    vec![event("Ok", 1)],
-                    meta(1),
-                )
-                .await?;
-            let err = store
-                .append(
-                    stream("f"),
-                    ExpectedVersion::Any,
-                    vec![event("Lost", 2)],
-                    meta(2),
-                )
-                .await
-                .unwrap_err();
-            assert!(
-                matches!(err, AppendError::Store(Error::WriterFailed(_))),
-                "{site:?}: {err}"
-            );
+            store.append(stream("f"), ExpectedVersion::Any, vec![event("Ok", 1)], meta(1)).await?;
+            let err =
+                store.append(stream("f"), ExpectedVersion::Any, vec![event("Lost", 2)], meta(2)).await.unwrap_err();
+            assert!(matches!(err, AppendError::Store(Error::WriterFailed(_))), "{site:?}: {err}");
             // Nothing unacknowledged is visible, and the writer refuses to build on an unknown state.
             assert_eq!(store.head().seq, Seq(1));
             assert_eq!(store.read_all(Seq(1), 10).await?.len(), 1);
-            let err = store
-                .append(
-                    stream("f"),
-                    ExpectedVersion::Any,
-                    vec![event("Later", 3)],
-                    meta(3),
-                )
-                .await
-                .unwrap_err();
-            assert!(
-                matches!(err, AppendError::Store(Error::WriterFailed(_))),
-                "{site:?}: {err}"
-            );
+            let err =
+                store.append(stream("f"), ExpectedVersion::Any, vec![event("Later", 3)], meta(3)).await.unwrap_err();
+            assert!(matches!(err, AppendError::Store(Error::WriterFailed(_))), "{site:?}: {err}");
             anyhow::Ok(())
         })?;
         // After a restart the acknowledged record is there, the chain verifies, and appends work.
@@ -488,27 +305,10 @@ fn a_failed_write_or_flush_is_never_acknowledged_and_stops_the_writer() -> anyho
             let store = open(dir.path());
             assert!(store.head().seq >= Seq(1));
             store.verify(&mut |_| {})?;
-            let next = store
-                .append(
-                    stream("f"),
-                    ExpectedVersion::Any,
-                    vec![event("Again", 4)],
-                    meta(4),
-                )
-                .await?;
+            let next = store.append(stream("f"), ExpectedVersion::Any, vec![event("Again", 4)], meta(4)).await?;
             assert!(!next.duplicate);
-            let retried = store
-                .append(
-                    stream("f"),
-                    ExpectedVersion::Any,
-                    vec![event("Lost", 2)],
-                    meta(2),
-                )
-                .await?;
-            assert_eq!(
-                store.read_all(retried.first_seq, 1).await?[0].kind.as_str(),
-                "Lost"
-            );
+            let retried = store.append(stream("f"), ExpectedVersion::Any, vec![event("Lost", 2)], meta(2)).await?;
+            assert_eq!(store.read_all(retried.first_seq, 1).await?[0].kind.as_str(), "Lost");
             anyhow::Ok(())
         })?;
     }

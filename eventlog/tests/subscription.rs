@@ -1,11 +1,6 @@
 //! Subscriptions catch up and follow live appends with no gap and no duplicate.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap
-)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
 mod common;
 
@@ -23,12 +18,7 @@ fn a_subscriber_catching_up_during_appends_sees_every_seq_once_in_order() -> any
         // Some history before anyone subscribes.
         for i in 0..300u64 {
             store
-                .append(
-                    stream("before"),
-                    ExpectedVersion::Any,
-                    vec![event("E", i)],
-                    meta(u128::from(i) + 1_000_000),
-                )
+                .append(stream("before"), ExpectedVersion::Any, vec![event("E", i)], meta(u128::from(i) + 1_000_000))
                 .await?;
         }
         let mut writers = Vec::new();
@@ -38,14 +28,7 @@ fn a_subscriber_catching_up_during_appends_sees_every_seq_once_in_order() -> any
                 for i in 0..APPENDS_PER_WRITER {
                     let command = u128::from(w * 10_000 + i);
                     let events = (0..1 + i % 3).map(|n| event("Live", n)).collect();
-                    store
-                        .append(
-                            stream(&format!("writer-{w}")),
-                            ExpectedVersion::Any,
-                            events,
-                            meta(command),
-                        )
-                        .await?;
+                    store.append(stream(&format!("writer-{w}")), ExpectedVersion::Any, events, meta(command)).await?;
                 }
                 anyhow::Ok(())
             }));
@@ -64,19 +47,9 @@ fn a_subscriber_catching_up_during_appends_sees_every_seq_once_in_order() -> any
             }
         }
         // Caught up: the next record arrives only once it is appended.
-        let late = store
-            .append(
-                stream("late"),
-                ExpectedVersion::Any,
-                vec![event("Late", 0)],
-                meta(99_999_999),
-            )
-            .await?;
+        let late = store.append(stream("late"), ExpectedVersion::Any, vec![event("Late", 0)], meta(99_999_999)).await?;
         let record = from_start.next().await.expect("feed open")?;
-        assert_eq!(
-            (record.seq, record.stream.as_str()),
-            (late.first_seq, "late")
-        );
+        assert_eq!((record.seq, record.stream.as_str()), (late.first_seq, "late"));
         anyhow::Ok(())
     })
 }
@@ -87,14 +60,7 @@ fn a_subscription_ends_after_the_last_record_once_the_store_is_closed() -> anyho
     runtime().block_on(async {
         let store = open(dir.path());
         for i in 0..5u64 {
-            store
-                .append(
-                    stream("s"),
-                    ExpectedVersion::Any,
-                    vec![event("E", i)],
-                    meta(u128::from(i)),
-                )
-                .await?;
+            store.append(stream("s"), ExpectedVersion::Any, vec![event("E", i)], meta(u128::from(i))).await?;
         }
         let mut feed = store.subscribe(Seq(3));
         drop(store);

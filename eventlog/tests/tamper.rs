@@ -1,18 +1,11 @@
 //! Tampering with stored records (in sled) or exported lines is detected at the right seq.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap
-)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
 mod common;
 
 use common::{event, meta, open, runtime, stream};
-use oacis_eventlog::{
-    codec, export, sled_layout, Error, EventStore, ExpectedVersion, Seq, SledConfig, SledStore,
-};
+use oacis_eventlog::{codec, export, sled_layout, Error, EventStore, ExpectedVersion, Seq, SledConfig, SledStore};
 
 /// A store with `count` records over three streams, closed.
 fn filled_store(dir: &std::path::Path, count: u64) {
@@ -21,12 +14,7 @@ fn filled_store(dir: &std::path::Path, count: u64) {
         for i in 0..count {
             let name = format!("customer-{}", i % 3);
             store
-                .append(
-                    stream(&name),
-                    ExpectedVersion::Any,
-                    vec![event("Changed", i)],
-                    meta(u128::from(i)),
-                )
+                .append(stream(&name), ExpectedVersion::Any, vec![event("Changed", i)], meta(u128::from(i)))
                 .await
                 .expect("append");
         }
@@ -34,20 +22,13 @@ fn filled_store(dir: &std::path::Path, count: u64) {
 }
 
 fn raw_sled(dir: &std::path::Path) -> sled::Db {
-    sled::Config::new()
-        .path(dir)
-        .segment_size(sled_layout::SEGMENT_SIZE)
-        .open()
-        .expect("raw sled")
+    sled::Config::new().path(dir).segment_size(sled_layout::SEGMENT_SIZE).open().expect("raw sled")
 }
 
 /// The seq at which opening and verifying the store first fails, if any.
 fn first_bad_seq(dir: &std::path::Path) -> Option<Seq> {
-    let outcome = SledStore::open(SledConfig::new(dir)).and_then(|store| {
-        store
-            .verify(&mut |_| {})
-            .and_then(|_| store.verify_indexes(&mut |_| {}))
-    });
+    let outcome = SledStore::open(SledConfig::new(dir))
+        .and_then(|store| store.verify(&mut |_| {}).and_then(|_| store.verify_indexes(&mut |_| {})));
     match outcome {
         Ok(()) => None,
         Err(Error::Corrupt { seq, .. }) => Some(seq),
@@ -70,12 +51,7 @@ fn changing_any_byte_of_a_stored_record_is_detected_at_its_seq() -> anyhow::Resu
             db.insert(key, bad)?;
             db.flush()?;
         }
-        assert_eq!(
-            first_bad_seq(dir.path()),
-            Some(target),
-            "byte {i} of {}",
-            original.len()
-        );
+        assert_eq!(first_bad_seq(dir.path()), Some(target), "byte {i} of {}", original.len());
     }
     {
         let db = raw_sled(dir.path());
@@ -87,8 +63,7 @@ fn changing_any_byte_of_a_stored_record_is_detected_at_its_seq() -> anyhow::Resu
 }
 
 #[test]
-fn a_rewritten_record_with_a_recomputed_hash_breaks_the_link_to_the_next_seq() -> anyhow::Result<()>
-{
+fn a_rewritten_record_with_a_recomputed_hash_breaks_the_link_to_the_next_seq() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     filled_store(dir.path(), 12);
     {
@@ -121,17 +96,12 @@ fn a_removed_record_or_a_falsified_index_entry_is_detected() -> anyhow::Result<(
         // Point customer-0 v2 (seq 4) at seq 7, a record of another stream.
         let db = raw_sled(dir.path());
         let key = sled_layout::stream_key(&stream("customer-0"), oacis_eventlog::Version(2));
-        db.insert(
-            key,
-            sled_layout::encode_stream_entry(Seq(7), oacis_eventlog::Version(2)).as_slice(),
-        )?;
+        db.insert(key, sled_layout::encode_stream_entry(Seq(7), oacis_eventlog::Version(2)).as_slice())?;
         db.flush()?;
     }
     assert_eq!(first_bad_seq(dir.path()), Some(Seq(4)));
     let store = open(dir.path());
-    let err = runtime()
-        .block_on(store.read_stream(&stream("customer-0"), oacis_eventlog::Version(1), 10))
-        .unwrap_err();
+    let err = runtime().block_on(store.read_stream(&stream("customer-0"), oacis_eventlog::Version(1), 10)).unwrap_err();
     assert!(matches!(err, Error::Corrupt { seq: Seq(7), .. }), "{err}");
     Ok(())
 }
@@ -179,18 +149,14 @@ fn an_incremental_export_continues_the_chain_of_the_full_one() -> anyhow::Result
     filled_store(dir.path(), 9);
     let store = open(dir.path());
     let mut first = Vec::new();
-    let head =
-        export::write_export(store.records(Seq::FIRST).take(5), &mut first, &mut |_| {})?.head;
+    let head = export::write_export(store.records(Seq::FIRST).take(5), &mut first, &mut |_| {})?.head;
     let mut rest = Vec::new();
     export::write_export(store.records(head.seq.next()), &mut rest, &mut |_| {})?;
     let check = export::verify_export(rest.as_slice(), None, &mut |_| {})?;
     assert_eq!(check.continues_from, head);
     assert_eq!(check.report.records, 4);
     export::verify_export(rest.as_slice(), Some(head), &mut |_| {})?;
-    let wrong = oacis_eventlog::Head {
-        seq: head.seq,
-        hash: oacis_eventlog::Hash32([1; 32]),
-    };
+    let wrong = oacis_eventlog::Head { seq: head.seq, hash: oacis_eventlog::Hash32([1; 32]) };
     let err = export::verify_export(rest.as_slice(), Some(wrong), &mut |_| {}).unwrap_err();
     assert!(matches!(err, Error::Corrupt { seq: Seq(6), .. }), "{err}");
     Ok(())

@@ -5,18 +5,13 @@
 //! To regenerate after a deliberate format change: `OACIS_BLESS_VECTORS=1 cargo test -p
 //! oacis-eventlog --test vectors`, then review the diff.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap
-)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
 mod common;
 
 use oacis_eventlog::{
-    codec, export, AppendMeta, CommandId, EventKind, EventStore, ExpectedVersion, Hash32, Record,
-    Seq, StreamId, Timestamp, Version,
+    codec, export, AppendMeta, CommandId, EventKind, EventStore, ExpectedVersion, Hash32, Record, Seq, StreamId,
+    Timestamp, Version,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -25,30 +20,12 @@ const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/chain.
 const BODIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/bodies.hex");
 
 /// stream, version, kind, schema, actor, causation id, client address, payload.
-type Spec<'a> = (
-    &'a str,
-    u64,
-    &'a str,
-    u32,
-    &'a str,
-    Option<u128>,
-    Option<&'a str>,
-    &'a str,
-);
+type Spec<'a> = (&'a str, u64, &'a str, u32, &'a str, Option<u128>, Option<&'a str>, &'a str);
 
 /// Four records covering every optional field present and absent, Unicode text, and escapes.
 fn vector_records() -> Vec<Record> {
     let specs: [Spec; 4] = [
-        (
-            "customer-0001",
-            1,
-            "CustomerRegistered",
-            1,
-            "user-admin",
-            None,
-            None,
-            r#"{"name":"张三","tags":["vip"]}"#,
-        ),
+        ("customer-0001", 1, "CustomerRegistered", 1, "user-admin", None, None, r#"{"name":"张三","tags":["vip"]}"#),
         (
             "customer-0001",
             2,
@@ -59,16 +36,7 @@ fn vector_records() -> Vec<Record> {
             Some("192.0.2.7:51000"),
             r#"{"name":"Zhang San \"Sam\""}"#,
         ),
-        (
-            "task-0009",
-            1,
-            "TaskCreated",
-            1,
-            "system",
-            Some(12),
-            None,
-            "{\n  \"title\": \"Call back\\ttomorrow\"\n}",
-        ),
+        ("task-0009", 1, "TaskCreated", 1, "system", Some(12), None, "{\n  \"title\": \"Call back\\ttomorrow\"\n}"),
         (
             "customer-0001",
             3,
@@ -82,9 +50,7 @@ fn vector_records() -> Vec<Record> {
     ];
     let mut prev = Hash32::GENESIS;
     let mut records = Vec::new();
-    for (i, (stream, version, kind, schema, actor, causation, client, payload)) in
-        specs.into_iter().enumerate()
-    {
+    for (i, (stream, version, kind, schema, actor, causation, client, payload)) in specs.into_iter().enumerate() {
         let n = i as u64 + 1;
         let mut record = Record {
             seq: Seq(n),
@@ -94,9 +60,7 @@ fn vector_records() -> Vec<Record> {
             schema,
             recorded_at: Timestamp(1_795_000_000_000_000 + n as i64 * 1_234_567),
             meta: AppendMeta {
-                command_id: CommandId(Uuid::from_u128(
-                    0x0193_0000_0000_7000_8000_0000_0000_0000 + u128::from(n),
-                )),
+                command_id: CommandId(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 + u128::from(n))),
                 actor: actor.to_owned(),
                 correlation_id: Uuid::from_u128(0xC0_FFEE),
                 causation_id: causation.map(Uuid::from_u128),
@@ -132,21 +96,9 @@ fn the_encoding_and_the_export_match_the_checked_in_vectors() -> anyhow::Result<
         std::fs::write(VECTORS, &lines)?;
         std::fs::write(BODIES, &bodies)?;
     }
-    assert_eq!(
-        std::fs::read_to_string(VECTORS)?,
-        lines,
-        "export format changed; see FORMAT.md"
-    );
-    assert_eq!(
-        std::fs::read_to_string(BODIES)?,
-        bodies,
-        "record encoding changed; see FORMAT.md"
-    );
-    let check = export::verify_export(
-        std::fs::File::open(VECTORS).map(std::io::BufReader::new)?,
-        None,
-        &mut |_| {},
-    )?;
+    assert_eq!(std::fs::read_to_string(VECTORS)?, lines, "export format changed; see FORMAT.md");
+    assert_eq!(std::fs::read_to_string(BODIES)?, bodies, "record encoding changed; see FORMAT.md");
+    let check = export::verify_export(std::fs::File::open(VECTORS).map(std::io::BufReader::new)?, None, &mut |_| {})?;
     assert_eq!(check.report.records, 4);
     Ok(())
 }
@@ -154,21 +106,15 @@ fn the_encoding_and_the_export_match_the_checked_in_vectors() -> anyhow::Result<
 // ---- An independent verifier, written from FORMAT.md alone ----
 
 fn field<'a>(line: &'a Value, name: &str) -> &'a Value {
-    line.get(name)
-        .unwrap_or_else(|| panic!("missing field {name}"))
+    line.get(name).unwrap_or_else(|| panic!("missing field {name}"))
 }
 
 fn text(line: &Value, name: &str) -> String {
-    field(line, name)
-        .as_str()
-        .unwrap_or_else(|| panic!("{name} is not text"))
-        .to_owned()
+    field(line, name).as_str().unwrap_or_else(|| panic!("{name} is not text")).to_owned()
 }
 
 fn number(line: &Value, name: &str) -> u64 {
-    field(line, name)
-        .as_u64()
-        .unwrap_or_else(|| panic!("{name} is not a number"))
+    field(line, name).as_u64().unwrap_or_else(|| panic!("{name} is not a number"))
 }
 
 fn put_text(body: &mut Vec<u8>, value: &[u8]) {
@@ -178,9 +124,7 @@ fn put_text(body: &mut Vec<u8>, value: &[u8]) {
 
 fn uuid_bytes(text: &str) -> Vec<u8> {
     let digits: String = text.chars().filter(|c| *c != '-').collect();
-    (0..16)
-        .map(|i| u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).expect("uuid hex"))
-        .collect()
+    (0..16).map(|i| u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).expect("uuid hex")).collect()
 }
 
 fn micros_since_epoch(rfc3339: &str) -> i64 {
@@ -203,12 +147,7 @@ fn stranger_verify(file: &str) -> usize {
     for (i, raw) in file.lines().enumerate() {
         let line: Value = serde_json::from_str(raw).expect("JSON line");
         assert_eq!(number(&line, "seq"), i as u64 + 1);
-        assert_eq!(
-            text(&line, "prev_hash"),
-            prev,
-            "chain broken at line {}",
-            i + 1
-        );
+        assert_eq!(text(&line, "prev_hash"), prev, "chain broken at line {}", i + 1);
         let mut body = Vec::new();
         put_text(&mut body, b"oacis.event.v1");
         body.extend((0..32).map(|k| u8::from_str_radix(&prev[2 * k..2 * k + 2], 16).unwrap()));
@@ -245,8 +184,7 @@ fn stranger_verify(file: &str) -> usize {
 }
 
 #[test]
-fn a_verifier_written_from_the_format_document_accepts_the_vectors_and_a_real_export(
-) -> anyhow::Result<()> {
+fn a_verifier_written_from_the_format_document_accepts_the_vectors_and_a_real_export() -> anyhow::Result<()> {
     assert_eq!(stranger_verify(&std::fs::read_to_string(VECTORS)?), 4);
     let dir = tempfile::tempdir()?;
     let store = common::open(dir.path());

@@ -24,27 +24,20 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
-    let store = SledStore::open(SledConfig::new(&args.data))
-        .with_context(|| format!("opening {}", args.data.display()))?;
+    let store =
+        SledStore::open(SledConfig::new(&args.data)).with_context(|| format!("opening {}", args.data.display()))?;
     let head = store.head().seq;
     let from = Seq(args.from.max(1));
     let partial = args.out.with_extension("partial");
-    let file = std::fs::File::create(&partial)
-        .with_context(|| format!("creating {}", partial.display()))?;
+    let file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
     let mut out = BufWriter::new(file);
     let mut progress = Progress::new("export", head.0.saturating_sub(from.0 - 1));
-    let report = export::write_export(store.records(from), &mut out, &mut |seq| {
-        progress.set(seq.0 - (from.0 - 1))
-    })?;
+    let report = export::write_export(store.records(from), &mut out, &mut |seq| progress.set(seq.0 - (from.0 - 1)))?;
     progress.finish();
-    let file = out
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("writing the export")?;
+    let file = out.into_inner().map_err(|e| e.into_error()).context("writing the export")?;
     file.sync_all().context("syncing the export")?;
     drop(file);
-    std::fs::rename(&partial, &args.out)
-        .with_context(|| format!("renaming to {}", args.out.display()))?;
+    std::fs::rename(&partial, &args.out).with_context(|| format!("renaming to {}", args.out.display()))?;
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,

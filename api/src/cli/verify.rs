@@ -63,15 +63,11 @@ fn verify_store(dir: &std::path::Path) -> anyhow::Result<Result<VerifyReport, Er
 }
 
 fn verify_file(file: &std::path::Path) -> anyhow::Result<Result<VerifyReport, Error>> {
-    let size = std::fs::metadata(file)
-        .with_context(|| format!("reading {}", file.display()))?
-        .len();
+    let size = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?.len();
     let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     // Progress counts lines; an export line is rarely under 300 bytes.
     let mut progress = Progress::new("verify", size / 300);
-    let outcome = export::verify_export(std::io::BufReader::new(input), None, &mut |seq| {
-        progress.set(seq.0)
-    });
+    let outcome = export::verify_export(std::io::BufReader::new(input), None, &mut |seq| progress.set(seq.0));
     progress.finish();
     Ok(outcome.map(|check| {
         if check.continues_from.seq.0 > 0 {

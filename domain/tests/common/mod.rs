@@ -15,10 +15,7 @@ pub fn ctx() -> Context {
 }
 
 pub fn later(minutes: i64) -> Context {
-    Context::new(
-        Some(UserId(id(900))),
-        Timestamp(1_795_000_000_000_000).plus_minutes(minutes),
-    )
+    Context::new(Some(UserId(id(900))), Timestamp(1_795_000_000_000_000).plus_minutes(minutes))
 }
 
 pub fn user(n: u128) -> UserId {

@@ -4,15 +4,9 @@
 //! append is `1 + command % 3`, so the test can check that no append landed partially.
 //! The second argument makes command ids unique across runs.
 
-#![allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap
-)]
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
-use oacis_eventlog::{
-    AppendMeta, EventStore, ExpectedVersion, NewEvent, SledConfig, SledStore, StreamId,
-};
+use oacis_eventlog::{AppendMeta, EventStore, ExpectedVersion, NewEvent, SledConfig, SledStore, StreamId};
 use std::io::Write;
 
 const TASKS: u64 = 4;
@@ -22,13 +16,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let dir = args.next().ok_or("usage: eventlog-crash-writer DIR RUN")?;
-    let run: u64 = args
-        .next()
-        .ok_or("usage: eventlog-crash-writer DIR RUN")?
-        .parse()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()?;
+    let run: u64 = args.next().ok_or("usage: eventlog-crash-writer DIR RUN")?.parse()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
     runtime.block_on(async move {
         let dir = dir;
         let store = SledStore::open(SledConfig::new(dir))?;
@@ -51,9 +40,7 @@ fn main() -> Result<(), BoxError> {
                         })
                         .collect::<Result<Vec<_>, _>>()?;
                     let meta = AppendMeta::new(uuid::Uuid::from_u128(command), "crash-writer");
-                    let done = store
-                        .append(stream.clone(), ExpectedVersion::Any, events, meta)
-                        .await?;
+                    let done = store.append(stream.clone(), ExpectedVersion::Any, events, meta).await?;
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "ack {} {} {command}", done.first_seq, done.last_seq)?;
                     out.flush()?;

@@ -25,10 +25,7 @@ impl FaultPlan {
     /// Fail at the `nth` arrival at `site`.
     #[must_use]
     pub fn new(site: FaultSite, nth: u64) -> Self {
-        FaultPlan {
-            site,
-            remaining: AtomicU64::new(nth),
-        }
+        FaultPlan { site, remaining: AtomicU64::new(nth) }
     }
 
     /// Called by the writer on arriving at `site`; an error means "fail here".
@@ -36,16 +33,10 @@ impl FaultPlan {
         if site != self.site {
             return Ok(());
         }
-        let before = self
-            .remaining
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                Some(n.saturating_sub(1))
-            })
-            .unwrap_or(0);
+        let before =
+            self.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(1))).unwrap_or(0);
         if before == 1 {
-            Err(std::io::Error::other(format!(
-                "injected failure at {site:?}"
-            )))
+            Err(std::io::Error::other(format!("injected failure at {site:?}")))
         } else {
             Ok(())
         }

@@ -103,12 +103,7 @@ pub(crate) fn decode_outcome(value: &[u8]) -> Option<Appended> {
         bytes.copy_from_slice(&value[i..i + 8]);
         u64::from_be_bytes(bytes)
     };
-    Some(Appended {
-        first_seq: Seq(word(0)),
-        last_seq: Seq(word(8)),
-        version: Version(word(16)),
-        duplicate: true,
-    })
+    Some(Appended { first_seq: Seq(word(0)), last_seq: Seq(word(8)), version: Version(word(16)), duplicate: true })
 }
 
 /// Value of a stream index entry: the append's first seq and first version.
@@ -124,10 +119,7 @@ pub(crate) fn decode_stream_entry(value: &[u8]) -> Option<(Seq, Version)> {
     if value.len() != 16 {
         return None;
     }
-    Some((
-        Seq(decode_u64(&value[..8])?),
-        Version(decode_u64(&value[8..])?),
-    ))
+    Some((Seq(decode_u64(&value[..8])?), Version(decode_u64(&value[8..])?)))
 }
 
 pub(crate) fn decode_u64(value: &[u8]) -> Option<u64> {

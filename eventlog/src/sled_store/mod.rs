@@ -26,9 +26,7 @@ pub use subscription::SledSubscription;
 use crate::codec;
 use crate::error::{AppendError, Error, Result};
 use crate::limits::Limits;
-use crate::model::{
-    AppendMeta, ExpectedVersion, NewEvent, Record, Seq, StreamId, Timestamp, Version,
-};
+use crate::model::{AppendMeta, ExpectedVersion, NewEvent, Record, Seq, StreamId, Timestamp, Version};
 use crate::store::{check_append, Appended, EventStore, Head};
 use crate::verify::{ChainCheck, VerifyReport};
 use writer::{AppendRequest, Syncer, Writer};
@@ -50,11 +48,7 @@ pub struct SledConfig {
 impl SledConfig {
     /// Defaults for a data folder.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SledConfig {
-            path: path.into(),
-            cache_capacity_bytes: 1024 * 1024 * 1024,
-            fault: None,
-        }
+        SledConfig { path: path.into(), cache_capacity_bytes: 1024 * 1024 * 1024, fault: None }
     }
 }
 
@@ -123,10 +117,7 @@ fn open_sled(config: &SledConfig) -> Result<sled::Db> {
     loop {
         match sled_config.open() {
             Ok(db) => return Ok(db),
-            Err(e)
-                if e.to_string().contains("could not acquire lock")
-                    && started.elapsed() < LOCK_WAIT =>
-            {
+            Err(e) if e.to_string().contains("could not acquire lock") && started.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(e) if e.to_string().contains("could not acquire lock") => {
@@ -159,29 +150,20 @@ fn check_format(db: &sled::Db, path: &Path) -> Result<()> {
             db.insert(layout::FORMAT_KEY, layout::FORMAT_TAG.as_bytes())?;
             db.flush()?;
             // The new files' directory entries must be durable too.
-            File::open(path)
-                .and_then(|dir| dir.sync_all())
-                .map_err(|e| Error::io(path, e))?;
+            File::open(path).and_then(|dir| dir.sync_all()).map_err(|e| Error::io(path, e))?;
             Ok(())
         }
-        None => Err(Error::IncompatibleFormat {
-            found: String::new(),
-            expected: layout::FORMAT_TAG,
-        }),
+        None => Err(Error::IncompatibleFormat { found: String::new(), expected: layout::FORMAT_TAG }),
     }
 }
 
 /// The last stored record, decoded and hash-checked.
 fn last_record(db: &sled::Db) -> Result<Option<Record>> {
-    let Some(entry) = db
-        .range(layout::event_key(Seq::ZERO).to_vec()..layout::EVENT_END.to_vec())
-        .next_back()
-    else {
+    let Some(entry) = db.range(layout::event_key(Seq::ZERO).to_vec()..layout::EVENT_END.to_vec()).next_back() else {
         return Ok(None);
     };
     let (key, value) = entry?;
-    let seq = layout::seq_of_event_key(&key)
-        .ok_or_else(|| Error::corrupt(Seq::ZERO, "malformed event key"))?;
+    let seq = layout::seq_of_event_key(&key).ok_or_else(|| Error::corrupt(Seq::ZERO, "malformed event key"))?;
     codec::decode(seq, &value).map(Some)
 }
 
@@ -191,10 +173,7 @@ impl SledStore {
         let db = open_sled(&config)?;
         check_format(&db, &config.path)?;
         let last = last_record(&db)?;
-        let head = last.as_ref().map_or_else(Head::default, |r| Head {
-            seq: r.seq,
-            hash: r.hash,
-        });
+        let head = last.as_ref().map_or_else(Head::default, |r| Head { seq: r.seq, hash: r.hash });
         let data_path = config.path.join("db");
         let data_file = File::open(&data_path).map_err(|e| Error::io(&data_path, e))?;
         let (queue, queue_rx) = mpsc::channel(Limits::APPEND_QUEUE);
@@ -219,14 +198,7 @@ impl SledStore {
             failure: failure.clone(),
             versions: Default::default(),
         };
-        let syncer = Syncer {
-            db,
-            data_file,
-            data_path,
-            heads,
-            fault: config.fault,
-            failure,
-        };
+        let syncer = Syncer { db, data_file, data_path, heads, fault: config.fault, failure };
         let handle = std::thread::Builder::new()
             .name("eventlog-writer".into())
             .spawn(move || writer.run(queue_rx, syncer))
@@ -250,12 +222,7 @@ impl SledStore {
         if start.0 > 1 {
             previous = self.records(Seq(start.0 - 1)).next().transpose()?;
         }
-        let mut chain = previous.map_or_else(ChainCheck::new, |p| {
-            ChainCheck::after(Head {
-                seq: p.seq,
-                hash: p.hash,
-            })
-        });
+        let mut chain = previous.map_or_else(ChainCheck::new, |p| ChainCheck::after(Head { seq: p.seq, hash: p.hash }));
         for record in self.records(start) {
             chain.check(&record?)?;
         }
@@ -275,12 +242,7 @@ impl SledStore {
         self.records(from).take(max).collect()
     }
 
-    fn read_stream_sync(
-        &self,
-        stream: &StreamId,
-        from: Version,
-        max: usize,
-    ) -> Result<Vec<Record>> {
+    fn read_stream_sync(&self, stream: &StreamId, from: Version, max: usize) -> Result<Vec<Record>> {
         let head = self.head().seq;
         let from = from.max(Version(1));
         let max = max.min(Limits::MAX_READ_BATCH);
@@ -294,33 +256,25 @@ impl SledStore {
             if !key.starts_with(&prefix) {
                 break;
             }
-            let malformed =
-                || Error::corrupt(head, format!("malformed stream index entry for {stream}"));
+            let malformed = || Error::corrupt(head, format!("malformed stream index entry for {stream}"));
             let last_version = layout::version_of_stream_key(&key).ok_or_else(malformed)?;
-            let (first_seq, first_version) =
-                layout::decode_stream_entry(&value).ok_or_else(malformed)?;
+            let (first_seq, first_version) = layout::decode_stream_entry(&value).ok_or_else(malformed)?;
             if first_version > expected || last_version < expected {
-                return Err(Error::corrupt(
-                    first_seq,
-                    format!("stream index of {stream} skips version {expected}"),
-                ));
+                return Err(Error::corrupt(first_seq, format!("stream index of {stream} skips version {expected}")));
             }
             while expected <= last_version {
                 let seq = Seq(first_seq.0 + (expected.0 - first_version.0));
                 if seq > head || out.len() >= max {
                     break 'appends;
                 }
-                let stored = db.get(layout::event_key(seq))?.ok_or_else(|| {
-                    Error::corrupt(seq, format!("indexed as {stream} v{expected} but missing"))
-                })?;
+                let stored = db
+                    .get(layout::event_key(seq))?
+                    .ok_or_else(|| Error::corrupt(seq, format!("indexed as {stream} v{expected} but missing")))?;
                 let record = codec::decode(seq, &stored)?;
                 if record.stream != *stream || record.version != expected {
                     return Err(Error::corrupt(
                         seq,
-                        format!(
-                            "indexed as {stream} v{expected} but is {} v{}",
-                            record.stream, record.version
-                        ),
+                        format!("indexed as {stream} v{expected} but is {} v{}", record.stream, record.version),
                     ));
                 }
                 expected = expected.next();
@@ -349,9 +303,7 @@ impl SledStore {
     pub fn verify_indexes(&self, progress: &mut dyn FnMut(Seq)) -> Result<()> {
         let mut indexes = IndexDigest::default();
         let mut failure = None;
-        let records = self
-            .records(Seq::FIRST)
-            .map_while(|r| r.map_err(|e| failure = Some(e)).ok());
+        let records = self.records(Seq::FIRST).map_while(|r| r.map_err(|e| failure = Some(e)).ok());
         for (append, command) in appends(records) {
             indexes.add_append(&append, command);
             progress(append.last_seq);
@@ -374,10 +326,7 @@ impl SledStore {
         let mut problem = String::from("stream or command index entries do not match the records");
         // Every append must have exactly its two entries.
         for (append, command) in appends(self.records(Seq::FIRST).flatten()) {
-            let stream_entry = db
-                .get(layout::stream_key(&append.stream, append.last_version))
-                .ok()
-                .flatten();
+            let stream_entry = db.get(layout::stream_key(&append.stream, append.last_version)).ok().flatten();
             let expected = layout::encode_stream_entry(append.first_seq, append.first_version);
             let command_entry = db.get(layout::command_key(command)).ok().flatten();
             let outcome = append.outcome();
@@ -402,13 +351,10 @@ impl SledStore {
                 .ok()
                 .flatten()
                 .and_then(|stored| codec::decode(seq, &stored).ok())
-                .is_some_and(|r| {
-                    r.version == version && entry.0.starts_with(&layout::stream_prefix(&r.stream))
-                });
+                .is_some_and(|r| r.version == version && entry.0.starts_with(&layout::stream_prefix(&r.stream)));
             if !matches && seq < worst {
                 worst = seq;
-                problem =
-                    "a stream index entry points at a record of another stream or version".into();
+                problem = "a stream index entry points at a record of another stream or version".into();
             }
         }
         if worst.0 == u64::MAX {
@@ -429,19 +375,12 @@ struct AppendRun {
 
 impl AppendRun {
     fn outcome(&self) -> Appended {
-        Appended {
-            first_seq: self.first_seq,
-            last_seq: self.last_seq,
-            version: self.last_version,
-            duplicate: false,
-        }
+        Appended { first_seq: self.first_seq, last_seq: self.last_seq, version: self.last_version, duplicate: false }
     }
 }
 
 /// Groups records into appends: consecutive records with the same command id.
-fn appends(
-    records: impl Iterator<Item = Record>,
-) -> impl Iterator<Item = (AppendRun, crate::model::CommandId)> {
+fn appends(records: impl Iterator<Item = Record>) -> impl Iterator<Item = (AppendRun, crate::model::CommandId)> {
     let mut records = records.peekable();
     std::iter::from_fn(move || {
         let first = records.next()?;
@@ -470,10 +409,7 @@ struct IndexDigest {
 
 fn entry_digest(key: &[u8], value: &[u8]) -> u128 {
     let mut hasher = blake3::Hasher::new();
-    hasher
-        .update(&(key.len() as u64).to_be_bytes())
-        .update(key)
-        .update(value);
+    hasher.update(&(key.len() as u64).to_be_bytes()).update(key).update(value);
     let mut low = [0; 16];
     low.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
     u128::from_le_bytes(low)
@@ -489,24 +425,16 @@ impl IndexDigest {
         let key = layout::stream_key(&append.stream, append.last_version);
         add(
             &mut self.streams,
-            entry_digest(
-                &key,
-                &layout::encode_stream_entry(append.first_seq, append.first_version),
-            ),
+            entry_digest(&key, &layout::encode_stream_entry(append.first_seq, append.first_version)),
         );
         let outcome = layout::encode_outcome(&append.outcome());
-        add(
-            &mut self.commands,
-            entry_digest(&layout::command_key(command), &outcome),
-        );
+        add(&mut self.commands, entry_digest(&layout::command_key(command), &outcome));
     }
 
     fn of_stored(db: &sled::Db) -> Result<IndexDigest> {
         let mut digest = IndexDigest::default();
-        for (space, sum) in [
-            (layout::STREAM_SPACE, &mut digest.streams),
-            (layout::COMMAND_SPACE, &mut digest.commands),
-        ] {
+        for (space, sum) in [(layout::STREAM_SPACE, &mut digest.streams), (layout::COMMAND_SPACE, &mut digest.commands)]
+        {
             for entry in db.scan_prefix(space) {
                 let (key, value) = entry?;
                 add(sum, entry_digest(&key, &value));
@@ -525,11 +453,7 @@ pub struct RecordIter {
 
 impl RecordIter {
     fn new(db: &sled::Db, from: Seq, last: Seq) -> Self {
-        RecordIter {
-            entries: db.range(layout::event_key(from).to_vec()..layout::EVENT_END.to_vec()),
-            next: from,
-            last,
-        }
+        RecordIter { entries: db.range(layout::event_key(from).to_vec()..layout::EVENT_END.to_vec()), next: from, last }
     }
 
     fn fail(&mut self, error: Error) -> Option<Result<Record>> {
@@ -540,10 +464,7 @@ impl RecordIter {
 
 impl std::fmt::Debug for RecordIter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecordIter")
-            .field("next", &self.next)
-            .field("last", &self.last)
-            .finish_non_exhaustive()
+        f.debug_struct("RecordIter").field("next", &self.next).field("last", &self.last).finish_non_exhaustive()
     }
 }
 
@@ -563,10 +484,7 @@ impl Iterator for RecordIter {
         match layout::seq_of_event_key(&key) {
             Some(seq) if seq == expected => {}
             Some(seq) => {
-                return self.fail(Error::corrupt(
-                    expected,
-                    format!("record missing; next stored is seq {seq}"),
-                ))
+                return self.fail(Error::corrupt(expected, format!("record missing; next stored is seq {seq}")))
             }
             None => return self.fail(Error::corrupt(expected, "malformed event key")),
         }
@@ -578,12 +496,8 @@ impl Iterator for RecordIter {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| Error::Closed)?
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| Error::Closed)?
 }
 
 impl EventStore for SledStore {
@@ -599,16 +513,7 @@ impl EventStore for SledStore {
         check_append(&events, &meta)?;
         let queue = self.inner.queue.as_ref().ok_or(Error::Closed)?;
         let (reply, answer) = oneshot::channel();
-        queue
-            .send(AppendRequest {
-                stream,
-                expected,
-                events,
-                meta,
-                reply,
-            })
-            .await
-            .map_err(|_| Error::Closed)?;
+        queue.send(AppendRequest { stream, expected, events, meta, reply }).await.map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
 
@@ -617,12 +522,7 @@ impl EventStore for SledStore {
         blocking(move || store.read_range(from, max)).await
     }
 
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: Version,
-        max: usize,
-    ) -> Result<Vec<Record>> {
+    async fn read_stream(&self, stream: &StreamId, from: Version, max: usize) -> Result<Vec<Record>> {
         let store = self.clone();
         let stream = stream.clone();
         blocking(move || store.read_stream_sync(&stream, from, max)).await

@@ -28,23 +28,16 @@ pub struct SledSubscription {
 
 impl SledSubscription {
     pub(super) fn new(db: sled::Db, heads: watch::Receiver<Head>, from: Seq) -> Self {
-        SledSubscription {
-            db,
-            heads,
-            next: from.max(Seq::FIRST),
-            buffer: VecDeque::new(),
-        }
+        SledSubscription { db, heads, next: from.max(Seq::FIRST), buffer: VecDeque::new() }
     }
 
     async fn refill(&mut self, head: Seq) -> Result<()> {
         let last = Seq(head.0.min(self.next.0.saturating_add(CHUNK - 1)));
         let db = self.db.clone();
         let from = self.next;
-        let chunk = tokio::task::spawn_blocking(move || {
-            RecordIter::new(&db, from, last).collect::<Result<Vec<_>>>()
-        })
-        .await
-        .map_err(|_| Error::Closed)??;
+        let chunk = tokio::task::spawn_blocking(move || RecordIter::new(&db, from, last).collect::<Result<Vec<_>>>())
+            .await
+            .map_err(|_| Error::Closed)??;
         self.next = last.next();
         self.buffer.extend(chunk);
         Ok(())

@@ -31,9 +31,7 @@ use super::layout;
 use crate::codec;
 use crate::error::{AppendError, Error, Result};
 use crate::limits::Limits;
-use crate::model::{
-    AppendMeta, CommandId, ExpectedVersion, NewEvent, Record, StreamId, Timestamp, Version,
-};
+use crate::model::{AppendMeta, CommandId, ExpectedVersion, NewEvent, Record, StreamId, Timestamp, Version};
 use crate::store::{Appended, Head};
 
 /// Groups applied but not yet durable, waiting for the syncer.
@@ -49,10 +47,7 @@ pub(super) struct AppendRequest {
     pub reply: oneshot::Sender<Result<Appended, AppendError>>,
 }
 
-type Reply = (
-    oneshot::Sender<Result<Appended, AppendError>>,
-    Result<Appended, AppendError>,
-);
+type Reply = (oneshot::Sender<Result<Appended, AppendError>>, Result<Appended, AppendError>);
 
 /// A group applied to sled, waiting to be made durable and answered.
 struct Applied {
@@ -67,9 +62,7 @@ pub(super) struct Failure(Arc<Mutex<Option<String>>>);
 
 impl Failure {
     fn get(&self) -> Option<String> {
-        self.0
-            .lock()
-            .map_or_else(|p| p.into_inner().clone(), |g| g.clone())
+        self.0.lock().map_or_else(|p| p.into_inner().clone(), |g| g.clone())
     }
 
     fn set(&self, reason: String) {
@@ -81,10 +74,7 @@ impl Failure {
     }
 }
 
-fn refuse(
-    replies: impl IntoIterator<Item = oneshot::Sender<Result<Appended, AppendError>>>,
-    reason: &str,
-) {
+fn refuse(replies: impl IntoIterator<Item = oneshot::Sender<Result<Appended, AppendError>>>, reason: &str) {
     for reply in replies {
         let _ = reply.send(Err(Error::WriterFailed(reason.to_owned()).into()));
     }
@@ -135,19 +125,13 @@ impl Writer {
     /// Runs the writer and its syncer until the queue closes and every group is answered.
     pub(super) fn run(mut self, mut queue: mpsc::Receiver<AppendRequest>, syncer: Syncer) {
         let (to_syncer, applied) = std_mpsc::sync_channel(SYNC_QUEUE);
-        let syncer = std::thread::Builder::new()
-            .name("eventlog-syncer".into())
-            .spawn(move || syncer.run(applied));
+        let syncer = std::thread::Builder::new().name("eventlog-syncer".into()).spawn(move || syncer.run(applied));
         let syncer = match syncer {
             Ok(handle) => handle,
             Err(e) => {
-                self.failure
-                    .set(format!("cannot start the syncer thread: {e}"));
+                self.failure.set(format!("cannot start the syncer thread: {e}"));
                 while let Some(request) = queue.blocking_recv() {
-                    refuse(
-                        [request.reply],
-                        &format!("cannot start the syncer thread: {e}"),
-                    );
+                    refuse([request.reply], &format!("cannot start the syncer thread: {e}"));
                 }
                 return;
             }
@@ -163,10 +147,7 @@ impl Writer {
             }
             if let Some(applied) = self.apply_group(&mut group) {
                 if let Err(unsent) = to_syncer.send(applied) {
-                    refuse(
-                        unsent.0.replies.into_iter().map(|(reply, _)| reply),
-                        "the syncer thread stopped",
-                    );
+                    refuse(unsent.0.replies.into_iter().map(|(reply, _)| reply), "the syncer thread stopped");
                 }
             }
         }
@@ -188,22 +169,8 @@ impl Writer {
         let recorded_at = Timestamp::now().max(self.last_recorded_at);
         let mut replies = Vec::with_capacity(group.len());
         for request in group.drain(..) {
-            let AppendRequest {
-                stream,
-                expected,
-                events,
-                meta,
-                reply,
-            } = request;
-            let outcome = self.stage(
-                &mut staged,
-                &mut head,
-                recorded_at,
-                stream,
-                expected,
-                events,
-                meta,
-            );
+            let AppendRequest { stream, expected, events, meta, reply } = request;
+            let outcome = self.stage(&mut staged, &mut head, recorded_at, stream, expected, events, meta);
             replies.push((reply, outcome));
         }
         let wrote = head != self.head;
@@ -223,11 +190,7 @@ impl Writer {
             }
             self.versions.extend(staged.versions);
         }
-        Some(Applied {
-            head,
-            wrote,
-            replies,
-        })
+        Some(Applied { head, wrote, replies })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -249,11 +212,7 @@ impl Writer {
             None => self.stream_version(&stream)?,
         };
         if !expected.admits(actual) {
-            return Err(AppendError::Conflict {
-                stream,
-                expected,
-                actual,
-            });
+            return Err(AppendError::Conflict { stream, expected, actual });
         }
         let first_seq = head.seq.next();
         let mut version = actual;
@@ -281,33 +240,16 @@ impl Writer {
             record.prev_hash = head.hash;
             let stored = codec::seal(&mut record);
             staged.batch.insert(&layout::event_key(record.seq), stored);
-            *head = Head {
-                seq: record.seq,
-                hash: record.hash,
-            };
+            *head = Head { seq: record.seq, hash: record.hash };
         }
         staged.batch.insert(
             layout::stream_key(&record.stream, version),
             &layout::encode_stream_entry(first_seq, actual.next()),
         );
         let Record { stream, meta, .. } = record;
-        let outcome = Appended {
-            first_seq,
-            last_seq: head.seq,
-            version,
-            duplicate: false,
-        };
-        staged.batch.insert(
-            &layout::command_key(meta.command_id),
-            &layout::encode_outcome(&outcome),
-        );
-        staged.commands.insert(
-            meta.command_id,
-            Appended {
-                duplicate: true,
-                ..outcome
-            },
-        );
+        let outcome = Appended { first_seq, last_seq: head.seq, version, duplicate: false };
+        staged.batch.insert(&layout::command_key(meta.command_id), &layout::encode_outcome(&outcome));
+        staged.commands.insert(meta.command_id, Appended { duplicate: true, ..outcome });
         staged.versions.insert(stream, version);
         Ok(outcome)
     }
@@ -318,12 +260,9 @@ impl Writer {
         }
         match self.db.get(layout::command_key(id))? {
             None => Ok(None),
-            Some(value) => layout::decode_outcome(&value).map(Some).ok_or_else(|| {
-                Error::corrupt(
-                    self.head.seq,
-                    format!("command index entry of {id} is malformed"),
-                )
-            }),
+            Some(value) => layout::decode_outcome(&value)
+                .map(Some)
+                .ok_or_else(|| Error::corrupt(self.head.seq, format!("command index entry of {id} is malformed"))),
         }
     }
 
@@ -331,20 +270,12 @@ impl Writer {
         if let Some(version) = self.versions.get(stream) {
             return Ok(*version);
         }
-        match self
-            .db
-            .scan_prefix(layout::stream_prefix(stream))
-            .next_back()
-        {
+        match self.db.scan_prefix(layout::stream_prefix(stream)).next_back() {
             None => Ok(Version::NONE),
             Some(entry) => {
                 let (key, _) = entry?;
-                layout::version_of_stream_key(&key).ok_or_else(|| {
-                    Error::corrupt(
-                        self.head.seq,
-                        format!("stream index key of {stream} is malformed"),
-                    )
-                })
+                layout::version_of_stream_key(&key)
+                    .ok_or_else(|| Error::corrupt(self.head.seq, format!("stream index key of {stream} is malformed")))
             }
         }
     }
@@ -382,13 +313,7 @@ impl Syncer {
                     let _ = reply.send(outcome);
                 }
             }
-            Err(reason) => refuse(
-                waiting
-                    .drain(..)
-                    .flat_map(|a| a.replies)
-                    .map(|(reply, _)| reply),
-                &reason,
-            ),
+            Err(reason) => refuse(waiting.drain(..).flat_map(|a| a.replies).map(|(reply, _)| reply), &reason),
         }
     }
 
@@ -399,8 +324,6 @@ impl Syncer {
         arrive(self.fault.as_ref(), FaultSite::Flush, &self.data_path)?;
         self.db.flush()?;
         arrive(self.fault.as_ref(), FaultSite::Sync, &self.data_path)?;
-        self.data_file
-            .sync_data()
-            .map_err(|e| Error::io(&self.data_path, e))
+        self.data_file.sync_data().map_err(|e| Error::io(&self.data_path, e))
     }
 }

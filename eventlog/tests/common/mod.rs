@@ -13,8 +13,7 @@ pub fn stream(name: &str) -> StreamId {
 }
 
 pub fn event(kind: &str, n: u64) -> NewEvent {
-    NewEvent::json(kind, 1, &serde_json::json!({ "n": n, "note": "备注 note" }))
-        .expect("valid event")
+    NewEvent::json(kind, 1, &serde_json::json!({ "n": n, "note": "备注 note" })).expect("valid event")
 }
 
 pub fn meta(command: u128) -> AppendMeta {
@@ -22,9 +21,5 @@ pub fn meta(command: u128) -> AppendMeta {
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
