@@ -231,7 +231,7 @@ pub fn credit_code(value: &str) -> Result<(), FieldCode> {
     if bytes.len() != 18 {
         return Err(FieldCode::InvalidFormat);
     }
-    let position = |b: &u8| ALPHABET.iter().position(|a| a == b).map(|p| p as u32);
+    let position = |b: &u8| ALPHABET.iter().position(|a| a == b).and_then(|p| u32::try_from(p).ok());
     let Some(values) = bytes.iter().map(position).collect::<Option<Vec<u32>>>() else {
         return Err(FieldCode::InvalidFormat);
     };

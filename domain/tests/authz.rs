@@ -1,6 +1,8 @@
 //! Authorization table tests: every default role against every permission, and every scope
 //! against owned, same-department, sub-department, other-department and global resources.
 
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+
 mod common;
 
 use common::{dept, id, user};

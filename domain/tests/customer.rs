@@ -1,5 +1,7 @@
 //! Given/when/then for every customer command, accepted and refused.
 
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+
 mod common;
 
 use common::{ctx, customer, dept, id, person, user};

@@ -1,5 +1,7 @@
 //! Given/when/then for users, departments, roles, grants and unique-value reservations.
 
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+
 mod common;
 
 use std::collections::BTreeSet;

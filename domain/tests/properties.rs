@@ -3,6 +3,8 @@
 //! and the cross-aggregate invariants hold (no department cycle, merge chains end at a
 //! customer that is not merged).
 
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+
 mod common;
 
 use std::collections::BTreeMap;

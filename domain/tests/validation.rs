@@ -1,6 +1,8 @@
 //! Validation with real-world samples: Chinese names and addresses, identity numbers,
 //! unified social credit codes, international phones and e-mail addresses.
 
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+
 use oacis_domain::validate::{credit_code, e164, email, normalise, resident_id, Validator};
 use oacis_domain::{DomainError, FieldCode};
 

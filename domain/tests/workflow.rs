@@ -1,6 +1,8 @@
 //! Given/when/then for service cases and tasks: every command, accepted and refused, and the
 //! status flows.
 
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+
 mod common;
 
 use common::{ctx, customer, id, later, user};

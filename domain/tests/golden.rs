@@ -1,0 +1,275 @@
+//! A golden JSON sample per event kind (`tests/golden/<Kind>.json`), so that any change to
+//! a payload's shape is deliberate: the sample must still decode to the same event, and the
+//! event must still encode to the same JSON. After a deliberate change (with a schema bump
+//! and an upcast), regenerate with `OACIS_BLESS_GOLDEN=1 cargo test -p oacis-domain --test
+//! golden` and review the diff.
+
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use common::{ctx, customer, dept, id, later, person, user};
+use oacis_domain::access::*;
+use oacis_domain::authz::{Permission, Scope};
+use oacis_domain::case::*;
+use oacis_domain::customer::*;
+use oacis_domain::department::*;
+use oacis_domain::ids::{CaseId, Date, EntryId, GrantId, RoleId, TaskId, Timestamp};
+use oacis_domain::task::*;
+use oacis_domain::user::*;
+use oacis_domain::{Aggregate, DomainEvent, Scenario};
+
+/// Kind name -> (schema, pretty JSON payload, a closure that decodes and re-encodes).
+type Samples = BTreeMap<&'static str, (u32, String, Vec<u8>)>;
+
+fn collect<A: Aggregate>(samples: &mut Samples, commands: Vec<A::Command>) {
+    let mut scenario = Scenario::<A>::given(&[]);
+    for (step, command) in commands.into_iter().enumerate() {
+        let events = scenario.when(command, &later(step as i64)).expect("sample command is accepted");
+        for event in events {
+            let payload = event.payload();
+            let value: serde_json::Value = serde_json::from_slice(&payload).expect("payload is JSON");
+            let pretty = serde_json::to_string_pretty(&value).expect("pretty") + "\n";
+            // Check the stored sample decodes to the event this build produces.
+            let decoded = A::Event::decode(event.kind(), event.schema(), &payload).expect("decodes");
+            assert_eq!(decoded, event);
+            samples.entry(event.kind()).or_insert((event.schema(), pretty, payload));
+        }
+    }
+}
+
+fn all_kinds() -> Vec<&'static str> {
+    [
+        CustomerEvent::KINDS,
+        CaseEvent::KINDS,
+        TaskEvent::KINDS,
+        UserEvent::KINDS,
+        DepartmentEvent::KINDS,
+        RoleEvent::KINDS,
+        GrantEvent::KINDS,
+        ReservationEvent::KINDS,
+    ]
+    .iter()
+    .flat_map(|kinds| kinds.iter().map(|(kind, _)| *kind))
+    .collect()
+}
+
+fn samples() -> Samples {
+    let mut s = Samples::new();
+    collect::<Customer>(
+        &mut s,
+        vec![
+            CustomerCommand::Register {
+                id: customer(1), profile: person("张伟"), owner: user(1), department: dept(1)
+            },
+            CustomerCommand::UpdateProfile { profile: person("张伟 Zhang Wei") },
+            CustomerCommand::ChangeOwner { owner: user(2), department: dept(2) },
+            CustomerCommand::LogInteraction {
+                id: EntryId(id(10)),
+                channel: InteractionChannel::Visit,
+                direction: Direction::Outbound,
+                summary: "上门演示新版本".into(),
+                occurred_at: Timestamp(1_795_000_000_000_000),
+                participants: vec![user(2)],
+            },
+            CustomerCommand::RecordPurchase {
+                id: EntryId(id(11)),
+                product: "年度服务包".into(),
+                quantity: 2,
+                amount_minor: 259_800,
+                currency: "CNY".into(),
+                purchased_on: Date::parse("2026-11-28").expect("date"),
+            },
+            CustomerCommand::ReversePurchase { id: EntryId(id(11)), reason: "重复录入".into() },
+            CustomerCommand::Absorb { duplicate: customer(9) },
+            CustomerCommand::Archive { reason: "客户注销".into() },
+            CustomerCommand::Restore,
+            CustomerCommand::MergeInto { survivor: customer(2), survivor_status: CustomerStatus::Active },
+        ],
+    );
+    collect::<ServiceCase>(
+        &mut s,
+        vec![
+            CaseCommand::Open {
+                id: CaseId(id(20)),
+                customer: customer(1),
+                subject: "发票抬头错误".into(),
+                description: "需要重开发票".into(),
+                channel: InteractionChannel::Email,
+                priority: Priority::Normal,
+            },
+            CaseCommand::Assign { assignee: user(3) },
+            CaseCommand::Respond { message: "已转财务处理".into() },
+            CaseCommand::SetFollowUp { at: Some(later(60 * 24).now) },
+            CaseCommand::Hold { reason: "等待财务".into() },
+            CaseCommand::Resolve { resolution: "已重开发票".into() },
+            CaseCommand::Rate { score: 4, comment: Some("速度还可以".into()) },
+            CaseCommand::Close,
+            CaseCommand::Reopen { reason: "金额有误".into() },
+        ],
+    );
+    collect::<Task>(
+        &mut s,
+        vec![
+            TaskCommand::Create {
+                id: TaskId(id(30)),
+                title: "准备报价单".into(),
+                description: Some("含三年维保".into()),
+                priority: Priority::High,
+                assignee: user(1),
+                due: Some(later(600).now),
+                reminder: Some(later(300).now),
+                related: Some(Related::Case(CaseId(id(20)))),
+            },
+            TaskCommand::Reassign { assignee: user(2) },
+            TaskCommand::Start,
+            TaskCommand::Comment { id: EntryId(id(31)), text: "初稿已完成".into() },
+            TaskCommand::ChangePriority { priority: Priority::Urgent },
+            TaskCommand::ChangeDue { due: Some(later(900).now) },
+        ],
+    );
+    collect::<User>(
+        &mut s,
+        vec![
+            UserCommand::Create {
+                id: user(40),
+                username: "li.na".into(),
+                employee_no: "E-2001".into(),
+                profile: UserProfile {
+                    display_name: "李娜".into(),
+                    department: dept(1),
+                    position: Some("客服专员".into()),
+                    personal: UserPersonal {
+                        phone: Some("+8613900000002".into()),
+                        email: Some("li.na@example.com".into()),
+                    },
+                },
+            },
+            UserCommand::UpdateProfile {
+                profile: UserProfile {
+                    display_name: "李娜".into(),
+                    department: dept(2),
+                    position: None,
+                    personal: UserPersonal::default(),
+                },
+            },
+            UserCommand::SetPrivacy { field: ProfileField::Email, visibility: Visibility::Department },
+            UserCommand::SetPassword {
+                credential: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+                facts: PasswordFacts { meets_policy: true, recently_used: false },
+            },
+            UserCommand::RequirePasswordChange,
+            UserCommand::RecordLoginSuccess { session: EntryId(id(41)), client: Some("198.51.100.7".into()) },
+            UserCommand::EndSession { session: EntryId(id(41)) },
+            UserCommand::RecordLoginFailure { reason: LoginFailure::BadPassword, client: None, lockout_threshold: 1 },
+            UserCommand::Unlock,
+            UserCommand::Deactivate,
+            UserCommand::Reactivate,
+        ],
+    );
+    collect::<Department>(
+        &mut s,
+        vec![
+            DepartmentCommand::Create {
+                id: dept(50), name: "华南区".into(), parent: Some(dept(1)), parent_open: true
+            },
+            DepartmentCommand::Rename { name: "华南大区".into() },
+            DepartmentCommand::Move { parent: None, parent_ancestors: vec![], parent_open: true },
+            DepartmentCommand::Close { has_children: false, has_members: false },
+        ],
+    );
+    collect::<Role>(
+        &mut s,
+        vec![
+            RoleCommand::Define {
+                id: RoleId(id(60)),
+                name: "客服主管".into(),
+                permissions: [Permission::CaseRead].into(),
+            },
+            RoleCommand::ChangePermissions { permissions: [Permission::CaseRead, Permission::CaseAssign].into() },
+            RoleCommand::Retire,
+        ],
+    );
+    collect::<Grant>(
+        &mut s,
+        vec![
+            GrantCommand::Give { id: GrantId(id(70)), user: user(40), role: RoleId(id(60)), scope: Scope::Department },
+            GrantCommand::Revoke,
+        ],
+    );
+    collect::<Reservation>(
+        &mut s,
+        vec![
+            ReservationCommand::Claim { key: UniqueKey::new(UniqueKind::Username, "li.na"), owner: id(40) },
+            ReservationCommand::Release { owner: id(40) },
+        ],
+    );
+    let _ = ctx();
+    s
+}
+
+#[test]
+fn every_event_kind_has_a_golden_sample_that_still_matches() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let samples = samples();
+    let kinds = all_kinds();
+    let missing: Vec<_> = kinds.iter().filter(|k| !samples.contains_key(*k)).collect();
+    assert!(missing.is_empty(), "no sample command produces {missing:?}");
+    assert_eq!(samples.len(), kinds.len(), "kinds are unique across aggregates");
+    let bless = std::env::var_os("OACIS_BLESS_GOLDEN").is_some();
+    for (kind, (schema, pretty, _)) in &samples {
+        let path = dir.join(format!("{kind}.v{schema}.json"));
+        if bless {
+            std::fs::create_dir_all(&dir).expect("golden folder");
+            std::fs::write(&path, pretty).expect("write golden sample");
+        }
+        let stored =
+            std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing golden sample {}", path.display()));
+        assert_eq!(&stored, pretty, "{kind} payload changed shape; bump its schema and add an upcast");
+    }
+    let files = std::fs::read_dir(&dir).expect("golden folder").count();
+    assert_eq!(files, samples.len(), "a golden sample has no event kind any more");
+}
+
+#[test]
+fn golden_samples_decode_into_events() {
+    // Decoding goes through each enum's own decoder, as replay does.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for (kind, (schema, _, payload)) in samples() {
+        let stored = std::fs::read(dir.join(format!("{kind}.v{schema}.json"))).expect("golden sample");
+        let value: serde_json::Value = serde_json::from_slice(&stored).expect("JSON");
+        let compact = serde_json::to_vec(&value).expect("JSON");
+        let decoded_ok = CustomerEvent::decode(kind, schema, &compact)
+            .map(|e| e.payload())
+            .or_else(|_| CaseEvent::decode(kind, schema, &compact).map(|e| e.payload()))
+            .or_else(|_| TaskEvent::decode(kind, schema, &compact).map(|e| e.payload()))
+            .or_else(|_| UserEvent::decode(kind, schema, &compact).map(|e| e.payload()))
+            .or_else(|_| DepartmentEvent::decode(kind, schema, &compact).map(|e| e.payload()))
+            .or_else(|_| RoleEvent::decode(kind, schema, &compact).map(|e| e.payload()))
+            .or_else(|_| GrantEvent::decode(kind, schema, &compact).map(|e| e.payload()))
+            .or_else(|_| ReservationEvent::decode(kind, schema, &compact).map(|e| e.payload()));
+        let reencoded = decoded_ok.unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let a: serde_json::Value = serde_json::from_slice(&reencoded).expect("JSON");
+        let b: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");
+        assert_eq!(a, b, "{kind}");
+    }
+}
+
+#[test]
+fn unknown_kinds_and_future_schemas_are_refused_on_decode() {
+    assert!(matches!(
+        CustomerEvent::decode("CustomerTeleported", 1, b"{}"),
+        Err(oacis_domain::DecodeError::UnknownKind { .. })
+    ));
+    assert!(matches!(
+        CustomerEvent::decode("CustomerRestored", 2, b"{}"),
+        Err(oacis_domain::DecodeError::FutureSchema { schema: 2, known: 1, .. })
+    ));
+    assert!(matches!(
+        CustomerEvent::decode("CustomerArchived", 1, b"{}"),
+        Err(oacis_domain::DecodeError::Payload { .. })
+    ));
+}
