@@ -264,6 +264,9 @@ impl Aggregate for Grant {
     }
 }
 
+/// Longest unique value, in characters.
+pub const MAX_UNIQUE_CHARS: usize = 64;
+
 /// What kind of value must be unique.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -373,6 +376,11 @@ impl Aggregate for Reservation {
     ) -> Result<Vec<ReservationEvent>, DomainError> {
         match command {
             ReservationCommand::Claim { key, owner } => match state.holder {
+                _ if key.value.is_empty() || key.value.chars().count() > MAX_UNIQUE_CHARS => {
+                    let mut v = Validator::new();
+                    v.fail("value", FieldCode::OutOfRange, format!("must have 1 to {MAX_UNIQUE_CHARS} characters"));
+                    v.finish(Vec::new())
+                }
                 Some(holder) if holder == owner => Ok(Vec::new()),
                 Some(_) => Err(DomainError::Validation(vec![crate::error::FieldError {
                     field: match key.kind {

@@ -6,6 +6,29 @@ use crate::context::Context;
 use crate::error::DomainError;
 use crate::event::DomainEvent;
 
+/// The status of an aggregate whose commands are allowed only in some statuses.
+pub trait Lifecycle: Copy + PartialEq + 'static {
+    /// What the aggregate is called in errors, e.g. `service case`.
+    const ENTITY: &'static str;
+    /// The status before the first event.
+    const ABSENT: Self;
+
+    /// The status in words, for errors.
+    fn name(self) -> &'static str;
+
+    /// `Ok` if `self` is one of `allowed`; `NotFound` before the first event; otherwise an
+    /// invalid transition for `action`.
+    fn require(self, allowed: &[Self], action: &'static str) -> Result<(), DomainError> {
+        if self == Self::ABSENT {
+            Err(DomainError::NotFound { entity: Self::ENTITY })
+        } else if allowed.contains(&self) {
+            Ok(())
+        } else {
+            Err(DomainError::InvalidTransition { entity: Self::ENTITY, status: self.name(), action })
+        }
+    }
+}
+
 /// An event-sourced aggregate: `decide` turns a command into events against the current
 /// state, `evolve` folds an event into the state.
 ///

@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::Aggregate;
+use crate::aggregate::{Aggregate, Lifecycle};
 use crate::context::Context;
 use crate::customer::{InteractionChannel, MAX_TEXT_CHARS};
 use crate::error::{DomainError, FieldCode};
@@ -44,7 +44,10 @@ pub enum CaseStatus {
     Closed,
 }
 
-impl CaseStatus {
+impl Lifecycle for CaseStatus {
+    const ENTITY: &'static str = "service case";
+    const ABSENT: Self = CaseStatus::Unopened;
+
     fn name(self) -> &'static str {
         match self {
             CaseStatus::Unopened => "unopened",
@@ -251,17 +254,6 @@ events! {
     }
 }
 
-fn allow(state: &CaseState, allowed: &[CaseStatus], action: &'static str) -> Result<(), DomainError> {
-    if state.status == CaseStatus::Unopened {
-        return Err(DomainError::NotFound { entity: "service case" });
-    }
-    if allowed.contains(&state.status) {
-        Ok(())
-    } else {
-        Err(DomainError::InvalidTransition { entity: "service case", status: state.status.name(), action })
-    }
-}
-
 fn one_text(field: &str, value: &str, max: usize) -> Result<String, DomainError> {
     let mut v = Validator::new();
     let value = v.text(field, value, max);
@@ -301,14 +293,14 @@ impl Aggregate for ServiceCase {
                 })
             }
             C::Assign { assignee } => {
-                allow(state, &[S::New, S::Assigned, S::InProgress, S::OnHold], "assign")?;
+                state.status.require(&[S::New, S::Assigned, S::InProgress, S::OnHold], "assign")?;
                 if state.assignee == Some(assignee) {
                     return Ok(Vec::new());
                 }
                 E::CaseAssigned(CaseAssigned { assignee })
             }
             C::Respond { message } => {
-                allow(state, &[S::New, S::Assigned, S::InProgress, S::OnHold], "respond to")?;
+                state.status.require(&[S::New, S::Assigned, S::InProgress, S::OnHold], "respond to")?;
                 E::CaseResponded(CaseResponded {
                     message: one_text("message", &message, MAX_TEXT_CHARS)?,
                     responded_at: ctx.now,
@@ -316,27 +308,26 @@ impl Aggregate for ServiceCase {
                 })
             }
             C::Hold { reason } => {
-                allow(state, &[S::Assigned, S::InProgress], "put on hold")?;
+                state.status.require(&[S::Assigned, S::InProgress], "put on hold")?;
                 E::CasePutOnHold(CasePutOnHold { reason: one_text("reason", &reason, MAX_TEXT_CHARS)? })
             }
             C::Resolve { resolution } => {
-                allow(state, &[S::New, S::Assigned, S::InProgress, S::OnHold], "resolve")?;
+                state.status.require(&[S::New, S::Assigned, S::InProgress, S::OnHold], "resolve")?;
                 E::CaseResolved(CaseResolved {
                     resolution: one_text("resolution", &resolution, MAX_TEXT_CHARS)?,
                     resolved_at: ctx.now,
                 })
             }
             C::Close => {
-                allow(state, &[S::Resolved], "close")?;
+                state.status.require(&[S::Resolved], "close")?;
                 E::CaseClosed(CaseClosed { closed_at: ctx.now })
             }
             C::Reopen { reason } => {
-                allow(state, &[S::Resolved, S::Closed], "reopen")?;
+                state.status.require(&[S::Resolved, S::Closed], "reopen")?;
                 E::CaseReopened(CaseReopened { reason: one_text("reason", &reason, MAX_TEXT_CHARS)? })
             }
             C::SetFollowUp { at } => {
-                allow(
-                    state,
+                state.status.require(
                     &[S::New, S::Assigned, S::InProgress, S::OnHold, S::Resolved],
                     "schedule a follow-up for",
                 )?;
@@ -352,7 +343,7 @@ impl Aggregate for ServiceCase {
                 E::CaseFollowUpSet(CaseFollowUpSet { at })
             }
             C::Rate { score, comment } => {
-                allow(state, &[S::Resolved, S::Closed], "rate")?;
+                state.status.require(&[S::Resolved, S::Closed], "rate")?;
                 if state.rated {
                     return Err(DomainError::Rule("this resolution has been rated already".into()));
                 }

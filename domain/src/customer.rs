@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::Aggregate;
+use crate::aggregate::{Aggregate, Lifecycle};
 use crate::context::Context;
 use crate::error::{DomainError, FieldCode};
 use crate::events;
@@ -176,7 +176,10 @@ pub enum CustomerStatus {
     Merged,
 }
 
-impl CustomerStatus {
+impl Lifecycle for CustomerStatus {
+    const ENTITY: &'static str = "customer";
+    const ABSENT: Self = CustomerStatus::Unregistered;
+
     fn name(self) -> &'static str {
         match self {
             CustomerStatus::Unregistered => "unregistered",
@@ -516,18 +519,6 @@ fn check_currency(v: &mut Validator, currency: &str) -> String {
     code
 }
 
-/// Refuses unless the customer is in one of `allowed`.
-fn require_status(state: &CustomerState, allowed: &[CustomerStatus], action: &'static str) -> Result<(), DomainError> {
-    if state.status == CustomerStatus::Unregistered {
-        return Err(DomainError::NotFound { entity: "customer" });
-    }
-    if allowed.contains(&state.status) {
-        Ok(())
-    } else {
-        Err(DomainError::InvalidTransition { entity: "customer", status: state.status.name(), action })
-    }
-}
-
 const LIVE: &[CustomerStatus] = &[CustomerStatus::Active];
 
 /// The Customer aggregate.
@@ -555,11 +546,11 @@ impl Aggregate for Customer {
                 E::CustomerRegistered(CustomerRegistered { customer_id: id, profile, owner, department })
             }
             C::UpdateProfile { profile } => {
-                require_status(state, LIVE, "update")?;
+                state.status.require(LIVE, "update")?;
                 E::CustomerProfileUpdated(CustomerProfileUpdated { profile: checked_profile(profile)? })
             }
             C::ChangeOwner { owner, department } => {
-                require_status(state, LIVE, "transfer")?;
+                state.status.require(LIVE, "transfer")?;
                 let from_owner = state.owner.ok_or(DomainError::NotFound { entity: "customer owner" })?;
                 if from_owner == owner && state.department == Some(department) {
                     return Ok(Vec::new());
@@ -567,17 +558,17 @@ impl Aggregate for Customer {
                 E::CustomerOwnerChanged(CustomerOwnerChanged { from_owner, owner, department })
             }
             C::Archive { reason } => {
-                require_status(state, LIVE, "archive")?;
+                state.status.require(LIVE, "archive")?;
                 let mut v = Validator::new();
                 let reason = v.text("reason", &reason, MAX_TEXT_CHARS);
                 E::CustomerArchived(CustomerArchived { reason: v.finish(reason)? })
             }
             C::Restore => {
-                require_status(state, &[CustomerStatus::Archived], "restore")?;
+                state.status.require(&[CustomerStatus::Archived], "restore")?;
                 E::CustomerRestored(CustomerRestored {})
             }
             C::MergeInto { survivor, survivor_status } => {
-                require_status(state, &[CustomerStatus::Active, CustomerStatus::Archived], "merge")?;
+                state.status.require(&[CustomerStatus::Active, CustomerStatus::Archived], "merge")?;
                 if Some(survivor) == state.id {
                     return Err(DomainError::Rule("a customer cannot be merged into itself".into()));
                 }
@@ -590,7 +581,7 @@ impl Aggregate for Customer {
                 E::CustomerMerged(CustomerMerged { into: survivor })
             }
             C::Absorb { duplicate } => {
-                require_status(state, LIVE, "absorb into")?;
+                state.status.require(LIVE, "absorb into")?;
                 if Some(duplicate) == state.id {
                     return Err(DomainError::Rule("a customer cannot absorb itself".into()));
                 }
@@ -600,7 +591,7 @@ impl Aggregate for Customer {
                 E::CustomerAbsorbed(CustomerAbsorbed { duplicate })
             }
             C::LogInteraction { id, channel, direction, summary, occurred_at, participants } => {
-                require_status(state, LIVE, "log an interaction for")?;
+                state.status.require(LIVE, "log an interaction for")?;
                 if state.interactions.contains(&id) {
                     return Err(DomainError::AlreadyExists { entity: "interaction" });
                 }
@@ -619,7 +610,7 @@ impl Aggregate for Customer {
                 })
             }
             C::RecordPurchase { id, product, quantity, amount_minor, currency, purchased_on } => {
-                require_status(state, LIVE, "record a purchase for")?;
+                state.status.require(LIVE, "record a purchase for")?;
                 if state.purchases.contains_key(&id) {
                     return Err(DomainError::AlreadyExists { entity: "purchase" });
                 }
@@ -644,7 +635,7 @@ impl Aggregate for Customer {
                 })
             }
             C::ReversePurchase { id, reason } => {
-                require_status(state, &[CustomerStatus::Active, CustomerStatus::Archived], "reverse a purchase of")?;
+                state.status.require(&[CustomerStatus::Active, CustomerStatus::Archived], "reverse a purchase of")?;
                 let purchase = state.purchases.get(&id).ok_or(DomainError::NotFound { entity: "purchase" })?;
                 if purchase.reversed {
                     return Err(DomainError::InvalidTransition {

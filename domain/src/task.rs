@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::Aggregate;
+use crate::aggregate::{Aggregate, Lifecycle};
 use crate::context::Context;
 use crate::customer::MAX_TEXT_CHARS;
 use crate::error::{DomainError, FieldCode};
@@ -56,7 +56,10 @@ pub enum TaskStatus {
     Cancelled,
 }
 
-impl TaskStatus {
+impl Lifecycle for TaskStatus {
+    const ENTITY: &'static str = "task";
+    const ABSENT: Self = TaskStatus::Uncreated;
+
     fn name(self) -> &'static str {
         match self {
             TaskStatus::Uncreated => "uncreated",
@@ -248,21 +251,12 @@ fn transition(
     action: &'static str,
     reason: Option<String>,
 ) -> Result<TaskEvent, DomainError> {
-    if state.status == TaskStatus::Uncreated {
-        return Err(DomainError::NotFound { entity: "task" });
-    }
-    if !allowed.contains(&state.status) {
-        return Err(DomainError::InvalidTransition { entity: "task", status: state.status.name(), action });
-    }
+    state.status.require(allowed, action)?;
     Ok(TaskEvent::TaskStatusChanged(TaskStatusChanged { from: state.status, to, reason }))
 }
 
 fn require_live(state: &TaskState, action: &'static str) -> Result<(), DomainError> {
-    match state.status {
-        TaskStatus::Uncreated => Err(DomainError::NotFound { entity: "task" }),
-        TaskStatus::Open | TaskStatus::InProgress => Ok(()),
-        other => Err(DomainError::InvalidTransition { entity: "task", status: other.name(), action }),
-    }
+    state.status.require(&[TaskStatus::Open, TaskStatus::InProgress], action)
 }
 
 /// The task aggregate.

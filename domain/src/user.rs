@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::Aggregate;
+use crate::aggregate::{Aggregate, Lifecycle};
 use crate::context::Context;
 use crate::error::{DomainError, FieldCode};
 use crate::events;
@@ -87,7 +87,10 @@ pub enum UserStatus {
     Deactivated,
 }
 
-impl UserStatus {
+impl Lifecycle for UserStatus {
+    const ENTITY: &'static str = "user";
+    const ABSENT: Self = UserStatus::Uncreated;
+
     fn name(self) -> &'static str {
         match self {
             UserStatus::Uncreated => "uncreated",
@@ -353,15 +356,11 @@ pub fn checked_username(v: &mut Validator, username: &str) -> String {
     username
 }
 
-fn require(state: &UserState, allowed: &[UserStatus], action: &'static str) -> Result<(), DomainError> {
-    if state.status == UserStatus::Uncreated {
-        return Err(DomainError::NotFound { entity: "user" });
-    }
-    if allowed.contains(&state.status) {
-        Ok(())
-    } else {
-        Err(DomainError::InvalidTransition { entity: "user", status: state.status.name(), action })
-    }
+/// A client address, at most 128 characters.
+fn checked_client(client: Option<String>) -> Result<Option<String>, DomainError> {
+    let mut v = Validator::new();
+    let client = v.optional_text("client", client.as_deref(), 128);
+    v.finish(client)
 }
 
 const ANY: &[UserStatus] = &[UserStatus::Active, UserStatus::Locked, UserStatus::Deactivated];
@@ -392,20 +391,20 @@ impl Aggregate for User {
                 vec![E::UserCreated(UserCreated { user_id: id, username, employee_no, profile })]
             }
             C::UpdateProfile { profile } => {
-                require(state, ANY, "update")?;
+                state.status.require(ANY, "update")?;
                 let mut v = Validator::new();
                 let profile = checked_profile(&mut v, profile);
                 vec![E::UserProfileUpdated(UserProfileUpdated { profile: v.finish(profile)? })]
             }
             C::SetPrivacy { field, visibility } => {
-                require(state, ANY, "change privacy of")?;
+                state.status.require(ANY, "change privacy of")?;
                 if state.privacy.get(&field).copied().unwrap_or_default() == visibility {
                     return Ok(Vec::new());
                 }
                 vec![E::UserPrivacyChanged(UserPrivacyChanged { field, visibility })]
             }
             C::SetPassword { credential, facts } => {
-                require(state, ANY, "set the password of")?;
+                state.status.require(ANY, "set the password of")?;
                 let mut v = Validator::new();
                 v.require(
                     credential.starts_with("$argon2id$") && credential.len() <= 256,
@@ -423,42 +422,44 @@ impl Aggregate for User {
                 vec![E::UserPasswordSet(UserPasswordSet { credential: v.finish(credential)? })]
             }
             C::RequirePasswordChange => {
-                require(state, ANY, "require a password change of")?;
+                state.status.require(ANY, "require a password change of")?;
                 if state.must_change_password {
                     return Ok(Vec::new());
                 }
                 vec![E::UserPasswordChangeRequired(UserPasswordChangeRequired {})]
             }
             C::Lock { reason } => {
-                require(state, &[S::Active], "lock")?;
+                state.status.require(&[S::Active], "lock")?;
                 let mut v = Validator::new();
                 let reason = v.text("reason", &reason, 500);
                 vec![E::UserLocked(UserLocked { reason: LockReason::Administrative(v.finish(reason)?) })]
             }
             C::Unlock => {
-                require(state, &[S::Locked], "unlock")?;
+                state.status.require(&[S::Locked], "unlock")?;
                 vec![E::UserUnlocked(UserUnlocked {})]
             }
             C::Deactivate => {
-                require(state, &[S::Active, S::Locked], "deactivate")?;
+                state.status.require(&[S::Active, S::Locked], "deactivate")?;
                 let mut events: Vec<E> =
                     state.sessions.iter().map(|s| E::UserSessionEnded(UserSessionEnded { session_id: *s })).collect();
                 events.push(E::UserDeactivated(UserDeactivated {}));
                 events
             }
             C::Reactivate => {
-                require(state, &[S::Deactivated], "reactivate")?;
+                state.status.require(&[S::Deactivated], "reactivate")?;
                 vec![E::UserReactivated(UserReactivated {})]
             }
             C::RecordLoginSuccess { session, client } => {
-                require(state, &[S::Active], "log in as")?;
+                state.status.require(&[S::Active], "log in as")?;
                 if !state.has_credential {
                     return Err(DomainError::Rule("the account has no password yet".into()));
                 }
+                let client = checked_client(client)?;
                 vec![E::UserLoginSucceeded(UserLoginSucceeded { session_id: session, client, at: ctx.now })]
             }
             C::RecordLoginFailure { reason, client, lockout_threshold } => {
-                require(state, ANY, "record a login failure of")?;
+                state.status.require(ANY, "record a login failure of")?;
+                let client = checked_client(client)?;
                 let consecutive = state.consecutive_failures.saturating_add(1);
                 let mut events = vec![E::UserLoginFailed(UserLoginFailed { reason, client, consecutive, at: ctx.now })];
                 if state.status == S::Active && lockout_threshold > 0 && consecutive >= lockout_threshold {
@@ -467,7 +468,7 @@ impl Aggregate for User {
                 events
             }
             C::EndSession { session } => {
-                require(state, ANY, "end a session of")?;
+                state.status.require(ANY, "end a session of")?;
                 if !state.sessions.contains(&session) {
                     return Err(DomainError::NotFound { entity: "session" });
                 }

@@ -334,4 +334,9 @@ fn unique_values_are_claimed_once_through_their_own_stream() {
     );
     r.when(ReservationCommand::Release { owner: id(1) }, &ctx()).unwrap();
     r.when(ReservationCommand::Claim { key: a, owner: id(2) }, &ctx()).unwrap();
+    let empty = UniqueKey::new(UniqueKind::RoleName, "   ");
+    assert!(matches!(
+        Scenario::<Reservation>::given(&[]).when(ReservationCommand::Claim { key: empty, owner: id(3) }, &ctx()),
+        Err(DomainError::Validation(_))
+    ));
 }
