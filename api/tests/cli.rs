@@ -115,3 +115,28 @@ fn unusable_arguments_get_a_clear_error() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing.stderr).contains("/nonexistent/export.jsonl"), "{}", text(&missing.stderr));
 }
+
+#[test]
+fn export_into_a_missing_folder_and_a_store_of_another_format_fail_clearly() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    fill(&data, 3)?;
+    let out = oacis(&[
+        "export",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        dir.path().join("no/such/dir/x.jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no/such/dir"), "{}", text(&out.stderr));
+    {
+        let db = sled::Config::new().path(&data).segment_size(oacis_eventlog::sled_layout::SEGMENT_SIZE).open()?;
+        db.insert(b"mformat", b"oacis-eventlog/9".as_slice())?;
+        db.flush()?;
+    }
+    let out = oacis(&["verify", "--data", data.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("incompatible store format \"oacis-eventlog/9\""), "{}", text(&out.stderr));
+    Ok(())
+}
