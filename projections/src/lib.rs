@@ -1,9 +1,19 @@
-//! OACIS read models folded from the event log: directories, boards, audit trails and
-//! analytics, with checkpoints, rebuild, catch-up and live tail.
+//! OACIS read models folded from the event log: the customer directory, the task board, the
+//! access directory (users, departments, roles, grants, sessions) and analytics, with a
+//! canonical dump for comparing builds, replay and live following, read-your-writes, and
+//! as-of reads.
 //!
-//! Invariants (kept as this crate is filled):
-//! - Views are derived data: rebuilding them from the log gives byte-identical results.
+//! Invariants:
+//! - Views are derived data: rebuilding them from the log gives byte-identical dumps.
 //! - A view that cannot apply an event stops with an error naming the seq; it never skips.
-//!
-//! Not built yet: the views arrive with the projections work item; until then this crate
-//! is deliberately empty.
+//! - Only ordered maps hold view state, so no hash-map iteration order reaches a dump.
+
+pub mod decode;
+pub mod demo;
+pub mod engine;
+mod error;
+pub mod view;
+pub mod views;
+
+pub use engine::{state_as_of, Projections, Views};
+pub use error::ProjectionError;

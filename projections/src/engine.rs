@@ -1,0 +1,228 @@
+//! The engine: replay the whole log into a fresh set of views at start, then follow the
+//! subscription, recording the last seq applied; `wait_for` gives read-your-writes.
+//!
+//! Invariants:
+//! - The views apply every record exactly once, in seq order (the subscription's guarantee).
+//! - On an error (undecodable event, view disagreement, store failure) the follower stops at
+//!   that seq and every waiter gets the error; nothing is skipped.
+//! - Views are only read under the lock, never across an await.
+
+use std::sync::{Arc, RwLock};
+
+use oacis_domain::{Aggregate, DomainEvent};
+use oacis_eventlog::{EventStore, Record, Seq, StreamId, Subscription, Version};
+use tokio::sync::watch;
+
+use crate::decode::decode;
+use crate::error::ProjectionError;
+use crate::view::View;
+use crate::views::access::AccessDirectory;
+use crate::views::analytics::Analytics;
+use crate::views::directory::CustomerDirectory;
+use crate::views::tasks::TaskBoard;
+
+/// Records read per page while replaying.
+const REPLAY_PAGE: usize = 10_000;
+
+/// Every view, and the last seq they applied.
+#[derive(Debug, Default)]
+pub struct Views {
+    /// Customer directory.
+    pub directory: CustomerDirectory,
+    /// Task board.
+    pub tasks: TaskBoard,
+    /// Users, departments, roles, grants, sessions.
+    pub access: AccessDirectory,
+    /// Analytics.
+    pub analytics: Analytics,
+    applied: Seq,
+}
+
+impl Views {
+    /// The last seq applied.
+    #[must_use]
+    pub fn applied(&self) -> Seq {
+        self.applied
+    }
+
+    /// Applies one record to every view.
+    pub fn apply(&mut self, record: &Record) -> Result<(), ProjectionError> {
+        let expected = self.applied.next();
+        if record.seq != expected {
+            return Err(ProjectionError::Apply {
+                view: "engine",
+                seq: record.seq,
+                reason: format!("expected seq {expected}"),
+            });
+        }
+        let decoded = decode(record)?;
+        let views: [&mut dyn View; 4] = [&mut self.directory, &mut self.tasks, &mut self.access, &mut self.analytics];
+        for view in views {
+            view.apply(&decoded).map_err(|reason| ProjectionError::Apply {
+                view: view.name(),
+                seq: record.seq,
+                reason,
+            })?;
+        }
+        self.applied = record.seq;
+        Ok(())
+    }
+
+    /// The canonical dump of every view.
+    #[must_use]
+    pub fn dump(&self) -> String {
+        let mut out = format!("applied {}\n", self.applied);
+        let views: [&dyn View; 4] = [&self.directory, &self.tasks, &self.access, &self.analytics];
+        for view in views {
+            view.dump(&mut out);
+        }
+        out
+    }
+
+    /// BLAKE3 of the canonical dump, in hex: equal hashes mean equal views.
+    #[must_use]
+    pub fn hash(&self) -> String {
+        blake3::hash(self.dump().as_bytes()).to_hex().to_string()
+    }
+
+    /// Replays the log from its start up to and including `until` (or its head) into fresh
+    /// views, calling `progress` with each page's last seq. This is also how analytics "as of"
+    /// a past seq are computed: the cost is one pass over the log up to that seq.
+    pub async fn replay<S: EventStore>(
+        store: &S,
+        until: Option<Seq>,
+        progress: &mut (dyn FnMut(Seq) + Send),
+    ) -> Result<Views, ProjectionError> {
+        let mut views = Views::default();
+        let until = until.unwrap_or_else(|| store.head().seq).min(store.head().seq);
+        while views.applied < until {
+            let page = store.read_all(views.applied.next(), REPLAY_PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            for record in page.iter().take_while(|r| r.seq <= until) {
+                views.apply(record)?;
+            }
+            progress(views.applied);
+        }
+        Ok(views)
+    }
+}
+
+/// Where the follower stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Following {
+    /// Applied up to this seq.
+    At(Seq),
+    /// Stopped after this seq with this error.
+    Failed(Seq, String),
+}
+
+/// The live views: built at start, then following the log.
+#[derive(Debug)]
+pub struct Projections {
+    views: Arc<RwLock<Views>>,
+    state: watch::Receiver<Following>,
+    follower: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Projections {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
+}
+
+impl Projections {
+    /// Replays the log, then follows it from a background task.
+    pub async fn start<S: EventStore>(
+        store: &S,
+        progress: &mut (dyn FnMut(Seq) + Send),
+    ) -> Result<Self, ProjectionError> {
+        let views = Views::replay(store, None, progress).await?;
+        let applied = views.applied;
+        let views = Arc::new(RwLock::new(views));
+        let (tx, state) = watch::channel(Following::At(applied));
+        let mut feed = store.subscribe(applied.next());
+        let shared = views.clone();
+        let follower = tokio::spawn(async move {
+            while let Some(record) = feed.next().await {
+                let outcome = record.map_err(ProjectionError::from).and_then(|record| match shared.write() {
+                    Ok(mut views) => views.apply(&record).map(|()| record.seq),
+                    Err(_) => Err(ProjectionError::Stopped(record.seq)),
+                });
+                match outcome {
+                    Ok(seq) => {
+                        tx.send_replace(Following::At(seq));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "views stopped following the log");
+                        let at = match &*tx.borrow() {
+                            Following::At(seq) | Following::Failed(seq, _) => *seq,
+                        };
+                        tx.send_replace(Following::Failed(at, e.to_string()));
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Projections { views, state, follower })
+    }
+
+    /// Waits until the views have applied `seq` (read-your-writes), or fails if they stopped.
+    pub async fn wait_for(&self, seq: Seq) -> Result<(), ProjectionError> {
+        let mut state = self.state.clone();
+        loop {
+            match &*state.borrow_and_update() {
+                Following::At(at) if *at >= seq => return Ok(()),
+                Following::Failed(at, reason) => {
+                    return Err(ProjectionError::Apply { view: "engine", seq: at.next(), reason: reason.clone() })
+                }
+                Following::At(_) => {}
+            }
+            if state.changed().await.is_err() {
+                let at = match &*state.borrow() {
+                    Following::At(seq) | Following::Failed(seq, _) => *seq,
+                };
+                return Err(ProjectionError::Stopped(at));
+            }
+        }
+    }
+
+    /// The last seq the views applied.
+    #[must_use]
+    pub fn applied(&self) -> Seq {
+        match &*self.state.borrow() {
+            Following::At(seq) | Following::Failed(seq, _) => *seq,
+        }
+    }
+
+    /// Reads the views.
+    pub fn read<R>(&self, f: impl FnOnce(&Views) -> R) -> Result<R, ProjectionError> {
+        let views = self.views.read().map_err(|_| ProjectionError::Stopped(self.applied()))?;
+        Ok(f(&views))
+    }
+}
+
+/// The state of one aggregate as of `seq`: its stream folded up to the last event at or
+/// before `seq`. Cost: one read of the stream.
+pub async fn state_as_of<A: Aggregate, S: EventStore>(
+    store: &S,
+    stream: &StreamId,
+    seq: Seq,
+) -> Result<A::State, ProjectionError> {
+    let mut state = A::State::default();
+    let mut from = Version(1);
+    loop {
+        let page = store.read_stream(stream, from, REPLAY_PAGE).await?;
+        let Some(last) = page.last() else { return Ok(state) };
+        from = last.version.next();
+        for record in page.iter().take_while(|r| r.seq <= seq) {
+            let event = A::Event::decode(record.kind.as_str(), record.schema, &record.payload)
+                .map_err(|e| ProjectionError::Decode { seq: record.seq, reason: e.to_string() })?;
+            state = A::evolve(state, &event);
+        }
+        if page.iter().any(|r| r.seq > seq) {
+            return Ok(state);
+        }
+    }
+}

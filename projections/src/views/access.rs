@@ -1,0 +1,232 @@
+//! The directory of users, departments, roles and grants: what the API needs to authorize
+//! every request (the principal with its roles, a resource's department path).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use oacis_domain::access::{GrantEvent, RoleEvent};
+use oacis_domain::authz::{HeldRole, Permission, Principal, Scope};
+use oacis_domain::department::DepartmentEvent;
+use oacis_domain::ids::{DepartmentId, EntryId, GrantId, RoleId, UserId};
+use oacis_domain::user::{UserEvent, UserStatus};
+
+use crate::decode::{AnyEvent, DomainRecord};
+use crate::view::{dump_lines, View};
+
+/// A user as the directory shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// Its id.
+    pub id: UserId,
+    /// Login name.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Department.
+    pub department: DepartmentId,
+    /// Account state.
+    pub status: UserStatus,
+    /// Open sessions.
+    pub sessions: BTreeSet<EntryId>,
+}
+
+/// A department in the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepartmentRow {
+    /// Name.
+    pub name: String,
+    /// Parent.
+    pub parent: Option<DepartmentId>,
+    /// Whether open.
+    pub open: bool,
+}
+
+/// A role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRow {
+    /// Name.
+    pub name: String,
+    /// What it allows.
+    pub permissions: BTreeSet<Permission>,
+    /// Whether retired.
+    pub retired: bool,
+}
+
+/// A grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRow {
+    /// Holder.
+    pub user: UserId,
+    /// Role.
+    pub role: RoleId,
+    /// Scope.
+    pub scope: Scope,
+    /// Whether revoked.
+    pub revoked: bool,
+}
+
+/// The access directory view.
+#[derive(Debug, Default)]
+pub struct AccessDirectory {
+    users: BTreeMap<UserId, UserRow>,
+    departments: BTreeMap<DepartmentId, DepartmentRow>,
+    roles: BTreeMap<RoleId, RoleRow>,
+    grants: BTreeMap<GrantId, GrantRow>,
+}
+
+impl AccessDirectory {
+    /// A user.
+    #[must_use]
+    pub fn user(&self, id: UserId) -> Option<&UserRow> {
+        self.users.get(&id)
+    }
+
+    /// A department.
+    #[must_use]
+    pub fn department(&self, id: DepartmentId) -> Option<&DepartmentRow> {
+        self.departments.get(&id)
+    }
+
+    /// `department` and its ancestors, nearest first (what [`oacis_domain::authz::Resource`]
+    /// needs). Stops at a repeat, so a damaged tree cannot loop.
+    #[must_use]
+    pub fn department_path(&self, department: DepartmentId) -> Vec<DepartmentId> {
+        let mut path = vec![department];
+        let mut at = self.departments.get(&department).and_then(|d| d.parent);
+        while let Some(d) = at {
+            if path.contains(&d) {
+                break;
+            }
+            path.push(d);
+            at = self.departments.get(&d).and_then(|row| row.parent);
+        }
+        path
+    }
+
+    /// The principal for `user`: active unless locked or deactivated, with every role of an
+    /// unrevoked grant whose role is not retired.
+    #[must_use]
+    pub fn principal(&self, user: UserId) -> Option<Principal> {
+        let row = self.users.get(&user)?;
+        let roles = self
+            .grants
+            .values()
+            .filter(|g| g.user == user && !g.revoked)
+            .filter_map(|g| {
+                let role = self.roles.get(&g.role).filter(|r| !r.retired)?;
+                Some(HeldRole {
+                    role: g.role,
+                    name: role.name.clone(),
+                    permissions: role.permissions.clone(),
+                    scope: g.scope,
+                })
+            })
+            .collect();
+        Some(Principal { user, department: Some(row.department), active: row.status == UserStatus::Active, roles })
+    }
+
+    /// Users by login name (for authentication).
+    #[must_use]
+    pub fn user_by_name(&self, username: &str) -> Option<&UserRow> {
+        self.users.values().find(|u| u.username == username)
+    }
+
+    /// Every open session, with its user.
+    #[must_use]
+    pub fn sessions(&self) -> Vec<(UserId, EntryId)> {
+        self.users.values().flat_map(|u| u.sessions.iter().map(move |s| (u.id, *s))).collect()
+    }
+}
+
+impl View for AccessDirectory {
+    fn name(&self) -> &'static str {
+        "access_directory"
+    }
+
+    fn apply(&mut self, record: &DomainRecord) -> Result<(), String> {
+        match &record.event {
+            AnyEvent::User(id, event) => {
+                if let UserEvent::UserCreated(e) = event {
+                    let row = UserRow {
+                        id: *id,
+                        username: e.username.clone(),
+                        display_name: e.profile.display_name.clone(),
+                        department: e.profile.department,
+                        status: UserStatus::Active,
+                        sessions: BTreeSet::new(),
+                    };
+                    self.users.insert(*id, row);
+                    return Ok(());
+                }
+                let row = self.users.get_mut(id).ok_or_else(|| format!("user {id} was never created"))?;
+                match event {
+                    UserEvent::UserProfileUpdated(e) => {
+                        row.display_name = e.profile.display_name.clone();
+                        row.department = e.profile.department;
+                    }
+                    UserEvent::UserLocked(_) => row.status = UserStatus::Locked,
+                    UserEvent::UserUnlocked(_) | UserEvent::UserReactivated(_) => row.status = UserStatus::Active,
+                    UserEvent::UserDeactivated(_) => row.status = UserStatus::Deactivated,
+                    UserEvent::UserLoginSucceeded(e) => {
+                        row.sessions.insert(e.session_id);
+                    }
+                    UserEvent::UserSessionEnded(e) => {
+                        row.sessions.remove(&e.session_id);
+                    }
+                    _ => {}
+                }
+            }
+            AnyEvent::Department(id, event) => match event {
+                DepartmentEvent::DepartmentCreated(e) => {
+                    self.departments.insert(*id, DepartmentRow { name: e.name.clone(), parent: e.parent, open: true });
+                }
+                other => {
+                    let row =
+                        self.departments.get_mut(id).ok_or_else(|| format!("department {id} was never created"))?;
+                    match other {
+                        DepartmentEvent::DepartmentRenamed(e) => row.name = e.name.clone(),
+                        DepartmentEvent::DepartmentMoved(e) => row.parent = e.to,
+                        DepartmentEvent::DepartmentClosed(_) => row.open = false,
+                        DepartmentEvent::DepartmentCreated(_) => {}
+                    }
+                }
+            },
+            AnyEvent::Role(id, event) => match event {
+                RoleEvent::RoleDefined(e) => {
+                    self.roles.insert(
+                        *id,
+                        RoleRow { name: e.name.clone(), permissions: e.permissions.clone(), retired: false },
+                    );
+                }
+                other => {
+                    let row = self.roles.get_mut(id).ok_or_else(|| format!("role {id} was never defined"))?;
+                    match other {
+                        RoleEvent::RolePermissionsChanged(e) => {
+                            row.permissions.extend(e.added.iter().copied());
+                            row.permissions.retain(|p| !e.removed.contains(p));
+                        }
+                        RoleEvent::RoleRetired(_) => row.retired = true,
+                        RoleEvent::RoleDefined(_) => {}
+                    }
+                }
+            },
+            AnyEvent::Grant(id, event) => match event {
+                GrantEvent::RoleGranted(e) => {
+                    self.grants
+                        .insert(*id, GrantRow { user: e.user_id, role: e.role_id, scope: e.scope, revoked: false });
+                }
+                GrantEvent::RoleRevoked(_) => {
+                    self.grants.get_mut(id).ok_or_else(|| format!("grant {id} was never given"))?.revoked = true;
+                }
+            },
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn dump(&self, out: &mut String) {
+        dump_lines(out, "users", self.users.values());
+        dump_lines(out, "departments", &self.departments);
+        dump_lines(out, "roles", &self.roles);
+        dump_lines(out, "grants", &self.grants);
+    }
+}

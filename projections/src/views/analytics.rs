@@ -1,0 +1,291 @@
+//! Analytics folded from the same log the auditors verify: customer counts by segment,
+//! source, owner, department and status; new customers per day, week and month; purchase
+//! totals by month and currency; case counts, mean first-response and resolution times and
+//! satisfaction; task completion.
+
+use std::collections::BTreeMap;
+
+use oacis_domain::case::CaseEvent;
+use oacis_domain::customer::{CustomerEvent, CustomerStatus, SourceChannel};
+use oacis_domain::ids::{CaseId, CustomerId, DepartmentId, Timestamp, UserId};
+use oacis_domain::task::{TaskEvent, TaskStatus};
+
+use crate::decode::{AnyEvent, DomainRecord};
+use crate::view::{dump_lines, View};
+
+const DAY_US: i64 = 86_400_000_000;
+
+/// Days since 1970-01-01 (UTC) of an instant.
+fn day(at: Timestamp) -> i64 {
+    at.0.div_euclid(DAY_US)
+}
+
+/// `YYYY-MM` of a day number (proleptic Gregorian; Howard Hinnant's civil-from-days).
+fn month(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}")
+}
+
+/// `YYYY-MM-DD` of a day number.
+fn date(days: i64) -> String {
+    let month_start = month(days);
+    // Find the first day of that month by stepping back; at most 30 steps.
+    let mut first = days;
+    while month(first - 1) == month_start {
+        first -= 1;
+    }
+    format!("{month_start}-{:02}", days - first + 1)
+}
+
+/// The Monday that starts the ISO week of a day number, as `YYYY-MM-DD`.
+fn week(days: i64) -> String {
+    // 1970-01-01 was a Thursday: Monday-based weekday = (days + 3) mod 7.
+    date(days - (days + 3).rem_euclid(7))
+}
+
+/// The attributes of a customer that analytics group by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CustomerFacts {
+    segment: Option<String>,
+    source: SourceChannel,
+    owner: UserId,
+    department: DepartmentId,
+    status: CustomerStatus,
+    registered_day: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct CaseFacts {
+    opened_at: Option<Timestamp>,
+    first_response_us: Option<i64>,
+    resolution_us: Option<i64>,
+    rating: Option<u8>,
+    closed: bool,
+}
+
+/// Totals of purchases, in minor units, net of reversals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Purchases recorded.
+    pub count: u64,
+    /// Net amount in minor units.
+    pub amount_minor: i64,
+}
+
+/// Case figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CaseFigures {
+    /// Cases opened.
+    pub opened: u64,
+    /// Cases closed.
+    pub closed: u64,
+    /// Mean time to first response, in seconds.
+    pub mean_first_response_s: Option<f64>,
+    /// Mean time to (last) resolution, in seconds.
+    pub mean_resolution_s: Option<f64>,
+    /// Mean satisfaction (1-5).
+    pub mean_satisfaction: Option<f64>,
+}
+
+/// The analytics view.
+#[derive(Debug, Default)]
+pub struct Analytics {
+    customers: BTreeMap<CustomerId, CustomerFacts>,
+    purchases: BTreeMap<(String, String), Totals>,
+    cases: BTreeMap<CaseId, CaseFacts>,
+    tasks: BTreeMap<oacis_domain::ids::TaskId, TaskStatus>,
+}
+
+/// A dimension to count customers by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    /// Segment (`-` for none).
+    Segment,
+    /// Source channel.
+    Source,
+    /// Owner.
+    Owner,
+    /// Department.
+    Department,
+    /// Status.
+    Status,
+    /// Registration day, `YYYY-MM-DD`.
+    Day,
+    /// Registration week (its Monday), `YYYY-MM-DD`.
+    Week,
+    /// Registration month, `YYYY-MM`.
+    Month,
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| sum / f64::from(n))
+}
+
+impl Analytics {
+    /// Customers (merged ones excluded) counted by `dimension`.
+    #[must_use]
+    pub fn customers_by(&self, dimension: Dimension) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for c in self.customers.values().filter(|c| c.status != CustomerStatus::Merged) {
+            let key = match dimension {
+                Dimension::Segment => c.segment.clone().unwrap_or_else(|| "-".into()),
+                Dimension::Source => format!("{:?}", c.source),
+                Dimension::Owner => c.owner.to_string(),
+                Dimension::Department => c.department.to_string(),
+                Dimension::Status => format!("{:?}", c.status),
+                Dimension::Day => date(c.registered_day),
+                Dimension::Week => week(c.registered_day),
+                Dimension::Month => month(c.registered_day),
+            };
+            *counts.entry(key).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Purchase totals by (month `YYYY-MM`, currency), net of reversals.
+    #[must_use]
+    pub fn purchases_by_month(&self) -> &BTreeMap<(String, String), Totals> {
+        &self.purchases
+    }
+
+    /// Case figures.
+    #[must_use]
+    pub fn cases(&self) -> CaseFigures {
+        let to_s = |us: i64| us as f64 / 1e6;
+        CaseFigures {
+            opened: self.cases.len() as u64,
+            closed: self.cases.values().filter(|c| c.closed).count() as u64,
+            mean_first_response_s: mean(self.cases.values().filter_map(|c| c.first_response_us).map(to_s)),
+            mean_resolution_s: mean(self.cases.values().filter_map(|c| c.resolution_us).map(to_s)),
+            mean_satisfaction: mean(self.cases.values().filter_map(|c| c.rating).map(f64::from)),
+        }
+    }
+
+    /// Share of tasks done among those done, open or in progress (cancelled ones left out).
+    #[must_use]
+    pub fn task_completion_rate(&self) -> Option<f64> {
+        let done = self.tasks.values().filter(|s| **s == TaskStatus::Done).count();
+        let counted = self.tasks.values().filter(|s| **s != TaskStatus::Cancelled).count();
+        (counted > 0).then(|| done as f64 / counted as f64)
+    }
+
+    fn apply_customer(&mut self, id: CustomerId, event: &CustomerEvent, at: Timestamp) -> Result<(), String> {
+        if let CustomerEvent::CustomerRegistered(e) = event {
+            let facts = CustomerFacts {
+                segment: e.profile.segment.clone(),
+                source: e.profile.source,
+                owner: e.owner,
+                department: e.department,
+                status: CustomerStatus::Active,
+                registered_day: day(at),
+            };
+            self.customers.insert(id, facts);
+            return Ok(());
+        }
+        let facts = self.customers.get_mut(&id).ok_or_else(|| format!("customer {id} was never registered"))?;
+        match event {
+            CustomerEvent::CustomerProfileUpdated(e) => {
+                facts.segment = e.profile.segment.clone();
+                facts.source = e.profile.source;
+            }
+            CustomerEvent::CustomerOwnerChanged(e) => {
+                facts.owner = e.owner;
+                facts.department = e.department;
+            }
+            CustomerEvent::CustomerArchived(_) => facts.status = CustomerStatus::Archived,
+            CustomerEvent::CustomerRestored(_) => facts.status = CustomerStatus::Active,
+            CustomerEvent::CustomerMerged(_) => facts.status = CustomerStatus::Merged,
+            CustomerEvent::PurchaseRecorded(e) => {
+                let totals = self.purchases.entry((month(day(at)), e.currency.clone())).or_default();
+                totals.count += 1;
+                totals.amount_minor = totals.amount_minor.saturating_add(e.amount_minor);
+            }
+            CustomerEvent::PurchaseReversed(e) => {
+                let totals = self.purchases.entry((month(day(at)), e.currency.clone())).or_default();
+                totals.amount_minor = totals.amount_minor.saturating_sub(e.amount_minor);
+            }
+            CustomerEvent::CustomerRegistered(_)
+            | CustomerEvent::CustomerAbsorbed(_)
+            | CustomerEvent::InteractionLogged(_) => {}
+        }
+        Ok(())
+    }
+
+    fn apply_case(&mut self, id: CaseId, event: &CaseEvent) -> Result<(), String> {
+        if let CaseEvent::CaseOpened(e) = event {
+            self.cases.insert(id, CaseFacts { opened_at: Some(e.opened_at), ..CaseFacts::default() });
+            return Ok(());
+        }
+        let facts = self.cases.get_mut(&id).ok_or_else(|| format!("case {} was never opened", id.0))?;
+        let since_open = |at: Timestamp| facts.opened_at.map(|o| at.0 - o.0);
+        match event {
+            CaseEvent::CaseResponded(e) if e.first => facts.first_response_us = since_open(e.responded_at),
+            CaseEvent::CaseResolved(e) => facts.resolution_us = since_open(e.resolved_at),
+            CaseEvent::CaseRated(e) => facts.rating = Some(e.score),
+            CaseEvent::CaseClosed(_) => facts.closed = true,
+            CaseEvent::CaseReopened(_) => {
+                facts.closed = false;
+                facts.rating = None;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl View for Analytics {
+    fn name(&self) -> &'static str {
+        "analytics"
+    }
+
+    fn apply(&mut self, record: &DomainRecord) -> Result<(), String> {
+        match &record.event {
+            AnyEvent::Customer(id, event) => self.apply_customer(*id, event, record.recorded_at),
+            AnyEvent::Case(id, event) => self.apply_case(*id, event),
+            AnyEvent::Task(id, event) => {
+                match event {
+                    TaskEvent::TaskCreated(_) => {
+                        self.tasks.insert(*id, TaskStatus::Open);
+                    }
+                    TaskEvent::TaskStatusChanged(e) => {
+                        *self.tasks.get_mut(id).ok_or_else(|| format!("task {} was never created", id.0))? = e.to;
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn dump(&self, out: &mut String) {
+        dump_lines(out, "analytics.customers", &self.customers);
+        dump_lines(out, "analytics.purchases", &self.purchases);
+        dump_lines(out, "analytics.cases", &self.cases);
+        dump_lines(out, "analytics.tasks", &self.tasks);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar_helpers_agree_with_known_dates() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(week(0), "1969-12-29");
+        // 2026-11-29 is day 20786, a Sunday; its week starts on Monday 2026-11-23.
+        assert_eq!(date(20_786), "2026-11-29");
+        assert_eq!(week(20_786), "2026-11-23");
+        assert_eq!(month(20_786), "2026-11");
+        assert_eq!(date(11_016), "2000-02-29");
+    }
+}

@@ -1,0 +1,267 @@
+//! The views through events in, answers out: demo data loaded into a real store, then
+//! queries; rebuild equals live following; as-of reads; a view that cannot apply an event
+//! stops at its seq.
+
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+
+use oacis_domain::customer::{Customer, CustomerCommand, CustomerStatus, SourceChannel};
+use oacis_domain::ids::Timestamp;
+use oacis_domain::task::TaskStatus;
+use oacis_domain::{Aggregate, Context, DomainEvent};
+use oacis_eventlog::{AppendMeta, EventStore, ExpectedVersion, NewEvent, Seq, SledConfig, SledStore, StreamId};
+use oacis_projections::demo::{generate, load, DemoSize};
+use oacis_projections::views::analytics::Dimension;
+use oacis_projections::views::directory::{DirectoryQuery, Order, SortKey};
+use oacis_projections::{state_as_of, ProjectionError, Projections, Views};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+async fn demo_store(dir: &std::path::Path, customers: usize, seed: u64) -> SledStore {
+    let store = SledStore::open(SledConfig::new(dir)).unwrap();
+    load(&store, generate(DemoSize { customers, seed }), 16).await.unwrap();
+    store
+}
+
+#[test]
+fn the_directory_searches_filters_sorts_and_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let store = demo_store(dir.path(), 300, 7).await;
+        let views = Views::replay(&store, None, &mut |_| {}).await.unwrap();
+        let d = &views.directory;
+        assert_eq!(d.len(), 300);
+
+        // Chinese substring search, and case-insensitive Latin search.
+        let wang = d.query(&DirectoryQuery { text: Some("王".into()), first: 100, ..Default::default() });
+        assert!(wang.total > 0);
+        assert!(wang.rows.iter().all(|r| r.name.contains('王') || r.tags.iter().any(|t| t.contains('王'))));
+        let latin = d.query(&DirectoryQuery { text: Some("müller".into()), first: 100, ..Default::default() });
+        assert!(latin.rows.iter().all(|r| r.name.to_lowercase().contains("müller")));
+        let by_phone = d.query(&DirectoryQuery { text: Some("+86".into()), first: 1, ..Default::default() });
+        let listed = d.query(&DirectoryQuery { first: 1, ..Default::default() });
+        assert_eq!(by_phone.total, listed.total, "every live customer has a +86 phone");
+
+        // Filters combine; merged customers are left out unless asked for.
+        let all = d.query(&DirectoryQuery { first: 100, status: None, ..Default::default() });
+        let merged =
+            d.query(&DirectoryQuery { first: 100, status: Some(CustomerStatus::Merged), ..Default::default() });
+        assert_eq!(all.total + merged.total, 300);
+        for row in &merged.rows {
+            let survivor = d.resolve(row.id).unwrap();
+            assert_ne!(survivor.status, CustomerStatus::Merged);
+        }
+        let referrals = d.query(&DirectoryQuery {
+            source: Some(SourceChannel::Referral),
+            segment: Some("smb".into()),
+            first: 100,
+            ..Default::default()
+        });
+        assert!(referrals
+            .rows
+            .iter()
+            .all(|r| r.source == SourceChannel::Referral && r.segment.as_deref() == Some("smb")));
+
+        // Sorting by name descending, then paging through with cursors, sees every row once.
+        let sort = vec![(SortKey::Name, Order::Descending)];
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page =
+                d.query(&DirectoryQuery { sort: sort.clone(), first: 37, after: after.clone(), ..Default::default() });
+            assert_eq!(page.total, all.total);
+            seen.extend(page.rows.iter().map(|r| (r.name.clone(), r.id)));
+            if !page.has_next {
+                break;
+            }
+            after = page.end_cursor;
+        }
+        assert_eq!(seen.len(), all.total);
+        assert!(seen.windows(2).all(|w| w[0].0 >= w[1].0), "descending by name");
+        let by_contact = d.query(&DirectoryQuery {
+            sort: vec![(SortKey::LastContact, Order::Ascending)],
+            first: 100,
+            ..Default::default()
+        });
+        let contacts: Vec<_> = by_contact.rows.iter().map(|r| r.last_contact).collect();
+        let first_none = contacts.iter().position(Option::is_none).unwrap_or(contacts.len());
+        assert!(contacts[first_none..].iter().all(Option::is_none), "never-contacted customers come last");
+        assert!(contacts[..first_none].windows(2).all(|w| w[0] <= w[1]));
+        let page_cap = d.query(&DirectoryQuery { first: 10_000, ..Default::default() });
+        assert_eq!(page_cap.rows.len(), 100, "page size is capped");
+    });
+}
+
+#[test]
+fn the_task_board_access_directory_and_analytics_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let store = demo_store(dir.path(), 300, 11).await;
+        let views = Views::replay(&store, None, &mut |_| {}).await.unwrap();
+        let counts = views.tasks.status_counts();
+        let total_tasks: usize = counts.values().sum();
+        assert!(total_tasks > 20, "{counts:?}");
+        let far_future = Timestamp(i64::MAX);
+        let overdue = views.tasks.overdue(far_future);
+        assert_eq!(overdue.len(), counts.get("open").copied().unwrap_or(0));
+        assert!(overdue.windows(2).all(|w| w[0].due <= w[1].due));
+        let assignee = overdue[0].assignee;
+        let mine = views.tasks.of_assignee(assignee, Some(TaskStatus::Open));
+        assert!(mine.windows(2).all(|w| w[0].priority >= w[1].priority));
+        assert!(!views.tasks.reminders_due(Timestamp(0), far_future).is_empty());
+
+        let user = views.access.user_by_name("user0000").unwrap();
+        let principal = views.access.principal(user.id).unwrap();
+        assert!(principal.active);
+        assert_eq!(principal.roles.len(), 1);
+        assert_eq!(principal.roles[0].name, "manager");
+        let path = views.access.department_path(user.department);
+        assert_eq!(path.len(), 2, "region under the root");
+
+        let by_status = views.analytics.customers_by(Dimension::Status);
+        let live = views.directory.query(&DirectoryQuery { first: 1, ..Default::default() }).total as u64;
+        assert_eq!(by_status.values().sum::<u64>(), live);
+        let by_month = views.analytics.customers_by(Dimension::Month);
+        assert!(by_month.keys().all(|m| m.starts_with("2026-")));
+        assert_eq!(views.analytics.customers_by(Dimension::Week).values().sum::<u64>(), live);
+        let purchases = views.analytics.purchases_by_month();
+        assert!(purchases.values().all(|t| t.amount_minor >= 0));
+        let cases = views.analytics.cases();
+        assert!(cases.opened > 0 && cases.closed <= cases.opened);
+        assert!(cases.mean_first_response_s.unwrap() > 0.0);
+        let satisfaction = cases.mean_satisfaction.unwrap();
+        assert!((1.0..=5.0).contains(&satisfaction));
+        let rate = views.analytics.task_completion_rate().unwrap();
+        assert!((0.0..=1.0).contains(&rate));
+    });
+}
+
+#[test]
+fn following_live_appends_gives_the_same_views_as_a_rebuild() {
+    for seed in [1u64, 2, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        runtime().block_on(async {
+            let store = SledStore::open(SledConfig::new(dir.path())).unwrap();
+            let live = Projections::start(&store, &mut |_| {}).await.unwrap();
+            let appends = generate(DemoSize { customers: 60, seed });
+            let (first, rest) = appends.split_at(appends.len() / 3);
+            load(&store, first.to_vec(), 4).await.unwrap();
+            // A second follower starts mid-way: replay, then follow.
+            let late = Projections::start(&store, &mut |_| {}).await.unwrap();
+            load(&store, rest.to_vec(), 8).await.unwrap();
+            let head = store.head().seq;
+            live.wait_for(head).await.unwrap();
+            late.wait_for(head).await.unwrap();
+            let rebuilt = Views::replay(&store, None, &mut |_| {}).await.unwrap();
+            let live_hash = live.read(Views::hash).unwrap();
+            assert_eq!(live_hash, rebuilt.hash(), "seed {seed}");
+            assert_eq!(late.read(Views::hash).unwrap(), rebuilt.hash(), "seed {seed}");
+            assert_eq!(rebuilt.applied(), head);
+        });
+    }
+}
+
+#[test]
+fn as_of_reads_fold_history_up_to_a_past_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let store = demo_store(dir.path(), 40, 5).await;
+        let views = Views::replay(&store, None, &mut |_| {}).await.unwrap();
+        let row = views.directory.query(&DirectoryQuery { first: 1, ..Default::default() }).rows.remove(0);
+        let stream = StreamId::new(row.id.stream()).unwrap();
+        let history = store.read_stream(&stream, oacis_eventlog::Version(1), 100).await.unwrap();
+        let registered_at = history[0].seq;
+        let then = state_as_of::<Customer, _>(&store, &stream, registered_at).await.unwrap();
+        assert_eq!(then.status, CustomerStatus::Active);
+        assert!(then.interactions.is_empty() && then.purchases.is_empty());
+        let now = state_as_of::<Customer, _>(&store, &stream, store.head().seq).await.unwrap();
+        let mut folded = Customer::fold(&[]);
+        for record in &history {
+            let event =
+                <Customer as Aggregate>::Event::decode(record.kind.as_str(), record.schema, &record.payload).unwrap();
+            folded = Customer::evolve(folded, &event);
+        }
+        assert_eq!(now, folded);
+        assert!(state_as_of::<Customer, _>(&store, &stream, Seq(registered_at.0 - 1)).await.unwrap().id.is_none());
+
+        // Analytics as of a past seq: replay into fresh views up to there.
+        let half = Seq(store.head().seq.0 / 2);
+        let past = Views::replay(&store, Some(half), &mut |_| {}).await.unwrap();
+        assert_eq!(past.applied(), half);
+        assert!(past.directory.len() <= views.directory.len());
+    });
+}
+
+#[test]
+fn an_event_the_views_cannot_understand_stops_them_at_its_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let store = demo_store(dir.path(), 5, 9).await;
+        let live = Projections::start(&store, &mut |_| {}).await.unwrap();
+        let stream = StreamId::new("customer-01930000-0000-7000-8000-00000000abcd").unwrap();
+        let odd = NewEvent::json("CustomerTeleported", 1, &serde_json::json!({})).unwrap();
+        let meta = AppendMeta::new(uuid::Uuid::from_u128(77), "test");
+        let bad = store.append(stream, ExpectedVersion::Any, vec![odd], meta).await.unwrap();
+        match live.wait_for(bad.first_seq).await {
+            Err(ProjectionError::Apply { seq, reason, .. }) => {
+                assert_eq!(seq, bad.first_seq);
+                assert!(reason.contains("CustomerTeleported"), "{reason}");
+            }
+            other => panic!("expected the views to stop, got {other:?}"),
+        }
+        match Views::replay(&store, None, &mut |_| {}).await {
+            Err(ProjectionError::Decode { seq, .. }) => assert_eq!(seq, bad.first_seq),
+            other => panic!("expected a decode error, got {other:?}"),
+        }
+        // An event of a customer that was never registered is a view disagreement.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(SledConfig::new(dir.path())).unwrap();
+        let id = oacis_domain::ids::CustomerId(uuid::Uuid::from_u128(5));
+        let registered = Customer::decide(
+            &Default::default(),
+            CustomerCommand::Register {
+                id,
+                profile: oacis_domain::customer::Profile {
+                    kind: oacis_domain::customer::CustomerKind::Person,
+                    name: "x".into(),
+                    company: None,
+                    source: SourceChannel::Other,
+                    tags: Default::default(),
+                    segment: None,
+                    personal: Default::default(),
+                },
+                owner: oacis_domain::ids::UserId(uuid::Uuid::from_u128(1)),
+                department: oacis_domain::ids::DepartmentId(uuid::Uuid::from_u128(2)),
+            },
+            &Context::new(None, Timestamp(0)),
+        )
+        .unwrap();
+        let state = Customer::fold(&registered);
+        let archived = Customer::decide(
+            &state,
+            CustomerCommand::Archive { reason: "x".into() },
+            &Context::new(None, Timestamp(1)),
+        )
+        .unwrap();
+        let event = &archived[0];
+        let orphan = NewEvent {
+            kind: oacis_eventlog::EventKind::new(event.kind()).unwrap(),
+            schema: event.schema(),
+            payload: event.payload(),
+        };
+        store
+            .append(
+                StreamId::new(id.stream()).unwrap(),
+                ExpectedVersion::Any,
+                vec![orphan],
+                AppendMeta::new(uuid::Uuid::from_u128(1), "t"),
+            )
+            .await
+            .unwrap();
+        match Views::replay(&store, None, &mut |_| {}).await {
+            Err(ProjectionError::Apply { view: "customer_directory", seq: Seq(1), .. }) => {}
+            other => panic!("expected the directory to refuse, got {other:?}"),
+        }
+    });
+}
