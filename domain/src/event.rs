@@ -104,6 +104,10 @@ macro_rules! events {
                 let bad = |e: serde_json::Error| $crate::event::DecodeError::Payload { kind: kind.to_owned(), reason: e.to_string() };
                 match kind {
                     $(stringify!($variant) => {
+                        if schema == $schema {
+                            // The current shape: no upcast, so no detour through a JSON tree.
+                            return Ok(Self::$variant(serde_json::from_slice(payload).map_err(bad)?));
+                        }
                         let value: serde_json::Value = serde_json::from_slice(payload).map_err(bad)?;
                         let value = $crate::event::upcast(kind, schema, $schema, value)?;
                         Ok(Self::$variant(serde_json::from_value(value).map_err(bad)?))

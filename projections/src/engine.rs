@@ -13,7 +13,7 @@ use oacis_domain::{Aggregate, DomainEvent};
 use oacis_eventlog::{EventStore, Record, Seq, StreamId, Subscription, Version};
 use tokio::sync::watch;
 
-use crate::decode::decode;
+use crate::decode::{decode, DomainRecord};
 use crate::error::ProjectionError;
 use crate::view::View;
 use crate::views::access::AccessDirectory;
@@ -47,6 +47,11 @@ impl Views {
 
     /// Applies one record to every view.
     pub fn apply(&mut self, record: &Record) -> Result<(), ProjectionError> {
+        self.apply_decoded(&decode(record)?)
+    }
+
+    /// Applies one decoded record to every view; records must come in seq order, gapless.
+    pub fn apply_decoded(&mut self, record: &DomainRecord) -> Result<(), ProjectionError> {
         let expected = self.applied.next();
         if record.seq != expected {
             return Err(ProjectionError::Apply {
@@ -55,10 +60,9 @@ impl Views {
                 reason: format!("expected seq {expected}"),
             });
         }
-        let decoded = decode(record)?;
         let views: [&mut dyn View; 4] = [&mut self.directory, &mut self.tasks, &mut self.access, &mut self.analytics];
         for view in views {
-            view.apply(&decoded).map_err(|reason| ProjectionError::Apply {
+            view.apply(record).map_err(|reason| ProjectionError::Apply {
                 view: view.name(),
                 seq: record.seq,
                 reason,
@@ -93,18 +97,41 @@ impl Views {
         until: Option<Seq>,
         progress: &mut (dyn FnMut(Seq) + Send),
     ) -> Result<Views, ProjectionError> {
-        let mut views = Views::default();
+        // Reading and decoding run on a blocking thread while this task applies the previous
+        // page, so a replay uses both cores.
         let until = until.unwrap_or_else(|| store.head().seq).min(store.head().seq);
-        while views.applied < until {
-            let page = store.read_all(views.applied.next(), REPLAY_PAGE).await?;
-            if page.is_empty() {
-                break;
+        let (pages, mut decoded) = tokio::sync::mpsc::channel::<Result<Vec<DomainRecord>, ProjectionError>>(2);
+        let reader_store = store.clone();
+        let reader = tokio::spawn(async move {
+            let mut next = Seq::FIRST;
+            while next <= until {
+                let page = match reader_store.read_all(next, REPLAY_PAGE).await {
+                    Ok(page) if page.is_empty() => return,
+                    Ok(page) => page,
+                    Err(e) => {
+                        let _ = pages.send(Err(e.into())).await;
+                        return;
+                    }
+                };
+                next = page.last().map_or(next, |r| r.seq.next());
+                let page = tokio::task::spawn_blocking(move || {
+                    page.iter().take_while(|r| r.seq <= until).map(decode).collect::<Result<Vec<_>, _>>()
+                })
+                .await
+                .unwrap_or_else(|_| Err(ProjectionError::Stopped(next)));
+                if pages.send(page).await.is_err() {
+                    return;
+                }
             }
-            for record in page.iter().take_while(|r| r.seq <= until) {
-                views.apply(record)?;
+        });
+        let mut views = Views::default();
+        while let Some(page) = decoded.recv().await {
+            for record in page? {
+                views.apply_decoded(&record)?;
             }
             progress(views.applied);
         }
+        reader.abort();
         Ok(views)
     }
 }

@@ -1,0 +1,186 @@
+//! Read-side benchmark: rebuild of every view from the log (events/s, against decoding the
+//! same log without views in the same run), customer directory query latency, and memory
+//! per 100k customers.
+//!
+//! `cargo bench -p oacis-projections --bench views` (sizes in customers:
+//! `OACIS_BENCH_CUSTOMERS=20000,220000`; scratch folder: `OACIS_BENCH_DIR`).
+
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use oacis_domain::customer::SourceChannel;
+use oacis_eventlog::{EventStore, Seq, SledConfig, SledStore};
+use oacis_projections::decode::decode;
+use oacis_projections::demo::{generate, load, DemoSize};
+use oacis_projections::views::directory::{DirectoryQuery, Order, SortKey};
+use oacis_projections::Views;
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+/// Resident memory the views take, measured in a fresh child process (so that no freed
+/// memory of this one is reused): RSS after replaying the views minus RSS after opening the
+/// store and reading the log once without keeping anything.
+fn memory_of_views(data: &std::path::Path) -> u64 {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("OACIS_BENCH_MEMORY_OF", data)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+fn memory_child(data: &std::path::Path) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let store = SledStore::open(SledConfig::new(data)).unwrap();
+        let mut from = Seq(1);
+        loop {
+            let page = store.read_all(from, 10_000).await.unwrap();
+            let Some(last) = page.last() else { break };
+            from = last.seq.next();
+        }
+        let before = resident_bytes();
+        let views = Views::replay(&store, None, &mut |_| {}).await.unwrap();
+        let after = resident_bytes();
+        std::hint::black_box(&views);
+        println!("{}", after.saturating_sub(before));
+    });
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+/// Makes the i-th query of one kind.
+type QueryShape<'a> = Box<dyn Fn(usize) -> DirectoryQuery + 'a>;
+
+async fn run(base: &std::path::Path, customers: usize) {
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let store = SledStore::open(SledConfig::new(dir.path())).unwrap();
+    let started = Instant::now();
+    let events = load(&store, generate(DemoSize { customers, seed: 42 }), 64).await.unwrap();
+    eprintln!("loaded {events} events for {customers} customers in {:.1}s", started.elapsed().as_secs_f64());
+
+    // Baseline: read and decode every record into domain events, without any view. A first
+    // pass warms the caches for both measurements.
+    let _ = Views::replay(&store, None, &mut |_| {}).await.unwrap();
+    let started = Instant::now();
+    let mut from = Seq(1);
+    let mut decoded = 0u64;
+    loop {
+        let page = store.read_all(from, 10_000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        from = last.seq.next();
+        for record in &page {
+            decode(record).unwrap();
+            decoded += 1;
+        }
+    }
+    let decode_rate = decoded as f64 / started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let views = Views::replay(&store, None, &mut |_| {}).await.unwrap();
+    let rebuild_rate = views.applied().0 as f64 / started.elapsed().as_secs_f64();
+
+    println!("\n### {customers} customers, {events} events\n");
+    println!("| measure | figure | baseline (same run) | ratio |");
+    println!("|---|---:|---|---:|");
+    println!(
+        "| rebuild all views | {rebuild_rate:.0} ev/s | read + decode only: {decode_rate:.0} ev/s | {:.2}x |",
+        rebuild_rate / decode_rate
+    );
+
+    let d = &views.directory;
+    let owners: Vec<_> =
+        d.query(&DirectoryQuery { first: 100, ..Default::default() }).rows.iter().map(|r| r.owner).collect();
+    let texts = ["王", "李娜", "müller", "acme", "+86 138", "vip", "科技", "c1234@"];
+    let shapes: Vec<(&str, QueryShape)> = vec![
+        (
+            "text search, 20 per page",
+            Box::new(|i| DirectoryQuery { text: Some(texts[i % texts.len()].into()), first: 20, ..Default::default() }),
+        ),
+        (
+            "owner + segment filter",
+            Box::new(|i| DirectoryQuery {
+                owner: Some(owners[i % owners.len()]),
+                segment: Some("smb".into()),
+                first: 20,
+                ..Default::default()
+            }),
+        ),
+        (
+            "source filter, sorted by name, page 3",
+            Box::new(|i| {
+                let sources = [SourceChannel::Referral, SourceChannel::Website, SourceChannel::Event];
+                DirectoryQuery {
+                    source: Some(sources[i % 3]),
+                    sort: vec![(SortKey::Name, Order::Ascending)],
+                    first: 20,
+                    ..Default::default()
+                }
+            }),
+        ),
+        (
+            "everything, sorted by last contact",
+            Box::new(|_| DirectoryQuery {
+                sort: vec![(SortKey::LastContact, Order::Descending)],
+                first: 50,
+                ..Default::default()
+            }),
+        ),
+    ];
+    for (name, shape) in shapes {
+        let mut latencies = Vec::new();
+        for i in 0..200 {
+            let mut query = shape(i);
+            let t = Instant::now();
+            let mut page = d.query(&query);
+            if name.contains("page 3") {
+                for _ in 0..2 {
+                    query.after = page.end_cursor.clone();
+                    page = d.query(&query);
+                }
+            }
+            latencies.push(t.elapsed());
+            std::hint::black_box(page);
+        }
+        latencies.sort();
+        println!(
+            "| directory: {name} | p50 {:.2} ms, p99 {:.2} ms | - | - |",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99)
+        );
+    }
+    // The child process opens the store itself, so this process lets go of it first.
+    drop(views);
+    drop(store);
+    let grown = memory_of_views(dir.path());
+    let mib = grown as f64 / 1_048_576.0;
+    println!(
+        "| memory of the views (RSS growth) | {mib:.0} MiB, {:.0} MiB per 100k customers | - | - |",
+        mib * 100_000.0 / customers as f64
+    );
+}
+
+fn main() {
+    if let Some(data) = std::env::var_os("OACIS_BENCH_MEMORY_OF") {
+        memory_child(std::path::Path::new(&data));
+        return;
+    }
+    let sizes: Vec<usize> = std::env::var("OACIS_BENCH_CUSTOMERS")
+        .unwrap_or_else(|_| "22000,100000,220000".into())
+        .split(',')
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let base: PathBuf = std::env::var_os("OACIS_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    for customers in sizes {
+        runtime.block_on(run(&base, customers));
+    }
+}
