@@ -18,6 +18,7 @@ use crate::error::ProjectionError;
 use crate::view::View;
 use crate::views::access::AccessDirectory;
 use crate::views::analytics::Analytics;
+use crate::views::audit::Audit;
 use crate::views::directory::CustomerDirectory;
 use crate::views::tasks::TaskBoard;
 
@@ -35,6 +36,8 @@ pub struct Views {
     pub access: AccessDirectory,
     /// Analytics.
     pub analytics: Analytics,
+    /// Audit trails and security alerts.
+    pub audit: Audit,
     applied: Seq,
 }
 
@@ -60,7 +63,8 @@ impl Views {
                 reason: format!("expected seq {expected}"),
             });
         }
-        let views: [&mut dyn View; 4] = [&mut self.directory, &mut self.tasks, &mut self.access, &mut self.analytics];
+        let views: [&mut dyn View; 5] =
+            [&mut self.directory, &mut self.tasks, &mut self.access, &mut self.analytics, &mut self.audit];
         for view in views {
             view.apply(record).map_err(|reason| ProjectionError::Apply {
                 view: view.name(),
@@ -76,7 +80,7 @@ impl Views {
     #[must_use]
     pub fn dump(&self) -> String {
         let mut out = format!("applied {}\n", self.applied);
-        let views: [&dyn View; 4] = [&self.directory, &self.tasks, &self.access, &self.analytics];
+        let views: [&dyn View; 5] = [&self.directory, &self.tasks, &self.access, &self.analytics, &self.audit];
         for view in views {
             view.dump(&mut out);
         }

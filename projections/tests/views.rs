@@ -265,3 +265,133 @@ fn an_event_the_views_cannot_understand_stops_them_at_its_seq() {
         }
     });
 }
+
+/// Appends the events `decide` gives for `command` on `stream`, as `actor`.
+async fn act<A: Aggregate>(
+    store: &SledStore,
+    stream: &str,
+    state: &mut A::State,
+    command: A::Command,
+    actor: &str,
+    minute: i64,
+) {
+    let ctx = Context::new(None, Timestamp(1_800_000_000_000_000).plus_minutes(minute));
+    let events = A::decide(state, command, &ctx).unwrap();
+    for event in &events {
+        *state = A::evolve(state.clone(), event);
+    }
+    let batch = events
+        .iter()
+        .map(|e| NewEvent {
+            kind: oacis_eventlog::EventKind::new(e.kind()).unwrap(),
+            schema: e.schema(),
+            payload: e.payload(),
+        })
+        .collect();
+    let meta = AppendMeta::new(uuid::Uuid::now_v7(), actor);
+    store.append(StreamId::new(stream).unwrap(), ExpectedVersion::Any, batch, meta).await.unwrap();
+}
+
+#[test]
+fn audit_trails_show_field_changes_operations_logins_and_alerts() {
+    use oacis_domain::user::{LoginFailure, PasswordFacts, User, UserCommand, UserPersonal, UserProfile};
+    use oacis_projections::views::audit::{Alert, FAILED_LOGIN_ALERT};
+
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let store = SledStore::open(SledConfig::new(dir.path())).unwrap();
+        let id = oacis_domain::ids::CustomerId(uuid::Uuid::from_u128(1));
+        let owner = oacis_domain::ids::UserId(uuid::Uuid::from_u128(2));
+        let department = oacis_domain::ids::DepartmentId(uuid::Uuid::from_u128(3));
+        let mut profile = oacis_domain::customer::Profile {
+            kind: oacis_domain::customer::CustomerKind::Person,
+            name: "张伟".into(),
+            company: None,
+            source: SourceChannel::Referral,
+            tags: Default::default(),
+            segment: Some("smb".into()),
+            personal: oacis_domain::customer::CustomerPersonal {
+                phones: vec!["+8613800138000".into()],
+                ..Default::default()
+            },
+        };
+        let mut customer = Default::default();
+        let stream = id.stream();
+        act::<Customer>(
+            &store,
+            &stream,
+            &mut customer,
+            CustomerCommand::Register { id, profile: profile.clone(), owner, department },
+            "alice",
+            0,
+        )
+        .await;
+        profile.name = "张伟伟".into();
+        profile.personal.phones = vec!["+8613900139000".into()];
+        act::<Customer>(&store, &stream, &mut customer, CustomerCommand::UpdateProfile { profile }, "bob", 1).await;
+
+        // A user who fails to log in five times within 15 minutes, gets locked, and tries again.
+        let user = oacis_domain::ids::UserId(uuid::Uuid::from_u128(9));
+        let user_stream = user.stream();
+        let mut account = Default::default();
+        let profile =
+            UserProfile {
+                display_name: "李娜".into(), department, position: None, personal: UserPersonal::default()
+            };
+        act::<User>(
+            &store,
+            &user_stream,
+            &mut account,
+            UserCommand::Create { id: user, username: "li.na".into(), employee_no: "E1".into(), profile },
+            "admin",
+            2,
+        )
+        .await;
+        let credential = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned();
+        act::<User>(
+            &store,
+            &user_stream,
+            &mut account,
+            UserCommand::SetPassword { credential, facts: PasswordFacts { meets_policy: true, recently_used: false } },
+            "admin",
+            3,
+        )
+        .await;
+        for minute in 0..FAILED_LOGIN_ALERT as i64 {
+            let failure = UserCommand::RecordLoginFailure {
+                reason: LoginFailure::BadPassword,
+                client: Some("203.0.113.5".into()),
+                lockout_threshold: 5,
+            };
+            act::<User>(&store, &user_stream, &mut account, failure, "li.na", 10 + minute * 2).await;
+        }
+        let blocked =
+            UserCommand::RecordLoginFailure { reason: LoginFailure::Locked, client: None, lockout_threshold: 5 };
+        act::<User>(&store, &user_stream, &mut account, blocked, "li.na", 30).await;
+
+        let views = Views::replay(&store, None, &mut |_| {}).await.unwrap();
+        let history = views.audit.history(&stream);
+        assert_eq!(history.len(), 2);
+        assert_eq!((history[1].actor.as_str(), history[1].kind), ("bob", "CustomerProfileUpdated"));
+        let changed: Vec<_> = history[1]
+            .changes
+            .iter()
+            .map(|c| (c.field.as_str(), c.before.as_deref(), c.after.as_str(), c.personal))
+            .collect();
+        assert_eq!(
+            changed,
+            [
+                ("profile.name", Some("\"张伟\""), "\"张伟伟\"", false),
+                ("profile.personal.phones.0", Some("\"+8613800138000\""), "\"+8613900139000\"", true),
+            ]
+        );
+        assert_eq!(views.audit.operations_of("bob").len(), 1);
+        assert_eq!(views.audit.operations_of("alice")[0].record, stream);
+        let logins = views.audit.logins_of(user);
+        assert_eq!(logins.len(), FAILED_LOGIN_ALERT + 1);
+        let alerts = views.audit.alerts();
+        assert!(matches!(alerts[0], Alert::RepeatedFailedLogins { failures: 5, .. }), "{alerts:?}");
+        assert!(matches!(alerts[1], Alert::LoginOnBlockedAccount { reason: LoginFailure::Locked, .. }), "{alerts:?}");
+        assert_eq!(alerts.len(), 2);
+    });
+}

@@ -2,5 +2,6 @@
 
 pub mod access;
 pub mod analytics;
+pub mod audit;
 pub mod directory;
 pub mod tasks;

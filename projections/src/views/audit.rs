@@ -1,0 +1,241 @@
+//! Audit trails: per-record history with field-level changes, the per-person operation log,
+//! login history and security alerts.
+//!
+//! Field-level changes are computed the same way for every event kind: a payload is
+//! flattened into `path = value` pairs, and each pair is compared with the value the same path
+//! last had in that record's history. Paths under `personal` are flagged, so that readers
+//! without the permission see that personal data changed but not what it changed to.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use oacis_domain::ids::{Timestamp, UserId};
+use oacis_domain::user::{LoginFailure, UserEvent};
+use oacis_domain::DomainEvent;
+use oacis_eventlog::Seq;
+use serde_json::Value;
+
+use crate::decode::{AnyEvent, DomainRecord};
+use crate::view::{dump_lines, View};
+
+/// Failed logins of one account within [`FAILED_LOGIN_WINDOW_US`] that raise an alert.
+pub const FAILED_LOGIN_ALERT: usize = 5;
+/// The window for [`FAILED_LOGIN_ALERT`]: 15 minutes.
+pub const FAILED_LOGIN_WINDOW_US: i64 = 15 * 60 * 1_000_000;
+
+/// One field's change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldChange {
+    /// Dotted path, e.g. `profile.personal.phones.0`.
+    pub field: String,
+    /// The value before (JSON text), if the field had one.
+    pub before: Option<String>,
+    /// The value after (JSON text).
+    pub after: String,
+    /// Whether the field is personal data.
+    pub personal: bool,
+}
+
+/// One entry of a record's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Position in the log.
+    pub seq: Seq,
+    /// When.
+    pub at: Timestamp,
+    /// Who.
+    pub actor: String,
+    /// What happened.
+    pub kind: &'static str,
+    /// Which fields changed.
+    pub changes: Vec<FieldChange>,
+}
+
+/// One entry of a person's operation log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    /// Position in the log.
+    pub seq: Seq,
+    /// When.
+    pub at: Timestamp,
+    /// The record acted on (its stream).
+    pub record: String,
+    /// What happened.
+    pub kind: &'static str,
+}
+
+/// One login attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginAttempt {
+    /// Position in the log.
+    pub seq: Seq,
+    /// When.
+    pub at: Timestamp,
+    /// `None` for a success, otherwise why it failed.
+    pub failure: Option<LoginFailure>,
+    /// Client address.
+    pub client: Option<String>,
+}
+
+/// Something security staff should look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alert {
+    /// Too many failed logins of one account in a short time.
+    RepeatedFailedLogins {
+        /// The account.
+        user: UserId,
+        /// Failures in the window, this one included.
+        failures: usize,
+        /// The failure that raised it.
+        seq: Seq,
+    },
+    /// Someone tried to log in to a locked or deactivated account.
+    LoginOnBlockedAccount {
+        /// The account.
+        user: UserId,
+        /// Why it was blocked.
+        reason: LoginFailure,
+        /// The attempt.
+        seq: Seq,
+    },
+}
+
+/// The audit view.
+#[derive(Debug, Default)]
+pub struct Audit {
+    histories: BTreeMap<String, Vec<HistoryEntry>>,
+    /// Last value of every path of every record (flattened), for computing changes.
+    fields: BTreeMap<String, BTreeMap<String, String>>,
+    operations: BTreeMap<String, Vec<Operation>>,
+    logins: BTreeMap<UserId, Vec<LoginAttempt>>,
+    recent_failures: BTreeMap<UserId, VecDeque<Timestamp>>,
+    alerts: Vec<Alert>,
+}
+
+fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                flatten(&path, inner, out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            for (i, inner) in items.iter().enumerate() {
+                flatten(&format!("{prefix}.{i}"), inner, out);
+            }
+        }
+        other => out.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+fn is_personal(path: &str) -> bool {
+    path == "personal" || path.starts_with("personal.") || path.contains(".personal.") || path.ends_with(".personal")
+}
+
+/// The stream, kind and payload of a decoded event.
+fn parts(event: &AnyEvent) -> (String, &'static str, Vec<u8>) {
+    match event {
+        AnyEvent::Customer(id, e) => (id.stream(), e.kind(), e.payload()),
+        AnyEvent::Case(id, e) => (id.stream(), e.kind(), e.payload()),
+        AnyEvent::Task(id, e) => (id.stream(), e.kind(), e.payload()),
+        AnyEvent::User(id, e) => (id.stream(), e.kind(), e.payload()),
+        AnyEvent::Department(id, e) => (id.stream(), e.kind(), e.payload()),
+        AnyEvent::Role(id, e) => (id.stream(), e.kind(), e.payload()),
+        AnyEvent::Grant(id, e) => (id.stream(), e.kind(), e.payload()),
+        AnyEvent::Reservation(e) => ("unique".to_owned(), e.kind(), e.payload()),
+    }
+}
+
+impl Audit {
+    /// A record's history, oldest first.
+    #[must_use]
+    pub fn history(&self, stream: &str) -> &[HistoryEntry] {
+        self.histories.get(stream).map_or(&[], Vec::as_slice)
+    }
+
+    /// What a person did, oldest first.
+    #[must_use]
+    pub fn operations_of(&self, actor: &str) -> &[Operation] {
+        self.operations.get(actor).map_or(&[], Vec::as_slice)
+    }
+
+    /// A user's login attempts, oldest first.
+    #[must_use]
+    pub fn logins_of(&self, user: UserId) -> &[LoginAttempt] {
+        self.logins.get(&user).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every alert raised, oldest first.
+    #[must_use]
+    pub fn alerts(&self) -> &[Alert] {
+        &self.alerts
+    }
+
+    fn record_login(&mut self, user: UserId, record: &DomainRecord, event: &UserEvent) {
+        let attempt = match event {
+            UserEvent::UserLoginSucceeded(e) => {
+                self.recent_failures.remove(&user);
+                LoginAttempt { seq: record.seq, at: e.at, failure: None, client: e.client.clone() }
+            }
+            UserEvent::UserLoginFailed(e) => {
+                if matches!(e.reason, LoginFailure::Locked | LoginFailure::Deactivated) {
+                    self.alerts.push(Alert::LoginOnBlockedAccount { user, reason: e.reason, seq: record.seq });
+                }
+                let window = self.recent_failures.entry(user).or_default();
+                window.push_back(e.at);
+                while window.front().is_some_and(|t| e.at.0 - t.0 > FAILED_LOGIN_WINDOW_US) {
+                    window.pop_front();
+                }
+                if window.len() == FAILED_LOGIN_ALERT {
+                    self.alerts.push(Alert::RepeatedFailedLogins { user, failures: window.len(), seq: record.seq });
+                }
+                LoginAttempt { seq: record.seq, at: e.at, failure: Some(e.reason), client: e.client.clone() }
+            }
+            _ => return,
+        };
+        self.logins.entry(user).or_default().push(attempt);
+    }
+}
+
+impl View for Audit {
+    fn name(&self) -> &'static str {
+        "audit"
+    }
+
+    fn apply(&mut self, record: &DomainRecord) -> Result<(), String> {
+        let (stream, kind, payload) = parts(&record.event);
+        let value: Value = serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
+        let mut flat = Vec::new();
+        flatten("", &value, &mut flat);
+        let known = self.fields.entry(stream.clone()).or_default();
+        let mut changes = Vec::new();
+        for (field, after) in flat {
+            let before = known.get(&field).cloned();
+            if before.as_ref() != Some(&after) {
+                changes.push(FieldChange {
+                    personal: is_personal(&field),
+                    field: field.clone(),
+                    before,
+                    after: after.clone(),
+                });
+                known.insert(field, after);
+            }
+        }
+        let entry =
+            HistoryEntry { seq: record.seq, at: record.recorded_at, actor: record.actor.clone(), kind, changes };
+        self.histories.entry(stream.clone()).or_default().push(entry);
+        let operation = Operation { seq: record.seq, at: record.recorded_at, record: stream, kind };
+        self.operations.entry(record.actor.clone()).or_default().push(operation);
+        if let AnyEvent::User(user, event) = &record.event {
+            self.record_login(*user, record, event);
+        }
+        Ok(())
+    }
+
+    fn dump(&self, out: &mut String) {
+        dump_lines(out, "audit.histories", &self.histories);
+        dump_lines(out, "audit.operations", &self.operations);
+        dump_lines(out, "audit.logins", &self.logins);
+        dump_lines(out, "audit.alerts", &self.alerts);
+    }
+}
