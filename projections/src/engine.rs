@@ -19,8 +19,10 @@ use crate::view::View;
 use crate::views::access::AccessDirectory;
 use crate::views::analytics::Analytics;
 use crate::views::audit::Audit;
+use crate::views::cases::CaseList;
 use crate::views::directory::CustomerDirectory;
 use crate::views::tasks::TaskBoard;
+use crate::views::timeline::Timeline;
 
 /// Records read per page while replaying.
 const REPLAY_PAGE: usize = 10_000;
@@ -38,6 +40,10 @@ pub struct Views {
     pub analytics: Analytics,
     /// Audit trails and security alerts.
     pub audit: Audit,
+    /// Service cases.
+    pub cases: CaseList,
+    /// Customer timelines.
+    pub timeline: Timeline,
     applied: Seq,
 }
 
@@ -63,8 +69,15 @@ impl Views {
                 reason: format!("expected seq {expected}"),
             });
         }
-        let views: [&mut dyn View; 5] =
-            [&mut self.directory, &mut self.tasks, &mut self.access, &mut self.analytics, &mut self.audit];
+        let views: [&mut dyn View; 7] = [
+            &mut self.directory,
+            &mut self.tasks,
+            &mut self.access,
+            &mut self.analytics,
+            &mut self.audit,
+            &mut self.cases,
+            &mut self.timeline,
+        ];
         for view in views {
             view.apply(record).map_err(|reason| ProjectionError::Apply {
                 view: view.name(),
@@ -80,7 +93,8 @@ impl Views {
     #[must_use]
     pub fn dump(&self) -> String {
         let mut out = format!("applied {}\n", self.applied);
-        let views: [&dyn View; 5] = [&self.directory, &self.tasks, &self.access, &self.analytics, &self.audit];
+        let views: [&dyn View; 7] =
+            [&self.directory, &self.tasks, &self.access, &self.analytics, &self.audit, &self.cases, &self.timeline];
         for view in views {
             view.dump(&mut out);
         }

@@ -395,3 +395,70 @@ fn audit_trails_show_field_changes_operations_logins_and_alerts() {
         assert_eq!(alerts.len(), 2);
     });
 }
+
+#[test]
+fn service_cases_and_customer_timelines() {
+    use oacis_domain::case::{CaseCommand, CaseStatus, ServiceCase};
+    use oacis_domain::customer::InteractionChannel;
+    use oacis_domain::ids::CaseId;
+    use oacis_domain::task::Priority;
+    use oacis_projections::views::cases::CaseFilter;
+
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let store = demo_store(dir.path(), 300, 21).await;
+        let customer = oacis_domain::ids::CustomerId(uuid::Uuid::from_u128(4242));
+        let case = CaseId(uuid::Uuid::from_u128(4343));
+        let mut state = Default::default();
+        let stream = case.stream();
+        let open = CaseCommand::Open {
+            id: case,
+            customer,
+            subject: "发票".into(),
+            description: "开错了".into(),
+            channel: InteractionChannel::Call,
+            priority: Priority::Urgent,
+        };
+        act::<ServiceCase>(&store, &stream, &mut state, open, "s", 0).await;
+        act::<ServiceCase>(
+            &store,
+            &stream,
+            &mut state,
+            CaseCommand::SetFollowUp { at: Some(Timestamp(1_800_000_000_000_000).plus_minutes(60)) },
+            "s",
+            1,
+        )
+        .await;
+        act::<ServiceCase>(&store, &stream, &mut state, CaseCommand::Respond { message: "收到".into() }, "s", 15).await;
+
+        let views = Views::replay(&store, None, &mut |_| {}).await.unwrap();
+        let row = views.cases.get(case).unwrap();
+        assert_eq!(row.status, CaseStatus::InProgress);
+        assert_eq!(row.first_response_us(), Some(15 * 60 * 1_000_000));
+        let urgent = views.cases.list(&CaseFilter { priority: Some(Priority::Urgent), ..Default::default() });
+        assert_eq!(urgent[0].id, case);
+        let overdue = views.cases.overdue_follow_ups(Timestamp(1_800_000_000_000_000).plus_minutes(61));
+        assert_eq!(overdue.iter().map(|c| c.id).collect::<Vec<_>>(), [case]);
+        assert!(views.cases.overdue_follow_ups(Timestamp(1_800_000_000_000_000).plus_minutes(59)).is_empty());
+        let rated = views.cases.list(&CaseFilter { status: Some(CaseStatus::Closed), ..Default::default() });
+        assert!(rated.iter().all(|c| c.satisfaction.is_some_and(|s| (1..=5).contains(&s))));
+
+        // Timelines: a demo customer with a case has it, in time order.
+        let with_case = views.cases.list(&CaseFilter::default()).into_iter().find(|c| c.customer != customer).unwrap();
+        let timeline = views.timeline.of(with_case.customer);
+        assert!(timeline.iter().any(|e| e.kind == "CustomerRegistered"));
+        assert!(timeline.iter().any(|e| e.record == with_case.id.stream() && e.kind == "CaseOpened"));
+        assert!(timeline.windows(2).all(|w| (w[0].at, w[0].seq) <= (w[1].at, w[1].seq)));
+        // A survivor's timeline includes its merged duplicates.
+        let merged = views.directory.query(&DirectoryQuery {
+            status: Some(CustomerStatus::Merged),
+            first: 1,
+            ..Default::default()
+        });
+        let duplicate = &merged.rows[0];
+        let survivor = views.directory.resolve(duplicate.id).unwrap().id;
+        let survivor_timeline = views.timeline.of(survivor);
+        assert!(survivor_timeline.iter().any(|e| e.customer == duplicate.id && e.kind == "CustomerMerged"));
+        assert!(survivor_timeline.iter().any(|e| e.customer == survivor && e.kind == "CustomerAbsorbed"));
+    });
+}

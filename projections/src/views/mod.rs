@@ -3,5 +3,7 @@
 pub mod access;
 pub mod analytics;
 pub mod audit;
+pub mod cases;
 pub mod directory;
 pub mod tasks;
+pub mod timeline;

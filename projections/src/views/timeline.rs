@@ -1,0 +1,116 @@
+//! The customer timeline: interactions, purchases, service cases, tasks and changes of one
+//! customer, in time order. A survivor's timeline includes the customers merged into it.
+
+use std::collections::BTreeMap;
+
+use oacis_domain::customer::CustomerEvent;
+use oacis_domain::ids::{CaseId, CustomerId, Timestamp};
+use oacis_domain::task::{Related, TaskEvent};
+use oacis_domain::DomainEvent;
+use oacis_eventlog::Seq;
+
+use crate::decode::{AnyEvent, DomainRecord};
+use crate::view::{dump_lines, View};
+
+/// One entry of a timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// When it happened (for interactions, when they took place; otherwise when recorded).
+    pub at: Timestamp,
+    /// Position in the log.
+    pub seq: Seq,
+    /// The customer it belongs to (a merged duplicate's entries keep their own).
+    pub customer: CustomerId,
+    /// The event kind.
+    pub kind: &'static str,
+    /// The record it concerns (its stream): the customer, a case or a task.
+    pub record: String,
+}
+
+/// The timeline view.
+#[derive(Debug, Default)]
+pub struct Timeline {
+    entries: BTreeMap<CustomerId, Vec<TimelineEntry>>,
+    case_customer: BTreeMap<CaseId, CustomerId>,
+    task_customer: BTreeMap<oacis_domain::ids::TaskId, CustomerId>,
+    merged_into_me: BTreeMap<CustomerId, Vec<CustomerId>>,
+}
+
+impl Timeline {
+    /// The timeline of `customer` and of every customer merged into it, in time order (ties
+    /// in log order).
+    #[must_use]
+    pub fn of(&self, customer: CustomerId) -> Vec<&TimelineEntry> {
+        let mut customers = vec![customer];
+        let mut i = 0;
+        while let Some(c) = customers.get(i).copied() {
+            for merged in self.merged_into_me.get(&c).into_iter().flatten() {
+                if !customers.contains(merged) {
+                    customers.push(*merged);
+                }
+            }
+            i += 1;
+        }
+        let mut entries: Vec<&TimelineEntry> = customers.iter().filter_map(|c| self.entries.get(c)).flatten().collect();
+        entries.sort_by_key(|e| (e.at, e.seq));
+        entries
+    }
+
+    fn push(&mut self, customer: CustomerId, at: Timestamp, record: &DomainRecord, kind: &'static str, stream: String) {
+        let entry = TimelineEntry { at, seq: record.seq, customer, kind, record: stream };
+        self.entries.entry(customer).or_default().push(entry);
+    }
+}
+
+impl View for Timeline {
+    fn name(&self) -> &'static str {
+        "customer_timeline"
+    }
+
+    fn apply(&mut self, record: &DomainRecord) -> Result<(), String> {
+        match &record.event {
+            AnyEvent::Customer(id, event) => {
+                let at = match event {
+                    CustomerEvent::InteractionLogged(e) => e.occurred_at,
+                    _ => record.recorded_at,
+                };
+                if let CustomerEvent::CustomerMerged(e) = event {
+                    self.merged_into_me.entry(e.into).or_default().push(*id);
+                }
+                self.push(*id, at, record, event.kind(), id.stream());
+            }
+            AnyEvent::Case(id, event) => {
+                let customer = match event {
+                    oacis_domain::case::CaseEvent::CaseOpened(e) => {
+                        self.case_customer.insert(*id, e.customer_id);
+                        e.customer_id
+                    }
+                    _ => *self.case_customer.get(id).ok_or_else(|| format!("case {} was never opened", id.0))?,
+                };
+                self.push(customer, record.recorded_at, record, event.kind(), id.stream());
+            }
+            AnyEvent::Task(id, event) => {
+                if let TaskEvent::TaskCreated(e) = event {
+                    let customer = match e.related {
+                        Some(Related::Customer(c)) => Some(c),
+                        Some(Related::Case(case)) => self.case_customer.get(&case).copied(),
+                        None => None,
+                    };
+                    if let Some(customer) = customer {
+                        self.task_customer.insert(*id, customer);
+                    }
+                }
+                if let Some(customer) = self.task_customer.get(id).copied() {
+                    self.push(customer, record.recorded_at, record, event.kind(), id.stream());
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn dump(&self, out: &mut String) {
+        dump_lines(out, "timeline.entries", &self.entries);
+        dump_lines(out, "timeline.merges", &self.merged_into_me);
+    }
+}
