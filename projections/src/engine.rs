@@ -271,3 +271,20 @@ pub async fn state_as_of<A: Aggregate, S: EventStore>(
         }
     }
 }
+
+/// The last seq recorded at or before `at`, for as-of-time reads (`Seq::ZERO` if none).
+/// `recorded_at` never decreases along `seq`, so this is a binary search: O(log n) reads of
+/// one record.
+pub async fn seq_at_time<S: EventStore>(store: &S, at: oacis_eventlog::Timestamp) -> Result<Seq, ProjectionError> {
+    // Invariant: seq `low` is at or before `at` (or is zero); every seq above `high` is after.
+    let (mut low, mut high) = (0u64, store.head().seq.0);
+    while low < high {
+        let mid = low + (high - low).div_ceil(2);
+        let page = store.read_all(Seq(mid), 1).await?;
+        match page.first() {
+            Some(record) if record.recorded_at <= at => low = mid,
+            _ => high = mid - 1,
+        }
+    }
+    Ok(Seq(low))
+}

@@ -15,5 +15,5 @@ mod error;
 pub mod view;
 pub mod views;
 
-pub use engine::{state_as_of, Projections, Views};
+pub use engine::{seq_at_time, state_as_of, Projections, Views};
 pub use error::ProjectionError;

@@ -127,6 +127,18 @@ fn the_task_board_access_directory_and_analytics_answer() {
         assert_eq!(views.analytics.customers_by(Dimension::Week).values().sum::<u64>(), live);
         let purchases = views.analytics.purchases_by_month();
         assert!(purchases.values().all(|t| t.amount_minor >= 0));
+        let by_segment = views.analytics.purchases_by_segment();
+        let month_total: i64 = purchases.values().map(|t| t.amount_minor).sum();
+        let segment_total: i64 = by_segment.values().map(|t| t.amount_minor).sum();
+        assert_eq!(month_total, segment_total, "the same purchases, grouped two ways");
+        use oacis_projections::views::analytics::{RfmThresholds, ValueTier};
+        let soon = Timestamp(i64::MAX / 2);
+        let tiers = views.analytics.value_tiers(Timestamp(2_000_000_000_000_000), RfmThresholds::default());
+        assert_eq!(tiers.len() as u64, live);
+        assert!(tiers.values().any(|t| *t == ValueTier::Prospect) && tiers.values().any(|t| *t != ValueTier::Prospect));
+        // Long after the last purchase, recency drops and no tier can rise.
+        let later = views.analytics.value_tiers(soon, RfmThresholds::default());
+        assert!(tiers.iter().all(|(id, t)| later[id] <= *t));
         let cases = views.analytics.cases();
         assert!(cases.opened > 0 && cases.closed <= cases.opened);
         assert!(cases.mean_first_response_s.unwrap() > 0.0);
@@ -137,28 +149,33 @@ fn the_task_board_access_directory_and_analytics_answer() {
     });
 }
 
-#[test]
-fn following_live_appends_gives_the_same_views_as_a_rebuild() {
-    for seed in [1u64, 2, 3] {
-        let dir = tempfile::tempdir().unwrap();
-        runtime().block_on(async {
-            let store = SledStore::open(SledConfig::new(dir.path())).unwrap();
-            let live = Projections::start(&store, &mut |_| {}).await.unwrap();
-            let appends = generate(DemoSize { customers: 60, seed });
-            let (first, rest) = appends.split_at(appends.len() / 3);
-            load(&store, first.to_vec(), 4).await.unwrap();
-            // A second follower starts mid-way: replay, then follow.
-            let late = Projections::start(&store, &mut |_| {}).await.unwrap();
-            load(&store, rest.to_vec(), 8).await.unwrap();
-            let head = store.head().seq;
-            live.wait_for(head).await.unwrap();
-            late.wait_for(head).await.unwrap();
-            let rebuilt = Views::replay(&store, None, &mut |_| {}).await.unwrap();
-            let live_hash = live.read(Views::hash).unwrap();
-            assert_eq!(live_hash, rebuilt.hash(), "seed {seed}");
-            assert_eq!(late.read(Views::hash).unwrap(), rebuilt.hash(), "seed {seed}");
-            assert_eq!(rebuilt.applied(), head);
-        });
+fn live_equals_rebuild(seed: u64, customers: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let store = SledStore::open(SledConfig::new(dir.path())).unwrap();
+        let live = Projections::start(&store, &mut |_| {}).await.unwrap();
+        let appends = generate(DemoSize { customers, seed });
+        let (first, rest) = appends.split_at(appends.len() / 3);
+        load(&store, first.to_vec(), 4).await.unwrap();
+        // A second follower starts mid-way: replay, then follow.
+        let late = Projections::start(&store, &mut |_| {}).await.unwrap();
+        load(&store, rest.to_vec(), 8).await.unwrap();
+        let head = store.head().seq;
+        live.wait_for(head).await.unwrap();
+        late.wait_for(head).await.unwrap();
+        let rebuilt = Views::replay(&store, None, &mut |_| {}).await.unwrap();
+        assert_eq!(live.read(Views::hash).unwrap(), rebuilt.hash(), "seed {seed}");
+        assert_eq!(late.read(Views::hash).unwrap(), rebuilt.hash(), "seed {seed}");
+        assert_eq!(rebuilt.applied(), head);
+    });
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 6, failure_persistence: None, ..Default::default() })]
+
+    #[test]
+    fn following_live_appends_gives_the_same_views_as_a_rebuild(seed in proptest::prelude::any::<u64>(), customers in 5usize..60) {
+        live_equals_rebuild(seed, customers);
     }
 }
 
@@ -184,6 +201,15 @@ fn as_of_reads_fold_history_up_to_a_past_seq() {
         }
         assert_eq!(now, folded);
         assert!(state_as_of::<Customer, _>(&store, &stream, Seq(registered_at.0 - 1)).await.unwrap().id.is_none());
+
+        // As of a time: the last seq recorded by then.
+        let all = store.read_all(Seq(1), 10_000).await.unwrap();
+        let probe = &all[all.len() / 3];
+        let at = oacis_projections::seq_at_time(&store, probe.recorded_at).await.unwrap();
+        assert!(at >= probe.seq);
+        assert!(all.iter().filter(|r| r.seq > at).all(|r| r.recorded_at > probe.recorded_at));
+        assert!(all.iter().filter(|r| r.seq <= at).all(|r| r.recorded_at <= probe.recorded_at));
+        assert_eq!(oacis_projections::seq_at_time(&store, oacis_eventlog::Timestamp(0)).await.unwrap(), Seq::ZERO);
 
         // Analytics as of a past seq: replay into fresh views up to there.
         let half = Seq(store.head().seq.0 / 2);

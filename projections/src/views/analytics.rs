@@ -59,6 +59,53 @@ struct CustomerFacts {
     department: DepartmentId,
     status: CustomerStatus,
     registered_day: i64,
+    /// Purchases net of reversals, for value tiers.
+    purchases: u32,
+    monetary_minor: i64,
+    last_purchase: Option<Timestamp>,
+}
+
+/// A customer's value tier from recency, frequency and monetary value (RFM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ValueTier {
+    /// No purchase yet.
+    Prospect,
+    /// RFM score 3-4.
+    Low,
+    /// RFM score 5-6.
+    Medium,
+    /// RFM score 7-9.
+    High,
+}
+
+/// Thresholds of the RFM scores (each 1-3): recency in days since the last purchase,
+/// frequency in purchases, monetary value in minor units.
+#[derive(Debug, Clone, Copy)]
+pub struct RfmThresholds {
+    /// Days since the last purchase for recency 3 and 2.
+    pub recent_days: (i64, i64),
+    /// Purchases for frequency 3 and 2.
+    pub frequent: (u32, u32),
+    /// Net amount (minor units) for monetary 3 and 2.
+    pub valuable_minor: (i64, i64),
+}
+
+impl Default for RfmThresholds {
+    fn default() -> Self {
+        RfmThresholds { recent_days: (30, 90), frequent: (5, 2), valuable_minor: (1_000_000, 100_000) }
+    }
+}
+
+fn score<T: PartialOrd>(value: T, (best, good): (T, T), higher_is_better: bool) -> u32 {
+    let (at_best, at_good) =
+        if higher_is_better { (value >= best, value >= good) } else { (value <= best, value <= good) };
+    if at_best {
+        3
+    } else if at_good {
+        2
+    } else {
+        1
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -152,8 +199,47 @@ impl Analytics {
 
     /// Purchase totals by (month `YYYY-MM`, currency), net of reversals.
     #[must_use]
-    pub fn purchases_by_month(&self) -> &BTreeMap<(String, String), Totals> {
-        &self.purchases
+    pub fn purchases_by_month(&self) -> BTreeMap<(&str, &str), &Totals> {
+        self.purchases
+            .iter()
+            .filter(|((k, _), _)| !k.starts_with("segment:"))
+            .map(|((k, c), t)| ((k.as_str(), c.as_str()), t))
+            .collect()
+    }
+
+    /// Purchase totals by (segment at the time of purchase, currency), net of reversals.
+    #[must_use]
+    pub fn purchases_by_segment(&self) -> BTreeMap<(&str, &str), &Totals> {
+        self.purchases
+            .iter()
+            .filter_map(|((k, c), t)| k.strip_prefix("segment:").map(|segment| ((segment, c.as_str()), t)))
+            .collect()
+    }
+
+    /// Each live customer's value tier as of `now`.
+    #[must_use]
+    pub fn value_tiers(&self, now: Timestamp, thresholds: RfmThresholds) -> BTreeMap<CustomerId, ValueTier> {
+        self.customers
+            .iter()
+            .filter(|(_, c)| c.status != CustomerStatus::Merged)
+            .map(|(id, c)| {
+                let tier = match c.last_purchase {
+                    None => ValueTier::Prospect,
+                    Some(last) => {
+                        let days = (now.0 - last.0).div_euclid(DAY_US);
+                        let rfm = score(days, thresholds.recent_days, false)
+                            + score(c.purchases, thresholds.frequent, true)
+                            + score(c.monetary_minor, thresholds.valuable_minor, true);
+                        match rfm {
+                            7..=9 => ValueTier::High,
+                            5..=6 => ValueTier::Medium,
+                            _ => ValueTier::Low,
+                        }
+                    }
+                };
+                (*id, tier)
+            })
+            .collect()
     }
 
     /// Case figures.
@@ -186,6 +272,9 @@ impl Analytics {
                 department: e.department,
                 status: CustomerStatus::Active,
                 registered_day: day(at),
+                purchases: 0,
+                monetary_minor: 0,
+                last_purchase: None,
             };
             self.customers.insert(id, facts);
             return Ok(());
@@ -204,13 +293,24 @@ impl Analytics {
             CustomerEvent::CustomerRestored(_) => facts.status = CustomerStatus::Active,
             CustomerEvent::CustomerMerged(_) => facts.status = CustomerStatus::Merged,
             CustomerEvent::PurchaseRecorded(e) => {
-                let totals = self.purchases.entry((month(day(at)), e.currency.clone())).or_default();
-                totals.count += 1;
-                totals.amount_minor = totals.amount_minor.saturating_add(e.amount_minor);
+                facts.purchases = facts.purchases.saturating_add(1);
+                facts.monetary_minor = facts.monetary_minor.saturating_add(e.amount_minor);
+                facts.last_purchase = Some(facts.last_purchase.map_or(at, |t| t.max(at)));
+                let segment = facts.segment.clone().unwrap_or_else(|| "-".into());
+                for key in [(month(day(at)), e.currency.clone()), (format!("segment:{segment}"), e.currency.clone())] {
+                    let totals = self.purchases.entry(key).or_default();
+                    totals.count += 1;
+                    totals.amount_minor = totals.amount_minor.saturating_add(e.amount_minor);
+                }
             }
             CustomerEvent::PurchaseReversed(e) => {
-                let totals = self.purchases.entry((month(day(at)), e.currency.clone())).or_default();
-                totals.amount_minor = totals.amount_minor.saturating_sub(e.amount_minor);
+                facts.purchases = facts.purchases.saturating_sub(1);
+                facts.monetary_minor = facts.monetary_minor.saturating_sub(e.amount_minor);
+                let segment = facts.segment.clone().unwrap_or_else(|| "-".into());
+                for key in [(month(day(at)), e.currency.clone()), (format!("segment:{segment}"), e.currency.clone())] {
+                    let totals = self.purchases.entry(key).or_default();
+                    totals.amount_minor = totals.amount_minor.saturating_sub(e.amount_minor);
+                }
             }
             CustomerEvent::CustomerRegistered(_)
             | CustomerEvent::CustomerAbsorbed(_)
