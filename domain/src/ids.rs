@@ -50,6 +50,8 @@ id_type! {
     RoleId => "role";
     /// A grant of a role to a user.
     GrantId => "grant";
+    /// The access log of one user (its id is the user's).
+    AccessLogId => "access";
 }
 
 /// Ids of entities that live inside an aggregate (interactions, purchases, comments, sessions).

@@ -14,6 +14,7 @@
 //! - This crate knows nothing of how events are stored: it never depends on `oacis-eventlog`.
 
 pub mod access;
+pub mod access_log;
 pub mod aggregate;
 pub mod authz;
 pub mod case;

@@ -51,6 +51,7 @@ fn all_kinds() -> Vec<&'static str> {
         RoleEvent::KINDS,
         GrantEvent::KINDS,
         ReservationEvent::KINDS,
+        oacis_domain::access_log::AccessLogEvent::KINDS,
     ]
     .iter()
     .flat_map(|kinds| kinds.iter().map(|(kind, _)| *kind))
@@ -207,6 +208,20 @@ fn samples() -> Samples {
             ReservationCommand::Release { owner: id(40) },
         ],
     );
+    collect::<oacis_domain::access_log::AccessLog>(
+        &mut s,
+        vec![
+            oacis_domain::access_log::AccessLogCommand::RecordPersonalDataRead {
+                customer: customer(1),
+                fields: vec!["phones".into(), "id_number".into()],
+            },
+            oacis_domain::access_log::AccessLogCommand::RecordExport {
+                records: 250,
+                query: "segment = key-account".into(),
+                personal: false,
+            },
+        ],
+    );
     let _ = ctx();
     s
 }
@@ -250,7 +265,8 @@ fn golden_samples_decode_into_events() {
             .or_else(|_| DepartmentEvent::decode(kind, schema, &compact).map(|e| e.payload()))
             .or_else(|_| RoleEvent::decode(kind, schema, &compact).map(|e| e.payload()))
             .or_else(|_| GrantEvent::decode(kind, schema, &compact).map(|e| e.payload()))
-            .or_else(|_| ReservationEvent::decode(kind, schema, &compact).map(|e| e.payload()));
+            .or_else(|_| ReservationEvent::decode(kind, schema, &compact).map(|e| e.payload()))
+            .or_else(|_| oacis_domain::access_log::AccessLogEvent::decode(kind, schema, &compact).map(|e| e.payload()));
         let reencoded = decoded_ok.unwrap_or_else(|e| panic!("{kind}: {e}"));
         let a: serde_json::Value = serde_json::from_slice(&reencoded).expect("JSON");
         let b: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");

@@ -340,3 +340,17 @@ fn unique_values_are_claimed_once_through_their_own_stream() {
         Err(DomainError::Validation(_))
     ));
 }
+
+#[test]
+fn the_access_log_records_reads_and_exports() {
+    use oacis_domain::access_log::*;
+    let mut log = Scenario::<AccessLog>::given(&[]);
+    let read = |fields: Vec<String>| AccessLogCommand::RecordPersonalDataRead { customer: common::customer(1), fields };
+    log.when(read(vec!["phones".into()]), &ctx()).unwrap();
+    assert!(matches!(log.when(read(vec![]), &ctx()), Err(DomainError::Validation(_))));
+    assert!(matches!(log.when(read(vec!["电话".into()]), &ctx()), Err(DomainError::Validation(_))));
+    let export = |records| AccessLogCommand::RecordExport { records, query: "all".into(), personal: true };
+    log.when(export(500), &ctx()).unwrap();
+    assert!(matches!(log.when(export(MAX_EXPORT_RECORDS + 1), &ctx()), Err(DomainError::Validation(_))));
+    assert_eq!((log.state().reads, log.state().exported), (1, 500));
+}

@@ -3,6 +3,7 @@
 //! decoder (with upcasting).
 
 use oacis_domain::access::{GrantEvent, ReservationEvent, RoleEvent};
+use oacis_domain::access_log::AccessLogEvent;
 use oacis_domain::case::CaseEvent;
 use oacis_domain::customer::CustomerEvent;
 use oacis_domain::department::DepartmentEvent;
@@ -34,6 +35,8 @@ pub enum AnyEvent {
     Grant(GrantId, GrantEvent),
     /// A unique-value reservation's event.
     Reservation(ReservationEvent),
+    /// A user's access-log event (reads of personal data, exports).
+    AccessLog(UserId, AccessLogEvent),
 }
 
 /// A decoded record: the event and the log's facts about it.
@@ -78,6 +81,7 @@ pub fn decode(record: &Record) -> Result<DomainRecord, ProjectionError> {
         "role" => AnyEvent::Role(RoleId(id_of(seq, stream, rest)?), event(record)?),
         "grant" => AnyEvent::Grant(GrantId(id_of(seq, stream, rest)?), event(record)?),
         "unique" => AnyEvent::Reservation(event(record)?),
+        "access" => AnyEvent::AccessLog(UserId(id_of(seq, stream, rest)?), event(record)?),
         other => {
             return Err(ProjectionError::Decode {
                 seq,

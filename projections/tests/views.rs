@@ -395,6 +395,21 @@ fn audit_trails_show_field_changes_operations_logins_and_alerts() {
             UserCommand::RecordLoginFailure { reason: LoginFailure::Locked, client: None, lockout_threshold: 5 };
         act::<User>(&store, &user_stream, &mut account, blocked, "li.na", 30).await;
 
+        // Someone reads personal data 150 times, then exports 100 customers with it: the hour's
+        // volume crosses the threshold once.
+        use oacis_domain::access_log::{AccessLog, AccessLogCommand};
+        let reader = oacis_domain::ids::UserId(uuid::Uuid::from_u128(11));
+        let access_stream = format!("access-{reader}");
+        let mut log = Default::default();
+        for i in 0..150 {
+            let read = AccessLogCommand::RecordPersonalDataRead { customer: id, fields: vec!["phones".into()] };
+            act::<AccessLog>(&store, &access_stream, &mut log, read, "reader", 40 + i / 10).await;
+        }
+        let export = AccessLogCommand::RecordExport { records: 100, query: "all".into(), personal: true };
+        act::<AccessLog>(&store, &access_stream, &mut log, export, "reader", 56).await;
+        let read = AccessLogCommand::RecordPersonalDataRead { customer: id, fields: vec!["emails".into()] };
+        act::<AccessLog>(&store, &access_stream, &mut log, read, "reader", 57).await;
+
         let views = Views::replay(&store, None, &mut |_| {}).await.unwrap();
         let history = views.audit.history(&stream);
         assert_eq!(history.len(), 2);
@@ -418,7 +433,9 @@ fn audit_trails_show_field_changes_operations_logins_and_alerts() {
         let alerts = views.audit.alerts();
         assert!(matches!(alerts[0], Alert::RepeatedFailedLogins { failures: 5, .. }), "{alerts:?}");
         assert!(matches!(alerts[1], Alert::LoginOnBlockedAccount { reason: LoginFailure::Locked, .. }), "{alerts:?}");
-        assert_eq!(alerts.len(), 2);
+        assert!(matches!(alerts[2], Alert::PersonalDataVolume { within_hour: 250, .. }), "{alerts:?}");
+        assert_eq!(alerts.len(), 3, "{alerts:?}");
+        assert_eq!(views.audit.operations_of("reader").len(), 152);
     });
 }
 

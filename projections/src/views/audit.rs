@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use oacis_domain::access_log::AccessLogEvent;
 use oacis_domain::ids::{Timestamp, UserId};
 use oacis_domain::user::{LoginFailure, UserEvent};
 use oacis_domain::DomainEvent;
@@ -21,6 +22,9 @@ use crate::view::{dump_lines, View};
 pub const FAILED_LOGIN_ALERT: usize = 5;
 /// The window for [`FAILED_LOGIN_ALERT`]: 15 minutes.
 pub const FAILED_LOGIN_WINDOW_US: i64 = 15 * 60 * 1_000_000;
+/// Personal-data reads plus exported records by one person within an hour that raise an alert.
+pub const PERSONAL_DATA_PER_HOUR_ALERT: u64 = 200;
+const HOUR_US: i64 = 60 * 60 * 1_000_000;
 
 /// One field's change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +92,15 @@ pub enum Alert {
         /// The failure that raised it.
         seq: Seq,
     },
+    /// One person read or exported more personal data within an hour than the threshold.
+    PersonalDataVolume {
+        /// The person.
+        user: UserId,
+        /// Reads plus exported records in the hour up to `seq`.
+        within_hour: u64,
+        /// The read or export that crossed the threshold.
+        seq: Seq,
+    },
     /// Someone tried to log in to a locked or deactivated account.
     LoginOnBlockedAccount {
         /// The account.
@@ -108,6 +121,8 @@ pub struct Audit {
     operations: BTreeMap<String, Vec<Operation>>,
     logins: BTreeMap<UserId, Vec<LoginAttempt>>,
     recent_failures: BTreeMap<UserId, VecDeque<Timestamp>>,
+    /// Per person: (time, amount) of personal-data reads and exports in the last hour.
+    recent_personal: BTreeMap<UserId, VecDeque<(Timestamp, u64)>>,
     alerts: Vec<Alert>,
 }
 
@@ -143,6 +158,7 @@ fn parts(event: &AnyEvent) -> (String, &'static str, Vec<u8>) {
         AnyEvent::Role(id, e) => (id.stream(), e.kind(), e.payload()),
         AnyEvent::Grant(id, e) => (id.stream(), e.kind(), e.payload()),
         AnyEvent::Reservation(e) => ("unique".to_owned(), e.kind(), e.payload()),
+        AnyEvent::AccessLog(user, e) => (format!("access-{user}"), e.kind(), e.payload()),
     }
 }
 
@@ -197,6 +213,26 @@ impl Audit {
     }
 }
 
+impl Audit {
+    fn record_personal_access(&mut self, user: UserId, record: &DomainRecord, event: &AccessLogEvent) {
+        let (at, amount) = match event {
+            AccessLogEvent::PersonalDataRead(e) => (e.at, 1),
+            AccessLogEvent::CustomersExported(e) if e.personal => (e.at, e.records),
+            AccessLogEvent::CustomersExported(_) => return,
+        };
+        let window = self.recent_personal.entry(user).or_default();
+        window.push_back((at, amount));
+        while window.front().is_some_and(|(t, _)| at.0 - t.0 > HOUR_US) {
+            window.pop_front();
+        }
+        let within_hour: u64 = window.iter().map(|(_, n)| n).sum();
+        // Alert once when the hour's volume crosses the threshold, not on every read after.
+        if within_hour > PERSONAL_DATA_PER_HOUR_ALERT && within_hour - amount <= PERSONAL_DATA_PER_HOUR_ALERT {
+            self.alerts.push(Alert::PersonalDataVolume { user, within_hour, seq: record.seq });
+        }
+    }
+}
+
 impl View for Audit {
     fn name(&self) -> &'static str {
         "audit"
@@ -226,8 +262,10 @@ impl View for Audit {
         self.histories.entry(stream.clone()).or_default().push(entry);
         let operation = Operation { seq: record.seq, at: record.recorded_at, record: stream, kind };
         self.operations.entry(record.actor.clone()).or_default().push(operation);
-        if let AnyEvent::User(user, event) = &record.event {
-            self.record_login(*user, record, event);
+        match &record.event {
+            AnyEvent::User(user, event) => self.record_login(*user, record, event),
+            AnyEvent::AccessLog(user, event) => self.record_personal_access(*user, record, event),
+            _ => {}
         }
         Ok(())
     }
@@ -237,5 +275,7 @@ impl View for Audit {
         dump_lines(out, "audit.operations", &self.operations);
         dump_lines(out, "audit.logins", &self.logins);
         dump_lines(out, "audit.alerts", &self.alerts);
+        dump_lines(out, "audit.recent_failures", &self.recent_failures);
+        dump_lines(out, "audit.recent_personal", &self.recent_personal);
     }
 }
