@@ -411,7 +411,13 @@ fn audit_trails_show_field_changes_operations_logins_and_alerts() {
         act::<AccessLog>(&store, &access_stream, &mut log, read, "reader", 57).await;
 
         let views = Views::replay(&store, None, &mut |_| {}).await.unwrap();
-        let history = views.audit.history(&stream);
+        let history = oacis_projections::views::audit::record_history(
+            &store,
+            &StreamId::new(stream.clone()).unwrap(),
+            store.head().seq,
+        )
+        .await
+        .unwrap();
         assert_eq!(history.len(), 2);
         assert_eq!((history[1].actor.as_str(), history[1].kind), ("bob", "CustomerProfileUpdated"));
         let changed: Vec<_> = history[1]
@@ -427,7 +433,15 @@ fn audit_trails_show_field_changes_operations_logins_and_alerts() {
             ]
         );
         assert_eq!(views.audit.operations_of("bob").len(), 1);
-        assert_eq!(views.audit.operations_of("alice")[0].record, stream);
+        let first = views.audit.operations_of("alice")[0];
+        assert_eq!(store.read_all(first.seq, 1).await.unwrap()[0].stream.as_str(), stream);
+        // History as of the registration shows only it.
+        let then =
+            oacis_projections::views::audit::record_history(&store, &StreamId::new(stream.clone()).unwrap(), first.seq)
+                .await
+                .unwrap();
+        assert_eq!(then.len(), 1);
+        assert!(then[0].changes.iter().all(|c| c.before.is_none()));
         let logins = views.audit.logins_of(user);
         assert_eq!(logins.len(), FAILED_LOGIN_ALERT + 1);
         let alerts = views.audit.alerts();

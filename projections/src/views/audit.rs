@@ -1,10 +1,14 @@
 //! Audit trails: per-record history with field-level changes, the per-person operation log,
 //! login history and security alerts.
 //!
-//! Field-level changes are computed the same way for every event kind: a payload is
-//! flattened into `path = value` pairs, and each pair is compared with the value the same path
-//! last had in that record's history. Paths under `personal` are flagged, so that readers
-//! without the permission see that personal data changed but not what it changed to.
+//! A record's history is not kept in memory: [`record_history`] folds the record's stream on
+//! demand, so that the view does not hold a second copy of the log. Field-level changes are
+//! computed the same way for every event kind: a payload is flattened into `path = value`
+//! pairs, and each pair is compared with the value the same path last had in that record's
+//! history. Paths under `personal` are flagged, so that readers without the permission see
+//! that personal data changed but not what it changed to. The view itself keeps what must be
+//! found without knowing the record: each person's operations (seq, time, kind), login
+//! attempts and alerts.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -12,7 +16,7 @@ use oacis_domain::access_log::AccessLogEvent;
 use oacis_domain::ids::{Timestamp, UserId};
 use oacis_domain::user::{LoginFailure, UserEvent};
 use oacis_domain::DomainEvent;
-use oacis_eventlog::Seq;
+use oacis_eventlog::{EventStore, Seq, StreamId, Version};
 use serde_json::Value;
 
 use crate::decode::{AnyEvent, DomainRecord};
@@ -54,15 +58,13 @@ pub struct HistoryEntry {
     pub changes: Vec<FieldChange>,
 }
 
-/// One entry of a person's operation log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One entry of a person's operation log (the record is found by reading `seq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Operation {
     /// Position in the log.
     pub seq: Seq,
     /// When.
     pub at: Timestamp,
-    /// The record acted on (its stream).
-    pub record: String,
     /// What happened.
     pub kind: &'static str,
 }
@@ -115,9 +117,6 @@ pub enum Alert {
 /// The audit view.
 #[derive(Debug, Default)]
 pub struct Audit {
-    histories: BTreeMap<String, Vec<HistoryEntry>>,
-    /// Last value of every path of every record (flattened), for computing changes.
-    fields: BTreeMap<String, BTreeMap<String, String>>,
     operations: BTreeMap<String, Vec<Operation>>,
     logins: BTreeMap<UserId, Vec<LoginAttempt>>,
     recent_failures: BTreeMap<UserId, VecDeque<Timestamp>>,
@@ -147,28 +146,69 @@ fn is_personal(path: &str) -> bool {
     path == "personal" || path.starts_with("personal.") || path.contains(".personal.") || path.ends_with(".personal")
 }
 
-/// The stream, kind and payload of a decoded event.
-fn parts(event: &AnyEvent) -> (String, &'static str, Vec<u8>) {
+/// The kind name of a decoded event.
+fn kind_of(event: &AnyEvent) -> &'static str {
     match event {
-        AnyEvent::Customer(id, e) => (id.stream(), e.kind(), e.payload()),
-        AnyEvent::Case(id, e) => (id.stream(), e.kind(), e.payload()),
-        AnyEvent::Task(id, e) => (id.stream(), e.kind(), e.payload()),
-        AnyEvent::User(id, e) => (id.stream(), e.kind(), e.payload()),
-        AnyEvent::Department(id, e) => (id.stream(), e.kind(), e.payload()),
-        AnyEvent::Role(id, e) => (id.stream(), e.kind(), e.payload()),
-        AnyEvent::Grant(id, e) => (id.stream(), e.kind(), e.payload()),
-        AnyEvent::Reservation(e) => ("unique".to_owned(), e.kind(), e.payload()),
-        AnyEvent::AccessLog(user, e) => (format!("access-{user}"), e.kind(), e.payload()),
+        AnyEvent::Customer(_, e) => e.kind(),
+        AnyEvent::Case(_, e) => e.kind(),
+        AnyEvent::Task(_, e) => e.kind(),
+        AnyEvent::User(_, e) => e.kind(),
+        AnyEvent::Department(_, e) => e.kind(),
+        AnyEvent::Role(_, e) => e.kind(),
+        AnyEvent::Grant(_, e) => e.kind(),
+        AnyEvent::Reservation(e) => e.kind(),
+        AnyEvent::AccessLog(_, e) => e.kind(),
+    }
+}
+
+/// A record's history with field-level changes, oldest first, folded from its stream up to
+/// and including `until` (a past seq, for history as of then). Cost: one read of the stream.
+pub async fn record_history<S: EventStore>(
+    store: &S,
+    stream: &StreamId,
+    until: Seq,
+) -> Result<Vec<HistoryEntry>, crate::ProjectionError> {
+    let mut known: BTreeMap<String, String> = BTreeMap::new();
+    let mut history = Vec::new();
+    let mut from = Version(1);
+    loop {
+        let page = store.read_stream(stream, from, 1_000).await?;
+        let Some(last) = page.last() else { return Ok(history) };
+        from = last.version.next();
+        for record in page.iter().take_while(|r| r.seq <= until) {
+            let decoded = crate::decode::decode(record)?;
+            let value: Value = serde_json::from_slice(&record.payload)
+                .map_err(|e| crate::ProjectionError::Decode { seq: record.seq, reason: e.to_string() })?;
+            let mut flat = Vec::new();
+            flatten("", &value, &mut flat);
+            let mut changes = Vec::new();
+            for (field, after) in flat {
+                let before = known.get(&field).cloned();
+                if before.as_ref() != Some(&after) {
+                    changes.push(FieldChange {
+                        personal: is_personal(&field),
+                        field: field.clone(),
+                        before,
+                        after: after.clone(),
+                    });
+                    known.insert(field, after);
+                }
+            }
+            history.push(HistoryEntry {
+                seq: record.seq,
+                at: decoded.recorded_at,
+                actor: decoded.actor,
+                kind: kind_of(&decoded.event),
+                changes,
+            });
+        }
+        if page.iter().any(|r| r.seq > until) {
+            return Ok(history);
+        }
     }
 }
 
 impl Audit {
-    /// A record's history, oldest first.
-    #[must_use]
-    pub fn history(&self, stream: &str) -> &[HistoryEntry] {
-        self.histories.get(stream).map_or(&[], Vec::as_slice)
-    }
-
     /// What a person did, oldest first.
     #[must_use]
     pub fn operations_of(&self, actor: &str) -> &[Operation] {
@@ -239,29 +279,13 @@ impl View for Audit {
     }
 
     fn apply(&mut self, record: &DomainRecord) -> Result<(), String> {
-        let (stream, kind, payload) = parts(&record.event);
-        let value: Value = serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
-        let mut flat = Vec::new();
-        flatten("", &value, &mut flat);
-        let known = self.fields.entry(stream.clone()).or_default();
-        let mut changes = Vec::new();
-        for (field, after) in flat {
-            let before = known.get(&field).cloned();
-            if before.as_ref() != Some(&after) {
-                changes.push(FieldChange {
-                    personal: is_personal(&field),
-                    field: field.clone(),
-                    before,
-                    after: after.clone(),
-                });
-                known.insert(field, after);
+        let operation = Operation { seq: record.seq, at: record.recorded_at, kind: kind_of(&record.event) };
+        match self.operations.get_mut(&record.actor) {
+            Some(operations) => operations.push(operation),
+            None => {
+                self.operations.insert(record.actor.clone(), vec![operation]);
             }
         }
-        let entry =
-            HistoryEntry { seq: record.seq, at: record.recorded_at, actor: record.actor.clone(), kind, changes };
-        self.histories.entry(stream.clone()).or_default().push(entry);
-        let operation = Operation { seq: record.seq, at: record.recorded_at, record: stream, kind };
-        self.operations.entry(record.actor.clone()).or_default().push(operation);
         match &record.event {
             AnyEvent::User(user, event) => self.record_login(*user, record, event),
             AnyEvent::AccessLog(user, event) => self.record_personal_access(*user, record, event),
@@ -271,7 +295,6 @@ impl View for Audit {
     }
 
     fn dump(&self, out: &mut String) {
-        dump_lines(out, "audit.histories", &self.histories);
         dump_lines(out, "audit.operations", &self.operations);
         dump_lines(out, "audit.logins", &self.logins);
         dump_lines(out, "audit.alerts", &self.alerts);
