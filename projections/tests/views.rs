@@ -504,7 +504,10 @@ fn service_cases_and_customer_timelines() {
         let with_case = views.cases.list(&CaseFilter::default()).into_iter().find(|c| c.customer != customer).unwrap();
         let timeline = views.timeline.of(with_case.customer);
         assert!(timeline.iter().any(|e| e.kind == "CustomerRegistered"));
-        assert!(timeline.iter().any(|e| e.record == with_case.id.stream() && e.kind == "CaseOpened"));
+        assert!(timeline
+            .iter()
+            .any(|e| e.record == oacis_projections::views::timeline::RecordRef::Case(with_case.id)
+                && e.kind == "CaseOpened"));
         assert!(timeline.windows(2).all(|w| (w[0].at, w[0].seq) <= (w[1].at, w[1].seq)));
         // A survivor's timeline includes its merged duplicates.
         let merged = views.directory.query(&DirectoryQuery {

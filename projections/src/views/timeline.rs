@@ -23,8 +23,19 @@ pub struct TimelineEntry {
     pub customer: CustomerId,
     /// The event kind.
     pub kind: &'static str,
-    /// The record it concerns (its stream): the customer, a case or a task.
-    pub record: String,
+    /// The record it concerns: the customer, a case or a task.
+    pub record: RecordRef,
+}
+
+/// Which record a timeline entry concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordRef {
+    /// The customer itself.
+    Customer(CustomerId),
+    /// One of its service cases.
+    Case(CaseId),
+    /// A task about it.
+    Task(oacis_domain::ids::TaskId),
 }
 
 /// The timeline view.
@@ -56,8 +67,15 @@ impl Timeline {
         entries
     }
 
-    fn push(&mut self, customer: CustomerId, at: Timestamp, record: &DomainRecord, kind: &'static str, stream: String) {
-        let entry = TimelineEntry { at, seq: record.seq, customer, kind, record: stream };
+    fn push(
+        &mut self,
+        customer: CustomerId,
+        at: Timestamp,
+        record: &DomainRecord,
+        kind: &'static str,
+        about: RecordRef,
+    ) {
+        let entry = TimelineEntry { at, seq: record.seq, customer, kind, record: about };
         self.entries.entry(customer).or_default().push(entry);
     }
 }
@@ -77,7 +95,7 @@ impl View for Timeline {
                 if let CustomerEvent::CustomerMerged(e) = event {
                     self.merged_into_me.entry(e.into).or_default().push(*id);
                 }
-                self.push(*id, at, record, event.kind(), id.stream());
+                self.push(*id, at, record, event.kind(), RecordRef::Customer(*id));
             }
             AnyEvent::Case(id, event) => {
                 let customer = match event {
@@ -87,7 +105,7 @@ impl View for Timeline {
                     }
                     _ => *self.case_customer.get(id).ok_or_else(|| format!("case {} was never opened", id.0))?,
                 };
-                self.push(customer, record.recorded_at, record, event.kind(), id.stream());
+                self.push(customer, record.recorded_at, record, event.kind(), RecordRef::Case(*id));
             }
             AnyEvent::Task(id, event) => {
                 if let TaskEvent::TaskCreated(e) = event {
@@ -101,7 +119,7 @@ impl View for Timeline {
                     }
                 }
                 if let Some(customer) = self.task_customer.get(id).copied() {
-                    self.push(customer, record.recorded_at, record, event.kind(), id.stream());
+                    self.push(customer, record.recorded_at, record, event.kind(), RecordRef::Task(*id));
                 }
             }
             _ => {}
