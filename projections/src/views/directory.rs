@@ -100,24 +100,27 @@ impl CustomerRow {
 #[derive(Debug, Default)]
 struct SearchArena {
     text: Vec<u8>,
-    /// (start, end, row) of every line, in buffer order.
-    lines: Vec<(usize, usize, CustomerId)>,
-    /// The live line of each row.
-    live: BTreeMap<CustomerId, usize>,
+    /// (start, end, slot) of every line, in buffer order.
+    lines: Vec<(usize, usize, usize)>,
+    /// The live line of each slot.
+    live: Vec<Option<usize>>,
     dead_bytes: usize,
 }
 
 impl SearchArena {
-    fn set(&mut self, id: CustomerId, text: &str) {
-        if let Some(old) = self.live.get(&id) {
-            let (start, end, _) = self.lines[*old];
+    fn set(&mut self, slot: usize, text: &str) {
+        if self.live.len() <= slot {
+            self.live.resize(slot + 1, None);
+        }
+        if let Some(old) = self.live[slot] {
+            let (start, end, _) = self.lines[old];
             self.dead_bytes += end - start + 1;
         }
         let start = self.text.len();
         self.text.extend_from_slice(text.as_bytes());
-        self.lines.push((start, self.text.len(), id));
+        self.lines.push((start, self.text.len(), slot));
         self.text.push(b'\n');
-        self.live.insert(id, self.lines.len() - 1);
+        self.live[slot] = Some(self.lines.len() - 1);
         if self.dead_bytes > self.text.len() / 2 {
             self.compact();
         }
@@ -125,23 +128,29 @@ impl SearchArena {
 
     fn compact(&mut self) {
         let old = std::mem::take(self);
-        for (id, line) in &old.live {
-            let (start, end, _) = old.lines[*line];
-            let text = String::from_utf8_lossy(&old.text[start..end]).into_owned();
-            self.set(*id, &text);
+        for (slot, line) in old.live.iter().enumerate() {
+            if let Some(line) = line {
+                let (start, end, _) = old.lines[*line];
+                let text = String::from_utf8_lossy(&old.text[start..end]).into_owned();
+                self.set(slot, &text);
+            }
         }
     }
 
-    /// The rows whose text contains the needle.
-    fn search(&self, finder: &memchr::memmem::Finder<'_>) -> BTreeSet<CustomerId> {
-        let mut found = BTreeSet::new();
+    /// The slots whose text contains the needle, each once, in buffer order.
+    fn search(&self, finder: &memchr::memmem::Finder<'_>) -> Vec<usize> {
+        let mut found = Vec::new();
         let mut at = 0;
+        // Matches come in buffer order, so the line holding each is found by walking forward.
+        let mut line = 0;
         while let Some(offset) = finder.find(&self.text[at..]) {
             let position = at + offset;
-            let line = self.lines.partition_point(|(start, _, _)| *start <= position).saturating_sub(1);
-            let (_, end, id) = self.lines[line];
-            if self.live.get(&id) == Some(&line) {
-                found.insert(id);
+            while line + 1 < self.lines.len() && self.lines[line].1 < position {
+                line += 1;
+            }
+            let (_, end, slot) = self.lines[line];
+            if self.live.get(slot) == Some(&Some(line)) {
+                found.push(slot);
             }
             at = end + 1;
             if at >= self.text.len() {
@@ -197,7 +206,7 @@ pub struct DirectoryQuery {
     pub contacted_from: Option<Timestamp>,
     /// Last contact before.
     pub contacted_to: Option<Timestamp>,
-    /// Sort keys, most significant first; ties break by id.
+    /// Sort keys, most significant first; ties break by id, in the direction of the last key.
     pub sort: Vec<(SortKey, Order)>,
     /// Page size (capped at [`MAX_PAGE`]).
     pub first: usize,
@@ -219,10 +228,41 @@ pub struct Page {
 }
 
 /// The customer directory view.
+///
+/// Besides the rows (the state that is dumped), it keeps derived structures so that a query
+/// costs a pass over compact filter columns plus what the page returns: a slot per customer
+/// with its filter columns, the search arena, and one ordered index per sort key.
 #[derive(Debug, Default)]
 pub struct CustomerDirectory {
     rows: BTreeMap<CustomerId, CustomerRow>,
     search: SearchArena,
+    slot_of: BTreeMap<CustomerId, usize>,
+    columns: Vec<Columns>,
+    segments: BTreeMap<String, u32>,
+    by_name: BTreeSet<(String, CustomerId)>,
+    by_created: BTreeSet<(Timestamp, CustomerId)>,
+    by_contact: BTreeSet<(ContactKey, CustomerId)>,
+}
+
+/// Last contact as a sort key: contacted customers by time, then the never contacted.
+type ContactKey = (bool, Timestamp);
+
+fn contact_key(last_contact: Option<Timestamp>) -> ContactKey {
+    (last_contact.is_none(), last_contact.unwrap_or_default())
+}
+
+/// What filters look at, per customer, packed together for a fast scan.
+#[derive(Debug, Clone)]
+struct Columns {
+    id: CustomerId,
+    status: CustomerStatus,
+    source: SourceChannel,
+    owner: UserId,
+    department: DepartmentId,
+    segment: Option<u32>,
+    created_at: Timestamp,
+    last_contact: Option<Timestamp>,
+    has_tags: bool,
 }
 
 fn in_range(value: Option<Timestamp>, from: Option<Timestamp>, to: Option<Timestamp>) -> bool {
@@ -264,22 +304,24 @@ impl CustomerDirectory {
         self.rows.is_empty()
     }
 
-    fn matches(row: &CustomerRow, q: &DirectoryQuery) -> bool {
+    fn matches(&self, c: &Columns, q: &DirectoryQuery, segment: Option<Option<u32>>) -> bool {
         let status_ok = match q.status {
-            Some(status) => row.status == status,
-            None => row.status != CustomerStatus::Merged,
+            Some(status) => c.status == status,
+            None => c.status != CustomerStatus::Merged,
         };
         status_ok
-            && q.owner.is_none_or(|o| row.owner == o)
-            && q.department.is_none_or(|d| row.department == d)
-            && q.segment.as_ref().is_none_or(|s| row.segment.as_ref() == Some(s))
-            && q.source.is_none_or(|s| row.source == s)
-            && q.tags.iter().all(|t| row.tags.contains(t))
-            && in_range(Some(row.created_at), q.created_from, q.created_to)
-            && in_range(row.last_contact, q.contacted_from, q.contacted_to)
+            && q.owner.is_none_or(|o| c.owner == o)
+            && q.department.is_none_or(|d| c.department == d)
+            && segment.is_none_or(|s| s.is_some() && c.segment == s)
+            && q.source.is_none_or(|s| c.source == s)
+            && in_range(Some(c.created_at), q.created_from, q.created_to)
+            && in_range(c.last_contact, q.contacted_from, q.contacted_to)
+            && (q.tags.is_empty()
+                || (c.has_tags && self.rows.get(&c.id).is_some_and(|row| q.tags.iter().all(|t| row.tags.contains(t)))))
     }
 
     fn compare(a: &CustomerRow, b: &CustomerRow, sort: &[(SortKey, Order)]) -> std::cmp::Ordering {
+        let sort_last_descending = sort.last().is_some_and(|(_, order)| *order == Order::Descending);
         for (key, order) in sort {
             let by = match key {
                 SortKey::Name => a.name.cmp(&b.name),
@@ -297,50 +339,170 @@ impl CustomerDirectory {
                 return by;
             }
         }
-        a.id.cmp(&b.id)
+        // Ties break by id, in the direction of the last sort key.
+        let by_id = a.id.cmp(&b.id);
+        if sort_last_descending {
+            by_id.reverse()
+        } else {
+            by_id
+        }
     }
 
-    /// Runs a query: one pass over the directory to filter and count, then a partial sort
-    /// for the page. The cursor is the id of the last row seen; the page continues after that
-    /// row's place in the sort order (even if it no longer matches); an unknown cursor starts
-    /// from the beginning.
+    /// Runs a query: one pass over the compact filter columns (only over the text matches,
+    /// when there is a text) to mark and count the matches, then a walk of the sort key's
+    /// ordered index from the cursor until the page is full. The cursor is the id of the last
+    /// row seen; the page continues after that row's place in the sort order (even if it no
+    /// longer matches); an unknown cursor starts from the beginning. Several sort keys fall
+    /// back to a partial sort of the matches.
     #[must_use]
     pub fn query(&self, q: &DirectoryQuery) -> Page {
         let needle = q.text.as_deref().map(|t| oacis_domain::validate::normalise(t).to_lowercase());
-        let finder = needle.as_deref().filter(|n| !n.is_empty()).map(|n| memchr::memmem::Finder::new(n.as_bytes()));
+        let needle = needle.as_deref().filter(|n| !n.is_empty());
+        // Lines never contain a line break, so a needle with one matches nothing.
+        let found = needle.map(|n| {
+            if n.contains('\n') {
+                Vec::new()
+            } else {
+                self.search.search(&memchr::memmem::Finder::new(n.as_bytes()))
+            }
+        });
+        let segment = q.segment.as_ref().map(|s| self.segments.get(s).copied());
+        let mut matched = vec![false; self.columns.len()];
+        let mut total: usize = 0;
+        let mut mark = |slot: usize| {
+            if self.matches(&self.columns[slot], q, segment) {
+                matched[slot] = true;
+                total += 1;
+            }
+        };
+        match &found {
+            Some(slots) => slots.iter().for_each(|slot| mark(*slot)),
+            None => (0..self.columns.len()).for_each(&mut mark),
+        }
+        let first = q.first.clamp(1, MAX_PAGE);
         let after = q
             .after
             .as_deref()
             .and_then(|cursor| uuid::Uuid::parse_str(cursor).ok())
             .and_then(|id| self.rows.get(&CustomerId(id)));
-        // Lines never contain a line break, so a needle with one matches nothing.
-        let found = match (&finder, needle.as_deref()) {
-            (Some(_), Some(n)) if n.contains('\n') => Some(BTreeSet::new()),
-            (Some(f), _) => Some(self.search.search(f)),
-            (None, _) => None,
-        };
-        let candidates: Box<dyn Iterator<Item = &CustomerRow>> = match &found {
-            Some(ids) => Box::new(ids.iter().filter_map(|id| self.rows.get(id))),
-            None => Box::new(self.rows.values()),
-        };
-        let mut total = 0;
-        let mut rest: Vec<&CustomerRow> = Vec::new();
-        for row in candidates.filter(|r| Self::matches(r, q)) {
-            total += 1;
-            if after.is_none_or(|a| Self::compare(row, a, &q.sort).is_gt()) {
-                rest.push(row);
+        let is_match = |id: &CustomerId| self.slot_of.get(id).is_some_and(|slot| matched[*slot]);
+        let mut page: Vec<&CustomerRow> = Vec::with_capacity(first + 1);
+        {
+            let mut take = |ids: &mut dyn Iterator<Item = CustomerId>| {
+                for id in ids.filter(|id| is_match(id)).take(first + 1) {
+                    if let Some(row) = self.rows.get(&id) {
+                        page.push(row);
+                    }
+                }
+            };
+            // With few matches, sorting them beats walking an index past the many that do not.
+            let selective = total.saturating_mul(8) < self.columns.len();
+            match q.sort.as_slice() {
+                _ if selective => {
+                    let mut rest: Vec<&CustomerRow> = matched
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, m)| **m)
+                        .filter_map(|(slot, _)| self.rows.get(&self.columns[slot].id))
+                        .filter(|r| after.is_none_or(|a| Self::compare(r, a, &q.sort).is_gt()))
+                        .collect();
+                    if rest.len() > first + 1 {
+                        rest.select_nth_unstable_by(first, |a, b| Self::compare(a, b, &q.sort));
+                        rest.truncate(first + 1);
+                    }
+                    rest.sort_by(|a, b| Self::compare(a, b, &q.sort));
+                    page = rest;
+                }
+                [] => {
+                    let start = after.map_or(std::ops::Bound::Unbounded, |a| std::ops::Bound::Excluded(a.id));
+                    let range = self.slot_of.range((start, std::ops::Bound::Unbounded));
+                    for (id, _) in range.filter(|(_, slot)| matched[**slot]).take(first + 1) {
+                        if let Some(row) = self.rows.get(id) {
+                            page.push(row);
+                        }
+                    }
+                }
+                [(SortKey::Name, order)] => {
+                    let key = after.map(|a| (a.name.clone(), a.id));
+                    take(&mut walk(&self.by_name, key, *order).map(|(_, id)| *id));
+                }
+                [(SortKey::CreatedAt, order)] => {
+                    let key = after.map(|a| (a.created_at, a.id));
+                    take(&mut walk(&self.by_created, key, *order).map(|(_, id)| *id));
+                }
+                [(SortKey::LastContact, order)] => {
+                    let key = after.map(|a| (contact_key(a.last_contact), a.id));
+                    take(&mut walk(&self.by_contact, key, *order).map(|(_, id)| *id));
+                }
+                _ => {
+                    let mut rest: Vec<&CustomerRow> = self
+                        .rows
+                        .values()
+                        .filter(|r| is_match(&r.id))
+                        .filter(|r| after.is_none_or(|a| Self::compare(r, a, &q.sort).is_gt()))
+                        .collect();
+                    if rest.len() > first + 1 {
+                        rest.select_nth_unstable_by(first, |a, b| Self::compare(a, b, &q.sort));
+                        rest.truncate(first + 1);
+                    }
+                    rest.sort_by(|a, b| Self::compare(a, b, &q.sort));
+                    page = rest;
+                }
             }
         }
-        let first = q.first.clamp(1, MAX_PAGE);
-        let has_next = rest.len() > first;
-        if has_next {
-            rest.select_nth_unstable_by(first - 1, |a, b| Self::compare(a, b, &q.sort));
-            rest.truncate(first);
-        }
-        rest.sort_by(|a, b| Self::compare(a, b, &q.sort));
-        let rows: Vec<CustomerRow> = rest.into_iter().cloned().collect();
+        let has_next = page.len() > first;
+        page.truncate(first);
+        let rows: Vec<CustomerRow> = page.into_iter().cloned().collect();
         let end_cursor = rows.last().map(|r| r.id.0.to_string());
         Page { rows, total, end_cursor, has_next }
+    }
+
+    /// Brings the derived structures of `id` in line with its row, given the sort keys it had.
+    fn reindex(&mut self, id: CustomerId, before: Option<(String, Timestamp, Option<Timestamp>)>) {
+        let Some(row) = self.rows.get(&id) else { return };
+        if let Some((name, created_at, last_contact)) = before {
+            self.by_name.remove(&(name, id));
+            self.by_created.remove(&(created_at, id));
+            self.by_contact.remove(&(contact_key(last_contact), id));
+        }
+        self.by_name.insert((row.name.clone(), id));
+        self.by_created.insert((row.created_at, id));
+        self.by_contact.insert((contact_key(row.last_contact), id));
+        let next_segment = u32::try_from(self.segments.len()).unwrap_or(u32::MAX);
+        let segment = row.segment.as_ref().map(|s| *self.segments.entry(s.clone()).or_insert(next_segment));
+        let columns = Columns {
+            id,
+            status: row.status,
+            source: row.source,
+            owner: row.owner,
+            department: row.department,
+            segment,
+            created_at: row.created_at,
+            last_contact: row.last_contact,
+            has_tags: !row.tags.is_empty(),
+        };
+        match self.slot_of.get(&id) {
+            Some(slot) => self.columns[*slot] = columns,
+            None => {
+                self.slot_of.insert(id, self.columns.len());
+                self.columns.push(columns);
+            }
+        }
+    }
+}
+
+/// The entries of an ordered index after `from` (exclusive), in `order`.
+fn walk<'a, K: Ord + Clone>(
+    index: &'a BTreeSet<(K, CustomerId)>,
+    from: Option<(K, CustomerId)>,
+    order: Order,
+) -> Box<dyn Iterator<Item = &'a (K, CustomerId)> + 'a> {
+    use std::ops::Bound::{Excluded, Unbounded};
+    match (order, from) {
+        (Order::Ascending, None) => Box::new(index.iter()),
+        (Order::Descending, None) => Box::new(index.iter().rev()),
+        (Order::Ascending, Some(key)) => Box::new(index.range((Excluded(key), Unbounded))),
+        (Order::Descending, Some(key)) => Box::new(index.range((Unbounded, Excluded(key))).rev()),
     }
 }
 
@@ -353,16 +515,23 @@ impl View for CustomerDirectory {
         let AnyEvent::Customer(id, event) = &record.event else { return Ok(()) };
         if let CustomerEvent::CustomerRegistered(e) = event {
             let row = CustomerRow::new(*id, &e.profile, e.owner, e.department, record.recorded_at);
-            self.search.set(*id, &row.search_text());
-            self.rows.insert(*id, row);
+            let text = row.search_text();
+            let before = self.rows.insert(*id, row).map(|old| (old.name, old.created_at, old.last_contact));
+            self.reindex(*id, before);
+            if let Some(slot) = self.slot_of.get(id) {
+                self.search.set(*slot, &text);
+            }
             return Ok(());
         }
         let row = self.rows.get_mut(id).ok_or_else(|| format!("customer {id} was never registered"))?;
+        let before = Some((row.name.clone(), row.created_at, row.last_contact));
         match event {
             CustomerEvent::CustomerRegistered(_) => {}
             CustomerEvent::CustomerProfileUpdated(e) => {
                 row.set_profile(&e.profile);
-                self.search.set(*id, &row.search_text());
+                if let Some(slot) = self.slot_of.get(id) {
+                    self.search.set(*slot, &row.search_text());
+                }
             }
             CustomerEvent::CustomerOwnerChanged(e) => {
                 row.owner = e.owner;
@@ -379,8 +548,11 @@ impl View for CustomerDirectory {
             }
             CustomerEvent::CustomerAbsorbed(_)
             | CustomerEvent::PurchaseRecorded(_)
-            | CustomerEvent::PurchaseReversed(_) => {}
+            | CustomerEvent::PurchaseReversed(_) => {
+                return Ok(());
+            }
         }
+        self.reindex(*id, before);
         Ok(())
     }
 
@@ -395,20 +567,19 @@ mod tests {
 
     #[test]
     fn the_search_arena_finds_only_current_texts_and_survives_compaction() {
-        let id = |n: u128| CustomerId(uuid::Uuid::from_u128(n));
         let finder = |n: &str| memchr::memmem::Finder::new(n.as_bytes()).into_owned();
         let mut arena = SearchArena::default();
-        arena.set(id(1), "张伟\u{1f}+8613800138000");
-        arena.set(id(2), "anna müller\u{1f}vip");
+        arena.set(0, "张伟\u{1f}+8613800138000");
+        arena.set(1, "anna müller\u{1f}vip");
         for round in 0..50 {
-            arena.set(id(3), &format!("round {round} 客户"));
+            arena.set(2, &format!("round {round} 客户"));
         }
         assert!(arena.text.len() < 400, "compacted: {} bytes", arena.text.len());
-        assert_eq!(arena.search(&finder("round 49")), BTreeSet::from([id(3)]));
+        assert_eq!(arena.search(&finder("round 49")), [2]);
         assert!(arena.search(&finder("round 48")).is_empty(), "old text is dead");
-        assert_eq!(arena.search(&finder("客户")), BTreeSet::from([id(3)]));
-        assert_eq!(arena.search(&finder("138")), BTreeSet::from([id(1)]));
-        assert_eq!(arena.search(&finder("\u{1f}")), BTreeSet::from([id(1), id(2)]));
+        assert_eq!(arena.search(&finder("客户")), [2]);
+        assert_eq!(arena.search(&finder("138")), [0]);
+        assert_eq!(arena.search(&finder("\u{1f}")), [0, 1]);
         assert!(arena.search(&finder("zzz")).is_empty());
     }
 }
