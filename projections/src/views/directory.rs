@@ -460,14 +460,28 @@ impl CustomerDirectory {
     /// Brings the derived structures of `id` in line with its row, given the sort keys it had.
     fn reindex(&mut self, id: CustomerId, before: Option<(String, Timestamp, Option<Timestamp>)>) {
         let Some(row) = self.rows.get(&id) else { return };
-        if let Some((name, created_at, last_contact)) = before {
-            self.by_name.remove(&(name, id));
-            self.by_created.remove(&(created_at, id));
-            self.by_contact.remove(&(contact_key(last_contact), id));
+        match before {
+            Some((name, created_at, last_contact)) => {
+                // Most events change no sort key; only touch the indexes whose key moved.
+                if name != row.name {
+                    self.by_name.remove(&(name, id));
+                    self.by_name.insert((row.name.clone(), id));
+                }
+                if created_at != row.created_at {
+                    self.by_created.remove(&(created_at, id));
+                    self.by_created.insert((row.created_at, id));
+                }
+                if last_contact != row.last_contact {
+                    self.by_contact.remove(&(contact_key(last_contact), id));
+                    self.by_contact.insert((contact_key(row.last_contact), id));
+                }
+            }
+            None => {
+                self.by_name.insert((row.name.clone(), id));
+                self.by_created.insert((row.created_at, id));
+                self.by_contact.insert((contact_key(row.last_contact), id));
+            }
         }
-        self.by_name.insert((row.name.clone(), id));
-        self.by_created.insert((row.created_at, id));
-        self.by_contact.insert((contact_key(row.last_contact), id));
         let next_segment = u32::try_from(self.segments.len()).unwrap_or(u32::MAX);
         let segment = row.segment.as_ref().map(|s| *self.segments.entry(s.clone()).or_insert(next_segment));
         let columns = Columns {
