@@ -398,21 +398,7 @@ impl CustomerDirectory {
             // With few matches, sorting them beats walking an index past the many that do not.
             let selective = total.saturating_mul(8) < self.columns.len();
             match q.sort.as_slice() {
-                _ if selective => {
-                    let mut rest: Vec<&CustomerRow> = matched
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, m)| **m)
-                        .filter_map(|(slot, _)| self.rows.get(&self.columns[slot].id))
-                        .filter(|r| after.is_none_or(|a| Self::compare(r, a, &q.sort).is_gt()))
-                        .collect();
-                    if rest.len() > first + 1 {
-                        rest.select_nth_unstable_by(first, |a, b| Self::compare(a, b, &q.sort));
-                        rest.truncate(first + 1);
-                    }
-                    rest.sort_by(|a, b| Self::compare(a, b, &q.sort));
-                    page = rest;
-                }
+                _ if selective => page = self.sorted_matches(&matched, after, &q.sort, first + 1),
                 [] => {
                     let start = after.map_or(std::ops::Bound::Unbounded, |a| std::ops::Bound::Excluded(a.id));
                     let range = self.slot_of.range((start, std::ops::Bound::Unbounded));
@@ -434,20 +420,7 @@ impl CustomerDirectory {
                     let key = after.map(|a| (contact_key(a.last_contact), a.id));
                     take(&mut walk(&self.by_contact, key, *order).map(|(_, id)| *id));
                 }
-                _ => {
-                    let mut rest: Vec<&CustomerRow> = self
-                        .rows
-                        .values()
-                        .filter(|r| is_match(&r.id))
-                        .filter(|r| after.is_none_or(|a| Self::compare(r, a, &q.sort).is_gt()))
-                        .collect();
-                    if rest.len() > first + 1 {
-                        rest.select_nth_unstable_by(first, |a, b| Self::compare(a, b, &q.sort));
-                        rest.truncate(first + 1);
-                    }
-                    rest.sort_by(|a, b| Self::compare(a, b, &q.sort));
-                    page = rest;
-                }
+                _ => page = self.sorted_matches(&matched, after, &q.sort, first + 1),
             }
         }
         let has_next = page.len() > first;
@@ -455,6 +428,29 @@ impl CustomerDirectory {
         let rows: Vec<CustomerRow> = page.into_iter().cloned().collect();
         let end_cursor = rows.last().map(|r| r.id.0.to_string());
         Page { rows, total, end_cursor, has_next }
+    }
+
+    /// The first `limit` matches after the cursor row, by a partial sort of every match.
+    fn sorted_matches<'a>(
+        &'a self,
+        matched: &[bool],
+        after: Option<&CustomerRow>,
+        sort: &[(SortKey, Order)],
+        limit: usize,
+    ) -> Vec<&'a CustomerRow> {
+        let mut rows: Vec<&CustomerRow> = matched
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| **m)
+            .filter_map(|(slot, _)| self.rows.get(&self.columns[slot].id))
+            .filter(|r| after.is_none_or(|a| Self::compare(r, a, sort).is_gt()))
+            .collect();
+        if rows.len() > limit {
+            rows.select_nth_unstable_by(limit - 1, |a, b| Self::compare(a, b, sort));
+            rows.truncate(limit);
+        }
+        rows.sort_by(|a, b| Self::compare(a, b, sort));
+        rows
     }
 
     /// Brings the derived structures of `id` in line with its row, given the sort keys it had.
