@@ -115,10 +115,12 @@ impl Views {
         until: Option<Seq>,
         progress: &mut (dyn FnMut(Seq) + Send),
     ) -> Result<Views, ProjectionError> {
-        // Reading and decoding run on a blocking thread while this task applies the previous
-        // page, so a replay uses both cores.
+        // Three stages overlap: the reader task reads page N+2 while a blocking thread decodes
+        // page N+1 and this task applies page N. Pages arrive in order because the decoding
+        // tasks' handles are queued in order.
         let until = until.unwrap_or_else(|| store.head().seq).min(store.head().seq);
-        let (pages, mut decoded) = tokio::sync::mpsc::channel::<Result<Vec<DomainRecord>, ProjectionError>>(2);
+        type Decoding = tokio::task::JoinHandle<Result<Vec<DomainRecord>, ProjectionError>>;
+        let (pages, mut decoded) = tokio::sync::mpsc::channel::<Result<Decoding, ProjectionError>>(2);
         let reader_store = store.clone();
         let reader = tokio::spawn(async move {
             let mut next = Seq::FIRST;
@@ -132,19 +134,18 @@ impl Views {
                     }
                 };
                 next = page.last().map_or(next, |r| r.seq.next());
-                let page = tokio::task::spawn_blocking(move || {
+                let decoding = tokio::task::spawn_blocking(move || {
                     page.iter().take_while(|r| r.seq <= until).map(decode).collect::<Result<Vec<_>, _>>()
-                })
-                .await
-                .unwrap_or_else(|_| Err(ProjectionError::Stopped(next)));
-                if pages.send(page).await.is_err() {
+                });
+                if pages.send(Ok(decoding)).await.is_err() {
                     return;
                 }
             }
         });
         let mut views = Views::default();
-        while let Some(page) = decoded.recv().await {
-            for record in page? {
+        while let Some(decoding) = decoded.recv().await {
+            let page = decoding?.await.map_err(|_| ProjectionError::Stopped(views.applied))??;
+            for record in page {
                 views.apply_decoded(&record)?;
             }
             progress(views.applied);
