@@ -140,3 +140,19 @@ fn export_into_a_missing_folder_and_a_store_of_another_format_fail_clearly() -> 
     assert!(text(&out.stderr).contains("incompatible store format \"oacis-eventlog/9\""), "{}", text(&out.stderr));
     Ok(())
 }
+
+#[test]
+fn a_folder_without_a_store_is_named_as_such() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let empty = dir.path().join("typo");
+    let out =
+        oacis(&["export", "--data", empty.to_str().unwrap(), "--out", dir.path().join("x.jsonl").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("holds no event store"), "{}", text(&out.stderr));
+    assert!(!empty.exists(), "export must not create a store");
+    let out = oacis(&["verify", "--data", empty.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(text(&out.stderr).contains("held no event store; created an empty one"), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("ok: 0 records"), "{}", text(&out.stdout));
+    Ok(())
+}

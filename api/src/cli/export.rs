@@ -24,6 +24,9 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    if !args.data.join("db").exists() {
+        anyhow::bail!("{} holds no event store", args.data.display());
+    }
     let store =
         SledStore::open(SledConfig::new(&args.data)).with_context(|| format!("opening {}", args.data.display()))?;
     let head = store.head().seq;

@@ -43,6 +43,10 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn verify_store(dir: &std::path::Path) -> anyhow::Result<Result<VerifyReport, Error>> {
+    if !dir.join("db").exists() {
+        // Said out loud, so that a mistyped path is not taken for an empty, valid log.
+        eprintln!("note: {} held no event store; created an empty one", dir.display());
+    }
     let store = match SledStore::open(SledConfig::new(dir)) {
         Ok(store) => store,
         // A damaged tail is a verification result, not a failure to run.
