@@ -64,7 +64,7 @@ async fn run(base: &std::path::Path, customers: usize) {
     let dir = tempfile::tempdir_in(base).unwrap();
     let store = SledStore::open(SledConfig::new(dir.path())).unwrap();
     let started = Instant::now();
-    let events = load(&store, generate(DemoSize { customers, seed: 42 }), 64).await.unwrap();
+    let events = load(&store, generate(DemoSize { customers, seed: 42 }).unwrap(), 64).await.unwrap();
     eprintln!("loaded {events} events for {customers} customers in {:.1}s", started.elapsed().as_secs_f64());
 
     // Baseline: read and decode every record into domain events, without any view. A first

@@ -117,25 +117,21 @@ impl Generator {
 
     /// Decides `commands` in order against `state`, recording each command's events as one
     /// append. A refused command is a bug in the generator.
-    fn run<A: Aggregate>(&mut self, stream: String, commands: Vec<A::Command>) -> A::State
-    where
-        A::Command: std::fmt::Debug,
-    {
+    fn run<A: Aggregate>(&mut self, stream: String, commands: Vec<A::Command>) -> Result<A::State, ProjectionError> {
         self.run_from::<A>(stream, A::State::default(), commands)
     }
 
     /// As [`Generator::run`], continuing from `state`.
-    fn run_from<A: Aggregate>(&mut self, stream: String, mut state: A::State, commands: Vec<A::Command>) -> A::State
-    where
-        A::Command: std::fmt::Debug,
-    {
+    fn run_from<A: Aggregate>(
+        &mut self,
+        stream: String,
+        mut state: A::State,
+        commands: Vec<A::Command>,
+    ) -> Result<A::State, ProjectionError> {
         for command in commands {
             let ctx = self.ctx();
-            let described = format!("{command:?}");
-            let events = match A::decide(&state, command, &ctx) {
-                Ok(events) => events,
-                Err(e) => panic!("demo command refused on {stream}: {e}: {described}"),
-            };
+            let events = A::decide(&state, command, &ctx)
+                .map_err(|e| ProjectionError::Demo(format!("the domain refused a command on {stream}: {e}")))?;
             if events.is_empty() {
                 continue;
             }
@@ -154,7 +150,7 @@ impl Generator {
                 command,
             });
         }
-        state
+        Ok(state)
     }
 
     fn person_name(&mut self) -> String {
@@ -171,8 +167,7 @@ impl Generator {
 }
 
 /// Generates the demo's appends, in an order that respects every stream's versions.
-#[must_use]
-pub fn generate(size: DemoSize) -> Vec<DemoAppend> {
+pub fn generate(size: DemoSize) -> Result<Vec<DemoAppend>, ProjectionError> {
     let mut g = Generator {
         dice: Dice(size.seed | 1),
         next_id: 0,
@@ -187,14 +182,14 @@ pub fn generate(size: DemoSize) -> Vec<DemoAppend> {
     g.run::<Department>(
         root.stream(),
         vec![DepartmentCommand::Create { id: root, name: "总部".into(), parent: None, parent_open: false }],
-    );
+    )?;
     let mut departments = vec![root];
     for name in ["华北区", "华东区", "华南区", "West Coast"] {
         let id = DepartmentId(g.id());
         g.run::<Department>(
             id.stream(),
             vec![DepartmentCommand::Create { id, name: name.into(), parent: Some(root), parent_open: true }],
-        );
+        )?;
         departments.push(id);
     }
     // Roles.
@@ -204,7 +199,7 @@ pub fn generate(size: DemoSize) -> Vec<DemoAppend> {
         g.run::<Role>(
             id.stream(),
             vec![RoleCommand::Define { id, name: role.name.into(), permissions: role.permissions }],
-        );
+        )?;
         roles.insert(role.name, id);
     }
     // Users, each with a grant.
@@ -228,7 +223,7 @@ pub fn generate(size: DemoSize) -> Vec<DemoAppend> {
                     personal: UserPersonal { phone: Some(phone), email: Some(format!("user{n:04}@example.com")) },
                 },
             }],
-        );
+        )?;
         let (role, scope) = match n % 5 {
             0 => ("manager", Scope::DepartmentTree),
             1 => ("service", Scope::Department),
@@ -236,7 +231,7 @@ pub fn generate(size: DemoSize) -> Vec<DemoAppend> {
         };
         let grant = GrantId(g.id());
         let role = roles[role];
-        g.run::<Grant>(grant.stream(), vec![GrantCommand::Give { id: grant, user: id, role, scope }]);
+        g.run::<Grant>(grant.stream(), vec![GrantCommand::Give { id: grant, user: id, role, scope }])?;
         users.push((id, department));
     }
     // Customers and their activity.
@@ -304,11 +299,11 @@ pub fn generate(size: DemoSize) -> Vec<DemoAppend> {
         if let Some(survivor) = merge_into {
             commands.push(CustomerCommand::MergeInto { survivor, survivor_status: CustomerStatus::Active });
         }
-        let state = g.run::<Customer>(id.stream(), commands);
+        let state = g.run::<Customer>(id.stream(), commands)?;
         if let Some(survivor) = merge_into {
             let before = live_states.remove(&survivor).unwrap_or_default();
             let after =
-                g.run_from::<Customer>(survivor.stream(), before, vec![CustomerCommand::Absorb { duplicate: id }]);
+                g.run_from::<Customer>(survivor.stream(), before, vec![CustomerCommand::Absorb { duplicate: id }])?;
             live_states.insert(survivor, after);
         }
         if state.status == CustomerStatus::Active {
@@ -335,7 +330,7 @@ pub fn generate(size: DemoSize) -> Vec<DemoAppend> {
                     .push(CaseCommand::Rate { score: 1 + u8::try_from(g.dice.below(5)).unwrap_or(0), comment: None });
                 commands.push(CaseCommand::Close);
             }
-            g.run::<ServiceCase>(case.stream(), commands);
+            g.run::<ServiceCase>(case.stream(), commands)?;
         }
         if g.dice.chance(20) {
             let task = TaskId(g.id());
@@ -353,10 +348,10 @@ pub fn generate(size: DemoSize) -> Vec<DemoAppend> {
             if g.dice.chance(50) {
                 commands.push(TaskCommand::Complete);
             }
-            g.run::<Task>(task.stream(), commands);
+            g.run::<Task>(task.stream(), commands)?;
         }
     }
-    g.out
+    Ok(g.out)
 }
 
 /// Appends the demo to `store`: streams run concurrently (up to `parallel` at once), each
@@ -407,5 +402,5 @@ pub async fn load<S: EventStore>(store: &S, appends: Vec<DemoAppend>, parallel: 
 }
 
 fn demo_error(e: &dyn std::fmt::Display) -> ProjectionError {
-    ProjectionError::Apply { view: "demo", seq: oacis_eventlog::Seq::ZERO, reason: e.to_string() }
+    ProjectionError::Demo(e.to_string())
 }

@@ -28,6 +28,10 @@ pub enum ProjectionError {
     /// Reading the log failed.
     #[error(transparent)]
     Store(#[from] oacis_eventlog::Error),
+    /// The demo generator made a command the domain refused, or loading the demo failed
+    /// (a bug in the generator, or a store error while loading).
+    #[error("demo data: {0}")]
+    Demo(String),
     /// The views stopped following the log (after an earlier error, or at shutdown).
     #[error("the views stopped at seq {0}")]
     Stopped(Seq),

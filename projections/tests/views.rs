@@ -20,7 +20,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 async fn demo_store(dir: &std::path::Path, customers: usize, seed: u64) -> SledStore {
     let store = SledStore::open(SledConfig::new(dir)).unwrap();
-    load(&store, generate(DemoSize { customers, seed }), 16).await.unwrap();
+    load(&store, generate(DemoSize { customers, seed }).unwrap(), 16).await.unwrap();
     store
 }
 
@@ -154,7 +154,7 @@ fn live_equals_rebuild(seed: u64, customers: usize) {
     runtime().block_on(async {
         let store = SledStore::open(SledConfig::new(dir.path())).unwrap();
         let live = Projections::start(&store, &mut |_| {}).await.unwrap();
-        let appends = generate(DemoSize { customers, seed });
+        let appends = generate(DemoSize { customers, seed }).unwrap();
         let (first, rest) = appends.split_at(appends.len() / 3);
         load(&store, first.to_vec(), 4).await.unwrap();
         // A second follower starts mid-way: replay, then follow.
