@@ -25,6 +25,8 @@ enum Command {
     Verify(cli::verify::VerifyArgs),
     /// Export the event log as JSON Lines (see eventlog/FORMAT.md).
     Export(cli::export::ExportArgs),
+    /// Replay every read view from the log and print the hash of their canonical dump.
+    Rebuild(cli::rebuild::RebuildArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
     let outcome = match args.command {
         Command::Verify(args) => cli::verify::run(&args),
         Command::Export(args) => cli::export::run(&args),
+        Command::Rebuild(args) => cli::rebuild::run(&args),
     };
     match outcome {
         Ok(code) => code,

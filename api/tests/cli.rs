@@ -156,3 +156,25 @@ fn a_folder_without_a_store_is_named_as_such() -> anyhow::Result<()> {
     assert!(text(&out.stdout).starts_with("ok: 0 records"), "{}", text(&out.stdout));
     Ok(())
 }
+
+#[test]
+fn rebuild_replays_the_views_and_prints_the_same_hash_every_time() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let store = SledStore::open(SledConfig::new(&data))?;
+        let demo = oacis_projections::demo::generate(oacis_projections::demo::DemoSize { customers: 30, seed: 3 })?;
+        oacis_projections::demo::load(&store, demo, 4).await?;
+        anyhow::Ok(())
+    })?;
+    let first = oacis(&["rebuild", "--data", data.to_str().unwrap()]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(text(&first.stdout).contains("30 customers; dump hash "), "{}", text(&first.stdout));
+    assert!(text(&first.stderr).contains("rebuild: "), "plain progress lines: {}", text(&first.stderr));
+    let second = oacis(&["rebuild", "--data", data.to_str().unwrap()]);
+    assert_eq!(text(&first.stdout), text(&second.stdout));
+    let missing = oacis(&["rebuild", "--data", dir.path().join("none").to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2));
+    Ok(())
+}
