@@ -96,10 +96,4 @@ impl ChainCheck {
             head: self.head,
         }
     }
-
-    /// The last record checked.
-    #[must_use]
-    pub fn head(&self) -> Head {
-        self.head
-    }
 }

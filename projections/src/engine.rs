@@ -164,6 +164,15 @@ enum Following {
     Failed(Seq, String),
 }
 
+impl Following {
+    /// The last seq applied.
+    fn seq(&self) -> Seq {
+        match self {
+            Following::At(seq) | Following::Failed(seq, _) => *seq,
+        }
+    }
+}
+
 /// The live views: built at start, then following the log.
 #[derive(Debug)]
 pub struct Projections {
@@ -202,9 +211,7 @@ impl Projections {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "views stopped following the log");
-                        let at = match &*tx.borrow() {
-                            Following::At(seq) | Following::Failed(seq, _) => *seq,
-                        };
+                        let at = tx.borrow().seq();
                         tx.send_replace(Following::Failed(at, e.to_string()));
                         return;
                     }
@@ -226,9 +233,7 @@ impl Projections {
                 Following::At(_) => {}
             }
             if state.changed().await.is_err() {
-                let at = match &*state.borrow() {
-                    Following::At(seq) | Following::Failed(seq, _) => *seq,
-                };
+                let at = state.borrow().seq();
                 return Err(ProjectionError::Stopped(at));
             }
         }
@@ -237,9 +242,7 @@ impl Projections {
     /// The last seq the views applied.
     #[must_use]
     pub fn applied(&self) -> Seq {
-        match &*self.state.borrow() {
-            Following::At(seq) | Following::Failed(seq, _) => *seq,
-        }
+        self.state.borrow().seq()
     }
 
     /// Reads the views.
