@@ -153,9 +153,21 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a stored record found at position `seq`, checking its hash against its body and
-/// its own seq against `seq`. The chain link (`prev_hash`) is the caller's to check.
-pub fn decode(seq: Seq, stored: &[u8]) -> Result<Record> {
+/// The fields of a body up to the command id, borrowed from the stored bytes.
+struct Leading<'a> {
+    prev_hash: Hash32,
+    own_seq: Seq,
+    stream: &'a str,
+    version: Version,
+    kind: &'a str,
+    schema: u32,
+    recorded_at: Timestamp,
+    actor: &'a str,
+    command_id: CommandId,
+}
+
+/// Splits `stored` into body and hash, checks its size, and reads the body's leading fields.
+fn read_leading(seq: Seq, stored: &[u8]) -> Result<(Reader<'_>, Leading<'_>, &[u8])> {
     if stored.len() < HASH_LEN {
         return Err(Error::corrupt(seq, "record shorter than its hash"));
     }
@@ -167,17 +179,49 @@ pub fn decode(seq: Seq, stored: &[u8]) -> Result<Record> {
     if r.bytes(TAG.len(), "tag")? != TAG.as_bytes() {
         return Err(r.fail("unknown record tag"));
     }
-    let prev_hash = Hash32(r.array("prev_hash")?);
-    let own_seq = Seq(r.u64("seq")?);
-    let stream = r.text(Limits::MAX_STREAM_BYTES, "stream")?;
-    let stream = StreamId::new(stream).map_err(|e| r.fail(&e.to_string()))?;
-    let version = Version(r.u64("version")?);
-    let kind = r.text(Limits::MAX_KIND_BYTES, "kind")?;
-    let kind = EventKind::new(kind).map_err(|e| r.fail(&e.to_string()))?;
-    let schema = r.u32("schema")?;
-    let recorded_at = Timestamp(i64::from_be_bytes(r.array("recorded_at")?));
-    let actor = r.text(Limits::MAX_ACTOR_BYTES, "actor")?.to_owned();
-    let command_id = CommandId(r.uuid("command_id")?);
+    let leading = Leading {
+        prev_hash: Hash32(r.array("prev_hash")?),
+        own_seq: Seq(r.u64("seq")?),
+        stream: r.text(Limits::MAX_STREAM_BYTES, "stream")?,
+        version: Version(r.u64("version")?),
+        kind: r.text(Limits::MAX_KIND_BYTES, "kind")?,
+        schema: r.u32("schema")?,
+        recorded_at: Timestamp(i64::from_be_bytes(r.array("recorded_at")?)),
+        actor: r.text(Limits::MAX_ACTOR_BYTES, "actor")?,
+        command_id: CommandId(r.uuid("command_id")?),
+    };
+    if leading.own_seq != seq {
+        return Err(Error::corrupt(seq, format!("record says seq {}", leading.own_seq)));
+    }
+    Ok((r, leading, stored_hash))
+}
+
+/// What the in-memory indexes need from a stored record: where it belongs, and which
+/// command wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement<'a> {
+    /// The record's stream name (not yet checked against the naming rules).
+    pub stream: &'a str,
+    /// Its version in that stream.
+    pub version: Version,
+    /// The command id of the append that wrote it.
+    pub command_id: CommandId,
+}
+
+/// Reads a stored record's placement without decoding the rest or checking its hash: the
+/// cheap pass that rebuilds the indexes when a store opens. Bounds are checked as in
+/// [`decode`]; the hash is not (`SledStore::verify` and the tail check on open do that).
+pub fn placement(seq: Seq, stored: &[u8]) -> Result<Placement<'_>> {
+    let (_, leading, _) = read_leading(seq, stored)?;
+    Ok(Placement { stream: leading.stream, version: leading.version, command_id: leading.command_id })
+}
+
+/// Decodes a stored record found at position `seq`, checking its hash against its body and
+/// its own seq against `seq`. The chain link (`prev_hash`) is the caller's to check.
+pub fn decode(seq: Seq, stored: &[u8]) -> Result<Record> {
+    let (mut r, leading, stored_hash) = read_leading(seq, stored)?;
+    let stream = StreamId::new(leading.stream).map_err(|e| r.fail(&e.to_string()))?;
+    let kind = EventKind::new(leading.kind).map_err(|e| r.fail(&e.to_string()))?;
     let correlation_id = r.uuid("correlation_id")?;
     let causation_id = if r.presence("causation_id")? { Some(r.uuid("causation_id")?) } else { None };
     let client_addr = if r.presence("client_addr")? {
@@ -186,26 +230,29 @@ pub fn decode(seq: Seq, stored: &[u8]) -> Result<Record> {
         None
     };
     let payload = r.bytes(Limits::MAX_PAYLOAD_BYTES, "payload")?.to_vec();
-    if r.at != body.len() {
+    if r.at != r.bytes.len() {
         return Err(r.fail("trailing bytes after payload"));
     }
-    if own_seq != seq {
-        return Err(Error::corrupt(seq, format!("record says seq {own_seq}")));
-    }
-    let hash = hash_body(body);
+    let hash = hash_body(r.bytes);
     if hash.0 != stored_hash {
         return Err(Error::corrupt(seq, "hash does not match the record's bytes"));
     }
     Ok(Record {
         seq,
         stream,
-        version,
+        version: leading.version,
         kind,
-        schema,
-        recorded_at,
-        meta: AppendMeta { command_id, actor, correlation_id, causation_id, client_addr },
+        schema: leading.schema,
+        recorded_at: leading.recorded_at,
+        meta: AppendMeta {
+            command_id: leading.command_id,
+            actor: leading.actor.to_owned(),
+            correlation_id,
+            causation_id,
+            client_addr,
+        },
         payload,
-        prev_hash,
+        prev_hash: leading.prev_hash,
         hash,
     })
 }
@@ -249,6 +296,18 @@ mod tests {
         let stored = seal(&mut record);
         let err = decode(Seq(8), &stored).unwrap_err();
         assert!(matches!(err, Error::Corrupt { seq: Seq(8), .. }), "{err}");
+    }
+
+    #[test]
+    fn placement_reads_stream_version_and_command_without_the_payload() {
+        let mut record = sample();
+        let stored = seal(&mut record);
+        let found = placement(Seq(7), &stored).unwrap();
+        assert_eq!(found, Placement { stream: "customer-1", version: Version(3), command_id: record.meta.command_id });
+        assert!(matches!(placement(Seq(8), &stored), Err(Error::Corrupt { seq: Seq(8), .. })));
+        for cut in 0..120 {
+            assert!(placement(Seq(7), &stored[..cut]).is_err(), "truncation at {cut} went unnoticed");
+        }
     }
 
     #[test]

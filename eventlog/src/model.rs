@@ -86,6 +86,13 @@ impl StreamId {
     }
 }
 
+/// Lets maps keyed by stream be searched with a `&str` (a `String` and its `str` hash alike).
+impl std::borrow::Borrow<str> for StreamId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

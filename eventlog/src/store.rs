@@ -27,6 +27,14 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+impl Appended {
+    /// A one-record append at `seq` that left its stream at `version`, as a repeated command
+    /// id's answer.
+    pub(crate) fn at(seq: Seq, version: Version) -> Appended {
+        Appended { first_seq: seq, last_seq: seq, version, duplicate: true }
+    }
+}
+
 /// The last acknowledged record's position and hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Head {

@@ -258,6 +258,40 @@ fn a_store_of_another_format_is_refused() -> anyhow::Result<()> {
 }
 
 #[test]
+fn a_format_1_store_is_migrated_by_dropping_its_stored_indexes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime();
+    rt.block_on(async {
+        let store = open(dir.path());
+        for i in 0..5 {
+            store.append(stream("customer-1"), ExpectedVersion::Any, vec![event("E", i)], meta(u128::from(i))).await?;
+        }
+        anyhow::Ok(())
+    })?;
+    {
+        // What format 1 looked like: the same records, plus stored index entries.
+        let db = sled::Config::new().path(dir.path()).segment_size(oacis_eventlog::sled_layout::SEGMENT_SIZE).open()?;
+        db.insert(b"mformat", b"oacis-eventlog/1".as_slice())?;
+        db.insert(b"s\x0acustomer-1\0\0\0\0\0\0\0\x05".as_slice(), [0u8; 16].as_slice())?;
+        db.insert(b"c0123456789abcdef".as_slice(), [0u8; 24].as_slice())?;
+        db.flush()?;
+    }
+    rt.block_on(async {
+        let store = open(dir.path());
+        let records = store.read_stream(&stream("customer-1"), Version(1), 10).await?;
+        assert_eq!(records.iter().map(|r| r.version.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        // The indexes are rebuilt from the records: a retried command is still recognised.
+        let again = store.append(stream("customer-1"), ExpectedVersion::Any, vec![event("E", 2)], meta(2)).await?;
+        assert!(again.duplicate && again.first_seq == Seq(3));
+        anyhow::Ok(())
+    })?;
+    let db = sled::Config::new().path(dir.path()).segment_size(oacis_eventlog::sled_layout::SEGMENT_SIZE).open()?;
+    assert_eq!(db.get(b"mformat")?.as_deref(), Some(b"oacis-eventlog/2".as_slice()));
+    assert_eq!(db.scan_prefix(b"s").count() + db.scan_prefix(b"c").count(), 0);
+    Ok(())
+}
+
+#[test]
 fn a_torn_snapshot_left_by_an_abrupt_stop_does_not_stop_the_store_from_opening() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let rt = runtime();

@@ -10,13 +10,14 @@
 //! written), checks the store format tag, and verifies the chain's tail.
 
 mod fault;
+mod index;
 pub mod layout;
 mod subscription;
 mod writer;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -29,7 +30,8 @@ use crate::limits::Limits;
 use crate::model::{AppendMeta, ExpectedVersion, NewEvent, Record, Seq, StreamId, Timestamp, Version};
 use crate::store::{check_append, Appended, EventStore, Head};
 use crate::verify::{ChainCheck, VerifyReport};
-use writer::{AppendRequest, Syncer, Writer};
+use index::LogIndex;
+use writer::{read_index, AppendRequest, Syncer, Writer};
 
 /// How many records at the end of the log are re-verified every time a store opens.
 pub const TAIL_CHECK_RECORDS: u64 = 1_024;
@@ -64,6 +66,7 @@ struct Inner {
     path: PathBuf,
     queue: Option<mpsc::Sender<AppendRequest>>,
     heads: Arc<watch::Sender<Head>>,
+    index: Arc<RwLock<LogIndex>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -142,19 +145,42 @@ fn open_sled(config: &SledConfig) -> Result<sled::Db> {
 fn check_format(db: &sled::Db, path: &Path) -> Result<()> {
     match db.get(layout::FORMAT_KEY)? {
         Some(tag) if tag.as_ref() == layout::FORMAT_TAG.as_bytes() => Ok(()),
+        Some(tag) if tag.as_ref() == layout::FORMAT_TAG_V1.as_bytes() => migrate_from_v1(db, path),
         Some(tag) => Err(Error::IncompatibleFormat {
             found: String::from_utf8_lossy(&tag).into_owned(),
             expected: layout::FORMAT_TAG,
         }),
         None if db.is_empty() => {
             db.insert(layout::FORMAT_KEY, layout::FORMAT_TAG.as_bytes())?;
-            db.flush()?;
-            // The new files' directory entries must be durable too.
-            File::open(path).and_then(|dir| dir.sync_all()).map_err(|e| Error::io(path, e))?;
-            Ok(())
+            sync_all(db, path)
         }
         None => Err(Error::IncompatibleFormat { found: String::new(), expected: layout::FORMAT_TAG }),
     }
+}
+
+/// Flushes sled and makes its files and their directory entries durable.
+fn sync_all(db: &sled::Db, path: &Path) -> Result<()> {
+    db.flush()?;
+    let data = path.join("db");
+    File::open(&data).and_then(|file| file.sync_all()).map_err(|e| Error::io(&data, e))?;
+    File::open(path).and_then(|dir| dir.sync_all()).map_err(|e| Error::io(path, e))
+}
+
+/// Format 1 stored the stream and command indexes; format 2 rebuilds them in memory. The
+/// records are unchanged, so migrating removes the index entries and then rewrites the tag.
+/// Interrupted, it is simply done again on the next open.
+fn migrate_from_v1(db: &sled::Db, path: &Path) -> Result<()> {
+    tracing::info!(path = %path.display(), "migrating the event store from format 1 to 2: dropping stored indexes");
+    for space in layout::V1_INDEX_SPACES {
+        let mut batch = sled::Batch::default();
+        for key in db.scan_prefix(space).keys() {
+            batch.remove(key?);
+        }
+        db.apply_batch(batch)?;
+    }
+    sync_all(db, path)?;
+    db.insert(layout::FORMAT_KEY, layout::FORMAT_TAG.as_bytes())?;
+    sync_all(db, path)
 }
 
 /// The last stored record, decoded and hash-checked.
@@ -184,10 +210,14 @@ impl SledStore {
                 path: config.path.clone(),
                 queue: Some(queue),
                 heads: heads.clone(),
+                index: Arc::new(RwLock::new(LogIndex::default())),
                 writer: Mutex::new(None),
             }),
         };
         store.check_tail()?;
+        let index = LogIndex::build(store.stored(Seq::FIRST))?;
+        tracing::debug!(records = head.seq.0, streams = index.stream_count(), "event log indexes rebuilt");
+        *store.inner.index.write().unwrap_or_else(std::sync::PoisonError::into_inner) = index;
         let failure = writer::Failure::default();
         let writer = Writer {
             db: db.clone(),
@@ -196,9 +226,18 @@ impl SledStore {
             last_recorded_at: last.map_or(Timestamp(i64::MIN), |r| r.recorded_at),
             fault: config.fault.clone(),
             failure: failure.clone(),
-            versions: Default::default(),
+            index: store.inner.index.clone(),
         };
-        let syncer = Syncer { db, data_file, data_path, heads, fault: config.fault, failure };
+        let syncer = Syncer {
+            durability: Mutex::new(()),
+            in_flight: 0.into(),
+            db,
+            data_file,
+            data_path,
+            heads,
+            fault: config.fault,
+            failure,
+        };
         let handle = std::thread::Builder::new()
             .name("eventlog-writer".into())
             .spawn(move || writer.run(queue_rx, syncer))
@@ -242,44 +281,36 @@ impl SledStore {
         self.records(from).take(max).collect()
     }
 
+    /// Stored records from `from` on, undecoded, with their seqs (up to the durable head).
+    fn stored(&self, from: Seq) -> impl Iterator<Item = Result<(Seq, sled::IVec)>> {
+        let range = layout::event_key(from.max(Seq::FIRST)).to_vec()..layout::EVENT_END.to_vec();
+        let head = self.head().seq;
+        self.inner.db.range(range).map(move |entry| {
+            let (key, value) = entry?;
+            let seq = layout::seq_of_event_key(&key).ok_or_else(|| Error::corrupt(head, "malformed event key"))?;
+            Ok((seq, value))
+        })
+    }
+
     fn read_stream_sync(&self, stream: &StreamId, from: Version, max: usize) -> Result<Vec<Record>> {
         let head = self.head().seq;
-        let from = from.max(Version(1));
         let max = max.min(Limits::MAX_READ_BATCH);
-        let db = &self.inner.db;
-        let prefix = layout::stream_prefix(stream);
-        let mut out = Vec::new();
-        let mut expected = from;
-        // The first entry at or after `from` is the append that holds version `from`.
-        'appends: for entry in db.range(layout::stream_key(stream, from)..) {
-            let (key, value) = entry?;
-            if !key.starts_with(&prefix) {
-                break;
+        let wanted = read_index(&self.inner.index).seqs(stream, from.max(Version(1)), max, head);
+        let mut out = Vec::with_capacity(wanted.len());
+        for (version, seq) in wanted {
+            let stored = self
+                .inner
+                .db
+                .get(layout::event_key(seq))?
+                .ok_or_else(|| Error::corrupt(seq, format!("indexed as {stream} v{version} but missing")))?;
+            let record = codec::decode(seq, &stored)?;
+            if record.stream != *stream || record.version != version {
+                return Err(Error::corrupt(
+                    seq,
+                    format!("indexed as {stream} v{version} but is {} v{}", record.stream, record.version),
+                ));
             }
-            let malformed = || Error::corrupt(head, format!("malformed stream index entry for {stream}"));
-            let last_version = layout::version_of_stream_key(&key).ok_or_else(malformed)?;
-            let (first_seq, first_version) = layout::decode_stream_entry(&value).ok_or_else(malformed)?;
-            if first_version > expected || last_version < expected {
-                return Err(Error::corrupt(first_seq, format!("stream index of {stream} skips version {expected}")));
-            }
-            while expected <= last_version {
-                let seq = Seq(first_seq.0 + (expected.0 - first_version.0));
-                if seq > head || out.len() >= max {
-                    break 'appends;
-                }
-                let stored = db
-                    .get(layout::event_key(seq))?
-                    .ok_or_else(|| Error::corrupt(seq, format!("indexed as {stream} v{expected} but missing")))?;
-                let record = codec::decode(seq, &stored)?;
-                if record.stream != *stream || record.version != expected {
-                    return Err(Error::corrupt(
-                        seq,
-                        format!("indexed as {stream} v{expected} but is {} v{}", record.stream, record.version),
-                    ));
-                }
-                expected = expected.next();
-                out.push(record);
-            }
+            out.push(record);
         }
         Ok(out)
     }
@@ -295,152 +326,6 @@ impl SledStore {
             progress(record.seq);
         }
         Ok(chain.report())
-    }
-
-    /// Checks the stream and command indexes against the records: every record has exactly
-    /// its index entries and there are no others. Run after [`SledStore::verify`]; a mismatch
-    /// is [`Error::Corrupt`] at the first seq whose entries are wrong.
-    pub fn verify_indexes(&self, progress: &mut dyn FnMut(Seq)) -> Result<()> {
-        let mut indexes = IndexDigest::default();
-        let mut failure = None;
-        let records = self.records(Seq::FIRST).map_while(|r| r.map_err(|e| failure = Some(e)).ok());
-        for (append, command) in appends(records) {
-            indexes.add_append(&append, command);
-            progress(append.last_seq);
-        }
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let stored = IndexDigest::of_stored(&self.inner.db)?;
-        if stored != indexes {
-            return Err(self.locate_index_fault());
-        }
-        Ok(())
-    }
-
-    /// Finds the first seq whose index entries disagree with the records (the slow path of
-    /// `verify_indexes`, only taken when the digests differ).
-    fn locate_index_fault(&self) -> Error {
-        let db = &self.inner.db;
-        let mut worst = Seq(u64::MAX);
-        let mut problem = String::from("stream or command index entries do not match the records");
-        // Every append must have exactly its two entries.
-        for (append, command) in appends(self.records(Seq::FIRST).flatten()) {
-            let stream_entry = db.get(layout::stream_key(&append.stream, append.last_version)).ok().flatten();
-            let expected = layout::encode_stream_entry(append.first_seq, append.first_version);
-            let command_entry = db.get(layout::command_key(command)).ok().flatten();
-            let outcome = append.outcome();
-            if stream_entry.as_deref() != Some(expected.as_slice())
-                || command_entry.as_deref() != Some(layout::encode_outcome(&outcome).as_slice())
-            {
-                worst = append.first_seq;
-                problem = format!(
-                    "index entries of the append at seq {} ({}) are wrong or missing",
-                    append.first_seq, append.stream
-                );
-                break;
-            }
-        }
-        // And no entry may point anywhere else.
-        for entry in db.scan_prefix(layout::STREAM_SPACE).flatten() {
-            let Some((seq, version)) = layout::decode_stream_entry(&entry.1) else {
-                continue;
-            };
-            let matches = db
-                .get(layout::event_key(seq))
-                .ok()
-                .flatten()
-                .and_then(|stored| codec::decode(seq, &stored).ok())
-                .is_some_and(|r| r.version == version && entry.0.starts_with(&layout::stream_prefix(&r.stream)));
-            if !matches && seq < worst {
-                worst = seq;
-                problem = "a stream index entry points at a record of another stream or version".into();
-            }
-        }
-        if worst.0 == u64::MAX {
-            worst = self.head().seq;
-        }
-        Error::corrupt(worst, problem)
-    }
-}
-
-/// One append, as recovered from its consecutive records.
-struct AppendRun {
-    stream: StreamId,
-    first_seq: Seq,
-    last_seq: Seq,
-    first_version: Version,
-    last_version: Version,
-}
-
-impl AppendRun {
-    fn outcome(&self) -> Appended {
-        Appended { first_seq: self.first_seq, last_seq: self.last_seq, version: self.last_version, duplicate: false }
-    }
-}
-
-/// Groups records into appends: consecutive records with the same command id.
-fn appends(records: impl Iterator<Item = Record>) -> impl Iterator<Item = (AppendRun, crate::model::CommandId)> {
-    let mut records = records.peekable();
-    std::iter::from_fn(move || {
-        let first = records.next()?;
-        let mut run = AppendRun {
-            stream: first.stream.clone(),
-            first_seq: first.seq,
-            last_seq: first.seq,
-            first_version: first.version,
-            last_version: first.version,
-        };
-        while let Some(next) = records.next_if(|r| r.meta.command_id == first.meta.command_id) {
-            run.last_seq = next.seq;
-            run.last_version = next.version;
-        }
-        Some((run, first.meta.command_id))
-    })
-}
-
-/// Order-independent digest of index entries: the records imply a set of `s` and `c` entries,
-/// and the stored ones must be exactly that set.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct IndexDigest {
-    streams: (u64, u128),
-    commands: (u64, u128),
-}
-
-fn entry_digest(key: &[u8], value: &[u8]) -> u128 {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&(key.len() as u64).to_be_bytes()).update(key).update(value);
-    let mut low = [0; 16];
-    low.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
-    u128::from_le_bytes(low)
-}
-
-fn add(sum: &mut (u64, u128), digest: u128) {
-    sum.0 += 1;
-    sum.1 = sum.1.wrapping_add(digest);
-}
-
-impl IndexDigest {
-    fn add_append(&mut self, append: &AppendRun, command: crate::model::CommandId) {
-        let key = layout::stream_key(&append.stream, append.last_version);
-        add(
-            &mut self.streams,
-            entry_digest(&key, &layout::encode_stream_entry(append.first_seq, append.first_version)),
-        );
-        let outcome = layout::encode_outcome(&append.outcome());
-        add(&mut self.commands, entry_digest(&layout::command_key(command), &outcome));
-    }
-
-    fn of_stored(db: &sled::Db) -> Result<IndexDigest> {
-        let mut digest = IndexDigest::default();
-        for (space, sum) in [(layout::STREAM_SPACE, &mut digest.streams), (layout::COMMAND_SPACE, &mut digest.commands)]
-        {
-            for entry in db.scan_prefix(space) {
-                let (key, value) = entry?;
-                add(sum, entry_digest(&key, &value));
-            }
-        }
-        Ok(digest)
     }
 }
 

@@ -3,14 +3,16 @@
 //! Two threads own every write to sled. The writer thread takes the appends waiting in the
 //! bounded queue (up to `Limits::MAX_GROUP_APPENDS`), checks each against the stream versions
 //! and command ids as they stand, including earlier appends not yet durable, stages the
-//! accepted records in one sled batch and applies it. It hands the group's answers to the
-//! syncer thread, which flushes sled and fdatasyncs its data file once for every group waiting,
-//! and only then publishes the new head and answers the callers. While the syncer waits on the
-//! disk, the writer stages the next group.
+//! accepted records in one sled batch and applies it. When more appends are already waiting,
+//! it hands the group's answers to the syncer thread, which flushes sled and fdatasyncs its
+//! data file once for every group waiting, and only then publishes the new head and answers
+//! the callers; while the syncer waits on the disk, the writer stages the next group. When
+//! nothing else is waiting and no group is with the syncer, the writer makes its group durable
+//! itself, which spares a lone caller one thread hand-off.
 //!
 //! Invariants:
-//! - Only the syncer flushes sled (concurrent flushes deadlock in sled 0.34, issue 1308;
-//!   sled's own periodic flusher is disabled in `SledConfig`).
+//! - One flush at a time, under `Syncer::durability` (concurrent flushes deadlock in sled 0.34,
+//!   issue 1308; sled's own periodic flusher is disabled in `SledConfig`).
 //! - A caller hears "ok" only after the fdatasync that follows its group's batch. Answers that
 //!   change nothing (conflicts, repeated command ids) wait for the same point, since they may
 //!   depend on groups not yet durable.
@@ -22,11 +24,13 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::fault::{FaultPlan, FaultSite};
+use super::index::LogIndex;
 use super::layout;
 use crate::codec;
 use crate::error::{AppendError, Error, Result};
@@ -88,13 +92,16 @@ pub(super) struct Writer {
     pub last_recorded_at: Timestamp,
     pub fault: Option<Arc<FaultPlan>>,
     pub failure: Failure,
-    /// Versions of recently written streams, so that most appends need no index lookup.
-    /// Cleared when it reaches `STREAM_CACHE_ENTRIES`.
-    pub versions: HashMap<StreamId, Version>,
+    /// The stream and command indexes, shared with readers; only this thread changes them.
+    pub index: Arc<RwLock<LogIndex>>,
 }
 
 /// Makes applied groups durable and answers them.
 pub(super) struct Syncer {
+    /// Held while making groups durable and answering them: one flush at a time.
+    pub durability: Mutex<()>,
+    /// Groups handed to the syncer thread and not yet answered.
+    pub in_flight: AtomicUsize,
     pub db: sled::Db,
     pub data_file: File,
     pub data_path: PathBuf,
@@ -103,15 +110,15 @@ pub(super) struct Syncer {
     pub failure: Failure,
 }
 
-/// Bound on the writer's stream-version cache.
-const STREAM_CACHE_ENTRIES: usize = 100_000;
-
 /// What the group has staged so far, seen by the later appends of the same group.
 #[derive(Default)]
 struct Staged {
-    batch: sled::Batch,
+    /// Stored records by key, in seq order.
+    records: Vec<([u8; 9], Vec<u8>)>,
     versions: HashMap<StreamId, Version>,
     commands: HashMap<CommandId, Appended>,
+    /// The accepted appends, in order, for the index once the batch is applied.
+    accepted: Vec<(StreamId, CommandId, Appended)>,
 }
 
 fn arrive(fault: Option<&Arc<FaultPlan>>, site: FaultSite, path: &std::path::Path) -> Result<()> {
@@ -124,9 +131,13 @@ fn arrive(fault: Option<&Arc<FaultPlan>>, site: FaultSite, path: &std::path::Pat
 impl Writer {
     /// Runs the writer and its syncer until the queue closes and every group is answered.
     pub(super) fn run(mut self, mut queue: mpsc::Receiver<AppendRequest>, syncer: Syncer) {
+        let syncer = Arc::new(syncer);
         let (to_syncer, applied) = std_mpsc::sync_channel(SYNC_QUEUE);
-        let syncer = std::thread::Builder::new().name("eventlog-syncer".into()).spawn(move || syncer.run(applied));
-        let syncer = match syncer {
+        let thread = {
+            let syncer = syncer.clone();
+            std::thread::Builder::new().name("eventlog-syncer".into()).spawn(move || syncer.run(applied))
+        };
+        let thread = match thread {
             Ok(handle) => handle,
             Err(e) => {
                 self.failure.set(format!("cannot start the syncer thread: {e}"));
@@ -137,7 +148,8 @@ impl Writer {
             }
         };
         let mut group = Vec::with_capacity(Limits::MAX_GROUP_APPENDS);
-        while let Some(first) = queue.blocking_recv() {
+        let mut waiting = None;
+        while let Some(first) = waiting.take().or_else(|| queue.blocking_recv()) {
             group.push(first);
             while group.len() < Limits::MAX_GROUP_APPENDS {
                 match queue.try_recv() {
@@ -145,14 +157,22 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if let Some(applied) = self.apply_group(&mut group) {
-                if let Err(unsent) = to_syncer.send(applied) {
-                    refuse(unsent.0.replies.into_iter().map(|(reply, _)| reply), "the syncer thread stopped");
-                }
+            let Some(applied) = self.apply_group(&mut group) else { continue };
+            waiting = queue.try_recv().ok();
+            if waiting.is_none() && syncer.in_flight.load(Ordering::Acquire) == 0 {
+                // Nobody else is waiting and every earlier group is answered: no pipeline to
+                // keep busy, so the hand-off would only add latency.
+                syncer.make_durable_and_answer(&mut vec![applied]);
+                continue;
+            }
+            syncer.in_flight.fetch_add(1, Ordering::AcqRel);
+            if let Err(unsent) = to_syncer.send(applied) {
+                syncer.in_flight.fetch_sub(1, Ordering::AcqRel);
+                refuse(unsent.0.replies.into_iter().map(|(reply, _)| reply), "the syncer thread stopped");
             }
         }
         drop(to_syncer);
-        if syncer.join().is_err() {
+        if thread.join().is_err() {
             tracing::error!("event log syncer thread panicked");
         }
     }
@@ -168,15 +188,18 @@ impl Writer {
         let mut head = self.head;
         let recorded_at = Timestamp::now().max(self.last_recorded_at);
         let mut replies = Vec::with_capacity(group.len());
-        for request in group.drain(..) {
-            let AppendRequest { stream, expected, events, meta, reply } = request;
-            let outcome = self.stage(&mut staged, &mut head, recorded_at, stream, expected, events, meta);
-            replies.push((reply, outcome));
+        {
+            let index = read_index(&self.index);
+            for request in group.drain(..) {
+                let AppendRequest { stream, expected, events, meta, reply } = request;
+                let outcome = stage(&index, &mut staged, &mut head, recorded_at, stream, expected, events, meta);
+                replies.push((reply, outcome));
+            }
         }
         let wrote = head != self.head;
         if wrote {
             let applied = arrive(self.fault.as_ref(), FaultSite::Apply, &self.data_path)
-                .and_then(|()| Ok(self.db.apply_batch(std::mem::take(&mut staged.batch))?));
+                .and_then(|()| apply(&self.db, std::mem::take(&mut staged.records)));
             if let Err(e) = applied {
                 let reason = e.to_string();
                 self.failure.set(reason.clone());
@@ -185,115 +208,116 @@ impl Writer {
             }
             self.head = head;
             self.last_recorded_at = recorded_at;
-            if self.versions.len() + staged.versions.len() > STREAM_CACHE_ENTRIES {
-                self.versions.clear();
+            let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (stream, command, outcome) in &staged.accepted {
+                if let Err(e) = index.add(stream, *command, *outcome) {
+                    // The writer checked these appends against the same index: a bug, and
+                    // the indexes can no longer be trusted until the store is reopened.
+                    let reason = e.to_string();
+                    self.failure.set(reason.clone());
+                    refuse(replies.into_iter().map(|(reply, _)| reply), &reason);
+                    return None;
+                }
             }
-            self.versions.extend(staged.versions);
         }
         Some(Applied { head, wrote, replies })
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn stage(
-        &self,
-        staged: &mut Staged,
-        head: &mut Head,
-        recorded_at: Timestamp,
-        stream: StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-        meta: AppendMeta,
-    ) -> Result<Appended, AppendError> {
-        if let Some(first) = self.earlier_outcome(staged, meta.command_id)? {
-            return Ok(first);
-        }
-        let actual = match staged.versions.get(&stream) {
-            Some(version) => *version,
-            None => self.stream_version(&stream)?,
-        };
-        if !expected.admits(actual) {
-            return Err(AppendError::Conflict { stream, expected, actual });
-        }
-        let first_seq = head.seq.next();
-        let mut version = actual;
-        // One record value is reused for every event of the append, so the metadata is
-        // neither cloned nor re-validated per event.
-        let mut record = Record {
-            seq: head.seq,
-            stream,
-            version,
-            kind: crate::model::EventKind::placeholder(),
-            schema: 0,
-            recorded_at,
-            meta,
-            payload: Vec::new(),
-            prev_hash: head.hash,
-            hash: Default::default(),
-        };
-        for event in events {
-            version = version.next();
-            record.seq = head.seq.next();
-            record.version = version;
-            record.kind = event.kind;
-            record.schema = event.schema;
-            record.payload = event.payload;
-            record.prev_hash = head.hash;
-            let stored = codec::seal(&mut record);
-            staged.batch.insert(&layout::event_key(record.seq), stored);
-            *head = Head { seq: record.seq, hash: record.hash };
-        }
-        staged.batch.insert(
-            layout::stream_key(&record.stream, version),
-            &layout::encode_stream_entry(first_seq, actual.next()),
-        );
-        let Record { stream, meta, .. } = record;
-        let outcome = Appended { first_seq, last_seq: head.seq, version, duplicate: false };
-        staged.batch.insert(&layout::command_key(meta.command_id), &layout::encode_outcome(&outcome));
-        staged.commands.insert(meta.command_id, Appended { duplicate: true, ..outcome });
-        staged.versions.insert(stream, version);
-        Ok(outcome)
-    }
+/// The shared index for reading; a panic elsewhere cannot leave it half-changed (the writer
+/// changes it only between groups), so a poisoned lock is still read.
+pub(super) fn read_index(index: &RwLock<LogIndex>) -> std::sync::RwLockReadGuard<'_, LogIndex> {
+    index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
-    fn earlier_outcome(&self, staged: &Staged, id: CommandId) -> Result<Option<Appended>> {
-        if let Some(outcome) = staged.commands.get(&id) {
-            return Ok(Some(*outcome));
-        }
-        match self.db.get(layout::command_key(id))? {
-            None => Ok(None),
-            Some(value) => layout::decode_outcome(&value)
-                .map(Some)
-                .ok_or_else(|| Error::corrupt(self.head.seq, format!("command index entry of {id} is malformed"))),
-        }
+/// Writes a group's records to sled, atomically. A lone record is a plain insert: a sled
+/// batch adds a manifest to sled's log, and so a second write and `sync_file_range` to the
+/// next flush, which a single-event append would pay for nothing.
+fn apply(db: &sled::Db, records: Vec<([u8; 9], Vec<u8>)>) -> Result<()> {
+    if let [(key, value)] = records.as_slice() {
+        db.insert(key, value.as_slice())?;
+        return Ok(());
     }
+    let mut batch = sled::Batch::default();
+    for (key, value) in records {
+        batch.insert(&key, value);
+    }
+    Ok(db.apply_batch(batch)?)
+}
 
-    fn stream_version(&self, stream: &StreamId) -> Result<Version> {
-        if let Some(version) = self.versions.get(stream) {
-            return Ok(*version);
-        }
-        match self.db.scan_prefix(layout::stream_prefix(stream)).next_back() {
-            None => Ok(Version::NONE),
-            Some(entry) => {
-                let (key, _) = entry?;
-                layout::version_of_stream_key(&key)
-                    .ok_or_else(|| Error::corrupt(self.head.seq, format!("stream index key of {stream} is malformed")))
-            }
-        }
+/// Checks one append against the log as it stands (the index plus what this group staged
+/// before it) and stages its records.
+#[allow(clippy::too_many_arguments)]
+fn stage(
+    index: &LogIndex,
+    staged: &mut Staged,
+    head: &mut Head,
+    recorded_at: Timestamp,
+    stream: StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    meta: AppendMeta,
+) -> Result<Appended, AppendError> {
+    if let Some(first) = staged.commands.get(&meta.command_id).copied().or_else(|| index.command(meta.command_id)) {
+        return Ok(first);
     }
+    let actual = staged.versions.get(&stream).copied().unwrap_or_else(|| index.version(&stream));
+    if !expected.admits(actual) {
+        return Err(AppendError::Conflict { stream, expected, actual });
+    }
+    let first_seq = head.seq.next();
+    let mut version = actual;
+    // One record value is reused for every event of the append, so the metadata is
+    // neither cloned nor re-validated per event.
+    let mut record = Record {
+        seq: head.seq,
+        stream,
+        version,
+        kind: crate::model::EventKind::placeholder(),
+        schema: 0,
+        recorded_at,
+        meta,
+        payload: Vec::new(),
+        prev_hash: head.hash,
+        hash: Default::default(),
+    };
+    for event in events {
+        version = version.next();
+        record.seq = head.seq.next();
+        record.version = version;
+        record.kind = event.kind;
+        record.schema = event.schema;
+        record.payload = event.payload;
+        record.prev_hash = head.hash;
+        let stored = codec::seal(&mut record);
+        staged.records.push((layout::event_key(record.seq), stored));
+        *head = Head { seq: record.seq, hash: record.hash };
+    }
+    let Record { stream, meta, .. } = record;
+    let outcome = Appended { first_seq, last_seq: head.seq, version, duplicate: false };
+    staged.commands.insert(meta.command_id, Appended { duplicate: true, ..outcome });
+    staged.versions.insert(stream.clone(), version);
+    staged.accepted.push((stream, meta.command_id, outcome));
+    Ok(outcome)
 }
 
 impl Syncer {
-    fn run(self, applied: std_mpsc::Receiver<Applied>) {
+    fn run(&self, applied: std_mpsc::Receiver<Applied>) {
         let mut waiting = Vec::with_capacity(SYNC_QUEUE);
         while let Ok(first) = applied.recv() {
             waiting.push(first);
             while let Ok(next) = applied.try_recv() {
                 waiting.push(next);
             }
+            let count = waiting.len();
             self.make_durable_and_answer(&mut waiting);
+            // Only after the answers: the writer syncs inline only once this reaches zero.
+            self.in_flight.fetch_sub(count, Ordering::AcqRel);
         }
     }
 
     fn make_durable_and_answer(&self, waiting: &mut Vec<Applied>) {
+        let _one_at_a_time = self.durability.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let failed = self.failure.get().map(Err).unwrap_or(Ok(()));
         let durable = failed.and_then(|()| match waiting.iter().rev().find(|a| a.wrote) {
             Some(last) => self.sync().map(|()| Some(last.head)).map_err(|e| {
