@@ -19,6 +19,10 @@ use oacis_eventlog::{AppendMeta, EventStore, ExpectedVersion, NewEvent, Seq, Sle
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+/// The allocator the `oacis` binary runs with, so that these figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const STREAMS: u64 = 10_000;

@@ -17,6 +17,10 @@ use oacis_projections::demo::{generate, load, DemoSize};
 use oacis_projections::views::directory::{DirectoryQuery, Order, SortKey};
 use oacis_projections::Views;
 
+/// The allocator the `oacis` binary runs with, so that these figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);

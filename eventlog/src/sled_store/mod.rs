@@ -277,8 +277,15 @@ impl SledStore {
     }
 
     fn read_range(&self, from: Seq, max: usize) -> Result<Vec<Record>> {
-        let max = max.min(Limits::MAX_READ_BATCH);
-        self.records(from).take(max).collect()
+        let available = self.head().seq.0.saturating_sub(from.max(Seq::FIRST).0 - 1);
+        let max = max.min(Limits::MAX_READ_BATCH).min(usize::try_from(available).unwrap_or(usize::MAX));
+        // Sized up front: a page is often thousands of records, and growing it by doubling
+        // copies them over and over.
+        let mut page = Vec::with_capacity(max);
+        for record in self.records(from).take(max) {
+            page.push(record?);
+        }
+        Ok(page)
     }
 
     /// Stored records from `from` on, undecoded, with their seqs (up to the durable head).

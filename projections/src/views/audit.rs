@@ -10,7 +10,7 @@
 //! found without knowing the record: each person's operations (seq, time, kind), login
 //! attempts and alerts.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use oacis_domain::access_log::AccessLogEvent;
 use oacis_domain::ids::{Timestamp, UserId};
@@ -117,7 +117,9 @@ pub enum Alert {
 /// The audit view.
 #[derive(Debug, Default)]
 pub struct Audit {
-    operations: BTreeMap<String, Vec<Operation>>,
+    /// Keyed by actor; a hash map because it is looked up on every event, and actor names
+    /// share long prefixes that make ordered comparisons slow. `dump` sorts it.
+    operations: HashMap<String, Vec<Operation>>,
     logins: BTreeMap<UserId, Vec<LoginAttempt>>,
     recent_failures: BTreeMap<UserId, VecDeque<Timestamp>>,
     /// Per person: (time, amount) of personal-data reads and exports in the last hour.
@@ -295,7 +297,9 @@ impl View for Audit {
     }
 
     fn dump(&self, out: &mut String) {
-        dump_lines(out, "audit.operations", &self.operations);
+        let mut operations: Vec<_> = self.operations.iter().collect();
+        operations.sort_unstable_by_key(|(actor, _)| *actor);
+        dump_lines(out, "audit.operations", operations);
         dump_lines(out, "audit.logins", &self.logins);
         dump_lines(out, "audit.alerts", &self.alerts);
         dump_lines(out, "audit.recent_failures", &self.recent_failures);
