@@ -28,6 +28,9 @@ use crate::views::timeline::Timeline;
 /// threads, small enough that the pages in flight stay in the allocator's and CPU's caches.
 const REPLAY_PAGE: usize = 2_000;
 
+/// Pages being read and decoded while the oldest is applied.
+const PAGES_IN_FLIGHT: usize = 3;
+
 /// Every view, and the last seq they applied.
 #[derive(Debug, Default)]
 pub struct Views {
@@ -116,48 +119,42 @@ impl Views {
         until: Option<Seq>,
         progress: &mut (dyn FnMut(Seq) + Send),
     ) -> Result<Views, ProjectionError> {
-        // Three stages overlap: the reader task reads page N+2 while a blocking thread decodes
-        // page N+1 and this task applies page N. Pages arrive in order because the decoding
-        // tasks' handles are queued in order.
+        // Seqs are gapless, so every page's range is known in advance: up to
+        // `PAGES_IN_FLIGHT` pages are read and decoded at once on blocking threads while this
+        // task applies the oldest, and pages are applied in order because their handles are
+        // queued in order. (`apply_decoded` refuses any gap, so a short page cannot slip by.)
         let until = until.unwrap_or_else(|| store.head().seq).min(store.head().seq);
-        type Decoding = tokio::task::JoinHandle<Result<Vec<DomainRecord>, ProjectionError>>;
-        let (pages, mut decoded) = tokio::sync::mpsc::channel::<Result<Decoding, ProjectionError>>(2);
-        let reader_store = store.clone();
-        let reader = tokio::spawn(async move {
-            let mut next = Seq::FIRST;
-            while next <= until {
-                let page = match reader_store.read_all(next, REPLAY_PAGE).await {
-                    Ok(page) if page.is_empty() => return,
-                    Ok(page) => page,
-                    Err(e) => {
-                        let _ = pages.send(Err(e.into())).await;
-                        return;
-                    }
-                };
-                next = page.last().map_or(next, |r| r.seq.next());
-                let decoding = tokio::task::spawn_blocking(move || {
-                    let mut decoded = Vec::with_capacity(page.len());
-                    for record in page.iter().take_while(|r| r.seq <= until) {
-                        decoded.push(decode(record)?);
-                    }
-                    Ok(decoded)
-                });
-                if pages.send(Ok(decoding)).await.is_err() {
-                    return;
-                }
-            }
-        });
+        let mut in_flight = std::collections::VecDeque::with_capacity(PAGES_IN_FLIGHT);
+        let mut next = Seq::FIRST;
         let mut views = Views::default();
-        while let Some(decoding) = decoded.recv().await {
-            let page = decoding?.await.map_err(|_| ProjectionError::Stopped(views.applied))??;
-            for record in page {
-                views.apply_decoded(&record)?;
+        loop {
+            while in_flight.len() < PAGES_IN_FLIGHT && next <= until {
+                in_flight.push_back(tokio::spawn(read_and_decode(store.clone(), next, until)));
+                next = Seq(next.0.saturating_add(REPLAY_PAGE as u64));
+            }
+            let Some(page) = in_flight.pop_front() else { break };
+            let page = page.await.map_err(|_| ProjectionError::Stopped(views.applied))??;
+            for record in &page {
+                views.apply_decoded(record)?;
             }
             progress(views.applied);
         }
-        reader.abort();
         Ok(views)
     }
+}
+
+/// Reads and decodes the page of records from `from` (at most `REPLAY_PAGE`, none after
+/// `until`).
+async fn read_and_decode<S: EventStore>(store: S, from: Seq, until: Seq) -> Result<Vec<DomainRecord>, ProjectionError> {
+    let page = store.read_all(from, REPLAY_PAGE).await?;
+    let decoding = tokio::task::spawn_blocking(move || {
+        let mut decoded = Vec::with_capacity(page.len());
+        for record in page.iter().take_while(|r| r.seq <= until) {
+            decoded.push(decode(record)?);
+        }
+        Ok(decoded)
+    });
+    decoding.await.map_err(|_| ProjectionError::Stopped(from))?
 }
 
 /// Where the follower stands.

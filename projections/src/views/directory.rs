@@ -2,7 +2,7 @@
 //! queries with cursor pagination and a total count. Merged customers resolve to their
 //! survivor and are left out of listings.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use oacis_domain::customer::{CustomerEvent, CustomerKind, CustomerStatus, Profile, SourceChannel};
 use oacis_domain::ids::{CustomerId, DepartmentId, Timestamp, UserId};
@@ -234,7 +234,8 @@ pub struct Page {
 /// with its filter columns, the search arena, and one ordered index per sort key.
 #[derive(Debug, Default)]
 pub struct CustomerDirectory {
-    rows: BTreeMap<CustomerId, CustomerRow>,
+    /// By id; a hash map because every customer event looks a row up. `dump` sorts it.
+    rows: HashMap<CustomerId, CustomerRow>,
     search: SearchArena,
     slot_of: BTreeMap<CustomerId, usize>,
     columns: Vec<Columns>,
@@ -454,12 +455,13 @@ impl CustomerDirectory {
     }
 
     /// Brings the derived structures of `id` in line with its row, given the sort keys it had.
-    fn reindex(&mut self, id: CustomerId, before: Option<(String, Timestamp, Option<Timestamp>)>) {
+    /// `before.0` is the old name only if it may have changed.
+    fn reindex(&mut self, id: CustomerId, before: Option<(Option<String>, Timestamp, Option<Timestamp>)>) {
         let Some(row) = self.rows.get(&id) else { return };
         match before {
             Some((name, created_at, last_contact)) => {
                 // Most events change no sort key; only touch the indexes whose key moved.
-                if name != row.name {
+                if let Some(name) = name.filter(|name| *name != row.name) {
                     self.by_name.remove(&(name, id));
                     self.by_name.insert((row.name.clone(), id));
                 }
@@ -479,7 +481,10 @@ impl CustomerDirectory {
             }
         }
         let next_segment = u32::try_from(self.segments.len()).unwrap_or(u32::MAX);
-        let segment = row.segment.as_ref().map(|s| *self.segments.entry(s.clone()).or_insert(next_segment));
+        let segment = row.segment.as_ref().map(|s| match self.segments.get(s) {
+            Some(known) => *known,
+            None => *self.segments.entry(s.clone()).or_insert(next_segment),
+        });
         let columns = Columns {
             id,
             status: row.status,
@@ -526,7 +531,7 @@ impl View for CustomerDirectory {
         if let CustomerEvent::CustomerRegistered(e) = event {
             let row = CustomerRow::new(*id, &e.profile, e.owner, e.department, record.recorded_at);
             let text = row.search_text();
-            let before = self.rows.insert(*id, row).map(|old| (old.name, old.created_at, old.last_contact));
+            let before = self.rows.insert(*id, row).map(|old| (Some(old.name), old.created_at, old.last_contact));
             self.reindex(*id, before);
             if let Some(slot) = self.slot_of.get(id) {
                 self.search.set(*slot, &text);
@@ -534,7 +539,8 @@ impl View for CustomerDirectory {
             return Ok(());
         }
         let row = self.rows.get_mut(id).ok_or_else(|| format!("customer {id} was never registered"))?;
-        let before = Some((row.name.clone(), row.created_at, row.last_contact));
+        let renamed = matches!(event, CustomerEvent::CustomerProfileUpdated(_));
+        let before = Some((renamed.then(|| row.name.clone()), row.created_at, row.last_contact));
         match event {
             CustomerEvent::CustomerRegistered(_) => {}
             CustomerEvent::CustomerProfileUpdated(e) => {
@@ -567,7 +573,9 @@ impl View for CustomerDirectory {
     }
 
     fn dump(&self, out: &mut String) {
-        dump_lines(out, self.name(), self.rows.values());
+        let mut rows: Vec<_> = self.rows.values().collect();
+        rows.sort_unstable_by_key(|row| row.id);
+        dump_lines(out, self.name(), rows);
     }
 }
 
