@@ -159,10 +159,12 @@ struct Leading<'a> {
     own_seq: Seq,
     stream: &'a str,
     version: Version,
-    kind: &'a str,
+    /// Checked as UTF-8 only where the whole record is decoded.
+    kind: &'a [u8],
     schema: u32,
     recorded_at: Timestamp,
-    actor: &'a str,
+    /// Checked as UTF-8 only where the whole record is decoded.
+    actor: &'a [u8],
     command_id: CommandId,
 }
 
@@ -184,10 +186,10 @@ fn read_leading(seq: Seq, stored: &[u8]) -> Result<(Reader<'_>, Leading<'_>, &[u
         own_seq: Seq(r.u64("seq")?),
         stream: r.text(Limits::MAX_STREAM_BYTES, "stream")?,
         version: Version(r.u64("version")?),
-        kind: r.text(Limits::MAX_KIND_BYTES, "kind")?,
+        kind: r.bytes(Limits::MAX_KIND_BYTES, "kind")?,
         schema: r.u32("schema")?,
         recorded_at: Timestamp(i64::from_be_bytes(r.array("recorded_at")?)),
-        actor: r.text(Limits::MAX_ACTOR_BYTES, "actor")?,
+        actor: r.bytes(Limits::MAX_ACTOR_BYTES, "actor")?,
         command_id: CommandId(r.uuid("command_id")?),
     };
     if leading.own_seq != seq {
@@ -221,7 +223,9 @@ pub fn placement(seq: Seq, stored: &[u8]) -> Result<Placement<'_>> {
 pub fn decode(seq: Seq, stored: &[u8]) -> Result<Record> {
     let (mut r, leading, stored_hash) = read_leading(seq, stored)?;
     let stream = StreamId::new(leading.stream).map_err(|e| r.fail(&e.to_string()))?;
-    let kind = EventKind::new(leading.kind).map_err(|e| r.fail(&e.to_string()))?;
+    let kind = std::str::from_utf8(leading.kind).map_err(|_| r.fail("kind is not UTF-8"))?;
+    let kind = EventKind::new(kind).map_err(|e| r.fail(&e.to_string()))?;
+    let actor = std::str::from_utf8(leading.actor).map_err(|_| r.fail("actor is not UTF-8"))?;
     let correlation_id = r.uuid("correlation_id")?;
     let causation_id = if r.presence("causation_id")? { Some(r.uuid("causation_id")?) } else { None };
     let client_addr = if r.presence("client_addr")? {
@@ -246,7 +250,7 @@ pub fn decode(seq: Seq, stored: &[u8]) -> Result<Record> {
         recorded_at: leading.recorded_at,
         meta: AppendMeta {
             command_id: leading.command_id,
-            actor: leading.actor.to_owned(),
+            actor: actor.to_owned(),
             correlation_id,
             causation_id,
             client_addr,

@@ -68,6 +68,21 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// Up to `max` records with seq >= `from`, in order.
     fn read_all(&self, from: Seq, max: usize) -> impl Future<Output = Result<Vec<Record>>> + Send;
 
+    /// [`EventStore::read_all`] into `page`, which is cleared first and returned filled, so that
+    /// a reader of many pages (a replay) can reuse a few buffers instead of allocating each page.
+    fn read_all_into(
+        &self,
+        from: Seq,
+        max: usize,
+        mut page: Vec<Record>,
+    ) -> impl Future<Output = Result<Vec<Record>>> + Send {
+        async move {
+            page.clear();
+            page.extend(self.read_all(from, max).await?);
+            Ok(page)
+        }
+    }
+
     /// Up to `max` records of `stream` with version >= `from`, in order.
     fn read_stream(
         &self,

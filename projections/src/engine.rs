@@ -125,33 +125,80 @@ impl Views {
         // queued in order. (`apply_decoded` refuses any gap, so a short page cannot slip by.)
         let until = until.unwrap_or_else(|| store.head().seq).min(store.head().seq);
         let mut in_flight = std::collections::VecDeque::with_capacity(PAGES_IN_FLIGHT);
+        let spares = Spares::default();
         let mut next = Seq::FIRST;
         let mut views = Views::default();
         loop {
             while in_flight.len() < PAGES_IN_FLIGHT && next <= until {
-                in_flight.push_back(tokio::spawn(read_and_decode(store.clone(), next, until)));
+                in_flight.push_back(tokio::spawn(read_and_decode(store.clone(), next, until, spares.clone())));
                 next = Seq(next.0.saturating_add(REPLAY_PAGE as u64));
             }
             let Some(page) = in_flight.pop_front() else { break };
-            let page = page.await.map_err(|_| ProjectionError::Stopped(views.applied))??;
-            for record in &page {
-                views.apply_decoded(record)?;
+            let mut page = page.await.map_err(|_| ProjectionError::Stopped(views.applied))??;
+            for record in page.drain(..) {
+                views.apply_decoded(&record)?;
             }
+            spares.decoded.put(page);
             progress(views.applied);
         }
         Ok(views)
     }
 }
 
+/// Emptied page buffers, handed back once a page is used: a page of records or of decoded
+/// records is half a megabyte or more, and a fresh one every page would fault in fresh memory
+/// each time (a quarter of a replay's time in a fresh process).
+#[derive(Debug)]
+struct SparePages<T>(Arc<std::sync::Mutex<Vec<Vec<T>>>>);
+
+impl<T> Clone for SparePages<T> {
+    fn clone(&self) -> Self {
+        SparePages(self.0.clone())
+    }
+}
+
+impl<T> Default for SparePages<T> {
+    fn default() -> Self {
+        SparePages(Arc::default())
+    }
+}
+
+impl<T> SparePages<T> {
+    fn take(&self) -> Vec<T> {
+        self.0.lock().ok().and_then(|mut pages| pages.pop()).unwrap_or_default()
+    }
+
+    fn put(&self, mut page: Vec<T>) {
+        page.clear();
+        if let Ok(mut pages) = self.0.lock() {
+            pages.push(page);
+        }
+    }
+}
+
+/// Page buffers of both stages of a replay.
+#[derive(Debug, Clone, Default)]
+struct Spares {
+    records: SparePages<Record>,
+    decoded: SparePages<DomainRecord>,
+}
+
 /// Reads and decodes the page of records from `from` (at most `REPLAY_PAGE`, none after
 /// `until`).
-async fn read_and_decode<S: EventStore>(store: S, from: Seq, until: Seq) -> Result<Vec<DomainRecord>, ProjectionError> {
-    let page = store.read_all(from, REPLAY_PAGE).await?;
+async fn read_and_decode<S: EventStore>(
+    store: S,
+    from: Seq,
+    until: Seq,
+    spares: Spares,
+) -> Result<Vec<DomainRecord>, ProjectionError> {
+    let page = store.read_all_into(from, REPLAY_PAGE, spares.records.take()).await?;
     let decoding = tokio::task::spawn_blocking(move || {
-        let mut decoded = Vec::with_capacity(page.len());
+        let mut decoded = spares.decoded.take();
+        decoded.reserve(page.len());
         for record in page.iter().take_while(|r| r.seq <= until) {
             decoded.push(decode(record)?);
         }
+        spares.records.put(page);
         Ok(decoded)
     });
     decoding.await.map_err(|_| ProjectionError::Stopped(from))?

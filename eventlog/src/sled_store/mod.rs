@@ -276,12 +276,13 @@ impl SledStore {
         RecordIter::new(&self.inner.db, from, self.head().seq)
     }
 
-    fn read_range(&self, from: Seq, max: usize) -> Result<Vec<Record>> {
+    fn read_range(&self, from: Seq, max: usize, mut page: Vec<Record>) -> Result<Vec<Record>> {
         let available = self.head().seq.0.saturating_sub(from.max(Seq::FIRST).0 - 1);
         let max = max.min(Limits::MAX_READ_BATCH).min(usize::try_from(available).unwrap_or(usize::MAX));
         // Sized up front: a page is often thousands of records, and growing it by doubling
         // copies them over and over.
-        let mut page = Vec::with_capacity(max);
+        page.clear();
+        page.reserve(max);
         for record in self.records(from).take(max) {
             page.push(record?);
         }
@@ -410,8 +411,12 @@ impl EventStore for SledStore {
     }
 
     async fn read_all(&self, from: Seq, max: usize) -> Result<Vec<Record>> {
+        self.read_all_into(from, max, Vec::new()).await
+    }
+
+    async fn read_all_into(&self, from: Seq, max: usize, page: Vec<Record>) -> Result<Vec<Record>> {
         let store = self.clone();
-        blocking(move || store.read_range(from, max)).await
+        blocking(move || store.read_range(from, max, page)).await
     }
 
     async fn read_stream(&self, stream: &StreamId, from: Version, max: usize) -> Result<Vec<Record>> {
