@@ -102,14 +102,6 @@ impl Sample {
 }
 
 /// Runs `clients` concurrent loops of `per_client` operations; each operation counts `weight` items.
-async fn concurrent<F, Fut>(clients: u64, per_client: u64, weight: u64, op: F) -> Figure
-where
-    F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    concurrent_sample(clients, per_client, weight, op).await.figure()
-}
-
 async fn concurrent_sample<F, Fut>(clients: u64, per_client: u64, weight: u64, op: F) -> Sample
 where
     F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
@@ -148,6 +140,8 @@ impl Counter {
 /// Rounds, and appends per round, of the single-writer comparison.
 const SINGLE_WRITER_ROUNDS: u64 = 40;
 const SINGLE_WRITER_ROUND: u64 = 100;
+/// Rounds of the concurrent and batched comparisons.
+const ROUNDS: u64 = 4;
 
 async fn store_appends(store: &SledStore, ids: &Arc<Counter>, clients: u64, per_client: u64, batch: u64) -> Figure {
     store_appends_sample(store, ids, clients, per_client, batch).await.figure()
@@ -322,6 +316,8 @@ async fn run_size(base: &Path, size: u64) -> Result<Vec<Row>, BoxError> {
     // on whichever measurement runs first.
     raw_file.sync_all()?;
     File::open(store.path().join("db"))?.sync_all()?;
+    // And whatever else is waiting to be written (a build that just finished, say).
+    let _ = std::process::Command::new("sync").status();
     let raw_next = Arc::new(Counter(std::sync::atomic::AtomicU64::new(size + 1)));
     let mut rows = Vec::new();
 
@@ -366,51 +362,60 @@ async fn run_size(base: &Path, size: u64) -> Result<Vec<Row>, BoxError> {
 
     let group = RawGroupCommit::start(raw_db.clone(), raw_file.try_clone()?);
     let group_queue = group.queue.clone();
+    // Each comparison takes turns with its baseline in rounds, as the single writer does.
     for (clients, per_client) in [(8u64, 500u64), (64, 200)] {
-        let ours = store_appends(&store, &ids, clients, per_client, 1).await;
-        let (queue, next) = (group_queue.clone(), raw_next.clone());
-        let baseline = concurrent(clients, per_client, 1, move |_, _| {
-            let queue = queue.clone();
-            let seq = next.next();
-            async move {
-                let (done, wait) = oneshot::channel();
-                queue.send((seq.to_be_bytes().to_vec(), json_value(seq), done)).await.expect("queue");
-                wait.await.expect("ack");
-            }
-        })
-        .await;
+        let (mut ours, mut baseline) = (Sample::default(), Sample::default());
+        for _round in 0..ROUNDS {
+            ours.absorb(store_appends_sample(&store, &ids, clients, per_client / ROUNDS, 1).await);
+            let (queue, next) = (group_queue.clone(), raw_next.clone());
+            baseline.absorb(
+                concurrent_sample(clients, per_client / ROUNDS, 1, move |_, _| {
+                    let queue = queue.clone();
+                    let seq = next.next();
+                    async move {
+                        let (done, wait) = oneshot::channel();
+                        queue.send((seq.to_be_bytes().to_vec(), json_value(seq), done)).await.expect("queue");
+                        wait.await.expect("ack");
+                    }
+                })
+                .await,
+            );
+        }
         rows.push(Row {
             name: format!("append, {clients} writers"),
-            ours,
+            ours: ours.figure(),
             baseline_name: "raw group commit (+fdatasync)",
-            baseline,
+            baseline: baseline.figure(),
             unit: "ev/s",
             latency: true,
         });
     }
     drop(group);
 
-    let batched = store_appends(&store, &ids, 1, 200, 100).await;
-    let raw_batched = {
+    let (mut batched, mut raw_batched) = (Sample::default(), Sample::default());
+    for _round in 0..ROUNDS {
+        batched.absorb(store_appends_sample(&store, &ids, 1, 200 / ROUNDS, 100).await);
         let (db, file, next) = (raw_db.clone(), Arc::new(raw_file.try_clone()?), raw_next.clone());
-        concurrent(1, 200, 100, move |_, _| {
-            let mut batch = sled::Batch::default();
-            for _ in 0..100 {
-                let seq = next.next();
-                batch.insert(&seq.to_be_bytes(), json_value(seq));
-            }
-            db.apply_batch(batch).expect("apply");
-            db.flush().expect("flush");
-            file.sync_data().expect("fdatasync");
-            async {}
-        })
-        .await
-    };
+        raw_batched.absorb(
+            concurrent_sample(1, 200 / ROUNDS, 100, move |_, _| {
+                let mut batch = sled::Batch::default();
+                for _ in 0..100 {
+                    let seq = next.next();
+                    batch.insert(&seq.to_be_bytes(), json_value(seq));
+                }
+                db.apply_batch(batch).expect("apply");
+                db.flush().expect("flush");
+                file.sync_data().expect("fdatasync");
+                async {}
+            })
+            .await,
+        );
+    }
     rows.push(Row {
         name: "append, 100-event batches".into(),
-        ours: batched,
+        ours: batched.figure(),
         baseline_name: "raw batch of 100+flush+fdatasync",
-        baseline: raw_batched,
+        baseline: raw_batched.figure(),
         unit: "ev/s",
         latency: true,
     });
