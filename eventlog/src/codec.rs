@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::model::{AppendMeta, CommandId, EventKind, Hash32, Record, Seq, StreamId, Timestamp, Version};
+use crate::model::{CommandId, EventKind, Hash32, Record, RecordRef, Seq, StreamId, Timestamp, Version};
 
 /// Domain-separation tag at the start of every body.
 pub const TAG: &str = "oacis.event.v1";
@@ -221,19 +221,25 @@ pub fn placement(seq: Seq, stored: &[u8]) -> Result<Placement<'_>> {
 /// Decodes a stored record found at position `seq`, checking its hash against its body and
 /// its own seq against `seq`. The chain link (`prev_hash`) is the caller's to check.
 pub fn decode(seq: Seq, stored: &[u8]) -> Result<Record> {
+    decode_ref(seq, stored)?.to_record().map_err(|e| Error::corrupt(seq, e.to_string()))
+}
+
+/// [`decode`] without copying: the record borrowed from `stored`, with the same checks.
+pub fn decode_ref(seq: Seq, stored: &[u8]) -> Result<RecordRef<'_>> {
     let (mut r, leading, stored_hash) = read_leading(seq, stored)?;
-    let stream = StreamId::new(leading.stream).map_err(|e| r.fail(&e.to_string()))?;
+    if !StreamId::is_valid(leading.stream) {
+        return Err(r.fail("invalid stream name"));
+    }
     let kind = std::str::from_utf8(leading.kind).map_err(|_| r.fail("kind is not UTF-8"))?;
-    let kind = EventKind::new(kind).map_err(|e| r.fail(&e.to_string()))?;
+    if !EventKind::is_valid(kind) {
+        return Err(r.fail("invalid kind name"));
+    }
     let actor = std::str::from_utf8(leading.actor).map_err(|_| r.fail("actor is not UTF-8"))?;
     let correlation_id = r.uuid("correlation_id")?;
     let causation_id = if r.presence("causation_id")? { Some(r.uuid("causation_id")?) } else { None };
-    let client_addr = if r.presence("client_addr")? {
-        Some(r.text(Limits::MAX_CLIENT_ADDR_BYTES, "client_addr")?.to_owned())
-    } else {
-        None
-    };
-    let payload = r.bytes(Limits::MAX_PAYLOAD_BYTES, "payload")?.to_vec();
+    let client_addr =
+        if r.presence("client_addr")? { Some(r.text(Limits::MAX_CLIENT_ADDR_BYTES, "client_addr")?) } else { None };
+    let payload = r.bytes(Limits::MAX_PAYLOAD_BYTES, "payload")?;
     if r.at != r.bytes.len() {
         return Err(r.fail("trailing bytes after payload"));
     }
@@ -241,20 +247,18 @@ pub fn decode(seq: Seq, stored: &[u8]) -> Result<Record> {
     if hash.0 != stored_hash {
         return Err(Error::corrupt(seq, "hash does not match the record's bytes"));
     }
-    Ok(Record {
+    Ok(RecordRef {
         seq,
-        stream,
+        stream: leading.stream,
         version: leading.version,
         kind,
         schema: leading.schema,
         recorded_at: leading.recorded_at,
-        meta: AppendMeta {
-            command_id: leading.command_id,
-            actor: actor.to_owned(),
-            correlation_id,
-            causation_id,
-            client_addr,
-        },
+        command_id: leading.command_id,
+        actor,
+        correlation_id,
+        causation_id,
+        client_addr,
         payload,
         prev_hash: leading.prev_hash,
         hash,
@@ -264,6 +268,7 @@ pub fn decode(seq: Seq, stored: &[u8]) -> Result<Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::AppendMeta;
 
     fn sample() -> Record {
         Record {
@@ -292,6 +297,15 @@ mod tests {
         let stored = seal(&mut record);
         assert_ne!(record.hash, Hash32::GENESIS);
         assert_eq!(decode(Seq(7), &stored).unwrap(), record);
+    }
+
+    #[test]
+    fn the_borrowed_decode_reads_the_same_record() {
+        let mut record = sample();
+        let stored = seal(&mut record);
+        let borrowed = decode_ref(Seq(7), &stored).unwrap();
+        assert_eq!(borrowed, record.borrowed());
+        assert_eq!(borrowed.to_record().unwrap(), record);
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub mod verify;
 pub use error::{AppendError, Error, Result};
 pub use limits::Limits;
 pub use model::{
-    AppendMeta, CommandId, EventKind, ExpectedVersion, Hash32, NewEvent, Record, Seq, StreamId, Timestamp, Version,
+    AppendMeta, CommandId, EventKind, ExpectedVersion, Hash32, NewEvent, Record, RecordRef, Seq, StreamId, Timestamp,
+    Version,
 };
 pub use sled_store::{
     layout as sled_layout, FaultPlan, FaultSite, RecordIter, SledConfig, SledStore, SledSubscription,

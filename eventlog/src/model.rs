@@ -72,11 +72,17 @@ impl StreamId {
     /// Checks `name` and wraps it.
     pub fn new(name: impl Into<String>) -> Result<Self, AppendError> {
         let name = name.into();
-        if name_is_valid(&name, Limits::MAX_STREAM_BYTES, b"-_.:/") {
+        if StreamId::is_valid(&name) {
             Ok(StreamId(name))
         } else {
             Err(AppendError::InvalidStream { name })
         }
+    }
+
+    /// Whether `name` is a valid stream name.
+    #[must_use]
+    pub fn is_valid(name: &str) -> bool {
+        name_is_valid(name, Limits::MAX_STREAM_BYTES, b"-_.:/")
     }
 
     /// The name as text.
@@ -109,7 +115,7 @@ impl EventKind {
     /// Checks `name` and wraps it.
     pub fn new(name: impl Into<String>) -> Result<Self, AppendError> {
         let name = name.into();
-        if name_is_valid(&name, Limits::MAX_KIND_BYTES, b"-_.") {
+        if EventKind::is_valid(&name) {
             Ok(EventKind(name))
         } else {
             Err(AppendError::InvalidKind { name })
@@ -120,6 +126,12 @@ impl EventKind {
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether `name` is a valid kind name.
+    #[must_use]
+    pub fn is_valid(name: &str) -> bool {
+        name_is_valid(name, Limits::MAX_KIND_BYTES, b"-_.")
     }
 
     /// A kind that is overwritten before use (no allocation).
@@ -313,4 +325,86 @@ pub struct Record {
     pub prev_hash: Hash32,
     /// BLAKE3 of this record's encoded body (see `FORMAT.md`).
     pub hash: Hash32,
+}
+
+/// A stored record borrowed from the bytes it was decoded from: the same fields as [`Record`]
+/// (names already checked, hash already verified), without copying them. Readers that only
+/// look at each record once (a replay) use it to skip building an owned [`Record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Global position, gapless from 1.
+    pub seq: Seq,
+    /// The stream the event belongs to (a valid [`StreamId`] name).
+    pub stream: &'a str,
+    /// Position within the stream, gapless from 1.
+    pub version: Version,
+    /// What happened (a valid [`EventKind`] name).
+    pub kind: &'a str,
+    /// Version of the payload's shape.
+    pub schema: u32,
+    /// When the log recorded it (UTC).
+    pub recorded_at: Timestamp,
+    /// Idempotency key of the command that wrote it.
+    pub command_id: CommandId,
+    /// The acting principal.
+    pub actor: &'a str,
+    /// Groups the records of one business operation.
+    pub correlation_id: Uuid,
+    /// The command or event that caused this one, if any.
+    pub causation_id: Option<Uuid>,
+    /// Network address of the client, if any.
+    pub client_addr: Option<&'a str>,
+    /// JSON bytes exactly as appended.
+    pub payload: &'a [u8],
+    /// The previous record's hash.
+    pub prev_hash: Hash32,
+    /// BLAKE3 of this record's encoded body.
+    pub hash: Hash32,
+}
+
+impl Record {
+    /// This record, borrowed.
+    #[must_use]
+    pub fn borrowed(&self) -> RecordRef<'_> {
+        RecordRef {
+            seq: self.seq,
+            stream: self.stream.as_str(),
+            version: self.version,
+            kind: self.kind.as_str(),
+            schema: self.schema,
+            recorded_at: self.recorded_at,
+            command_id: self.meta.command_id,
+            actor: &self.meta.actor,
+            correlation_id: self.meta.correlation_id,
+            causation_id: self.meta.causation_id,
+            client_addr: self.meta.client_addr.as_deref(),
+            payload: &self.payload,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        }
+    }
+}
+
+impl RecordRef<'_> {
+    /// An owned copy.
+    pub fn to_record(&self) -> Result<Record, AppendError> {
+        Ok(Record {
+            seq: self.seq,
+            stream: StreamId::new(self.stream)?,
+            version: self.version,
+            kind: EventKind::new(self.kind)?,
+            schema: self.schema,
+            recorded_at: self.recorded_at,
+            meta: AppendMeta {
+                command_id: self.command_id,
+                actor: self.actor.to_owned(),
+                correlation_id: self.correlation_id,
+                causation_id: self.causation_id,
+                client_addr: self.client_addr.map(str::to_owned),
+            },
+            payload: self.payload.to_vec(),
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        })
+    }
 }

@@ -11,7 +11,7 @@
 use std::future::Future;
 
 use crate::error::{AppendError, Result};
-use crate::model::{AppendMeta, ExpectedVersion, Hash32, NewEvent, Record, Seq, StreamId, Version};
+use crate::model::{AppendMeta, ExpectedVersion, Hash32, NewEvent, Record, RecordRef, Seq, StreamId, Version};
 
 /// The result of an acknowledged append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,18 +68,27 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// Up to `max` records with seq >= `from`, in order.
     fn read_all(&self, from: Seq, max: usize) -> impl Future<Output = Result<Vec<Record>>> + Send;
 
-    /// [`EventStore::read_all`] into `page`, which is cleared first and returned filled, so that
-    /// a reader of many pages (a replay) can reuse a few buffers instead of allocating each page.
-    fn read_all_into(
+    /// Reads like [`EventStore::read_all`] but hands each record to `each` borrowed from
+    /// storage, collecting what it returns into `out` (cleared first, then returned). A reader
+    /// that looks at each record once (a replay) so skips building owned records, and can
+    /// reuse `out` from page to page. The default builds owned records and lends them.
+    fn read_all_with<T, F>(
         &self,
         from: Seq,
         max: usize,
-        mut page: Vec<Record>,
-    ) -> impl Future<Output = Result<Vec<Record>>> + Send {
+        mut out: Vec<T>,
+        mut each: F,
+    ) -> impl Future<Output = Result<Vec<T>>> + Send
+    where
+        T: Send + 'static,
+        F: FnMut(RecordRef<'_>) -> T + Send + 'static,
+    {
         async move {
-            page.clear();
-            page.extend(self.read_all(from, max).await?);
-            Ok(page)
+            out.clear();
+            for record in self.read_all(from, max).await? {
+                out.push(each(record.borrowed()));
+            }
+            Ok(out)
         }
     }
 

@@ -348,3 +348,46 @@ fn a_failed_write_or_flush_is_never_acknowledged_and_stops_the_writer() -> anyho
     }
     Ok(())
 }
+
+#[test]
+fn read_all_with_lends_the_same_records_as_read_all_and_stops_at_the_head() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    runtime().block_on(async {
+        let store = open(dir.path());
+        for i in 0..25 {
+            let name = format!("customer-{}", i % 4);
+            store.append(stream(&name), ExpectedVersion::Any, vec![event("Changed", i)], meta(u128::from(i))).await?;
+        }
+        let owned = store.read_all(Seq(6), 10).await?;
+        // A reused buffer is cleared first.
+        let reused = vec![(Seq(999), String::from("stale"), Vec::new())];
+        let lent =
+            store.read_all_with(Seq(6), 10, reused, |r| (r.seq, r.stream.to_owned(), r.payload.to_vec())).await?;
+        let expected: Vec<_> = owned.iter().map(|r| (r.seq, r.stream.to_string(), r.payload.clone())).collect();
+        assert_eq!(lent, expected);
+        let tail = store.read_all_with(Seq(20), 100, Vec::new(), |r| r.seq.0).await?;
+        assert_eq!(tail, (20..=25).collect::<Vec<_>>());
+        // Enough records that seq 3 lies before the tail that opening re-verifies.
+        for batch in 0..11u64 {
+            let events = (0..100).map(|k| event("Changed", batch * 100 + k)).collect();
+            store.append(stream("bulk"), ExpectedVersion::Any, events, meta(u128::from(1_000 + batch))).await?;
+        }
+        anyhow::Ok(())
+    })?;
+    // A damaged record is an error at its seq, as with read_all.
+    {
+        let db = sled::Config::new().path(dir.path()).segment_size(oacis_eventlog::sled_layout::SEGMENT_SIZE).open()?;
+        let key = oacis_eventlog::sled_layout::event_key(Seq(3));
+        let mut bytes = db.get(key)?.expect("record 3").to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        db.insert(key, bytes)?;
+        db.flush()?;
+    }
+    runtime().block_on(async {
+        let store = open(dir.path());
+        let err = store.read_all_with(Seq(1), 10, Vec::new(), |r| r.seq).await.unwrap_err();
+        assert!(matches!(err, Error::Corrupt { seq: Seq(3), .. }), "{err}");
+        anyhow::Ok(())
+    })
+}

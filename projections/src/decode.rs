@@ -11,7 +11,7 @@ use oacis_domain::ids::{CaseId, CustomerId, DepartmentId, GrantId, RoleId, TaskI
 use oacis_domain::task::TaskEvent;
 use oacis_domain::user::UserEvent;
 use oacis_domain::DomainEvent;
-use oacis_eventlog::{Record, Seq};
+use oacis_eventlog::{Record, RecordRef, Seq};
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
@@ -59,15 +59,19 @@ fn id_of(seq: Seq, stream: &str, rest: &str) -> Result<Uuid, ProjectionError> {
         .map_err(|_| ProjectionError::Decode { seq, reason: format!("stream {stream} has no valid id") })
 }
 
-fn event<E: DomainEvent>(record: &Record) -> Result<E, ProjectionError> {
-    let payload = &record.payload;
-    E::decode(record.kind.as_str(), record.schema, payload)
+fn event<E: DomainEvent>(record: &RecordRef<'_>) -> Result<E, ProjectionError> {
+    E::decode(record.kind, record.schema, record.payload)
         .map_err(|e| ProjectionError::Decode { seq: record.seq, reason: e.to_string() })
 }
 
 /// Decodes one record.
 pub fn decode(record: &Record) -> Result<DomainRecord, ProjectionError> {
-    let stream = record.stream.as_str();
+    decode_ref(&record.borrowed())
+}
+
+/// Decodes one record borrowed from storage (see `EventStore::read_all_with`).
+pub fn decode_ref(record: &RecordRef<'_>) -> Result<DomainRecord, ProjectionError> {
+    let stream = record.stream;
     let seq = record.seq;
     let (prefix, rest) = stream
         .split_once('-')
@@ -93,7 +97,7 @@ pub fn decode(record: &Record) -> Result<DomainRecord, ProjectionError> {
         seq,
         version: record.version.0,
         recorded_at: Timestamp(record.recorded_at.0),
-        actor: record.meta.actor.clone(),
+        actor: record.actor.to_owned(),
         event,
     })
 }

@@ -13,7 +13,7 @@ use oacis_domain::{Aggregate, DomainEvent};
 use oacis_eventlog::{EventStore, Record, Seq, StreamId, Subscription, Version};
 use tokio::sync::watch;
 
-use crate::decode::{decode, DomainRecord};
+use crate::decode::{decode, decode_ref, DomainRecord};
 use crate::error::ProjectionError;
 use crate::view::View;
 use crate::views::access::AccessDirectory;
@@ -125,28 +125,28 @@ impl Views {
         // queued in order. (`apply_decoded` refuses any gap, so a short page cannot slip by.)
         let until = until.unwrap_or_else(|| store.head().seq).min(store.head().seq);
         let mut in_flight = std::collections::VecDeque::with_capacity(PAGES_IN_FLIGHT);
-        let spares = Spares::default();
+        let spare = SparePages::default();
         let mut next = Seq::FIRST;
         let mut views = Views::default();
         loop {
             while in_flight.len() < PAGES_IN_FLIGHT && next <= until {
-                in_flight.push_back(tokio::spawn(read_and_decode(store.clone(), next, until, spares.clone())));
+                in_flight.push_back(tokio::spawn(read_and_decode(store.clone(), next, until, spare.clone())));
                 next = Seq(next.0.saturating_add(REPLAY_PAGE as u64));
             }
             let Some(page) = in_flight.pop_front() else { break };
             let mut page = page.await.map_err(|_| ProjectionError::Stopped(views.applied))??;
             for record in page.drain(..) {
-                views.apply_decoded(&record)?;
+                views.apply_decoded(&record?)?;
             }
-            spares.decoded.put(page);
+            spare.put(page);
             progress(views.applied);
         }
         Ok(views)
     }
 }
 
-/// Emptied page buffers, handed back once a page is used: a page of records or of decoded
-/// records is half a megabyte or more, and a fresh one every page would fault in fresh memory
+/// Emptied page buffers, handed back once a page is applied: a page of decoded records is
+/// close to a megabyte, and a fresh one every page would fault in fresh memory
 /// each time (a quarter of a replay's time in a fresh process).
 #[derive(Debug)]
 struct SparePages<T>(Arc<std::sync::Mutex<Vec<Vec<T>>>>);
@@ -176,32 +176,18 @@ impl<T> SparePages<T> {
     }
 }
 
-/// Page buffers of both stages of a replay.
-#[derive(Debug, Clone, Default)]
-struct Spares {
-    records: SparePages<Record>,
-    decoded: SparePages<DomainRecord>,
-}
-
 /// Reads and decodes the page of records from `from` (at most `REPLAY_PAGE`, none after
-/// `until`).
+/// `until`) on a blocking thread, decoding each record straight from the store's bytes into
+/// a recycled buffer. A record that cannot be decoded is kept as its error, where the applier
+/// stops.
 async fn read_and_decode<S: EventStore>(
     store: S,
     from: Seq,
     until: Seq,
-    spares: Spares,
-) -> Result<Vec<DomainRecord>, ProjectionError> {
-    let page = store.read_all_into(from, REPLAY_PAGE, spares.records.take()).await?;
-    let decoding = tokio::task::spawn_blocking(move || {
-        let mut decoded = spares.decoded.take();
-        decoded.reserve(page.len());
-        for record in page.iter().take_while(|r| r.seq <= until) {
-            decoded.push(decode(record)?);
-        }
-        spares.records.put(page);
-        Ok(decoded)
-    });
-    decoding.await.map_err(|_| ProjectionError::Stopped(from))?
+    spare: SparePages<Result<DomainRecord, ProjectionError>>,
+) -> Result<Vec<Result<DomainRecord, ProjectionError>>, ProjectionError> {
+    let max = usize::try_from(until.0 - from.0 + 1).unwrap_or(REPLAY_PAGE).min(REPLAY_PAGE);
+    Ok(store.read_all_with(from, max, spare.take(), |record| decode_ref(&record)).await?)
 }
 
 /// Where the follower stands.

@@ -27,7 +27,7 @@ pub use subscription::SledSubscription;
 use crate::codec;
 use crate::error::{AppendError, Error, Result};
 use crate::limits::Limits;
-use crate::model::{AppendMeta, ExpectedVersion, NewEvent, Record, Seq, StreamId, Timestamp, Version};
+use crate::model::{AppendMeta, ExpectedVersion, NewEvent, Record, RecordRef, Seq, StreamId, Timestamp, Version};
 use crate::store::{check_append, Appended, EventStore, Head};
 use crate::verify::{ChainCheck, VerifyReport};
 use index::LogIndex;
@@ -276,17 +276,39 @@ impl SledStore {
         RecordIter::new(&self.inner.db, from, self.head().seq)
     }
 
-    fn read_range(&self, from: Seq, max: usize, mut page: Vec<Record>) -> Result<Vec<Record>> {
+    /// How many records a read of up to `max` from `from` returns (a page is sized up front:
+    /// it is often thousands of records, and growing it by doubling copies them repeatedly).
+    fn page_len(&self, from: Seq, max: usize) -> usize {
         let available = self.head().seq.0.saturating_sub(from.max(Seq::FIRST).0 - 1);
-        let max = max.min(Limits::MAX_READ_BATCH).min(usize::try_from(available).unwrap_or(usize::MAX));
-        // Sized up front: a page is often thousands of records, and growing it by doubling
-        // copies them over and over.
-        page.clear();
-        page.reserve(max);
-        for record in self.records(from).take(max) {
+        max.min(Limits::MAX_READ_BATCH).min(usize::try_from(available).unwrap_or(usize::MAX))
+    }
+
+    fn read_range(&self, from: Seq, max: usize) -> Result<Vec<Record>> {
+        let len = self.page_len(from, max);
+        let mut page = Vec::with_capacity(len);
+        for record in self.records(from).take(len) {
             page.push(record?);
         }
         Ok(page)
+    }
+
+    fn read_range_with<T>(
+        &self,
+        from: Seq,
+        max: usize,
+        mut out: Vec<T>,
+        mut each: impl FnMut(RecordRef<'_>) -> T,
+    ) -> Result<Vec<T>> {
+        let len = self.page_len(from, max);
+        out.clear();
+        out.reserve(len);
+        let mut stored = self.records(from);
+        for _ in 0..len {
+            let Some(next) = stored.next_stored() else { break };
+            let (seq, value) = next?;
+            out.push(each(codec::decode_ref(seq, &value)?));
+        }
+        Ok(out)
     }
 
     /// Stored records from `from` on, undecoded, with their seqs (up to the durable head).
@@ -349,22 +371,13 @@ impl RecordIter {
         RecordIter { entries: db.range(layout::event_key(from).to_vec()..layout::EVENT_END.to_vec()), next: from, last }
     }
 
-    fn fail(&mut self, error: Error) -> Option<Result<Record>> {
+    fn fail<T>(&mut self, error: Error) -> Option<Result<T>> {
         self.next = self.last.next();
         Some(Err(error))
     }
-}
 
-impl std::fmt::Debug for RecordIter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecordIter").field("next", &self.next).field("last", &self.last).finish_non_exhaustive()
-    }
-}
-
-impl Iterator for RecordIter {
-    type Item = Result<Record>;
-
-    fn next(&mut self) -> Option<Result<Record>> {
+    /// The next stored record's seq and bytes, checked to be the next seq but not decoded.
+    fn next_stored(&mut self) -> Option<Result<(Seq, sled::IVec)>> {
         if self.next > self.last {
             return None;
         }
@@ -382,7 +395,25 @@ impl Iterator for RecordIter {
             None => return self.fail(Error::corrupt(expected, "malformed event key")),
         }
         self.next = expected.next();
-        match codec::decode(expected, &value) {
+        Some(Ok((expected, value)))
+    }
+}
+
+impl std::fmt::Debug for RecordIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordIter").field("next", &self.next).field("last", &self.last).finish_non_exhaustive()
+    }
+}
+
+impl Iterator for RecordIter {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        let (seq, value) = match self.next_stored()? {
+            Ok(stored) => stored,
+            Err(e) => return Some(Err(e)),
+        };
+        match codec::decode(seq, &value) {
             Ok(record) => Some(Ok(record)),
             Err(e) => self.fail(e),
         }
@@ -411,12 +442,17 @@ impl EventStore for SledStore {
     }
 
     async fn read_all(&self, from: Seq, max: usize) -> Result<Vec<Record>> {
-        self.read_all_into(from, max, Vec::new()).await
+        let store = self.clone();
+        blocking(move || store.read_range(from, max)).await
     }
 
-    async fn read_all_into(&self, from: Seq, max: usize, page: Vec<Record>) -> Result<Vec<Record>> {
+    async fn read_all_with<T, F>(&self, from: Seq, max: usize, out: Vec<T>, each: F) -> Result<Vec<T>>
+    where
+        T: Send + 'static,
+        F: FnMut(RecordRef<'_>) -> T + Send + 'static,
+    {
         let store = self.clone();
-        blocking(move || store.read_range(from, max, page)).await
+        blocking(move || store.read_range_with(from, max, out, each)).await
     }
 
     async fn read_stream(&self, stream: &StreamId, from: Version, max: usize) -> Result<Vec<Record>> {
