@@ -477,6 +477,7 @@ async fn run_size(base: &Path, size: u64) -> Result<Vec<Row>, BoxError> {
     let started = Instant::now();
     let store = SledStore::open(SledConfig::new(&path))?;
     let ours_open = summarize(store.head().seq.0, started.elapsed(), Vec::new());
+    let index_bytes_per_record = store.index_bytes() as f64 / store.head().seq.0.max(1) as f64;
     drop(store);
     let started = Instant::now();
     let mut scanned = 0u64;
@@ -490,6 +491,15 @@ async fn run_size(base: &Path, size: u64) -> Result<Vec<Row>, BoxError> {
         baseline_name: "raw sled scan",
         baseline: raw_scan_only,
         unit: "ev/s",
+        latency: false,
+    });
+
+    rows.push(Row {
+        name: "index memory (streams + commands)".into(),
+        ours: Figure { per_sec: index_bytes_per_record, ..Figure::default() },
+        baseline_name: "-",
+        baseline: Figure::default(),
+        unit: "bytes/record",
         latency: false,
     });
 

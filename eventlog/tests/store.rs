@@ -391,3 +391,24 @@ fn read_all_with_lends_the_same_records_as_read_all_and_stops_at_the_head() -> a
         anyhow::Ok(())
     })
 }
+
+#[test]
+fn the_in_memory_indexes_report_their_size_and_grow_with_the_log() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    runtime().block_on(async {
+        let store = open(dir.path());
+        let empty = store.index_bytes();
+        for i in 0..200 {
+            let name = format!("customer-{}", i % 50);
+            store.append(stream(&name), ExpectedVersion::Any, vec![event("Changed", i)], meta(u128::from(i))).await?;
+        }
+        let filled = store.index_bytes();
+        // 200 appends in 50 streams: at least a seq and a command entry (16 + 32 bytes) each.
+        assert!(filled >= empty + 200 * 48, "{empty} -> {filled}");
+        drop(store);
+        // Rebuilt on open, the same log gives indexes of the same order of size.
+        let reopened = open(dir.path()).index_bytes();
+        assert!(reopened >= 200 * 48 && reopened <= filled * 2, "{filled} vs {reopened}");
+        anyhow::Ok(())
+    })
+}

@@ -134,4 +134,18 @@ impl LogIndex {
     pub(crate) fn stream_count(&self) -> usize {
         self.streams.len()
     }
+
+    /// Bytes the indexes hold on the heap: every table slot and control byte, every stream
+    /// name and every seq list at its capacity (the allocator's own overhead aside).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let table = |slots: usize, entry: usize| slots * (entry + 1);
+        let streams = table(self.streams.capacity(), size_of::<(StreamId, Vec<Seq>)>())
+            + self
+                .streams
+                .iter()
+                .map(|(name, seqs)| name.as_str().len() + seqs.capacity() * size_of::<Seq>())
+                .sum::<usize>();
+        streams + table(self.commands.capacity(), size_of::<(CommandId, Appended)>())
+    }
 }

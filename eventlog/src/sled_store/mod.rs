@@ -114,7 +114,7 @@ fn open_sled(config: &SledConfig) -> Result<sled::Db> {
         .path(&config.path)
         .segment_size(layout::SEGMENT_SIZE)
         .cache_capacity(config.cache_capacity_bytes)
-        // Only the writer flushes (sled issue 1308); see `writer`.
+        // Flushes happen one at a time, under the syncer's lock (sled issue 1308); see `writer`.
         .flush_every_ms(None);
     let started = std::time::Instant::now();
     loop {
@@ -216,7 +216,12 @@ impl SledStore {
         };
         store.check_tail()?;
         let index = LogIndex::build(store.stored(Seq::FIRST))?;
-        tracing::debug!(records = head.seq.0, streams = index.stream_count(), "event log indexes rebuilt");
+        tracing::info!(
+            records = head.seq.0,
+            streams = index.stream_count(),
+            bytes = index.heap_bytes(),
+            "event log indexes rebuilt"
+        );
         *store.inner.index.write().unwrap_or_else(std::sync::PoisonError::into_inner) = index;
         let failure = writer::Failure::default();
         let writer = Writer {
@@ -252,6 +257,12 @@ impl SledStore {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Heap bytes held by the in-memory stream and command indexes.
+    #[must_use]
+    pub fn index_bytes(&self) -> usize {
+        read_index(&self.inner.index).heap_bytes()
     }
 
     fn check_tail(&self) -> Result<()> {
