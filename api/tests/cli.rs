@@ -44,8 +44,10 @@ fn verify_export_and_verify_the_export_of_a_good_log() -> anyhow::Result<()> {
     let out = oacis(&["verify", "--data", data.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("ok: 50 records in 5 streams; head seq 50 hash "), "{}", text(&out.stdout));
-    // Not a terminal: progress comes as plain lines.
+    // Not a terminal: progress comes as plain lines, and log lines carry no colour codes.
     assert!(text(&out.stderr).contains("verify chain: 50/50"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("event log indexes rebuilt"), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains('\u{1b}'), "{}", text(&out.stderr));
 
     let file = dir.path().join("log.jsonl");
     let out = oacis(&["export", "--data", data.to_str().unwrap(), "--out", file.to_str().unwrap()]);
