@@ -124,16 +124,16 @@ impl Views {
         // task applies the oldest, and pages are applied in order because their handles are
         // queued in order. (`apply_decoded` refuses any gap, so a short page cannot slip by.)
         let until = until.unwrap_or_else(|| store.head().seq).min(store.head().seq);
-        let mut in_flight = std::collections::VecDeque::with_capacity(PAGES_IN_FLIGHT);
+        let mut in_flight = InFlight::default();
         let spare = SparePages::default();
         let mut next = Seq::FIRST;
         let mut views = Views::default();
         loop {
-            while in_flight.len() < PAGES_IN_FLIGHT && next <= until {
-                in_flight.push_back(tokio::spawn(read_and_decode(store.clone(), next, until, spare.clone())));
+            while in_flight.0.len() < PAGES_IN_FLIGHT && next <= until {
+                in_flight.0.push_back(tokio::spawn(read_and_decode(store.clone(), next, until, spare.clone())));
                 next = Seq(next.0.saturating_add(REPLAY_PAGE as u64));
             }
-            let Some(page) = in_flight.pop_front() else { break };
+            let Some(page) = in_flight.0.pop_front() else { break };
             let mut page = page.await.map_err(|_| ProjectionError::Stopped(views.applied))??;
             for record in page.drain(..) {
                 views.apply_decoded(&record?)?;
@@ -144,6 +144,22 @@ impl Views {
         Ok(views)
     }
 }
+
+/// The pages being read and decoded, oldest first. Dropped early (an error, or the replay
+/// itself dropped), it stops the pages still being read.
+#[derive(Default)]
+struct InFlight(std::collections::VecDeque<tokio::task::JoinHandle<Result<DecodedPage, ProjectionError>>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        for page in &self.0 {
+            page.abort();
+        }
+    }
+}
+
+/// A page of decoded records; a record that could not be decoded is kept as its error.
+type DecodedPage = Vec<Result<DomainRecord, ProjectionError>>;
 
 /// Emptied page buffers, handed back once a page is applied: a page of decoded records is
 /// close to a megabyte, and a fresh one every page would fault in fresh memory
@@ -185,7 +201,7 @@ async fn read_and_decode<S: EventStore>(
     from: Seq,
     until: Seq,
     spare: SparePages<Result<DomainRecord, ProjectionError>>,
-) -> Result<Vec<Result<DomainRecord, ProjectionError>>, ProjectionError> {
+) -> Result<DecodedPage, ProjectionError> {
     let max = usize::try_from(until.0 - from.0 + 1).unwrap_or(REPLAY_PAGE).min(REPLAY_PAGE);
     Ok(store.read_all_with(from, max, spare.take(), |record| decode_ref(&record)).await?)
 }
