@@ -221,7 +221,7 @@ pub fn placement(seq: Seq, stored: &[u8]) -> Result<Placement<'_>> {
 /// Decodes a stored record found at position `seq`, checking its hash against its body and
 /// its own seq against `seq`. The chain link (`prev_hash`) is the caller's to check.
 pub fn decode(seq: Seq, stored: &[u8]) -> Result<Record> {
-    decode_ref(seq, stored)?.to_record().map_err(|e| Error::corrupt(seq, e.to_string()))
+    decode_ref(seq, stored).map(|record| record.to_record_checked())
 }
 
 /// [`decode`] without copying: the record borrowed from `stored`, with the same checks.

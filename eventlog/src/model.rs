@@ -386,13 +386,21 @@ impl Record {
 }
 
 impl RecordRef<'_> {
-    /// An owned copy.
-    pub fn to_record(&self) -> Result<Record, AppendError> {
-        Ok(Record {
+    /// An owned copy, after checking the names (the fields are public, so a `RecordRef` may
+    /// not come from a decoder).
+    pub fn to_record(self) -> Result<Record, AppendError> {
+        StreamId::new(self.stream)?;
+        EventKind::new(self.kind)?;
+        Ok(self.to_record_checked())
+    }
+
+    /// An owned copy of a record whose names a decoder has already checked.
+    pub(crate) fn to_record_checked(self) -> Record {
+        Record {
             seq: self.seq,
-            stream: StreamId::new(self.stream)?,
+            stream: StreamId(self.stream.to_owned()),
             version: self.version,
-            kind: EventKind::new(self.kind)?,
+            kind: EventKind(self.kind.to_owned()),
             schema: self.schema,
             recorded_at: self.recorded_at,
             meta: AppendMeta {
@@ -405,6 +413,6 @@ impl RecordRef<'_> {
             payload: self.payload.to_vec(),
             prev_hash: self.prev_hash,
             hash: self.hash,
-        })
+        }
     }
 }

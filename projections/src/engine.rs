@@ -164,27 +164,15 @@ type DecodedPage = Vec<Result<DomainRecord, ProjectionError>>;
 /// Emptied page buffers, handed back once a page is applied: a page of decoded records is
 /// close to a megabyte, and a fresh one every page would fault in fresh memory
 /// each time (a quarter of a replay's time in a fresh process).
-#[derive(Debug)]
-struct SparePages<T>(Arc<std::sync::Mutex<Vec<Vec<T>>>>);
+#[derive(Debug, Clone, Default)]
+struct SparePages(Arc<std::sync::Mutex<Vec<DecodedPage>>>);
 
-impl<T> Clone for SparePages<T> {
-    fn clone(&self) -> Self {
-        SparePages(self.0.clone())
-    }
-}
-
-impl<T> Default for SparePages<T> {
-    fn default() -> Self {
-        SparePages(Arc::default())
-    }
-}
-
-impl<T> SparePages<T> {
-    fn take(&self) -> Vec<T> {
+impl SparePages {
+    fn take(&self) -> DecodedPage {
         self.0.lock().ok().and_then(|mut pages| pages.pop()).unwrap_or_default()
     }
 
-    fn put(&self, mut page: Vec<T>) {
+    fn put(&self, mut page: DecodedPage) {
         page.clear();
         if let Ok(mut pages) = self.0.lock() {
             pages.push(page);
@@ -200,7 +188,7 @@ async fn read_and_decode<S: EventStore>(
     store: S,
     from: Seq,
     until: Seq,
-    spare: SparePages<Result<DomainRecord, ProjectionError>>,
+    spare: SparePages,
 ) -> Result<DecodedPage, ProjectionError> {
     let max = usize::try_from(until.0 - from.0 + 1).unwrap_or(REPLAY_PAGE).min(REPLAY_PAGE);
     Ok(store.read_all_with(from, max, spare.take(), |record| decode_ref(&record)).await?)

@@ -15,6 +15,7 @@
 //!   its fdatasync); readers stop at the head they were given.
 
 use std::collections::HashMap;
+use std::sync::{RwLock, RwLockReadGuard};
 
 use crate::codec;
 use crate::error::{Error, Result};
@@ -29,22 +30,17 @@ pub(crate) struct LogIndex {
 }
 
 impl LogIndex {
-    /// Rebuilds the indexes from every stored record, in seq order, checking as it goes that
-    /// seqs and stream versions are contiguous and that each append's records are
-    /// consecutive. `entries` yields `(seq, stored bytes)`.
+    /// Rebuilds the indexes from every stored record, checking as it goes that stream versions
+    /// are contiguous and that each append's records are consecutive. `entries` yields
+    /// `(seq, stored bytes)` gapless from seq 1, as `RecordIter::next_stored` does.
     pub(crate) fn build<B: AsRef<[u8]>>(entries: impl Iterator<Item = Result<(Seq, B)>>) -> Result<LogIndex> {
         let mut index = LogIndex::default();
-        let mut expected_seq = Seq::FIRST;
         // The append being read: its stream (a buffer reused from append to append), command
         // and outcome so far.
         let mut stream = String::new();
         let mut current: Option<(CommandId, Appended)> = None;
         for entry in entries {
             let (seq, stored) = entry?;
-            if seq != expected_seq {
-                return Err(Error::corrupt(expected_seq, format!("record missing; next stored is seq {seq}")));
-            }
-            expected_seq = seq.next();
             let found = codec::placement(seq, stored.as_ref())?;
             match &mut current {
                 Some((command, outcome)) if *command == found.command_id && stream == found.stream => {
@@ -103,6 +99,12 @@ impl LogIndex {
             self.push_version(stream.as_str(), Seq(outcome.first_seq.0 + k), Version(first_version.0 + k))?;
         }
         self.add_command(stream.as_str(), command, Appended { duplicate: true, ..outcome })
+    }
+
+    /// The shared index for reading; a panic elsewhere cannot leave it half-changed (the
+    /// writer changes it only between groups), so a poisoned lock is still read.
+    pub(crate) fn read(index: &RwLock<LogIndex>) -> RwLockReadGuard<'_, LogIndex> {
+        index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The stream's current version (`Version::NONE` if it has no records).

@@ -31,7 +31,7 @@ use crate::model::{AppendMeta, ExpectedVersion, NewEvent, Record, RecordRef, Seq
 use crate::store::{check_append, Appended, EventStore, Head};
 use crate::verify::{ChainCheck, VerifyReport};
 use index::LogIndex;
-use writer::{read_index, AppendRequest, Syncer, Writer};
+use writer::{AppendRequest, Syncer, Writer};
 
 /// How many records at the end of the log are re-verified every time a store opens.
 pub const TAIL_CHECK_RECORDS: u64 = 1_024;
@@ -215,7 +215,8 @@ impl SledStore {
             }),
         };
         store.check_tail()?;
-        let index = LogIndex::build(store.stored(Seq::FIRST))?;
+        let mut stored = store.records(Seq::FIRST);
+        let index = LogIndex::build(std::iter::from_fn(|| stored.next_stored()))?;
         tracing::info!(
             records = head.seq.0,
             streams = index.stream_count(),
@@ -262,7 +263,7 @@ impl SledStore {
     /// Heap bytes held by the in-memory stream and command indexes.
     #[must_use]
     pub fn index_bytes(&self) -> usize {
-        read_index(&self.inner.index).heap_bytes()
+        LogIndex::read(&self.inner.index).heap_bytes()
     }
 
     fn check_tail(&self) -> Result<()> {
@@ -295,12 +296,7 @@ impl SledStore {
     }
 
     fn read_range(&self, from: Seq, max: usize) -> Result<Vec<Record>> {
-        let len = self.page_len(from, max);
-        let mut page = Vec::with_capacity(len);
-        for record in self.records(from).take(len) {
-            page.push(record?);
-        }
-        Ok(page)
+        self.read_range_with(from, max, Vec::new(), |record| record.to_record_checked())
     }
 
     fn read_range_with<T>(
@@ -322,21 +318,10 @@ impl SledStore {
         Ok(out)
     }
 
-    /// Stored records from `from` on, undecoded, with their seqs (up to the durable head).
-    fn stored(&self, from: Seq) -> impl Iterator<Item = Result<(Seq, sled::IVec)>> {
-        let range = layout::event_key(from.max(Seq::FIRST)).to_vec()..layout::EVENT_END.to_vec();
-        let head = self.head().seq;
-        self.inner.db.range(range).map(move |entry| {
-            let (key, value) = entry?;
-            let seq = layout::seq_of_event_key(&key).ok_or_else(|| Error::corrupt(head, "malformed event key"))?;
-            Ok((seq, value))
-        })
-    }
-
     fn read_stream_sync(&self, stream: &StreamId, from: Version, max: usize) -> Result<Vec<Record>> {
         let head = self.head().seq;
         let max = max.min(Limits::MAX_READ_BATCH);
-        let wanted = read_index(&self.inner.index).seqs(stream, from.max(Version(1)), max, head);
+        let wanted = LogIndex::read(&self.inner.index).seqs(stream, from.max(Version(1)), max, head);
         let mut out = Vec::with_capacity(wanted.len());
         for (version, seq) in wanted {
             let stored = self

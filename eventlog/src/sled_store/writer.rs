@@ -189,7 +189,7 @@ impl Writer {
         let recorded_at = Timestamp::now().max(self.last_recorded_at);
         let mut replies = Vec::with_capacity(group.len());
         {
-            let index = read_index(&self.index);
+            let index = LogIndex::read(&self.index);
             for request in group.drain(..) {
                 let AppendRequest { stream, expected, events, meta, reply } = request;
                 let outcome = stage(&index, &mut staged, &mut head, recorded_at, stream, expected, events, meta);
@@ -222,12 +222,6 @@ impl Writer {
         }
         Some(Applied { head, wrote, replies })
     }
-}
-
-/// The shared index for reading; a panic elsewhere cannot leave it half-changed (the writer
-/// changes it only between groups), so a poisoned lock is still read.
-pub(super) fn read_index(index: &RwLock<LogIndex>) -> std::sync::RwLockReadGuard<'_, LogIndex> {
-    index.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Writes a group's records to sled, atomically. A lone record is a plain insert: a sled
