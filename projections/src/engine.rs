@@ -2,7 +2,9 @@
 //! subscription, recording the last seq applied; `wait_for` gives read-your-writes.
 //!
 //! Invariants:
-//! - The views apply every record exactly once, in seq order (the subscription's guarantee).
+//! - Each view applies every record exactly once, in seq order (the subscription's guarantee).
+//!   A replay applies the customer directory and the other views on two threads, page by
+//!   page; they share no state, so the result is the one a record-by-record fold gives.
 //! - On an error (undecodable event, view disagreement, store failure) the follower stops at
 //!   that seq and every waiter gets the error; nothing is skipped.
 //! - Views are only read under the lock, never across an await.
@@ -65,14 +67,7 @@ impl Views {
 
     /// Applies one decoded record to every view; records must come in seq order, gapless.
     pub fn apply_decoded(&mut self, record: &DomainRecord) -> Result<(), ProjectionError> {
-        let expected = self.applied.next();
-        if record.seq != expected {
-            return Err(ProjectionError::Apply {
-                view: "engine",
-                seq: record.seq,
-                reason: format!("expected seq {expected}"),
-            });
-        }
+        let applied = check_follows(self.applied, [record])?;
         let views: [&mut dyn View; 7] = [
             &mut self.directory,
             &mut self.tasks,
@@ -82,14 +77,8 @@ impl Views {
             &mut self.cases,
             &mut self.timeline,
         ];
-        for view in views {
-            view.apply(record).map_err(|reason| ProjectionError::Apply {
-                view: view.name(),
-                seq: record.seq,
-                reason,
-            })?;
-        }
-        self.applied = record.seq;
+        apply_each(views, [record])?;
+        self.applied = applied;
         Ok(())
     }
 
@@ -112,7 +101,7 @@ impl Views {
     }
 
     /// Replays the log from its start up to and including `until` (or its head) into fresh
-    /// views, calling `progress` with each page's last seq. This is also how analytics "as of"
+    /// views, calling `progress` with each page's last seq as it is handed to the views. This is also how analytics "as of"
     /// a past seq are computed: the cost is one pass over the log up to that seq.
     pub async fn replay<S: EventStore>(
         store: &S,
@@ -120,29 +109,138 @@ impl Views {
         progress: &mut (dyn FnMut(Seq) + Send),
     ) -> Result<Views, ProjectionError> {
         // Seqs are gapless, so every page's range is known in advance: up to
-        // `PAGES_IN_FLIGHT` pages are read and decoded at once on blocking threads while this
-        // task applies the oldest, and pages are applied in order because their handles are
-        // queued in order. (`apply_decoded` refuses any gap, so a short page cannot slip by.)
+        // `PAGES_IN_FLIGHT` pages are read and decoded at once on blocking threads, and this
+        // task hands each page, in order, to two appliers on threads of their own: one for the
+        // customer directory (the costliest view), one for every other view. The views are
+        // independent, so each still sees every record in order, and neither waits for the
+        // other. (The seqs are checked here, so a short page cannot slip by.)
         let until = until.unwrap_or_else(|| store.head().seq).min(store.head().seq);
-        let mut in_flight = InFlight::default();
         let spare = SparePages::default();
+        let Views { directory, tasks, access, analytics, audit, cases, timeline, applied } = Views::default();
+        let (to_directory, directory) = Lane::start(directory, |d| [d], spare.clone());
+        let (to_others, others) = Lane::start(
+            (tasks, access, analytics, audit, cases, timeline),
+            |(tasks, access, analytics, audit, cases, timeline)| [tasks, access, analytics, audit, cases, timeline],
+            spare.clone(),
+        );
+        let mut in_flight = InFlight::default();
         let mut next = Seq::FIRST;
-        let mut views = Views::default();
-        loop {
-            while in_flight.0.len() < PAGES_IN_FLIGHT && next <= until {
-                in_flight.0.push_back(tokio::spawn(read_and_decode(store.clone(), next, until, spare.clone())));
-                next = Seq(next.0.saturating_add(REPLAY_PAGE as u64));
+        let mut forwarded = applied;
+        let forwarding: Result<(), ProjectionError> = async {
+            loop {
+                while in_flight.0.len() < PAGES_IN_FLIGHT && next <= until {
+                    in_flight.0.push_back(tokio::spawn(read_and_decode(store.clone(), next, until, spare.clone())));
+                    next = Seq(next.0.saturating_add(REPLAY_PAGE as u64));
+                }
+                let Some(page) = in_flight.0.pop_front() else { return Ok(()) };
+                let mut page = page.await.map_err(|_| ProjectionError::Stopped(forwarded))??;
+                // The records before an undecodable one are applied; then the replay stops.
+                let undecodable = page.iter().position(Result::is_err).map(|at| {
+                    let error = page.swap_remove(at);
+                    page.truncate(at);
+                    error
+                });
+                forwarded = check_follows(forwarded, page.iter().flatten())?;
+                let page = Arc::new(page);
+                if to_directory.send(page.clone()).await.is_err() || to_others.send(page).await.is_err() {
+                    // An applier stopped on an error, which it reports below.
+                    return Ok(());
+                }
+                progress(forwarded);
+                if let Some(Err(e)) = undecodable {
+                    return Err(e);
+                }
             }
-            let Some(page) = in_flight.0.pop_front() else { break };
-            let mut page = page.await.map_err(|_| ProjectionError::Stopped(views.applied))??;
-            for record in page.drain(..) {
-                views.apply_decoded(&record?)?;
-            }
-            spare.put(page);
-            progress(views.applied);
         }
-        Ok(views)
+        .await;
+        drop((to_directory, to_others));
+        match (directory.finish().await, others.finish().await, forwarding) {
+            (Ok(directory), Ok((tasks, access, analytics, audit, cases, timeline)), Ok(())) => {
+                Ok(Views { directory, tasks, access, analytics, audit, cases, timeline, applied: forwarded })
+            }
+            // An applier's error comes at or before the last seq handed to it, so before any
+            // error of the forwarding; of the appliers' errors, the earlier seq is reported.
+            (directory, others, forwarding) => Err([directory.err(), others.err(), forwarding.err()]
+                .into_iter()
+                .flatten()
+                .min_by_key(|e| match e {
+                    ProjectionError::Apply { seq, .. } => *seq,
+                    _ => Seq(u64::MAX),
+                })
+                .unwrap_or(ProjectionError::Stopped(forwarded))),
+        }
     }
+}
+
+/// Checks that `records` follow `last` without a gap; returns the new last seq.
+fn check_follows<'a>(last: Seq, records: impl IntoIterator<Item = &'a DomainRecord>) -> Result<Seq, ProjectionError> {
+    let mut expected = last;
+    for record in records {
+        expected = expected.next();
+        if record.seq != expected {
+            return Err(ProjectionError::Apply {
+                view: "engine",
+                seq: record.seq,
+                reason: format!("expected seq {expected}"),
+            });
+        }
+    }
+    Ok(expected)
+}
+
+/// Pages queued for one applier beyond the one it is applying.
+const LANE_QUEUE: usize = 2;
+
+/// Some of the views, applying a replay's pages on a blocking thread of their own.
+struct Lane<T>(tokio::task::JoinHandle<Result<T, ProjectionError>>);
+
+impl<T: Send + 'static> Lane<T> {
+    /// Starts applying the pages sent to the returned queue to `views` (seen as a list of
+    /// views through `each`); a finished page goes back to `spare` once both lanes are done.
+    fn start<const N: usize>(
+        mut views: T,
+        each: fn(&mut T) -> [&mut dyn View; N],
+        spare: SparePages,
+    ) -> (tokio::sync::mpsc::Sender<Arc<DecodedPage>>, Lane<T>) {
+        let (pages, mut queue) = tokio::sync::mpsc::channel::<Arc<DecodedPage>>(LANE_QUEUE);
+        let lane = tokio::task::spawn_blocking(move || {
+            while let Some(page) = queue.blocking_recv() {
+                apply_each(each(&mut views), page.iter().flatten())?;
+                if let Some(page) = Arc::into_inner(page) {
+                    // Its records are dropped by the reading task that takes it next.
+                    spare.put(page);
+                }
+            }
+            Ok(views)
+        });
+        (pages, Lane(lane))
+    }
+
+    /// The views once every page sent is applied, or the error that stopped them.
+    async fn finish(self) -> Result<T, ProjectionError> {
+        match self.0.await {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(ProjectionError::Stopped(Seq::default())),
+        }
+    }
+}
+
+/// Applies each record, in order, to each of `views`, stopping at the first error.
+fn apply_each<'a, const N: usize>(
+    mut views: [&mut dyn View; N],
+    records: impl IntoIterator<Item = &'a DomainRecord>,
+) -> Result<(), ProjectionError> {
+    for record in records {
+        for view in &mut views {
+            view.apply(record).map_err(|reason| ProjectionError::Apply {
+                view: view.name(),
+                seq: record.seq,
+                reason,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// The pages being read and decoded, oldest first. Dropped early (an error, or the replay
@@ -168,12 +266,15 @@ type DecodedPage = Vec<Result<DomainRecord, ProjectionError>>;
 struct SparePages(Arc<std::sync::Mutex<Vec<DecodedPage>>>);
 
 impl SparePages {
+    /// An empty page buffer; the records left in a recycled one are dropped here, by the
+    /// reading task, so that freeing them costs the applying thread nothing.
     fn take(&self) -> DecodedPage {
-        self.0.lock().ok().and_then(|mut pages| pages.pop()).unwrap_or_default()
+        let mut page = self.0.lock().ok().and_then(|mut pages| pages.pop()).unwrap_or_default();
+        page.clear();
+        page
     }
 
-    fn put(&self, mut page: DecodedPage) {
-        page.clear();
+    fn put(&self, page: DecodedPage) {
         if let Ok(mut pages) = self.0.lock() {
             pages.push(page);
         }
