@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc instead of the system allocator: replaying the log allocates and frees millions
 /// of small strings across threads, where glibc's malloc spent about a quarter of the time.
+/// It is built without transparent huge pages (see the workspace's `Cargo.toml`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
