@@ -101,8 +101,9 @@ impl Views {
     }
 
     /// Replays the log from its start up to and including `until` (or its head) into fresh
-    /// views, calling `progress` with each page's last seq as it is handed to the views. This is also how analytics "as of"
-    /// a past seq are computed: the cost is one pass over the log up to that seq.
+    /// views, calling `progress` with each page's last seq as the page is handed to the views.
+    /// This is also how analytics "as of" a past seq are computed: the cost is one pass over
+    /// the log up to that seq.
     pub async fn replay<S: EventStore>(
         store: &S,
         until: Option<Seq>,
