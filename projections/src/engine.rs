@@ -118,12 +118,12 @@ impl Views {
         let until = until.unwrap_or_else(|| store.head().seq).min(store.head().seq);
         let spare = SparePages::default();
         let Views { directory, tasks, access, analytics, audit, cases, timeline, applied } = Views::default();
-        let (to_directory, directory) = Lane::start(directory, |d| [d], spare.clone());
+        let (to_directory, directory) = Lane::start(directory, |d| [d], spare.clone())?;
         let (to_others, others) = Lane::start(
             (tasks, access, analytics, audit, cases, timeline),
             |(tasks, access, analytics, audit, cases, timeline)| [tasks, access, analytics, audit, cases, timeline],
             spare.clone(),
-        );
+        )?;
         let mut in_flight = InFlight::default();
         let mut next = Seq::FIRST;
         let mut forwarded = applied;
@@ -192,8 +192,13 @@ fn check_follows<'a>(last: Seq, records: impl IntoIterator<Item = &'a DomainReco
 /// Pages queued for one applier beyond the one it is applying.
 const LANE_QUEUE: usize = 2;
 
-/// Some of the views, applying a replay's pages on a blocking thread of their own.
-struct Lane<T>(tokio::task::JoinHandle<Result<T, ProjectionError>>);
+/// What a lane's thread ends with: its views or the error that stopped them, or its panic.
+type LaneOutcome<T> = std::thread::Result<Result<T, ProjectionError>>;
+
+/// Some of the views, applying a replay's pages on a thread of their own. A plain thread,
+/// not one of the runtime's blocking threads: a lane waits for pages that the blocking threads
+/// read, so with a small blocking pool the two could wait on each other for ever.
+struct Lane<T>(tokio::sync::oneshot::Receiver<LaneOutcome<T>>);
 
 impl<T: Send + 'static> Lane<T> {
     /// Starts applying the pages sent to the returned queue to `views` (seen as a list of
@@ -202,9 +207,10 @@ impl<T: Send + 'static> Lane<T> {
         mut views: T,
         each: fn(&mut T) -> [&mut dyn View; N],
         spare: SparePages,
-    ) -> (tokio::sync::mpsc::Sender<Arc<DecodedPage>>, Lane<T>) {
+    ) -> Result<(tokio::sync::mpsc::Sender<Arc<DecodedPage>>, Lane<T>), ProjectionError> {
         let (pages, mut queue) = tokio::sync::mpsc::channel::<Arc<DecodedPage>>(LANE_QUEUE);
-        let lane = tokio::task::spawn_blocking(move || {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let apply = move || -> Result<T, ProjectionError> {
             while let Some(page) = queue.blocking_recv() {
                 apply_each(each(&mut views), page.iter().flatten())?;
                 if let Some(page) = Arc::into_inner(page) {
@@ -213,16 +219,22 @@ impl<T: Send + 'static> Lane<T> {
                 }
             }
             Ok(views)
-        });
-        (pages, Lane(lane))
+        };
+        std::thread::Builder::new()
+            .name("oacis-replay".into())
+            .spawn(move || {
+                let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(apply)));
+            })
+            .map_err(|e| ProjectionError::Thread(e.to_string()))?;
+        Ok((pages, Lane(outcome)))
     }
 
     /// The views once every page sent is applied, or the error that stopped them.
     async fn finish(self) -> Result<T, ProjectionError> {
         match self.0.await {
-            Ok(outcome) => outcome,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(ProjectionError::Stopped(Seq::default())),
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => Err(ProjectionError::Thread("a replay thread ended without an answer".into())),
         }
     }
 }
