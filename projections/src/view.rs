@@ -27,3 +27,15 @@ pub fn dump_lines<T: std::fmt::Debug>(out: &mut String, title: &str, items: impl
         let _ = writeln!(out, "{item:?}");
     }
 }
+
+/// Writes one line per entry of a hash map, in key order, with a header: views keep a hash
+/// map where they look an entry up on every event, and no hash order may reach a dump.
+pub fn dump_sorted<K: Ord + std::fmt::Debug, V: std::fmt::Debug, S>(
+    out: &mut String,
+    title: &str,
+    map: &std::collections::HashMap<K, V, S>,
+) {
+    let mut entries: Vec<(&K, &V)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    dump_lines(out, title, entries);
+}

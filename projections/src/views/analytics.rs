@@ -3,7 +3,7 @@
 //! totals by month and currency; case counts, mean first-response and resolution times and
 //! satisfaction; task completion.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use oacis_domain::case::CaseEvent;
 use oacis_domain::customer::{CustomerEvent, CustomerStatus, SourceChannel};
@@ -11,7 +11,7 @@ use oacis_domain::ids::{CaseId, CustomerId, DepartmentId, Timestamp, UserId};
 use oacis_domain::task::{TaskEvent, TaskStatus};
 
 use crate::decode::{AnyEvent, DomainRecord};
-use crate::view::{dump_lines, View};
+use crate::view::{dump_lines, dump_sorted, View};
 
 const DAY_US: i64 = 86_400_000_000;
 
@@ -144,10 +144,12 @@ pub struct CaseFigures {
 /// The analytics view.
 #[derive(Debug, Default)]
 pub struct Analytics {
-    customers: BTreeMap<CustomerId, CustomerFacts>,
+    /// Hash maps where every event looks an entry up and every query only counts; `dump`
+    /// sorts them. (Cases stay ordered: their means are sums of floats, which depend on order.)
+    customers: HashMap<CustomerId, CustomerFacts>,
     purchases: BTreeMap<(String, String), Totals>,
     cases: BTreeMap<CaseId, CaseFacts>,
-    tasks: BTreeMap<oacis_domain::ids::TaskId, TaskStatus>,
+    tasks: HashMap<oacis_domain::ids::TaskId, TaskStatus>,
 }
 
 /// A dimension to count customers by.
@@ -367,10 +369,10 @@ impl View for Analytics {
     }
 
     fn dump(&self, out: &mut String) {
-        dump_lines(out, "analytics.customers", &self.customers);
+        dump_sorted(out, "analytics.customers", &self.customers);
         dump_lines(out, "analytics.purchases", &self.purchases);
         dump_lines(out, "analytics.cases", &self.cases);
-        dump_lines(out, "analytics.tasks", &self.tasks);
+        dump_sorted(out, "analytics.tasks", &self.tasks);
     }
 }
 

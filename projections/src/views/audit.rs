@@ -20,7 +20,7 @@ use oacis_eventlog::{EventStore, Seq, StreamId, Version};
 use serde_json::Value;
 
 use crate::decode::{AnyEvent, DomainRecord};
-use crate::view::{dump_lines, View};
+use crate::view::{dump_lines, dump_sorted, View};
 
 /// Failed logins of one account within [`FAILED_LOGIN_WINDOW_US`] that raise an alert.
 pub const FAILED_LOGIN_ALERT: usize = 5;
@@ -297,9 +297,7 @@ impl View for Audit {
     }
 
     fn dump(&self, out: &mut String) {
-        let mut operations: Vec<_> = self.operations.iter().collect();
-        operations.sort_unstable_by_key(|(actor, _)| *actor);
-        dump_lines(out, "audit.operations", operations);
+        dump_sorted(out, "audit.operations", &self.operations);
         dump_lines(out, "audit.logins", &self.logins);
         dump_lines(out, "audit.alerts", &self.alerts);
         dump_lines(out, "audit.recent_failures", &self.recent_failures);

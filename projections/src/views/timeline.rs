@@ -1,7 +1,7 @@
 //! The customer timeline: interactions, purchases, service cases, tasks and changes of one
 //! customer, in time order. A survivor's timeline includes the customers merged into it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use oacis_domain::customer::CustomerEvent;
 use oacis_domain::ids::{CaseId, CustomerId, Timestamp};
@@ -10,7 +10,7 @@ use oacis_domain::DomainEvent;
 use oacis_eventlog::Seq;
 
 use crate::decode::{AnyEvent, DomainRecord};
-use crate::view::{dump_lines, View};
+use crate::view::{dump_lines, dump_sorted, View};
 
 /// One entry of a timeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +41,10 @@ pub enum RecordRef {
 /// The timeline view.
 #[derive(Debug, Default)]
 pub struct Timeline {
-    entries: BTreeMap<CustomerId, Vec<TimelineEntry>>,
-    case_customer: BTreeMap<CaseId, CustomerId>,
-    task_customer: BTreeMap<oacis_domain::ids::TaskId, CustomerId>,
+    /// Hash maps where every event looks an entry up; `dump` sorts them.
+    entries: HashMap<CustomerId, Vec<TimelineEntry>>,
+    case_customer: HashMap<CaseId, CustomerId>,
+    task_customer: HashMap<oacis_domain::ids::TaskId, CustomerId>,
     merged_into_me: BTreeMap<CustomerId, Vec<CustomerId>>,
 }
 
@@ -128,7 +129,7 @@ impl View for Timeline {
     }
 
     fn dump(&self, out: &mut String) {
-        dump_lines(out, "timeline.entries", &self.entries);
+        dump_sorted(out, "timeline.entries", &self.entries);
         dump_lines(out, "timeline.merges", &self.merged_into_me);
     }
 }
