@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use oacis_domain::customer::SourceChannel;
-use oacis_eventlog::{EventStore, Seq, SledConfig, SledStore};
+use oacis_eventlog::{EventStore, Record, Seq, SledConfig, SledStore};
 use oacis_projections::decode::decode;
 use oacis_projections::demo::{generate, load, DemoSize};
 use oacis_projections::views::directory::{DirectoryQuery, Order, SortKey};
@@ -37,20 +37,28 @@ struct FreshStart {
     decode_per_sec: f64,
 }
 
-/// The baseline: reading and decoding every record into domain events, without any view.
-async fn read_and_decode_rate(store: &SledStore) -> f64 {
-    let started = Instant::now();
+/// Reads the whole log through `read_all`, page by page, handing each page to `each`.
+async fn each_page(store: &SledStore, mut each: impl FnMut(&[Record])) {
     let mut from = Seq(1);
-    let mut decoded = 0u64;
     loop {
         let page = store.read_all(from, 10_000).await.unwrap();
         let Some(last) = page.last() else { break };
         from = last.seq.next();
-        for record in &page {
+        each(&page);
+    }
+}
+
+/// The baseline: reading and decoding every record into domain events, without any view.
+async fn read_and_decode_rate(store: &SledStore) -> f64 {
+    let started = Instant::now();
+    let mut decoded = 0u64;
+    each_page(store, |page| {
+        for record in page {
             decode(record).unwrap();
             decoded += 1;
         }
-    }
+    })
+    .await;
     decoded as f64 / started.elapsed().as_secs_f64()
 }
 
@@ -104,14 +112,8 @@ async fn run(base: &std::path::Path, customers: usize) {
     let _ = Views::replay(&store, None, &mut |_| {}).await.unwrap();
     let decode_rate = read_and_decode_rate(&store).await;
     let started = Instant::now();
-    let mut from = Seq(1);
     let mut read = 0u64;
-    loop {
-        let page = store.read_all(from, 10_000).await.unwrap();
-        let Some(last) = page.last() else { break };
-        from = last.seq.next();
-        read += page.len() as u64;
-    }
+    each_page(&store, |page| read += page.len() as u64).await;
     let read_rate = read as f64 / started.elapsed().as_secs_f64();
 
     let started = Instant::now();
@@ -119,16 +121,8 @@ async fn run(base: &std::path::Path, customers: usize) {
     let rebuild_rate = views.applied().0 as f64 / started.elapsed().as_secs_f64();
 
     // Where the time goes: each view applying already-decoded records on its own.
-    let records = store.read_all(Seq(1), usize::MAX).await.unwrap();
     let mut decoded = Vec::new();
-    let mut from = Seq(1);
-    loop {
-        let page = store.read_all(from, 10_000).await.unwrap();
-        let Some(last) = page.last() else { break };
-        from = last.seq.next();
-        decoded.extend(page.iter().map(|r| decode(r).unwrap()));
-    }
-    drop(records);
+    each_page(&store, |page| decoded.extend(page.iter().map(|r| decode(r).unwrap()))).await;
     let mut per_view = Vec::new();
     {
         use oacis_projections::view::View;
