@@ -59,15 +59,22 @@ pub trait DomainEvent: Sized {
 
 /// Lifts a payload stored under `schema` to the `current` schema of `kind`.
 ///
-/// Every kind is at schema 1 today, so nothing needs lifting yet. When a payload's shape
-/// changes, add an arm here that rewrites the old JSON into the new shape, e.g.
-/// `("CustomerRegistered", 1) => { value["segment"] = Value::Null; 2 }`, and loop until
-/// `current`.
+/// Each step lifts one schema to the next; a kind whose shape changed has an arm for each of
+/// its old schemas. Steps without an arm change nothing (a schema bump that only added an
+/// optional field still gets an arm, so that the change is written down here).
 pub fn upcast(kind: &str, schema: u32, current: u32, value: Value) -> Result<Value, DecodeError> {
     if schema > current || schema == 0 {
         return Err(DecodeError::FutureSchema { kind: kind.to_owned(), schema, known: current });
     }
-    // `schema < current` has no case yet: every kind is at its first schema.
+    let mut value = value;
+    let mut at = schema;
+    while at < current {
+        // UserLoginSucceeded 1 -> 2 added the hash of the session's bearer secret.
+        if let (("UserLoginSucceeded", 1), Value::Object(fields)) = ((kind, at), &mut value) {
+            fields.entry("token_hash").or_insert(Value::Null);
+        }
+        at += 1;
+    }
     Ok(value)
 }
 

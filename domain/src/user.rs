@@ -122,7 +122,19 @@ pub struct UserState {
     pub privacy: BTreeMap<ProfileField, Visibility>,
     /// Open sessions.
     pub sessions: BTreeSet<EntryId>,
+    /// The current credential (PHC string), for the caller to verify a password against.
+    pub credential: Option<String>,
+    /// The credentials set before the current one, newest first (at most
+    /// [`PASSWORD_HISTORY`] - 1), for the caller's "not one of the last passwords" check.
+    pub previous_credentials: Vec<String>,
+    /// When the last failed login happened.
+    pub last_failure_at: Option<Timestamp>,
+    /// Whether the account is locked because of failed logins (not by an administrator).
+    pub locked_by_failures: bool,
 }
+
+/// How many passwords, the current one included, a new password must differ from.
+pub const PASSWORD_HISTORY: usize = 5;
 
 /// The profile fields shared by creation and updates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,6 +210,15 @@ pub enum UserCommand {
         session: EntryId,
         /// Client address.
         client: Option<String>,
+        /// BLAKE3 of the session's bearer secret, 64 lower-case hex digits (the secret itself
+        /// is never stored).
+        token_hash: Option<String>,
+    },
+    /// Lift a lock caused by failed logins once `lockout_us` microseconds have passed since
+    /// the last failure; refused before then and for locks set by an administrator.
+    ExpireLock {
+        /// How long a failed-login lock lasts, in microseconds.
+        lockout_us: i64,
     },
     /// A login failed.
     RecordLoginFailure {
@@ -283,6 +304,9 @@ pub struct UserLoginSucceeded {
     pub client: Option<String>,
     /// When.
     pub at: Timestamp,
+    /// BLAKE3 of the session's bearer secret, hex (schema 2; `None` in schema 1 payloads).
+    #[serde(default)]
+    pub token_hash: Option<String>,
 }
 
 /// Payload of `UserLoginFailed`.
@@ -327,7 +351,7 @@ events! {
         /// Reactivated.
         UserReactivated(UserReactivated) = 1,
         /// Logged in.
-        UserLoginSucceeded(UserLoginSucceeded) = 1,
+        UserLoginSucceeded(UserLoginSucceeded) = 2,
         /// A login failed.
         UserLoginFailed(UserLoginFailed) = 1,
         /// A session ended.
@@ -361,6 +385,12 @@ fn checked_client(client: Option<String>) -> Result<Option<String>, DomainError>
     let mut v = Validator::new();
     let client = v.optional_text("client", client.as_deref(), 128);
     v.finish(client)
+}
+
+/// A `UserSessionEnded` for every open session: a password change, a lock or a deactivation
+/// revokes them all.
+fn ended_sessions(state: &UserState) -> Vec<UserEvent> {
+    state.sessions.iter().map(|s| UserEvent::UserSessionEnded(UserSessionEnded { session_id: *s })).collect()
 }
 
 const ANY: &[UserStatus] = &[UserStatus::Active, UserStatus::Locked, UserStatus::Deactivated];
@@ -419,7 +449,9 @@ impl Aggregate for User {
                     "does not meet the password policy",
                 );
                 v.require(!facts.recently_used, "password", FieldCode::Duplicate, "was used recently");
-                vec![E::UserPasswordSet(UserPasswordSet { credential: v.finish(credential)? })]
+                let mut events = ended_sessions(state);
+                events.push(E::UserPasswordSet(UserPasswordSet { credential: v.finish(credential)? }));
+                events
             }
             C::RequirePasswordChange => {
                 state.status.require(ANY, "require a password change of")?;
@@ -432,7 +464,10 @@ impl Aggregate for User {
                 state.status.require(&[S::Active], "lock")?;
                 let mut v = Validator::new();
                 let reason = v.text("reason", &reason, 500);
-                vec![E::UserLocked(UserLocked { reason: LockReason::Administrative(v.finish(reason)?) })]
+                let reason = LockReason::Administrative(v.finish(reason)?);
+                let mut events = ended_sessions(state);
+                events.push(E::UserLocked(UserLocked { reason }));
+                events
             }
             C::Unlock => {
                 state.status.require(&[S::Locked], "unlock")?;
@@ -440,8 +475,7 @@ impl Aggregate for User {
             }
             C::Deactivate => {
                 state.status.require(&[S::Active, S::Locked], "deactivate")?;
-                let mut events: Vec<E> =
-                    state.sessions.iter().map(|s| E::UserSessionEnded(UserSessionEnded { session_id: *s })).collect();
+                let mut events = ended_sessions(state);
                 events.push(E::UserDeactivated(UserDeactivated {}));
                 events
             }
@@ -449,13 +483,30 @@ impl Aggregate for User {
                 state.status.require(&[S::Deactivated], "reactivate")?;
                 vec![E::UserReactivated(UserReactivated {})]
             }
-            C::RecordLoginSuccess { session, client } => {
+            C::RecordLoginSuccess { session, client, token_hash } => {
                 state.status.require(&[S::Active], "log in as")?;
                 if !state.has_credential {
                     return Err(DomainError::Rule("the account has no password yet".into()));
                 }
+                if state.sessions.contains(&session) {
+                    return Err(DomainError::AlreadyExists { entity: "session" });
+                }
                 let client = checked_client(client)?;
-                vec![E::UserLoginSucceeded(UserLoginSucceeded { session_id: session, client, at: ctx.now })]
+                let mut v = Validator::new();
+                if let Some(hash) = &token_hash {
+                    let ok = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                    v.require(ok, "token_hash", FieldCode::InvalidFormat, "must be 64 lower-case hex digits");
+                }
+                let token_hash = v.finish(token_hash)?;
+                vec![E::UserLoginSucceeded(UserLoginSucceeded { session_id: session, client, at: ctx.now, token_hash })]
+            }
+            C::ExpireLock { lockout_us } => {
+                state.status.require(&[S::Locked], "expire the lock of")?;
+                let since = state.last_failure_at.unwrap_or(Timestamp(i64::MIN));
+                if !state.locked_by_failures || ctx.now.0 < since.0.saturating_add(lockout_us) {
+                    return Err(DomainError::Rule("the lock has not expired".into()));
+                }
+                vec![E::UserUnlocked(UserUnlocked {})]
             }
             C::RecordLoginFailure { reason, client, lockout_threshold } => {
                 state.status.require(ANY, "record a login failure of")?;
@@ -463,6 +514,7 @@ impl Aggregate for User {
                 let consecutive = state.consecutive_failures.saturating_add(1);
                 let mut events = vec![E::UserLoginFailed(UserLoginFailed { reason, client, consecutive, at: ctx.now })];
                 if state.status == S::Active && lockout_threshold > 0 && consecutive >= lockout_threshold {
+                    events.extend(ended_sessions(state));
                     events.push(E::UserLocked(UserLocked { reason: LockReason::FailedLogins(consecutive) }));
                 }
                 events
@@ -491,15 +543,23 @@ impl Aggregate for User {
             E::UserPrivacyChanged(e) => {
                 state.privacy.insert(e.field, e.visibility);
             }
-            E::UserPasswordSet(_) => {
+            E::UserPasswordSet(e) => {
+                if let Some(old) = state.credential.replace(e.credential.clone()) {
+                    state.previous_credentials.insert(0, old);
+                    state.previous_credentials.truncate(PASSWORD_HISTORY - 1);
+                }
                 state.has_credential = true;
                 state.must_change_password = false;
             }
             E::UserPasswordChangeRequired(_) => state.must_change_password = true,
-            E::UserLocked(_) => state.status = UserStatus::Locked,
+            E::UserLocked(e) => {
+                state.status = UserStatus::Locked;
+                state.locked_by_failures = matches!(e.reason, LockReason::FailedLogins(_));
+            }
             E::UserUnlocked(_) => {
                 state.status = UserStatus::Active;
                 state.consecutive_failures = 0;
+                state.locked_by_failures = false;
             }
             E::UserDeactivated(_) => state.status = UserStatus::Deactivated,
             E::UserReactivated(_) => {
@@ -510,7 +570,10 @@ impl Aggregate for User {
                 state.consecutive_failures = 0;
                 state.sessions.insert(e.session_id);
             }
-            E::UserLoginFailed(e) => state.consecutive_failures = e.consecutive,
+            E::UserLoginFailed(e) => {
+                state.consecutive_failures = e.consecutive;
+                state.last_failure_at = Some(e.at);
+            }
             E::UserSessionEnded(e) => {
                 state.sessions.remove(&e.session_id);
             }

@@ -163,7 +163,11 @@ fn samples() -> Samples {
                 facts: PasswordFacts { meets_policy: true, recently_used: false },
             },
             UserCommand::RequirePasswordChange,
-            UserCommand::RecordLoginSuccess { session: EntryId(id(41)), client: Some("198.51.100.7".into()) },
+            UserCommand::RecordLoginSuccess {
+                session: EntryId(id(41)),
+                client: Some("198.51.100.7".into()),
+                token_hash: Some("ab".repeat(32)),
+            },
             UserCommand::EndSession { session: EntryId(id(41)) },
             UserCommand::RecordLoginFailure { reason: LoginFailure::BadPassword, client: None, lockout_threshold: 1 },
             UserCommand::Unlock,
@@ -288,4 +292,16 @@ fn unknown_kinds_and_future_schemas_are_refused_on_decode() {
         CustomerEvent::decode("CustomerArchived", 1, b"{}"),
         Err(oacis_domain::DecodeError::Payload { .. })
     ));
+}
+
+#[test]
+fn samples_of_older_schemas_still_decode_through_upcast() {
+    // `tests/upcast/` keeps one stored payload of every schema that was replaced.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/upcast");
+    let stored = std::fs::read(dir.join("UserLoginSucceeded.v1.json")).expect("old sample");
+    let event = UserEvent::decode("UserLoginSucceeded", 1, &stored).expect("schema 1 upcasts");
+    let UserEvent::UserLoginSucceeded(e) = event else { panic!("wrong event: {event:?}") };
+    assert_eq!(e.token_hash, None);
+    assert_eq!(e.client.as_deref(), Some("198.51.100.7"));
+    assert_eq!(e.session_id, EntryId(id(41)));
 }

@@ -103,7 +103,10 @@ fn failed_logins_lock_the_account_at_the_threshold_and_unlock_resets() {
     let mut s = created();
     assert!(
         matches!(
-            s.when(UserCommand::RecordLoginSuccess { session: EntryId(id(70)), client: None }, &ctx()),
+            s.when(
+                UserCommand::RecordLoginSuccess { session: EntryId(id(70)), client: None, token_hash: None },
+                &ctx()
+            ),
             Err(DomainError::Rule(_))
         ),
         "no password yet"
@@ -122,7 +125,7 @@ fn failed_logins_lock_the_account_at_the_threshold_and_unlock_resets() {
     assert!(matches!(&events[1], UserEvent::UserLocked(UserLocked { reason: LockReason::FailedLogins(5) })));
     assert_eq!(s.state().status, UserStatus::Locked);
     assert!(matches!(
-        s.when(UserCommand::RecordLoginSuccess { session: EntryId(id(70)), client: None }, &later(6)),
+        s.when(UserCommand::RecordLoginSuccess { session: EntryId(id(70)), client: None, token_hash: None }, &later(6)),
         Err(DomainError::InvalidTransition { .. })
     ));
     // Attempts on a locked account are still recorded, without locking again.
@@ -135,7 +138,8 @@ fn failed_logins_lock_the_account_at_the_threshold_and_unlock_resets() {
     assert_eq!(events.len(), 1);
     s.when(UserCommand::Unlock, &later(8)).unwrap();
     assert_eq!((s.state().status, s.state().consecutive_failures), (UserStatus::Active, 0));
-    s.when(UserCommand::RecordLoginSuccess { session: EntryId(id(71)), client: None }, &later(9)).unwrap();
+    s.when(UserCommand::RecordLoginSuccess { session: EntryId(id(71)), client: None, token_hash: None }, &later(9))
+        .unwrap();
     assert!(s.state().sessions.contains(&EntryId(id(71))));
 }
 
@@ -143,7 +147,8 @@ fn failed_logins_lock_the_account_at_the_threshold_and_unlock_resets() {
 fn lock_deactivate_reactivate_sessions_and_privacy() {
     let mut s = created();
     s.when(UserCommand::SetPassword { credential: ARGON.into(), facts: GOOD }, &ctx()).unwrap();
-    s.when(UserCommand::RecordLoginSuccess { session: EntryId(id(80)), client: None }, &ctx()).unwrap();
+    s.when(UserCommand::RecordLoginSuccess { session: EntryId(id(80)), client: None, token_hash: None }, &ctx())
+        .unwrap();
     s.when(UserCommand::SetPrivacy { field: ProfileField::Phone, visibility: Visibility::OnlyMe }, &ctx()).unwrap();
     assert_eq!(
         s.when(UserCommand::SetPrivacy { field: ProfileField::Phone, visibility: Visibility::OnlyMe }, &ctx()),
@@ -353,4 +358,53 @@ fn the_access_log_records_reads_and_exports() {
     log.when(export(500), &ctx()).unwrap();
     assert!(matches!(log.when(export(MAX_EXPORT_RECORDS + 1), &ctx()), Err(DomainError::Validation(_))));
     assert_eq!((log.state().reads, log.state().exported), (1, 500));
+}
+
+#[test]
+fn a_failed_login_lock_expires_only_after_its_period_and_an_administrative_one_never() {
+    let mut s = created();
+    s.when(UserCommand::SetPassword { credential: ARGON.into(), facts: GOOD }, &ctx()).unwrap();
+    s.when(UserCommand::RecordLoginSuccess { session: EntryId(id(72)), client: None, token_hash: None }, &ctx())
+        .unwrap();
+    let fail =
+        UserCommand::RecordLoginFailure { reason: LoginFailure::BadPassword, client: None, lockout_threshold: 2 };
+    s.when(fail.clone(), &later(1)).unwrap();
+    let events = s.when(fail, &later(2)).unwrap();
+    // The lock ends the open session too.
+    assert!(matches!(&events[1], UserEvent::UserSessionEnded(e) if e.session_id == EntryId(id(72))));
+    assert!(s.state().sessions.is_empty() && s.state().locked_by_failures);
+    let fifteen_minutes = 15 * 60 * 1_000_000;
+    assert!(matches!(
+        s.when(UserCommand::ExpireLock { lockout_us: fifteen_minutes }, &later(16)),
+        Err(DomainError::Rule(_))
+    ));
+    s.when(UserCommand::ExpireLock { lockout_us: fifteen_minutes }, &later(17)).unwrap();
+    assert_eq!(s.state().status, UserStatus::Active);
+    s.when(UserCommand::Lock { reason: "离职交接".into() }, &later(18)).unwrap();
+    assert!(matches!(s.when(UserCommand::ExpireLock { lockout_us: 0 }, &later(999)), Err(DomainError::Rule(_))));
+}
+
+#[test]
+fn a_password_change_revokes_every_session_and_keeps_the_recent_credentials() {
+    let mut s = created();
+    for n in 0..7u8 {
+        let credential = format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA${n}");
+        s.when(UserCommand::SetPassword { credential, facts: GOOD }, &ctx()).unwrap();
+    }
+    assert!(s.state().credential.as_deref().is_some_and(|c| c.ends_with("$6")));
+    let previous: Vec<_> = s.state().previous_credentials.iter().map(|c| c.chars().last().unwrap()).collect();
+    assert_eq!(previous, ['5', '4', '3', '2'], "the current one and four before it");
+    s.when(UserCommand::RecordLoginSuccess { session: EntryId(id(73)), client: None, token_hash: None }, &ctx())
+        .unwrap();
+    let events = s.when(UserCommand::SetPassword { credential: ARGON.into(), facts: GOOD }, &ctx()).unwrap();
+    assert!(matches!(&events[0], UserEvent::UserSessionEnded(e) if e.session_id == EntryId(id(73))));
+    assert!(s.state().sessions.is_empty());
+    let bad_hash = Some("XYZ".into());
+    assert!(matches!(
+        s.when(
+            UserCommand::RecordLoginSuccess { session: EntryId(id(74)), client: None, token_hash: bad_hash },
+            &ctx()
+        ),
+        Err(DomainError::Validation(_))
+    ));
 }
