@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use oacis_domain::access::{Grant, GrantCommand, Role, RoleCommand};
+use oacis_domain::access::{
+    Grant, GrantCommand, Reservation, ReservationCommand, Role, RoleCommand, UniqueKey, UniqueKind,
+};
 use oacis_domain::authz::{default_roles, Scope};
 use oacis_domain::case::{CaseCommand, ServiceCase};
 use oacis_domain::customer::{
@@ -81,6 +83,18 @@ pub struct DemoAppend {
     pub actor: String,
     /// Idempotency key.
     pub command: Uuid,
+}
+
+/// An organisation that already exists in the store (the root department and the default
+/// roles a server creates at first start), for demo data added to it.
+#[derive(Debug, Clone)]
+pub struct DemoOrg {
+    /// The root department; the demo's regions go under it.
+    pub root: DepartmentId,
+    /// The default roles by name.
+    pub roles: BTreeMap<String, RoleId>,
+    /// Who registers the organisation's departments and users.
+    pub actor: UserId,
 }
 
 /// What to generate.
@@ -166,23 +180,56 @@ impl Generator {
     }
 }
 
-/// Generates the demo's appends, in an order that respects every stream's versions.
-pub fn generate(size: DemoSize) -> Result<Vec<DemoAppend>, ProjectionError> {
-    let mut g = Generator {
+fn generator(size: DemoSize, actor: UserId) -> Generator {
+    Generator {
         dice: Dice(size.seed | 1),
         next_id: 0,
         seed: size.seed,
         minute: 0,
         versions: BTreeMap::new(),
         out: Vec::new(),
-        actor: UserId(Uuid::nil()),
-    };
-    // Departments: a root and four regions.
+        actor,
+    }
+}
+
+/// Generates the demo's appends, in an order that respects every stream's versions: a root
+/// department, the default roles, then what [`generate_into`] adds.
+pub fn generate(size: DemoSize) -> Result<Vec<DemoAppend>, ProjectionError> {
+    let mut g = generator(size, UserId(Uuid::nil()));
     let root = DepartmentId(g.id());
     g.run::<Department>(
         root.stream(),
         vec![DepartmentCommand::Create { id: root, name: "总部".into(), parent: None, parent_open: false }],
     )?;
+    let mut roles = BTreeMap::new();
+    for role in default_roles() {
+        let id = RoleId(g.id());
+        g.run::<Role>(
+            id.stream(),
+            vec![RoleCommand::Define { id, name: role.name.into(), permissions: role.permissions }],
+        )?;
+        roles.insert(role.name.to_owned(), id);
+    }
+    fill(&mut g, size, root, &roles)?;
+    Ok(g.out)
+}
+
+/// Generates demo data for an organisation that exists already: four regions under its root,
+/// users (with their usernames and employee numbers reserved) and grants of its roles, and
+/// customers with their activity. The seed also picks the ids, so two different seeds never
+/// collide with each other or with ids of the organisation.
+pub fn generate_into(size: DemoSize, org: &DemoOrg) -> Result<Vec<DemoAppend>, ProjectionError> {
+    let mut g = generator(size, org.actor);
+    fill(&mut g, size, org.root, &org.roles)?;
+    Ok(g.out)
+}
+
+fn fill(
+    g: &mut Generator,
+    size: DemoSize,
+    root: DepartmentId,
+    roles: &BTreeMap<String, RoleId>,
+) -> Result<(), ProjectionError> {
     let mut departments = vec![root];
     for name in ["华北区", "华东区", "华南区", "West Coast"] {
         let id = DepartmentId(g.id());
@@ -192,16 +239,6 @@ pub fn generate(size: DemoSize) -> Result<Vec<DemoAppend>, ProjectionError> {
         )?;
         departments.push(id);
     }
-    // Roles.
-    let mut roles = BTreeMap::new();
-    for role in default_roles() {
-        let id = RoleId(g.id());
-        g.run::<Role>(
-            id.stream(),
-            vec![RoleCommand::Define { id, name: role.name.into(), permissions: role.permissions }],
-        )?;
-        roles.insert(role.name, id);
-    }
     // Users, each with a grant.
     let user_count = (size.customers / 50).clamp(5, 2_000);
     let mut users = Vec::new();
@@ -210,12 +247,18 @@ pub fn generate(size: DemoSize) -> Result<Vec<DemoAppend>, ProjectionError> {
         let department = departments[1 + n % (departments.len() - 1)];
         let display_name = g.person_name();
         let phone = g.phone();
+        let username = format!("user{n:04}");
+        let employee_no = format!("E-{n:05}");
+        for (kind, value) in [(UniqueKind::Username, &username), (UniqueKind::EmployeeNumber, &employee_no)] {
+            let key = UniqueKey::new(kind, value);
+            g.run::<Reservation>(key.stream(), vec![ReservationCommand::Claim { key, owner: id.0 }])?;
+        }
         g.run::<User>(
             id.stream(),
             vec![UserCommand::Create {
                 id,
-                username: format!("user{n:04}"),
-                employee_no: format!("E-{n:05}"),
+                username,
+                employee_no,
                 profile: UserProfile {
                     display_name,
                     department,
@@ -230,7 +273,9 @@ pub fn generate(size: DemoSize) -> Result<Vec<DemoAppend>, ProjectionError> {
             _ => ("sales", Scope::Own),
         };
         let grant = GrantId(g.id());
-        let role = roles[role];
+        let role = *roles
+            .get(role)
+            .ok_or_else(|| ProjectionError::Demo(format!("the organisation has no role named {role}")))?;
         g.run::<Grant>(grant.stream(), vec![GrantCommand::Give { id: grant, user: id, role, scope }])?;
         users.push((id, department));
     }
@@ -351,7 +396,7 @@ pub fn generate(size: DemoSize) -> Result<Vec<DemoAppend>, ProjectionError> {
             g.run::<Task>(task.stream(), commands)?;
         }
     }
-    Ok(g.out)
+    Ok(())
 }
 
 /// Appends the demo to `store`: streams run concurrently (up to `parallel` at once), each

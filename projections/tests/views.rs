@@ -11,7 +11,7 @@ use oacis_domain::{Aggregate, Context, DomainEvent};
 use oacis_eventlog::{AppendMeta, EventStore, ExpectedVersion, NewEvent, Seq, SledConfig, SledStore, StreamId};
 use oacis_projections::demo::{generate, load, DemoSize};
 use oacis_projections::views::analytics::Dimension;
-use oacis_projections::views::directory::{DirectoryQuery, Order, SortKey};
+use oacis_projections::views::directory::{DirectoryQuery, Order, SortKey, Visible};
 use oacis_projections::{state_as_of, ProjectionError, Projections, Views};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -39,9 +39,27 @@ fn the_directory_searches_filters_sorts_and_pages() {
         assert!(wang.rows.iter().all(|r| r.name.contains('王') || r.tags.iter().any(|t| t.contains('王'))));
         let latin = d.query(&DirectoryQuery { text: Some("müller".into()), first: 100, ..Default::default() });
         assert!(latin.rows.iter().all(|r| r.name.to_lowercase().contains("müller")));
-        let by_phone = d.query(&DirectoryQuery { text: Some("+86".into()), first: 1, ..Default::default() });
+        let by_phone = d.query(&DirectoryQuery {
+            text: Some("+86".into()),
+            first: 1,
+            search_personal: true,
+            ..Default::default()
+        });
+        let masked = d.query(&DirectoryQuery { text: Some("+86".into()), first: 1, ..Default::default() });
+        assert_eq!(masked.total, 0, "phones are searched only when the caller may see them");
         let listed = d.query(&DirectoryQuery { first: 1, ..Default::default() });
         assert_eq!(by_phone.total, listed.total, "every live customer has a +86 phone");
+        // A scope filter applies before counting and paging.
+        let owner = listed.rows[0].owner;
+        let visible = Visible { owner: Some(owner), departments: Default::default() };
+        let own = d.query(&DirectoryQuery { first: 100, visible: Some(visible), ..Default::default() });
+        let expected = d.query(&DirectoryQuery { first: 100, owner: Some(owner), ..Default::default() });
+        assert!(own.total > 0 && own.rows.iter().all(|r| r.owner == owner));
+        assert_eq!((own.total, own.rows.len()), (expected.total, expected.rows.len()));
+        let department = listed.rows[0].department;
+        let visible = Visible { owner: None, departments: [department].into() };
+        let dept = d.query(&DirectoryQuery { first: 100, visible: Some(visible), ..Default::default() });
+        assert!(dept.total >= own.total && dept.rows.iter().all(|r| r.department == department));
 
         // Filters combine; merged customers are left out unless asked for.
         let all = d.query(&DirectoryQuery { first: 100, status: None, ..Default::default() });
@@ -581,15 +599,15 @@ fn reference_page(
     use std::cmp::Ordering;
     let needle = q.text.as_ref().map(|t| t.trim().to_lowercase());
     let matches = |r: &&oacis_projections::views::directory::CustomerRow| {
-        let text = [
+        let mut parts = vec![
             r.name.clone(),
             r.industry.clone().unwrap_or_default(),
-            r.phones.join(" "),
-            r.emails.join(" "),
             r.tags.iter().cloned().collect::<Vec<_>>().join(" "),
-        ]
-        .join("\u{1f}")
-        .to_lowercase();
+        ];
+        if q.search_personal {
+            parts.extend([r.phones.join(" "), r.emails.join(" ")]);
+        }
+        let text = parts.join("\u{1f}").to_lowercase();
         q.status.map_or(r.status != CustomerStatus::Merged, |s| r.status == s)
             && q.owner.is_none_or(|o| r.owner == o)
             && q.source.is_none_or(|s| r.source == s)
@@ -679,7 +697,10 @@ fn directory_queries_agree_with_a_naive_reference() {
             let mut q =
                 DirectoryQuery { sort: sorts[roll(sorts.len())].clone(), first: 1 + roll(25), ..Default::default() };
             match roll(6) {
-                0 => q.text = Some(["王", "MÜLLER", "+86", "vip", "科技", "c1"][roll(6)].into()),
+                0 => {
+                    q.text = Some(["王", "MÜLLER", "+86", "vip", "科技", "c1"][roll(6)].into());
+                    q.search_personal = roll(2) == 0;
+                }
                 1 => q.owner = Some(owners[roll(owners.len())]),
                 2 => q.source = Some(SourceChannel::Referral),
                 3 => q.segment = Some(["smb", "个人", "nope"][roll(3)].into()),

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use oacis_domain::access::{GrantEvent, RoleEvent};
 use oacis_domain::authz::{HeldRole, Permission, Principal, Scope};
 use oacis_domain::department::DepartmentEvent;
-use oacis_domain::ids::{DepartmentId, EntryId, GrantId, RoleId, UserId};
+use oacis_domain::ids::{DepartmentId, EntryId, GrantId, RoleId, Timestamp, UserId};
 use oacis_domain::user::{UserEvent, UserStatus};
 
 use crate::decode::{AnyEvent, DomainRecord};
@@ -19,14 +19,27 @@ pub struct UserRow {
     pub id: UserId,
     /// Login name.
     pub username: String,
+    /// Employee number (one may sign in with it too).
+    pub employee_no: String,
     /// Display name.
     pub display_name: String,
     /// Department.
     pub department: DepartmentId,
     /// Account state.
     pub status: UserStatus,
+    /// Whether the password must change before anything else.
+    pub must_change_password: bool,
     /// Open sessions.
-    pub sessions: BTreeSet<EntryId>,
+    pub sessions: BTreeMap<EntryId, SessionRow>,
+}
+
+/// An open session: what a bearer token is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// BLAKE3 of the bearer secret, hex (`None` for sessions opened without a token).
+    pub token_hash: Option<String>,
+    /// When it was opened (for the absolute expiry).
+    pub started_at: Timestamp,
 }
 
 /// A department in the tree.
@@ -130,10 +143,71 @@ impl AccessDirectory {
         self.users.values().find(|u| u.username == username)
     }
 
+    /// The user a sign-in name names: a username (case-insensitive) or an employee number.
+    #[must_use]
+    pub fn user_by_sign_in_name(&self, name: &str) -> Option<&UserRow> {
+        let lower = name.trim().to_lowercase();
+        let trimmed = name.trim();
+        self.users
+            .values()
+            .find(|u| u.username == lower)
+            .or_else(|| self.users.values().find(|u| u.employee_no == trimmed))
+    }
+
     /// Every open session, with its user.
     #[must_use]
     pub fn sessions(&self) -> Vec<(UserId, EntryId)> {
-        self.users.values().flat_map(|u| u.sessions.iter().map(move |s| (u.id, *s))).collect()
+        self.users.values().flat_map(|u| u.sessions.keys().map(move |s| (u.id, *s))).collect()
+    }
+
+    /// Every user, by id.
+    pub fn users(&self) -> impl Iterator<Item = &UserRow> {
+        self.users.values()
+    }
+
+    /// Every department, by id.
+    pub fn departments(&self) -> impl Iterator<Item = (&DepartmentId, &DepartmentRow)> {
+        self.departments.iter()
+    }
+
+    /// Every role, by id.
+    pub fn roles(&self) -> impl Iterator<Item = (&RoleId, &RoleRow)> {
+        self.roles.iter()
+    }
+
+    /// A role.
+    #[must_use]
+    pub fn role(&self, id: RoleId) -> Option<&RoleRow> {
+        self.roles.get(&id)
+    }
+
+    /// Every grant, by id.
+    pub fn grants(&self) -> impl Iterator<Item = (&GrantId, &GrantRow)> {
+        self.grants.iter()
+    }
+
+    /// A grant.
+    #[must_use]
+    pub fn grant(&self, id: GrantId) -> Option<&GrantRow> {
+        self.grants.get(&id)
+    }
+
+    /// `department` and every department below it.
+    #[must_use]
+    pub fn subtree(&self, department: DepartmentId) -> BTreeSet<DepartmentId> {
+        let mut found = BTreeSet::from([department]);
+        // Parents point up, so walk until no new child appears (the tree is small).
+        loop {
+            let before = found.len();
+            for (id, row) in &self.departments {
+                if row.parent.is_some_and(|p| found.contains(&p)) {
+                    found.insert(*id);
+                }
+            }
+            if found.len() == before {
+                return found;
+            }
+        }
     }
 }
 
@@ -149,10 +223,12 @@ impl View for AccessDirectory {
                     let row = UserRow {
                         id: *id,
                         username: e.username.clone(),
+                        employee_no: e.employee_no.clone(),
+                        must_change_password: false,
                         display_name: e.profile.display_name.clone(),
                         department: e.profile.department,
                         status: UserStatus::Active,
-                        sessions: BTreeSet::new(),
+                        sessions: BTreeMap::new(),
                     };
                     self.users.insert(*id, row);
                     return Ok(());
@@ -167,8 +243,11 @@ impl View for AccessDirectory {
                     UserEvent::UserUnlocked(_) | UserEvent::UserReactivated(_) => row.status = UserStatus::Active,
                     UserEvent::UserDeactivated(_) => row.status = UserStatus::Deactivated,
                     UserEvent::UserLoginSucceeded(e) => {
-                        row.sessions.insert(e.session_id);
+                        let session = SessionRow { token_hash: e.token_hash.clone(), started_at: e.at };
+                        row.sessions.insert(e.session_id, session);
                     }
+                    UserEvent::UserPasswordSet(_) => row.must_change_password = false,
+                    UserEvent::UserPasswordChangeRequired(_) => row.must_change_password = true,
                     UserEvent::UserSessionEnded(e) => {
                         row.sessions.remove(&e.session_id);
                     }

@@ -82,13 +82,18 @@ impl CustomerRow {
         self.source = profile.source;
     }
 
-    /// Lower-cased name, industry, phones, e-mails and tags, for substring search.
+    /// Lower-cased name, industry and tags, for substring search by anyone who may see the row.
     fn search_text(&self) -> String {
         let mut parts = vec![self.name.as_str()];
         parts.extend(self.industry.as_deref());
-        parts.extend(self.phones.iter().map(String::as_str));
-        parts.extend(self.emails.iter().map(String::as_str));
         parts.extend(self.tags.iter().map(String::as_str));
+        parts.join("\u{1f}").to_lowercase().replace('\n', " ")
+    }
+
+    /// Lower-cased phones and e-mails: searched only for callers who may see personal data,
+    /// so that a masked number cannot be recovered digit by digit with substring queries.
+    fn personal_search_text(&self) -> String {
+        let parts: Vec<&str> = self.phones.iter().chain(&self.emails).map(String::as_str).collect();
         parts.join("\u{1f}").to_lowercase().replace('\n', " ")
     }
 }
@@ -181,11 +186,34 @@ pub enum Order {
     Descending,
 }
 
+/// Which rows a caller may see: those it owns, or those of the listed departments (an RBAC
+/// scope turned into a filter, applied before sorting, paging and counting).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Visible {
+    /// Rows owned by this user.
+    pub owner: Option<UserId>,
+    /// Rows of these departments.
+    pub departments: BTreeSet<DepartmentId>,
+}
+
+impl Visible {
+    /// Whether a row with this owner and department is visible.
+    #[must_use]
+    pub fn admits(&self, owner: UserId, department: DepartmentId) -> bool {
+        self.owner == Some(owner) || self.departments.contains(&department)
+    }
+}
+
 /// A directory query: filters (all must hold), sort keys, and a page.
 #[derive(Debug, Clone, Default)]
 pub struct DirectoryQuery {
-    /// Substring of name, industry, phone, e-mail or tag (case-insensitive; Chinese as is).
+    /// Substring of name, industry or tag (and of phone or e-mail when `search_personal`),
+    /// case-insensitive; Chinese as is.
     pub text: Option<String>,
+    /// Whether `text` may match inside phones and e-mails.
+    pub search_personal: bool,
+    /// Only rows this admits (`None`: every row).
+    pub visible: Option<Visible>,
     /// Owner.
     pub owner: Option<UserId>,
     /// Department.
@@ -237,6 +265,7 @@ pub struct CustomerDirectory {
     /// By id; a hash map because every customer event looks a row up. `dump` sorts it.
     rows: HashMap<CustomerId, CustomerRow>,
     search: SearchArena,
+    personal_search: SearchArena,
     slot_of: BTreeMap<CustomerId, usize>,
     columns: Vec<Columns>,
     segments: BTreeMap<String, u32>,
@@ -311,6 +340,7 @@ impl CustomerDirectory {
             None => c.status != CustomerStatus::Merged,
         };
         status_ok
+            && q.visible.as_ref().is_none_or(|v| v.admits(c.owner, c.department))
             && q.owner.is_none_or(|o| c.owner == o)
             && q.department.is_none_or(|d| c.department == d)
             && segment.is_none_or(|s| s.is_some() && c.segment == s)
@@ -362,10 +392,16 @@ impl CustomerDirectory {
         // Lines never contain a line break, so a needle with one matches nothing.
         let found = needle.map(|n| {
             if n.contains('\n') {
-                Vec::new()
-            } else {
-                self.search.search(&memchr::memmem::Finder::new(n.as_bytes()))
+                return Vec::new();
             }
+            let finder = memchr::memmem::Finder::new(n.as_bytes());
+            let mut slots = self.search.search(&finder);
+            if q.search_personal {
+                slots.extend(self.personal_search.search(&finder));
+                slots.sort_unstable();
+                slots.dedup();
+            }
+            slots
         });
         let segment = q.segment.as_ref().map(|s| self.segments.get(s).copied());
         let mut matched = vec![false; self.columns.len()];
@@ -530,11 +566,12 @@ impl View for CustomerDirectory {
         let AnyEvent::Customer(id, event) = &record.event else { return Ok(()) };
         if let CustomerEvent::CustomerRegistered(e) = event {
             let row = CustomerRow::new(*id, &e.profile, e.owner, e.department, record.recorded_at);
-            let text = row.search_text();
+            let (text, personal) = (row.search_text(), row.personal_search_text());
             let before = self.rows.insert(*id, row).map(|old| (Some(old.name), old.created_at, old.last_contact));
             self.reindex(*id, before);
             if let Some(slot) = self.slot_of.get(id) {
                 self.search.set(*slot, &text);
+                self.personal_search.set(*slot, &personal);
             }
             return Ok(());
         }
@@ -547,6 +584,7 @@ impl View for CustomerDirectory {
                 row.set_profile(&e.profile);
                 if let Some(slot) = self.slot_of.get(id) {
                     self.search.set(*slot, &row.search_text());
+                    self.personal_search.set(*slot, &row.personal_search_text());
                 }
             }
             CustomerEvent::CustomerOwnerChanged(e) => {
