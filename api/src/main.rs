@@ -4,8 +4,13 @@
 //! [`progress::Progress`]. Errors reach the terminal through `anyhow` here and nowhere else;
 //! a failed verification exits with status 1 after naming the first bad seq.
 
+mod access;
+mod auth;
 mod cli;
+mod command;
+mod graphql;
 mod progress;
+mod server;
 
 use std::process::ExitCode;
 
@@ -33,6 +38,10 @@ enum Command {
     Export(cli::export::ExportArgs),
     /// Replay every read view from the log and print the hash of their canonical dump.
     Rebuild(cli::rebuild::RebuildArgs),
+    /// Serve GraphQL over HTTP on an embedded store (see README for a tour).
+    Serve(server::ServeArgs),
+    /// Print the GraphQL schema (SDL).
+    Schema,
 }
 
 fn main() -> ExitCode {
@@ -49,6 +58,11 @@ fn main() -> ExitCode {
         Command::Verify(args) => cli::verify::run(&args),
         Command::Export(args) => cli::export::run(&args),
         Command::Rebuild(args) => cli::rebuild::run(&args),
+        Command::Serve(args) => run_server(args),
+        Command::Schema => {
+            print!("{}", graphql::sdl());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match outcome {
         Ok(code) => code,
@@ -57,4 +71,10 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn run_server(args: server::ServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(server::serve(args))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,9 @@ use crate::validate::Validator;
 /// Most records one export may hold.
 pub const MAX_EXPORT_RECORDS: u64 = 1_000_000;
 
+/// Most customers one recorded response may name (a page holds at most 100).
+pub const MAX_READS_PER_RESPONSE: usize = 500;
+
 /// The folded access log of one user (the user is named by the stream, `access-<user id>`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessLogState {
@@ -29,6 +32,14 @@ pub enum AccessLogCommand {
     RecordPersonalDataRead {
         /// The customer.
         customer: CustomerId,
+        /// The fields shown, e.g. `phones`.
+        fields: Vec<String>,
+    },
+    /// The log's user saw the personal data of several customers in one response: one
+    /// `PersonalDataRead` each, in one append.
+    RecordPersonalDataReads {
+        /// The customers, each once (at most [`MAX_READS_PER_RESPONSE`]).
+        customers: Vec<CustomerId>,
         /// The fields shown, e.g. `phones`.
         fields: Vec<String>,
     },
@@ -77,6 +88,15 @@ events! {
     }
 }
 
+/// The names of the personal fields shown: 1-20 codes of at most 32 characters.
+fn checked_fields(fields: &[String]) -> Result<Vec<String>, DomainError> {
+    let mut v = Validator::new();
+    v.require(!fields.is_empty(), "fields", FieldCode::Required, "name the fields shown");
+    v.at_most("fields", fields, 20);
+    let fields: Vec<String> = fields.iter().map(|f| v.code("fields", f, 32, &['_', '.'])).collect();
+    v.finish(fields)
+}
+
 /// The access log aggregate (stream `access-<user id>`).
 #[derive(Debug)]
 pub struct AccessLog;
@@ -93,15 +113,26 @@ impl Aggregate for AccessLog {
     ) -> Result<Vec<AccessLogEvent>, DomainError> {
         let event = match command {
             AccessLogCommand::RecordPersonalDataRead { customer, fields } => {
+                let fields = checked_fields(&fields)?;
+                AccessLogEvent::PersonalDataRead(PersonalDataRead { customer_id: customer, fields, at: ctx.now })
+            }
+            AccessLogCommand::RecordPersonalDataReads { customers, fields } => {
+                let fields = checked_fields(&fields)?;
                 let mut v = Validator::new();
-                v.require(!fields.is_empty(), "fields", FieldCode::Required, "name the fields shown");
-                v.at_most("fields", &fields, 20);
-                let fields: Vec<String> = fields.iter().map(|f| v.code("fields", f, 32, &['_', '.'])).collect();
-                AccessLogEvent::PersonalDataRead(PersonalDataRead {
-                    customer_id: customer,
-                    fields: v.finish(fields)?,
-                    at: ctx.now,
-                })
+                v.require(!customers.is_empty(), "customers", FieldCode::Required, "name the customers shown");
+                v.at_most("customers", &customers, MAX_READS_PER_RESPONSE);
+                v.distinct("customers", &customers);
+                v.finish(())?;
+                return Ok(customers
+                    .into_iter()
+                    .map(|customer_id| {
+                        AccessLogEvent::PersonalDataRead(PersonalDataRead {
+                            customer_id,
+                            fields: fields.clone(),
+                            at: ctx.now,
+                        })
+                    })
+                    .collect());
             }
             AccessLogCommand::RecordExport { records, query, personal } => {
                 let mut v = Validator::new();

@@ -1,0 +1,536 @@
+//! The one command path. Every mutation, the first-start set-up and the demo's users go
+//! through [`CommandBus::execute`]: lock the streams, load their folded state (from a bounded
+//! cache, brought up to date with the stream's tail), `decide` with `Context { actor, now }`,
+//! append with the expected version and a command id, retry on a version conflict, and wait
+//! until the views have applied the new seq (read-your-writes).
+//!
+//! Invariants:
+//! - No resolver appends on its own; this is the only caller of `EventStore::append` in the
+//!   server.
+//! - Decisions on one stream are taken one at a time in this process (a stream lock), against
+//!   the cached state, so that concurrent writers to a hot stream do not storm into
+//!   conflicts. A command that touches several streams locks them all, in one global order,
+//!   so that crossing commands (A merged into B while B is merged into A) are serialised.
+//! - A cached state is taken out of the cache while it is decided on, and put back only with
+//!   the version its appended events reached; any failure leaves the stream uncached, so the
+//!   next command reloads it from the log.
+//! - An idempotency key maps to one command id per actor: a retry with the same key and the
+//!   same command returns the first result; the same key with another command is refused.
+
+use std::any::Any;
+use std::fmt::Debug;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::num::NonZeroUsize;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lru::LruCache;
+use oacis_domain::ids::{Timestamp, UserId};
+use oacis_domain::{Aggregate, Context, DomainError, DomainEvent};
+use oacis_eventlog::{
+    AppendError, AppendMeta, EventKind, EventStore, ExpectedVersion, NewEvent, Seq, SledStore, StreamId, Version,
+};
+use oacis_projections::{ProjectionError, Projections};
+use uuid::Uuid;
+
+/// How often a command is decided again after a version conflict before CONFLICT.
+pub const MAX_ATTEMPTS: usize = 3;
+/// Folded states kept in memory (streams).
+pub const CACHE_STREAMS: usize = 50_000;
+/// Idempotency keys remembered in memory, with their first result.
+pub const REMEMBERED_KEYS: usize = 100_000;
+/// Stream locks (a stream hashes to one; collisions only serialise unrelated streams).
+const STREAM_LOCKS: usize = 4_096;
+/// Records read per page when loading a stream.
+const LOAD_PAGE: usize = 2_000;
+
+/// Who issues a command, and the request it came with.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The acting user (`None` for the system itself).
+    pub actor: Option<UserId>,
+    /// The request's correlation id (also the request id in logs).
+    pub correlation_id: Uuid,
+    /// The client's address.
+    pub client_addr: Option<String>,
+    /// The client's idempotency key (`clientMutationId`), if any.
+    pub idempotency_key: Option<String>,
+}
+
+impl Origin {
+    /// The system acting on its own (first start, timers).
+    #[must_use]
+    pub fn system() -> Self {
+        Origin { correlation_id: Uuid::now_v7(), ..Origin::default() }
+    }
+
+    fn actor_label(&self) -> String {
+        self.actor.map_or_else(|| "system".to_owned(), |a| a.to_string())
+    }
+
+    /// A new entity id: derived from the idempotency key when there is one (so that a retry
+    /// names the same entity), random (UUIDv7) otherwise. `purpose` tells ids of one command
+    /// apart.
+    #[must_use]
+    pub fn new_id(&self, purpose: &str) -> Uuid {
+        match &self.idempotency_key {
+            Some(key) => derived_uuid(&["entity", &self.actor_label(), key, purpose]),
+            None => Uuid::now_v7(),
+        }
+    }
+
+    fn command_id(&self) -> Uuid {
+        match &self.idempotency_key {
+            Some(key) => derived_uuid(&["command", &self.actor_label(), key]),
+            None => Uuid::now_v7(),
+        }
+    }
+}
+
+/// A UUIDv8 from BLAKE3 of length-prefixed parts.
+fn derived_uuid(parts: &[&str]) -> Uuid {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"oacis derived id v1");
+    for part in parts {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let bytes = hasher.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&bytes.as_bytes()[..16]);
+    Uuid::new_v8(first)
+}
+
+/// What an executed command did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Executed {
+    /// The last seq written (or, when nothing was written, the views' position).
+    pub seq: Seq,
+    /// The first stream's version after the command.
+    pub version: Version,
+    /// Events written.
+    pub events: usize,
+    /// True when this answers a retry of an earlier command with the same idempotency key.
+    pub replayed: bool,
+}
+
+/// Why a command was not carried out. Nothing was appended for any variant but `Store`,
+/// whose outcome is unknown (a retry with the same idempotency key is safe).
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The domain refused it (API: VALIDATION, NOT_FOUND or CONFLICT by variant).
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The stream kept changing while deciding (API: CONFLICT with the version).
+    #[error("{stream} changed during each of {MAX_ATTEMPTS} attempts; it is at version {actual}")]
+    Conflict {
+        /// The stream.
+        stream: String,
+        /// Its version now.
+        actual: Version,
+    },
+    /// The idempotency key was used before for another command (API: CONFLICT).
+    #[error("the idempotency key was used before for a different command")]
+    KeyReused,
+    /// The log refused the events for their form, e.g. too large (API: VALIDATION).
+    #[error("the log refused the events: {0}")]
+    Refused(AppendError),
+    /// The store failed (API: INTERNAL, logged once).
+    #[error("event store failure: {0}")]
+    Store(oacis_eventlog::Error),
+    /// The views failed or did not catch up in time (API: INTERNAL, logged once).
+    #[error("read views: {0}")]
+    Views(ProjectionError),
+    /// The views did not apply the command's seq within the bound (API: INTERNAL).
+    #[error("the views did not apply seq {0} within {1:?}")]
+    Lagging(Seq, Duration),
+}
+
+type Cached = (Version, Box<dyn Any + Send + Sync>);
+
+/// One command's events for one stream, decided and ready to append.
+pub struct Decided {
+    stream: StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    /// Puts the new state into the cache at the version the append reached.
+    commit: Box<dyn FnOnce(&CommandBus, Version) + Send>,
+}
+
+impl Debug for Decided {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decided").field("stream", &self.stream).field("events", &self.events.len()).finish()
+    }
+}
+
+/// The decisions of one step, in the order their events are appended.
+pub type DecideMany<'a> = Pin<Box<dyn Future<Output = Result<Vec<Decided>, CommandError>> + Send + 'a>>;
+
+/// One part of a command, with its types erased so that a command touching several
+/// aggregates is a list of these (or one step deciding several streams, like a merge).
+pub trait Step: Send + Sync + Debug {
+    /// The streams it reads and writes (all are locked before it decides).
+    fn streams(&self) -> Vec<String>;
+    /// Loads the states, decides and stages the events.
+    fn decide<'a>(&'a self, bus: &'a CommandBus, ctx: Context) -> DecideMany<'a>;
+    /// A fingerprint of the command, for idempotency checks.
+    fn fingerprint(&self) -> String;
+}
+
+/// `command` for the aggregate `A` on `stream`.
+pub struct On<A: Aggregate> {
+    stream: String,
+    command: A::Command,
+}
+
+impl<A: Aggregate> Debug for On<A>
+where
+    A::Command: Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("On").field("stream", &self.stream).field("command", &self.command).finish()
+    }
+}
+
+/// A step: `command` for aggregate `A` on `stream`.
+pub fn on<A>(stream: impl Into<String>, command: A::Command) -> Box<dyn Step>
+where
+    A: Aggregate + 'static,
+    A::Command: Clone + Debug + Send + Sync + 'static,
+    A::State: Send + Sync + 'static,
+{
+    Box::new(On::<A> { stream: stream.into(), command })
+}
+
+impl<A> Step for On<A>
+where
+    A: Aggregate + 'static,
+    A::Command: Clone + Debug + Send + Sync + 'static,
+    A::State: Send + Sync + 'static,
+{
+    fn streams(&self) -> Vec<String> {
+        vec![self.stream.clone()]
+    }
+
+    fn fingerprint(&self) -> String {
+        format!("{}|{:?}", self.stream, self.command)
+    }
+
+    fn decide<'a>(&'a self, bus: &'a CommandBus, ctx: Context) -> DecideMany<'a> {
+        Box::pin(async move { Ok(vec![decide_on::<A>(bus, &self.stream, self.command.clone(), ctx).await?]) })
+    }
+}
+
+/// Decides `command` against `stream`'s current state (the caller holds its lock) and stages
+/// the events; the new state goes back into the cache once they are appended.
+pub async fn decide_on<A>(
+    bus: &CommandBus,
+    stream: &str,
+    command: A::Command,
+    ctx: Context,
+) -> Result<Decided, CommandError>
+where
+    A: Aggregate + 'static,
+    A::State: Send + Sync + 'static,
+{
+    let stream_id = StreamId::new(stream.to_owned()).map_err(CommandError::Refused)?;
+    let (version, mut state) = bus.take_state::<A>(&stream_id).await?;
+    let events = A::decide(&state, command, &ctx)?;
+    let mut new_events = Vec::with_capacity(events.len());
+    for event in &events {
+        let kind = EventKind::new(event.kind()).map_err(CommandError::Refused)?;
+        new_events.push(NewEvent { kind, schema: event.schema(), payload: event.payload() });
+        state = A::evolve(state, event);
+    }
+    let expected = if version == Version::NONE { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
+    let key = stream.to_owned();
+    let commit: Box<dyn FnOnce(&CommandBus, Version) + Send> =
+        Box::new(move |bus, at| bus.put_state(key, at, Box::new(state)));
+    Ok(Decided { stream: stream_id, expected, events: new_events, commit })
+}
+
+/// The command path, shared by every request.
+pub struct CommandBus {
+    store: SledStore,
+    projections: Arc<Projections>,
+    cache: Mutex<LruCache<String, Cached>>,
+    keys: Mutex<LruCache<Uuid, (blake3::Hash, Executed)>>,
+    locks: Vec<tokio::sync::Mutex<()>>,
+    wait_bound: Duration,
+    clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+}
+
+impl Debug for CommandBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandBus").field("wait_bound", &self.wait_bound).finish_non_exhaustive()
+    }
+}
+
+/// The current time in the domain's unit (UTC microseconds).
+#[must_use]
+pub fn now() -> Timestamp {
+    Timestamp(oacis_eventlog::Timestamp::now().0)
+}
+
+impl CommandBus {
+    /// A command path over `store`, waiting at most `wait_bound` for the views.
+    #[must_use]
+    pub fn new(store: SledStore, projections: Arc<Projections>, wait_bound: Duration) -> Self {
+        let (Some(streams), Some(keys)) = (NonZeroUsize::new(CACHE_STREAMS), NonZeroUsize::new(REMEMBERED_KEYS)) else {
+            unreachable!("the cache sizes are non-zero constants")
+        };
+        CommandBus {
+            store,
+            projections,
+            cache: Mutex::new(LruCache::new(streams)),
+            keys: Mutex::new(LruCache::new(keys)),
+            locks: (0..STREAM_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            wait_bound,
+            clock: Arc::new(now),
+        }
+    }
+
+    /// The time now, by this path's clock.
+    #[must_use]
+    pub fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &SledStore {
+        &self.store
+    }
+
+    /// The live views.
+    #[must_use]
+    pub fn projections(&self) -> &Arc<Projections> {
+        &self.projections
+    }
+
+    /// Executes one aggregate command.
+    pub async fn execute<A>(
+        &self,
+        stream: String,
+        command: A::Command,
+        origin: &Origin,
+    ) -> Result<Executed, CommandError>
+    where
+        A: Aggregate + 'static,
+        A::Command: Clone + Debug + Send + Sync + 'static,
+        A::State: Send + Sync + 'static,
+    {
+        self.execute_steps(vec![on::<A>(stream, command)], origin).await
+    }
+
+    /// Executes a command that touches several streams: every stream is locked, every step
+    /// decided, and only if all decisions succeed are the events appended, in the given order.
+    pub async fn execute_steps(&self, steps: Vec<Box<dyn Step>>, origin: &Origin) -> Result<Executed, CommandError> {
+        let fingerprint = {
+            let mut hasher = blake3::Hasher::new();
+            for step in &steps {
+                hasher.update(step.fingerprint().as_bytes());
+                hasher.update(b"\n");
+            }
+            hasher.finalize()
+        };
+        let command_id = origin.command_id();
+        if origin.idempotency_key.is_some() {
+            if let Some(answer) = self.remembered(command_id, fingerprint)? {
+                return Ok(answer);
+            }
+        }
+        let mut slots: Vec<usize> = steps.iter().flat_map(|s| s.streams()).map(|s| lock_slot(&s)).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        let mut guards = Vec::with_capacity(slots.len());
+        for slot in slots {
+            guards.push(self.locks[slot].lock().await);
+        }
+        // Another request with the same key may have finished while this one waited.
+        if origin.idempotency_key.is_some() {
+            if let Some(answer) = self.remembered(command_id, fingerprint)? {
+                return Ok(answer);
+            }
+        }
+        let mut attempt = 0;
+        let executed = loop {
+            attempt += 1;
+            match self.attempt(&steps, origin, command_id).await {
+                Err(CommandError::Conflict { stream, actual }) if attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(%stream, %actual, attempt, "version conflict; deciding again");
+                }
+                other => break other?,
+            }
+        };
+        drop(guards);
+        if origin.idempotency_key.is_some() {
+            if let Ok(mut keys) = self.keys.lock() {
+                keys.put(command_id, (fingerprint, executed));
+            }
+        }
+        if executed.events > 0 {
+            match tokio::time::timeout(self.wait_bound, self.projections.wait_for(executed.seq)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(CommandError::Views(e)),
+                Err(_) => return Err(CommandError::Lagging(executed.seq, self.wait_bound)),
+            }
+        }
+        Ok(executed)
+    }
+
+    fn remembered(&self, command_id: Uuid, fingerprint: blake3::Hash) -> Result<Option<Executed>, CommandError> {
+        let keys = self.keys.lock();
+        match keys.ok().and_then(|mut k| k.get(&command_id).copied()) {
+            Some((seen, executed)) if seen == fingerprint => Ok(Some(Executed { replayed: true, ..executed })),
+            Some(_) => Err(CommandError::KeyReused),
+            None => Ok(None),
+        }
+    }
+
+    async fn attempt(
+        &self,
+        steps: &[Box<dyn Step>],
+        origin: &Origin,
+        command_id: Uuid,
+    ) -> Result<Executed, CommandError> {
+        let ctx = Context::new(origin.actor, self.now());
+        let mut decided = Vec::with_capacity(steps.len());
+        for step in steps {
+            decided.extend(step.decide(self, ctx).await?);
+        }
+        let mut executed: Option<Executed> = None;
+        let mut written = 0;
+        for (index, d) in decided.into_iter().enumerate() {
+            if d.events.is_empty() {
+                let version = match d.expected {
+                    ExpectedVersion::Exact(v) => v,
+                    _ => Version::NONE,
+                };
+                (d.commit)(self, version);
+                executed.get_or_insert(Executed {
+                    seq: self.projections.applied(),
+                    version,
+                    events: 0,
+                    replayed: false,
+                });
+                continue;
+            }
+            // Each stream of a multi-stream command gets its own command id, derived from
+            // the command's, so that a retry of the whole command is recognised per stream.
+            let id = if index == 0 {
+                command_id
+            } else {
+                derived_uuid(&["step", &command_id.to_string(), &index.to_string()])
+            };
+            let mut meta = AppendMeta::new(id, origin.actor_label());
+            meta.correlation_id = origin.correlation_id;
+            meta.client_addr.clone_from(&origin.client_addr);
+            let count = d.events.len();
+            let stream_name = d.stream.as_str().to_owned();
+            match self.store.append(d.stream, d.expected, d.events, meta).await {
+                Ok(appended) => {
+                    (d.commit)(self, appended.version);
+                    written += count;
+                    let this = Executed {
+                        seq: appended.last_seq,
+                        version: appended.version,
+                        events: count,
+                        replayed: appended.duplicate,
+                    };
+                    let first = executed.get_or_insert(this);
+                    first.seq = first.seq.max(appended.last_seq);
+                }
+                Err(AppendError::Conflict { actual, .. }) => {
+                    self.forget(&stream_name);
+                    return Err(CommandError::Conflict { stream: stream_name, actual });
+                }
+                Err(AppendError::Store(e)) => return Err(CommandError::Store(e)),
+                Err(other) => return Err(CommandError::Refused(other)),
+            }
+        }
+        let mut executed = executed.unwrap_or(Executed {
+            seq: self.projections.applied(),
+            version: Version::NONE,
+            events: 0,
+            replayed: false,
+        });
+        executed.events = written;
+        Ok(executed)
+    }
+
+    fn forget(&self, stream: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.pop(stream);
+        }
+    }
+
+    fn put_state(&self, stream: String, version: Version, state: Box<dyn Any + Send + Sync>) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.put(stream, (version, state));
+        }
+    }
+
+    /// The folded state of `stream` and its version, taken out of the cache (the caller holds
+    /// the stream's lock and puts it back), with any records appended since read and folded.
+    async fn take_state<A>(&self, stream: &StreamId) -> Result<(Version, A::State), CommandError>
+    where
+        A: Aggregate,
+        A::State: Send + Sync + 'static,
+    {
+        let cached = self.cache.lock().ok().and_then(|mut c| c.pop(stream.as_str()));
+        let (mut version, mut state) = match cached.map(|(v, s)| (v, s.downcast::<A::State>())) {
+            Some((version, Ok(state))) => (version, *state),
+            _ => (Version::NONE, A::State::default()),
+        };
+        loop {
+            let page = self.store.read_stream(stream, version.next(), LOAD_PAGE).await.map_err(CommandError::Store)?;
+            let full = page.len() == LOAD_PAGE;
+            for record in page {
+                let event = A::Event::decode(record.kind.as_str(), record.schema, &record.payload).map_err(|e| {
+                    CommandError::Views(ProjectionError::Decode { seq: record.seq, reason: e.to_string() })
+                })?;
+                state = A::evolve(state, &event);
+                version = record.version;
+            }
+            if !full {
+                return Ok((version, state));
+            }
+        }
+    }
+
+    /// The current state of `stream`, for a step that holds its lock (facts that `decide`
+    /// needs from another aggregate).
+    pub async fn peek<A>(&self, stream: &str) -> Result<A::State, CommandError>
+    where
+        A: Aggregate,
+        A::State: Clone + Send + Sync + 'static,
+    {
+        let id = StreamId::new(stream.to_owned()).map_err(CommandError::Refused)?;
+        let (version, state) = self.take_state::<A>(&id).await?;
+        self.put_state(stream.to_owned(), version, Box::new(state.clone()));
+        Ok(state)
+    }
+
+    /// The current state of `stream` (for reads of facts that `decide` needs from another
+    /// aggregate, and for sign-in). Takes the stream's lock briefly.
+    pub async fn state<A>(&self, stream: &str) -> Result<A::State, CommandError>
+    where
+        A: Aggregate,
+        A::State: Clone + Send + Sync + 'static,
+    {
+        let id = StreamId::new(stream.to_owned()).map_err(CommandError::Refused)?;
+        let _guard = self.locks[lock_slot(stream)].lock().await;
+        let (version, state) = self.take_state::<A>(&id).await?;
+        self.put_state(stream.to_owned(), version, Box::new(state.clone()));
+        Ok(state)
+    }
+}
+
+fn lock_slot(stream: &str) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    stream.hash(&mut hasher);
+    usize::try_from(hasher.finish() % STREAM_LOCKS as u64).unwrap_or(0)
+}

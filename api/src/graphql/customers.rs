@@ -1,0 +1,658 @@
+//! Customers: the directory as a Relay connection (scoped before it is sorted, paged and
+//! counted), one customer by id (now or as of a past seq or time), and every customer
+//! command as a mutation. Personal fields go through [`crate::access::Reveal`].
+
+use std::collections::BTreeSet;
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{ComplexObject, Context, InputObject, Object, SimpleObject};
+use oacis_domain::authz::{Permission, Resource};
+use oacis_domain::customer::{Company, Customer, CustomerCommand, CustomerPersonal, CustomerState, Profile};
+use oacis_domain::ids::{CustomerId, Date, DepartmentId, EntryId, UserId};
+use oacis_domain::FieldCode;
+use oacis_projections::views::directory::{CustomerRow, DirectoryQuery, Order, SortKey};
+
+use super::error::{ApiError, ApiResult};
+use super::scalars::{parse_id, parse_optional_time, parse_time, time_text, MutationResult};
+use super::scalars::{CustomerKind, CustomerStatus, Direction, InteractionChannel, SourceChannel};
+use super::{app, caller, origin, page_size, request, views};
+use crate::access::{mask_all, mask_email, mask_id_number, mask_phone, resource, Caller};
+
+/// A customer as the API shows it.
+#[derive(SimpleObject, Debug, Clone)]
+#[graphql(complex)]
+pub struct CustomerNode {
+    /// Id (UUID).
+    pub id: String,
+    /// Person or organisation.
+    pub kind: CustomerKind,
+    /// Name, as typed.
+    pub name: String,
+    /// Industry (organisations).
+    pub industry: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Segment.
+    pub segment: Option<String>,
+    /// Source channel.
+    pub source: SourceChannel,
+    /// Owning user id.
+    pub owner: String,
+    /// Owning department id.
+    pub department: String,
+    /// Lifecycle.
+    pub status: CustomerStatus,
+    /// The survivor, once merged.
+    pub merged_into: Option<String>,
+    /// When registered (RFC 3339; absent in as-of reads).
+    pub created_at: Option<String>,
+    /// Last interaction (RFC 3339).
+    pub last_contact: Option<String>,
+    #[graphql(skip)]
+    raw_phones: Vec<String>,
+    #[graphql(skip)]
+    raw_emails: Vec<String>,
+    #[graphql(skip)]
+    raw_id_number: Option<String>,
+    #[graphql(skip)]
+    raw_birth_date: Option<String>,
+    #[graphql(skip)]
+    customer: CustomerId,
+    #[graphql(skip)]
+    resource: Resource,
+}
+
+#[ComplexObject]
+impl CustomerNode {
+    /// Phones in E.164, masked (`+86138****5678`) without `customer.read_personal`.
+    async fn phones(&self, ctx: &Context<'_>) -> ApiResult<Vec<String>> {
+        self.personal(ctx, &self.raw_phones, mask_phone)
+    }
+
+    /// E-mail addresses, masked (`z***@example.com`) without `customer.read_personal`.
+    async fn emails(&self, ctx: &Context<'_>) -> ApiResult<Vec<String>> {
+        self.personal(ctx, &self.raw_emails, mask_email)
+    }
+
+    /// Resident identity number, masked (`110105********002X`) without
+    /// `customer.read_personal`. Present only in as-of reads and single-customer reads.
+    async fn id_number(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let values: Vec<String> = self.raw_id_number.iter().cloned().collect();
+        Ok(self.personal(ctx, &values, mask_id_number)?.into_iter().next())
+    }
+
+    /// Birth date (`YYYY-MM-DD`), masked as `****` without `customer.read_personal`.
+    async fn birth_date(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let values: Vec<String> = self.raw_birth_date.iter().cloned().collect();
+        Ok(self.personal(ctx, &values, mask_all)?.into_iter().next())
+    }
+}
+
+impl CustomerNode {
+    fn personal(&self, ctx: &Context<'_>, values: &[String], mask: fn(&str) -> String) -> ApiResult<Vec<String>> {
+        let caller = caller(ctx)?;
+        let reveal = &request(ctx)?.reveal;
+        Ok(values.iter().map(|v| reveal.customer_field(caller, self.customer, &self.resource, v, mask)).collect())
+    }
+
+    fn from_row(row: &CustomerRow, resource: Resource) -> Self {
+        CustomerNode {
+            id: row.id.to_string(),
+            kind: row.kind.into(),
+            name: row.name.clone(),
+            industry: row.industry.clone(),
+            tags: row.tags.iter().cloned().collect(),
+            segment: row.segment.clone(),
+            source: row.source.into(),
+            owner: row.owner.to_string(),
+            department: row.department.to_string(),
+            status: row.status.into(),
+            merged_into: row.merged_into.map(|m| m.to_string()),
+            created_at: Some(time_text(row.created_at)),
+            last_contact: row.last_contact.map(time_text),
+            raw_phones: row.phones.clone(),
+            raw_emails: row.emails.clone(),
+            raw_id_number: None,
+            raw_birth_date: None,
+            customer: row.id,
+            resource,
+        }
+    }
+
+    fn from_state(id: CustomerId, state: &CustomerState, resource: Resource) -> Option<Self> {
+        let profile = state.profile.as_ref()?;
+        Some(CustomerNode {
+            id: id.to_string(),
+            kind: profile.kind.into(),
+            name: profile.name.clone(),
+            industry: profile.company.as_ref().and_then(|c| c.industry.clone()),
+            tags: profile.tags.iter().cloned().collect(),
+            segment: profile.segment.clone(),
+            source: profile.source.into(),
+            owner: state.owner.map(|o| o.to_string()).unwrap_or_default(),
+            department: state.department.map(|d| d.to_string()).unwrap_or_default(),
+            status: state.status.into(),
+            merged_into: state.merged_into.map(|m| m.to_string()),
+            created_at: None,
+            last_contact: state.last_contact.map(time_text),
+            raw_phones: profile.personal.phones.clone(),
+            raw_emails: profile.personal.emails.clone(),
+            raw_id_number: profile.personal.id_number.clone(),
+            raw_birth_date: profile.personal.birth_date.map(|d| d.to_string()),
+            customer: id,
+            resource,
+        })
+    }
+}
+
+/// Directory filters; all given ones must hold.
+#[derive(InputObject, Debug, Default)]
+pub struct CustomerFilter {
+    /// Substring of name, industry or tag (and of phone or e-mail for callers who may see
+    /// personal data).
+    pub text: Option<String>,
+    /// Owner id.
+    pub owner: Option<String>,
+    /// Department id.
+    pub department: Option<String>,
+    /// Segment.
+    pub segment: Option<String>,
+    /// Source channel.
+    pub source: Option<SourceChannel>,
+    /// Every one of these tags.
+    pub tags: Option<Vec<String>>,
+    /// Status (default: every status but merged).
+    pub status: Option<CustomerStatus>,
+    /// Registered at or after (RFC 3339).
+    pub registered_from: Option<String>,
+    /// Registered before.
+    pub registered_to: Option<String>,
+    /// Last contact at or after.
+    pub contacted_from: Option<String>,
+    /// Last contact before.
+    pub contacted_to: Option<String>,
+}
+
+/// Sort keys of the directory.
+#[derive(async_graphql::Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum CustomerOrder {
+    /// Name, A to Z.
+    NameAsc,
+    /// Name, Z to A.
+    NameDesc,
+    /// Oldest registration first.
+    RegisteredAsc,
+    /// Newest registration first.
+    RegisteredDesc,
+    /// Longest since contact first (never contacted last).
+    LastContactAsc,
+    /// Most recently contacted first.
+    LastContactDesc,
+}
+
+/// The extra fields of every connection.
+#[derive(SimpleObject, Debug)]
+pub struct Counted {
+    /// How many records match in all (only those the caller may see).
+    pub total_count: u64,
+}
+
+/// Customer queries.
+#[derive(Default, Debug)]
+pub struct CustomerQuery;
+
+#[Object]
+impl CustomerQuery {
+    /// The customer directory: filters, one sort key, and a page (`first` at most 100).
+    #[graphql(complexity = "super::weighted(first, child_complexity)")]
+    async fn customers(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<CustomerFilter>,
+        order_by: Option<CustomerOrder>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, CustomerNode, Counted>> {
+        let caller = caller(ctx)?;
+        let size = page_size(first)?;
+        let filter = filter.unwrap_or_default();
+        let sort = match order_by.unwrap_or(CustomerOrder::NameAsc) {
+            CustomerOrder::NameAsc => (SortKey::Name, Order::Ascending),
+            CustomerOrder::NameDesc => (SortKey::Name, Order::Descending),
+            CustomerOrder::RegisteredAsc => (SortKey::CreatedAt, Order::Ascending),
+            CustomerOrder::RegisteredDesc => (SortKey::CreatedAt, Order::Descending),
+            CustomerOrder::LastContactAsc => (SortKey::LastContact, Order::Ascending),
+            CustomerOrder::LastContactDesc => (SortKey::LastContact, Order::Descending),
+        };
+        if let Some(text) = &filter.text {
+            if text.chars().count() > 100 {
+                return Err(ApiError::field("filter.text", FieldCode::TooLong, "at most 100 characters"));
+            }
+        }
+        let mut query = DirectoryQuery {
+            text: filter.text.clone(),
+            search_personal: caller.holds(Permission::CustomerReadPersonal),
+            owner: filter.owner.as_deref().map(|o| parse_id("filter.owner", o).map(UserId)).transpose()?,
+            department: filter
+                .department
+                .as_deref()
+                .map(|d| parse_id("filter.department", d).map(DepartmentId))
+                .transpose()?,
+            segment: filter.segment.clone(),
+            source: filter.source.map(Into::into),
+            tags: filter.tags.clone().unwrap_or_default(),
+            status: filter.status.map(Into::into),
+            created_from: parse_optional_time("filter.registeredFrom", filter.registered_from.as_deref())?,
+            created_to: parse_optional_time("filter.registeredTo", filter.registered_to.as_deref())?,
+            contacted_from: parse_optional_time("filter.contactedFrom", filter.contacted_from.as_deref())?,
+            contacted_to: parse_optional_time("filter.contactedTo", filter.contacted_to.as_deref())?,
+            sort: vec![sort],
+            first: size,
+            after,
+            ..DirectoryQuery::default()
+        };
+        let (page, nodes) = views(ctx, |v| -> ApiResult<_> {
+            query.visible = caller.visible(Permission::CustomerRead, &v.access)?;
+            // Searching inside personal fields is allowed only where every visible row's
+            // personal data may be read.
+            query.search_personal = query.search_personal && personal_everywhere(caller, &query);
+            let page = v.directory.query(&query);
+            let nodes: Vec<CustomerNode> = page
+                .rows
+                .iter()
+                .map(|row| CustomerNode::from_row(row, resource(&v.access, Some(row.owner), Some(row.department))))
+                .collect();
+            Ok((page, nodes))
+        })??;
+        let mut connection = Connection::with_additional_fields(
+            query.after.is_some(),
+            page.has_next,
+            Counted { total_count: u64::try_from(page.total).unwrap_or(u64::MAX) },
+        );
+        connection.edges.extend(nodes.into_iter().map(|n| Edge::new(n.id.clone(), n)));
+        Ok(connection)
+    }
+
+    /// One customer by id; merged customers resolve to their survivor. `asOfSeq` or `asOf`
+    /// (RFC 3339) folds the customer's stream up to that point instead.
+    async fn customer(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        as_of_seq: Option<u64>,
+        as_of: Option<String>,
+    ) -> ApiResult<CustomerNode> {
+        let caller = caller(ctx)?;
+        let id = CustomerId(parse_id("id", &id)?);
+        let state = app(ctx)?;
+        let at = match (as_of_seq, as_of) {
+            (Some(seq), _) => Some(oacis_eventlog::Seq(seq)),
+            (None, Some(time)) => {
+                let t = parse_time("asOf", &time)?;
+                Some(oacis_projections::seq_at_time(state.bus.store(), oacis_eventlog::Timestamp(t.0)).await?)
+            }
+            (None, None) => None,
+        };
+        let Some(at) = at else {
+            return views(ctx, |v| {
+                let row = v.directory.resolve(id)?;
+                let resource = resource(&v.access, Some(row.owner), Some(row.department));
+                caller.may(Permission::CustomerRead, &resource).then(|| CustomerNode::from_row(row, resource))
+            })?
+            .ok_or(ApiError::NotFound("customer"));
+        };
+        let stream = oacis_eventlog::StreamId::new(id.stream()).map_err(ApiError::internal)?;
+        let past = oacis_projections::state_as_of::<Customer, _>(state.bus.store(), &stream, at).await?;
+        // Scope is judged by the record as it stands now, so that an as-of read cannot reach
+        // a record that has left the caller's scope.
+        let node = views(ctx, |v| {
+            let now = v.directory.get(id)?;
+            let resource = resource(&v.access, Some(now.owner), Some(now.department));
+            caller.may(Permission::CustomerRead, &resource).then(|| CustomerNode::from_state(id, &past, resource))?
+        })?;
+        node.ok_or(ApiError::NotFound("customer"))
+    }
+}
+
+fn personal_everywhere(caller: &Caller, query: &DirectoryQuery) -> bool {
+    // With scope `all` for both permissions, or when customer.read_personal reaches at least
+    // as far as customer.read: the simple, safe rule is that every role granting
+    // customer.read also grants customer.read_personal at the same or a wider scope.
+    let _ = query;
+    let reads = caller.principal.roles.iter().filter(|r| r.permissions.contains(&Permission::CustomerRead));
+    reads.clone().count() > 0
+        && reads.clone().all(|r| {
+            caller.principal.roles.iter().any(|p| {
+                p.permissions.contains(&Permission::CustomerReadPersonal) && scope_rank(p.scope) >= scope_rank(r.scope)
+            })
+        })
+}
+
+fn scope_rank(scope: oacis_domain::authz::Scope) -> u8 {
+    use oacis_domain::authz::Scope as S;
+    match scope {
+        S::Own => 0,
+        S::Department => 1,
+        S::DepartmentTree => 2,
+        S::All => 3,
+    }
+}
+
+/// A company's background.
+#[derive(InputObject, Debug)]
+pub struct CompanyInput {
+    /// Industry.
+    pub industry: Option<String>,
+    /// Head count band, e.g. `50-199`.
+    pub size: Option<String>,
+    /// Website.
+    pub website: Option<String>,
+    /// Unified social credit code (GB 32100-2015).
+    pub credit_code: Option<String>,
+}
+
+/// A customer's profile: everything registration and updates set.
+#[derive(InputObject, Debug)]
+pub struct ProfileInput {
+    /// Person or organisation.
+    pub kind: CustomerKind,
+    /// Name.
+    pub name: String,
+    /// Organisation background.
+    pub company: Option<CompanyInput>,
+    /// Source channel.
+    pub source: SourceChannel,
+    /// Tags.
+    #[graphql(default)]
+    pub tags: Vec<String>,
+    /// Segment.
+    pub segment: Option<String>,
+    /// Phones (E.164 or a national form).
+    #[graphql(default)]
+    pub phones: Vec<String>,
+    /// E-mail addresses.
+    #[graphql(default)]
+    pub emails: Vec<String>,
+    /// Resident identity number (people).
+    pub id_number: Option<String>,
+    /// Birth date, `YYYY-MM-DD` (people).
+    pub birth_date: Option<String>,
+}
+
+impl ProfileInput {
+    fn into_profile(self) -> ApiResult<Profile> {
+        let birth_date = match self.birth_date.as_deref() {
+            Some(text) => Some(
+                Date::parse(text)
+                    .ok_or_else(|| ApiError::field("profile.birthDate", FieldCode::InvalidFormat, "use YYYY-MM-DD"))?,
+            ),
+            None => None,
+        };
+        Ok(Profile {
+            kind: self.kind.into(),
+            name: self.name,
+            company: self.company.map(|c| Company {
+                industry: c.industry,
+                size: c.size,
+                website: c.website,
+                credit_code: c.credit_code,
+            }),
+            source: self.source.into(),
+            tags: self.tags.into_iter().collect::<BTreeSet<_>>(),
+            segment: self.segment,
+            personal: CustomerPersonal {
+                phones: self.phones,
+                emails: self.emails,
+                addresses: Vec::new(),
+                social: Vec::new(),
+                id_number: self.id_number,
+                birth_date,
+            },
+        })
+    }
+}
+
+/// Customer mutations.
+#[derive(Default, Debug)]
+pub struct CustomerMutation;
+
+/// The record a customer mutation acts on, checked against the caller's scope. A customer the
+/// caller may not even read is NOT_FOUND; one it may read but not change is FORBIDDEN.
+fn customer_resource(ctx: &Context<'_>, id: CustomerId, permission: Permission) -> ApiResult<Resource> {
+    let caller = caller(ctx)?;
+    let resource =
+        views(ctx, |v| v.directory.get(id).map(|row| resource(&v.access, Some(row.owner), Some(row.department))))?
+            .ok_or(ApiError::NotFound("customer"))?;
+    if !caller.may(Permission::CustomerRead, &resource) {
+        return Err(ApiError::NotFound("customer"));
+    }
+    caller.require(permission, &resource)?;
+    Ok(resource)
+}
+
+async fn run(
+    ctx: &Context<'_>,
+    id: CustomerId,
+    permission: Permission,
+    command: CustomerCommand,
+    key: Option<String>,
+) -> ApiResult<MutationResult> {
+    customer_resource(ctx, id, permission)?;
+    let origin = origin(ctx, key.clone())?;
+    let executed = app(ctx)?.bus.execute::<Customer>(id.stream(), command, &origin).await?;
+    Ok(MutationResult::new(id, executed, key))
+}
+
+fn text_or_empty(value: Option<String>) -> String {
+    value.unwrap_or_default()
+}
+
+#[Object]
+impl CustomerMutation {
+    /// Registers a customer, owned by the caller (or `owner`) in the owner's department.
+    async fn register_customer(
+        &self,
+        ctx: &Context<'_>,
+        profile: ProfileInput,
+        owner: Option<String>,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let caller = caller(ctx)?;
+        let owner = match owner {
+            Some(o) => UserId(parse_id("owner", &o)?),
+            None => caller.user,
+        };
+        let department = views(ctx, |v| v.access.user(owner).map(|u| u.department))?
+            .ok_or_else(|| ApiError::field("owner", FieldCode::InvalidFormat, "no such user"))?;
+        let resource = views(ctx, |v| resource(&v.access, Some(owner), Some(department)))?;
+        caller.require(Permission::CustomerWrite, &resource)?;
+        let origin = origin(ctx, client_mutation_id.clone())?;
+        let id = CustomerId(origin.new_id("customer"));
+        let command = CustomerCommand::Register { id, profile: profile.into_profile()?, owner, department };
+        let executed = app(ctx)?.bus.execute::<Customer>(id.stream(), command, &origin).await?;
+        Ok(MutationResult::new(id, executed, client_mutation_id))
+    }
+
+    /// Replaces a customer's profile.
+    async fn update_customer_profile(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        profile: ProfileInput,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let id = CustomerId(parse_id("id", &id)?);
+        let command = CustomerCommand::UpdateProfile { profile: profile.into_profile()? };
+        run(ctx, id, Permission::CustomerWrite, command, client_mutation_id).await
+    }
+
+    /// Transfers a customer to another owner (and that owner's department).
+    async fn change_customer_owner(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        owner: String,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let id = CustomerId(parse_id("id", &id)?);
+        let owner = UserId(parse_id("owner", &owner)?);
+        let department = views(ctx, |v| v.access.user(owner).map(|u| u.department))?
+            .ok_or_else(|| ApiError::field("owner", FieldCode::InvalidFormat, "no such user"))?;
+        run(
+            ctx,
+            id,
+            Permission::CustomerTransfer,
+            CustomerCommand::ChangeOwner { owner, department },
+            client_mutation_id,
+        )
+        .await
+    }
+
+    /// Archives a customer.
+    async fn archive_customer(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        reason: String,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let id = CustomerId(parse_id("id", &id)?);
+        run(ctx, id, Permission::CustomerWrite, CustomerCommand::Archive { reason }, client_mutation_id).await
+    }
+
+    /// Restores an archived customer.
+    async fn restore_customer(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let id = CustomerId(parse_id("id", &id)?);
+        run(ctx, id, Permission::CustomerWrite, CustomerCommand::Restore, client_mutation_id).await
+    }
+
+    /// Merges `duplicate` into `survivor`: both streams are locked and decided together, so
+    /// that two crossing merges can never both succeed.
+    async fn merge_customers(
+        &self,
+        ctx: &Context<'_>,
+        duplicate: String,
+        survivor: String,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let duplicate = CustomerId(parse_id("duplicate", &duplicate)?);
+        let survivor = CustomerId(parse_id("survivor", &survivor)?);
+        customer_resource(ctx, duplicate, Permission::CustomerMerge)?;
+        customer_resource(ctx, survivor, Permission::CustomerMerge)?;
+        let origin = origin(ctx, client_mutation_id.clone())?;
+        let executed = app(ctx)?.bus.execute_steps(vec![Box::new(MergeStep { duplicate, survivor })], &origin).await?;
+        Ok(MutationResult::new(duplicate, executed, client_mutation_id))
+    }
+
+    /// Logs a call, visit, e-mail, message or meeting.
+    #[allow(clippy::too_many_arguments)]
+    async fn log_interaction(
+        &self,
+        ctx: &Context<'_>,
+        customer: String,
+        channel: InteractionChannel,
+        direction: Direction,
+        summary: String,
+        occurred_at: Option<String>,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let id = CustomerId(parse_id("customer", &customer)?);
+        let caller = caller(ctx)?;
+        let occurred_at = match occurred_at {
+            Some(t) => parse_time("occurredAt", &t)?,
+            None => app(ctx)?.bus.now(),
+        };
+        let origin = origin(ctx, client_mutation_id.clone())?;
+        let command = CustomerCommand::LogInteraction {
+            id: EntryId(origin.new_id("interaction")),
+            channel: channel.into(),
+            direction: direction.into(),
+            summary,
+            occurred_at,
+            participants: vec![caller.user],
+        };
+        run(ctx, id, Permission::CustomerWrite, command, client_mutation_id).await
+    }
+
+    /// Records a purchase; `amountMinor` in the currency's minor unit (fen, cents).
+    #[allow(clippy::too_many_arguments)]
+    async fn record_purchase(
+        &self,
+        ctx: &Context<'_>,
+        customer: String,
+        product: String,
+        quantity: u32,
+        amount_minor: i64,
+        currency: String,
+        purchased_on: String,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let id = CustomerId(parse_id("customer", &customer)?);
+        let purchased_on = Date::parse(&purchased_on)
+            .ok_or_else(|| ApiError::field("purchasedOn", FieldCode::InvalidFormat, "use YYYY-MM-DD"))?;
+        let origin = origin(ctx, client_mutation_id.clone())?;
+        let command = CustomerCommand::RecordPurchase {
+            id: EntryId(origin.new_id("purchase")),
+            product,
+            quantity,
+            amount_minor,
+            currency,
+            purchased_on,
+        };
+        run(ctx, id, Permission::CustomerWrite, command, client_mutation_id).await
+    }
+
+    /// Reverses a recorded purchase (the only way to correct one).
+    async fn reverse_purchase(
+        &self,
+        ctx: &Context<'_>,
+        customer: String,
+        purchase: String,
+        reason: Option<String>,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let id = CustomerId(parse_id("customer", &customer)?);
+        let purchase = EntryId(parse_id("purchase", &purchase)?);
+        let command = CustomerCommand::ReversePurchase { id: purchase, reason: text_or_empty(reason) };
+        run(ctx, id, Permission::CustomerWrite, command, client_mutation_id).await
+    }
+}
+
+/// A merge: reads the survivor's status under both streams' locks, then decides the
+/// duplicate's `CustomerMerged` and the survivor's `CustomerAbsorbed` together.
+#[derive(Debug)]
+struct MergeStep {
+    duplicate: CustomerId,
+    survivor: CustomerId,
+}
+
+impl crate::command::Step for MergeStep {
+    fn streams(&self) -> Vec<String> {
+        vec![self.duplicate.stream(), self.survivor.stream()]
+    }
+
+    fn fingerprint(&self) -> String {
+        format!("merge {} into {}", self.duplicate, self.survivor)
+    }
+
+    fn decide<'a>(
+        &'a self,
+        bus: &'a crate::command::CommandBus,
+        ctx: oacis_domain::Context,
+    ) -> crate::command::DecideMany<'a> {
+        Box::pin(async move {
+            let survivor_state = bus.peek::<Customer>(&self.survivor.stream()).await?;
+            let merge = CustomerCommand::MergeInto { survivor: self.survivor, survivor_status: survivor_state.status };
+            let mut decided =
+                vec![crate::command::decide_on::<Customer>(bus, &self.duplicate.stream(), merge, ctx).await?];
+            let absorb = CustomerCommand::Absorb { duplicate: self.duplicate };
+            decided.push(crate::command::decide_on::<Customer>(bus, &self.survivor.stream(), absorb, ctx).await?);
+            Ok(decided)
+        })
+    }
+}

@@ -1,0 +1,177 @@
+//! The one place where errors become GraphQL errors: every failure a resolver can meet maps
+//! to a machine code in `extensions.code`, and validation errors carry every field error.
+//!
+//! Codes: UNAUTHENTICATED, FORBIDDEN, PASSWORD_CHANGE_REQUIRED, VALIDATION, CONFLICT,
+//! NOT_FOUND, RATE_LIMITED, INTERNAL. An internal failure is logged once here and shown to
+//! the client as a generic message with the request's correlation id, nothing more.
+
+use async_graphql::ErrorExtensions;
+use oacis_domain::{DomainError, FieldCode, FieldError};
+use oacis_eventlog::AppendError;
+use oacis_projections::ProjectionError;
+
+use crate::command::CommandError;
+
+/// A resolver's failure.
+/// Deliberately not `Display`: async-graphql turns any `Display` error into a message with no
+/// code, so this type converts only through [`ErrorExtensions`], which always sets one.
+#[derive(Debug, Clone)]
+pub enum ApiError {
+    /// No valid session (API: UNAUTHENTICATED).
+    Unauthenticated,
+    /// The wrong sign-in name or password, or an account that may not sign in (API:
+    /// UNAUTHENTICATED; one message for every case, so that names cannot be probed).
+    BadCredentials,
+    /// The caller lacks the permission, or the record is out of its scope for a write
+    /// (API: FORBIDDEN).
+    Forbidden(String),
+    /// The caller must change its password first (API: PASSWORD_CHANGE_REQUIRED).
+    PasswordChangeRequired,
+    /// Invalid input (API: VALIDATION, with `fields`).
+    Validation(Vec<FieldError>),
+    /// A rule or state refuses the command, or a stale version (API: CONFLICT).
+    Conflict {
+        /// What conflicts.
+        message: String,
+        /// The stream's current version, when known.
+        version: Option<u64>,
+    },
+    /// The record does not exist or is out of the caller's scope (API: NOT_FOUND).
+    NotFound(&'static str),
+    /// Too many attempts (API: RATE_LIMITED).
+    RateLimited,
+    /// Anything unexpected (API: INTERNAL; logged once).
+    Internal(String),
+}
+
+impl ApiError {
+    /// A one-field validation error.
+    #[must_use]
+    pub fn field(field: &str, code: FieldCode, message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError { field: field.to_owned(), code, message: message.into() }])
+    }
+
+    /// An internal error, logged now.
+    #[must_use]
+    pub fn internal(what: impl std::fmt::Display) -> Self {
+        let text = what.to_string();
+        tracing::error!(error = %text, "internal error answering a request");
+        ApiError::Internal(text)
+    }
+
+    /// The message shown to the client.
+    #[must_use]
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::Unauthenticated => {
+                "sign in first: the bearer token is missing, unknown, expired or revoked".into()
+            }
+            ApiError::BadCredentials => "the sign-in name or password is wrong".into(),
+            ApiError::Forbidden(why) => why.clone(),
+            ApiError::PasswordChangeRequired => "change your password first (mutation changePassword)".into(),
+            ApiError::Validation(fields) => format!(
+                "{} invalid field(s): {}",
+                fields.len(),
+                fields.iter().map(|f| format!("{} ({})", f.field, f.message)).collect::<Vec<_>>().join("; ")
+            ),
+            ApiError::Conflict { message, .. } => message.clone(),
+            ApiError::NotFound(what) => format!("{what} not found"),
+            ApiError::RateLimited => "too many attempts; wait a minute".into(),
+            ApiError::Internal(_) => "internal error; it has been logged".into(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated | ApiError::BadCredentials => "UNAUTHENTICATED",
+            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::PasswordChangeRequired => "PASSWORD_CHANGE_REQUIRED",
+            ApiError::Validation(_) => "VALIDATION",
+            ApiError::Conflict { .. } => "CONFLICT",
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::RateLimited => "RATE_LIMITED",
+            ApiError::Internal(_) => "INTERNAL",
+        }
+    }
+}
+
+impl ErrorExtensions for ApiError {
+    fn extend(&self) -> async_graphql::Error {
+        async_graphql::Error::new(self.message()).extend_with(|_, e| {
+            e.set("code", self.code());
+            match self {
+                ApiError::Validation(fields) => {
+                    let list: Vec<async_graphql::Value> = fields
+                        .iter()
+                        .map(|f| {
+                            let mut m = async_graphql::indexmap::IndexMap::new();
+                            m.insert(async_graphql::Name::new("path"), async_graphql::Value::from(f.field.clone()));
+                            let code = serde_json::to_value(f.code)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default();
+                            m.insert(async_graphql::Name::new("code"), async_graphql::Value::from(code));
+                            m.insert(
+                                async_graphql::Name::new("message"),
+                                async_graphql::Value::from(f.message.clone()),
+                            );
+                            async_graphql::Value::Object(m)
+                        })
+                        .collect();
+                    e.set("fields", async_graphql::Value::List(list));
+                }
+                ApiError::Conflict { version: Some(v), .. } => e.set("version", *v),
+                _ => {}
+            }
+        })
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(e: ApiError) -> Self {
+        e.extend()
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Validation(fields) => ApiError::Validation(fields),
+            DomainError::NotFound { entity } => ApiError::NotFound(entity),
+            DomainError::AlreadyExists { .. } | DomainError::InvalidTransition { .. } => {
+                ApiError::Conflict { message: e.to_string(), version: None }
+            }
+            DomainError::Rule(message) => {
+                ApiError::Validation(vec![FieldError { field: String::new(), code: FieldCode::InvalidFormat, message }])
+            }
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Domain(d) => d.into(),
+            CommandError::Conflict { stream, actual } => ApiError::Conflict {
+                message: format!("the record changed while deciding ({stream}); reload and try again"),
+                version: Some(actual.0),
+            },
+            CommandError::KeyReused => ApiError::Conflict {
+                message: "clientMutationId was used before for a different mutation".into(),
+                version: None,
+            },
+            CommandError::Refused(AppendError::Store(e)) => ApiError::internal(e),
+            CommandError::Refused(refused) => ApiError::field("", FieldCode::OutOfRange, refused.to_string()),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<ProjectionError> for ApiError {
+    fn from(e: ProjectionError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+/// Result of a resolver.
+pub type ApiResult<T> = Result<T, ApiError>;

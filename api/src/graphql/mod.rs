@@ -1,0 +1,141 @@
+//! The GraphQL schema: its roots, the request context every resolver reads, and the limits.
+//!
+//! One module per area (`session`, `customers`, `work` for cases and tasks, `people` for
+//! users, departments, roles and grants, `insight` for analytics and audit). Resolvers are
+//! thin: they turn input into domain commands for [`crate::command::CommandBus`] and read the
+//! views; rules live in the domain, data in the views, scope and masking in
+//! [`crate::access`], error codes in [`error`].
+
+pub mod customers;
+pub mod error;
+pub mod people;
+pub mod scalars;
+pub mod session;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use oacis_projections::Views;
+
+use crate::access::{Caller, Reveal};
+use crate::command::Origin;
+use crate::server::AppState;
+use error::{ApiError, ApiResult};
+
+/// The query root.
+#[derive(MergedObject, Default)]
+pub struct Query(session::SessionQuery, customers::CustomerQuery, people::PeopleQuery);
+
+/// The mutation root.
+#[derive(MergedObject, Default)]
+pub struct Mutation(session::SessionMutation, customers::CustomerMutation, people::PeopleMutation);
+
+/// The schema type.
+pub type OacisSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Largest `first` of any connection.
+pub const MAX_PAGE: i32 = 100;
+/// Page size when `first` is not given.
+pub const DEFAULT_PAGE: i32 = 20;
+/// Deepest query accepted.
+pub const MAX_DEPTH: usize = 12;
+/// Most complexity points a query may cost (a connection costs `first` times its node).
+pub const MAX_COMPLEXITY: usize = 5_000;
+/// Most directives in one query.
+pub const MAX_DIRECTIVES: usize = 50;
+
+/// Builds the schema with every limit set (each is off by default in async-graphql).
+#[must_use]
+pub fn schema(state: Arc<AppState>) -> OacisSchema {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .data(state)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .limit_directives(MAX_DIRECTIVES)
+        .finish()
+}
+
+/// The schema without server state, for printing the SDL.
+#[must_use]
+pub fn sdl() -> String {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish().sdl()
+}
+
+/// The cost of a connection field: `first` (default [`DEFAULT_PAGE`]) times its node.
+#[must_use]
+pub fn weighted(first: Option<i32>, child: usize) -> usize {
+    let first = usize::try_from(first.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)).unwrap_or(1);
+    first.saturating_mul(child.max(1))
+}
+
+/// What a request brings besides its query: who asks, from where, and what it revealed.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    /// The signed-in caller, if the token was valid.
+    pub caller: Option<Caller>,
+    /// The request's correlation id.
+    pub correlation_id: uuid::Uuid,
+    /// The client's address.
+    pub client_ip: Option<IpAddr>,
+    /// Personal data shown unmasked.
+    pub reveal: Reveal,
+}
+
+/// The server state.
+pub fn app<'a>(ctx: &Context<'a>) -> ApiResult<&'a Arc<AppState>> {
+    ctx.data::<Arc<AppState>>().map_err(|e| ApiError::internal(e.message))
+}
+
+/// The request context.
+pub fn request<'a>(ctx: &Context<'a>) -> ApiResult<&'a RequestCtx> {
+    ctx.data::<RequestCtx>().map_err(|e| ApiError::internal(e.message))
+}
+
+/// The signed-in caller, refusing one who must change its password first.
+pub fn caller<'a>(ctx: &Context<'a>) -> ApiResult<&'a Caller> {
+    let caller = signed_in(ctx)?;
+    if caller.must_change_password {
+        return Err(ApiError::PasswordChangeRequired);
+    }
+    Ok(caller)
+}
+
+/// The signed-in caller, even one who must change its password.
+pub fn signed_in<'a>(ctx: &Context<'a>) -> ApiResult<&'a Caller> {
+    request(ctx)?.caller.as_ref().ok_or(ApiError::Unauthenticated)
+}
+
+/// The origin of a command issued by this request.
+pub fn origin(ctx: &Context<'_>, idempotency_key: Option<String>) -> ApiResult<Origin> {
+    let request = request(ctx)?;
+    if let Some(key) = &idempotency_key {
+        if key.is_empty() || key.len() > 128 {
+            return Err(ApiError::field(
+                "clientMutationId",
+                oacis_domain::FieldCode::OutOfRange,
+                "must have 1 to 128 bytes",
+            ));
+        }
+    }
+    Ok(Origin {
+        actor: request.caller.as_ref().map(|c| c.user),
+        correlation_id: request.correlation_id,
+        client_addr: request.client_ip.map(|ip| ip.to_string()),
+        idempotency_key,
+    })
+}
+
+/// Reads the live views.
+pub fn views<R>(ctx: &Context<'_>, f: impl FnOnce(&Views) -> R) -> ApiResult<R> {
+    Ok(app(ctx)?.bus.projections().read(f)?)
+}
+
+/// Refuses a page size outside 1..=[`MAX_PAGE`].
+pub fn page_size(first: Option<i32>) -> ApiResult<usize> {
+    let first = first.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&first) {
+        return Err(ApiError::field("first", oacis_domain::FieldCode::OutOfRange, "must be 1 to 100"));
+    }
+    usize::try_from(first).map_err(ApiError::internal)
+}

@@ -1,0 +1,272 @@
+//! Users, departments, roles and grants: what administrators manage (`user.admin`,
+//! `role.admin`), and the directory everyone signed in may read (profile fields follow each
+//! user's privacy setting).
+
+use async_graphql::{Context, Object, SimpleObject};
+use oacis_domain::access::{Grant, GrantCommand, Role, RoleCommand};
+use oacis_domain::authz::{Permission, Resource};
+use oacis_domain::department::{Department, DepartmentCommand};
+use oacis_domain::ids::{DepartmentId, GrantId, RoleId, UserId};
+use oacis_domain::user::{User, UserCommand};
+use oacis_domain::FieldCode;
+
+use super::error::{ApiError, ApiResult};
+use super::scalars::{parse_id, MutationResult, Scope, UserStatus};
+use super::{app, caller, origin, views};
+use crate::command::Executed;
+use crate::server::bootstrap::create_user;
+
+/// A user as the directory shows it.
+#[derive(SimpleObject, Debug)]
+pub struct UserNode {
+    /// Id.
+    pub id: String,
+    /// Login name.
+    pub username: String,
+    /// Employee number.
+    pub employee_no: String,
+    /// Display name.
+    pub display_name: String,
+    /// Department id.
+    pub department: String,
+    /// Account state.
+    pub status: UserStatus,
+}
+
+/// A department.
+#[derive(SimpleObject, Debug)]
+pub struct DepartmentNode {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Parent id.
+    pub parent: Option<String>,
+    /// Whether open.
+    pub open: bool,
+}
+
+/// A role.
+#[derive(SimpleObject, Debug)]
+pub struct RoleNode {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Permissions, e.g. `customer.read`.
+    pub permissions: Vec<String>,
+    /// Whether retired.
+    pub retired: bool,
+}
+
+/// People queries.
+#[derive(Default, Debug)]
+pub struct PeopleQuery;
+
+#[Object]
+impl PeopleQuery {
+    /// Every user (at most a few thousand in an installation; administrators see all, others
+    /// too, since colleagues must be found to assign work).
+    async fn users(&self, ctx: &Context<'_>) -> ApiResult<Vec<UserNode>> {
+        caller(ctx)?;
+        views(ctx, |v| {
+            v.access
+                .users()
+                .map(|u| UserNode {
+                    id: u.id.to_string(),
+                    username: u.username.clone(),
+                    employee_no: u.employee_no.clone(),
+                    display_name: u.display_name.clone(),
+                    department: u.department.to_string(),
+                    status: u.status.into(),
+                })
+                .collect()
+        })
+    }
+
+    /// The department tree, as a list with parents.
+    async fn departments(&self, ctx: &Context<'_>) -> ApiResult<Vec<DepartmentNode>> {
+        caller(ctx)?;
+        views(ctx, |v| {
+            v.access
+                .departments()
+                .map(|(id, d)| DepartmentNode {
+                    id: id.to_string(),
+                    name: d.name.clone(),
+                    parent: d.parent.map(|p| p.to_string()),
+                    open: d.open,
+                })
+                .collect()
+        })
+    }
+
+    /// Every role.
+    async fn roles(&self, ctx: &Context<'_>) -> ApiResult<Vec<RoleNode>> {
+        caller(ctx)?;
+        views(ctx, |v| {
+            v.access
+                .roles()
+                .map(|(id, r)| RoleNode {
+                    id: id.to_string(),
+                    name: r.name.clone(),
+                    permissions: r.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
+                    retired: r.retired,
+                })
+                .collect()
+        })
+    }
+}
+
+/// People mutations.
+#[derive(Default, Debug)]
+pub struct PeopleMutation;
+
+fn admin(ctx: &Context<'_>, permission: Permission) -> ApiResult<()> {
+    caller(ctx)?.require(permission, &Resource::global())
+}
+
+fn result(id: impl ToString, executed: Executed, key: Option<String>) -> MutationResult {
+    MutationResult::new(id, executed, key)
+}
+
+#[Object]
+impl PeopleMutation {
+    /// Creates a user with an initial password that must be changed at first sign-in.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_user(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        employee_no: String,
+        display_name: String,
+        department: String,
+        initial_password: String,
+    ) -> ApiResult<MutationResult> {
+        admin(ctx, Permission::UserAdmin)?;
+        let department = DepartmentId(parse_id("department", &department)?);
+        let known = views(ctx, |v| v.access.department(department).is_some_and(|d| d.open))?;
+        if !known {
+            return Err(ApiError::field("department", FieldCode::InvalidFormat, "no such open department"));
+        }
+        let problems = crate::auth::password::policy_problems(&initial_password, &username, &employee_no);
+        if let Some(problem) = problems.first() {
+            return Err(ApiError::field("initialPassword", FieldCode::InvalidFormat, *problem));
+        }
+        let state = app(ctx)?;
+        let origin = origin(ctx, None)?;
+        let user = create_user(state, &username, &employee_no, &display_name, department, &initial_password, &origin)
+            .await
+            .map_err(|e| match e.downcast::<crate::command::CommandError>() {
+                Ok(command) => ApiError::from(command),
+                Err(other) => ApiError::internal(other),
+            })?;
+        let executed = state.bus.execute::<User>(user.stream(), UserCommand::RequirePasswordChange, &origin).await?;
+        Ok(result(user, executed, None))
+    }
+
+    /// Creates a department under `parent` (or at the root).
+    async fn create_department(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        parent: Option<String>,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        admin(ctx, Permission::UserAdmin)?;
+        let parent = parent.as_deref().map(|p| parse_id("parent", p).map(DepartmentId)).transpose()?;
+        let parent_open = match parent {
+            Some(p) => views(ctx, |v| v.access.department(p).is_some_and(|d| d.open))?,
+            None => false,
+        };
+        let origin = origin(ctx, client_mutation_id.clone())?;
+        let id = DepartmentId(origin.new_id("department"));
+        let command = DepartmentCommand::Create { id, name, parent, parent_open };
+        let executed = app(ctx)?.bus.execute::<Department>(id.stream(), command, &origin).await?;
+        Ok(result(id, executed, client_mutation_id))
+    }
+
+    /// Grants `role` to `user` with `scope`.
+    async fn grant_role(
+        &self,
+        ctx: &Context<'_>,
+        user: String,
+        role: String,
+        scope: Scope,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        admin(ctx, Permission::RoleAdmin)?;
+        let user = UserId(parse_id("user", &user)?);
+        let role = RoleId(parse_id("role", &role)?);
+        let (user_known, role_live) =
+            views(ctx, |v| (v.access.user(user).is_some(), v.access.role(role).is_some_and(|r| !r.retired)))?;
+        if !user_known {
+            return Err(ApiError::NotFound("user"));
+        }
+        if !role_live {
+            return Err(ApiError::field("role", FieldCode::InvalidFormat, "no such live role"));
+        }
+        let origin = origin(ctx, client_mutation_id.clone())?;
+        let id = GrantId(origin.new_id("grant"));
+        let command = GrantCommand::Give { id, user, role, scope: scope.into() };
+        let executed = app(ctx)?.bus.execute::<Grant>(id.stream(), command, &origin).await?;
+        Ok(result(id, executed, client_mutation_id))
+    }
+
+    /// Revokes a grant; it stops counting at once.
+    async fn revoke_grant(&self, ctx: &Context<'_>, grant: String) -> ApiResult<MutationResult> {
+        admin(ctx, Permission::RoleAdmin)?;
+        let id = GrantId(parse_id("grant", &grant)?);
+        let executed = app(ctx)?.bus.execute::<Grant>(id.stream(), GrantCommand::Revoke, &origin(ctx, None)?).await?;
+        Ok(result(id, executed, None))
+    }
+
+    /// Retires a role; its grants stop counting.
+    async fn retire_role(&self, ctx: &Context<'_>, role: String) -> ApiResult<MutationResult> {
+        admin(ctx, Permission::RoleAdmin)?;
+        let id = RoleId(parse_id("role", &role)?);
+        let executed = app(ctx)?.bus.execute::<Role>(id.stream(), RoleCommand::Retire, &origin(ctx, None)?).await?;
+        Ok(result(id, executed, None))
+    }
+
+    /// Locks, unlocks, deactivates or reactivates a user; locking and deactivating end
+    /// every session of the user.
+    async fn set_user_state(
+        &self,
+        ctx: &Context<'_>,
+        user: String,
+        state: UserStatus,
+        reason: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        admin(ctx, Permission::UserAdmin)?;
+        let id = UserId(parse_id("user", &user)?);
+        let current = views(ctx, |v| v.access.user(id).map(|u| u.status))?.ok_or(ApiError::NotFound("user"))?;
+        use oacis_domain::user::UserStatus as S;
+        let command = match (state.into(), current) {
+            (S::Locked, _) => UserCommand::Lock { reason: reason.unwrap_or_default() },
+            (S::Deactivated, _) => UserCommand::Deactivate,
+            (S::Active, S::Deactivated) => UserCommand::Reactivate,
+            (S::Active, _) => UserCommand::Unlock,
+            (S::Uncreated, _) => {
+                return Err(ApiError::field("state", FieldCode::InvalidFormat, "use ACTIVE, LOCKED or DEACTIVATED"))
+            }
+        };
+        let executed = app(ctx)?.bus.execute::<User>(id.stream(), command, &origin(ctx, None)?).await?;
+        Ok(result(id, executed, None))
+    }
+
+    /// An administrator's password reset: sets `newPassword` and requires a change at the
+    /// user's next sign-in; every session of the user ends.
+    async fn reset_password(&self, ctx: &Context<'_>, user: String, new_password: String) -> ApiResult<MutationResult> {
+        admin(ctx, Permission::UserAdmin)?;
+        let id = UserId(parse_id("user", &user)?);
+        let state = app(ctx)?;
+        let account = state.bus.state::<User>(&id.stream()).await?;
+        if account.id.is_none() {
+            return Err(ApiError::NotFound("user"));
+        }
+        let origin = origin(ctx, None)?;
+        super::session::set_password(state, id, &account, &new_password, &origin).await?;
+        let executed = state.bus.execute::<User>(id.stream(), UserCommand::RequirePasswordChange, &origin).await?;
+        Ok(result(id, executed, None))
+    }
+}

@@ -1,0 +1,187 @@
+//! First start and demo data, through the same command path as the API.
+//!
+//! On an empty store: the root department, the default roles (`authz::default_roles`, each
+//! name reserved) and the administrator `admin`, granted the administrator role over
+//! everything, whose password comes from `OACIS_ADMIN_PASSWORD` or is generated and printed
+//! once, and must be changed at first sign-in.
+
+use std::collections::BTreeMap;
+
+use oacis_domain::access::{
+    Grant, GrantCommand, Reservation, ReservationCommand, Role, RoleCommand, UniqueKey, UniqueKind,
+};
+use oacis_domain::authz::{default_roles, Scope};
+use oacis_domain::department::{Department, DepartmentCommand};
+use oacis_domain::ids::{DepartmentId, GrantId, RoleId, UserId};
+use oacis_domain::user::{PasswordFacts, User, UserCommand, UserPersonal, UserProfile};
+use oacis_eventlog::EventStore;
+use oacis_projections::demo::{generate_into, load, DemoOrg, DemoSize};
+use uuid::Uuid;
+
+use super::AppState;
+use crate::command::{on, CommandBus, Origin};
+
+/// Name of the root department created at first start.
+pub const ROOT_DEPARTMENT: &str = "总部";
+
+/// Sets up what a store lacks of the first-start organisation: the root department, the
+/// default roles and the administrator. A store that has them all is left alone; one whose
+/// set-up was interrupted is completed.
+pub async fn first_start(state: &AppState) -> anyhow::Result<()> {
+    let bus = &state.bus;
+    let (root, mut roles, has_admin) = bus.projections().read(|views| {
+        let access = &views.access;
+        let root = access.departments().find(|(_, d)| d.parent.is_none()).map(|(id, _)| *id);
+        let roles: BTreeMap<String, RoleId> = access.roles().map(|(id, r)| (r.name.clone(), *id)).collect();
+        (root, roles, access.user_by_name("admin").is_some())
+    })?;
+    // Check the administrator's password before anything is written.
+    let admin_password = if has_admin {
+        None
+    } else {
+        Some(match &state.config.admin_password {
+            Some(p) => {
+                let problems = crate::auth::password::policy_problems(p, "admin", ADMIN_EMPLOYEE_NO);
+                if !problems.is_empty() {
+                    anyhow::bail!("OACIS_ADMIN_PASSWORD is not accepted: it {}", problems.join("; it "));
+                }
+                (p.clone(), false)
+            }
+            None => (crate::auth::password::generate()?, true),
+        })
+    };
+    let system = Origin::system();
+    let root = match root {
+        Some(root) => root,
+        None => {
+            let root = DepartmentId(Uuid::now_v7());
+            let create =
+                DepartmentCommand::Create { id: root, name: ROOT_DEPARTMENT.into(), parent: None, parent_open: false };
+            bus.execute::<Department>(root.stream(), create, &system).await?;
+            root
+        }
+    };
+    for role in default_roles() {
+        if roles.contains_key(role.name) {
+            continue;
+        }
+        let id = RoleId(Uuid::now_v7());
+        let key = UniqueKey::new(UniqueKind::RoleName, role.name);
+        let steps = vec![
+            on::<Reservation>(key.stream(), ReservationCommand::Claim { key, owner: id.0 }),
+            on::<Role>(id.stream(), RoleCommand::Define { id, name: role.name.into(), permissions: role.permissions }),
+        ];
+        bus.execute_steps(steps, &system).await?;
+        roles.insert(role.name.to_owned(), id);
+    }
+    let Some((password, generated)) = admin_password else { return Ok(()) };
+    let admin = create_user(state, "admin", ADMIN_EMPLOYEE_NO, "Administrator", root, &password, &system).await?;
+    bus.execute::<User>(admin.stream(), UserCommand::RequirePasswordChange, &system).await?;
+    let administrator = roles.get("administrator").copied().ok_or_else(|| anyhow::anyhow!("no administrator role"))?;
+    grant(bus, admin, administrator, Scope::All, &system).await?;
+    if generated {
+        eprintln!("oacis: created the administrator `admin` with password {password}");
+        eprintln!("oacis: it is shown only this once and must be changed at first sign-in");
+    } else {
+        eprintln!("oacis: created the administrator `admin` with the password from OACIS_ADMIN_PASSWORD");
+    }
+    Ok(())
+}
+
+/// The first administrator's employee number.
+pub const ADMIN_EMPLOYEE_NO: &str = "A-0001";
+
+/// Creates a user with reserved username and employee number and a password.
+pub async fn create_user(
+    state: &AppState,
+    username: &str,
+    employee_no: &str,
+    display_name: &str,
+    department: DepartmentId,
+    password: &str,
+    origin: &Origin,
+) -> anyhow::Result<UserId> {
+    let id = UserId(Uuid::now_v7());
+    let claim = |kind, value: &str| {
+        let key = UniqueKey::new(kind, value);
+        on::<Reservation>(key.stream(), ReservationCommand::Claim { key, owner: id.0 })
+    };
+    let profile = UserProfile {
+        display_name: display_name.into(),
+        department,
+        position: None,
+        personal: UserPersonal::default(),
+    };
+    let steps = vec![
+        claim(UniqueKind::Username, username),
+        claim(UniqueKind::EmployeeNumber, employee_no),
+        on::<User>(
+            id.stream(),
+            UserCommand::Create { id, username: username.into(), employee_no: employee_no.into(), profile },
+        ),
+    ];
+    state.bus.execute_steps(steps, origin).await?;
+    let credential = state.hasher.hash(password).await?;
+    let facts = PasswordFacts {
+        meets_policy: crate::auth::password::policy_problems(password, username, employee_no).is_empty(),
+        recently_used: false,
+    };
+    state.bus.execute::<User>(id.stream(), UserCommand::SetPassword { credential, facts }, origin).await?;
+    Ok(id)
+}
+
+async fn grant(bus: &CommandBus, user: UserId, role: RoleId, scope: Scope, origin: &Origin) -> anyhow::Result<()> {
+    let id = GrantId(Uuid::now_v7());
+    bus.execute::<Grant>(id.stream(), GrantCommand::Give { id, user, role, scope }, origin).await?;
+    Ok(())
+}
+
+/// Fills a freshly set-up store with demo data and one user per default role, and prints
+/// their sign-in names and passwords. Does nothing if customers exist already.
+pub async fn demo(state: &AppState) -> anyhow::Result<()> {
+    let bus = &state.bus;
+    let (org, admin, has_customers) = bus.projections().read(|views| {
+        let access = &views.access;
+        let root = access.departments().find(|(_, d)| d.parent.is_none()).map(|(id, _)| *id);
+        let roles: BTreeMap<String, RoleId> =
+            access.roles().filter(|(_, r)| !r.retired).map(|(id, r)| (r.name.clone(), *id)).collect();
+        let admin = access.user_by_name("admin").map(|u| u.id);
+        (root.map(|root| (root, roles)), admin, !views.directory.is_empty())
+    })?;
+    if has_customers {
+        eprintln!("oacis: the store holds customers already; no demo data added");
+        return Ok(());
+    }
+    let (root, roles) = org.ok_or_else(|| anyhow::anyhow!("the store has no root department"))?;
+    let actor = admin.ok_or_else(|| anyhow::anyhow!("the store has no administrator"))?;
+    let customers = state.config.demo_customers;
+    let appends = generate_into(DemoSize { customers, seed: 2026 }, &DemoOrg { root, roles: roles.clone(), actor })?;
+    let total = appends.len() as u64;
+    eprintln!("oacis: loading demo data: {customers} customers in {total} appends");
+    let events = load(bus.store(), appends, 16).await?;
+    bus.projections().wait_for(bus.store().head().seq).await?;
+    eprintln!("oacis: loaded {events} demo events");
+    // One user per default role, each with a password, in the demo's regions.
+    let regions: Vec<DepartmentId> = bus.projections().read(|views| {
+        views.access.departments().filter(|(_, d)| d.parent == Some(root)).map(|(id, _)| *id).collect()
+    })?;
+    let origin = Origin { actor: Some(actor), ..Origin::system() };
+    eprintln!("oacis: demo users (sign in with these; passwords are shown only now):");
+    for (n, role) in default_roles().iter().enumerate() {
+        let department = regions.get(n % regions.len().max(1)).copied().unwrap_or(root);
+        let scope = match role.name {
+            "administrator" | "analyst" | "auditor" => Scope::All,
+            "manager" => Scope::DepartmentTree,
+            "service" => Scope::Department,
+            _ => Scope::Department,
+        };
+        let username = format!("demo.{}", role.name);
+        let password = crate::auth::password::generate()?;
+        let user =
+            create_user(state, &username, &format!("D-{n:03}"), &username, department, &password, &origin).await?;
+        let role_id = roles.get(role.name).copied().ok_or_else(|| anyhow::anyhow!("no role {}", role.name))?;
+        grant(bus, user, role_id, scope, &origin).await?;
+        eprintln!("  {username:<20} {password}  ({} over {scope:?})", role.name);
+    }
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! `oacis serve` settings: every one a flag and an `OACIS_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to run the server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// The data folder (created with an empty store if missing).
+    #[arg(long, value_name = "DIR", env = "OACIS_DATA", default_value = "./oacis-data")]
+    pub data: PathBuf,
+    /// Address and port to listen on.
+    #[arg(long, value_name = "ADDR", env = "OACIS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Fill an empty store with demo data (customers, users of every default role) first.
+    #[arg(long, env = "OACIS_DEMO")]
+    pub demo: bool,
+    /// Customers the demo generates.
+    #[arg(long, value_name = "N", env = "OACIS_DEMO_CUSTOMERS", default_value_t = 2_000)]
+    pub demo_customers: usize,
+    /// The first administrator's password (generated and printed once when unset).
+    #[arg(long, env = "OACIS_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Consecutive failed sign-ins that lock an account.
+    #[arg(long, value_name = "N", env = "OACIS_LOCKOUT_THRESHOLD", default_value_t = 5)]
+    pub lockout_threshold: u32,
+    /// How long a failed-sign-in lock lasts, in minutes.
+    #[arg(long, value_name = "MINUTES", env = "OACIS_LOCKOUT_MINUTES", default_value_t = 15)]
+    pub lockout_minutes: u32,
+    /// A session ends after this many minutes without a request.
+    #[arg(long, value_name = "MINUTES", env = "OACIS_SESSION_IDLE_MINUTES", default_value_t = 30)]
+    pub session_idle_minutes: u32,
+    /// A session ends this many hours after sign-in, however active.
+    #[arg(long, value_name = "HOURS", env = "OACIS_SESSION_MAX_HOURS", default_value_t = 12)]
+    pub session_max_hours: u32,
+    /// Largest request body, in bytes.
+    #[arg(long, value_name = "BYTES", env = "OACIS_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// A request taking longer is answered 408, in seconds.
+    #[arg(long, value_name = "SECONDS", env = "OACIS_REQUEST_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub request_timeout_seconds: u64,
+    /// Sign-in attempts per minute per account.
+    #[arg(long, value_name = "N", env = "OACIS_SIGNIN_PER_ACCOUNT_PER_MINUTE", default_value_t = 10)]
+    pub sign_in_per_account_per_minute: u32,
+    /// Sign-in attempts per minute per client address.
+    #[arg(long, value_name = "N", env = "OACIS_SIGNIN_PER_ADDRESS_PER_MINUTE", default_value_t = 30)]
+    pub sign_in_per_address_per_minute: u32,
+    /// The region whose national phone forms are understood (ISO 3166-1 alpha-2).
+    #[arg(long, value_name = "CC", env = "OACIS_DEFAULT_REGION", default_value = "CN")]
+    pub default_region: String,
+}
+
+impl ServeArgs {
+    /// The request timeout.
+    #[must_use]
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_seconds.max(1))
+    }
+
+    /// Microseconds in a failed-login lock.
+    #[must_use]
+    pub fn lockout_us(&self) -> i64 {
+        i64::from(self.lockout_minutes) * 60 * 1_000_000
+    }
+
+    /// Microseconds a session may stay idle.
+    #[must_use]
+    pub fn session_idle_us(&self) -> i64 {
+        i64::from(self.session_idle_minutes) * 60 * 1_000_000
+    }
+
+    /// Microseconds a session may last.
+    #[must_use]
+    pub fn session_max_us(&self) -> i64 {
+        i64::from(self.session_max_hours) * 3_600 * 1_000_000
+    }
+}

@@ -1,0 +1,238 @@
+//! The HTTP server: opening the store and views, first-start set-up, the axum router with its
+//! tower layers, token checking, and the GraphQL endpoint.
+//!
+//! Invariants:
+//! - `/graphql` is the only way in to data; every request's caller is resolved from its
+//!   bearer token here, once, before any resolver runs.
+//! - The request body is limited before async-graphql reads it (its extractor ignores axum's
+//!   default limit); one operation per request (no batches); introspection only for
+//!   administrators; every request has a timeout; a panic becomes a 500 with no details.
+//! - The responses that showed personal data unmasked are recorded in the caller's access
+//!   log before they are sent.
+
+pub mod bootstrap;
+pub mod config;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_graphql::http::GraphiQLSource;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use oacis_domain::access_log::{AccessLog, AccessLogCommand};
+use oacis_domain::authz::Permission;
+use oacis_domain::ids::{AccessLogId, EntryId, Timestamp};
+use oacis_eventlog::EventStore;
+use oacis_eventlog::{SledConfig, SledStore};
+use oacis_projections::Projections;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::access::{Caller, Reveal};
+use crate::auth::password::Hasher;
+use crate::auth::throttle::{Throttle, ThrottleConfig};
+use crate::auth::token;
+use crate::command::{CommandBus, Origin};
+use crate::graphql::{self, OacisSchema, RequestCtx};
+pub use config::ServeArgs;
+
+/// Everything the resolvers share.
+pub struct AppState {
+    /// The command path (and through it the store and the views).
+    pub bus: Arc<CommandBus>,
+    /// Password hashing.
+    pub hasher: Hasher,
+    /// Sign-in rate limits.
+    pub throttle: Throttle,
+    /// The settings.
+    pub config: ServeArgs,
+    /// When each session was last used (idle expiry); sessions not seen since start count
+    /// from their sign-in.
+    pub last_seen: Mutex<HashMap<EntryId, Timestamp>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// A running application: state and schema, ready to be routed.
+#[derive(Clone)]
+pub struct App {
+    /// The shared state.
+    pub state: Arc<AppState>,
+    /// The GraphQL schema.
+    pub schema: OacisSchema,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("state", &self.state).finish_non_exhaustive()
+    }
+}
+
+/// How long a mutation waits for the views to apply its events.
+const VIEW_WAIT: Duration = Duration::from_secs(5);
+
+impl App {
+    /// Opens the store in `config.data`, replays the views (showing progress), and sets up an
+    /// empty store (root department, default roles, administrator).
+    pub async fn open(config: ServeArgs) -> anyhow::Result<App> {
+        let store = SledStore::open(SledConfig::new(&config.data))?;
+        let mut progress = crate::progress::Progress::new("replay", store.head().seq.0);
+        let projections = Projections::start(&store, &mut |seq| progress.set(seq.0)).await?;
+        progress.finish();
+        let bus = Arc::new(CommandBus::new(store, Arc::new(projections), VIEW_WAIT));
+        let throttle = Throttle::new(ThrottleConfig {
+            per_account_per_minute: config.sign_in_per_account_per_minute,
+            per_address_per_minute: config.sign_in_per_address_per_minute,
+        });
+        let state = Arc::new(AppState {
+            bus,
+            hasher: Hasher::new().await?,
+            throttle,
+            config,
+            last_seen: Mutex::new(HashMap::new()),
+        });
+        bootstrap::first_start(&state).await?;
+        let schema = graphql::schema(state.clone());
+        Ok(App { state, schema })
+    }
+
+    /// The axum router with every layer.
+    pub fn router(&self) -> Router {
+        let config = &self.state.config;
+        Router::new()
+            .route("/graphql", get(graphiql).post(graphql_post))
+            .route("/healthz", get(|| async { "ok" }))
+            .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout()))
+            .layer(CatchPanicLayer::new())
+            .with_state(self.clone())
+    }
+
+    /// The caller a bearer token names, if the token is valid now.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Option<Caller> {
+        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let presented = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+        let (session, hash) = token::parse(presented.trim())?;
+        let state = &self.state;
+        let now = state.bus.now();
+        let found = state
+            .bus
+            .projections()
+            .read(|views| {
+                let access = &views.access;
+                let user = access.users().find(|u| u.sessions.contains_key(&session))?;
+                let row = user.sessions.get(&session)?;
+                let stored = row.token_hash.as_deref()?;
+                if !token::matches(&hash, stored) {
+                    return None;
+                }
+                let principal = access.principal(user.id)?;
+                Some((user.id, user.must_change_password, row.started_at, principal))
+            })
+            .ok()??;
+        let (user, must_change_password, started_at, principal) = found;
+        if now.0 >= started_at.0.saturating_add(state.config.session_max_us()) {
+            return None;
+        }
+        let mut seen = state.last_seen.lock().ok()?;
+        let last = seen.get(&session).copied().unwrap_or(started_at);
+        if now.0 >= last.0.saturating_add(state.config.session_idle_us()) {
+            return None;
+        }
+        seen.insert(session, now);
+        Some(Caller { user, session, principal, must_change_password })
+    }
+}
+
+async fn graphiql(State(app): State<App>, headers: HeaderMap) -> Response {
+    // GraphiQL is a tool for administrators; others use POST /graphql.
+    match app.authenticate(&headers) {
+        Some(caller) if caller.holds(Permission::RoleAdmin) => {
+            Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response()
+        }
+        _ => (StatusCode::UNAUTHORIZED, "GraphiQL is for signed-in administrators; send queries with POST /graphql")
+            .into_response(),
+    }
+}
+
+async fn graphql_post(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    request: async_graphql_axum::GraphQLRequest,
+) -> Response {
+    answer(&app, Some(peer.ip()), &headers, request.into_inner()).await
+}
+
+/// Executes one GraphQL request for the caller its headers name.
+pub async fn answer(app: &App, ip: Option<IpAddr>, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+    let caller = app.authenticate(headers);
+    let admin = caller.as_ref().is_some_and(|c| c.holds(Permission::RoleAdmin));
+    let reveal = Reveal::default();
+    let correlation_id = uuid::Uuid::now_v7();
+    let mut request =
+        request.data(RequestCtx { caller: caller.clone(), correlation_id, client_ip: ip, reveal: reveal.clone() });
+    if !admin {
+        request = request.disable_introspection();
+    }
+    let response = app.schema.execute(request).await;
+    if let Some(caller) = &caller {
+        let shown = reveal.shown();
+        if !shown.is_empty() {
+            let origin = Origin {
+                actor: Some(caller.user),
+                correlation_id,
+                client_addr: ip.map(|i| i.to_string()),
+                idempotency_key: None,
+            };
+            let command =
+                AccessLogCommand::RecordPersonalDataReads { customers: shown, fields: vec!["personal".into()] };
+            let stream = AccessLogId(caller.user.0).stream();
+            if let Err(e) = app.state.bus.execute::<AccessLog>(stream, command, &origin).await {
+                // Personal data is shown only once its read is on the record.
+                tracing::error!(error = %e, "recording a personal-data read failed; withholding the response");
+                return (StatusCode::INTERNAL_SERVER_ERROR, "internal error; it has been logged").into_response();
+            }
+        }
+    }
+    async_graphql_axum::GraphQLResponse::from(response).into_response()
+}
+
+/// Runs `oacis serve` until interrupted.
+pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let demo = config.demo;
+    let app = App::open(config).await?;
+    if demo {
+        bootstrap::demo(&app.state).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(address = %listener.local_addr()?, "oacis is serving GraphQL at /graphql");
+    eprintln!("oacis: serving http://{}/graphql", listener.local_addr()?);
+    let state = app.state.clone();
+    let sweeper = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            state.throttle.retain_recent();
+        }
+    });
+    let router = app.router();
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    sweeper.abort();
+    Ok(())
+}
