@@ -1,0 +1,287 @@
+//! `oacis serve` end to end: the real binary on a temporary data folder, driven over HTTP on
+//! loopback as a client would, checking response bodies, error codes and what survives a
+//! restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+
+const ADMIN_PASSWORD: &str = "Sesame-Open-2026";
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &std::path::Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oacis"))
+        .args(["serve", "--data"])
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("OACIS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start oacis serve");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = lines.next().expect("oacis serve exited before serving").expect("read stderr");
+        if let Some(rest) = line.strip_prefix("oacis: serving http://") {
+            break rest.trim_end_matches("/graphql").to_owned();
+        }
+    };
+    // Keep draining stderr so that the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, addr }
+}
+
+/// One HTTP/1.1 request; answers the status and the body.
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("write head");
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+fn gql(server: &Server, token: Option<&str>, query: &str, variables: Value) -> Value {
+    let body = json!({ "query": query, "variables": variables }).to_string();
+    let (status, body) = http(&server.addr, "POST", "/graphql", token, body.as_bytes());
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+fn code(answer: &Value) -> &str {
+    answer["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
+}
+
+fn sign_in(server: &Server, name: &str, password: &str) -> Value {
+    gql(
+        server,
+        None,
+        "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token mustChangePassword } }",
+        json!({ "n": name, "p": password }),
+    )
+}
+
+fn token_of(answer: &Value, field: &str) -> String {
+    answer["data"][field]["token"].as_str().unwrap_or_else(|| panic!("no token: {answer}")).to_owned()
+}
+
+/// Signs in as `name` and changes the required password to `new`.
+fn first_sign_in(server: &Server, name: &str, password: &str, new: &str) -> String {
+    let answer = sign_in(server, name, password);
+    assert_eq!(answer["data"]["signIn"]["mustChangePassword"], true, "{answer}");
+    let token = token_of(&answer, "signIn");
+    let blocked = gql(server, Some(&token), "{ customers { totalCount } }", json!({}));
+    assert_eq!(code(&blocked), "PASSWORD_CHANGE_REQUIRED");
+    let changed = gql(
+        server,
+        Some(&token),
+        "mutation($c: String!, $n: String!) { changePassword(current: $c, newPassword: $n) { token mustChangePassword } }",
+        json!({ "c": password, "n": new }),
+    );
+    assert_eq!(changed["data"]["changePassword"]["mustChangePassword"], false, "{changed}");
+    // The old session ended with the password change.
+    let old = gql(server, Some(&token), "{ me { username } }", json!({}));
+    assert_eq!(code(&old), "UNAUTHENTICATED", "{old}");
+    token_of(&changed, "changePassword")
+}
+
+const REGISTER: &str = "mutation($p: ProfileInput!, $k: String) { registerCustomer(profile: $p, clientMutationId: $k) { id seq replayed } }";
+const LIST: &str = "query($f: CustomerFilter) { customers(filter: $f, first: 50) { totalCount edges { node { id name phones emails } } } }";
+
+#[test]
+fn a_day_in_the_office_with_scopes_masking_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let admin = first_sign_in(&server, "admin", ADMIN_PASSWORD, "Sesame-Changed-77");
+
+    // Unauthenticated callers get nothing.
+    let anonymous = gql(&server, None, LIST, json!({}));
+    assert_eq!(code(&anonymous), "UNAUTHENTICATED");
+    assert!(anonymous["data"].is_null());
+
+    // The administrator sets up a department and a service colleague.
+    let dept = gql(&server, Some(&admin), r#"mutation { createDepartment(name: "华东区") { id } }"#, json!({}));
+    let dept = dept["data"]["createDepartment"]["id"].as_str().unwrap().to_owned();
+    let user = gql(
+        &server,
+        Some(&admin),
+        "mutation($d: String!) { createUser(username: \"wang.fang\", employeeNo: \"E-1001\", displayName: \"王芳\", department: $d, initialPassword: \"Initial-Pass-9\") { id } }",
+        json!({ "d": dept }),
+    );
+    let user = user["data"]["createUser"]["id"].as_str().unwrap_or_else(|| panic!("{user}")).to_owned();
+    let roles = gql(&server, Some(&admin), "{ roles { id name } }", json!({}));
+    let service = roles["data"]["roles"].as_array().unwrap().iter().find(|r| r["name"] == "service").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let granted = gql(
+        &server,
+        Some(&admin),
+        "mutation($u: String!, $r: String!) { grantRole(user: $u, role: $r, scope: ALL) { seq } }",
+        json!({ "u": user, "r": service }),
+    );
+    assert!(granted["data"]["grantRole"]["seq"].as_u64().is_some(), "{granted}");
+
+    // Customers with Chinese and Latin names.
+    let zhang = json!({ "kind": "PERSON", "name": "张伟", "source": "REFERRAL",
+        "phones": ["+86 138 1234 5678"], "emails": ["zhang.wei@example.com"] });
+    let first = gql(&server, Some(&admin), REGISTER, json!({ "p": zhang, "k": "import-1" }));
+    let zhang_id = first["data"]["registerCustomer"]["id"].as_str().unwrap_or_else(|| panic!("{first}")).to_owned();
+    let anna = json!({ "kind": "PERSON", "name": "Anna Müller", "source": "WEBSITE", "phones": ["+49 30 1234567"] });
+    gql(&server, Some(&admin), REGISTER, json!({ "p": anna }));
+
+    // A retry with the same idempotency key answers the first result and writes nothing.
+    let retry = gql(&server, Some(&admin), REGISTER, json!({ "p": zhang, "k": "import-1" }));
+    assert_eq!(retry["data"]["registerCustomer"]["id"], zhang_id.as_str());
+    assert_eq!(retry["data"]["registerCustomer"]["replayed"], true);
+    assert_eq!(retry["data"]["registerCustomer"]["seq"], first["data"]["registerCustomer"]["seq"]);
+    // The same key for a different command is refused.
+    let reused = gql(&server, Some(&admin), REGISTER, json!({ "p": anna, "k": "import-1" }));
+    assert_eq!(code(&reused), "CONFLICT", "{reused}");
+
+    // Invalid input: every field error, and nothing written.
+    let before = gql(&server, Some(&admin), LIST, json!({}));
+    let bad = json!({ "kind": "PERSON", "name": "", "source": "OTHER", "phones": ["12"], "emails": ["not-mail"] });
+    let refused = gql(&server, Some(&admin), REGISTER, json!({ "p": bad }));
+    assert_eq!(code(&refused), "VALIDATION");
+    let fields: Vec<&str> = refused["errors"][0]["extensions"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["profile.name", "profile.personal.phones[0]", "profile.personal.emails[0]"]);
+    let after = gql(&server, Some(&admin), LIST, json!({}));
+    assert_eq!(before, after);
+    assert_eq!(after["data"]["customers"]["totalCount"], 2);
+
+    // The administrator sees personal data; the service colleague sees it masked, nowhere raw,
+    // and cannot find a customer by a prefix of a phone it may not see.
+    assert!(after.to_string().contains("+8613812345678"));
+    let wang = first_sign_in(&server, "E-1001", "Initial-Pass-9", "Wang-Fang-Pass-3");
+    let masked = gql(&server, Some(&wang), LIST, json!({}));
+    let body = masked.to_string();
+    assert_eq!(masked["data"]["customers"]["totalCount"], 2, "{body}");
+    for raw in ["+8613812345678", "13812345678", "zhang.wei@example.com", "+49301234567"] {
+        assert!(!body.contains(raw), "{raw} leaked: {body}");
+    }
+    assert!(body.contains("+86138****5678") && body.contains("z***@example.com"), "{body}");
+    let by_prefix = gql(&server, Some(&wang), LIST, json!({ "f": { "text": "+86138" } }));
+    let by_random = gql(&server, Some(&wang), LIST, json!({ "f": { "text": "+86199" } }));
+    assert_eq!(by_prefix["data"]["customers"]["totalCount"], by_random["data"]["customers"]["totalCount"]);
+    assert_eq!(by_prefix["data"]["customers"]["totalCount"], 0);
+    let by_name = gql(&server, Some(&wang), LIST, json!({ "f": { "text": "张" } }));
+    assert_eq!(by_name["data"]["customers"]["totalCount"], 1);
+
+    // The service role may not register customers.
+    let forbidden = gql(&server, Some(&wang), REGISTER, json!({ "p": anna }));
+    assert_eq!(code(&forbidden), "FORBIDDEN", "{forbidden}");
+
+    // A call is logged against the customer; an unknown customer is NOT_FOUND.
+    let logged = gql(
+        &server,
+        Some(&admin),
+        "mutation($c: String!) { logInteraction(customer: $c, channel: CALL, direction: OUTBOUND, summary: \"电话回访\") { seq } }",
+        json!({ "c": zhang_id }),
+    );
+    assert!(logged["data"]["logInteraction"]["seq"].as_u64().is_some(), "{logged}");
+    let missing = gql(
+        &server,
+        Some(&admin),
+        "mutation { archiveCustomer(id: \"01930000-0000-7000-8000-000000000001\", reason: \"x\") { seq } }",
+        json!({}),
+    );
+    assert_eq!(code(&missing), "NOT_FOUND", "{missing}");
+
+    // A restart gives byte-identical answers, and sessions survive it.
+    let query = json!({ "query": LIST, "variables": {} }).to_string();
+    let (_, before_restart) = http(&server.addr, "POST", "/graphql", Some(&admin), query.as_bytes());
+    drop(server);
+    let server = start(dir.path());
+    let (_, after_restart) = http(&server.addr, "POST", "/graphql", Some(&admin), query.as_bytes());
+    assert_eq!(before_restart, after_restart);
+    let out = gql(&server, Some(&admin), "mutation { signOut }", json!({}));
+    assert_eq!(out["data"]["signOut"], true);
+    assert_eq!(code(&gql(&server, Some(&admin), "{ me { username } }", json!({}))), "UNAUTHENTICATED");
+}
+
+#[test]
+fn five_bad_passwords_lock_the_account_and_names_are_not_probed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let unknown = sign_in(&server, "nobody", "Whatever-123");
+    let wrong = sign_in(&server, "admin", "Wrong-Password-1");
+    assert_eq!(code(&unknown), "UNAUTHENTICATED");
+    assert_eq!(unknown["errors"][0]["message"], wrong["errors"][0]["message"]);
+    for _ in 0..4 {
+        assert_eq!(code(&sign_in(&server, "admin", "Wrong-Password-1")), "UNAUTHENTICATED");
+    }
+    // Locked now: the right password no longer signs in.
+    let locked = sign_in(&server, "admin", ADMIN_PASSWORD);
+    assert_eq!(code(&locked), "UNAUTHENTICATED", "{locked}");
+}
+
+#[test]
+fn guards_refuse_oversized_deep_wide_and_batched_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let admin = first_sign_in(&server, "admin", ADMIN_PASSWORD, "Sesame-Changed-77");
+    let huge = format!("{{\"query\":\"{{ me {{ username }} }}\",\"x\":\"{}\"}}", "a".repeat(2 << 20));
+    let (status, _) = http(&server.addr, "POST", "/graphql", Some(&admin), huge.as_bytes());
+    assert_eq!(status, 413);
+    let too_wide = gql(&server, Some(&admin), "{ customers(first: 101) { totalCount } }", json!({}));
+    assert_eq!(code(&too_wide), "VALIDATION", "{too_wide}");
+    let deep = format!("{{ me {}username{} }}", "{ ".repeat(20), " }".repeat(20));
+    let answer = gql(&server, Some(&admin), &deep, json!({}));
+    assert!(answer["errors"].is_array(), "{answer}");
+    let costly = "{ a: customers(first: 100) { edges { node { id name phones emails tags segment source owner department status createdAt lastContact } } } b: customers(first: 100) { edges { node { id name phones emails tags segment source owner department status createdAt lastContact } } } c: customers(first: 100) { edges { node { id name phones emails tags segment source owner department status createdAt lastContact } } } d: customers(first: 100) { edges { node { id name phones emails tags segment source owner department status createdAt lastContact } } } }";
+    let answer = gql(&server, Some(&admin), costly, json!({}));
+    assert!(answer["errors"][0]["message"].as_str().unwrap_or("").contains("complex"), "{answer}");
+    let batch = r#"[{"query":"{ me { username } }"},{"query":"{ me { username } }"}]"#;
+    let (status, _) = http(&server.addr, "POST", "/graphql", Some(&admin), batch.as_bytes());
+    assert_eq!(status, 400, "one operation per request");
+    let (status, _) = http(&server.addr, "GET", "/graphql", None, b"");
+    assert_eq!(status, 401, "GraphiQL is for administrators");
+    let (status, page) = http(&server.addr, "GET", "/graphql", Some(&admin), b"");
+    assert_eq!(status, 200);
+    assert!(page.contains("graphiql"));
+}
+
+#[test]
+fn the_checked_in_sdl_matches_the_schema() {
+    let out = Command::new(env!("CARGO_BIN_EXE_oacis")).arg("schema").output().expect("run oacis schema");
+    let sdl = String::from_utf8(out.stdout).expect("UTF-8");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.graphql");
+    if std::env::var_os("OACIS_BLESS_SDL").is_some() {
+        std::fs::write(&path, &sdl).expect("write schema.graphql");
+    }
+    let stored = std::fs::read_to_string(&path).expect("api/schema.graphql");
+    assert!(
+        stored == sdl,
+        "the schema changed: review it, then run with OACIS_BLESS_SDL=1 to update api/schema.graphql"
+    );
+}
