@@ -398,6 +398,12 @@ impl Projections {
         self.state.borrow().seq()
     }
 
+    /// The views themselves, shared (for readers that hold them across a request).
+    #[must_use]
+    pub fn shared(&self) -> Arc<RwLock<Views>> {
+        self.views.clone()
+    }
+
     /// Reads the views.
     pub fn read<R>(&self, f: impl FnOnce(&Views) -> R) -> Result<R, ProjectionError> {
         let views = self.views.read().map_err(|_| ProjectionError::Stopped(self.applied()))?;

@@ -15,7 +15,7 @@ use oacis_projections::views::directory::{CustomerRow, DirectoryQuery, Order, So
 use super::error::{ApiError, ApiResult};
 use super::scalars::{parse_id, parse_optional_time, parse_time, time_text, MutationResult};
 use super::scalars::{CustomerKind, CustomerStatus, Direction, InteractionChannel, SourceChannel};
-use super::{app, caller, origin, page_size, request, views};
+use super::{app, caller, origin, page_size, request, views, Counted};
 use crate::access::{mask_all, mask_email, mask_id_number, mask_phone, resource, Caller};
 
 /// A customer as the API shows it.
@@ -188,13 +188,6 @@ pub enum CustomerOrder {
     LastContactAsc,
     /// Most recently contacted first.
     LastContactDesc,
-}
-
-/// The extra fields of every connection.
-#[derive(SimpleObject, Debug)]
-pub struct Counted {
-    /// How many records match in all (only those the caller may see).
-    pub total_count: u64,
 }
 
 /// Customer queries.
@@ -438,9 +431,7 @@ async fn run(
     key: Option<String>,
 ) -> ApiResult<MutationResult> {
     customer_resource(ctx, id, permission)?;
-    let origin = origin(ctx, key.clone())?;
-    let executed = app(ctx)?.bus.execute::<Customer>(id.stream(), command, &origin).await?;
-    Ok(MutationResult::new(id, executed, key))
+    super::execute::<Customer>(ctx, id, id.stream(), command, key).await
 }
 
 fn text_or_empty(value: Option<String>) -> String {

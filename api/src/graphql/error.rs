@@ -167,6 +167,12 @@ impl From<CommandError> for ApiError {
     }
 }
 
+impl From<oacis_eventlog::Error> for ApiError {
+    fn from(e: oacis_eventlog::Error) -> Self {
+        ApiError::internal(e)
+    }
+}
+
 impl From<ProjectionError> for ApiError {
     fn from(e: ProjectionError) -> Self {
         ApiError::internal(e)

@@ -8,9 +8,11 @@
 
 pub mod customers;
 pub mod error;
+pub mod insight;
 pub mod people;
 pub mod scalars;
 pub mod session;
+pub mod work;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -25,11 +27,17 @@ use error::{ApiError, ApiResult};
 
 /// The query root.
 #[derive(MergedObject, Default)]
-pub struct Query(session::SessionQuery, customers::CustomerQuery, people::PeopleQuery);
+pub struct Query(
+    session::SessionQuery,
+    customers::CustomerQuery,
+    work::WorkQuery,
+    people::PeopleQuery,
+    insight::InsightQuery,
+);
 
 /// The mutation root.
 #[derive(MergedObject, Default)]
-pub struct Mutation(session::SessionMutation, customers::CustomerMutation, people::PeopleMutation);
+pub struct Mutation(session::SessionMutation, customers::CustomerMutation, work::WorkMutation, people::PeopleMutation);
 
 /// The schema type.
 pub type OacisSchema = Schema<Query, Mutation, EmptySubscription>;
@@ -138,4 +146,53 @@ pub fn page_size(first: Option<i32>) -> ApiResult<usize> {
         return Err(ApiError::field("first", oacis_domain::FieldCode::OutOfRange, "must be 1 to 100"));
     }
     usize::try_from(first).map_err(ApiError::internal)
+}
+
+/// The extra fields of every connection.
+#[derive(async_graphql::SimpleObject, Debug)]
+pub struct Counted {
+    /// How many records match in all (only those the caller may see).
+    pub total_count: u64,
+}
+
+/// A page of an already filtered and sorted list, as a Relay connection: the rows after the
+/// one whose cursor is `after` (from the start if it is unknown), at most `first`.
+pub fn connection<T: async_graphql::OutputType>(
+    rows: Vec<T>,
+    cursor_of: impl Fn(&T) -> String,
+    first: Option<i32>,
+    after: Option<String>,
+) -> ApiResult<async_graphql::connection::Connection<String, T, Counted>> {
+    let size = page_size(first)?;
+    let total = rows.len();
+    let start = after.as_deref().and_then(|a| rows.iter().position(|r| cursor_of(r) == a)).map_or(0, |i| i + 1);
+    let has_next = total > start.saturating_add(size);
+    let mut connection = async_graphql::connection::Connection::with_additional_fields(
+        start > 0,
+        has_next,
+        Counted { total_count: u64::try_from(total).unwrap_or(u64::MAX) },
+    );
+    for row in rows.into_iter().skip(start).take(size) {
+        connection.edges.push(async_graphql::connection::Edge::new(cursor_of(&row), row));
+    }
+    Ok(connection)
+}
+
+/// Executes `command` on `stream` for a record the caller has already been checked against,
+/// and answers the mutation's payload.
+pub async fn execute<A>(
+    ctx: &Context<'_>,
+    id: impl std::fmt::Display,
+    stream: String,
+    command: A::Command,
+    key: Option<String>,
+) -> ApiResult<scalars::MutationResult>
+where
+    A: oacis_domain::Aggregate + 'static,
+    A::Command: Clone + std::fmt::Debug + Send + Sync + 'static,
+    A::State: Send + Sync + 'static,
+{
+    let origin = origin(ctx, key.clone())?;
+    let executed = app(ctx)?.bus.execute::<A>(stream, command, &origin).await?;
+    Ok(scalars::MutationResult::new(id, executed, key))
 }

@@ -3,17 +3,19 @@
 //! user's privacy setting).
 
 use async_graphql::{Context, Object, SimpleObject};
-use oacis_domain::access::{Grant, GrantCommand, Role, RoleCommand};
+use oacis_domain::access::{
+    Grant, GrantCommand, Reservation, ReservationCommand, Role, RoleCommand, UniqueKey, UniqueKind,
+};
 use oacis_domain::authz::{Permission, Resource};
 use oacis_domain::department::{Department, DepartmentCommand};
 use oacis_domain::ids::{DepartmentId, GrantId, RoleId, UserId};
-use oacis_domain::user::{User, UserCommand};
+use oacis_domain::user::{User, UserCommand, UserPersonal, UserProfile};
 use oacis_domain::FieldCode;
 
 use super::error::{ApiError, ApiResult};
-use super::scalars::{parse_id, MutationResult, Scope, UserStatus};
-use super::{app, caller, origin, views};
-use crate::command::Executed;
+use super::scalars::{parse_id, MutationResult, ProfileField, Scope, UserStatus, Visibility};
+use super::{app, caller, execute, origin, views};
+use crate::command::{on, Executed};
 use crate::server::bootstrap::create_user;
 
 /// A user as the directory shows it.
@@ -268,5 +270,141 @@ impl PeopleMutation {
         super::session::set_password(state, id, &account, &new_password, &origin).await?;
         let executed = state.bus.execute::<User>(id.stream(), UserCommand::RequirePasswordChange, &origin).await?;
         Ok(result(id, executed, None))
+    }
+
+    /// Replaces a user's profile (an administrator's, or one's own).
+    #[allow(clippy::too_many_arguments)]
+    async fn update_user_profile(
+        &self,
+        ctx: &Context<'_>,
+        user: String,
+        display_name: String,
+        department: String,
+        position: Option<String>,
+        phone: Option<String>,
+        email: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let caller = caller(ctx)?;
+        let id = UserId(parse_id("user", &user)?);
+        if id != caller.user {
+            admin(ctx, Permission::UserAdmin)?;
+        }
+        let department = DepartmentId(parse_id("department", &department)?);
+        if !views(ctx, |v| v.access.department(department).is_some_and(|d| d.open))? {
+            return Err(ApiError::field("department", FieldCode::InvalidFormat, "no such open department"));
+        }
+        if id != caller.user || views(ctx, |v| v.access.user(id).map(|u| u.department))? != Some(department) {
+            // Moving someone (oneself included) to another department is an administrator's act.
+            admin(ctx, Permission::UserAdmin)?;
+        }
+        let profile = UserProfile { display_name, department, position, personal: UserPersonal { phone, email } };
+        execute::<User>(ctx, id, id.stream(), UserCommand::UpdateProfile { profile }, None).await
+    }
+
+    /// Sets who may see one of the caller's own profile fields.
+    async fn set_privacy(
+        &self,
+        ctx: &Context<'_>,
+        field: ProfileField,
+        visibility: Visibility,
+    ) -> ApiResult<MutationResult> {
+        let caller = caller(ctx)?;
+        let id = caller.user;
+        let command = UserCommand::SetPrivacy { field: field.into(), visibility: visibility.into() };
+        execute::<User>(ctx, id, id.stream(), command, None).await
+    }
+
+    /// Renames a department.
+    async fn rename_department(&self, ctx: &Context<'_>, id: String, name: String) -> ApiResult<MutationResult> {
+        admin(ctx, Permission::UserAdmin)?;
+        let id = DepartmentId(parse_id("id", &id)?);
+        execute::<Department>(ctx, id, id.stream(), DepartmentCommand::Rename { name }, None).await
+    }
+
+    /// Moves a department under another parent (or, without `parent`, to the root); a move
+    /// under its own subtree is refused.
+    async fn move_department(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        parent: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        admin(ctx, Permission::UserAdmin)?;
+        let id = DepartmentId(parse_id("id", &id)?);
+        let parent = parent.as_deref().map(|p| parse_id("parent", p).map(DepartmentId)).transpose()?;
+        let (parent_ancestors, parent_open) = views(ctx, |v| match parent {
+            Some(p) => (v.access.department_path(p), v.access.department(p).is_some_and(|d| d.open)),
+            None => (Vec::new(), false),
+        })?;
+        let command = DepartmentCommand::Move { parent, parent_ancestors, parent_open };
+        execute::<Department>(ctx, id, id.stream(), command, None).await
+    }
+
+    /// Closes a department that has no open sub-departments and no members.
+    async fn close_department(&self, ctx: &Context<'_>, id: String) -> ApiResult<MutationResult> {
+        admin(ctx, Permission::UserAdmin)?;
+        let id = DepartmentId(parse_id("id", &id)?);
+        let (has_children, has_members) = views(ctx, |v| {
+            (
+                v.access.departments().any(|(_, d)| d.parent == Some(id) && d.open),
+                v.access.users().any(|u| u.department == id && u.status != oacis_domain::user::UserStatus::Deactivated),
+            )
+        })?;
+        execute::<Department>(ctx, id, id.stream(), DepartmentCommand::Close { has_children, has_members }, None).await
+    }
+
+    /// Defines a role (its name is reserved: two roles never share one).
+    async fn define_role(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        permissions: Vec<String>,
+    ) -> ApiResult<MutationResult> {
+        admin(ctx, Permission::RoleAdmin)?;
+        let permissions = parse_permissions(&permissions)?;
+        let origin = origin(ctx, None)?;
+        let id = RoleId(origin.new_id("role"));
+        let key = UniqueKey::new(UniqueKind::RoleName, &name);
+        let steps = vec![
+            on::<Reservation>(key.stream(), ReservationCommand::Claim { key, owner: id.0 }),
+            on::<Role>(id.stream(), RoleCommand::Define { id, name, permissions }),
+        ];
+        let executed = app(ctx)?.bus.execute_steps(steps, &origin).await?;
+        Ok(result(id, executed, None))
+    }
+
+    /// Replaces a role's permissions; it takes effect for every holder at once.
+    async fn change_role_permissions(
+        &self,
+        ctx: &Context<'_>,
+        role: String,
+        permissions: Vec<String>,
+    ) -> ApiResult<MutationResult> {
+        admin(ctx, Permission::RoleAdmin)?;
+        let id = RoleId(parse_id("role", &role)?);
+        let permissions = parse_permissions(&permissions)?;
+        execute::<Role>(ctx, id, id.stream(), RoleCommand::ChangePermissions { permissions }, None).await
+    }
+}
+
+fn parse_permissions(names: &[String]) -> ApiResult<std::collections::BTreeSet<Permission>> {
+    let mut errors = Vec::new();
+    let mut set = std::collections::BTreeSet::new();
+    for (i, name) in names.iter().enumerate() {
+        match Permission::parse(name) {
+            Some(p) => {
+                set.insert(p);
+            }
+            None => errors.push(oacis_domain::FieldError {
+                field: format!("permissions[{i}]"),
+                code: FieldCode::InvalidFormat,
+                message: format!("unknown permission {name:?}"),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(ApiError::Validation(errors))
     }
 }

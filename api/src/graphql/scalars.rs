@@ -31,6 +31,18 @@ pub fn parse_id(field: &str, text: &str) -> ApiResult<uuid::Uuid> {
     uuid::Uuid::try_parse(text.trim()).map_err(|_| ApiError::field(field, FieldCode::InvalidFormat, "is not a UUID"))
 }
 
+/// The origin of a mutation, lent to a command builder that needs new entity ids.
+#[derive(Debug)]
+pub struct MutationKey(pub crate::command::Origin);
+
+impl MutationKey {
+    /// A new id for `purpose` (derived from the idempotency key when there is one).
+    #[must_use]
+    pub fn new_id(&self, purpose: &str) -> uuid::Uuid {
+        self.0.new_id(purpose)
+    }
+}
+
 /// What every mutation answers: the log position its events reached.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct MutationResult {

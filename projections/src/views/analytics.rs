@@ -182,8 +182,20 @@ impl Analytics {
     /// Customers (merged ones excluded) counted by `dimension`.
     #[must_use]
     pub fn customers_by(&self, dimension: Dimension) -> BTreeMap<String, u64> {
+        self.customers_by_where(dimension, &|_, _| true)
+    }
+
+    /// Customers (merged ones excluded) whose owner and department `admit` accepts (a
+    /// caller's scope), counted by `dimension`.
+    #[must_use]
+    pub fn customers_by_where(
+        &self,
+        dimension: Dimension,
+        admit: &dyn Fn(UserId, DepartmentId) -> bool,
+    ) -> BTreeMap<String, u64> {
         let mut counts = BTreeMap::new();
-        for c in self.customers.values().filter(|c| c.status != CustomerStatus::Merged) {
+        for c in self.customers.values().filter(|c| c.status != CustomerStatus::Merged && admit(c.owner, c.department))
+        {
             let key = match dimension {
                 Dimension::Segment => c.segment.clone().unwrap_or_else(|| "-".into()),
                 Dimension::Source => format!("{:?}", c.source),
@@ -221,9 +233,20 @@ impl Analytics {
     /// Each live customer's value tier as of `now`.
     #[must_use]
     pub fn value_tiers(&self, now: Timestamp, thresholds: RfmThresholds) -> BTreeMap<CustomerId, ValueTier> {
+        self.value_tiers_where(now, thresholds, &|_, _| true)
+    }
+
+    /// Each live customer's value tier as of `now`, for customers `admit` accepts.
+    #[must_use]
+    pub fn value_tiers_where(
+        &self,
+        now: Timestamp,
+        thresholds: RfmThresholds,
+        admit: &dyn Fn(UserId, DepartmentId) -> bool,
+    ) -> BTreeMap<CustomerId, ValueTier> {
         self.customers
             .iter()
-            .filter(|(_, c)| c.status != CustomerStatus::Merged)
+            .filter(|(_, c)| c.status != CustomerStatus::Merged && admit(c.owner, c.department))
             .map(|(id, c)| {
                 let tier = match c.last_purchase {
                     None => ValueTier::Prospect,
