@@ -559,10 +559,15 @@ impl View for CustomerDirectory {
                 row.status = CustomerStatus::Merged;
                 row.merged_into = Some(e.into);
             }
+            CustomerEvent::CustomerUnmerged(e) => {
+                row.status = e.status;
+                row.merged_into = None;
+            }
             CustomerEvent::InteractionLogged(e) => {
                 row.last_contact = Some(row.last_contact.map_or(e.occurred_at, |t| t.max(e.occurred_at)));
             }
             CustomerEvent::CustomerAbsorbed(_)
+            | CustomerEvent::CustomerReleased(_)
             | CustomerEvent::PurchaseRecorded(_)
             | CustomerEvent::PurchaseReversed(_) => {
                 return Ok(());
