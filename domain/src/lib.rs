@@ -21,6 +21,7 @@ pub mod case;
 pub mod context;
 pub mod customer;
 pub mod department;
+pub mod duplicate;
 mod error;
 pub mod event;
 pub mod ids;

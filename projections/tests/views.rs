@@ -587,6 +587,16 @@ fn reference_page(
             r.phones.join(" "),
             r.emails.join(" "),
             r.tags.iter().cloned().collect::<Vec<_>>().join(" "),
+            // A survivor is also found by the contacts of every customer merged into it.
+            all.iter()
+                .filter(|m| {
+                    m.status == CustomerStatus::Merged
+                        && m.id != r.id
+                        && views.directory.resolve(m.id).map(|s| s.id) == Some(r.id)
+                })
+                .flat_map(|m| m.phones.iter().chain(&m.emails).cloned())
+                .collect::<Vec<_>>()
+                .join(" "),
         ]
         .join("\u{1f}")
         .to_lowercase();
