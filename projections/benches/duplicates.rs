@@ -69,12 +69,15 @@ fn run(customers: u64) {
     let mut dice = Dice(0x9E37_79B9_7F4A_7C15);
     let mut directory = CustomerDirectory::default();
     let mut profiles = Vec::with_capacity(20_000);
+    // Every customer's keys, for the baseline: the same question answered by a scan.
+    let mut all_keys: Vec<DuplicateKeys> = Vec::with_capacity(usize::try_from(customers).unwrap());
     let started = Instant::now();
     for n in 0..customers {
         let profile = profile(n, &mut dice);
         if n % (customers / 10_000).max(1) == 0 {
             profiles.push(profile.clone());
         }
+        all_keys.push(DuplicateKeys::of(&profile));
         let id = CustomerId(Uuid::from_u128(u128::from(n) + 1));
         let record = DomainRecord {
             seq: Seq(n + 1),
@@ -116,6 +119,22 @@ fn run(customers: u64) {
             times.last().unwrap().as_secs_f64() * 1e6,
         );
     }
+    // Baseline in the same run: a scan comparing the candidate's keys with every customer's.
+    let mut times = Vec::new();
+    let mut found = 0usize;
+    for candidate in profiles.iter().take(20) {
+        let started = Instant::now();
+        let keys = DuplicateKeys::of(candidate);
+        let wanted: Vec<(_, &str)> = keys.iter().collect();
+        found += all_keys.iter().filter(|other| other.iter().any(|k| wanted.contains(&k))).count();
+        times.push(started.elapsed());
+    }
+    times.sort_unstable();
+    println!(
+        "baseline: scanning every customer's keys at {customers} customers ({} checks, {found} matches): p50 {:.1} us",
+        times.len(),
+        percentile_us(&times, 0.5),
+    );
     let started = Instant::now();
     let page = directory.duplicate_pairs(&|_| true, 100, None);
     println!(
