@@ -90,9 +90,10 @@ pub struct SocialHandle {
 /// Every piece of personal data of a customer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerPersonal {
-    /// Phones in E.164.
+    /// Phones in E.164, with `;ext=<digits>` for an extension (`validate::phone`).
     pub phones: Vec<String>,
-    /// E-mail addresses, domain lower-cased.
+    /// E-mail addresses: local part as typed, domain in its UTS 46 Unicode form
+    /// (`validate::email`).
     pub emails: Vec<String>,
     /// Postal addresses.
     pub addresses: Vec<Address>,
