@@ -133,9 +133,13 @@ impl Reveal {
     }
 }
 
-/// `+8613812345678` -> `+86138****5678`: the last four digits and what precedes the middle.
+/// `+8613812345678` -> `+86138****5678`: the last four digits and what precedes the middle;
+/// an extension (`;ext=8001`, RFC 3966) is masked whole.
 #[must_use]
 pub fn mask_phone(phone: &str) -> String {
+    if let Some((number, _extension)) = phone.split_once(';') {
+        return format!("{};ext=****", mask_phone(number));
+    }
     let chars: Vec<char> = phone.chars().collect();
     if chars.len() <= 8 {
         return "*".repeat(chars.len());
@@ -186,7 +190,8 @@ mod tests {
     #[test]
     fn masks_keep_only_what_identifies_nothing() {
         assert_eq!(mask_phone("+8613812345678"), "+86138****5678");
-        assert_eq!(mask_phone("+6837012"), "*******");
+        assert_eq!(mask_phone("+6837012"), "********");
+        assert_eq!(mask_phone("+8613912345678;ext=8001"), "+86139****5678;ext=****");
         assert_eq!(mask_email("zhang.wei@example.com"), "z***@example.com");
         assert_eq!(mask_id_number("11010519491231002X"), "110105********002X");
         assert_eq!(mask_all("北京市朝阳区"), "****");

@@ -48,6 +48,8 @@ permissions! {
     CustomerExport = "customer.export",
     /// Merge duplicate customers.
     CustomerMerge = "customer.merge",
+    /// Undo a merge of customers (administrators only by default).
+    CustomerUnmerge = "customer.unmerge",
     /// Transfer customers to another owner.
     CustomerTransfer = "customer.transfer",
     /// See service cases.

@@ -7,8 +7,11 @@
 //!   be encrypted per customer and erased without touching the rest.
 //! - Purchases are never edited: a correction is a reversal that names the purchase.
 //! - A merged customer keeps its history and points to its survivor; it accepts no further
-//!   change. Merging into a customer that is itself merged or archived is refused, so merge
-//!   chains end at a live customer.
+//!   change but an unmerge. Merging into a customer that is itself merged or archived is
+//!   refused, so merge chains end at a live customer.
+//! - An unmerge is a compensating event, never a deletion: `CustomerUnmerged` on the duplicate
+//!   returns it to the status it had before the merge (with its own history and contacts,
+//!   which the merge never moved), and `CustomerReleased` on the survivor forgets it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -87,9 +90,10 @@ pub struct SocialHandle {
 /// Every piece of personal data of a customer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerPersonal {
-    /// Phones in E.164.
+    /// Phones in E.164, with `;ext=<digits>` for an extension (`validate::phone`).
     pub phones: Vec<String>,
-    /// E-mail addresses, domain lower-cased.
+    /// E-mail addresses: local part as typed, domain in its UTS 46 Unicode form
+    /// (`validate::email`).
     pub emails: Vec<String>,
     /// Postal addresses.
     pub addresses: Vec<Address>,
@@ -216,6 +220,8 @@ pub struct CustomerState {
     pub department: Option<DepartmentId>,
     /// The survivor, once merged.
     pub merged_into: Option<CustomerId>,
+    /// The status it had when it was merged (until unmerged).
+    pub status_before_merge: Option<CustomerStatus>,
     /// Customers merged into this one.
     pub absorbed: BTreeSet<CustomerId>,
     /// Interactions logged (ids).
@@ -269,6 +275,14 @@ pub enum CustomerCommand {
     /// Note, on the survivor, that `duplicate` was merged into it.
     Absorb {
         /// The merged customer.
+        duplicate: CustomerId,
+    },
+    /// Undo this (duplicate) customer's merge: it returns to the status it had before, with
+    /// its own history and contacts. An administrator's act (`customer.unmerge`).
+    Unmerge,
+    /// Note, on the survivor, that `duplicate` was unmerged from it.
+    Release {
+        /// The customer unmerged.
         duplicate: CustomerId,
     },
     /// Log an interaction.
@@ -366,6 +380,22 @@ pub struct CustomerAbsorbed {
     pub duplicate: CustomerId,
 }
 
+/// Payload of `CustomerUnmerged` (on the former duplicate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerUnmerged {
+    /// The survivor it was merged into.
+    pub from: CustomerId,
+    /// The status it returns to (the one it had when merged: active or archived).
+    pub status: CustomerStatus,
+}
+
+/// Payload of `CustomerReleased` (on the former survivor).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerReleased {
+    /// The customer unmerged from it.
+    pub duplicate: CustomerId,
+}
+
 /// Payload of `InteractionLogged`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InteractionLogged {
@@ -430,6 +460,10 @@ events! {
         CustomerMerged(CustomerMerged) = 1,
         /// Absorbed a merged duplicate.
         CustomerAbsorbed(CustomerAbsorbed) = 1,
+        /// A merge was undone: the duplicate is its own customer again.
+        CustomerUnmerged(CustomerUnmerged) = 1,
+        /// A merged duplicate was unmerged from this survivor.
+        CustomerReleased(CustomerReleased) = 1,
         /// An interaction was logged.
         InteractionLogged(InteractionLogged) = 1,
         /// A purchase was recorded.
@@ -439,30 +473,39 @@ events! {
     }
 }
 
-/// Checks and normalises a profile, reporting every problem.
-fn checked_profile(profile: Profile) -> Result<Profile, DomainError> {
-    let mut v = Validator::new();
-    let name = v.text("profile.name", &profile.name, MAX_NAME_CHARS);
+/// Checks a profile and puts it in its stored form, reporting every problem, one per field:
+/// names and texts as typed (trimmed), phones in E.164 (national forms read in the context's
+/// region), e-mails with their UTS 46 domain, identity numbers whole (a birth date not after
+/// today, and `personal.birth_date`, if given, equal to the one inside the number).
+fn checked_profile(profile: Profile, ctx: &Context) -> Result<Profile, DomainError> {
+    let mut v = Validator::in_context(ctx);
+    let name = v.name("profile.name", &profile.name, MAX_NAME_CHARS);
     let company = profile.company.map(|c| Company {
-        industry: v.optional_text("profile.company.industry", c.industry.as_deref(), MAX_SHORT_CHARS),
-        size: v.optional_text("profile.company.size", c.size.as_deref(), MAX_SHORT_CHARS),
-        website: v.optional_text("profile.company.website", c.website.as_deref(), 200),
+        industry: v.optional_name("profile.company.industry", c.industry.as_deref(), MAX_SHORT_CHARS),
+        size: v.optional_name("profile.company.size", c.size.as_deref(), MAX_SHORT_CHARS),
+        website: v.optional_name("profile.company.website", c.website.as_deref(), 200),
         credit_code: c.credit_code.map(|code| v.credit_code("profile.company.credit_code", &code)),
     });
     if profile.kind == CustomerKind::Person && company.is_some() {
         v.fail("profile.company", FieldCode::InvalidFormat, "a person has no company background");
     }
-    let tags: BTreeSet<String> = profile.tags.iter().map(|t| v.text("profile.tags", t, MAX_SHORT_CHARS)).collect();
+    let tags: BTreeSet<String> = profile
+        .tags
+        .iter()
+        .enumerate()
+        .map(|(i, t)| v.name(&format!("profile.tags[{i}]"), t, MAX_SHORT_CHARS))
+        .collect();
     let tag_list: Vec<_> = tags.iter().collect();
     v.at_most("profile.tags", &tag_list, MAX_LIST);
-    let segment = v.optional_text("profile.segment", profile.segment.as_deref(), MAX_SHORT_CHARS);
+    let segment = v.optional_name("profile.segment", profile.segment.as_deref(), MAX_SHORT_CHARS);
     let p = profile.personal;
     let phones: Vec<String> =
         p.phones.iter().enumerate().map(|(i, x)| v.phone(&format!("profile.personal.phones[{i}]"), x)).collect();
     let emails: Vec<String> =
         p.emails.iter().enumerate().map(|(i, x)| v.email(&format!("profile.personal.emails[{i}]"), x)).collect();
+    let email_keys: Vec<String> = emails.iter().map(|e| crate::validate::email_key(e)).collect();
     v.distinct("profile.personal.phones", &phones);
-    v.distinct("profile.personal.emails", &emails);
+    v.distinct("profile.personal.emails", &email_keys);
     v.at_most("profile.personal.phones", &phones, MAX_LIST);
     v.at_most("profile.personal.emails", &emails, MAX_LIST);
     v.at_most("profile.personal.addresses", &p.addresses, MAX_LIST);
@@ -473,14 +516,12 @@ fn checked_profile(profile: Profile) -> Result<Profile, DomainError> {
         .enumerate()
         .map(|(i, a)| {
             let at = |f: &str| format!("profile.personal.addresses[{i}].{f}");
-            let country = v.code(&at("country"), &a.country, 2, &[]).to_ascii_uppercase();
-            v.require(country.len() == 2, at("country"), FieldCode::InvalidFormat, "use a two-letter ISO 3166 code");
             Address {
-                country,
-                region: v.optional_text(&at("region"), a.region.as_deref(), MAX_SHORT_CHARS),
-                city: v.optional_text(&at("city"), a.city.as_deref(), MAX_SHORT_CHARS),
-                street: v.text(&at("street"), &a.street, 200),
-                postal_code: v.optional_text(&at("postal_code"), a.postal_code.as_deref(), 16),
+                country: v.country(&at("country"), &a.country),
+                region: v.optional_name(&at("region"), a.region.as_deref(), MAX_SHORT_CHARS),
+                city: v.optional_name(&at("city"), a.city.as_deref(), MAX_SHORT_CHARS),
+                street: v.name(&at("street"), &a.street, 200),
+                postal_code: v.optional_name(&at("postal_code"), a.postal_code.as_deref(), 16),
             }
         })
         .collect();
@@ -489,11 +530,29 @@ fn checked_profile(profile: Profile) -> Result<Profile, DomainError> {
         .iter()
         .enumerate()
         .map(|(i, s)| SocialHandle {
-            network: v.text(&format!("profile.personal.social[{i}].network"), &s.network, 32),
-            handle: v.text(&format!("profile.personal.social[{i}].handle"), &s.handle, 100),
+            network: v.name(&format!("profile.personal.social[{i}].network"), &s.network, 32),
+            handle: v.name(&format!("profile.personal.social[{i}].handle"), &s.handle, 100),
         })
         .collect();
-    let id_number = p.id_number.map(|n| v.resident_id("profile.personal.id_number", &n));
+    let (id_number, id_birth) = match p.id_number {
+        Some(n) => {
+            let (n, birth) = v.resident_id("profile.personal.id_number", &n);
+            (Some(n), birth)
+        }
+        None => (None, None),
+    };
+    if let Some(birth_date) = p.birth_date {
+        let today = Date::of_timestamp(ctx.now, 14 * 60);
+        if today.is_some_and(|today| birth_date > today) {
+            v.fail("profile.personal.birth_date", FieldCode::OutOfRange, "is after today");
+        } else if id_birth.is_some_and(|id_birth| id_birth != birth_date) {
+            v.fail(
+                "profile.personal.birth_date",
+                FieldCode::Mismatch,
+                "differs from the birth date inside the resident identity number",
+            );
+        }
+    }
     if profile.kind == CustomerKind::Organisation && (id_number.is_some() || p.birth_date.is_some()) {
         v.fail("profile.personal", FieldCode::InvalidFormat, "an organisation has no identity number or birth date");
     }
@@ -533,7 +592,7 @@ impl Aggregate for Customer {
     fn decide(
         state: &CustomerState,
         command: CustomerCommand,
-        _ctx: &Context,
+        ctx: &Context,
     ) -> Result<Vec<CustomerEvent>, DomainError> {
         use CustomerCommand as C;
         use CustomerEvent as E;
@@ -542,12 +601,12 @@ impl Aggregate for Customer {
                 if state.status != CustomerStatus::Unregistered {
                     return Err(DomainError::AlreadyExists { entity: "customer" });
                 }
-                let profile = checked_profile(profile)?;
+                let profile = checked_profile(profile, ctx)?;
                 E::CustomerRegistered(CustomerRegistered { customer_id: id, profile, owner, department })
             }
             C::UpdateProfile { profile } => {
                 state.status.require(LIVE, "update")?;
-                E::CustomerProfileUpdated(CustomerProfileUpdated { profile: checked_profile(profile)? })
+                E::CustomerProfileUpdated(CustomerProfileUpdated { profile: checked_profile(profile, ctx)? })
             }
             C::ChangeOwner { owner, department } => {
                 state.status.require(LIVE, "transfer")?;
@@ -590,6 +649,26 @@ impl Aggregate for Customer {
                 }
                 E::CustomerAbsorbed(CustomerAbsorbed { duplicate })
             }
+            C::Unmerge => {
+                state.status.require(&[CustomerStatus::Merged], "unmerge")?;
+                let from = state.merged_into.ok_or(DomainError::NotFound { entity: "survivor of the merge" })?;
+                // A merge is allowed from active or archived; anything else would be a bug in
+                // the history, so the customer comes back active.
+                let status = match state.status_before_merge {
+                    Some(CustomerStatus::Archived) => CustomerStatus::Archived,
+                    _ => CustomerStatus::Active,
+                };
+                E::CustomerUnmerged(CustomerUnmerged { from, status })
+            }
+            C::Release { duplicate } => {
+                if state.status == CustomerStatus::Unregistered {
+                    return Err(DomainError::NotFound { entity: "customer" });
+                }
+                if !state.absorbed.contains(&duplicate) {
+                    return Err(DomainError::NotFound { entity: "merged duplicate" });
+                }
+                E::CustomerReleased(CustomerReleased { duplicate })
+            }
             C::LogInteraction { id, channel, direction, summary, occurred_at, participants } => {
                 state.status.require(LIVE, "log an interaction for")?;
                 if state.interactions.contains(&id) {
@@ -615,7 +694,7 @@ impl Aggregate for Customer {
                     return Err(DomainError::AlreadyExists { entity: "purchase" });
                 }
                 let mut v = Validator::new();
-                let product = v.text("product", &product, MAX_SHORT_CHARS);
+                let product = v.name("product", &product, MAX_SHORT_CHARS);
                 v.require(quantity >= 1, "quantity", FieldCode::OutOfRange, "must be at least 1");
                 v.require(
                     amount_minor >= 0,
@@ -676,11 +755,20 @@ impl Aggregate for Customer {
             E::CustomerArchived(_) => state.status = CustomerStatus::Archived,
             E::CustomerRestored(_) => state.status = CustomerStatus::Active,
             E::CustomerMerged(e) => {
+                state.status_before_merge = Some(state.status);
                 state.status = CustomerStatus::Merged;
                 state.merged_into = Some(e.into);
             }
             E::CustomerAbsorbed(e) => {
                 state.absorbed.insert(e.duplicate);
+            }
+            E::CustomerUnmerged(e) => {
+                state.status = e.status;
+                state.merged_into = None;
+                state.status_before_merge = None;
+            }
+            E::CustomerReleased(e) => {
+                state.absorbed.remove(&e.duplicate);
             }
             E::InteractionLogged(e) => {
                 state.interactions.insert(e.interaction_id);

@@ -28,6 +28,9 @@ pub enum FieldCode {
     OutOfRange,
     /// Listed twice where each must be unique.
     Duplicate,
+    /// Disagrees with another field, e.g. a birth date other than the one inside the
+    /// resident identity number.
+    Mismatch,
 }
 
 /// One field's problem: where, what, and a sentence for people.

@@ -106,6 +106,24 @@ impl Date {
         Date::from_digits(&text[0..4], &text[5..7], &text[8..10])
     }
 
+    /// The calendar date of `at` at UTC offset `offset_minutes` (proleptic Gregorian; the
+    /// civil-from-days algorithm of H. Hinnant), or `None` outside years 1000-9999.
+    #[must_use]
+    pub fn of_timestamp(at: Timestamp, offset_minutes: i64) -> Option<Date> {
+        const DAY_US: i64 = 86_400_000_000;
+        let local = at.0.checked_add(offset_minutes.checked_mul(60_000_000)?)?;
+        let z = local.div_euclid(DAY_US) + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Date::new(u16::try_from(year).ok()?, u8::try_from(month).ok()?, u8::try_from(day).ok()?)
+    }
+
     /// A date from separate digit strings, e.g. the `YYYYMMDD` inside an identity number.
     #[must_use]
     pub fn from_digits(year: &str, month: &str, day: &str) -> Option<Date> {

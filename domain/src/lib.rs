@@ -9,7 +9,8 @@
 //! Invariants:
 //! - No I/O, no async, no clock, no randomness: ids arrive in commands, time in [`Context`].
 //! - `evolve` is total and infallible; replaying any stored history never fails halfway.
-//! - Validation reports every field error at once and normalises what is kept.
+//! - Validation reports every field error at once, one per field; text is kept as typed
+//!   (trimmed), and only phones, e-mails and identity codes have a standard stored form.
 //! - Personal data sits in a distinct `personal` part of the payloads that carry it.
 //! - This crate knows nothing of how events are stored: it never depends on `oacis-eventlog`.
 
@@ -21,6 +22,7 @@ pub mod case;
 pub mod context;
 pub mod customer;
 pub mod department;
+pub mod duplicate;
 mod error;
 pub mod event;
 pub mod ids;

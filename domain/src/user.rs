@@ -361,9 +361,9 @@ events! {
 
 fn checked_profile(v: &mut Validator, profile: UserProfile) -> UserProfile {
     UserProfile {
-        display_name: v.text("profile.display_name", &profile.display_name, 64),
+        display_name: v.name("profile.display_name", &profile.display_name, 64),
         department: profile.department,
-        position: v.optional_text("profile.position", profile.position.as_deref(), 64),
+        position: v.optional_name("profile.position", profile.position.as_deref(), 64),
         personal: UserPersonal {
             phone: profile.personal.phone.map(|p| v.phone("profile.personal.phone", &p)),
             email: profile.personal.email.map(|e| v.email("profile.personal.email", &e)),
@@ -413,7 +413,7 @@ impl Aggregate for User {
                 if state.status != S::Uncreated {
                     return Err(DomainError::AlreadyExists { entity: "user" });
                 }
-                let mut v = Validator::new();
+                let mut v = Validator::in_context(ctx);
                 let username = checked_username(&mut v, &username);
                 let employee_no = v.code("employee_no", &employee_no, 32, &['-']);
                 let profile = checked_profile(&mut v, profile);
@@ -422,7 +422,7 @@ impl Aggregate for User {
             }
             C::UpdateProfile { profile } => {
                 state.status.require(ANY, "update")?;
-                let mut v = Validator::new();
+                let mut v = Validator::in_context(ctx);
                 let profile = checked_profile(&mut v, profile);
                 vec![E::UserProfileUpdated(UserProfileUpdated { profile: v.finish(profile)? })]
             }

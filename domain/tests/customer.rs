@@ -202,6 +202,39 @@ fn merge_points_to_a_live_survivor_and_freezes_the_duplicate() {
 }
 
 #[test]
+fn an_unmerge_gives_the_duplicate_back_its_status_and_the_survivor_forgets_it() {
+    let mut s = registered();
+    assert!(matches!(s.when(CustomerCommand::Unmerge, &ctx()), Err(DomainError::InvalidTransition { .. })));
+    s.when(CustomerCommand::Archive { reason: "重复".into() }, &ctx()).unwrap();
+    s.when(CustomerCommand::MergeInto { survivor: customer(2), survivor_status: CustomerStatus::Active }, &ctx())
+        .unwrap();
+    let events = s.when(CustomerCommand::Unmerge, &ctx()).unwrap();
+    assert_eq!(
+        events,
+        [CustomerEvent::CustomerUnmerged(CustomerUnmerged { from: customer(2), status: CustomerStatus::Archived })]
+    );
+    assert_eq!((s.state().status, s.state().merged_into), (CustomerStatus::Archived, None));
+    assert_eq!(s.state().profile.as_ref().map(|p| p.personal.phones.clone()), Some(vec!["+8613800138000".to_owned()]));
+    // Merged again, from active this time, and unmerged: active.
+    s.when(CustomerCommand::Restore, &ctx()).unwrap();
+    s.when(CustomerCommand::MergeInto { survivor: customer(3), survivor_status: CustomerStatus::Active }, &ctx())
+        .unwrap();
+    s.when(CustomerCommand::Unmerge, &ctx()).unwrap();
+    assert_eq!(s.state().status, CustomerStatus::Active);
+
+    let mut survivor = registered();
+    assert!(matches!(
+        survivor.when(CustomerCommand::Release { duplicate: customer(7) }, &ctx()),
+        Err(DomainError::NotFound { .. })
+    ));
+    survivor.when(CustomerCommand::Absorb { duplicate: customer(7) }, &ctx()).unwrap();
+    survivor.when(CustomerCommand::Release { duplicate: customer(7) }, &ctx()).unwrap();
+    assert!(survivor.state().absorbed.is_empty());
+    // Absorbing it again after a release is recorded again.
+    assert_eq!(survivor.when(CustomerCommand::Absorb { duplicate: customer(7) }, &ctx()).unwrap().len(), 1);
+}
+
+#[test]
 fn interactions_are_logged_once_and_move_the_last_contact() {
     let mut s = registered();
     let log = |n: u128, summary: &str, at: i64| CustomerCommand::LogInteraction {

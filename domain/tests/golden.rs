@@ -86,9 +86,11 @@ fn samples() -> Samples {
             },
             CustomerCommand::ReversePurchase { id: EntryId(id(11)), reason: "重复录入".into() },
             CustomerCommand::Absorb { duplicate: customer(9) },
+            CustomerCommand::Release { duplicate: customer(9) },
             CustomerCommand::Archive { reason: "客户注销".into() },
             CustomerCommand::Restore,
             CustomerCommand::MergeInto { survivor: customer(2), survivor_status: CustomerStatus::Active },
+            CustomerCommand::Unmerge,
         ],
     );
     collect::<ServiceCase>(

@@ -46,27 +46,32 @@ const SOURCES: &[SourceChannel] = &[
 ];
 
 /// A small deterministic generator (xorshift64*), so the demo needs no randomness source.
+/// Also used by the benchmarks. The seed must not be zero.
 #[derive(Debug, Clone)]
-struct Dice(u64);
+pub struct Dice(pub u64);
 
 impl Dice {
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn roll(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % (n.max(1) as u64)).unwrap_or(0)
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.roll() % (n.max(1) as u64)).unwrap_or(0)
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    /// One of `items` (which must not be empty).
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
 
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.roll() % 100 < percent
     }
 }
 
@@ -344,11 +349,17 @@ fn fill(
         if let Some(survivor) = merge_into {
             commands.push(CustomerCommand::MergeInto { survivor, survivor_status: CustomerStatus::Active });
         }
-        let state = g.run::<Customer>(id.stream(), commands)?;
+        let mut state = g.run::<Customer>(id.stream(), commands)?;
         if let Some(survivor) = merge_into {
             let before = live_states.remove(&survivor).unwrap_or_default();
-            let after =
+            let mut after =
                 g.run_from::<Customer>(survivor.stream(), before, vec![CustomerCommand::Absorb { duplicate: id }])?;
+            // A third of the merges turn out wrong and are undone.
+            if g.dice.chance(33) {
+                state = g.run_from::<Customer>(id.stream(), state, vec![CustomerCommand::Unmerge])?;
+                after =
+                    g.run_from::<Customer>(survivor.stream(), after, vec![CustomerCommand::Release { duplicate: id }])?;
+            }
             live_states.insert(survivor, after);
         }
         if state.status == CustomerStatus::Active {

@@ -605,7 +605,20 @@ fn reference_page(
             r.tags.iter().cloned().collect::<Vec<_>>().join(" "),
         ];
         if q.search_personal {
-            parts.extend([r.phones.join(" "), r.emails.join(" ")]);
+            parts.push(r.phones.join(" "));
+            parts.push(r.emails.join(" "));
+            // A survivor is also found by the contacts of every customer merged into it.
+            parts.push(
+                all.iter()
+                    .filter(|m| {
+                        m.status == CustomerStatus::Merged
+                            && m.id != r.id
+                            && views.directory.resolve(m.id).map(|s| s.id) == Some(r.id)
+                    })
+                    .flat_map(|m| m.phones.iter().chain(&m.emails).cloned())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
         }
         let text = parts.join("\u{1f}").to_lowercase();
         q.status.map_or(r.status != CustomerStatus::Merged, |s| r.status == s)

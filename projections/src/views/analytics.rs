@@ -317,6 +317,7 @@ impl Analytics {
             CustomerEvent::CustomerArchived(_) => facts.status = CustomerStatus::Archived,
             CustomerEvent::CustomerRestored(_) => facts.status = CustomerStatus::Active,
             CustomerEvent::CustomerMerged(_) => facts.status = CustomerStatus::Merged,
+            CustomerEvent::CustomerUnmerged(e) => facts.status = e.status,
             CustomerEvent::PurchaseRecorded(e) => {
                 facts.purchases = facts.purchases.saturating_add(1);
                 facts.monetary_minor = facts.monetary_minor.saturating_add(e.amount_minor);
@@ -339,6 +340,7 @@ impl Analytics {
             }
             CustomerEvent::CustomerRegistered(_)
             | CustomerEvent::CustomerAbsorbed(_)
+            | CustomerEvent::CustomerReleased(_)
             | CustomerEvent::InteractionLogged(_) => {}
         }
         Ok(())

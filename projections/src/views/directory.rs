@@ -1,14 +1,26 @@
 //! The customer directory: every customer with what staff search, filter and sort by, and
 //! queries with cursor pagination and a total count. Merged customers resolve to their
-//! survivor and are left out of listings.
+//! survivor and are left out of listings; a survivor is found by the phones and e-mails of
+//! the duplicates merged into it, until they are unmerged. Duplicate detection
+//! ([`CustomerDirectory::possible_duplicates_of`], [`CustomerDirectory::duplicate_pairs`])
+//! looks keys up in the index of `duplicates.rs`.
+//!
+//! Invariants: only the rows are dumped; everything else (slots, search arena, sort indexes,
+//! duplicate index, merges) is derived from them and from the merge events, so a rebuild and
+//! a live follower answer alike; no hash-map order reaches an answer.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use oacis_domain::customer::{CustomerEvent, CustomerKind, CustomerStatus, Profile, SourceChannel};
+use oacis_domain::duplicate::{DuplicateField, DuplicateKeys};
 use oacis_domain::ids::{CustomerId, DepartmentId, Timestamp, UserId};
+use oacis_domain::validate::text::search_key;
 
 use crate::decode::{AnyEvent, DomainRecord};
 use crate::view::{dump_lines, View};
+use crate::views::duplicates::{
+    field_of, key_hash, DuplicateIndex, DuplicateMatch, DuplicatePair, PairPage, MAX_PAIR_PAGE,
+};
 
 /// Most rows one page may hold.
 pub const MAX_PAGE: usize = 100;
@@ -82,19 +94,13 @@ impl CustomerRow {
         self.source = profile.source;
     }
 
-    /// Lower-cased name, industry and tags, for substring search by anyone who may see the row.
+    /// Name, industry and tags as search keys (NFKC, lower case), for substring search by
+    /// anyone who may see the row.
     fn search_text(&self) -> String {
         let mut parts = vec![self.name.as_str()];
         parts.extend(self.industry.as_deref());
         parts.extend(self.tags.iter().map(String::as_str));
-        parts.join("\u{1f}").to_lowercase().replace('\n', " ")
-    }
-
-    /// Lower-cased phones and e-mails: searched only for callers who may see personal data,
-    /// so that a masked number cannot be recovered digit by digit with substring queries.
-    fn personal_search_text(&self) -> String {
-        let parts: Vec<&str> = self.phones.iter().chain(&self.emails).map(String::as_str).collect();
-        parts.join("\u{1f}").to_lowercase().replace('\n', " ")
+        search_key(&parts.join("\u{1f}")).replace('\n', " ")
     }
 }
 
@@ -272,6 +278,9 @@ pub struct CustomerDirectory {
     by_name: BTreeSet<(String, CustomerId)>,
     by_created: BTreeSet<(Timestamp, CustomerId)>,
     by_contact: BTreeSet<(ContactKey, CustomerId)>,
+    duplicates: DuplicateIndex,
+    /// The customers merged directly into each survivor (until unmerged), in merge order.
+    absorbed: HashMap<CustomerId, Vec<CustomerId>>,
 }
 
 /// Last contact as a sort key: contacted customers by time, then the never contacted.
@@ -334,6 +343,124 @@ impl CustomerDirectory {
         self.rows.is_empty()
     }
 
+    /// The customers that may be the same as a candidate with `keys` (from
+    /// [`DuplicateKeys::of`] on the profile as decided), with the fields that match, sorted by
+    /// id. A key held by a merged duplicate answers for its survivor; `excluding` (the
+    /// customer being updated) and the customers merged into it are left out, and so is a
+    /// customer whose merge chain does not end. Costs one hash probe per key plus the matches.
+    #[must_use]
+    pub fn possible_duplicates_of(&self, keys: &DuplicateKeys, excluding: Option<CustomerId>) -> Vec<DuplicateMatch> {
+        let mut found: BTreeMap<CustomerId, BTreeSet<DuplicateField>> = BTreeMap::new();
+        for (field, key) in keys.iter() {
+            for slot in self.duplicates.holders(key_hash(field, key)) {
+                let Some(row) = self.live_row_of_slot(*slot) else { continue };
+                if Some(row.id) != excluding {
+                    found.entry(row.id).or_default().insert(field);
+                }
+            }
+        }
+        found
+            .into_iter()
+            .map(|(customer, fields)| DuplicateMatch { customer, fields: fields.into_iter().collect() })
+            .collect()
+    }
+
+    /// One page of the pairs of customers that share a key, among those `visible` lets
+    /// through (the caller's scope), ordered by (`first`, `second`) id. `first` is the page
+    /// size (1 to [`MAX_PAIR_PAGE`]); `after` a cursor from a previous page (`<id>:<id>`; an
+    /// unreadable one starts from the beginning). Merged customers count as their survivor.
+    /// Costs a walk of the keys held twice or more, then a sort of the visible pairs.
+    #[must_use]
+    pub fn duplicate_pairs(
+        &self,
+        visible: &dyn Fn(&CustomerRow) -> bool,
+        first: usize,
+        after: Option<&str>,
+    ) -> PairPage {
+        let mut pairs: BTreeMap<(CustomerId, CustomerId), BTreeSet<DuplicateField>> = BTreeMap::new();
+        for (hash, slots) in self.duplicates.shared() {
+            let mut holders: Vec<&CustomerRow> =
+                slots.iter().filter_map(|slot| self.live_row_of_slot(*slot)).filter(|row| visible(row)).collect();
+            holders.sort_unstable_by_key(|row| row.id);
+            holders.dedup_by_key(|row| row.id);
+            for (i, a) in holders.iter().enumerate() {
+                for b in &holders[i + 1..] {
+                    pairs.entry((a.id, b.id)).or_default().insert(field_of(hash));
+                }
+            }
+        }
+        let cursor = after.and_then(|c| {
+            let (a, b) = c.split_once(':')?;
+            Some((CustomerId(uuid::Uuid::parse_str(a).ok()?), CustomerId(uuid::Uuid::parse_str(b).ok()?)))
+        });
+        let total = pairs.len();
+        let first = first.clamp(1, MAX_PAIR_PAGE);
+        let start = cursor.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let mut page: Vec<DuplicatePair> = pairs
+            .range((start, std::ops::Bound::Unbounded))
+            .take(first + 1)
+            .map(|((a, b), fields)| DuplicatePair { first: *a, second: *b, fields: fields.iter().copied().collect() })
+            .collect();
+        let has_next = page.len() > first;
+        page.truncate(first);
+        let end_cursor = page.last().map(|p| format!("{}:{}", p.first.0, p.second.0));
+        PairPage { pairs: page, total, end_cursor, has_next }
+    }
+
+    /// The customer a slot's keys answer for: itself, or its survivor if merged; `None` if
+    /// the chain does not end at a customer that is not merged.
+    fn live_row_of_slot(&self, slot: u32) -> Option<&CustomerRow> {
+        let id = self.columns.get(usize::try_from(slot).ok()?)?.id;
+        self.resolve(id).filter(|row| row.status != CustomerStatus::Merged)
+    }
+
+    /// The personal search line of `id`: its phones and e-mails and those of every customer
+    /// merged into it, directly or through a chain, as search keys. Searched only for
+    /// callers who may see personal data, so that a masked number cannot be recovered digit
+    /// by digit with substring queries.
+    fn personal_search_line(&self, id: CustomerId) -> String {
+        let Some(row) = self.rows.get(&id) else { return String::new() };
+        let own: Vec<String> = row.phones.iter().chain(&row.emails).map(|c| search_key(c)).collect();
+        let mut text = own.join("\u{1f}");
+        let mut pending: Vec<CustomerId> = self.absorbed.get(&id).cloned().unwrap_or_default();
+        let mut visited = 0;
+        while let Some(merged) = pending.pop() {
+            visited += 1;
+            if visited > self.rows.len() {
+                break;
+            }
+            if let Some(merged_row) = self.rows.get(&merged) {
+                for contact in merged_row.phones.iter().chain(&merged_row.emails) {
+                    text.push('\u{1f}');
+                    text.push_str(&search_key(contact));
+                }
+            }
+            pending.extend(self.absorbed.get(&merged).into_iter().flatten());
+        }
+        text
+    }
+
+    /// Rewrites the search lines of `id` and of every survivor above it.
+    fn refresh_search_upward(&mut self, id: CustomerId) {
+        let mut at = Some(id);
+        for _ in 0..=self.rows.len() {
+            let Some(id) = at else { return };
+            if let Some(slot) = self.slot_of.get(&id).copied() {
+                let public = self.rows.get(&id).map(CustomerRow::search_text).unwrap_or_default();
+                self.search.set(slot, &public);
+                let personal = self.personal_search_line(id);
+                self.personal_search.set(slot, &personal.replace('\n', " "));
+            }
+            at = self.rows.get(&id).and_then(|row| row.merged_into);
+        }
+    }
+
+    fn index_keys(&mut self, id: CustomerId, profile: &Profile) {
+        if let Some(slot) = self.slot_of.get(&id).and_then(|slot| u32::try_from(*slot).ok()) {
+            self.duplicates.set(slot, &DuplicateKeys::of(profile));
+        }
+    }
+
     fn matches(&self, c: &Columns, q: &DirectoryQuery, segment: Option<Option<u32>>) -> bool {
         let status_ok = match q.status {
             Some(status) => c.status == status,
@@ -387,7 +514,7 @@ impl CustomerDirectory {
     /// back to a partial sort of the matches.
     #[must_use]
     pub fn query(&self, q: &DirectoryQuery) -> Page {
-        let needle = q.text.as_deref().map(|t| oacis_domain::validate::normalise(t).to_lowercase());
+        let needle = q.text.as_deref().map(|t| search_key(t.trim()));
         let needle = needle.as_deref().filter(|n| !n.is_empty());
         // Lines never contain a line break, so a needle with one matches nothing.
         let found = needle.map(|n| {
@@ -566,13 +693,10 @@ impl View for CustomerDirectory {
         let AnyEvent::Customer(id, event) = &record.event else { return Ok(()) };
         if let CustomerEvent::CustomerRegistered(e) = event {
             let row = CustomerRow::new(*id, &e.profile, e.owner, e.department, record.recorded_at);
-            let (text, personal) = (row.search_text(), row.personal_search_text());
             let before = self.rows.insert(*id, row).map(|old| (Some(old.name), old.created_at, old.last_contact));
             self.reindex(*id, before);
-            if let Some(slot) = self.slot_of.get(id) {
-                self.search.set(*slot, &text);
-                self.personal_search.set(*slot, &personal);
-            }
+            self.index_keys(*id, &e.profile);
+            self.refresh_search_upward(*id);
             return Ok(());
         }
         let row = self.rows.get_mut(id).ok_or_else(|| format!("customer {id} was never registered"))?;
@@ -582,10 +706,8 @@ impl View for CustomerDirectory {
             CustomerEvent::CustomerRegistered(_) => {}
             CustomerEvent::CustomerProfileUpdated(e) => {
                 row.set_profile(&e.profile);
-                if let Some(slot) = self.slot_of.get(id) {
-                    self.search.set(*slot, &row.search_text());
-                    self.personal_search.set(*slot, &row.personal_search_text());
-                }
+                self.index_keys(*id, &e.profile);
+                self.refresh_search_upward(*id);
             }
             CustomerEvent::CustomerOwnerChanged(e) => {
                 row.owner = e.owner;
@@ -596,11 +718,25 @@ impl View for CustomerDirectory {
             CustomerEvent::CustomerMerged(e) => {
                 row.status = CustomerStatus::Merged;
                 row.merged_into = Some(e.into);
+                self.absorbed.entry(e.into).or_default().push(*id);
+                self.refresh_search_upward(e.into);
+            }
+            CustomerEvent::CustomerUnmerged(e) => {
+                row.status = e.status;
+                row.merged_into = None;
+                if let Some(merged) = self.absorbed.get_mut(&e.from) {
+                    merged.retain(|m| m != id);
+                    if merged.is_empty() {
+                        self.absorbed.remove(&e.from);
+                    }
+                }
+                self.refresh_search_upward(e.from);
             }
             CustomerEvent::InteractionLogged(e) => {
                 row.last_contact = Some(row.last_contact.map_or(e.occurred_at, |t| t.max(e.occurred_at)));
             }
             CustomerEvent::CustomerAbsorbed(_)
+            | CustomerEvent::CustomerReleased(_)
             | CustomerEvent::PurchaseRecorded(_)
             | CustomerEvent::PurchaseReversed(_) => {
                 return Ok(());

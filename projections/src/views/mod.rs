@@ -5,5 +5,6 @@ pub mod analytics;
 pub mod audit;
 pub mod cases;
 pub mod directory;
+pub mod duplicates;
 pub mod tasks;
 pub mod timeline;

@@ -93,8 +93,18 @@ impl View for Timeline {
                     CustomerEvent::InteractionLogged(e) => e.occurred_at,
                     _ => record.recorded_at,
                 };
-                if let CustomerEvent::CustomerMerged(e) = event {
-                    self.merged_into_me.entry(e.into).or_default().push(*id);
+                match event {
+                    CustomerEvent::CustomerMerged(e) => self.merged_into_me.entry(e.into).or_default().push(*id),
+                    // The duplicate's entries stay its own; the survivor's timeline stops showing them.
+                    CustomerEvent::CustomerUnmerged(e) => {
+                        if let Some(merged) = self.merged_into_me.get_mut(&e.from) {
+                            merged.retain(|m| m != id);
+                            if merged.is_empty() {
+                                self.merged_into_me.remove(&e.from);
+                            }
+                        }
+                    }
+                    _ => {}
                 }
                 self.push(*id, at, record, event.kind(), RecordRef::Customer(*id));
             }
