@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use lru::LruCache;
 use oacis_domain::ids::{Timestamp, UserId};
+use oacis_domain::validate::Region;
 use oacis_domain::{Aggregate, Context, DomainError, DomainEvent};
 use oacis_eventlog::{
     AppendError, AppendMeta, EventKind, EventStore, ExpectedVersion, NewEvent, Seq, SledStore, StreamId, Version,
@@ -260,6 +261,7 @@ pub struct CommandBus {
     locks: Vec<tokio::sync::Mutex<()>>,
     wait_bound: Duration,
     clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+    region: Region,
 }
 
 impl Debug for CommandBus {
@@ -289,7 +291,21 @@ impl CommandBus {
             locks: (0..STREAM_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
             wait_bound,
             clock: Arc::new(now),
+            region: Region::CN,
         }
+    }
+
+    /// The same path reading national phone forms as numbers of `region`.
+    #[must_use]
+    pub fn with_phone_region(mut self, region: Region) -> Self {
+        self.region = region;
+        self
+    }
+
+    /// The context of a decision by `actor` now.
+    #[must_use]
+    pub fn context(&self, actor: Option<UserId>) -> Context {
+        Context::new(actor, self.now()).with_phone_region(self.region)
     }
 
     /// The time now, by this path's clock.
@@ -396,7 +412,7 @@ impl CommandBus {
         origin: &Origin,
         command_id: Uuid,
     ) -> Result<Executed, CommandError> {
-        let ctx = Context::new(origin.actor, self.now());
+        let ctx = self.context(origin.actor);
         let mut decided = Vec::with_capacity(steps.len());
         for step in steps {
             decided.extend(step.decide(self, ctx).await?);

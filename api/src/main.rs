@@ -40,6 +40,9 @@ enum Command {
     Rebuild(cli::rebuild::RebuildArgs),
     /// Serve GraphQL over HTTP on an embedded store (see README for a tour).
     Serve(server::ServeArgs),
+    /// Fill an empty data folder with demo data (customers, users of every default role) and
+    /// print the demo users' passwords; then run `oacis serve`.
+    Demo(DemoArgs),
     /// Print the GraphQL schema (SDL).
     Schema,
 }
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Export(args) => cli::export::run(&args),
         Command::Rebuild(args) => cli::rebuild::run(&args),
         Command::Serve(args) => run_server(args),
+        Command::Demo(args) => run_demo(&args),
         Command::Schema => {
             print!("{}", graphql::sdl());
             Ok(ExitCode::SUCCESS)
@@ -76,5 +80,35 @@ fn main() -> ExitCode {
 fn run_server(args: server::ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(server::serve(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `oacis demo` fills.
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// The data folder (created if missing; must hold no customers yet).
+    #[arg(long, value_name = "DIR", env = "OACIS_DATA", default_value = "./oacis-data")]
+    data: std::path::PathBuf,
+    /// Customers to generate.
+    #[arg(long, value_name = "N", default_value_t = 2_000)]
+    customers: usize,
+}
+
+fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    #[derive(Parser)]
+    struct Settings {
+        #[command(flatten)]
+        serve: server::ServeArgs,
+    }
+    let customers = args.customers.to_string();
+    let data = args.data.as_os_str().to_owned();
+    let argv: Vec<std::ffi::OsString> =
+        vec!["oacis".into(), "--data".into(), data, "--demo-customers".into(), customers.into()];
+    let settings = Settings::try_parse_from(argv)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let app = server::App::open(settings.serve).await?;
+        server::bootstrap::demo(&app.state).await
+    })?;
     Ok(ExitCode::SUCCESS)
 }

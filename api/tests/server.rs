@@ -4,76 +4,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
+use oacis_tests::{code, Server};
 use serde_json::{json, Value};
 
 const ADMIN_PASSWORD: &str = "Sesame-Open-2026";
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oacis"))
-        .args(["serve", "--data"])
-        .arg(dir)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("OACIS_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start oacis serve");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = loop {
-        let line = lines.next().expect("oacis serve exited before serving").expect("read stderr");
-        if let Some(rest) = line.strip_prefix("oacis: serving http://") {
-            break rest.trim_end_matches("/graphql").to_owned();
-        }
-    };
-    // Keep draining stderr so that the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
+    Server::start(env!("CARGO_BIN_EXE_oacis"), dir, &[], &[("OACIS_ADMIN_PASSWORD", ADMIN_PASSWORD)])
 }
 
-/// One HTTP/1.1 request; answers the status and the body.
 fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).expect("write head");
-    let _ = stream.write_all(body);
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
+    oacis_tests::http(addr, method, path, token, body)
 }
 
 fn gql(server: &Server, token: Option<&str>, query: &str, variables: Value) -> Value {
-    let body = json!({ "query": query, "variables": variables }).to_string();
-    let (status, body) = http(&server.addr, "POST", "/graphql", token, body.as_bytes());
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
-}
-
-fn code(answer: &Value) -> &str {
-    answer["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
+    server.gql(token, query, variables)
 }
 
 fn sign_in(server: &Server, name: &str, password: &str) -> Value {

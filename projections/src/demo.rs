@@ -293,7 +293,10 @@ fn fill(
         g.actor = owner;
         let organisation = g.dice.chance(30);
         let name = if organisation {
-            format!("{}{}", g.dice.pick(COMPANY_WORDS), g.dice.pick(COMPANY_KINDS))
+            let (word, kind) = (g.dice.pick(COMPANY_WORDS), g.dice.pick(COMPANY_KINDS));
+            // Latin words take a space between them; Chinese ones do not.
+            let gap = if word.is_ascii() && kind.is_ascii() { " " } else { "" };
+            format!("{word}{gap}{kind}")
         } else {
             g.person_name()
         };

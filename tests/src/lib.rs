@@ -1,3 +1,125 @@
-//! End-to-end tests that start the real `oacis` server on a temporary data folder and drive
-//! it over HTTP and the CLI. They arrive with the server; the CLI's own tests live in
-//! `api/tests/`.
+//! The harness of the end-to-end tests: start the real `oacis` binary on a data folder, find
+//! the address it listens on, and talk HTTP/1.1 to it over loopback as any client would.
+//!
+//! The tests themselves live beside the binary (`api/tests/`), because Cargo builds a binary
+//! and tells its path (`CARGO_BIN_EXE_oacis`) only to the integration tests of its own
+//! package; they pass that path here.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+/// A running `oacis serve`; killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    /// `host:port` it listens on.
+    pub addr: String,
+    /// Everything it printed to stderr so far.
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts `bin serve --data dir --listen 127.0.0.1:0 args...` with `env`, and waits for
+    /// the line that names its address.
+    ///
+    /// # Panics
+    /// If the server exits before it serves.
+    #[must_use]
+    pub fn start(bin: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(bin);
+        command.args(["serve", "--data"]).arg(dir).args(["--listen", "127.0.0.1:0"]).args(args);
+        command.env("RUST_LOG", "warn").stderr(Stdio::piped()).stdout(Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        let mut lines = BufReader::new(stderr).lines();
+        let printed = Arc::new(Mutex::new(Vec::new()));
+        let addr = loop {
+            let Some(Ok(line)) = lines.next() else {
+                panic!("oacis serve exited before serving: {:?}", printed.lock().map(|p| p.clone()))
+            };
+            if let Ok(mut p) = printed.lock() {
+                p.push(line.clone());
+            }
+            if let Some(rest) = line.strip_prefix("oacis: serving http://") {
+                break rest.trim_end_matches("/graphql").to_owned();
+            }
+        };
+        // Keep draining stderr so that the server never blocks on a full pipe.
+        let sink = printed.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Ok(mut p) = sink.lock() {
+                    p.push(line);
+                }
+            }
+        });
+        Server { child, addr, stderr: printed }
+    }
+
+    /// One HTTP/1.1 request; answers the status and the body.
+    #[must_use]
+    pub fn http(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
+        http(&self.addr, method, path, token, body)
+    }
+
+    /// A GraphQL request that must answer 200; answers the JSON body.
+    ///
+    /// # Panics
+    /// On another status or a body that is not JSON.
+    #[must_use]
+    pub fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let body = json!({ "query": query, "variables": variables }).to_string();
+        let (status, body) = self.http("POST", "/graphql", token, body.as_bytes());
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+
+    /// Sends SIGKILL and waits.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request to `addr`; answers the status and the body.
+///
+/// # Panics
+/// If the connection cannot be made.
+#[must_use]
+pub fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// The `extensions.code` of the first error of a GraphQL answer (empty if none).
+#[must_use]
+pub fn code(answer: &Value) -> &str {
+    answer["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
+}

@@ -307,6 +307,47 @@ impl CustomerQuery {
     }
 }
 
+/// Duplicate queries.
+#[derive(Default, Debug)]
+pub struct DuplicateQuery;
+
+#[Object]
+impl DuplicateQuery {
+    /// Candidate duplicate pairs within the caller's read scope, for a data-cleaning pass
+    /// (`customer.merge`), ordered by ids.
+    #[graphql(complexity = "super::weighted(first, child_complexity)")]
+    async fn possible_duplicates(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, DuplicatePairNode, Counted>> {
+        let caller = caller(ctx)?;
+        caller.require_any(Permission::CustomerMerge)?;
+        let size = page_size(first)?;
+        let page = views(ctx, |v| -> ApiResult<_> {
+            let visible = caller.visible(Permission::CustomerRead, &v.access)?;
+            let admit = |row: &CustomerRow| visible.as_ref().is_none_or(|vis| vis.admits(row.owner, row.department));
+            Ok(v.directory.duplicate_pairs(&admit, size, after.as_deref()))
+        })??;
+        let mut connection = Connection::with_additional_fields(
+            after.is_some(),
+            page.has_next,
+            Counted { total_count: u64::try_from(page.total).unwrap_or(u64::MAX) },
+        );
+        for pair in page.pairs {
+            let cursor = format!("{}:{}", pair.first.0, pair.second.0);
+            let node = DuplicatePairNode {
+                first: pair.first.to_string(),
+                second: pair.second.to_string(),
+                fields: pair.fields.iter().map(|f| f.name().to_owned()).collect(),
+            };
+            connection.edges.push(Edge::new(cursor, node));
+        }
+        Ok(connection)
+    }
+}
+
 fn personal_everywhere(caller: &Caller, query: &DirectoryQuery) -> bool {
     // With scope `all` for both permissions, or when customer.read_personal reaches at least
     // as far as customer.read: the simple, safe rule is that every role granting
@@ -441,13 +482,17 @@ fn text_or_empty(value: Option<String>) -> String {
 #[Object]
 impl CustomerMutation {
     /// Registers a customer, owned by the caller (or `owner`) in the owner's department.
+    /// Customers the caller may see that share a phone, e-mail, identity number, credit code
+    /// or organisation name come back as `possibleDuplicates`; with `refuseDuplicates` such a
+    /// registration is refused (CONFLICT) instead.
     async fn register_customer(
         &self,
         ctx: &Context<'_>,
         profile: ProfileInput,
         owner: Option<String>,
+        #[graphql(default)] refuse_duplicates: bool,
         client_mutation_id: Option<String>,
-    ) -> ApiResult<MutationResult> {
+    ) -> ApiResult<CustomerPayload> {
         let caller = caller(ctx)?;
         let owner = match owner {
             Some(o) => UserId(parse_id("owner", &o)?),
@@ -460,21 +505,55 @@ impl CustomerMutation {
         let origin = origin(ctx, client_mutation_id.clone())?;
         let id = CustomerId(origin.new_id("customer"));
         let command = CustomerCommand::Register { id, profile: profile.into_profile()?, owner, department };
+        let duplicates = possible_duplicates(ctx, &command, id)?;
+        if refuse_duplicates && !duplicates.is_empty() {
+            return Err(duplicate_conflict(&duplicates));
+        }
         let executed = app(ctx)?.bus.execute::<Customer>(id.stream(), command, &origin).await?;
-        Ok(MutationResult::new(id, executed, client_mutation_id))
+        Ok(CustomerPayload {
+            result: MutationResult::new(id, executed, client_mutation_id),
+            possible_duplicates: duplicates,
+        })
     }
 
-    /// Replaces a customer's profile.
+    /// Replaces a customer's profile; possible duplicates are reported (or, with
+    /// `refuseDuplicates`, refused) as on registration.
     async fn update_customer_profile(
         &self,
         ctx: &Context<'_>,
         id: String,
         profile: ProfileInput,
+        #[graphql(default)] refuse_duplicates: bool,
         client_mutation_id: Option<String>,
-    ) -> ApiResult<MutationResult> {
+    ) -> ApiResult<CustomerPayload> {
         let id = CustomerId(parse_id("id", &id)?);
         let command = CustomerCommand::UpdateProfile { profile: profile.into_profile()? };
-        run(ctx, id, Permission::CustomerWrite, command, client_mutation_id).await
+        customer_resource(ctx, id, Permission::CustomerWrite)?;
+        let duplicates = possible_duplicates(ctx, &command, id)?;
+        if refuse_duplicates && !duplicates.is_empty() {
+            return Err(duplicate_conflict(&duplicates));
+        }
+        let result = super::execute::<Customer>(ctx, id, id.stream(), command, client_mutation_id).await?;
+        Ok(CustomerPayload { result, possible_duplicates: duplicates })
+    }
+
+    /// Undoes a merge (`customer.unmerge`): the duplicate gets back its status, history and
+    /// contacts, and the survivor forgets it; both are compensating events.
+    async fn unmerge_customer(
+        &self,
+        ctx: &Context<'_>,
+        duplicate: String,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let duplicate = CustomerId(parse_id("duplicate", &duplicate)?);
+        let survivor = views(ctx, |v| v.directory.get(duplicate).and_then(|row| row.merged_into))?
+            .ok_or_else(|| ApiError::Conflict { message: "the customer is not merged".into(), version: None })?;
+        customer_resource(ctx, duplicate, Permission::CustomerUnmerge)?;
+        customer_resource(ctx, survivor, Permission::CustomerUnmerge)?;
+        let origin = origin(ctx, client_mutation_id.clone())?;
+        let step = PairStep::Unmerge { duplicate, survivor };
+        let executed = app(ctx)?.bus.execute_steps(vec![Box::new(step)], &origin).await?;
+        Ok(MutationResult::new(duplicate, executed, client_mutation_id))
     }
 
     /// Transfers a customer to another owner (and that owner's department).
@@ -536,7 +615,8 @@ impl CustomerMutation {
         customer_resource(ctx, duplicate, Permission::CustomerMerge)?;
         customer_resource(ctx, survivor, Permission::CustomerMerge)?;
         let origin = origin(ctx, client_mutation_id.clone())?;
-        let executed = app(ctx)?.bus.execute_steps(vec![Box::new(MergeStep { duplicate, survivor })], &origin).await?;
+        let step = PairStep::Merge { duplicate, survivor };
+        let executed = app(ctx)?.bus.execute_steps(vec![Box::new(step)], &origin).await?;
         Ok(MutationResult::new(duplicate, executed, client_mutation_id))
     }
 
@@ -614,21 +694,23 @@ impl CustomerMutation {
     }
 }
 
-/// A merge: reads the survivor's status under both streams' locks, then decides the
-/// duplicate's `CustomerMerged` and the survivor's `CustomerAbsorbed` together.
+/// A command on two customers decided together under both streams' locks: a merge (the
+/// duplicate's `CustomerMerged`, with the survivor's status read under the lock, and the
+/// survivor's `CustomerAbsorbed`) or its undoing (`CustomerUnmerged` and `CustomerReleased`).
 #[derive(Debug)]
-struct MergeStep {
-    duplicate: CustomerId,
-    survivor: CustomerId,
+enum PairStep {
+    Merge { duplicate: CustomerId, survivor: CustomerId },
+    Unmerge { duplicate: CustomerId, survivor: CustomerId },
 }
 
-impl crate::command::Step for MergeStep {
+impl crate::command::Step for PairStep {
     fn streams(&self) -> Vec<String> {
-        vec![self.duplicate.stream(), self.survivor.stream()]
+        let (PairStep::Merge { duplicate, survivor } | PairStep::Unmerge { duplicate, survivor }) = self;
+        vec![duplicate.stream(), survivor.stream()]
     }
 
     fn fingerprint(&self) -> String {
-        format!("merge {} into {}", self.duplicate, self.survivor)
+        format!("{self:?}")
     }
 
     fn decide<'a>(
@@ -636,14 +718,105 @@ impl crate::command::Step for MergeStep {
         bus: &'a crate::command::CommandBus,
         ctx: oacis_domain::Context,
     ) -> crate::command::DecideMany<'a> {
+        use crate::command::decide_on;
         Box::pin(async move {
-            let survivor_state = bus.peek::<Customer>(&self.survivor.stream()).await?;
-            let merge = CustomerCommand::MergeInto { survivor: self.survivor, survivor_status: survivor_state.status };
-            let mut decided =
-                vec![crate::command::decide_on::<Customer>(bus, &self.duplicate.stream(), merge, ctx).await?];
-            let absorb = CustomerCommand::Absorb { duplicate: self.duplicate };
-            decided.push(crate::command::decide_on::<Customer>(bus, &self.survivor.stream(), absorb, ctx).await?);
-            Ok(decided)
+            let (duplicate, survivor, first, second) = match *self {
+                PairStep::Merge { duplicate, survivor } => {
+                    let survivor_status = bus.peek::<Customer>(&survivor.stream()).await?.status;
+                    let merge = CustomerCommand::MergeInto { survivor, survivor_status };
+                    (duplicate, survivor, merge, CustomerCommand::Absorb { duplicate })
+                }
+                PairStep::Unmerge { duplicate, survivor } => {
+                    if bus.peek::<Customer>(&duplicate.stream()).await?.merged_into != Some(survivor) {
+                        let rule =
+                            oacis_domain::DomainError::Rule("the customer is not merged into that survivor".into());
+                        return Err(rule.into());
+                    }
+                    (duplicate, survivor, CustomerCommand::Unmerge, CustomerCommand::Release { duplicate })
+                }
+            };
+            Ok(vec![
+                decide_on::<Customer>(bus, &duplicate.stream(), first, ctx).await?,
+                decide_on::<Customer>(bus, &survivor.stream(), second, ctx).await?,
+            ])
         })
     }
+}
+
+/// A customer that may be the same as the one registered or updated.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct DuplicateWarning {
+    /// The other customer's id.
+    pub customer: String,
+    /// The fields that match: `phone`, `email`, `id_number`, `credit_code`, `name`.
+    pub fields: Vec<String>,
+}
+
+/// What a registration or profile update answers.
+#[derive(SimpleObject, Debug)]
+pub struct CustomerPayload {
+    /// The log position reached.
+    #[graphql(flatten)]
+    pub result: MutationResult,
+    /// Customers the caller may see that may be the same.
+    pub possible_duplicates: Vec<DuplicateWarning>,
+}
+
+/// Two customers that may be the same.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct DuplicatePairNode {
+    /// One of them.
+    pub first: String,
+    /// The other.
+    pub second: String,
+    /// The fields they share.
+    pub fields: Vec<String>,
+}
+
+/// The customers within the caller's read scope whose normalised keys the command's profile
+/// shares. The command is decided on an empty state to get the stored, normalised profile;
+/// an invalid profile answers its validation errors here.
+fn possible_duplicates(
+    ctx: &Context<'_>,
+    command: &CustomerCommand,
+    id: CustomerId,
+) -> ApiResult<Vec<DuplicateWarning>> {
+    use oacis_domain::customer::CustomerEvent;
+    use oacis_domain::Aggregate;
+    let caller = caller(ctx)?;
+    let bus = &app(ctx)?.bus;
+    let decision_ctx = bus.context(Some(caller.user));
+    let mut empty = CustomerState::default();
+    if let CustomerCommand::UpdateProfile { .. } = command {
+        // An update is decided like one on a live customer with the same profile.
+        empty.status = oacis_domain::customer::CustomerStatus::Active;
+    }
+    let events = Customer::decide(&empty, command.clone(), &decision_ctx)?;
+    let profile = events.iter().find_map(|e| match e {
+        CustomerEvent::CustomerRegistered(r) => Some(&r.profile),
+        CustomerEvent::CustomerProfileUpdated(u) => Some(&u.profile),
+        _ => None,
+    });
+    let Some(profile) = profile else { return Ok(Vec::new()) };
+    let keys = oacis_domain::duplicate::DuplicateKeys::of(profile);
+    views(ctx, |v| {
+        v.directory
+            .possible_duplicates_of(&keys, Some(id))
+            .into_iter()
+            .filter(|m| {
+                v.directory.get(m.customer).is_some_and(|row| {
+                    caller.may(Permission::CustomerRead, &resource(&v.access, Some(row.owner), Some(row.department)))
+                })
+            })
+            .map(|m| DuplicateWarning {
+                customer: m.customer.to_string(),
+                fields: m.fields.iter().map(|f| f.name().to_owned()).collect(),
+            })
+            .collect()
+    })
+}
+
+fn duplicate_conflict(duplicates: &[DuplicateWarning]) -> ApiError {
+    let list: Vec<String> = duplicates.iter().map(|d| format!("{} ({})", d.customer, d.fields.join(", "))).collect();
+    ApiError::Conflict { message: format!("possible duplicates: {}", list.join("; ")), version: None }
 }

@@ -30,6 +30,7 @@ use error::{ApiError, ApiResult};
 pub struct Query(
     session::SessionQuery,
     customers::CustomerQuery,
+    customers::DuplicateQuery,
     work::WorkQuery,
     people::PeopleQuery,
     insight::InsightQuery,

@@ -14,11 +14,13 @@ pub fn time_text(t: Timestamp) -> String {
     oacis_eventlog::Timestamp(t.0).to_rfc3339().unwrap_or_default()
 }
 
-/// RFC 3339 text as a domain timestamp; VALIDATION naming `field` otherwise.
+/// RFC 3339 text (any offset, 0 to 9 fractional digits, truncated to microseconds) as a
+/// domain timestamp; VALIDATION naming `field` otherwise.
 pub fn parse_time(field: &str, text: &str) -> ApiResult<Timestamp> {
-    oacis_eventlog::Timestamp::parse_rfc3339(text)
-        .map(|t| Timestamp(t.0))
-        .ok_or_else(|| ApiError::field(field, FieldCode::InvalidFormat, "use RFC 3339, e.g. 2026-11-29T09:30:00Z"))
+    let bad = || ApiError::field(field, FieldCode::InvalidFormat, "use RFC 3339, e.g. 2026-11-29T09:30:00+08:00");
+    let at =
+        time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339).map_err(|_| bad())?;
+    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000)).map(Timestamp).map_err(|_| bad())
 }
 
 /// An optional RFC 3339 text as a timestamp.

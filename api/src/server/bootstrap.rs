@@ -156,9 +156,35 @@ pub async fn demo(state: &AppState) -> anyhow::Result<()> {
     let actor = admin.ok_or_else(|| anyhow::anyhow!("the store has no administrator"))?;
     let customers = state.config.demo_customers;
     let appends = generate_into(DemoSize { customers, seed: 2026 }, &DemoOrg { root, roles: roles.clone(), actor })?;
-    let total = appends.len() as u64;
-    eprintln!("oacis: loading demo data: {customers} customers in {total} appends");
-    let events = load(bus.store(), appends, 16).await?;
+    let events_total: u64 = appends.iter().map(|a| a.events.len() as u64).sum();
+    eprintln!("oacis: loading demo data: {customers} customers, {events_total} events");
+    let start = bus.store().head().seq.0;
+    let store = bus.store().clone();
+    // Progress follows the log's head while the loader appends.
+    let ticker = tokio::spawn(async move {
+        let mut progress = crate::progress::Progress::new("demo", events_total);
+        let mut every = tokio::time::interval(std::time::Duration::from_millis(250));
+        loop {
+            every.tick().await;
+            let done = store.head().seq.0.saturating_sub(start);
+            progress.set(done);
+            if done >= events_total {
+                progress.finish();
+                return;
+            }
+        }
+    });
+    let events = load(bus.store(), appends, 16).await;
+    let events = match events {
+        Ok(events) => {
+            let _ = ticker.await;
+            events
+        }
+        Err(e) => {
+            ticker.abort();
+            return Err(e.into());
+        }
+    };
     bus.projections().wait_for(bus.store().head().seq).await?;
     eprintln!("oacis: loaded {events} demo events");
     // One user per default role, each with a password, in the demo's regions.

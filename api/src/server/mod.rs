@@ -85,11 +85,14 @@ impl App {
     /// Opens the store in `config.data`, replays the views (showing progress), and sets up an
     /// empty store (root department, default roles, administrator).
     pub async fn open(config: ServeArgs) -> anyhow::Result<App> {
+        let region = oacis_domain::validate::Region::parse(&config.default_region).ok_or_else(|| {
+            anyhow::anyhow!("--default-region {:?} is not an ISO 3166-1 region", config.default_region)
+        })?;
         let store = SledStore::open(SledConfig::new(&config.data))?;
         let mut progress = crate::progress::Progress::new("replay", store.head().seq.0);
         let projections = Projections::start(&store, &mut |seq| progress.set(seq.0)).await?;
         progress.finish();
-        let bus = Arc::new(CommandBus::new(store, Arc::new(projections), VIEW_WAIT));
+        let bus = Arc::new(CommandBus::new(store, Arc::new(projections), VIEW_WAIT).with_phone_region(region));
         let throttle = Throttle::new(ThrottleConfig {
             per_account_per_minute: config.sign_in_per_account_per_minute,
             per_address_per_minute: config.sign_in_per_address_per_minute,
