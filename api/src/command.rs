@@ -58,6 +58,9 @@ pub struct Origin {
     pub client_addr: Option<String>,
     /// The client's idempotency key (`clientMutationId`), if any.
     pub idempotency_key: Option<String>,
+    /// The version the client last saw of the command's first stream (optimistic
+    /// concurrency): if the stream has moved on, CONFLICT, without deciding again.
+    pub expected_version: Option<u64>,
 }
 
 impl Origin {
@@ -127,6 +130,14 @@ pub enum CommandError {
     /// The stream kept changing while deciding (API: CONFLICT with the version).
     #[error("{stream} changed during each of {MAX_ATTEMPTS} attempts; it is at version {actual}")]
     Conflict {
+        /// The stream.
+        stream: String,
+        /// Its version now.
+        actual: Version,
+    },
+    /// The stream is not at the version the client expected (API: CONFLICT with the version).
+    #[error("{stream} is at version {actual}, not the version expected")]
+    Stale {
         /// The stream.
         stream: String,
         /// Its version now.
@@ -416,6 +427,15 @@ impl CommandBus {
         let mut decided = Vec::with_capacity(steps.len());
         for step in steps {
             decided.extend(step.decide(self, ctx).await?);
+        }
+        if let (Some(expected), Some(first)) = (origin.expected_version, decided.first()) {
+            let actual = match first.expected {
+                ExpectedVersion::Exact(v) => v,
+                _ => Version::NONE,
+            };
+            if actual.0 != expected {
+                return Err(CommandError::Stale { stream: first.stream.as_str().to_owned(), actual });
+            }
         }
         let mut executed: Option<Executed> = None;
         let mut written = 0;

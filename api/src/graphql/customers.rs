@@ -48,6 +48,9 @@ pub struct CustomerNode {
     pub created_at: Option<String>,
     /// Last interaction (RFC 3339).
     pub last_contact: Option<String>,
+    /// The customer's version: send it back as `expectedVersion` to refuse an edit made
+    /// on stale data (absent in as-of reads).
+    pub version: Option<u64>,
     #[graphql(skip)]
     raw_phones: Vec<String>,
     #[graphql(skip)]
@@ -110,6 +113,7 @@ impl CustomerNode {
             merged_into: row.merged_into.map(|m| m.to_string()),
             created_at: Some(time_text(row.created_at)),
             last_contact: row.last_contact.map(time_text),
+            version: Some(row.version),
             raw_phones: row.phones.clone(),
             raw_emails: row.emails.clone(),
             raw_id_number: None,
@@ -135,6 +139,7 @@ impl CustomerNode {
             merged_into: state.merged_into.map(|m| m.to_string()),
             created_at: None,
             last_contact: state.last_contact.map(time_text),
+            version: None,
             raw_phones: profile.personal.phones.clone(),
             raw_emails: profile.personal.emails.clone(),
             raw_id_number: profile.personal.id_number.clone(),
@@ -470,9 +475,10 @@ async fn run(
     permission: Permission,
     command: CustomerCommand,
     key: Option<String>,
+    expected_version: Option<u64>,
 ) -> ApiResult<MutationResult> {
     customer_resource(ctx, id, permission)?;
-    super::execute::<Customer>(ctx, id, id.stream(), command, key).await
+    super::execute_expecting::<Customer>(ctx, id, id.stream(), command, key, expected_version).await
 }
 
 fn text_or_empty(value: Option<String>) -> String {
@@ -525,6 +531,7 @@ impl CustomerMutation {
         profile: ProfileInput,
         #[graphql(default)] refuse_duplicates: bool,
         client_mutation_id: Option<String>,
+        expected_version: Option<u64>,
     ) -> ApiResult<CustomerPayload> {
         let id = CustomerId(parse_id("id", &id)?);
         let command = CustomerCommand::UpdateProfile { profile: profile.into_profile()? };
@@ -533,7 +540,9 @@ impl CustomerMutation {
         if refuse_duplicates && !duplicates.is_empty() {
             return Err(duplicate_conflict(&duplicates));
         }
-        let result = super::execute::<Customer>(ctx, id, id.stream(), command, client_mutation_id).await?;
+        let result =
+            super::execute_expecting::<Customer>(ctx, id, id.stream(), command, client_mutation_id, expected_version)
+                .await?;
         Ok(CustomerPayload { result, possible_duplicates: duplicates })
     }
 
@@ -563,19 +572,14 @@ impl CustomerMutation {
         id: String,
         owner: String,
         client_mutation_id: Option<String>,
+        expected_version: Option<u64>,
     ) -> ApiResult<MutationResult> {
         let id = CustomerId(parse_id("id", &id)?);
         let owner = UserId(parse_id("owner", &owner)?);
         let department = views(ctx, |v| v.access.user(owner).map(|u| u.department))?
             .ok_or_else(|| ApiError::field("owner", FieldCode::InvalidFormat, "no such user"))?;
-        run(
-            ctx,
-            id,
-            Permission::CustomerTransfer,
-            CustomerCommand::ChangeOwner { owner, department },
-            client_mutation_id,
-        )
-        .await
+        let command = CustomerCommand::ChangeOwner { owner, department };
+        run(ctx, id, Permission::CustomerTransfer, command, client_mutation_id, expected_version).await
     }
 
     /// Archives a customer.
@@ -585,9 +589,18 @@ impl CustomerMutation {
         id: String,
         reason: String,
         client_mutation_id: Option<String>,
+        expected_version: Option<u64>,
     ) -> ApiResult<MutationResult> {
         let id = CustomerId(parse_id("id", &id)?);
-        run(ctx, id, Permission::CustomerWrite, CustomerCommand::Archive { reason }, client_mutation_id).await
+        run(
+            ctx,
+            id,
+            Permission::CustomerWrite,
+            CustomerCommand::Archive { reason },
+            client_mutation_id,
+            expected_version,
+        )
+        .await
     }
 
     /// Restores an archived customer.
@@ -596,9 +609,10 @@ impl CustomerMutation {
         ctx: &Context<'_>,
         id: String,
         client_mutation_id: Option<String>,
+        expected_version: Option<u64>,
     ) -> ApiResult<MutationResult> {
         let id = CustomerId(parse_id("id", &id)?);
-        run(ctx, id, Permission::CustomerWrite, CustomerCommand::Restore, client_mutation_id).await
+        run(ctx, id, Permission::CustomerWrite, CustomerCommand::Restore, client_mutation_id, expected_version).await
     }
 
     /// Merges `duplicate` into `survivor`: both streams are locked and decided together, so
@@ -647,7 +661,7 @@ impl CustomerMutation {
             occurred_at,
             participants: vec![caller.user],
         };
-        run(ctx, id, Permission::CustomerWrite, command, client_mutation_id).await
+        run(ctx, id, Permission::CustomerWrite, command, client_mutation_id, None).await
     }
 
     /// Records a purchase; `amountMinor` in the currency's minor unit (fen, cents).
@@ -675,7 +689,7 @@ impl CustomerMutation {
             currency,
             purchased_on,
         };
-        run(ctx, id, Permission::CustomerWrite, command, client_mutation_id).await
+        run(ctx, id, Permission::CustomerWrite, command, client_mutation_id, None).await
     }
 
     /// Reverses a recorded purchase (the only way to correct one).
@@ -690,7 +704,7 @@ impl CustomerMutation {
         let id = CustomerId(parse_id("customer", &customer)?);
         let purchase = EntryId(parse_id("purchase", &purchase)?);
         let command = CustomerCommand::ReversePurchase { id: purchase, reason: text_or_empty(reason) };
-        run(ctx, id, Permission::CustomerWrite, command, client_mutation_id).await
+        run(ctx, id, Permission::CustomerWrite, command, client_mutation_id, None).await
     }
 }
 

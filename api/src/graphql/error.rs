@@ -156,6 +156,10 @@ impl From<CommandError> for ApiError {
                 message: format!("the record changed while deciding ({stream}); reload and try again"),
                 version: Some(actual.0),
             },
+            CommandError::Stale { actual, .. } => ApiError::Conflict {
+                message: format!("the record is at version {actual}; reload it and try again"),
+                version: Some(actual.0),
+            },
             CommandError::KeyReused => ApiError::Conflict {
                 message: "clientMutationId was used before for a different mutation".into(),
                 version: None,

@@ -132,6 +132,7 @@ pub fn origin(ctx: &Context<'_>, idempotency_key: Option<String>) -> ApiResult<O
         correlation_id: request.correlation_id,
         client_addr: request.client_ip.map(|ip| ip.to_string()),
         idempotency_key,
+        expected_version: None,
     })
 }
 
@@ -193,7 +194,24 @@ where
     A::Command: Clone + std::fmt::Debug + Send + Sync + 'static,
     A::State: Send + Sync + 'static,
 {
-    let origin = origin(ctx, key.clone())?;
+    execute_expecting::<A>(ctx, id, stream, command, key, None).await
+}
+
+/// As [`execute`], refusing with CONFLICT if the stream is not at `expected_version`.
+pub async fn execute_expecting<A>(
+    ctx: &Context<'_>,
+    id: impl std::fmt::Display,
+    stream: String,
+    command: A::Command,
+    key: Option<String>,
+    expected_version: Option<u64>,
+) -> ApiResult<scalars::MutationResult>
+where
+    A: oacis_domain::Aggregate + 'static,
+    A::Command: Clone + std::fmt::Debug + Send + Sync + 'static,
+    A::State: Send + Sync + 'static,
+{
+    let origin = crate::command::Origin { expected_version, ..origin(ctx, key.clone())? };
     let executed = app(ctx)?.bus.execute::<A>(stream, command, &origin).await?;
     Ok(scalars::MutationResult::new(id, executed, key))
 }

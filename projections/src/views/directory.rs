@@ -58,6 +58,8 @@ pub struct CustomerRow {
     pub created_at: Timestamp,
     /// Last interaction.
     pub last_contact: Option<Timestamp>,
+    /// The version of the customer's stream (for optimistic concurrency in clients).
+    pub version: u64,
 }
 
 impl CustomerRow {
@@ -78,6 +80,7 @@ impl CustomerRow {
             merged_into: None,
             created_at: at,
             last_contact: None,
+            version: 1,
         };
         row.set_profile(profile);
         row
@@ -692,7 +695,8 @@ impl View for CustomerDirectory {
     fn apply(&mut self, record: &DomainRecord) -> Result<(), String> {
         let AnyEvent::Customer(id, event) = &record.event else { return Ok(()) };
         if let CustomerEvent::CustomerRegistered(e) = event {
-            let row = CustomerRow::new(*id, &e.profile, e.owner, e.department, record.recorded_at);
+            let mut row = CustomerRow::new(*id, &e.profile, e.owner, e.department, record.recorded_at);
+            row.version = record.version;
             let before = self.rows.insert(*id, row).map(|old| (Some(old.name), old.created_at, old.last_contact));
             self.reindex(*id, before);
             self.index_keys(*id, &e.profile);
@@ -700,6 +704,7 @@ impl View for CustomerDirectory {
             return Ok(());
         }
         let row = self.rows.get_mut(id).ok_or_else(|| format!("customer {id} was never registered"))?;
+        row.version = record.version;
         let renamed = matches!(event, CustomerEvent::CustomerProfileUpdated(_));
         let before = Some((renamed.then(|| row.name.clone()), row.created_at, row.last_contact));
         match event {
