@@ -141,6 +141,8 @@ impl Counter {
 const SINGLE_WRITER_APPENDS: u64 = 4_000;
 /// Rounds of the concurrent and batched comparisons.
 const ROUNDS: u64 = 4;
+/// Appends per writer in each round of the checkpoint comparison (64 writers).
+const CHECKPOINT_ROUND_APPENDS: u64 = 1_200;
 
 async fn store_appends(store: &SledStore, ids: &Arc<Counter>, clients: u64, per_client: u64, batch: u64) -> Figure {
     store_appends_sample(store, ids, clients, per_client, batch).await.figure()
@@ -421,6 +423,30 @@ async fn run_size(base: &Path, size: u64) -> Result<Vec<Row>, BoxError> {
         });
     }
     drop(group);
+
+    // The checkpoint's cost: 64 writers on this store (checkpoint of the acknowledged head at
+    // most every second) against a second store, filled alike, that writes its checkpoint only
+    // at open and close. Rounds take turns and each spans about a second or more, so that
+    // every round of ours includes checkpoint writes.
+    let unchecked_config =
+        SledConfig { checkpoint_interval: Duration::MAX, ..SledConfig::new(dir.path().join("store-no-checkpoint")) };
+    let unchecked = SledStore::open(unchecked_config)?;
+    fill(&unchecked, &ids, size).await;
+    File::open(unchecked.path().join("db"))?.sync_all()?;
+    let (mut ours, mut baseline) = (Sample::default(), Sample::default());
+    for _round in 0..ROUNDS {
+        ours.absorb(store_appends_sample(&store, &ids, 64, CHECKPOINT_ROUND_APPENDS, 1).await);
+        baseline.absorb(store_appends_sample(&unchecked, &ids, 64, CHECKPOINT_ROUND_APPENDS, 1).await);
+    }
+    drop(unchecked);
+    rows.push(Row {
+        name: "append, 64 writers, checkpoint every 1 s".into(),
+        ours: ours.figure(),
+        baseline_name: "same, checkpoint only at open/close",
+        baseline: baseline.figure(),
+        unit: "ev/s",
+        latency: true,
+    });
 
     let (mut batched, mut raw_batched) = (Sample::default(), Sample::default());
     for _round in 0..ROUNDS {

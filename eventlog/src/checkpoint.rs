@@ -40,8 +40,9 @@ pub const FILE_NAME: &str = "checkpoint";
 /// Format tag of the checkpoint this build writes.
 pub const FORMAT: &str = "oacis-checkpoint/1";
 
-/// Longest time between two checkpoints while appends are acknowledged: at most this much
-/// acknowledged history can be lost without the next open noticing.
+/// Default longest time between two checkpoints while appends are acknowledged
+/// (`SledConfig::checkpoint_interval`): at most this much acknowledged history can be lost
+/// without the next open noticing.
 pub const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Largest checkpoint file accepted, in bytes (a signed one stays far below).
@@ -114,21 +115,22 @@ pub fn write(dir: &Path, head: Head) -> Result<()> {
     File::open(dir).and_then(|folder| folder.sync_all()).map_err(|e| Error::io(dir, e))
 }
 
-/// Writes checkpoints at most every [`INTERVAL`], from whichever thread made a group durable.
+/// Writes checkpoints at most once per interval, from whichever thread made a group durable.
 #[derive(Debug)]
 pub(crate) struct Recorder {
     dir: PathBuf,
+    interval: std::time::Duration,
     /// The head last written and when; the lock also keeps two writers from racing.
     last: std::sync::Mutex<(Head, std::time::Instant)>,
 }
 
 impl Recorder {
-    /// A recorder for `dir`, whose checkpoint holds `written`.
-    pub(crate) fn new(dir: PathBuf, written: Head) -> Recorder {
-        Recorder { dir, last: std::sync::Mutex::new((written, std::time::Instant::now())) }
+    /// A recorder for `dir`, whose checkpoint holds `written`, writing at most every `interval`.
+    pub(crate) fn new(dir: PathBuf, written: Head, interval: std::time::Duration) -> Recorder {
+        Recorder { dir, interval, last: std::sync::Mutex::new((written, std::time::Instant::now())) }
     }
 
-    /// Records the durable `head` if the last checkpoint is older than [`INTERVAL`] (or
+    /// Records the durable `head` if the last checkpoint is older than the interval (or
     /// always, with `force`, as at shutdown). Skips if another thread is writing one.
     pub(crate) fn record(&self, head: Head, force: bool) -> Result<()> {
         let mut last = match self.last.try_lock() {
@@ -139,7 +141,7 @@ impl Recorder {
             }
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
         };
-        if head.seq <= last.0.seq || (!force && last.1.elapsed() < INTERVAL) {
+        if head.seq <= last.0.seq || (!force && last.1.elapsed() < self.interval) {
             return Ok(());
         }
         write(&self.dir, head)?;

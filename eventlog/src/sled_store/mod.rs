@@ -52,6 +52,12 @@ pub struct SledConfig {
     pub path: PathBuf,
     /// sled's page cache, in bytes (default 1 GiB, sled's own default).
     pub cache_capacity_bytes: u64,
+    /// Longest time between two checkpoints of the acknowledged head while appends are
+    /// acknowledged (default [`checkpoint::INTERVAL`], 1 s). This is the detection window: a
+    /// damaged data file that loses acknowledged records is reported on open unless they were
+    /// all acknowledged within this long before the last checkpoint was due. Longer is
+    /// cheaper and wider; the checkpoint is also written on open and at clean shutdown.
+    pub checkpoint_interval: std::time::Duration,
     /// Failure injection, for tests.
     pub fault: Option<Arc<FaultPlan>>,
 }
@@ -59,7 +65,12 @@ pub struct SledConfig {
 impl SledConfig {
     /// Defaults for a data folder.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SledConfig { path: path.into(), cache_capacity_bytes: 1024 * 1024 * 1024, fault: None }
+        SledConfig {
+            path: path.into(),
+            cache_capacity_bytes: 1024 * 1024 * 1024,
+            checkpoint_interval: checkpoint::INTERVAL,
+            fault: None,
+        }
     }
 }
 
@@ -294,7 +305,7 @@ impl SledStore {
             heads,
             fault: config.fault,
             failure,
-            checkpoint: checkpoint::Recorder::new(config.path.clone(), head),
+            checkpoint: checkpoint::Recorder::new(config.path.clone(), head, config.checkpoint_interval),
         };
         let handle = std::thread::Builder::new()
             .name("eventlog-writer".into())
