@@ -52,11 +52,11 @@ pub struct SledConfig {
     pub path: PathBuf,
     /// sled's page cache, in bytes (default 1 GiB, sled's own default).
     pub cache_capacity_bytes: u64,
-    /// Longest time between two checkpoints of the acknowledged head while appends are
-    /// acknowledged (default [`checkpoint::INTERVAL`], 1 s). This is the detection window: a
-    /// damaged data file that loses acknowledged records is reported on open unless they were
-    /// all acknowledged within this long before the last checkpoint was due. Longer is
-    /// cheaper and wider; the checkpoint is also written on open and at clean shutdown.
+    /// The detection window (default [`checkpoint::INTERVAL`], 1 s): every acknowledged
+    /// record is in the checkpoint at most this long after its acknowledgement, so a damaged
+    /// data file that loses acknowledged records is reported on open unless all of them were
+    /// acknowledged within this long before the stop. Longer is cheaper and wider;
+    /// `Duration::MAX` writes the checkpoint only on open and at clean shutdown.
     pub checkpoint_interval: std::time::Duration,
     /// Failure injection, for tests.
     pub fault: Option<Arc<FaultPlan>>,

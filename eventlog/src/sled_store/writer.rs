@@ -23,7 +23,9 @@
 //!   back (from sled, or from the group being staged) and compared: a true retry is answered
 //!   with the first result, anything else is refused. No digest is kept in memory.
 //! - After a group is durable and answered, the checkpoint (`crate::checkpoint`) is rewritten
-//!   if the last one is older than its interval, and once more when the writer stops.
+//!   if the last one is half an interval old; the syncer also checks on a timer when no group
+//!   comes, and the writer records the head once more when it stops. Only durable heads are
+//!   recorded (`heads` is published after the fdatasync).
 //! - Seqs and stream versions are assigned by the writer thread alone, so they are gapless.
 
 use std::collections::HashMap;
@@ -374,7 +376,17 @@ fn stage(
 impl Syncer {
     fn run(&self, applied: std_mpsc::Receiver<Applied>) {
         let mut waiting = Vec::with_capacity(SYNC_QUEUE);
-        while let Ok(first) = applied.recv() {
+        loop {
+            let first = match applied.recv_timeout(self.checkpoint.tick()) {
+                Ok(first) => first,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                    // No group for a while: record the last durable head if it is due, so the
+                    // detection window holds when appends stop.
+                    self.record_head();
+                    continue;
+                }
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             waiting.push(first);
             while let Ok(next) = applied.try_recv() {
                 waiting.push(next);
@@ -406,14 +418,23 @@ impl Syncer {
                     // A caller that stopped waiting has gone; its append stands.
                     let _ = reply.send(outcome);
                 }
-                if let Some(head) = head {
+                if head.is_some() {
                     // After the answers, so that no caller waits for it.
-                    if let Err(e) = self.checkpoint.record(head, false) {
-                        self.failure.set(format!("cannot record the acknowledged head: {e}"));
-                    }
+                    self.record_head();
                 }
             }
             Err(reason) => refuse(waiting.drain(..).flat_map(|a| a.replies).map(|(reply, _)| reply), &reason),
+        }
+    }
+
+    /// Records the durable head in the checkpoint if it is due. A failure to write it stops
+    /// appends: the log would be running without its outside witness.
+    fn record_head(&self) {
+        if self.failure.get().is_some() {
+            return;
+        }
+        if let Err(e) = self.checkpoint.record(*self.heads.borrow(), false) {
+            self.failure.set(format!("cannot record the acknowledged head: {e}"));
         }
     }
 
