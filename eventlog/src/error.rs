@@ -165,16 +165,16 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-    /// The storage engine panicked while opening or reading the folder: its files are damaged.
-    /// The panic is contained; nothing was appended. Keep the folder unchanged and restore
-    /// the latest backup into a new folder.
-    #[error("the event store in {path} is damaged: the storage engine failed with \"{reason}\"; {}. \
+    /// The storage engine refused the folder's files, or panicked while opening them (the
+    /// panic is contained): they are damaged, and nothing was appended. Keep the folder
+    /// unchanged and restore the latest backup into a new folder.
+    #[error("the event store in {path} is damaged: the storage engine says \"{reason}\"; {}. \
              Keep the folder unchanged for inspection and restore the latest backup into a new folder",
             recorded.map_or_else(|| "no head record".to_owned(), |h| format!("the head record says seq {} hash {}", h.seq, h.hash)))]
     Damaged {
         /// The data folder.
         path: PathBuf,
-        /// The engine's panic message.
+        /// The engine's error or panic message.
         reason: String,
         /// The acknowledged head recorded outside the engine's files, if readable.
         recorded: Option<Head>,

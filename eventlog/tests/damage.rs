@@ -107,11 +107,14 @@ fn damage_to_a_crash_left_data_file_is_harmless_or_reported_never_silent_never_a
                 assert!(seq <= Seq(records.len() as u64 + 1), "{context}: corrupt at {seq}");
                 "corrupt seq reported"
             }
-            Err(Error::Damaged { recorded: r, .. }) => {
+            Err(Error::Damaged { recorded: r, reason, .. }) => {
                 assert_eq!(r, Some(recorded), "{context}");
-                "engine panic contained"
+                if reason.starts_with("panicked: ") {
+                    "engine panic contained"
+                } else {
+                    "engine refused its files"
+                }
             }
-            Err(Error::Open { .. }) => "engine refused to open",
             Err(Error::Unreadable { .. }) => "unreadable reported",
             Err(other) => panic!("{context}: unexpected error {other}"),
         };

@@ -130,7 +130,7 @@ fn remove_torn_snapshots(path: &Path) -> Result<()> {
 /// can take a moment after the last handle is gone.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-fn open_sled(config: &SledConfig) -> Result<sled::Db> {
+fn open_sled(config: &SledConfig, recorded: Option<Head>) -> Result<sled::Db> {
     std::fs::create_dir_all(&config.path).map_err(|e| Error::io(&config.path, e))?;
     remove_torn_snapshots(&config.path)?;
     let sled_config = sled::Config::new()
@@ -153,14 +153,8 @@ fn open_sled(config: &SledConfig) -> Result<sled::Db> {
                     advice: "Another process holds this data folder; stop it first",
                 })
             }
-            Err(e) => {
-                return Err(Error::Open {
-                    path: config.path.clone(),
-                    reason: e.to_string(),
-                    advice: "The folder is damaged: keep it unchanged for inspection and restore \
-                             the latest backup into a new folder",
-                })
-            }
+            // sled refused its own files (its recovery found them inconsistent): damage.
+            Err(e) => return Err(Error::Damaged { path: config.path.clone(), reason: e.to_string(), recorded }),
         }
     }
 }
@@ -231,7 +225,7 @@ impl SledStore {
     /// Errors, besides I/O and format errors: [`Error::HeadLost`] or [`Error::HeadChanged`]
     /// when the log holds less than, or something else than, the acknowledged head in the
     /// checkpoint; [`Error::HeadRecord`] when the checkpoint itself is damaged;
-    /// [`Error::Damaged`] when sled panics on the folder's files; [`Error::Corrupt`] when the
+    /// [`Error::Damaged`] when sled refuses or panics on the folder's files; [`Error::Corrupt`] when the
     /// tail of the chain does not verify. In each case nothing is written to the log. An
     /// operator who restores a backup opens that instead; one who decides to keep a shorter
     /// log moves the `checkpoint` file aside (keeping it as evidence), and the next open
@@ -245,11 +239,13 @@ impl SledStore {
         // sled 0.34 panics on some damaged files (seen in its `serialization.rs`); damage must be
         // reported, never answered with a panic. Everything sled touches is dropped on unwind.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SledStore::open_unguarded(config, recorded)))
-            .unwrap_or_else(|panic| Err(Error::Damaged { path, reason: panic_message(panic.as_ref()), recorded }))
+            .unwrap_or_else(|panic| {
+                Err(Error::Damaged { path, reason: format!("panicked: {}", panic_message(panic.as_ref())), recorded })
+            })
     }
 
     fn open_unguarded(config: SledConfig, recorded: Option<Head>) -> Result<SledStore> {
-        let db = open_sled(&config)?;
+        let db = open_sled(&config, recorded)?;
         check_format(&db, &config.path)?;
         let last = last_record(&db)?;
         let head = last.as_ref().map_or_else(Head::default, |r| Head { seq: r.seq, hash: r.hash });
