@@ -133,9 +133,9 @@ impl Recorder {
     }
 
     /// How often a thread that makes groups durable should call [`Recorder::record`] when no
-    /// group comes: a quarter interval.
+    /// group comes: a quarter interval, but not more often than every 10 ms.
     pub(crate) fn tick(&self) -> std::time::Duration {
-        self.interval / 4
+        (self.interval / 4).max(std::time::Duration::from_millis(10))
     }
 
     /// Records the durable `head` if it moved and the last checkpoint is half an interval old

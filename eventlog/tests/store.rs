@@ -567,3 +567,37 @@ fn the_in_memory_indexes_report_their_size_and_grow_with_the_log() -> anyhow::Re
         anyhow::Ok(())
     })
 }
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_appends() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    runtime().block_on(async {
+        // Interval zero: the checkpoint is due after every durable group.
+        let config = SledConfig { checkpoint_interval: std::time::Duration::ZERO, ..SledConfig::new(dir.path()) };
+        let store = SledStore::open(config)?;
+        // A folder where the temporary file must go: no checkpoint can be written.
+        std::fs::create_dir(dir.path().join("checkpoint.tmp"))?;
+        // The first append is durable and acknowledged; recording it fails after the answer
+        // (on the writer thread before it takes the next append, or on the syncer's timer,
+        // which may let one more append through).
+        store.append(stream("s"), ExpectedVersion::Any, vec![event("A", 1)], meta(1)).await?;
+        let mut refused = None;
+        for n in 2..=3u64 {
+            match store.append(stream("s"), ExpectedVersion::Any, vec![event("A", n)], meta(u128::from(n))).await {
+                Ok(_) => continue,
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        match refused {
+            Some(AppendError::Store(Error::WriterFailed(reason))) => {
+                assert!(reason.contains("cannot record the acknowledged head"), "{reason}")
+            }
+            other => panic!("expected appends to stop, got {other:?}"),
+        }
+        assert!(store.head().seq <= Seq(2));
+        anyhow::Ok(())
+    })
+}

@@ -433,7 +433,9 @@ impl Syncer {
         if self.failure.get().is_some() {
             return;
         }
-        if let Err(e) = self.checkpoint.record(*self.heads.borrow(), false) {
+        // Copied out first: `Failure::set` notifies through `heads`, which a borrow would block.
+        let head = *self.heads.borrow();
+        if let Err(e) = self.checkpoint.record(head, false) {
             self.failure.set(format!("cannot record the acknowledged head: {e}"));
         }
     }
@@ -444,7 +446,8 @@ impl Syncer {
         if self.failure.get().is_some() {
             return;
         }
-        if let Err(e) = self.checkpoint.record(*self.heads.borrow(), true) {
+        let head = *self.heads.borrow();
+        if let Err(e) = self.checkpoint.record(head, true) {
             tracing::error!(error = %e, "cannot record the acknowledged head at shutdown");
         }
     }
