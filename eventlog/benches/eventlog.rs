@@ -295,6 +295,20 @@ fn raw_fdatasync(dir: &Path, count: u64) -> Figure {
     summarize(count, started.elapsed(), latencies)
 }
 
+/// `count` checkpoint writes (temporary file, fsync, rename, fsync of the folder), the work
+/// the durability path pays at most twice a second.
+fn checkpoint_writes(dir: &Path, count: u64) -> Figure {
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    for i in 0..count {
+        let head = oacis_eventlog::Head { seq: Seq(i), hash: oacis_eventlog::Hash32([7; 32]) };
+        let t = Instant::now();
+        oacis_eventlog::checkpoint::write(dir, head).expect("checkpoint");
+        latencies.push(t.elapsed());
+    }
+    summarize(count, started.elapsed(), latencies)
+}
+
 struct Row {
     name: String,
     ours: Figure,
@@ -587,6 +601,15 @@ async fn run_size(base: &Path, size: u64) -> Result<Vec<Row>, BoxError> {
         baseline: Figure::default(),
         unit: "bytes/record",
         latency: false,
+    });
+
+    rows.push(Row {
+        name: "checkpoint write".into(),
+        ours: checkpoint_writes(dir.path(), 500),
+        baseline_name: "-",
+        baseline: Figure::default(),
+        unit: "/s",
+        latency: true,
     });
 
     let fsync = raw_fdatasync(dir.path(), 2_000);

@@ -42,8 +42,8 @@ pub const FORMAT: &str = "oacis-checkpoint/1";
 
 /// Default detection window (`SledConfig::checkpoint_interval`): every acknowledged record is
 /// in the checkpoint at most this long after its acknowledgement (in practice within three
-/// quarters of it: the checkpoint is rewritten when the last one is half an interval old, on
-/// the next durable group or on a timer that ticks every quarter interval). So at most this
+/// quarters of it: a thread looks every quarter interval and rewrites the checkpoint when the
+/// head moved and the last one is half an interval old). So at most this
 /// much acknowledged history can be lost without the next open noticing.
 pub const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -117,7 +117,8 @@ pub fn write(dir: &Path, head: Head) -> Result<()> {
     File::open(dir).and_then(|folder| folder.sync_all()).map_err(|e| Error::io(dir, e))
 }
 
-/// Writes checkpoints at most once per interval, from whichever thread made a group durable.
+/// Writes checkpoints at most twice per interval, from the store's checkpoint thread (and at
+/// shutdown from the writer).
 #[derive(Debug)]
 pub(crate) struct Recorder {
     dir: PathBuf,
@@ -132,8 +133,8 @@ impl Recorder {
         Recorder { dir, interval, last: std::sync::Mutex::new((written, std::time::Instant::now())) }
     }
 
-    /// How often a thread that makes groups durable should call [`Recorder::record`] when no
-    /// group comes: a quarter interval, but not more often than every 10 ms.
+    /// How often the checkpoint thread calls [`Recorder::record`]: a quarter interval, but not
+    /// more often than every 10 ms.
     pub(crate) fn tick(&self) -> std::time::Duration {
         (self.interval / 4).max(std::time::Duration::from_millis(10))
     }

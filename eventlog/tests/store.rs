@@ -577,18 +577,15 @@ fn a_checkpoint_that_cannot_be_written_stops_appends() -> anyhow::Result<()> {
         let store = SledStore::open(config)?;
         // A folder where the temporary file must go: no checkpoint can be written.
         std::fs::create_dir(dir.path().join("checkpoint.tmp"))?;
-        // The first append is durable and acknowledged; recording it fails after the answer
-        // (on the writer thread before it takes the next append, or on the syncer's timer,
-        // which may let one more append through).
-        store.append(stream("s"), ExpectedVersion::Any, vec![event("A", 1)], meta(1)).await?;
+        // Appends go on being acknowledged until the checkpoint thread (every 10 ms here) has
+        // failed to record one; from then on every append is refused.
         let mut refused = None;
-        for n in 2..=3u64 {
-            match store.append(stream("s"), ExpectedVersion::Any, vec![event("A", n)], meta(u128::from(n))).await {
-                Ok(_) => continue,
-                Err(e) => {
-                    refused = Some(e);
-                    break;
-                }
+        for n in 1..=10_000u64 {
+            let outcome =
+                store.append(stream("s"), ExpectedVersion::Any, vec![event("A", n)], meta(u128::from(n))).await;
+            if let Err(e) = outcome {
+                refused = Some(e);
+                break;
             }
         }
         match refused {
@@ -597,7 +594,10 @@ fn a_checkpoint_that_cannot_be_written_stops_appends() -> anyhow::Result<()> {
             }
             other => panic!("expected appends to stop, got {other:?}"),
         }
-        assert!(store.head().seq <= Seq(2));
+        let head = store.head().seq;
+        let again = store.append(stream("s"), ExpectedVersion::Any, vec![event("B", 1)], meta(1 << 40)).await;
+        assert!(matches!(again, Err(AppendError::Store(Error::WriterFailed(_)))), "{again:?}");
+        assert_eq!(store.head().seq, head);
         anyhow::Ok(())
     })
 }

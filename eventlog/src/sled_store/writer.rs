@@ -22,10 +22,10 @@
 //! - A command id is written once. When it comes again, its first append's records are read
 //!   back (from sled, or from the group being staged) and compared: a true retry is answered
 //!   with the first result, anything else is refused. No digest is kept in memory.
-//! - After a group is durable and answered, the checkpoint (`crate::checkpoint`) is rewritten
-//!   if the last one is half an interval old; the syncer also checks on a timer when no group
-//!   comes, and the writer records the head once more when it stops. Only durable heads are
-//!   recorded (`heads` is published after the fdatasync).
+//! - A third thread keeps the checkpoint (`crate::checkpoint`): every quarter interval it
+//!   records the durable head if it moved and the last checkpoint is half an interval old,
+//!   and the writer records it once more when it stops. Only durable heads are recorded
+//!   (`heads` is published after the fdatasync), and no append waits for a checkpoint.
 //! - Seqs and stream versions are assigned by the writer thread alone, so they are gapless.
 
 use std::collections::HashMap;
@@ -171,6 +171,15 @@ impl Writer {
                 return;
             }
         };
+        // The checkpoint has a thread of its own, so that the durability path never waits for
+        // its fsyncs; if it cannot start, appends are refused like any failure to record.
+        let (stop_checkpoints, stop) = std_mpsc::channel::<()>();
+        let checkpoints = {
+            let syncer = syncer.clone();
+            std::thread::Builder::new().name("eventlog-checkpoint".into()).spawn(move || syncer.record_heads(&stop))
+        };
+        let checkpoints =
+            checkpoints.map_err(|e| self.failure.set(format!("cannot start the checkpoint thread: {e}"))).ok();
         let mut group = Vec::with_capacity(Limits::MAX_GROUP_APPENDS);
         let mut waiting = None;
         while let Some(first) = waiting.take().or_else(|| queue.blocking_recv()) {
@@ -198,6 +207,10 @@ impl Writer {
         drop(to_syncer);
         if thread.join().is_err() {
             tracing::error!("event log syncer thread panicked");
+        }
+        drop(stop_checkpoints);
+        if checkpoints.is_some_and(|thread| thread.join().is_err()) {
+            tracing::error!("event log checkpoint thread panicked");
         }
         syncer.record_head_at_shutdown();
     }
@@ -376,17 +389,7 @@ fn stage(
 impl Syncer {
     fn run(&self, applied: std_mpsc::Receiver<Applied>) {
         let mut waiting = Vec::with_capacity(SYNC_QUEUE);
-        loop {
-            let first = match applied.recv_timeout(self.checkpoint.tick()) {
-                Ok(first) => first,
-                Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                    // No group for a while: record the last durable head if it is due, so the
-                    // detection window holds when appends stop.
-                    self.record_head();
-                    continue;
-                }
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
-            };
+        while let Ok(first) = applied.recv() {
             waiting.push(first);
             while let Ok(next) = applied.try_recv() {
                 waiting.push(next);
@@ -418,17 +421,20 @@ impl Syncer {
                     // A caller that stopped waiting has gone; its append stands.
                     let _ = reply.send(outcome);
                 }
-                if head.is_some() {
-                    // After the answers, so that no caller waits for it.
-                    self.record_head();
-                }
             }
             Err(reason) => refuse(waiting.drain(..).flat_map(|a| a.replies).map(|(reply, _)| reply), &reason),
         }
     }
 
-    /// Records the durable head in the checkpoint if it is due. A failure to write it stops
-    /// appends: the log would be running without its outside witness.
+    /// The checkpoint thread: every tick, records the durable head if it moved and is due,
+    /// until `stop` closes. A failure to write it stops appends: the log would be running
+    /// without its outside witness.
+    fn record_heads(&self, stop: &std_mpsc::Receiver<()>) {
+        while let Err(std_mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(self.checkpoint.tick()) {
+            self.record_head();
+        }
+    }
+
     fn record_head(&self) {
         if self.failure.get().is_some() {
             return;
