@@ -601,3 +601,26 @@ fn a_checkpoint_that_cannot_be_written_stops_appends() -> anyhow::Result<()> {
         anyhow::Ok(())
     })
 }
+
+#[test]
+fn a_panic_while_opening_is_contained_and_reported_as_damage_with_the_recorded_head() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let head = runtime().block_on(async {
+        let store = open(dir.path());
+        store.append(stream("s"), ExpectedVersion::Any, vec![event("A", 1)], meta(1)).await?;
+        anyhow::Ok(store.head())
+    })?;
+    let config =
+        SledConfig { fault: Some(Arc::new(FaultPlan::new(FaultSite::OpenPanic, 1))), ..SledConfig::new(dir.path()) };
+    match SledStore::open(config) {
+        Err(Error::Damaged { path, reason, recorded }) => {
+            assert_eq!(path, dir.path());
+            assert_eq!(reason, "panicked: injected panic while opening the store");
+            assert_eq!(recorded, Some(head));
+        }
+        other => panic!("expected the panic to be reported as damage, got {other:?}"),
+    }
+    // Everything the failed open held was released: the folder opens again, unchanged.
+    assert_eq!(open(dir.path()).head(), head);
+    Ok(())
+}

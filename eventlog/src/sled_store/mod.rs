@@ -246,6 +246,9 @@ impl SledStore {
 
     fn open_unguarded(config: SledConfig, recorded: Option<Head>) -> Result<SledStore> {
         let db = open_sled(&config, recorded)?;
+        if let Some(plan) = &config.fault {
+            plan.arrive(FaultSite::OpenPanic).map_err(|e| Error::io(&config.path, e))?;
+        }
         check_format(&db, &config.path)?;
         let last = last_record(&db)?;
         let head = last.as_ref().map_or_else(Head::default, |r| Head { seq: r.seq, hash: r.hash });
