@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use oacis_eventlog::{checkpoint, Error, FolderCopy, Head, Record, Seq, SledConfig, SledStore};
+use oacis_eventlog::{checkpoint, sled_layout, Error, FolderCopy, Head, Record, Seq, SledConfig, SledStore};
 
 /// Offsets damaged: spread evenly over the data file's written bytes.
 const OFFSETS: u64 = 160;
@@ -44,6 +44,13 @@ fn crash_left_store(dir: &std::path::Path, run: u64, acks: usize) -> u64 {
     }
     child.wait().unwrap();
     last
+}
+
+/// The last record key in a sled folder, read with sled alone.
+fn raw_last_seq(dir: &std::path::Path) -> Seq {
+    let db = sled::Config::new().path(dir).segment_size(sled_layout::SEGMENT_SIZE).open().expect("raw sled opens");
+    let last = db.range(sled_layout::event_key(Seq::FIRST)..=sled_layout::event_key(Seq(u64::MAX))).next_back();
+    last.map_or(Seq::ZERO, |entry| sled_layout::seq_of_event_key(&entry.expect("raw read").0).expect("event key"))
 }
 
 fn read_back(dir: &std::path::Path) -> Result<Vec<Record>, Error> {
@@ -97,6 +104,10 @@ fn damage_to_a_crash_left_data_file_is_harmless_or_reported_never_silent_never_a
             Err(Error::HeadLost { recorded: r, found, .. }) => {
                 assert_eq!(r, recorded, "{context}");
                 assert!(found.seq < recorded.seq, "{context}");
+                // The range is right: sled alone, on another copy damaged alike, ends there.
+                let again = FolderCopy::of(dir.path())?;
+                std::fs::write(again.path().join("db"), &bytes)?;
+                assert_eq!(raw_last_seq(again.path()), found.seq, "{context}: wrong range");
                 "missing range reported"
             }
             Err(Error::HeadChanged { recorded: r, .. }) => {
