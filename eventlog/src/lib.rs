@@ -16,6 +16,11 @@
 //!   fdatasync), and either all records of an append land or none do.
 //! - Bytes read back from disk are checked; corruption is an [`Error::Corrupt`] naming the
 //!   `seq`, never a panic and never silently repaired.
+//! - A store whose log holds less than, or other than, the acknowledged head in its
+//!   [`checkpoint`] does not open ([`Error::HeadLost`], [`Error::HeadChanged`]); a panic of the
+//!   storage engine on damaged files is contained ([`Error::Damaged`]).
+//! - A command id is written once: a true retry gets the first result, any other use of it is
+//!   refused ([`AppendError::CommandReused`]).
 
 pub mod checkpoint;
 pub mod codec;

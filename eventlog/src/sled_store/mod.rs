@@ -9,8 +9,8 @@
 //! 1533; they are incomplete by construction, since sled renames a snapshot only once it is
 //! written), checks the store format tag, compares the log with the checkpoint (the
 //! acknowledged head recorded outside sled's files, `crate::checkpoint`), verifies the chain's
-//! tail, and rebuilds the in-memory indexes. A panic inside sled while it opens or reads a
-//! damaged folder is contained and reported as [`Error::Damaged`].
+//! tail, and rebuilds the in-memory indexes. A panic inside sled while the store opens a
+//! damaged folder is contained and reported as [`Error::Damaged`], as is sled refusing it.
 //!
 //! Invariant: a log shorter than the checkpoint, or with another hash at its seq, does not
 //! open, so no append can reuse an acknowledged seq; the operator decides what happens next.
@@ -225,8 +225,10 @@ impl SledStore {
     /// Errors, besides I/O and format errors: [`Error::HeadLost`] or [`Error::HeadChanged`]
     /// when the log holds less than, or something else than, the acknowledged head in the
     /// checkpoint; [`Error::HeadRecord`] when the checkpoint itself is damaged;
-    /// [`Error::Damaged`] when sled refuses or panics on the folder's files; [`Error::Corrupt`] when the
-    /// tail of the chain does not verify. In each case nothing is written to the log. An
+    /// [`Error::Damaged`] when sled refuses the folder's files or panics on them;
+    /// [`Error::Corrupt`] when the tail of the chain or a stream's versions do not verify;
+    /// [`Error::Open`] when another process holds the folder. In each case nothing is
+    /// written to the log. An
     /// operator who restores a backup opens that instead; one who decides to keep a shorter
     /// log moves the `checkpoint` file aside (keeping it as evidence), and the next open
     /// starts a new one at the log's head.
@@ -411,7 +413,7 @@ impl SledStore {
                 .inner
                 .db
                 .get(layout::event_key(seq))
-                .map_err(|e| self.unreadable(seq, &e))?
+                .map_err(|e| self.unreadable(&e))?
                 .ok_or_else(|| Error::corrupt(seq, format!("indexed as {stream} v{version} but missing")))?;
             let record = codec::decode(seq, &stored)?;
             if record.stream != *stream || record.version != version {
@@ -425,11 +427,13 @@ impl SledStore {
         Ok(out)
     }
 
-    fn unreadable(&self, seq: Seq, error: &sled::Error) -> Error {
+    /// sled could not read a record of a stream. Names the data file; a read by stream does
+    /// not walk the log, so no seq was checked before it (`last_good` is 0).
+    fn unreadable(&self, error: &sled::Error) -> Error {
         Error::Unreadable {
             file: self.inner.data_path.clone(),
             offset: None,
-            last_good: Seq(seq.0.saturating_sub(1)),
+            last_good: Seq::ZERO,
             reason: error.to_string(),
         }
     }
