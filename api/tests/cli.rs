@@ -152,9 +152,105 @@ fn a_folder_without_a_store_is_named_as_such() -> anyhow::Result<()> {
     assert!(text(&out.stderr).contains("holds no event store"), "{}", text(&out.stderr));
     assert!(!empty.exists(), "export must not create a store");
     let out = oacis(&["verify", "--data", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("holds no event store"), "{}", text(&out.stderr));
+    assert!(!empty.exists(), "verify must not create a store");
+    Ok(())
+}
+
+/// Every file under `dir` with its bytes, in path order.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(snapshot(&path));
+        } else {
+            files.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn verify_leaves_a_data_folder_byte_for_byte_as_it_found_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    fill(&data, 40)?;
+    // A folder whose log lost acknowledged records: the checkpoint says 40, the log holds 35.
+    {
+        let db = sled::Config::new().path(&data).segment_size(oacis_eventlog::sled_layout::SEGMENT_SIZE).open()?;
+        for seq in 36..=40 {
+            db.remove(oacis_eventlog::sled_layout::event_key(Seq(seq)))?;
+        }
+        db.flush()?;
+    }
+    let before = snapshot(&data);
+    let out = oacis(&["verify", "--data", data.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("FAILED: records 36..=40 are missing"), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("verifying a temporary copy"), "{}", text(&out.stderr));
+    assert_eq!(snapshot(&data), before, "verify changed the damaged folder");
+
+    let good = dir.path().join("good");
+    fill(&good, 10)?;
+    let before = snapshot(&good);
+    let out = oacis(&["verify", "--data", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("(checked on a temporary copy; reaches the checkpoint at seq 10)"));
+    assert_eq!(snapshot(&good), before, "verify changed the folder");
+    Ok(())
+}
+
+#[test]
+fn verify_anchors_an_incremental_export_and_refuses_a_cut_file() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    fill(&data, 20)?;
+    let (head, tail) = (dir.path().join("head.jsonl"), dir.path().join("tail.jsonl"));
+    assert!(oacis(&["export", "--data", data.to_str().unwrap(), "--out", head.to_str().unwrap()]).status.success());
+    let out = oacis(&["export", "--data", data.to_str().unwrap(), "--out", tail.to_str().unwrap(), "--from", "11"]);
     assert!(out.status.success());
-    assert!(text(&out.stderr).contains("held no event store; created an empty one"), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("ok: 0 records"), "{}", text(&out.stdout));
+    let lines: Vec<String> = std::fs::read_to_string(&head)?.lines().map(str::to_owned).collect();
+    let tenth: serde_json::Value = serde_json::from_str(&lines[9])?;
+    let anchor = format!("10:{}", tenth["hash"].as_str().unwrap());
+    let out = oacis(&["verify", "--file", tail.to_str().unwrap(), "--after", &anchor]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("(anchored by --after)"), "{}", text(&out.stdout));
+    let out = oacis(&["verify", "--file", tail.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout)
+            .contains(&format!("UNANCHORED: the file starts after seq 10; check that it links with --after {anchor}")),
+        "{}",
+        text(&out.stdout)
+    );
+    // Cut the first two lines: unanchored it still links to something; anchored it fails.
+    let cut = dir.path().join("cut.jsonl");
+    let text_of_tail = std::fs::read_to_string(&tail)?;
+    std::fs::write(&cut, text_of_tail.lines().skip(2).map(|l| format!("{l}\n")).collect::<String>())?;
+    let out = oacis(&["verify", "--file", cut.to_str().unwrap(), "--after", &anchor]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).starts_with("FAILED: first bad seq 11: "), "{}", text(&out.stdout));
+    // The final newline removed: refused, naming the last line.
+    let whole = std::fs::read_to_string(&head)?;
+    std::fs::write(&cut, whole.trim_end_matches('\n'))?;
+    let out = oacis(&["verify", "--file", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).starts_with("FAILED: first bad seq 20: line 20, the last, has no final newline"),
+        "{}",
+        text(&out.stdout)
+    );
+    // A file that cannot be read at all (a folder) is unreadable, exit 3, naming it.
+    let out = oacis(&["verify", "--file", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with(&format!("UNREADABLE: cannot read {} at byte 0", dir.path().display())),
+        "{}",
+        text(&out.stdout)
+    );
     Ok(())
 }
 

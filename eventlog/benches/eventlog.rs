@@ -1,7 +1,8 @@
 //! Event log benchmark: durable appends (1, 8 and 64 concurrent writers, and 100-event
 //! batches), `read_all` and `verify`, at several log sizes, each beside a baseline measured in
 //! the same run on the same disk: raw sled insert+flush(+fdatasync), a minimal raw sled group
-//! commit, raw sled batch+flush, raw fdatasync, and a raw sled scan with JSON decoding.
+//! commit, raw sled batch+flush, raw fdatasync, and a raw sled scan with JSON decoding; and the
+//! checkpoint's cost: 64 writers on twin stores with and without interval checkpoints.
 //!
 //! `cargo bench -p oacis-eventlog --bench eventlog` (sizes: `OACIS_BENCH_SIZES=10000,100000`;
 //! scratch folder: `OACIS_BENCH_DIR`, default the system temp folder). Prints a Markdown table.
@@ -141,6 +142,10 @@ impl Counter {
 const SINGLE_WRITER_APPENDS: u64 = 4_000;
 /// Rounds of the concurrent and batched comparisons.
 const ROUNDS: u64 = 4;
+/// Rounds of the checkpoint comparison, alternating which store goes first.
+const CHECKPOINT_ROUNDS: u64 = 12;
+/// Appends per writer in each round of the checkpoint comparison (64 writers).
+const CHECKPOINT_ROUND_APPENDS: u64 = 1_000;
 
 async fn store_appends(store: &SledStore, ids: &Arc<Counter>, clients: u64, per_client: u64, batch: u64) -> Figure {
     store_appends_sample(store, ids, clients, per_client, batch).await.figure()
@@ -290,6 +295,20 @@ fn raw_fdatasync(dir: &Path, count: u64) -> Figure {
     summarize(count, started.elapsed(), latencies)
 }
 
+/// `count` checkpoint writes (temporary file, fsync, rename, fsync of the folder), the work
+/// the durability path pays at most twice a second.
+fn checkpoint_writes(dir: &Path, count: u64) -> Figure {
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    for i in 0..count {
+        let head = oacis_eventlog::Head { seq: Seq(i), hash: oacis_eventlog::Hash32([7; 32]) };
+        let t = Instant::now();
+        oacis_eventlog::checkpoint::write(dir, head).expect("checkpoint");
+        latencies.push(t.elapsed());
+    }
+    summarize(count, started.elapsed(), latencies)
+}
+
 struct Row {
     name: String,
     ours: Figure,
@@ -422,6 +441,57 @@ async fn run_size(base: &Path, size: u64) -> Result<Vec<Row>, BoxError> {
     }
     drop(group);
 
+    // The checkpoint's cost: 64 writers on a store that writes its checkpoint as configured
+    // by default (every acknowledged record recorded within 1 s), against a twin that writes it
+    // only at open and close. Both are new and filled alike; rounds alternate which goes
+    // first, and each spans about a second, so that every round of ours includes checkpoint
+    // writes.
+    let twin = |name: &str, interval: Duration| {
+        SledStore::open(SledConfig { checkpoint_interval: interval, ..SledConfig::new(dir.path().join(name)) })
+    };
+    let checked = twin("store-checkpointed", oacis_eventlog::checkpoint::INTERVAL)?;
+    let unchecked = twin("store-no-checkpoint", Duration::MAX)?;
+    for twin in [&checked, &unchecked] {
+        fill(twin, &ids, size).await;
+        File::open(twin.path().join("db"))?.sync_all()?;
+    }
+    let _ = std::process::Command::new("sync").status();
+    let (mut ours, mut baseline) = (Sample::default(), Sample::default());
+    // Each round's ratio too: on a shared machine a slow spell of the disk can fall on one side
+    // of a round, and the median of the paired ratios is less moved by it than the totals.
+    let mut ratios = Vec::new();
+    for round in 0..CHECKPOINT_ROUNDS {
+        let mut rates = [0.0f64; 2];
+        for side in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
+            let twin = if side == 0 { &checked } else { &unchecked };
+            let sample = store_appends_sample(twin, &ids, 64, CHECKPOINT_ROUND_APPENDS, 1).await;
+            rates[side] = sample.count as f64 / sample.elapsed.as_secs_f64();
+            if side == 0 {
+                ours.absorb(sample)
+            } else {
+                baseline.absorb(sample)
+            }
+        }
+        ratios.push(rates[0] / rates[1]);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "checkpoint cost at {size} events, 64 writers: median ratio of {} paired rounds {:.3}x (range {:.3}-{:.3}x)",
+        ratios.len(),
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
+    drop((checked, unchecked));
+    rows.push(Row {
+        name: "append, 64 writers, checkpoint every 1 s".into(),
+        ours: ours.figure(),
+        baseline_name: "same, checkpoint only at open/close",
+        baseline: baseline.figure(),
+        unit: "ev/s",
+        latency: true,
+    });
+
     let (mut batched, mut raw_batched) = (Sample::default(), Sample::default());
     for _round in 0..ROUNDS {
         batched.absorb(store_appends_sample(&store, &ids, 1, 200 / ROUNDS, 100).await);
@@ -531,6 +601,15 @@ async fn run_size(base: &Path, size: u64) -> Result<Vec<Row>, BoxError> {
         baseline: Figure::default(),
         unit: "bytes/record",
         latency: false,
+    });
+
+    rows.push(Row {
+        name: "checkpoint write".into(),
+        ours: checkpoint_writes(dir.path(), 500),
+        baseline_name: "-",
+        baseline: Figure::default(),
+        unit: "/s",
+        latency: true,
     });
 
     let fsync = raw_fdatasync(dir.path(), 2_000);

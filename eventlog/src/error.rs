@@ -8,7 +8,8 @@
 
 use std::path::PathBuf;
 
-use crate::model::{ExpectedVersion, Seq, StreamId, Version};
+use crate::model::{CommandId, ExpectedVersion, Seq, StreamId, Version};
+use crate::store::Head;
 
 /// Result with the store-level [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -69,6 +70,32 @@ pub enum AppendError {
         /// The limit.
         max: usize,
     },
+    /// A payload is not UTF-8, so it is not JSON text (RFC 8259 §8.1) and could not be
+    /// exported (API: VALIDATION).
+    #[error("payload of event {index} is not UTF-8: invalid byte at offset {offset}")]
+    PayloadNotUtf8 {
+        /// Index of the event in the append (counting across streams, in order).
+        index: usize,
+        /// Offset of the first byte that is not part of a valid UTF-8 sequence.
+        offset: usize,
+    },
+    /// One call names the same stream twice; put all of a stream's events in one
+    /// [`crate::StreamAppend`] (API: VALIDATION).
+    #[error("stream {stream} appears more than once in one append")]
+    RepeatedStream {
+        /// The stream named twice.
+        stream: StreamId,
+    },
+    /// The command id was used before for another append: other streams or other events. Only
+    /// a true retry (same streams, same events) is answered with the first result; this one
+    /// wrote nothing (API: VALIDATION; the client reused an idempotency key).
+    #[error("command id {command_id} was already used for a different append (first written at seq {first_seq})")]
+    CommandReused {
+        /// The reused command id.
+        command_id: CommandId,
+        /// Where the first append under it starts.
+        first_seq: Seq,
+    },
     /// A payload is not one well-formed JSON value (API: VALIDATION).
     #[error("payload of event {index} is not JSON: {reason}")]
     PayloadNotJson {
@@ -90,7 +117,7 @@ pub enum AppendError {
     /// Schema numbers start at 1 (API: VALIDATION).
     #[error("schema of event {index} is 0; schemas start at 1")]
     InvalidSchema {
-        /// Index of the event in the append.
+        /// Index of the event in the append (counting across streams, in order).
         index: usize,
     },
     /// The store failed; the append may or may not be durable. Retrying with the same command
@@ -123,6 +150,70 @@ pub enum Error {
         reason: String,
         /// How to recover.
         advice: &'static str,
+    },
+    /// The storage engine could not read the store's files (not a record that decodes wrongly:
+    /// that is [`Error::Corrupt`]). Names what is known: the file, the byte offset when known,
+    /// and the last seq read intact before the failure.
+    #[error("cannot read {file}{}: {reason} (last good seq {last_good})", offset.map(|o| format!(" at byte {o}")).unwrap_or_default())]
+    Unreadable {
+        /// The file that could not be read.
+        file: PathBuf,
+        /// Byte offset in `file`, when known.
+        offset: Option<u64>,
+        /// The last seq read and checked before the failure (`0` if none).
+        last_good: Seq,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The storage engine refused the folder's files, or panicked while opening them (the
+    /// panic is contained): they are damaged, and nothing was appended. Keep the folder
+    /// unchanged and restore the latest backup into a new folder.
+    #[error("the event store in {path} is damaged: the storage engine says \"{reason}\"; {}. \
+             Keep the folder unchanged for inspection and restore the latest backup into a new folder",
+            recorded.map_or_else(|| "no head record".to_owned(), |h| format!("the head record says seq {} hash {}", h.seq, h.hash)))]
+    Damaged {
+        /// The data folder.
+        path: PathBuf,
+        /// The engine's error or panic message.
+        reason: String,
+        /// The acknowledged head recorded outside the engine's files, if readable.
+        recorded: Option<Head>,
+    },
+    /// The log ends before the acknowledged head recorded outside the engine's files: records
+    /// `found.seq + 1 ..= recorded.seq` were acknowledged and are gone (the engine cut the log
+    /// short while recovering damaged files). The store refuses to open, so nothing can be
+    /// appended over the lost seqs until an operator decides (see `SledStore::open`).
+    #[error("records {}..={} are missing: the log ends at seq {} but seq {} with hash {} was acknowledged \
+             (head record {}). Keep the folder unchanged and restore the latest backup into a new folder",
+            found.seq.next(), recorded.seq, found.seq, recorded.seq, recorded.hash, file.display())]
+    HeadLost {
+        /// The head record file.
+        file: PathBuf,
+        /// The acknowledged head it holds.
+        recorded: Head,
+        /// The last record the log holds now.
+        found: Head,
+    },
+    /// The record at the recorded head's seq has another hash: history up to that seq was
+    /// rewritten. Handled like [`Error::HeadLost`].
+    #[error("records up to seq {} were changed: seq {} has hash {found} but {} was acknowledged (head record {}). \
+             Keep the folder unchanged and restore the latest backup into a new folder",
+            recorded.seq, recorded.seq, recorded.hash, file.display())]
+    HeadChanged {
+        /// The head record file.
+        file: PathBuf,
+        /// The acknowledged head it holds.
+        recorded: Head,
+        /// The hash the log holds at `recorded.seq` now.
+        found: crate::model::Hash32,
+    },
+    /// The head record file itself is unreadable or damaged.
+    #[error("the head record {} is damaged: {problem}. Keep the folder unchanged and restore the latest backup", file.display())]
+    HeadRecord {
+        /// The head record file.
+        file: PathBuf,
+        /// What is wrong with it.
+        problem: String,
     },
     /// Stored bytes are damaged or inconsistent at `seq`.
     #[error("corrupt record at seq {seq}: {problem}")]

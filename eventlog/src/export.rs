@@ -41,6 +41,7 @@ struct Line {
 
 /// The export line of `record`, without its newline.
 pub fn line_of(record: &Record) -> Result<String> {
+    crate::verify::check_content(record.seq, &record.payload, record.recorded_at)?;
     let recorded_at = record
         .recorded_at
         .to_rfc3339()
@@ -146,14 +147,40 @@ pub struct ExportCheck {
 /// Verifies an export read from `input`: every line canonical and hash-correct, and the chain
 /// unbroken. A file may start after seq 1 (an incremental export); its first `prev_hash` is
 /// then reported in [`ExportCheck::continues_from`], or checked against `after` if given.
-pub fn verify_export(input: impl BufRead, after: Option<Head>, progress: &mut dyn FnMut(Seq)) -> Result<ExportCheck> {
+///
+/// Every line must end with `\n` (FORMAT.md): a last line without one means the file may be
+/// cut short, and is refused naming it. A read failure is [`Error::Unreadable`] with the byte
+/// offset of the line being read (its file named `export`; the caller knows the path).
+pub fn verify_export(
+    mut input: impl BufRead,
+    after: Option<Head>,
+    progress: &mut dyn FnMut(Seq),
+) -> Result<ExportCheck> {
     let mut chain: Option<ChainCheck> = after.map(ChainCheck::after);
     let mut continues_from = after.unwrap_or_default();
     let mut expected = continues_from.seq.next();
-    for (index, line) in input.split(b'\n').enumerate() {
-        let line = line.map_err(|e| Error::io("export", e))?;
-        let text = std::str::from_utf8(&line)
-            .map_err(|_| Error::corrupt(expected, format!("line {} is not UTF-8", index + 1)))?;
+    let mut line = Vec::new();
+    let mut offset = 0u64;
+    for number in 1u64.. {
+        line.clear();
+        let read = input.read_until(b'\n', &mut line).map_err(|e| Error::Unreadable {
+            file: "export".into(),
+            offset: Some(offset),
+            last_good: Seq(expected.0 - 1),
+            reason: e.to_string(),
+        })?;
+        if read == 0 {
+            break;
+        }
+        if line.pop() != Some(b'\n') {
+            return Err(Error::corrupt(
+                expected,
+                format!("line {number}, the last, has no final newline: the file may be cut short"),
+            ));
+        }
+        offset += u64::try_from(read).unwrap_or(u64::MAX);
+        let text =
+            std::str::from_utf8(&line).map_err(|_| Error::corrupt(expected, format!("line {number} is not UTF-8")))?;
         let record = match &chain {
             Some(_) => record_of_line(expected, text)?,
             None => {

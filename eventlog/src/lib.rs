@@ -2,7 +2,8 @@
 //!
 //! This crate owns the record format ([`codec`], specified byte for byte in `FORMAT.md`), the
 //! [`EventStore`] trait every backend implements, the embedded sled backend ([`SledStore`]),
-//! whole-log verification ([`verify`]) and the JSON Lines export ([`export`]).
+//! whole-log verification ([`verify`]), the JSON Lines export ([`export`]) and the
+//! checkpoint of the acknowledged head kept beside the store ([`checkpoint`]).
 //!
 //! Invariants kept here:
 //! - The log knows nothing of the domain: an event is a stream name, a kind, a schema number
@@ -15,7 +16,13 @@
 //!   fdatasync), and either all records of an append land or none do.
 //! - Bytes read back from disk are checked; corruption is an [`Error::Corrupt`] naming the
 //!   `seq`, never a panic and never silently repaired.
+//! - A store whose log holds less than, or other than, the acknowledged head in its
+//!   [`checkpoint`] does not open ([`Error::HeadLost`], [`Error::HeadChanged`]); a panic of the
+//!   storage engine on damaged files is contained ([`Error::Damaged`]).
+//! - A command id is written once: a true retry gets the first result, any other use of it is
+//!   refused ([`AppendError::CommandReused`]).
 
+pub mod checkpoint;
 pub mod codec;
 mod error;
 pub mod export;
@@ -32,7 +39,7 @@ pub use model::{
     Version,
 };
 pub use sled_store::{
-    layout as sled_layout, FaultPlan, FaultSite, RecordIter, SledConfig, SledStore, SledSubscription,
+    layout as sled_layout, FaultPlan, FaultSite, FolderCopy, RecordIter, SledConfig, SledStore, SledSubscription,
     TAIL_CHECK_RECORDS,
 };
-pub use store::{Appended, EventStore, Head, Subscription};
+pub use store::{Appended, CommandOutcome, EventStore, Head, StreamAppend, Subscription};

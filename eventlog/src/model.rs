@@ -93,6 +93,13 @@ impl StreamId {
 }
 
 /// Lets maps keyed by stream be searched with a `&str` (a `String` and its `str` hash alike).
+impl StreamId {
+    /// An empty name, only as a stand-in while a value is moved out (never stored).
+    pub(crate) fn placeholder() -> Self {
+        StreamId(String::new())
+    }
+}
+
 impl std::borrow::Borrow<str> for StreamId {
     fn borrow(&self) -> &str {
         &self.0
@@ -195,10 +202,25 @@ impl Timestamp {
         Timestamp(i64::try_from(micros).unwrap_or(i64::MAX))
     }
 
+    /// The earliest instant a log may hold: 0000-01-01T00:00:00.000000Z.
+    pub const MIN_LOGGED: Timestamp = Timestamp(-62_167_219_200_000_000);
+    /// The latest instant a log may hold: 9999-12-31T23:59:59.999999Z.
+    pub const MAX_LOGGED: Timestamp = Timestamp(253_402_300_799_999_999);
+
+    /// Whether the instant lies in years 0000-9999, the range RFC 3339 (and so an export)
+    /// can write.
+    #[must_use]
+    pub fn is_loggable(&self) -> bool {
+        (Self::MIN_LOGGED..=Self::MAX_LOGGED).contains(self)
+    }
+
     /// RFC 3339 in UTC with exactly six fractional digits, e.g. `2026-11-29T05:36:23.000123Z`.
     /// Returns `None` for instants outside years 0000-9999.
     #[must_use]
     pub fn to_rfc3339(&self) -> Option<String> {
+        if !self.is_loggable() {
+            return None;
+        }
         let nanos = i128::from(self.0) * 1_000;
         let at = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
         let format =

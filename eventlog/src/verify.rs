@@ -3,8 +3,11 @@
 //!
 //! [`ChainCheck`] is fed records in order and checks what links them: seq contiguity from 1,
 //! each stream's versions contiguous from 1, `prev_hash` equal to the previous record's hash,
-//! and `recorded_at` never decreasing. (Each record's own hash is checked where its bytes are
-//! decoded, in `codec::decode` or the export reader.) The first failure names its seq.
+//! and `recorded_at` never decreasing. It also applies [`check_content`], the rules on a
+//! record's own fields that the byte encoding cannot express (payload UTF-8, `recorded_at` in
+//! years 0000-9999); the export writer applies the same function, so `verify --data` accepts
+//! exactly the logs that `export` can write. (Each record's own hash is checked where its
+//! bytes are decoded, in `codec::decode` or the export reader.) The first failure names its seq.
 
 use std::collections::HashMap;
 
@@ -21,6 +24,18 @@ pub struct VerifyReport {
     pub streams: u64,
     /// The last record's seq and hash.
     pub head: Head,
+}
+
+/// Checks what a record must hold beyond its encoding: a UTF-8 payload (JSON text, RFC 8259
+/// §8.1) and a `recorded_at` in years 0000-9999. Errors are [`Error::Corrupt`] at its seq.
+pub fn check_content(seq: Seq, payload: &[u8], recorded_at: Timestamp) -> Result<()> {
+    if let Err(e) = std::str::from_utf8(payload) {
+        return Err(Error::corrupt(seq, format!("payload is not UTF-8 (invalid byte at offset {})", e.valid_up_to())));
+    }
+    if !recorded_at.is_loggable() {
+        return Err(Error::corrupt(seq, format!("recorded_at {} is outside years 0000-9999", recorded_at.0)));
+    }
+    Ok(())
 }
 
 /// Checks the links between consecutive records.
@@ -52,6 +67,7 @@ impl ChainCheck {
     pub fn check(&mut self, record: &Record) -> Result<()> {
         let expected_seq = self.head.seq.next();
         let bad = |problem: String| Err(Error::corrupt(record.seq, problem));
+        check_content(record.seq, &record.payload, record.recorded_at)?;
         if record.seq != expected_seq {
             return bad(format!("expected seq {expected_seq}, found {}", record.seq));
         }

@@ -1,7 +1,8 @@
 //! Crash test: a child process appends in a loop and reports each acknowledged append; it is
 //! killed with SIGKILL at random moments (including while it opens the store, when sled writes
 //! its snapshot). After every kill the store must open, hold every acknowledged event, verify
-//! end to end, and show no partial append.
+//! end to end, and show no partial append (including two-stream appends, which must land on
+//! both streams or neither).
 //!
 //! Cycles: 12 by default; set `OACIS_CRASH_CYCLES` for a longer run.
 
@@ -85,12 +86,18 @@ fn check_store(dir: &std::path::Path, acknowledged: &[(u64, u64, u128)], run: u6
         store.records(Seq(1)).collect::<Result<Vec<_>, _>>().unwrap_or_else(|e| panic!("{context}: read failed: {e}"));
     assert_eq!(records.len() as u64, report.records);
     let mut per_command: HashMap<u128, Vec<u64>> = HashMap::new();
+    let mut paired: HashMap<u128, usize> = HashMap::new();
     for record in &records {
         per_command.entry(record.meta.command_id.0.as_u128()).or_default().push(record.seq.0);
+        if record.stream.as_str().ends_with("-pair") {
+            *paired.entry(record.meta.command_id.0.as_u128()).or_default() += 1;
+        }
     }
     for (command, seqs) in &per_command {
         let intended = 1 + command % 3;
         assert_eq!(seqs.len() as u128, intended, "{context}: command {command} landed partially: {seqs:?}");
+        let two_streams = intended >= 2 && command % 2 == 0;
+        assert_eq!(paired.get(command).copied().unwrap_or(0), usize::from(two_streams), "{context}: command {command}");
         assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{context}: command {command} is not contiguous");
     }
     for (first, last, command) in acknowledged {

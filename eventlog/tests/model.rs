@@ -1,5 +1,6 @@
-//! Model-based property test: random appends over several streams, with conflicts, repeated
-//! command ids, concurrent groups and reopens, checked against an in-memory reference log.
+//! Model-based property test: random appends of one or several streams at once, with
+//! conflicts, true retries, command ids reused for other appends, concurrent groups and
+//! reopens, checked against an in-memory reference log (including `command_outcome`).
 
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
@@ -8,7 +9,9 @@ mod common;
 use std::collections::HashMap;
 
 use common::{meta, open, runtime, stream};
-use oacis_eventlog::{AppendError, Appended, EventStore, ExpectedVersion, NewEvent, Seq, SledStore, Version};
+use oacis_eventlog::{
+    AppendError, Appended, CommandId, EventStore, ExpectedVersion, NewEvent, Seq, SledStore, StreamAppend, Version,
+};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -22,11 +25,14 @@ enum Expect {
 
 #[derive(Debug, Clone)]
 enum Op {
+    /// One call to `append_many` (one part is a plain append); streams may repeat.
     Append {
-        stream: u8,
-        expect: Expect,
-        events: u8,
+        parts: Vec<(u8, Expect, u8)>,
         command: u8,
+    },
+    /// Sends an earlier request again, exactly.
+    Retry {
+        nth: usize,
     },
     /// Appends with fresh command ids sent at once, so the writer groups them.
     Concurrent {
@@ -42,11 +48,27 @@ fn op() -> impl Strategy<Value = Op> {
         (0u64..4).prop_map(Expect::Exact),
         Just(Expect::Current),
     ];
+    let part = (0u8..4, expect, 1u8..4);
     prop_oneof![
-        6 => (0u8..4, expect, 1u8..4, 0u8..12).prop_map(|(stream, expect, events, command)| Op::Append { stream, expect, events, command }),
+        6 => (proptest::collection::vec(part, 1..4), 0u8..12).prop_map(|(parts, command)| Op::Append { parts, command }),
+        2 => (0usize..64).prop_map(|nth| Op::Retry { nth }),
         2 => proptest::collection::vec(0u8..4, 2..12).prop_map(|streams| Op::Concurrent { streams }),
         1 => Just(Op::Reopen),
     ]
+}
+
+/// One part of a request as the model sees it: stream, expectation, payloads.
+type Part = (String, ExpectedVersion, Vec<Vec<u8>>);
+
+/// What an append wrote: each stream and its payloads.
+type Written = Vec<(String, Vec<Vec<u8>>)>;
+
+/// Why the model refuses an append.
+#[derive(Debug, PartialEq)]
+enum Refusal {
+    Conflict(String, Version),
+    Reused,
+    Repeated,
 }
 
 /// The reference: what the log must hold.
@@ -54,7 +76,8 @@ fn op() -> impl Strategy<Value = Op> {
 struct Model {
     records: Vec<(String, u64, Vec<u8>)>,
     versions: HashMap<String, u64>,
-    commands: HashMap<u128, Appended>,
+    /// Each command's first append: what it wrote, and its answer.
+    commands: HashMap<u128, (Written, Vec<Appended>)>,
 }
 
 impl Model {
@@ -63,35 +86,41 @@ impl Model {
     }
 
     /// Applies an append the way the log must, returning the expected outcome.
-    fn append(
-        &mut self,
-        stream: &str,
-        expected: ExpectedVersion,
-        payloads: Vec<Vec<u8>>,
-        command: u128,
-    ) -> Result<Appended, Version> {
-        if let Some(first) = self.commands.get(&command) {
-            return Ok(*first);
+    fn append(&mut self, parts: Vec<Part>, command: u128) -> Result<Vec<Appended>, Refusal> {
+        for (i, part) in parts.iter().enumerate() {
+            if parts[..i].iter().any(|earlier| earlier.0 == part.0) {
+                return Err(Refusal::Repeated);
+            }
         }
-        let actual = Version(self.version(stream));
-        if !expected.admits(actual) {
-            return Err(actual);
+        let written: Written = parts.iter().map(|(s, _, p)| (s.clone(), p.clone())).collect();
+        if let Some((first, outcome)) = self.commands.get(&command) {
+            return if *first == written { Ok(outcome.clone()) } else { Err(Refusal::Reused) };
         }
-        let first_seq = Seq(self.records.len() as u64 + 1);
-        let mut version = actual.0;
-        for payload in payloads {
-            version += 1;
-            self.records.push((stream.to_owned(), version, payload));
+        for (stream, expected, _) in &parts {
+            let actual = Version(self.version(stream));
+            if !expected.admits(actual) {
+                return Err(Refusal::Conflict(stream.clone(), actual));
+            }
         }
-        self.versions.insert(stream.to_owned(), version);
-        let outcome = Appended {
-            first_seq,
-            last_seq: Seq(self.records.len() as u64),
-            version: Version(version),
-            duplicate: false,
-        };
-        self.commands.insert(command, Appended { duplicate: true, ..outcome });
-        Ok(outcome)
+        let mut outcomes = Vec::new();
+        for (stream, _, payloads) in parts {
+            let first_seq = Seq(self.records.len() as u64 + 1);
+            let mut version = self.version(&stream);
+            for payload in payloads {
+                version += 1;
+                self.records.push((stream.clone(), version, payload));
+            }
+            self.versions.insert(stream, version);
+            outcomes.push(Appended {
+                first_seq,
+                last_seq: Seq(self.records.len() as u64),
+                version: Version(version),
+                duplicate: false,
+            });
+        }
+        let answer = outcomes.iter().map(|o| Appended { duplicate: true, ..*o }).collect();
+        self.commands.insert(command, (written, answer));
+        Ok(outcomes)
     }
 }
 
@@ -118,6 +147,48 @@ async fn check_contents(store: &SledStore, model: &Model) {
     }
     let report = store.verify(&mut |_| {}).expect("chain verifies");
     assert_eq!(report.records, model.records.len() as u64);
+    for (command, (written, answer)) in &model.commands {
+        let outcome = store
+            .command_outcome(CommandId(uuid::Uuid::from_u128(*command)))
+            .await
+            .expect("command_outcome")
+            .expect("a written command has an outcome");
+        let streams: Vec<_> = outcome.appends.iter().map(|(s, _)| s.to_string()).collect();
+        assert_eq!(streams, written.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>());
+        assert_eq!(outcome.appends.into_iter().map(|(_, a)| a).collect::<Vec<_>>(), *answer);
+    }
+    let unused = store.command_outcome(CommandId(uuid::Uuid::from_u128(u128::MAX))).await.expect("lookup");
+    assert_eq!(unused, None);
+}
+
+/// Sends one request to the store and to the model and checks that they agree.
+fn send(
+    rt: &tokio::runtime::Runtime,
+    live: &SledStore,
+    model: &mut Model,
+    parts: Vec<Part>,
+    command: u128,
+    step: usize,
+) {
+    let appends = parts
+        .iter()
+        .map(|(name, expected, payloads)| StreamAppend {
+            stream: stream(name),
+            expected: *expected,
+            events: events_of(payloads),
+        })
+        .collect();
+    let got = rt.block_on(live.append_many(appends, meta(command)));
+    let want = model.append(parts, command);
+    match (got, want) {
+        (Ok(got), Ok(want)) => assert_eq!(got, want, "step {step}"),
+        (Err(AppendError::Conflict { stream, actual, .. }), Err(Refusal::Conflict(name, want))) => {
+            assert_eq!((stream.to_string(), actual), (name, want), "step {step}");
+        }
+        (Err(AppendError::CommandReused { .. }), Err(Refusal::Reused))
+        | (Err(AppendError::RepeatedStream { .. }), Err(Refusal::Repeated)) => {}
+        (got, want) => panic!("step {step}: store said {got:?}, model said {want:?}"),
+    }
 }
 
 fn run(ops: Vec<Op>) {
@@ -126,28 +197,31 @@ fn run(ops: Vec<Op>) {
     let mut model = Model::default();
     let mut store = Some(open(dir.path()));
     let mut fresh_command = 1_000u128;
+    let mut sent: Vec<(Vec<Part>, u128)> = Vec::new();
     for (step, op) in ops.into_iter().enumerate() {
         let salt = step as u64;
         match op {
-            Op::Append { stream: s, expect, events, command } => {
-                let name = format!("stream-{s}");
-                let expected = match expect {
-                    Expect::Any => ExpectedVersion::Any,
-                    Expect::NoStream => ExpectedVersion::NoStream,
-                    Expect::Exact(v) => ExpectedVersion::Exact(Version(v)),
-                    Expect::Current => ExpectedVersion::Exact(Version(model.version(&name))),
-                };
-                let payloads = payloads(events, salt);
-                let live = store.as_ref().expect("open");
-                let got =
-                    rt.block_on(live.append(stream(&name), expected, events_of(&payloads), meta(u128::from(command))));
-                let want = model.append(&name, expected, payloads, u128::from(command));
-                match (got, want) {
-                    (Ok(got), Ok(want)) => assert_eq!(got, want),
-                    (Err(AppendError::Conflict { actual, .. }), Err(want)) => {
-                        assert_eq!(actual, want)
-                    }
-                    (got, want) => panic!("step {step}: store said {got:?}, model said {want:?}"),
+            Op::Append { parts, command } => {
+                let parts: Vec<Part> = parts
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (s, expect, events))| {
+                        let name = format!("stream-{s}");
+                        let expected = match expect {
+                            Expect::Any => ExpectedVersion::Any,
+                            Expect::NoStream => ExpectedVersion::NoStream,
+                            Expect::Exact(v) => ExpectedVersion::Exact(Version(v)),
+                            Expect::Current => ExpectedVersion::Exact(Version(model.version(&name))),
+                        };
+                        (name, expected, payloads(events, salt * 10 + i as u64))
+                    })
+                    .collect();
+                sent.push((parts.clone(), u128::from(command)));
+                send(&rt, store.as_ref().expect("open"), &mut model, parts, u128::from(command), step);
+            }
+            Op::Retry { nth } => {
+                if let Some((parts, command)) = sent.get(nth % sent.len().max(1)).cloned() {
+                    send(&rt, store.as_ref().expect("open"), &mut model, parts, command, step);
                 }
             }
             Op::Concurrent { streams } => {
@@ -176,9 +250,10 @@ fn run(ops: Vec<Op>) {
                 let mut order: Vec<_> = outcomes.into_iter().zip(sent).collect();
                 order.sort_by_key(|(outcome, _)| outcome.first_seq);
                 for (got, (name, payloads, command)) in order {
-                    let want =
-                        model.append(&name, ExpectedVersion::Any, payloads, command).expect("Any never conflicts");
-                    assert_eq!(got, want);
+                    let want = model
+                        .append(vec![(name, ExpectedVersion::Any, payloads)], command)
+                        .expect("Any never conflicts");
+                    assert_eq!(vec![got], want);
                 }
             }
             Op::Reopen => {

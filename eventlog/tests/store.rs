@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::{event, meta, open, runtime, stream};
 use oacis_eventlog::{
     AppendError, Error, EventStore, ExpectedVersion, FaultPlan, FaultSite, Hash32, Limits, NewEvent, Seq, SledConfig,
-    SledStore, Version,
+    SledStore, StreamAppend, Version,
 };
 
 #[test]
@@ -99,12 +99,167 @@ fn a_repeated_command_id_returns_the_first_result_and_writes_nothing_even_after_
     })?;
     rt.block_on(async {
         let store = open(dir.path());
-        // Even with another stream and a stale expectation, the command's first result stands.
-        let again =
-            store.append(stream("other"), ExpectedVersion::Exact(Version(9)), vec![event("C", 3)], meta(7)).await?;
+        // A true retry with a stale expectation still gets the first result.
+        let again = store
+            .append(stream("s-1"), ExpectedVersion::Exact(Version(9)), vec![event("A", 1), event("B", 2)], meta(7))
+            .await?;
         assert!(again.duplicate);
-        assert_eq!(again.last_seq, first.last_seq);
+        assert_eq!((again.first_seq, again.last_seq, again.version), (first.first_seq, first.last_seq, first.version));
         assert_eq!(store.head().seq, Seq(2));
+        anyhow::Ok(())
+    })
+}
+
+#[test]
+fn a_command_id_reused_for_another_stream_or_other_events_is_refused() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime();
+    let attempts = [
+        (stream("other"), vec![event("A", 1), event("B", 2)]),
+        (stream("s-1"), vec![event("A", 1)]),
+        (stream("s-1"), vec![event("A", 1), event("B", 3)]),
+        (stream("s-1"), vec![event("A", 1), event("C", 2)]),
+    ];
+    let reused = |outcome: Result<oacis_eventlog::Appended, AppendError>| matches!(outcome, Err(AppendError::CommandReused { command_id, first_seq: Seq(1) }) if command_id == meta(7).command_id);
+    rt.block_on(async {
+        let store = open(dir.path());
+        // In the same group as the first append, and in later groups.
+        let (first, second) = tokio::join!(
+            store.append(stream("s-1"), ExpectedVersion::Any, vec![event("A", 1), event("B", 2)], meta(7)),
+            store.append(stream("other"), ExpectedVersion::Any, vec![event("A", 1), event("B", 2)], meta(7)),
+        );
+        assert_eq!(first?.first_seq, Seq(1));
+        assert!(reused(second), "in one group");
+        for (target, events) in attempts.clone() {
+            assert!(reused(store.append(target, ExpectedVersion::Any, events, meta(7)).await));
+        }
+        anyhow::Ok(())
+    })?;
+    rt.block_on(async {
+        let store = open(dir.path());
+        for (target, events) in attempts {
+            assert!(reused(store.append(target, ExpectedVersion::Any, events, meta(7)).await), "after reopen");
+        }
+        assert_eq!(store.head().seq, Seq(2));
+        anyhow::Ok(())
+    })
+}
+
+#[test]
+fn append_many_lands_every_stream_or_none_and_names_the_conflicting_stream() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime();
+    let part = |name: &str, expected, events| StreamAppend { stream: stream(name), expected, events };
+    rt.block_on(async {
+        let store = open(dir.path());
+        store.append(stream("customer-a"), ExpectedVersion::NoStream, vec![event("Registered", 1)], meta(1)).await?;
+        store.append(stream("customer-b"), ExpectedVersion::NoStream, vec![event("Registered", 2)], meta(2)).await?;
+        // Two crossing merges decided against the same versions: exactly one lands.
+        let merge = |from: &str, into: &str, command| {
+            store.append_many(
+                vec![
+                    part(from, ExpectedVersion::Exact(Version(1)), vec![event("MergedInto", 3), event("Archived", 4)]),
+                    part(into, ExpectedVersion::Exact(Version(1)), vec![event("Absorbed", 5)]),
+                ],
+                meta(command),
+            )
+        };
+        let (ab, ba) = tokio::join!(merge("customer-a", "customer-b", 10), merge("customer-b", "customer-a", 11));
+        let (won, lost) = match (ab, ba) {
+            (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+            other => panic!("exactly one merge must land: {other:?}"),
+        };
+        assert_eq!(won.len(), 2);
+        assert_eq!((won[0].first_seq, won[0].last_seq, won[0].version), (Seq(3), Seq(4), Version(3)));
+        assert_eq!((won[1].first_seq, won[1].last_seq, won[1].version), (Seq(5), Seq(5), Version(2)));
+        match lost {
+            AppendError::Conflict { expected: ExpectedVersion::Exact(Version(1)), actual, .. } => {
+                assert!(actual > Version(1));
+            }
+            other => panic!("expected a conflict, got {other}"),
+        }
+        assert_eq!(store.head().seq, Seq(5));
+        // A conflict on the second stream writes nothing on the first.
+        let refused = store
+            .append_many(
+                vec![
+                    part("customer-c", ExpectedVersion::NoStream, vec![event("Registered", 6)]),
+                    part("customer-a", ExpectedVersion::NoStream, vec![event("Absorbed", 7)]),
+                ],
+                meta(12),
+            )
+            .await;
+        match refused {
+            Err(AppendError::Conflict { stream: s, expected: ExpectedVersion::NoStream, actual }) => {
+                assert_eq!((s, actual > Version(0)), (stream("customer-a"), true));
+            }
+            other => panic!("expected a conflict on customer-a, got {other:?}"),
+        }
+        assert_eq!(store.head().seq, Seq(5));
+        assert!(store.read_stream(&stream("customer-c"), Version(1), 10).await?.is_empty());
+        // The winner's retry gets all of its first result, and so does a lookup.
+        let winner = if won[0].first_seq == Seq(3) && store.read_all(Seq(3), 1).await?[0].stream == stream("customer-a")
+        {
+            ("customer-a", "customer-b", 10)
+        } else {
+            ("customer-b", "customer-a", 11)
+        };
+        let again = merge(winner.0, winner.1, winner.2).await?;
+        assert_eq!(again, won.iter().map(|a| oacis_eventlog::Appended { duplicate: true, ..*a }).collect::<Vec<_>>());
+        let outcome = store.command_outcome(meta(winner.2).command_id).await?.expect("written");
+        assert_eq!(
+            outcome.appends.iter().map(|(s, a)| (s.as_str(), a.first_seq, a.version)).collect::<Vec<_>>(),
+            [(winner.0, Seq(3), Version(3)), (winner.1, Seq(5), Version(2))]
+        );
+        // Limits and names apply to the whole call.
+        let repeated = store
+            .append_many(
+                vec![
+                    part("customer-d", ExpectedVersion::Any, vec![event("X", 1)]),
+                    part("customer-d", ExpectedVersion::Any, vec![event("Y", 2)]),
+                ],
+                meta(13),
+            )
+            .await;
+        assert!(matches!(repeated, Err(AppendError::RepeatedStream { .. })), "{repeated:?}");
+        let half = Limits::MAX_EVENTS_PER_APPEND / 2 + 1;
+        let too_many = store
+            .append_many(
+                vec![
+                    part("customer-e", ExpectedVersion::Any, (0..half as u64).map(|n| event("X", n)).collect()),
+                    part("customer-f", ExpectedVersion::Any, (0..half as u64).map(|n| event("X", n)).collect()),
+                ],
+                meta(14),
+            )
+            .await;
+        assert!(matches!(too_many, Err(AppendError::TooManyEvents { .. })), "{too_many:?}");
+        assert!(matches!(store.append_many(vec![], meta(15)).await, Err(AppendError::Empty)));
+        assert_eq!(store.head().seq, Seq(5));
+        anyhow::Ok(())
+    })?;
+    // After reopen the index is rebuilt from records with the command spanning two streams.
+    rt.block_on(async {
+        let store = open(dir.path());
+        let outcome =
+            store.command_outcome(meta(10).command_id).await?.or(store.command_outcome(meta(11).command_id).await?);
+        assert_eq!(outcome.expect("one merge").appends.len(), 2);
+        assert_eq!(store.command_outcome(meta(12).command_id).await?, None);
+        anyhow::Ok(())
+    })
+}
+
+#[test]
+fn a_payload_that_is_not_utf8_is_refused_naming_its_event() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    runtime().block_on(async {
+        let store = open(dir.path());
+        let mut payload = br#"{"name":""#.to_vec();
+        payload.extend_from_slice(&[0xE5, 0xBC]);
+        payload.extend_from_slice(br#""}"#);
+        let bad = NewEvent { kind: oacis_eventlog::EventKind::new("Named")?, schema: 1, payload };
+        let refused = store.append(stream("s"), ExpectedVersion::Any, vec![event("Ok", 1), bad], meta(1)).await;
+        assert!(matches!(refused, Err(AppendError::PayloadNotUtf8 { index: 1, offset: 9 })), "{refused:?}");
+        assert_eq!(store.head().seq, Seq(0));
         anyhow::Ok(())
     })
 }
@@ -411,4 +566,61 @@ fn the_in_memory_indexes_report_their_size_and_grow_with_the_log() -> anyhow::Re
         assert!(reopened >= 200 * 48 && reopened <= filled * 2, "{filled} vs {reopened}");
         anyhow::Ok(())
     })
+}
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_appends() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    runtime().block_on(async {
+        // Interval zero: the checkpoint is due after every durable group.
+        let config = SledConfig { checkpoint_interval: std::time::Duration::ZERO, ..SledConfig::new(dir.path()) };
+        let store = SledStore::open(config)?;
+        // A folder where the temporary file must go: no checkpoint can be written.
+        std::fs::create_dir(dir.path().join("checkpoint.tmp"))?;
+        // Appends go on being acknowledged until the checkpoint thread (every 10 ms here) has
+        // failed to record one; from then on every append is refused.
+        let mut refused = None;
+        for n in 1..=10_000u64 {
+            let outcome =
+                store.append(stream("s"), ExpectedVersion::Any, vec![event("A", n)], meta(u128::from(n))).await;
+            if let Err(e) = outcome {
+                refused = Some(e);
+                break;
+            }
+        }
+        match refused {
+            Some(AppendError::Store(Error::WriterFailed(reason))) => {
+                assert!(reason.contains("cannot record the acknowledged head"), "{reason}")
+            }
+            other => panic!("expected appends to stop, got {other:?}"),
+        }
+        let head = store.head().seq;
+        let again = store.append(stream("s"), ExpectedVersion::Any, vec![event("B", 1)], meta(1 << 40)).await;
+        assert!(matches!(again, Err(AppendError::Store(Error::WriterFailed(_)))), "{again:?}");
+        assert_eq!(store.head().seq, head);
+        anyhow::Ok(())
+    })
+}
+
+#[test]
+fn a_panic_while_opening_is_contained_and_reported_as_damage_with_the_recorded_head() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let head = runtime().block_on(async {
+        let store = open(dir.path());
+        store.append(stream("s"), ExpectedVersion::Any, vec![event("A", 1)], meta(1)).await?;
+        anyhow::Ok(store.head())
+    })?;
+    let config =
+        SledConfig { fault: Some(Arc::new(FaultPlan::new(FaultSite::OpenPanic, 1))), ..SledConfig::new(dir.path()) };
+    match SledStore::open(config) {
+        Err(Error::Damaged { path, reason, recorded }) => {
+            assert_eq!(path, dir.path());
+            assert_eq!(reason, "panicked: injected panic while opening the store");
+            assert_eq!(recorded, Some(head));
+        }
+        other => panic!("expected the panic to be reported as damage, got {other:?}"),
+    }
+    // Everything the failed open held was released: the folder opens again, unchanged.
+    assert_eq!(open(dir.path()).head(), head);
+    Ok(())
 }

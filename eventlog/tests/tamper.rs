@@ -5,7 +5,9 @@
 mod common;
 
 use common::{event, meta, open, runtime, stream};
-use oacis_eventlog::{codec, export, sled_layout, Error, EventStore, ExpectedVersion, Seq, SledConfig, SledStore};
+use oacis_eventlog::{
+    checkpoint, codec, export, sled_layout, Error, EventStore, ExpectedVersion, Seq, SledConfig, SledStore,
+};
 
 /// A store with `count` records over three streams, closed.
 fn filled_store(dir: &std::path::Path, count: u64) {
@@ -163,5 +165,89 @@ fn an_incremental_export_continues_the_chain_of_the_full_one() -> anyhow::Result
     let wrong = oacis_eventlog::Head { seq: head.seq, hash: oacis_eventlog::Hash32([1; 32]) };
     let err = export::verify_export(rest.as_slice(), Some(wrong), &mut |_| {}).unwrap_err();
     assert!(matches!(err, Error::Corrupt { seq: Seq(6), .. }), "{err}");
+    Ok(())
+}
+
+/// Rewrites the record at `seq` (hash recomputed) through `change`, and the checkpoint too if
+/// it names that seq, as if the record had been stored so: only the chain can then tell.
+fn rewrite(dir: &std::path::Path, seq: Seq, change: impl FnOnce(&mut oacis_eventlog::Record)) -> anyhow::Result<()> {
+    let db = raw_sled(dir);
+    let key = sled_layout::event_key(seq);
+    let mut record = codec::decode(seq, &db.get(key)?.expect("record"))?;
+    change(&mut record);
+    db.insert(key, codec::seal(&mut record))?;
+    db.flush()?;
+    if checkpoint::read(dir)?.is_some_and(|head| head.seq == seq) {
+        checkpoint::write(dir, oacis_eventlog::Head { seq, hash: record.hash })?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_stored_payload_that_is_not_utf8_is_refused_by_verify_and_export_alike() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    filled_store(dir.path(), 6);
+    let mut payload = br#"{"name":""#.to_vec();
+    payload.extend_from_slice(&[0xE5, 0xBC]);
+    payload.extend_from_slice(br#""}"#);
+    rewrite(dir.path(), Seq(6), |record| record.payload = payload)?;
+    // Open re-checks the tail with the same check as verify.
+    let err = SledStore::open(SledConfig::new(dir.path())).unwrap_err();
+    assert!(matches!(&err, Error::Corrupt { seq: Seq(6), problem } if problem.contains("not UTF-8")), "{err}");
+    // The export writer refuses it with the same error, from the same function.
+    let db = raw_sled(dir.path());
+    let record = codec::decode(Seq(6), &db.get(sled_layout::event_key(Seq(6)))?.expect("record"))?;
+    let err = export::line_of(&record).unwrap_err();
+    assert!(matches!(&err, Error::Corrupt { seq: Seq(6), problem } if problem.contains("not UTF-8")), "{err}");
+    Ok(())
+}
+
+#[test]
+fn a_log_shorter_than_its_checkpoint_or_changed_at_it_does_not_open() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    filled_store(dir.path(), 12);
+    // A clean close leaves the checkpoint at the head.
+    let head = open(dir.path()).head();
+    assert_eq!(checkpoint::read(dir.path())?, Some(head));
+    assert_eq!(head.seq, Seq(12));
+    let saved = std::fs::read(checkpoint::path_in(dir.path()))?;
+    {
+        let db = raw_sled(dir.path());
+        for seq in 10..=12 {
+            db.remove(sled_layout::event_key(Seq(seq)))?;
+        }
+        db.flush()?;
+    }
+    let err = SledStore::open(SledConfig::new(dir.path())).unwrap_err();
+    match &err {
+        Error::HeadLost { recorded, found, .. } => assert_eq!((recorded.seq, found.seq), (Seq(12), Seq(9))),
+        other => panic!("expected the lost range, got {other}"),
+    }
+    assert!(err.to_string().starts_with("records 10..=12 are missing"), "{err}");
+    // Refused again on every open: nothing can be appended over the lost seqs.
+    assert!(matches!(SledStore::open(SledConfig::new(dir.path())), Err(Error::HeadLost { .. })));
+    assert_eq!(std::fs::read(checkpoint::path_in(dir.path()))?, saved, "the checkpoint must not move");
+
+    // History rewritten consistently up to the checkpoint's seq is caught by its hash.
+    let dir = tempfile::tempdir()?;
+    filled_store(dir.path(), 12);
+    drop(open(dir.path()));
+    {
+        let db = raw_sled(dir.path());
+        let key = sled_layout::event_key(Seq(12));
+        let mut record = codec::decode(Seq(12), &db.get(key)?.expect("record"))?;
+        record.payload = br#"{"n":-1}"#.to_vec();
+        db.insert(key, codec::seal(&mut record))?;
+        db.flush()?;
+    }
+    let err = SledStore::open(SledConfig::new(dir.path())).unwrap_err();
+    assert!(matches!(&err, Error::HeadChanged { recorded, .. } if recorded.seq == Seq(12)), "{err}");
+
+    // A damaged checkpoint is itself reported.
+    let mut bytes = std::fs::read(checkpoint::path_in(dir.path()))?;
+    bytes[30] ^= 0x01;
+    std::fs::write(checkpoint::path_in(dir.path()), bytes)?;
+    let err = SledStore::open(SledConfig::new(dir.path())).unwrap_err();
+    assert!(matches!(err, Error::HeadRecord { .. }), "{err}");
     Ok(())
 }

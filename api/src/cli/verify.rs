@@ -1,35 +1,55 @@
 //! `oacis verify`: walk a data folder's log or an export file and name the first bad seq.
+//!
+//! A data folder is never changed: its log is verified on a temporary copy (sled has no
+//! read-only mode; its recovery writes as it opens). Exit codes, as in the README: 0 valid;
+//! 1 invalid, naming the first bad seq (or the missing or changed range); 3 unreadable,
+//! naming the file and, when known, the byte offset and last good seq; 2 could not run.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use oacis_eventlog::{export, verify::VerifyReport, Error, EventStore, SledConfig, SledStore};
+use oacis_eventlog::{
+    checkpoint, export, verify::VerifyReport, Error, EventStore, FolderCopy, Hash32, Head, Seq, SledConfig, SledStore,
+};
 
 use crate::progress::Progress;
 
 /// What to verify.
 #[derive(Debug, clap::Args)]
-#[group(required = true, multiple = false)]
 pub struct VerifyArgs {
     /// A data folder.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "file", required_unless_present = "file")]
     data: Option<PathBuf>,
     /// A JSON Lines export.
     #[arg(long, value_name = "EXPORT.jsonl")]
     file: Option<PathBuf>,
+    /// With --file: the head the file must continue from (the previous export's last seq and
+    /// hash), so that a file whose first lines were cut fails.
+    #[arg(long, value_name = "SEQ:HASH", requires = "file", value_parser = parse_anchor)]
+    after: Option<Head>,
+}
+
+/// Exit status of a log or file that cannot be read (see the README).
+const UNREADABLE: u8 = 3;
+
+fn parse_anchor(text: &str) -> Result<Head, String> {
+    let (seq, hash) = text.split_once(':').ok_or("expected SEQ:HASH")?;
+    let seq = seq.parse::<u64>().map_err(|e| format!("SEQ: {e}"))?;
+    let hash = Hash32::from_hex(hash).ok_or("HASH: expected 64 lower-case hex digits")?;
+    Ok(Head { seq: Seq(seq), hash })
 }
 
 pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let outcome = match (&args.data, &args.file) {
         (Some(dir), _) => verify_store(dir)?,
-        (None, Some(file)) => verify_file(file)?,
+        (None, Some(file)) => verify_file(file, args.after)?,
         (None, None) => anyhow::bail!("give --data DIR or --file EXPORT.jsonl"),
     };
     match outcome {
-        Ok(report) => {
+        Ok((report, note)) => {
             println!(
-                "ok: {} records in {} streams; head seq {} hash {}",
+                "ok: {} records in {} streams; head seq {} hash {}{note}",
                 report.records, report.streams, report.head.seq, report.head.hash
             );
             Ok(ExitCode::SUCCESS)
@@ -38,42 +58,81 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             println!("FAILED: first bad seq {seq}: {problem}");
             Ok(ExitCode::FAILURE)
         }
+        Err(e @ (Error::HeadLost { .. } | Error::HeadChanged { .. })) => {
+            println!("FAILED: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e @ (Error::Unreadable { .. } | Error::Damaged { .. } | Error::HeadRecord { .. })) => {
+            println!("UNREADABLE: {e}");
+            Ok(ExitCode::from(UNREADABLE))
+        }
         Err(other) => Err(other.into()),
     }
 }
 
-fn verify_store(dir: &std::path::Path) -> anyhow::Result<Result<VerifyReport, Error>> {
+/// A verification's report and a note for its ok line.
+type Outcome = Result<(VerifyReport, String), Error>;
+
+fn verify_store(dir: &std::path::Path) -> anyhow::Result<Outcome> {
     if !dir.join("db").exists() {
         // Said out loud, so that a mistyped path is not taken for an empty, valid log.
-        eprintln!("note: {} held no event store; created an empty one", dir.display());
+        anyhow::bail!("{} holds no event store", dir.display());
     }
-    let store = match SledStore::open(SledConfig::new(dir)) {
+    let recorded = match checkpoint::read(dir) {
+        Ok(recorded) => recorded,
+        Err(e) => return Ok(Err(e)),
+    };
+    let copy = FolderCopy::of(dir).with_context(|| format!("copying {}", dir.display()))?;
+    eprintln!(
+        "note: verifying a temporary copy of {} ({}); the folder itself is not changed",
+        dir.display(),
+        copy.path().display()
+    );
+    let store = match SledStore::open(SledConfig::new(copy.path())) {
         Ok(store) => store,
-        // A damaged tail is a verification result, not a failure to run.
-        Err(e @ Error::Corrupt { .. }) => return Ok(Err(e)),
+        // A damaged log is a verification result, not a failure to run.
+        Err(
+            e @ (Error::Corrupt { .. }
+            | Error::HeadLost { .. }
+            | Error::HeadChanged { .. }
+            | Error::HeadRecord { .. }
+            | Error::Damaged { .. }
+            | Error::Unreadable { .. }),
+        ) => return Ok(Err(e)),
         Err(e) => return Err(e).with_context(|| format!("opening {}", dir.display())),
     };
     let total = store.head().seq.0;
     let mut progress = Progress::new("verify chain", total);
     let outcome = store.verify(&mut |seq| progress.set(seq.0));
     progress.finish();
-    Ok(outcome)
+    let note = match recorded {
+        Some(head) => format!(" (checked on a temporary copy; reaches the checkpoint at seq {})", head.seq),
+        None => " (checked on a temporary copy; no checkpoint, so a lost tail cannot be ruled out)".to_owned(),
+    };
+    Ok(outcome.map(|report| (report, note)))
 }
 
-fn verify_file(file: &std::path::Path) -> anyhow::Result<Result<VerifyReport, Error>> {
+fn verify_file(file: &std::path::Path, after: Option<Head>) -> anyhow::Result<Outcome> {
     let size = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?.len();
     let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     // Progress counts lines; an export line is rarely under 300 bytes.
     let mut progress = Progress::new("verify", size / 300);
-    let outcome = export::verify_export(std::io::BufReader::new(input), None, &mut |seq| progress.set(seq.0));
+    let outcome = export::verify_export(std::io::BufReader::new(input), after, &mut |seq| progress.set(seq.0));
     progress.finish();
-    Ok(outcome.map(|check| {
-        if check.continues_from.seq.0 > 0 {
-            println!(
-                "note: the file starts after seq {}; it links to hash {} (compare with the previous export's head)",
-                check.continues_from.seq, check.continues_from.hash
+    match outcome {
+        Ok(check) if check.continues_from.seq.0 > 0 && after.is_none() => {
+            let from = check.continues_from;
+            let note = format!(
+                " (UNANCHORED: the file starts after seq {}; check that it links with --after {}:{})",
+                from.seq, from.seq, from.hash
             );
+            Ok(Ok((check.report, note)))
         }
-        check.report
-    }))
+        Ok(check) if after.is_some() => Ok(Ok((check.report, " (anchored by --after)".to_owned()))),
+        Ok(check) => Ok(Ok((check.report, " (from genesis)".to_owned()))),
+        Err(Error::Unreadable { offset, last_good, reason, .. }) => {
+            Ok(Err(Error::Unreadable { file: file.to_owned(), offset, last_good, reason }))
+        }
+        Err(e) => Ok(Err(e)),
+    }
 }

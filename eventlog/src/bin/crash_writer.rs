@@ -2,11 +2,14 @@
 //! the first argument and appends forever from several tasks, printing one line per
 //! acknowledged append: `ack <first_seq> <last_seq> <command>`. The number of events in an
 //! append is `1 + command % 3`, so the test can check that no append landed partially.
-//! The second argument makes command ids unique across runs.
+//! The second argument makes command ids unique across runs. An even command of two or more
+//! events is a two-stream `append_many`: its first event goes to the task's `-pair` stream.
 
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
-use oacis_eventlog::{AppendMeta, EventStore, ExpectedVersion, NewEvent, SledConfig, SledStore, StreamId};
+use oacis_eventlog::{
+    AppendMeta, EventStore, ExpectedVersion, NewEvent, SledConfig, SledStore, StreamAppend, StreamId,
+};
 use std::io::Write;
 
 const TASKS: u64 = 4;
@@ -27,10 +30,11 @@ fn main() -> Result<(), BoxError> {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 let stream = StreamId::new(format!("crash-{task}"))?;
+                let pair = StreamId::new(format!("crash-{task}-pair"))?;
                 for n in 0u64.. {
                     let command = u128::from(run) << 64 | u128::from(task << 32 | n);
                     let count = 1 + command % 3;
-                    let events = (0..count)
+                    let mut events = (0..count)
                         .map(|i| {
                             NewEvent::json(
                                 "Written",
@@ -40,9 +44,20 @@ fn main() -> Result<(), BoxError> {
                         })
                         .collect::<Result<Vec<_>, _>>()?;
                     let meta = AppendMeta::new(uuid::Uuid::from_u128(command), "crash-writer");
-                    let done = store.append(stream.clone(), ExpectedVersion::Any, events, meta).await?;
+                    let mut appends = Vec::new();
+                    if count >= 2 && command % 2 == 0 {
+                        let first = events.remove(0);
+                        appends.push(StreamAppend {
+                            stream: pair.clone(),
+                            expected: ExpectedVersion::Any,
+                            events: vec![first],
+                        });
+                    }
+                    appends.push(StreamAppend { stream: stream.clone(), expected: ExpectedVersion::Any, events });
+                    let done = store.append_many(appends, meta).await?;
+                    let (Some(first), Some(last)) = (done.first(), done.last()) else { return Err("no result".into()) };
                     let mut out = std::io::stdout().lock();
-                    writeln!(out, "ack {} {} {command}", done.first_seq, done.last_seq)?;
+                    writeln!(out, "ack {} {} {command}", first.first_seq, last.last_seq)?;
                     out.flush()?;
                 }
                 Ok::<(), BoxError>(())

@@ -1,5 +1,6 @@
 //! Failure injection at the writer's three durability steps, for tests that prove a failed
-//! write or flush is never acknowledged and stops the writer.
+//! write or flush is never acknowledged and stops the writer; and a panic while the store
+//! opens, standing in for sled's panics on damaged files, for the test of their containment.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,6 +13,9 @@ pub enum FaultSite {
     Flush,
     /// The fdatasync of sled's data file.
     Sync,
+    /// Reading the store while it opens (after sled opened it): arriving here panics, as
+    /// sled 0.34 does on some damaged files.
+    OpenPanic,
 }
 
 /// Makes the writer fail at `site` the `nth` time it gets there (1 = the first time).
@@ -35,6 +39,9 @@ impl FaultPlan {
         }
         let before =
             self.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(1))).unwrap_or(0);
+        if before == 1 && site == FaultSite::OpenPanic {
+            panic!("injected panic while opening the store");
+        }
         if before == 1 {
             Err(std::io::Error::other(format!("injected failure at {site:?}")))
         } else {

@@ -10,7 +10,9 @@
 //! Invariants:
 //! - `streams[s][v - 1]` is the seq of version `v` of stream `s`; the seqs of a stream
 //!   increase, and its version is the length of its list.
-//! - `commands[c]` is the outcome of the one append written under command id `c`.
+//! - `commands[c]` is the seq range of the one append written under command id `c` (which
+//!   may span several streams). Only the range is kept; what it wrote (streams, versions,
+//!   events) is read back from the records when a command id is seen again.
 //! - The index may run ahead of the durable head (the writer adds a group once applied, before
 //!   its fdatasync); readers stop at the head they were given.
 
@@ -20,46 +22,47 @@ use std::sync::{RwLock, RwLockReadGuard};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::model::{CommandId, Seq, StreamId, Version};
-use crate::store::Appended;
+
+/// The seqs of one command's records, `first..=last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    /// Its first record.
+    pub first: Seq,
+    /// Its last record.
+    pub last: Seq,
+}
 
 /// Stream and command indexes over the whole log.
 #[derive(Debug, Default)]
 pub(crate) struct LogIndex {
     streams: HashMap<StreamId, Vec<Seq>>,
-    commands: HashMap<CommandId, Appended>,
+    commands: HashMap<CommandId, Span>,
 }
 
 impl LogIndex {
     /// Rebuilds the indexes from every stored record, checking as it goes that stream versions
-    /// are contiguous and that each append's records are consecutive. `entries` yields
+    /// are contiguous and that each command's records are consecutive. `entries` yields
     /// `(seq, stored bytes)` gapless from seq 1, as `RecordIter::next_stored` does.
     pub(crate) fn build<B: AsRef<[u8]>>(entries: impl Iterator<Item = Result<(Seq, B)>>) -> Result<LogIndex> {
         let mut index = LogIndex::default();
-        // The append being read: its stream (a buffer reused from append to append), command
-        // and outcome so far.
-        let mut stream = String::new();
-        let mut current: Option<(CommandId, Appended)> = None;
+        // The command being read and its records so far.
+        let mut current: Option<(CommandId, Span)> = None;
         for entry in entries {
             let (seq, stored) = entry?;
             let found = codec::placement(seq, stored.as_ref())?;
             match &mut current {
-                Some((command, outcome)) if *command == found.command_id && stream == found.stream => {
-                    outcome.last_seq = seq;
-                    outcome.version = found.version;
-                }
+                Some((command, span)) if *command == found.command_id => span.last = seq,
                 _ => {
-                    if let Some((command, outcome)) = current.take() {
-                        index.add_command(&stream, command, outcome)?;
+                    if let Some((command, span)) = current.take() {
+                        index.add_command(command, span)?;
                     }
-                    stream.clear();
-                    stream.push_str(found.stream);
-                    current = Some((found.command_id, Appended::at(seq, found.version)));
+                    current = Some((found.command_id, Span { first: seq, last: seq }));
                 }
             }
             index.push_version(found.stream, seq, found.version)?;
         }
-        if let Some((command, outcome)) = current {
-            index.add_command(&stream, command, outcome)?;
+        if let Some((command, span)) = current {
+            index.add_command(command, span)?;
         }
         Ok(index)
     }
@@ -80,25 +83,30 @@ impl LogIndex {
         Ok(())
     }
 
-    fn add_command(&mut self, stream: &str, command: CommandId, outcome: Appended) -> Result<()> {
-        match self.commands.insert(command, outcome) {
+    /// Records that `span` holds the one append of `command`.
+    pub(crate) fn add_command(&mut self, command: CommandId, span: Span) -> Result<()> {
+        match self.commands.insert(command, span) {
             None => Ok(()),
             Some(earlier) => Err(Error::corrupt(
-                outcome.first_seq,
-                format!("command {command} of {stream} was already written at seq {}", earlier.first_seq),
+                span.first,
+                format!("command {command} was already written at seq {}", earlier.first),
             )),
         }
     }
 
-    /// Records an append the writer has just applied: `outcome.first_seq..=outcome.last_seq`
-    /// hold versions up to `outcome.version` of `stream`.
-    pub(crate) fn add(&mut self, stream: &StreamId, command: CommandId, outcome: Appended) -> Result<()> {
-        let count = outcome.last_seq.0 - outcome.first_seq.0 + 1;
-        let first_version = Version(outcome.version.0 + 1 - count);
-        for k in 0..count {
-            self.push_version(stream.as_str(), Seq(outcome.first_seq.0 + k), Version(first_version.0 + k))?;
+    /// Records versions `first_version..` of `stream` at the consecutive seqs `first..=last`,
+    /// as the writer has just applied them.
+    pub(crate) fn add_versions(
+        &mut self,
+        stream: &StreamId,
+        first: Seq,
+        last: Seq,
+        first_version: Version,
+    ) -> Result<()> {
+        for k in 0..=(last.0 - first.0) {
+            self.push_version(stream.as_str(), Seq(first.0 + k), Version(first_version.0 + k))?;
         }
-        self.add_command(stream.as_str(), command, Appended { duplicate: true, ..outcome })
+        Ok(())
     }
 
     /// The shared index for reading; a panic elsewhere cannot leave it half-changed (the
@@ -112,8 +120,8 @@ impl LogIndex {
         self.streams.get(stream).map_or(Version::NONE, |seqs| Version(seqs.len() as u64))
     }
 
-    /// The first append written under `command`, as a duplicate's answer.
-    pub(crate) fn command(&self, command: CommandId) -> Option<Appended> {
+    /// The seqs of the append written under `command`, if any.
+    pub(crate) fn command(&self, command: CommandId) -> Option<Span> {
         self.commands.get(&command).copied()
     }
 
@@ -148,6 +156,6 @@ impl LogIndex {
                 .iter()
                 .map(|(name, seqs)| name.as_str().len() + seqs.capacity() * size_of::<Seq>())
                 .sum::<usize>();
-        streams + table(self.commands.capacity(), size_of::<(CommandId, Appended)>())
+        streams + table(self.commands.capacity(), size_of::<(CommandId, Span)>())
     }
 }

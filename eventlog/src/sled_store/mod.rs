@@ -7,8 +7,15 @@
 //! Opening a store: removes torn `snap.*.generating` files that an abrupt stop can leave
 //! behind (sled 0.34 would otherwise pick them up and refuse to open: sled issues 1527 and
 //! 1533; they are incomplete by construction, since sled renames a snapshot only once it is
-//! written), checks the store format tag, and verifies the chain's tail.
+//! written), checks the store format tag, compares the log with the checkpoint (the
+//! acknowledged head recorded outside sled's files, `crate::checkpoint`), verifies the chain's
+//! tail, and rebuilds the in-memory indexes. A panic inside sled while the store opens a
+//! damaged folder is contained and reported as [`Error::Damaged`], as is sled refusing it.
+//!
+//! Invariant: a log shorter than the checkpoint, or with another hash at its seq, does not
+//! open, so no append can reuse an acknowledged seq; the operator decides what happens next.
 
+mod copy;
 mod fault;
 mod index;
 pub mod layout;
@@ -21,14 +28,16 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use copy::FolderCopy;
 pub use fault::{FaultPlan, FaultSite};
 pub use subscription::SledSubscription;
 
+use crate::checkpoint;
 use crate::codec;
 use crate::error::{AppendError, Error, Result};
 use crate::limits::Limits;
-use crate::model::{AppendMeta, ExpectedVersion, NewEvent, Record, RecordRef, Seq, StreamId, Timestamp, Version};
-use crate::store::{check_append, Appended, EventStore, Head};
+use crate::model::{AppendMeta, CommandId, Record, RecordRef, Seq, StreamId, Timestamp, Version};
+use crate::store::{check_append, Appended, CommandOutcome, EventStore, Head, StreamAppend};
 use crate::verify::{ChainCheck, VerifyReport};
 use index::LogIndex;
 use writer::{AppendRequest, Syncer, Writer};
@@ -43,6 +52,12 @@ pub struct SledConfig {
     pub path: PathBuf,
     /// sled's page cache, in bytes (default 1 GiB, sled's own default).
     pub cache_capacity_bytes: u64,
+    /// The detection window (default [`checkpoint::INTERVAL`], 1 s): every acknowledged
+    /// record is in the checkpoint at most this long after its acknowledgement, so a damaged
+    /// data file that loses acknowledged records is reported on open unless all of them were
+    /// acknowledged within this long before the stop. Longer is cheaper and wider;
+    /// `Duration::MAX` writes the checkpoint only on open and at clean shutdown.
+    pub checkpoint_interval: std::time::Duration,
     /// Failure injection, for tests.
     pub fault: Option<Arc<FaultPlan>>,
 }
@@ -50,7 +65,12 @@ pub struct SledConfig {
 impl SledConfig {
     /// Defaults for a data folder.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SledConfig { path: path.into(), cache_capacity_bytes: 1024 * 1024 * 1024, fault: None }
+        SledConfig {
+            path: path.into(),
+            cache_capacity_bytes: 1024 * 1024 * 1024,
+            checkpoint_interval: checkpoint::INTERVAL,
+            fault: None,
+        }
     }
 }
 
@@ -64,6 +84,9 @@ pub struct SledStore {
 struct Inner {
     db: sled::Db,
     path: PathBuf,
+    /// sled's data file, named in read errors.
+    data_path: PathBuf,
+    failure: writer::Failure,
     queue: Option<mpsc::Sender<AppendRequest>>,
     heads: Arc<watch::Sender<Head>>,
     index: Arc<RwLock<LogIndex>>,
@@ -107,7 +130,7 @@ fn remove_torn_snapshots(path: &Path) -> Result<()> {
 /// can take a moment after the last handle is gone.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-fn open_sled(config: &SledConfig) -> Result<sled::Db> {
+fn open_sled(config: &SledConfig, recorded: Option<Head>) -> Result<sled::Db> {
     std::fs::create_dir_all(&config.path).map_err(|e| Error::io(&config.path, e))?;
     remove_torn_snapshots(&config.path)?;
     let sled_config = sled::Config::new()
@@ -130,14 +153,8 @@ fn open_sled(config: &SledConfig) -> Result<sled::Db> {
                     advice: "Another process holds this data folder; stop it first",
                 })
             }
-            Err(e) => {
-                return Err(Error::Open {
-                    path: config.path.clone(),
-                    reason: e.to_string(),
-                    advice: "The folder is damaged: keep it unchanged for inspection and restore \
-                             the latest backup into a new folder",
-                })
-            }
+            // sled refused its own files (its recovery found them inconsistent): damage.
+            Err(e) => return Err(Error::Damaged { path: config.path.clone(), reason: e.to_string(), recorded }),
         }
     }
 }
@@ -193,10 +210,47 @@ fn last_record(db: &sled::Db) -> Result<Option<Record>> {
     codec::decode(seq, &value).map(Some)
 }
 
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 impl SledStore {
     /// Opens (or creates) the store in `config.path` and starts its writer.
+    ///
+    /// Errors, besides I/O and format errors: [`Error::HeadLost`] or [`Error::HeadChanged`]
+    /// when the log holds less than, or something else than, the acknowledged head in the
+    /// checkpoint; [`Error::HeadRecord`] when the checkpoint itself is damaged;
+    /// [`Error::Damaged`] when sled refuses the folder's files or panics on them;
+    /// [`Error::Corrupt`] when the tail of the chain or a stream's versions do not verify;
+    /// [`Error::Open`] when another process holds the folder. In each case nothing is
+    /// written to the log. An
+    /// operator who restores a backup opens that instead; one who decides to keep a shorter
+    /// log moves the `checkpoint` file aside (keeping it as evidence), and the next open
+    /// starts a new one at the log's head.
+    ///
+    /// A folder without a checkpoint (a new store, or one made before checkpoints existed)
+    /// gets one at its current head.
     pub fn open(config: SledConfig) -> Result<SledStore> {
-        let db = open_sled(&config)?;
+        let recorded = checkpoint::read(&config.path)?;
+        let path = config.path.clone();
+        // sled 0.34 panics on some damaged files (seen in its `serialization.rs`); damage must be
+        // reported, never answered with a panic. Everything sled touches is dropped on unwind.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SledStore::open_unguarded(config, recorded)))
+            .unwrap_or_else(|panic| {
+                Err(Error::Damaged { path, reason: format!("panicked: {}", panic_message(panic.as_ref())), recorded })
+            })
+    }
+
+    fn open_unguarded(config: SledConfig, recorded: Option<Head>) -> Result<SledStore> {
+        let db = open_sled(&config, recorded)?;
+        if let Some(plan) = &config.fault {
+            plan.arrive(FaultSite::OpenPanic).map_err(|e| Error::io(&config.path, e))?;
+        }
         check_format(&db, &config.path)?;
         let last = last_record(&db)?;
         let head = last.as_ref().map_or_else(Head::default, |r| Head { seq: r.seq, hash: r.hash });
@@ -204,16 +258,20 @@ impl SledStore {
         let data_file = File::open(&data_path).map_err(|e| Error::io(&data_path, e))?;
         let (queue, queue_rx) = mpsc::channel(Limits::APPEND_QUEUE);
         let heads = Arc::new(watch::Sender::new(head));
+        let failure = writer::Failure::new(heads.clone());
         let store = SledStore {
             inner: Arc::new(Inner {
                 db: db.clone(),
                 path: config.path.clone(),
+                data_path: data_path.clone(),
+                failure: failure.clone(),
                 queue: Some(queue),
                 heads: heads.clone(),
                 index: Arc::new(RwLock::new(LogIndex::default())),
                 writer: Mutex::new(None),
             }),
         };
+        store.check_against(recorded)?;
         store.check_tail()?;
         let mut stored = store.records(Seq::FIRST);
         let index = LogIndex::build(std::iter::from_fn(|| stored.next_stored()))?;
@@ -224,7 +282,12 @@ impl SledStore {
             "event log indexes rebuilt"
         );
         *store.inner.index.write().unwrap_or_else(std::sync::PoisonError::into_inner) = index;
-        let failure = writer::Failure::default();
+        if recorded != Some(head) {
+            if recorded.is_none() && head.seq > Seq::ZERO {
+                tracing::warn!(head = head.seq.0, "no checkpoint in the data folder; starting one at the log's head");
+            }
+            checkpoint::write(&config.path, head)?;
+        }
         let writer = Writer {
             db: db.clone(),
             data_path: data_path.clone(),
@@ -243,6 +306,7 @@ impl SledStore {
             heads,
             fault: config.fault,
             failure,
+            checkpoint: checkpoint::Recorder::new(config.path.clone(), head, config.checkpoint_interval),
         };
         let handle = std::thread::Builder::new()
             .name("eventlog-writer".into())
@@ -266,6 +330,27 @@ impl SledStore {
         LogIndex::read(&self.inner.index).heap_bytes()
     }
 
+    /// Compares the log with the checkpoint's acknowledged head.
+    fn check_against(&self, recorded: Option<Head>) -> Result<()> {
+        let Some(recorded) = recorded else { return Ok(()) };
+        let head = self.head();
+        let file = checkpoint::path_in(&self.inner.path);
+        if head.seq < recorded.seq {
+            return Err(Error::HeadLost { file, recorded, found: head });
+        }
+        if recorded.seq == Seq::ZERO {
+            return Ok(());
+        }
+        let found = match self.records(recorded.seq).next() {
+            Some(record) => record?.hash,
+            None => return Err(Error::corrupt(recorded.seq, "record missing")),
+        };
+        if found != recorded.hash {
+            return Err(Error::HeadChanged { file, recorded, found });
+        }
+        Ok(())
+    }
+
     fn check_tail(&self) -> Result<()> {
         let head = self.head();
         let start = Seq(head.seq.0.saturating_sub(TAIL_CHECK_RECORDS).max(1));
@@ -285,7 +370,7 @@ impl SledStore {
     #[must_use]
     pub fn records(&self, from: Seq) -> RecordIter {
         let from = from.max(Seq::FIRST);
-        RecordIter::new(&self.inner.db, from, self.head().seq)
+        RecordIter::new(&self.inner.db, &self.inner.data_path, from, self.head().seq)
     }
 
     /// How many records a read of up to `max` from `from` returns (a page is sized up front:
@@ -327,7 +412,8 @@ impl SledStore {
             let stored = self
                 .inner
                 .db
-                .get(layout::event_key(seq))?
+                .get(layout::event_key(seq))
+                .map_err(|e| self.unreadable(&e))?
                 .ok_or_else(|| Error::corrupt(seq, format!("indexed as {stream} v{version} but missing")))?;
             let record = codec::decode(seq, &stored)?;
             if record.stream != *stream || record.version != version {
@@ -339,6 +425,17 @@ impl SledStore {
             out.push(record);
         }
         Ok(out)
+    }
+
+    /// sled could not read a record of a stream. Names the data file; a read by stream does
+    /// not walk the log, so no seq was checked before it (`last_good` is 0).
+    fn unreadable(&self, error: &sled::Error) -> Error {
+        Error::Unreadable {
+            file: self.inner.data_path.clone(),
+            offset: None,
+            last_good: Seq::ZERO,
+            reason: error.to_string(),
+        }
     }
 
     /// Walks the whole log: decodes every record and checks its hash, the chain, and seq and
@@ -360,11 +457,18 @@ pub struct RecordIter {
     entries: sled::Iter,
     next: Seq,
     last: Seq,
+    /// sled's data file, named if sled cannot read it.
+    data_path: PathBuf,
 }
 
 impl RecordIter {
-    fn new(db: &sled::Db, from: Seq, last: Seq) -> Self {
-        RecordIter { entries: db.range(layout::event_key(from).to_vec()..layout::EVENT_END.to_vec()), next: from, last }
+    fn new(db: &sled::Db, data_path: &Path, from: Seq, last: Seq) -> Self {
+        RecordIter {
+            entries: db.range(layout::event_key(from).to_vec()..layout::EVENT_END.to_vec()),
+            next: from,
+            last,
+            data_path: data_path.to_owned(),
+        }
     }
 
     fn fail<T>(&mut self, error: Error) -> Option<Result<T>> {
@@ -380,7 +484,15 @@ impl RecordIter {
         let expected = self.next;
         let (key, value) = match self.entries.next() {
             None => return self.fail(Error::corrupt(expected, "record missing")),
-            Some(Err(e)) => return self.fail(e.into()),
+            Some(Err(e)) => {
+                let error = Error::Unreadable {
+                    file: self.data_path.clone(),
+                    offset: None,
+                    last_good: Seq(expected.0 - 1),
+                    reason: e.to_string(),
+                };
+                return self.fail(error);
+            }
             Some(Ok(entry)) => entry,
         };
         match layout::seq_of_event_key(&key) {
@@ -423,18 +535,32 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
 impl EventStore for SledStore {
     type Subscription = SledSubscription;
 
-    async fn append(
-        &self,
-        stream: StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-        meta: AppendMeta,
-    ) -> Result<Appended, AppendError> {
-        check_append(&events, &meta)?;
+    async fn append_many(&self, appends: Vec<StreamAppend>, meta: AppendMeta) -> Result<Vec<Appended>, AppendError> {
+        check_append(&appends, &meta)?;
         let queue = self.inner.queue.as_ref().ok_or(Error::Closed)?;
         let (reply, answer) = oneshot::channel();
-        queue.send(AppendRequest { stream, expected, events, meta, reply }).await.map_err(|_| Error::Closed)?;
+        queue.send(AppendRequest { appends, meta, reply }).await.map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<CommandOutcome>> {
+        let Some(span) = LogIndex::read(&self.inner.index).command(command_id) else { return Ok(None) };
+        if self.head().seq < span.last {
+            // Accepted, not yet durable: wait for its group (or for the writer to fail).
+            let failure = self.inner.failure.clone();
+            let mut heads = self.inner.heads.subscribe();
+            heads.wait_for(|head| head.seq >= span.last || failure.get().is_some()).await.map_err(|_| Error::Closed)?;
+            if self.head().seq < span.last {
+                return Err(Error::WriterFailed(failure.get().unwrap_or_default()));
+            }
+        }
+        let store = self.clone();
+        blocking(move || {
+            let count = usize::try_from(span.last.0 - span.first.0 + 1).unwrap_or(usize::MAX);
+            let records = store.records(span.first).take(count).collect::<Result<Vec<_>>>()?;
+            Ok(Some(CommandOutcome::of_records(command_id, &records)))
+        })
+        .await
     }
 
     async fn read_all(&self, from: Seq, max: usize) -> Result<Vec<Record>> {
@@ -462,6 +588,6 @@ impl EventStore for SledStore {
     }
 
     fn subscribe(&self, from: Seq) -> SledSubscription {
-        SledSubscription::new(self.inner.db.clone(), self.inner.heads.subscribe(), from)
+        SledSubscription::new(self.inner.db.clone(), self.inner.data_path.clone(), self.inner.heads.subscribe(), from)
     }
 }

@@ -21,23 +21,28 @@ const CHUNK: u64 = 512;
 #[derive(Debug)]
 pub struct SledSubscription {
     db: sled::Db,
+    /// sled's data file, named in read errors.
+    data_path: std::path::PathBuf,
     heads: watch::Receiver<Head>,
     next: Seq,
     buffer: VecDeque<Record>,
 }
 
 impl SledSubscription {
-    pub(super) fn new(db: sled::Db, heads: watch::Receiver<Head>, from: Seq) -> Self {
-        SledSubscription { db, heads, next: from.max(Seq::FIRST), buffer: VecDeque::new() }
+    pub(super) fn new(db: sled::Db, data_path: std::path::PathBuf, heads: watch::Receiver<Head>, from: Seq) -> Self {
+        SledSubscription { db, data_path, heads, next: from.max(Seq::FIRST), buffer: VecDeque::new() }
     }
 
     async fn refill(&mut self, head: Seq) -> Result<()> {
         let last = Seq(head.0.min(self.next.0.saturating_add(CHUNK - 1)));
         let db = self.db.clone();
+        let data_path = self.data_path.clone();
         let from = self.next;
-        let chunk = tokio::task::spawn_blocking(move || RecordIter::new(&db, from, last).collect::<Result<Vec<_>>>())
-            .await
-            .map_err(|_| Error::Closed)??;
+        let chunk = tokio::task::spawn_blocking(move || {
+            RecordIter::new(&db, &data_path, from, last).collect::<Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|_| Error::Closed)??;
         self.next = last.next();
         self.buffer.extend(chunk);
         Ok(())

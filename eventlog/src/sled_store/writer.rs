@@ -19,6 +19,13 @@
 //! - Groups are answered in order; the published head only moves forward.
 //! - If applying, flushing or syncing fails, nobody waiting hears "ok", and every later append
 //!   is refused: the store's state on disk is unknown until it is reopened.
+//! - A command id is written once. When it comes again, its first append's records are read
+//!   back (from sled, or from the group being staged) and compared: a true retry is answered
+//!   with the first result, anything else is refused. No digest is kept in memory.
+//! - A third thread keeps the checkpoint (`crate::checkpoint`): every quarter interval it
+//!   records the durable head if it moved and the last checkpoint is half an interval old,
+//!   and the writer records it once more when it stops. Only durable heads are recorded
+//!   (`heads` is published after the fdatasync), and no append waits for a checkpoint.
 //! - Seqs and stream versions are assigned by the writer thread alone, so they are gapless.
 
 use std::collections::HashMap;
@@ -30,28 +37,30 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::fault::{FaultPlan, FaultSite};
-use super::index::LogIndex;
+use super::index::{LogIndex, Span};
 use super::layout;
+use crate::checkpoint::Recorder;
 use crate::codec;
 use crate::error::{AppendError, Error, Result};
 use crate::limits::Limits;
-use crate::model::{AppendMeta, CommandId, ExpectedVersion, NewEvent, Record, StreamId, Timestamp, Version};
-use crate::store::{Appended, Head};
+use crate::model::{AppendMeta, CommandId, Record, Seq, StreamId, Timestamp, Version};
+use crate::store::{Appended, CommandOutcome, Head, StreamAppend};
 
 /// Groups applied but not yet durable, waiting for the syncer.
 const SYNC_QUEUE: usize = 8;
 
-/// One caller's append, waiting in the queue.
+/// What a caller hears: one result per stream of its append.
+pub(super) type Answer = Result<Vec<Appended>, AppendError>;
+
+/// One caller's append (of one or more streams), waiting in the queue.
 #[derive(Debug)]
 pub(super) struct AppendRequest {
-    pub stream: StreamId,
-    pub expected: ExpectedVersion,
-    pub events: Vec<NewEvent>,
+    pub appends: Vec<StreamAppend>,
     pub meta: AppendMeta,
-    pub reply: oneshot::Sender<Result<Appended, AppendError>>,
+    pub reply: oneshot::Sender<Answer>,
 }
 
-type Reply = (oneshot::Sender<Result<Appended, AppendError>>, Result<Appended, AppendError>);
+type Reply = (oneshot::Sender<Answer>, Answer);
 
 /// A group applied to sled, waiting to be made durable and answered.
 struct Applied {
@@ -61,24 +70,33 @@ struct Applied {
 }
 
 /// Set once a write, flush or sync failed; every later append is refused.
-#[derive(Debug, Default, Clone)]
-pub(super) struct Failure(Arc<Mutex<Option<String>>>);
+#[derive(Debug, Clone)]
+pub(super) struct Failure {
+    reason: Arc<Mutex<Option<String>>>,
+    /// Woken when the failure is set, so that a wait for the head to move ends.
+    heads: Arc<watch::Sender<Head>>,
+}
 
 impl Failure {
-    fn get(&self) -> Option<String> {
-        self.0.lock().map_or_else(|p| p.into_inner().clone(), |g| g.clone())
+    pub(super) fn new(heads: Arc<watch::Sender<Head>>) -> Failure {
+        Failure { reason: Arc::default(), heads }
+    }
+
+    pub(super) fn get(&self) -> Option<String> {
+        self.reason.lock().map_or_else(|p| p.into_inner().clone(), |g| g.clone())
     }
 
     fn set(&self, reason: String) {
         tracing::error!(error = %reason, "event log write failed; refusing further appends");
-        match self.0.lock() {
+        match self.reason.lock() {
             Ok(mut slot) => *slot = Some(reason),
             Err(poisoned) => *poisoned.into_inner() = Some(reason),
         }
+        self.heads.send_modify(|_| {});
     }
 }
 
-fn refuse(replies: impl IntoIterator<Item = oneshot::Sender<Result<Appended, AppendError>>>, reason: &str) {
+fn refuse(replies: impl IntoIterator<Item = oneshot::Sender<Answer>>, reason: &str) {
     for reply in replies {
         let _ = reply.send(Err(Error::WriterFailed(reason.to_owned()).into()));
     }
@@ -108,18 +126,24 @@ pub(super) struct Syncer {
     pub heads: Arc<watch::Sender<Head>>,
     pub fault: Option<Arc<FaultPlan>>,
     pub failure: Failure,
+    pub checkpoint: Recorder,
 }
 
 /// What the group has staged so far, seen by the later appends of the same group.
-#[derive(Default)]
 struct Staged {
-    /// Stored records by key, in seq order.
+    /// Seq of the first record staged.
+    first_seq: Seq,
+    /// Stored records by key, in seq order from `first_seq`.
     records: Vec<([u8; 9], Vec<u8>)>,
     versions: HashMap<StreamId, Version>,
-    commands: HashMap<CommandId, Appended>,
+    commands: HashMap<CommandId, Span>,
     /// The accepted appends, in order, for the index once the batch is applied.
-    accepted: Vec<(StreamId, CommandId, Appended)>,
+    accepted: Vec<(CommandId, Span, Vec<StagedPart>)>,
 }
+
+/// One stream's records in a staged append: the stream, its first and last seq, and the
+/// version of its first record.
+type StagedPart = (StreamId, Seq, Seq, Version);
 
 fn arrive(fault: Option<&Arc<FaultPlan>>, site: FaultSite, path: &std::path::Path) -> Result<()> {
     match fault {
@@ -147,6 +171,15 @@ impl Writer {
                 return;
             }
         };
+        // The checkpoint has a thread of its own, so that the durability path never waits for
+        // its fsyncs; if it cannot start, appends are refused like any failure to record.
+        let (stop_checkpoints, stop) = std_mpsc::channel::<()>();
+        let checkpoints = {
+            let syncer = syncer.clone();
+            std::thread::Builder::new().name("eventlog-checkpoint".into()).spawn(move || syncer.record_heads(&stop))
+        };
+        let checkpoints =
+            checkpoints.map_err(|e| self.failure.set(format!("cannot start the checkpoint thread: {e}"))).ok();
         let mut group = Vec::with_capacity(Limits::MAX_GROUP_APPENDS);
         let mut waiting = None;
         while let Some(first) = waiting.take().or_else(|| queue.blocking_recv()) {
@@ -175,6 +208,11 @@ impl Writer {
         if thread.join().is_err() {
             tracing::error!("event log syncer thread panicked");
         }
+        drop(stop_checkpoints);
+        if checkpoints.is_some_and(|thread| thread.join().is_err()) {
+            tracing::error!("event log checkpoint thread panicked");
+        }
+        syncer.record_head_at_shutdown();
     }
 
     /// Stages and applies one group; returns what the syncer must make durable and answer,
@@ -184,15 +222,25 @@ impl Writer {
             refuse(group.drain(..).map(|r| r.reply), &reason);
             return None;
         }
-        let mut staged = Staged::default();
+        let mut staged = Staged {
+            first_seq: self.head.seq.next(),
+            records: Vec::new(),
+            versions: HashMap::new(),
+            commands: HashMap::new(),
+            accepted: Vec::new(),
+        };
         let mut head = self.head;
         let recorded_at = Timestamp::now().max(self.last_recorded_at);
         let mut replies = Vec::with_capacity(group.len());
         {
             let index = LogIndex::read(&self.index);
             for request in group.drain(..) {
-                let AppendRequest { stream, expected, events, meta, reply } = request;
-                let outcome = stage(&index, &mut staged, &mut head, recorded_at, stream, expected, events, meta);
+                let AppendRequest { appends, meta, reply } = request;
+                let outcome =
+                    match staged.commands.get(&meta.command_id).copied().or_else(|| index.command(meta.command_id)) {
+                        Some(first) => repeat(&self.db, &staged, first, meta.command_id, &appends),
+                        None => stage(&index, &mut staged, &mut head, recorded_at, appends, meta),
+                    };
                 replies.push((reply, outcome));
             }
         }
@@ -209,8 +257,12 @@ impl Writer {
             self.head = head;
             self.last_recorded_at = recorded_at;
             let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            for (stream, command, outcome) in &staged.accepted {
-                if let Err(e) = index.add(stream, *command, *outcome) {
+            for (command, span, parts) in &staged.accepted {
+                let added = parts
+                    .iter()
+                    .try_for_each(|(stream, first, last, version)| index.add_versions(stream, *first, *last, *version))
+                    .and_then(|()| index.add_command(*command, *span));
+                if let Err(e) = added {
                     // The writer checked these appends against the same index: a bug, and
                     // the indexes can no longer be trusted until the store is reopened.
                     let reason = e.to_string();
@@ -239,34 +291,64 @@ fn apply(db: &sled::Db, records: Vec<([u8; 9], Vec<u8>)>) -> Result<()> {
     Ok(db.apply_batch(batch)?)
 }
 
-/// Checks one append against the log as it stands (the index plus what this group staged
-/// before it) and stages its records.
-#[allow(clippy::too_many_arguments)]
+/// Answers a command id seen before (at `first`, durable, applied or staged in this group):
+/// reads its records back and compares them with the new request.
+fn repeat(
+    db: &sled::Db,
+    staged: &Staged,
+    first: Span,
+    command_id: CommandId,
+    appends: &[StreamAppend],
+) -> Result<Vec<Appended>, AppendError> {
+    let mut records = Vec::new();
+    for seq in first.first.0..=first.last.0 {
+        let seq = Seq(seq);
+        let staged_at = seq.0.checked_sub(staged.first_seq.0).and_then(|i| usize::try_from(i).ok());
+        let record = match staged_at.and_then(|i| staged.records.get(i)) {
+            Some((_, stored)) => codec::decode(seq, stored)?,
+            None => {
+                let stored = db
+                    .get(layout::event_key(seq))
+                    .map_err(Error::from)?
+                    .ok_or_else(|| Error::corrupt(seq, format!("record of command {command_id} missing")))?;
+                codec::decode(seq, &stored)?
+            }
+        };
+        records.push(record);
+    }
+    let outcome = CommandOutcome::of_records(command_id, &records);
+    if !outcome.is_retry_of(&records, appends) {
+        return Err(AppendError::CommandReused { command_id, first_seq: first.first });
+    }
+    Ok(outcome.appends.into_iter().map(|(_, appended)| appended).collect())
+}
+
+/// Checks one append (every stream's expected version) against the log as it stands (the
+/// index plus what this group staged before it) and stages its records.
 fn stage(
     index: &LogIndex,
     staged: &mut Staged,
     head: &mut Head,
     recorded_at: Timestamp,
-    stream: StreamId,
-    expected: ExpectedVersion,
-    events: Vec<NewEvent>,
+    appends: Vec<StreamAppend>,
     meta: AppendMeta,
-) -> Result<Appended, AppendError> {
-    if let Some(first) = staged.commands.get(&meta.command_id).copied().or_else(|| index.command(meta.command_id)) {
-        return Ok(first);
-    }
-    let actual = staged.versions.get(&stream).copied().unwrap_or_else(|| index.version(&stream));
-    if !expected.admits(actual) {
-        return Err(AppendError::Conflict { stream, expected, actual });
+) -> Result<Vec<Appended>, AppendError> {
+    let mut actuals = Vec::with_capacity(appends.len());
+    for part in &appends {
+        let actual = staged.versions.get(&part.stream).copied().unwrap_or_else(|| index.version(&part.stream));
+        if !part.expected.admits(actual) {
+            return Err(AppendError::Conflict { stream: part.stream.clone(), expected: part.expected, actual });
+        }
+        actuals.push(actual);
     }
     let first_seq = head.seq.next();
-    let mut version = actual;
+    let command_id = meta.command_id;
     // One record value is reused for every event of the append, so the metadata is
     // neither cloned nor re-validated per event.
     let mut record = Record {
         seq: head.seq,
-        stream,
-        version,
+        stream: StreamId::placeholder(),
+        version: Version::NONE,
         kind: crate::model::EventKind::placeholder(),
         schema: 0,
         recorded_at,
@@ -275,24 +357,33 @@ fn stage(
         prev_hash: head.hash,
         hash: Default::default(),
     };
-    for event in events {
-        version = version.next();
-        record.seq = head.seq.next();
-        record.version = version;
-        record.kind = event.kind;
-        record.schema = event.schema;
-        record.payload = event.payload;
-        record.prev_hash = head.hash;
-        let stored = codec::seal(&mut record);
-        staged.records.push((layout::event_key(record.seq), stored));
-        *head = Head { seq: record.seq, hash: record.hash };
+    let mut outcomes = Vec::with_capacity(appends.len());
+    let mut parts = Vec::with_capacity(appends.len());
+    for (part, actual) in appends.into_iter().zip(actuals) {
+        let part_first = head.seq.next();
+        record.stream = part.stream;
+        let mut version = actual;
+        for event in part.events {
+            version = version.next();
+            record.seq = head.seq.next();
+            record.version = version;
+            record.kind = event.kind;
+            record.schema = event.schema;
+            record.payload = event.payload;
+            record.prev_hash = head.hash;
+            let stored = codec::seal(&mut record);
+            staged.records.push((layout::event_key(record.seq), stored));
+            *head = Head { seq: record.seq, hash: record.hash };
+        }
+        let stream = std::mem::replace(&mut record.stream, StreamId::placeholder());
+        staged.versions.insert(stream.clone(), version);
+        parts.push((stream, part_first, head.seq, actual.next()));
+        outcomes.push(Appended { first_seq: part_first, last_seq: head.seq, version, duplicate: false });
     }
-    let Record { stream, meta, .. } = record;
-    let outcome = Appended { first_seq, last_seq: head.seq, version, duplicate: false };
-    staged.commands.insert(meta.command_id, Appended { duplicate: true, ..outcome });
-    staged.versions.insert(stream.clone(), version);
-    staged.accepted.push((stream, meta.command_id, outcome));
-    Ok(outcome)
+    let span = Span { first: first_seq, last: head.seq };
+    staged.commands.insert(command_id, span);
+    staged.accepted.push((command_id, span, parts));
+    Ok(outcomes)
 }
 
 impl Syncer {
@@ -332,6 +423,38 @@ impl Syncer {
                 }
             }
             Err(reason) => refuse(waiting.drain(..).flat_map(|a| a.replies).map(|(reply, _)| reply), &reason),
+        }
+    }
+
+    /// The checkpoint thread: every tick, records the durable head if it moved and is due,
+    /// until `stop` closes. A failure to write it stops appends: the log would be running
+    /// without its outside witness.
+    fn record_heads(&self, stop: &std_mpsc::Receiver<()>) {
+        while let Err(std_mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(self.checkpoint.tick()) {
+            self.record_head();
+        }
+    }
+
+    fn record_head(&self) {
+        if self.failure.get().is_some() {
+            return;
+        }
+        // Copied out first: `Failure::set` notifies through `heads`, which a borrow would block.
+        let head = *self.heads.borrow();
+        if let Err(e) = self.checkpoint.record(head, false) {
+            self.failure.set(format!("cannot record the acknowledged head: {e}"));
+        }
+    }
+
+    /// Records the durable head in the checkpoint as the writer stops (unless a failure left
+    /// the state on disk unknown).
+    fn record_head_at_shutdown(&self) {
+        if self.failure.get().is_some() {
+            return;
+        }
+        let head = *self.heads.borrow();
+        if let Err(e) = self.checkpoint.record(head, true) {
+            tracing::error!(error = %e, "cannot record the acknowledged head at shutdown");
         }
     }
 
