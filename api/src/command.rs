@@ -31,7 +31,8 @@ use oacis_domain::ids::{Timestamp, UserId};
 use oacis_domain::validate::Region;
 use oacis_domain::{Aggregate, Context, DomainError, DomainEvent};
 use oacis_eventlog::{
-    AppendError, AppendMeta, EventKind, EventStore, ExpectedVersion, NewEvent, Seq, SledStore, StreamId, Version,
+    AppendError, AppendMeta, Appended, CommandId, EventKind, EventStore, ExpectedVersion, NewEvent, PendingAppend, Seq,
+    SledStore, StreamAppend, StreamId, Version,
 };
 use oacis_projections::{ProjectionError, Projections};
 use uuid::Uuid;
@@ -58,6 +59,9 @@ pub struct Origin {
     pub client_addr: Option<String>,
     /// The client's idempotency key (`clientMutationId`), if any.
     pub idempotency_key: Option<String>,
+    /// A digest of the client's request (operation and arguments), for idempotency checks;
+    /// `None` to use the decided commands instead.
+    pub fingerprint: Option<[u8; 32]>,
     /// The version the client last saw of the command's first stream (optimistic
     /// concurrency): if the stream has moved on, CONFLICT, without deciding again.
     pub expected_version: Option<u64>,
@@ -268,7 +272,7 @@ pub struct CommandBus {
     store: SledStore,
     projections: Arc<Projections>,
     cache: Mutex<LruCache<String, Cached>>,
-    keys: Mutex<LruCache<Uuid, (blake3::Hash, Executed)>>,
+    keys: Mutex<LruCache<Uuid, ([u8; 32], Executed)>>,
     locks: Vec<tokio::sync::Mutex<()>>,
     wait_bound: Duration,
     clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
@@ -352,48 +356,71 @@ impl CommandBus {
         self.execute_steps(vec![on::<A>(stream, command)], origin).await
     }
 
-    /// Executes a command that touches several streams: every stream is locked, every step
-    /// decided, and only if all decisions succeed are the events appended, in the given order.
+    /// Executes a command that touches one or more streams: every stream is locked, every
+    /// step decided, and only if all decisions succeed are the events appended, atomically
+    /// (one `append_many`), in the given order. The append is submitted in the log's order
+    /// while the locks are held and awaited after they are released, so that the next
+    /// command on a hot stream is decided (against the cached state the append will reach)
+    /// while this one is made durable.
     pub async fn execute_steps(&self, steps: Vec<Box<dyn Step>>, origin: &Origin) -> Result<Executed, CommandError> {
-        let fingerprint = {
+        let fingerprint = origin.fingerprint.unwrap_or_else(|| {
             let mut hasher = blake3::Hasher::new();
             for step in &steps {
                 hasher.update(step.fingerprint().as_bytes());
                 hasher.update(b"\n");
             }
-            hasher.finalize()
-        };
+            *hasher.finalize().as_bytes()
+        });
         let command_id = origin.command_id();
-        if origin.idempotency_key.is_some() {
-            if let Some(answer) = self.remembered(command_id, fingerprint)? {
+        let keyed = origin.idempotency_key.is_some();
+        if keyed {
+            if let Some(answer) = self.replay_of(command_id, fingerprint).await? {
                 return Ok(answer);
             }
         }
         let mut slots: Vec<usize> = steps.iter().flat_map(|s| s.streams()).map(|s| lock_slot(&s)).collect();
         slots.sort_unstable();
         slots.dedup();
-        let mut guards = Vec::with_capacity(slots.len());
-        for slot in slots {
-            guards.push(self.locks[slot].lock().await);
-        }
-        // Another request with the same key may have finished while this one waited.
-        if origin.idempotency_key.is_some() {
-            if let Some(answer) = self.remembered(command_id, fingerprint)? {
-                return Ok(answer);
-            }
-        }
         let mut attempt = 0;
         let executed = loop {
             attempt += 1;
-            match self.attempt(&steps, origin, command_id).await {
-                Err(CommandError::Conflict { stream, actual }) if attempt < MAX_ATTEMPTS => {
+            let mut guards = Vec::with_capacity(slots.len());
+            for slot in &slots {
+                guards.push(self.locks[*slot].lock().await);
+            }
+            // Another request with the same key may have finished while this one waited.
+            if keyed {
+                if let Some(answer) = self.remembered(command_id, fingerprint)? {
+                    return Ok(answer);
+                }
+            }
+            let submitted = self.submit(&steps, origin, command_id, fingerprint).await;
+            drop(guards);
+            let outcome = match submitted? {
+                Submitted::Nothing(executed) => Ok(executed),
+                Submitted::Pending { pending, streams, events } => match pending.await {
+                    Ok(appended) => Ok(executed_of(&appended, events)),
+                    Err(e) => {
+                        // The cache holds states this append would have reached: forget them.
+                        streams.iter().for_each(|s| self.forget(s));
+                        Err(e)
+                    }
+                },
+            };
+            match outcome {
+                Ok(executed) => break executed,
+                Err(AppendError::Conflict { stream, actual, .. }) => {
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(CommandError::Conflict { stream: stream.as_str().to_owned(), actual });
+                    }
                     tracing::debug!(%stream, %actual, attempt, "version conflict; deciding again");
                 }
-                other => break other?,
+                Err(AppendError::CommandReused { .. }) => return Err(CommandError::KeyReused),
+                Err(AppendError::Store(e)) => return Err(CommandError::Store(e)),
+                Err(other) => return Err(CommandError::Refused(other)),
             }
         };
-        drop(guards);
-        if origin.idempotency_key.is_some() {
+        if keyed {
             if let Ok(mut keys) = self.keys.lock() {
                 keys.put(command_id, (fingerprint, executed));
             }
@@ -408,7 +435,28 @@ impl CommandBus {
         Ok(executed)
     }
 
-    fn remembered(&self, command_id: Uuid, fingerprint: blake3::Hash) -> Result<Option<Executed>, CommandError> {
+    /// The first result of an idempotency key used before: from memory, or (after a
+    /// restart, or from another node) from the log, whose records carry the request's
+    /// fingerprint as their causation id. The same key with another request is refused.
+    async fn replay_of(&self, command_id: Uuid, fingerprint: [u8; 32]) -> Result<Option<Executed>, CommandError> {
+        if let Some(answer) = self.remembered(command_id, fingerprint)? {
+            return Ok(Some(answer));
+        }
+        let Some(outcome) = self.store.command_outcome(CommandId(command_id)).await.map_err(CommandError::Store)?
+        else {
+            return Ok(None);
+        };
+        let appended: Vec<Appended> = outcome.appends.iter().map(|(_, a)| *a).collect();
+        let Some(first) = appended.first() else { return Ok(None) };
+        let record = self.store.read_all(first.first_seq, 1).await.map_err(CommandError::Store)?;
+        if record.first().and_then(|r| r.meta.causation_id) != Some(causation_of(fingerprint)) {
+            return Err(CommandError::KeyReused);
+        }
+        let events = appended.iter().map(|a| usize::try_from(a.last_seq.0 - a.first_seq.0 + 1).unwrap_or(0)).sum();
+        Ok(Some(Executed { replayed: true, ..executed_of(&appended, events) }))
+    }
+
+    fn remembered(&self, command_id: Uuid, fingerprint: [u8; 32]) -> Result<Option<Executed>, CommandError> {
         let keys = self.keys.lock();
         match keys.ok().and_then(|mut k| k.get(&command_id).copied()) {
             Some((seen, executed)) if seen == fingerprint => Ok(Some(Executed { replayed: true, ..executed })),
@@ -417,84 +465,74 @@ impl CommandBus {
         }
     }
 
-    async fn attempt(
+    /// Decides every step and submits the events (the caller holds the streams' locks).
+    async fn submit(
         &self,
         steps: &[Box<dyn Step>],
         origin: &Origin,
         command_id: Uuid,
-    ) -> Result<Executed, CommandError> {
+        fingerprint: [u8; 32],
+    ) -> Result<Submitted, CommandError> {
         let ctx = self.context(origin.actor);
         let mut decided = Vec::with_capacity(steps.len());
         for step in steps {
             decided.extend(step.decide(self, ctx).await?);
         }
+        let version_of = |d: &Decided| match d.expected {
+            ExpectedVersion::Exact(v) => v,
+            _ => Version::NONE,
+        };
         if let (Some(expected), Some(first)) = (origin.expected_version, decided.first()) {
-            let actual = match first.expected {
-                ExpectedVersion::Exact(v) => v,
-                _ => Version::NONE,
-            };
+            let actual = version_of(first);
             if actual.0 != expected {
                 return Err(CommandError::Stale { stream: first.stream.as_str().to_owned(), actual });
             }
         }
-        let mut executed: Option<Executed> = None;
-        let mut written = 0;
-        for (index, d) in decided.into_iter().enumerate() {
+        let first_version = decided.first().map_or(Version::NONE, version_of);
+        let mut parts = Vec::new();
+        let mut commits = Vec::new();
+        let mut streams = Vec::new();
+        let mut events = 0;
+        for d in decided {
+            let base = version_of(&d);
             if d.events.is_empty() {
-                let version = match d.expected {
-                    ExpectedVersion::Exact(v) => v,
-                    _ => Version::NONE,
-                };
-                (d.commit)(self, version);
-                executed.get_or_insert(Executed {
-                    seq: self.projections.applied(),
-                    version,
-                    events: 0,
-                    replayed: false,
-                });
+                (d.commit)(self, base);
                 continue;
             }
-            // Each stream of a multi-stream command gets its own command id, derived from
-            // the command's, so that a retry of the whole command is recognised per stream.
-            let id = if index == 0 {
-                command_id
-            } else {
-                derived_uuid(&["step", &command_id.to_string(), &index.to_string()])
-            };
-            let mut meta = AppendMeta::new(id, origin.actor_label());
-            meta.correlation_id = origin.correlation_id;
-            meta.client_addr.clone_from(&origin.client_addr);
-            let count = d.events.len();
-            let stream_name = d.stream.as_str().to_owned();
-            match self.store.append(d.stream, d.expected, d.events, meta).await {
-                Ok(appended) => {
-                    (d.commit)(self, appended.version);
-                    written += count;
-                    let this = Executed {
-                        seq: appended.last_seq,
-                        version: appended.version,
-                        events: count,
-                        replayed: appended.duplicate,
-                    };
-                    let first = executed.get_or_insert(this);
-                    first.seq = first.seq.max(appended.last_seq);
+            let count = u64::try_from(d.events.len()).unwrap_or(u64::MAX);
+            events += d.events.len();
+            streams.push(d.stream.as_str().to_owned());
+            commits.push((d.commit, Version(base.0 + count)));
+            parts.push(StreamAppend { stream: d.stream, expected: d.expected, events: d.events });
+        }
+        if parts.is_empty() {
+            let seq = self.projections.applied();
+            return Ok(Submitted::Nothing(Executed { seq, version: first_version, events: 0, replayed: false }));
+        }
+        let mut meta = AppendMeta::new(command_id, origin.actor_label());
+        meta.correlation_id = origin.correlation_id;
+        // With an idempotency key, the request's fingerprint goes on the record, so that a
+        // retry after a restart is checked against the request that first used the key.
+        meta.causation_id = origin.idempotency_key.is_some().then(|| causation_of(fingerprint));
+        meta.client_addr.clone_from(&origin.client_addr);
+        match self.store.submit_many(parts, meta).await {
+            Ok(pending) => {
+                // Optimistic: the states the append will reach, so the next command on these
+                // streams decides against them while this append is made durable. A failed
+                // append forgets them.
+                for (commit, version) in commits {
+                    commit(self, version);
                 }
-                Err(AppendError::Conflict { actual, .. }) => {
-                    self.forget(&stream_name);
-                    return Err(CommandError::Conflict { stream: stream_name, actual });
-                }
-                Err(AppendError::Store(e)) => return Err(CommandError::Store(e)),
-                Err(other) => return Err(CommandError::Refused(other)),
+                Ok(Submitted::Pending { pending, streams, events })
+            }
+            Err(e) => {
+                streams.iter().for_each(|s| self.forget(s));
+                Err(match e {
+                    AppendError::Store(e) => CommandError::Store(e),
+                    other => CommandError::Refused(other),
+                })
             }
         }
-        let mut executed = executed.unwrap_or(Executed {
-            seq: self.projections.applied(),
-            version: Version::NONE,
-            events: 0,
-            replayed: false,
-        });
-        executed.events = written;
-        Ok(executed)
     }
 
     fn forget(&self, stream: &str) {
@@ -563,6 +601,36 @@ impl CommandBus {
         self.put_state(stream.to_owned(), version, Box::new(state.clone()));
         Ok(state)
     }
+}
+
+/// What submitting a command led to.
+enum Submitted {
+    /// Every decision was empty: nothing to append.
+    Nothing(Executed),
+    /// The append is in the log's order, not yet durable.
+    Pending {
+        /// Its answer.
+        pending: PendingAppend,
+        /// The streams it writes (forgotten by the cache if it fails).
+        streams: Vec<String>,
+        /// Events in it.
+        events: usize,
+    },
+}
+
+/// The answer to a command from the answers of its parts: the first part's version, the
+/// last seq written.
+fn executed_of(appended: &[Appended], events: usize) -> Executed {
+    let version = appended.first().map_or(Version::NONE, |a| a.version);
+    let seq = appended.iter().map(|a| a.last_seq).max().unwrap_or(Seq::ZERO);
+    let replayed = appended.iter().any(|a| a.duplicate);
+    Executed { seq, version, events, replayed }
+}
+
+/// The causation id recorded with a command's events: a UUIDv8 of the request's fingerprint,
+/// so that a retried idempotency key can be checked against the request that first used it.
+fn causation_of(fingerprint: [u8; 32]) -> Uuid {
+    derived_uuid(&["request", &blake3::Hash::from(fingerprint).to_hex()])
 }
 
 fn lock_slot(stream: &str) -> usize {

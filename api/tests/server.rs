@@ -171,6 +171,12 @@ fn a_day_in_the_office_with_scopes_masking_and_errors() {
     let server = start(dir.path());
     let (_, after_restart) = http(&server.addr, "POST", "/graphql", Some(&admin), query.as_bytes());
     assert_eq!(before_restart, after_restart);
+    // Idempotency keys outlive the process: the log holds them, with the request's digest.
+    let retry = gql(&server, Some(&admin), REGISTER, json!({ "p": zhang, "k": "import-1" }));
+    assert_eq!(retry["data"]["registerCustomer"]["id"], zhang_id.as_str(), "{retry}");
+    assert_eq!(retry["data"]["registerCustomer"]["replayed"], true);
+    let reused = gql(&server, Some(&admin), REGISTER, json!({ "p": anna, "k": "import-1" }));
+    assert_eq!(code(&reused), "CONFLICT", "{reused}");
     let out = gql(&server, Some(&admin), "mutation { signOut }", json!({}));
     assert_eq!(out["data"]["signOut"], true);
     assert_eq!(code(&gql(&server, Some(&admin), "{ me { username } }", json!({}))), "UNAUTHENTICATED");

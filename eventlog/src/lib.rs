@@ -42,4 +42,4 @@ pub use sled_store::{
     layout as sled_layout, FaultPlan, FaultSite, FolderCopy, RecordIter, SledConfig, SledStore, SledSubscription,
     TAIL_CHECK_RECORDS,
 };
-pub use store::{Appended, CommandOutcome, EventStore, Head, StreamAppend, Subscription};
+pub use store::{Appended, CommandOutcome, EventStore, Head, PendingAppend, StreamAppend, Subscription};

@@ -92,6 +92,27 @@ impl CommandOutcome {
     }
 }
 
+/// An append submitted in the log's order and not yet answered, see
+/// [`EventStore::submit_many`]. Await it for the answer `append_many` would give.
+pub struct PendingAppend(
+    /// The answer, once durable or refused.
+    pub std::pin::Pin<Box<dyn Future<Output = Result<Vec<Appended>, AppendError>> + Send>>,
+);
+
+impl std::fmt::Debug for PendingAppend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingAppend")
+    }
+}
+
+impl Future for PendingAppend {
+    type Output = Result<Vec<Appended>, AppendError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
 /// The last acknowledged record's position and hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Head {
@@ -148,6 +169,24 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         appends: Vec<StreamAppend>,
         meta: AppendMeta,
     ) -> impl Future<Output = Result<Vec<Appended>, AppendError>> + Send;
+
+    /// [`EventStore::append_many`] in two steps, for callers that pipeline appends to one
+    /// stream: the returned future resolves once the append has its place in the log's order
+    /// (for the sled store: once it is in the writer's queue, behind every append submitted
+    /// before it), and answers a [`PendingAppend`] that resolves like `append_many` once the
+    /// append is durable (or refused). A caller may so submit the next append, expecting the
+    /// version this one will reach, before this one is durable; the log checks it against
+    /// appends not yet durable. The default waits for the whole append (no pipelining).
+    fn submit_many(
+        &self,
+        appends: Vec<StreamAppend>,
+        meta: AppendMeta,
+    ) -> impl Future<Output = Result<PendingAppend, AppendError>> + Send {
+        async move {
+            let answer = self.append_many(appends, meta).await;
+            Ok(PendingAppend(Box::pin(async move { answer })))
+        }
+    }
 
     /// What the first append under `command_id` wrote, once durable; `None` if nothing was
     /// written under it. Lets a caller answer a retried command before deciding it again.

@@ -131,9 +131,31 @@ pub fn origin(ctx: &Context<'_>, idempotency_key: Option<String>) -> ApiResult<O
         actor: request.caller.as_ref().map(|c| c.user),
         correlation_id: request.correlation_id,
         client_addr: request.client_ip.map(|ip| ip.to_string()),
-        idempotency_key,
         expected_version: None,
+        // Only with a key: the arguments may hold secrets, and the fingerprint is kept in the log.
+        fingerprint: idempotency_key.as_ref().map(|_| request_fingerprint(ctx)),
+        idempotency_key,
     })
+}
+
+/// BLAKE3 of the field being resolved and its arguments (variables substituted, sorted by
+/// name): what a retry with the same idempotency key must repeat.
+fn request_fingerprint(ctx: &Context<'_>) -> [u8; 32] {
+    let field = ctx.field();
+    let mut arguments: Vec<(String, String)> = field
+        .arguments()
+        .map(|args| args.into_iter().map(|(name, value)| (name.to_string(), value.to_string())).collect())
+        .unwrap_or_default();
+    arguments.sort();
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(field.name().as_bytes());
+    for (name, value) in arguments {
+        hasher.update(b"\n");
+        hasher.update(name.as_bytes());
+        hasher.update(b"=");
+        hasher.update(value.as_bytes());
+    }
+    *hasher.finalize().as_bytes()
 }
 
 /// Reads the live views.

@@ -366,8 +366,8 @@ impl PeopleMutation {
         let id = RoleId(origin.new_id("role"));
         let key = UniqueKey::new(UniqueKind::RoleName, &name);
         let steps = vec![
-            on::<Reservation>(key.stream(), ReservationCommand::Claim { key, owner: id.0 }),
             on::<Role>(id.stream(), RoleCommand::Define { id, name, permissions }),
+            on::<Reservation>(key.stream(), ReservationCommand::Claim { key, owner: id.0 }),
         ];
         let executed = app(ctx)?.bus.execute_steps(steps, &origin).await?;
         Ok(result(id, executed, None))

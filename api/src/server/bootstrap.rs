@@ -68,8 +68,8 @@ pub async fn first_start(state: &AppState) -> anyhow::Result<()> {
         let id = RoleId(Uuid::now_v7());
         let key = UniqueKey::new(UniqueKind::RoleName, role.name);
         let steps = vec![
-            on::<Reservation>(key.stream(), ReservationCommand::Claim { key, owner: id.0 }),
             on::<Role>(id.stream(), RoleCommand::Define { id, name: role.name.into(), permissions: role.permissions }),
+            on::<Reservation>(key.stream(), ReservationCommand::Claim { key, owner: id.0 }),
         ];
         bus.execute_steps(steps, &system).await?;
         roles.insert(role.name.to_owned(), id);
@@ -112,13 +112,14 @@ pub async fn create_user(
         position: None,
         personal: UserPersonal::default(),
     };
+    // The user's own stream first: the command's answer names its version.
     let steps = vec![
-        claim(UniqueKind::Username, username),
-        claim(UniqueKind::EmployeeNumber, employee_no),
         on::<User>(
             id.stream(),
             UserCommand::Create { id, username: username.into(), employee_no: employee_no.into(), profile },
         ),
+        claim(UniqueKind::Username, username),
+        claim(UniqueKind::EmployeeNumber, employee_no),
     ];
     state.bus.execute_steps(steps, origin).await?;
     let credential = state.hasher.hash(password).await?;

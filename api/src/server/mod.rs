@@ -198,6 +198,7 @@ pub async fn answer(app: &App, ip: Option<IpAddr>, headers: &HeaderMap, request:
                 client_addr: ip.map(|i| i.to_string()),
                 idempotency_key: None,
                 expected_version: None,
+                fingerprint: None,
             };
             let command =
                 AccessLogCommand::RecordPersonalDataReads { customers: shown, fields: vec!["personal".into()] };

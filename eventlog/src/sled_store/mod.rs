@@ -37,7 +37,7 @@ use crate::codec;
 use crate::error::{AppendError, Error, Result};
 use crate::limits::Limits;
 use crate::model::{AppendMeta, CommandId, Record, RecordRef, Seq, StreamId, Timestamp, Version};
-use crate::store::{check_append, Appended, CommandOutcome, EventStore, Head, StreamAppend};
+use crate::store::{check_append, Appended, CommandOutcome, EventStore, Head, PendingAppend, StreamAppend};
 use crate::verify::{ChainCheck, VerifyReport};
 use index::LogIndex;
 use writer::{AppendRequest, Syncer, Writer};
@@ -541,6 +541,16 @@ impl EventStore for SledStore {
         let (reply, answer) = oneshot::channel();
         queue.send(AppendRequest { appends, meta, reply }).await.map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn submit_many(&self, appends: Vec<StreamAppend>, meta: AppendMeta) -> Result<PendingAppend, AppendError> {
+        check_append(&appends, &meta)?;
+        let queue = self.inner.queue.as_ref().ok_or(Error::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        // The queue is FIFO and the writer takes appends in queue order: once sent, this
+        // append is ordered after every append sent before it.
+        queue.send(AppendRequest { appends, meta, reply }).await.map_err(|_| Error::Closed)?;
+        Ok(PendingAppend(Box::pin(async move { answer.await.map_err(|_| Error::Closed)? })))
     }
 
     async fn command_outcome(&self, command_id: CommandId) -> Result<Option<CommandOutcome>> {
