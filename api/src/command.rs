@@ -166,13 +166,16 @@ pub enum CommandError {
 
 type Cached = (Version, Box<dyn Any + Send + Sync>);
 
+/// Puts a decided state into the cache at the version its append reaches.
+type Commit = Box<dyn FnOnce(&CommandBus, Version) + Send>;
+
 /// One command's events for one stream, decided and ready to append.
 pub struct Decided {
     stream: StreamId,
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
     /// Puts the new state into the cache at the version the append reached.
-    commit: Box<dyn FnOnce(&CommandBus, Version) + Send>,
+    commit: Commit,
 }
 
 impl Debug for Decided {
@@ -262,7 +265,7 @@ where
     }
     let expected = if version == Version::NONE { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
     let key = stream.to_owned();
-    let commit: Box<dyn FnOnce(&CommandBus, Version) + Send> =
+    let commit: Commit =
         Box::new(move |bus, at| bus.put_state(key, at, Box::new(state)));
     Ok(Decided { stream: stream_id, expected, events: new_events, commit })
 }

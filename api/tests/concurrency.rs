@@ -98,7 +98,12 @@ fn two_users_taking_one_username_at_once_leave_one_winner() {
         assert_eq!(lost["errors"][0]["extensions"]["fields"][0]["path"], "username", "{lost}");
     }
     let users = server.gql(Some(&token), "{ users { username } }", json!({}));
-    let taken = users["data"]["users"].as_array().unwrap().iter().filter(|u| u["username"].as_str().unwrap().starts_with("same.name")).count();
+    let taken = users["data"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["username"].as_str().unwrap().starts_with("same.name"))
+        .count();
     assert_eq!(taken, 20);
 }
 

@@ -62,7 +62,11 @@ fn every_role_and_scope_sees_exactly_what_its_scope_allows() {
     };
 
     // Owners of customers in each department, and the users under test, all in 华北.
-    let owners = [(user("owner.north", &north), north.clone()), (user("owner.ne", &north_east), north_east.clone()), (user("owner.south", &south), south.clone())];
+    let owners = [
+        (user("owner.north", &north), north.clone()),
+        (user("owner.ne", &north_east), north_east.clone()),
+        (user("owner.south", &south), south.clone()),
+    ];
     let scopes = ["OWN", "DEPARTMENT", "DEPARTMENT_TREE", "ALL"];
     let role_names = ["manager", "sales", "service", "analyst", "auditor"];
     let mut testers = Vec::new();
@@ -108,8 +112,12 @@ fn every_role_and_scope_sees_exactly_what_its_scope_allows() {
             .map(|c| c.id.as_str())
             .collect();
         let answer = server.gql(Some(&token), list, json!({}));
-        let seen: BTreeSet<&str> =
-            answer["data"]["customers"]["edges"].as_array().unwrap().iter().map(|e| e["node"]["id"].as_str().unwrap()).collect();
+        let seen: BTreeSet<&str> = answer["data"]["customers"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["id"].as_str().unwrap())
+            .collect();
         assert_eq!(seen, expected, "{name}");
         assert_eq!(answer["data"]["customers"]["totalCount"].as_u64(), Some(expected.len() as u64), "{name}");
 

@@ -229,6 +229,8 @@ pub enum UserCommand {
         /// Consecutive failures that lock the account.
         lockout_threshold: u32,
     },
+    /// End every open session (an administrator's revocation).
+    EndAllSessions,
     /// A session ended (logout or expiry).
     EndSession {
         /// The session.
@@ -518,6 +520,10 @@ impl Aggregate for User {
                     events.push(E::UserLocked(UserLocked { reason: LockReason::FailedLogins(consecutive) }));
                 }
                 events
+            }
+            C::EndAllSessions => {
+                state.status.require(ANY, "end the sessions of")?;
+                ended_sessions(state)
             }
             C::EndSession { session } => {
                 state.status.require(ANY, "end a session of")?;

@@ -283,14 +283,7 @@ impl CustomerQuery {
         let caller = caller(ctx)?;
         let id = CustomerId(parse_id("id", &id)?);
         let state = app(ctx)?;
-        let at = match (as_of_seq, as_of) {
-            (Some(seq), _) => Some(oacis_eventlog::Seq(seq)),
-            (None, Some(time)) => {
-                let t = parse_time("asOf", &time)?;
-                Some(oacis_projections::seq_at_time(state.bus.store(), oacis_eventlog::Timestamp(t.0)).await?)
-            }
-            (None, None) => None,
-        };
+        let at = super::as_of(ctx, as_of_seq, as_of.as_deref()).await?;
         let Some(at) = at else {
             return views(ctx, |v| {
                 let row = v.directory.resolve(id)?;
@@ -496,7 +489,7 @@ impl CustomerMutation {
         ctx: &Context<'_>,
         profile: ProfileInput,
         owner: Option<String>,
-        #[graphql(default)] refuse_duplicates: bool,
+        refuse_duplicates: Option<bool>,
         client_mutation_id: Option<String>,
     ) -> ApiResult<CustomerPayload> {
         let caller = caller(ctx)?;
@@ -512,7 +505,7 @@ impl CustomerMutation {
         let id = CustomerId(origin.new_id("customer"));
         let command = CustomerCommand::Register { id, profile: profile.into_profile()?, owner, department };
         let duplicates = possible_duplicates(ctx, &command, id)?;
-        if refuse_duplicates && !duplicates.is_empty() {
+        if refuse_duplicates.unwrap_or(false) && !duplicates.is_empty() {
             return Err(duplicate_conflict(&duplicates));
         }
         let executed = app(ctx)?.bus.execute::<Customer>(id.stream(), command, &origin).await?;
@@ -529,7 +522,7 @@ impl CustomerMutation {
         ctx: &Context<'_>,
         id: String,
         profile: ProfileInput,
-        #[graphql(default)] refuse_duplicates: bool,
+        refuse_duplicates: Option<bool>,
         client_mutation_id: Option<String>,
         expected_version: Option<u64>,
     ) -> ApiResult<CustomerPayload> {
@@ -537,7 +530,7 @@ impl CustomerMutation {
         let command = CustomerCommand::UpdateProfile { profile: profile.into_profile()? };
         customer_resource(ctx, id, Permission::CustomerWrite)?;
         let duplicates = possible_duplicates(ctx, &command, id)?;
-        if refuse_duplicates && !duplicates.is_empty() {
+        if refuse_duplicates.unwrap_or(false) && !duplicates.is_empty() {
             return Err(duplicate_conflict(&duplicates));
         }
         let result =

@@ -424,8 +424,15 @@ pub struct InsightQuery;
 
 #[Object]
 impl InsightQuery {
-    /// Figures for analysts (`analytics.read`), now or as of a past seq.
-    async fn analytics(&self, ctx: &Context<'_>, as_of_seq: Option<u64>) -> ApiResult<Analytics> {
+    /// Figures for analysts (`analytics.read`), now or as of a past seq (`asOfSeq`) or time
+    /// (`asOf`, RFC 3339). An as-of read replays the views up to that point: one pass over
+    /// the log, one such read at a time.
+    async fn analytics(
+        &self,
+        ctx: &Context<'_>,
+        as_of_seq: Option<u64>,
+        as_of: Option<String>,
+    ) -> ApiResult<Analytics> {
         let caller = caller(ctx)?;
         let state = app(ctx)?;
         let (visible, all) = views(ctx, |v| -> ApiResult<_> {
@@ -444,11 +451,11 @@ impl InsightQuery {
             Ok((visible.clone(), visible.is_none()))
         })??;
         let now = state.bus.now();
-        let shared = match as_of_seq {
+        let shared = match super::as_of(ctx, as_of_seq, as_of.as_deref()).await? {
             None => state.bus.projections().shared(),
             Some(seq) => {
                 let _permit = AS_OF_PERMITS.acquire().await.map_err(ApiError::internal)?;
-                let until = Seq(seq).min(state.bus.store().head().seq);
+                let until = seq.min(state.bus.store().head().seq);
                 let past = Views::replay(state.bus.store(), Some(until), &mut |_| {}).await?;
                 std::sync::Arc::new(std::sync::RwLock::new(past))
             }

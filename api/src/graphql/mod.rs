@@ -237,3 +237,17 @@ where
     let executed = app(ctx)?.bus.execute::<A>(stream, command, &origin).await?;
     Ok(scalars::MutationResult::new(id, executed, key))
 }
+
+/// The log position an as-of read names: `asOfSeq`, or the last seq recorded at or before
+/// `asOf` (RFC 3339; found by a binary search of the log); `None` for "now".
+pub async fn as_of(ctx: &Context<'_>, seq: Option<u64>, time: Option<&str>) -> ApiResult<Option<oacis_eventlog::Seq>> {
+    match (seq, time) {
+        (Some(seq), _) => Ok(Some(oacis_eventlog::Seq(seq))),
+        (None, Some(time)) => {
+            let t = scalars::parse_time("asOf", time)?;
+            let store = app(ctx)?.bus.store();
+            Ok(Some(oacis_projections::seq_at_time(store, oacis_eventlog::Timestamp(t.0)).await?))
+        }
+        (None, None) => Ok(None),
+    }
+}

@@ -17,6 +17,7 @@ use super::scalars::{parse_id, MutationResult, ProfileField, Scope, UserStatus, 
 use super::{app, caller, execute, origin, views};
 use crate::command::{on, Executed};
 use crate::server::bootstrap::create_user;
+use oacis_projections::views::access::UserRow;
 
 /// A user as the directory shows it.
 #[derive(SimpleObject, Debug)]
@@ -33,6 +34,57 @@ pub struct UserNode {
     pub department: String,
     /// Account state.
     pub status: UserStatus,
+    /// Job title, if its owner's privacy setting lets the caller see it.
+    pub position: Option<String>,
+    /// Phone, likewise.
+    pub phone: Option<String>,
+    /// E-mail, likewise.
+    pub email: Option<String>,
+}
+
+impl UserNode {
+    /// The user as `caller` may see it: each profile field follows its owner's privacy
+    /// setting (everyone; the owner's department; only the owner), and administrators
+    /// (`user.admin`) and the owner always see it.
+    fn seen_by(row: &UserRow, caller: &crate::access::Caller) -> UserNode {
+        use oacis_domain::user::{ProfileField as F, Visibility as V};
+        let admin = caller.holds(Permission::UserAdmin);
+        let shows = |field: F| {
+            admin
+                || caller.user == row.id
+                || match row.privacy.get(&field).copied().unwrap_or_default() {
+                    V::Everyone => true,
+                    V::Department => caller.principal.department == Some(row.department),
+                    V::OnlyMe => false,
+                }
+        };
+        UserNode {
+            id: row.id.to_string(),
+            username: row.username.clone(),
+            employee_no: row.employee_no.clone(),
+            display_name: row.display_name.clone(),
+            department: row.department.to_string(),
+            status: row.status.into(),
+            position: row.position.clone().filter(|_| shows(F::Position)),
+            phone: row.phone.clone().filter(|_| shows(F::Phone)),
+            email: row.email.clone().filter(|_| shows(F::Email)),
+        }
+    }
+}
+
+/// A grant of a role to a user.
+#[derive(SimpleObject, Debug)]
+pub struct GrantNode {
+    /// Id.
+    pub id: String,
+    /// The holder.
+    pub user: String,
+    /// The role.
+    pub role: String,
+    /// How far it reaches.
+    pub scope: Scope,
+    /// Whether revoked.
+    pub revoked: bool,
 }
 
 /// A department.
@@ -70,17 +122,25 @@ impl PeopleQuery {
     /// Every user (at most a few thousand in an installation; administrators see all, others
     /// too, since colleagues must be found to assign work).
     async fn users(&self, ctx: &Context<'_>) -> ApiResult<Vec<UserNode>> {
-        caller(ctx)?;
+        let caller = caller(ctx)?;
+        views(ctx, |v| v.access.users().map(|u| UserNode::seen_by(u, caller)).collect())
+    }
+
+    /// Every grant (`role.admin` or `user.admin`).
+    async fn grants(&self, ctx: &Context<'_>) -> ApiResult<Vec<GrantNode>> {
+        let caller = caller(ctx)?;
+        if !caller.holds(Permission::RoleAdmin) {
+            caller.require(Permission::UserAdmin, &Resource::global())?;
+        }
         views(ctx, |v| {
             v.access
-                .users()
-                .map(|u| UserNode {
-                    id: u.id.to_string(),
-                    username: u.username.clone(),
-                    employee_no: u.employee_no.clone(),
-                    display_name: u.display_name.clone(),
-                    department: u.department.to_string(),
-                    status: u.status.into(),
+                .grants()
+                .map(|(id, g)| GrantNode {
+                    id: id.to_string(),
+                    user: g.user.to_string(),
+                    role: g.role.to_string(),
+                    scope: g.scope.into(),
+                    revoked: g.revoked,
                 })
                 .collect()
         })
@@ -254,6 +314,16 @@ impl PeopleMutation {
         };
         let executed = app(ctx)?.bus.execute::<User>(id.stream(), command, &origin(ctx, None)?).await?;
         Ok(result(id, executed, None))
+    }
+
+    /// Ends every session of a user at once (an administrator's revocation).
+    async fn revoke_sessions(&self, ctx: &Context<'_>, user: String) -> ApiResult<MutationResult> {
+        admin(ctx, Permission::UserAdmin)?;
+        let id = UserId(parse_id("user", &user)?);
+        if !views(ctx, |v| v.access.user(id).is_some())? {
+            return Err(ApiError::NotFound("user"));
+        }
+        execute::<User>(ctx, id, id.stream(), UserCommand::EndAllSessions, None).await
     }
 
     /// An administrator's password reset: sets `newPassword` and requires a change at the

@@ -231,18 +231,23 @@ impl WorkQuery {
         connection(rows, |c| c.id.clone(), first, after)
     }
 
-    /// One case; `asOfSeq` folds its stream up to that seq.
-    async fn case(&self, ctx: &Context<'_>, id: String, as_of_seq: Option<u64>) -> ApiResult<CaseNode> {
+    /// One case; `asOfSeq` (or `asOf`, RFC 3339) folds its stream up to that point.
+    async fn case(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        as_of_seq: Option<u64>,
+        as_of: Option<String>,
+    ) -> ApiResult<CaseNode> {
         let caller = caller(ctx)?;
         let id = CaseId(parse_id("id", &id)?);
         let (row, _) = views(ctx, |v| case_of(v, caller, id))?.ok_or(ApiError::NotFound("case"))?;
-        match as_of_seq {
+        match super::as_of(ctx, as_of_seq, as_of.as_deref()).await? {
             None => Ok(CaseNode::from(&row)),
             Some(seq) => {
                 let store = app(ctx)?.bus.store();
                 let stream = oacis_eventlog::StreamId::new(id.stream()).map_err(ApiError::internal)?;
-                let past =
-                    oacis_projections::state_as_of::<ServiceCase, _>(store, &stream, oacis_eventlog::Seq(seq)).await?;
+                let past = oacis_projections::state_as_of::<ServiceCase, _>(store, &stream, seq).await?;
                 Ok(CaseNode::from_state(id, &past))
             }
         }
@@ -285,17 +290,23 @@ impl WorkQuery {
         connection(rows, |t| t.id.clone(), first, after)
     }
 
-    /// One task; `asOfSeq` folds its stream up to that seq.
-    async fn task(&self, ctx: &Context<'_>, id: String, as_of_seq: Option<u64>) -> ApiResult<TaskNode> {
+    /// One task; `asOfSeq` (or `asOf`, RFC 3339) folds its stream up to that point.
+    async fn task(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        as_of_seq: Option<u64>,
+        as_of: Option<String>,
+    ) -> ApiResult<TaskNode> {
         let caller = caller(ctx)?;
         let id = TaskId(parse_id("id", &id)?);
         let (row, _) = views(ctx, |v| task_of(v, caller, id))?.ok_or(ApiError::NotFound("task"))?;
-        match as_of_seq {
+        match super::as_of(ctx, as_of_seq, as_of.as_deref()).await? {
             None => Ok(TaskNode::from(&row)),
             Some(seq) => {
                 let store = app(ctx)?.bus.store();
                 let stream = oacis_eventlog::StreamId::new(id.stream()).map_err(ApiError::internal)?;
-                let past = oacis_projections::state_as_of::<Task, _>(store, &stream, oacis_eventlog::Seq(seq)).await?;
+                let past = oacis_projections::state_as_of::<Task, _>(store, &stream, seq).await?;
                 Ok(TaskNode::from_state(id, &past))
             }
         }

@@ -115,9 +115,10 @@ impl App {
         Router::new()
             .route("/graphql", get(graphiql).post(graphql_post))
             .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
             .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
             .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout()))
-            .layer(CatchPanicLayer::new())
+            .layer(CatchPanicLayer::custom(panicked))
             .with_state(self.clone())
     }
 
@@ -157,6 +158,33 @@ impl App {
     }
 }
 
+/// A panic in a handler: logged, and answered as a GraphQL error with code INTERNAL and
+/// nothing of the panic's message.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    tracing::error!(panic = what, "a request handler panicked");
+    let body =
+        r#"{"data":null,"errors":[{"message":"internal error; it has been logged","extensions":{"code":"INTERNAL"}}]}"#;
+    (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// 200 once the views have applied every acknowledged event, 503 (with the lag) before.
+async fn readyz(State(app): State<App>) -> Response {
+    let head = app.state.bus.store().head().seq;
+    let applied = app.state.bus.projections().applied();
+    if applied >= head {
+        (StatusCode::OK, format!("ready: views at seq {applied}")).into_response()
+    } else {
+        let lag = head.0 - applied.0;
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: views at seq {applied}, log at {head} ({lag} behind)"))
+            .into_response()
+    }
+}
+
 async fn graphiql(State(app): State<App>, headers: HeaderMap) -> Response {
     // GraphiQL is a tool for administrators; others use POST /graphql.
     match app.authenticate(&headers) {
@@ -188,7 +216,15 @@ pub async fn answer(app: &App, ip: Option<IpAddr>, headers: &HeaderMap, request:
     if !admin {
         request = request.disable_introspection();
     }
-    let response = app.schema.execute(request).await;
+    let mut response = app.schema.execute(request).await;
+    // Errors raised by async-graphql itself (parse, validation, input coercion, limits)
+    // carry no code: they are all about the request's form.
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", "VALIDATION");
+        }
+    }
     if let Some(caller) = &caller {
         let shown = reveal.shown();
         if !shown.is_empty() {
@@ -240,4 +276,19 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
         .await?;
     sweeper.abort();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_is_answered_as_internal_without_its_message() {
+        let response = panicked(Box::new("secret detail at src/x.rs:1".to_owned()));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let body = runtime.block_on(axum::body::to_bytes(response.into_body(), 1 << 16)).expect("body");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("\"code\":\"INTERNAL\"") && !text.contains("secret"), "{text}");
+    }
 }

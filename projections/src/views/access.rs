@@ -7,7 +7,7 @@ use oacis_domain::access::{GrantEvent, RoleEvent};
 use oacis_domain::authz::{HeldRole, Permission, Principal, Scope};
 use oacis_domain::department::DepartmentEvent;
 use oacis_domain::ids::{DepartmentId, EntryId, GrantId, RoleId, Timestamp, UserId};
-use oacis_domain::user::{UserEvent, UserStatus};
+use oacis_domain::user::{ProfileField, UserEvent, UserStatus, Visibility};
 
 use crate::decode::{AnyEvent, DomainRecord};
 use crate::view::{dump_lines, View};
@@ -29,6 +29,14 @@ pub struct UserRow {
     pub status: UserStatus,
     /// Whether the password must change before anything else.
     pub must_change_password: bool,
+    /// Job title.
+    pub position: Option<String>,
+    /// Phone (E.164), shown as the privacy setting allows.
+    pub phone: Option<String>,
+    /// E-mail, shown as the privacy setting allows.
+    pub email: Option<String>,
+    /// Who may see each profile field (fields not listed: everyone).
+    pub privacy: BTreeMap<ProfileField, Visibility>,
     /// Open sessions.
     pub sessions: BTreeMap<EntryId, SessionRow>,
 }
@@ -225,6 +233,10 @@ impl View for AccessDirectory {
                         username: e.username.clone(),
                         employee_no: e.employee_no.clone(),
                         must_change_password: false,
+                        position: e.profile.position.clone(),
+                        phone: e.profile.personal.phone.clone(),
+                        email: e.profile.personal.email.clone(),
+                        privacy: BTreeMap::new(),
                         display_name: e.profile.display_name.clone(),
                         department: e.profile.department,
                         status: UserStatus::Active,
@@ -238,6 +250,12 @@ impl View for AccessDirectory {
                     UserEvent::UserProfileUpdated(e) => {
                         row.display_name = e.profile.display_name.clone();
                         row.department = e.profile.department;
+                        row.position.clone_from(&e.profile.position);
+                        row.phone.clone_from(&e.profile.personal.phone);
+                        row.email.clone_from(&e.profile.personal.email);
+                    }
+                    UserEvent::UserPrivacyChanged(e) => {
+                        row.privacy.insert(e.field, e.visibility);
                     }
                     UserEvent::UserLocked(_) => row.status = UserStatus::Locked,
                     UserEvent::UserUnlocked(_) | UserEvent::UserReactivated(_) => row.status = UserStatus::Active,
