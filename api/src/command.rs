@@ -265,8 +265,7 @@ where
     }
     let expected = if version == Version::NONE { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
     let key = stream.to_owned();
-    let commit: Commit =
-        Box::new(move |bus, at| bus.put_state(key, at, Box::new(state)));
+    let commit: Commit = Box::new(move |bus, at| bus.put_state(key, at, Box::new(state)));
     Ok(Decided { stream: stream_id, expected, events: new_events, commit })
 }
 
