@@ -390,9 +390,10 @@ impl CommandBus {
             for slot in &slots {
                 guards.push(self.locks[*slot].lock().await);
             }
-            // Another request with the same key may have finished while this one waited.
+            // Another request with the same key may have been submitted while this one waited:
+            // its outcome (waited for until durable) is the answer.
             if keyed {
-                if let Some(answer) = self.remembered(command_id, fingerprint)? {
+                if let Some(answer) = self.replay_of(command_id, fingerprint).await? {
                     return Ok(answer);
                 }
             }
@@ -401,7 +402,14 @@ impl CommandBus {
             let outcome = match submitted? {
                 Submitted::Nothing(executed) => Ok(executed),
                 Submitted::Pending { pending, streams, events } => match pending.await {
-                    Ok(appended) => Ok(executed_of(&appended, events)),
+                    Ok(appended) => {
+                        if appended.iter().any(|a| a.duplicate) {
+                            // The log had this command already: nothing was written, so the
+                            // states cached for it are not the log's.
+                            streams.iter().for_each(|s| self.forget(s));
+                        }
+                        Ok(executed_of(&appended, events))
+                    }
                     Err(e) => {
                         // The cache holds states this append would have reached: forget them.
                         streams.iter().for_each(|s| self.forget(s));

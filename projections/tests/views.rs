@@ -622,6 +622,8 @@ fn reference_page(
         }
         let text = parts.join("\u{1f}").to_lowercase();
         q.status.map_or(r.status != CustomerStatus::Merged, |s| r.status == s)
+            && q.visible.as_ref().is_none_or(|v| v.owner == Some(r.owner) || v.departments.contains(&r.department))
+            && q.department.is_none_or(|d| r.department == d)
             && q.owner.is_none_or(|o| r.owner == o)
             && q.source.is_none_or(|s| r.source == s)
             && q.segment.as_ref().is_none_or(|s| r.segment.as_ref() == Some(s))
@@ -690,6 +692,8 @@ fn directory_queries_agree_with_a_naive_reference() {
         }
         assert_eq!(every.len(), 400);
         let owners: Vec<_> = all.rows.iter().map(|r| r.owner).take(5).collect();
+        let departments: Vec<_> =
+            every.iter().map(|r| r.department).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
         let sorts = [
             vec![],
             vec![(SortKey::Name, Order::Ascending)],
@@ -724,6 +728,20 @@ fn directory_queries_agree_with_a_naive_reference() {
             }
             if roll(2) == 0 {
                 q.after = Some(every[roll(every.len())].id.0.to_string());
+            }
+            // Scopes and departments combine with every filter (counted from the cube or by a
+            // scan, depending on the other filters).
+            match roll(4) {
+                0 => q.department = Some(departments[roll(departments.len())]),
+                1 => {
+                    let picked = departments.iter().filter(|_| roll(2) == 0).copied().collect();
+                    q.visible = Some(Visible { owner: None, departments: picked });
+                }
+                2 => {
+                    let picked = departments.iter().take(1 + roll(2)).copied().collect();
+                    q.visible = Some(Visible { owner: Some(owners[roll(owners.len())]), departments: picked });
+                }
+                _ => {}
             }
             let page = views.directory.query(&q);
             let got: Vec<_> = page.rows.iter().map(|r| r.id.0).collect();

@@ -282,8 +282,41 @@ pub struct CustomerDirectory {
     by_created: BTreeSet<(Timestamp, CustomerId)>,
     by_contact: BTreeSet<(ContactKey, CustomerId)>,
     duplicates: DuplicateIndex,
+    /// How many customers have each (status, segment, source, department): the total count
+    /// of a query that filters only by these (and by departments, as a department scope
+    /// does) is a sum over these cells instead of a scan of every customer. Only summed,
+    /// so no hash order reaches an answer.
+    cube: HashMap<CubeKey, u64>,
     /// The customers merged directly into each survivor (until unmerged), in merge order.
     absorbed: HashMap<CustomerId, Vec<CustomerId>>,
+}
+
+/// A cell of the count cube: status, segment (interned), source, department.
+type CubeKey = (u8, Option<u32>, u8, DepartmentId);
+
+fn status_code(status: CustomerStatus) -> u8 {
+    match status {
+        CustomerStatus::Unregistered => 0,
+        CustomerStatus::Active => 1,
+        CustomerStatus::Archived => 2,
+        CustomerStatus::Merged => 3,
+    }
+}
+
+fn source_code(source: SourceChannel) -> u8 {
+    match source {
+        SourceChannel::SalesVisit => 0,
+        SourceChannel::Referral => 1,
+        SourceChannel::MarketResearch => 2,
+        SourceChannel::Website => 3,
+        SourceChannel::SocialMedia => 4,
+        SourceChannel::Event => 5,
+        SourceChannel::Other => 6,
+    }
+}
+
+fn cube_key(c: &Columns) -> CubeKey {
+    (status_code(c.status), c.segment, source_code(c.source), c.department)
 }
 
 /// Last contact as a sort key: contacted customers by time, then the never contacted.
@@ -534,25 +567,38 @@ impl CustomerDirectory {
             slots
         });
         let segment = q.segment.as_ref().map(|s| self.segments.get(s).copied());
-        let mut matched = vec![false; self.columns.len()];
-        let mut total: usize = 0;
-        let mut mark = |slot: usize| {
-            if self.matches(&self.columns[slot], q, segment) {
-                matched[slot] = true;
-                total += 1;
+        // Either the total comes from the count cube and rows are matched as the page is
+        // walked, or one pass over the filter columns marks and counts the matches.
+        let (matched, total) = match self.cube_total(q, segment, found.is_some()) {
+            Some(total) => (None, total),
+            None => {
+                let mut matched = vec![false; self.columns.len()];
+                let mut total: usize = 0;
+                let mut mark = |slot: usize| {
+                    if self.matches(&self.columns[slot], q, segment) {
+                        matched[slot] = true;
+                        total += 1;
+                    }
+                };
+                match &found {
+                    Some(slots) => slots.iter().for_each(|slot| mark(*slot)),
+                    None => (0..self.columns.len()).for_each(&mut mark),
+                }
+                (Some(matched), total)
             }
         };
-        match &found {
-            Some(slots) => slots.iter().for_each(|slot| mark(*slot)),
-            None => (0..self.columns.len()).for_each(&mut mark),
-        }
+        let counted = matched.is_none();
+        let slot_matches = |slot: usize| match &matched {
+            Some(marked) => marked.get(slot).copied().unwrap_or(false),
+            None => self.columns.get(slot).is_some_and(|c| self.matches(c, q, segment)),
+        };
         let first = q.first.clamp(1, MAX_PAGE);
         let after = q
             .after
             .as_deref()
             .and_then(|cursor| uuid::Uuid::parse_str(cursor).ok())
             .and_then(|id| self.rows.get(&CustomerId(id)));
-        let is_match = |id: &CustomerId| self.slot_of.get(id).is_some_and(|slot| matched[*slot]);
+        let is_match = |id: &CustomerId| self.slot_of.get(id).is_some_and(|slot| slot_matches(*slot));
         let mut page: Vec<&CustomerRow> = Vec::with_capacity(first + 1);
         {
             let mut take = |ids: &mut dyn Iterator<Item = CustomerId>| {
@@ -562,14 +608,16 @@ impl CustomerDirectory {
                     }
                 }
             };
-            // With few matches, sorting them beats walking an index past the many that do not.
-            let selective = total.saturating_mul(8) < self.columns.len();
+            // With few matches, sorting them beats walking an index past the many that do not
+            // (when matches are checked during the walk, only with very few).
+            let spread = if counted { 64 } else { 8 };
+            let selective = total.saturating_mul(spread) < self.columns.len();
             match q.sort.as_slice() {
-                _ if selective => page = self.sorted_matches(&matched, after, &q.sort, first + 1),
+                _ if selective => page = self.sorted_matches(&slot_matches, after, &q.sort, first + 1),
                 [] => {
                     let start = after.map_or(std::ops::Bound::Unbounded, |a| std::ops::Bound::Excluded(a.id));
                     let range = self.slot_of.range((start, std::ops::Bound::Unbounded));
-                    for (id, _) in range.filter(|(_, slot)| matched[**slot]).take(first + 1) {
+                    for (id, _) in range.filter(|(_, slot)| slot_matches(**slot)).take(first + 1) {
                         if let Some(row) = self.rows.get(id) {
                             page.push(row);
                         }
@@ -587,7 +635,7 @@ impl CustomerDirectory {
                     let key = after.map(|a| (contact_key(a.last_contact), a.id));
                     take(&mut walk(&self.by_contact, key, *order).map(|(_, id)| *id));
                 }
-                _ => page = self.sorted_matches(&matched, after, &q.sort, first + 1),
+                _ => page = self.sorted_matches(&slot_matches, after, &q.sort, first + 1),
             }
         }
         let has_next = page.len() > first;
@@ -600,16 +648,14 @@ impl CustomerDirectory {
     /// The first `limit` matches after the cursor row, by a partial sort of every match.
     fn sorted_matches<'a>(
         &'a self,
-        matched: &[bool],
+        matches: &dyn Fn(usize) -> bool,
         after: Option<&CustomerRow>,
         sort: &[(SortKey, Order)],
         limit: usize,
     ) -> Vec<&'a CustomerRow> {
-        let mut rows: Vec<&CustomerRow> = matched
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| **m)
-            .filter_map(|(slot, _)| self.rows.get(&self.columns[slot].id))
+        let mut rows: Vec<&CustomerRow> = (0..self.columns.len())
+            .filter(|slot| matches(*slot))
+            .filter_map(|slot| self.rows.get(&self.columns[slot].id))
             .filter(|r| after.is_none_or(|a| Self::compare(r, a, sort).is_gt()))
             .collect();
         if rows.len() > limit {
@@ -662,13 +708,50 @@ impl CustomerDirectory {
             last_contact: row.last_contact,
             has_tags: !row.tags.is_empty(),
         };
+        *self.cube.entry(cube_key(&columns)).or_insert(0) += 1;
         match self.slot_of.get(&id) {
-            Some(slot) => self.columns[*slot] = columns,
+            Some(slot) => {
+                let old = cube_key(&self.columns[*slot]);
+                if let Some(count) = self.cube.get_mut(&old) {
+                    *count = count.saturating_sub(1);
+                }
+                self.columns[*slot] = columns;
+            }
             None => {
                 self.slot_of.insert(id, self.columns.len());
                 self.columns.push(columns);
             }
         }
+    }
+
+    /// The total of a query that filters only by status, segment, source and departments,
+    /// from the count cube; `None` for any other query (it needs a scan).
+    fn cube_total(&self, q: &DirectoryQuery, segment: Option<Option<u32>>, text: bool) -> Option<usize> {
+        let countable = !text
+            && q.owner.is_none()
+            && q.tags.is_empty()
+            && q.created_from.is_none()
+            && q.created_to.is_none()
+            && q.contacted_from.is_none()
+            && q.contacted_to.is_none()
+            && q.visible.as_ref().is_none_or(|v| v.owner.is_none());
+        if !countable {
+            return None;
+        }
+        let merged = status_code(CustomerStatus::Merged);
+        let total: u64 = self
+            .cube
+            .iter()
+            .filter(|((status, seg, source, department), _)| {
+                q.status.map_or(*status != merged, |s| *status == status_code(s))
+                    && segment.is_none_or(|s| s.is_some() && *seg == s)
+                    && q.source.is_none_or(|s| *source == source_code(s))
+                    && q.department.is_none_or(|d| *department == d)
+                    && q.visible.as_ref().is_none_or(|v| v.departments.contains(department))
+            })
+            .map(|(_, count)| *count)
+            .sum();
+        usize::try_from(total).ok()
     }
 }
 
