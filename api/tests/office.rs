@@ -132,7 +132,11 @@ fn a_day_in_the_office() {
     let visit = "mutation($c: String!) { logInteraction(customer: $c, channel: VISIT, direction: OUTBOUND, summary: \"上门拜访，演示新版本\") { seq } }";
     office.ask(&li_token, visit, json!({ "c": zhang_id }));
     let purchase = "mutation($c: String!) { recordPurchase(customer: $c, product: \"年度服务包\", quantity: 2, amountMinor: 259800, currency: \"CNY\", purchasedOn: \"2026-11-28\") { id seq } }";
-    office.ask(&li_token, purchase, json!({ "c": zhang_id }));
+    let bought = office.ask(&li_token, purchase, json!({ "c": zhang_id }));
+    let purchase_id = id(&bought, "recordPurchase");
+    let extra = office.ask(&li_token, purchase, json!({ "c": zhang_id }));
+    let reverse = "mutation($c: String!, $p: String!) { reversePurchase(customer: $c, purchase: $p, reason: \"重复录入\") { seq } }";
+    office.ask(&li_token, reverse, json!({ "c": zhang_id, "p": id(&extra, "recordPurchase") }));
     let open_case = "mutation($c: String!) { openCase(customer: $c, subject: \"发票抬头错误\", description: \"需要重开发票\", channel: EMAIL, priority: HIGH) { id } }";
     let case_id = id(&office.ask(&li_token, open_case, json!({ "c": zhang_id })), "openCase");
     office.ask(
@@ -148,12 +152,24 @@ fn a_day_in_the_office() {
         office.ask(&li_token, "query($id: String!) { customer(id: $id) { version } }", json!({ "id": zhang_id }))
             ["customer"]["version"]
             .clone();
-    assert_eq!(version, 3, "registered, visited, purchased");
+    assert_eq!(version, 5, "registered, visited, purchased twice, one reversed");
     let archive =
         "mutation($id: String!, $v: Int) { archiveCustomer(id: $id, reason: \"测试\", expectedVersion: $v) { seq } }";
     let stale = office.server.gql(Some(&li_token), archive, json!({ "id": zhang_id, "v": 2 }));
     assert_eq!(code(&stale), "CONFLICT");
-    assert_eq!(stale["errors"][0]["extensions"]["version"], 3);
+    assert_eq!(stale["errors"][0]["extensions"]["version"], 5);
+
+    // What was written can be read back.
+    let notes = office.ask(&li_token, "query($c: String!) { interactions(customer: $c) { channel summary loggedBy } purchases(customer: $c) { id product amountMinor purchasedOn reversed reversalReason } }", json!({ "c": zhang_id }));
+    assert_eq!(notes["interactions"][0]["summary"], "上门拜访，演示新版本");
+    assert_eq!(notes["interactions"][0]["loggedBy"], li.as_str());
+    let purchases = notes["purchases"].as_array().unwrap();
+    assert_eq!(purchases.len(), 2);
+    assert_eq!(
+        (purchases[0]["id"].as_str(), purchases[0]["reversed"].as_bool()),
+        (Some(purchase_id.as_str()), Some(false))
+    );
+    assert_eq!(purchases[1]["reversalReason"], "重复录入");
 
     // The colleague works the case and the task.
     let wang_token = office.sign_in("wang.fang", "Initial-Pass-9", "Wang-Fang-Pass-3");
@@ -191,6 +207,18 @@ fn a_day_in_the_office() {
     );
     assert_eq!(case["case"]["status"], "CLOSED");
     assert_eq!(case["case"]["satisfaction"], 5);
+    let case_notes =
+        office.ask(&wang_token, "query($c: String!) { caseNotes(case: $c) { kind text } }", json!({ "c": case_id }));
+    let kinds: Vec<&str> =
+        case_notes["caseNotes"].as_array().unwrap().iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["description", "response", "resolution", "rating"]);
+    let task_notes = office.ask(
+        &wang_token,
+        "query($t: String!) { taskNotes(task: $t) { kind text author } }",
+        json!({ "t": task_id }),
+    );
+    assert_eq!(task_notes["taskNotes"][0]["text"], "已回访，客户满意");
+    assert_eq!(task_notes["taskNotes"][0]["author"], wang.as_str());
     let done = office.ask(&wang_token, "{ tasks(status: DONE) { totalCount } }", json!({}));
     assert_eq!(done["tasks"]["totalCount"], 1);
     // The service role reads customers masked and may not change them.
@@ -214,7 +242,8 @@ fn a_day_in_the_office() {
     assert_eq!(sources.values().sum::<u64>(), 3);
     assert_eq!(
         a["purchasesByMonth"],
-        json!([{ "key": "2026-11", "currency": "CNY", "count": 1, "amountMinor": 259800 }])
+        // By the purchase's own date; the reversed one counts in its month and is taken off.
+        json!([{ "key": "2026-11", "currency": "CNY", "count": 2, "amountMinor": 259800 }])
     );
     assert_eq!((a["cases"]["opened"].clone(), a["cases"]["closed"].clone()), (json!(1), json!(1)));
     assert_eq!(a["cases"]["meanSatisfaction"], 5.0);
@@ -244,7 +273,15 @@ fn a_day_in_the_office() {
     let kinds: Vec<&str> = history.iter().map(|h| h["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["CustomerRegistered", "InteractionLogged", "PurchaseRecorded", "CustomerAbsorbed", "CustomerReleased"]
+        [
+            "CustomerRegistered",
+            "InteractionLogged",
+            "PurchaseRecorded",
+            "PurchaseRecorded",
+            "PurchaseReversed",
+            "CustomerAbsorbed",
+            "CustomerReleased"
+        ]
     );
     assert_eq!(history[0]["actor"], li.as_str());
     let text = serde_json::to_string(history).unwrap();
@@ -275,6 +312,8 @@ fn a_day_in_the_office() {
     }
     let feed = serde_json::to_string(events).unwrap();
     assert!(!feed.contains("+8613912345678"), "personal parts of payloads are masked in the feed");
+    assert!(!feed.contains("$argon2id$"), "password hashes never leave the server: {feed}");
+    assert!(feed.contains("[redacted]"));
     let verified = office.ask(&qian_token, "{ verifyChain { ok records headSeq } securityAlerts { kind } }", json!({}));
     assert_eq!(verified["verifyChain"]["ok"], true);
     // The auditor may not change anything, nor open GraphiQL's introspection.

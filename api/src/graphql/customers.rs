@@ -78,7 +78,7 @@ impl CustomerNode {
     }
 
     /// Resident identity number, masked (`110105********002X`) without
-    /// `customer.read_personal`. Present only in as-of reads and single-customer reads.
+    /// `customer.read_personal`. Present in single-customer reads (`customer`), not in lists.
     async fn id_number(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
         let values: Vec<String> = self.raw_id_number.iter().cloned().collect();
         Ok(self.personal(ctx, &values, mask_id_number)?.into_iter().next())
@@ -285,12 +285,20 @@ impl CustomerQuery {
         let state = app(ctx)?;
         let at = super::as_of(ctx, as_of_seq, as_of.as_deref()).await?;
         let Some(at) = at else {
-            return views(ctx, |v| {
+            let node = views(ctx, |v| {
                 let row = v.directory.resolve(id)?;
                 let resource = resource(&v.access, Some(row.owner), Some(row.department));
                 caller.may(Permission::CustomerRead, &resource).then(|| CustomerNode::from_row(row, resource))
-            })?
-            .ok_or(ApiError::NotFound("customer"));
+            })?;
+            let mut node = node.ok_or(ApiError::NotFound("customer"))?;
+            // The directory keeps no identity numbers or birth dates; one customer's are read
+            // from its folded state.
+            let current = state.bus.state::<Customer>(&node.customer.stream()).await?;
+            if let Some(profile) = current.profile {
+                node.raw_id_number = profile.personal.id_number;
+                node.raw_birth_date = profile.personal.birth_date.map(|d| d.to_string());
+            }
+            return Ok(node);
         };
         let stream = oacis_eventlog::StreamId::new(id.stream()).map_err(ApiError::internal)?;
         let past = oacis_projections::state_as_of::<Customer, _>(state.bus.store(), &stream, at).await?;
@@ -627,7 +635,7 @@ impl CustomerMutation {
         Ok(MutationResult::new(duplicate, executed, client_mutation_id))
     }
 
-    /// Logs a call, visit, e-mail, message or meeting.
+    /// Logs a call, visit, e-mail, message or meeting; answers the interaction's id as `id`.
     #[allow(clippy::too_many_arguments)]
     async fn log_interaction(
         &self,
@@ -646,18 +654,21 @@ impl CustomerMutation {
             None => app(ctx)?.bus.now(),
         };
         let origin = origin(ctx, client_mutation_id.clone())?;
+        let entry = EntryId(origin.new_id("interaction"));
         let command = CustomerCommand::LogInteraction {
-            id: EntryId(origin.new_id("interaction")),
+            id: entry,
             channel: channel.into(),
             direction: direction.into(),
             summary,
             occurred_at,
             participants: vec![caller.user],
         };
-        run(ctx, id, Permission::CustomerWrite, command, client_mutation_id, None).await
+        let result = run(ctx, id, Permission::CustomerWrite, command, client_mutation_id, None).await?;
+        Ok(MutationResult { id: entry.0.to_string(), ..result })
     }
 
-    /// Records a purchase; `amountMinor` in the currency's minor unit (fen, cents).
+    /// Records a purchase; `amountMinor` in the currency's minor unit (fen, cents). Answers
+    /// the purchase's id as `id` (what `reversePurchase` takes).
     #[allow(clippy::too_many_arguments)]
     async fn record_purchase(
         &self,
@@ -674,15 +685,11 @@ impl CustomerMutation {
         let purchased_on = Date::parse(&purchased_on)
             .ok_or_else(|| ApiError::field("purchasedOn", FieldCode::InvalidFormat, "use YYYY-MM-DD"))?;
         let origin = origin(ctx, client_mutation_id.clone())?;
-        let command = CustomerCommand::RecordPurchase {
-            id: EntryId(origin.new_id("purchase")),
-            product,
-            quantity,
-            amount_minor,
-            currency,
-            purchased_on,
-        };
-        run(ctx, id, Permission::CustomerWrite, command, client_mutation_id, None).await
+        let entry = EntryId(origin.new_id("purchase"));
+        let command =
+            CustomerCommand::RecordPurchase { id: entry, product, quantity, amount_minor, currency, purchased_on };
+        let result = run(ctx, id, Permission::CustomerWrite, command, client_mutation_id, None).await?;
+        Ok(MutationResult { id: entry.0.to_string(), ..result })
     }
 
     /// Reverses a recorded purchase (the only way to correct one).

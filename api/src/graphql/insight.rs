@@ -169,29 +169,29 @@ impl Analytics {
     }
 
     /// Purchase totals by month and currency.
-    async fn purchases_by_month(&self) -> ApiResult<Vec<PurchaseTotal>> {
+    async fn purchases_by_month(&self) -> ApiResult<Option<Vec<PurchaseTotal>>> {
         self.require_all("purchase figures")?;
-        self.read(|v| totals(v.analytics.purchases_by_month()))
+        self.read(|v| Some(totals(v.analytics.purchases_by_month())))
     }
 
     /// Purchase totals by segment and currency.
-    async fn purchases_by_segment(&self) -> ApiResult<Vec<PurchaseTotal>> {
+    async fn purchases_by_segment(&self) -> ApiResult<Option<Vec<PurchaseTotal>>> {
         self.require_all("purchase figures")?;
-        self.read(|v| totals(v.analytics.purchases_by_segment()))
+        self.read(|v| Some(totals(v.analytics.purchases_by_segment())))
     }
 
     /// Service case SLA figures and satisfaction.
-    async fn cases(&self) -> ApiResult<CaseFigures> {
+    async fn cases(&self) -> ApiResult<Option<CaseFigures>> {
         self.require_all("case figures")?;
         self.read(|v| {
             let c = v.analytics.cases();
-            CaseFigures {
+            Some(CaseFigures {
                 opened: c.opened,
                 closed: c.closed,
                 mean_first_response_seconds: c.mean_first_response_s,
                 mean_resolution_seconds: c.mean_resolution_s,
                 mean_satisfaction: c.mean_satisfaction,
-            }
+            })
         })
     }
 
@@ -339,6 +339,27 @@ pub struct TimelineNode {
     pub record_type: String,
     /// The record's id.
     pub record_id: String,
+}
+
+/// Keys whose values never leave the server: password hashes (an argon2 PHC string invites
+/// offline guessing) and session token hashes.
+const SECRETS: &[&str] = &["credential", "token_hash"];
+
+/// Replaces the values of secret keys, at any depth, with `[redacted]`.
+fn redact_secrets(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if SECRETS.contains(&key.as_str()) {
+                    *v = Value::String("[redacted]".into());
+                } else {
+                    redact_secrets(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_secrets),
+        _ => {}
+    }
 }
 
 /// Masks every string under a `personal` key.
@@ -545,6 +566,15 @@ impl InsightQuery {
                     .changes
                     .into_iter()
                     .map(|c| {
+                        let secret = SECRETS.iter().any(|k| c.field == *k || c.field.ends_with(&format!(".{k}")));
+                        if secret {
+                            return FieldChangeNode {
+                                before: c.before.map(|_| "[redacted]".into()),
+                                after: "[redacted]".into(),
+                                field: c.field,
+                                personal: c.personal,
+                            };
+                        }
                         let hide = c.personal && !personal;
                         FieldChangeNode {
                             before: c.before.map(|b| if hide { mask_all(&b) } else { b }),
@@ -668,6 +698,7 @@ impl InsightQuery {
                     continue;
                 }
                 let mut payload: Value = serde_json::from_slice(&record.payload).unwrap_or(Value::Null);
+                redact_secrets(&mut payload);
                 if !personal {
                     mask_personal(&mut payload, false);
                 }

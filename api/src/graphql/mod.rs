@@ -9,6 +9,7 @@
 pub mod customers;
 pub mod error;
 pub mod insight;
+pub mod notes;
 pub mod people;
 pub mod scalars;
 pub mod session;
@@ -34,6 +35,7 @@ pub struct Query(
     work::WorkQuery,
     people::PeopleQuery,
     insight::InsightQuery,
+    notes::NotesQuery,
 );
 
 /// The mutation root.

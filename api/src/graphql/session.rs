@@ -130,10 +130,11 @@ impl SessionMutation {
         }
         let good =
             state.hasher.verify(&input.password, account.credential.as_deref()).await.map_err(ApiError::internal)?;
+        // What is recorded says why; what the client hears is the same in every case.
         let failure = match account.status {
-            _ if !good => Some(LoginFailure::BadPassword),
             UserStatus::Locked => Some(LoginFailure::Locked),
             UserStatus::Deactivated => Some(LoginFailure::Deactivated),
+            _ if !good => Some(LoginFailure::BadPassword),
             _ => None,
         };
         if let Some(reason) = failure {

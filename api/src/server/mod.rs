@@ -134,7 +134,7 @@ impl App {
             .projections()
             .read(|views| {
                 let access = &views.access;
-                let user = access.users().find(|u| u.sessions.contains_key(&session))?;
+                let user = access.session_user(session)?;
                 let row = user.sessions.get(&session)?;
                 let stored = row.token_hash.as_deref()?;
                 if !token::matches(&hash, stored) {
@@ -200,9 +200,24 @@ async fn graphql_post(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    request: async_graphql_axum::GraphQLRequest,
+    body: axum::body::Bytes,
 ) -> Response {
-    answer(&app, Some(peer.ip()), &headers, request.into_inner()).await
+    // One JSON request object per POST: a batch (a JSON array) or a body that is not a
+    // request is refused with a GraphQL error body, like any other error.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return refused("one operation per request: batches (JSON arrays) are not accepted");
+    }
+    match serde_json::from_slice::<async_graphql::Request>(&body) {
+        Ok(request) => answer(&app, Some(peer.ip()), &headers, request).await,
+        Err(e) => refused(&format!("the body is not a GraphQL request in JSON: {e}")),
+    }
+}
+
+/// 400 with a GraphQL error body (code VALIDATION).
+fn refused(message: &str) -> Response {
+    let body =
+        serde_json::json!({ "data": null, "errors": [{ "message": message, "extensions": { "code": "VALIDATION" } }] });
+    (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// Executes one GraphQL request for the caller its headers name.

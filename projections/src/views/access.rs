@@ -92,9 +92,19 @@ pub struct AccessDirectory {
     departments: BTreeMap<DepartmentId, DepartmentRow>,
     roles: BTreeMap<RoleId, RoleRow>,
     grants: BTreeMap<GrantId, GrantRow>,
+    /// Derived lookups for authenticating every request (not dumped): the user of each open
+    /// session, and each user's grants.
+    session_users: BTreeMap<EntryId, UserId>,
+    grants_of: BTreeMap<UserId, BTreeSet<GrantId>>,
 }
 
 impl AccessDirectory {
+    /// The user whose open session `session` is.
+    #[must_use]
+    pub fn session_user(&self, session: EntryId) -> Option<&UserRow> {
+        self.session_users.get(&session).and_then(|user| self.users.get(user))
+    }
+
     /// A user.
     #[must_use]
     pub fn user(&self, id: UserId) -> Option<&UserRow> {
@@ -129,8 +139,11 @@ impl AccessDirectory {
     pub fn principal(&self, user: UserId) -> Option<Principal> {
         let row = self.users.get(&user)?;
         let roles = self
-            .grants
-            .values()
+            .grants_of
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.grants.get(id))
             .filter(|g| g.user == user && !g.revoked)
             .filter_map(|g| {
                 let role = self.roles.get(&g.role).filter(|r| !r.retired)?;
@@ -263,11 +276,13 @@ impl View for AccessDirectory {
                     UserEvent::UserLoginSucceeded(e) => {
                         let session = SessionRow { token_hash: e.token_hash.clone(), started_at: e.at };
                         row.sessions.insert(e.session_id, session);
+                        self.session_users.insert(e.session_id, *id);
                     }
                     UserEvent::UserPasswordSet(_) => row.must_change_password = false,
                     UserEvent::UserPasswordChangeRequired(_) => row.must_change_password = true,
                     UserEvent::UserSessionEnded(e) => {
                         row.sessions.remove(&e.session_id);
+                        self.session_users.remove(&e.session_id);
                     }
                     _ => {}
                 }
@@ -310,6 +325,7 @@ impl View for AccessDirectory {
                 GrantEvent::RoleGranted(e) => {
                     self.grants
                         .insert(*id, GrantRow { user: e.user_id, role: e.role_id, scope: e.scope, revoked: false });
+                    self.grants_of.entry(e.user_id).or_default().insert(*id);
                 }
                 GrantEvent::RoleRevoked(_) => {
                     self.grants.get_mut(id).ok_or_else(|| format!("grant {id} was never given"))?.revoked = true;

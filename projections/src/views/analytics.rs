@@ -150,6 +150,10 @@ pub struct Analytics {
     purchases: BTreeMap<(String, String), Totals>,
     cases: BTreeMap<CaseId, CaseFacts>,
     tasks: HashMap<oacis_domain::ids::TaskId, TaskStatus>,
+    /// The month (`YYYY-MM`, of its business date `purchased_on`) of every purchase, so that
+    /// a reversal is taken off the month it was counted in. Derived from the purchases'
+    /// events; not dumped (the totals it feeds are).
+    purchase_month: HashMap<oacis_domain::ids::EntryId, String>,
 }
 
 /// A dimension to count customers by.
@@ -323,7 +327,10 @@ impl Analytics {
                 facts.monetary_minor = facts.monetary_minor.saturating_add(e.amount_minor);
                 facts.last_purchase = Some(facts.last_purchase.map_or(at, |t| t.max(at)));
                 let segment = facts.segment.clone().unwrap_or_else(|| "-".into());
-                for key in [(month(day(at)), e.currency.clone()), (format!("segment:{segment}"), e.currency.clone())] {
+                // By the purchase's own date, not the day it was entered.
+                let purchased: String = e.purchased_on.to_string().chars().take(7).collect();
+                self.purchase_month.insert(e.purchase_id, purchased.clone());
+                for key in [(purchased, e.currency.clone()), (format!("segment:{segment}"), e.currency.clone())] {
                     let totals = self.purchases.entry(key).or_default();
                     totals.count += 1;
                     totals.amount_minor = totals.amount_minor.saturating_add(e.amount_minor);
@@ -333,7 +340,8 @@ impl Analytics {
                 facts.purchases = facts.purchases.saturating_sub(1);
                 facts.monetary_minor = facts.monetary_minor.saturating_sub(e.amount_minor);
                 let segment = facts.segment.clone().unwrap_or_else(|| "-".into());
-                for key in [(month(day(at)), e.currency.clone()), (format!("segment:{segment}"), e.currency.clone())] {
+                let purchased = self.purchase_month.get(&e.purchase_id).cloned().unwrap_or_else(|| month(day(at)));
+                for key in [(purchased, e.currency.clone()), (format!("segment:{segment}"), e.currency.clone())] {
                     let totals = self.purchases.entry(key).or_default();
                     totals.amount_minor = totals.amount_minor.saturating_sub(e.amount_minor);
                 }

@@ -291,6 +291,27 @@ pub struct CustomerDirectory {
     absorbed: HashMap<CustomerId, Vec<CustomerId>>,
 }
 
+/// The stored form of a phone fragment typed with separators or a trunk prefix: digits
+/// only (`+` kept at the front, `00` read as `+`), one leading trunk `0` dropped; `None`
+/// if the needle is not a phone fragment of at least three digits or is already compact.
+fn phone_needle(needle: &str) -> Option<String> {
+    let phone_like = needle.chars().all(|c| c.is_ascii_digit() || " -().+\u{a0}\u{3000}".contains(c));
+    let digits: String = needle.chars().filter(char::is_ascii_digit).collect();
+    if !phone_like || digits.len() < 3 {
+        return None;
+    }
+    let compact = if needle.trim_start().starts_with('+') {
+        format!("+{digits}")
+    } else if let Some(rest) = digits.strip_prefix("00") {
+        format!("+{rest}")
+    } else if let Some(rest) = digits.strip_prefix('0') {
+        rest.to_owned()
+    } else {
+        digits
+    };
+    (compact != needle).then_some(compact)
+}
+
 /// A cell of the count cube: status, segment (interned), source, department.
 type CubeKey = (u8, Option<u32>, u8, DepartmentId);
 
@@ -561,6 +582,11 @@ impl CustomerDirectory {
             let mut slots = self.search.search(&finder);
             if q.search_personal {
                 slots.extend(self.personal_search.search(&finder));
+                // A phone typed as people write it (`139 1234 5678`, `010-6000 0000`) is
+                // looked for as it is stored: E.164, without separators or trunk prefix.
+                if let Some(phone) = phone_needle(n) {
+                    slots.extend(self.personal_search.search(&memchr::memmem::Finder::new(phone.as_bytes())));
+                }
                 slots.sort_unstable();
                 slots.dedup();
             }
@@ -844,6 +870,17 @@ impl View for CustomerDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phone_fragments_are_searched_in_their_stored_form() {
+        assert_eq!(phone_needle("139 1234 5678").as_deref(), Some("13912345678"));
+        assert_eq!(phone_needle("010-6000 0000").as_deref(), Some("1060000000"));
+        assert_eq!(phone_needle("+86 139-1234").as_deref(), Some("+861391234"));
+        assert_eq!(phone_needle("0086 139").as_deref(), Some("+86139"));
+        assert_eq!(phone_needle("1391234"), None, "already compact");
+        assert_eq!(phone_needle("王 139"), None, "not a phone");
+        assert_eq!(phone_needle("1-2"), None, "too short");
+    }
 
     #[test]
     fn the_search_arena_finds_only_current_texts_and_survives_compaction() {
