@@ -28,6 +28,9 @@ use crate::validate::Validator;
 pub const MAX_NAME_CHARS: usize = 100;
 /// Longest free text (summaries, notes, descriptions), in characters.
 pub const MAX_TEXT_CHARS: usize = 2_000;
+/// The largest amount of one purchase, in minor units (10^15: ten trillion yuan in fen), so
+/// that sums over any realistic number of purchases stay far inside `i64`.
+pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000_000;
 /// Most entries in any list (phones, e-mails, tags, ...).
 pub const MAX_LIST: usize = 20;
 /// Longest short text (tags, segment, industry, product), in characters.
@@ -701,6 +704,12 @@ impl Aggregate for Customer {
                     "amount_minor",
                     FieldCode::OutOfRange,
                     "must not be negative; reverse a purchase instead",
+                );
+                v.require(
+                    amount_minor <= MAX_AMOUNT_MINOR,
+                    "amount_minor",
+                    FieldCode::OutOfRange,
+                    "is more than one purchase can be (10^15 minor units)",
                 );
                 let currency = check_currency(&mut v, &currency);
                 let (product, currency) = v.finish((product, currency))?;

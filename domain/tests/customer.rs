@@ -287,3 +287,25 @@ fn purchases_are_corrected_only_by_reversal() {
         Err(DomainError::NotFound { entity: "purchase" })
     );
 }
+
+#[test]
+fn a_purchase_amount_beyond_any_real_one_is_refused() {
+    let mut s = Scenario::<Customer>::given(&[]);
+    s.when(
+        CustomerCommand::Register { id: customer(1), profile: person("张伟"), owner: user(1), department: dept(1) },
+        &ctx(),
+    )
+    .unwrap();
+    let purchase = |amount_minor| CustomerCommand::RecordPurchase {
+        id: EntryId(id(50)),
+        product: "服务包".into(),
+        quantity: 1,
+        amount_minor,
+        currency: "CNY".into(),
+        purchased_on: Date::parse("2026-11-28").unwrap(),
+    };
+    assert!(
+        matches!(s.when(purchase(i64::MAX), &ctx()), Err(DomainError::Validation(e)) if e[0].field == "amount_minor")
+    );
+    assert!(s.when(purchase(MAX_AMOUNT_MINOR), &ctx()).is_ok());
+}

@@ -6,7 +6,9 @@
 # `oacis demo --customers N`. Prints a Markdown table (requests/s, p50, p99, errors) and the
 # server's resident memory. Reads run as the demo analyst (scope all, no personal data, so
 # no access-log write per response); R1P repeats R1 as the administrator, who sees personal
-# data, so each response is first recorded in the access log (one durable append).
+# data, so each response is first recorded in the access log (one durable append). W1 runs
+# three times on one customer (its stream grows between runs), W1M spreads the same writes
+# over 1,000 customers.
 #
 #   bash api/benches/load/run.sh              # N=100000 DURATION=10 CONNECTIONS=64
 #   N=10000 DURATION=5 bash api/benches/load/run.sh
@@ -82,6 +84,13 @@ for intent in ["R1", "R2", "R3", "R4", "W1"]:
             for id_ in data["ids"]:
                 out.write(json.dumps({"query": query, "variables": fill(variables, id_)}) + "\n")
         open(f"{work}/R4.json", "w").write(json.dumps({"query": query, "variables": fill(variables, data["ids"][0])}))
+    elif intent == "W1":
+        # W1M: the same write, each request for one of 1,000 customers at random.
+        with open(f"{work}/W1M.bodies", "w") as out:
+            for id_ in data["ids"]:
+                out.write(json.dumps({"query": query, "variables": {"customerId": id_}}) + "\n")
+        open(f"{work}/W1M.json", "w").write(json.dumps({"query": query, "variables": {"customerId": data["ids"][1]}}))
+        open(f"{work}/W1.json", "w").write(json.dumps({"query": query, "variables": fill(variables)}))
     else:
         open(f"{work}/{intent}.json", "w").write(json.dumps({"query": query, "variables": fill(variables)}))
 PY
@@ -94,17 +103,17 @@ echo "| intent | requests/s | p50 ms | p99 ms | errors (non-2xx, GraphQL, cut of
 echo "|---|---|---|---|---|---|"
 # W1 runs three times on the same customer: its stream grows by tens of thousands of events
 # between the runs, and a write must not cost more on a longer stream.
-for intent in R1 R2 R3 R4 R1P W1 W1 W1; do
+for intent in R1 R2 R3 R4 R1P W1 W1 W1 W1M; do
   if [ "$intent" = W1 ]; then
     V=$(gql "{\"query\":\"{ customer(id: \\\"$W1_CUSTOMER\\\") { version } }\"}" "$ADMIN" | sed -E 's/.*"version":([0-9]+).*/\1/')
     LABEL="W1, stream at v$V"
   else
     LABEL="$intent"
   fi
-  TOKEN="$ANALYST"; [ "$intent" = W1 ] || [ "$intent" = R1P ] && TOKEN="$ADMIN"
+  TOKEN="$ANALYST"; case "$intent" in W1*|R1P) TOKEN="$ADMIN" ;; esac
   SAMPLE=$(gql "$(cat "$WORK/$intent.json")" "$TOKEN")
   case "$SAMPLE" in *'"errors"'*) OK="no: ${SAMPLE:0:200}" ;; *) OK=yes ;; esac
-  BODY=(-D "$WORK/$intent.json"); [ "$intent" = R4 ] && BODY=(-Z "$WORK/R4.bodies")
+  BODY=(-D "$WORK/$intent.json"); case "$intent" in R4|W1M) BODY=(-Z "$WORK/$intent.bodies") ;; esac
   "$OHA" --no-tui -c "$CONNECTIONS" -z "${WARMUP}s" -m POST -H 'content-type: application/json' \
     -H "authorization: Bearer $TOKEN" "${BODY[@]}" "$URL" > /dev/null
   "$OHA" --no-tui -c "$CONNECTIONS" -z "${DURATION}s" -m POST -H 'content-type: application/json' \

@@ -251,6 +251,20 @@ impl CustomerQuery {
         };
         let (page, nodes) = views(ctx, |v| -> ApiResult<_> {
             query.visible = caller.visible(Permission::CustomerRead, &v.access)?;
+            // A cursor is the id of a row the caller was shown: one it may not read (or that
+            // does not exist) is refused alike, so that cursors cannot probe hidden rows.
+            if let Some(after) = &query.after {
+                let shown = uuid::Uuid::try_parse(after)
+                    .ok()
+                    .and_then(|id| v.directory.get(CustomerId(id)))
+                    .is_some_and(|row| {
+                        caller
+                            .may(Permission::CustomerRead, &resource(&v.access, Some(row.owner), Some(row.department)))
+                    });
+                if !shown {
+                    return Err(ApiError::field("after", FieldCode::InvalidFormat, "is not a cursor of this list"));
+                }
+            }
             // Searching inside personal fields is allowed only where every visible row's
             // personal data may be read.
             query.search_personal = query.search_personal && personal_everywhere(caller, &query);
@@ -787,8 +801,8 @@ pub struct DuplicatePairNode {
     pub fields: Vec<String>,
 }
 
-/// The customers within the caller's read scope whose normalised keys the command's profile
-/// shares. The command is decided on an empty state to get the stored, normalised profile;
+/// The customers whose personal data the caller may read whose normalised keys the
+/// command's profile shares. The command is decided on an empty state to get the stored, normalised profile;
 /// an invalid profile answers its validation errors here.
 fn possible_duplicates(
     ctx: &Context<'_>,
@@ -817,9 +831,12 @@ fn possible_duplicates(
         v.directory
             .possible_duplicates_of(&keys, Some(id))
             .into_iter()
+            // Only customers whose personal data the caller may read: a match on a masked
+            // phone would otherwise confirm it digit by digit.
             .filter(|m| {
                 v.directory.get(m.customer).is_some_and(|row| {
-                    caller.may(Permission::CustomerRead, &resource(&v.access, Some(row.owner), Some(row.department)))
+                    let r = resource(&v.access, Some(row.owner), Some(row.department));
+                    caller.may(Permission::CustomerRead, &r) && caller.may(Permission::CustomerReadPersonal, &r)
                 })
             })
             .map(|m| DuplicateWarning {

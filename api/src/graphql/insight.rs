@@ -721,7 +721,8 @@ impl InsightQuery {
     }
 
     /// Verifies every record's hash and the chain (`audit.read` over all records). Cost: one
-    /// pass over the log.
+    /// pass over the log, so it weighs as much as a whole query may.
+    #[graphql(complexity = "super::MAX_COMPLEXITY / 2")]
     async fn verify_chain(&self, ctx: &Context<'_>) -> ApiResult<ChainVerification> {
         let caller = audit_caller(ctx)?;
         caller.require(Permission::AuditRead, &Resource::global())?;

@@ -8,6 +8,7 @@
 
 pub mod customers;
 pub mod error;
+pub mod expansion;
 pub mod insight;
 pub mod notes;
 pub mod people;

@@ -163,6 +163,10 @@ impl SessionMutation {
     async fn change_password(&self, ctx: &Context<'_>, current: String, new_password: String) -> ApiResult<SignedIn> {
         let caller = signed_in(ctx)?;
         let state = app(ctx)?;
+        // Guesses of the current password count against the account like sign-ins do.
+        if !state.throttle.allow(&format!("password-change:{}", caller.user), request(ctx)?.client_ip) {
+            return Err(ApiError::RateLimited);
+        }
         let stream = caller.user.stream();
         let account = state.bus.state::<User>(&stream).await?;
         if !state.hasher.verify(&current, account.credential.as_deref()).await.map_err(ApiError::internal)? {

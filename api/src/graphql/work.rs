@@ -510,8 +510,28 @@ impl WorkMutation {
             caller.require(Permission::TaskAssign, &resource)?;
         }
         let related = match (related_customer, related_case) {
-            (Some(c), None) => Some(Related::Customer(CustomerId(parse_id("relatedCustomer", &c)?))),
-            (None, Some(c)) => Some(Related::Case(CaseId(parse_id("relatedCase", &c)?))),
+            (Some(c), None) => {
+                let id = CustomerId(parse_id("relatedCustomer", &c)?);
+                let readable = views(ctx, |v| {
+                    v.directory.get(id).is_some_and(|row| {
+                        caller.may(
+                            Permission::CustomerRead,
+                            &crate::access::resource(&v.access, Some(row.owner), Some(row.department)),
+                        )
+                    })
+                })?;
+                if !readable {
+                    return Err(ApiError::NotFound("customer"));
+                }
+                Some(Related::Customer(id))
+            }
+            (None, Some(c)) => {
+                let id = CaseId(parse_id("relatedCase", &c)?);
+                if views(ctx, |v| case_of(v, caller, id))?.is_none() {
+                    return Err(ApiError::NotFound("case"));
+                }
+                Some(Related::Case(id))
+            }
             (None, None) => None,
             (Some(_), Some(_)) => {
                 return Err(ApiError::field(

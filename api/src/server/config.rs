@@ -23,20 +23,20 @@ pub struct ServeArgs {
     #[arg(long, env = "OACIS_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
     /// Consecutive failed sign-ins that lock an account.
-    #[arg(long, value_name = "N", env = "OACIS_LOCKOUT_THRESHOLD", default_value_t = 5)]
+    #[arg(long, value_name = "N", env = "OACIS_LOCKOUT_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub lockout_threshold: u32,
     /// How long a failed-sign-in lock lasts, in minutes.
     #[arg(long, value_name = "MINUTES", env = "OACIS_LOCKOUT_MINUTES", default_value_t = 15)]
     pub lockout_minutes: u32,
     /// A session ends after this many minutes without a request.
-    #[arg(long, value_name = "MINUTES", env = "OACIS_SESSION_IDLE_MINUTES", default_value_t = 30)]
+    #[arg(long, value_name = "MINUTES", env = "OACIS_SESSION_IDLE_MINUTES", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     pub session_idle_minutes: u32,
     /// A session ends this many hours after sign-in, however active.
-    #[arg(long, value_name = "HOURS", env = "OACIS_SESSION_MAX_HOURS", default_value_t = 12)]
+    #[arg(long, value_name = "HOURS", env = "OACIS_SESSION_MAX_HOURS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..))]
     pub session_max_hours: u32,
     /// Largest request body, in bytes.
-    #[arg(long, value_name = "BYTES", env = "OACIS_MAX_BODY_BYTES", default_value_t = 1 << 20)]
-    pub max_body_bytes: usize,
+    #[arg(long, value_name = "BYTES", env = "OACIS_MAX_BODY_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_body_bytes: u64,
     /// A request taking longer is answered 408, in seconds.
     #[arg(long, value_name = "SECONDS", env = "OACIS_REQUEST_TIMEOUT_SECONDS", default_value_t = 10)]
     pub request_timeout_seconds: u64,

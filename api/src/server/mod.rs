@@ -116,7 +116,7 @@ impl App {
             .route("/graphql", get(graphiql).post(graphql_post))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
-            .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+            .layer(RequestBodyLimitLayer::new(usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX)))
             .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout()))
             .layer(CatchPanicLayer::custom(panicked))
             .with_state(self.clone())
@@ -207,10 +207,20 @@ async fn graphql_post(
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return refused("one operation per request: batches (JSON arrays) are not accepted");
     }
-    match serde_json::from_slice::<async_graphql::Request>(&body) {
-        Ok(request) => answer(&app, Some(peer.ip()), &headers, request).await,
-        Err(e) => refused(&format!("the body is not a GraphQL request in JSON: {e}")),
+    let request = match serde_json::from_slice::<async_graphql::Request>(&body) {
+        Ok(request) => request,
+        Err(e) => return refused(&format!("the body is not a GraphQL request in JSON: {e}")),
+    };
+    // Refuse documents that explode when fragments are expanded before anything walks them.
+    if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
+        if crate::graphql::expansion::expanded_size(&document).is_none() {
+            return refused(&format!(
+                "the query expands to more than {} selections once its fragments are spread",
+                crate::graphql::expansion::MAX_EXPANDED_SELECTIONS
+            ));
+        }
     }
+    answer(&app, Some(peer.ip()), &headers, request).await
 }
 
 /// 400 with a GraphQL error body (code VALIDATION).

@@ -1,0 +1,119 @@
+//! What an attacker tried, kept as regression tests: a document that explodes when its
+//! fragments are expanded, cursors that probe hidden rows, tasks tied to records out of
+//! scope, guessing the current password, duplicate warnings that would confirm masked
+//! numbers, and bodies that are not GraphQL requests. Each answers a typed error.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Instant;
+
+use oacis_tests::{code, Server};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "Sesame-Open-2026";
+
+fn fresh(server: &Server, name: &str, password: &str, new: &str) -> String {
+    let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
+    let answer = server.gql(None, sign_in, json!({ "n": name, "p": password }));
+    let token = answer["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned();
+    let change = "mutation($c: String!, $n: String!) { changePassword(current: $c, newPassword: $n) { token } }";
+    let answer = server.gql(Some(&token), change, json!({ "c": password, "n": new }));
+    answer["data"]["changePassword"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned()
+}
+
+fn ok(answer: Value, field: &str) -> Value {
+    assert!(answer["errors"].is_null(), "{answer}");
+    answer["data"][field].clone()
+}
+
+#[test]
+fn attacks_get_typed_errors_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(env!("CARGO_BIN_EXE_oacis"), dir.path(), &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]);
+
+    // A chain of fragments each spreading the next twice: refused before anything walks it.
+    let mut bomb = String::from("query { __typename ...F0 }");
+    for i in 0..24 {
+        bomb.push_str(&format!(" fragment F{i} on Query {{ __typename ...F{n} ...F{n} }}", n = i + 1));
+    }
+    bomb.push_str(" fragment F24 on Query { __typename }");
+    let started = Instant::now();
+    let (status, body) = server.http("POST", "/graphql", None, json!({ "query": bomb }).to_string().as_bytes());
+    assert_eq!(status, 400, "{body}");
+    assert!(started.elapsed().as_secs() < 2, "refused at once, not after walking 16M selections");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(code(&body), "VALIDATION");
+    // Bodies that are not one GraphQL request answer JSON errors with a code too.
+    for bad in [&b"{\"query\": "[..], b"[{\"query\":\"{ __typename }\"}]", b"\xff\xfe", b""] {
+        let (status, body) = server.http("POST", "/graphql", None, bad);
+        assert_eq!(status, 400);
+        assert_eq!(code(&serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))), "VALIDATION");
+    }
+
+    let admin = fresh(&server, "admin", PASSWORD, "Sesame-Changed-77");
+    let root = ok(server.gql(Some(&admin), "{ departments { id } }", json!({})), "departments")[0]["id"].clone();
+    let other = ok(
+        server.gql(Some(&admin), r#"mutation { createDepartment(name: "别部") { id } }"#, json!({})),
+        "createDepartment",
+    )["id"]
+        .clone();
+    let role = "mutation { defineRole(name: \"writer\", permissions: [\"customer.read\", \"customer.write\", \"task.write\", \"task.read\"]) { id } }";
+    let writer_role = ok(server.gql(Some(&admin), role, json!({})), "defineRole")["id"].clone();
+    let create = "mutation($d: String!) { createUser(username: \"probe\", employeeNo: \"P-1\", displayName: \"探\", department: $d, initialPassword: \"Initial-Pass-9\") { id } }";
+    let probe = ok(server.gql(Some(&admin), create, json!({ "d": root })), "createUser")["id"].clone();
+    let grant = "mutation($u: String!, $r: String!) { grantRole(user: $u, role: $r, scope: DEPARTMENT) { id } }";
+    ok(server.gql(Some(&admin), grant, json!({ "u": probe, "r": writer_role })), "grantRole");
+    let register = "mutation($p: ProfileInput!, $o: String) { registerCustomer(profile: $p, owner: $o) { id possibleDuplicates { customer } } }";
+    let visible = ok(
+        server.gql(Some(&admin), register, json!({ "p": { "kind": "PERSON", "name": "Zhang Visible", "source": "OTHER", "phones": ["+8613987654321"] } })),
+        "registerCustomer",
+    )["id"]
+        .clone();
+    let owner_elsewhere = "mutation($d: String!) { createUser(username: \"owner.x\", employeeNo: \"P-2\", displayName: \"甲\", department: $d, initialPassword: \"Initial-Pass-9\") { id } }";
+    let elsewhere = ok(server.gql(Some(&admin), owner_elsewhere, json!({ "d": other })), "createUser")["id"].clone();
+    let hidden = ok(
+        server.gql(
+            Some(&admin),
+            register,
+            json!({ "p": { "kind": "PERSON", "name": "Zhang Secret", "source": "OTHER" }, "o": elsewhere }),
+        ),
+        "registerCustomer",
+    )["id"]
+        .clone();
+    let head =
+        |server: &Server| ok(server.gql(Some(&admin), "{ verifyChain { headSeq ok } }", json!({})), "verifyChain");
+    let before = head(&server);
+
+    let token = fresh(&server, "probe", "Initial-Pass-9", "Tester-Pass-2026");
+    // The cursor of a hidden customer, a made-up one and garbage are refused alike.
+    let page = "query($a: String) { customers(first: 10, after: $a) { totalCount } }";
+    let answers: Vec<Value> = [hidden.clone(), json!("01930000-0000-7000-8000-00000000dead"), json!("x")]
+        .into_iter()
+        .map(|a| server.gql(Some(&token), page, json!({ "a": a })))
+        .collect();
+    for answer in &answers {
+        assert_eq!(code(answer), "VALIDATION", "{answer}");
+        assert_eq!(answer["errors"][0]["message"], answers[0]["errors"][0]["message"]);
+    }
+    assert!(server.gql(Some(&token), page, json!({ "a": visible }))["errors"].is_null());
+    // A task cannot be tied to a customer out of scope.
+    let task = "mutation($c: String!) { createTask(title: \"t\", priority: LOW, relatedCustomer: $c) { id } }";
+    assert_eq!(code(&server.gql(Some(&token), task, json!({ "c": hidden }))), "NOT_FOUND");
+    // Without customer.read_personal, a matching phone is not confirmed by a warning.
+    let same = json!({ "kind": "PERSON", "name": "Zhang Again", "source": "OTHER", "phones": ["+8613987654321"] });
+    let again = ok(server.gql(Some(&token), register, json!({ "p": same })), "registerCustomer");
+    assert_eq!(again["possibleDuplicates"], json!([]));
+    // Guessing the current password is throttled like signing in.
+    let guess = "mutation($c: String!) { changePassword(current: $c, newPassword: \"Another-Pass-2026\") { token } }";
+    let codes: Vec<String> = (0..12)
+        .map(|i| code(&server.gql(Some(&token), guess, json!({ "c": format!("guess-{i}") }))).to_owned())
+        .collect();
+    // Ten attempts a minute per account; the first-sign-in password change was one of them.
+    assert_eq!(codes.iter().filter(|c| *c == "VALIDATION").count(), 9, "{codes:?}");
+    assert_eq!(codes.last().map(String::as_str), Some("RATE_LIMITED"));
+
+    let after = head(&server);
+    assert_eq!(after["ok"], true);
+    // Only the probe's sign-ins, its password change and its one registration were written.
+    assert!(after["headSeq"].as_u64() > before["headSeq"].as_u64());
+}
