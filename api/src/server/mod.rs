@@ -207,13 +207,14 @@ async fn graphql_post(
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return refused("one operation per request: batches (JSON arrays) are not accepted");
     }
-    let request = match serde_json::from_slice::<async_graphql::Request>(&body) {
+    let mut request = match serde_json::from_slice::<async_graphql::Request>(&body) {
         Ok(request) => request,
         Err(e) => return refused(&format!("the body is not a GraphQL request in JSON: {e}")),
     };
     // Refuse documents that explode when fragments are expanded before anything walks them.
-    if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
-        if crate::graphql::expansion::expanded_size(&document).is_none() {
+    // The parse is kept in the request, so execution does not parse again.
+    if let Ok(document) = request.parsed_query() {
+        if crate::graphql::expansion::expanded_size(document).is_none() {
             return refused(&format!(
                 "the query expands to more than {} selections once its fragments are spread",
                 crate::graphql::expansion::MAX_EXPANDED_SELECTIONS
