@@ -639,7 +639,9 @@ impl CustomerDirectory {
             let spread = if counted { 64 } else { 8 };
             let selective = total.saturating_mul(spread) < self.columns.len();
             match q.sort.as_slice() {
-                _ if selective => page = self.sorted_matches(&slot_matches, after, &q.sort, first + 1),
+                _ if selective => {
+                    page = self.sorted_matches(&slot_matches, found.as_deref(), after, &q.sort, first + 1)
+                }
                 [] => {
                     let start = after.map_or(std::ops::Bound::Unbounded, |a| std::ops::Bound::Excluded(a.id));
                     let range = self.slot_of.range((start, std::ops::Bound::Unbounded));
@@ -661,7 +663,7 @@ impl CustomerDirectory {
                     let key = after.map(|a| (contact_key(a.last_contact), a.id));
                     take(&mut walk(&self.by_contact, key, *order).map(|(_, id)| *id));
                 }
-                _ => page = self.sorted_matches(&slot_matches, after, &q.sort, first + 1),
+                _ => page = self.sorted_matches(&slot_matches, found.as_deref(), after, &q.sort, first + 1),
             }
         }
         let has_next = page.len() > first;
@@ -671,15 +673,22 @@ impl CustomerDirectory {
         Page { rows, total, end_cursor, has_next }
     }
 
-    /// The first `limit` matches after the cursor row, by a partial sort of every match.
+    /// The first `limit` matches after the cursor row, by a partial sort of every match
+    /// (among `candidates` when a text search has narrowed them).
     fn sorted_matches<'a>(
         &'a self,
         matches: &dyn Fn(usize) -> bool,
+        candidates: Option<&[usize]>,
         after: Option<&CustomerRow>,
         sort: &[(SortKey, Order)],
         limit: usize,
     ) -> Vec<&'a CustomerRow> {
-        let mut rows: Vec<&CustomerRow> = (0..self.columns.len())
+        // A text search already named the only slots that can match.
+        let slots: Box<dyn Iterator<Item = usize>> = match candidates {
+            Some(found) => Box::new(found.iter().copied()),
+            None => Box::new(0..self.columns.len()),
+        };
+        let mut rows: Vec<&CustomerRow> = slots
             .filter(|slot| matches(*slot))
             .filter_map(|slot| self.rows.get(&self.columns[slot].id))
             .filter(|r| after.is_none_or(|a| Self::compare(r, a, sort).is_gt()))
