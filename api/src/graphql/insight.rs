@@ -11,7 +11,7 @@
 //!   payloads are masked without `customer.read_personal`.
 
 use async_graphql::connection::Connection;
-use async_graphql::{Context, Enum, Object, SimpleObject};
+use async_graphql::{Context, Object, SimpleObject};
 use oacis_domain::authz::{Permission, Resource};
 use oacis_domain::ids::{CustomerId, UserId};
 use oacis_eventlog::{EventStore, Seq, StreamId};
@@ -24,7 +24,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use super::error::{ApiError, ApiResult};
-use super::scalars::{parse_id, time_text};
+use super::scalars::{parse_id, time_text, CustomerDimension};
 use super::{app, caller, connection, views, Counted};
 use crate::access::{mask_all, resource, Caller};
 
@@ -33,27 +33,6 @@ pub const AS_OF_AT_ONCE: usize = 1;
 
 /// Permits for as-of analytics.
 pub static AS_OF_PERMITS: Semaphore = Semaphore::const_new(AS_OF_AT_ONCE);
-
-/// What to count customers by.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-pub enum CustomerDimension {
-    /// Segment.
-    Segment,
-    /// Source channel.
-    Source,
-    /// Owner.
-    Owner,
-    /// Department.
-    Department,
-    /// Status.
-    Status,
-    /// Registration day.
-    Day,
-    /// Registration week (its Monday).
-    Week,
-    /// Registration month.
-    Month,
-}
 
 /// One group of a count.
 #[derive(SimpleObject, Debug, Clone)]
@@ -136,16 +115,7 @@ impl Analytics {
 
     /// Customers (merged ones left out) counted by `dimension`, within the caller's scope.
     async fn customers_by(&self, dimension: CustomerDimension) -> ApiResult<Vec<Bucket>> {
-        let dimension = match dimension {
-            CustomerDimension::Segment => Dimension::Segment,
-            CustomerDimension::Source => Dimension::Source,
-            CustomerDimension::Owner => Dimension::Owner,
-            CustomerDimension::Department => Dimension::Department,
-            CustomerDimension::Status => Dimension::Status,
-            CustomerDimension::Day => Dimension::Day,
-            CustomerDimension::Week => Dimension::Week,
-            CustomerDimension::Month => Dimension::Month,
-        };
+        let dimension: Dimension = dimension.into();
         self.read(|v| {
             v.analytics
                 .customers_by_where(dimension, &|o, d| self.admits(o, d))

@@ -168,14 +168,7 @@ impl NotesQuery {
     async fn case_notes(&self, ctx: &Context<'_>, case: String) -> ApiResult<Vec<NoteNode>> {
         let caller = caller(ctx)?;
         let id = CaseId(parse_id("case", &case)?);
-        let visible = views(ctx, |v| {
-            v.cases.get(id).is_some_and(|c| {
-                let row = v.directory.resolve(c.customer);
-                let r = resource(&v.access, c.assignee.or(row.map(|r| r.owner)), row.map(|r| r.department));
-                caller.may(Permission::CaseRead, &r)
-            })
-        })?;
-        if !visible {
+        if views(ctx, |v| super::work::case_of(v, caller, id))?.is_none() {
             return Err(ApiError::NotFound("case"));
         }
         let events = events_of::<CaseEvent>(ctx, &id.stream()).await?;
@@ -201,13 +194,7 @@ impl NotesQuery {
     async fn task_notes(&self, ctx: &Context<'_>, task: String) -> ApiResult<Vec<NoteNode>> {
         let caller = caller(ctx)?;
         let id = TaskId(parse_id("task", &task)?);
-        let visible = views(ctx, |v| {
-            v.tasks.get(id).is_some_and(|t| {
-                let r = resource(&v.access, Some(t.assignee), v.access.user(t.assignee).map(|u| u.department));
-                caller.may(Permission::TaskRead, &r)
-            })
-        })?;
-        if !visible {
+        if views(ctx, |v| super::work::task_of(v, caller, id))?.is_none() {
             return Err(ApiError::NotFound("task"));
         }
         let events = events_of::<TaskEvent>(ctx, &id.stream()).await?;

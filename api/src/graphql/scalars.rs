@@ -115,4 +115,9 @@ mirror! {
     Visibility = "oacis_domain::user::Visibility" { Everyone, Department, OnlyMe }
     /// An account's state.
     UserStatus = "oacis_domain::user::UserStatus" { Uncreated, Active, Locked, Deactivated }
+    /// What to count customers by: segment, source, owner, department, status, or the day,
+    /// week (its Monday) or month of registration.
+    CustomerDimension = "oacis_projections::views::analytics::Dimension" {
+        Segment, Source, Owner, Department, Status, Day, Week, Month
+    }
 }

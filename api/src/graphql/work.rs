@@ -173,13 +173,13 @@ fn case_resource(
     resource(access, assignee.or(row.map(|r| r.owner)), row.map(|r| r.department))
 }
 
-fn case_of(views: &Views, caller: &Caller, id: CaseId) -> Option<(CaseRow, Resource)> {
+pub(crate) fn case_of(views: &Views, caller: &Caller, id: CaseId) -> Option<(CaseRow, Resource)> {
     let row = views.cases.get(id)?;
     let resource = case_resource(&views.access, &views.directory, row.customer, row.assignee);
     caller.may(Permission::CaseRead, &resource).then(|| (row.clone(), resource))
 }
 
-fn task_of(views: &Views, caller: &Caller, id: TaskId) -> Option<(TaskRow, Resource)> {
+pub(crate) fn task_of(views: &Views, caller: &Caller, id: TaskId) -> Option<(TaskRow, Resource)> {
     let row = views.tasks.get(id)?;
     let resource = task_resource(&views.access, row.assignee);
     caller.may(Permission::TaskRead, &resource).then(|| (row.clone(), resource))
