@@ -469,3 +469,25 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn names_refuse_marks_separators_tags_and_non_characters_and_a_blank_look_alike_is_missing() {
+    for (name, code) in [
+        ("张\u{200E}三", FieldCode::InvalidFormat),
+        ("张\u{2028}三", FieldCode::InvalidFormat),
+        ("张\u{FFF9}三", FieldCode::InvalidFormat),
+        ("张\u{E0041}三", FieldCode::InvalidFormat),
+        ("张\u{FFFF}三", FieldCode::InvalidFormat),
+        ("\u{2800}", FieldCode::Required),
+    ] {
+        let mut v = Validator::new();
+        v.name("name", name, 100);
+        match v.finish(()) {
+            Err(DomainError::Validation(errors)) => assert_eq!(errors[0].code, code, "{name:?}"),
+            other => panic!("{name:?} was accepted: {other:?}"),
+        }
+    }
+    let mut v = Validator::new();
+    assert_eq!(v.name("name", "  王\u{91D1}  ", 100), "王\u{91D1}");
+    assert!(v.finish(()).is_ok());
+}

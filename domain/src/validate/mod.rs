@@ -107,6 +107,8 @@ impl Validator {
         let value = trimmed(value).to_owned();
         if is_blank(&value) {
             self.fail(field, FieldCode::Required, "is required");
+        } else if value.chars().any(text::is_refused_in_name) {
+            self.fail(field, FieldCode::InvalidFormat, "has a directional mark, separator or non-character");
         } else {
             self.checked_chars(field, &value, max, |_| false);
         }
@@ -119,7 +121,11 @@ impl Validator {
         if is_blank(&value) {
             return None;
         }
-        self.checked_chars(field, &value, max, |_| false);
+        if value.chars().any(text::is_refused_in_name) {
+            self.fail(field, FieldCode::InvalidFormat, "has a directional mark, separator or non-character");
+        } else {
+            self.checked_chars(field, &value, max, |_| false);
+        }
         Some(value)
     }
 

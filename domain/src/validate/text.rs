@@ -46,6 +46,18 @@ pub fn is_direction_control(c: char) -> bool {
     matches!(u32::from(c), 0x202A..=0x202E | 0x2066..=0x2069)
 }
 
+/// Whether `c` has no place in a name although it is not a control: the directional marks
+/// (U+200E, U+200F, U+061C), the line and paragraph separators (U+2028, U+2029: general
+/// categories `Zl`, `Zp`), the interlinear annotation characters (U+FFF9-U+FFFB), the tag
+/// characters (U+E0000-U+E007F) and the noncharacters (U+FDD0-U+FDEF and every code point
+/// ending in FFFE or FFFF; Unicode §23.7).
+#[must_use]
+pub fn is_refused_in_name(c: char) -> bool {
+    let code = u32::from(c);
+    matches!(code, 0x200E | 0x200F | 0x061C | 0x2028 | 0x2029 | 0xFFF9..=0xFFFB | 0xE0000..=0xE007F | 0xFDD0..=0xFDEF)
+        || code & 0xFFFE == 0xFFFE
+}
+
 /// Whether `c` is a control character (general category `Cc`).
 #[must_use]
 pub fn is_control(c: char) -> bool {
@@ -59,10 +71,11 @@ pub fn trimmed(value: &str) -> &str {
     value.trim_matches(|c: char| c.is_whitespace() || (is_invisible(c) && !is_direction_control(c)))
 }
 
-/// Whether nothing visible is left once white space and invisible characters are removed.
+/// Whether nothing visible is left once white space, invisible characters and blank
+/// look-alikes (U+2800 BRAILLE PATTERN BLANK) are removed.
 #[must_use]
 pub fn is_blank(value: &str) -> bool {
-    value.chars().all(|c| c.is_whitespace() || is_invisible(c))
+    value.chars().all(|c| c.is_whitespace() || is_invisible(c) || c == '\u{2800}')
 }
 
 /// The key under which two names are the same: NFKC (so full-width letters, compatibility
