@@ -49,6 +49,13 @@ impl Throttle {
         address_ok && self.accounts.check_key(&account.trim().to_lowercase()).is_ok()
     }
 
+    /// Counts one attempt against `account` alone (for guesses made from inside a session,
+    /// where the client address adds nothing); `false` when its limit is exhausted.
+    #[must_use]
+    pub fn allow_account(&self, account: &str) -> bool {
+        self.accounts.check_key(&account.trim().to_lowercase()).is_ok()
+    }
+
     /// Forgets keys whose limits have fully recovered (call periodically).
     pub fn retain_recent(&self) {
         self.accounts.retain_recent();

@@ -164,7 +164,7 @@ impl SessionMutation {
         let caller = signed_in(ctx)?;
         let state = app(ctx)?;
         // Guesses of the current password count against the account like sign-ins do.
-        if !state.throttle.allow(&format!("password-change:{}", caller.user), request(ctx)?.client_ip) {
+        if !state.throttle.allow_account(&format!("password-change:{}", caller.user)) {
             return Err(ApiError::RateLimited);
         }
         let stream = caller.user.stream();
