@@ -229,7 +229,7 @@ impl CustomerQuery {
         }
         let mut query = DirectoryQuery {
             text: filter.text.clone(),
-            search_personal: caller.holds(Permission::CustomerReadPersonal),
+            search_personal: caller.principal.active && personal_everywhere(caller),
             owner: filter.owner.as_deref().map(|o| parse_id("filter.owner", o).map(UserId)).transpose()?,
             department: filter
                 .department
@@ -265,9 +265,6 @@ impl CustomerQuery {
                     return Err(ApiError::field("after", FieldCode::InvalidFormat, "is not a cursor of this list"));
                 }
             }
-            // Searching inside personal fields is allowed only where every visible row's
-            // personal data may be read.
-            query.search_personal = query.search_personal && personal_everywhere(caller, &query);
             let page = v.directory.query(&query);
             let nodes: Vec<CustomerNode> = page
                 .rows
@@ -368,28 +365,21 @@ impl DuplicateQuery {
     }
 }
 
-fn personal_everywhere(caller: &Caller, query: &DirectoryQuery) -> bool {
-    // With scope `all` for both permissions, or when customer.read_personal reaches at least
-    // as far as customer.read: the simple, safe rule is that every role granting
-    // customer.read also grants customer.read_personal at the same or a wider scope.
-    let _ = query;
-    let reads = caller.principal.roles.iter().filter(|r| r.permissions.contains(&Permission::CustomerRead));
-    reads.clone().count() > 0
-        && reads.clone().all(|r| {
-            caller.principal.roles.iter().any(|p| {
-                p.permissions.contains(&Permission::CustomerReadPersonal) && scope_rank(p.scope) >= scope_rank(r.scope)
-            })
-        })
-}
-
-fn scope_rank(scope: oacis_domain::authz::Scope) -> u8 {
+/// Whether every role that lets the caller read customers also lets it read their personal
+/// data over at least the same records: only then may a text search look inside phones and
+/// e-mails (a match would otherwise reveal a masked number).
+fn personal_everywhere(caller: &Caller) -> bool {
     use oacis_domain::authz::Scope as S;
-    match scope {
-        S::Own => 0,
-        S::Department => 1,
-        S::DepartmentTree => 2,
-        S::All => 3,
-    }
+    // Whether a grant at `wider` reaches every record a grant at `narrower` does.
+    let covers = |wider: S, narrower: S| {
+        wider == S::All || wider == narrower || (wider == S::DepartmentTree && narrower == S::Department)
+    };
+    let roles = &caller.principal.roles;
+    let mut reads = roles.iter().filter(|r| r.permissions.contains(&Permission::CustomerRead)).peekable();
+    reads.peek().is_some()
+        && reads.all(|r| {
+            roles.iter().any(|p| p.permissions.contains(&Permission::CustomerReadPersonal) && covers(p.scope, r.scope))
+        })
 }
 
 /// A company's background.
@@ -494,10 +484,6 @@ async fn run(
 ) -> ApiResult<MutationResult> {
     customer_resource(ctx, id, permission)?;
     super::execute_expecting::<Customer>(ctx, id, id.stream(), command, key, expected_version).await
-}
-
-fn text_or_empty(value: Option<String>) -> String {
-    value.unwrap_or_default()
 }
 
 #[Object]
@@ -717,7 +703,7 @@ impl CustomerMutation {
     ) -> ApiResult<MutationResult> {
         let id = CustomerId(parse_id("customer", &customer)?);
         let purchase = EntryId(parse_id("purchase", &purchase)?);
-        let command = CustomerCommand::ReversePurchase { id: purchase, reason: text_or_empty(reason) };
+        let command = CustomerCommand::ReversePurchase { id: purchase, reason: reason.unwrap_or_default() };
         run(ctx, id, Permission::CustomerWrite, command, client_mutation_id, None).await
     }
 }

@@ -292,6 +292,12 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
         loop {
             every.tick().await;
             state.throttle.retain_recent();
+            // Sessions idle past the limit are expired: forget when they were last seen, so
+            // the map holds only live sessions.
+            let idle_from = state.bus.now().0.saturating_sub(state.config.session_idle_us());
+            if let Ok(mut seen) = state.last_seen.lock() {
+                seen.retain(|_, at| at.0 > idle_from);
+            }
         }
     });
     let router = app.router();
