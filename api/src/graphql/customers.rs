@@ -20,7 +20,7 @@ use crate::access::{mask_all, mask_email, mask_id_number, mask_phone, resource, 
 
 /// A customer as the API shows it.
 #[derive(SimpleObject, Debug, Clone)]
-#[graphql(complex)]
+#[graphql(complex, serial)]
 pub struct CustomerNode {
     /// Id (UUID).
     pub id: String,

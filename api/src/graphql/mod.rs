@@ -7,6 +7,7 @@
 //! [`crate::access`], error codes in [`error`].
 
 pub mod customers;
+pub mod documents;
 pub mod error;
 pub mod expansion;
 pub mod insight;

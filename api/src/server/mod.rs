@@ -55,6 +55,8 @@ pub struct AppState {
     /// When each session was last used (idle expiry); sessions not seen since start count
     /// from their sign-in.
     pub last_seen: Mutex<HashMap<EntryId, Timestamp>>,
+    /// Parsed and checked GraphQL documents, by query text.
+    pub documents: graphql::documents::Documents,
 }
 
 impl std::fmt::Debug for AppState {
@@ -103,6 +105,7 @@ impl App {
             throttle,
             config,
             last_seen: Mutex::new(HashMap::new()),
+            documents: graphql::documents::Documents::default(),
         });
         bootstrap::first_start(&state).await?;
         let schema = graphql::schema(state.clone());
@@ -212,14 +215,10 @@ async fn graphql_post(
         Err(e) => return refused(&format!("the body is not a GraphQL request in JSON: {e}")),
     };
     // Refuse documents that explode when fragments are expanded before anything walks them.
-    // The parse is kept in the request, so execution does not parse again.
-    if let Ok(document) = request.parsed_query() {
-        if crate::graphql::expansion::expanded_size(document).is_none() {
-            return refused(&format!(
-                "the query expands to more than {} selections once its fragments are spread",
-                crate::graphql::expansion::MAX_EXPANDED_SELECTIONS
-            ));
-        }
+    // The parse is kept in the request (and for the next request with the same text), so
+    // execution does not parse again.
+    if let Err(message) = app.state.documents.prepare(&mut request) {
+        return refused(&message);
     }
     answer(&app, Some(peer.ip()), &headers, request).await
 }

@@ -151,6 +151,12 @@ impl SearchArena {
         }
     }
 
+    /// The live text of a slot.
+    fn line(&self, slot: usize) -> Option<&[u8]> {
+        let (start, end, _) = self.lines[(*self.live.get(slot)?)?];
+        Some(&self.text[start..end])
+    }
+
     /// The slots whose text contains the needle, each once, in buffer order.
     fn search(&self, finder: &memchr::memmem::Finder<'_>) -> Vec<usize> {
         let mut found = Vec::new();
@@ -172,6 +178,54 @@ impl SearchArena {
             }
         }
         found
+    }
+}
+
+/// For each character of the search texts, the slots whose text holds it, in slot order: a
+/// search for one character (a Chinese surname) reads its list instead of scanning every
+/// text, and a longer needle checks only the texts that hold its rarest character.
+/// Derived from the rows, like the arena.
+#[derive(Debug, Default)]
+struct CharPostings {
+    slots: HashMap<char, Vec<u32>>,
+}
+
+impl CharPostings {
+    /// Moves `slot` from the characters of `old` to those of `new`.
+    fn replace(&mut self, slot: u32, old: Option<&[u8]>, new: &str) {
+        let chars = |text: &str| text.chars().collect::<BTreeSet<char>>();
+        let old = old.map(|o| chars(&String::from_utf8_lossy(o))).unwrap_or_default();
+        let new = chars(new);
+        for gone in old.difference(&new) {
+            if let Some(list) = self.slots.get_mut(gone) {
+                if let Ok(at) = list.binary_search(&slot) {
+                    list.remove(at);
+                }
+                if list.is_empty() {
+                    self.slots.remove(gone);
+                }
+            }
+        }
+        for added in new.difference(&old) {
+            let list = self.slots.entry(*added).or_default();
+            if let Err(at) = list.binary_search(&slot) {
+                list.insert(at, slot);
+            }
+        }
+    }
+
+    /// The slots that may hold `needle`: the list of its rarest character (every slot of it
+    /// holds the needle when the needle is that one character). Empty when a character of
+    /// the needle is in no text.
+    fn candidates(&self, needle: &str) -> &[u32] {
+        let mut rarest: Option<&[u32]> = None;
+        for c in needle.chars() {
+            let list = self.slots.get(&c).map_or(&[][..], Vec::as_slice);
+            if rarest.is_none_or(|r| list.len() < r.len()) {
+                rarest = Some(list);
+            }
+        }
+        rarest.unwrap_or(&[])
     }
 }
 
@@ -274,13 +328,15 @@ pub struct CustomerDirectory {
     /// By id; a hash map because every customer event looks a row up. `dump` sorts it.
     rows: HashMap<CustomerId, CustomerRow>,
     search: SearchArena,
+    postings: CharPostings,
     personal_search: SearchArena,
     slot_of: BTreeMap<CustomerId, usize>,
     columns: Vec<Columns>,
     segments: BTreeMap<String, u32>,
-    by_name: BTreeSet<(String, CustomerId)>,
-    by_created: BTreeSet<(Timestamp, CustomerId)>,
-    by_contact: BTreeSet<(ContactKey, CustomerId)>,
+    /// The sort indexes, each entry pointing at the customer's slot.
+    by_name: BTreeMap<(String, CustomerId), u32>,
+    by_created: BTreeMap<(Timestamp, CustomerId), u32>,
+    by_contact: BTreeMap<(ContactKey, CustomerId), u32>,
     duplicates: DuplicateIndex,
     /// How many customers have each (status, segment, source, department): the total count
     /// of a query that filters only by these (and by departments, as a department scope
@@ -359,6 +415,22 @@ struct Columns {
     created_at: Timestamp,
     last_contact: Option<Timestamp>,
     has_tags: bool,
+    /// The name's first sixteen bytes, big-endian, zero-padded: orders two names unless
+    /// they share those bytes.
+    name_prefix: u128,
+    /// The name's length in bytes: two names of at most sixteen bytes with the same prefix
+    /// and length are equal.
+    name_len: usize,
+}
+
+/// Bytes of a name held in [`Columns::name_prefix`].
+const NAME_PREFIX: usize = 16;
+
+fn name_prefix(name: &str) -> u128 {
+    let mut bytes = [0u8; NAME_PREFIX];
+    let head = &name.as_bytes()[..name.len().min(NAME_PREFIX)];
+    bytes[..head.len()].copy_from_slice(head);
+    u128::from_be_bytes(bytes)
 }
 
 fn in_range(value: Option<Timestamp>, from: Option<Timestamp>, to: Option<Timestamp>) -> bool {
@@ -504,6 +576,9 @@ impl CustomerDirectory {
             let Some(id) = at else { return };
             if let Some(slot) = self.slot_of.get(&id).copied() {
                 let public = self.rows.get(&id).map(CustomerRow::search_text).unwrap_or_default();
+                if let Ok(slot) = u32::try_from(slot) {
+                    self.postings.replace(slot, self.search.line(slot as usize), &public);
+                }
                 self.search.set(slot, &public);
                 let personal = self.personal_search_line(id);
                 self.personal_search.set(slot, &personal.replace('\n', " "));
@@ -535,27 +610,31 @@ impl CustomerDirectory {
                 || (c.has_tags && self.rows.get(&c.id).is_some_and(|row| q.tags.iter().all(|t| row.tags.contains(t)))))
     }
 
-    fn compare(a: &CustomerRow, b: &CustomerRow, sort: &[(SortKey, Order)]) -> std::cmp::Ordering {
+    /// Orders two slots by the sort keys, from the filter columns (a name is read from its
+    /// row only when both names share their first sixteen bytes and one is longer); ties break by id, in the
+    /// direction of the last key.
+    fn compare(&self, a: usize, b: usize, sort: &[(SortKey, Order)]) -> std::cmp::Ordering {
+        let (x, y) = (&self.columns[a], &self.columns[b]);
         let sort_last_descending = sort.last().is_some_and(|(_, order)| *order == Order::Descending);
         for (key, order) in sort {
             let by = match key {
-                SortKey::Name => a.name.cmp(&b.name),
-                SortKey::CreatedAt => a.created_at.cmp(&b.created_at),
+                SortKey::Name => x.name_prefix.cmp(&y.name_prefix).then_with(|| {
+                    if x.name_len == y.name_len && x.name_len <= NAME_PREFIX {
+                        return std::cmp::Ordering::Equal;
+                    }
+                    let name = |id: &CustomerId| self.rows.get(id).map(|row| row.name.as_str());
+                    name(&x.id).cmp(&name(&y.id))
+                }),
+                SortKey::CreatedAt => x.created_at.cmp(&y.created_at),
                 // Never contacted sorts after every contact in ascending order.
-                SortKey::LastContact => match (a.last_contact, b.last_contact) {
-                    (Some(x), Some(y)) => x.cmp(&y),
-                    (Some(_), None) => std::cmp::Ordering::Less,
-                    (None, Some(_)) => std::cmp::Ordering::Greater,
-                    (None, None) => std::cmp::Ordering::Equal,
-                },
+                SortKey::LastContact => contact_key(x.last_contact).cmp(&contact_key(y.last_contact)),
             };
             let by = if *order == Order::Descending { by.reverse() } else { by };
             if by != std::cmp::Ordering::Equal {
                 return by;
             }
         }
-        // Ties break by id, in the direction of the last sort key.
-        let by_id = a.id.cmp(&b.id);
+        let by_id = x.id.cmp(&y.id);
         if sort_last_descending {
             by_id.reverse()
         } else {
@@ -579,7 +658,7 @@ impl CustomerDirectory {
                 return Vec::new();
             }
             let finder = memchr::memmem::Finder::new(n.as_bytes());
-            let mut slots = self.search.search(&finder);
+            let mut slots = self.public_matches(n, &finder);
             if q.search_personal {
                 slots.extend(self.personal_search.search(&finder));
                 // A phone typed as people write it (`139 1234 5678`, `010-6000 0000`) is
@@ -624,11 +703,10 @@ impl CustomerDirectory {
             .as_deref()
             .and_then(|cursor| uuid::Uuid::parse_str(cursor).ok())
             .and_then(|id| self.rows.get(&CustomerId(id)));
-        let is_match = |id: &CustomerId| self.slot_of.get(id).is_some_and(|slot| slot_matches(*slot));
         let mut page: Vec<&CustomerRow> = Vec::with_capacity(first + 1);
         {
-            let mut take = |ids: &mut dyn Iterator<Item = CustomerId>| {
-                for id in ids.filter(|id| is_match(id)).take(first + 1) {
+            let mut take = |entries: &mut dyn Iterator<Item = (CustomerId, u32)>| {
+                for (id, _) in entries.filter(|(_, slot)| slot_matches(*slot as usize)).take(first + 1) {
                     if let Some(row) = self.rows.get(&id) {
                         page.push(row);
                     }
@@ -653,15 +731,15 @@ impl CustomerDirectory {
                 }
                 [(SortKey::Name, order)] => {
                     let key = after.map(|a| (a.name.clone(), a.id));
-                    take(&mut walk(&self.by_name, key, *order).map(|(_, id)| *id));
+                    take(&mut walk(&self.by_name, key, *order).map(|((_, id), slot)| (*id, *slot)));
                 }
                 [(SortKey::CreatedAt, order)] => {
                     let key = after.map(|a| (a.created_at, a.id));
-                    take(&mut walk(&self.by_created, key, *order).map(|(_, id)| *id));
+                    take(&mut walk(&self.by_created, key, *order).map(|((_, id), slot)| (*id, *slot)));
                 }
                 [(SortKey::LastContact, order)] => {
                     let key = after.map(|a| (contact_key(a.last_contact), a.id));
-                    take(&mut walk(&self.by_contact, key, *order).map(|(_, id)| *id));
+                    take(&mut walk(&self.by_contact, key, *order).map(|((_, id), slot)| (*id, *slot)));
                 }
                 _ => page = self.sorted_matches(&slot_matches, found.as_deref(), after, &q.sort, first + 1),
             }
@@ -671,6 +749,21 @@ impl CustomerDirectory {
         let rows: Vec<CustomerRow> = page.into_iter().cloned().collect();
         let end_cursor = rows.last().map(|r| r.id.0.to_string());
         Page { rows, total, end_cursor, has_next }
+    }
+
+    /// The slots whose public search text holds `needle`: from the postings of its rarest
+    /// character when they name few enough texts, else by one pass over the arena.
+    fn public_matches(&self, needle: &str, finder: &memchr::memmem::Finder<'_>) -> Vec<usize> {
+        let candidates = self.postings.candidates(needle);
+        if candidates.len().saturating_mul(4) > self.columns.len() {
+            return self.search.search(finder);
+        }
+        let single = needle.chars().nth(1).is_none();
+        candidates
+            .iter()
+            .map(|slot| *slot as usize)
+            .filter(|slot| single || self.search.line(*slot).is_some_and(|line| finder.find(line).is_some()))
+            .collect()
     }
 
     /// The first `limit` matches after the cursor row, by a partial sort of every match
@@ -688,43 +781,73 @@ impl CustomerDirectory {
             Some(found) => Box::new(found.iter().copied()),
             None => Box::new(0..self.columns.len()),
         };
-        let mut rows: Vec<&CustomerRow> = slots
+        let after = after.and_then(|a| self.slot_of.get(&a.id).copied());
+        // Each match with a coarse key of its first sort key, so that most comparisons read
+        // one contiguous array; equal coarse keys fall back to the full order.
+        let mut keyed: Vec<(u128, usize)> = slots
             .filter(|slot| matches(*slot))
-            .filter_map(|slot| self.rows.get(&self.columns[slot].id))
-            .filter(|r| after.is_none_or(|a| Self::compare(r, a, sort).is_gt()))
+            .filter(|slot| after.is_none_or(|a| self.compare(*slot, a, sort).is_gt()))
+            .map(|slot| (self.coarse_key(slot, sort.first()), slot))
             .collect();
-        if rows.len() > limit {
-            rows.select_nth_unstable_by(limit - 1, |a, b| Self::compare(a, b, sort));
-            rows.truncate(limit);
+        let order = |a: &(u128, usize), b: &(u128, usize)| a.0.cmp(&b.0).then_with(|| self.compare(a.1, b.1, sort));
+        if keyed.len() > limit {
+            keyed.select_nth_unstable_by(limit - 1, order);
+            keyed.truncate(limit);
         }
-        rows.sort_by(|a, b| Self::compare(a, b, sort));
-        rows
+        keyed.sort_by(order);
+        keyed.iter().filter_map(|(_, slot)| self.rows.get(&self.columns[*slot].id)).collect()
+    }
+
+    /// A key that never orders two slots against `sort_key` (a < b implies key(a) <= key(b)),
+    /// in the key's direction; 0 for every slot when there is no sort key.
+    fn coarse_key(&self, slot: usize, sort_key: Option<&(SortKey, Order)>) -> u128 {
+        // i64 to u128 keeping the order.
+        let time = |t: Timestamp| u128::from(t.0.cast_unsigned() ^ (1 << 63));
+        let c = &self.columns[slot];
+        match sort_key {
+            None => 0,
+            Some((key, order)) => {
+                let key = match key {
+                    SortKey::Name => c.name_prefix,
+                    SortKey::CreatedAt => time(c.created_at),
+                    SortKey::LastContact => c.last_contact.map_or(u128::MAX, time),
+                };
+                if *order == Order::Descending {
+                    !key
+                } else {
+                    key
+                }
+            }
+        }
     }
 
     /// Brings the derived structures of `id` in line with its row, given the sort keys it had.
     /// `before.0` is the old name only if it may have changed.
     fn reindex(&mut self, id: CustomerId, before: Option<(Option<String>, Timestamp, Option<Timestamp>)>) {
         let Some(row) = self.rows.get(&id) else { return };
+        let slot = self.slot_of.get(&id).copied().unwrap_or(self.columns.len());
+        // Slots count customers; four billion of them is beyond any directory in memory.
+        let Ok(slot32) = u32::try_from(slot) else { return };
         match before {
             Some((name, created_at, last_contact)) => {
                 // Most events change no sort key; only touch the indexes whose key moved.
                 if let Some(name) = name.filter(|name| *name != row.name) {
                     self.by_name.remove(&(name, id));
-                    self.by_name.insert((row.name.clone(), id));
+                    self.by_name.insert((row.name.clone(), id), slot32);
                 }
                 if created_at != row.created_at {
                     self.by_created.remove(&(created_at, id));
-                    self.by_created.insert((row.created_at, id));
+                    self.by_created.insert((row.created_at, id), slot32);
                 }
                 if last_contact != row.last_contact {
                     self.by_contact.remove(&(contact_key(last_contact), id));
-                    self.by_contact.insert((contact_key(row.last_contact), id));
+                    self.by_contact.insert((contact_key(row.last_contact), id), slot32);
                 }
             }
             None => {
-                self.by_name.insert((row.name.clone(), id));
-                self.by_created.insert((row.created_at, id));
-                self.by_contact.insert((contact_key(row.last_contact), id));
+                self.by_name.insert((row.name.clone(), id), slot32);
+                self.by_created.insert((row.created_at, id), slot32);
+                self.by_contact.insert((contact_key(row.last_contact), id), slot32);
             }
         }
         let next_segment = u32::try_from(self.segments.len()).unwrap_or(u32::MAX);
@@ -742,20 +865,19 @@ impl CustomerDirectory {
             created_at: row.created_at,
             last_contact: row.last_contact,
             has_tags: !row.tags.is_empty(),
+            name_prefix: name_prefix(&row.name),
+            name_len: row.name.len(),
         };
         *self.cube.entry(cube_key(&columns)).or_insert(0) += 1;
-        match self.slot_of.get(&id) {
-            Some(slot) => {
-                let old = cube_key(&self.columns[*slot]);
-                if let Some(count) = self.cube.get_mut(&old) {
-                    *count = count.saturating_sub(1);
-                }
-                self.columns[*slot] = columns;
+        if slot < self.columns.len() {
+            let old = cube_key(&self.columns[slot]);
+            if let Some(count) = self.cube.get_mut(&old) {
+                *count = count.saturating_sub(1);
             }
-            None => {
-                self.slot_of.insert(id, self.columns.len());
-                self.columns.push(columns);
-            }
+            self.columns[slot] = columns;
+        } else {
+            self.slot_of.insert(id, slot);
+            self.columns.push(columns);
         }
     }
 
@@ -792,10 +914,10 @@ impl CustomerDirectory {
 
 /// The entries of an ordered index after `from` (exclusive), in `order`.
 fn walk<'a, K: Ord + Clone>(
-    index: &'a BTreeSet<(K, CustomerId)>,
+    index: &'a BTreeMap<(K, CustomerId), u32>,
     from: Option<(K, CustomerId)>,
     order: Order,
-) -> Box<dyn Iterator<Item = &'a (K, CustomerId)> + 'a> {
+) -> Box<dyn Iterator<Item = (&'a (K, CustomerId), &'a u32)> + 'a> {
     use std::ops::Bound::{Excluded, Unbounded};
     match (order, from) {
         (Order::Ascending, None) => Box::new(index.iter()),
@@ -889,6 +1011,23 @@ mod tests {
         assert_eq!(phone_needle("1391234"), None, "already compact");
         assert_eq!(phone_needle("王 139"), None, "not a phone");
         assert_eq!(phone_needle("1-2"), None, "too short");
+    }
+
+    #[test]
+    fn character_postings_follow_each_text_and_name_the_rarest_list() {
+        let mut postings = CharPostings::default();
+        postings.replace(0, None, "王伟");
+        postings.replace(1, None, "王芳");
+        postings.replace(2, None, "李伟");
+        assert_eq!(postings.candidates("王"), [0, 1]);
+        assert_eq!(postings.candidates("伟"), [0, 2]);
+        postings.replace(0, Some("王伟".as_bytes()), "张伟");
+        assert_eq!(postings.candidates("王"), [1], "a renamed text leaves its old characters");
+        assert_eq!(postings.candidates("张伟"), [0], "the rarest character's list");
+        assert!(postings.candidates("赵").is_empty());
+        assert!(postings.candidates("王赵").is_empty(), "a character in no text: no candidates");
+        postings.replace(1, Some("王芳".as_bytes()), "");
+        assert!(!postings.slots.contains_key(&'王'), "empty lists are dropped");
     }
 
     #[test]
