@@ -162,6 +162,9 @@ pub enum CommandError {
     /// The views did not apply the command's seq within the bound (API: INTERNAL).
     #[error("the views did not apply seq {0} within {1:?}")]
     Lagging(Seq, Duration),
+    /// The key store failed after the command's events were durable (API: INTERNAL).
+    #[error("key store: {0}")]
+    Keys(String),
 }
 
 type Cached = (Version, Box<dyn Any + Send + Sync>);
@@ -573,9 +576,8 @@ impl CommandBus {
             let page = self.store.read_stream(stream, version.next(), LOAD_PAGE).await.map_err(CommandError::Store)?;
             let full = page.len() == LOAD_PAGE;
             for record in page {
-                let event = A::Event::decode(record.kind.as_str(), record.schema, &record.payload).map_err(|e| {
-                    CommandError::Views(ProjectionError::Decode { seq: record.seq, reason: e.to_string() })
-                })?;
+                let event: A::Event = oacis_projections::decode::decode_event(&record, self.store.keys().map(|k| &**k))
+                    .map_err(CommandError::Views)?;
                 state = A::evolve(state, &event);
                 version = record.version;
             }

@@ -8,6 +8,7 @@ mod access;
 mod auth;
 mod cli;
 mod command;
+mod erasure;
 mod graphql;
 mod progress;
 mod server;
@@ -38,6 +39,10 @@ enum Command {
     Export(cli::export::ExportArgs),
     /// Replay every read view from the log and print the hash of their canonical dump.
     Rebuild(cli::rebuild::RebuildArgs),
+    /// Erase a customer's personal data (its data key destroyed; the log keeps verifying).
+    Erase(cli::erase::EraseArgs),
+    /// Manage the key store of personal data.
+    Keys(cli::keys::KeysArgs),
     /// Serve GraphQL over HTTP on an embedded store (see README for a tour).
     Serve(server::ServeArgs),
     /// Fill an empty data folder with demo data (customers, users of every default role) and
@@ -61,6 +66,8 @@ fn main() -> ExitCode {
         Command::Verify(args) => cli::verify::run(&args),
         Command::Export(args) => cli::export::run(&args),
         Command::Rebuild(args) => cli::rebuild::run(&args),
+        Command::Erase(args) => cli::erase::run(&args),
+        Command::Keys(args) => cli::keys::run(&args),
         Command::Serve(args) => run_server(args),
         Command::Demo(args) => run_demo(&args),
         Command::Schema => {

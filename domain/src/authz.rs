@@ -50,6 +50,8 @@ permissions! {
     CustomerMerge = "customer.merge",
     /// Undo a merge of customers (administrators only by default).
     CustomerUnmerge = "customer.unmerge",
+    /// Erase a customer's personal data for good (administrators only by default).
+    CustomerErase = "customer.erase",
     /// Transfer customers to another owner.
     CustomerTransfer = "customer.transfer",
     /// See service cases.

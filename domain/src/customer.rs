@@ -90,8 +90,10 @@ pub struct SocialHandle {
     pub handle: String,
 }
 
-/// Every piece of personal data of a customer.
+/// Every piece of personal data of a customer. Stored sealed with the customer's data key;
+/// once erased it reads as empty (every field defaults, hence `serde(default)`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CustomerPersonal {
     /// Phones in E.164, with `;ext=<digits>` for an extension (`validate::phone`).
     pub phones: Vec<String>,
@@ -233,6 +235,8 @@ pub struct CustomerState {
     pub last_contact: Option<Timestamp>,
     /// Purchases by id.
     pub purchases: BTreeMap<EntryId, PurchaseState>,
+    /// Whether its personal data was erased (it stays empty from then on).
+    pub erased: bool,
 }
 
 /// What can be asked of a customer.
@@ -325,6 +329,13 @@ pub enum CustomerCommand {
         /// Why.
         reason: String,
     },
+    /// Erase the customer's personal data (the right to erasure: PIPL art. 47, GDPR art. 17).
+    /// An administrator's act; the caller destroys the data key once the event is durable.
+    /// Erasing an erased customer changes nothing.
+    ErasePersonalData {
+        /// Why (the request or legal ground), no personal data.
+        reason: String,
+    },
 }
 
 /// Payload of `CustomerRegistered`.
@@ -361,6 +372,13 @@ pub struct CustomerOwnerChanged {
 /// Payload of `CustomerArchived`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerArchived {
+    /// Why.
+    pub reason: String,
+}
+
+/// Payload of `PersonalDataErased`: who and when are the record's actor and time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonalDataErased {
     /// Why.
     pub reason: String,
 }
@@ -473,6 +491,8 @@ events! {
         PurchaseRecorded(PurchaseRecorded) = 1,
         /// A purchase was reversed.
         PurchaseReversed(PurchaseReversed) = 1,
+        /// The customer's personal data was erased (its data key destroyed).
+        CustomerPersonalDataErased(PersonalDataErased) = 1,
     }
 }
 
@@ -609,7 +629,24 @@ impl Aggregate for Customer {
             }
             C::UpdateProfile { profile } => {
                 state.status.require(LIVE, "update")?;
+                if state.erased && profile.personal != CustomerPersonal::default() {
+                    return Err(DomainError::Rule(
+                        "this customer's personal data was erased; it is not recorded again".into(),
+                    ));
+                }
                 E::CustomerProfileUpdated(CustomerProfileUpdated { profile: checked_profile(profile, ctx)? })
+            }
+            C::ErasePersonalData { reason } => {
+                if state.status == CustomerStatus::Unregistered {
+                    return Err(DomainError::NotFound { entity: "customer" });
+                }
+                let mut v = Validator::new();
+                let reason = v.text("reason", &reason, MAX_TEXT_CHARS);
+                let reason = v.finish(reason)?;
+                if state.erased {
+                    return Ok(Vec::new());
+                }
+                E::CustomerPersonalDataErased(PersonalDataErased { reason })
             }
             C::ChangeOwner { owner, department } => {
                 state.status.require(LIVE, "transfer")?;
@@ -757,6 +794,12 @@ impl Aggregate for Customer {
                 state.department = Some(e.department);
             }
             E::CustomerProfileUpdated(e) => state.profile = Some(e.profile.clone()),
+            E::CustomerPersonalDataErased(_) => {
+                state.erased = true;
+                if let Some(profile) = &mut state.profile {
+                    profile.personal = CustomerPersonal::default();
+                }
+            }
             E::CustomerOwnerChanged(e) => {
                 state.owner = Some(e.owner);
                 state.department = Some(e.department);

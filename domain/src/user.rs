@@ -16,8 +16,10 @@ use crate::events;
 use crate::ids::{DepartmentId, EntryId, Timestamp, UserId};
 use crate::validate::Validator;
 
-/// Personal data of a user.
+/// Personal data of a user. Stored sealed with the user's data key; once erased it reads as
+/// empty (hence `serde(default)`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UserPersonal {
     /// Phone in E.164.
     pub phone: Option<String>,

@@ -309,3 +309,26 @@ fn a_purchase_amount_beyond_any_real_one_is_refused() {
     );
     assert!(s.when(purchase(MAX_AMOUNT_MINOR), &ctx()).is_ok());
 }
+
+#[test]
+fn erasure_empties_personal_data_for_good_and_is_idempotent() {
+    let mut s = registered();
+    let refused =
+        Scenario::<Customer>::given(&[]).when(CustomerCommand::ErasePersonalData { reason: "x".into() }, &ctx());
+    assert!(matches!(refused, Err(DomainError::NotFound { .. })), "nobody to erase");
+    let events = s.when(CustomerCommand::ErasePersonalData { reason: "本人申请".into() }, &ctx()).unwrap();
+    assert!(matches!(&events[..], [CustomerEvent::CustomerPersonalDataErased(e)] if e.reason == "本人申请"));
+    let state = s.state();
+    assert!(state.erased);
+    let profile = state.profile.clone().unwrap();
+    assert_eq!(profile.personal, CustomerPersonal::default());
+    assert_eq!(profile.name, "张伟", "names and other fields remain");
+    assert!(s.when(CustomerCommand::ErasePersonalData { reason: "again".into() }, &ctx()).unwrap().is_empty());
+    // Personal data is not recorded again; the rest of the profile still changes.
+    let again = s.when(CustomerCommand::UpdateProfile { profile: person("张伟") }, &ctx());
+    assert!(matches!(again, Err(DomainError::Rule(_))), "{again:?}");
+    let mut without = person("张伟伟");
+    without.personal = CustomerPersonal::default();
+    s.when(CustomerCommand::UpdateProfile { profile: without }, &ctx()).unwrap();
+    assert_eq!(s.state().profile.clone().unwrap().name, "张伟伟");
+}

@@ -91,6 +91,7 @@ fn samples() -> Samples {
             CustomerCommand::Restore,
             CustomerCommand::MergeInto { survivor: customer(2), survivor_status: CustomerStatus::Active },
             CustomerCommand::Unmerge,
+            CustomerCommand::ErasePersonalData { reason: "本人申请删除个人信息".into() },
         ],
     );
     collect::<ServiceCase>(

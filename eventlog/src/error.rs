@@ -120,6 +120,18 @@ pub enum AppendError {
         /// Index of the event in the append (counting across streams, in order).
         index: usize,
     },
+    /// A payload holds personal data but the append does not name the version its records
+    /// get (`ExpectedVersion::Any`): sealed data is bound to its record's version, so it must
+    /// be known (API: internal error; the domain always names it).
+    #[error("stream {stream}: an append with personal data must expect an exact version (or no stream)")]
+    PersonalDataNeedsVersion {
+        /// The stream.
+        stream: StreamId,
+    },
+    /// The key store refused: the subject's personal data was erased (API: VALIDATION), or
+    /// it could not write the key (API: internal error). Nothing was written to the log.
+    #[error("key store: {0}")]
+    Keys(#[from] crate::keys::KeyError),
     /// The store failed; the append may or may not be durable. Retrying with the same command
     /// id is safe (API: internal error, logged once).
     #[error(transparent)]

@@ -7,7 +7,9 @@
 //!
 //! Invariants kept here:
 //! - The log knows nothing of the domain: an event is a stream name, a kind, a schema number
-//!   and payload bytes (JSON, stored exactly as given). Nothing in this crate interprets a payload.
+//!   and payload bytes (JSON, stored exactly as given). Nothing in this crate interprets a
+//!   payload, except [`seal`]: with a [`keys::KeyStore`] configured, members named `personal`
+//!   are stored encrypted with their stream's data key (crypto-shredding).
 //! - `seq` is gapless from 1; a stream's `version` is gapless from 1; every record's
 //!   `prev_hash` is the previous record's `hash` (the genesis value is 32 zero bytes).
 //! - A record's hash covers the exact bytes that are stored; nothing is ever re-serialized
@@ -26,8 +28,10 @@ pub mod checkpoint;
 pub mod codec;
 mod error;
 pub mod export;
+pub mod keys;
 mod limits;
 mod model;
+pub mod seal;
 mod sled_store;
 mod store;
 pub mod verify;

@@ -133,6 +133,12 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// The feed type [`EventStore::subscribe`] returns.
     type Subscription: Subscription;
 
+    /// The key store that seals personal data on append, if any: readers open sealed
+    /// payloads with it ([`crate::seal::open_record`]). None by default.
+    fn keys(&self) -> Option<&std::sync::Arc<crate::keys::KeyStore>> {
+        None
+    }
+
     /// Appends `events` to `stream` if its version satisfies `expected`. All events get the
     /// same metadata, consecutive seqs and consecutive stream versions. The one-stream case of
     /// [`EventStore::append_many`], with the same errors.

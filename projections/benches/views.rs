@@ -54,7 +54,7 @@ async fn read_and_decode_rate(store: &SledStore) -> f64 {
     let mut decoded = 0u64;
     each_page(store, |page| {
         for record in page {
-            decode(record).unwrap();
+            decode(record, None).unwrap();
             decoded += 1;
         }
     })
@@ -122,7 +122,7 @@ async fn run(base: &std::path::Path, customers: usize) {
 
     // Where the time goes: each view applying already-decoded records on its own.
     let mut decoded = Vec::new();
-    each_page(&store, |page| decoded.extend(page.iter().map(|r| decode(r).unwrap()))).await;
+    each_page(&store, |page| decoded.extend(page.iter().map(|r| decode(r, None).unwrap()))).await;
     let mut per_view = Vec::new();
     {
         use oacis_projections::view::View;

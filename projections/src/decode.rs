@@ -1,6 +1,7 @@
 //! From log records to domain events: the stream name says which aggregate (and which id),
 //! the kind and schema say which event, the payload is decoded through the domain's own
-//! decoder (with upcasting).
+//! decoder (with upcasting), after its personal data is opened with the store's keys (an
+//! erased subject's personal data decodes as empty).
 
 use oacis_domain::access::{GrantEvent, ReservationEvent, RoleEvent};
 use oacis_domain::access_log::AccessLogEvent;
@@ -11,6 +12,9 @@ use oacis_domain::ids::{CaseId, CustomerId, DepartmentId, GrantId, RoleId, TaskI
 use oacis_domain::task::TaskEvent;
 use oacis_domain::user::UserEvent;
 use oacis_domain::DomainEvent;
+use std::borrow::Cow;
+
+use oacis_eventlog::keys::KeyStore;
 use oacis_eventlog::{Record, RecordRef, Seq};
 use uuid::Uuid;
 
@@ -59,33 +63,51 @@ fn id_of(seq: Seq, stream: &str, rest: &str) -> Result<Uuid, ProjectionError> {
         .map_err(|_| ProjectionError::Decode { seq, reason: format!("stream {stream} has no valid id") })
 }
 
-fn event<E: DomainEvent>(record: &RecordRef<'_>) -> Result<E, ProjectionError> {
-    E::decode(record.kind, record.schema, record.payload)
+fn event<E: DomainEvent>(record: &RecordRef<'_>, keys: Option<&KeyStore>) -> Result<E, ProjectionError> {
+    let payload = open_record(keys, record)?;
+    E::decode(record.kind, record.schema, &payload)
         .map_err(|e| ProjectionError::Decode { seq: record.seq, reason: e.to_string() })
 }
 
-/// Decodes one record.
-pub fn decode(record: &Record) -> Result<DomainRecord, ProjectionError> {
-    decode_ref(&record.borrowed())
+/// The payload of `record` with its personal data opened (see `oacis_eventlog::seal`).
+///
+/// # Errors
+/// [`ProjectionError::Decode`] when a sealed value does not open.
+pub fn open_record<'a>(keys: Option<&KeyStore>, record: &RecordRef<'a>) -> Result<Cow<'a, [u8]>, ProjectionError> {
+    oacis_eventlog::seal::open_record(keys, record)
+        .map_err(|e| ProjectionError::Decode { seq: record.seq, reason: e.to_string() })
+}
+
+/// One record's event, decoded as `E` after its personal data is opened with `keys`.
+///
+/// # Errors
+/// [`ProjectionError::Decode`].
+pub fn decode_event<E: DomainEvent>(record: &Record, keys: Option<&KeyStore>) -> Result<E, ProjectionError> {
+    event(&record.borrowed(), keys)
+}
+
+/// Decodes one record, opening its personal data with `keys` (the store's key store).
+pub fn decode(record: &Record, keys: Option<&KeyStore>) -> Result<DomainRecord, ProjectionError> {
+    decode_ref(&record.borrowed(), keys)
 }
 
 /// Decodes one record borrowed from storage (see `EventStore::read_all_with`).
-pub fn decode_ref(record: &RecordRef<'_>) -> Result<DomainRecord, ProjectionError> {
+pub fn decode_ref(record: &RecordRef<'_>, keys: Option<&KeyStore>) -> Result<DomainRecord, ProjectionError> {
     let stream = record.stream;
     let seq = record.seq;
     let (prefix, rest) = stream
         .split_once('-')
         .ok_or_else(|| ProjectionError::Decode { seq, reason: format!("stream {stream} has no aggregate prefix") })?;
     let event = match prefix {
-        "customer" => AnyEvent::Customer(CustomerId(id_of(seq, stream, rest)?), event(record)?),
-        "case" => AnyEvent::Case(CaseId(id_of(seq, stream, rest)?), event(record)?),
-        "task" => AnyEvent::Task(TaskId(id_of(seq, stream, rest)?), event(record)?),
-        "user" => AnyEvent::User(UserId(id_of(seq, stream, rest)?), event(record)?),
-        "department" => AnyEvent::Department(DepartmentId(id_of(seq, stream, rest)?), event(record)?),
-        "role" => AnyEvent::Role(RoleId(id_of(seq, stream, rest)?), event(record)?),
-        "grant" => AnyEvent::Grant(GrantId(id_of(seq, stream, rest)?), event(record)?),
-        "unique" => AnyEvent::Reservation(event(record)?),
-        "access" => AnyEvent::AccessLog(UserId(id_of(seq, stream, rest)?), event(record)?),
+        "customer" => AnyEvent::Customer(CustomerId(id_of(seq, stream, rest)?), event(record, keys)?),
+        "case" => AnyEvent::Case(CaseId(id_of(seq, stream, rest)?), event(record, keys)?),
+        "task" => AnyEvent::Task(TaskId(id_of(seq, stream, rest)?), event(record, keys)?),
+        "user" => AnyEvent::User(UserId(id_of(seq, stream, rest)?), event(record, keys)?),
+        "department" => AnyEvent::Department(DepartmentId(id_of(seq, stream, rest)?), event(record, keys)?),
+        "role" => AnyEvent::Role(RoleId(id_of(seq, stream, rest)?), event(record, keys)?),
+        "grant" => AnyEvent::Grant(GrantId(id_of(seq, stream, rest)?), event(record, keys)?),
+        "unique" => AnyEvent::Reservation(event(record, keys)?),
+        "access" => AnyEvent::AccessLog(UserId(id_of(seq, stream, rest)?), event(record, keys)?),
         other => {
             return Err(ProjectionError::Decode {
                 seq,

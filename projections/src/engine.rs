@@ -11,11 +11,12 @@
 
 use std::sync::{Arc, RwLock};
 
-use oacis_domain::{Aggregate, DomainEvent};
+use oacis_domain::Aggregate;
+use oacis_eventlog::keys::KeyStore;
 use oacis_eventlog::{EventStore, Record, Seq, StreamId, Subscription, Version};
 use tokio::sync::watch;
 
-use crate::decode::{decode, decode_ref, DomainRecord};
+use crate::decode::{decode, decode_event, decode_ref, DomainRecord};
 use crate::error::ProjectionError;
 use crate::view::View;
 use crate::views::access::AccessDirectory;
@@ -60,9 +61,9 @@ impl Views {
         self.applied
     }
 
-    /// Applies one record to every view.
-    pub fn apply(&mut self, record: &Record) -> Result<(), ProjectionError> {
-        self.apply_decoded(&decode(record)?)
+    /// Applies one record to every view, opening its personal data with `keys`.
+    pub fn apply(&mut self, record: &Record, keys: Option<&KeyStore>) -> Result<(), ProjectionError> {
+        self.apply_decoded(&decode(record, keys)?)
     }
 
     /// Applies one decoded record to every view; records must come in seq order, gapless.
@@ -305,7 +306,8 @@ async fn read_and_decode<S: EventStore>(
     spare: SparePages,
 ) -> Result<DecodedPage, ProjectionError> {
     let max = usize::try_from(until.0 - from.0 + 1).unwrap_or(REPLAY_PAGE).min(REPLAY_PAGE);
-    Ok(store.read_all_with(from, max, spare.take(), |record| decode_ref(&record)).await?)
+    let keys = store.keys().cloned();
+    Ok(store.read_all_with(from, max, spare.take(), move |record| decode_ref(&record, keys.as_deref())).await?)
 }
 
 /// Where the follower stands.
@@ -352,10 +354,13 @@ impl Projections {
         let (tx, state) = watch::channel(Following::At(applied));
         let mut feed = store.subscribe(applied.next());
         let shared = views.clone();
+        let keys = store.keys().cloned();
         let follower = tokio::spawn(async move {
             while let Some(record) = feed.next().await {
-                let outcome = record.map_err(ProjectionError::from).and_then(|record| match shared.write() {
-                    Ok(mut views) => views.apply(&record).map(|()| record.seq),
+                // Decoded (and opened) before the views are locked for writing.
+                let decoded = record.map_err(ProjectionError::from).and_then(|r| decode(&r, keys.as_deref()));
+                let outcome = decoded.and_then(|record| match shared.write() {
+                    Ok(mut views) => views.apply_decoded(&record).map(|()| record.seq),
                     Err(_) => Err(ProjectionError::Stopped(record.seq)),
                 });
                 match outcome {
@@ -425,8 +430,7 @@ pub async fn state_as_of<A: Aggregate, S: EventStore>(
         let Some(last) = page.last() else { return Ok(state) };
         from = last.version.next();
         for record in page.iter().take_while(|r| r.seq <= seq) {
-            let event = A::Event::decode(record.kind.as_str(), record.schema, &record.payload)
-                .map_err(|e| ProjectionError::Decode { seq: record.seq, reason: e.to_string() })?;
+            let event: A::Event = decode_event(record, store.keys().map(|k| &**k))?;
             state = A::evolve(state, &event);
         }
         if page.iter().any(|r| r.seq > seq) {

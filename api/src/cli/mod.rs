@@ -1,5 +1,7 @@
 //! One module per subcommand of `oacis`.
 
+pub mod erase;
 pub mod export;
+pub mod keys;
 pub mod rebuild;
 pub mod verify;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use oacis_eventlog::{EventStore, SledConfig, SledStore};
+use oacis_eventlog::EventStore;
 use oacis_projections::Views;
 
 use crate::progress::Progress;
@@ -17,14 +17,17 @@ pub struct RebuildArgs {
     /// The data folder.
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
+    /// The key-encryption key (personal data is opened on replay).
+    #[command(flatten)]
+    keys: crate::cli::keys::KeyArgs,
 }
 
 pub fn run(args: &RebuildArgs) -> anyhow::Result<ExitCode> {
     if !args.data.join("db").exists() {
         anyhow::bail!("{} holds no event store", args.data.display());
     }
-    let store =
-        SledStore::open(SledConfig::new(&args.data)).with_context(|| format!("opening {}", args.data.display()))?;
+    let store = crate::cli::keys::open_store(&args.data, &args.keys)
+        .with_context(|| format!("opening {}", args.data.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut progress = Progress::new("rebuild", store.head().seq.0);
     let views = runtime.block_on(Views::replay(&store, None, &mut |seq| progress.set(seq.0)))?;

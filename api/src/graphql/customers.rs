@@ -51,6 +51,9 @@ pub struct CustomerNode {
     /// The customer's version: send it back as `expectedVersion` to refuse an edit made
     /// on stale data (absent in as-of reads).
     pub version: Option<u64>,
+    /// Whether the customer's personal data was erased (`erasePersonalData`): phones,
+    /// e-mails, identity number and birth date are then empty for good, in as-of reads too.
+    pub personal_data_erased: bool,
     #[graphql(skip)]
     raw_phones: Vec<String>,
     #[graphql(skip)]
@@ -114,6 +117,7 @@ impl CustomerNode {
             created_at: Some(time_text(row.created_at)),
             last_contact: row.last_contact.map(time_text),
             version: Some(row.version),
+            personal_data_erased: row.erased,
             raw_phones: row.phones.clone(),
             raw_emails: row.emails.clone(),
             raw_id_number: None,
@@ -140,6 +144,7 @@ impl CustomerNode {
             created_at: None,
             last_contact: state.last_contact.map(time_text),
             version: None,
+            personal_data_erased: state.erased,
             raw_phones: profile.personal.phones.clone(),
             raw_emails: profile.personal.emails.clone(),
             raw_id_number: profile.personal.id_number.clone(),
@@ -318,7 +323,12 @@ impl CustomerQuery {
         let node = views(ctx, |v| {
             let now = v.directory.get(id)?;
             let resource = resource(&v.access, Some(now.owner), Some(now.department));
-            caller.may(Permission::CustomerRead, &resource).then(|| CustomerNode::from_state(id, &past, resource))?
+            let mut node = caller
+                .may(Permission::CustomerRead, &resource)
+                .then(|| CustomerNode::from_state(id, &past, resource))??;
+            // Erased now means erased in every past state too.
+            node.personal_data_erased |= now.erased;
+            Some(node)
         })?;
         node.ok_or(ApiError::NotFound("customer"))
     }
@@ -581,6 +591,26 @@ impl CustomerMutation {
             .ok_or_else(|| ApiError::field("owner", FieldCode::InvalidFormat, "no such user"))?;
         let command = CustomerCommand::ChangeOwner { owner, department };
         run(ctx, id, Permission::CustomerTransfer, command, client_mutation_id, expected_version).await
+    }
+
+    /// Erases a customer's personal data for good (the right to erasure: PIPL art. 47, GDPR
+    /// art. 17; needs `customer.erase`): records the erasure (who, when, why), then destroys
+    /// the customer's data key, so its phones, e-mails, addresses, identity number and birth
+    /// date read as erased everywhere: lists, history, timelines, exports and backups of the
+    /// log. Names and other fields remain, and every hash of the log still verifies. Erasing
+    /// an erased customer writes nothing. `reason` holds no personal data.
+    async fn erase_personal_data(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        reason: String,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let id = CustomerId(parse_id("id", &id)?);
+        customer_resource(ctx, id, Permission::CustomerErase)?;
+        let origin = origin(ctx, client_mutation_id.clone())?;
+        let executed = crate::erasure::erase_customer(&app(ctx)?.bus, id, reason, &origin).await?;
+        Ok(MutationResult::new(id, executed, client_mutation_id))
     }
 
     /// Archives a customer.

@@ -7,6 +7,7 @@
 
 use async_graphql::ErrorExtensions;
 use oacis_domain::{DomainError, FieldCode, FieldError};
+use oacis_eventlog::keys::KeyError;
 use oacis_eventlog::AppendError;
 use oacis_projections::ProjectionError;
 
@@ -165,6 +166,9 @@ impl From<CommandError> for ApiError {
                 version: None,
             },
             CommandError::Refused(AppendError::Store(e)) => ApiError::internal(e),
+            CommandError::Refused(AppendError::Keys(k)) if !matches!(k, KeyError::Erased { .. }) => {
+                ApiError::internal(k)
+            }
             CommandError::Refused(refused) => ApiError::field("", FieldCode::OutOfRange, refused.to_string()),
             other => ApiError::internal(other),
         }

@@ -32,8 +32,8 @@ async fn events_of<E: DomainEvent>(ctx: &Context<'_>, stream: &str) -> ApiResult
         let full = page.len() == PAGE;
         for record in page {
             from = record.version.next();
-            let event = E::decode(record.kind.as_str(), record.schema, &record.payload)
-                .map_err(|e| ApiError::internal(format!("seq {}: {e}", record.seq)))?;
+            let event: E = oacis_projections::decode::decode_event(&record, store.keys().map(|k| &**k))
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             out.push((record, event));
         }
         if !full {

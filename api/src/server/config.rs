@@ -10,6 +10,9 @@ pub struct ServeArgs {
     /// The data folder (created with an empty store if missing).
     #[arg(long, value_name = "DIR", env = "OACIS_DATA", default_value = "./oacis-data")]
     pub data: PathBuf,
+    /// Where the key-encryption key of the personal data is.
+    #[command(flatten)]
+    pub keys: crate::cli::keys::KeyArgs,
     /// Address and port to listen on.
     #[arg(long, value_name = "ADDR", env = "OACIS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

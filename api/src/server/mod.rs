@@ -28,7 +28,6 @@ use oacis_domain::access_log::{AccessLog, AccessLogCommand};
 use oacis_domain::authz::Permission;
 use oacis_domain::ids::{AccessLogId, EntryId, Timestamp};
 use oacis_eventlog::EventStore;
-use oacis_eventlog::{SledConfig, SledStore};
 use oacis_projections::Projections;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -90,11 +89,16 @@ impl App {
         let region = oacis_domain::validate::Region::parse(&config.default_region).ok_or_else(|| {
             anyhow::anyhow!("--default-region {:?} is not an ISO 3166-1 region", config.default_region)
         })?;
-        let store = SledStore::open(SledConfig::new(&config.data))?;
+        let store = crate::cli::keys::open_store(&config.data, &config.keys)?;
         let mut progress = crate::progress::Progress::new("replay", store.head().seq.0);
         let projections = Projections::start(&store, &mut |seq| progress.set(seq.0)).await?;
         progress.finish();
         let bus = Arc::new(CommandBus::new(store, Arc::new(projections), VIEW_WAIT).with_phone_region(region));
+        // Erasures recorded in the log win over a key store that still holds their keys.
+        let destroyed = crate::erasure::apply_recorded(&bus)?;
+        if destroyed > 0 {
+            tracing::warn!(destroyed, "destroyed data keys of customers whose erasure the log records");
+        }
         let throttle = Throttle::new(ThrottleConfig {
             per_account_per_minute: config.sign_in_per_account_per_minute,
             per_address_per_minute: config.sign_in_per_address_per_minute,

@@ -35,8 +35,9 @@ pub use subscription::SledSubscription;
 use crate::checkpoint;
 use crate::codec;
 use crate::error::{AppendError, Error, Result};
+use crate::keys::KeyStore;
 use crate::limits::Limits;
-use crate::model::{AppendMeta, CommandId, Record, RecordRef, Seq, StreamId, Timestamp, Version};
+use crate::model::{AppendMeta, CommandId, ExpectedVersion, Record, RecordRef, Seq, StreamId, Timestamp, Version};
 use crate::store::{check_append, Appended, CommandOutcome, EventStore, Head, PendingAppend, StreamAppend};
 use crate::verify::{ChainCheck, VerifyReport};
 use index::LogIndex;
@@ -60,6 +61,9 @@ pub struct SledConfig {
     pub checkpoint_interval: std::time::Duration,
     /// Failure injection, for tests.
     pub fault: Option<Arc<FaultPlan>>,
+    /// The key store: with one, personal members of payloads are sealed on append
+    /// ([`crate::seal`]); without, payloads are stored as given.
+    pub keys: Option<Arc<KeyStore>>,
 }
 
 impl SledConfig {
@@ -70,6 +74,7 @@ impl SledConfig {
             cache_capacity_bytes: 1024 * 1024 * 1024,
             checkpoint_interval: checkpoint::INTERVAL,
             fault: None,
+            keys: None,
         }
     }
 }
@@ -91,6 +96,7 @@ struct Inner {
     heads: Arc<watch::Sender<Head>>,
     index: Arc<RwLock<LogIndex>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    keys: Option<Arc<KeyStore>>,
 }
 
 impl Drop for Inner {
@@ -269,6 +275,7 @@ impl SledStore {
                 heads: heads.clone(),
                 index: Arc::new(RwLock::new(LogIndex::default())),
                 writer: Mutex::new(None),
+                keys: config.keys.clone(),
             }),
         };
         store.check_against(recorded)?;
@@ -528,6 +535,39 @@ impl Iterator for RecordIter {
     }
 }
 
+impl SledStore {
+    /// `appends` with their personal members sealed (see [`crate::seal`]), once every key
+    /// they use is durable.
+    async fn seal(&self, mut appends: Vec<StreamAppend>) -> Result<Vec<StreamAppend>, AppendError> {
+        let Some(keys) = self.inner.keys.clone() else { return Ok(appends) };
+        let mut ticket = 0;
+        for part in &mut appends {
+            let first = match part.expected {
+                ExpectedVersion::Exact(v) => v.0 + 1,
+                ExpectedVersion::NoStream => 1,
+                ExpectedVersion::Any => {
+                    if part.events.iter().any(|e| crate::seal::may_hold_personal(&e.payload)) {
+                        return Err(AppendError::PersonalDataNeedsVersion { stream: part.stream.clone() });
+                    }
+                    continue;
+                }
+            };
+            for (version, event) in (first..).zip(part.events.iter_mut()) {
+                let sealed =
+                    crate::seal::seal(&keys, part.stream.as_str(), version, event.kind.as_str(), &event.payload)?;
+                if let Some((payload, used)) = sealed {
+                    event.payload = payload;
+                    ticket = ticket.max(used);
+                }
+            }
+        }
+        if ticket > 0 {
+            tokio::task::spawn_blocking(move || keys.make_durable(ticket)).await.map_err(|_| Error::Closed)??;
+        }
+        Ok(appends)
+    }
+}
+
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(work).await.map_err(|_| Error::Closed)?
 }
@@ -535,7 +575,12 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
 impl EventStore for SledStore {
     type Subscription = SledSubscription;
 
+    fn keys(&self) -> Option<&Arc<KeyStore>> {
+        self.inner.keys.as_ref()
+    }
+
     async fn append_many(&self, appends: Vec<StreamAppend>, meta: AppendMeta) -> Result<Vec<Appended>, AppendError> {
+        let appends = self.seal(appends).await?;
         check_append(&appends, &meta)?;
         let queue = self.inner.queue.as_ref().ok_or(Error::Closed)?;
         let (reply, answer) = oneshot::channel();
@@ -544,6 +589,7 @@ impl EventStore for SledStore {
     }
 
     async fn submit_many(&self, appends: Vec<StreamAppend>, meta: AppendMeta) -> Result<PendingAppend, AppendError> {
+        let appends = self.seal(appends).await?;
         check_append(&appends, &meta)?;
         let queue = self.inner.queue.as_ref().ok_or(Error::Closed)?;
         let (reply, answer) = oneshot::channel();

@@ -348,6 +348,7 @@ impl Analytics {
             }
             CustomerEvent::CustomerRegistered(_)
             | CustomerEvent::CustomerAbsorbed(_)
+            | CustomerEvent::CustomerPersonalDataErased(_)
             | CustomerEvent::CustomerReleased(_)
             | CustomerEvent::InteractionLogged(_) => {}
         }

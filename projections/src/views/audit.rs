@@ -178,8 +178,10 @@ pub async fn record_history<S: EventStore>(
         let Some(last) = page.last() else { return Ok(history) };
         from = last.version.next();
         for record in page.iter().take_while(|r| r.seq <= until) {
-            let decoded = crate::decode::decode(record)?;
-            let value: Value = serde_json::from_slice(&record.payload)
+            let keys = store.keys().map(|k| &**k);
+            let decoded = crate::decode::decode(record, keys)?;
+            let payload = crate::decode::open_record(keys, &record.borrowed())?;
+            let value: Value = serde_json::from_slice(&payload)
                 .map_err(|e| crate::ProjectionError::Decode { seq: record.seq, reason: e.to_string() })?;
             let mut flat = Vec::new();
             flatten("", &value, &mut flat);

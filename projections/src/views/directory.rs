@@ -60,6 +60,8 @@ pub struct CustomerRow {
     pub last_contact: Option<Timestamp>,
     /// The version of the customer's stream (for optimistic concurrency in clients).
     pub version: u64,
+    /// Whether the customer's personal data was erased (phones and e-mails stay empty).
+    pub erased: bool,
 }
 
 impl CustomerRow {
@@ -81,6 +83,7 @@ impl CustomerRow {
             created_at: at,
             last_contact: None,
             version: 1,
+            erased: false,
         };
         row.set_profile(profile);
         row
@@ -458,6 +461,13 @@ impl CustomerDirectory {
             }
         }
         None
+    }
+
+    /// The customers whose personal data was erased, by id.
+    pub fn erased(&self) -> impl Iterator<Item = CustomerId> + '_ {
+        let mut ids: Vec<CustomerId> = self.rows.values().filter(|row| row.erased).map(|row| row.id).collect();
+        ids.sort_unstable();
+        ids.into_iter()
     }
 
     /// How many customers the directory holds (all statuses).
@@ -957,6 +967,16 @@ impl View for CustomerDirectory {
             CustomerEvent::CustomerOwnerChanged(e) => {
                 row.owner = e.owner;
                 row.department = e.department;
+            }
+            CustomerEvent::CustomerPersonalDataErased(_) => {
+                row.phones.clear();
+                row.emails.clear();
+                row.erased = true;
+                if let Some(slot) = self.slot_of.get(id).and_then(|slot| u32::try_from(*slot).ok()) {
+                    self.duplicates
+                        .forget_fields(slot, &[DuplicateField::Phone, DuplicateField::Email, DuplicateField::IdNumber]);
+                }
+                self.refresh_search_upward(*id);
             }
             CustomerEvent::CustomerArchived(_) => row.status = CustomerStatus::Archived,
             CustomerEvent::CustomerRestored(_) => row.status = CustomerStatus::Active,

@@ -129,6 +129,16 @@ impl DuplicateIndex {
     }
 
     /// The slots holding `hash`.
+    /// Drops the slot's keys of `fields` (a customer's personal data erased).
+    pub(crate) fn forget_fields(&mut self, slot: u32, fields: &[DuplicateField]) {
+        let Some(held) = usize::try_from(slot).ok().and_then(|at| self.keys.get_mut(at)) else { return };
+        let (gone, kept): (Vec<u64>, Vec<u64>) = held.iter().partition(|hash| fields.contains(&field_of(**hash)));
+        *held = kept.into_boxed_slice();
+        for hash in gone {
+            self.remove(hash, slot);
+        }
+    }
+
     pub(crate) fn holders(&self, hash: u64) -> &[u32] {
         match self.one.get(&hash) {
             Some(slot) => std::slice::from_ref(slot),

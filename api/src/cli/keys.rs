@@ -1,0 +1,134 @@
+//! The key-encryption key (KEK) and the key store of a data folder: where the KEK comes from,
+//! opening the store with its keys, and `oacis keys rotate`.
+//!
+//! The KEK is 32 bytes, given as 64 hex digits in `OACIS_KEY_ENCRYPTION_KEY`, or in a file
+//! (`--key-file`, `OACIS_KEY_FILE`; default `<data folder>.kek`, beside the data folder and
+//! outside it, so that a copy of the folder alone does not hold what opens it). A missing
+//! file is generated on first start (owner-only permissions) with a warning; it is never
+//! generated for a folder whose key store already holds keys.
+//!
+//! Invariants: every command that reads or writes events opens the store through
+//! [`open_store`], so personal data is always sealed on append and opened on read.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use oacis_eventlog::keys::{Kek, KeyStore, JOURNAL, KEY_DIR};
+use oacis_eventlog::{EventStore, SledConfig, SledStore};
+
+/// The environment variable that may hold the KEK (64 hex digits).
+pub const KEK_VARIABLE: &str = "OACIS_KEY_ENCRYPTION_KEY";
+
+/// Where the key-encryption key is.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KeyArgs {
+    /// The file holding the key-encryption key (64 hex digits; generated if missing on a new
+    /// store). Default: `<data folder>.kek` beside the data folder. `OACIS_KEY_ENCRYPTION_KEY`
+    /// (64 hex digits) takes precedence.
+    #[arg(long, value_name = "FILE", env = "OACIS_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    /// The KEK file for `data`.
+    ///
+    /// # Errors
+    /// When no file is given and `data` has no name to put one beside.
+    pub fn file_for(&self, data: &Path) -> anyhow::Result<PathBuf> {
+        if let Some(file) = &self.key_file {
+            return Ok(file.clone());
+        }
+        let absolute = std::path::absolute(data).with_context(|| format!("resolving {}", data.display()))?;
+        let name = absolute.file_name().ok_or_else(|| {
+            anyhow::anyhow!("{} has no name to put a key file beside; give --key-file", data.display())
+        })?;
+        let mut file = name.to_owned();
+        file.push(".kek");
+        Ok(absolute.with_file_name(file))
+    }
+
+    /// The KEK for `data`: from the environment, else from its file (created if missing and
+    /// the folder's key store holds no keys yet).
+    ///
+    /// # Errors
+    /// A KEK that is not 64 hex digits; a missing KEK file for a store that has keys; I/O.
+    pub fn kek(&self, data: &Path) -> anyhow::Result<Kek> {
+        if let Ok(text) = std::env::var(KEK_VARIABLE) {
+            return Ok(Kek::from_hex(&text, KEK_VARIABLE)?);
+        }
+        let file = self.file_for(data)?;
+        let journal = data.join(KEY_DIR).join(JOURNAL);
+        let has_keys = std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0);
+        if has_keys && !file.exists() {
+            anyhow::bail!(
+                "the key store in {} holds keys, but the key-encryption key file {} is missing: \
+                 give --key-file or {KEK_VARIABLE}",
+                data.display(),
+                file.display()
+            );
+        }
+        let (kek, created) = Kek::load_or_create(&file)?;
+        if created {
+            tracing::warn!(
+                file = %file.display(),
+                "generated a new key-encryption key: keep this file safe and apart from the data folder \
+                 and its backups; without it no personal data can be read"
+            );
+        }
+        Ok(kek)
+    }
+}
+
+/// Opens the event store in `data` with its key store (created if new).
+///
+/// # Errors
+/// The KEK's and the key store's errors, and the store's.
+pub fn open_store(data: &Path, keys: &KeyArgs) -> anyhow::Result<SledStore> {
+    let kek = keys.kek(data)?;
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let key_store =
+        KeyStore::open(data, kek).with_context(|| format!("opening the key store of {}", data.display()))?;
+    let mut config = SledConfig::new(data);
+    config.keys = Some(key_store);
+    Ok(SledStore::open(config)?)
+}
+
+/// `oacis keys`: manage the key store.
+#[derive(Debug, clap::Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    command: KeysCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum KeysCommand {
+    /// Rewrap every data key under a new key-encryption key (the log is not touched). Start
+    /// the server with the new key afterwards; the old one no longer opens the store.
+    Rotate {
+        /// The data folder.
+        #[arg(long, value_name = "DIR", env = "OACIS_DATA")]
+        data: PathBuf,
+        /// The current key-encryption key.
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// The file with the new key-encryption key (64 hex digits; generated if missing).
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+    },
+}
+
+pub fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        KeysCommand::Rotate { data, keys, new_key_file } => {
+            // Opening the event store takes its lock: no server may append (and create keys)
+            // while the journal is rewritten.
+            let store = open_store(data, keys)?;
+            let key_store = store.keys().ok_or_else(|| anyhow::anyhow!("the store has no key store"))?;
+            let (new, _) = Kek::load_or_create(new_key_file)?;
+            let rewrapped = key_store.rotate(new.clone())?;
+            println!("rewrapped {rewrapped} data keys under key-encryption key {}", new.id_hex());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
