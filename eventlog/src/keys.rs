@@ -90,6 +90,12 @@ pub enum KeyError {
         /// The subject.
         subject: String,
     },
+    /// The key store has no key for a subject whose records hold sealed personal data.
+    #[error("the key store has no key for {subject}, whose records hold sealed personal data: it is older than the log or belongs to another store; restore the key store that goes with this log")]
+    MissingKey {
+        /// The subject.
+        subject: String,
+    },
     /// A record holds sealed personal data but no key store was given to open it.
     #[error("the record holds sealed personal data of {subject}, but no key store was given to open it")]
     NoKeyStore {

@@ -117,8 +117,9 @@ pub fn seal(
 /// sealed). An erased stream's members open as `{}`.
 ///
 /// # Errors
-/// [`KeyError::Tampered`] when a sealed value does not open with its record's data, or when
-/// its stream has no key and was not erased (the key store is not the one written with the log).
+/// [`KeyError::Tampered`] when a sealed value does not open with its record's data;
+/// [`KeyError::MissingKey`] when its stream has no key and was not erased (the key store is
+/// not the one written with the log).
 pub fn open<'a>(
     keys: &KeyStore,
     stream: &str,
@@ -142,7 +143,7 @@ pub fn open<'a>(
                 serde_json::from_slice(&plain).map_err(|_| tampered())?
             }
             KeyState::Erased => Value::Object(Map::new()),
-            KeyState::Missing => return Err(tampered()),
+            KeyState::Missing => return Err(KeyError::MissingKey { subject: stream.to_owned() }),
         };
         *member = opened;
         opened_any = true;

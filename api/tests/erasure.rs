@@ -1,0 +1,266 @@
+//! Personal data encrypted in the log, and erasure that keeps the chain verifiable: the raw
+//! files of the data folder and exports never hold personal data in plain text; erasing a
+//! customer empties its personal fields everywhere, destroys its key (its bytes are in no
+//! file afterwards), keeps every other customer intact and every export verifying; a key
+//! store restored from before the erasure does not bring the data back; and a kill -9 in
+//! the middle of registrations loses no key of an acknowledged registration.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use oacis_tests::{code, Server};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "Sesame-Open-2026";
+const CHANGED: &str = "Sesame-Changed-77";
+
+fn oacis(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_oacis")).args(args).output().expect("run oacis")
+}
+
+fn start(data: &Path) -> Server {
+    Server::start(env!("CARGO_BIN_EXE_oacis"), data, &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)])
+}
+
+fn sign_in(server: &Server, first: bool) -> String {
+    let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
+    let password = if first { PASSWORD } else { CHANGED };
+    let answer = server.gql(None, sign_in, json!({ "n": "admin", "p": password }));
+    let token = answer["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned();
+    if !first {
+        return token;
+    }
+    let change = "mutation($c: String!, $n: String!) { changePassword(current: $c, newPassword: $n) { token } }";
+    let answer = server.gql(Some(&token), change, json!({ "c": PASSWORD, "n": CHANGED }));
+    answer["data"]["changePassword"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned()
+}
+
+fn ok(answer: Value) -> Value {
+    assert!(answer["errors"].is_null(), "{answer}");
+    answer["data"].clone()
+}
+
+const REGISTER: &str = "mutation($p: ProfileInput!) { registerCustomer(profile: $p) { id } }";
+const CUSTOMER: &str =
+    "query($id: String!) { customer(id: $id) { name phones emails idNumber personalDataErased version } }";
+
+/// Every file under `dir`, with its bytes.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(at) = pending.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    files(dir)
+        .into_iter()
+        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// The wrapped key of `subject` in the key journal (see `oacis_eventlog::keys`).
+fn wrapped_key(data: &Path, subject: &str) -> Vec<u8> {
+    let journal = std::fs::read(data.join("keys").join("journal")).unwrap();
+    let at = journal.windows(subject.len()).position(|w| w == subject.as_bytes()).expect("subject in the journal");
+    let start = at + subject.len() + 8 + 24;
+    journal[start..start + 48].to_vec()
+}
+
+#[test]
+fn personal_data_is_sealed_on_disk_and_erasure_shreds_it_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let people = [
+        ("王秘密", "+8613811112222", "wang.secret@example.com", Some("11010519491231002X")),
+        ("李保留", "+8613933334444", "li.kept@example.com", None),
+        ("赵保留", "+8613755556666", "zhao.kept@example.com", None),
+    ];
+    let server = start(&data);
+    let admin = sign_in(&server, true);
+    let mut ids = Vec::new();
+    for (name, phone, email, id_number) in people {
+        let mut profile =
+            json!({ "kind": "PERSON", "name": name, "source": "REFERRAL", "phones": [phone], "emails": [email] });
+        if let Some(n) = id_number {
+            profile["idNumber"] = json!(n);
+        }
+        ids.push(
+            ok(server.gql(Some(&admin), REGISTER, json!({ "p": profile })))["registerCustomer"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // A fourth customer shares the first one's phone: a possible duplicate, until erasure.
+    let same_phone = json!({ "kind": "PERSON", "name": "王重复", "source": "OTHER", "phones": ["+8613811112222"] });
+    ok(server.gql(Some(&admin), REGISTER, json!({ "p": same_phone })));
+    let pairs = "{ possibleDuplicates(first: 10) { totalCount } }";
+    assert_eq!(ok(server.gql(Some(&admin), pairs, json!({})))["possibleDuplicates"]["totalCount"], 1);
+    // The event feed carries ciphertext, the API plaintext.
+    let feed = server.gql(Some(&admin), "{ events(first: 100) { payload } }", json!({})).to_string();
+    assert!(!feed.contains("13811112222") && feed.contains("$sealed"), "{feed}");
+    let a = ok(server.gql(Some(&admin), CUSTOMER, json!({ "id": ids[0] })));
+    assert_eq!(a["customer"]["phones"], json!(["+8613811112222"]));
+    assert_eq!(a["customer"]["idNumber"], "11010519491231002X");
+    server.kill();
+
+    // No personal data in plain text in any file of the data folder, nor in an export.
+    for (_, phone, email, id_number) in people {
+        let digits = phone.trim_start_matches("+86");
+        for needle in [digits, email].into_iter().chain(id_number) {
+            assert!(
+                holding(&data, needle.as_bytes()).is_empty(),
+                "{needle} on disk: {:?}",
+                holding(&data, needle.as_bytes())
+            );
+        }
+    }
+    let before = dir.path().join("before.jsonl");
+    let out = oacis(&["export", "--data", data.to_str().unwrap(), "--out", before.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exported = std::fs::read_to_string(&before).unwrap();
+    assert!(!exported.contains("13811112222") && !exported.contains("wang.secret"), "plain text in the export");
+    let subject = format!("customer-{}", ids[0]);
+    let wrapped = wrapped_key(&data, &subject);
+    assert_eq!(holding(&data, &wrapped).len(), 1, "the wrapped key is in the key journal only");
+    let old_journal = std::fs::read(data.join("keys").join("journal")).unwrap();
+
+    // Erase the first customer.
+    let server = start(&data);
+    let admin = sign_in(&server, false);
+    let erase = "mutation($id: String!, $r: String!) { erasePersonalData(id: $id, reason: $r) { id } }";
+    assert_eq!(code(&server.gql(None, erase, json!({ "id": ids[0], "r": "本人申请" }))), "UNAUTHENTICATED");
+    assert_eq!(code(&server.gql(Some(&admin), erase, json!({ "id": ids[0], "r": " " }))), "VALIDATION");
+    let unknown = "01930000-0000-7000-8000-00000000beef";
+    assert_eq!(code(&server.gql(Some(&admin), erase, json!({ "id": unknown, "r": "x" }))), "NOT_FOUND");
+    let head = |s: &Server| ok(s.gql(Some(&admin), "{ verifyChain { headSeq ok } }", json!({})))["verifyChain"].clone();
+    let registered_at = head(&server)["headSeq"].clone();
+    ok(server.gql(Some(&admin), erase, json!({ "id": ids[0], "r": "本人申请删除个人信息" })));
+    let erased = ok(server.gql(Some(&admin), CUSTOMER, json!({ "id": ids[0] })))["customer"].clone();
+    assert_eq!(erased["name"], "王秘密", "names remain");
+    assert_eq!((erased["phones"].clone(), erased["emails"].clone()), (json!([]), json!([])));
+    assert_eq!((erased["idNumber"].clone(), erased["personalDataErased"].clone()), (Value::Null, json!(true)));
+    let kept = ok(server.gql(Some(&admin), CUSTOMER, json!({ "id": ids[1] })))["customer"].clone();
+    assert_eq!((kept["phones"].clone(), kept["personalDataErased"].clone()), (json!(["+8613933334444"]), json!(false)));
+    // As of before the erasure, in history, search and duplicate checks: empty too.
+    let past =
+        "query($id: String!, $at: Int!) { customer(id: $id, asOfSeq: $at) { phones idNumber personalDataErased } }";
+    let then = ok(server.gql(Some(&admin), past, json!({ "id": ids[0], "at": registered_at })))["customer"].clone();
+    assert_eq!((then["phones"].clone(), then["personalDataErased"].clone()), (json!([]), json!(true)));
+    let history =
+        "query($id: String!) { recordHistory(recordType: \"customer\", id: $id) { kind changes { field after } } }";
+    let history = ok(server.gql(Some(&admin), history, json!({ "id": ids[0] }))).to_string();
+    assert!(!history.contains("13811112222") && history.contains("CustomerPersonalDataErased"), "{history}");
+    // Only the customer that shares the phone and was not erased is found by it.
+    let search = "query($t: String!) { customers(first: 10, filter: {text: $t}) { nodes { name } } }";
+    let found = ok(server.gql(Some(&admin), search, json!({ "t": "13811112222" })))["customers"]["nodes"].clone();
+    assert_eq!(found, json!([{ "name": "王重复" }]));
+    let found = ok(server.gql(Some(&admin), search, json!({ "t": "13933334444" })))["customers"]["nodes"].clone();
+    assert_eq!(found, json!([{ "name": "李保留" }]));
+    assert_eq!(ok(server.gql(Some(&admin), pairs, json!({})))["possibleDuplicates"]["totalCount"], 0);
+    // Personal data is not recorded again for an erased customer; erasing again writes nothing.
+    let update = "mutation($id: String!, $p: ProfileInput!) { updateCustomerProfile(id: $id, profile: $p) { id } }";
+    let refill = json!({ "id": ids[0], "p": { "kind": "PERSON", "name": "王秘密", "source": "REFERRAL", "phones": ["+8613811112222"] } });
+    assert_eq!(code(&server.gql(Some(&admin), update, refill)), "VALIDATION");
+    let at = head(&server);
+    ok(server.gql(Some(&admin), erase, json!({ "id": ids[0], "r": "again" })));
+    assert_eq!(head(&server), at, "a second erasure appends nothing");
+    assert_eq!(at["ok"], true);
+    server.kill();
+
+    // The key's bytes are in no file; the log and both exports verify; the kept customers
+    // still open.
+    assert!(holding(&data, &wrapped).is_empty(), "wrapped key still on disk: {:?}", holding(&data, &wrapped));
+    let after = dir.path().join("after.jsonl");
+    assert!(oacis(&["export", "--data", data.to_str().unwrap(), "--out", after.to_str().unwrap()]).status.success());
+    for args in [
+        vec!["verify", "--data", data.to_str().unwrap()],
+        vec!["verify", "--file", before.to_str().unwrap()],
+        vec!["verify", "--file", after.to_str().unwrap()],
+    ] {
+        let out = oacis(&args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    let after_text = std::fs::read_to_string(&after).unwrap();
+    assert!(after_text.starts_with(exported.as_str()), "the log's records are unchanged by erasure");
+
+    // A key store restored from before the erasure does not bring the data back.
+    std::fs::write(data.join("keys").join("journal"), &old_journal).unwrap();
+    let server = start(&data);
+    let admin = sign_in(&server, false);
+    let restored = ok(server.gql(Some(&admin), CUSTOMER, json!({ "id": ids[0] })))["customer"].clone();
+    assert_eq!((restored["phones"].clone(), restored["personalDataErased"].clone()), (json!([]), json!(true)));
+    let kept = ok(server.gql(Some(&admin), CUSTOMER, json!({ "id": ids[2] })))["customer"].clone();
+    assert_eq!(kept["phones"], json!(["+8613755556666"]));
+    server.kill();
+    assert!(holding(&data, &wrapped).is_empty(), "the restored key was destroyed again on start");
+}
+
+#[test]
+fn a_kill_during_registrations_loses_no_key_of_an_acknowledged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let acknowledged: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut first = true;
+    for round in 0..3u64 {
+        let server = start(&data);
+        let admin = sign_in(&server, first);
+        first = false;
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..4u64)
+            .map(|worker| {
+                let (addr, admin, stop, acknowledged) =
+                    (server.addr.clone(), admin.clone(), stop.clone(), acknowledged.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let phone = format!("+86139{:08}", round * 10_000_000 + worker * 1_000_000 + n);
+                        let profile =
+                            json!({ "kind": "PERSON", "name": "压测客户", "source": "OTHER", "phones": [phone] });
+                        let body = json!({ "query": REGISTER, "variables": { "p": profile } }).to_string();
+                        // Once the server is killed, connecting fails (the harness panics): stop.
+                        let sent = std::panic::catch_unwind(|| {
+                            oacis_tests::http(&addr, "POST", "/graphql", Some(&admin), body.as_bytes())
+                        });
+                        let Ok((status, answer)) = sent else { break };
+                        let Ok(answer) = serde_json::from_str::<Value>(&answer) else { continue };
+                        if let (200, Some(id)) = (status, answer["data"]["registerCustomer"]["id"].as_str()) {
+                            acknowledged.lock().unwrap().push((id.to_owned(), phone));
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        // SIGKILL while registrations are in flight.
+        server.kill();
+        stop.store(true, Ordering::Relaxed);
+        for worker in workers {
+            worker.join().unwrap();
+        }
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() > 20, "only {} registrations acknowledged", acknowledged.len());
+    let server = start(&data);
+    let admin = sign_in(&server, false);
+    for (id, phone) in &acknowledged {
+        let answer = ok(server.gql(Some(&admin), CUSTOMER, json!({ "id": id })));
+        assert_eq!(answer["customer"]["phones"], json!([phone]), "customer {id}");
+    }
+}
