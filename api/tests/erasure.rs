@@ -73,12 +73,16 @@ fn holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The wrapped key of `subject` in the key journal (see `oacis_eventlog::keys`).
+/// The wrapped key given to `subject`, from the key journal (see `oacis_eventlog::keys`): its
+/// "given" record names the key id, whose key record holds the wrapped bytes.
 fn wrapped_key(data: &Path, subject: &str) -> Vec<u8> {
     let journal = std::fs::read(data.join("keys").join("journal")).unwrap();
     let at = journal.windows(subject.len()).position(|w| w == subject.as_bytes()).expect("subject in the journal");
-    let start = at + subject.len() + 8 + 24;
-    journal[start..start + 48].to_vec()
+    let id = &journal[at - 18..at - 2];
+    let key_record = [&[1u8][..], id, &[0, 0]].concat();
+    let start = journal.windows(key_record.len()).position(|w| w == key_record.as_slice()).expect("key record");
+    let wrapped = start + key_record.len() + 8 + 24;
+    journal[wrapped..wrapped + 48].to_vec()
 }
 
 #[test]

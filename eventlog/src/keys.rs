@@ -1,28 +1,36 @@
-//! The key store: one data key per subject (the stream whose events carry the subject's
-//! personal data), kept outside the log so that destroying a key erases that subject's
-//! personal data everywhere at once (crypto-shredding) while every record, hash and export
-//! stays as it was.
+//! The key store: data keys kept outside the log, so that destroying the keys of a subject
+//! (the stream whose events carry its personal data) erases that subject's personal data
+//! everywhere at once (crypto-shredding) while every record, hash and export stays as it was.
 //!
-//! Data keys are 32 random bytes, stored only wrapped (XChaCha20-Poly1305, RustCrypto's
-//! `chacha20poly1305`) by the operator's key-encryption key (KEK), with the subject as
-//! associated data so that a wrapped key cannot be filed under another subject. The store is
-//! one journal file, `<data>/keys/journal`, beside (never inside) the log's sled database:
+//! Data keys are 32 random bytes with a random 16-byte id, stored only wrapped
+//! (XChaCha20-Poly1305, RustCrypto's `chacha20poly1305`) by the operator's key-encryption key
+//! (KEK), with the key id as associated data. Every sealed value in the log names the id of
+//! the key that sealed it, so the log itself records which keys a subject's records use. The
+//! store is one journal file, `<data>/keys/journal`, beside (never inside) the log's sled
+//! database:
 //!
 //! ```text
-//! record  = tag u8 (1 key, 2 erased) | subject length u16 LE | subject UTF-8
-//!           | (key only) KEK id [8] | nonce [24] | wrapped key [48]
+//! record  = tag u8 | key id [16] | subject length u16 LE | subject UTF-8
+//!           | (tag 1 only) KEK id [8] | nonce [24] | wrapped key [48]
 //!           | check [8] = first 8 bytes of BLAKE3(everything before it in the record)
+//! tag     = 1 key (no subject) | 2 subject erased (no key id) | 3 key given to subject
+//!           | 4 key destroyed (no subject)
 //! ```
 //!
 //! Invariants:
-//! - A key is durable (journal write followed by fdatasync, [`KeyStore::make_durable`])
-//!   before any record sealed with it is handed to the log, so no acknowledged record's key
-//!   is lost by a crash. Concurrent callers share one fdatasync (group commit).
-//! - A torn last record (a crash during its write) was never made durable, so nothing used
-//!   it: it is dropped on open. A damaged record followed by others is reported, never skipped.
-//! - Erasure rewrites the whole journal without the key (temporary file, fdatasync, rename,
-//!   folder fsync), so the wrapped key's bytes are in no file of the data folder afterwards;
-//!   the subject is kept as erased, and no key is ever created for it again.
+//! - Keys are made durable in batches (journal write, then fdatasync) before any of them is
+//!   handed out ([`KeyStore::reserve`]), so an append never waits for the key store's disk,
+//!   and no acknowledged record's key can be lost by a crash.
+//! - A key is given to one subject only. Which subject got it ("given" records) is written
+//!   without waiting for the disk: it is a hint for later appends, and the log's own records
+//!   name their keys. Keys not given out when the store opens are never handed out (they
+//!   may have been used by a record whose "given" record was lost).
+//! - A torn last record (a crash during its write) is cut off on open; a damaged record
+//!   followed by others is reported, never skipped.
+//! - Erasure destroys every key a subject's records name, and rewrites the whole journal
+//!   without them (temporary file, fdatasync, rename, folder fsync), so their wrapped bytes
+//!   are in no file of the data folder afterwards; the subject stays marked erased, and no
+//!   key is given to it again.
 //! - Rotation rewraps every key under a new KEK with the same atomic rewrite; the log is not
 //!   touched.
 
@@ -42,6 +50,13 @@ const WRAPPED: usize = KEY_BYTES + 16;
 const CHECK: usize = 8;
 const TAG_KEY: u8 = 1;
 const TAG_ERASED: u8 = 2;
+const TAG_GIVEN: u8 = 3;
+const TAG_DESTROYED: u8 = 4;
+/// Keys made durable at a time.
+pub const KEY_BATCH: usize = 512;
+
+/// A data key's id: 16 random bytes, named (as 32 hex digits) by every value it sealed.
+pub type KeyId = [u8; 16];
 /// The journal's file name inside the key folder.
 pub const JOURNAL: &str = "journal";
 /// The key folder's name inside the data folder.
@@ -193,10 +208,10 @@ impl Kek {
         self.id.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    fn wrap(&self, subject: &str, key: &[u8; KEY_BYTES]) -> Result<([u8; NONCE], [u8; WRAPPED]), KeyError> {
+    fn wrap(&self, id: &KeyId, key: &[u8; KEY_BYTES]) -> Result<([u8; NONCE], [u8; WRAPPED]), KeyError> {
         let mut nonce = [0u8; NONCE];
         getrandom::fill(&mut nonce).map_err(|e| KeyError::Random(e.to_string()))?;
-        let aad = [WRAP_CONTEXT, subject.as_bytes()].concat();
+        let aad = [WRAP_CONTEXT, id.as_slice()].concat();
         let sealed = self
             .cipher
             .encrypt(XNonce::from_slice(&nonce), Payload { msg: key, aad: &aad })
@@ -206,8 +221,8 @@ impl Kek {
         Ok((nonce, wrapped))
     }
 
-    fn unwrap_key(&self, subject: &str, nonce: &[u8; NONCE], wrapped: &[u8; WRAPPED]) -> Option<[u8; KEY_BYTES]> {
-        let aad = [WRAP_CONTEXT, subject.as_bytes()].concat();
+    fn unwrap_key(&self, id: &KeyId, nonce: &[u8; NONCE], wrapped: &[u8; WRAPPED]) -> Option<[u8; KEY_BYTES]> {
+        let aad = [WRAP_CONTEXT, id.as_slice()].concat();
         let key = self.cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: wrapped, aad: &aad }).ok()?;
         key.try_into().ok()
     }
@@ -270,10 +285,13 @@ impl DataKey {
 
 struct Journal {
     file: File,
-    keys: HashMap<String, (DataKey, [u8; NONCE], [u8; WRAPPED])>,
+    keys: HashMap<KeyId, (DataKey, [u8; NONCE], [u8; WRAPPED])>,
+    destroyed: BTreeSet<KeyId>,
+    /// The key each subject was last given (a hint: the log's records name their keys).
+    given: HashMap<String, KeyId>,
     erased: BTreeSet<String>,
-    /// Records appended since open (never decreases).
-    written: u64,
+    /// Durable keys not yet given to anyone.
+    pool: Vec<KeyId>,
 }
 
 /// The key store of one data folder. Shared by every writer and reader of the store.
@@ -281,8 +299,8 @@ pub struct KeyStore {
     dir: PathBuf,
     kek: Mutex<Kek>,
     journal: Mutex<Journal>,
-    /// Records known durable; the lock is held across an fdatasync (group commit).
-    synced: Mutex<u64>,
+    /// Held while a batch of keys is made; only one batch at a time.
+    making: Mutex<()>,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -291,24 +309,38 @@ impl std::fmt::Debug for KeyStore {
     }
 }
 
-/// Where a key lookup stands.
+/// Where a key stands.
 #[derive(Debug, Clone)]
 pub enum KeyState {
-    /// The subject's key.
+    /// The key.
     Present(DataKey),
-    /// The subject's personal data was erased.
-    Erased,
-    /// The subject has no key (its records hold no personal data, or the key store is not
-    /// the one written with the log).
+    /// Destroyed by an erasure.
+    Destroyed,
+    /// Unknown to this key store (it is older than the log, or another store's).
     Missing,
 }
 
-fn encode_record(subject: &str, key: Option<(&[u8; 8], &[u8; NONCE], &[u8; WRAPPED])>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(3 + subject.len() + 8 + NONCE + WRAPPED + CHECK);
-    out.push(if key.is_some() { TAG_KEY } else { TAG_ERASED });
+/// One journal record: tag, key id, subject, and for a key (KEK id, nonce, wrapped key).
+#[derive(Debug)]
+struct Entry {
+    tag: u8,
+    id: KeyId,
+    subject: String,
+    wrapped: Option<([u8; 8], [u8; NONCE], [u8; WRAPPED])>,
+}
+
+fn encode_record(
+    tag: u8,
+    id: &KeyId,
+    subject: &str,
+    wrapped: Option<(&[u8; 8], &[u8; NONCE], &[u8; WRAPPED])>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(19 + subject.len() + 8 + NONCE + WRAPPED + CHECK);
+    out.push(tag);
+    out.extend_from_slice(id);
     out.extend_from_slice(&u16::try_from(subject.len()).unwrap_or(u16::MAX).to_le_bytes());
     out.extend_from_slice(subject.as_bytes());
-    if let Some((kek, nonce, wrapped)) = key {
+    if let Some((kek, nonce, wrapped)) = wrapped {
         out.extend_from_slice(kek);
         out.extend_from_slice(nonce);
         out.extend_from_slice(wrapped);
@@ -318,26 +350,25 @@ fn encode_record(subject: &str, key: Option<(&[u8; 8], &[u8; NONCE], &[u8; WRAPP
     out
 }
 
-/// One decoded journal record: subject and, for a key, (KEK id, nonce, wrapped key).
-type JournalRecord = (String, Option<([u8; 8], [u8; NONCE], [u8; WRAPPED])>);
-
 /// Decodes the record at the start of `bytes`: `Ok(None)` if it is cut short.
-fn decode_record(bytes: &[u8]) -> Result<Option<(JournalRecord, usize)>, String> {
-    let Some((&tag, rest)) = bytes.split_first() else { return Ok(None) };
-    if tag != TAG_KEY && tag != TAG_ERASED {
+fn decode_record(bytes: &[u8]) -> Result<Option<(Entry, usize)>, String> {
+    let Some(&tag) = bytes.first() else { return Ok(None) };
+    if !(TAG_KEY..=TAG_DESTROYED).contains(&tag) {
         return Err(format!("unknown record tag {tag}"));
     }
-    let Some(len) = rest.get(..2).map(|l| usize::from(u16::from_le_bytes([l[0], l[1]]))) else { return Ok(None) };
+    let Some(len) = bytes.get(17..19).map(|l| usize::from(u16::from_le_bytes([l[0], l[1]]))) else { return Ok(None) };
     let body = if tag == TAG_KEY { 8 + NONCE + WRAPPED } else { 0 };
-    let total = 3 + len + body + CHECK;
+    let total = 19 + len + body + CHECK;
     let Some(record) = bytes.get(..total) else { return Ok(None) };
     let (content, check) = record.split_at(total - CHECK);
     if &blake3::hash(content).as_bytes()[..CHECK] != check {
         return Err("check bytes do not match".into());
     }
-    let subject = std::str::from_utf8(&content[3..3 + len]).map_err(|e| e.to_string())?.to_owned();
-    let key = (tag == TAG_KEY).then(|| {
-        let at = 3 + len;
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&content[1..17]);
+    let subject = std::str::from_utf8(&content[19..19 + len]).map_err(|e| e.to_string())?.to_owned();
+    let wrapped = (tag == TAG_KEY).then(|| {
+        let at = 19 + len;
         let mut kek = [0u8; 8];
         let mut nonce = [0u8; NONCE];
         let mut wrapped = [0u8; WRAPPED];
@@ -346,7 +377,17 @@ fn decode_record(bytes: &[u8]) -> Result<Option<(JournalRecord, usize)>, String>
         wrapped.copy_from_slice(&content[at + 8 + NONCE..]);
         (kek, nonce, wrapped)
     });
-    Ok(Some(((subject, key), total)))
+    Ok(Some((Entry { tag, id, subject, wrapped }, total)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Each change under these locks is one insert or remove, so a poisoned lock (a panic
+    // elsewhere while holding it) still guards consistent maps.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl KeyStore {
@@ -362,141 +403,173 @@ impl KeyStore {
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io(&path))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io(&path))?;
-        let mut keys = HashMap::new();
-        let mut erased = BTreeSet::new();
+        let mut journal = Journal {
+            file,
+            keys: HashMap::new(),
+            destroyed: BTreeSet::new(),
+            given: HashMap::new(),
+            erased: BTreeSet::new(),
+            pool: Vec::new(),
+        };
         let mut at = 0;
         while at < bytes.len() {
             let damaged = |reason: String| KeyError::Damaged { path: path.clone(), offset: at as u64, reason };
             match decode_record(&bytes[at..]) {
-                Ok(Some(((subject, key), used))) => {
-                    match key {
-                        Some((kek_id, nonce, wrapped)) => {
+                Ok(Some((entry, used))) => {
+                    match (entry.tag, entry.wrapped) {
+                        (TAG_KEY, Some((kek_id, nonce, wrapped))) => {
                             if kek_id != kek.id {
-                                let stored = kek_id.iter().map(|b| format!("{b:02x}")).collect();
-                                return Err(KeyError::WrongKek { stored, given: kek.id_hex() });
+                                return Err(KeyError::WrongKek { stored: hex(&kek_id), given: kek.id_hex() });
                             }
                             let plain = kek
-                                .unwrap_key(&subject, &nonce, &wrapped)
-                                .ok_or_else(|| damaged(format!("the key of {subject} does not unwrap")))?;
-                            keys.insert(subject.clone(), (DataKey::new(&plain), nonce, wrapped));
+                                .unwrap_key(&entry.id, &nonce, &wrapped)
+                                .ok_or_else(|| damaged(format!("key {} does not unwrap", hex(&entry.id))))?;
+                            journal.keys.insert(entry.id, (DataKey::new(&plain), nonce, wrapped));
                         }
-                        None => {
-                            keys.remove(&subject);
-                            erased.insert(subject);
+                        (TAG_ERASED, _) => {
+                            journal.given.remove(&entry.subject);
+                            journal.erased.insert(entry.subject);
                         }
+                        (TAG_GIVEN, _) => {
+                            journal.given.insert(entry.subject, entry.id);
+                        }
+                        (TAG_DESTROYED, _) => {
+                            journal.keys.remove(&entry.id);
+                            journal.destroyed.insert(entry.id);
+                        }
+                        _ => return Err(damaged("a key record without its key".into())),
                     }
                     at += used;
                 }
-                // A torn tail: never made durable, so never used. Cut it off.
+                // A torn tail: never made durable, so never relied on. Cut it off.
                 Ok(None) => {
-                    file.set_len(at as u64).map_err(io(&path))?;
-                    file.sync_data().map_err(io(&path))?;
+                    journal.file.set_len(at as u64).map_err(io(&path))?;
+                    journal.file.sync_data().map_err(io(&path))?;
                     break;
                 }
                 Err(reason) => return Err(damaged(reason)),
             }
         }
-        Ok(Arc::new(KeyStore {
-            dir,
-            kek: Mutex::new(kek),
-            journal: Mutex::new(Journal { file, keys, erased, written: 0 }),
-            synced: Mutex::new(0),
-        }))
+        // Keys not given out before are left unused: a record may have used one whose
+        // "given" record was lost, so none is given to anyone else.
+        Ok(Arc::new(KeyStore { dir, kek: Mutex::new(kek), journal: Mutex::new(journal), making: Mutex::new(()) }))
     }
 
-    fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
-        // A panic while holding the lock leaves the maps consistent (each change is one insert
-        // or remove), so a poisoned lock is still usable.
-        self.journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The subject's key as things stand.
+    /// The key with `id`.
     #[must_use]
-    pub fn get(&self, subject: &str) -> KeyState {
-        let journal = self.journal();
-        match journal.keys.get(subject) {
+    pub fn get(&self, id: &KeyId) -> KeyState {
+        let journal = lock(&self.journal);
+        match journal.keys.get(id) {
             Some((key, _, _)) => KeyState::Present(key.clone()),
-            None if journal.erased.contains(subject) => KeyState::Erased,
+            None if journal.destroyed.contains(id) => KeyState::Destroyed,
             None => KeyState::Missing,
         }
     }
 
-    /// The subject's key, created (written to the journal, not yet durable) if it has none.
-    /// Answers the key and a ticket for [`KeyStore::make_durable`] (0 when nothing was written).
-    ///
-    /// # Errors
-    /// [`KeyError::Erased`] for an erased subject; [`KeyError::Io`], [`KeyError::Random`].
-    pub fn get_or_create(&self, subject: &str) -> Result<(DataKey, u64), KeyError> {
-        let mut journal = self.journal();
-        if let Some((key, _, _)) = journal.keys.get(subject) {
-            return Ok((key.clone(), 0));
-        }
-        if journal.erased.contains(subject) {
-            return Err(KeyError::Erased { subject: subject.to_owned() });
-        }
-        let plain = random_key()?;
-        let kek = self.kek.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let (nonce, wrapped) = kek.wrap(subject, &plain)?;
-        let record = encode_record(subject, Some((&kek.id, &nonce, &wrapped)));
-        let path = self.dir.join(JOURNAL);
-        journal.file.write_all(&record).map_err(io(&path))?;
-        journal.written += 1;
-        let key = DataKey::new(&plain);
-        journal.keys.insert(subject.to_owned(), (key.clone(), nonce, wrapped));
-        Ok((key, journal.written))
+    /// How many durable keys wait to be given out.
+    #[must_use]
+    pub fn available(&self) -> usize {
+        lock(&self.journal).pool.len()
     }
 
-    /// Waits until the journal is on disk up to `ticket` (from [`KeyStore::get_or_create`]).
-    /// Callers arriving while an fdatasync runs wait for it and then usually find their key
-    /// already covered: one fdatasync serves them all. Blocking: call it off the async runtime.
+    /// Whether `subject` has been given a key (since this store opened, or by a durable hint).
+    #[must_use]
+    pub fn has_key(&self, subject: &str) -> bool {
+        lock(&self.journal).given.contains_key(subject)
+    }
+
+    /// Makes durable keys until at least `wanted` wait to be given out: a batch of at least
+    /// [`KEY_BATCH`] keys written and fdatasynced at once. Blocking: call it off the async
+    /// runtime. Concurrent callers wait for one batch and usually find it enough.
     ///
     /// # Errors
-    /// [`KeyError::Io`].
-    pub fn make_durable(&self, ticket: u64) -> Result<(), KeyError> {
-        if ticket == 0 {
+    /// [`KeyError::Io`], [`KeyError::Random`].
+    pub fn reserve(&self, wanted: usize) -> Result<(), KeyError> {
+        let _making = lock(&self.making);
+        if self.available() >= wanted {
             return Ok(());
         }
-        let mut synced = self.synced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if *synced >= ticket {
-            return Ok(());
+        let kek = lock(&self.kek).clone();
+        let count = wanted.max(KEY_BATCH);
+        let mut bytes = Vec::with_capacity(count * 128);
+        let mut made = Vec::with_capacity(count);
+        for _ in 0..count {
+            let mut id = [0u8; 16];
+            getrandom::fill(&mut id).map_err(|e| KeyError::Random(e.to_string()))?;
+            let plain = random_key()?;
+            let (nonce, wrapped) = kek.wrap(&id, &plain)?;
+            bytes.extend(encode_record(TAG_KEY, &id, "", Some((&kek.id, &nonce, &wrapped))));
+            made.push((id, DataKey::new(&plain), nonce, wrapped));
         }
-        let (file, written) = {
-            let journal = self.journal();
-            let file = journal.file.try_clone().map_err(io(&self.dir))?;
-            (file, journal.written)
+        let path = self.dir.join(JOURNAL);
+        let file = {
+            let mut journal = lock(&self.journal);
+            journal.file.write_all(&bytes).map_err(io(&path))?;
+            journal.file.try_clone().map_err(io(&path))?
         };
-        file.sync_data().map_err(io(&self.dir.join(JOURNAL)))?;
-        *synced = written;
+        // Durable before any of them is handed out.
+        file.sync_data().map_err(io(&path))?;
+        let mut journal = lock(&self.journal);
+        for (id, key, nonce, wrapped) in made {
+            journal.keys.insert(id, (key, nonce, wrapped));
+            journal.pool.push(id);
+        }
         Ok(())
     }
 
-    /// Erases `subject`: its key is removed and the journal rewritten without it (atomically),
-    /// so its wrapped bytes are in no file afterwards; the subject stays marked erased.
-    /// Erasing an erased or unknown subject marks it erased and is otherwise a no-op. Answers
-    /// whether a key was destroyed.
+    /// The key of `subject`: the one it was given, or a durable one given to it now (noted in
+    /// the journal without waiting for the disk). Makes a batch first if none is waiting.
     ///
     /// # Errors
-    /// [`KeyError::Io`]; then the key may still be on disk, and erasing again completes it.
-    pub fn erase(&self, subject: &str) -> Result<bool, KeyError> {
-        self.erase_all(std::iter::once(subject)).map(|n| n > 0)
+    /// [`KeyError::Erased`] for an erased subject; [`KeyError::Io`], [`KeyError::Random`].
+    pub fn key_for(&self, subject: &str) -> Result<(KeyId, DataKey), KeyError> {
+        loop {
+            {
+                let mut journal = lock(&self.journal);
+                if journal.erased.contains(subject) {
+                    return Err(KeyError::Erased { subject: subject.to_owned() });
+                }
+                if let Some(id) = journal.given.get(subject).copied() {
+                    if let Some((key, _, _)) = journal.keys.get(&id) {
+                        return Ok((id, key.clone()));
+                    }
+                }
+                if let Some(id) = journal.pool.pop() {
+                    let path = self.dir.join(JOURNAL);
+                    let record = encode_record(TAG_GIVEN, &id, subject, None);
+                    journal.file.write_all(&record).map_err(io(&path))?;
+                    journal.given.insert(subject.to_owned(), id);
+                    let key = journal.keys.get(&id).map(|(key, _, _)| key.clone());
+                    if let Some(key) = key {
+                        return Ok((id, key));
+                    }
+                }
+            }
+            self.reserve(1)?;
+        }
     }
 
-    /// [`KeyStore::erase`] for several subjects with one rewrite (used on open to apply the
-    /// erasures recorded in the log to a key store restored from an older backup). Answers
-    /// how many keys were destroyed; rewrites nothing when no subject is new.
+    /// Erases `subject`: destroys `ids` (every key its records name) and the key it was
+    /// given, marks it erased, and rewrites the journal without those keys (atomically), so
+    /// their wrapped bytes are in no file afterwards. Answers how many keys were destroyed
+    /// (0 when erased before). Callers: [`crate::seal::key_ids`] lists the ids of a record.
     ///
     /// # Errors
-    /// [`KeyError::Io`].
-    pub fn erase_all<'a>(&self, subjects: impl IntoIterator<Item = &'a str>) -> Result<usize, KeyError> {
-        let mut journal = self.journal();
+    /// [`KeyError::Io`]; then the keys may still be on disk, and erasing again completes it.
+    pub fn erase(&self, subject: &str, ids: &[KeyId]) -> Result<usize, KeyError> {
+        let mut journal = lock(&self.journal);
+        let mut all: Vec<KeyId> = ids.to_vec();
+        all.extend(journal.given.remove(subject));
         let mut destroyed = 0;
-        let mut changed = false;
-        for subject in subjects {
-            destroyed += usize::from(journal.keys.remove(subject).is_some());
-            changed |= journal.erased.insert(subject.to_owned());
+        for id in &all {
+            if journal.keys.remove(id).is_some() {
+                destroyed += 1;
+            }
+            journal.destroyed.insert(*id);
         }
-        if changed || destroyed > 0 {
-            let kek = self.kek.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let newly_erased = journal.erased.insert(subject.to_owned());
+        if newly_erased || destroyed > 0 {
+            let kek = lock(&self.kek).clone();
             self.rewrite(&mut journal, &kek)?;
         }
         Ok(destroyed)
@@ -506,65 +579,78 @@ impl KeyStore {
     /// store opens only with `new`. The log is not touched. Answers how many keys were rewrapped.
     ///
     /// # Errors
-    /// [`KeyError::Io`], [`KeyError::Random`].
+    /// [`KeyError::Io`], [`KeyError::Random`], [`KeyError::Damaged`].
     pub fn rotate(&self, new: Kek) -> Result<usize, KeyError> {
-        let mut journal = self.journal();
-        let subjects: Vec<String> = journal.keys.keys().cloned().collect();
-        for subject in &subjects {
-            let old = self.kek.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-            let Some((key, nonce, wrapped)) = journal.keys.get(subject).cloned() else { continue };
-            let plain = old.unwrap_key(subject, &nonce, &wrapped).ok_or_else(|| KeyError::Damaged {
+        let _making = lock(&self.making);
+        let mut journal = lock(&self.journal);
+        let old = lock(&self.kek).clone();
+        let ids: Vec<KeyId> = journal.keys.keys().copied().collect();
+        for id in &ids {
+            let Some((key, nonce, wrapped)) = journal.keys.get(id).cloned() else { continue };
+            let plain = old.unwrap_key(id, &nonce, &wrapped).ok_or_else(|| KeyError::Damaged {
                 path: self.dir.join(JOURNAL),
                 offset: 0,
-                reason: format!("the key of {subject} does not unwrap"),
+                reason: format!("key {} does not unwrap", hex(id)),
             })?;
-            let (nonce, wrapped) = new.wrap(subject, &plain)?;
-            journal.keys.insert(subject.clone(), (key, nonce, wrapped));
+            let (nonce, wrapped) = new.wrap(id, &plain)?;
+            journal.keys.insert(*id, (key, nonce, wrapped));
         }
         self.rewrite(&mut journal, &new)?;
-        *self.kek.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = new;
-        Ok(subjects.len())
+        *lock(&self.kek) = new;
+        Ok(ids.len())
     }
 
-    /// Writes every key and erased subject to a new journal (sorted, so the file is the same
-    /// for the same keys), fdatasyncs it, renames it over the old one and fsyncs the folder.
+    /// Writes every key, hint, erased subject and destroyed id to a new journal (sorted, so
+    /// the file is the same for the same state), fdatasyncs it, renames it over the old one
+    /// and fsyncs the folder. Keys waiting in the pool are kept (and stay in the pool).
     fn rewrite(&self, journal: &mut Journal, kek: &Kek) -> Result<(), KeyError> {
         let path = self.dir.join(JOURNAL);
         let temp = self.dir.join("journal.new");
         let mut bytes = Vec::new();
-        let mut subjects: Vec<&String> = journal.keys.keys().collect();
-        subjects.sort();
-        for subject in subjects {
-            if let Some((_, nonce, wrapped)) = journal.keys.get(subject) {
-                bytes.extend(encode_record(subject, Some((&kek.id, nonce, wrapped))));
+        let mut ids: Vec<&KeyId> = journal.keys.keys().collect();
+        ids.sort();
+        for id in ids {
+            if let Some((_, nonce, wrapped)) = journal.keys.get(id) {
+                bytes.extend(encode_record(TAG_KEY, id, "", Some((&kek.id, nonce, wrapped))));
             }
         }
+        let mut given: Vec<(&String, &KeyId)> = journal.given.iter().collect();
+        given.sort();
+        for (subject, id) in given {
+            bytes.extend(encode_record(TAG_GIVEN, id, subject, None));
+        }
         for subject in &journal.erased {
-            bytes.extend(encode_record(subject, None));
+            bytes.extend(encode_record(TAG_ERASED, &[0; 16], subject, None));
+        }
+        for id in &journal.destroyed {
+            bytes.extend(encode_record(TAG_DESTROYED, id, "", None));
         }
         let mut file = File::create(&temp).map_err(io(&temp))?;
         file.write_all(&bytes).map_err(io(&temp))?;
         file.sync_data().map_err(io(&temp))?;
         std::fs::rename(&temp, &path).map_err(io(&path))?;
         File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir))?;
-        // Everything in the new file is durable; tickets already handed out may sync once
-        // more, which is harmless (and `synced` is not touched here: its lock is taken
-        // before the journal's, never after).
         journal.file = OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
         Ok(())
     }
 
-    /// How many subjects have a key, and how many are erased.
+    /// How many keys are held (given out or waiting), and how many subjects are erased.
     #[must_use]
     pub fn counts(&self) -> (usize, usize) {
-        let journal = self.journal();
+        let journal = lock(&self.journal);
         (journal.keys.len(), journal.erased.len())
+    }
+
+    /// How many subjects were given a key.
+    #[must_use]
+    pub fn subjects(&self) -> usize {
+        lock(&self.journal).given.len()
     }
 
     /// Whether `subject` was erased.
     #[must_use]
     pub fn is_erased(&self, subject: &str) -> bool {
-        self.journal().erased.contains(subject)
+        lock(&self.journal).erased.contains(subject)
     }
 
     /// The journal's path.
@@ -582,54 +668,63 @@ mod tests {
         Kek::from_bytes(&[byte; KEY_BYTES])
     }
 
+    fn wrapped_of(store: &KeyStore, id: &KeyId) -> [u8; WRAPPED] {
+        lock(&store.journal).keys[id].2
+    }
+
     #[test]
     fn keys_survive_reopen_erasure_removes_their_bytes_and_rotation_rewraps() {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::open(dir.path(), kek(1)).unwrap();
-        let (a, ticket) = store.get_or_create("customer-a").unwrap();
-        store.make_durable(ticket).unwrap();
-        let (_, ticket) = store.get_or_create("customer-b").unwrap();
-        store.make_durable(ticket).unwrap();
+        store.reserve(2).unwrap();
+        assert!(store.available() >= KEY_BATCH);
+        let (a_id, a) = store.key_for("customer-a").unwrap();
+        assert_eq!(store.key_for("customer-a").unwrap().0, a_id, "one key per subject");
+        let (b_id, _) = store.key_for("customer-b").unwrap();
+        assert_ne!(a_id, b_id);
         let sealed = a.seal(b"ad", b"13800138000");
         assert_eq!(a.seal(b"ad", b"13800138000"), sealed, "synthetic nonce: same input, same bytes");
         assert!(a.open(b"other ad", &sealed).is_none(), "bound to its associated data");
-        let wrapped_a = store.journal().keys["customer-a"].2;
+        let wrapped_a = wrapped_of(&store, &a_id);
         drop(store);
 
         let store = KeyStore::open(dir.path(), kek(1)).unwrap();
-        let KeyState::Present(again) = store.get("customer-a") else { panic!("key lost") };
+        assert_eq!(store.available(), 0, "keys not given out before are never given out");
+        let KeyState::Present(again) = store.get(&a_id) else { panic!("key lost") };
         assert_eq!(again.open(b"ad", &sealed).unwrap(), b"13800138000");
+        assert_eq!(store.key_for("customer-a").unwrap().0, a_id, "the hint survives");
         assert!(matches!(KeyStore::open(dir.path(), kek(2)), Err(KeyError::WrongKek { .. })));
 
-        assert!(store.erase("customer-a").unwrap());
+        assert_eq!(store.erase("customer-a", &[a_id]).unwrap(), 1);
         let raw = std::fs::read(store.journal_path()).unwrap();
         assert!(!raw.windows(WRAPPED).any(|w| w == wrapped_a), "wrapped key bytes gone from the journal");
-        assert!(matches!(store.get("customer-a"), KeyState::Erased));
-        assert!(matches!(store.get_or_create("customer-a"), Err(KeyError::Erased { .. })));
-        assert!(!store.erase("customer-a").unwrap(), "erasing twice destroys nothing");
+        assert!(matches!(store.get(&a_id), KeyState::Destroyed));
+        assert!(matches!(store.key_for("customer-a"), Err(KeyError::Erased { .. })));
+        assert_eq!(store.erase("customer-a", &[a_id]).unwrap(), 0, "erasing twice destroys nothing");
 
-        assert_eq!(store.rotate(kek(3)).unwrap(), 1);
+        let held = store.counts().0;
+        assert_eq!(store.rotate(kek(3)).unwrap(), held);
         drop(store);
         assert!(matches!(KeyStore::open(dir.path(), kek(1)), Err(KeyError::WrongKek { .. })));
         let store = KeyStore::open(dir.path(), kek(3)).unwrap();
-        assert!(matches!(store.get("customer-b"), KeyState::Present(_)));
-        assert!(matches!(store.get("customer-a"), KeyState::Erased), "erasure survives rotation");
+        assert!(matches!(store.get(&b_id), KeyState::Present(_)));
+        assert!(matches!(store.get(&a_id), KeyState::Destroyed), "destruction survives rotation");
+        assert!(store.is_erased("customer-a"));
     }
 
     #[test]
     fn a_torn_last_record_is_cut_off_and_a_damaged_one_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::open(dir.path(), kek(1)).unwrap();
-        for s in ["user-1", "user-2"] {
-            let (_, t) = store.get_or_create(s).unwrap();
-            store.make_durable(t).unwrap();
-        }
+        store.reserve(1).unwrap();
+        store.key_for("user-1").unwrap();
         let path = store.journal_path();
         drop(store);
         let full = std::fs::read(&path).unwrap();
         std::fs::write(&path, &full[..full.len() - 5]).unwrap();
         let store = KeyStore::open(dir.path(), kek(1)).unwrap();
-        assert_eq!(store.counts(), (1, 0), "the torn key is dropped");
+        assert_eq!(store.counts().0, KEY_BATCH, "the torn hint is dropped, the keys kept");
+        assert!(!store.has_key("user-1"));
         drop(store);
         let mut damaged = full.clone();
         damaged[10] ^= 0xff;

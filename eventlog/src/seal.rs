@@ -1,31 +1,40 @@
 //! Personal data sealed inside payloads: the one place this crate looks into a payload.
 //!
 //! Every JSON object member named [`PERSONAL_MEMBER`] whose value is an object (the domain
-//! keeps each event's personal data there) is stored as `{"$sealed": "<base64url>"}`: the
-//! member's JSON encrypted with the data key of the record's stream (the subject, see
-//! [`crate::keys`]), with the record's stream, version, kind and the member's place in the
-//! payload as associated data, so that a sealed value cannot be moved to another record. The
-//! rest of the payload stays readable JSON, and the record's hash covers the sealed bytes.
+//! keeps each event's personal data there) is stored as
+//! `{"$sealed":"<base64url>","key":"<32 hex digits>"}`: the member's JSON text encrypted
+//! (see [`crate::keys::DataKey::seal`]) with the data key of the record's stream (the
+//! subject), named by its id, with the record's stream, version, kind and the member's place
+//! in the payload as associated data, so that a sealed value cannot be moved to another
+//! record. The rest of the payload stays as it was, and the record's hash covers the sealed
+//! bytes.
+//!
+//! Payloads are rewritten at the byte level, never parsed into a tree: `"personal":{` and
+//! `{"$sealed":"` can only appear in compact JSON as a member name and an object start
+//! (inside a string their quotes would be escaped), and a member's object ends at the brace
+//! that balances it outside strings.
 //!
 //! Invariants:
-//! - A payload without such a member is stored exactly as given (no re-serialization).
-//! - Opening gives back the member's JSON as it was sealed; for an erased subject it gives
-//!   `{}` (every personal field empty); a value that does not open is an error, never empty.
+//! - A payload without such a member is stored exactly as given.
+//! - Opening gives back the member's JSON text exactly as it was sealed; for a destroyed key
+//!   (an erased subject) it gives `{}` (every personal field empty); a value that does not
+//!   open, or whose key is unknown, is an error, never empty.
 //! - Sealing the same payload for the same record twice gives the same bytes (synthetic
-//!   nonce), so a retried append is recognised as the same append.
+//!   nonce, same key), so a retried append is recognised as the same append.
 
 use std::borrow::Cow;
 
 use base64::Engine as _;
-use serde_json::{Map, Value};
 
-use crate::keys::{DataKey, KeyError, KeyState, KeyStore};
+use crate::keys::{DataKey, KeyError, KeyId, KeyState, KeyStore};
 
 /// The payload member that holds personal data.
 pub const PERSONAL_MEMBER: &str = "personal";
-/// The member of a sealed value.
-pub const SEALED_MEMBER: &str = "$sealed";
 
+const PERSONAL: &[u8] = b"\"personal\":{";
+const SEALED_START: &[u8] = b"{\"$sealed\":\"";
+const KEY_PART: &[u8] = b"\",\"key\":\"";
+const SEALED_END: &[u8] = b"\"}";
 const AAD_CONTEXT: &[u8] = b"oacis personal data v1\0";
 
 fn aad(stream: &str, version: u64, kind: &str, index: u32) -> Vec<u8> {
@@ -40,86 +49,140 @@ fn aad(stream: &str, version: u64, kind: &str, index: u32) -> Vec<u8> {
     out
 }
 
-/// Whether `payload` may hold a member to seal (a cheap byte search; compact JSON, as the
-/// domain writes it, has no space after the colon).
+/// Whether `payload` holds a member to seal.
 #[must_use]
 pub fn may_hold_personal(payload: &[u8]) -> bool {
-    memchr::memmem::find(payload, b"\"personal\":{").is_some()
+    memchr::memmem::find(payload, PERSONAL).is_some()
 }
 
-/// Visits every object member named `personal` whose value is an object, depth first in
-/// document order, with its index.
-fn each_personal(
-    value: &mut Value,
-    index: &mut u32,
-    visit: &mut dyn FnMut(u32, &mut Value) -> Result<(), KeyError>,
-) -> Result<(), KeyError> {
-    match value {
-        Value::Object(map) => {
-            for (name, member) in map.iter_mut() {
-                if name == PERSONAL_MEMBER && member.is_object() {
-                    visit(*index, member)?;
-                    *index += 1;
-                } else {
-                    each_personal(member, index, visit)?;
+/// The end (exclusive) of the JSON object that starts at `bytes[0] == b'{'`: the brace that
+/// balances it outside strings; `None` if it does not end.
+fn object_end(bytes: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
                 }
             }
-            Ok(())
+            _ => {}
         }
-        Value::Array(items) => items.iter_mut().try_for_each(|item| each_personal(item, index, visit)),
-        _ => Ok(()),
     }
+    None
 }
 
-/// `payload` with its personal members sealed for the record (`stream`, `version`, `kind`),
-/// creating the stream's key if it has none; `None` if there is nothing to seal. The second
-/// value is the key store ticket to make durable before the record is appended (0: none).
+fn hex_id(id: &KeyId) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_id(text: &[u8]) -> Option<KeyId> {
+    let text = std::str::from_utf8(text).ok()?;
+    if text.len() != 32 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(id)
+}
+
+/// `payload` with its personal members sealed for the record (`stream`, `version`, `kind`)
+/// with the stream's key (given to it now if it has none); `None` if there is nothing to seal.
 ///
 /// # Errors
-/// [`KeyError::Erased`] when the stream's personal data was erased; the key store's I/O errors.
+/// [`KeyError::Erased`] when the stream's personal data was erased; the key store's errors.
 pub fn seal(
     keys: &KeyStore,
     stream: &str,
     version: u64,
     kind: &str,
     payload: &[u8],
-) -> Result<Option<(Vec<u8>, u64)>, KeyError> {
+) -> Result<Option<Vec<u8>>, KeyError> {
     if !may_hold_personal(payload) {
         return Ok(None);
     }
-    let Ok(mut value) = serde_json::from_slice::<Value>(payload) else { return Ok(None) };
-    let mut key: Option<(DataKey, u64)> = None;
-    let mut sealed_any = false;
-    each_personal(&mut value, &mut 0, &mut |index, member| {
+    let mut key: Option<(KeyId, DataKey)> = None;
+    let mut out = Vec::with_capacity(payload.len() + 128);
+    let mut at = 0;
+    let mut index = 0u32;
+    while let Some(found) = memchr::memmem::find(&payload[at..], PERSONAL) {
+        let start = at + found + PERSONAL.len() - 1;
+        let Some(len) = object_end(&payload[start..]) else { break };
         if key.is_none() {
-            key = Some(keys.get_or_create(stream)?);
+            key = Some(keys.key_for(stream)?);
         }
-        let Some((data_key, _)) = &key else { return Ok(()) };
-        let plain = serde_json::to_vec(member).unwrap_or_default();
-        let sealed = data_key.seal(&aad(stream, version, kind, index), &plain);
-        let mut envelope = Map::new();
-        envelope.insert(
-            SEALED_MEMBER.into(),
-            Value::String(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)),
-        );
-        *member = Value::Object(envelope);
-        sealed_any = true;
-        Ok(())
-    })?;
-    if !sealed_any {
+        let Some((id, data_key)) = &key else { break };
+        let sealed = data_key.seal(&aad(stream, version, kind, index), &payload[start..start + len]);
+        out.extend_from_slice(&payload[at..start]);
+        out.extend_from_slice(SEALED_START);
+        out.extend_from_slice(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed).as_bytes());
+        out.extend_from_slice(KEY_PART);
+        out.extend_from_slice(hex_id(id).as_bytes());
+        out.extend_from_slice(SEALED_END);
+        at = start + len;
+        index += 1;
+    }
+    if index == 0 {
         return Ok(None);
     }
-    let ticket = key.map_or(0, |(_, ticket)| ticket);
-    Ok(Some((serde_json::to_vec(&value).unwrap_or_default(), ticket)))
+    out.extend_from_slice(&payload[at..]);
+    Ok(Some(out))
+}
+
+/// One sealed value found in a payload: where it is, its ciphertext and its key.
+struct Envelope<'a> {
+    start: usize,
+    end: usize,
+    sealed: &'a [u8],
+    key: Option<KeyId>,
+}
+
+fn envelopes(payload: &[u8]) -> impl Iterator<Item = Envelope<'_>> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let start = at + memchr::memmem::find(&payload[at..], SEALED_START)?;
+        let body = start + SEALED_START.len();
+        let quote = body + memchr::memchr(b'"', &payload[body..])?;
+        let (key, end) = match payload[quote..].strip_prefix(KEY_PART) {
+            Some(rest) if rest.len() >= 32 + SEALED_END.len() && rest[32..].starts_with(SEALED_END) => {
+                (parse_id(&rest[..32]), quote + KEY_PART.len() + 32 + SEALED_END.len())
+            }
+            _ => (None, quote + 1),
+        };
+        at = end;
+        Some(Envelope { start, end, sealed: &payload[body..quote], key })
+    })
+}
+
+/// The ids of the keys that sealed `payload`'s values.
+#[must_use]
+pub fn key_ids(payload: &[u8]) -> Vec<KeyId> {
+    envelopes(payload).filter_map(|e| e.key).collect()
 }
 
 /// `payload` with its sealed members opened (the stored bytes, borrowed, when nothing is
-/// sealed). An erased stream's members open as `{}`.
+/// sealed). A member sealed with a destroyed key (an erased subject) opens as `{}`.
 ///
 /// # Errors
 /// [`KeyError::Tampered`] when a sealed value does not open with its record's data;
-/// [`KeyError::MissingKey`] when its stream has no key and was not erased (the key store is
-/// not the one written with the log).
+/// [`KeyError::MissingKey`] when its key is unknown to the key store (the key store is not
+/// the one written with the log).
 pub fn open<'a>(
     keys: &KeyStore,
     stream: &str,
@@ -127,32 +190,29 @@ pub fn open<'a>(
     kind: &str,
     payload: &'a [u8],
 ) -> Result<Cow<'a, [u8]>, KeyError> {
-    if memchr::memmem::find(payload, b"\"$sealed\"").is_none() {
+    if memchr::memmem::find(payload, SEALED_START).is_none() {
         return Ok(Cow::Borrowed(payload));
     }
-    let Ok(mut value) = serde_json::from_slice::<Value>(payload) else { return Ok(Cow::Borrowed(payload)) };
-    let state = keys.get(stream);
     let tampered = || KeyError::Tampered { subject: stream.to_owned() };
-    let mut opened_any = false;
-    each_personal(&mut value, &mut 0, &mut |index, member| {
-        let Some(Value::String(text)) = member.get(SEALED_MEMBER) else { return Ok(()) };
-        let opened = match &state {
+    let mut out = Vec::with_capacity(payload.len());
+    let mut at = 0;
+    for (index, envelope) in (0u32..).zip(envelopes(payload)) {
+        let id = envelope.key.ok_or_else(tampered)?;
+        out.extend_from_slice(&payload[at..envelope.start]);
+        match keys.get(&id) {
             KeyState::Present(key) => {
-                let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| tampered())?;
+                let sealed =
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(envelope.sealed).map_err(|_| tampered())?;
                 let plain = key.open(&aad(stream, version, kind, index), &sealed).ok_or_else(tampered)?;
-                serde_json::from_slice(&plain).map_err(|_| tampered())?
+                out.extend_from_slice(&plain);
             }
-            KeyState::Erased => Value::Object(Map::new()),
+            KeyState::Destroyed => out.extend_from_slice(b"{}"),
             KeyState::Missing => return Err(KeyError::MissingKey { subject: stream.to_owned() }),
-        };
-        *member = opened;
-        opened_any = true;
-        Ok(())
-    })?;
-    if !opened_any {
-        return Ok(Cow::Borrowed(payload));
+        }
+        at = envelope.end;
     }
-    Ok(Cow::Owned(serde_json::to_vec(&value).unwrap_or_default()))
+    out.extend_from_slice(&payload[at..]);
+    Ok(Cow::Owned(out))
 }
 
 /// The payload of `record`, opened with `keys` when there are keys (see [`open`]).
@@ -163,7 +223,7 @@ pub fn open<'a>(
 pub fn open_record<'a>(keys: Option<&KeyStore>, record: &crate::RecordRef<'a>) -> Result<Cow<'a, [u8]>, KeyError> {
     match keys {
         Some(keys) => open(keys, record.stream, record.version.0, record.kind, record.payload),
-        None if memchr::memmem::find(record.payload, b"\"$sealed\"").is_some() => {
+        None if memchr::memmem::find(record.payload, SEALED_START).is_some() => {
             Err(KeyError::NoKeyStore { subject: record.stream.to_owned() })
         }
         None => Ok(Cow::Borrowed(record.payload)),
@@ -179,32 +239,51 @@ mod tests {
     fn personal_members_are_sealed_bound_to_their_record_and_opened_back() {
         let dir = tempfile::tempdir().unwrap();
         let keys = KeyStore::open(dir.path(), Kek::from_bytes(&[7; KEY_BYTES])).unwrap();
-        let payload = br#"{"profile":{"name":"Wang Wei","personal":{"phones":["+8613800138000"]}},"owner":"u"}"#;
-        let (sealed, ticket) = seal(&keys, "customer-1", 1, "CustomerRegistered", payload).unwrap().unwrap();
-        assert!(ticket > 0, "a new key to make durable");
+        let payload = br#"{"owner":"u","profile":{"name":"Wang \"Wei\" {","personal":{"phones":["+8613800138000"],"note":"}\"{"},"tags":[]}}"#;
+        let sealed = seal(&keys, "customer-1", 1, "CustomerRegistered", payload).unwrap().unwrap();
+        assert_eq!(
+            seal(&keys, "customer-1", 1, "CustomerRegistered", payload).unwrap().unwrap(),
+            sealed,
+            "deterministic"
+        );
         let text = String::from_utf8(sealed.clone()).unwrap();
         assert!(!text.contains("138001"), "{text}");
-        assert!(text.contains("Wang Wei"), "the rest stays readable");
+        assert!(
+            text.contains(r#""name":"Wang \"Wei\" {""#) && text.ends_with(r#","tags":[]}}"#),
+            "the rest as it was: {text}"
+        );
+        serde_json::from_slice::<serde_json::Value>(&sealed).expect("still JSON");
+        assert_eq!(key_ids(&sealed).len(), 1);
         let opened = open(&keys, "customer-1", 1, "CustomerRegistered", &sealed).unwrap();
-        let back: Value = serde_json::from_slice(&opened).unwrap();
-        assert_eq!(back, serde_json::from_slice::<Value>(payload).unwrap());
+        assert_eq!(&*opened, payload.as_slice(), "opens to the exact bytes");
         // Moved to another record (version, stream or kind): refused, not emptied.
-        assert!(matches!(open(&keys, "customer-1", 2, "CustomerRegistered", &sealed), Err(KeyError::Tampered { .. })));
-        assert!(matches!(
-            open(&keys, "customer-1", 1, "CustomerProfileUpdated", &sealed),
-            Err(KeyError::Tampered { .. })
-        ));
-        assert!(matches!(open(&keys, "customer-2", 1, "CustomerRegistered", &sealed), Err(KeyError::Tampered { .. })));
+        for (stream, version, kind) in [
+            ("customer-1", 2, "CustomerRegistered"),
+            ("customer-1", 1, "CustomerProfileUpdated"),
+            ("customer-2", 1, "CustomerRegistered"),
+        ] {
+            assert!(matches!(open(&keys, stream, version, kind, &sealed), Err(KeyError::Tampered { .. })));
+        }
+        let mut altered = sealed.clone();
+        let at = text.find("$sealed").unwrap() + 12;
+        altered[at] = if altered[at] == b'A' { b'B' } else { b'A' };
+        assert!(matches!(open(&keys, "customer-1", 1, "CustomerRegistered", &altered), Err(KeyError::Tampered { .. })));
         // Nothing personal: stored as given.
-        assert!(seal(&keys, "customer-1", 2, "InteractionLogged", br#"{"note":"hi","personal":true}"#)
+        assert!(seal(&keys, "customer-1", 2, "InteractionLogged", br#"{"note":"\"personal\":{","personal":true}"#)
             .unwrap()
             .is_none());
+        // Without keys, sealed data is an error, never empty.
+        let other = KeyStore::open(tempfile::tempdir().unwrap().path(), Kek::from_bytes(&[7; KEY_BYTES])).unwrap();
+        assert!(matches!(
+            open(&other, "customer-1", 1, "CustomerRegistered", &sealed),
+            Err(KeyError::MissingKey { .. })
+        ));
         // Erased: every personal field empty, the rest intact.
-        keys.erase("customer-1").unwrap();
+        keys.erase("customer-1", &key_ids(&sealed)).unwrap();
         let opened = open(&keys, "customer-1", 1, "CustomerRegistered", &sealed).unwrap();
-        let back: Value = serde_json::from_slice(&opened).unwrap();
+        let back: serde_json::Value = serde_json::from_slice(&opened).unwrap();
         assert_eq!(back["profile"]["personal"], serde_json::json!({}));
-        assert_eq!(back["profile"]["name"], "Wang Wei");
+        assert_eq!(back["profile"]["name"], "Wang \"Wei\" {");
         assert!(matches!(
             seal(&keys, "customer-1", 2, "CustomerProfileUpdated", payload),
             Err(KeyError::Erased { .. })

@@ -196,13 +196,15 @@ fn live_equals_rebuild(seed: u64, customers: usize, erasures: usize) {
         let mut done = 0;
         for stream in streams.iter().skip(usize::try_from(seed % 7).unwrap()).step_by(3).take(erasures) {
             let id = StreamId::new((*stream).clone()).unwrap();
-            let version = store.read_stream(&id, Version(1), 10_000).await.unwrap().last().unwrap().version;
+            let records = store.read_stream(&id, Version(1), 10_000).await.unwrap();
+            let version = records.last().unwrap().version;
+            let key_ids: Vec<_> = records.iter().flat_map(|r| oacis_eventlog::seal::key_ids(&r.payload)).collect();
             let erased =
                 CustomerEvent::CustomerPersonalDataErased(PersonalDataErased { reason: "本人申请".into() });
             let event = NewEvent { kind: EventKind::new(erased.kind()).unwrap(), schema: 1, payload: erased.payload() };
             let meta = AppendMeta::new(uuid::Uuid::now_v7(), "admin");
             store.append(id, ExpectedVersion::Exact(version), vec![event], meta).await.unwrap();
-            keys.erase(stream).unwrap();
+            keys.erase(stream, &key_ids).unwrap();
             done += 1;
         }
         let after_erasure = Projections::start(&store, &mut |_| {}).await.unwrap();

@@ -95,7 +95,7 @@ impl App {
         progress.finish();
         let bus = Arc::new(CommandBus::new(store, Arc::new(projections), VIEW_WAIT).with_phone_region(region));
         // Erasures recorded in the log win over a key store that still holds their keys.
-        let destroyed = crate::erasure::apply_recorded(&bus)?;
+        let destroyed = crate::erasure::apply_recorded(&bus).await?;
         if destroyed > 0 {
             tracing::warn!(destroyed, "destroyed data keys of customers whose erasure the log records");
         }

@@ -35,7 +35,7 @@ pub use subscription::SledSubscription;
 use crate::checkpoint;
 use crate::codec;
 use crate::error::{AppendError, Error, Result};
-use crate::keys::KeyStore;
+use crate::keys::{KeyStore, KEY_BATCH};
 use crate::limits::Limits;
 use crate::model::{AppendMeta, CommandId, ExpectedVersion, Record, RecordRef, Seq, StreamId, Timestamp, Version};
 use crate::store::{check_append, Appended, CommandOutcome, EventStore, Head, PendingAppend, StreamAppend};
@@ -536,11 +536,21 @@ impl Iterator for RecordIter {
 }
 
 impl SledStore {
-    /// `appends` with their personal members sealed (see [`crate::seal`]), once every key
-    /// they use is durable.
+    /// `appends` with their personal members sealed (see [`crate::seal`]) with durable keys:
+    /// when few are waiting, a batch is made durable first (off the runtime).
     async fn seal(&self, mut appends: Vec<StreamAppend>) -> Result<Vec<StreamAppend>, AppendError> {
         let Some(keys) = self.inner.keys.clone() else { return Ok(appends) };
-        let mut ticket = 0;
+        let needed = appends
+            .iter()
+            .filter(|p| !keys.has_key(p.stream.as_str()))
+            .filter(|p| p.events.iter().any(|e| crate::seal::may_hold_personal(&e.payload)))
+            .count();
+        if needed > 0 && keys.available() < needed + KEY_BATCH / 4 {
+            let reserving = keys.clone();
+            tokio::task::spawn_blocking(move || reserving.reserve(needed + KEY_BATCH / 4))
+                .await
+                .map_err(|_| Error::Closed)??;
+        }
         for part in &mut appends {
             let first = match part.expected {
                 ExpectedVersion::Exact(v) => v.0 + 1,
@@ -555,14 +565,10 @@ impl SledStore {
             for (version, event) in (first..).zip(part.events.iter_mut()) {
                 let sealed =
                     crate::seal::seal(&keys, part.stream.as_str(), version, event.kind.as_str(), &event.payload)?;
-                if let Some((payload, used)) = sealed {
+                if let Some(payload) = sealed {
                     event.payload = payload;
-                    ticket = ticket.max(used);
                 }
             }
-        }
-        if ticket > 0 {
-            tokio::task::spawn_blocking(move || keys.make_durable(ticket)).await.map_err(|_| Error::Closed)??;
         }
         Ok(appends)
     }

@@ -1,0 +1,88 @@
+//! The cost of sealing personal data: appends/s (the demo's events, each customer's
+//! registration creating its data key, through `append_many` with 64 appends in flight) and
+//! rebuild rate (every view replayed, sealed payloads opened) with a key store against the
+//! same without one, in the same run, alternating, best of `OACIS_BENCH_ROUNDS` (default 2);
+//! and the key store's size per 100,000 subjects.
+//!
+//! `cargo bench -p oacis-projections --bench sealing` (sizes in customers:
+//! `OACIS_BENCH_CUSTOMERS=10000,100000`; scratch folder: `OACIS_BENCH_DIR`).
+
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+
+use std::path::Path;
+use std::time::Instant;
+
+use oacis_eventlog::keys::{Kek, KeyStore};
+use oacis_eventlog::{EventStore, SledConfig, SledStore};
+use oacis_projections::demo::{generate, load, DemoAppend, DemoSize};
+use oacis_projections::Views;
+
+/// The allocator the `oacis` binary runs with, so that these figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct Run {
+    appends_per_sec: f64,
+    rebuild_per_sec: f64,
+    key_bytes: u64,
+    subjects: usize,
+}
+
+fn open(dir: &Path, sealed: bool) -> SledStore {
+    let mut config = SledConfig::new(dir);
+    if sealed {
+        config.keys = Some(KeyStore::open(dir, Kek::from_bytes(&[7; 32])).unwrap());
+    }
+    SledStore::open(config).unwrap()
+}
+
+async fn run(base: &Path, appends: &[DemoAppend], sealed: bool) -> Run {
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let store = open(dir.path(), sealed);
+    let started = Instant::now();
+    let events = load(&store, appends.to_vec(), 64).await.unwrap();
+    let appends_per_sec = events as f64 / started.elapsed().as_secs_f64();
+    drop(store);
+    let store = open(dir.path(), sealed);
+    let started = Instant::now();
+    let views = Views::replay(&store, None, &mut |_| {}).await.unwrap();
+    let rebuild_per_sec = views.applied().0 as f64 / started.elapsed().as_secs_f64();
+    let subjects = store.keys().map_or(0, |k| k.subjects());
+    let key_bytes = std::fs::metadata(dir.path().join("keys").join("journal")).map_or(0, |m| m.len());
+    Run { appends_per_sec, rebuild_per_sec, key_bytes, subjects }
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("OACIS_BENCH_CUSTOMERS")
+        .unwrap_or_else(|_| "10000,100000".into())
+        .split(',')
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let rounds: usize = std::env::var("OACIS_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2);
+    let base = std::env::var_os("OACIS_BENCH_DIR").map_or_else(std::env::temp_dir, std::path::PathBuf::from);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    println!("| customers | events | appends/s plain | appends/s sealed | ratio | rebuild/s plain | rebuild/s sealed | ratio | key store | per 100,000 subjects |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for customers in sizes {
+        let appends = generate(DemoSize { customers, seed: 7 }).unwrap();
+        let events: usize = appends.iter().map(|a| a.events.len()).sum();
+        let (mut plain, mut sealed): (Vec<Run>, Vec<Run>) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            plain.push(runtime.block_on(run(&base, &appends, false)));
+            sealed.push(runtime.block_on(run(&base, &appends, true)));
+        }
+        let best = |runs: &[Run], f: fn(&Run) -> f64| runs.iter().map(f).fold(0.0, f64::max);
+        let (ap, as_) = (best(&plain, |r| r.appends_per_sec), best(&sealed, |r| r.appends_per_sec));
+        let (rp, rs) = (best(&plain, |r| r.rebuild_per_sec), best(&sealed, |r| r.rebuild_per_sec));
+        let last = sealed.last().unwrap();
+        let per_100k = last.key_bytes as f64 * 100_000.0 / last.subjects.max(1) as f64;
+        println!(
+            "| {customers} | {events} | {ap:.0} | {as_:.0} | {:.2}x | {rp:.0} | {rs:.0} | {:.2}x | {} bytes, {} subjects | {:.1} MiB |",
+            as_ / ap,
+            rs / rp,
+            last.key_bytes,
+            last.subjects,
+            per_100k / 1_048_576.0
+        );
+    }
+}
