@@ -73,13 +73,21 @@ fn holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The wrapped key given to `subject`, from the key journal (see `oacis_eventlog::keys`): its
-/// "given" record names the key id, whose key record holds the wrapped bytes.
-fn wrapped_key(data: &Path, subject: &str) -> Vec<u8> {
+/// The id (32 hex digits) of the key that sealed the first sealed record of `stream` in an
+/// export: sealed values name their key (`"key":"<id>"`, escaped inside the export's JSON).
+fn key_id_in(export: &str, stream: &str) -> String {
+    let line = export.lines().find(|l| l.contains(stream) && l.contains("$sealed")).expect("a sealed record");
+    let at = line.find("key\\\":\\\"").or_else(|| line.find("key\":\"")).expect("a key id");
+    let rest = line[at + 3..].trim_start_matches(['\\', '"', ':']);
+    rest[..32].to_owned()
+}
+
+/// The wrapped bytes of key `id` in the key journal (see `oacis_eventlog::keys`: tag 1, id,
+/// empty subject, KEK id, nonce, wrapped key).
+fn wrapped_key(data: &Path, id: &str) -> Vec<u8> {
     let journal = std::fs::read(data.join("keys").join("journal")).unwrap();
-    let at = journal.windows(subject.len()).position(|w| w == subject.as_bytes()).expect("subject in the journal");
-    let id = &journal[at - 18..at - 2];
-    let key_record = [&[1u8][..], id, &[0, 0]].concat();
+    let id: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let key_record = [&[1u8][..], &id, &[0, 0]].concat();
     let start = journal.windows(key_record.len()).position(|w| w == key_record.as_slice()).expect("key record");
     let wrapped = start + key_record.len() + 8 + 24;
     journal[wrapped..wrapped + 48].to_vec()
@@ -139,8 +147,7 @@ fn personal_data_is_sealed_on_disk_and_erasure_shreds_it_for_good() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let exported = std::fs::read_to_string(&before).unwrap();
     assert!(!exported.contains("13811112222") && !exported.contains("wang.secret"), "plain text in the export");
-    let subject = format!("customer-{}", ids[0]);
-    let wrapped = wrapped_key(&data, &subject);
+    let wrapped = wrapped_key(&data, &key_id_in(&exported, &format!("customer-{}", ids[0])));
     assert_eq!(holding(&data, &wrapped).len(), 1, "the wrapped key is in the key journal only");
     let old_journal = std::fs::read(data.join("keys").join("journal")).unwrap();
 

@@ -292,6 +292,31 @@ struct Journal {
     erased: BTreeSet<String>,
     /// Durable keys not yet given to anyone.
     pool: Vec<KeyId>,
+    /// "Given" records not yet written (hints: written with the next batch of keys, when
+    /// they reach [`PENDING_HINTS`] bytes, or when the store is dropped).
+    pending: Vec<u8>,
+}
+
+/// Bytes of "given" records held before they are written.
+const PENDING_HINTS: usize = 64 * 1024;
+
+impl Journal {
+    fn write_pending(&mut self, path: &Path) -> Result<(), KeyError> {
+        if !self.pending.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            self.file.write_all(&pending).map_err(io(path))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KeyStore {
+    fn drop(&mut self) {
+        let path = self.dir.join(JOURNAL);
+        if let Err(e) = lock(&self.journal).write_pending(&path) {
+            tracing::warn!(error = %e, "could not write the key store's hints; subjects get new keys for new records");
+        }
+    }
 }
 
 /// The key store of one data folder. Shared by every writer and reader of the store.
@@ -410,6 +435,7 @@ impl KeyStore {
             given: HashMap::new(),
             erased: BTreeSet::new(),
             pool: Vec::new(),
+            pending: Vec::new(),
         };
         let mut at = 0;
         while at < bytes.len() {
@@ -504,6 +530,7 @@ impl KeyStore {
         let path = self.dir.join(JOURNAL);
         let file = {
             let mut journal = lock(&self.journal);
+            journal.write_pending(&path)?;
             journal.file.write_all(&bytes).map_err(io(&path))?;
             journal.file.try_clone().map_err(io(&path))?
         };
@@ -535,9 +562,11 @@ impl KeyStore {
                     }
                 }
                 if let Some(id) = journal.pool.pop() {
-                    let path = self.dir.join(JOURNAL);
                     let record = encode_record(TAG_GIVEN, &id, subject, None);
-                    journal.file.write_all(&record).map_err(io(&path))?;
+                    journal.pending.extend_from_slice(&record);
+                    if journal.pending.len() >= PENDING_HINTS {
+                        journal.write_pending(&self.dir.join(JOURNAL))?;
+                    }
                     journal.given.insert(subject.to_owned(), id);
                     let key = journal.keys.get(&id).map(|(key, _, _)| key.clone());
                     if let Some(key) = key {
@@ -631,6 +660,8 @@ impl KeyStore {
         std::fs::rename(&temp, &path).map_err(io(&path))?;
         File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir))?;
         journal.file = OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
+        // The rewrite holds every hint.
+        journal.pending.clear();
         Ok(())
     }
 
