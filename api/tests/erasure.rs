@@ -220,6 +220,32 @@ fn personal_data_is_sealed_on_disk_and_erasure_shreds_it_for_good() {
     assert_eq!(kept["phones"], json!(["+8613755556666"]));
     server.kill();
     assert!(holding(&data, &wrapped).is_empty(), "the restored key was destroyed again on start");
+
+    // Rotation: every key rewrapped under a new KEK, the log untouched; the old KEK no longer
+    // opens the store, the new one does.
+    let verify = || String::from_utf8_lossy(&oacis(&["verify", "--data", data.to_str().unwrap()]).stdout).into_owned();
+    let log_before = verify();
+    let new_kek = dir.path().join("new.kek");
+    let out = oacis(&["keys", "rotate", "--data", data.to_str().unwrap(), "--new-key-file", new_kek.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("rewrapped "), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(verify(), log_before, "the same records and head");
+    let out = oacis(&["rebuild", "--data", data.to_str().unwrap()]);
+    assert!(!out.status.success(), "the old KEK must not open the rotated key store");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("key-encryption key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start(
+        env!("CARGO_BIN_EXE_oacis"),
+        &data,
+        &["--key-file", new_kek.to_str().unwrap()],
+        &[("OACIS_ADMIN_PASSWORD", PASSWORD)],
+    );
+    let admin = sign_in(&server, false);
+    let kept = ok(server.gql(Some(&admin), CUSTOMER, json!({ "id": ids[1] })))["customer"].clone();
+    assert_eq!(kept["phones"], json!(["+8613933334444"]));
 }
 
 #[test]

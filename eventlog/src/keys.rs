@@ -53,7 +53,7 @@ const TAG_ERASED: u8 = 2;
 const TAG_GIVEN: u8 = 3;
 const TAG_DESTROYED: u8 = 4;
 /// Keys made durable at a time.
-pub const KEY_BATCH: usize = 512;
+pub const KEY_BATCH: usize = 2048;
 
 /// A data key's id: 16 random bytes, named (as 32 hex digits) by every value it sealed.
 pub type KeyId = [u8; 16];
@@ -211,6 +211,15 @@ impl Kek {
     fn wrap(&self, id: &KeyId, key: &[u8; KEY_BYTES]) -> Result<([u8; NONCE], [u8; WRAPPED]), KeyError> {
         let mut nonce = [0u8; NONCE];
         getrandom::fill(&mut nonce).map_err(|e| KeyError::Random(e.to_string()))?;
+        self.wrap_with(id, key, nonce)
+    }
+
+    fn wrap_with(
+        &self,
+        id: &KeyId,
+        key: &[u8; KEY_BYTES],
+        nonce: [u8; NONCE],
+    ) -> Result<([u8; NONCE], [u8; WRAPPED]), KeyError> {
         let aad = [WRAP_CONTEXT, id.as_slice()].concat();
         let sealed = self
             .cipher
@@ -519,11 +528,16 @@ impl KeyStore {
         let count = wanted.max(KEY_BATCH);
         let mut bytes = Vec::with_capacity(count * 128);
         let mut made = Vec::with_capacity(count);
-        for _ in 0..count {
-            let mut id = [0u8; 16];
-            getrandom::fill(&mut id).map_err(|e| KeyError::Random(e.to_string()))?;
-            let plain = random_key()?;
-            let (nonce, wrapped) = kek.wrap(&id, &plain)?;
+        // Ids, keys and wrapping nonces of the whole batch from one call to the OS.
+        const EACH: usize = 16 + KEY_BYTES + NONCE;
+        let mut random = vec![0u8; count * EACH];
+        getrandom::fill(&mut random).map_err(|e| KeyError::Random(e.to_string()))?;
+        for chunk in random.chunks_exact(EACH) {
+            let (mut id, mut plain, mut nonce) = ([0u8; 16], [0u8; KEY_BYTES], [0u8; NONCE]);
+            id.copy_from_slice(&chunk[..16]);
+            plain.copy_from_slice(&chunk[16..16 + KEY_BYTES]);
+            nonce.copy_from_slice(&chunk[16 + KEY_BYTES..]);
+            let (nonce, wrapped) = kek.wrap_with(&id, &plain, nonce)?;
             bytes.extend(encode_record(TAG_KEY, &id, "", Some((&kek.id, &nonce, &wrapped))));
             made.push((id, DataKey::new(&plain), nonce, wrapped));
         }

@@ -24,6 +24,7 @@ mod writer;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -97,6 +98,8 @@ struct Inner {
     index: Arc<RwLock<LogIndex>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     keys: Option<Arc<KeyStore>>,
+    /// Whether a batch of keys is being made ahead of time.
+    refilling: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Inner {
@@ -276,6 +279,7 @@ impl SledStore {
                 index: Arc::new(RwLock::new(LogIndex::default())),
                 writer: Mutex::new(None),
                 keys: config.keys.clone(),
+                refilling: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         store.check_against(recorded)?;
@@ -545,11 +549,22 @@ impl SledStore {
             .filter(|p| !keys.has_key(p.stream.as_str()))
             .filter(|p| p.events.iter().any(|e| crate::seal::may_hold_personal(&e.payload)))
             .count();
-        if needed > 0 && keys.available() < needed + KEY_BATCH / 4 {
-            let reserving = keys.clone();
-            tokio::task::spawn_blocking(move || reserving.reserve(needed + KEY_BATCH / 4))
-                .await
-                .map_err(|_| Error::Closed)??;
+        if needed > 0 {
+            let available = keys.available();
+            if available < needed {
+                // None to hand out: wait for a batch.
+                let reserving = keys.clone();
+                tokio::task::spawn_blocking(move || reserving.reserve(needed)).await.map_err(|_| Error::Closed)??;
+            } else if available < KEY_BATCH / 2 && !self.inner.refilling.swap(true, Ordering::AcqRel) {
+                // Running low: make the next batch in the background, so that no append waits.
+                let (reserving, inner) = (keys.clone(), self.inner.clone());
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = reserving.reserve(KEY_BATCH) {
+                        tracing::warn!(error = %e, "could not make a batch of keys ahead of time");
+                    }
+                    inner.refilling.store(false, Ordering::Release);
+                });
+            }
         }
         for part in &mut appends {
             let first = match part.expected {
