@@ -1,8 +1,8 @@
-//! Erasure of a customer's personal data (crypto-shredding; PIPL art. 47, GDPR art. 17): the
-//! erasure event is appended first (who, when, why; no personal data), and once it is durable
-//! every data key the customer's records name is destroyed, so the sealed personal data in
-//! every record, export and backup of the log can no longer be read, while every hash and
-//! proof still verifies.
+//! Erasure of a subject's personal data (crypto-shredding; PIPL art. 47, GDPR art. 17), for
+//! customers and users alike: the erasure event is appended first (who, when, why; no
+//! personal data), and once it is durable every data key the subject's records name is
+//! destroyed, so the sealed personal data in every record, export and backup of the log can
+//! no longer be read, while every hash and proof still verifies.
 //!
 //! Invariants: keys are destroyed only after the event is durable; if destroying fails or
 //! the process dies in between, the event is still in the log, and [`apply_recorded`]
@@ -10,36 +10,61 @@
 //! backup taken before an erasure: erasures recorded in the log win.
 
 use oacis_domain::customer::{Customer, CustomerCommand};
-use oacis_domain::ids::CustomerId;
+use oacis_domain::ids::{CustomerId, UserId};
+use oacis_domain::user::{User, UserCommand};
 use oacis_eventlog::{EventStore, StreamId, Version};
 
 use crate::command::{CommandBus, CommandError, Executed, Origin};
 
-/// Erases `customer`'s personal data: the `CustomerPersonalDataErased` event (none if it was
-/// erased before), then its data keys.
+/// Whose personal data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// A customer.
+    Customer(CustomerId),
+    /// A user.
+    User(UserId),
+}
+
+impl Subject {
+    fn stream(self) -> String {
+        match self {
+            Subject::Customer(id) => id.stream(),
+            Subject::User(id) => id.stream(),
+        }
+    }
+}
+
+/// Erases `subject`'s personal data: the `CustomerPersonalDataErased` or
+/// `UserPersonalDataErased` event (none if it was erased before), then its data keys.
 ///
 /// # Errors
-/// The command's errors (NOT_FOUND for an unknown customer, VALIDATION for a blank reason);
+/// The command's errors (NOT_FOUND for an unknown subject, VALIDATION for a blank reason);
 /// [`CommandError::Keys`] if the keys could not be destroyed (the event is recorded, and the
 /// keys are destroyed on the next start or the next attempt).
-pub async fn erase_customer(
+pub async fn erase(
     bus: &CommandBus,
-    customer: CustomerId,
+    subject: Subject,
     reason: String,
     origin: &Origin,
 ) -> Result<Executed, CommandError> {
-    let executed =
-        bus.execute::<Customer>(customer.stream(), CustomerCommand::ErasePersonalData { reason }, origin).await?;
-    destroy_keys(bus, customer).await?;
+    let stream = subject.stream();
+    let executed = match subject {
+        Subject::Customer(_) => {
+            bus.execute::<Customer>(stream, CustomerCommand::ErasePersonalData { reason }, origin).await?
+        }
+        Subject::User(_) => bus.execute::<User>(stream, UserCommand::ErasePersonalData { reason }, origin).await?,
+    };
+    destroy_keys(bus, subject).await?;
     Ok(executed)
 }
 
-/// Destroys every key `customer`'s records name (read from its stream) and marks it erased.
+/// Destroys every key `subject`'s records name (read from its stream) and marks it erased.
 /// Answers how many keys were destroyed.
-async fn destroy_keys(bus: &CommandBus, customer: CustomerId) -> Result<usize, CommandError> {
+async fn destroy_keys(bus: &CommandBus, subject: Subject) -> Result<usize, CommandError> {
     let store = bus.store();
     let Some(keys) = store.keys().cloned() else { return Ok(0) };
-    let stream = StreamId::new(customer.stream()).map_err(CommandError::Refused)?;
+    let name = subject.stream();
+    let stream = StreamId::new(name.clone()).map_err(CommandError::Refused)?;
     let mut ids = Vec::new();
     let mut from = Version(1);
     loop {
@@ -50,17 +75,16 @@ async fn destroy_keys(bus: &CommandBus, customer: CustomerId) -> Result<usize, C
     }
     ids.sort_unstable();
     ids.dedup();
-    let subject = customer.stream();
-    tokio::task::spawn_blocking(move || keys.erase(&subject, &ids))
+    tokio::task::spawn_blocking(move || keys.erase(&name, &ids))
         .await
         .map_err(|e| CommandError::Keys(e.to_string()))?
         .map_err(|e| CommandError::Keys(e.to_string()))
 }
 
-/// Destroys the keys of every customer whose erasure the log records (from the replayed
-/// views). Answers how many keys were destroyed: none, unless the process stopped between
-/// an erasure event and its keys' destruction, or the key store was restored from a backup
-/// older than an erasure.
+/// Destroys the keys of every customer and user whose erasure the log records (from the
+/// replayed views). Answers how many keys were destroyed: none, unless the process stopped
+/// between an erasure event and its keys' destruction, or the key store was restored from a
+/// backup older than an erasure.
 ///
 /// # Errors
 /// [`CommandError::Keys`] when the key store cannot be rewritten; reading the log's errors.
@@ -68,11 +92,17 @@ pub async fn apply_recorded(bus: &CommandBus) -> Result<usize, CommandError> {
     if bus.store().keys().is_none() {
         return Ok(0);
     }
-    let erased: Vec<CustomerId> =
-        bus.projections().read(|views| views.directory.erased().collect()).map_err(CommandError::Views)?;
+    let erased: Vec<Subject> = bus
+        .projections()
+        .read(|views| {
+            let customers = views.directory.erased().map(Subject::Customer);
+            let users = views.access.users().filter(|u| u.erased).map(|u| Subject::User(u.id));
+            customers.chain(users).collect()
+        })
+        .map_err(CommandError::Views)?;
     let mut destroyed = 0;
-    for customer in erased {
-        destroyed += destroy_keys(bus, customer).await?;
+    for subject in erased {
+        destroyed += destroy_keys(bus, subject).await?;
     }
     Ok(destroyed)
 }

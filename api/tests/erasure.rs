@@ -118,6 +118,14 @@ fn personal_data_is_sealed_on_disk_and_erasure_shreds_it_for_good() {
                 .to_owned(),
         );
     }
+    // A user with a phone and an e-mail (users' personal data is sealed too).
+    let root = ok(server.gql(Some(&admin), "{ departments { id } }", json!({})))["departments"][0]["id"].clone();
+    let create = "mutation($d: String!) { createUser(username: \"qian.leaver\", employeeNo: \"E-9001\", displayName: \"钱离职\", department: $d, initialPassword: \"Initial-Pass-9\") { id } }";
+    let user =
+        ok(server.gql(Some(&admin), create, json!({ "d": root })))["createUser"]["id"].as_str().unwrap().to_owned();
+    let profile = "mutation($u: String!, $d: String!, $p: String, $e: String) { updateUserProfile(user: $u, displayName: \"钱离职\", department: $d, phone: $p, email: $e) { id } }";
+    let user_profile = json!({ "u": user, "d": root, "p": "+8613600007777", "e": "qian.private@example.com" });
+    ok(server.gql(Some(&admin), profile, user_profile.clone()));
     // A fourth customer shares the first one's phone: a possible duplicate, until erasure.
     let same_phone = json!({ "kind": "PERSON", "name": "王重复", "source": "OTHER", "phones": ["+8613811112222"] });
     ok(server.gql(Some(&admin), REGISTER, json!({ "p": same_phone })));
@@ -132,6 +140,9 @@ fn personal_data_is_sealed_on_disk_and_erasure_shreds_it_for_good() {
     server.kill();
 
     // No personal data in plain text in any file of the data folder, nor in an export.
+    for needle in ["13600007777", "qian.private"] {
+        assert!(holding(&data, needle.as_bytes()).is_empty(), "{needle} on disk");
+    }
     for (_, phone, email, id_number) in people {
         let digits = phone.trim_start_matches("+86");
         for needle in [digits, email].into_iter().chain(id_number) {
@@ -159,6 +170,25 @@ fn personal_data_is_sealed_on_disk_and_erasure_shreds_it_for_good() {
     assert_eq!(code(&server.gql(Some(&admin), erase, json!({ "id": ids[0], "r": " " }))), "VALIDATION");
     let unknown = "01930000-0000-7000-8000-00000000beef";
     assert_eq!(code(&server.gql(Some(&admin), erase, json!({ "id": unknown, "r": "x" }))), "NOT_FOUND");
+    // The user's erasure: an administrator's act; the account and its name remain.
+    let erase_user = "mutation($u: String!, $r: String!) { eraseUserPersonalData(user: $u, reason: $r) { id } }";
+    let users = "{ users { username phone email personalDataErased } }";
+    let shown = ok(server.gql(Some(&admin), users, json!({}))).to_string();
+    assert!(shown.contains("qian.private@example.com"), "{shown}");
+    assert_eq!(code(&server.gql(None, erase_user, json!({ "u": user, "r": "离职" }))), "UNAUTHENTICATED");
+    // Someone without `user.admin` or `customer.erase` (here: no role at all) cannot erase.
+    let sign_in_as = "mutation { signIn(input: {name: \"qian.leaver\", password: \"Initial-Pass-9\"}) { token } }";
+    let first = server.gql(None, sign_in_as, json!({}))["data"]["signIn"]["token"].as_str().unwrap().to_owned();
+    let change =
+        "mutation { changePassword(current: \"Initial-Pass-9\", newPassword: \"Leaver-Pass-2026\") { token } }";
+    let qian = ok(server.gql(Some(&first), change, json!({})))["changePassword"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(code(&server.gql(Some(&qian), erase_user, json!({ "u": user, "r": "x" }))), "FORBIDDEN");
+    assert_eq!(code(&server.gql(Some(&qian), erase, json!({ "id": ids[1], "r": "x" }))), "NOT_FOUND");
+    ok(server.gql(Some(&admin), erase_user, json!({ "u": user, "r": "离职后申请删除" })));
+    let listed = ok(server.gql(Some(&admin), users, json!({})))["users"].clone();
+    let qian = listed.as_array().unwrap().iter().find(|u| u["username"] == "qian.leaver").unwrap().clone();
+    assert_eq!(qian, json!({ "username": "qian.leaver", "phone": null, "email": null, "personalDataErased": true }));
+    assert_eq!(code(&server.gql(Some(&admin), profile, user_profile)), "VALIDATION", "not recorded again");
     let head = |s: &Server| ok(s.gql(Some(&admin), "{ verifyChain { headSeq ok } }", json!({})))["verifyChain"].clone();
     let registered_at = head(&server)["headSeq"].clone();
     ok(server.gql(Some(&admin), erase, json!({ "id": ids[0], "r": "本人申请删除个人信息" })));

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, Lifecycle};
 use crate::context::Context;
+use crate::customer::{PersonalDataErased, MAX_TEXT_CHARS as MAX_REASON_CHARS};
 use crate::error::{DomainError, FieldCode};
 use crate::events;
 use crate::ids::{DepartmentId, EntryId, Timestamp, UserId};
@@ -133,6 +134,8 @@ pub struct UserState {
     pub last_failure_at: Option<Timestamp>,
     /// Whether the account is locked because of failed logins (not by an administrator).
     pub locked_by_failures: bool,
+    /// Whether the user's personal data was erased (it is not recorded again).
+    pub erased: bool,
 }
 
 /// How many passwords, the current one included, a new password must differ from.
@@ -178,6 +181,13 @@ pub enum UserCommand {
     UpdateProfile {
         /// The new profile.
         profile: UserProfile,
+    },
+    /// Erase the user's personal data (phone, e-mail) for good: PIPL art. 47, GDPR art. 17.
+    /// The caller destroys the data keys once the event is durable. Erasing an erased user
+    /// changes nothing.
+    ErasePersonalData {
+        /// Why, no personal data.
+        reason: String,
     },
     /// Set who may see a field.
     SetPrivacy {
@@ -360,6 +370,8 @@ events! {
         UserLoginFailed(UserLoginFailed) = 1,
         /// A session ended.
         UserSessionEnded(UserSessionEnded) = 1,
+        /// The user's personal data was erased (its data keys destroyed).
+        UserPersonalDataErased(PersonalDataErased) = 1,
     }
 }
 
@@ -424,8 +436,25 @@ impl Aggregate for User {
                 let (username, employee_no, profile) = v.finish((username, employee_no, profile))?;
                 vec![E::UserCreated(UserCreated { user_id: id, username, employee_no, profile })]
             }
+            C::ErasePersonalData { reason } => {
+                if state.id.is_none() {
+                    return Err(DomainError::NotFound { entity: "user" });
+                }
+                let mut v = Validator::new();
+                let reason = v.text("reason", &reason, MAX_REASON_CHARS);
+                let reason = v.finish(reason)?;
+                if state.erased {
+                    return Ok(Vec::new());
+                }
+                vec![E::UserPersonalDataErased(PersonalDataErased { reason })]
+            }
             C::UpdateProfile { profile } => {
                 state.status.require(ANY, "update")?;
+                if state.erased && profile.personal != UserPersonal::default() {
+                    return Err(DomainError::Rule(
+                        "this user's personal data was erased; it is not recorded again".into(),
+                    ));
+                }
                 let mut v = Validator::in_context(ctx);
                 let profile = checked_profile(&mut v, profile);
                 vec![E::UserProfileUpdated(UserProfileUpdated { profile: v.finish(profile)? })]
@@ -548,6 +577,7 @@ impl Aggregate for User {
                 state.department = Some(e.profile.department);
             }
             E::UserProfileUpdated(e) => state.department = Some(e.profile.department),
+            E::UserPersonalDataErased(_) => state.erased = true,
             E::UserPrivacyChanged(e) => {
                 state.privacy.insert(e.field, e.visibility);
             }

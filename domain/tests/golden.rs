@@ -176,6 +176,7 @@ fn samples() -> Samples {
             UserCommand::Unlock,
             UserCommand::Deactivate,
             UserCommand::Reactivate,
+            UserCommand::ErasePersonalData { reason: "离职后申请删除".into() },
         ],
     );
     collect::<Department>(

@@ -408,3 +408,19 @@ fn a_password_change_revokes_every_session_and_keeps_the_recent_credentials() {
         Err(DomainError::Validation(_))
     ));
 }
+
+#[test]
+fn a_users_personal_data_is_erased_once_and_not_recorded_again() {
+    let refused = Scenario::<User>::given(&[]).when(UserCommand::ErasePersonalData { reason: "x".into() }, &ctx());
+    assert_eq!(refused, Err(DomainError::NotFound { entity: "user" }));
+    let mut s = created();
+    let events = s.when(UserCommand::ErasePersonalData { reason: "离职".into() }, &ctx()).unwrap();
+    assert!(matches!(&events[..], [UserEvent::UserPersonalDataErased(e)] if e.reason == "离职"));
+    assert!(s.state().erased);
+    assert!(s.when(UserCommand::ErasePersonalData { reason: "again".into() }, &ctx()).unwrap().is_empty());
+    let again = s.when(UserCommand::UpdateProfile { profile: profile() }, &ctx());
+    assert!(matches!(again, Err(DomainError::Rule(_))), "{again:?}");
+    let mut without = profile();
+    without.personal = UserPersonal::default();
+    s.when(UserCommand::UpdateProfile { profile: without }, &ctx()).unwrap();
+}

@@ -609,7 +609,8 @@ impl CustomerMutation {
         let id = CustomerId(parse_id("id", &id)?);
         customer_resource(ctx, id, Permission::CustomerErase)?;
         let origin = origin(ctx, client_mutation_id.clone())?;
-        let executed = crate::erasure::erase_customer(&app(ctx)?.bus, id, reason, &origin).await?;
+        let subject = crate::erasure::Subject::Customer(id);
+        let executed = crate::erasure::erase(&app(ctx)?.bus, subject, reason, &origin).await?;
         Ok(MutationResult::new(id, executed, client_mutation_id))
     }
 

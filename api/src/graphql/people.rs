@@ -40,6 +40,8 @@ pub struct UserNode {
     pub phone: Option<String>,
     /// E-mail, likewise.
     pub email: Option<String>,
+    /// Whether the user's personal data (phone, e-mail) was erased (`eraseUserPersonalData`).
+    pub personal_data_erased: bool,
 }
 
 impl UserNode {
@@ -68,6 +70,7 @@ impl UserNode {
             position: row.position.clone().filter(|_| shows(F::Position)),
             phone: row.phone.clone().filter(|_| shows(F::Phone)),
             email: row.email.clone().filter(|_| shows(F::Email)),
+            personal_data_erased: row.erased,
         }
     }
 }
@@ -324,6 +327,25 @@ impl PeopleMutation {
             return Err(ApiError::NotFound("user"));
         }
         execute::<User>(ctx, id, id.stream(), UserCommand::EndAllSessions, None).await
+    }
+
+    /// Erases a user's personal data (phone, e-mail) for good (PIPL art. 47, GDPR art. 17;
+    /// needs `user.admin`): records the erasure (who, when, why), then destroys the user's
+    /// data keys; the account, its name and its history remain, and every hash of the log
+    /// still verifies. Erasing an erased user writes nothing. `reason` holds no personal data.
+    async fn erase_user_personal_data(
+        &self,
+        ctx: &Context<'_>,
+        user: String,
+        reason: String,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        admin(ctx, Permission::UserAdmin)?;
+        let id = UserId(parse_id("user", &user)?);
+        let origin = super::origin(ctx, client_mutation_id.clone())?;
+        let subject = crate::erasure::Subject::User(id);
+        let executed = crate::erasure::erase(&app(ctx)?.bus, subject, reason, &origin).await?;
+        Ok(MutationResult::new(id, executed, client_mutation_id))
     }
 
     /// An administrator's password reset: sets `newPassword` and requires a change at the

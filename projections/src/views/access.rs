@@ -39,6 +39,8 @@ pub struct UserRow {
     pub privacy: BTreeMap<ProfileField, Visibility>,
     /// Open sessions.
     pub sessions: BTreeMap<EntryId, SessionRow>,
+    /// Whether the user's personal data was erased (phone and e-mail stay empty).
+    pub erased: bool,
 }
 
 /// An open session: what a bearer token is checked against.
@@ -254,6 +256,7 @@ impl View for AccessDirectory {
                         department: e.profile.department,
                         status: UserStatus::Active,
                         sessions: BTreeMap::new(),
+                        erased: false,
                     };
                     self.users.insert(*id, row);
                     return Ok(());
@@ -269,6 +272,11 @@ impl View for AccessDirectory {
                     }
                     UserEvent::UserPrivacyChanged(e) => {
                         row.privacy.insert(e.field, e.visibility);
+                    }
+                    UserEvent::UserPersonalDataErased(_) => {
+                        row.phone = None;
+                        row.email = None;
+                        row.erased = true;
                     }
                     UserEvent::UserLocked(_) => row.status = UserStatus::Locked,
                     UserEvent::UserUnlocked(_) | UserEvent::UserReactivated(_) => row.status = UserStatus::Active,
