@@ -189,6 +189,7 @@ fn personal_data_is_sealed_on_disk_and_erasure_shreds_it_for_good() {
     let qian = listed.as_array().unwrap().iter().find(|u| u["username"] == "qian.leaver").unwrap().clone();
     assert_eq!(qian, json!({ "username": "qian.leaver", "phone": null, "email": null, "personalDataErased": true }));
     assert_eq!(code(&server.gql(Some(&admin), profile, user_profile)), "VALIDATION", "not recorded again");
+    ok(server.gql(Some(&admin), profile, json!({ "u": user, "d": root })));
     let head = |s: &Server| ok(s.gql(Some(&admin), "{ verifyChain { headSeq ok } }", json!({})))["verifyChain"].clone();
     let registered_at = head(&server)["headSeq"].clone();
     ok(server.gql(Some(&admin), erase, json!({ "id": ids[0], "r": "本人申请删除个人信息" })));
@@ -218,6 +219,10 @@ fn personal_data_is_sealed_on_disk_and_erasure_shreds_it_for_good() {
     let update = "mutation($id: String!, $p: ProfileInput!) { updateCustomerProfile(id: $id, profile: $p) { id } }";
     let refill = json!({ "id": ids[0], "p": { "kind": "PERSON", "name": "王秘密", "source": "REFERRAL", "phones": ["+8613811112222"] } });
     assert_eq!(code(&server.gql(Some(&admin), update, refill)), "VALIDATION");
+    let rename =
+        json!({ "id": ids[0], "p": { "kind": "PERSON", "name": "王已删", "source": "REFERRAL", "segment": "vip" } });
+    ok(server.gql(Some(&admin), update, rename));
+    assert_eq!(ok(server.gql(Some(&admin), CUSTOMER, json!({ "id": ids[0] })))["customer"]["name"], "王已删");
     let at = head(&server);
     ok(server.gql(Some(&admin), erase, json!({ "id": ids[0], "r": "again" })));
     assert_eq!(head(&server), at, "a second erasure appends nothing");

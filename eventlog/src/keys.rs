@@ -106,7 +106,7 @@ pub enum KeyError {
         subject: String,
     },
     /// The key store has no key for a subject whose records hold sealed personal data.
-    #[error("the key store has no key for {subject}, whose records hold sealed personal data: it is older than the log or belongs to another store; restore the key store that goes with this log")]
+    #[error("the key store has no key for {subject}, whose records hold sealed personal data: the key store is older than the log, belongs to another store, or lost its last records (a damaged end of the journal is cut off on open, with a warning); restore the key store that goes with this log")]
     MissingKey {
         /// The subject.
         subject: String,
@@ -478,6 +478,12 @@ impl KeyStore {
                 }
                 // A torn tail: never made durable, so never relied on. Cut it off.
                 Ok(None) => {
+                    tracing::warn!(
+                        journal = %path.display(),
+                        offset = at,
+                        bytes = bytes.len() - at,
+                        "the key journal ends in a record cut short; it is cut off (a crash while it was written)"
+                    );
                     journal.file.set_len(at as u64).map_err(io(&path))?;
                     journal.file.sync_data().map_err(io(&path))?;
                     break;

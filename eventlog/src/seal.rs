@@ -124,11 +124,22 @@ pub fn seal(
     while let Some(found) = memchr::memmem::find(&payload[at..], PERSONAL) {
         let start = at + found + PERSONAL.len() - 1;
         let Some(len) = object_end(&payload[start..]) else { break };
+        let member = &payload[start..start + len];
         if key.is_none() {
-            key = Some(keys.key_for(stream)?);
+            match keys.key_for(stream) {
+                Ok(found) => key = Some(found),
+                // An erased subject's records hold no personal data (the domain keeps its
+                // personal part empty): stored as it is, with nothing to seal.
+                Err(KeyError::Erased { .. }) if holds_nothing(member) => {
+                    out.extend_from_slice(&payload[at..start + len]);
+                    at = start + len;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         }
         let Some((id, data_key)) = &key else { break };
-        let sealed = data_key.seal(&aad(stream, version, kind, index), &payload[start..start + len]);
+        let sealed = data_key.seal(&aad(stream, version, kind, index), member);
         out.extend_from_slice(&payload[at..start]);
         out.extend_from_slice(SEALED_START);
         out.extend_from_slice(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed).as_bytes());
@@ -143,6 +154,21 @@ pub fn seal(
     }
     out.extend_from_slice(&payload[at..]);
     Ok(Some(out))
+}
+
+/// Whether a personal member's JSON holds no data: every value in it null, `false`, an empty
+/// string, or an empty array or object.
+fn holds_nothing(member: &[u8]) -> bool {
+    fn empty(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Null | serde_json::Value::Bool(false) => true,
+            serde_json::Value::String(s) => s.is_empty(),
+            serde_json::Value::Array(items) => items.is_empty(),
+            serde_json::Value::Object(map) => map.values().all(empty),
+            _ => false,
+        }
+    }
+    serde_json::from_slice::<serde_json::Value>(member).is_ok_and(|v| empty(&v))
 }
 
 /// One sealed value found in a payload: where it is, its ciphertext and its key.
@@ -288,5 +314,8 @@ mod tests {
             seal(&keys, "customer-1", 2, "CustomerProfileUpdated", payload),
             Err(KeyError::Erased { .. })
         ));
+        // An erased subject's record with an empty personal part is stored as it is.
+        let emptied = br#"{"profile":{"name":"Zed","personal":{"phones":[],"id_number":null,"addresses":[]}}}"#;
+        assert!(seal(&keys, "customer-1", 2, "CustomerProfileUpdated", emptied).unwrap().is_none());
     }
 }
