@@ -10,6 +10,7 @@
 //! a live follower answer alike; no hash-map order reaches an answer.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use oacis_domain::customer::{CustomerEvent, CustomerKind, CustomerStatus, Profile, SourceChannel};
 use oacis_domain::duplicate::{DuplicateField, DuplicateKeys};
@@ -188,16 +189,42 @@ impl SearchArena {
 /// search for one character (a Chinese surname) reads its list instead of scanning every
 /// text, and a longer needle checks only the texts that hold its rarest character.
 /// Derived from the rows, like the arena.
+///
+/// Beside each list, built on the first search that needs it and dropped whenever a text or
+/// a status of one of its slots changes, the same slots in name order with the count of
+/// those not merged: a one-character search by name then answers its total and walks only
+/// its page.
 #[derive(Debug, Default)]
 struct CharPostings {
     slots: HashMap<char, Vec<u32>>,
+    by_name: Mutex<HashMap<char, Arc<NameOrder>>>,
+}
+
+/// One character's slots in ascending (name, id) order, and how many are not merged.
+#[derive(Debug)]
+struct NameOrder {
+    slots: Vec<u32>,
+    not_merged: usize,
 }
 
 impl CharPostings {
+    /// Drops the name orders of the characters of `text` (a slot holding it changed).
+    fn forget_orders(&self, text: &str) {
+        let mut orders = self.by_name.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !orders.is_empty() {
+            for c in text.chars() {
+                orders.remove(&c);
+            }
+        }
+    }
+
     /// Moves `slot` from the characters of `old` to those of `new`.
     fn replace(&mut self, slot: u32, old: Option<&[u8]>, new: &str) {
         let chars = |text: &str| text.chars().collect::<BTreeSet<char>>();
-        let old = old.map(|o| chars(&String::from_utf8_lossy(o))).unwrap_or_default();
+        let old_text = old.map(|o| String::from_utf8_lossy(o).into_owned()).unwrap_or_default();
+        self.forget_orders(&old_text);
+        self.forget_orders(new);
+        let old = chars(&old_text);
         let new = chars(new);
         for gone in old.difference(&new) {
             if let Some(list) = self.slots.get_mut(gone) {
@@ -662,6 +689,9 @@ impl CustomerDirectory {
     pub fn query(&self, q: &DirectoryQuery) -> Page {
         let needle = q.text.as_deref().map(|t| search_key(t.trim()));
         let needle = needle.as_deref().filter(|n| !n.is_empty());
+        if let Some(page) = needle.and_then(|n| self.one_character_by_name(n, q)) {
+            return page;
+        }
         // Lines never contain a line break, so a needle with one matches nothing.
         let found = needle.map(|n| {
             if n.contains('\n') {
@@ -759,6 +789,88 @@ impl CustomerDirectory {
         let rows: Vec<CustomerRow> = page.into_iter().cloned().collect();
         let end_cursor = rows.last().map(|r| r.id.0.to_string());
         Page { rows, total, end_cursor, has_next }
+    }
+
+    /// A search for one character, by name, with no filter but the default status (every
+    /// status but merged) and no scope, answered from the character's name order: the total
+    /// is its count, the page a walk from the cursor. `None` for any other query.
+    fn one_character_by_name(&self, needle: &str, q: &DirectoryQuery) -> Option<Page> {
+        let mut chars = needle.chars();
+        let (Some(c), None) = (chars.next(), chars.next()) else { return None };
+        let [(SortKey::Name, order)] = q.sort.as_slice() else { return None };
+        let plain = !q.search_personal
+            && q.visible.is_none()
+            && q.status.is_none()
+            && q.owner.is_none()
+            && q.department.is_none()
+            && q.segment.is_none()
+            && q.source.is_none()
+            && q.tags.is_empty()
+            && q.created_from.is_none()
+            && q.created_to.is_none()
+            && q.contacted_from.is_none()
+            && q.contacted_to.is_none();
+        if !plain || c == '\n' {
+            return None;
+        }
+        let name_order = self.name_order(c);
+        let slots = name_order.as_ref().map_or(&[][..], |o| o.slots.as_slice());
+        let sort = [(SortKey::Name, *order)];
+        // The walk in the asked order: ascending as stored, descending from the end.
+        let at = |i: usize| match order {
+            Order::Ascending => slots[i] as usize,
+            Order::Descending => slots[slots.len() - 1 - i] as usize,
+        };
+        let after = q
+            .after
+            .as_deref()
+            .and_then(|cursor| uuid::Uuid::parse_str(cursor).ok())
+            .and_then(|id| self.slot_of.get(&CustomerId(id)).copied());
+        // The first position after the cursor's place (the cursor row may no longer match).
+        let start = match after {
+            None => 0,
+            Some(a) => {
+                let (mut low, mut high) = (0, slots.len());
+                while low < high {
+                    let mid = (low + high) / 2;
+                    if self.compare(at(mid), a, &sort).is_gt() {
+                        high = mid;
+                    } else {
+                        low = mid + 1;
+                    }
+                }
+                low
+            }
+        };
+        let first = q.first.clamp(1, MAX_PAGE);
+        let mut page: Vec<&CustomerRow> = (start..slots.len())
+            .map(at)
+            .filter(|slot| self.columns[*slot].status != CustomerStatus::Merged)
+            .take(first + 1)
+            .filter_map(|slot| self.rows.get(&self.columns[slot].id))
+            .collect();
+        let has_next = page.len() > first;
+        page.truncate(first);
+        let rows: Vec<CustomerRow> = page.into_iter().cloned().collect();
+        let end_cursor = rows.last().map(|r| r.id.0.to_string());
+        Some(Page { rows, total: name_order.map_or(0, |o| o.not_merged), end_cursor, has_next })
+    }
+
+    /// The name order of `c`'s slots, built now if no search has needed it since it changed.
+    fn name_order(&self, c: char) -> Option<Arc<NameOrder>> {
+        let cached = self.postings.by_name.lock().ok().and_then(|orders| orders.get(&c).cloned());
+        if cached.is_some() {
+            return cached;
+        }
+        let mut slots = self.postings.slots.get(&c)?.clone();
+        let ascending = [(SortKey::Name, Order::Ascending)];
+        slots.sort_by(|a, b| self.compare(*a as usize, *b as usize, &ascending));
+        let not_merged = slots.iter().filter(|s| self.columns[**s as usize].status != CustomerStatus::Merged).count();
+        let built = Arc::new(NameOrder { slots, not_merged });
+        if let Ok(mut orders) = self.postings.by_name.lock() {
+            orders.insert(c, built.clone());
+        }
+        Some(built)
     }
 
     /// The slots whose public search text holds `needle`: from the postings of its rarest
@@ -880,6 +992,11 @@ impl CustomerDirectory {
         };
         *self.cube.entry(cube_key(&columns)).or_insert(0) += 1;
         if slot < self.columns.len() {
+            if self.columns[slot].status != columns.status {
+                if let Some(line) = self.search.line(slot) {
+                    self.postings.forget_orders(&String::from_utf8_lossy(line));
+                }
+            }
             let old = cube_key(&self.columns[slot]);
             if let Some(count) = self.cube.get_mut(&old) {
                 *count = count.saturating_sub(1);
