@@ -294,8 +294,7 @@ fn one_character_pages(w: &World) -> Vec<(String, usize, Vec<CustomerId>)> {
         for order in [Order::Ascending, Order::Descending] {
             let mut after = None;
             let mut seen = Vec::new();
-            let mut total = 0;
-            loop {
+            let total = loop {
                 let page = w.views.directory.query(&DirectoryQuery {
                     text: Some(text.into()),
                     sort: vec![(SortKey::Name, order)],
@@ -303,13 +302,12 @@ fn one_character_pages(w: &World) -> Vec<(String, usize, Vec<CustomerId>)> {
                     after: after.clone(),
                     ..Default::default()
                 });
-                total = page.total;
                 seen.extend(page.rows.iter().map(|r| r.id));
                 if !page.has_next {
-                    break;
+                    break page.total;
                 }
                 after = page.end_cursor;
-            }
+            };
             out.push((format!("{text} {order:?}"), total, seen));
         }
     }
