@@ -546,8 +546,8 @@ impl SledStore {
         let Some(keys) = self.inner.keys.clone() else { return Ok(appends) };
         let needed = appends
             .iter()
-            .filter(|p| !keys.has_key(p.stream.as_str()))
             .filter(|p| p.events.iter().any(|e| crate::seal::may_hold_personal(&e.payload)))
+            .filter(|p| !keys.has_key(p.stream.as_str()))
             .count();
         if needed > 0 {
             let available = keys.available();
