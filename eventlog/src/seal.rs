@@ -23,6 +23,7 @@
 //!   nonce, same key), so a retried append is recognised as the same append.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use base64::Engine as _;
 
@@ -36,6 +37,13 @@ const SEALED_START: &[u8] = b"{\"$sealed\":\"";
 const KEY_PART: &[u8] = b"\",\"key\":\"";
 const SEALED_END: &[u8] = b"\"}";
 const AAD_CONTEXT: &[u8] = b"oacis personal data v1\0";
+
+/// Searchers built once: every payload appended or read is searched, and building a
+/// searcher costs more than searching a short payload.
+static FIND_PERSONAL: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(PERSONAL));
+static FIND_SEALED: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(SEALED_START));
 
 fn aad(stream: &str, version: u64, kind: &str, index: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(AAD_CONTEXT.len() + stream.len() + kind.len() + 14);
@@ -52,7 +60,7 @@ fn aad(stream: &str, version: u64, kind: &str, index: u32) -> Vec<u8> {
 /// Whether `payload` holds a member to seal.
 #[must_use]
 pub fn may_hold_personal(payload: &[u8]) -> bool {
-    memchr::memmem::find(payload, PERSONAL).is_some()
+    FIND_PERSONAL.find(payload).is_some()
 }
 
 /// The end (exclusive) of the JSON object that starts at `bytes[0] == b'{'`: the brace that
@@ -121,7 +129,7 @@ pub fn seal(
     let mut out = Vec::with_capacity(payload.len() + 128);
     let mut at = 0;
     let mut index = 0u32;
-    while let Some(found) = memchr::memmem::find(&payload[at..], PERSONAL) {
+    while let Some(found) = FIND_PERSONAL.find(&payload[at..]) {
         let start = at + found + PERSONAL.len() - 1;
         let Some(len) = object_end(&payload[start..]) else { break };
         let member = &payload[start..start + len];
@@ -182,7 +190,7 @@ struct Envelope<'a> {
 fn envelopes(payload: &[u8]) -> impl Iterator<Item = Envelope<'_>> + '_ {
     let mut at = 0;
     std::iter::from_fn(move || {
-        let start = at + memchr::memmem::find(&payload[at..], SEALED_START)?;
+        let start = at + FIND_SEALED.find(&payload[at..])?;
         let body = start + SEALED_START.len();
         let quote = body + memchr::memchr(b'"', &payload[body..])?;
         let (key, end) = match payload[quote..].strip_prefix(KEY_PART) {
@@ -216,7 +224,7 @@ pub fn open<'a>(
     kind: &str,
     payload: &'a [u8],
 ) -> Result<Cow<'a, [u8]>, KeyError> {
-    if memchr::memmem::find(payload, SEALED_START).is_none() {
+    if FIND_SEALED.find(payload).is_none() {
         return Ok(Cow::Borrowed(payload));
     }
     let tampered = || KeyError::Tampered { subject: stream.to_owned() };
@@ -249,7 +257,7 @@ pub fn open<'a>(
 pub fn open_record<'a>(keys: Option<&KeyStore>, record: &crate::RecordRef<'a>) -> Result<Cow<'a, [u8]>, KeyError> {
     match keys {
         Some(keys) => open(keys, record.stream, record.version.0, record.kind, record.payload),
-        None if memchr::memmem::find(record.payload, SEALED_START).is_some() => {
+        None if FIND_SEALED.find(record.payload).is_some() => {
             Err(KeyError::NoKeyStore { subject: record.stream.to_owned() })
         }
         None => Ok(Cow::Borrowed(record.payload)),
