@@ -348,6 +348,31 @@ pub struct Page {
     pub has_next: bool,
 }
 
+impl Page {
+    /// The page of `first` rows from `walked` (the walk takes one row more, to know whether
+    /// more follow), with the query's total.
+    fn of(mut walked: Vec<&CustomerRow>, first: usize, total: usize) -> Page {
+        let has_next = walked.len() > first;
+        walked.truncate(first);
+        let rows: Vec<CustomerRow> = walked.into_iter().cloned().collect();
+        let end_cursor = rows.last().map(|r| r.id.0.to_string());
+        Page { rows, total, end_cursor, has_next }
+    }
+}
+
+impl DirectoryQuery {
+    /// Whether it filters by owner, tags or a time range: filters that only a row-by-row
+    /// check answers (no count cube, no character name order).
+    fn filters_rows(&self) -> bool {
+        self.owner.is_some()
+            || !self.tags.is_empty()
+            || self.created_from.is_some()
+            || self.created_to.is_some()
+            || self.contacted_from.is_some()
+            || self.contacted_to.is_some()
+    }
+}
+
 /// The customer directory view.
 ///
 /// Besides the rows (the state that is dumped), it keeps derived structures so that a query
@@ -784,11 +809,7 @@ impl CustomerDirectory {
                 _ => page = self.sorted_matches(&slot_matches, found.as_deref(), after, &q.sort, first + 1),
             }
         }
-        let has_next = page.len() > first;
-        page.truncate(first);
-        let rows: Vec<CustomerRow> = page.into_iter().cloned().collect();
-        let end_cursor = rows.last().map(|r| r.id.0.to_string());
-        Page { rows, total, end_cursor, has_next }
+        Page::of(page, first, total)
     }
 
     /// A search for one character, by name, with no filter but the default status (every
@@ -799,17 +820,12 @@ impl CustomerDirectory {
         let (Some(c), None) = (chars.next(), chars.next()) else { return None };
         let [(SortKey::Name, order)] = q.sort.as_slice() else { return None };
         let plain = !q.search_personal
+            && !q.filters_rows()
             && q.visible.is_none()
             && q.status.is_none()
-            && q.owner.is_none()
             && q.department.is_none()
             && q.segment.is_none()
-            && q.source.is_none()
-            && q.tags.is_empty()
-            && q.created_from.is_none()
-            && q.created_to.is_none()
-            && q.contacted_from.is_none()
-            && q.contacted_to.is_none();
+            && q.source.is_none();
         if !plain || c == '\n' {
             return None;
         }
@@ -843,17 +859,13 @@ impl CustomerDirectory {
             }
         };
         let first = q.first.clamp(1, MAX_PAGE);
-        let mut page: Vec<&CustomerRow> = (start..slots.len())
+        let page: Vec<&CustomerRow> = (start..slots.len())
             .map(at)
             .filter(|slot| self.columns[*slot].status != CustomerStatus::Merged)
             .take(first + 1)
             .filter_map(|slot| self.rows.get(&self.columns[slot].id))
             .collect();
-        let has_next = page.len() > first;
-        page.truncate(first);
-        let rows: Vec<CustomerRow> = page.into_iter().cloned().collect();
-        let end_cursor = rows.last().map(|r| r.id.0.to_string());
-        Some(Page { rows, total: name_order.map_or(0, |o| o.not_merged), end_cursor, has_next })
+        Some(Page::of(page, first, name_order.map_or(0, |o| o.not_merged)))
     }
 
     /// The name order of `c`'s slots, built now if no search has needed it since it changed.
@@ -1011,14 +1023,7 @@ impl CustomerDirectory {
     /// The total of a query that filters only by status, segment, source and departments,
     /// from the count cube; `None` for any other query (it needs a scan).
     fn cube_total(&self, q: &DirectoryQuery, segment: Option<Option<u32>>, text: bool) -> Option<usize> {
-        let countable = !text
-            && q.owner.is_none()
-            && q.tags.is_empty()
-            && q.created_from.is_none()
-            && q.created_to.is_none()
-            && q.contacted_from.is_none()
-            && q.contacted_to.is_none()
-            && q.visible.as_ref().is_none_or(|v| v.owner.is_none());
+        let countable = !text && !q.filters_rows() && q.visible.as_ref().is_none_or(|v| v.owner.is_none());
         if !countable {
             return None;
         }
