@@ -608,10 +608,7 @@ impl CustomerMutation {
     ) -> ApiResult<MutationResult> {
         let id = CustomerId(parse_id("id", &id)?);
         customer_resource(ctx, id, Permission::CustomerErase)?;
-        let origin = origin(ctx, client_mutation_id.clone())?;
-        let subject = crate::erasure::Subject::Customer(id);
-        let executed = crate::erasure::erase(&app(ctx)?.bus, subject, reason, &origin).await?;
-        Ok(MutationResult::new(id, executed, client_mutation_id))
+        super::erase(ctx, id, crate::erasure::Subject::Customer(id), reason, client_mutation_id).await
     }
 
     /// Archives a customer.

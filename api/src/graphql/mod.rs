@@ -223,6 +223,20 @@ where
     execute_expecting::<A>(ctx, id, stream, command, key, None).await
 }
 
+/// The erasure of `subject`'s personal data (the caller has checked the permission), as a
+/// mutation's answer.
+pub async fn erase(
+    ctx: &Context<'_>,
+    id: impl std::fmt::Display,
+    subject: crate::erasure::Subject,
+    reason: String,
+    key: Option<String>,
+) -> ApiResult<scalars::MutationResult> {
+    let origin = origin(ctx, key.clone())?;
+    let executed = crate::erasure::erase(&app(ctx)?.bus, subject, reason, &origin).await?;
+    Ok(scalars::MutationResult::new(id, executed, key))
+}
+
 /// As [`execute`], refusing with CONFLICT if the stream is not at `expected_version`.
 pub async fn execute_expecting<A>(
     ctx: &Context<'_>,

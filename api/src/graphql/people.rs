@@ -342,10 +342,7 @@ impl PeopleMutation {
     ) -> ApiResult<MutationResult> {
         admin(ctx, Permission::UserAdmin)?;
         let id = UserId(parse_id("user", &user)?);
-        let origin = super::origin(ctx, client_mutation_id.clone())?;
-        let subject = crate::erasure::Subject::User(id);
-        let executed = crate::erasure::erase(&app(ctx)?.bus, subject, reason, &origin).await?;
-        Ok(MutationResult::new(id, executed, client_mutation_id))
+        super::erase(ctx, id, crate::erasure::Subject::User(id), reason, client_mutation_id).await
     }
 
     /// An administrator's password reset: sets `newPassword` and requires a change at the
