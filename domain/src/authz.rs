@@ -54,6 +54,8 @@ permissions! {
     CustomerErase = "customer.erase",
     /// Transfer customers to another owner.
     CustomerTransfer = "customer.transfer",
+    /// Undo a whole import of customers (administrators only by default).
+    CustomerImportUndo = "customer.import_undo",
     /// See service cases.
     CaseRead = "case.read",
     /// Open and work service cases.

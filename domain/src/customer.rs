@@ -21,7 +21,7 @@ use crate::aggregate::{Aggregate, Lifecycle};
 use crate::context::Context;
 use crate::error::{DomainError, FieldCode};
 use crate::events;
-use crate::ids::{CustomerId, Date, DepartmentId, EntryId, Timestamp, UserId};
+use crate::ids::{CustomerId, Date, DepartmentId, EntryId, ImportId, Timestamp, UserId};
 use crate::validate::Validator;
 
 /// Longest name, in characters.
@@ -35,6 +35,8 @@ pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000_000;
 pub const MAX_LIST: usize = 20;
 /// Longest short text (tags, segment, industry, product), in characters.
 pub const MAX_SHORT_CHARS: usize = 64;
+/// Longest external id (another system's key for the customer), in characters.
+pub const MAX_EXTERNAL_ID_CHARS: usize = 64;
 
 /// Whether the customer is a natural person or an organisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +239,53 @@ pub struct CustomerState {
     pub purchases: BTreeMap<EntryId, PurchaseState>,
     /// Whether its personal data was erased (it stays empty from then on).
     pub erased: bool,
+    /// Another system's key for the customer, set by an import.
+    pub external_id: Option<String>,
+}
+
+/// One row of an import as the importing caller resolved it: the whole profile the customer
+/// should have (for an existing customer, its profile with the file's columns laid over it),
+/// and the business facts another system kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRow {
+    /// The import.
+    pub import: ImportId,
+    /// The customer's id (for a registration, the id the row gives or one the caller chose).
+    pub id: CustomerId,
+    /// The row's number in the file (1 is the header).
+    pub row: u32,
+    /// The profile after this row.
+    pub profile: Profile,
+    /// The owner after this row.
+    pub owner: UserId,
+    /// The department after this row.
+    pub department: DepartmentId,
+    /// `Active` or `Archived` when the file says; `None` keeps the status.
+    pub status: Option<CustomerStatus>,
+    /// Another system's key for the customer (`None` keeps the one it has).
+    pub external_id: Option<String>,
+    /// When the customer was registered in the other system (business time; only for a
+    /// registration, not after the time of the decision).
+    pub registered_at: Option<Timestamp>,
+    /// The customer's last contact in the other system (business time).
+    pub last_contact: Option<Timestamp>,
+}
+
+/// What an undone import puts back on a customer it updated: the values before the import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRestore {
+    /// The profile before.
+    pub profile: Profile,
+    /// The owner before.
+    pub owner: UserId,
+    /// The department before.
+    pub department: DepartmentId,
+    /// The status before (active or archived).
+    pub status: CustomerStatus,
+    /// The external id before.
+    pub external_id: Option<String>,
+    /// The last contact to keep (before the import, or later interactions').
+    pub last_contact: Option<Timestamp>,
 }
 
 /// What can be asked of a customer.
@@ -329,6 +378,20 @@ pub enum CustomerCommand {
         /// Why.
         reason: String,
     },
+    /// Register or update the customer from one row of an import: `CustomerRegistered` (or
+    /// the profile, owner and status changes the row asks for, each through the same rules
+    /// as its own command), then `CustomerImported`. A row that changes nothing records
+    /// nothing.
+    Import(Box<ImportRow>),
+    /// Revert what an import did to this customer: archive it if the import registered it
+    /// (`restore: None`), or put back the values before (`restore`), then
+    /// `CustomerImportReverted`. Merged customers refuse.
+    RevertImport {
+        /// The import.
+        import: ImportId,
+        /// The values before, for a customer the import updated.
+        restore: Option<Box<ImportRestore>>,
+    },
     /// Erase the customer's personal data (the right to erasure: PIPL art. 47, GDPR art. 17).
     /// An administrator's act; the caller destroys the data key once the event is durable.
     /// Erasing an erased customer changes nothing.
@@ -381,6 +444,41 @@ pub struct CustomerArchived {
 pub struct PersonalDataErased {
     /// Why.
     pub reason: String,
+}
+
+/// Payload of `CustomerImported`: the last event of an import's row. Business time
+/// (`registered_at`, `last_contact`) is kept apart from the record's own time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerImported {
+    /// The import.
+    pub import_id: ImportId,
+    /// The row's number in the file.
+    pub row: u32,
+    /// Whether the row registered the customer (else it updated it).
+    pub registered: bool,
+    /// How many events of this row precede this one (so the customer's version before the
+    /// row is this record's version minus `preceding` minus one).
+    pub preceding: u32,
+    /// The external id set by the row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// When the other system registered the customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<Timestamp>,
+    /// The last contact the other system knew of (later than any before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_contact: Option<Timestamp>,
+}
+
+/// Payload of `CustomerImportReverted`: the last event of an import's undoing on a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerImportReverted {
+    /// The import.
+    pub import_id: ImportId,
+    /// The external id from now on.
+    pub external_id: Option<String>,
+    /// The last contact from now on.
+    pub last_contact: Option<Timestamp>,
 }
 
 /// Payload of `CustomerRestored`.
@@ -493,6 +591,10 @@ events! {
         PurchaseReversed(PurchaseReversed) = 1,
         /// The customer's personal data was erased (its data key destroyed).
         CustomerPersonalDataErased(PersonalDataErased) = 1,
+        /// A row of an import registered or changed the customer.
+        CustomerImported(CustomerImported) = 1,
+        /// An import's changes to the customer were reverted.
+        CustomerImportReverted(CustomerImportReverted) = 1,
     }
 }
 
@@ -620,6 +722,8 @@ impl Aggregate for Customer {
         use CustomerCommand as C;
         use CustomerEvent as E;
         let event = match command {
+            C::Import(row) => return decide_import(state, *row, ctx),
+            C::RevertImport { import, restore } => return decide_revert(state, import, restore.map(|r| *r)),
             C::Register { id, profile, owner, department } => {
                 if state.status != CustomerStatus::Unregistered {
                     return Err(DomainError::AlreadyExists { entity: "customer" });
@@ -837,7 +941,171 @@ impl Aggregate for Customer {
                     purchase.reversed = true;
                 }
             }
+            E::CustomerImported(e) => {
+                if e.external_id.is_some() {
+                    state.external_id.clone_from(&e.external_id);
+                }
+                if let Some(at) = e.last_contact {
+                    state.last_contact = Some(state.last_contact.map_or(at, |t| t.max(at)));
+                }
+            }
+            E::CustomerImportReverted(e) => {
+                state.external_id.clone_from(&e.external_id);
+                state.last_contact = e.last_contact;
+            }
         }
         state
     }
+}
+
+/// Decides one command after others of the same row, folding each result in.
+fn then(
+    state: &mut CustomerState,
+    events: &mut Vec<CustomerEvent>,
+    command: CustomerCommand,
+    ctx: &Context,
+) -> Result<(), DomainError> {
+    for event in Customer::decide(state, command, ctx)? {
+        *state = Customer::evolve(std::mem::take(state), &event);
+        events.push(event);
+    }
+    Ok(())
+}
+
+/// One row of an import: every change through its own command's rules, then
+/// `CustomerImported`; nothing when nothing changes.
+fn decide_import(state: &CustomerState, row: ImportRow, ctx: &Context) -> Result<Vec<CustomerEvent>, DomainError> {
+    let mut v = Validator::in_context(ctx);
+    let external_id = row.external_id.as_deref().map(|x| v.name("external_id", x, MAX_EXTERNAL_ID_CHARS));
+    for (field, at) in [("registered_at", row.registered_at), ("last_contact", row.last_contact)] {
+        v.require(at.is_none_or(|at| at <= ctx.now), field, FieldCode::OutOfRange, "is in the future");
+    }
+    if let Some(status) = row.status {
+        v.require(
+            matches!(status, CustomerStatus::Active | CustomerStatus::Archived),
+            "status",
+            FieldCode::InvalidFormat,
+            "an import sets a customer active or archived",
+        );
+    }
+    // Every field error of the row at once: the import's own and the profile's.
+    let (external_id, profile) = match (v.finish(external_id), checked_profile(row.profile, ctx)) {
+        (Ok(external_id), Ok(profile)) => (external_id, profile),
+        (Err(DomainError::Validation(mut a)), Err(DomainError::Validation(b))) => {
+            a.extend(b);
+            return Err(DomainError::Validation(a));
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    let registering = state.status == CustomerStatus::Unregistered;
+    let mut next = state.clone();
+    let mut events = Vec::new();
+    let archive = CustomerCommand::Archive { reason: format!("archived by import {}", row.import) };
+    if registering {
+        let register = CustomerCommand::Register { id: row.id, profile, owner: row.owner, department: row.department };
+        then(&mut next, &mut events, register, ctx)?;
+        if row.status == Some(CustomerStatus::Archived) {
+            then(&mut next, &mut events, archive, ctx)?;
+        }
+        let preceding = u32::try_from(events.len()).unwrap_or(u32::MAX);
+        events.push(CustomerEvent::CustomerImported(CustomerImported {
+            import_id: row.import,
+            row: row.row,
+            registered: true,
+            preceding,
+            external_id,
+            registered_at: row.registered_at,
+            last_contact: row.last_contact,
+        }));
+        return Ok(events);
+    }
+    state.status.require(&[CustomerStatus::Active, CustomerStatus::Archived], "import into")?;
+    if row.status == Some(CustomerStatus::Active) && next.status == CustomerStatus::Archived {
+        then(&mut next, &mut events, CustomerCommand::Restore, ctx)?;
+    }
+    if next.profile.as_ref() != Some(&profile) {
+        then(&mut next, &mut events, CustomerCommand::UpdateProfile { profile }, ctx)?;
+    }
+    if next.owner != Some(row.owner) || next.department != Some(row.department) {
+        then(
+            &mut next,
+            &mut events,
+            CustomerCommand::ChangeOwner { owner: row.owner, department: row.department },
+            ctx,
+        )?;
+    }
+    if row.status == Some(CustomerStatus::Archived) && next.status == CustomerStatus::Active {
+        then(&mut next, &mut events, archive, ctx)?;
+    }
+    let external_id = external_id.filter(|x| next.external_id.as_ref() != Some(x));
+    // A later contact than the customer's only: an import never moves it back.
+    let last_contact = row.last_contact.filter(|at| next.last_contact.is_none_or(|t| *at > t));
+    if events.is_empty() && external_id.is_none() && last_contact.is_none() {
+        return Ok(events);
+    }
+    events.push(CustomerEvent::CustomerImported(CustomerImported {
+        import_id: row.import,
+        row: row.row,
+        registered: false,
+        preceding: u32::try_from(events.len()).unwrap_or(u32::MAX),
+        external_id,
+        registered_at: None,
+        last_contact,
+    }));
+    Ok(events)
+}
+
+/// Reverts one import's row: a customer it registered is archived; one it updated gets back
+/// its profile, owner, status, external id and last contact. Compensating events, decided
+/// without the rules of ordinary edits (an archived customer gets its profile back too), but
+/// never on a merged customer and never bringing back erased personal data.
+fn decide_revert(
+    state: &CustomerState,
+    import: ImportId,
+    restore: Option<ImportRestore>,
+) -> Result<Vec<CustomerEvent>, DomainError> {
+    state.status.require(&[CustomerStatus::Active, CustomerStatus::Archived], "undo an import of")?;
+    let reason = format!("import {import} undone");
+    let mut events = Vec::new();
+    let (external_id, last_contact) = match restore {
+        None => {
+            if state.status == CustomerStatus::Active {
+                events.push(CustomerEvent::CustomerArchived(CustomerArchived { reason }));
+            }
+            (None, state.last_contact)
+        }
+        Some(before) => {
+            let mut profile = before.profile;
+            if state.erased {
+                profile.personal = CustomerPersonal::default();
+            }
+            if state.profile.as_ref() != Some(&profile) {
+                events.push(CustomerEvent::CustomerProfileUpdated(CustomerProfileUpdated { profile }));
+            }
+            if state.owner != Some(before.owner) || state.department != Some(before.department) {
+                let from_owner = state.owner.ok_or(DomainError::NotFound { entity: "customer owner" })?;
+                events.push(CustomerEvent::CustomerOwnerChanged(CustomerOwnerChanged {
+                    from_owner,
+                    owner: before.owner,
+                    department: before.department,
+                }));
+            }
+            match (state.status, before.status) {
+                (CustomerStatus::Active, CustomerStatus::Archived) => {
+                    events.push(CustomerEvent::CustomerArchived(CustomerArchived { reason }));
+                }
+                (CustomerStatus::Archived, CustomerStatus::Active) => {
+                    events.push(CustomerEvent::CustomerRestored(CustomerRestored {}));
+                }
+                _ => {}
+            }
+            (before.external_id, before.last_contact)
+        }
+    };
+    events.push(CustomerEvent::CustomerImportReverted(CustomerImportReverted {
+        import_id: import,
+        external_id,
+        last_contact,
+    }));
+    Ok(events)
 }

@@ -52,6 +52,8 @@ id_type! {
     GrantId => "grant";
     /// The access log of one user (its id is the user's).
     AccessLogId => "access";
+    /// One import of customers from a file.
+    ImportId => "import";
 }
 
 /// Ids of entities that live inside an aggregate (interactions, purchases, comments, sessions).

@@ -26,6 +26,7 @@ pub mod duplicate;
 mod error;
 pub mod event;
 pub mod ids;
+pub mod import;
 pub mod task;
 pub mod user;
 pub mod validate;

@@ -332,3 +332,106 @@ fn erasure_empties_personal_data_for_good_and_is_idempotent() {
     s.when(CustomerCommand::UpdateProfile { profile: without }, &ctx()).unwrap();
     assert_eq!(s.state().profile.clone().unwrap().name, "张伟伟");
 }
+
+fn import_row(name: &str) -> ImportRow {
+    ImportRow {
+        import: oacis_domain::ids::ImportId(id(70)),
+        id: customer(1),
+        row: 2,
+        profile: person(name),
+        owner: user(1),
+        department: dept(1),
+        status: None,
+        external_id: Some("ERP-1".into()),
+        registered_at: Some(Timestamp(1_600_000_000_000_000)),
+        last_contact: Some(Timestamp(1_700_000_000_000_000)),
+    }
+}
+
+fn kinds(events: &[CustomerEvent]) -> Vec<&'static str> {
+    events.iter().map(oacis_domain::DomainEvent::kind).collect()
+}
+
+#[test]
+fn an_import_registers_with_business_time_and_records_itself_last() {
+    let mut s = Scenario::<Customer>::given(&[]);
+    let mut row = import_row("张伟");
+    row.status = Some(CustomerStatus::Archived);
+    let events = s.when(CustomerCommand::Import(Box::new(row)), &ctx()).unwrap();
+    assert_eq!(kinds(&events), ["CustomerRegistered", "CustomerArchived", "CustomerImported"]);
+    let CustomerEvent::CustomerImported(imported) = &events[2] else { panic!("last is CustomerImported") };
+    assert!(imported.registered);
+    assert_eq!(imported.preceding, 2);
+    assert_eq!(imported.registered_at, Some(Timestamp(1_600_000_000_000_000)));
+    assert_eq!(s.state().status, CustomerStatus::Archived);
+    assert_eq!(s.state().external_id.as_deref(), Some("ERP-1"));
+    assert_eq!(s.state().last_contact, Some(Timestamp(1_700_000_000_000_000)));
+}
+
+#[test]
+fn an_import_updates_only_what_differs_and_a_same_row_records_nothing() {
+    let mut s = registered();
+    let mut row = import_row("张伟");
+    row.owner = user(2);
+    let events = s.when(CustomerCommand::Import(Box::new(row.clone())), &ctx()).unwrap();
+    assert_eq!(kinds(&events), ["CustomerOwnerChanged", "CustomerImported"]);
+    let CustomerEvent::CustomerImported(imported) = &events[1] else { panic!("last is CustomerImported") };
+    assert!(!imported.registered);
+    assert_eq!(imported.preceding, 1);
+    assert_eq!(imported.registered_at, None, "an update keeps the registration time");
+    // The same row again, and a row with an older last contact: nothing to record.
+    assert!(s.when(CustomerCommand::Import(Box::new(row.clone())), &ctx()).unwrap().is_empty());
+    row.last_contact = Some(Timestamp(1_650_000_000_000_000));
+    assert!(s.when(CustomerCommand::Import(Box::new(row)), &ctx()).unwrap().is_empty());
+}
+
+#[test]
+fn an_import_refuses_bad_rows_with_every_field_and_merged_customers() {
+    let mut row = import_row("");
+    row.registered_at = Some(ctx().now.plus_minutes(60));
+    let err = Scenario::<Customer>::given(&[]).when(CustomerCommand::Import(Box::new(row)), &ctx()).unwrap_err();
+    assert_eq!(
+        field_codes(err),
+        [("registered_at".to_owned(), FieldCode::OutOfRange), ("profile.name".to_owned(), FieldCode::Required)]
+    );
+    let mut s = registered();
+    s.when(CustomerCommand::MergeInto { survivor: customer(2), survivor_status: CustomerStatus::Active }, &ctx())
+        .unwrap();
+    let err = s.when(CustomerCommand::Import(Box::new(import_row("张伟"))), &ctx()).unwrap_err();
+    assert!(matches!(err, DomainError::InvalidTransition { status: "merged", .. }), "{err:?}");
+}
+
+#[test]
+fn reverting_an_import_archives_what_it_registered_and_restores_what_it_updated() {
+    let mut s = Scenario::<Customer>::given(&[]);
+    s.when(CustomerCommand::Import(Box::new(import_row("张伟"))), &ctx()).unwrap();
+    let import = oacis_domain::ids::ImportId(id(70));
+    let events = s.when(CustomerCommand::RevertImport { import, restore: None }, &ctx()).unwrap();
+    assert_eq!(kinds(&events), ["CustomerArchived", "CustomerImportReverted"]);
+    assert_eq!(s.state().status, CustomerStatus::Archived);
+    assert_eq!(s.state().external_id, None);
+
+    let mut s = registered();
+    let before = s.state().clone();
+    let mut row = import_row("张伟伟");
+    row.owner = user(2);
+    row.status = Some(CustomerStatus::Archived);
+    s.when(CustomerCommand::Import(Box::new(row)), &ctx()).unwrap();
+    let restore = ImportRestore {
+        profile: before.profile.clone().unwrap(),
+        owner: user(1),
+        department: dept(1),
+        status: CustomerStatus::Active,
+        external_id: None,
+        last_contact: None,
+    };
+    let events = s.when(CustomerCommand::RevertImport { import, restore: Some(Box::new(restore)) }, &ctx()).unwrap();
+    assert_eq!(
+        kinds(&events),
+        ["CustomerProfileUpdated", "CustomerOwnerChanged", "CustomerRestored", "CustomerImportReverted"]
+    );
+    let after = s.state();
+    assert_eq!(after.profile, before.profile);
+    assert_eq!((after.owner, after.department, after.status), (before.owner, before.department, before.status));
+    assert_eq!((&after.external_id, after.last_contact), (&None, None));
+}

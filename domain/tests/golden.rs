@@ -17,7 +17,8 @@ use oacis_domain::authz::{Permission, Scope};
 use oacis_domain::case::*;
 use oacis_domain::customer::*;
 use oacis_domain::department::*;
-use oacis_domain::ids::{CaseId, Date, EntryId, GrantId, RoleId, TaskId, Timestamp};
+use oacis_domain::ids::{CaseId, Date, EntryId, GrantId, ImportId, RoleId, TaskId, Timestamp};
+use oacis_domain::import::*;
 use oacis_domain::task::*;
 use oacis_domain::user::*;
 use oacis_domain::{Aggregate, DomainEvent, Scenario};
@@ -52,6 +53,7 @@ fn all_kinds() -> Vec<&'static str> {
         GrantEvent::KINDS,
         ReservationEvent::KINDS,
         oacis_domain::access_log::AccessLogEvent::KINDS,
+        ImportEvent::KINDS,
     ]
     .iter()
     .flat_map(|kinds| kinds.iter().map(|(kind, _)| *kind))
@@ -91,7 +93,45 @@ fn samples() -> Samples {
             CustomerCommand::Restore,
             CustomerCommand::MergeInto { survivor: customer(2), survivor_status: CustomerStatus::Active },
             CustomerCommand::Unmerge,
+            CustomerCommand::Import(Box::new(ImportRow {
+                import: ImportId(id(12)),
+                id: customer(1),
+                row: 2,
+                profile: person("张伟"),
+                owner: user(2),
+                department: dept(2),
+                status: None,
+                external_id: Some("CRM-000123".into()),
+                registered_at: None,
+                last_contact: Some(Timestamp(1_795_000_100_000_000)),
+            })),
+            CustomerCommand::RevertImport {
+                import: ImportId(id(12)),
+                restore: Some(Box::new(ImportRestore {
+                    profile: person("张伟 Zhang Wei"),
+                    owner: user(2),
+                    department: dept(2),
+                    status: CustomerStatus::Active,
+                    external_id: None,
+                    last_contact: Some(Timestamp(1_795_000_000_000_000)),
+                })),
+            },
             CustomerCommand::ErasePersonalData { reason: "本人申请删除个人信息".into() },
+        ],
+    );
+    collect::<Import>(
+        &mut s,
+        vec![
+            ImportCommand::Start {
+                id: ImportId(id(12)),
+                file_name: "客户名单.xlsx".into(),
+                file_blake3: "ab".repeat(32),
+                format: "xlsx".into(),
+                rows: 3,
+                key: "external_id".into(),
+            },
+            ImportCommand::Finish { counts: ImportCounts { registered: 1, updated: 1, unchanged: 0, refused: 1 } },
+            ImportCommand::Undo { archived: 1, restored: 1, skipped: 0, forced: false },
         ],
     );
     collect::<ServiceCase>(
@@ -274,7 +314,8 @@ fn golden_samples_decode_into_events() {
             .or_else(|_| RoleEvent::decode(kind, schema, &compact).map(|e| e.payload()))
             .or_else(|_| GrantEvent::decode(kind, schema, &compact).map(|e| e.payload()))
             .or_else(|_| ReservationEvent::decode(kind, schema, &compact).map(|e| e.payload()))
-            .or_else(|_| oacis_domain::access_log::AccessLogEvent::decode(kind, schema, &compact).map(|e| e.payload()));
+            .or_else(|_| oacis_domain::access_log::AccessLogEvent::decode(kind, schema, &compact).map(|e| e.payload()))
+            .or_else(|_| ImportEvent::decode(kind, schema, &compact).map(|e| e.payload()));
         let reencoded = decoded_ok.unwrap_or_else(|e| panic!("{kind}: {e}"));
         let a: serde_json::Value = serde_json::from_slice(&reencoded).expect("JSON");
         let b: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");

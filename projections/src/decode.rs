@@ -8,7 +8,8 @@ use oacis_domain::access_log::AccessLogEvent;
 use oacis_domain::case::CaseEvent;
 use oacis_domain::customer::CustomerEvent;
 use oacis_domain::department::DepartmentEvent;
-use oacis_domain::ids::{CaseId, CustomerId, DepartmentId, GrantId, RoleId, TaskId, Timestamp, UserId};
+use oacis_domain::ids::{CaseId, CustomerId, DepartmentId, GrantId, ImportId, RoleId, TaskId, Timestamp, UserId};
+use oacis_domain::import::ImportEvent;
 use oacis_domain::task::TaskEvent;
 use oacis_domain::user::UserEvent;
 use oacis_domain::DomainEvent;
@@ -41,6 +42,8 @@ pub enum AnyEvent {
     Reservation(ReservationEvent),
     /// A user's access-log event (reads of personal data, exports).
     AccessLog(UserId, AccessLogEvent),
+    /// An import's event.
+    Import(ImportId, ImportEvent),
 }
 
 /// A decoded record: the event and the log's facts about it.
@@ -108,6 +111,7 @@ pub fn decode_ref(record: &RecordRef<'_>, keys: Option<&KeyStore>) -> Result<Dom
         "grant" => AnyEvent::Grant(GrantId(id_of(seq, stream, rest)?), event(record, keys)?),
         "unique" => AnyEvent::Reservation(event(record, keys)?),
         "access" => AnyEvent::AccessLog(UserId(id_of(seq, stream, rest)?), event(record, keys)?),
+        "import" => AnyEvent::Import(ImportId(id_of(seq, stream, rest)?), event(record, keys)?),
         other => {
             return Err(ProjectionError::Decode {
                 seq,

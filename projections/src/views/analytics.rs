@@ -346,7 +346,15 @@ impl Analytics {
                     totals.amount_minor = totals.amount_minor.saturating_sub(e.amount_minor);
                 }
             }
+            // Business time: a customer imported from another system counts on the day that
+            // system registered it.
+            CustomerEvent::CustomerImported(e) => {
+                if let (true, Some(at)) = (e.registered, e.registered_at) {
+                    facts.registered_day = day(at);
+                }
+            }
             CustomerEvent::CustomerRegistered(_)
+            | CustomerEvent::CustomerImportReverted(_)
             | CustomerEvent::CustomerAbsorbed(_)
             | CustomerEvent::CustomerPersonalDataErased(_)
             | CustomerEvent::CustomerReleased(_)

@@ -13,7 +13,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use oacis_domain::access_log::AccessLogEvent;
-use oacis_domain::ids::{Timestamp, UserId};
+use oacis_domain::customer::CustomerEvent;
+use oacis_domain::ids::{CustomerId, ImportId, Timestamp, UserId};
+use oacis_domain::import::{ImportCounts, ImportEvent, ImportStatus};
 use oacis_domain::user::{LoginFailure, UserEvent};
 use oacis_domain::DomainEvent;
 use oacis_eventlog::{EventStore, Seq, StreamId, Version};
@@ -125,6 +127,49 @@ pub struct Audit {
     /// Per person: (time, amount) of personal-data reads and exports in the last hour.
     recent_personal: BTreeMap<UserId, VecDeque<(Timestamp, u64)>>,
     alerts: Vec<Alert>,
+    imports: BTreeMap<ImportId, ImportSummary>,
+}
+
+/// A customer an import registered or changed: the stream versions its row's events span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportedCustomer {
+    /// The customer.
+    pub customer: CustomerId,
+    /// The row's number in the file.
+    pub row: u32,
+    /// Whether the row registered it.
+    pub registered: bool,
+    /// The customer's version before the row (0 for a registration).
+    pub before: u64,
+    /// The customer's version after the row (its `CustomerImported`).
+    pub after: u64,
+}
+
+/// One import of customers as the audit trail keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// The import.
+    pub id: ImportId,
+    /// Who started it.
+    pub actor: String,
+    /// When it started (the record's time).
+    pub started_at: Timestamp,
+    /// The file's name.
+    pub file_name: String,
+    /// BLAKE3 of the file.
+    pub file_blake3: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// The matching key.
+    pub key: String,
+    /// Lifecycle.
+    pub status: ImportStatus,
+    /// The outcome, once finished.
+    pub counts: Option<ImportCounts>,
+    /// Customers it registered or changed, in log order.
+    pub customers: Vec<ImportedCustomer>,
+    /// Who undid it, and when.
+    pub undone: Option<(String, Timestamp)>,
 }
 
 fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
@@ -160,6 +205,7 @@ fn kind_of(event: &AnyEvent) -> &'static str {
         AnyEvent::Grant(_, e) => e.kind(),
         AnyEvent::Reservation(e) => e.kind(),
         AnyEvent::AccessLog(_, e) => e.kind(),
+        AnyEvent::Import(_, e) => e.kind(),
     }
 }
 
@@ -277,6 +323,56 @@ impl Audit {
     }
 }
 
+impl Audit {
+    fn record_import(&mut self, id: ImportId, record: &DomainRecord, event: &ImportEvent) {
+        match event {
+            ImportEvent::CustomerImportStarted(e) => {
+                self.imports.insert(
+                    id,
+                    ImportSummary {
+                        id,
+                        actor: record.actor.clone(),
+                        started_at: record.recorded_at,
+                        file_name: e.file_name.clone(),
+                        file_blake3: e.file_blake3.clone(),
+                        rows: e.rows,
+                        key: e.key.clone(),
+                        status: ImportStatus::Running,
+                        counts: None,
+                        customers: Vec::new(),
+                        undone: None,
+                    },
+                );
+            }
+            ImportEvent::CustomerImportFinished(e) => {
+                if let Some(summary) = self.imports.get_mut(&id) {
+                    summary.status = ImportStatus::Finished;
+                    summary.counts = Some(e.counts);
+                }
+            }
+            ImportEvent::CustomerImportUndone(_) => {
+                if let Some(summary) = self.imports.get_mut(&id) {
+                    summary.status = ImportStatus::Undone;
+                    summary.undone = Some((record.actor.clone(), record.recorded_at));
+                }
+            }
+        }
+    }
+
+    /// One import, with the customers it registered or changed.
+    #[must_use]
+    pub fn import(&self, id: ImportId) -> Option<&ImportSummary> {
+        self.imports.get(&id)
+    }
+
+    /// Every import, newest first.
+    pub fn imports(&self) -> impl Iterator<Item = &ImportSummary> {
+        let mut all: Vec<&ImportSummary> = self.imports.values().collect();
+        all.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
+        all.into_iter()
+    }
+}
+
 impl View for Audit {
     fn name(&self) -> &'static str {
         "audit"
@@ -293,6 +389,20 @@ impl View for Audit {
         match &record.event {
             AnyEvent::User(user, event) => self.record_login(*user, record, event),
             AnyEvent::AccessLog(user, event) => self.record_personal_access(*user, record, event),
+            AnyEvent::Import(id, event) => self.record_import(*id, record, event),
+            AnyEvent::Customer(customer, CustomerEvent::CustomerImported(e)) => {
+                let summary = self
+                    .imports
+                    .get_mut(&e.import_id)
+                    .ok_or_else(|| format!("customer {customer} names import {} that never started", e.import_id))?;
+                summary.customers.push(ImportedCustomer {
+                    customer: *customer,
+                    row: e.row,
+                    registered: e.registered,
+                    before: record.version.saturating_sub(u64::from(e.preceding) + 1),
+                    after: record.version,
+                });
+            }
             _ => {}
         }
         Ok(())
@@ -304,5 +414,6 @@ impl View for Audit {
         dump_lines(out, "audit.alerts", &self.alerts);
         dump_lines(out, "audit.recent_failures", &self.recent_failures);
         dump_lines(out, "audit.recent_personal", &self.recent_personal);
+        dump_lines(out, "audit.imports", &self.imports);
     }
 }

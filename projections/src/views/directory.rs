@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use oacis_domain::customer::{CustomerEvent, CustomerKind, CustomerStatus, Profile, SourceChannel};
 use oacis_domain::duplicate::{DuplicateField, DuplicateKeys};
-use oacis_domain::ids::{CustomerId, DepartmentId, Timestamp, UserId};
+use oacis_domain::ids::{CustomerId, Date, DepartmentId, Timestamp, UserId};
 use oacis_domain::validate::text::search_key;
 
 use crate::decode::{AnyEvent, DomainRecord};
@@ -63,6 +63,31 @@ pub struct CustomerRow {
     pub version: u64,
     /// Whether the customer's personal data was erased (phones and e-mails stay empty).
     pub erased: bool,
+    /// The fields few rows have and no query filters by (boxed: most rows have none).
+    pub more: Option<Box<RowMore>>,
+}
+
+/// The profile fields a row keeps for exports only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowMore {
+    /// Head count band (organisations).
+    pub company_size: Option<String>,
+    /// Website (organisations).
+    pub website: Option<String>,
+    /// Unified social credit code (organisations).
+    pub credit_code: Option<String>,
+    /// Resident identity number (personal data: mask unless permitted).
+    pub id_number: Option<String>,
+    /// Birth date (personal data: mask unless permitted).
+    pub birth_date: Option<Date>,
+    /// Another system's key, set by an import.
+    pub external_id: Option<String>,
+}
+
+impl RowMore {
+    fn is_empty(&self) -> bool {
+        *self == RowMore::default()
+    }
 }
 
 impl CustomerRow {
@@ -85,9 +110,22 @@ impl CustomerRow {
             last_contact: None,
             version: 1,
             erased: false,
+            more: None,
         };
         row.set_profile(profile);
         row
+    }
+
+    /// The export-only fields (all empty when the row has none).
+    #[must_use]
+    pub fn more(&self) -> RowMore {
+        self.more.as_deref().cloned().unwrap_or_default()
+    }
+
+    fn set_more(&mut self, change: impl FnOnce(&mut RowMore)) {
+        let mut more = self.more.take().map_or_else(RowMore::default, |m| *m);
+        change(&mut more);
+        self.more = (!more.is_empty()).then(|| Box::new(more));
     }
 
     fn set_profile(&mut self, profile: &Profile) {
@@ -99,6 +137,14 @@ impl CustomerRow {
         self.tags = profile.tags.clone();
         self.segment = profile.segment.clone();
         self.source = profile.source;
+        let company = profile.company.clone().unwrap_or_default();
+        self.set_more(|more| {
+            more.company_size = company.size;
+            more.website = company.website;
+            more.credit_code = company.credit_code;
+            more.id_number.clone_from(&profile.personal.id_number);
+            more.birth_date = profile.personal.birth_date;
+        });
     }
 
     /// Name, industry and tags as search keys (NFKC, lower case), for substring search by
@@ -400,6 +446,8 @@ pub struct CustomerDirectory {
     cube: HashMap<CubeKey, u64>,
     /// The customers merged directly into each survivor (until unmerged), in merge order.
     absorbed: HashMap<CustomerId, Vec<CustomerId>>,
+    /// Customers by external id (an import's matching key), each list in id order.
+    external: HashMap<String, Vec<CustomerId>>,
 }
 
 /// The stored form of a phone fragment typed with separators or a trunk prefix: digits
@@ -500,6 +548,12 @@ impl CustomerDirectory {
     #[must_use]
     pub fn get(&self, id: CustomerId) -> Option<&CustomerRow> {
         self.rows.get(&id)
+    }
+
+    /// The customers whose external id (set by an import) is `external_id`, in id order.
+    #[must_use]
+    pub fn by_external_id(&self, external_id: &str) -> &[CustomerId] {
+        self.external.get(external_id).map_or(&[], Vec::as_slice)
     }
 
     /// The customer that `id` ends at after following merges.
@@ -1079,6 +1133,7 @@ impl View for CustomerDirectory {
         row.version = record.version;
         let renamed = matches!(event, CustomerEvent::CustomerProfileUpdated(_));
         let before = Some((renamed.then(|| row.name.clone()), row.created_at, row.last_contact));
+        let old_external = row.more.as_ref().and_then(|m| m.external_id.clone());
         match event {
             CustomerEvent::CustomerRegistered(_) => {}
             CustomerEvent::CustomerProfileUpdated(e) => {
@@ -1093,6 +1148,10 @@ impl View for CustomerDirectory {
             CustomerEvent::CustomerPersonalDataErased(_) => {
                 row.phones.clear();
                 row.emails.clear();
+                row.set_more(|more| {
+                    more.id_number = None;
+                    more.birth_date = None;
+                });
                 row.erased = true;
                 if let Some(slot) = self.slot_of.get(id).and_then(|slot| u32::try_from(*slot).ok()) {
                     self.duplicates
@@ -1122,11 +1181,45 @@ impl View for CustomerDirectory {
             CustomerEvent::InteractionLogged(e) => {
                 row.last_contact = Some(row.last_contact.map_or(e.occurred_at, |t| t.max(e.occurred_at)));
             }
+            CustomerEvent::CustomerImported(e) => {
+                // Business time from the other system: when it registered the customer, and
+                // its last contact if later than any known here.
+                if let (true, Some(at)) = (e.registered, e.registered_at) {
+                    row.created_at = at;
+                }
+                if let Some(at) = e.last_contact {
+                    row.last_contact = Some(row.last_contact.map_or(at, |t| t.max(at)));
+                }
+                if e.external_id.is_some() {
+                    row.set_more(|more| more.external_id.clone_from(&e.external_id));
+                }
+            }
+            CustomerEvent::CustomerImportReverted(e) => {
+                row.last_contact = e.last_contact;
+                row.set_more(|more| more.external_id.clone_from(&e.external_id));
+            }
             CustomerEvent::CustomerAbsorbed(_)
             | CustomerEvent::CustomerReleased(_)
             | CustomerEvent::PurchaseRecorded(_)
             | CustomerEvent::PurchaseReversed(_) => {
                 return Ok(());
+            }
+        }
+        let new_external = self.rows.get(id).and_then(|row| row.more.as_ref()?.external_id.clone());
+        if new_external != old_external {
+            if let Some(old) = old_external {
+                if let Some(ids) = self.external.get_mut(&old) {
+                    ids.retain(|x| x != id);
+                    if ids.is_empty() {
+                        self.external.remove(&old);
+                    }
+                }
+            }
+            if let Some(new) = new_external {
+                let ids = self.external.entry(new).or_default();
+                if let Err(at) = ids.binary_search(id) {
+                    ids.insert(at, *id);
+                }
             }
         }
         self.reindex(*id, before);
