@@ -12,6 +12,7 @@ mod erasure;
 mod graphql;
 mod progress;
 mod server;
+mod transfer;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,8 @@ enum Command {
     Export(cli::export::ExportArgs),
     /// Replay every read view from the log and print the hash of their canonical dump.
     Rebuild(cli::rebuild::RebuildArgs),
+    /// Import customers from CSV or .xlsx (validated first; undoable as a whole).
+    Import(cli::transfer::ImportArgs),
     /// Erase a customer's personal data (its data key destroyed; the log keeps verifying).
     Erase(cli::erase::EraseArgs),
     /// Manage the key store of personal data.
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Export(args) => cli::export::run(&args),
         Command::Rebuild(args) => cli::rebuild::run(&args),
         Command::Erase(args) => cli::erase::run(&args),
+        Command::Import(args) => cli::transfer::run_import(&args),
         Command::Keys(args) => cli::keys::run(&args),
         Command::Serve(args) => run_server(args),
         Command::Demo(args) => run_demo(&args),

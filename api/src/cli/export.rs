@@ -9,29 +9,43 @@ use oacis_eventlog::{export, EventStore, Seq, SledConfig, SledStore};
 
 use crate::progress::Progress;
 
-/// What to export, and where.
+/// What to export, and where: the log (without a subcommand), or customers.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ExportArgs {
+    /// Customers as CSV or .xlsx instead of the log.
+    #[command(subcommand)]
+    what: Option<ExportWhat>,
     /// The data folder.
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
+    #[arg(long, value_name = "DIR", required = true)]
+    data: Option<PathBuf>,
     /// The file to write (replaced atomically once complete).
-    #[arg(long, value_name = "FILE")]
-    out: PathBuf,
+    #[arg(long, value_name = "FILE", required = true)]
+    out: Option<PathBuf>,
     /// First seq to export (for an incremental export after an earlier one's head).
     #[arg(long, value_name = "SEQ", default_value_t = 1)]
     from: u64,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum ExportWhat {
+    /// Customers (any directory filter, in the acting user's scope) as CSV or .xlsx.
+    Customers(crate::cli::transfer::ExportCustomersArgs),
+}
+
 pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
-    if !args.data.join("db").exists() {
-        anyhow::bail!("{} holds no event store", args.data.display());
+    let (data, out_path) = match (&args.what, &args.data, &args.out) {
+        (Some(ExportWhat::Customers(customers)), _, _) => return crate::cli::transfer::run_export(customers),
+        (None, Some(data), Some(out)) => (data, out),
+        _ => anyhow::bail!("give --data and --out"),
+    };
+    if !data.join("db").exists() {
+        anyhow::bail!("{} holds no event store", data.display());
     }
-    let store =
-        SledStore::open(SledConfig::new(&args.data)).with_context(|| format!("opening {}", args.data.display()))?;
+    let store = SledStore::open(SledConfig::new(data)).with_context(|| format!("opening {}", data.display()))?;
     let head = store.head().seq;
     let from = Seq(args.from.max(1));
-    let partial = args.out.with_extension("partial");
+    let partial = out_path.with_extension("partial");
     let file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
     let mut out = BufWriter::new(file);
     let mut progress = Progress::new("export", head.0.saturating_sub(from.0 - 1));
@@ -40,7 +54,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let file = out.into_inner().map_err(|e| e.into_error()).context("writing the export")?;
     file.sync_all().context("syncing the export")?;
     drop(file);
-    std::fs::rename(&partial, &args.out).with_context(|| format!("renaming to {}", args.out.display()))?;
+    std::fs::rename(&partial, out_path).with_context(|| format!("renaming to {}", out_path.display()))?;
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,

@@ -4,4 +4,5 @@ pub mod erase;
 pub mod export;
 pub mod keys;
 pub mod rebuild;
+pub mod transfer;
 pub mod verify;

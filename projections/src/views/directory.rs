@@ -379,6 +379,18 @@ pub struct DirectoryQuery {
     pub first: usize,
     /// Continue after the row with this cursor.
     pub after: Option<String>,
+    /// Whether `first` may exceed [`MAX_PAGE`], up to [`MAX_EXPORT_ROWS`] (exports).
+    pub export: bool,
+}
+
+/// Most rows one export reads.
+pub const MAX_EXPORT_ROWS: usize = 1_000_000;
+
+impl DirectoryQuery {
+    /// `first`, within the page limit of this kind of query.
+    fn page_limit(&self) -> usize {
+        self.first.clamp(1, if self.export { MAX_EXPORT_ROWS } else { MAX_PAGE })
+    }
 }
 
 /// One page of a listing.
@@ -816,13 +828,13 @@ impl CustomerDirectory {
             Some(marked) => marked.get(slot).copied().unwrap_or(false),
             None => self.columns.get(slot).is_some_and(|c| self.matches(c, q, segment)),
         };
-        let first = q.first.clamp(1, MAX_PAGE);
+        let first = q.page_limit();
         let after = q
             .after
             .as_deref()
             .and_then(|cursor| uuid::Uuid::parse_str(cursor).ok())
             .and_then(|id| self.rows.get(&CustomerId(id)));
-        let mut page: Vec<&CustomerRow> = Vec::with_capacity(first + 1);
+        let mut page: Vec<&CustomerRow> = Vec::with_capacity(first.min(MAX_PAGE) + 1);
         {
             let mut take = |entries: &mut dyn Iterator<Item = (CustomerId, u32)>| {
                 for (id, _) in entries.filter(|(_, slot)| slot_matches(*slot as usize)).take(first + 1) {
@@ -912,7 +924,7 @@ impl CustomerDirectory {
                 low
             }
         };
-        let first = q.first.clamp(1, MAX_PAGE);
+        let first = q.page_limit();
         let page: Vec<&CustomerRow> = (start..slots.len())
             .map(at)
             .filter(|slot| self.columns[*slot].status != CustomerStatus::Merged)

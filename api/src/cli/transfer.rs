@@ -1,0 +1,283 @@
+//! `oacis import customers`, `oacis import undo` and `oacis export customers`: customers in
+//! and out of CSV and `.xlsx` files on a stopped server's data folder, as a named user (whose
+//! roles and scopes apply as they would over GraphQL), with progress on the terminal.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use oacis_domain::authz::Permission;
+use oacis_domain::ids::{EntryId, ImportId};
+use oacis_projections::views::directory::{DirectoryQuery, Order, SortKey};
+use oacis_projections::Projections;
+
+use crate::access::Caller;
+use crate::cli::keys::{open_store, KeyArgs};
+use crate::command::CommandBus;
+use crate::progress::Progress;
+use crate::transfer::import::{self, ImportOptions, MatchKey};
+use crate::transfer::table::{Format, TextEncoding};
+
+/// Where the data is, and who acts.
+#[derive(Debug, clap::Args)]
+pub struct Acting {
+    /// The data folder.
+    #[arg(long, value_name = "DIR", env = "OACIS_DATA")]
+    data: PathBuf,
+    /// The key-encryption key.
+    #[command(flatten)]
+    keys: KeyArgs,
+    /// The user who acts (username): the events name them, and their roles apply.
+    #[arg(long = "as", value_name = "USERNAME", default_value = "admin")]
+    user: String,
+}
+
+/// `oacis import ...`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    what: ImportCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ImportCommand {
+    /// Import customers from a CSV or .xlsx file (a dry run with --dry-run).
+    Customers(CustomersArgs),
+    /// Undo a whole import (archive what it registered, restore what it updated).
+    Undo(UndoArgs),
+}
+
+/// `oacis import customers FILE`.
+#[derive(Debug, clap::Args)]
+struct CustomersArgs {
+    /// The file (.csv or .xlsx).
+    file: PathBuf,
+    #[command(flatten)]
+    acting: Acting,
+    /// The file's format (default: from its first bytes).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// A CSV file's text encoding.
+    #[arg(long, value_enum, default_value = "auto")]
+    encoding: TextEncoding,
+    /// A header the import does not know, and the field it holds (or `ignore`):
+    /// `--map "客户名=name"`; repeatable.
+    #[arg(long = "map", value_name = "HEADER=FIELD")]
+    mapping: Vec<String>,
+    /// What matches rows to existing customers (default: id, else external_id, else none).
+    #[arg(long, value_enum)]
+    key: Option<MatchKey>,
+    /// Validate every row and report; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Refuse rows that look like customers already registered.
+    #[arg(long)]
+    refuse_duplicates: bool,
+    /// The offset of times written without one, e.g. `+08:00`.
+    #[arg(long, value_name = "±HH:MM", default_value = "+08:00", value_parser = parse_offset)]
+    utc_offset: i32,
+    /// Write the report here too (`.json`, or `.csv` for one line per issue).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+}
+
+/// `oacis import undo ID`.
+#[derive(Debug, clap::Args)]
+struct UndoArgs {
+    /// The import's id (printed by the import).
+    import: uuid::Uuid,
+    #[command(flatten)]
+    acting: Acting,
+    /// Revert customers that others changed since the import too.
+    #[arg(long)]
+    force: bool,
+}
+
+/// `oacis export customers`.
+#[derive(Debug, clap::Args)]
+pub struct ExportCustomersArgs {
+    #[command(flatten)]
+    acting: Acting,
+    /// The file to write (replaced atomically once complete).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The format (default: from the file's extension, else CSV).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Only customers whose name, industry or tags contain this text.
+    #[arg(long)]
+    text: Option<String>,
+    /// Only this segment.
+    #[arg(long)]
+    segment: Option<String>,
+    /// Only customers with every one of these tags.
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+}
+
+/// Minutes east of UTC from `+08:00`, `-05:30` or `Z`.
+fn parse_offset(text: &str) -> Result<i32, String> {
+    if text == "Z" {
+        return Ok(0);
+    }
+    let (sign, rest) = match text.as_bytes().first() {
+        Some(b'+') => (1, &text[1..]),
+        Some(b'-') => (-1, &text[1..]),
+        _ => return Err("use ±HH:MM, e.g. +08:00".into()),
+    };
+    let (h, m) = rest.split_once(':').ok_or("use ±HH:MM, e.g. +08:00")?;
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| "bad hours")?, m.parse().map_err(|_| "bad minutes")?);
+    if h > 14 || m > 59 {
+        return Err("the offset is out of range".into());
+    }
+    Ok(sign * (h * 60 + m))
+}
+
+/// Opens the data folder, replays the views, and signs the acting user in (without a
+/// session: a command-line user acts with their roles, as over GraphQL).
+async fn open(acting: &Acting) -> anyhow::Result<(CommandBus, Caller)> {
+    if !acting.data.join("db").exists() {
+        anyhow::bail!("{} holds no event store", acting.data.display());
+    }
+    let store = open_store(&acting.data, &acting.keys)?;
+    let mut progress = Progress::new("replay", oacis_eventlog::EventStore::head(&store).seq.0);
+    let projections = Projections::start(&store, &mut |seq| progress.set(seq.0)).await?;
+    progress.finish();
+    let bus = CommandBus::new(store, Arc::new(projections), Duration::from_secs(60));
+    let caller = bus
+        .projections()
+        .read(|v| {
+            let user = v.access.user_by_name(&acting.user)?;
+            let principal = v.access.principal(user.id)?;
+            Some(Caller { user: user.id, session: EntryId(uuid::Uuid::nil()), principal, must_change_password: false })
+        })?
+        .with_context(|| format!("no active user {:?}", acting.user))?;
+    Ok((bus, caller))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+/// `oacis import ...`.
+pub fn run_import(args: &ImportArgs) -> anyhow::Result<ExitCode> {
+    match &args.what {
+        ImportCommand::Customers(args) => run_customers(args),
+        ImportCommand::Undo(args) => run_undo(args),
+    }
+}
+
+fn run_customers(args: &CustomersArgs) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let mapping = args
+        .mapping
+        .iter()
+        .map(|m| m.split_once('=').map(|(h, f)| (h.trim().to_owned(), f.trim().to_owned())))
+        .collect::<Option<Vec<_>>>()
+        .context("--map takes HEADER=FIELD")?;
+    let options = ImportOptions {
+        file_name: args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        format: args.format,
+        encoding: args.encoding,
+        mapping,
+        key: args.key,
+        dry_run: args.dry_run,
+        refuse_duplicates: args.refuse_duplicates,
+        utc_offset_minutes: args.utc_offset,
+    };
+    runtime()?.block_on(async {
+        let (bus, caller) = open(&args.acting).await?;
+        let mut bar: Option<Progress> = None;
+        let report = import::import(&bus, &caller, None, &bytes, &options, &mut |done, total| {
+            bar.get_or_insert_with(|| Progress::new("import", total)).set(done);
+        })
+        .await?;
+        if let Some(bar) = bar {
+            bar.finish();
+        }
+        if let Some(path) = &args.report {
+            let text = if path.extension().is_some_and(|e| e == "csv") {
+                report.to_csv()
+            } else {
+                serde_json::to_string_pretty(&report)?
+            };
+            write_atomically(path, text.as_bytes())?;
+        }
+        for row in report.rows.iter().filter(|r| !r.errors.is_empty()).take(20) {
+            for e in &row.errors {
+                let column = e.column.as_deref().map(|c| format!(" [{c}]")).unwrap_or_default();
+                eprintln!("line {}{column}: {} ({})", row.line, e.message, e.code);
+            }
+        }
+        let t = report.totals;
+        let verb = if report.dry_run { "would register" } else { "registered" };
+        let update = if report.dry_run { "would update" } else { "updated" };
+        println!(
+            "{} rows: {verb} {}, {update} {}, unchanged {}, refused {}, with warnings {}",
+            t.rows, t.registered, t.updated, t.unchanged, t.refused, t.warned
+        );
+        if let Some(id) = &report.import_id {
+            println!("import {id} (undo: oacis import undo {id})");
+        }
+        Ok(if t.refused > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    })
+}
+
+fn run_undo(args: &UndoArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let (bus, caller) = open(&args.acting).await?;
+        let report = import::undo(&bus, &caller, None, ImportId(args.import), args.force).await?;
+        println!(
+            "import {} undone: archived {}, restored {}, skipped {}",
+            report.import_id,
+            report.archived,
+            report.restored,
+            report.skipped.len()
+        );
+        for skipped in &report.skipped {
+            println!("  skipped {skipped}");
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `oacis export customers`.
+pub fn run_export(args: &ExportCustomersArgs) -> anyhow::Result<ExitCode> {
+    let format = args.format.unwrap_or(if args.out.extension().is_some_and(|e| e == "xlsx") {
+        Format::Xlsx
+    } else {
+        Format::Csv
+    });
+    runtime()?.block_on(async {
+        let (bus, caller) = open(&args.acting).await?;
+        if !caller.holds(Permission::CustomerExport) {
+            anyhow::bail!("{} may not export customers (customer.export)", args.acting.user);
+        }
+        let query = DirectoryQuery {
+            text: args.text.clone(),
+            segment: args.segment.clone(),
+            tags: args.tags.clone(),
+            sort: vec![(SortKey::Name, Order::Ascending)],
+            ..DirectoryQuery::default()
+        };
+        let described = format!("cli export: text={:?} segment={:?} tags={:?}", args.text, args.segment, args.tags);
+        let file = crate::transfer::export::export(&bus, &caller, None, query, described, format).await?;
+        write_atomically(&args.out, &file.bytes)?;
+        println!("exported {} customers to {}", file.rows, args.out.display());
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Writes a file whole or not at all: a temporary file beside it, fsync, rename.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let partial = path.with_extension("partial");
+    let mut file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&partial, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,442 @@
+//! Reading a spreadsheet file into a table of cells: CSV (RFC 4180; UTF-8 with or without a
+//! BOM, UTF-16 with a BOM, or GB18030 as Chinese spreadsheets write it; comma, semicolon or
+//! tab) and Excel `.xlsx` (through `calamine`).
+//!
+//! Invariants:
+//! - A malformed file is a [`FileError`] naming its line (or sheet cell), never a panic and
+//!   never a partial table: an import reads the whole file before it writes anything.
+//! - Every row keeps the line (CSV, where its record starts) or the sheet row (xlsx) it came
+//!   from, 1-based, so that a report names what the user sees in their editor.
+//! - The header is the first row, among the first ten, that names a known column; rows above
+//!   it (a title, a merged banner) are skipped. An `.xlsx` header cell merged across several
+//!   columns names each of them.
+
+use std::io::Cursor;
+
+use calamine::{Data, Reader, Xlsx};
+
+/// Most bytes an import file may have (32 MiB).
+pub const MAX_FILE_BYTES: usize = 32 * 1024 * 1024;
+/// Most data rows one import may have.
+pub const MAX_ROWS: usize = 200_000;
+/// Most columns a file may have.
+pub const MAX_COLUMNS: usize = 200;
+
+/// The file's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Comma-separated values (RFC 4180).
+    Csv,
+    /// Office Open XML workbook (`.xlsx`), first sheet.
+    Xlsx,
+}
+
+impl Format {
+    /// `csv` or `xlsx`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Xlsx => "xlsx",
+        }
+    }
+
+    /// The format a file's first bytes show: a ZIP archive is `.xlsx`, anything else CSV.
+    #[must_use]
+    pub fn sniff(bytes: &[u8]) -> Format {
+        if bytes.starts_with(b"PK\x03\x04") {
+            Format::Xlsx
+        } else {
+            Format::Csv
+        }
+    }
+}
+
+/// The text encoding of a CSV file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TextEncoding {
+    /// A BOM if there is one, else UTF-8 if the bytes are valid UTF-8, else GB18030.
+    #[default]
+    Auto,
+    /// UTF-8 (a BOM is skipped).
+    Utf8,
+    /// GB18030 (a superset of GBK and GB2312).
+    Gb18030,
+}
+
+/// Why a file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    /// The file is larger than [`MAX_FILE_BYTES`].
+    #[error("the file has {bytes} bytes; at most {limit} are accepted")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// More data rows than [`MAX_ROWS`].
+    #[error("the file has more than {limit} rows; split it")]
+    TooManyRows {
+        /// The limit.
+        limit: usize,
+    },
+    /// More columns than [`MAX_COLUMNS`].
+    #[error("line {line}: {columns} columns; at most {limit} are accepted")]
+    TooManyColumns {
+        /// The line.
+        line: u64,
+        /// Its columns.
+        columns: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The bytes are not text in the encoding given (or in any the detection knows).
+    #[error("line {line}: {reason}")]
+    Encoding {
+        /// The line of the first bad byte.
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A quoted CSV field is never closed.
+    #[error("line {line}: a quoted field starts here and is never closed (unbalanced quotes)")]
+    UnclosedQuote {
+        /// The line where the quote opens.
+        line: u64,
+    },
+    /// The CSV parser refused a record.
+    #[error("line {line}: {reason}")]
+    Csv {
+        /// The line.
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The `.xlsx` could not be read.
+    #[error("the .xlsx file cannot be read: {0}")]
+    Xlsx(String),
+    /// The file has no rows at all.
+    #[error("the file holds no rows")]
+    Empty,
+}
+
+/// One cell as the file typed it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// Nothing.
+    Empty,
+    /// Text (every CSV cell).
+    Text(String),
+    /// A number (xlsx).
+    Number(f64),
+    /// A date and time without zone (xlsx date-formatted cells): y, m, d, h, min, s.
+    DateTime(i32, u8, u8, u8, u8, u8),
+}
+
+impl Cell {
+    /// Whether the cell holds nothing but white space.
+    #[must_use]
+    pub fn is_blank(&self) -> bool {
+        match self {
+            Cell::Empty => true,
+            Cell::Text(t) => t.trim().is_empty(),
+            Cell::Number(_) | Cell::DateTime(..) => false,
+        }
+    }
+
+    /// The cell as text (numbers in their shortest exact form).
+    #[must_use]
+    pub fn text(&self) -> String {
+        match self {
+            Cell::Empty => String::new(),
+            Cell::Text(t) => t.clone(),
+            Cell::Number(n) => n.to_string(),
+            Cell::DateTime(y, m, d, h, min, s) => {
+                if (*h, *min, *s) == (0, 0, 0) {
+                    format!("{y:04}-{m:02}-{d:02}")
+                } else {
+                    format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02}")
+                }
+            }
+        }
+    }
+}
+
+/// A data row and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// 1-based line (CSV: where the record starts) or sheet row (xlsx).
+    pub line: u64,
+    /// Its cells, as many as the header has (missing ones empty).
+    pub cells: Vec<Cell>,
+    /// Cells beyond the header's width that are not blank.
+    pub extra: usize,
+}
+
+/// A file read whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// The header's cells, trimmed.
+    pub headers: Vec<String>,
+    /// The header's line.
+    pub header_line: u64,
+    /// The data rows, blank rows left out.
+    pub rows: Vec<Row>,
+    /// The encoding the CSV was read in (`utf-8`, `utf-16`, `gb18030`), or `xlsx`.
+    pub encoding: &'static str,
+}
+
+/// Reads a file. `is_header` tells a header cell from data (a known column name).
+pub fn read(
+    bytes: &[u8],
+    format: Format,
+    encoding: TextEncoding,
+    is_header: &dyn Fn(&str) -> bool,
+) -> Result<Table, FileError> {
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(FileError::TooLarge { bytes: bytes.len(), limit: MAX_FILE_BYTES });
+    }
+    let (raw, encoding) = match format {
+        Format::Csv => {
+            let (text, encoding) = decode(bytes, encoding)?;
+            (csv_rows(&text)?, encoding)
+        }
+        Format::Xlsx => (xlsx_rows(bytes)?, "xlsx"),
+    };
+    table(raw, encoding, is_header)
+}
+
+fn table(
+    raw: Vec<(u64, Vec<Cell>)>,
+    encoding: &'static str,
+    is_header: &dyn Fn(&str) -> bool,
+) -> Result<Table, FileError> {
+    let first = raw.iter().position(|(_, cells)| cells.iter().any(|c| !c.is_blank())).ok_or(FileError::Empty)?;
+    let header_at = raw
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(10)
+        .find(|(_, (_, cells))| cells.iter().any(|c| is_header(c.text().trim())))
+        .map_or(first, |(i, _)| i);
+    let (header_line, header_cells) = raw[header_at].clone();
+    let mut headers: Vec<String> = header_cells.iter().map(|c| c.text().trim().to_owned()).collect();
+    while headers.last().is_some_and(String::is_empty) {
+        headers.pop();
+    }
+    if headers.len() > MAX_COLUMNS {
+        return Err(FileError::TooManyColumns { line: header_line, columns: headers.len(), limit: MAX_COLUMNS });
+    }
+    let mut rows = Vec::new();
+    for (line, mut cells) in raw.into_iter().skip(header_at + 1) {
+        if cells.iter().all(Cell::is_blank) {
+            continue;
+        }
+        if rows.len() == MAX_ROWS {
+            return Err(FileError::TooManyRows { limit: MAX_ROWS });
+        }
+        let extra = cells.iter().skip(headers.len()).filter(|c| !c.is_blank()).count();
+        cells.resize(headers.len(), Cell::Empty);
+        rows.push(Row { line, cells, extra });
+    }
+    Ok(Table { headers, header_line, rows, encoding })
+}
+
+/// The line (1-based) of byte `at`.
+fn line_of(bytes: &[u8], at: usize) -> u64 {
+    let newlines = bytes[..at.min(bytes.len())].iter().filter(|b| **b == b'\n').count();
+    u64::try_from(newlines).unwrap_or(u64::MAX).saturating_add(1)
+}
+
+/// The text of a CSV file and the name of its encoding.
+fn decode(bytes: &[u8], encoding: TextEncoding) -> Result<(String, &'static str), FileError> {
+    let utf8 = |body: &[u8], offset: usize| match std::str::from_utf8(body) {
+        Ok(text) => Ok(text.to_owned()),
+        Err(e) => Err(FileError::Encoding {
+            line: line_of(bytes, offset + e.valid_up_to()),
+            reason: format!("byte 0x{:02X} is not UTF-8", body[e.valid_up_to()]),
+        }),
+    };
+    if let Some(body) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        if encoding != TextEncoding::Gb18030 {
+            return Ok((utf8(body, 3)?, "utf-8"));
+        }
+    }
+    if encoding == TextEncoding::Auto {
+        if let Some((codec, bom)) = encoding_rs::Encoding::for_bom(bytes) {
+            if codec != encoding_rs::UTF_8 {
+                let (text, malformed) = codec.decode_without_bom_handling(&bytes[bom..]);
+                if malformed {
+                    return Err(FileError::Encoding { line: 1, reason: "the UTF-16 text is malformed".into() });
+                }
+                return Ok((text.into_owned(), "utf-16"));
+            }
+        }
+    }
+    match encoding {
+        TextEncoding::Utf8 => Ok((utf8(bytes, 0)?, "utf-8")),
+        TextEncoding::Auto if std::str::from_utf8(bytes).is_ok() => Ok((utf8(bytes, 0)?, "utf-8")),
+        TextEncoding::Auto | TextEncoding::Gb18030 => {
+            // 0x0A is never part of a GB18030 multi-byte character, so lines decode alone and
+            // the first bad one can be named.
+            let mut text = String::with_capacity(bytes.len() * 3 / 2);
+            for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+                if i > 0 {
+                    text.push('\n');
+                }
+                match encoding_rs::GB18030.decode_without_bom_handling_and_without_replacement(line) {
+                    Some(part) => text.push_str(&part),
+                    None => {
+                        let reason = if encoding == TextEncoding::Auto {
+                            "the file is neither UTF-8 nor GB18030; save it as UTF-8 CSV"
+                        } else {
+                            "the bytes are not GB18030"
+                        };
+                        return Err(FileError::Encoding {
+                            line: u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1),
+                            reason: reason.into(),
+                        });
+                    }
+                }
+            }
+            Ok((text, "gb18030"))
+        }
+    }
+}
+
+/// The CSV's records with their lines. Quotes are checked first, so that an unclosed one
+/// is named where it opens instead of swallowing the rest of the file.
+fn csv_rows(text: &str) -> Result<Vec<(u64, Vec<Cell>)>, FileError> {
+    let mut quoted_since = None;
+    let mut line = 1u64;
+    for b in text.bytes() {
+        match b {
+            b'"' => quoted_since = if quoted_since.is_some() { None } else { Some(line) },
+            b'\n' => line += 1,
+            _ => {}
+        }
+    }
+    if let Some(line) = quoted_since {
+        return Err(FileError::UnclosedQuote { line });
+    }
+    let first_line = text.lines().next().unwrap_or_default();
+    let delimiter = if first_line.contains(',') {
+        b','
+    } else if first_line.contains('\t') {
+        b'\t'
+    } else if first_line.contains(';') {
+        b';'
+    } else {
+        b','
+    };
+    let mut reader =
+        csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(text.as_bytes());
+    let mut rows = Vec::new();
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = reader.position().line();
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                if record.len() > MAX_COLUMNS {
+                    return Err(FileError::TooManyColumns { line, columns: record.len(), limit: MAX_COLUMNS });
+                }
+                if rows.len() > MAX_ROWS + 10 {
+                    return Err(FileError::TooManyRows { limit: MAX_ROWS });
+                }
+                let line = record.position().map_or(line, csv::Position::line);
+                rows.push((line, record.iter().map(|f| Cell::Text(f.to_owned())).collect()));
+            }
+            Err(e) => {
+                let line = e.position().map_or(line, csv::Position::line);
+                return Err(FileError::Csv { line, reason: e.to_string() });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The first sheet's rows with their sheet row numbers; a header cell merged across columns
+/// names each of them.
+fn xlsx_rows(bytes: &[u8]) -> Result<Vec<(u64, Vec<Cell>)>, FileError> {
+    let broken = |e: calamine::XlsxError| FileError::Xlsx(e.to_string());
+    let mut book: Xlsx<_> = Xlsx::new(Cursor::new(bytes)).map_err(broken)?;
+    let sheet = book.sheet_names().first().cloned().ok_or_else(|| FileError::Xlsx("it has no sheet".into()))?;
+    let range = book.worksheet_range(&sheet).map_err(broken)?;
+    let merged = book.merge_cells_by_sheet_name(&sheet).map_err(broken)?;
+    let Some((top, left)) = range.start() else { return Err(FileError::Empty) };
+    let mut rows: Vec<(u64, Vec<Cell>)> = Vec::new();
+    for (i, cells) in range.rows().enumerate() {
+        let sheet_row = u64::from(top) + u64::try_from(i).unwrap_or(u64::MAX) + 1;
+        let mut row: Vec<Cell> = vec![Cell::Empty; usize::try_from(left).unwrap_or(0)];
+        row.extend(cells.iter().map(|c| match c {
+            Data::Empty | Data::Error(_) => Cell::Empty,
+            Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => Cell::Text(s.clone()),
+            Data::Bool(b) => Cell::Text(b.to_string()),
+            #[allow(clippy::cast_precision_loss)]
+            Data::Int(n) => Cell::Number(*n as f64),
+            Data::Float(f) => Cell::Number(*f),
+            Data::DateTime(dt) if dt.is_datetime() => {
+                let (y, m, d, h, min, s, _) = dt.to_ymd_hms_milli();
+                Cell::DateTime(i32::from(y), m, d, h, min, s)
+            }
+            Data::DateTime(dt) => Cell::Number(dt.as_f64()),
+        }));
+        rows.push((sheet_row, row));
+    }
+    // A merged cell holds its value in its top-left cell only: spread it across the columns
+    // of its first row (a header "电话" merged over two columns names both).
+    for region in merged {
+        let (r, c0) = region.start;
+        let (_, c1) = region.end;
+        let Some((_, row)) = rows.iter_mut().find(|(line, _)| *line == u64::from(r) + 1) else { continue };
+        let Some(value) = row.get(c0 as usize).cloned() else { continue };
+        for c in c0 + 1..=c1 {
+            if let Some(cell) = row.get_mut(c as usize) {
+                if cell.is_blank() {
+                    *cell = value.clone();
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn any_header(text: &str) -> bool {
+        matches!(text, "name" | "姓名" | "phone" | "手机")
+    }
+
+    #[test]
+    fn csv_in_gb18030_with_bom_crlf_and_title_rows_is_read() {
+        let (gbk, _, _) = encoding_rs::GB18030.encode("客户名单\r\n姓名,手机\r\n张伟,13912345678\r\n\r\n李娜,\r\n");
+        let table = read(&gbk, Format::Csv, TextEncoding::Auto, &any_header).unwrap();
+        assert_eq!(table.encoding, "gb18030");
+        assert_eq!(table.headers, ["姓名", "手机"]);
+        assert_eq!(table.header_line, 2);
+        assert_eq!(table.rows.iter().map(|r| r.line).collect::<Vec<_>>(), [3, 5]);
+        assert_eq!(table.rows[0].cells[0], Cell::Text("张伟".into()));
+
+        let bom = b"\xEF\xBB\xBFname,phone\r\n\"Wang, Wei\",1\r\n";
+        let table = read(bom, Format::Csv, TextEncoding::Auto, &any_header).unwrap();
+        assert_eq!((table.encoding, table.headers[0].as_str()), ("utf-8", "name"));
+        assert_eq!(table.rows[0].cells[0], Cell::Text("Wang, Wei".into()));
+    }
+
+    #[test]
+    fn malformed_files_name_their_line() {
+        let err = read(b"name,phone\nok,1\n\"open,2\nmore,3\n", Format::Csv, TextEncoding::Auto, &any_header);
+        assert_eq!(err, Err(FileError::UnclosedQuote { line: 3 }));
+        let err = read(b"name\nok\n\xFF\xFF\n", Format::Csv, TextEncoding::Auto, &any_header);
+        assert!(matches!(err, Err(FileError::Encoding { line: 3, .. })), "{err:?}");
+        let err = read(b"name\n\xC3\x28\n", Format::Csv, TextEncoding::Utf8, &any_header);
+        assert!(matches!(err, Err(FileError::Encoding { line: 2, .. })), "{err:?}");
+        let err = read(b"PK\x03\x04broken", Format::Xlsx, TextEncoding::Auto, &any_header);
+        assert!(matches!(err, Err(FileError::Xlsx(_))), "{err:?}");
+        assert_eq!(read(b"\n ,\n", Format::Csv, TextEncoding::Auto, &any_header), Err(FileError::Empty));
+    }
+}
