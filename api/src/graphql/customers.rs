@@ -200,6 +200,52 @@ pub enum CustomerOrder {
     LastContactDesc,
 }
 
+/// The directory query of a filter and an order, for the caller (whose scope the caller of
+/// this adds under the views' lock), `size` rows after the cursor `after`.
+pub fn directory_query(
+    caller: &Caller,
+    filter: CustomerFilter,
+    order_by: Option<CustomerOrder>,
+    size: usize,
+    after: Option<String>,
+) -> ApiResult<DirectoryQuery> {
+    let sort = match order_by.unwrap_or(CustomerOrder::NameAsc) {
+        CustomerOrder::NameAsc => (SortKey::Name, Order::Ascending),
+        CustomerOrder::NameDesc => (SortKey::Name, Order::Descending),
+        CustomerOrder::RegisteredAsc => (SortKey::CreatedAt, Order::Ascending),
+        CustomerOrder::RegisteredDesc => (SortKey::CreatedAt, Order::Descending),
+        CustomerOrder::LastContactAsc => (SortKey::LastContact, Order::Ascending),
+        CustomerOrder::LastContactDesc => (SortKey::LastContact, Order::Descending),
+    };
+    if let Some(text) = &filter.text {
+        if text.chars().count() > 100 {
+            return Err(ApiError::field("filter.text", FieldCode::TooLong, "at most 100 characters"));
+        }
+    }
+    Ok(DirectoryQuery {
+        text: filter.text.clone(),
+        search_personal: caller.principal.active && personal_everywhere(caller),
+        owner: filter.owner.as_deref().map(|o| parse_id("filter.owner", o).map(UserId)).transpose()?,
+        department: filter
+            .department
+            .as_deref()
+            .map(|d| parse_id("filter.department", d).map(DepartmentId))
+            .transpose()?,
+        segment: filter.segment.clone(),
+        source: filter.source.map(Into::into),
+        tags: filter.tags.clone().unwrap_or_default(),
+        status: filter.status.map(Into::into),
+        created_from: parse_optional_time("filter.registeredFrom", filter.registered_from.as_deref())?,
+        created_to: parse_optional_time("filter.registeredTo", filter.registered_to.as_deref())?,
+        contacted_from: parse_optional_time("filter.contactedFrom", filter.contacted_from.as_deref())?,
+        contacted_to: parse_optional_time("filter.contactedTo", filter.contacted_to.as_deref())?,
+        sort: vec![sort],
+        first: size,
+        after,
+        ..DirectoryQuery::default()
+    })
+}
+
 /// Customer queries.
 #[derive(Default, Debug)]
 pub struct CustomerQuery;
@@ -218,42 +264,7 @@ impl CustomerQuery {
     ) -> ApiResult<Connection<String, CustomerNode, Counted>> {
         let caller = caller(ctx)?;
         let size = page_size(first)?;
-        let filter = filter.unwrap_or_default();
-        let sort = match order_by.unwrap_or(CustomerOrder::NameAsc) {
-            CustomerOrder::NameAsc => (SortKey::Name, Order::Ascending),
-            CustomerOrder::NameDesc => (SortKey::Name, Order::Descending),
-            CustomerOrder::RegisteredAsc => (SortKey::CreatedAt, Order::Ascending),
-            CustomerOrder::RegisteredDesc => (SortKey::CreatedAt, Order::Descending),
-            CustomerOrder::LastContactAsc => (SortKey::LastContact, Order::Ascending),
-            CustomerOrder::LastContactDesc => (SortKey::LastContact, Order::Descending),
-        };
-        if let Some(text) = &filter.text {
-            if text.chars().count() > 100 {
-                return Err(ApiError::field("filter.text", FieldCode::TooLong, "at most 100 characters"));
-            }
-        }
-        let mut query = DirectoryQuery {
-            text: filter.text.clone(),
-            search_personal: caller.principal.active && personal_everywhere(caller),
-            owner: filter.owner.as_deref().map(|o| parse_id("filter.owner", o).map(UserId)).transpose()?,
-            department: filter
-                .department
-                .as_deref()
-                .map(|d| parse_id("filter.department", d).map(DepartmentId))
-                .transpose()?,
-            segment: filter.segment.clone(),
-            source: filter.source.map(Into::into),
-            tags: filter.tags.clone().unwrap_or_default(),
-            status: filter.status.map(Into::into),
-            created_from: parse_optional_time("filter.registeredFrom", filter.registered_from.as_deref())?,
-            created_to: parse_optional_time("filter.registeredTo", filter.registered_to.as_deref())?,
-            contacted_from: parse_optional_time("filter.contactedFrom", filter.contacted_from.as_deref())?,
-            contacted_to: parse_optional_time("filter.contactedTo", filter.contacted_to.as_deref())?,
-            sort: vec![sort],
-            first: size,
-            after,
-            ..DirectoryQuery::default()
-        };
+        let mut query = directory_query(caller, filter.unwrap_or_default(), order_by, size, after)?;
         let (page, nodes) = views(ctx, |v| -> ApiResult<_> {
             query.visible = caller.visible(Permission::CustomerRead, &v.access)?;
             // A cursor is the id of a row the caller was shown: one it may not read (or that

@@ -15,6 +15,7 @@ pub mod notes;
 pub mod people;
 pub mod scalars;
 pub mod session;
+pub mod transfer;
 pub mod work;
 
 use std::net::IpAddr;
@@ -38,11 +39,18 @@ pub struct Query(
     people::PeopleQuery,
     insight::InsightQuery,
     notes::NotesQuery,
+    transfer::TransferQuery,
 );
 
 /// The mutation root.
 #[derive(MergedObject, Default)]
-pub struct Mutation(session::SessionMutation, customers::CustomerMutation, work::WorkMutation, people::PeopleMutation);
+pub struct Mutation(
+    session::SessionMutation,
+    customers::CustomerMutation,
+    work::WorkMutation,
+    people::PeopleMutation,
+    transfer::TransferMutation,
+);
 
 /// The schema type.
 pub type OacisSchema = Schema<Query, Mutation, EmptySubscription>;

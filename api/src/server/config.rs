@@ -40,6 +40,12 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, value_name = "BYTES", env = "OACIS_MAX_BODY_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_body_bytes: u64,
+    /// Largest GraphQL multipart request (a file upload for `importCustomers`), in bytes.
+    #[arg(long, value_name = "BYTES", env = "OACIS_MAX_UPLOAD_BYTES", default_value_t = 33 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_upload_bytes: u64,
+    /// A multipart request (an import) taking longer is answered 408, in seconds.
+    #[arg(long, value_name = "SECONDS", env = "OACIS_UPLOAD_TIMEOUT_SECONDS", default_value_t = 600)]
+    pub upload_timeout_seconds: u64,
     /// A request taking longer is answered 408, in seconds.
     #[arg(long, value_name = "SECONDS", env = "OACIS_REQUEST_TIMEOUT_SECONDS", default_value_t = 10)]
     pub request_timeout_seconds: u64,

@@ -56,6 +56,8 @@ pub struct AppState {
     pub last_seen: Mutex<HashMap<EntryId, Timestamp>>,
     /// Parsed and checked GraphQL documents, by query text.
     pub documents: graphql::documents::Documents,
+    /// Users with an import running (one at a time each).
+    pub imports: graphql::transfer::Running,
 }
 
 impl std::fmt::Debug for AppState {
@@ -110,6 +112,7 @@ impl App {
             config,
             last_seen: Mutex::new(HashMap::new()),
             documents: graphql::documents::Documents::default(),
+            imports: graphql::transfer::Running::default(),
         });
         bootstrap::first_start(&state).await?;
         let schema = graphql::schema(state.clone());
@@ -123,8 +126,15 @@ impl App {
             .route("/graphql", get(graphiql).post(graphql_post))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
-            .layer(RequestBodyLimitLayer::new(usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX)))
-            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout()))
+            // The widest limits of any request here; JSON requests are held to the narrower
+            // body limit and timeout in `graphql_post`, uploads to these.
+            .layer(RequestBodyLimitLayer::new(
+                usize::try_from(config.max_body_bytes.max(config.max_upload_bytes)).unwrap_or(usize::MAX),
+            ))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                config.request_timeout().max(Duration::from_secs(config.upload_timeout_seconds)),
+            ))
             .layer(CatchPanicLayer::custom(panicked))
             .with_state(self.clone())
     }
@@ -209,6 +219,25 @@ async fn graphql_post(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if content_type.starts_with("multipart/form-data") {
+        // The GraphQL multipart request (a file upload): one operation, one file.
+        let options = async_graphql::http::MultipartOptions::default()
+            .max_num_files(1)
+            .max_file_size(crate::transfer::table::MAX_FILE_BYTES);
+        let reader = futures_util::io::Cursor::new(body.to_vec());
+        return match async_graphql::http::receive_body(Some(content_type), reader, options).await {
+            Ok(mut request) => match app.state.documents.prepare(&mut request) {
+                Ok(()) => answer(&app, Some(peer.ip()), &headers, request).await,
+                Err(message) => refused(&message),
+            },
+            Err(e) => refused(&format!("the body is not a GraphQL multipart request: {e}")),
+        };
+    }
+    let config = &app.state.config;
+    if u64::try_from(body.len()).unwrap_or(u64::MAX) > config.max_body_bytes {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large; upload files as multipart").into_response();
+    }
     // One JSON request object per POST: a batch (a JSON array) or a body that is not a
     // request is refused with a GraphQL error body, like any other error.
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
@@ -224,7 +253,10 @@ async fn graphql_post(
     if let Err(message) = app.state.documents.prepare(&mut request) {
         return refused(&message);
     }
-    answer(&app, Some(peer.ip()), &headers, request).await
+    match tokio::time::timeout(config.request_timeout(), answer(&app, Some(peer.ip()), &headers, request)).await {
+        Ok(response) => response,
+        Err(_) => (StatusCode::REQUEST_TIMEOUT, "request timed out").into_response(),
+    }
 }
 
 /// 400 with a GraphQL error body (code VALIDATION).

@@ -44,7 +44,7 @@ use crate::command::{on, CommandBus, Origin, Step};
 pub const BATCH_ROWS: usize = 200;
 
 /// What matches a row to an existing customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, async_graphql::Enum)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchKey {
     /// Nothing: every row registers a customer.
@@ -115,7 +115,7 @@ pub struct ImportOptions {
 }
 
 /// What became of a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, async_graphql::Enum)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Dry run: would register a customer.
@@ -148,7 +148,7 @@ impl Outcome {
 }
 
 /// One row's verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, async_graphql::SimpleObject)]
 pub struct RowReport {
     /// The row's line in the file.
     pub line: u64,
@@ -163,7 +163,7 @@ pub struct RowReport {
 }
 
 /// Counts of a report.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, async_graphql::SimpleObject)]
 pub struct Totals {
     /// Data rows.
     pub rows: u64,
@@ -180,7 +180,7 @@ pub struct Totals {
 }
 
 /// A column as the import read it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, async_graphql::SimpleObject)]
 pub struct ColumnReport {
     /// The header.
     pub header: String,
@@ -889,7 +889,7 @@ fn duplicates(
 }
 
 /// What an undo did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, async_graphql::SimpleObject)]
 pub struct UndoReport {
     /// The import.
     pub import_id: String,

@@ -23,7 +23,7 @@ pub const MAX_ROWS: usize = 200_000;
 pub const MAX_COLUMNS: usize = 200;
 
 /// The file's format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, async_graphql::Enum)]
 pub enum Format {
     /// Comma-separated values (RFC 4180).
     Csv,
@@ -53,7 +53,7 @@ impl Format {
 }
 
 /// The text encoding of a CSV file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, async_graphql::Enum)]
 pub enum TextEncoding {
     /// A BOM if there is one, else UTF-8 if the bytes are valid UTF-8, else GB18030.
     #[default]

@@ -18,7 +18,7 @@ use super::columns::{Columns, Field};
 use super::table::{Cell, Row};
 
 /// One problem with a row, or a note about how a cell was read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, async_graphql::SimpleObject)]
 pub struct Issue {
     /// The row's line in the file.
     pub line: u64,
