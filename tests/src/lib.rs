@@ -77,6 +77,12 @@ impl Server {
         http(&self.addr, method, path, token, body)
     }
 
+    /// One HTTP/1.1 POST with a content type of its own (a multipart upload).
+    #[must_use]
+    pub fn post(&self, path: &str, token: Option<&str>, content_type: &str, body: &[u8]) -> (u16, String) {
+        request(&self.addr, "POST", path, token, content_type, body)
+    }
+
     /// A GraphQL request that must answer 200; answers the JSON body.
     ///
     /// # Panics
@@ -102,10 +108,21 @@ impl Server {
 /// If the connection cannot be made.
 #[must_use]
 pub fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
+    request(addr, method, path, token, "application/json", body)
+}
+
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: {content_type}\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     );
     let _ = stream.write_all(head.as_bytes());

@@ -46,6 +46,7 @@ pub const BATCH_ROWS: usize = 200;
 /// What matches a row to an existing customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, async_graphql::Enum)]
 #[serde(rename_all = "snake_case")]
+#[graphql(name = "ImportKey")]
 pub enum MatchKey {
     /// Nothing: every row registers a customer.
     None,
@@ -117,6 +118,7 @@ pub struct ImportOptions {
 /// What became of a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, async_graphql::Enum)]
 #[serde(rename_all = "snake_case")]
+#[graphql(name = "ImportOutcome")]
 pub enum Outcome {
     /// Dry run: would register a customer.
     Accepted,
@@ -149,6 +151,7 @@ impl Outcome {
 
 /// One row's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, async_graphql::SimpleObject)]
+#[graphql(name = "ImportRow")]
 pub struct RowReport {
     /// The row's line in the file.
     pub line: u64,
@@ -164,6 +167,7 @@ pub struct RowReport {
 
 /// Counts of a report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, async_graphql::SimpleObject)]
+#[graphql(name = "ImportTotals")]
 pub struct Totals {
     /// Data rows.
     pub rows: u64,
@@ -181,6 +185,7 @@ pub struct Totals {
 
 /// A column as the import read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, async_graphql::SimpleObject)]
+#[graphql(name = "ImportColumn")]
 pub struct ColumnReport {
     /// The header.
     pub header: String,
@@ -890,6 +895,7 @@ fn duplicates(
 
 /// What an undo did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, async_graphql::SimpleObject)]
+#[graphql(name = "ImportUndone")]
 pub struct UndoReport {
     /// The import.
     pub import_id: String,

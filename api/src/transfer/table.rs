@@ -24,6 +24,7 @@ pub const MAX_COLUMNS: usize = 200;
 
 /// The file's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, async_graphql::Enum)]
+#[graphql(name = "FileFormat")]
 pub enum Format {
     /// Comma-separated values (RFC 4180).
     Csv,
@@ -243,8 +244,10 @@ fn table(
     Ok(Table { headers, header_line, rows, encoding })
 }
 
-/// The line (1-based) of byte `at`.
+/// The line (1-based) of byte `at` (a line feed there belongs to the line before: the CSV
+/// parser starts a record after CRLF at its LF).
 fn line_of(bytes: &[u8], at: usize) -> u64 {
+    let at = if bytes.get(at) == Some(&b'\n') { at + 1 } else { at };
     let newlines = bytes[..at.min(bytes.len())].iter().filter(|b| **b == b'\n').count();
     u64::try_from(newlines).unwrap_or(u64::MAX).saturating_add(1)
 }
@@ -345,11 +348,17 @@ fn csv_rows(text: &str) -> Result<Vec<(u64, Vec<Cell>)>, FileError> {
                 if rows.len() > MAX_ROWS + 10 {
                     return Err(FileError::TooManyRows { limit: MAX_ROWS });
                 }
-                let line = record.position().map_or(line, csv::Position::line);
+                // The line where the record starts, counted here: the parser's own count
+                // does not follow CRLF line ends.
+                let line = record
+                    .position()
+                    .map_or(line, |p| line_of(text.as_bytes(), usize::try_from(p.byte()).unwrap_or(usize::MAX)));
                 rows.push((line, record.iter().map(|f| Cell::Text(f.to_owned())).collect()));
             }
             Err(e) => {
-                let line = e.position().map_or(line, csv::Position::line);
+                let line = e
+                    .position()
+                    .map_or(line, |p| line_of(text.as_bytes(), usize::try_from(p.byte()).unwrap_or(usize::MAX)));
                 return Err(FileError::Csv { line, reason: e.to_string() });
             }
         }

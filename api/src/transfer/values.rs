@@ -19,6 +19,7 @@ use super::table::{Cell, Row};
 
 /// One problem with a row, or a note about how a cell was read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, async_graphql::SimpleObject)]
+#[graphql(name = "ImportIssue")]
 pub struct Issue {
     /// The row's line in the file.
     pub line: u64,

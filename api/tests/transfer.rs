@@ -1,0 +1,340 @@
+//! Import and export of customers, with files as people make them: a GB18030 CSV from a
+//! spreadsheet with a title row and half its rows invalid, a UTF-8 CSV with BOM and CRLF,
+//! an `.xlsx` with merged header cells, a date column typed as dates and phones typed as
+//! numbers; dry runs that write nothing; real runs under one correlation id; exports that
+//! re-import unchanged; undo with its refusal when others changed the customers since; and
+//! the scope, masking and access-log rules of exports.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+use oacis_tests::{code, Server};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "Sesame-Open-2026";
+const CHANGED: &str = "Sesame-Changed-77";
+
+fn oacis(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_oacis")).args(args).output().expect("run oacis")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn report(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn outcomes(report: &Value) -> Vec<(u64, String)> {
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["line"].as_u64().unwrap(), r["outcome"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// An `.xlsx` as an office worker makes it: a merged title, a phone header merged over two
+/// columns, registration dates typed as dates, phones typed as numbers.
+fn workbook() -> Vec<u8> {
+    use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet();
+    let date = Format::new().set_num_format("yyyy-mm-dd");
+    sheet.merge_range(0, 0, 0, 4, "2026 年客户名单", &Format::new()).unwrap();
+    sheet.write_string(1, 0, "姓名").unwrap();
+    sheet.merge_range(1, 1, 1, 2, "电话", &Format::new()).unwrap();
+    sheet.write_string(1, 3, "登记时间").unwrap();
+    sheet.write_string(1, 4, "标签").unwrap();
+    sheet.write_string(2, 0, "赵六").unwrap();
+    sheet.write_number(2, 1, 13_912_345_670.0).unwrap();
+    sheet.write_string(2, 2, "010-6000 0001").unwrap();
+    sheet.write_datetime_with_format(2, 3, ExcelDateTime::from_ymd(2018, 6, 1).unwrap(), &date).unwrap();
+    sheet.write_string(2, 4, "老客户").unwrap();
+    sheet.write_string(3, 0, "钱七").unwrap();
+    sheet.write_number(3, 1, 13_912_345_671.0).unwrap();
+    book.save_to_buffer().unwrap()
+}
+
+#[test]
+fn files_as_people_make_them_are_validated_imported_exported_and_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let demo = oacis(&["demo", "--data", data_arg, "--customers", "40"]);
+    assert!(demo.status.success(), "{}", text(&demo));
+    let at = |name: &str| dir.path().join(name);
+    let run = |args: &[&str]| {
+        let mut all = vec!["import", "customers"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--data", data_arg]);
+        oacis(&all)
+    };
+    let export = |file: &Path| {
+        let out = oacis(&["export", "customers", "--data", data_arg, "--out", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        std::fs::read(file).unwrap()
+    };
+    let before = export(&at("before.csv"));
+
+    // A GB18030 CSV with a title row and CRLF: half of its rows are wrong.
+    let csv = "客户名单（销售部）\r\n姓名,手机,邮箱,来源,标签,注册时间\r\n\
+               张三,13912345678,zs@example.com,转介绍,VIP、重点客户,2019-03-01\r\n\
+               李四,1.3912345679E10,,官网,,2020/5/6 10:00\r\n\
+               王五,12345,bad,火星,,2099-01-01\r\n\
+               孙八,1.39123E10,,,,\r\n";
+    let (gbk, _, _) = encoding_rs::GB18030.encode(csv);
+    std::fs::write(at("a.csv"), &gbk).unwrap();
+    let dry = run(&[at("a.csv").to_str().unwrap(), "--dry-run", "--report", at("dry.json").to_str().unwrap()]);
+    assert_eq!(dry.status.code(), Some(1), "refused rows exit 1: {}", text(&dry));
+    let dry = report(&at("dry.json"));
+    assert_eq!(dry["encoding"], "gb18030");
+    assert_eq!(
+        outcomes(&dry),
+        [(3, "accepted".into()), (4, "accepted".into()), (5, "refused".into()), (6, "refused".into())]
+    );
+    assert_eq!(dry["rows"][1]["warnings"][0]["code"], "number_recovered", "exact float recovered");
+    let errors: Vec<(String, String)> = dry["rows"][2]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["column"].as_str().unwrap().to_owned(), e["code"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            ("来源".to_owned(), "invalid_format".to_owned()),
+            ("注册时间".to_owned(), "out_of_range".to_owned()),
+            ("手机".to_owned(), "invalid_phone".to_owned()),
+            ("邮箱".to_owned(), "invalid_email".to_owned()),
+        ],
+        "every error of the row, each naming its column"
+    );
+    assert!(dry["rows"][3]["errors"][0]["message"].as_str().unwrap().contains("digits are lost"));
+    assert_eq!(export(&at("after-dry.csv")), before, "a dry run writes nothing");
+
+    // The real run writes the valid rows and reports the same; the CSV report names lines.
+    let real = run(&[at("a.csv").to_str().unwrap(), "--report", at("real.csv").to_str().unwrap()]);
+    assert_eq!(real.status.code(), Some(1));
+    let import_id = text(&real).split("import ").nth(1).unwrap().split(' ').next().unwrap().to_owned();
+    let report_csv = std::fs::read_to_string(at("real.csv")).unwrap();
+    assert!(report_csv.contains("5,refused,,error,手机,phones[0],invalid_phone"), "{report_csv}");
+    assert!(report_csv.lines().any(|l| l.starts_with("3,registered,")), "{report_csv}");
+    let exported = String::from_utf8(export(&at("with-import.csv"))).unwrap();
+    let zhang = exported.lines().find(|l| l.contains("张三")).expect("imported").to_owned();
+    assert!(zhang.contains("2019-02-28T16:00:00"), "business time kept (+08:00): {zhang}");
+    assert!(zhang.contains("+8613912345678") && zhang.contains("\"VIP, 重点客户\""), "{zhang}");
+
+    // A UTF-8 file with BOM and CRLF, and the .xlsx: both read.
+    std::fs::write(at("b.csv"), "\u{feff}name,phone,segment\r\n\"Wang, Wei\",+8613800000001,smb\r\n").unwrap();
+    let b = run(&[at("b.csv").to_str().unwrap()]);
+    assert!(b.status.success(), "{}", text(&b));
+    std::fs::write(at("c.xlsx"), workbook()).unwrap();
+    let c = run(&[at("c.xlsx").to_str().unwrap(), "--report", at("c.json").to_str().unwrap()]);
+    assert!(c.status.success(), "{}", text(&c));
+    let c = report(&at("c.json"));
+    assert_eq!(c["format"], "xlsx");
+    assert_eq!(c["columns"][1]["field"], "phones");
+    assert_eq!(c["columns"][2]["field"], "phones", "the merged header names both columns");
+    let exported = String::from_utf8(export(&at("with-xlsx.csv"))).unwrap();
+    let zhao = exported.lines().find(|l| l.contains("赵六")).unwrap().to_owned();
+    assert!(zhao.contains("\"+8613912345670, +861060000001\""), "{zhao}");
+    assert!(zhao.contains("2018-05-31T16:00:00"), "the date cell, at +08:00: {zhao}");
+
+    // An export re-imports as an upsert by id with no changes, as CSV and as .xlsx.
+    for name in ["round.csv", "round.xlsx"] {
+        let out = oacis(&["export", "customers", "--data", data_arg, "--out", at(name).to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        let again = run(&[at(name).to_str().unwrap(), "--dry-run", "--report", at("round.json").to_str().unwrap()]);
+        assert!(again.status.success(), "{}", text(&again));
+        let totals = &report(&at("round.json"))["totals"];
+        assert_eq!(totals["unchanged"], totals["rows"], "{name}: {totals}");
+        assert_eq!(totals["rows"].as_u64(), Some(40 + 2 + 1 + 2));
+    }
+
+    // Malformed files: a clear error naming the line, nothing written.
+    std::fs::write(at("bad.csv"), "name,phone\nok,+8613800000009\n\"open,1\n").unwrap();
+    let bad = run(&[at("bad.csv").to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).contains("line 3: a quoted field starts here and is never closed"), "{}", text(&bad));
+    std::fs::write(at("bad.xlsx"), b"PK\x03\x04 not really a workbook").unwrap();
+    let bad = run(&[at("bad.xlsx").to_str().unwrap()]);
+    assert!(text(&bad).contains("the .xlsx file cannot be read"), "{}", text(&bad));
+    let bad = run(&[at("b.csv").to_str().unwrap(), "--map", "name=nickname"]);
+    assert!(text(&bad).contains("use one of id, external_id"), "{}", text(&bad));
+
+    // Undo the first import: what it registered is archived; a second undo is refused.
+    let undo = oacis(&["import", "undo", &import_id, "--data", data_arg]);
+    assert!(undo.status.success(), "{}", text(&undo));
+    assert!(text(&undo).contains("archived 2, restored 0"), "{}", text(&undo));
+    let again = oacis(&["import", "undo", &import_id, "--data", data_arg]);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("undone"), "{}", text(&again));
+    let exported = String::from_utf8(export(&at("undone.csv"))).unwrap();
+    let zhang = exported.lines().find(|l| l.contains("张三")).expect("archived, not deleted");
+    assert!(zhang.contains(",archived,"), "{zhang}");
+    let verify = oacis(&["verify", "--data", data_arg]);
+    assert!(verify.status.success(), "{}", text(&verify));
+}
+
+fn sign_in(server: &Server, name: &str, password: &str, new: &str) -> String {
+    let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
+    let answer = server.gql(None, sign_in, json!({ "n": name, "p": password }));
+    let token = answer["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned();
+    let change = "mutation($c: String!, $n: String!) { changePassword(current: $c, newPassword: $n) { token } }";
+    let answer = server.gql(Some(&token), change, json!({ "c": password, "n": new }));
+    answer["data"]["changePassword"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned()
+}
+
+fn ok(answer: Value) -> Value {
+    assert!(answer["errors"].is_null(), "{answer}");
+    answer["data"].clone()
+}
+
+const IMPORT: &str = "mutation($i: ImportInput!) { importCustomers(input: $i) { importId dryRun encoding \
+                      totals { rows registered updated unchanged refused } \
+                      rows(onlyIssues: false) { line outcome customer errors { column code } } csv } }";
+
+#[test]
+fn imports_over_graphql_are_scoped_recorded_undoable_and_exports_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(env!("CARGO_BIN_EXE_oacis"), dir.path(), &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]);
+    let admin = sign_in(&server, "admin", PASSWORD, CHANGED);
+    let count = |token: &str| {
+        ok(server.gql(Some(token), "{ customers { totalCount } }", json!({})))["customers"]["totalCount"].clone()
+    };
+
+    // A dry run (the default) writes nothing and reports every row.
+    let csv = "name,phones,segment,external_id\n张伟,13800000001,smb,ERP-1\n李娜,13800000002,vip,ERP-2\n,13800000003,,ERP-3\n";
+    let dry = ok(server.gql(Some(&admin), IMPORT, json!({ "i": { "text": csv } })))["importCustomers"].clone();
+    assert_eq!(dry["dryRun"], true);
+    assert_eq!(dry["totals"], json!({ "rows": 3, "registered": 2, "updated": 0, "unchanged": 0, "refused": 1 }));
+    assert_eq!(dry["rows"][2]["errors"][0], json!({ "column": "name", "code": "required" }));
+    assert_eq!(count(&admin), 0);
+
+    // The real run: every event by the admin under the import's id; the audit trail shows it.
+    let real = ok(server.gql(Some(&admin), IMPORT, json!({ "i": { "text": csv, "dryRun": false } })))
+        ["importCustomers"]
+        .clone();
+    let first_import = real["importId"].as_str().unwrap().to_owned();
+    assert_eq!(real["totals"]["registered"], 2);
+    assert_eq!(count(&admin), 2);
+    let imports = ok(server.gql(Some(&admin), "{ customerImports { id status customers rows key } }", json!({})));
+    assert_eq!(
+        imports["customerImports"][0],
+        json!({ "id": first_import, "status": "finished", "customers": 2, "rows": 3, "key": "external_id" })
+    );
+
+    // The same file again matches by external id and changes nothing; a changed segment updates.
+    let again = ok(server.gql(Some(&admin), IMPORT, json!({ "i": { "text": csv, "dryRun": false } })))
+        ["importCustomers"]
+        .clone();
+    assert_eq!(again["totals"]["unchanged"], 2);
+    let update = "external_id,segment\nERP-1,enterprise\n";
+    let update = ok(server.gql(Some(&admin), IMPORT, json!({ "i": { "text": update, "dryRun": false } })))
+        ["importCustomers"]
+        .clone();
+    assert_eq!(update["totals"]["updated"], 1);
+    let second_import = update["importId"].as_str().unwrap().to_owned();
+    let zhang = update["rows"][0]["customer"].as_str().unwrap().to_owned();
+
+    // Someone changes the customer afterwards: the undo refuses and names it, unless forced.
+    let rename = "mutation($id: String!) { updateCustomerProfile(id: $id, profile: {kind: PERSON, name: \"张伟伟\", source: OTHER, segment: \"enterprise\", phones: [\"13800000001\"]}) { id } }";
+    ok(server.gql(Some(&admin), rename, json!({ "id": zhang })));
+    let undo = "mutation($id: String!, $f: Boolean) { undoCustomerImport(id: $id, force: $f) { archived restored skipped forced } }";
+    let refused = server.gql(Some(&admin), undo, json!({ "id": second_import, "f": false }));
+    assert_eq!(code(&refused), "CONFLICT", "{refused}");
+    assert!(refused["errors"][0]["message"].as_str().unwrap().contains(&zhang), "{refused}");
+    let forced =
+        ok(server.gql(Some(&admin), undo, json!({ "id": second_import, "f": true })))["undoCustomerImport"].clone();
+    assert_eq!(forced, json!({ "archived": 0, "restored": 1, "skipped": [], "forced": true }));
+    let zhang_now = ok(server.gql(
+        Some(&admin),
+        "query($id: String!) { customer(id: $id) { segment name } }",
+        json!({ "id": zhang }),
+    ));
+    assert_eq!(zhang_now["customer"]["segment"], "smb", "back to the value before the import");
+    assert_eq!(
+        code(&server.gql(Some(&admin), undo, json!({ "id": second_import, "f": false }))),
+        "CONFLICT",
+        "undone once"
+    );
+    assert_eq!(code(&server.gql(Some(&admin), undo, json!({ "id": uuid_like(), "f": false }))), "NOT_FOUND");
+
+    // A multipart upload of an .xlsx.
+    let boundary = "oacis-test-boundary";
+    let operations = json!({ "query": IMPORT, "variables": { "i": { "file": null, "dryRun": false } } }).to_string();
+    let mut body = Vec::new();
+    for (name, value) in [("operations", operations.as_str()), ("map", r#"{"0":["variables.i.file"]}"#)] {
+        body.extend(
+            format!("--{boundary}\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    body.extend(format!("--{boundary}\r\ncontent-disposition: form-data; name=\"0\"; filename=\"名单.xlsx\"\r\ncontent-type: application/octet-stream\r\n\r\n").as_bytes());
+    body.extend(workbook());
+    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (status, answer) =
+        server.post("/graphql", Some(&admin), &format!("multipart/form-data; boundary={boundary}"), &body);
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(ok(answer)["importCustomers"]["totals"]["registered"], 2);
+
+    // A user who may read but not write customers cannot import; not an admin, cannot undo.
+    let root = ok(server.gql(Some(&admin), "{ departments { id } }", json!({})))["departments"][0]["id"].clone();
+    let create = "mutation($u: String!, $d: String!) { createUser(username: $u, employeeNo: \"E-9001\", displayName: $u, department: $d, initialPassword: \"Initial-Pass-9\") { id } }";
+    let define = "mutation($n: String!, $p: [String!]!) { defineRole(name: $n, permissions: $p) { id } }";
+    let grant = "mutation($u: String!, $r: String!) { grantRole(user: $u, role: $r, scope: ALL) { id } }";
+    let reader =
+        ok(server.gql(Some(&admin), create, json!({ "u": "du.reader", "d": root })))["createUser"]["id"].clone();
+    let role =
+        ok(server.gql(Some(&admin), define, json!({ "n": "导出员", "p": ["customer.read", "customer.export"] })))
+            ["defineRole"]["id"]
+            .clone();
+    ok(server.gql(Some(&admin), grant, json!({ "u": reader, "r": role })));
+    let reader = sign_in(&server, "du.reader", "Initial-Pass-9", "Reader-Pass-2026");
+    assert_eq!(code(&server.gql(Some(&reader), IMPORT, json!({ "i": { "text": csv } }))), "FORBIDDEN");
+    assert_eq!(code(&server.gql(Some(&reader), undo, json!({ "id": first_import, "f": false }))), "FORBIDDEN");
+    assert_eq!(code(&server.gql(None, IMPORT, json!({ "i": { "text": csv } }))), "UNAUTHENTICATED");
+    let neither = server.gql(Some(&admin), IMPORT, json!({ "i": {} }));
+    assert_eq!(code(&neither), "VALIDATION", "{neither}");
+    let unmapped = server.gql(
+        Some(&admin),
+        IMPORT,
+        json!({ "i": { "text": csv, "mapping": [{ "header": "name", "field": "nick" }] } }),
+    );
+    assert_eq!(code(&unmapped), "VALIDATION", "{unmapped}");
+
+    // Exports: masked without customer.read_personal, unmasked with it, each one recorded.
+    let export = "mutation($f: FileFormat) { exportCustomers(format: $f) { rows personal contentType contentBase64 } }";
+    let file = |token: &str| {
+        let answer = ok(server.gql(Some(token), export, json!({ "f": "CSV" })))["exportCustomers"].clone();
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(answer["contentBase64"].as_str().unwrap()).unwrap();
+        (answer, String::from_utf8(bytes).unwrap())
+    };
+    let (masked, masked_text) = file(&reader);
+    assert_eq!((masked["rows"].as_u64(), masked["personal"].as_bool()), (Some(4), Some(false)));
+    assert!(masked_text.contains("+86138****0002") && !masked_text.contains("+8613800000002"), "{masked_text}");
+    let (full, full_text) = file(&admin);
+    assert_eq!(full["personal"], true);
+    assert!(full_text.contains("+8613800000002"));
+    let xlsx = ok(server.gql(Some(&admin), export, json!({ "f": "XLSX" })))["exportCustomers"].clone();
+    assert!(xlsx["contentType"].as_str().unwrap().contains("spreadsheetml"));
+    let alerts = ok(server.gql(
+        Some(&admin),
+        "{ events(kinds: [\"CustomersExported\"], first: 100) { kind payload } }",
+        json!({}),
+    ));
+    let exports: Vec<&Value> =
+        alerts["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "CustomersExported").collect();
+    assert_eq!(exports.len(), 3, "every export is on the record");
+    assert!(exports[0]["payload"].as_str().unwrap().contains("\"records\":4"), "{}", exports[0]);
+}
+
+fn uuid_like() -> &'static str {
+    "01a22a02-0000-7000-8000-000000000000"
+}
