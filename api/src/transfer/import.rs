@@ -310,7 +310,7 @@ pub async fn import(
     let reader = Reader { columns: &columns, headers: &table.headers, utc_offset_minutes: options.utc_offset_minutes };
     let import_id = ImportId(Uuid::now_v7());
     let ctx = bus.context(Some(caller.user));
-    let phone_ctx = ctx.clone();
+    let phone_ctx = ctx;
 
     // Read, match and resolve every row against the views as they are now.
     let mut planned: Vec<Planned> = bus
