@@ -244,10 +244,13 @@ fn table(
     Ok(Table { headers, header_line, rows, encoding })
 }
 
-/// The line (1-based) of byte `at` (a line feed there belongs to the line before: the CSV
-/// parser starts a record after CRLF at its LF).
+/// The line (1-based) of byte `at`, after any line ends there (the CSV parser starts a
+/// record at the LF of a CRLF, and before blank lines it skips).
 fn line_of(bytes: &[u8], at: usize) -> u64 {
-    let at = if bytes.get(at) == Some(&b'\n') { at + 1 } else { at };
+    let mut at = at;
+    while matches!(bytes.get(at), Some(b'\r' | b'\n')) {
+        at += 1;
+    }
     let newlines = bytes[..at.min(bytes.len())].iter().filter(|b| **b == b'\n').count();
     u64::try_from(newlines).unwrap_or(u64::MAX).saturating_add(1)
 }
