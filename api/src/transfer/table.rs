@@ -247,12 +247,34 @@ fn table(
 /// The line (1-based) of byte `at`, after any line ends there (the CSV parser starts a
 /// record at the LF of a CRLF, and before blank lines it skips).
 fn line_of(bytes: &[u8], at: usize) -> u64 {
-    let mut at = at;
-    while matches!(bytes.get(at), Some(b'\r' | b'\n')) {
-        at += 1;
+    Lines::default().line_of(bytes, at)
+}
+
+/// Line numbers of byte positions asked in ascending order, counted in one pass over the
+/// text (linear in its length, however many records it has).
+#[derive(Default)]
+struct Lines {
+    /// Bytes counted so far.
+    at: usize,
+    /// Newlines before `at`.
+    newlines: u64,
+}
+
+impl Lines {
+    /// As the free `line_of`; a position before the last one asked counts from the start.
+    fn line_of(&mut self, bytes: &[u8], at: usize) -> u64 {
+        let mut at = at.min(bytes.len());
+        while matches!(bytes.get(at), Some(b'\r' | b'\n')) {
+            at += 1;
+        }
+        if at < self.at {
+            *self = Lines::default();
+        }
+        let counted = bytes[self.at..at].iter().filter(|b| **b == b'\n').count();
+        self.newlines = self.newlines.saturating_add(u64::try_from(counted).unwrap_or(u64::MAX));
+        self.at = at;
+        self.newlines.saturating_add(1)
     }
-    let newlines = bytes[..at.min(bytes.len())].iter().filter(|b| **b == b'\n').count();
-    u64::try_from(newlines).unwrap_or(u64::MAX).saturating_add(1)
 }
 
 /// The text of a CSV file and the name of its encoding.
@@ -340,6 +362,7 @@ fn csv_rows(text: &str) -> Result<Vec<(u64, Vec<Cell>)>, FileError> {
         csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(text.as_bytes());
     let mut rows = Vec::new();
     let mut record = csv::StringRecord::new();
+    let mut lines = Lines::default();
     loop {
         let line = reader.position().line();
         match reader.read_record(&mut record) {
@@ -355,13 +378,13 @@ fn csv_rows(text: &str) -> Result<Vec<(u64, Vec<Cell>)>, FileError> {
                 // does not follow CRLF line ends.
                 let line = record
                     .position()
-                    .map_or(line, |p| line_of(text.as_bytes(), usize::try_from(p.byte()).unwrap_or(usize::MAX)));
+                    .map_or(line, |p| lines.line_of(text.as_bytes(), usize::try_from(p.byte()).unwrap_or(usize::MAX)));
                 rows.push((line, record.iter().map(|f| Cell::Text(f.to_owned())).collect()));
             }
             Err(e) => {
                 let line = e
                     .position()
-                    .map_or(line, |p| line_of(text.as_bytes(), usize::try_from(p.byte()).unwrap_or(usize::MAX)));
+                    .map_or(line, |p| lines.line_of(text.as_bytes(), usize::try_from(p.byte()).unwrap_or(usize::MAX)));
                 return Err(FileError::Csv { line, reason: e.to_string() });
             }
         }
@@ -421,6 +444,36 @@ mod tests {
 
     fn any_header(text: &str) -> bool {
         matches!(text, "name" | "姓名" | "phone" | "手机")
+    }
+
+    #[test]
+    fn lines_counted_in_one_pass_agree_with_counting_from_the_start() {
+        let text = b"a,b\r\n1,2\n\n\n3,\"x\ny\"\r\n4,5\n";
+        let mut lines = Lines::default();
+        let positions: Vec<usize> = (0..text.len()).collect();
+        for at in positions.iter().copied().chain([3, 0, text.len()]) {
+            let expected = {
+                let mut at = at;
+                while matches!(text.get(at), Some(b'\r' | b'\n')) {
+                    at += 1;
+                }
+                1 + text[..at].iter().filter(|b| **b == b'\n').count() as u64
+            };
+            assert_eq!(lines.line_of(text, at), expected, "byte {at}");
+        }
+    }
+
+    #[test]
+    fn a_large_file_is_read_with_every_line_number() {
+        // 200,000 records, each line numbered (counted in one pass: from the start for each
+        // record, this file would take minutes).
+        let mut text = String::from("name,phone\n");
+        for i in 0..200_000 {
+            text.push_str(&format!("n{i},1390000{i:04}\r\n"));
+        }
+        let rows = csv_rows(&text).unwrap();
+        assert_eq!(rows.len(), 200_001);
+        assert_eq!(rows.last().map(|r| r.0), Some(200_001));
     }
 
     #[test]
