@@ -14,7 +14,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use phonenumber::country::Id;
-use phonenumber::Mode;
 
 use crate::error::FieldCode;
 use crate::validate::text::is_invisible;
@@ -86,6 +85,9 @@ fn unpasted(value: &str) -> String {
     }
 }
 
+/// Answers of [`phone`] by input and region code.
+type Answers = std::collections::HashMap<(String, [u8; 2]), Result<String, FieldCode>>;
+
 /// The stored form of a phone number (see the module doc), reading a national form in
 /// `region`.
 ///
@@ -93,6 +95,30 @@ fn unpasted(value: &str) -> String {
 /// `FieldCode::InvalidPhone` if no number can be read or the plan of its country rules it out
 /// (ITU-T E.164 and the national plans as libphonenumber 9.0.33 has them).
 pub fn phone(value: &str, region: Region) -> Result<String, FieldCode> {
+    // The plan's checks look their patterns up in the crate's regex cache, hashing each
+    // pattern text; a command that validates a profile it already validated (an import
+    // plans every row, then writes it) asks again for the same numbers. The answer depends
+    // on nothing but the arguments, so each thread remembers its last answers.
+    thread_local! {
+        static RECENT: std::cell::RefCell<Answers> = std::cell::RefCell::default();
+    }
+    const REMEMBERED: usize = 4_096;
+    let key = (value.to_owned(), region.code);
+    if let Some(known) = RECENT.with(|r| r.borrow().get(&key).cloned()) {
+        return known;
+    }
+    let answer = phone_uncached(value, region);
+    RECENT.with(|r| {
+        let mut recent = r.borrow_mut();
+        if recent.len() >= REMEMBERED {
+            recent.clear();
+        }
+        recent.insert(key, answer.clone());
+    });
+    answer
+}
+
+fn phone_uncached(value: &str, region: Region) -> Result<String, FieldCode> {
     let text = unpasted(value);
     // libphonenumber reads letters as keypad digits (`800a` as `8002`); staff typing a customer's
     // number mean no such thing, so a letter may only start an extension (`ext`, `x`).
@@ -108,7 +134,9 @@ pub fn phone(value: &str, region: Region) -> Result<String, FieldCode> {
     if !number.is_valid() {
         return Err(FieldCode::InvalidPhone);
     }
-    let mut stored = number.format().mode(Mode::E164).to_string();
+    // E.164: `+`, country code, national significant number (leading zeros kept): what the
+    // crate's `Mode::E164` writes, without the national format lookup it makes first.
+    let mut stored = format!("+{}{}", number.country().code(), number.national());
     if let Some(extension) = number.extension() {
         let digits: &str = extension;
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
