@@ -66,6 +66,10 @@ pub enum SourceChannel {
     Event,
     /// Anything else.
     Other,
+    /// A call made without prior contact (电话营销).
+    ColdCall,
+    /// Brought by a partner or reseller (合作伙伴, 渠道).
+    Partner,
 }
 
 /// A postal address (personal data).

@@ -91,7 +91,7 @@ mirror! {
     CustomerKind = "oacis_domain::customer::CustomerKind" { Person, Organisation }
     /// How a customer was found.
     SourceChannel = "oacis_domain::customer::SourceChannel" {
-        SalesVisit, Referral, MarketResearch, Website, SocialMedia, Event, Other
+        SalesVisit, Referral, MarketResearch, Website, SocialMedia, Event, Other, ColdCall, Partner
     }
     /// A customer's lifecycle.
     CustomerStatus = "oacis_domain::customer::CustomerStatus" { Unregistered, Active, Archived, Merged }

@@ -58,6 +58,8 @@ fn source_text(source: SourceChannel) -> &'static str {
         SourceChannel::SocialMedia => "social_media",
         SourceChannel::Event => "event",
         SourceChannel::Other => "other",
+        SourceChannel::ColdCall => "cold_call",
+        SourceChannel::Partner => "partner",
     }
 }
 

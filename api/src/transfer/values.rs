@@ -18,7 +18,7 @@ use super::columns::{Columns, Field};
 use super::table::{Cell, Row};
 
 /// One problem with a row, or a note about how a cell was read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, async_graphql::SimpleObject)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, async_graphql::SimpleObject)]
 #[graphql(name = "ImportIssue")]
 pub struct Issue {
     /// The row's line in the file.
@@ -370,15 +370,18 @@ fn source(text: &str) -> Result<SourceChannel, String> {
     let key: String = text.to_lowercase().chars().filter(|c| !c.is_whitespace() && *c != '_' && *c != '-').collect();
     Ok(match key.as_str() {
         "salesvisit" | "visit" | "销售拜访" | "拜访" | "陌拜" => S::SalesVisit,
-        "referral" | "partner" | "转介绍" | "推荐" | "介绍" | "合作伙伴" => S::Referral,
+        "referral" | "转介绍" | "推荐" | "介绍" => S::Referral,
         "marketresearch" | "市场调研" | "调研" => S::MarketResearch,
         "website" | "web" | "网站" | "官网" | "网络" => S::Website,
         "socialmedia" | "wechat" | "weibo" | "社交媒体" | "微信" | "微博" | "抖音" => S::SocialMedia,
         "event" | "exhibition" | "fair" | "活动" | "展会" | "会议" => S::Event,
-        "other" | "coldcall" | "其他" | "其它" | "电话营销" => S::Other,
+        "coldcall" | "电话营销" | "陌生电话" => S::ColdCall,
+        "partner" | "reseller" | "合作伙伴" | "渠道" | "代理商" => S::Partner,
+        "other" | "其他" | "其它" => S::Other,
         _ => {
             return Err("is not a source: use sales_visit, referral, market_research, website, social_media, \
-                        event or other (or 拜访, 转介绍, 调研, 官网, 社交媒体, 展会, 其他)"
+                        event, cold_call, partner or other (or 拜访, 转介绍, 调研, 官网, 社交媒体, 展会, 电话营销, \
+                        合作伙伴, 其他)"
                 .into())
         }
     })

@@ -504,6 +504,8 @@ fn source_code(source: SourceChannel) -> u8 {
         SourceChannel::SocialMedia => 4,
         SourceChannel::Event => 5,
         SourceChannel::Other => 6,
+        SourceChannel::ColdCall => 7,
+        SourceChannel::Partner => 8,
     }
 }
 
