@@ -34,6 +34,15 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The active user `username` acting outside any session (the command line and start-up
+    /// tasks), with their roles as over GraphQL; `None` if there is no such active user.
+    #[must_use]
+    pub fn acting_as(access: &AccessDirectory, username: &str) -> Option<Caller> {
+        let user = access.user_by_name(username)?;
+        let principal = access.principal(user.id)?;
+        Some(Caller { user: user.id, session: EntryId(uuid::Uuid::nil()), principal, must_change_password: false })
+    }
+
     /// Whether any held role has `permission`, whatever its scope.
     #[must_use]
     pub fn holds(&self, permission: Permission) -> bool {

@@ -4,15 +4,7 @@
 //! [`progress::Progress`]. Errors reach the terminal through `anyhow` here and nowhere else;
 //! a failed verification exits with status 1 after naming the first bad seq.
 
-mod access;
-mod auth;
-mod cli;
-mod command;
-mod erasure;
-mod graphql;
-mod progress;
-mod server;
-mod transfer;
+use oacis_api::{cli, graphql, server};
 
 use std::process::ExitCode;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use oacis_domain::authz::Permission;
-use oacis_domain::ids::{EntryId, ImportId};
+use oacis_domain::ids::ImportId;
 use oacis_projections::views::directory::{DirectoryQuery, Order, SortKey};
 use oacis_projections::Projections;
 
@@ -56,6 +56,19 @@ struct CustomersArgs {
     file: PathBuf,
     #[command(flatten)]
     acting: Acting,
+    #[command(flatten)]
+    how: ImportFlags,
+    /// Validate every row and report; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write the report here too (`.json`, or `.csv` for one line per issue).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+}
+
+/// How a file is read and matched.
+#[derive(Debug, Clone, clap::Args)]
+struct ImportFlags {
     /// The file's format (default: from its first bytes).
     #[arg(long, value_enum)]
     format: Option<Format>,
@@ -69,18 +82,34 @@ struct CustomersArgs {
     /// What matches rows to existing customers (default: id, else external_id, else none).
     #[arg(long, value_enum)]
     key: Option<MatchKey>,
-    /// Validate every row and report; write nothing.
-    #[arg(long)]
-    dry_run: bool,
     /// Refuse rows that look like customers already registered.
     #[arg(long)]
     refuse_duplicates: bool,
+    /// Leave out refused values a row can do without (a bad phone, a person's industry, an
+    /// unknown owner or status), each reported as a warning, instead of refusing the row.
+    #[arg(long)]
+    omit_invalid_values: bool,
     /// The offset of times written without one, e.g. `+08:00`.
     #[arg(long, value_name = "±HH:MM", default_value = "+08:00", value_parser = parse_offset)]
     utc_offset: i32,
-    /// Write the report here too (`.json`, or `.csv` for one line per issue).
-    #[arg(long, value_name = "FILE")]
-    report: Option<PathBuf>,
+}
+
+impl ImportFlags {
+    /// The import's options for `file`.
+    fn options(&self, file: &Path, dry_run: bool) -> anyhow::Result<ImportOptions> {
+        let mapping = parse_mapping(&self.mapping).context("--map takes HEADER=FIELD")?;
+        Ok(ImportOptions {
+            file_name: file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            format: self.format,
+            encoding: self.encoding,
+            mapping,
+            key: self.key,
+            dry_run,
+            refuse_duplicates: self.refuse_duplicates,
+            utc_offset_minutes: self.utc_offset,
+            omit_invalid_values: self.omit_invalid_values,
+        })
+    }
 }
 
 /// `oacis import undo ID`.
@@ -117,6 +146,12 @@ pub struct ExportCustomersArgs {
     tags: Vec<String>,
 }
 
+/// `HEADER=FIELD` pairs, trimmed; `None` if one has no `=`.
+#[must_use]
+pub fn parse_mapping(pairs: &[String]) -> Option<Vec<(String, String)>> {
+    pairs.iter().map(|m| m.split_once('=').map(|(h, f)| (h.trim().to_owned(), f.trim().to_owned()))).collect()
+}
+
 /// Minutes east of UTC from `+08:00`, `-05:30` or `Z`.
 fn parse_offset(text: &str) -> Result<i32, String> {
     if text == "Z" {
@@ -148,11 +183,7 @@ async fn open(acting: &Acting) -> anyhow::Result<(CommandBus, Caller)> {
     let bus = CommandBus::new(store, Arc::new(projections), Duration::from_secs(60));
     let caller = bus
         .projections()
-        .read(|v| {
-            let user = v.access.user_by_name(&acting.user)?;
-            let principal = v.access.principal(user.id)?;
-            Some(Caller { user: user.id, session: EntryId(uuid::Uuid::nil()), principal, must_change_password: false })
-        })?
+        .read(|v| Caller::acting_as(&v.access, &acting.user))?
         .with_context(|| format!("no active user {:?}", acting.user))?;
     Ok((bus, caller))
 }
@@ -171,32 +202,11 @@ pub fn run_import(args: &ImportArgs) -> anyhow::Result<ExitCode> {
 
 fn run_customers(args: &CustomersArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let mapping = args
-        .mapping
-        .iter()
-        .map(|m| m.split_once('=').map(|(h, f)| (h.trim().to_owned(), f.trim().to_owned())))
-        .collect::<Option<Vec<_>>>()
-        .context("--map takes HEADER=FIELD")?;
-    let options = ImportOptions {
-        file_name: args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        format: args.format,
-        encoding: args.encoding,
-        mapping,
-        key: args.key,
-        dry_run: args.dry_run,
-        refuse_duplicates: args.refuse_duplicates,
-        utc_offset_minutes: args.utc_offset,
-    };
+    let options = args.how.options(&args.file, args.dry_run)?;
     runtime()?.block_on(async {
         let (bus, caller) = open(&args.acting).await?;
-        let mut bar: Option<Progress> = None;
-        let report = import::import(&bus, &caller, None, &bytes, &options, &mut |done, total| {
-            bar.get_or_insert_with(|| Progress::new("import", total)).set(done);
-        })
-        .await?;
-        if let Some(bar) = bar {
-            bar.finish();
-        }
+        let report = import_showing_progress(&bus, &caller, &bytes, &options).await?;
+        println!("{}", summary(&report));
         if let Some(path) = &args.report {
             let text = if path.extension().is_some_and(|e| e == "csv") {
                 report.to_csv()
@@ -205,24 +215,52 @@ fn run_customers(args: &CustomersArgs) -> anyhow::Result<ExitCode> {
             };
             write_atomically(path, text.as_bytes())?;
         }
-        for row in report.rows.iter().filter(|r| !r.errors.is_empty()).take(20) {
-            for e in &row.errors {
-                let column = e.column.as_deref().map(|c| format!(" [{c}]")).unwrap_or_default();
-                eprintln!("line {}{column}: {} ({})", row.line, e.message, e.code);
-            }
-        }
-        let t = report.totals;
-        let verb = if report.dry_run { "would register" } else { "registered" };
-        let update = if report.dry_run { "would update" } else { "updated" };
-        println!(
-            "{} rows: {verb} {}, {update} {}, unchanged {}, refused {}, with warnings {}",
-            t.rows, t.registered, t.updated, t.unchanged, t.refused, t.warned
-        );
-        if let Some(id) = &report.import_id {
-            println!("import {id} (undo: oacis import undo {id})");
-        }
-        Ok(if t.refused > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        Ok(if report.totals.refused > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
     })
+}
+
+/// Imports `bytes` as `caller` with a progress bar on the terminal, then prints the first
+/// rows' errors (the totals are [`summary`]).
+///
+/// # Errors
+/// As [`import::import`].
+pub async fn import_showing_progress(
+    bus: &CommandBus,
+    caller: &Caller,
+    bytes: &[u8],
+    options: &ImportOptions,
+) -> anyhow::Result<import::Report> {
+    let mut bar: Option<Progress> = None;
+    let report = import::import(bus, caller, None, bytes, options, &mut |done, total| {
+        bar.get_or_insert_with(|| Progress::new("import", total)).set(done);
+    })
+    .await?;
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    for row in report.rows.iter().filter(|r| !r.errors.is_empty()).take(20) {
+        for e in &row.errors {
+            let column = e.column.as_deref().map(|c| format!(" [{c}]")).unwrap_or_default();
+            eprintln!("line {}{column}: {} ({})", row.line, e.message, e.code);
+        }
+    }
+    Ok(report)
+}
+
+/// The report's totals in one line, and how to undo a real run.
+#[must_use]
+pub fn summary(report: &import::Report) -> String {
+    let t = report.totals;
+    let verb = if report.dry_run { "would register" } else { "registered" };
+    let update = if report.dry_run { "would update" } else { "updated" };
+    let mut line = format!(
+        "{} rows: {verb} {}, {update} {}, unchanged {}, refused {}, with warnings {}",
+        t.rows, t.registered, t.updated, t.unchanged, t.refused, t.warned
+    );
+    if let Some(id) = &report.import_id {
+        line.push_str(&format!("\nimport {id} (undo: oacis import undo {id})"));
+    }
+    line
 }
 
 fn run_undo(args: &UndoArgs) -> anyhow::Result<ExitCode> {

@@ -52,6 +52,18 @@ pub struct Mutation(
     transfer::TransferMutation,
 );
 
+/// The roots hold no data: they are named by their type alone.
+macro_rules! debug_as_name {
+    ($($root:ty),*) => {$(
+        impl std::fmt::Debug for $root {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(stringify!($root))
+            }
+        }
+    )*};
+}
+debug_as_name!(Query, Mutation);
+
 /// The schema type.
 pub type OacisSchema = Schema<Query, Mutation, EmptySubscription>;
 

@@ -102,6 +102,20 @@ pub struct ImportInput {
     /// The offset of times written without one, in minutes east of UTC.
     #[graphql(default = 480)]
     pub utc_offset_minutes: i32,
+    /// Leave out refused values a row can do without (a bad phone, a person's industry, an
+    /// unknown owner or status), each reported as a warning, instead of refusing the row.
+    #[graphql(default)]
+    pub omit_invalid_values: bool,
+}
+
+impl std::fmt::Debug for ImportInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportInput")
+            .field("file_name", &self.file_name)
+            .field("dry_run", &self.dry_run)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An import's report.
@@ -242,6 +256,7 @@ impl TransferMutation {
             dry_run: input.dry_run,
             refuse_duplicates: input.refuse_duplicates,
             utc_offset_minutes: input.utc_offset_minutes.clamp(-14 * 60, 14 * 60),
+            omit_invalid_values: input.omit_invalid_values,
         };
         let state = app(ctx)?;
         let _slot = state.imports.take(caller.user)?;

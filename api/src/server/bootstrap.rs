@@ -1,4 +1,5 @@
-//! First start and demo data, through the same command path as the API.
+//! First start, demo data and the import given with `--import`, through the same command
+//! path as the API.
 //!
 //! On an empty store: the root department, the default roles (`authz::default_roles`, each
 //! name reserved) and the administrator `admin`, granted the administrator role over
@@ -209,6 +210,44 @@ pub async fn demo(state: &AppState) -> anyhow::Result<()> {
         let role_id = roles.get(role.name).copied().ok_or_else(|| anyhow::anyhow!("no role {}", role.name))?;
         grant(bus, user, role_id, scope, &origin).await?;
         eprintln!("  {username:<20} {password}  ({} over {scope:?})", role.name);
+    }
+    Ok(())
+}
+
+/// Imports the file given with `--import` as `admin`, unless this store holds a finished
+/// import of the same bytes (BLAKE3) that was not undone: restarting with the same flag
+/// imports nothing twice. Refused rows are listed and do not stop the server.
+///
+/// # Errors
+/// The file cannot be read or mapped, there is no administrator, or the log refuses.
+pub async fn import_at_start(state: &AppState, file: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use oacis_domain::import::ImportStatus;
+    let bytes = std::fs::read(file).with_context(|| format!("--import: reading {}", file.display()))?;
+    let blake3 = blake3::hash(&bytes).to_hex().to_string();
+    let bus = &state.bus;
+    let (done, caller) = bus.projections().read(|views| {
+        let done =
+            views.audit.imports().find(|i| i.file_blake3 == blake3 && i.status == ImportStatus::Finished).map(|i| i.id);
+        let caller = crate::access::Caller::acting_as(&views.access, "admin");
+        (done, caller)
+    })?;
+    if let Some(id) = done {
+        eprintln!("oacis: {} was imported before (import {id}); not imported again", file.display());
+        return Ok(());
+    }
+    let caller = caller.ok_or_else(|| anyhow::anyhow!("--import: the store has no active administrator `admin`"))?;
+    let config = &state.config;
+    let mut options = crate::transfer::import::ImportOptions::new(
+        file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    );
+    options.mapping = crate::cli::transfer::parse_mapping(&config.import_map)
+        .ok_or_else(|| anyhow::anyhow!("--import-map takes HEADER=FIELD"))?;
+    options.omit_invalid_values = config.import_omit_invalid_values;
+    eprintln!("oacis: importing {}", file.display());
+    let report = crate::cli::transfer::import_showing_progress(bus, &caller, &bytes, &options).await?;
+    for line in crate::cli::transfer::summary(&report).lines() {
+        eprintln!("oacis: {line}");
     }
     Ok(())
 }

@@ -58,6 +58,20 @@ pub struct ServeArgs {
     /// The region whose national phone forms are understood (ISO 3166-1 alpha-2).
     #[arg(long, value_name = "CC", env = "OACIS_DEFAULT_REGION", default_value = "CN")]
     pub default_region: String,
+    /// A customer file (CSV or .xlsx) to import at start, as `admin`, after any demo data;
+    /// skipped when the same file (by BLAKE3) was imported into this store before and not
+    /// undone. Rows are matched by their id column, else their external_id column.
+    #[arg(long, value_name = "FILE", env = "OACIS_IMPORT")]
+    pub import: Option<PathBuf>,
+    /// For `--import`: a header the import does not know and the field it holds (or
+    /// `ignore`), `--import-map "客户名=name"`; repeatable (comma-separated in the variable).
+    #[arg(long, value_name = "HEADER=FIELD", env = "OACIS_IMPORT_MAP", value_delimiter = ',')]
+    pub import_map: Vec<String>,
+    /// For `--import`: leave out refused values a row can do without (a bad phone, a
+    /// person's industry, an unknown owner or status), each reported, instead of refusing
+    /// the row.
+    #[arg(long, env = "OACIS_IMPORT_OMIT_INVALID_VALUES")]
+    pub import_omit_invalid_values: bool,
 }
 
 impl ServeArgs {

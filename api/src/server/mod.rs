@@ -318,6 +318,9 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
     if demo {
         bootstrap::demo(&app.state).await?;
     }
+    if let Some(file) = app.state.config.import.clone() {
+        bootstrap::import_at_start(&app.state, &file).await?;
+    }
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(address = %listener.local_addr()?, "oacis is serving GraphQL at /graphql");
     eprintln!("oacis: serving http://{}/graphql", listener.local_addr()?);

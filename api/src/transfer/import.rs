@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use futures_util::StreamExt as _;
 use oacis_domain::authz::Permission;
 use oacis_domain::customer::{
     Company, Customer, CustomerCommand, CustomerEvent, CustomerKind, CustomerPersonal, CustomerState, CustomerStatus,
@@ -42,6 +43,9 @@ use crate::command::{on, CommandBus, Origin, Step};
 
 /// Rows written per append (each row is two to four events).
 pub const BATCH_ROWS: usize = 200;
+
+/// Batches written at once.
+pub const BATCHES_IN_FLIGHT: usize = 4;
 
 /// What matches a row to an existing customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, async_graphql::Enum)]
@@ -113,6 +117,30 @@ pub struct ImportOptions {
     pub refuse_duplicates: bool,
     /// The offset of times written without one, in minutes east of UTC (480: China).
     pub utc_offset_minutes: i32,
+    /// Leave out the values a row can do without when they are refused (a bad phone or
+    /// e-mail, a person's industry, an unknown owner or status), each noted as a warning,
+    /// instead of refusing the row. Errors in the name, kind, id or key still refuse it.
+    pub omit_invalid_values: bool,
+}
+
+impl ImportOptions {
+    /// A real run of the file `file_name` with the defaults: format and encoding detected,
+    /// no mapping, the default key, duplicates only noted, times without an offset in
+    /// UTC+08:00, refused values refusing their row.
+    #[must_use]
+    pub fn new(file_name: String) -> ImportOptions {
+        ImportOptions {
+            file_name,
+            format: None,
+            encoding: TextEncoding::Auto,
+            mapping: Vec::new(),
+            key: None,
+            dry_run: false,
+            refuse_duplicates: false,
+            utc_offset_minutes: 480,
+            omit_invalid_values: false,
+        }
+    }
 }
 
 /// What became of a row.
@@ -268,6 +296,79 @@ struct Planned {
 }
 
 impl Planned {
+    /// Leaves out the values the errors are about, if the row can do without every one of
+    /// them: each error becomes a warning (its code kept, its message saying so). Answers
+    /// whether it did; otherwise nothing changes.
+    fn omit_invalid_values(&mut self, key: MatchKey) -> bool {
+        let place = |field: &str| -> Option<(String, Option<usize>)> {
+            let (name, index) = match field.split_once('[') {
+                Some((name, rest)) => (name, Some(rest.trim_end_matches(']').parse::<usize>().ok()?)),
+                None => (field, None),
+            };
+            let omittable = matches!(
+                name,
+                "industry"
+                    | "company_size"
+                    | "website"
+                    | "credit_code"
+                    | "segment"
+                    | "tags"
+                    | "phones"
+                    | "emails"
+                    | "id_number"
+                    | "birth_date"
+                    | "owner"
+                    | "department"
+                    | "status"
+                    | "registered_at"
+                    | "last_contact"
+            ) && key.field().is_none_or(|k| k.name() != name);
+            omittable.then(|| (name.to_owned(), index))
+        };
+        let Some(places) = self.errors.iter().map(|e| place(&e.field)).collect::<Option<Vec<_>>>() else {
+            return false;
+        };
+        if places.is_empty() {
+            return false;
+        }
+        let v = &mut self.values;
+        let mut dropped: Vec<(String, usize)> = Vec::new();
+        for (name, index) in places {
+            match (name.as_str(), index) {
+                ("phones" | "emails", Some(i)) => dropped.push((name, i)),
+                ("phones", None) => {}
+                ("emails", None) => v.emails = None,
+                ("industry", _) => v.industry = None,
+                ("company_size", _) => v.company_size = None,
+                ("website", _) => v.website = None,
+                ("credit_code", _) => v.credit_code = None,
+                ("segment", _) => v.segment = None,
+                ("tags", _) => v.tags = None,
+                ("id_number", _) => v.id_number = None,
+                ("birth_date", _) => v.birth_date = None,
+                ("owner", _) => v.owner = None,
+                ("department", _) => v.department = None,
+                ("status", _) => v.status = None,
+                ("registered_at", _) => v.registered_at = None,
+                _ => v.last_contact = None,
+            }
+        }
+        // Drop list items from the last, so that the indexes still name them.
+        dropped.sort_unstable_by_key(|(name, i)| (std::cmp::Reverse(*i), name.clone()));
+        dropped.dedup();
+        for (name, i) in dropped {
+            let list = if name == "phones" { &mut v.phones } else { &mut v.emails };
+            if let Some(list) = list.as_mut().filter(|l| i < l.len()) {
+                list.remove(i);
+            }
+        }
+        for mut issue in std::mem::take(&mut self.errors) {
+            issue.message = format!("left out: {}", issue.message);
+            self.warnings.push(issue);
+        }
+        true
+    }
+
     fn error(&mut self, column: Option<String>, field: &str, code: &str, message: impl Into<String>) {
         let issue =
             Issue { line: self.line, column, field: field.to_owned(), code: code.to_owned(), message: message.into() };
@@ -334,6 +435,15 @@ pub async fn import(
                         outcome: Outcome::Refused,
                     };
                     resolve(views, caller, key, &phone_ctx, &mut seen_keys, &mut plan);
+                    // Resolving stops at its first error (an owner, then a department):
+                    // leave out and resolve again, a bounded number of times.
+                    for _ in 0..3 {
+                        if !(options.omit_invalid_values && plan.omit_invalid_values(key)) {
+                            break;
+                        }
+                        plan.target = None;
+                        resolve(views, caller, key, &phone_ctx, &mut seen_keys, &mut plan);
+                    }
                     plan
                 })
                 .collect()
@@ -346,8 +456,21 @@ pub async fn import(
         // Rows whose cells had errors are decided too, so that the report has every error.
         let Some((id, exists)) = plan.target else { continue };
         let state = if exists { bus.state::<Customer>(&id.stream()).await? } else { CustomerState::default() };
-        let Some(row) = import_row(import_id, id, &state, plan) else { continue };
-        match Customer::decide(&state, CustomerCommand::Import(Box::new(row.clone())), &ctx) {
+        let Some(mut row) = import_row(import_id, id, &state, plan) else { continue };
+        let mut decided = Customer::decide(&state, CustomerCommand::Import(Box::new(row.clone())), &ctx);
+        if options.omit_invalid_values {
+            if let Err(e) = &decided {
+                domain_issues(e, &columns, &table.headers, plan);
+            }
+            if plan.omit_invalid_values(key) {
+                let Some(again) = import_row(import_id, id, &state, plan) else { continue };
+                row = again;
+                decided = Customer::decide(&state, CustomerCommand::Import(Box::new(row.clone())), &ctx);
+            } else if decided.is_err() {
+                continue;
+            }
+        }
+        match decided {
             Ok(events) => {
                 plan.outcome = match (events.is_empty(), exists, options.dry_run) {
                     (true, _, _) => Outcome::Unchanged,
@@ -419,10 +542,16 @@ pub async fn import(
                 })
                 .map(|(id, _)| id.to_string()),
             errors: plan.errors,
-            warnings: plan.warnings,
+            warnings: distinct(plan.warnings),
         });
     }
     Ok(report)
+}
+
+/// The issues in their order, each once (a row planned again notes its warnings again).
+fn distinct(issues: Vec<Issue>) -> Vec<Issue> {
+    let mut seen = std::collections::HashSet::new();
+    issues.into_iter().filter(|i| seen.insert(i.clone())).collect()
 }
 
 /// The import's origin: the caller, with the import's id as correlation id.
@@ -452,34 +581,18 @@ async fn write(
         key: report.key.as_str().to_owned(),
     };
     bus.execute::<Import>(import_id.stream(), start, &origin).await?;
-    let mut done = 0u64;
     progress(0, rows);
-    for chunk in planned.chunks_mut(BATCH_ROWS) {
-        let steps: Vec<Box<dyn Step>> = chunk
-            .iter()
-            .filter_map(|p| {
-                let command = p.command.clone()?;
-                let (id, _) = p.target?;
-                Some(on::<Customer>(id.stream(), CustomerCommand::Import(Box::new(command))))
-            })
-            .collect();
-        if !steps.is_empty() && bus.execute_steps(steps, &origin).await.is_err() {
-            for plan in chunk.iter_mut() {
-                let (Some(command), Some((id, _))) = (plan.command.clone(), plan.target) else { continue };
-                let step = on::<Customer>(id.stream(), CustomerCommand::Import(Box::new(command)));
-                match bus.execute_steps(vec![step], &origin).await {
-                    Ok(executed) if executed.events == 0 => plan.outcome = Outcome::Unchanged,
-                    Ok(_) => {}
-                    Err(e) => {
-                        plan.outcome = Outcome::Refused;
-                        plan.error(None, "row", "refused", e.to_string());
-                    }
-                }
-            }
-        }
-        done += u64::try_from(chunk.len()).unwrap_or(0);
+    // Batches touch disjoint customers (a file names each customer once), so several are in
+    // flight at once: one is decided while others are made durable.
+    let origin = &origin;
+    let batches: Vec<_> = planned.chunks_mut(BATCH_ROWS).map(|chunk| write_batch(bus, origin, chunk)).collect();
+    let mut batches = futures_util::stream::iter(batches).buffer_unordered(BATCHES_IN_FLIGHT);
+    let mut done = 0u64;
+    while let Some(rows_done) = batches.next().await {
+        done += rows_done;
         progress(done, rows);
     }
+    drop(batches);
     let mut counts = ImportCounts::default();
     for plan in planned.iter() {
         match plan.outcome {
@@ -489,8 +602,36 @@ async fn write(
             _ => counts.refused += 1,
         }
     }
-    bus.execute::<Import>(import_id.stream(), ImportCommand::Finish { counts }, &origin).await?;
+    bus.execute::<Import>(import_id.stream(), ImportCommand::Finish { counts }, origin).await?;
     Ok(())
+}
+
+/// Writes one batch of rows (row by row if the log refuses the batch as a whole); answers
+/// the rows it covered.
+async fn write_batch(bus: &CommandBus, origin: &Origin, chunk: &mut [Planned]) -> u64 {
+    let steps: Vec<Box<dyn Step>> = chunk
+        .iter()
+        .filter_map(|p| {
+            let command = p.command.clone()?;
+            let (id, _) = p.target?;
+            Some(on::<Customer>(id.stream(), CustomerCommand::Import(Box::new(command))))
+        })
+        .collect();
+    if !steps.is_empty() && bus.execute_steps(steps, origin).await.is_err() {
+        for plan in chunk.iter_mut() {
+            let (Some(command), Some((id, _))) = (plan.command.clone(), plan.target) else { continue };
+            let step = on::<Customer>(id.stream(), CustomerCommand::Import(Box::new(command)));
+            match bus.execute_steps(vec![step], origin).await {
+                Ok(executed) if executed.events == 0 => plan.outcome = Outcome::Unchanged,
+                Ok(_) => {}
+                Err(e) => {
+                    plan.outcome = Outcome::Refused;
+                    plan.error(None, "row", "refused", e.to_string());
+                }
+            }
+        }
+    }
+    u64::try_from(chunk.len()).unwrap_or(0)
 }
 
 /// Matches the row to a customer, resolves its owner and department, and checks the
@@ -543,7 +684,7 @@ fn resolve(
         }
     };
     if let Some(value) = &key_value {
-        if let Some(first) = seen_keys.get(value) {
+        if let Some(first) = seen_keys.get(value).filter(|first| **first != plan.line) {
             let message = format!("has the same {} as line {first}", key.as_str());
             plan.error(key.field().and_then(header), key.as_str(), "duplicate", message);
             return;
