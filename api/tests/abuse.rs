@@ -13,12 +13,7 @@ use serde_json::{json, Value};
 const PASSWORD: &str = "Sesame-Open-2026";
 
 fn fresh(server: &Server, name: &str, password: &str, new: &str) -> String {
-    let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
-    let answer = server.gql(None, sign_in, json!({ "n": name, "p": password }));
-    let token = answer["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned();
-    let change = "mutation($c: String!, $n: String!) { changePassword(current: $c, newPassword: $n) { token } }";
-    let answer = server.gql(Some(&token), change, json!({ "c": password, "n": new }));
-    answer["data"]["changePassword"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned()
+    server.first_sign_in(name, password, new)
 }
 
 fn ok(answer: Value, field: &str) -> Value {

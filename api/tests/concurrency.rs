@@ -12,12 +12,7 @@ use serde_json::{json, Value};
 const PASSWORD: &str = "Sesame-Open-2026";
 
 fn admin(server: &Server) -> String {
-    let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
-    let answer = server.gql(None, sign_in, json!({ "n": "admin", "p": PASSWORD }));
-    let token = answer["data"]["signIn"]["token"].as_str().unwrap().to_owned();
-    let change = "mutation($c: String!, $n: String!) { changePassword(current: $c, newPassword: $n) { token } }";
-    let answer = server.gql(Some(&token), change, json!({ "c": PASSWORD, "n": "Sesame-Changed-77" }));
-    answer["data"]["changePassword"]["token"].as_str().unwrap().to_owned()
+    server.first_sign_in("admin", PASSWORD, "Sesame-Changed-77")
 }
 
 fn register(server: &Server, token: &str, name: &str) -> String {

@@ -27,16 +27,12 @@ fn start(data: &Path) -> Server {
 }
 
 fn sign_in(server: &Server, first: bool) -> String {
-    let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
-    let password = if first { PASSWORD } else { CHANGED };
-    let answer = server.gql(None, sign_in, json!({ "n": "admin", "p": password }));
-    let token = answer["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned();
-    if !first {
-        return token;
+    if first {
+        return server.first_sign_in("admin", PASSWORD, CHANGED);
     }
-    let change = "mutation($c: String!, $n: String!) { changePassword(current: $c, newPassword: $n) { token } }";
-    let answer = server.gql(Some(&token), change, json!({ "c": PASSWORD, "n": CHANGED }));
-    answer["data"]["changePassword"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned()
+    let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
+    let answer = server.gql(None, sign_in, json!({ "n": "admin", "p": CHANGED }));
+    answer["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned()
 }
 
 fn ok(answer: Value) -> Value {

@@ -25,12 +25,7 @@ impl Office {
     }
 
     fn sign_in(&self, name: &str, password: &str, new: &str) -> String {
-        let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
-        let answer = self.server.gql(None, sign_in, json!({ "n": name, "p": password }));
-        let token = answer["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned();
-        let change = "mutation($c: String!, $n: String!) { changePassword(current: $c, newPassword: $n) { token } }";
-        let data = self.ask(&token, change, json!({ "c": password, "n": new }));
-        data["changePassword"]["token"].as_str().unwrap().to_owned()
+        self.server.first_sign_in(name, password, new)
     }
 }
 

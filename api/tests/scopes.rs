@@ -15,12 +15,7 @@ const PASSWORD: &str = "Sesame-Open-2026";
 const CHANGED: &str = "Sesame-Changed-77";
 
 fn sign_in_fresh(server: &Server, name: &str, password: &str) -> String {
-    let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
-    let answer = server.gql(None, sign_in, json!({ "n": name, "p": password }));
-    let token = answer["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned();
-    let change = "mutation($c: String!, $n: String!) { changePassword(current: $c, newPassword: $n) { token } }";
-    let answer = server.gql(Some(&token), change, json!({ "c": password, "n": CHANGED }));
-    answer["data"]["changePassword"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned()
+    server.first_sign_in(name, password, CHANGED)
 }
 
 fn id_of(answer: &Value, field: &str) -> String {

@@ -182,12 +182,7 @@ fn files_as_people_make_them_are_validated_imported_exported_and_undone() {
 }
 
 fn sign_in(server: &Server, name: &str, password: &str, new: &str) -> String {
-    let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
-    let answer = server.gql(None, sign_in, json!({ "n": name, "p": password }));
-    let token = answer["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned();
-    let change = "mutation($c: String!, $n: String!) { changePassword(current: $c, newPassword: $n) { token } }";
-    let answer = server.gql(Some(&token), change, json!({ "c": password, "n": new }));
-    answer["data"]["changePassword"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned()
+    server.first_sign_in(name, password, new)
 }
 
 fn ok(answer: Value) -> Value {
@@ -337,4 +332,94 @@ fn imports_over_graphql_are_scoped_recorded_undoable_and_exports_masked() {
 
 fn uuid_like() -> &'static str {
     "01a22a02-0000-7000-8000-000000000000"
+}
+
+/// A file shaped like another system's table dump (the GraphQL peer benchmark's
+/// `customers.csv`): PostgreSQL array cells, owners and departments of another system, sales
+/// stages for status, a person with an industry, a phone outside the numbering plan.
+const FOREIGN: &str = "\
+id,kind,name,industry,phones,emails,tags,segment,source,owner,department,status,created_at,last_contact
+428474c1-5e9e-4ba7-a6a8-6bd5a7550d23,person,孙淑华,金融,\"{14912345678,13856498502}\",\"{xiulan36@example.com,pingxia@example.com}\",{VIP},smb,partner,e085b021-e0d4-4f2b-935a-b03d8de49eb1,88718c96-6f3d-48f7-b4b1-b64633be40f5,prospect,2024-04-18T12:09:51+08:00,2024-06-25T17:56:47+08:00
+0df2d1af-f106-4dbd-a7c8-765c57810ce8,organisation,华远物流有限公司,物流,{13006993709},{},\"{重点客户,大客户}\",enterprise,cold_call,400cb70f-964e-43c0-b4a3-165de1ab3e01,515c6123-6c88-4537-bcf3-bd58da60fb1c,active,2023-01-30T22:46:13+08:00,
+6f1f3f39-2d59-4f0e-9f49-0a3c3e8e3a01,person,,,{13006993710},{},{},consumer,wechat,400cb70f-964e-43c0-b4a3-165de1ab3e01,515c6123-6c88-4537-bcf3-bd58da60fb1c,lost,2023-01-30T22:46:13+08:00,
+";
+
+#[test]
+fn another_systems_dump_loads_at_start_keeping_ids_and_only_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("customers.csv");
+    std::fs::write(&file, FOREIGN).unwrap();
+    let file_arg = file.to_str().unwrap();
+    let args = ["--import", file_arg, "--import-map", "owner=ignore,department=ignore", "--import-omit-invalid-values"];
+    let env = [("OACIS_ADMIN_PASSWORD", PASSWORD)];
+    let server = Server::start(env!("CARGO_BIN_EXE_oacis"), &data, &args, &env);
+    let printed = server.stderr.lock().unwrap().join("\n");
+    // The nameless row is refused even so; the others lose only what they could do without.
+    assert!(printed.contains("3 rows: registered 2, updated 0, unchanged 0, refused 1"), "{printed}");
+    assert!(printed.contains("line 4 [name]"), "{printed}");
+    let token = sign_in(&server, "admin", PASSWORD, CHANGED);
+    let query = "query($id: String!) { c: customer(id: $id) { name kind industry phones emails tags segment source status createdAt lastContact } \
+                 partner: customers(filter: {source: PARTNER}) { totalCount } cold: customers(filter: {source: COLD_CALL}) { totalCount } \
+                 all: customers { totalCount } imports: customerImports { fileName rows } }";
+    let answer = ok(server.gql(Some(&token), query, json!({ "id": "428474c1-5e9e-4ba7-a6a8-6bd5a7550d23" })));
+    let c = &answer["c"];
+    assert_eq!(c["name"], "孙淑华");
+    assert_eq!(c["industry"], Value::Null, "a person's industry is left out");
+    assert_eq!(c["phones"], json!(["+8613856498502"]), "the number outside the plan is left out, the other kept");
+    assert_eq!(c["emails"], json!(["xiulan36@example.com", "pingxia@example.com"]));
+    assert_eq!(c["tags"], json!(["VIP"]));
+    assert_eq!((&c["segment"], &c["source"], &c["status"]), (&json!("smb"), &json!("PARTNER"), &json!("ACTIVE")));
+    assert_eq!(c["createdAt"], "2024-04-18T04:09:51.000000Z", "the other system's registration time is kept");
+    assert_eq!(c["lastContact"], "2024-06-25T09:56:47.000000Z");
+    assert_eq!(answer["partner"]["totalCount"], 1);
+    assert_eq!(answer["cold"]["totalCount"], 1);
+    assert_eq!(answer["all"]["totalCount"], 2);
+    assert_eq!(answer["imports"], json!([{ "fileName": "customers.csv", "rows": 3 }]));
+    server.kill();
+
+    // Started again with the same flags: the file is known by its BLAKE3 and not imported again.
+    let server = Server::start(env!("CARGO_BIN_EXE_oacis"), &data, &args, &env);
+    let printed = server.stderr.lock().unwrap().join("\n");
+    assert!(printed.contains("was imported before"), "{printed}");
+    let answer = ok(server.gql(Some(&token), query, json!({ "id": "428474c1-5e9e-4ba7-a6a8-6bd5a7550d23" })));
+    assert_eq!(answer["imports"].as_array().unwrap().len(), 1);
+    server.kill();
+
+    // Without leaving values out, the same rows are refused with every error named; with it,
+    // a value left out of an update keeps what the customer has (nothing changes).
+    let data_arg = data.to_str().unwrap();
+    // A dry run with `extra` flags; it exits 1 (some row is refused); answers its report.
+    let dry_run = |name: &str, extra: &[&str]| {
+        let path = dir.path().join(name);
+        let mut args = vec!["import", "customers", file_arg, "--data", data_arg, "--dry-run"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--report", path.to_str().unwrap()]);
+        let out = oacis(&args);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        report(&path)
+    };
+    let strict = dry_run("strict.json", &[]);
+    assert_eq!(outcomes(&strict), vec![(2, "refused".into()), (3, "refused".into()), (4, "refused".into())]);
+    let codes: Vec<(String, String)> = strict["rows"][0]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["field"].as_str().unwrap().to_owned(), e["code"].as_str().unwrap().to_owned()))
+        .collect();
+    for expected in [("status", "invalid_format"), ("owner", "not_found")] {
+        assert!(codes.contains(&(expected.0.into(), expected.1.into())), "{codes:?}");
+    }
+    let lenient = dry_run("lenient.json", &["--omit-invalid-values"]);
+    assert_eq!(
+        outcomes(&lenient),
+        vec![(2, "unchanged".into()), (3, "unchanged".into()), (4, "refused".into())],
+        "{lenient}"
+    );
+    let left_out: Vec<&str> =
+        lenient["rows"][0]["warnings"].as_array().unwrap().iter().map(|w| w["field"].as_str().unwrap()).collect();
+    for field in ["industry", "phones[0]", "owner", "status"] {
+        assert!(left_out.contains(&field), "{left_out:?}");
+    }
+    assert_eq!(lenient["rows"][2]["errors"][0]["field"], "name");
 }

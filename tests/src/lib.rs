@@ -95,6 +95,21 @@ impl Server {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
     }
 
+    /// A first sign-in: signs `name` in with `password`, changes it to `new` as a first
+    /// sign-in must, and answers the token of the new session.
+    ///
+    /// # Panics
+    /// If either step is refused.
+    #[must_use]
+    pub fn first_sign_in(&self, name: &str, password: &str, new: &str) -> String {
+        let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
+        let answer = self.gql(None, sign_in, json!({ "n": name, "p": password }));
+        let token = answer["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned();
+        let change = "mutation($c: String!, $n: String!) { changePassword(current: $c, newPassword: $n) { token } }";
+        let answer = self.gql(Some(&token), change, json!({ "c": password, "n": new }));
+        answer["data"]["changePassword"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned()
+    }
+
     /// Sends SIGKILL and waits.
     pub fn kill(mut self) {
         let _ = self.child.kill();
