@@ -407,7 +407,8 @@ fn another_systems_dump_loads_at_start_keeping_ids_and_only_once() {
         .iter()
         .map(|e| (e["field"].as_str().unwrap().to_owned(), e["code"].as_str().unwrap().to_owned()))
         .collect();
-    for expected in [("status", "invalid_format"), ("owner", "not_found")] {
+    // Every problem of the row at once: the owner does not hide the department.
+    for expected in [("status", "invalid_format"), ("owner", "not_found"), ("department", "not_found")] {
         assert!(codes.contains(&(expected.0.into(), expected.1.into())), "{codes:?}");
     }
     let lenient = dry_run("lenient.json", &["--omit-invalid-values"]);
@@ -422,4 +423,58 @@ fn another_systems_dump_loads_at_start_keeping_ids_and_only_once() {
         assert!(left_out.contains(&field), "{left_out:?}");
     }
     assert_eq!(lenient["rows"][2]["errors"][0]["field"], "name");
+
+    // Issues name the file's own headers, whatever field they feed.
+    let chinese = dir.path().join("chinese.csv");
+    std::fs::write(&chinese, "姓名,行业,负责人,部门\n王五,金融,某人,不存在的部门\n").unwrap();
+    let chinese_report = dir.path().join("chinese.json");
+    let out = oacis(&[
+        "import",
+        "customers",
+        chinese.to_str().unwrap(),
+        "--data",
+        data_arg,
+        "--dry-run",
+        "--report",
+        chinese_report.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let columns: Vec<(String, String)> = report(&chinese_report)["rows"][0]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["field"].as_str().unwrap().to_owned(), e["column"].as_str().unwrap_or("<none>").to_owned()))
+        .collect();
+    for expected in [("owner", "负责人"), ("department", "部门")] {
+        assert!(columns.contains(&(expected.0.into(), expected.1.into())), "{columns:?}");
+    }
+}
+
+/// Two imports undone newest first: the older one's customers moved on only through the
+/// newer import and its undo, so the older undo needs no force.
+#[test]
+fn imports_undone_newest_first_need_no_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let demo = oacis(&["demo", "--data", data_arg, "--customers", "5"]);
+    assert!(demo.status.success(), "{}", text(&demo));
+    let import = |name: &str, body: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, body).unwrap();
+        let out = oacis(&["import", "customers", file.to_str().unwrap(), "--data", data_arg]);
+        assert!(out.status.success(), "{}", text(&out));
+        let printed = text(&out);
+        let id = printed.split("import ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().to_owned();
+        (printed, id)
+    };
+    let (_, first) = import("ext1.csv", "external_id,name,segment\nCRM-001,王小明,silver\nCRM-002,李小红,silver\n");
+    let (printed, second) = import("ext2.csv", "external_id,name,segment\nCRM-001,王小明,gold\n");
+    assert!(printed.contains("updated 1"), "{printed}");
+    let undo = |id: &str| oacis(&["import", "undo", id, "--data", data_arg]);
+    let out = undo(&second);
+    assert!(text(&out).contains("restored 1"), "{}", text(&out));
+    let out = undo(&first);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("archived 2"), "{}", text(&out));
 }

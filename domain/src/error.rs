@@ -63,7 +63,7 @@ pub enum DomainError {
         entity: &'static str,
     },
     /// The record's status does not allow the command (API: CONFLICT).
-    #[error("cannot {action} a {entity} that is {status}")]
+    #[error("cannot {action} this {entity}: it is {status}")]
     InvalidTransition {
         /// The kind of record.
         entity: &'static str,

@@ -238,10 +238,15 @@ pub async fn import_showing_progress(
     if let Some(bar) = bar {
         bar.finish();
     }
-    for row in report.rows.iter().filter(|r| !r.errors.is_empty()).take(20) {
-        for e in &row.errors {
-            let column = e.column.as_deref().map(|c| format!(" [{c}]")).unwrap_or_default();
-            eprintln!("line {}{column}: {} ({})", row.line, e.message, e.code);
+    for (what, shown) in [("error", 20), ("warning", 10)] {
+        let issues: Vec<_> =
+            report.rows.iter().flat_map(|r| if what == "error" { &r.errors } else { &r.warnings }).collect();
+        for issue in issues.iter().take(shown) {
+            let column = issue.column.as_deref().map(|c| format!(" [{c}]")).unwrap_or_default();
+            eprintln!("{what}: line {}{column}: {} ({})", issue.line, issue.message, issue.code);
+        }
+        if issues.len() > shown {
+            eprintln!("... and {} more {what}s: the report has them all", issues.len() - shown);
         }
     }
     Ok(report)
@@ -258,7 +263,9 @@ pub fn summary(report: &import::Report) -> String {
         t.rows, t.registered, t.updated, t.unchanged, t.refused, t.warned
     );
     if let Some(id) = &report.import_id {
-        line.push_str(&format!("\nimport {id} (undo: oacis import undo {id})"));
+        line.push_str(&format!(
+            "\nimport {id} (undo: `oacis import undo {id} --data DIR` on a stopped server, or undoCustomerImport)"
+        ));
     }
     line
 }

@@ -249,5 +249,11 @@ pub async fn import_at_start(state: &AppState, file: &std::path::Path) -> anyhow
     for line in crate::cli::transfer::summary(&report).lines() {
         eprintln!("oacis: {line}");
     }
+    if report.totals.refused > 0 || report.totals.warned > 0 {
+        eprintln!(
+            "oacis: every row's errors and warnings: importCustomers with dryRun: true and the same file, \
+             or `oacis import customers FILE --dry-run --report R.csv` on a stopped server"
+        );
+    }
     Ok(())
 }

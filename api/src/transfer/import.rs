@@ -57,14 +57,17 @@ pub enum MatchKey {
     /// The customer's id in OACIS (a row with an unknown id registers it under that id).
     Id,
     /// Another system's key, kept by earlier imports.
+    #[value(alias = "external_id")]
     ExternalId,
     /// A phone, normalised to E.164.
     Phone,
     /// An e-mail, compared by its key (lower-case local part, ASCII domain).
     Email,
     /// A resident identity number.
+    #[value(alias = "id_number")]
     IdNumber,
     /// A unified social credit code.
+    #[value(alias = "credit_code")]
     CreditCode,
 }
 
@@ -434,7 +437,7 @@ pub async fn import(
                         command: None,
                         outcome: Outcome::Refused,
                     };
-                    resolve(views, caller, key, &phone_ctx, &mut seen_keys, &mut plan);
+                    resolve(views, caller, &reader, key, &phone_ctx, &mut seen_keys, &mut plan);
                     // Resolving stops at its first error (an owner, then a department):
                     // leave out and resolve again, a bounded number of times.
                     for _ in 0..3 {
@@ -442,7 +445,7 @@ pub async fn import(
                             break;
                         }
                         plan.target = None;
-                        resolve(views, caller, key, &phone_ctx, &mut seen_keys, &mut plan);
+                        resolve(views, caller, &reader, key, &phone_ctx, &mut seen_keys, &mut plan);
                     }
                     plan
                 })
@@ -456,14 +459,14 @@ pub async fn import(
         // Rows whose cells had errors are decided too, so that the report has every error.
         let Some((id, exists)) = plan.target else { continue };
         let state = if exists { bus.state::<Customer>(&id.stream()).await? } else { CustomerState::default() };
-        let Some(mut row) = import_row(import_id, id, &state, plan) else { continue };
+        let Some(mut row) = import_row(import_id, id, &state, &reader, plan) else { continue };
         let mut decided = Customer::decide(&state, CustomerCommand::Import(Box::new(row.clone())), &ctx);
         if options.omit_invalid_values {
             if let Err(e) = &decided {
                 domain_issues(e, &columns, &table.headers, plan);
             }
             if plan.omit_invalid_values(key) {
-                let Some(again) = import_row(import_id, id, &state, plan) else { continue };
+                let Some(again) = import_row(import_id, id, &state, &reader, plan) else { continue };
                 row = again;
                 decided = Customer::decide(&state, CustomerCommand::Import(Box::new(row.clone())), &ctx);
             } else if decided.is_err() {
@@ -639,6 +642,7 @@ async fn write_batch(bus: &CommandBus, origin: &Origin, chunk: &mut [Planned]) -
 fn resolve(
     views: &Views,
     caller: &Caller,
+    reader: &Reader<'_>,
     key: MatchKey,
     ctx: &oacis_domain::Context,
     seen_keys: &mut HashMap<String, u64>,
@@ -649,7 +653,7 @@ fn resolve(
             caller.may(Permission::CustomerRead, &resource(&views.access, Some(row.owner), Some(row.department)))
         })
     };
-    let header = |field: Field| Some(field.name().to_owned());
+    let header = |field: Field| reader.header(field);
     // The row's key value, normalised, and the customers it matches.
     let (key_value, matches): (Option<String>, Vec<CustomerId>) = match key {
         MatchKey::None => (None, Vec::new()),
@@ -708,25 +712,31 @@ fn resolve(
     };
     let current = existing.and_then(|id| views.directory.get(id));
     let access = &views.access;
+    // Both are looked up before either refuses, so that the report names every problem.
     let owner = match plan.values.owner.clone() {
-        Some(text) => match find_user(access, &text) {
-            Ok(user) => user,
-            Err(message) => return plan.error(header(Field::Owner), "owner", "not_found", message),
-        },
-        None => current.map_or(caller.user, |row| row.owner),
+        Some(text) => find_user(access, &text).map_err(|m| (header(Field::Owner), "owner", m)),
+        None => Ok(current.map_or(caller.user, |row| row.owner)),
     };
     let department = match plan.values.department.clone() {
-        Some(text) => match find_department(access, &text) {
-            Ok(department) => department,
-            Err(message) => return plan.error(header(Field::Department), "department", "not_found", message),
+        Some(text) => find_department(access, &text).map_err(|m| (header(Field::Department), "department", m)),
+        None => match (current, &owner) {
+            (Some(row), _) if plan.values.owner.is_none() => Ok(row.department),
+            (_, Ok(owner)) => access
+                .user(*owner)
+                .map(|user| user.department)
+                .ok_or_else(|| (header(Field::Owner), "owner", "the owner has no department".to_owned())),
+            // The owner's own error says it all.
+            (_, Err(_)) => Ok(DepartmentId(Uuid::nil())),
         },
-        None => match current {
-            Some(row) if plan.values.owner.is_none() => row.department,
-            _ => match access.user(owner) {
-                Some(user) => user.department,
-                None => return plan.error(header(Field::Owner), "owner", "not_found", "the owner has no department"),
-            },
-        },
+    };
+    let (owner, department) = match (owner, department) {
+        (Ok(owner), Ok(department)) => (owner, department),
+        (owner, department) => {
+            for (column, field, message) in [owner.err(), department.err()].into_iter().flatten() {
+                plan.error(column, field, "not_found", message);
+            }
+            return;
+        }
     };
     let target = resource(access, Some(owner), Some(department));
     let mut allowed = caller.may(Permission::CustomerWrite, &target);
@@ -824,7 +834,13 @@ fn blank_profile(kind: CustomerKind) -> Profile {
 /// The command for a planned row: the customer's profile (or a new one) with the row's
 /// columns laid over it. `None` (with an error on the plan) when the row cannot say what
 /// kind of customer it is.
-fn import_row(import: ImportId, id: CustomerId, state: &CustomerState, plan: &mut Planned) -> Option<ImportRow> {
+fn import_row(
+    import: ImportId,
+    id: CustomerId,
+    state: &CustomerState,
+    reader: &Reader<'_>,
+    plan: &mut Planned,
+) -> Option<ImportRow> {
     let v = &plan.values;
     let existing = state.profile.clone();
     let org_fields = v.credit_code.clone().flatten().is_some();
@@ -870,13 +886,16 @@ fn import_row(import: ImportId, id: CustomerId, state: &CustomerState, plan: &mu
         profile.company = Some(company);
     } else {
         profile.company = None;
-        for (name, value) in [("industry", &v.industry), ("company_size", &v.company_size), ("website", &v.website)] {
+        for (field, value) in
+            [(Field::Industry, &v.industry), (Field::CompanySize, &v.company_size), (Field::Website, &v.website)]
+        {
             if value.as_ref().is_some_and(Option::is_some) {
+                let name = field.name();
                 let message = format!("a person has no {name}; leave it empty for people, or map the column to ignore");
                 plan.errors.push(Issue {
                     line: plan.line,
-                    column: None,
-                    field: name.into(),
+                    column: reader.header(field),
+                    field: name.to_owned(),
                     code: "invalid_format".into(),
                     message,
                 });
@@ -907,7 +926,7 @@ fn import_row(import: ImportId, id: CustomerId, state: &CustomerState, plan: &mu
     for message in warnings {
         plan.warnings.push(Issue {
             line: plan.line,
-            column: Some("company".into()),
+            column: reader.header(Field::Company),
             field: "company".into(),
             code: "ignored".into(),
             message: message.into(),
@@ -1085,16 +1104,26 @@ pub async fn undo(
         entry.1 = entry.1.min(c.before);
         entry.2 = entry.2.max(c.after);
     }
-    let changed: Vec<String> = bus
-        .projections()
-        .read(|v| {
-            touched
-                .iter()
-                .filter(|(id, (_, _, after))| v.directory.get(**id).is_some_and(|row| row.version > *after))
-                .map(|(id, _)| id.to_string())
-                .collect()
-        })
-        .map_err(|e| ImportError::Command(crate::command::CommandError::Views(e)))?;
+    // A customer counts as changed since when what an import sets (profile, owner,
+    // department, status, external id) differs from what this import left; a stream that
+    // only moved on (a later import undone, interactions logged) has not changed.
+    let mut changed: Vec<String> = Vec::new();
+    for (id, (_, _, after)) in &touched {
+        let moved = bus
+            .projections()
+            .read(|v| v.directory.get(*id).is_some_and(|row| row.version > *after))
+            .map_err(|e| ImportError::Command(crate::command::CommandError::Views(e)))?;
+        if !moved {
+            continue;
+        }
+        let left = state_at(bus, *id, *after, &mut |_, _| {}).await?;
+        let now = bus.state::<Customer>(&id.stream()).await?;
+        let set_by_import =
+            |s: &CustomerState| (s.profile.clone(), s.owner, s.department, s.status, s.external_id.clone());
+        if set_by_import(&left) != set_by_import(&now) {
+            changed.push(id.to_string());
+        }
+    }
     if !changed.is_empty() && !force {
         return Err(ImportError::ChangedSince(changed));
     }
@@ -1124,14 +1153,18 @@ pub async fn undo(
     Ok(report)
 }
 
-/// A customer as it was at version `before`, with the last contact of interactions logged
-/// after version `after` kept.
-async fn restore_of(bus: &CommandBus, id: CustomerId, before: u64, after: u64) -> Result<ImportRestore, ImportError> {
+/// The customer's state at stream version `upto`, folded from its stream (sealed payloads
+/// opened); every later event is handed to `later` with its version.
+async fn state_at(
+    bus: &CommandBus,
+    id: CustomerId,
+    upto: u64,
+    later: &mut (dyn FnMut(u64, &CustomerEvent) + Send),
+) -> Result<CustomerState, ImportError> {
     let store = bus.store();
     let stream = StreamId::new(id.stream()).map_err(crate::command::CommandError::Refused)?;
     let keys: Option<Arc<oacis_eventlog::keys::KeyStore>> = store.keys().cloned();
     let mut state = CustomerState::default();
-    let mut later_contact = None;
     let mut from = Version(1);
     loop {
         let page = store.read_stream(&stream, from, 1_000).await.map_err(crate::command::CommandError::Store)?;
@@ -1139,18 +1172,28 @@ async fn restore_of(bus: &CommandBus, id: CustomerId, before: u64, after: u64) -
         for record in &page {
             let event: CustomerEvent = oacis_projections::decode::decode_event(record, keys.as_deref())
                 .map_err(crate::command::CommandError::Views)?;
-            if record.version.0 <= before {
+            if record.version.0 <= upto {
                 state = Customer::evolve(state, &event);
-            } else if record.version.0 > after {
-                if let CustomerEvent::InteractionLogged(e) = &event {
-                    later_contact = Some(
-                        later_contact.map_or(e.occurred_at, |t: oacis_domain::ids::Timestamp| t.max(e.occurred_at)),
-                    );
-                }
+            } else {
+                later(record.version.0, &event);
             }
         }
         from = Version(last.0 + 1);
     }
+    Ok(state)
+}
+
+/// A customer as it was at version `before`, with the last contact of interactions logged
+/// after version `after` kept.
+async fn restore_of(bus: &CommandBus, id: CustomerId, before: u64, after: u64) -> Result<ImportRestore, ImportError> {
+    let mut later_contact = None;
+    let state = state_at(bus, id, before, &mut |version, event| {
+        if let (true, CustomerEvent::InteractionLogged(e)) = (version > after, event) {
+            later_contact =
+                Some(later_contact.map_or(e.occurred_at, |t: oacis_domain::ids::Timestamp| t.max(e.occurred_at)));
+        }
+    })
+    .await?;
     let (Some(profile), Some(owner), Some(department)) = (state.profile, state.owner, state.department) else {
         return Err(ImportError::NotFound(format!("customer {id} before the import")));
     };

@@ -348,16 +348,16 @@ fn csv_rows(text: &str) -> Result<Vec<(u64, Vec<Cell>)>, FileError> {
     if let Some(line) = quoted_since {
         return Err(FileError::UnclosedQuote { line });
     }
-    let first_line = text.lines().next().unwrap_or_default();
-    let delimiter = if first_line.contains(',') {
-        b','
-    } else if first_line.contains('\t') {
-        b'\t'
-    } else if first_line.contains(';') {
-        b';'
-    } else {
-        b','
-    };
+    // The separator that the first lines use most (a title line above the header may have
+    // none); commas win a tie.
+    let head: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).take(10).collect();
+    let delimiter = [b',', b'\t', b';']
+        .into_iter()
+        .max_by_key(|d| {
+            let uses: usize = head.iter().map(|l| l.bytes().filter(|b| b == d).count()).sum();
+            (uses, *d == b',')
+        })
+        .unwrap_or(b',');
     let mut reader =
         csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(text.as_bytes());
     let mut rows = Vec::new();
@@ -444,6 +444,18 @@ mod tests {
 
     fn any_header(text: &str) -> bool {
         matches!(text, "name" | "姓名" | "phone" | "手机")
+    }
+
+    #[test]
+    fn a_title_line_above_a_semicolon_or_tab_header_does_not_hide_the_separator() {
+        for sep in [";", "\t"] {
+            let text = format!("客户名单\n姓名{sep}手机\n张三{sep}13912345678\n李四{sep}13912345679\n");
+            let table = read(text.as_bytes(), Format::Csv, TextEncoding::Auto, &any_header).unwrap();
+            assert_eq!(table.headers, vec!["姓名", "手机"], "separator {sep:?}");
+            assert_eq!(table.header_line, 2);
+            assert_eq!(table.rows.len(), 2);
+            assert_eq!(table.rows[1].cells[1].text(), "13912345679");
+        }
     }
 
     #[test]

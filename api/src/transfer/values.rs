@@ -92,6 +92,12 @@ pub struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// The header of the (first) column that holds `field`, as the file writes it.
+    #[must_use]
+    pub fn header(&self, field: Field) -> Option<String> {
+        self.columns.of(field).next().and_then(|c| self.headers.get(c).cloned())
+    }
+
     /// The row's values, with every error and note found.
     #[must_use]
     pub fn values(&self, row: &Row) -> (Values, Vec<Issue>, Vec<Issue>) {
