@@ -122,15 +122,16 @@ impl App {
     /// The axum router with every layer.
     pub fn router(&self) -> Router {
         let config = &self.state.config;
+        let widest = usize::try_from(config.max_body_bytes.max(config.max_upload_bytes)).unwrap_or(usize::MAX);
         Router::new()
             .route("/graphql", get(graphiql).post(graphql_post))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             // The widest limits of any request here; JSON requests are held to the narrower
             // body limit and timeout in `graphql_post`, uploads to these.
-            .layer(RequestBodyLimitLayer::new(
-                usize::try_from(config.max_body_bytes.max(config.max_upload_bytes)).unwrap_or(usize::MAX),
-            ))
+            .layer(RequestBodyLimitLayer::new(widest))
+            // axum's own 2 MiB default for `Bytes` would cut uploads short of the setting.
+            .layer(axum::extract::DefaultBodyLimit::max(widest))
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
                 config.request_timeout().max(Duration::from_secs(config.upload_timeout_seconds)),
@@ -220,7 +221,14 @@ async fn graphql_post(
     body: axum::body::Bytes,
 ) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let config = &app.state.config;
     if content_type.starts_with("multipart/form-data") {
+        if u64::try_from(body.len()).unwrap_or(u64::MAX) > config.max_upload_bytes {
+            return too_large(&format!(
+                "the upload is larger than {} bytes (--max-upload-bytes)",
+                config.max_upload_bytes
+            ));
+        }
         // The GraphQL multipart request (a file upload): one operation, one file.
         let options = async_graphql::http::MultipartOptions::default()
             .max_num_files(1)
@@ -234,9 +242,11 @@ async fn graphql_post(
             Err(e) => refused(&format!("the body is not a GraphQL multipart request: {e}")),
         };
     }
-    let config = &app.state.config;
     if u64::try_from(body.len()).unwrap_or(u64::MAX) > config.max_body_bytes {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large; upload files as multipart").into_response();
+        return too_large(&format!(
+            "the request is larger than {} bytes (--max-body-bytes); upload files as multipart",
+            config.max_body_bytes
+        ));
     }
     // One JSON request object per POST: a batch (a JSON array) or a body that is not a
     // request is refused with a GraphQL error body, like any other error.
@@ -259,11 +269,21 @@ async fn graphql_post(
     }
 }
 
+/// 413 with a GraphQL error body (code VALIDATION).
+fn too_large(message: &str) -> Response {
+    request_error(StatusCode::PAYLOAD_TOO_LARGE, message)
+}
+
 /// 400 with a GraphQL error body (code VALIDATION).
 fn refused(message: &str) -> Response {
+    request_error(StatusCode::BAD_REQUEST, message)
+}
+
+/// `status` with a GraphQL error body (code VALIDATION): the request itself is at fault.
+fn request_error(status: StatusCode, message: &str) -> Response {
     let body =
         serde_json::json!({ "data": null, "errors": [{ "message": message, "extensions": { "code": "VALIDATION" } }] });
-    (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// Executes one GraphQL request for the caller its headers name.

@@ -11,9 +11,10 @@
 //!   it (a title, a merged banner) are skipped. An `.xlsx` header cell merged across several
 //!   columns names each of them.
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 
-use calamine::{Data, Reader, Xlsx};
+use calamine::{DataRef, Reader, Xlsx};
 
 /// Most bytes an import file may have (32 MiB).
 pub const MAX_FILE_BYTES: usize = 32 * 1024 * 1024;
@@ -250,6 +251,12 @@ fn line_of(bytes: &[u8], at: usize) -> u64 {
     Lines::default().line_of(bytes, at)
 }
 
+/// Line ends in `bytes[from..to]`: LF, CRLF (once) and a lone CR (old Mac files, and files
+/// with mixed line ends).
+fn line_ends(bytes: &[u8], from: usize, to: usize) -> usize {
+    (from..to).filter(|&i| bytes[i] == b'\n' || (bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n'))).count()
+}
+
 /// Line numbers of byte positions asked in ascending order, counted in one pass over the
 /// text (linear in its length, however many records it has).
 #[derive(Default)]
@@ -270,7 +277,7 @@ impl Lines {
         if at < self.at {
             *self = Lines::default();
         }
-        let counted = bytes[self.at..at].iter().filter(|b| **b == b'\n').count();
+        let counted = line_ends(bytes, self.at, at);
         self.newlines = self.newlines.saturating_add(u64::try_from(counted).unwrap_or(u64::MAX));
         self.at = at;
         self.newlines.saturating_add(1)
@@ -392,33 +399,82 @@ fn csv_rows(text: &str) -> Result<Vec<(u64, Vec<Cell>)>, FileError> {
     Ok(rows)
 }
 
+/// Rows above the header that may be titles.
+const TITLE_ROWS: usize = 10;
+
+/// The most a workbook may unpack to: fifty times its packed size plus 16 MiB, and never
+/// more than 512 MiB (spreadsheets pack about ten to one; a zip bomb a thousand to one).
+fn unpacked_limit(packed: usize) -> u64 {
+    let packed = u64::try_from(packed).unwrap_or(u64::MAX);
+    packed.saturating_mul(50).saturating_add(16 << 20).min(512 << 20)
+}
+
+/// Refuses a workbook whose parts declare more bytes than [`unpacked_limit`] before
+/// anything is unpacked.
+fn check_unpacked_size(bytes: &[u8]) -> Result<(), FileError> {
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
+        .map_err(|e| FileError::Xlsx(format!("it is not a zip archive: {e}")))?;
+    let mut unpacked = 0u64;
+    for i in 0..archive.len() {
+        let part = archive.by_index_raw(i).map_err(|e| FileError::Xlsx(e.to_string()))?;
+        unpacked = unpacked.saturating_add(part.size());
+    }
+    let limit = unpacked_limit(bytes.len());
+    if unpacked > limit {
+        return Err(FileError::Xlsx(format!("it unpacks to {unpacked} bytes; at most {limit} are accepted")));
+    }
+    Ok(())
+}
+
 /// The first sheet's rows with their sheet row numbers; a header cell merged across columns
 /// names each of them.
 fn xlsx_rows(bytes: &[u8]) -> Result<Vec<(u64, Vec<Cell>)>, FileError> {
     let broken = |e: calamine::XlsxError| FileError::Xlsx(e.to_string());
+    check_unpacked_size(bytes)?;
     let mut book: Xlsx<_> = Xlsx::new(Cursor::new(bytes)).map_err(broken)?;
     let sheet = book.sheet_names().first().cloned().ok_or_else(|| FileError::Xlsx("it has no sheet".into()))?;
-    let range = book.worksheet_range(&sheet).map_err(broken)?;
     let merged = book.merge_cells_by_sheet_name(&sheet).map_err(broken)?;
-    let Some((top, left)) = range.start() else { return Err(FileError::Empty) };
-    let mut rows: Vec<(u64, Vec<Cell>)> = Vec::new();
-    for (i, cells) in range.rows().enumerate() {
-        let sheet_row = u64::from(top) + u64::try_from(i).unwrap_or(u64::MAX) + 1;
-        let mut row: Vec<Cell> = vec![Cell::Empty; usize::try_from(left).unwrap_or(0)];
-        row.extend(cells.iter().map(|c| match c {
-            Data::Empty | Data::Error(_) => Cell::Empty,
-            Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => Cell::Text(s.clone()),
-            Data::Bool(b) => Cell::Text(b.to_string()),
+    // Cells are streamed and kept only where they are (a sheet's declared range, or one far
+    // cell, must not make a grid of empty cells); a cell past the limits refuses the file.
+    let mut by_row: BTreeMap<u32, Vec<Cell>> = BTreeMap::new();
+    let mut cells = book.worksheet_cells_reader(&sheet).map_err(broken)?;
+    let last_row = u32::try_from(MAX_ROWS + TITLE_ROWS).unwrap_or(u32::MAX);
+    while let Some(cell) = cells.next_cell().map_err(broken)? {
+        let (r, c) = cell.get_position();
+        let value = match cell.get_value() {
+            DataRef::Empty | DataRef::Error(_) => continue,
+            DataRef::String(s) | DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => Cell::Text(s.clone()),
+            DataRef::SharedString(s) => Cell::Text((*s).to_owned()),
+            DataRef::Bool(b) => Cell::Text(b.to_string()),
             #[allow(clippy::cast_precision_loss)]
-            Data::Int(n) => Cell::Number(*n as f64),
-            Data::Float(f) => Cell::Number(*f),
-            Data::DateTime(dt) if dt.is_datetime() => {
+            DataRef::Int(n) => Cell::Number(*n as f64),
+            DataRef::Float(f) => Cell::Number(*f),
+            DataRef::DateTime(dt) if dt.is_datetime() => {
                 let (y, m, d, h, min, s, _) = dt.to_ymd_hms_milli();
                 Cell::DateTime(i32::from(y), m, d, h, min, s)
             }
-            Data::DateTime(dt) => Cell::Number(dt.as_f64()),
-        }));
-        rows.push((sheet_row, row));
+            DataRef::DateTime(dt) => Cell::Number(dt.as_f64()),
+        };
+        if r >= last_row {
+            return Err(FileError::TooManyRows { limit: MAX_ROWS });
+        }
+        let column = usize::try_from(c).unwrap_or(usize::MAX);
+        if column >= MAX_COLUMNS {
+            return Err(FileError::TooManyColumns {
+                line: u64::from(r) + 1,
+                columns: column.saturating_add(1),
+                limit: MAX_COLUMNS,
+            });
+        }
+        let row = by_row.entry(r).or_default();
+        if row.len() <= column {
+            row.resize(column + 1, Cell::Empty);
+        }
+        row[column] = value;
+    }
+    let mut rows: Vec<(u64, Vec<Cell>)> = by_row.into_iter().map(|(r, cells)| (u64::from(r) + 1, cells)).collect();
+    if rows.is_empty() {
+        return Err(FileError::Empty);
     }
     // A merged cell holds its value in its top-left cell only: spread it across the columns
     // of its first row (a header "电话" merged over two columns names both).
@@ -427,6 +483,10 @@ fn xlsx_rows(bytes: &[u8]) -> Result<Vec<(u64, Vec<Cell>)>, FileError> {
         let (_, c1) = region.end;
         let Some((_, row)) = rows.iter_mut().find(|(line, _)| *line == u64::from(r) + 1) else { continue };
         let Some(value) = row.get(c0 as usize).cloned() else { continue };
+        let wanted = (c1 as usize + 1).min(MAX_COLUMNS);
+        if row.len() < wanted {
+            row.resize(wanted, Cell::Empty);
+        }
         for c in c0 + 1..=c1 {
             if let Some(cell) = row.get_mut(c as usize) {
                 if cell.is_blank() {
@@ -446,6 +506,37 @@ mod tests {
         matches!(text, "name" | "姓名" | "phone" | "手机")
     }
 
+    /// A workbook with a header, one row, and one more cell at (`row`, `column`).
+    fn sparse_workbook(row: u32, column: u16) -> Vec<u8> {
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let sheet = book.add_worksheet();
+        sheet.write_string(0, 0, "name").unwrap();
+        sheet.write_string(1, 0, "张三").unwrap();
+        sheet.write_string(row, column, "z").unwrap();
+        book.save_to_buffer().unwrap()
+    }
+
+    #[test]
+    fn a_far_cell_refuses_a_workbook_without_filling_a_grid() {
+        // The last cell of a sheet: a grid up to it would take terabytes.
+        let far = read(&sparse_workbook(1_048_575, 16_383), Format::Xlsx, TextEncoding::Auto, &any_header);
+        assert!(matches!(far, Err(FileError::TooManyRows { .. })), "{far:?}");
+        let wide = read(&sparse_workbook(5, 16_383), Format::Xlsx, TextEncoding::Auto, &any_header);
+        assert!(matches!(wide, Err(FileError::TooManyColumns { line: 6, .. })), "{wide:?}");
+        // Sparse cells within the limits are read where they are.
+        let near = read(&sparse_workbook(40, 3), Format::Xlsx, TextEncoding::Auto, &any_header).unwrap();
+        assert_eq!(near.rows.len(), 2);
+        assert_eq!(near.rows[1].line, 41);
+    }
+
+    #[test]
+    fn a_workbook_that_unpacks_far_beyond_its_size_is_refused_before_unpacking() {
+        assert_eq!(unpacked_limit(1 << 20), (50 << 20) + (16 << 20));
+        assert_eq!(unpacked_limit(32 << 20), 512 << 20);
+        let error = check_unpacked_size(b"PK not a zip").unwrap_err();
+        assert!(error.to_string().contains("not a zip archive"), "{error}");
+    }
+
     #[test]
     fn a_title_line_above_a_semicolon_or_tab_header_does_not_hide_the_separator() {
         for sep in [";", "\t"] {
@@ -460,7 +551,7 @@ mod tests {
 
     #[test]
     fn lines_counted_in_one_pass_agree_with_counting_from_the_start() {
-        let text = b"a,b\r\n1,2\n\n\n3,\"x\ny\"\r\n4,5\n";
+        let text = b"a,b\r\n1,2\n\n\n3,\"x\ny\"\r\n4,5\r6,7\r\r8,9\n";
         let mut lines = Lines::default();
         let positions: Vec<usize> = (0..text.len()).collect();
         for at in positions.iter().copied().chain([3, 0, text.len()]) {
@@ -469,10 +560,17 @@ mod tests {
                 while matches!(text.get(at), Some(b'\r' | b'\n')) {
                     at += 1;
                 }
-                1 + text[..at].iter().filter(|b| **b == b'\n').count() as u64
+                1 + line_ends(text, 0, at) as u64
             };
             assert_eq!(lines.line_of(text, at), expected, "byte {at}");
         }
+    }
+
+    #[test]
+    fn lines_end_with_cr_alone_too() {
+        let rows = csv_rows("name,phone\r张三,1\r李四,2\r\n王五,3\n").unwrap();
+        let lines: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(lines, vec![1, 2, 3, 4]);
     }
 
     #[test]
