@@ -484,6 +484,11 @@ fn imports_undone_newest_first_need_no_force() {
     let (printed, second) = import("ext2.csv", "external_id,name,segment\nCRM-001,王小明,gold\n");
     assert!(printed.contains("updated 1"), "{printed}");
     let undo = |id: &str| oacis(&["import", "undo", id, "--data", data_arg]);
+    // A user who may not write customers is refused before anything is recorded.
+    let file = dir.path().join("ext1.csv");
+    let service = oacis(&["import", "customers", file.to_str().unwrap(), "--data", data_arg, "--as", "demo.service"]);
+    assert_eq!(service.status.code(), Some(2), "{}", text(&service));
+    assert!(text(&service).contains("needs customer.write"), "{}", text(&service));
     let out = undo(&second);
     assert!(text(&out).contains("restored 1"), "{}", text(&out));
     let out = undo(&first);
@@ -509,4 +514,100 @@ fn uploads_past_the_configured_limit_are_refused_whole() {
     assert!(answer["errors"][0]["message"].as_str().unwrap().contains("--max-upload-bytes"), "{answer}");
     let count = ok(server.gql(Some(&admin), "{ customers { totalCount } }", json!({})));
     assert_eq!(count["customers"]["totalCount"], 0);
+}
+
+/// An import asks for no more than the caller's rights allow: matching by a phone needs the
+/// right to read phones, moving a customer needs `customer.transfer`, an undo needs its
+/// permission over every customer the import touched; a masked export re-imports as no
+/// change, and a list whose every item is left out keeps the customer's own.
+#[test]
+fn imports_keep_to_the_callers_rights() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        env!("CARGO_BIN_EXE_oacis"),
+        &dir.path().join("data"),
+        &[],
+        &[("OACIS_ADMIN_PASSWORD", PASSWORD)],
+    );
+    let admin = sign_in(&server, "admin", PASSWORD, CHANGED);
+    let root = ok(server.gql(Some(&admin), "{ departments { id } }", json!({})))["departments"][0]["id"].clone();
+    let user_with = |name: &str, number: &str, permissions: &[&str], scope: &str| {
+        let create = "mutation($u: String!, $e: String!, $d: String!) { createUser(username: $u, employeeNo: $e, displayName: $u, department: $d, initialPassword: \"Initial-Pass-9\") { id } }";
+        let define = "mutation($n: String!, $p: [String!]!) { defineRole(name: $n, permissions: $p) { id } }";
+        let grant =
+            "mutation($u: String!, $r: String!, $s: Scope!) { grantRole(user: $u, role: $r, scope: $s) { id } }";
+        let user = ok(server.gql(Some(&admin), create, json!({ "u": name, "e": number, "d": root })))["createUser"]
+            ["id"]
+            .clone();
+        let role = ok(server.gql(Some(&admin), define, json!({ "n": format!("role-{name}"), "p": permissions })))
+            ["defineRole"]["id"]
+            .clone();
+        ok(server.gql(Some(&admin), grant, json!({ "u": user, "r": role, "s": scope })));
+        sign_in(&server, name, "Initial-Pass-9", "Changed-Pass-2026")
+    };
+    let first = ok(server.gql(
+        Some(&admin),
+        IMPORT,
+        json!({ "i": { "text": "name,phones,emails\n甲,13912340001,a@example.com\n乙,13912340002,b@example.com\n", "dryRun": false } }),
+    ));
+    let first_import = first["importCustomers"]["importId"].as_str().unwrap().to_owned();
+    let jia = first["importCustomers"]["rows"][0]["customer"].as_str().unwrap().to_owned();
+
+    // Without the right to read phones, a phone matches no one (else a dry run would say
+    // whose number it is).
+    let writer = user_with("w.writer", "E-7001", &["customer.read", "customer.write"], "ALL");
+    let probe = ok(server.gql(
+        Some(&writer),
+        IMPORT,
+        json!({ "i": { "text": "name,phones\n甲,13912340001\n", "key": "PHONE" } }),
+    ));
+    let row = &probe["importCustomers"]["rows"][0];
+    assert_eq!((&row["outcome"], &row["customer"]), (&json!("ACCEPTED"), &Value::Null), "{probe}");
+
+    // Moving a customer to another owner is a transfer, over GraphQL or in a file.
+    let moved = ok(server.gql(
+        Some(&writer),
+        IMPORT,
+        json!({ "i": { "text": format!("id,owner\n{jia},w.writer\n"), "dryRun": false } }),
+    ));
+    let row = &moved["importCustomers"]["rows"][0];
+    assert_eq!(row["outcome"], "REFUSED", "{moved}");
+    assert_eq!(row["errors"][0]["code"], "forbidden");
+
+    // A masked export re-imports as no change, and the real e-mail stays.
+    let exporter = user_with("w.exporter", "E-7002", &["customer.read", "customer.write", "customer.export"], "ALL");
+    let export = "mutation { exportCustomers(format: CSV) { rows personal contentBase64 } }";
+    let file = ok(server.gql(Some(&exporter), export, json!({})))["exportCustomers"].clone();
+    assert_eq!(file["personal"], false);
+    let bytes = base64::engine::general_purpose::STANDARD.decode(file["contentBase64"].as_str().unwrap()).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.contains("a***@example.com"), "{text}");
+    let again = ok(server.gql(Some(&exporter), IMPORT, json!({ "i": { "text": text, "dryRun": false } })));
+    assert_eq!(again["importCustomers"]["totals"]["unchanged"], 2, "{again}");
+    let emails = "query($id: String!) { customer(id: $id) { emails phones } }";
+    let now = ok(server.gql(Some(&admin), emails, json!({ "id": jia })));
+    assert_eq!(now["customer"]["emails"], json!(["a@example.com"]));
+
+    // A phone left out of a list leaves no list: the customer keeps its own.
+    let lenient = ok(server.gql(
+        Some(&admin),
+        IMPORT,
+        json!({ "i": { "text": format!("id,phones\n{jia},12345\n"), "dryRun": false, "omitInvalidValues": true } }),
+    ));
+    assert_eq!(lenient["importCustomers"]["totals"]["unchanged"], 1, "{lenient}");
+    let now = ok(server.gql(Some(&admin), emails, json!({ "id": jia })));
+    assert_eq!(now["customer"]["phones"], json!(["+8613912340001"]));
+
+    // Undo needs its permission over every customer the import touched.
+    let own = user_with("w.undoer", "E-7003", &["customer.read", "customer.import_undo"], "OWN");
+    let undo = "mutation($id: String!) { undoCustomerImport(id: $id, force: true) { archived } }";
+    let refused = server.gql(Some(&own), undo, json!({ "id": first_import }));
+    assert_eq!(code(&refused), "FORBIDDEN", "{refused}");
+    assert!(!refused.to_string().contains(&jia), "names no customer outside the scope: {refused}");
+    let count = "{ customers(filter: {status: ACTIVE}) { totalCount } }";
+    assert_eq!(ok(server.gql(Some(&admin), count, json!({})))["customers"]["totalCount"], 2);
+
+    // An offset from UTC outside ±14:00 is refused, not clamped.
+    let far = server.gql(Some(&admin), IMPORT, json!({ "i": { "text": "name\n丙\n", "utcOffsetMinutes": 100_000 } }));
+    assert_eq!(code(&far), "VALIDATION", "{far}");
 }

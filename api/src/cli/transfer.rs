@@ -146,6 +146,25 @@ pub struct ExportCustomersArgs {
     tags: Vec<String>,
 }
 
+/// The bytes of a file to import, read no further than one byte past the size limit (a
+/// device or a pipe that never ends is refused, not read into memory).
+///
+/// # Errors
+/// The file cannot be read, or is larger than [`crate::transfer::table::MAX_FILE_BYTES`].
+pub fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let limit = crate::transfer::table::MAX_FILE_BYTES;
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(u64::try_from(limit).unwrap_or(u64::MAX) + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() > limit {
+        anyhow::bail!("{} is larger than {limit} bytes; split it", path.display());
+    }
+    Ok(bytes)
+}
+
 /// `HEADER=FIELD` pairs, trimmed; `None` if one has no `=`.
 #[must_use]
 pub fn parse_mapping(pairs: &[String]) -> Option<Vec<(String, String)>> {
@@ -201,7 +220,7 @@ pub fn run_import(args: &ImportArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_customers(args: &CustomersArgs) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let bytes = read_file(&args.file)?;
     let options = args.how.options(&args.file, args.dry_run)?;
     runtime()?.block_on(async {
         let (bus, caller) = open(&args.acting).await?;

@@ -55,7 +55,7 @@ impl From<ImportError> for ApiError {
             ImportError::Command(c) => c.into(),
             ImportError::Forbidden(message) => ApiError::Forbidden(message),
             ImportError::NotFound(_) => ApiError::NotFound("import"),
-            ImportError::Busy | ImportError::ChangedSince(_) => {
+            ImportError::Busy | ImportError::Running(_) | ImportError::ChangedSince(_) => {
                 ApiError::Conflict { message: e.to_string(), version: None }
             }
             ImportError::File(_) | ImportError::Mapping(_) => {
@@ -244,6 +244,10 @@ impl TransferMutation {
             (None, Some(text)) => (text.into_bytes(), None),
             _ => return Err(ApiError::field("input", FieldCode::Required, "give either file or text")),
         };
+        if !(-14 * 60..=14 * 60).contains(&input.utc_offset_minutes) {
+            let message = "an offset from UTC lies between -840 and 840 minutes (UTC-14:00 to UTC+14:00)";
+            return Err(ApiError::field("input.utcOffsetMinutes", FieldCode::OutOfRange, message));
+        }
         if bytes.len() > MAX_FILE_BYTES {
             return Err(ApiError::field("input.file", FieldCode::TooLong, format!("at most {MAX_FILE_BYTES} bytes")));
         }
@@ -255,7 +259,7 @@ impl TransferMutation {
             key: input.key,
             dry_run: input.dry_run,
             refuse_duplicates: input.refuse_duplicates,
-            utc_offset_minutes: input.utc_offset_minutes.clamp(-14 * 60, 14 * 60),
+            utc_offset_minutes: input.utc_offset_minutes,
             omit_invalid_values: input.omit_invalid_values,
         };
         let state = app(ctx)?;

@@ -130,7 +130,8 @@ fn write(rows: &[Vec<String>], format: Format) -> Result<Vec<u8>, ImportError> {
                 |e: csv::Error| ImportError::File(super::table::FileError::Csv { line: 0, reason: e.to_string() });
             out.write_record(&headers).map_err(failed)?;
             for row in rows {
-                out.write_record(row).map_err(failed)?;
+                out.write_record(row.iter().map(|cell| super::table::neutralised(cell).into_owned()))
+                    .map_err(failed)?;
             }
             out.into_inner()
                 .map_err(|e| ImportError::File(super::table::FileError::Csv { line: 0, reason: e.to_string() }))

@@ -264,7 +264,7 @@ impl Report {
             for (severity, issue) in issues {
                 any = true;
                 let column = issue.column.clone().unwrap_or_default();
-                let _ = out.write_record([
+                let cells = [
                     line.as_str(),
                     row.outcome.as_str(),
                     &customer,
@@ -273,7 +273,8 @@ impl Report {
                     &issue.field,
                     &issue.code,
                     &issue.message,
-                ]);
+                ];
+                let _ = out.write_record(cells.map(|c| super::table::neutralised(c).into_owned()));
             }
             if !any {
                 let _ = out.write_record([line.as_str(), row.outcome.as_str(), &customer, "", "", "", "", ""]);
@@ -339,7 +340,12 @@ impl Planned {
         for (name, index) in places {
             match (name.as_str(), index) {
                 ("phones" | "emails", Some(i)) => dropped.push((name, i)),
-                ("phones", None) => {}
+                // The reader dropped the phone it could not read; nothing left means no list.
+                ("phones", None) => {
+                    if v.phones.as_ref().is_some_and(Vec::is_empty) {
+                        v.phones = None;
+                    }
+                }
                 ("emails", None) => v.emails = None,
                 ("industry", _) => v.industry = None,
                 ("company_size", _) => v.company_size = None,
@@ -361,8 +367,12 @@ impl Planned {
         dropped.dedup();
         for (name, i) in dropped {
             let list = if name == "phones" { &mut v.phones } else { &mut v.emails };
-            if let Some(list) = list.as_mut().filter(|l| i < l.len()) {
-                list.remove(i);
+            if let Some(items) = list.as_mut().filter(|l| i < l.len()) {
+                items.remove(i);
+                // A list left with nothing is left out whole: the customer keeps its own.
+                if items.is_empty() {
+                    *list = None;
+                }
             }
         }
         for mut issue in std::mem::take(&mut self.errors) {
@@ -393,6 +403,9 @@ pub async fn import(
     options: &ImportOptions,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<Report, ImportError> {
+    if !caller.holds(Permission::CustomerWrite) {
+        return Err(ImportError::Forbidden("importing customers needs customer.write".into()));
+    }
     let format = options.format.unwrap_or_else(|| Format::sniff(bytes));
     let is_header = |text: &str| Field::parse(text).is_some() || options.mapping.iter().any(|(h, _)| h == text);
     let table = table::read(bytes, format, options.encoding, &is_header)?;
@@ -562,6 +575,29 @@ fn origin_of(caller: &Caller, import_id: ImportId, client_addr: Option<String>) 
     Origin { actor: Some(caller.user), correlation_id: import_id.0, client_addr, ..Origin::default() }
 }
 
+/// Imports being written by this process: an undo waits for them to finish.
+fn in_flight() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<ImportId>> {
+    static IN_FLIGHT: std::sync::Mutex<std::collections::BTreeSet<ImportId>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    IN_FLIGHT.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Marks an import as being written until dropped.
+struct Writing(ImportId);
+
+impl Writing {
+    fn start(id: ImportId) -> Writing {
+        in_flight().insert(id);
+        Writing(id)
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        in_flight().remove(&self.0);
+    }
+}
+
 /// Writes the planned rows: the import's start, the rows in batches (a batch the log refuses
 /// is written row by row, so one bad row does not take its neighbours with it), the finish.
 async fn write(
@@ -573,6 +609,7 @@ async fn write(
     planned: &mut [Planned],
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<(), ImportError> {
+    let _writing = Writing::start(import_id);
     let origin = origin_of(caller, import_id, client_addr);
     let rows = u64::try_from(planned.len()).unwrap_or(u64::MAX);
     let start = ImportCommand::Start {
@@ -648,9 +685,14 @@ fn resolve(
     seen_keys: &mut HashMap<String, u64>,
     plan: &mut Planned,
 ) {
+    // A key of personal data (phone, e-mail, identity number) matches only customers whose
+    // personal data the caller may read: otherwise a dry run would tell who has a number.
+    let personal_key = matches!(key, MatchKey::Phone | MatchKey::Email | MatchKey::IdNumber);
     let readable = |id: CustomerId| {
         views.directory.get(id).is_some_and(|row| {
-            caller.may(Permission::CustomerRead, &resource(&views.access, Some(row.owner), Some(row.department)))
+            let r = resource(&views.access, Some(row.owner), Some(row.department));
+            caller.may(Permission::CustomerRead, &r)
+                && (!personal_key || caller.may(Permission::CustomerReadPersonal, &r))
         })
     };
     let header = |field: Field| reader.header(field);
@@ -741,7 +783,16 @@ fn resolve(
     let target = resource(access, Some(owner), Some(department));
     let mut allowed = caller.may(Permission::CustomerWrite, &target);
     if let Some(row) = current {
-        allowed &= caller.may(Permission::CustomerWrite, &resource(access, Some(row.owner), Some(row.department)));
+        let now = resource(access, Some(row.owner), Some(row.department));
+        allowed &= caller.may(Permission::CustomerWrite, &now);
+        // Moving a customer to another owner or department is a transfer, as it is over
+        // `changeCustomerOwner`.
+        if (row.owner, row.department) != (owner, department)
+            && !(caller.may(Permission::CustomerTransfer, &now) && caller.may(Permission::CustomerTransfer, &target))
+        {
+            let message = "you may not transfer this customer to another owner or department (customer.transfer)";
+            return plan.error(header(Field::Owner), "owner", "forbidden", message);
+        }
     }
     if !allowed {
         let message = "you may not write customers of this owner and department (customer.write)";
@@ -1090,6 +1141,33 @@ pub async fn undo(
         .read(|v| v.audit.import(import_id).cloned())
         .map_err(|e| ImportError::Command(crate::command::CommandError::Views(e)))?
         .ok_or_else(|| ImportError::NotFound(import_id.to_string()))?;
+    if in_flight().contains(&import_id) {
+        return Err(ImportError::Running(import_id.to_string()));
+    }
+    // Every customer the import touched must lie in the scope of the caller's
+    // `customer.import_undo` (nothing is listed otherwise: the ids are not theirs to see).
+    let outside = bus
+        .projections()
+        .read(|v| {
+            summary
+                .customers
+                .iter()
+                .filter(|c| {
+                    v.directory.get(c.customer).is_some_and(|row| {
+                        !caller.may(
+                            Permission::CustomerImportUndo,
+                            &resource(&v.access, Some(row.owner), Some(row.department)),
+                        )
+                    })
+                })
+                .count()
+        })
+        .map_err(|e| ImportError::Command(crate::command::CommandError::Views(e)))?;
+    if outside > 0 {
+        return Err(ImportError::Forbidden(format!(
+            "{outside} of the import's customers lie outside the scope of your customer.import_undo"
+        )));
+    }
     if summary.status == ImportStatus::Undone {
         return Err(ImportError::Command(crate::command::CommandError::Domain(DomainError::InvalidTransition {
             entity: "import",

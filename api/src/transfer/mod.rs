@@ -33,6 +33,9 @@ pub enum ImportError {
     /// No such import.
     #[error("no import {0}")]
     NotFound(String),
+    /// The import is still being written; it can be undone once it finishes.
+    #[error("import {0} is still being written; undo it once it has finished")]
+    Running(String),
     /// An undo would override later changes by others (listed).
     #[error("customers changed since the import: {}; undo with force to revert them anyway", .0.join(", "))]
     ChangedSince(Vec<String>),

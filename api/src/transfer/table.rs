@@ -386,7 +386,7 @@ fn csv_rows(text: &str) -> Result<Vec<(u64, Vec<Cell>)>, FileError> {
                 let line = record
                     .position()
                     .map_or(line, |p| lines.line_of(text.as_bytes(), usize::try_from(p.byte()).unwrap_or(usize::MAX)));
-                rows.push((line, record.iter().map(|f| Cell::Text(f.to_owned())).collect()));
+                rows.push((line, record.iter().map(|f| Cell::Text(unneutralised(f).to_owned())).collect()));
             }
             Err(e) => {
                 let line = e
@@ -397,6 +397,29 @@ fn csv_rows(text: &str) -> Result<Vec<(u64, Vec<Cell>)>, FileError> {
         }
     }
     Ok(rows)
+}
+
+/// A CSV cell as written for spreadsheets: a cell that starts with `=`, `+`, `-`, `@`, a
+/// tab or a CR would be read as a formula (OWASP "CSV injection"), so it gets a leading `'`,
+/// which spreadsheets show as text and [`read`] takes off again. Cells of digits, signs,
+/// spaces, commas and `;ext=` (phone lists, masked or not) cannot call anything and are left as they are.
+#[must_use]
+pub fn neutralised(cell: &str) -> std::borrow::Cow<'_, str> {
+    let starts_formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let phone_like = cell.chars().all(|c| c.is_ascii_digit() || " +-,;=ext*".contains(c));
+    if starts_formula && !phone_like {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+/// The cell's text with the `'` of [`neutralised`] taken off.
+fn unneutralised(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        _ => cell,
+    }
 }
 
 /// Rows above the header that may be titles.
@@ -535,6 +558,28 @@ mod tests {
         assert_eq!(unpacked_limit(32 << 20), 512 << 20);
         let error = check_unpacked_size(b"PK not a zip").unwrap_err();
         assert!(error.to_string().contains("not a zip archive"), "{error}");
+    }
+
+    #[test]
+    fn formulas_are_neutralised_for_spreadsheets_and_read_back_as_written() {
+        for (cell, written) in [
+            ("=HYPERLINK(\"http://evil.example\",\"x\")", "'=HYPERLINK(\"http://evil.example\",\"x\")"),
+            ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+            ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+            ("-2+3a", "'-2+3a"),
+            ("\t=1+2", "'\t=1+2"),
+            ("+8613912345678, +8613912345679", "+8613912345678, +8613912345679"),
+            ("+86139****5678;ext=****", "+86139****5678;ext=****"),
+            ("王小明", "王小明"),
+            ("'quoted", "'quoted"),
+        ] {
+            assert_eq!(neutralised(cell), written);
+            let mut out = csv::Writer::from_writer(Vec::new());
+            out.write_record(["name", written]).unwrap();
+            let text = String::from_utf8(out.into_inner().unwrap()).unwrap();
+            let rows = csv_rows(&text).unwrap();
+            assert_eq!(rows[0].1[1].text(), cell, "{written:?} reads back as written");
+        }
     }
 
     #[test]

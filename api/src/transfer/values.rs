@@ -127,12 +127,16 @@ impl Reader<'_> {
             segment: r.optional_text(Field::Segment),
             source: r.single(Field::Source, source).map(|s| s.unwrap_or(SourceChannel::Other)),
             tags: r.list(Field::Tags).map(|tags| tags.into_iter().collect()),
-            phones: r.phones(),
-            emails: r.list(Field::Emails),
-            id_number: r.id_number(),
-            birth_date: r.single(Field::BirthDate, |text| {
-                date_time(text, 0).map(|(date, _)| date).ok_or_else(|| "use a date such as 1990-03-07".into())
-            }),
+            phones: if r.masked(Field::Phones) { None } else { r.phones() },
+            emails: if r.masked(Field::Emails) { None } else { r.list(Field::Emails) },
+            id_number: if r.masked(Field::IdNumber) { None } else { r.id_number() },
+            birth_date: if r.masked(Field::BirthDate) {
+                None
+            } else {
+                r.single(Field::BirthDate, |text| {
+                    date_time(text, 0).map(|(date, _)| date).ok_or_else(|| "use a date such as 1990-03-07".into())
+                })
+            },
             owner: r.text(Field::Owner).filter(|t| !t.is_empty()),
             department: r.text(Field::Department).filter(|t| !t.is_empty()),
             status: r.single(Field::Status, status).flatten(),
@@ -191,6 +195,24 @@ impl<'a> RowReader<'a, '_> {
                 Some(None)
             }
         }
+    }
+
+    /// Whether the field's cells hold a masked value (`+86139****5678`, `m***@example.com`,
+    /// `110105********002X`: an export for a caller without personal data). A masked value
+    /// is left out, noted, so that the customer keeps what it has: re-importing such an
+    /// export changes nothing.
+    fn masked(&mut self, field: Field) -> bool {
+        let Some((column, _)) = self.cells(field).into_iter().find(|(_, cell)| cell.text().contains("***")) else {
+            return false;
+        };
+        let note = self.issue(
+            Some(column),
+            field.name(),
+            "masked",
+            "is masked (exported without personal data): left out, the customer keeps what it has".into(),
+        );
+        self.notes.push(note);
+        true
     }
 
     /// Every item of a list field, from all its columns.
