@@ -3,6 +3,8 @@
 //! every customer (as CSV or `.xlsx`) and importing that export again changes nothing: every
 //! row is `unchanged`, no customer stream gets an event, and the next export is byte for byte
 //! the one before. Runs in-process on one store shared by every case.
+//!
+//! Also: an undo of an import still being written is refused (on a store of its own).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -32,17 +34,21 @@ struct Shared {
     _dir: tempfile::TempDir,
 }
 
+/// The store the round-trip cases share (every case exports all of it, so nothing else
+/// writes there).
 fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let argv = ["oacis", "--data", data.to_str().unwrap(), "--admin-password", "Round-Trip-2026!"];
-        let app = runtime.block_on(App::open(Settings::parse_from(argv).serve)).unwrap();
-        let caller = app.state.bus.projections().read(|v| Caller::acting_as(&v.access, "admin")).unwrap().unwrap();
-        Shared { runtime, app, caller, _dir: dir }
-    })
+    SHARED.get_or_init(open)
+}
+
+fn open() -> Shared {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let argv = ["oacis", "--data", data.to_str().unwrap(), "--admin-password", "Round-Trip-2026!"];
+    let app = runtime.block_on(App::open(Settings::parse_from(argv).serve)).unwrap();
+    let caller = app.state.bus.projections().read(|v| Caller::acting_as(&v.access, "admin")).unwrap().unwrap();
+    Shared { runtime, app, caller, _dir: dir }
 }
 
 /// One generated customer row, as the columns of the file.
@@ -185,4 +191,59 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// An undo of an import still being written is refused (it would archive the rows written so
+/// far and leave the rest); once the import has finished, the undo archives every row.
+#[test]
+fn an_import_being_written_cannot_be_undone() {
+    use oacis_api::transfer::import::undo;
+    use oacis_api::transfer::ImportError;
+    use oacis_domain::import::ImportStatus;
+    let s = &open();
+    s.runtime.block_on(async {
+        let rows: String = (0..4_000).map(|i| format!("写入中{i},13{:09}\n", 700_000_000 + i)).collect();
+        let file = format!("name,phones\n{rows}");
+        let bus = s.app.state.bus.clone();
+        let caller = s.caller.clone();
+        let writing = tokio::spawn(async move {
+            let options = ImportOptions::new("writing.csv".into());
+            import(&bus, &caller, None, file.as_bytes(), &options, &mut |_, _| {}).await.unwrap()
+        });
+        let bus = &s.app.state.bus;
+        let mut refused = 0;
+        let mut undone_after_finish = false;
+        while !writing.is_finished() {
+            let running = bus
+                .projections()
+                .read(|v| {
+                    v.audit
+                        .imports()
+                        .find(|i| i.file_name == "writing.csv" && i.status == ImportStatus::Running)
+                        .map(|i| i.id)
+                })
+                .unwrap();
+            if let Some(id) = running {
+                match undo(bus, &s.caller, None, id, true).await {
+                    Err(ImportError::Running(_)) => refused += 1,
+                    // The import finished between the look and the undo: the undo took it all.
+                    Ok(undone) => {
+                        assert_eq!(undone.archived, 4_000, "an undo went through while the import was being written");
+                        undone_after_finish = true;
+                        break;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let report = writing.await.unwrap();
+        assert!(refused > 0, "the import was never seen running");
+        if undone_after_finish {
+            return;
+        }
+        let id = oacis_domain::ids::ImportId(report.import_id.unwrap().parse().unwrap());
+        let undone = undo(bus, &s.caller, None, id, false).await.unwrap();
+        assert_eq!(undone.archived, 4_000);
+    });
 }
