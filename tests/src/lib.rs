@@ -110,6 +110,17 @@ impl Server {
         answer["data"]["changePassword"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned()
     }
 
+    /// Sends SIGTERM (with the system's `kill`) and waits for the process to exit; answers
+    /// its exit status.
+    ///
+    /// # Panics
+    /// If the signal cannot be sent.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM failed");
+        self.child.wait().unwrap_or_else(|e| panic!("wait: {e}"))
+    }
+
     /// Sends SIGKILL and waits.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// A request taking longer is answered 408, in seconds.
     #[arg(long, value_name = "SECONDS", env = "OACIS_REQUEST_TIMEOUT_SECONDS", default_value_t = 10)]
     pub request_timeout_seconds: u64,
+    /// On SIGTERM or SIGINT: how long requests in flight may take to finish before the
+    /// server exits anyway, in seconds.
+    #[arg(long, value_name = "SECONDS", env = "OACIS_SHUTDOWN_SECONDS", default_value_t = 20)]
+    pub shutdown_seconds: u64,
     /// Sign-in attempts per minute per account.
     #[arg(long, value_name = "N", env = "OACIS_SIGNIN_PER_ACCOUNT_PER_MINUTE", default_value_t = 10)]
     pub sign_in_per_account_per_minute: u32,

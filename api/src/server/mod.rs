@@ -359,13 +359,55 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
         }
     });
     let router = app.router();
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signalled = stopping.clone();
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            let which = stop_signal().await;
+            eprintln!("oacis: {which}: no new connections; finishing the requests in flight");
+            signalled.notify_one();
+        });
+    let server = std::future::IntoFuture::into_future(server);
+    let deadline = Duration::from_secs(app.state.config.shutdown_seconds);
+    tokio::select! {
+        served = server => served?,
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(deadline).await;
+        } => {
+            tracing::warn!(seconds = deadline.as_secs(), "requests still in flight at the shutdown deadline; exiting");
+        }
+    }
     sweeper.abort();
+    // Every acknowledged append is durable already (acknowledged only after fsync); closing
+    // the store ends its writer after the group in hand and releases the folder.
+    drop(app);
+    eprintln!("oacis: stopped");
     Ok(())
+}
+
+/// Waits for SIGTERM (how service managers and containers stop a process) or SIGINT
+/// (Ctrl-C); answers which.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
 }
 
 #[cfg(test)]
