@@ -145,10 +145,29 @@ fn request(
     content_type: &str,
     body: &[u8],
 ) -> (u16, String) {
+    let (status, _, body) = exchange(addr, method, path, token, &[("content-type", content_type)], body);
+    (status, body)
+}
+
+/// One HTTP/1.1 request to `addr` with extra `headers`; answers the status, the response's
+/// header block and its body.
+///
+/// # Panics
+/// If the connection cannot be made.
+#[must_use]
+pub fn exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: {content_type}\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{extra}{auth}content-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     );
     let _ = stream.write_all(head.as_bytes());
@@ -157,8 +176,8 @@ fn request(
     let _ = stream.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
+    let (head, body) = text.split_once("\r\n\r\n").map(|(h, b)| (h.to_owned(), b.to_owned())).unwrap_or_default();
+    (status, head, body)
 }
 
 /// The `extensions.code` of the first error of a GraphQL answer (empty if none).

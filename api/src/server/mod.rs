@@ -31,7 +31,9 @@ use oacis_eventlog::EventStore;
 use oacis_projections::Projections;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::access::{Caller, Reveal};
 use crate::auth::password::Hasher;
@@ -78,6 +80,21 @@ pub struct App {
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App").field("state", &self.state).finish_non_exhaustive()
+    }
+}
+
+/// The header naming a request: kept when the client sends one, made (a UUID v7) when not,
+/// returned on the response, and when it is a UUID, the correlation id of every event the
+/// request writes.
+pub const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+/// Makes request ids: UUID v7.
+#[derive(Debug, Clone, Copy, Default)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        header::HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).ok().map(RequestId::new)
     }
 }
 
@@ -137,6 +154,23 @@ impl App {
                 config.request_timeout().max(Duration::from_secs(config.upload_timeout_seconds)),
             ))
             .layer(CatchPanicLayer::custom(panicked))
+            // One log line per request, in a span that carries its request id.
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &axum::http::Request<_>| {
+                        let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                        tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+                    })
+                    .on_request(())
+                    .on_response(|response: &Response, latency: Duration, _: &tracing::Span| {
+                        let ms = latency.as_secs_f64() * 1_000.0;
+                        tracing::info!(target: "oacis::request", status = response.status().as_u16(), ms, "answered");
+                    }),
+            )
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            // Outermost: a request without `x-request-id` gets one (a UUID v7), which every
+            // layer inside sees and the response carries back.
+            .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
             .with_state(self.clone())
     }
 
@@ -291,7 +325,13 @@ pub async fn answer(app: &App, ip: Option<IpAddr>, headers: &HeaderMap, request:
     let caller = app.authenticate(headers);
     let admin = caller.as_ref().is_some_and(|c| c.holds(Permission::RoleAdmin));
     let reveal = Reveal::default();
-    let correlation_id = uuid::Uuid::now_v7();
+    // The request's id when it is a UUID (the layer makes one for requests without), so that
+    // the request log and the events it wrote share one id.
+    let correlation_id = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| uuid::Uuid::try_parse(v.trim()).ok())
+        .unwrap_or_else(uuid::Uuid::now_v7);
     let mut request =
         request.data(RequestCtx { caller: caller.clone(), correlation_id, client_ip: ip, reveal: reveal.clone() });
     if !admin {

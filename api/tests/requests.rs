@@ -1,0 +1,68 @@
+//! Request ids: every answer carries `x-request-id` (the client's, or a UUID v7 made for the
+//! request), and the events a request writes carry that id as their correlation id, so that
+//! a request's log line and its records in the log can be joined.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+use oacis_tests::{exchange, Server};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "Sesame-Open-2026";
+const CHANGED: &str = "Sesame-Changed-77";
+
+fn request_id(head: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("x-request-id").then(|| value.trim().to_owned())
+    })
+}
+
+#[test]
+fn a_request_id_names_the_answer_and_the_events_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(env!("CARGO_BIN_EXE_oacis"), &data, &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]);
+    let token = server.first_sign_in("admin", PASSWORD, CHANGED);
+    let register = json!({ "query": "mutation { registerCustomer(profile: {kind: PERSON, name: \"请求甲\", source: OTHER}) { id } }" })
+        .to_string();
+    let json_type = ("content-type", "application/json");
+
+    // The client's id comes back, and becomes the events' correlation id.
+    let chosen = "01939a4e-0000-7000-8000-00000000c0de";
+    let (status, head, body) = exchange(
+        &server.addr,
+        "POST",
+        "/graphql",
+        Some(&token),
+        &[json_type, ("x-request-id", chosen)],
+        register.as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(request_id(&head).as_deref(), Some(chosen), "{head}");
+    let id =
+        serde_json::from_str::<Value>(&body).unwrap()["data"]["registerCustomer"]["id"].as_str().unwrap().to_owned();
+
+    // Without one, the server makes a UUID for the answer.
+    let (_, head, _) = exchange(&server.addr, "POST", "/graphql", Some(&token), &[json_type], register.as_bytes());
+    let made = request_id(&head).unwrap_or_else(|| panic!("{head}"));
+    assert!(uuid::Uuid::try_parse(&made).is_ok(), "{made}");
+    server.kill();
+
+    let out_file = dir.path().join("log.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_oacis"))
+        .args(["export", "--data", data.to_str().unwrap(), "--out", out_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let records: Vec<Value> =
+        std::fs::read_to_string(&out_file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ours: Vec<&Value> = records.iter().filter(|r| r["correlation_id"] == chosen).collect();
+    assert!(!ours.is_empty(), "no record carries the request id");
+    assert!(
+        ours.iter().any(|r| r["kind"] == "CustomerRegistered" && r["stream"] == format!("customer-{id}")),
+        "{ours:?}"
+    );
+    assert!(records.iter().any(|r| r["correlation_id"] == made.as_str()), "the made id is the other request's");
+}
