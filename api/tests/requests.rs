@@ -1,6 +1,6 @@
 //! Request ids: every answer carries `x-request-id` (the client's, or a UUID v7 made for the
 //! request), and the events a request writes carry that id as their correlation id, so that
-//! a request's log line and its records in the log can be joined.
+//! a request's log line and its records in the log can be joined. And `/metrics`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -65,4 +65,43 @@ fn a_request_id_names_the_answer_and_the_events_it_wrote() {
         "{ours:?}"
     );
     assert!(records.iter().any(|r| r["correlation_id"] == made.as_str()), "the made id is the other request's");
+}
+
+/// `/metrics`: the Prometheus text format, for administrators only, with the operations by
+/// root field and outcome, their latency histogram, refused sign-ins, the log's appends and
+/// syncs, and the views' lag.
+#[test]
+fn metrics_count_what_the_server_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        env!("CARGO_BIN_EXE_oacis"),
+        &dir.path().join("data"),
+        &[],
+        &[("OACIS_ADMIN_PASSWORD", PASSWORD)],
+    );
+    let (status, _) = server.http("GET", "/metrics", None, b"");
+    assert_eq!(status, 401);
+    let wrong = "mutation { signIn(input: {name: \"admin\", password: \"Wrong-Pass-1234\"}) { token } }";
+    let _ = server.gql(None, wrong, json!({}));
+    let token = server.first_sign_in("admin", PASSWORD, CHANGED);
+    let register = "mutation { registerCustomer(profile: {kind: PERSON, name: \"度量甲\", source: OTHER}) { id } }";
+    let _ = server.gql(Some(&token), register, json!({}));
+    let refused = "mutation { registerCustomer(profile: {kind: PERSON, name: \"\", source: OTHER}) { id } }";
+    let _ = server.gql(Some(&token), refused, json!({}));
+    let (status, text) = server.http("GET", "/metrics", Some(&token), b"");
+    assert_eq!(status, 200, "{text}");
+    for expected in [
+        "oacis_graphql_operations_total{field=\"registerCustomer\",outcome=\"ok\"} 1",
+        "oacis_graphql_operations_total{field=\"registerCustomer\",outcome=\"validation\"} 1",
+        "oacis_graphql_operation_duration_seconds_bucket{field=\"registerCustomer\",le=\"10\"} 2",
+        "oacis_sign_in_failures_total{reason=\"bad_credentials\"} 1",
+        "oacis_eventlog_appends_total ",
+        "oacis_eventlog_sync_duration_seconds_bucket{le=",
+        "oacis_eventlog_group_appends_count ",
+        "oacis_views_lag_events 0",
+        "oacis_sessions_open ",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    assert!(!text.contains(&token[..20]) && !text.contains("度量甲"), "no ids or data in labels");
 }

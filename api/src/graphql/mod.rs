@@ -86,6 +86,7 @@ pub fn schema(state: Arc<AppState>) -> OacisSchema {
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_directives(MAX_DIRECTIVES)
+        .extension(crate::server::metrics::RootFields)
         .finish()
 }
 

@@ -110,6 +110,7 @@ impl SessionMutation {
         let state = app(ctx)?;
         let ip = request(ctx)?.client_ip;
         if !state.throttle.allow(&input.name, ip) {
+            metrics::counter!("oacis_sign_in_failures_total", "reason" => "rate_limited").increment(1);
             return Err(ApiError::RateLimited);
         }
         let user = views(ctx, |v| v.access.user_by_sign_in_name(&input.name).map(|u| u.id))?;
@@ -117,6 +118,7 @@ impl SessionMutation {
         let Some(user) = user else {
             // Same work as a known name: verify against the decoy.
             let _ = state.hasher.verify(&input.password, None).await.map_err(ApiError::internal)?;
+            metrics::counter!("oacis_sign_in_failures_total", "reason" => "bad_credentials").increment(1);
             return Err(ApiError::BadCredentials);
         };
         let stream = user.stream();
@@ -144,6 +146,7 @@ impl SessionMutation {
                 lockout_threshold: state.config.lockout_threshold,
             };
             state.bus.execute::<User>(stream, command, &origin).await?;
+            metrics::counter!("oacis_sign_in_failures_total", "reason" => "bad_credentials").increment(1);
             return Err(ApiError::BadCredentials);
         }
         open_session(state, user, &account, now, &origin).await

@@ -12,6 +12,7 @@
 
 pub mod bootstrap;
 pub mod config;
+pub mod metrics;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -144,6 +145,7 @@ impl App {
             .route("/graphql", get(graphiql).post(graphql_post))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics::endpoint))
             // The widest limits of any request here; JSON requests are held to the narrower
             // body limit and timeout in `graphql_post`, uploads to these.
             .layer(RequestBodyLimitLayer::new(widest))
@@ -372,6 +374,10 @@ pub async fn answer(app: &App, ip: Option<IpAddr>, headers: &HeaderMap, request:
 
 /// Runs `oacis serve` until interrupted.
 pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
+    // Before the store opens, so that its writer's first groups are counted.
+    if metrics::install().is_none() {
+        tracing::warn!("another metrics recorder is installed; /metrics answers 404");
+    }
     let listen = config.listen;
     let demo = config.demo;
     let app = App::open(config).await?;

@@ -1,0 +1,119 @@
+//! Prometheus metrics: the process-wide recorder (`metrics` facade, rendered by
+//! `metrics-exporter-prometheus` in the text exposition format 0.0.4), the GraphQL extension
+//! that counts and times each root field, and the `/metrics` endpoint.
+//!
+//! Names follow the Prometheus conventions (<https://prometheus.io/docs/practices/naming/>):
+//! the `oacis_` prefix, base units (`_seconds`), `_total` for counters. Labels take values
+//! from small fixed sets (root field names of the schema, outcome codes): never ids.
+//!
+//! Series:
+//! - `oacis_graphql_operations_total{field, outcome}`: root fields resolved, `outcome` `ok` or
+//!   the error's code in lower case (`forbidden`, `validation`, ...);
+//! - `oacis_graphql_operation_duration_seconds{field}`: histogram of their resolution time;
+//! - `oacis_sign_in_failures_total{reason}`: refused sign-ins (`bad_credentials`,
+//!   `rate_limited`);
+//! - `oacis_eventlog_appends_total`, `oacis_eventlog_group_appends` (histogram of appends per
+//!   group commit), `oacis_eventlog_sync_duration_seconds` (flush and fdatasync): from the
+//!   log's writer;
+//! - gauges set when scraped: `oacis_eventlog_head_seq`, `oacis_views_lag_events` (records
+//!   the views have not applied yet), `oacis_sessions_open` (sessions seen within the idle
+//!   limit).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo};
+use async_graphql::{ServerResult, Value};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use oacis_domain::authz::Permission;
+use oacis_eventlog::EventStore;
+
+use super::App;
+
+/// Histogram buckets, in seconds: 0.5 ms to 10 s.
+const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Installs the process-wide recorder once; answers its handle (`None` if another recorder
+/// was installed first, in which case the macros report there).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new().set_buckets(BUCKETS).ok()?;
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Counts and times every root field of every operation (see the module doc).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RootFields;
+
+impl ExtensionFactory for RootFields {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(RootFields)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for RootFields {
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        if info.path_node.parent.is_some() || info.is_for_introspection {
+            return next.run(ctx, info).await;
+        }
+        // The schema's own field name (never the client's alias): a fixed set of values.
+        let field = info.name.to_owned();
+        let started = Instant::now();
+        let result = next.run(ctx, info).await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e
+                .extensions
+                .as_ref()
+                .and_then(|x| x.get("code"))
+                .and_then(|code| match code {
+                    Value::String(s) => Some(s.to_lowercase()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| "error".to_owned()),
+        };
+        metrics::histogram!("oacis_graphql_operation_duration_seconds", "field" => field.clone())
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("oacis_graphql_operations_total", "field" => field, "outcome" => outcome).increment(1);
+        result
+    }
+}
+
+/// `GET /metrics`: the Prometheus text format, for a caller holding an administrator's token
+/// (`role.admin`); 401 otherwise, 404 when no recorder is installed.
+pub async fn endpoint(State(app): State<App>, headers: HeaderMap) -> Response {
+    match app.authenticate(&headers) {
+        Some(caller) if caller.holds(Permission::RoleAdmin) => {}
+        _ => return (StatusCode::UNAUTHORIZED, "metrics are for signed-in administrators").into_response(),
+    }
+    let Some(handle) = install() else {
+        return (StatusCode::NOT_FOUND, "no metrics recorder in this process").into_response();
+    };
+    let state = &app.state;
+    let head = state.bus.store().head().seq.0;
+    let applied = state.bus.projections().applied().0;
+    #[allow(clippy::cast_precision_loss)]
+    {
+        metrics::gauge!("oacis_eventlog_head_seq").set(head as f64);
+        metrics::gauge!("oacis_views_lag_events").set(head.saturating_sub(applied) as f64);
+        let open = state.last_seen.lock().map(|seen| seen.len()).unwrap_or(0);
+        metrics::gauge!("oacis_sessions_open").set(open as f64);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()).into_response()
+}
