@@ -55,7 +55,9 @@ impl Server {
             if let Ok(mut p) = printed.lock() {
                 p.push(line.clone());
             }
-            if let Some(rest) = line.strip_prefix("oacis: serving http://") {
+            if let Some(rest) =
+                line.strip_prefix("oacis: serving http://").or_else(|| line.strip_prefix("oacis: serving https://"))
+            {
                 break rest.trim_end_matches("/graphql").to_owned();
             }
         };

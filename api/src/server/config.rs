@@ -62,6 +62,12 @@ pub struct ServeArgs {
     /// The region whose national phone forms are understood (ISO 3166-1 alpha-2).
     #[arg(long, value_name = "CC", env = "OACIS_DEFAULT_REGION", default_value = "CN")]
     pub default_region: String,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs `--tls-key`.
+    #[arg(long, value_name = "FILE", env = "OACIS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", env = "OACIS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// A customer file (CSV or .xlsx) to import at start, as `admin`, after any demo data;
     /// skipped when the same file (by BLAKE3) was imported into this store before and not
     /// undone. Rows are matched by their id column, else their external_id column.

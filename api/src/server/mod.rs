@@ -13,6 +13,7 @@
 pub mod bootstrap;
 pub mod config;
 pub mod metrics;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -378,6 +379,12 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
     if metrics::install().is_none() {
         tracing::warn!("another metrics recorder is installed; /metrics answers 404");
     }
+    // TLS settings are checked before the store is opened.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
     let listen = config.listen;
     let demo = config.demo;
     let app = App::open(config).await?;
@@ -388,8 +395,10 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
         bootstrap::import_at_start(&app.state, &file).await?;
     }
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(address = %listener.local_addr()?, "oacis is serving GraphQL at /graphql");
-    eprintln!("oacis: serving http://{}/graphql", listener.local_addr()?);
+    let address = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%address, scheme, "oacis is serving GraphQL at /graphql");
+    eprintln!("oacis: serving {scheme}://{address}/graphql");
     let state = app.state.clone();
     let sweeper = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -404,6 +413,30 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
+    match tls {
+        Some(config) => {
+            use axum::serve::ListenerExt as _;
+            // `tap_io` gives the listener the peer address as connect info.
+            let listener = tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+            serve_until_stopped(listener, &app).await?;
+        }
+        None => serve_until_stopped(listener, &app).await?,
+    }
+    sweeper.abort();
+    // Every acknowledged append is durable already (acknowledged only after fsync); closing
+    // the store ends its writer after the group in hand and releases the folder.
+    drop(app);
+    eprintln!("oacis: stopped");
+    Ok(())
+}
+
+/// Serves `app` on `listener` until SIGTERM or SIGINT, then lets requests in flight finish
+/// for at most `--shutdown-seconds`.
+async fn serve_until_stopped<L>(listener: L, app: &App) -> anyhow::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    for<'a> SocketAddr: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
     let router = app.router();
     let stopping = Arc::new(tokio::sync::Notify::new());
     let signalled = stopping.clone();
@@ -424,11 +457,6 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!(seconds = deadline.as_secs(), "requests still in flight at the shutdown deadline; exiting");
         }
     }
-    sweeper.abort();
-    // Every acknowledged append is durable already (acknowledged only after fsync); closing
-    // the store ends its writer after the group in hand and releases the folder.
-    drop(app);
-    eprintln!("oacis: stopped");
     Ok(())
 }
 
