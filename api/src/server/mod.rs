@@ -1,5 +1,7 @@
 //! The HTTP server: opening the store and views, first-start set-up, the axum router with its
-//! tower layers, token checking, and the GraphQL endpoint.
+//! tower layers (request ids, request logs, limits, timeouts), token checking, the GraphQL
+//! endpoint, `/metrics` (`metrics.rs`), HTTPS (`tls.rs`) and the graceful stop on SIGTERM or
+//! SIGINT.
 //!
 //! Invariants:
 //! - `/graphql` is the only way in to data; every request's caller is resolved from its
