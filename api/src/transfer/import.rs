@@ -451,12 +451,9 @@ pub async fn import(
                         outcome: Outcome::Refused,
                     };
                     resolve(views, caller, &reader, key, &phone_ctx, &mut seen_keys, &mut plan);
-                    // Resolving stops at its first error (an owner, then a department):
-                    // leave out and resolve again, a bounded number of times.
-                    for _ in 0..3 {
-                        if !(options.omit_invalid_values && plan.omit_invalid_values(key)) {
-                            break;
-                        }
+                    // Resolving reports the owner and the department together, so leaving
+                    // them out and resolving once more settles the row.
+                    if options.omit_invalid_values && plan.omit_invalid_values(key) {
                         plan.target = None;
                         resolve(views, caller, &reader, key, &phone_ctx, &mut seen_keys, &mut plan);
                     }
