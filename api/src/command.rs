@@ -315,6 +315,14 @@ impl CommandBus {
         }
     }
 
+    /// The same path telling time by `clock` (UTC microseconds) instead of the system's: for
+    /// tests that move time themselves.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Fn() -> Timestamp + Send + Sync>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The same path reading national phone forms as numbers of `region`.
     #[must_use]
     pub fn with_phone_region(mut self, region: Region) -> Self {

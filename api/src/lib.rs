@@ -12,6 +12,7 @@ pub mod cli;
 pub mod command;
 pub mod erasure;
 pub mod graphql;
+pub mod live;
 pub mod progress;
 pub mod server;
 pub mod transfer;

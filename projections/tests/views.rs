@@ -635,6 +635,7 @@ fn reference_page(
 ) -> (Vec<uuid::Uuid>, usize, bool) {
     use std::cmp::Ordering;
     let needle = q.text.as_ref().map(|t| t.trim().to_lowercase());
+    let name_needle = q.name.as_ref().map(|t| t.trim().to_lowercase());
     let matches = |r: &&oacis_projections::views::directory::CustomerRow| {
         let mut parts = vec![
             r.name.clone(),
@@ -666,6 +667,7 @@ fn reference_page(
             && q.segment.as_ref().is_none_or(|s| r.segment.as_ref() == Some(s))
             && q.tags.iter().all(|t| r.tags.contains(t))
             && needle.as_ref().is_none_or(|n| text.contains(n.as_str()))
+            && name_needle.as_ref().is_none_or(|n| r.name.to_lowercase().contains(n.as_str()))
     };
     let sort_last_descending = q.sort.last().is_some_and(|(_, order)| *order == Order::Descending);
     let compare = |a: &&oacis_projections::views::directory::CustomerRow,
@@ -750,9 +752,18 @@ fn directory_queries_agree_with_a_naive_reference() {
         for round in 0..300 {
             let mut q =
                 DirectoryQuery { sort: sorts[roll(sorts.len())].clone(), first: 1 + roll(25), ..Default::default() };
-            match roll(6) {
+            match roll(7) {
                 0 => {
                     q.text = Some(["王", "MÜLLER", "+86", "vip", "科技", "c1"][roll(6)].into());
+                    q.search_personal = roll(2) == 0;
+                }
+                // Names alone: a tag or a phone in the needle matches no name; with a text
+                // filter both must hold.
+                5 => {
+                    q.name = Some(["王", "MÜLLER", "科技", "伟", "vip", "+86"][roll(6)].into());
+                    if roll(3) == 0 {
+                        q.text = Some(["vip", "王", "科技"][roll(3)].into());
+                    }
                     q.search_personal = roll(2) == 0;
                 }
                 1 => q.owner = Some(owners[roll(owners.len())]),

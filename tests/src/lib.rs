@@ -1,5 +1,6 @@
 //! The harness of the end-to-end tests: start the real `oacis` binary on a data folder, find
-//! the address it listens on, and talk HTTP/1.1 to it over loopback as any client would.
+//! the address it listens on, and talk HTTP/1.1 to it over loopback as any client would, or
+//! subscribe over a WebSocket (`graphql-transport-ws`, [`Subscriber`]).
 //!
 //! The tests themselves live beside the binary (`api/tests/`), because Cargo builds a binary
 //! and tells its path (`CARGO_BIN_EXE_oacis`) only to the integration tests of its own
@@ -91,10 +92,7 @@ impl Server {
     /// On another status or a body that is not JSON.
     #[must_use]
     pub fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
-        let body = json!({ "query": query, "variables": variables }).to_string();
-        let (status, body) = self.http("POST", "/graphql", token, body.as_bytes());
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+        gql(&self.addr, token, query, variables)
     }
 
     /// A first sign-in: signs `name` in with `password`, changes it to `new` as a first
@@ -104,12 +102,7 @@ impl Server {
     /// If either step is refused.
     #[must_use]
     pub fn first_sign_in(&self, name: &str, password: &str, new: &str) -> String {
-        let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
-        let answer = self.gql(None, sign_in, json!({ "n": name, "p": password }));
-        let token = answer["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned();
-        let change = "mutation($c: String!, $n: String!) { changePassword(current: $c, newPassword: $n) { token } }";
-        let answer = self.gql(Some(&token), change, json!({ "c": password, "n": new }));
-        answer["data"]["changePassword"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned()
+        first_sign_in(&self.addr, name, password, new)
     }
 
     /// Sends SIGTERM (with the system's `kill`) and waits for the process to exit; answers
@@ -128,6 +121,33 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A GraphQL request to the server at `addr` that must answer 200; answers the JSON body.
+///
+/// # Panics
+/// On another status or a body that is not JSON.
+#[must_use]
+pub fn gql(addr: &str, token: Option<&str>, query: &str, variables: Value) -> Value {
+    let body = json!({ "query": query, "variables": variables }).to_string();
+    let (status, body) = http(addr, "POST", "/graphql", token, body.as_bytes());
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// A first sign-in at `addr`: signs `name` in with `password`, changes it to `new` as a first
+/// sign-in must, and answers the token of the new session.
+///
+/// # Panics
+/// If either step is refused.
+#[must_use]
+pub fn first_sign_in(addr: &str, name: &str, password: &str, new: &str) -> String {
+    let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
+    let answer = gql(addr, None, sign_in, json!({ "n": name, "p": password }));
+    let token = answer["data"]["signIn"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned();
+    let change = "mutation($c: String!, $n: String!) { changePassword(current: $c, newPassword: $n) { token } }";
+    let answer = gql(addr, Some(&token), change, json!({ "c": password, "n": new }));
+    answer["data"]["changePassword"]["token"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned()
 }
 
 /// One HTTP/1.1 request to `addr`; answers the status and the body.
@@ -186,4 +206,93 @@ pub fn exchange(
 #[must_use]
 pub fn code(answer: &Value) -> &str {
     answer["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
+}
+
+/// A `graphql-transport-ws` client over a blocking WebSocket: one connection, any number of
+/// subscriptions by id.
+#[derive(Debug)]
+pub struct Subscriber {
+    socket: tungstenite::WebSocket<TcpStream>,
+}
+
+impl Subscriber {
+    /// Connects to `ws://addr/graphql` offering `protocol`, sends `connection_init` with
+    /// `payload`, and waits for `connection_ack`. A refusal answers the HTTP status of the
+    /// upgrade, or the close frame's code and reason.
+    ///
+    /// # Errors
+    /// The refusal, in words.
+    pub fn connect_with(addr: &str, protocol: &str, payload: Value) -> Result<Subscriber, String> {
+        use tungstenite::client::IntoClientRequest as _;
+        let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+        let mut request = format!("ws://{addr}/graphql").into_client_request().map_err(|e| e.to_string())?;
+        let offered = protocol.parse().map_err(|e| format!("{e}"))?;
+        request.headers_mut().insert("sec-websocket-protocol", offered);
+        let (socket, _) = tungstenite::client(request, stream).map_err(|e| match e {
+            tungstenite::handshake::HandshakeError::Failure(tungstenite::Error::Http(response)) => {
+                format!("HTTP {}", response.status().as_u16())
+            }
+            other => other.to_string(),
+        })?;
+        let mut subscriber = Subscriber { socket };
+        subscriber.send(&json!({ "type": "connection_init", "payload": payload }));
+        let ack = subscriber.message()?;
+        if ack["type"] == "connection_ack" {
+            Ok(subscriber)
+        } else {
+            Err(format!("expected connection_ack, got {ack}"))
+        }
+    }
+
+    /// [`Subscriber::connect_with`] `graphql-transport-ws`, with `{"authorization": "Bearer
+    /// <token>"}` (or an empty payload).
+    ///
+    /// # Errors
+    /// The refusal, in words.
+    pub fn connect(addr: &str, token: Option<&str>) -> Result<Subscriber, String> {
+        let payload = token.map_or_else(|| json!({}), |t| json!({ "authorization": format!("Bearer {t}") }));
+        Subscriber::connect_with(addr, "graphql-transport-ws", payload)
+    }
+
+    /// Starts the operation `query` with `variables` as subscription `id`.
+    pub fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.send(&json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } }));
+    }
+
+    /// The next `next`, `error` or `complete` message (pings are answered on the way).
+    ///
+    /// # Panics
+    /// When the connection closes or nothing comes within 30 s.
+    pub fn next(&mut self) -> Value {
+        self.message().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn message(&mut self) -> Result<Value, String> {
+        loop {
+            let message = self.socket.read().map_err(|e| format!("read: {e}"))?;
+            match message {
+                tungstenite::Message::Text(text) => {
+                    let value: Value = serde_json::from_str(text.as_str()).map_err(|e| format!("{e}: {text}"))?;
+                    if value["type"] == "ping" {
+                        self.send(&json!({ "type": "pong" }));
+                        continue;
+                    }
+                    return Ok(value);
+                }
+                tungstenite::Message::Close(frame) => {
+                    return Err(frame.map_or_else(
+                        || "closed".to_owned(),
+                        |f| format!("closed {}: {}", u16::from(f.code), f.reason),
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn send(&mut self, message: &Value) {
+        let text = message.to_string();
+        self.socket.send(tungstenite::Message::text(text)).unwrap_or_else(|e| panic!("send: {e}"));
+    }
 }

@@ -161,6 +161,8 @@ pub struct CustomerFilter {
     /// Substring of name, industry or tag (and of phone or e-mail for callers who may see
     /// personal data).
     pub text: Option<String>,
+    /// Substring of the name alone, case-insensitive (at most 100 characters).
+    pub name: Option<String>,
     /// Owner id.
     pub owner: Option<String>,
     /// Department id.
@@ -217,13 +219,14 @@ pub fn directory_query(
         CustomerOrder::LastContactAsc => (SortKey::LastContact, Order::Ascending),
         CustomerOrder::LastContactDesc => (SortKey::LastContact, Order::Descending),
     };
-    if let Some(text) = &filter.text {
-        if text.chars().count() > 100 {
-            return Err(ApiError::field("filter.text", FieldCode::TooLong, "at most 100 characters"));
+    for (field, value) in [("filter.text", &filter.text), ("filter.name", &filter.name)] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > 100) {
+            return Err(ApiError::field(field, FieldCode::TooLong, "at most 100 characters"));
         }
     }
     Ok(DirectoryQuery {
         text: filter.text.clone(),
+        name: filter.name.clone(),
         search_personal: caller.principal.active && personal_everywhere(caller),
         owner: filter.owner.as_deref().map(|o| parse_id("filter.owner", o).map(UserId)).transpose()?,
         department: filter

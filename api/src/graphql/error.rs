@@ -2,7 +2,8 @@
 //! to a machine code in `extensions.code`, and validation errors carry every field error.
 //!
 //! Codes: UNAUTHENTICATED, FORBIDDEN, PASSWORD_CHANGE_REQUIRED, VALIDATION, CONFLICT,
-//! NOT_FOUND, RATE_LIMITED, INTERNAL. An internal failure is logged once here and shown to
+//! NOT_FOUND, RATE_LIMITED, INTERNAL; and for live feeds, the last item of a closed feed:
+//! SLOW_CONSUMER, SHUTTING_DOWN. An internal failure is logged once here and shown to
 //! the client as a generic message with the request's correlation id, nothing more.
 
 use async_graphql::ErrorExtensions;
@@ -43,6 +44,13 @@ pub enum ApiError {
     RateLimited,
     /// Anything unexpected (API: INTERNAL; logged once).
     Internal(String),
+    /// The server closes a live feed (API: `code`, SLOW_CONSUMER or SHUTTING_DOWN).
+    FeedClosed {
+        /// The code.
+        code: &'static str,
+        /// Why, and how to go on.
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -79,10 +87,13 @@ impl ApiError {
             ApiError::NotFound(what) => format!("{what} not found"),
             ApiError::RateLimited => "too many attempts; wait a minute".into(),
             ApiError::Internal(_) => "internal error; it has been logged".into(),
+            ApiError::FeedClosed { message, .. } => message.clone(),
         }
     }
 
-    fn code(&self) -> &'static str {
+    /// The machine code (`extensions.code`).
+    #[must_use]
+    pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthenticated | ApiError::BadCredentials => "UNAUTHENTICATED",
             ApiError::Forbidden(_) => "FORBIDDEN",
@@ -92,6 +103,7 @@ impl ApiError {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::RateLimited => "RATE_LIMITED",
             ApiError::Internal(_) => "INTERNAL",
+            ApiError::FeedClosed { code, .. } => code,
         }
     }
 }

@@ -14,7 +14,7 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, SimpleObject};
 use oacis_domain::authz::{Permission, Resource};
 use oacis_domain::ids::{CustomerId, UserId};
-use oacis_eventlog::{EventStore, Seq, StreamId};
+use oacis_eventlog::{EventStore, Record, Seq, StreamId};
 use oacis_projections::views::analytics::{Dimension, RfmThresholds};
 use oacis_projections::views::audit::Alert;
 use oacis_projections::views::directory::Visible;
@@ -252,6 +252,31 @@ pub struct AlertNode {
     pub detail: String,
 }
 
+impl AlertNode {
+    /// The node of `alert`.
+    #[must_use]
+    pub fn of(alert: &Alert) -> AlertNode {
+        let kind = match alert {
+            Alert::RepeatedFailedLogins { .. } => "repeated_failed_logins",
+            Alert::PersonalDataVolume { .. } => "personal_data_volume",
+            Alert::LoginOnBlockedAccount { .. } => "sign_in_on_blocked_account",
+        };
+        AlertNode { seq: alert.seq().0, kind: kind.into(), user: alert.user().to_string(), detail: alert_detail(alert) }
+    }
+}
+
+/// An alert in words.
+#[must_use]
+pub fn alert_detail(alert: &Alert) -> String {
+    match alert {
+        Alert::RepeatedFailedLogins { failures, .. } => format!("{failures} failed sign-ins in a short time"),
+        Alert::PersonalDataVolume { within_hour, .. } => {
+            format!("{within_hour} personal-data reads or exported records within an hour")
+        }
+        Alert::LoginOnBlockedAccount { reason, .. } => format!("sign-in attempted while {reason:?}"),
+    }
+}
+
 /// One event of the log.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct EventNode {
@@ -275,6 +300,38 @@ pub struct EventNode {
     pub hash: String,
     /// The previous record's hash, hex.
     pub prev_hash: String,
+}
+
+impl EventNode {
+    /// Whether `record` is of one of `streams` and one of `kinds` (`None`: any).
+    #[must_use]
+    pub fn selected(record: &Record, streams: Option<&[String]>, kinds: Option<&[String]>) -> bool {
+        streams.is_none_or(|s| s.iter().any(|x| x == record.stream.as_str()))
+            && kinds.is_none_or(|k| k.iter().any(|x| x == record.kind.as_str()))
+    }
+
+    /// The node of `record`: secrets redacted, and the `personal` parts masked unless
+    /// `personal`.
+    #[must_use]
+    pub fn of(record: &Record, personal: bool) -> EventNode {
+        let mut payload: Value = serde_json::from_slice(&record.payload).unwrap_or(Value::Null);
+        redact_secrets(&mut payload);
+        if !personal {
+            mask_personal(&mut payload, false);
+        }
+        EventNode {
+            seq: record.seq.0,
+            stream: record.stream.as_str().to_owned(),
+            version: record.version.0,
+            kind: record.kind.as_str().to_owned(),
+            schema: record.schema,
+            recorded_at: record.recorded_at.to_rfc3339().unwrap_or_default(),
+            actor: record.meta.actor.clone(),
+            payload: payload.to_string(),
+            hash: record.hash.to_hex(),
+            prev_hash: record.prev_hash.to_hex(),
+        }
+    }
 }
 
 /// The result of verifying the whole chain.
@@ -610,32 +667,7 @@ impl InsightQuery {
     async fn security_alerts(&self, ctx: &Context<'_>) -> ApiResult<Vec<AlertNode>> {
         let caller = audit_caller(ctx)?;
         caller.require(Permission::AuditRead, &Resource::global())?;
-        views(ctx, |v| {
-            v.audit
-                .alerts()
-                .iter()
-                .map(|a| match a {
-                    Alert::RepeatedFailedLogins { user, failures, seq } => AlertNode {
-                        seq: seq.0,
-                        kind: "repeated_failed_logins".into(),
-                        user: user.to_string(),
-                        detail: format!("{failures} failed sign-ins in a short time"),
-                    },
-                    Alert::PersonalDataVolume { user, within_hour, seq } => AlertNode {
-                        seq: seq.0,
-                        kind: "personal_data_volume".into(),
-                        user: user.to_string(),
-                        detail: format!("{within_hour} personal-data reads or exported records within an hour"),
-                    },
-                    Alert::LoginOnBlockedAccount { user, reason, seq } => AlertNode {
-                        seq: seq.0,
-                        kind: "sign_in_on_blocked_account".into(),
-                        user: user.to_string(),
-                        detail: format!("sign-in attempted while {reason:?}"),
-                    },
-                })
-                .collect()
-        })
+        views(ctx, |v| v.audit.alerts().iter().map(AlertNode::of).collect())
     }
 
     /// Events of the log from `fromSeq` (`audit.read` over all records), optionally only of
@@ -662,28 +694,10 @@ impl InsightQuery {
             let page = store.read_all(at, 1_000).await?;
             let Some(last) = page.last().map(|r| r.seq) else { break };
             for record in page {
-                let stream_ok = streams.as_ref().is_none_or(|s| s.iter().any(|x| x == record.stream.as_str()));
-                let kind_ok = kinds.as_ref().is_none_or(|k| k.iter().any(|x| x == record.kind.as_str()));
-                if !(stream_ok && kind_ok) || out.len() >= size {
+                if !EventNode::selected(&record, streams.as_deref(), kinds.as_deref()) || out.len() >= size {
                     continue;
                 }
-                let mut payload: Value = serde_json::from_slice(&record.payload).unwrap_or(Value::Null);
-                redact_secrets(&mut payload);
-                if !personal {
-                    mask_personal(&mut payload, false);
-                }
-                out.push(EventNode {
-                    seq: record.seq.0,
-                    stream: record.stream.as_str().to_owned(),
-                    version: record.version.0,
-                    kind: record.kind.as_str().to_owned(),
-                    schema: record.schema,
-                    recorded_at: record.recorded_at.to_rfc3339().unwrap_or_default(),
-                    actor: record.meta.actor.clone(),
-                    payload: payload.to_string(),
-                    hash: record.hash.to_hex(),
-                    prev_hash: record.prev_hash.to_hex(),
-                });
+                out.push(EventNode::of(&record, personal));
             }
             at = last.next();
         }

@@ -10,6 +10,7 @@ pub mod customers;
 pub mod documents;
 pub mod error;
 pub mod expansion;
+pub mod feeds;
 pub mod insight;
 pub mod notes;
 pub mod people;
@@ -21,7 +22,8 @@ pub mod work;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use async_graphql::parser::types::OperationType;
+use async_graphql::{Context, MergedObject, Schema};
 use oacis_projections::Views;
 
 use crate::access::{Caller, Reveal};
@@ -65,7 +67,7 @@ macro_rules! debug_as_name {
 debug_as_name!(Query, Mutation);
 
 /// The schema type.
-pub type OacisSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type OacisSchema = Schema<Query, Mutation, feeds::LiveSubscription>;
 
 /// Largest `first` of any connection.
 pub const MAX_PAGE: i32 = 100;
@@ -81,7 +83,7 @@ pub const MAX_DIRECTIVES: usize = 50;
 /// Builds the schema with every limit set (each is off by default in async-graphql).
 #[must_use]
 pub fn schema(state: Arc<AppState>) -> OacisSchema {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), feeds::LiveSubscription)
         .data(state)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
@@ -93,7 +95,7 @@ pub fn schema(state: Arc<AppState>) -> OacisSchema {
 /// The schema without server state, for printing the SDL.
 #[must_use]
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish().sdl()
+    Schema::build(Query::default(), Mutation::default(), feeds::LiveSubscription).finish().sdl()
 }
 
 /// The cost of a connection field: `first` (default [`DEFAULT_PAGE`]) times its node.
@@ -114,6 +116,12 @@ pub struct RequestCtx {
     pub client_ip: Option<IpAddr>,
     /// Personal data shown unmasked.
     pub reveal: Reveal,
+    /// The `Authorization` value the caller came with (none: no header), so that live feeds
+    /// can check the session again.
+    pub authorization: Option<String>,
+    /// Whether the request came over a WebSocket, where only subscriptions are served (the
+    /// access log of personal data reads is written for HTTP responses).
+    pub websocket: bool,
 }
 
 /// The server state.
@@ -121,9 +129,17 @@ pub fn app<'a>(ctx: &Context<'a>) -> ApiResult<&'a Arc<AppState>> {
     ctx.data::<Arc<AppState>>().map_err(|e| ApiError::internal(e.message))
 }
 
-/// The request context.
+/// The request context; refuses queries and mutations sent over a WebSocket.
 pub fn request<'a>(ctx: &Context<'a>) -> ApiResult<&'a RequestCtx> {
-    ctx.data::<RequestCtx>().map_err(|e| ApiError::internal(e.message))
+    let request = ctx.data::<RequestCtx>().map_err(|e| ApiError::internal(e.message))?;
+    if request.websocket && ctx.query_env.operation.node.ty != OperationType::Subscription {
+        return Err(ApiError::field(
+            "operation",
+            oacis_domain::FieldCode::InvalidFormat,
+            "a WebSocket serves subscriptions only; send queries and mutations with POST /graphql",
+        ));
+    }
+    Ok(request)
 }
 
 /// The signed-in caller, refusing one who must change its password first.

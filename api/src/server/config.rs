@@ -53,6 +53,16 @@ pub struct ServeArgs {
     /// server exits anyway, in seconds.
     #[arg(long, value_name = "SECONDS", env = "OACIS_SHUTDOWN_SECONDS", default_value_t = 20)]
     pub shutdown_seconds: u64,
+    /// Requests without an `Authorization` header act as this user, with its roles and
+    /// scopes as if it had signed in (PostGraphile's default role): for dashboards, kiosks and
+    /// load tests. A user who may administer users or roles is never used so. Unset: such
+    /// requests are UNAUTHENTICATED.
+    #[arg(long, value_name = "USERNAME", env = "OACIS_ANONYMOUS_USER")]
+    pub anonymous_user: Option<String>,
+    /// A bearer token that lets a scraper read `/metrics` without a session (at least 32
+    /// characters; compared in constant time).
+    #[arg(long, value_name = "TOKEN", env = "OACIS_METRICS_TOKEN", hide_env_values = true, value_parser = metrics_token)]
+    pub metrics_token: Option<String>,
     /// Sign-in attempts per minute per account.
     #[arg(long, value_name = "N", env = "OACIS_SIGNIN_PER_ACCOUNT_PER_MINUTE", default_value_t = 10)]
     pub sign_in_per_account_per_minute: u32,
@@ -82,6 +92,14 @@ pub struct ServeArgs {
     /// the row.
     #[arg(long, env = "OACIS_IMPORT_OMIT_INVALID_VALUES")]
     pub import_omit_invalid_values: bool,
+}
+
+/// A metrics token: 32 characters or more, no white space.
+fn metrics_token(value: &str) -> Result<String, String> {
+    if value.chars().count() < 32 || value.chars().any(char::is_whitespace) {
+        return Err("at least 32 characters, without white space".into());
+    }
+    Ok(value.to_owned())
 }
 
 impl ServeArgs {

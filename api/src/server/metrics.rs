@@ -17,7 +17,12 @@
 //!   log's writer;
 //! - gauges set when scraped: `oacis_eventlog_head_seq`, `oacis_views_lag_events` (records
 //!   the views have not applied yet), `oacis_sessions_open` (sessions seen within the idle
-//!   limit).
+//!   limit);
+//! - `oacis_subscriptions_open{feed}` (`events`, `notifications`): live feeds open now, and
+//!   `oacis_subscriptions_closed_total{feed, reason}`: feeds the server closed, by the code
+//!   of the closing error (`unauthenticated`, `slow_consumer`, `shutting_down`, ...).
+//!
+//! Scrapers without a session present `--metrics-token` as a bearer token.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -95,12 +100,51 @@ impl Extension for RootFields {
     }
 }
 
-/// `GET /metrics`: the Prometheus text format, for a caller holding an administrator's token
-/// (`role.admin`); 401 otherwise, 404 when no recorder is installed.
+/// One open live feed, counted in `oacis_subscriptions_open{feed}` while it lives.
+#[derive(Debug)]
+pub struct OpenFeed(&'static str);
+
+impl OpenFeed {
+    /// Counts a feed of kind `feed` as open.
+    #[must_use]
+    pub fn new(feed: &'static str) -> OpenFeed {
+        metrics::gauge!("oacis_subscriptions_open", "feed" => feed).increment(1.0);
+        OpenFeed(feed)
+    }
+
+    /// Counts the server's closing of this feed with `code` (an error code).
+    pub fn closed(&self, code: &str) {
+        metrics::counter!("oacis_subscriptions_closed_total", "feed" => self.0, "reason" => code.to_lowercase())
+            .increment(1);
+    }
+}
+
+impl Drop for OpenFeed {
+    fn drop(&mut self) {
+        metrics::gauge!("oacis_subscriptions_open", "feed" => self.0).decrement(1.0);
+    }
+}
+
+/// Whether `headers` carry the `--metrics-token` (compared in constant time).
+fn scraper(app: &App, headers: &HeaderMap) -> bool {
+    use subtle::ConstantTimeEq as _;
+    let Some(expected) = app.state.config.metrics_token.as_deref() else { return false };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .unwrap_or_default();
+    bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// `GET /metrics`: the Prometheus text format, for a scraper presenting `--metrics-token` or a
+/// caller holding an administrator's token (`role.admin`); 401 otherwise, 404 when no
+/// recorder is installed.
 pub async fn endpoint(State(app): State<App>, headers: HeaderMap) -> Response {
-    match app.authenticate(&headers) {
-        Some(caller) if caller.holds(Permission::RoleAdmin) => {}
-        _ => return (StatusCode::UNAUTHORIZED, "metrics are for signed-in administrators").into_response(),
+    let allowed = scraper(&app, &headers) || app.authenticate(&headers).is_some_and(|c| c.holds(Permission::RoleAdmin));
+    if !allowed {
+        return (StatusCode::UNAUTHORIZED, "metrics are for the metrics token or signed-in administrators")
+            .into_response();
     }
     let Some(handle) = install() else {
         return (StatusCode::NOT_FOUND, "no metrics recorder in this process").into_response();

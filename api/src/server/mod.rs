@@ -1,7 +1,7 @@
 //! The HTTP server: opening the store and views, first-start set-up, the axum router with its
 //! tower layers (request ids, request logs, limits, timeouts), token checking, the GraphQL
-//! endpoint, `/metrics` (`metrics.rs`), HTTPS (`tls.rs`) and the graceful stop on SIGTERM or
-//! SIGINT.
+//! endpoint (and its WebSocket for subscriptions, `websocket.rs`), `/metrics` (`metrics.rs`),
+//! HTTPS (`tls.rs`) and the graceful stop on SIGTERM or SIGINT.
 //!
 //! Invariants:
 //! - `/graphql` is the only way in to data; every request's caller is resolved from its
@@ -16,6 +16,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod metrics;
 pub mod tls;
+pub mod websocket;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -64,6 +65,8 @@ pub struct AppState {
     pub documents: graphql::documents::Documents,
     /// Users with an import running (one at a time each).
     pub imports: graphql::transfer::Running,
+    /// Live notifications and the stop signal of live feeds.
+    pub live: Arc<crate::live::Hub>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -109,6 +112,16 @@ impl App {
     /// Opens the store in `config.data`, replays the views (showing progress), and sets up an
     /// empty store (root department, default roles, administrator).
     pub async fn open(config: ServeArgs) -> anyhow::Result<App> {
+        App::open_with_clock(config, None).await
+    }
+
+    /// [`App::open`], telling time by `clock` (UTC microseconds) when given instead of the
+    /// system's: for tests that move time themselves (and tell the timer with
+    /// [`crate::live::Hub::clock_moved`]).
+    pub async fn open_with_clock(
+        config: ServeArgs,
+        clock: Option<Arc<dyn Fn() -> oacis_domain::ids::Timestamp + Send + Sync>>,
+    ) -> anyhow::Result<App> {
         let region = oacis_domain::validate::Region::parse(&config.default_region).ok_or_else(|| {
             anyhow::anyhow!("--default-region {:?} is not an ISO 3166-1 region", config.default_region)
         })?;
@@ -116,7 +129,11 @@ impl App {
         let mut progress = crate::progress::Progress::new("replay", store.head().seq.0);
         let projections = Projections::start(&store, &mut |seq| progress.set(seq.0)).await?;
         progress.finish();
-        let bus = Arc::new(CommandBus::new(store, Arc::new(projections), VIEW_WAIT).with_phone_region(region));
+        let mut bus = CommandBus::new(store, Arc::new(projections), VIEW_WAIT).with_phone_region(region);
+        if let Some(clock) = clock {
+            bus = bus.with_clock(clock);
+        }
+        let bus = Arc::new(bus);
         // Erasures recorded in the log win over a key store that still holds their keys.
         let destroyed = crate::erasure::apply_recorded(&bus).await?;
         if destroyed > 0 {
@@ -134,8 +151,10 @@ impl App {
             last_seen: Mutex::new(HashMap::new()),
             documents: graphql::documents::Documents::default(),
             imports: graphql::transfer::Running::default(),
+            live: Arc::new(crate::live::Hub::default()),
         });
         bootstrap::first_start(&state).await?;
+        crate::live::start(&state.live, &state.bus);
         let schema = graphql::schema(state.clone());
         Ok(App { state, schema })
     }
@@ -145,7 +164,7 @@ impl App {
         let config = &self.state.config;
         let widest = usize::try_from(config.max_body_bytes.max(config.max_upload_bytes)).unwrap_or(usize::MAX);
         Router::new()
-            .route("/graphql", get(graphiql).post(graphql_post))
+            .route("/graphql", get(websocket::get).post(graphql_post))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics::endpoint))
@@ -179,14 +198,34 @@ impl App {
             .with_state(self.clone())
     }
 
-    /// The caller a bearer token names, if the token is valid now.
+    /// Serves the router on `listener` until the future is dropped, with no signal handling,
+    /// TLS or shutdown deadline (those are `serve`'s): for tests and embedding.
+    ///
+    /// # Errors
+    /// When the listener fails.
+    pub async fn serve_on(&self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        axum::serve(listener, self.router().into_make_service_with_connect_info::<SocketAddr>()).await
+    }
+
+    /// The caller a request's headers name (see [`AppState::caller_for`]).
     pub fn authenticate(&self, headers: &HeaderMap) -> Option<Caller> {
-        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        // A header that is not text is a wrong token, never the anonymous user.
+        self.state.caller_for(headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("")))
+    }
+}
+
+impl AppState {
+    /// The caller an `Authorization` value (`Bearer <token>`) names, if the token is valid
+    /// now; with no value at all, the `--anonymous-user` if one is set. Counts as use of the
+    /// session (idle expiry).
+    pub fn caller_for(&self, authorization: Option<&str>) -> Option<Caller> {
+        let Some(value) = authorization else {
+            return self.anonymous();
+        };
         let presented = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
         let (session, hash) = token::parse(presented.trim())?;
-        let state = &self.state;
-        let now = state.bus.now();
-        let found = state
+        let now = self.bus.now();
+        let found = self
             .bus
             .projections()
             .read(|views| {
@@ -202,16 +241,28 @@ impl App {
             })
             .ok()??;
         let (user, must_change_password, started_at, principal) = found;
-        if now.0 >= started_at.0.saturating_add(state.config.session_max_us()) {
+        if now.0 >= started_at.0.saturating_add(self.config.session_max_us()) {
             return None;
         }
-        let mut seen = state.last_seen.lock().ok()?;
+        let mut seen = self.last_seen.lock().ok()?;
         let last = seen.get(&session).copied().unwrap_or(started_at);
-        if now.0 >= last.0.saturating_add(state.config.session_idle_us()) {
+        if now.0 >= last.0.saturating_add(self.config.session_idle_us()) {
             return None;
         }
         seen.insert(session, now);
         Some(Caller { user, session, principal, must_change_password })
+    }
+
+    /// The `--anonymous-user`, unless unset, missing, inactive, or able to administer users or
+    /// roles (then requests without a token stay unauthenticated, and the refusal is logged).
+    fn anonymous(&self) -> Option<Caller> {
+        let name = self.config.anonymous_user.as_deref()?;
+        let caller = self.bus.projections().read(|views| Caller::acting_as(&views.access, name)).ok()??;
+        if caller.holds(Permission::UserAdmin) || caller.holds(Permission::RoleAdmin) {
+            tracing::warn!(user = name, "the anonymous user may administer users or roles; it is not used");
+            return None;
+        }
+        caller.principal.active.then_some(caller)
     }
 }
 
@@ -242,11 +293,13 @@ async fn readyz(State(app): State<App>) -> Response {
     }
 }
 
-async fn graphiql(State(app): State<App>, headers: HeaderMap) -> Response {
+/// GraphiQL, for signed-in administrators.
+fn graphiql(app: &App, headers: &HeaderMap) -> Response {
     // GraphiQL is a tool for administrators; others use POST /graphql.
-    match app.authenticate(&headers) {
+    match app.authenticate(headers) {
         Some(caller) if caller.holds(Permission::RoleAdmin) => {
-            Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response()
+            Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql").finish())
+                .into_response()
         }
         _ => (StatusCode::UNAUTHORIZED, "GraphiQL is for signed-in administrators; send queries with POST /graphql")
             .into_response(),
@@ -337,20 +390,18 @@ pub async fn answer(app: &App, ip: Option<IpAddr>, headers: &HeaderMap, request:
         .and_then(|v| v.to_str().ok())
         .and_then(|v| uuid::Uuid::try_parse(v.trim()).ok())
         .unwrap_or_else(uuid::Uuid::now_v7);
-    let mut request =
-        request.data(RequestCtx { caller: caller.clone(), correlation_id, client_ip: ip, reveal: reveal.clone() });
+    let mut request = request.data(RequestCtx {
+        caller: caller.clone(),
+        correlation_id,
+        client_ip: ip,
+        reveal: reveal.clone(),
+        authorization: headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("").to_owned()),
+        websocket: false,
+    });
     if !admin {
         request = request.disable_introspection();
     }
-    let mut response = app.schema.execute(request).await;
-    // Errors raised by async-graphql itself (parse, validation, input coercion, limits)
-    // carry no code: they are all about the request's form.
-    for error in &mut response.errors {
-        let extensions = error.extensions.get_or_insert_with(Default::default);
-        if extensions.get("code").is_none() {
-            extensions.set("code", "VALIDATION");
-        }
-    }
+    let response = with_codes(app.schema.execute(request).await);
     if let Some(caller) = &caller {
         let shown = reveal.shown();
         if !shown.is_empty() {
@@ -375,6 +426,19 @@ pub async fn answer(app: &App, ip: Option<IpAddr>, headers: &HeaderMap, request:
     async_graphql_axum::GraphQLResponse::from(response).into_response()
 }
 
+/// `response` with a code on every error: those raised by async-graphql itself (parse,
+/// validation, input coercion, limits) carry none, and they are all about the request's form
+/// (VALIDATION).
+fn with_codes(mut response: async_graphql::Response) -> async_graphql::Response {
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", "VALIDATION");
+        }
+    }
+    response
+}
+
 /// Runs `oacis serve` until interrupted.
 pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
     // Before the store opens, so that its writer's first groups are counted.
@@ -395,6 +459,9 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(file) = app.state.config.import.clone() {
         bootstrap::import_at_start(&app.state, &file).await?;
+    }
+    if let Some(name) = &app.state.config.anonymous_user {
+        eprintln!("oacis: requests without a token act as the user {name:?} (--anonymous-user)");
     }
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
@@ -425,6 +492,7 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
         None => serve_until_stopped(listener, &app).await?,
     }
     sweeper.abort();
+    app.state.live.stop();
     // Every acknowledged append is durable already (acknowledged only after fsync); closing
     // the store ends its writer after the group in hand and releases the folder.
     drop(app);
@@ -442,11 +510,14 @@ where
     let router = app.router();
     let stopping = Arc::new(tokio::sync::Notify::new());
     let signalled = stopping.clone();
+    let live = app.state.live.clone();
     let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             let which = stop_signal().await;
             eprintln!("oacis: {which}: no new connections; finishing the requests in flight");
             signalled.notify_one();
+            // Live feeds end with SHUTTING_DOWN (axum does not wait for WebSockets).
+            live.stop();
         });
     let server = std::future::IntoFuture::into_future(server);
     let deadline = Duration::from_secs(app.state.config.shutdown_seconds);

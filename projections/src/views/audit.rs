@@ -116,6 +116,28 @@ pub enum Alert {
     },
 }
 
+impl Alert {
+    /// The position of the event that raised it.
+    #[must_use]
+    pub fn seq(&self) -> Seq {
+        match self {
+            Alert::RepeatedFailedLogins { seq, .. }
+            | Alert::PersonalDataVolume { seq, .. }
+            | Alert::LoginOnBlockedAccount { seq, .. } => *seq,
+        }
+    }
+
+    /// The account it is about.
+    #[must_use]
+    pub fn user(&self) -> UserId {
+        match self {
+            Alert::RepeatedFailedLogins { user, .. }
+            | Alert::PersonalDataVolume { user, .. }
+            | Alert::LoginOnBlockedAccount { user, .. } => *user,
+        }
+    }
+}
+
 /// The audit view.
 #[derive(Debug, Default)]
 pub struct Audit {

@@ -1,7 +1,10 @@
 //! Service cases: by status, assignee, priority and customer; first-response and resolution
 //! times; overdue follow-ups; satisfaction per case.
+//!
+//! Invariant: `follow_ups` holds (follow-up time, id) of exactly the unresolved cases with a
+//! follow-up, so that the next one and those due in a window are range reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use oacis_domain::case::{CaseEvent, CaseStatus};
 use oacis_domain::ids::{CaseId, CustomerId, Timestamp, UserId};
@@ -38,6 +41,12 @@ pub struct CaseRow {
 }
 
 impl CaseRow {
+    /// Its entry in the follow-up index, if it belongs there.
+    fn follow_up_key(&self) -> Option<(Timestamp, CaseId)> {
+        let unresolved = !matches!(self.status, CaseStatus::Resolved | CaseStatus::Closed);
+        self.follow_up_at.filter(|_| unresolved).map(|at| (at, self.id))
+    }
+
     /// Microseconds from opening to first response.
     #[must_use]
     pub fn first_response_us(&self) -> Option<i64> {
@@ -68,6 +77,7 @@ pub struct CaseFilter {
 #[derive(Debug, Default)]
 pub struct CaseList {
     cases: BTreeMap<CaseId, CaseRow>,
+    follow_ups: BTreeSet<(Timestamp, CaseId)>,
 }
 
 impl CaseList {
@@ -97,14 +107,27 @@ impl CaseList {
     /// Unresolved cases whose follow-up is due before `now`, earliest first.
     #[must_use]
     pub fn overdue_follow_ups(&self, now: Timestamp) -> Vec<&CaseRow> {
-        let mut rows: Vec<&CaseRow> = self
-            .cases
-            .values()
-            .filter(|c| !matches!(c.status, CaseStatus::Resolved | CaseStatus::Closed))
-            .filter(|c| c.follow_up_at.is_some_and(|t| t < now))
-            .collect();
-        rows.sort_by_key(|c| (c.follow_up_at, c.id));
-        rows
+        self.follow_ups_due(Timestamp(i64::MIN), now)
+    }
+
+    /// Unresolved cases whose follow-up falls in `[from, to)`, earliest first (by time, then
+    /// id).
+    #[must_use]
+    pub fn follow_ups_due(&self, from: Timestamp, to: Timestamp) -> Vec<&CaseRow> {
+        if from >= to {
+            return Vec::new();
+        }
+        self.follow_ups
+            .range((from, CaseId(uuid::Uuid::nil()))..)
+            .take_while(|(at, _)| *at < to)
+            .filter_map(|(_, id)| self.cases.get(id))
+            .collect()
+    }
+
+    /// The earliest follow-up of an unresolved case at or after `from`.
+    #[must_use]
+    pub fn next_follow_up(&self, from: Timestamp) -> Option<Timestamp> {
+        self.follow_ups.range((from, CaseId(uuid::Uuid::nil()))..).next().map(|(at, _)| *at)
     }
 }
 
@@ -129,10 +152,15 @@ impl View for CaseList {
                 follow_up_at: None,
                 satisfaction: None,
             };
-            self.cases.insert(*id, row);
+            if let Some(old) = self.cases.insert(*id, row).and_then(|old| old.follow_up_key()) {
+                self.follow_ups.remove(&old);
+            }
             return Ok(());
         }
         let row = self.cases.get_mut(id).ok_or_else(|| format!("case {} was never opened", id.0))?;
+        if let Some(old) = row.follow_up_key() {
+            self.follow_ups.remove(&old);
+        }
         match event {
             CaseEvent::CaseOpened(_) => {}
             CaseEvent::CaseAssigned(e) => {
@@ -157,6 +185,7 @@ impl View for CaseList {
             CaseEvent::CaseFollowUpSet(e) => row.follow_up_at = e.at,
             CaseEvent::CaseRated(e) => row.satisfaction = Some(e.score),
         }
+        self.follow_ups.extend(row.follow_up_key());
         Ok(())
     }
 

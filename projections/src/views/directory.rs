@@ -243,7 +243,8 @@ impl SearchArena {
 #[derive(Debug, Default)]
 struct CharPostings {
     slots: HashMap<char, Vec<u32>>,
-    by_name: Mutex<HashMap<char, Arc<NameOrder>>>,
+    /// Name orders by (character, whether only names that hold it are listed).
+    by_name: Mutex<HashMap<(char, bool), Arc<NameOrder>>>,
 }
 
 /// One character's slots in ascending (name, id) order, and how many are not merged.
@@ -259,7 +260,8 @@ impl CharPostings {
         let mut orders = self.by_name.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !orders.is_empty() {
             for c in text.chars() {
-                orders.remove(&c);
+                orders.remove(&(c, false));
+                orders.remove(&(c, true));
             }
         }
     }
@@ -351,6 +353,8 @@ pub struct DirectoryQuery {
     pub text: Option<String>,
     /// Whether `text` may match inside phones and e-mails.
     pub search_personal: bool,
+    /// Substring of the name alone, case-insensitive (compared as search keys, like `text`).
+    pub name: Option<String>,
     /// Only rows this admits (`None`: every row).
     pub visible: Option<Visible>,
     /// Owner.
@@ -782,7 +786,14 @@ impl CustomerDirectory {
     pub fn query(&self, q: &DirectoryQuery) -> Page {
         let needle = q.text.as_deref().map(|t| search_key(t.trim()));
         let needle = needle.as_deref().filter(|n| !n.is_empty());
-        if let Some(page) = needle.and_then(|n| self.one_character_by_name(n, q)) {
+        let name_needle = q.name.as_deref().map(|t| search_key(t.trim()));
+        let name_needle = name_needle.as_deref().filter(|n| !n.is_empty());
+        let fast = match (needle, name_needle) {
+            (Some(n), None) => self.one_character_by_name(n, false, q),
+            (None, Some(n)) => self.one_character_by_name(n, true, q),
+            _ => None,
+        };
+        if let Some(page) = fast {
             return page;
         }
         // Lines never contain a line break, so a needle with one matches nothing.
@@ -804,6 +815,20 @@ impl CustomerDirectory {
             }
             slots
         });
+        let found = match name_needle {
+            None => found,
+            Some(n) => {
+                let finder = memchr::memmem::Finder::new(n.as_bytes());
+                let named = self.name_matches(n, &finder);
+                Some(match found {
+                    Some(mut text) => {
+                        text.sort_unstable();
+                        named.into_iter().filter(|slot| text.binary_search(slot).is_ok()).collect()
+                    }
+                    None => named,
+                })
+            }
+        };
         let segment = q.segment.as_ref().map(|s| self.segments.get(s).copied());
         // Either the total comes from the count cube and rows are matched as the page is
         // walked, or one pass over the filter columns marks and counts the matches.
@@ -883,11 +908,11 @@ impl CustomerDirectory {
     /// A search for one character, by name, with no filter but the default status (every
     /// status but merged) and no scope, answered from the character's name order: the total
     /// is its count, the page a walk from the cursor. `None` for any other query.
-    fn one_character_by_name(&self, needle: &str, q: &DirectoryQuery) -> Option<Page> {
+    fn one_character_by_name(&self, needle: &str, names_only: bool, q: &DirectoryQuery) -> Option<Page> {
         let mut chars = needle.chars();
         let (Some(c), None) = (chars.next(), chars.next()) else { return None };
         let [(SortKey::Name, order)] = q.sort.as_slice() else { return None };
-        let plain = !q.search_personal
+        let plain = (names_only || !q.search_personal)
             && !q.filters_rows()
             && q.visible.is_none()
             && q.status.is_none()
@@ -897,7 +922,7 @@ impl CustomerDirectory {
         if !plain || c == '\n' {
             return None;
         }
-        let name_order = self.name_order(c);
+        let name_order = self.name_order(c, names_only);
         let slots = name_order.as_ref().map_or(&[][..], |o| o.slots.as_slice());
         let sort = [(SortKey::Name, *order)];
         // The walk in the asked order: ascending as stored, descending from the end.
@@ -937,20 +962,49 @@ impl CustomerDirectory {
     }
 
     /// The name order of `c`'s slots, built now if no search has needed it since it changed.
-    fn name_order(&self, c: char) -> Option<Arc<NameOrder>> {
-        let cached = self.postings.by_name.lock().ok().and_then(|orders| orders.get(&c).cloned());
+    fn name_order(&self, c: char, names_only: bool) -> Option<Arc<NameOrder>> {
+        let key = (c, names_only);
+        let cached = self.postings.by_name.lock().ok().and_then(|orders| orders.get(&key).cloned());
         if cached.is_some() {
             return cached;
         }
         let mut slots = self.postings.slots.get(&c)?.clone();
+        if names_only {
+            let mut utf8 = [0; 4];
+            let finder = memchr::memmem::Finder::new(c.encode_utf8(&mut utf8).as_bytes());
+            slots.retain(|slot| self.name_holds(*slot as usize, &finder));
+        }
         let ascending = [(SortKey::Name, Order::Ascending)];
         slots.sort_by(|a, b| self.compare(*a as usize, *b as usize, &ascending));
         let not_merged = slots.iter().filter(|s| self.columns[**s as usize].status != CustomerStatus::Merged).count();
         let built = Arc::new(NameOrder { slots, not_merged });
         if let Ok(mut orders) = self.postings.by_name.lock() {
-            orders.insert(c, built.clone());
+            orders.insert(key, built.clone());
         }
         Some(built)
+    }
+
+    /// Whether the name of `slot` (its search text up to the first field separator) holds
+    /// what `finder` looks for.
+    fn name_holds(&self, slot: usize, finder: &memchr::memmem::Finder<'_>) -> bool {
+        self.search.line(slot).is_some_and(|line| {
+            let name = memchr::memchr(0x1f, line).map_or(line, |end| &line[..end]);
+            finder.find(name).is_some()
+        })
+    }
+
+    /// The slots whose name holds `needle`, in ascending slot order: the candidates of the
+    /// postings of its rarest character, each checked.
+    fn name_matches(&self, needle: &str, finder: &memchr::memmem::Finder<'_>) -> Vec<usize> {
+        if needle.contains('\n') {
+            return Vec::new();
+        }
+        self.postings
+            .candidates(needle)
+            .iter()
+            .map(|slot| *slot as usize)
+            .filter(|slot| self.name_holds(*slot, finder))
+            .collect()
     }
 
     /// The slots whose public search text holds `needle`: from the postings of its rarest

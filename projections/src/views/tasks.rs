@@ -1,7 +1,10 @@
 //! The task board: tasks by assignee, status, priority and due time; overdue tasks; reminders
 //! due in a window.
+//!
+//! Invariant: `reminders` holds (reminder, id) of exactly the open tasks with a reminder, so
+//! that the next reminder and those due in a window are range reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use oacis_domain::ids::{TaskId, Timestamp, UserId};
 use oacis_domain::task::{Priority, Related, TaskEvent, TaskStatus};
@@ -36,12 +39,18 @@ impl TaskRow {
     fn is_open(&self) -> bool {
         matches!(self.status, TaskStatus::Open | TaskStatus::InProgress)
     }
+
+    /// Its entry in the reminder index, if it belongs there.
+    fn reminder_key(&self) -> Option<(Timestamp, TaskId)> {
+        self.reminder.filter(|_| self.is_open()).map(|at| (at, self.id))
+    }
 }
 
 /// The task board view.
 #[derive(Debug, Default)]
 pub struct TaskBoard {
     tasks: BTreeMap<TaskId, TaskRow>,
+    reminders: BTreeSet<(Timestamp, TaskId)>,
 }
 
 impl TaskBoard {
@@ -75,13 +84,20 @@ impl TaskBoard {
         rows
     }
 
-    /// Open tasks whose reminder falls in `[from, to)`, earliest first.
+    /// Open tasks whose reminder falls in `[from, to)`, earliest first (by reminder, then id).
     #[must_use]
     pub fn reminders_due(&self, from: Timestamp, to: Timestamp) -> Vec<&TaskRow> {
-        let mut rows: Vec<&TaskRow> =
-            self.tasks.values().filter(|t| t.is_open() && t.reminder.is_some_and(|r| r >= from && r < to)).collect();
-        rows.sort_by_key(|t| (t.reminder, t.id));
-        rows
+        if from >= to {
+            return Vec::new();
+        }
+        let start = (from, TaskId(uuid::Uuid::nil()));
+        self.reminders.range(start..).take_while(|(at, _)| *at < to).filter_map(|(_, id)| self.tasks.get(id)).collect()
+    }
+
+    /// The earliest reminder of an open task at or after `from`.
+    #[must_use]
+    pub fn next_reminder(&self, from: Timestamp) -> Option<Timestamp> {
+        self.reminders.range((from, TaskId(uuid::Uuid::nil()))..).next().map(|(at, _)| *at)
     }
 
     /// Counts of tasks by status.
@@ -121,10 +137,17 @@ impl View for TaskBoard {
                 related: e.related,
                 comments: 0,
             };
-            self.tasks.insert(*id, row);
+            let key = row.reminder_key();
+            if let Some(old) = self.tasks.insert(*id, row).and_then(|old| old.reminder_key()) {
+                self.reminders.remove(&old);
+            }
+            self.reminders.extend(key);
             return Ok(());
         }
         let row = self.tasks.get_mut(id).ok_or_else(|| format!("task {} was never created", id.0))?;
+        if let Some(old) = row.reminder_key() {
+            self.reminders.remove(&old);
+        }
         match event {
             TaskEvent::TaskCreated(_) => {}
             TaskEvent::TaskReassigned(e) => row.assignee = e.to,
@@ -136,6 +159,7 @@ impl View for TaskBoard {
                 row.reminder = e.reminder;
             }
         }
+        self.reminders.extend(row.reminder_key());
         Ok(())
     }
 
