@@ -141,6 +141,12 @@ impl Hub {
         // No receiver is not an error: nobody is listening.
         let _ = self.sender.send(Arc::new(notification));
     }
+
+    /// Raises `notification` as the pump or the timer would (for tests of the feeds).
+    #[cfg(test)]
+    pub(crate) fn raise_for_test(&self, notification: Notification) {
+        self.raise(notification);
+    }
 }
 
 /// Starts the pump and the timer over `bus` (from the log's head and the clock's now).

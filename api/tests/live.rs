@@ -85,7 +85,7 @@ fn events_from_a_position_then_live_each_once_in_order_masked_for_auditors() {
     let last = *after.last().unwrap();
     let (mut seqs, mut kinds_seen) = (Vec::new(), Vec::new());
     while seqs.last().is_none_or(|s| *s < last) || kinds_seen.len() < 5 {
-        let message = feed.next();
+        let message = feed.receive();
         if let Some(payload) = next_of(&message, "mid") {
             let event = &payload["data"]["events"];
             let text = event["payload"].as_str().unwrap();
@@ -124,7 +124,7 @@ fn an_ended_session_closes_its_feeds_and_refusals_are_clear() {
     // Once an event has come, the feed runs, and is counted as open (the scrape uses the
     // metrics token, no session).
     data(&server.gql(Some(&admin), REGISTER, json!({ "n": "计数", "p": "139 1234 5678" })), "registerCustomer");
-    assert!(next_of(&feed.next(), "e").is_some());
+    assert!(next_of(&feed.receive(), "e").is_some());
     let (status, metrics) = server.http("GET", "/metrics", Some(token), b"");
     assert_eq!(status, 200, "{metrics}");
     assert!(metrics.contains("oacis_subscriptions_open{feed=\"events\"} 1"), "{metrics}");
@@ -139,7 +139,7 @@ fn an_ended_session_closes_its_feeds_and_refusals_are_clear() {
     let mut closed = BTreeSet::new();
     let mut completed = BTreeSet::new();
     while completed.len() < 2 {
-        let message = feed.next();
+        let message = feed.receive();
         let id = message["id"].as_str().unwrap_or_default().to_owned();
         match message["type"].as_str() {
             Some("next") => {
@@ -174,11 +174,11 @@ fn an_ended_session_closes_its_feeds_and_refusals_are_clear() {
     let sales = sign_in(&server, &passwords, "demo.sales");
     let mut feed = Subscriber::connect(&server.addr, Some(&sales)).unwrap();
     feed.subscribe("q", "{ customers(first: 1) { totalCount } }", json!({}));
-    let message = feed.next();
+    let message = feed.receive();
     assert_eq!(code(&message["payload"]), "VALIDATION", "{message}");
     feed.subscribe("e", EVENTS, json!({}));
     let message = loop {
-        let message = feed.next();
+        let message = feed.receive();
         if message["id"] == "e" {
             break message;
         }
@@ -198,7 +198,7 @@ fn notifications_reach_assignees_and_alerts_reach_administrators() {
     admins.subscribe("n", NOTIFICATIONS, json!({}));
     let create = "mutation($a: String!) { createTask(title: \"回访大客户\", priority: HIGH, assignee: $a) { id seq } }";
     let task = data(&server.gql(Some(&admin), create, json!({ "a": sales_id })), "createTask").clone();
-    let got = next_of(&mine.next(), "n").unwrap();
+    let got = next_of(&mine.receive(), "n").unwrap();
     let note = &got["data"]["notifications"];
     assert_eq!(note["kind"], "task_assigned");
     assert_eq!(note["record"], task["id"]);
@@ -212,7 +212,7 @@ fn notifications_reach_assignees_and_alerts_reach_administrators() {
     }
     for feed in [&mut mine, &mut admins] {
         let alert = loop {
-            let note = next_of(&feed.next(), "n").unwrap();
+            let note = next_of(&feed.receive(), "n").unwrap();
             if note["data"]["notifications"]["kind"] == "security_alert" {
                 break note;
             }
@@ -256,19 +256,19 @@ fn a_reminder_arrives_when_the_clock_the_test_moves_reaches_it() {
         let note = next_of(&message, "n").unwrap()["data"]["notifications"].clone();
         (note["kind"].as_str().unwrap().to_owned(), note)
     };
-    assert_eq!(kind_of(feed.next()).0, "task_assigned");
+    assert_eq!(kind_of(feed.receive()).0, "task_assigned");
     // One second on: not due yet. A task created now is the next notification, not the
     // reminder.
     now.fetch_add(SECOND, Ordering::SeqCst);
     app.state.live.clock_moved();
     let answer = oacis_tests::gql(&addr, Some(&token), create, json!({ "t": "标记", "r": null }));
     data(&answer, "createTask");
-    let (kind, note) = kind_of(feed.next());
+    let (kind, note) = kind_of(feed.receive());
     assert_eq!((kind.as_str(), note["detail"].as_str()), ("task_assigned", Some("标记")), "{note}");
     // Two seconds on: due.
     now.fetch_add(SECOND, Ordering::SeqCst);
     app.state.live.clock_moved();
-    let (kind, note) = kind_of(feed.next());
+    let (kind, note) = kind_of(feed.receive());
     assert_eq!(kind, "task_reminder", "{note}");
     assert_eq!(note["record"], task);
     assert_eq!(note["at"].as_str(), Some(reminder.as_str()));
@@ -282,10 +282,10 @@ fn a_stopping_server_closes_feeds_with_a_reason() {
     feed.subscribe("e", EVENTS, json!({}));
     // A live event proves the feed runs before the stop.
     data(&server.gql(Some(&admin), REGISTER, json!({ "n": "停机前", "p": "139 1234 5678" })), "registerCustomer");
-    assert!(next_of(&feed.next(), "e").is_some());
+    assert!(next_of(&feed.receive(), "e").is_some());
     // The registration's other events may come first; the closing error comes last.
     let reader = std::thread::spawn(move || loop {
-        let message = feed.next();
+        let message = feed.receive();
         if !message["payload"]["errors"].is_null() {
             break message;
         }

@@ -105,3 +105,67 @@ fn metrics_count_what_the_server_did() {
     }
     assert!(!text.contains(&token[..20]) && !text.contains("度量甲"), "no ids or data in labels");
 }
+
+/// `--anonymous-user`: requests without a token act as that user, with its roles and scopes
+/// (the analyst: every customer, personal data masked, no writes); a wrong token is still
+/// refused; an administrator is never used so.
+#[test]
+fn requests_without_a_token_act_as_the_anonymous_user_within_its_rights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [("OACIS_ADMIN_PASSWORD", PASSWORD)];
+    let args = ["--demo", "--demo-customers", "200", "--anonymous-user", "demo.analyst"];
+    let server = Server::start(env!("CARGO_BIN_EXE_oacis"), &data, &args, &env);
+    let printed = server.stderr.lock().unwrap().join("\n");
+    assert!(printed.contains("requests without a token act as the user \"demo.analyst\""), "{printed}");
+    let admin = server.first_sign_in("admin", PASSWORD, CHANGED);
+    let list = "query($f: CustomerFilter) { customers(first: 5, filter: $f) { totalCount nodes { name phones } } }";
+    let everyone = server.gql(Some(&admin), list, json!({}));
+    let anonymous = server.gql(None, list, json!({}));
+    assert!(anonymous["errors"].is_null(), "{anonymous}");
+    assert_eq!(anonymous["data"]["customers"]["totalCount"], everyone["data"]["customers"]["totalCount"]);
+    let phones: Vec<&str> = anonymous["data"]["customers"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| n["phones"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()))
+        .collect();
+    assert!(!phones.is_empty() && phones.iter().all(|p| p.contains('*')), "masked: {phones:?}");
+    // The name filter looks at names only; the text filter also at industries and tags.
+    let by_name = server.gql(None, list, json!({ "f": { "name": "科技" } }));
+    let by_text = server.gql(None, list, json!({ "f": { "text": "科技" } }));
+    let (named, texted) = (
+        by_name["data"]["customers"]["totalCount"].as_u64().unwrap(),
+        by_text["data"]["customers"]["totalCount"].as_u64().unwrap(),
+    );
+    assert!(named > 0 && named <= texted, "{by_name} {by_text}");
+    for node in by_name["data"]["customers"]["nodes"].as_array().unwrap() {
+        assert!(node["name"].as_str().unwrap().contains("科技"), "{node}");
+    }
+    // No writes for an analyst, anonymous or not; a wrong token is not anonymous.
+    let write = "mutation { registerCustomer(profile: {kind: PERSON, name: \"匿名\", source: OTHER}) { id } }";
+    assert_eq!(oacis_tests::code(&server.gql(None, write, json!({}))), "FORBIDDEN");
+    assert_eq!(oacis_tests::code(&server.gql(Some("oacis_nonsense"), list, json!({}))), "UNAUTHENTICATED");
+    // Made an administrator while the server runs: no longer used.
+    let roles = server.gql(Some(&admin), "{ roles { id name } } ", json!({}));
+    let administrator =
+        roles["data"]["roles"].as_array().unwrap().iter().find(|r| r["name"] == "administrator").unwrap()["id"].clone();
+    let users = server.gql(Some(&admin), "{ users { id username } }", json!({}));
+    let analyst = users["data"]["users"].as_array().unwrap().iter().find(|u| u["username"] == "demo.analyst").unwrap()
+        ["id"]
+        .clone();
+    let grant = "mutation($u: String!, $r: String!) { grantRole(user: $u, role: $r, scope: ALL) { id } }";
+    assert!(server.gql(Some(&admin), grant, json!({ "u": analyst, "r": administrator }))["errors"].is_null());
+    assert_eq!(oacis_tests::code(&server.gql(None, list, json!({}))), "UNAUTHENTICATED");
+    drop(server);
+
+    // An administrator named at start: refused before serving.
+    let out = Command::new(env!("CARGO_BIN_EXE_oacis"))
+        .args(["serve", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0", "--anonymous-user", "admin"])
+        .env("OACIS_ADMIN_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let printed = String::from_utf8_lossy(&out.stderr);
+    assert!(printed.contains("--anonymous-user \"admin\" may administer users or roles"), "{printed}");
+}

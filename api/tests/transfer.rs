@@ -611,3 +611,46 @@ fn imports_keep_to_the_callers_rights() {
     let far = server.gql(Some(&admin), IMPORT, json!({ "i": { "text": "name\n丙\n", "utcOffsetMinutes": 100_000 } }));
     assert_eq!(code(&far), "VALIDATION", "{far}");
 }
+
+/// A common name matches many customers of a large directory: a row's warning names five of
+/// them and counts the rest, so that reports stay readable (and small) at a million.
+#[test]
+fn a_row_with_many_possible_duplicates_names_five_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let demo = oacis(&["demo", "--data", data_arg, "--customers", "5"]);
+    assert!(demo.status.success(), "{}", text(&demo));
+    // Organisations: their name is a duplicate key (a person's is not).
+    let many: String = (0..8).map(|i| format!("恒信科技有限公司,organisation,M-{i}\n")).collect();
+    let file = dir.path().join("many.csv");
+    std::fs::write(&file, format!("name,kind,external_id\n{many}")).unwrap();
+    let out = oacis(&["import", "customers", file.to_str().unwrap(), "--data", data_arg, "--key", "none"]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::write(&file, "name,kind,external_id\n恒信科技有限公司,organisation,N-1\n").unwrap();
+    let report_path = dir.path().join("r.json");
+    let out = oacis(&[
+        "import",
+        "customers",
+        file.to_str().unwrap(),
+        "--data",
+        data_arg,
+        "--key",
+        "none",
+        "--report",
+        report_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = report(&report_path);
+    let warning = report["rows"][0]["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["code"] == "possible_duplicate")
+        .unwrap_or_else(|| panic!("{report}"))["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(warning.matches(" (name)").count(), 5, "{warning}");
+    assert!(warning.ends_with("; and 3 more"), "{warning}");
+}

@@ -264,7 +264,7 @@ impl Subscriber {
     ///
     /// # Panics
     /// When the connection closes or nothing comes within 30 s.
-    pub fn next(&mut self) -> Value {
+    pub fn receive(&mut self) -> Value {
         self.message().unwrap_or_else(|e| panic!("{e}"))
     }
 

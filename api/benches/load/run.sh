@@ -12,6 +12,12 @@
 #
 #   bash api/benches/load/run.sh              # N=100000 DURATION=10 CONNECTIONS=64
 #   N=10000 DURATION=5 bash api/benches/load/run.sh
+#   SOAK=600 bash api/benches/load/run.sh     # a mixed soak instead of the rows (below)
+#
+# SOAK=S runs reads (R1-R4 mixed: a body picked at random per request) at READ_RATE (1800)
+# requests/s and W1 writes at WRITE_RATE (200; 0 for none) requests/s, side by side for S seconds, samples
+# the server's resident memory every 10 s, and checks that every write answered 2xx is in the
+# log (the customer's stream grew by exactly that many events) and that no answer was an error.
 #
 # Needs oha (`cargo install oha --version 1.16.0 --locked`), curl and python3.
 set -euo pipefail
@@ -99,13 +105,65 @@ cp "$WORK/R1.json" "$WORK/R1P.json"
 rss() { awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
 HEAD_BEFORE=$(gql '{"query":"{ verifyChain { headSeq } }"}' "$ADMIN" | sed -E 's/.*"headSeq":([0-9]+).*/\1/')
 W1_CUSTOMER=$(python3 -c "import json; print(json.load(open('$WORK/params.json'))['params']['w1_customer_id'])")
+version() { gql "{\"query\":\"{ customer(id: \\\"$W1_CUSTOMER\\\") { version } }\"}" "$ADMIN" | sed -E 's/.*"version":([0-9]+).*/\1/'; }
+
+if [ -n "${SOAK:-}" ]; then
+  # Reads: R1, R2 and R3 333 times each beside R4's 1,000 bodies, so each is about a quarter.
+  for intent in R1 R2 R3; do for _ in $(seq 333); do cat "$WORK/$intent.json"; echo; done; done > "$WORK/reads.bodies"
+  cat "$WORK/R4.bodies" >> "$WORK/reads.bodies"
+  V0=$(version)
+  ( while kill -0 "$SERVER_PID" 2>/dev/null; do echo "$(date +%s) $(rss)"; sleep 10; done ) > "$WORK/rss.log" &
+  SAMPLER=$!
+  common=(--no-tui -c 32 -z "${SOAK}s" -m POST -H 'content-type: application/json' --output-format json)
+  "$OHA" "${common[@]}" -q "${READ_RATE:-1800}" -H "authorization: Bearer $ANALYST" -Z "$WORK/reads.bodies" "$URL" > "$WORK/reads.out" &
+  READS=$!
+  if [ "${WRITE_RATE:-200}" != 0 ]; then
+    "$OHA" "${common[@]}" -q "${WRITE_RATE:-200}" -H "authorization: Bearer $ADMIN" -D "$WORK/W1.json" "$URL" > "$WORK/writes.out"
+  fi
+  wait "$READS"
+  kill "$SAMPLER" 2>/dev/null || true
+  V1=$(version)
+  CHAIN=$(gql '{"query":"{ verifyChain { ok headSeq } }"}' "$ADMIN")
+  curl -s "http://127.0.0.1:$PORT/metrics" -H "authorization: Bearer $ADMIN" > "$WORK/metrics.txt"
+  python3 - "$WORK" "$V0" "$V1" "$CHAIN" <<'PY'
+import json, os, sys
+work, v0, v1, chain = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+def row(name):
+    r = json.load(open(f"{work}/{name}.out"))
+    s, p = r["summary"], r["latencyPercentiles"]
+    codes = r.get("statusCodeDistribution", {})
+    ok = sum(n for c, n in codes.items() if c.startswith("2"))
+    errors = r.get("errorDistribution", {})
+    cut = sum(n for e, n in errors.items() if "deadline" in e.lower() or "abort" in e.lower())
+    print(f"| {name} | {ok} | {s['requestsPerSec']:.0f} | {p['p50']*1000:.2f} | {p['p99']*1000:.2f} | "
+          f"{sum(n for c, n in codes.items() if not c.startswith('2'))} non-2xx, {sum(errors.values()) - cut} failed, {cut} cut off |")
+    return ok
+print("| load | 2xx answers | requests/s | p50 ms | p99 ms | errors |")
+print("|---|---|---|---|---|---|")
+row("reads")
+writes = row("writes") if os.path.exists(f"{work}/writes.out") else 0
+samples = [tuple(map(int, l.split())) for l in open(f"{work}/rss.log") if len(l.split()) == 2]
+start = samples[0][0]
+warm = [m for t, m in samples if t - start >= 60]
+print()
+print(f"resident memory (MiB), every 10 s: {' '.join(str(m) for _, m in samples)}")
+if warm:
+    print(f"after the first minute: {warm[0]} MiB, at the end: {warm[-1]} MiB, growth {100 * (warm[-1] - warm[0]) / warm[0]:.1f} %")
+print(f"writes answered 2xx: {writes}; the customer's stream grew by {v1 - v0} events "
+      f"({'every acknowledged write is in the log' if v1 - v0 == writes else 'MISMATCH'})")
+print(f"chain after the soak: {chain}")
+failed = [l for l in open(f"{work}/metrics.txt") if l.startswith("oacis_graphql_operations_total") and 'outcome="ok"' not in l]
+print(f"operations that answered an error (from /metrics): {sum(int(float(l.split()[-1])) for l in failed)} {failed}")
+PY
+  exit 0
+fi
 echo "| intent | requests/s | p50 ms | p99 ms | errors (non-2xx, GraphQL, cut off at the end) | sample body ok |"
 echo "|---|---|---|---|---|---|"
 # W1 runs three times on the same customer: its stream grows by tens of thousands of events
 # between the runs, and a write must not cost more on a longer stream.
 for intent in R1 R2 R3 R4 R1P W1 W1 W1 W1M; do
   if [ "$intent" = W1 ]; then
-    V=$(gql "{\"query\":\"{ customer(id: \\\"$W1_CUSTOMER\\\") { version } }\"}" "$ADMIN" | sed -E 's/.*"version":([0-9]+).*/\1/')
+    V=$(version)
     LABEL="W1, stream at v$V"
   else
     LABEL="$intent"

@@ -88,6 +88,10 @@ impl Liveness {
 
     /// Waits for the next check: a tick of `every`, or the stop signal (then an error).
     async fn tick(&mut self, every: &mut tokio::time::Interval) -> ApiResult<()> {
+        // A feed that starts after the stop signal sees it here (`changed` waits for the next).
+        if *self.stopping.borrow_and_update() {
+            return Err(shutting_down());
+        }
         tokio::select! {
             _ = every.tick() => Ok(()),
             _ = self.stopping.changed() => Err(shutting_down()),
@@ -131,7 +135,7 @@ trait Feed: Sized + Send + 'static {
     }
 }
 
-#[Subscription]
+#[Subscription(name = "Subscription")]
 impl LiveSubscription {
     /// Every event of the log from `fromSeq` (default: the next one acknowledged), first those
     /// stored, then each new one as it is acknowledged: each exactly once, in order
@@ -173,6 +177,33 @@ impl LiveSubscription {
     }
 }
 
+/// SLOW_CONSUMER (with the seq to resume from) when a feed that has caught up is about to
+/// send `seq` while the log's head is more than [`MAX_LAG`] events further.
+fn within_lag(caught_up: bool, head: u64, seq: u64) -> ApiResult<()> {
+    if caught_up && head.saturating_sub(seq) > MAX_LAG {
+        return Err(ApiError::FeedClosed {
+            code: "SLOW_CONSUMER",
+            message: format!(
+                "this feed fell more than {MAX_LAG} events behind the log; subscribe again with fromSeq: {seq}"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A notification taken from the hub, or why the feed closes: SLOW_CONSUMER once the
+/// receiver has missed some, SHUTTING_DOWN once the hub is gone.
+fn taken(received: Result<Arc<Notification>, broadcast::error::RecvError>) -> ApiResult<Arc<Notification>> {
+    match received {
+        Ok(notification) => Ok(notification),
+        Err(broadcast::error::RecvError::Lagged(missed)) => Err(ApiError::FeedClosed {
+            code: "SLOW_CONSUMER",
+            message: format!("this feed fell {missed} notifications behind; subscribe again"),
+        }),
+        Err(broadcast::error::RecvError::Closed) => Err(shutting_down()),
+    }
+}
+
 struct EventFeed {
     live: Liveness,
     store: oacis_eventlog::SledStore,
@@ -211,14 +242,8 @@ impl Feed for EventFeed {
                 Err(e) => return Some(Err(ApiError::internal(e))),
             };
             let head = self.store.head().seq;
-            if self.caught_up && head.0.saturating_sub(record.seq.0) > MAX_LAG {
-                return Some(Err(ApiError::FeedClosed {
-                    code: "SLOW_CONSUMER",
-                    message: format!(
-                        "this feed fell more than {MAX_LAG} events behind the log; subscribe again with fromSeq: {}",
-                        record.seq.0
-                    ),
-                }));
+            if let Err(e) = within_lag(self.caught_up, head.0, record.seq.0) {
+                return Some(Err(e));
             }
             self.caught_up |= record.seq >= head;
             if !EventNode::selected(&record, self.streams.as_deref(), self.kinds.as_deref()) {
@@ -263,15 +288,9 @@ impl Feed for NotificationFeed {
                     continue;
                 }
             };
-            let notification = match received {
+            let notification = match taken(received) {
                 Ok(n) => n,
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    return Some(Err(ApiError::FeedClosed {
-                        code: "SLOW_CONSUMER",
-                        message: format!("this feed fell {missed} notifications behind; subscribe again"),
-                    }))
-                }
-                Err(broadcast::error::RecvError::Closed) => return Some(Err(shutting_down())),
+                Err(e) => return Some(Err(e)),
             };
             let caller = match self.live.caller(None) {
                 Ok(caller) => caller,
@@ -291,5 +310,45 @@ impl Feed for NotificationFeed {
                 }));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::{Hub, NotificationKind, BACKLOG};
+
+    #[test]
+    fn a_caught_up_events_feed_too_far_behind_is_closed_with_where_to_resume() {
+        assert!(within_lag(false, 10 * MAX_LAG, 1).is_ok(), "reading history is not lagging");
+        assert!(within_lag(true, 5 + MAX_LAG, 5).is_ok());
+        let closed = within_lag(true, 6 + MAX_LAG, 5).unwrap_err();
+        assert_eq!(closed.code(), "SLOW_CONSUMER");
+        assert!(closed.message().ends_with("fromSeq: 5"), "{}", closed.message());
+    }
+
+    #[tokio::test]
+    async fn a_notification_receiver_that_lags_is_closed_not_buffered() {
+        let hub = std::sync::Arc::new(Hub::default());
+        let mut receiver = hub.receiver();
+        let note = |n: usize| Notification {
+            recipient: Recipient::User(oacis_domain::ids::UserId(uuid::Uuid::nil())),
+            kind: NotificationKind::TaskAssigned,
+            record: uuid::Uuid::nil(),
+            detail: format!("任务{n}"),
+            at: oacis_domain::ids::Timestamp(0),
+            seq: None,
+        };
+        for n in 0..BACKLOG + 10 {
+            hub.raise_for_test(note(n));
+        }
+        let closed = taken(receiver.recv().await).unwrap_err();
+        assert_eq!(closed.code(), "SLOW_CONSUMER");
+        assert!(closed.message().contains("10 notifications behind"), "{}", closed.message());
+        // The hub kept only its backlog: what is left are the newest.
+        assert_eq!(taken(receiver.recv().await).unwrap().detail, "任务10");
+        drop(hub);
+        let mut receiver = std::sync::Arc::new(Hub::default()).receiver();
+        assert_eq!(taken(receiver.recv().await).unwrap_err().code(), "SHUTTING_DOWN");
     }
 }

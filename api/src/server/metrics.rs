@@ -7,13 +7,14 @@
 //! from small fixed sets (root field names of the schema, outcome codes): never ids.
 //!
 //! Series:
-//! - `oacis_graphql_operations_total{field, outcome}`: root fields resolved, `outcome` `ok` or
-//!   the error's code in lower case (`forbidden`, `validation`, ...);
+//! - `oacis_graphql_operations_total{field, outcome}`: root fields resolved (a subscription's
+//!   once per item it sends), `outcome` `ok` or the error's code in lower case (`forbidden`,
+//!   `validation`, ...); requests refused before execution (parse, validation) are not counted;
 //! - `oacis_graphql_operation_duration_seconds{field}`: histogram of their resolution time;
 //! - `oacis_sign_in_failures_total{reason}`: refused sign-ins (`bad_credentials`,
 //!   `rate_limited`);
 //! - `oacis_eventlog_appends_total`, `oacis_eventlog_group_appends` (histogram of appends per
-//!   group commit), `oacis_eventlog_sync_duration_seconds` (flush and fdatasync): from the
+//!   group commit, buckets 1 to 1,024), `oacis_eventlog_sync_duration_seconds` (flush and fdatasync): from the
 //!   log's writer;
 //! - gauges set when scraped: `oacis_eventlog_head_seq`, `oacis_views_lag_events` (records
 //!   the views have not applied yet), `oacis_sessions_open` (sessions seen within the idle
@@ -32,7 +33,7 @@ use async_graphql::{ServerResult, Value};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use oacis_domain::authz::Permission;
 use oacis_eventlog::EventStore;
 
@@ -40,6 +41,8 @@ use super::App;
 
 /// Histogram buckets, in seconds: 0.5 ms to 10 s.
 const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Buckets of `oacis_eventlog_group_appends`, a count of appends: 1 to 1,024.
+const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 
 /// Installs the process-wide recorder once; answers its handle (`None` if another recorder
 /// was installed first, in which case the macros report there).
@@ -47,7 +50,11 @@ pub fn install() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new().set_buckets(BUCKETS).ok()?;
+            let builder = PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full("oacis_eventlog_group_appends".into()), GROUP_BUCKETS)
+                .ok()?;
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;

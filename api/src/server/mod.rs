@@ -258,12 +258,41 @@ impl AppState {
     fn anonymous(&self) -> Option<Caller> {
         let name = self.config.anonymous_user.as_deref()?;
         let caller = self.bus.projections().read(|views| Caller::acting_as(&views.access, name)).ok()??;
-        if caller.holds(Permission::UserAdmin) || caller.holds(Permission::RoleAdmin) {
-            tracing::warn!(user = name, "the anonymous user may administer users or roles; it is not used");
+        if administers(&caller) {
+            // Once per process: the check runs on every request.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(user = name, "the anonymous user may administer users or roles; it is not used");
+            });
             return None;
         }
         caller.principal.active.then_some(caller)
     }
+}
+
+/// Whether `caller` may administer users or roles (never an anonymous user).
+fn administers(caller: &Caller) -> bool {
+    caller.holds(Permission::UserAdmin) || caller.holds(Permission::RoleAdmin)
+}
+
+/// `--anonymous-user` checked at start: refused when the user may administer users or roles;
+/// when no such active user exists yet, said once (requests without a token are refused until
+/// it does).
+fn check_anonymous(state: &AppState) -> anyhow::Result<()> {
+    let Some(name) = state.config.anonymous_user.as_deref() else { return Ok(()) };
+    let found = state.bus.projections().read(|views| Caller::acting_as(&views.access, name))?;
+    match found {
+        Some(caller) if administers(&caller) => anyhow::bail!(
+            "--anonymous-user {name:?} may administer users or roles; name a user without user.admin and role.admin"
+        ),
+        Some(caller) if caller.principal.active => {
+            eprintln!("oacis: requests without a token act as the user {name:?} (--anonymous-user)");
+        }
+        _ => eprintln!(
+            "oacis: --anonymous-user {name:?} is not an active user yet; requests without a token are refused until it is"
+        ),
+    }
+    Ok(())
 }
 
 /// A panic in a handler: logged, and answered as a GraphQL error with code INTERNAL and
@@ -460,9 +489,7 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
     if let Some(file) = app.state.config.import.clone() {
         bootstrap::import_at_start(&app.state, &file).await?;
     }
-    if let Some(name) = &app.state.config.anonymous_user {
-        eprintln!("oacis: requests without a token act as the user {name:?} (--anonymous-user)");
-    }
+    check_anonymous(&app.state)?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -41,6 +41,9 @@ use super::ImportError;
 use crate::access::{resource, Caller};
 use crate::command::{on, CommandBus, Origin, Step};
 
+/// Most possible duplicates one row's warning names (the rest are counted).
+const DUPLICATES_NAMED: usize = 5;
+
 /// Rows written per append (each row is two to four events).
 pub const BATCH_ROWS: usize = 200;
 
@@ -1055,28 +1058,35 @@ fn duplicates(
     plan: &mut Planned,
 ) {
     let keys = DuplicateKeys::of(profile);
-    let found = bus
+    // Every visible match is counted; a common name matches many customers of a large
+    // directory, so only a few are named and the rest counted.
+    let (named, total) = bus
         .projections()
         .read(|v| {
-            v.directory
-                .possible_duplicates_of(&keys, None)
-                .into_iter()
-                .filter(|m| {
-                    v.directory.get(m.customer).is_some_and(|row| {
-                        let r = resource(&v.access, Some(row.owner), Some(row.department));
-                        caller.may(Permission::CustomerRead, &r) && caller.may(Permission::CustomerReadPersonal, &r)
-                    })
-                })
-                .map(|m| {
+            let mut named = Vec::new();
+            let mut total = 0usize;
+            for m in v.directory.possible_duplicates_of(&keys, None) {
+                let visible = v.directory.get(m.customer).is_some_and(|row| {
+                    let r = resource(&v.access, Some(row.owner), Some(row.department));
+                    caller.may(Permission::CustomerRead, &r) && caller.may(Permission::CustomerReadPersonal, &r)
+                });
+                if !visible {
+                    continue;
+                }
+                total += 1;
+                if named.len() < DUPLICATES_NAMED {
                     let fields: Vec<&str> = m.fields.iter().map(|f| f.name()).collect();
-                    format!("{} ({})", m.customer, fields.join(", "))
-                })
-                .collect::<Vec<_>>()
+                    named.push(format!("{} ({})", m.customer, fields.join(", ")));
+                }
+            }
+            (named, total)
         })
         .unwrap_or_default();
     let mut messages = Vec::new();
-    if !found.is_empty() {
-        messages.push(format!("possible duplicate of {}", found.join("; ")));
+    if total > 0 {
+        let more = total - named.len();
+        let rest = if more > 0 { format!("; and {more} more") } else { String::new() };
+        messages.push(format!("possible duplicate of {}{rest}", named.join("; ")));
     }
     let mut earlier: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
     for (field, key) in keys.iter() {
