@@ -31,6 +31,9 @@ pub struct Caller {
     pub principal: Principal,
     /// Whether the password must change before anything else.
     pub must_change_password: bool,
+    /// Whether this is the `--anonymous-user` acting for a request without a token (it may
+    /// not sign out, change its password or its own profile).
+    pub anonymous: bool,
 }
 
 impl Caller {
@@ -40,7 +43,13 @@ impl Caller {
     pub fn acting_as(access: &AccessDirectory, username: &str) -> Option<Caller> {
         let user = access.user_by_name(username)?;
         let principal = access.principal(user.id)?;
-        Some(Caller { user: user.id, session: EntryId(uuid::Uuid::nil()), principal, must_change_password: false })
+        Some(Caller {
+            user: user.id,
+            session: EntryId(uuid::Uuid::nil()),
+            principal,
+            must_change_password: false,
+            anonymous: false,
+        })
     }
 
     /// Whether any held role has `permission`, whatever its scope.

@@ -184,6 +184,27 @@ fn an_ended_session_closes_its_feeds_and_refusals_are_clear() {
         }
     };
     assert_eq!(code(&message["payload"]), "FORBIDDEN", "{message}");
+    // One root field per subscription; at most 32 running on one connection.
+    feed.subscribe("two", "subscription { a: notifications { kind } b: notifications { kind } }", json!({}));
+    let message = loop {
+        let message = feed.receive();
+        if message["id"] == "two" {
+            break message;
+        }
+    };
+    assert_eq!(code(&message["payload"]), "VALIDATION", "{message}");
+    assert!(message["payload"]["errors"][0]["message"].as_str().unwrap().contains("one root field"), "{message}");
+    for i in 0..32 {
+        feed.subscribe(&format!("n{i}"), NOTIFICATIONS, json!({}));
+    }
+    feed.subscribe("n32", NOTIFICATIONS, json!({}));
+    let message = loop {
+        let message = feed.receive();
+        if message["id"] == "n32" {
+            break message;
+        }
+    };
+    assert!(message["payload"]["errors"][0]["message"].as_str().unwrap().contains("at most 32"), "{message}");
 }
 
 #[test]

@@ -146,7 +146,33 @@ fn requests_without_a_token_act_as_the_anonymous_user_within_its_rights() {
     let write = "mutation { registerCustomer(profile: {kind: PERSON, name: \"匿名\", source: OTHER}) { id } }";
     assert_eq!(oacis_tests::code(&server.gql(None, write, json!({}))), "FORBIDDEN");
     assert_eq!(oacis_tests::code(&server.gql(Some("oacis_nonsense"), list, json!({}))), "UNAUTHENTICATED");
-    // Made an administrator while the server runs: no longer used.
+    // Its own account is not the anonymous caller's to change.
+    for own in [
+        "mutation { signOut }",
+        "mutation { changePassword(current: \"x\", newPassword: \"Another-Pass-2026\") { token } }",
+    ] {
+        assert_eq!(oacis_tests::code(&server.gql(None, own, json!({}))), "FORBIDDEN", "{own}");
+    }
+    // Not through what a browser sends cross-site without asking: no text/plain, no uploads.
+    let (status, body) =
+        server.post("/graphql", None, "text/plain", json!({ "query": "{ me { id } }" }).to_string().as_bytes());
+    assert_eq!(status, 415, "{body}");
+    let (status, body) = server.post("/graphql", None, "multipart/form-data; boundary=x", b"--x--\r\n");
+    assert_eq!(status, 401, "{body}");
+    // A WebSocket without a token: a program (no Origin) is the anonymous user, a page of
+    // another site is refused; a payload that is not an object is refused.
+    assert!(oacis_tests::Subscriber::connect(&server.addr, None).is_ok());
+    let foreign = [("origin", "http://elsewhere.example")];
+    let refused =
+        oacis_tests::Subscriber::connect_with_headers(&server.addr, "graphql-transport-ws", &foreign, json!({}))
+            .unwrap_err();
+    assert!(refused.contains("another site"), "{refused}");
+    let refused =
+        oacis_tests::Subscriber::connect_with(&server.addr, "graphql-transport-ws", json!({ "authorization": 5 }))
+            .unwrap_err();
+    assert!(refused.contains("not a string"), "{refused}");
+
+    // Made an administrator while the server runs: no longer used; again once revoked.
     let roles = server.gql(Some(&admin), "{ roles { id name } } ", json!({}));
     let administrator =
         roles["data"]["roles"].as_array().unwrap().iter().find(|r| r["name"] == "administrator").unwrap()["id"].clone();
@@ -155,7 +181,14 @@ fn requests_without_a_token_act_as_the_anonymous_user_within_its_rights() {
         ["id"]
         .clone();
     let grant = "mutation($u: String!, $r: String!) { grantRole(user: $u, role: $r, scope: ALL) { id } }";
-    assert!(server.gql(Some(&admin), grant, json!({ "u": analyst, "r": administrator }))["errors"].is_null());
+    let granted = server.gql(Some(&admin), grant, json!({ "u": analyst, "r": administrator }));
+    assert_eq!(oacis_tests::code(&server.gql(None, list, json!({}))), "UNAUTHENTICATED");
+    let revoke = "mutation($g: String!) { revokeGrant(grant: $g) { id } }";
+    assert!(server.gql(Some(&admin), revoke, json!({ "g": granted["data"]["grantRole"]["id"] }))["errors"].is_null());
+    assert!(server.gql(None, list, json!({}))["errors"].is_null());
+    // A password reset (the password must change before the account is used): not used.
+    let reset = "mutation($u: String!) { resetPassword(user: $u, newPassword: \"Reset-Pass-2026\") { id } }";
+    assert!(server.gql(Some(&admin), reset, json!({ "u": analyst }))["errors"].is_null());
     assert_eq!(oacis_tests::code(&server.gql(None, list, json!({}))), "UNAUTHENTICATED");
     drop(server);
 
@@ -168,4 +201,26 @@ fn requests_without_a_token_act_as_the_anonymous_user_within_its_rights() {
     assert!(!out.status.success());
     let printed = String::from_utf8_lossy(&out.stderr);
     assert!(printed.contains("--anonymous-user \"admin\" may administer users or roles"), "{printed}");
+}
+
+/// A request body that does not arrive within the request timeout is answered 408, not
+/// waited for.
+#[test]
+fn a_body_that_never_arrives_is_answered_408_within_the_timeout() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("OACIS_ADMIN_PASSWORD", PASSWORD)];
+    let server =
+        Server::start(env!("CARGO_BIN_EXE_oacis"), &dir.path().join("data"), &["--request-timeout-seconds", "1"], &env);
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let head =
+        "POST /graphql HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"query\":";
+    stream.write_all(head.as_bytes()).unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = [0u8; 512];
+    let n = stream.read(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
 }

@@ -223,12 +223,29 @@ impl Subscriber {
     /// # Errors
     /// The refusal, in words.
     pub fn connect_with(addr: &str, protocol: &str, payload: Value) -> Result<Subscriber, String> {
+        Subscriber::connect_with_headers(addr, protocol, &[], payload)
+    }
+
+    /// [`Subscriber::connect_with`], the upgrade request also carrying `headers` (an
+    /// `Origin`, an `Authorization`).
+    ///
+    /// # Errors
+    /// The refusal, in words.
+    pub fn connect_with_headers(
+        addr: &str,
+        protocol: &str,
+        headers: &[(&'static str, &str)],
+        payload: Value,
+    ) -> Result<Subscriber, String> {
         use tungstenite::client::IntoClientRequest as _;
         let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
         let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
         let mut request = format!("ws://{addr}/graphql").into_client_request().map_err(|e| e.to_string())?;
         let offered = protocol.parse().map_err(|e| format!("{e}"))?;
         request.headers_mut().insert("sec-websocket-protocol", offered);
+        for (name, value) in headers {
+            request.headers_mut().insert(*name, value.parse().map_err(|e| format!("{e}"))?);
+        }
         let (socket, _) = tungstenite::client(request, stream).map_err(|e| match e {
             tungstenite::handshake::HandshakeError::Failure(tungstenite::Error::Http(response)) => {
                 format!("HTTP {}", response.status().as_u16())

@@ -71,6 +71,10 @@ role = ask('mutation { defineRole(name: "peer-bench", permissions: ["customer.re
 user = ask("mutation($d: String!) { createUser(username: \"peer.bench\", employeeNo: \"PB-1\", displayName: \"Peer benchmark\", "
            "department: $d, initialPassword: \"Unused-Peer-Bench-2026\") { id } }", {"d": root})["createUser"]["id"]
 ask("mutation($u: String!, $r: String!) { grantRole(user: $u, role: $r, scope: ALL) { id } }", {"u": user, "r": role})
+# The anonymous user is used only once its first password change is done.
+token = None
+token = ask("mutation { signIn(input: {name: \"peer.bench\", password: \"Unused-Peer-Bench-2026\"}) { token } }")["signIn"]["token"]
+ask("mutation { changePassword(current: \"Unused-Peer-Bench-2026\", newPassword: \"Unused-Peer-Bench-2026-changed\") { token } }")
 PY
 kill -TERM "$SETUP_PID"
 wait "$SETUP_PID" || true

@@ -51,7 +51,7 @@ impl Documents {
         let Ok(document) = request.parsed_query() else { return Ok(()) };
         if expanded_size(document).is_none() {
             return Err(format!(
-                "the query expands to more than {MAX_EXPANDED_SELECTIONS} selections once its fragments are spread"
+                "the query holds more than {MAX_EXPANDED_SELECTIONS} selections, arguments, directives and variables once its fragments are spread"
             ));
         }
         if keep {

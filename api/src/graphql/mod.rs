@@ -151,6 +151,16 @@ pub fn caller<'a>(ctx: &Context<'a>) -> ApiResult<&'a Caller> {
     Ok(caller)
 }
 
+/// The signed-in caller acting on its own account (sign-out, password, profile): never the
+/// anonymous user, whose account is changed only by signing in as it.
+pub fn own_account<'a>(ctx: &Context<'a>) -> ApiResult<&'a Caller> {
+    let caller = signed_in(ctx)?;
+    if caller.anonymous {
+        return Err(ApiError::Forbidden("the anonymous user's own account changes only after signing in as it".into()));
+    }
+    Ok(caller)
+}
+
 /// The signed-in caller, even one who must change its password.
 pub fn signed_in<'a>(ctx: &Context<'a>) -> ApiResult<&'a Caller> {
     request(ctx)?.caller.as_ref().ok_or(ApiError::Unauthenticated)

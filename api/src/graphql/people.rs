@@ -374,6 +374,7 @@ impl PeopleMutation {
         email: Option<String>,
     ) -> ApiResult<MutationResult> {
         let caller = caller(ctx)?;
+        super::own_account(ctx)?;
         let id = UserId(parse_id("user", &user)?);
         if id != caller.user {
             admin(ctx, Permission::UserAdmin)?;
@@ -398,6 +399,7 @@ impl PeopleMutation {
         visibility: Visibility,
     ) -> ApiResult<MutationResult> {
         let caller = caller(ctx)?;
+        super::own_account(ctx)?;
         let id = caller.user;
         let command = UserCommand::SetPrivacy { field: field.into(), visibility: visibility.into() };
         execute::<User>(ctx, id, id.stream(), command, None).await

@@ -154,7 +154,7 @@ impl SessionMutation {
 
     /// Ends the caller's session; its token stops working at once.
     async fn sign_out(&self, ctx: &Context<'_>) -> ApiResult<bool> {
-        let caller = signed_in(ctx)?;
+        let caller = super::own_account(ctx)?;
         let state = app(ctx)?;
         let command = UserCommand::EndSession { session: caller.session };
         state.bus.execute::<User>(caller.user.stream(), command, &origin(ctx, None)?).await?;
@@ -164,7 +164,7 @@ impl SessionMutation {
     /// Changes the caller's own password. Every session of the user ends (the caller's too),
     /// and a new session is opened and returned.
     async fn change_password(&self, ctx: &Context<'_>, current: String, new_password: String) -> ApiResult<SignedIn> {
-        let caller = signed_in(ctx)?;
+        let caller = super::own_account(ctx)?;
         let state = app(ctx)?;
         // Guesses of the current password count against the account like sign-ins do.
         if !state.throttle.allow_account(&format!("password-change:{}", caller.user)) {

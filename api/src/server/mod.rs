@@ -45,6 +45,7 @@ use crate::auth::password::Hasher;
 use crate::auth::throttle::{Throttle, ThrottleConfig};
 use crate::auth::token;
 use crate::command::{CommandBus, Origin};
+use crate::graphql::error::ApiError;
 use crate::graphql::{self, OacisSchema, RequestCtx};
 pub use config::ServeArgs;
 
@@ -250,23 +251,36 @@ impl AppState {
             return None;
         }
         seen.insert(session, now);
-        Some(Caller { user, session, principal, must_change_password })
+        Some(Caller { user, session, principal, must_change_password, anonymous: false })
     }
 
     /// The `--anonymous-user`, unless unset, missing, inactive, or able to administer users or
     /// roles (then requests without a token stay unauthenticated, and the refusal is logged).
     fn anonymous(&self) -> Option<Caller> {
         let name = self.config.anonymous_user.as_deref()?;
-        let caller = self.bus.projections().read(|views| Caller::acting_as(&views.access, name)).ok()??;
+        let (caller, must_change_password) = self
+            .bus
+            .projections()
+            .read(|views| {
+                let must_change = views.access.user_by_name(name)?.must_change_password;
+                Some((Caller::acting_as(&views.access, name)?, must_change))
+            })
+            .ok()??;
+        // The checks run on every request: say why once per process.
+        static WARNED: std::sync::Once = std::sync::Once::new();
         if administers(&caller) {
-            // Once per process: the check runs on every request.
-            static WARNED: std::sync::Once = std::sync::Once::new();
             WARNED.call_once(|| {
                 tracing::warn!(user = name, "the anonymous user may administer users or roles; it is not used");
             });
             return None;
         }
-        caller.principal.active.then_some(caller)
+        if must_change_password {
+            WARNED.call_once(|| {
+                tracing::warn!(user = name, "the anonymous user must change its password first; it is not used");
+            });
+            return None;
+        }
+        caller.principal.active.then_some(Caller { anonymous: true, ..caller })
     }
 }
 
@@ -339,11 +353,44 @@ async fn graphql_post(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let config = &app.state.config;
-    if content_type.starts_with("multipart/form-data") {
+    let multipart = content_type.starts_with("multipart/form-data");
+    // GraphQL over HTTP: a POST is `application/json`. Other types (`text/plain`, forms) are
+    // what a browser sends cross-site without asking first, so they are refused; and the
+    // anonymous user takes no uploads (a cross-site form could send one in its name).
+    if !multipart && !content_type.starts_with("application/json") {
+        return request_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send GraphQL requests as application/json (or multipart/form-data for uploads)",
+        );
+    }
+    if multipart && !headers.contains_key(header::AUTHORIZATION) {
+        let body = serde_json::json!({ "data": null, "errors": [{ "message": ApiError::Unauthenticated.message(), "extensions": { "code": "UNAUTHENTICATED" } }] });
+        return (StatusCode::UNAUTHORIZED, [(header::CONTENT_TYPE, "application/json")], body.to_string())
+            .into_response();
+    }
+    // The body arrives within the request's time (a JSON request's timeout, an upload's),
+    // and no further than one byte past its limit.
+    let (limit, within) = if multipart {
+        (config.max_upload_bytes, Duration::from_secs(config.upload_timeout_seconds))
+    } else {
+        (config.max_body_bytes, config.request_timeout())
+    };
+    let most = usize::try_from(limit).unwrap_or(usize::MAX).saturating_add(1);
+    let body = match tokio::time::timeout(within, axum::body::to_bytes(body, most)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return too_large(&format!("the request is larger than {limit} bytes")),
+        Err(_) => {
+            return request_error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!("the request body did not arrive within {} s", within.as_secs()),
+            )
+        }
+    };
+    if multipart {
         if u64::try_from(body.len()).unwrap_or(u64::MAX) > config.max_upload_bytes {
             return too_large(&format!(
                 "the upload is larger than {} bytes (--max-upload-bytes)",

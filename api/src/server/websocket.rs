@@ -13,10 +13,14 @@
 //! - Every operation goes through the same document checks as over HTTP (fragment
 //!   expansion), with introspection off; queries and mutations are refused (they are for
 //!   `POST /graphql`, where personal-data reads are recorded).
-//! - The cross-site WebSocket concern (a browser sending a site's cookies) does not arise:
-//!   nothing here reads cookies, only the token in `connection_init`.
+//! - A browser opens WebSockets to any site without asking, so a connection without a token
+//!   (the `--anonymous-user`) is refused when its upgrade came with an `Origin` of another
+//!   host; with a token it is the token that counts (nothing here reads cookies).
+//! - Messages are at most `--max-body-bytes`; a connection holds at most
+//!   [`MAX_SUBSCRIPTIONS`] subscriptions at once, each with one root field.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +40,8 @@ use crate::graphql::RequestCtx;
 pub const PROTOCOL: &str = "graphql-transport-ws";
 /// A connection that sends nothing (not even a `ping`) for this long is closed.
 pub const KEEPALIVE: Duration = Duration::from_secs(300);
+/// Most subscriptions one connection holds at once.
+pub const MAX_SUBSCRIPTIONS: usize = 32;
 
 /// `GET /graphql`: a WebSocket upgrade for subscriptions, else GraphiQL.
 pub async fn get(
@@ -56,34 +62,71 @@ pub async fn get(
         return (StatusCode::BAD_REQUEST, format!("subscriptions use the {PROTOCOL} WebSocket subprotocol"))
             .into_response();
     };
-    upgrade.protocols([PROTOCOL]).on_upgrade(move |socket| {
+    let upgrade_authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("").to_owned());
+    let cross_site = cross_site(&headers);
+    let limit = usize::try_from(app.state.config.max_body_bytes).unwrap_or(usize::MAX);
+    upgrade.protocols([PROTOCOL]).max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
         let state = app.state.clone();
-        GraphQLWebSocket::new(socket, LiveExecutor { app }, protocol)
-            .on_connection_init(move |payload| async move { connection_init(&state, &payload, peer) })
+        let open = Arc::new(AtomicUsize::new(0));
+        GraphQLWebSocket::new(socket, LiveExecutor { app, open }, protocol)
+            .on_connection_init(move |payload| async move {
+                let how = Handshake { payload: &payload, upgrade_authorization, cross_site, peer };
+                connection_init(&state, &how)
+            })
             .keepalive_timeout(KEEPALIVE)
             .serve()
     })
 }
 
-/// The connection's data from its `connection_init` payload, or the refusal.
-fn connection_init(
-    state: &Arc<super::AppState>,
-    payload: &serde_json::Value,
+/// Whether the upgrade's `Origin` names another host than its `Host` (a page of another site
+/// opening the socket). No `Origin` (a program, not a browser) is not cross-site.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return false };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest).trim_end_matches('/');
+    !origin_host.eq_ignore_ascii_case(host)
+}
+
+/// What a connection brings to `connection_init`.
+struct Handshake<'a> {
+    payload: &'a serde_json::Value,
+    upgrade_authorization: Option<String>,
+    cross_site: bool,
     peer: SocketAddr,
-) -> async_graphql::Result<Data> {
-    let text = |key: &str| payload.get(key).and_then(serde_json::Value::as_str);
-    let authorization = text("authorization")
-        .or_else(|| text("Authorization"))
-        .map(str::to_owned)
-        .or_else(|| text("token").map(|t| format!("Bearer {t}")));
-    let caller = state.caller_for(authorization.as_deref()).ok_or_else(|| {
-        async_graphql::Error::new("sign in first: the token in connection_init is missing, unknown, expired or revoked")
-    })?;
+}
+
+/// The connection's data from its `connection_init` payload (or, failing that, the upgrade's
+/// `Authorization` header), or the refusal.
+fn connection_init(state: &Arc<super::AppState>, how: &Handshake<'_>) -> async_graphql::Result<Data> {
+    let refused = |why: &str| async_graphql::Error::new(format!("sign in first: {why}"));
+    let payload = match how.payload {
+        serde_json::Value::Object(map) => Some(map),
+        serde_json::Value::Null => None,
+        _ => return Err(refused("the connection_init payload is not an object")),
+    };
+    let field = |key: &str| -> async_graphql::Result<Option<String>> {
+        match payload.and_then(|p| p.get(key)) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(text)) => Ok(Some(text.clone())),
+            Some(_) => Err(refused(&format!("`{key}` in connection_init is not a string"))),
+        }
+    };
+    let authorization = match (field("authorization")?, field("Authorization")?, field("token")?) {
+        (Some(value), _, _) | (None, Some(value), _) => Some(value),
+        (None, None, Some(token)) => Some(format!("Bearer {token}")),
+        (None, None, None) => how.upgrade_authorization.clone(),
+    };
+    if authorization.is_none() && how.cross_site {
+        return Err(refused("a page of another site may not use the anonymous user"));
+    }
+    let caller = state
+        .caller_for(authorization.as_deref())
+        .ok_or_else(|| refused("the token in connection_init is missing, unknown, expired or revoked"))?;
     let mut data = Data::default();
     data.insert(RequestCtx {
         caller: Some(caller),
         correlation_id: uuid::Uuid::now_v7(),
-        client_ip: Some(peer.ip()),
+        client_ip: Some(how.peer.ip()),
         reveal: Reveal::default(),
         authorization,
         websocket: true,
@@ -96,6 +139,37 @@ fn connection_init(
 #[derive(Clone)]
 struct LiveExecutor {
     app: App,
+    /// Subscriptions of this connection running now.
+    open: Arc<AtomicUsize>,
+}
+
+/// One running subscription of a connection, counted while it lives.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One response with one error (code VALIDATION).
+fn refusal(message: String) -> BoxStream<'static, async_graphql::Response> {
+    let refused = async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(message, None)]);
+    stream::once(async move { super::with_codes(refused) }).boxed()
+}
+
+/// Root fields of each subscription operation of `request`'s document (0 when unparsed).
+fn subscription_roots(request: &mut async_graphql::Request) -> usize {
+    use async_graphql::parser::types::OperationType;
+    request.parsed_query().map_or(0, |document| {
+        document
+            .operations
+            .iter()
+            .filter(|(_, op)| op.node.ty == OperationType::Subscription)
+            .map(|(_, op)| op.node.selection_set.node.items.len())
+            .max()
+            .unwrap_or(0)
+    })
 }
 
 impl Executor for LiveExecutor {
@@ -114,14 +188,24 @@ impl Executor for LiveExecutor {
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, async_graphql::Response> {
         if let Err(message) = self.app.state.documents.prepare(&mut request) {
-            let refused = async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(message, None)]);
-            return stream::once(async move { super::with_codes(refused) }).boxed();
+            return refusal(message);
         }
+        if subscription_roots(&mut request) > 1 {
+            return refusal("one root field per subscription; subscribe to each feed with its own id".into());
+        }
+        if self.open.fetch_add(1, Ordering::SeqCst) >= MAX_SUBSCRIPTIONS {
+            self.open.fetch_sub(1, Ordering::SeqCst);
+            return refusal(format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection; complete one first"));
+        }
+        let slot = Slot(self.open.clone());
         let request = request.disable_introspection();
         self.app
             .schema
             .execute_stream_with_session_data(request, session_data.unwrap_or_default())
-            .map(super::with_codes)
+            .map(move |response| {
+                let _running = &slot;
+                super::with_codes(response)
+            })
             .boxed()
     }
 }
