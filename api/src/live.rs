@@ -97,6 +97,28 @@ pub struct Hub {
     stopping: watch::Sender<bool>,
     wake_timer: Notify,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Live feeds running now (each holds a [`FeedSlot`]).
+    feeds: watch::Sender<usize>,
+}
+
+/// One running live feed, counted by the hub while it lives, so that a stop can wait for
+/// the feeds to have sent their closing message.
+#[derive(Debug)]
+pub struct FeedSlot(Arc<Hub>);
+
+impl FeedSlot {
+    /// Counts a feed as running on `hub`.
+    #[must_use]
+    pub fn new(hub: &Arc<Hub>) -> FeedSlot {
+        hub.feeds.send_modify(|n| *n += 1);
+        FeedSlot(hub.clone())
+    }
+}
+
+impl Drop for FeedSlot {
+    fn drop(&mut self) {
+        self.0.feeds.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl Default for Hub {
@@ -106,6 +128,7 @@ impl Default for Hub {
             stopping: watch::channel(false).0,
             wake_timer: Notify::new(),
             tasks: Mutex::new(Vec::new()),
+            feeds: watch::channel(0).0,
         }
     }
 }
@@ -126,6 +149,19 @@ impl Hub {
     /// Tells the timer that the clock was moved (clocks that tests drive).
     pub fn clock_moved(&self) {
         self.wake_timer.notify_one();
+    }
+
+    /// Live feeds running now.
+    #[must_use]
+    pub fn feeds_open(&self) -> usize {
+        *self.feeds.borrow()
+    }
+
+    /// Waits until every live feed has ended (after [`Hub::stop`], once each has sent its
+    /// closing error), for at most `deadline`.
+    pub async fn drained(&self, deadline: Duration) {
+        let mut feeds = self.feeds.subscribe();
+        let _ = tokio::time::timeout(deadline, feeds.wait_for(|n| *n == 0)).await;
     }
 
     /// Ends the pump and the timer and closes every live feed.

@@ -61,6 +61,22 @@ fn user_id(server: &Server, token: &str) -> String {
     data(&server.gql(Some(token), "{ me { id } }", json!({})), "me")["id"].as_str().unwrap().to_owned()
 }
 
+/// Waits (at most 20 s) until the server counts `n` open feeds of kind `feed`: a
+/// subscription starts after its `subscribe` message is read, and only from then on sees
+/// what happens.
+fn wait_open(server: &Server, admin: &str, feed: &str, n: usize) {
+    let want = format!("oacis_subscriptions_open{{feed=\"{feed}\"}} {n}\n");
+    let started = std::time::Instant::now();
+    loop {
+        let (_, metrics) = server.http("GET", "/metrics", Some(admin), b"");
+        if metrics.contains(&want) {
+            return;
+        }
+        assert!(started.elapsed().as_secs() < 20, "no {want} in {metrics}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The payload of a `next` message for subscription `id`, or the message itself if it is not
 /// one.
 fn next_of(message: &Value, id: &str) -> Option<Value> {
@@ -121,10 +137,11 @@ fn an_ended_session_closes_its_feeds_and_refusals_are_clear() {
     let mut feed = Subscriber::connect(&server.addr, Some(&auditor)).unwrap();
     feed.subscribe("e", EVENTS, json!({}));
     feed.subscribe("n", NOTIFICATIONS, json!({}));
-    // Once an event has come, the feed runs, and is counted as open (the scrape uses the
-    // metrics token, no session).
+    wait_open(&server, &admin, "events", 1);
+    wait_open(&server, &admin, "notifications", 1);
     data(&server.gql(Some(&admin), REGISTER, json!({ "n": "计数", "p": "139 1234 5678" })), "registerCustomer");
     assert!(next_of(&feed.receive(), "e").is_some());
+    // The scrape with the metrics token (no session) shows the feed open.
     let (status, metrics) = server.http("GET", "/metrics", Some(token), b"");
     assert_eq!(status, 200, "{metrics}");
     assert!(metrics.contains("oacis_subscriptions_open{feed=\"events\"} 1"), "{metrics}");
@@ -217,6 +234,7 @@ fn notifications_reach_assignees_and_alerts_reach_administrators() {
     mine.subscribe("n", NOTIFICATIONS, json!({}));
     let mut admins = Subscriber::connect(&server.addr, Some(&admin)).unwrap();
     admins.subscribe("n", NOTIFICATIONS, json!({}));
+    wait_open(&server, &admin, "notifications", 2);
     let create = "mutation($a: String!) { createTask(title: \"回访大客户\", priority: HIGH, assignee: $a) { id seq } }";
     let task = data(&server.gql(Some(&admin), create, json!({ "a": sales_id })), "createTask").clone();
     let got = next_of(&mine.receive(), "n").unwrap();
@@ -268,6 +286,12 @@ fn a_reminder_arrives_when_the_clock_the_test_moves_reaches_it() {
     let token = oacis_tests::first_sign_in(&addr, "admin", PASSWORD, CHANGED);
     let mut feed = Subscriber::connect(&addr, Some(&token)).unwrap();
     feed.subscribe("n", NOTIFICATIONS, json!({}));
+    // The subscription sees what happens once it runs.
+    let waited = std::time::Instant::now();
+    while app.state.live.feeds_open() < 1 {
+        assert!(waited.elapsed().as_secs() < 20, "the subscription never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let start = now.load(Ordering::SeqCst);
     let reminder = oacis_eventlog::Timestamp(start + 2 * SECOND).to_rfc3339().unwrap();
     let create = "mutation($t: String!, $r: String) { createTask(title: $t, priority: NORMAL, reminder: $r) { id } }";
@@ -301,6 +325,7 @@ fn a_stopping_server_closes_feeds_with_a_reason() {
     let (server, admin, _, _dir) = start(&[]);
     let mut feed = Subscriber::connect(&server.addr, Some(&admin)).unwrap();
     feed.subscribe("e", EVENTS, json!({}));
+    wait_open(&server, &admin, "events", 1);
     // A live event proves the feed runs before the stop.
     data(&server.gql(Some(&admin), REGISTER, json!({ "n": "停机前", "p": "139 1234 5678" })), "registerCustomer");
     assert!(next_of(&feed.receive(), "e").is_some());

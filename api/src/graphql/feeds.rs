@@ -63,6 +63,7 @@ struct Liveness {
     authorization: Option<String>,
     stopping: watch::Receiver<bool>,
     open: crate::server::metrics::OpenFeed,
+    _slot: crate::live::FeedSlot,
 }
 
 impl Liveness {
@@ -70,7 +71,8 @@ impl Liveness {
         let state = app(ctx)?.clone();
         let authorization = request(ctx)?.authorization.clone();
         let stopping = state.live.stopping();
-        Ok(Liveness { state, authorization, stopping, open: crate::server::metrics::OpenFeed::new(feed) })
+        let slot = crate::live::FeedSlot::new(&state.live);
+        Ok(Liveness { state, authorization, stopping, open: crate::server::metrics::OpenFeed::new(feed), _slot: slot })
     }
 
     /// The caller now, if its session is still valid and it still holds `permission` (if

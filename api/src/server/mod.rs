@@ -567,6 +567,9 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
     }
     sweeper.abort();
     app.state.live.stop();
+    // axum does not wait for WebSockets: give each feed the moment it needs to send its
+    // SHUTTING_DOWN before the process ends.
+    app.state.live.drained(Duration::from_secs(app.state.config.shutdown_seconds.min(5))).await;
     // Every acknowledged append is durable already (acknowledged only after fsync); closing
     // the store ends its writer after the group in hand and releases the folder.
     drop(app);
