@@ -374,15 +374,15 @@ async fn graphql_post(
     }
     // The body arrives within the request's time (a JSON request's timeout, an upload's),
     // and no further than one byte past its limit.
-    let (limit, within) = if multipart {
-        (config.max_upload_bytes, Duration::from_secs(config.upload_timeout_seconds))
+    let (limit, flag, within) = if multipart {
+        (config.max_upload_bytes, "--max-upload-bytes", Duration::from_secs(config.upload_timeout_seconds))
     } else {
-        (config.max_body_bytes, config.request_timeout())
+        (config.max_body_bytes, "--max-body-bytes", config.request_timeout())
     };
     let most = usize::try_from(limit).unwrap_or(usize::MAX).saturating_add(1);
     let body = match tokio::time::timeout(within, axum::body::to_bytes(body, most)).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => return too_large(&format!("the request is larger than {limit} bytes")),
+        Ok(Err(_)) => return too_large(&format!("the request is larger than {limit} bytes ({flag})")),
         Err(_) => {
             return request_error(
                 StatusCode::REQUEST_TIMEOUT,
