@@ -542,6 +542,7 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%address, scheme, "oacis is serving GraphQL at /graphql");
     eprintln!("oacis: serving {scheme}://{address}/graphql");
+    let upkeep = tokio::spawn(metrics::upkeep());
     let state = app.state.clone();
     let sweeper = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -566,6 +567,7 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
         None => serve_until_stopped(listener, &app).await?,
     }
     sweeper.abort();
+    upkeep.abort();
     app.state.live.stop();
     // axum does not wait for WebSockets: give each feed the moment it needs to send its
     // SHUTTING_DOWN before the process ends.
