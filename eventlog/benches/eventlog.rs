@@ -303,7 +303,8 @@ fn checkpoint_writes(dir: &Path, count: u64) -> Figure {
     for i in 0..count {
         let head = oacis_eventlog::Head { seq: Seq(i), hash: oacis_eventlog::Hash32([7; 32]) };
         let t = Instant::now();
-        oacis_eventlog::checkpoint::write(dir, head).expect("checkpoint");
+        oacis_eventlog::checkpoint::write(dir, &oacis_eventlog::checkpoint::Checkpoint::unsigned(head))
+            .expect("checkpoint");
         latencies.push(t.elapsed());
     }
     summarize(count, started.elapsed(), latencies)

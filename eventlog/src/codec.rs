@@ -208,14 +208,18 @@ pub struct Placement<'a> {
     pub version: Version,
     /// The command id of the append that wrote it.
     pub command_id: CommandId,
+    /// The record's stored hash (not checked against its body here): the Merkle tree's leaf
+    /// input.
+    pub hash: Hash32,
 }
 
 /// Reads a stored record's placement without decoding the rest or checking its hash: the
 /// cheap pass that rebuilds the indexes when a store opens. Bounds are checked as in
 /// [`decode`]; the hash is not (`SledStore::verify` and the tail check on open do that).
 pub fn placement(seq: Seq, stored: &[u8]) -> Result<Placement<'_>> {
-    let (_, leading, _) = read_leading(seq, stored)?;
-    Ok(Placement { stream: leading.stream, version: leading.version, command_id: leading.command_id })
+    let (_, leading, stored_hash) = read_leading(seq, stored)?;
+    let hash = Hash32(stored_hash.try_into().map_err(|_| Error::corrupt(seq, "hash is not 32 bytes"))?);
+    Ok(Placement { stream: leading.stream, version: leading.version, command_id: leading.command_id, hash })
 }
 
 /// Decodes a stored record found at position `seq`, checking its hash against its body and
@@ -321,7 +325,15 @@ mod tests {
         let mut record = sample();
         let stored = seal(&mut record);
         let found = placement(Seq(7), &stored).unwrap();
-        assert_eq!(found, Placement { stream: "customer-1", version: Version(3), command_id: record.meta.command_id });
+        assert_eq!(
+            found,
+            Placement {
+                stream: "customer-1",
+                version: Version(3),
+                command_id: record.meta.command_id,
+                hash: record.hash
+            }
+        );
         assert!(matches!(placement(Seq(8), &stored), Err(Error::Corrupt { seq: Seq(8), .. })));
         for cut in 0..120 {
             assert!(placement(Seq(7), &stored[..cut]).is_err(), "truncation at {cut} went unnoticed");

@@ -219,6 +219,24 @@ pub enum Error {
         /// The hash the log holds at `recorded.seq` now.
         found: crate::model::Hash32,
     },
+    /// The Merkle root of the log at a checkpoint's tree size differs from the root the
+    /// checkpoint signed: at least one record in `changed_from..=tree_size` was changed (the
+    /// checkpoints before it still match). Handled like [`Error::HeadLost`].
+    #[error("records {changed_from}..={tree_size} were changed: the log's Merkle root at tree size {tree_size} is {found} \
+             but the checkpoint in {} signed {recorded}. Keep the folder unchanged and restore the latest backup into a new folder",
+            file.display())]
+    RootChanged {
+        /// The checkpoint file.
+        file: PathBuf,
+        /// The checkpoint's tree size.
+        tree_size: Seq,
+        /// The root it signed.
+        recorded: crate::model::Hash32,
+        /// The root the log has now at that size.
+        found: crate::model::Hash32,
+        /// One after the largest earlier checkpoint whose root still matches (1 if none).
+        changed_from: Seq,
+    },
     /// The head record file itself is unreadable or damaged.
     #[error("the head record {} is damaged: {problem}. Keep the folder unchanged and restore the latest backup", file.display())]
     HeadRecord {
@@ -250,6 +268,9 @@ pub enum Error {
     /// The store is closed.
     #[error("the event store is closed")]
     Closed,
+    /// A Merkle root or proof was asked for outside the log.
+    #[error(transparent)]
+    Proof(#[from] crate::merkle::ProofError),
 }
 
 impl Error {

@@ -75,8 +75,9 @@ pub enum KeyError {
         #[source]
         source: std::io::Error,
     },
-    /// The KEK is not 32 bytes (64 hex digits in a file or variable).
-    #[error("the key-encryption key {origin} is not 64 hex digits (32 bytes)")]
+    /// A key (the KEK, or the checkpoint signing key) is not 32 bytes (64 hex digits in a file
+    /// or variable).
+    #[error("the key {origin} is not 64 hex digits (32 bytes)")]
     KekFormat {
         /// Where it came from.
         origin: String,
@@ -162,16 +163,7 @@ impl Kek {
     /// # Errors
     /// [`KeyError::KekFormat`] naming `origin`.
     pub fn from_hex(text: &str, origin: &str) -> Result<Kek, KeyError> {
-        let text = text.trim();
-        let bad = || KeyError::KekFormat { origin: origin.to_owned() };
-        if text.len() != 2 * KEY_BYTES || !text.is_ascii() {
-            return Err(bad());
-        }
-        let mut bytes = [0u8; KEY_BYTES];
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
-        Ok(Kek::from_bytes(&bytes))
+        Ok(Kek::from_bytes(&parse_hex_key(text, origin)?))
     }
 
     /// The KEK in the file at `path`; if there is no such file, a new random KEK written there
@@ -181,25 +173,8 @@ impl Kek {
     /// # Errors
     /// [`KeyError::Io`], [`KeyError::KekFormat`], [`KeyError::Random`].
     pub fn load_or_create(path: &Path) -> Result<(Kek, bool), KeyError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok((Kek::from_hex(&text, &path.display().to_string())?, false)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let bytes = random_key()?;
-                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(io(parent))?;
-                }
-                let mut options = OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path).map_err(io(path))?;
-                file.write_all(format!("{hex}\n").as_bytes()).map_err(io(path))?;
-                file.sync_all().map_err(io(path))?;
-                Ok((Kek::from_bytes(&bytes), true))
-            }
-            Err(source) => Err(KeyError::Io { path: path.to_owned(), source }),
-        }
+        let (bytes, created) = secret_file(path)?;
+        Ok((Kek::from_bytes(&bytes), created))
     }
 
     /// The id as 16 hex digits.
@@ -235,6 +210,51 @@ impl Kek {
         let key = self.cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: wrapped, aad: &aad }).ok()?;
         key.try_into().ok()
     }
+}
+
+/// The 32-byte secret in the file at `path` (64 hex digits and a newline); if there is no
+/// such file, a new random one written there (owner-only permissions on Unix, fsynced), and
+/// `true`. Serves the KEK and the checkpoint signing key.
+///
+/// # Errors
+/// [`KeyError::Io`], [`KeyError::KekFormat`] naming the file, [`KeyError::Random`].
+pub fn secret_file(path: &Path) -> Result<([u8; KEY_BYTES], bool), KeyError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((parse_hex_key(&text, &path.display().to_string())?, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let bytes = random_key()?;
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            let mut options = OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(path).map_err(io(path))?;
+            file.write_all(format!("{hex}\n").as_bytes()).map_err(io(path))?;
+            file.sync_all().map_err(io(path))?;
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                File::open(parent).and_then(|folder| folder.sync_all()).map_err(io(parent))?;
+            }
+            Ok((bytes, true))
+        }
+        Err(source) => Err(KeyError::Io { path: path.to_owned(), source }),
+    }
+}
+
+/// 64 hex digits (surrounding white space ignored) as 32 bytes.
+fn parse_hex_key(text: &str, origin: &str) -> Result<[u8; KEY_BYTES], KeyError> {
+    let text = text.trim();
+    let bad = || KeyError::KekFormat { origin: origin.to_owned() };
+    if text.len() != 2 * KEY_BYTES || !text.is_ascii() {
+        return Err(bad());
+    }
+    let mut bytes = [0u8; KEY_BYTES];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(bytes)
 }
 
 fn random_key() -> Result<[u8; KEY_BYTES], KeyError> {

@@ -30,6 +30,7 @@ mod error;
 pub mod export;
 pub mod keys;
 mod limits;
+pub mod merkle;
 mod model;
 pub mod seal;
 mod sled_store;

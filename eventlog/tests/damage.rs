@@ -70,7 +70,16 @@ fn damage_to_a_crash_left_data_file_is_harmless_or_reported_never_silent_never_a
     assert!(records.len() as u64 >= acknowledged, "acknowledged records lost without damage");
     let at = &records[acknowledged as usize - 1];
     let recorded = Head { seq: at.seq, hash: at.hash };
-    checkpoint::write(dir.path(), recorded)?;
+    // The crash writer's acknowledged head, signed as the store would have (the folder keeps
+    // signed checkpoints, so an unsigned one would be refused).
+    let (key, _) = checkpoint::CheckpointKey::load_or_create(dir.path())?;
+    let mut tree = oacis_eventlog::merkle::MerkleTree::new();
+    records[..acknowledged as usize].iter().for_each(|r| tree.push(&r.hash));
+    let root = tree.root(acknowledged)?;
+    checkpoint::write(
+        dir.path(),
+        &checkpoint::Checkpoint::sign(recorded, root, oacis_eventlog::Timestamp::now(), &key),
+    )?;
     {
         // Undamaged, the crash-left folder opens with every acknowledged record.
         let copy = FolderCopy::of(dir.path())?;

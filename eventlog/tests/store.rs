@@ -534,7 +534,22 @@ fn read_all_with_lends_the_same_records_as_read_all_and_stops_at_the_head() -> a
         let db = sled::Config::new().path(dir.path()).segment_size(oacis_eventlog::sled_layout::SEGMENT_SIZE).open()?;
         let key = oacis_eventlog::sled_layout::event_key(Seq(3));
         let mut bytes = db.get(key)?.expect("record 3").to_vec();
+        // A payload byte (the last one before the 32-byte hash): the stored hash, and so the
+        // Merkle tree, is unchanged, and only reading the record finds it.
+        let in_payload = bytes.len() - 33;
+        bytes[in_payload] ^= 1;
+        db.insert(key, bytes.clone())?;
+        db.flush()?;
+        // Changing the stored hash instead changes the tree: the kept checkpoints catch it on
+        // open, naming the range.
         let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        db.insert(key, bytes.clone())?;
+        db.flush()?;
+        drop(db);
+        let err = SledStore::open(SledConfig::new(dir.path())).unwrap_err();
+        assert!(matches!(err, Error::RootChanged { changed_from: Seq(1), tree_size: Seq(1125), .. }), "{err}");
+        let db = sled::Config::new().path(dir.path()).segment_size(oacis_eventlog::sled_layout::SEGMENT_SIZE).open()?;
         bytes[last] ^= 1;
         db.insert(key, bytes)?;
         db.flush()?;

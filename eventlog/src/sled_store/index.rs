@@ -13,6 +13,8 @@
 //! - `commands[c]` is the seq range of the one append written under command id `c` (which
 //!   may span several streams). Only the range is kept; what it wrote (streams, versions,
 //!   events) is read back from the records when a command id is seen again.
+//! - `tree` is the Merkle tree over every record's hash (`crate::merkle`), leaf `i` being seq
+//!   `i + 1`: built in the same pass, extended with the same groups.
 //! - The index may run ahead of the durable head (the writer adds a group once applied, before
 //!   its fdatasync); readers stop at the head they were given.
 
@@ -21,7 +23,8 @@ use std::sync::{RwLock, RwLockReadGuard};
 
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::model::{CommandId, Seq, StreamId, Version};
+use crate::merkle::MerkleTree;
+use crate::model::{CommandId, Hash32, Seq, StreamId, Version};
 
 /// The seqs of one command's records, `first..=last`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,7 @@ pub(crate) struct Span {
 pub(crate) struct LogIndex {
     streams: HashMap<StreamId, Vec<Seq>>,
     commands: HashMap<CommandId, Span>,
+    tree: MerkleTree,
 }
 
 impl LogIndex {
@@ -60,6 +64,7 @@ impl LogIndex {
                 }
             }
             index.push_version(found.stream, seq, found.version)?;
+            index.tree.push(&found.hash);
         }
         if let Some((command, span)) = current {
             index.add_command(command, span)?;
@@ -109,6 +114,16 @@ impl LogIndex {
         Ok(())
     }
 
+    /// Adds the leaves of records just applied, in seq order, right after the tree's last.
+    pub(crate) fn add_leaves(&mut self, hashes: &[Hash32]) {
+        hashes.iter().for_each(|hash| self.tree.push(hash));
+    }
+
+    /// The Merkle tree (it may hold records not yet durable; callers stop at their head).
+    pub(crate) fn tree(&self) -> &MerkleTree {
+        &self.tree
+    }
+
     /// The shared index for reading; a panic elsewhere cannot leave it half-changed (the
     /// writer changes it only between groups), so a poisoned lock is still read.
     pub(crate) fn read(index: &RwLock<LogIndex>) -> RwLockReadGuard<'_, LogIndex> {
@@ -156,6 +171,6 @@ impl LogIndex {
                 .iter()
                 .map(|(name, seqs)| name.as_str().len() + seqs.capacity() * size_of::<Seq>())
                 .sum::<usize>();
-        streams + table(self.commands.capacity(), size_of::<(CommandId, Span)>())
+        streams + table(self.commands.capacity(), size_of::<(CommandId, Span)>()) + self.tree.heap_bytes()
     }
 }

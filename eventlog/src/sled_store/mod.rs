@@ -20,6 +20,7 @@ mod fault;
 mod index;
 pub mod layout;
 mod subscription;
+mod witness;
 mod writer;
 
 use std::fs::File;
@@ -38,7 +39,10 @@ use crate::codec;
 use crate::error::{AppendError, Error, Result};
 use crate::keys::{KeyStore, KEY_BATCH};
 use crate::limits::Limits;
-use crate::model::{AppendMeta, CommandId, ExpectedVersion, Record, RecordRef, Seq, StreamId, Timestamp, Version};
+use crate::merkle::{ConsistencyProof, InclusionProof, ProofError};
+use crate::model::{
+    AppendMeta, CommandId, ExpectedVersion, Hash32, Record, RecordRef, Seq, StreamId, Timestamp, Version,
+};
 use crate::store::{check_append, Appended, CommandOutcome, EventStore, Head, PendingAppend, StreamAppend};
 use crate::verify::{ChainCheck, VerifyReport};
 use index::LogIndex;
@@ -60,6 +64,10 @@ pub struct SledConfig {
     /// acknowledged within this long before the stop. Longer is cheaper and wider;
     /// `Duration::MAX` writes the checkpoint only on open and at clean shutdown.
     pub checkpoint_interval: std::time::Duration,
+    /// How often a checkpoint is kept (appended to `checkpoints`) while the head moves
+    /// (default [`checkpoint::KEEP_INTERVAL`], 10 minutes); one is also kept at open, at clean
+    /// shutdown and on demand ([`SledStore::issue_checkpoint`]).
+    pub checkpoint_keep_every: std::time::Duration,
     /// Failure injection, for tests.
     pub fault: Option<Arc<FaultPlan>>,
     /// The key store: with one, personal members of payloads are sealed on append
@@ -74,6 +82,7 @@ impl SledConfig {
             path: path.into(),
             cache_capacity_bytes: 1024 * 1024 * 1024,
             checkpoint_interval: checkpoint::INTERVAL,
+            checkpoint_keep_every: checkpoint::KEEP_INTERVAL,
             fault: None,
             keys: None,
         }
@@ -100,6 +109,8 @@ struct Inner {
     keys: Option<Arc<KeyStore>>,
     /// Whether a batch of keys is being made ahead of time.
     refilling: std::sync::atomic::AtomicBool,
+    /// Signed checkpoints and proofs.
+    witness: Arc<witness::Witness>,
 }
 
 impl Drop for Inner {
@@ -246,17 +257,34 @@ impl SledStore {
     /// gets one at its current head.
     pub fn open(config: SledConfig) -> Result<SledStore> {
         let recorded = checkpoint::read(&config.path)?;
+        let kept = checkpoint::read_kept(&config.path)?;
+        if recorded.as_ref().is_some_and(|c| c.signed.is_none()) && !kept.is_empty() {
+            // Only a folder from before signed checkpoints has an unsigned one.
+            return Err(Error::HeadRecord {
+                file: checkpoint::path_in(&config.path),
+                problem: "an unsigned (format 1) checkpoint beside signed kept checkpoints".into(),
+            });
+        }
         let path = config.path.clone();
         // sled 0.34 panics on some damaged files (seen in its `serialization.rs`); damage must be
         // reported, never answered with a panic. Everything sled touches is dropped on unwind.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SledStore::open_unguarded(config, recorded)))
+        let recorded_head = recorded.as_ref().map(|c| c.head);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SledStore::open_unguarded(config, recorded, kept)))
             .unwrap_or_else(|panic| {
-                Err(Error::Damaged { path, reason: format!("panicked: {}", panic_message(panic.as_ref())), recorded })
+                Err(Error::Damaged {
+                    path,
+                    reason: format!("panicked: {}", panic_message(panic.as_ref())),
+                    recorded: recorded_head,
+                })
             })
     }
 
-    fn open_unguarded(config: SledConfig, recorded: Option<Head>) -> Result<SledStore> {
-        let db = open_sled(&config, recorded)?;
+    fn open_unguarded(
+        config: SledConfig,
+        recorded: Option<checkpoint::Checkpoint>,
+        kept: Vec<checkpoint::Checkpoint>,
+    ) -> Result<SledStore> {
+        let db = open_sled(&config, recorded.as_ref().map(|c| c.head))?;
         if let Some(plan) = &config.fault {
             plan.arrive(FaultSite::OpenPanic).map_err(|e| Error::io(&config.path, e))?;
         }
@@ -265,6 +293,25 @@ impl SledStore {
         let head = last.as_ref().map_or_else(Head::default, |r| Head { seq: r.seq, hash: r.hash });
         let data_path = config.path.join("db");
         let data_file = File::open(&data_path).map_err(|e| Error::io(&data_path, e))?;
+        let (key, created) = checkpoint::CheckpointKey::load_or_create(&config.path)?;
+        if created {
+            tracing::warn!(
+                file = %config.path.join(checkpoint::KEY_FILE_NAME).display(),
+                "created the checkpoint signing key; give its public key (`oacis checkpoint public-key`) to auditors"
+            );
+        }
+        let index = Arc::new(RwLock::new(LogIndex::default()));
+        let witness = Arc::new(witness::Witness {
+            recorder: checkpoint::Recorder::new(
+                config.path.clone(),
+                Arc::new(key),
+                recorded.clone().unwrap_or_else(|| checkpoint::Checkpoint::unsigned(Head::default())),
+                kept.last().cloned(),
+                config.checkpoint_interval,
+                config.checkpoint_keep_every,
+            ),
+            index: index.clone(),
+        });
         let (queue, queue_rx) = mpsc::channel(Limits::APPEND_QUEUE);
         let heads = Arc::new(watch::Sender::new(head));
         let failure = writer::Failure::new(heads.clone());
@@ -276,13 +323,14 @@ impl SledStore {
                 failure: failure.clone(),
                 queue: Some(queue),
                 heads: heads.clone(),
-                index: Arc::new(RwLock::new(LogIndex::default())),
+                index,
                 writer: Mutex::new(None),
                 keys: config.keys.clone(),
                 refilling: std::sync::atomic::AtomicBool::new(false),
+                witness: witness.clone(),
             }),
         };
-        store.check_against(recorded)?;
+        store.check_against(recorded.as_ref().map(|c| c.head))?;
         store.check_tail()?;
         let mut stored = store.records(Seq::FIRST);
         let index = LogIndex::build(std::iter::from_fn(|| stored.next_stored()))?;
@@ -293,12 +341,15 @@ impl SledStore {
             "event log indexes rebuilt"
         );
         *store.inner.index.write().unwrap_or_else(std::sync::PoisonError::into_inner) = index;
-        if recorded != Some(head) {
-            if recorded.is_none() && head.seq > Seq::ZERO {
-                tracing::warn!(head = head.seq.0, "no checkpoint in the data folder; starting one at the log's head");
-            }
-            checkpoint::write(&config.path, head)?;
+        let file = checkpoint::path_in(&config.path);
+        let kept_file = checkpoint::kept_path_in(&config.path);
+        let mut witnessed: Vec<_> = kept.into_iter().map(|c| (kept_file.clone(), c)).collect();
+        if recorded.is_none() && head.seq > Seq::ZERO {
+            tracing::warn!(head = head.seq.0, "no checkpoint in the data folder; starting one at the log's head");
         }
+        witnessed.extend(recorded.map(|c| (file, c)));
+        witness.check(head, &witnessed)?;
+        witness.record(head, checkpoint::Occasion::Boundary)?;
         let writer = Writer {
             db: db.clone(),
             data_path: data_path.clone(),
@@ -317,7 +368,7 @@ impl SledStore {
             heads,
             fault: config.fault,
             failure,
-            checkpoint: checkpoint::Recorder::new(config.path.clone(), head, config.checkpoint_interval),
+            checkpoint: witness,
         };
         let handle = std::thread::Builder::new()
             .name("eventlog-writer".into())
@@ -333,6 +384,78 @@ impl SledStore {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The public key that checks this store's checkpoints.
+    #[must_use]
+    pub fn checkpoint_key(&self) -> checkpoint::PublicKey {
+        self.inner.witness.public_key().clone()
+    }
+
+    /// The latest checkpoint (signed, at a durable head; written at most a second ago while
+    /// appends are acknowledged).
+    #[must_use]
+    pub fn latest_checkpoint(&self) -> checkpoint::Checkpoint {
+        self.inner.witness.recorder.latest()
+    }
+
+    /// Issues a checkpoint now, at the durable head, and keeps it (unless the last kept one
+    /// has this head already, which is then answered). Blocks on two fsyncs.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if it cannot be written; [`Error::WriterFailed`] after a failed write.
+    pub fn issue_checkpoint(&self) -> Result<checkpoint::Checkpoint> {
+        if let Some(reason) = self.inner.failure.get() {
+            return Err(Error::WriterFailed(reason));
+        }
+        self.inner.witness.record(self.head(), checkpoint::Occasion::Demand)
+    }
+
+    /// Every kept checkpoint, oldest first.
+    ///
+    /// # Errors
+    /// As [`checkpoint::read_kept`].
+    pub fn kept_checkpoints(&self) -> Result<Vec<checkpoint::Checkpoint>> {
+        checkpoint::read_kept(&self.inner.path)
+    }
+
+    /// The Merkle root over the first `tree_size` records (at most the durable head).
+    ///
+    /// # Errors
+    /// [`Error::Proof`] ([`ProofError::SizeBeyondLog`]).
+    pub fn merkle_root(&self, tree_size: u64) -> Result<Hash32> {
+        let durable = self.head().seq.0;
+        if tree_size > durable {
+            return Err(ProofError::SizeBeyondLog { size: tree_size, available: durable }.into());
+        }
+        Ok(LogIndex::read(&self.inner.index).tree().root(tree_size)?)
+    }
+
+    /// The inclusion proof (RFC 9162 §2.1.3) of record `seq` in the tree of `tree_size`
+    /// records (at most the durable head).
+    ///
+    /// # Errors
+    /// [`Error::Proof`] for a size beyond the durable head or a seq not in the tree (seq 0
+    /// is reported as leaf index `u64::MAX`); [`Error::Corrupt`] if the record cannot be read.
+    pub fn inclusion_proof(&self, seq: Seq, tree_size: u64) -> Result<InclusionProof> {
+        let durable = self.head().seq;
+        if tree_size > durable.0 {
+            return Err(ProofError::SizeBeyondLog { size: tree_size, available: durable.0 }.into());
+        }
+        if seq == Seq::ZERO || seq.0 > tree_size {
+            return Err(ProofError::IndexBeyondSize { index: seq.0.wrapping_sub(1), size: tree_size }.into());
+        }
+        let record = self.records(seq).next().ok_or_else(|| Error::corrupt(seq, "record missing"))??;
+        Ok(self.inner.witness.inclusion(seq, tree_size, record.hash, durable)?)
+    }
+
+    /// The consistency proof (RFC 9162 §2.1.4) between tree sizes `first` and `second`.
+    ///
+    /// # Errors
+    /// [`Error::Proof`]: [`ProofError::BadSizes`] unless `0 < first <= second`,
+    /// [`ProofError::SizeBeyondLog`].
+    pub fn consistency_proof(&self, first: u64, second: u64) -> Result<ConsistencyProof> {
+        Ok(self.inner.witness.consistency(first, second, self.head().seq)?)
     }
 
     /// Heap bytes held by the in-memory stream and command indexes.

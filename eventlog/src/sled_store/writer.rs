@@ -39,11 +39,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::fault::{FaultPlan, FaultSite};
 use super::index::{LogIndex, Span};
 use super::layout;
-use crate::checkpoint::Recorder;
+use crate::checkpoint::Occasion;
 use crate::codec;
 use crate::error::{AppendError, Error, Result};
 use crate::limits::Limits;
-use crate::model::{AppendMeta, CommandId, Record, Seq, StreamId, Timestamp, Version};
+use crate::model::{AppendMeta, CommandId, Hash32, Record, Seq, StreamId, Timestamp, Version};
 use crate::store::{Appended, CommandOutcome, Head, StreamAppend};
 
 /// Groups applied but not yet durable, waiting for the syncer.
@@ -126,7 +126,7 @@ pub(super) struct Syncer {
     pub heads: Arc<watch::Sender<Head>>,
     pub fault: Option<Arc<FaultPlan>>,
     pub failure: Failure,
-    pub checkpoint: Recorder,
+    pub checkpoint: Arc<super::witness::Witness>,
 }
 
 /// What the group has staged so far, seen by the later appends of the same group.
@@ -250,6 +250,8 @@ impl Writer {
         }
         let wrote = head != self.head;
         if wrote {
+            // The Merkle tree's leaf inputs: each stored record ends with its hash.
+            let leaves: Vec<Hash32> = staged.records.iter().map(|(_, stored)| stored_hash(stored)).collect();
             let applied = arrive(self.fault.as_ref(), FaultSite::Apply, &self.data_path)
                 .and_then(|()| apply(&self.db, std::mem::take(&mut staged.records)));
             if let Err(e) = applied {
@@ -261,6 +263,7 @@ impl Writer {
             self.head = head;
             self.last_recorded_at = recorded_at;
             let mut index = self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            index.add_leaves(&leaves);
             for (command, span, parts) in &staged.accepted {
                 let added = parts
                     .iter()
@@ -278,6 +281,13 @@ impl Writer {
         }
         Some(Applied { head, wrote, replies })
     }
+}
+
+/// The hash at the end of a stored record (`body || hash`), as staged by the writer.
+fn stored_hash(stored: &[u8]) -> Hash32 {
+    let mut hash = [0; 32];
+    hash.copy_from_slice(&stored[stored.len() - 32..]);
+    Hash32(hash)
 }
 
 /// Writes a group's records to sled, atomically. A lone record is a plain insert: a sled
@@ -434,7 +444,7 @@ impl Syncer {
     /// until `stop` closes. A failure to write it stops appends: the log would be running
     /// without its outside witness.
     fn record_heads(&self, stop: &std_mpsc::Receiver<()>) {
-        while let Err(std_mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(self.checkpoint.tick()) {
+        while let Err(std_mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(self.checkpoint.recorder.tick()) {
             self.record_head();
         }
     }
@@ -445,7 +455,7 @@ impl Syncer {
         }
         // Copied out first: `Failure::set` notifies through `heads`, which a borrow would block.
         let head = *self.heads.borrow();
-        if let Err(e) = self.checkpoint.record(head, false) {
+        if let Err(e) = self.checkpoint.record(head, Occasion::Tick) {
             self.failure.set(format!("cannot record the acknowledged head: {e}"));
         }
     }
@@ -457,7 +467,7 @@ impl Syncer {
             return;
         }
         let head = *self.heads.borrow();
-        if let Err(e) = self.checkpoint.record(head, true) {
+        if let Err(e) = self.checkpoint.record(head, Occasion::Boundary) {
             tracing::error!(error = %e, "cannot record the acknowledged head at shutdown");
         }
     }
