@@ -38,6 +38,14 @@ enum Command {
     Erase(cli::erase::EraseArgs),
     /// Manage the key store of personal data.
     Keys(cli::keys::KeysArgs),
+    /// Back up a data folder's log (full or incremental), or verify backups.
+    Backup(cli::backup::BackupArgs),
+    /// Restore verified backups into a new data folder and rebuild its views.
+    Restore(cli::backup::RestoreArgs),
+    /// Signed checkpoints: issue one, or print the public key that checks them.
+    Checkpoint(cli::proof::CheckpointArgs),
+    /// Verify checkpoints and Merkle proofs offline, with only the public key.
+    Proof(cli::proof::ProofArgs),
     /// Serve GraphQL over HTTP on an embedded store (see README for a tour).
     Serve(server::ServeArgs),
     /// Fill an empty data folder with demo data (customers, users of every default role) and
@@ -64,6 +72,10 @@ fn main() -> ExitCode {
         Command::Erase(args) => cli::erase::run(&args),
         Command::Import(args) => cli::transfer::run_import(&args),
         Command::Keys(args) => cli::keys::run(&args),
+        Command::Backup(args) => cli::backup::run(&args),
+        Command::Restore(args) => cli::backup::run_restore(&args),
+        Command::Checkpoint(args) => cli::proof::run_checkpoint(&args),
+        Command::Proof(args) => cli::proof::run_proof(&args),
         Command::Serve(args) => run_server(args),
         Command::Demo(args) => run_demo(&args),
         Command::Schema => {

@@ -102,6 +102,17 @@ impl CheckpointKey {
         Ok((CheckpointKey::from_seed(&seed), created))
     }
 
+    /// The key in the file `path` (64 hex digits), which must exist.
+    ///
+    /// # Errors
+    /// [`Error::HeadRecord`] naming the file if it cannot be read or parsed.
+    pub fn read(path: &Path) -> Result<CheckpointKey> {
+        let bad = |problem: String| Error::HeadRecord { file: path.to_owned(), problem };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let seed = crate::keys::parse_hex_key(&text, &path.display().to_string()).map_err(|e| bad(e.to_string()))?;
+        Ok(CheckpointKey::from_seed(&seed))
+    }
+
     /// The key whose 32-byte seed (RFC 8032 §5.1.5) is `seed`.
     #[must_use]
     pub fn from_seed(seed: &[u8; 32]) -> CheckpointKey {

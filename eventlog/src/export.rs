@@ -151,10 +151,16 @@ pub struct ExportCheck {
 /// Every line must end with `\n` (FORMAT.md): a last line without one means the file may be
 /// cut short, and is refused naming it. A read failure is [`Error::Unreadable`] with the byte
 /// offset of the line being read (its file named `export`; the caller knows the path).
-pub fn verify_export(
+pub fn verify_export(input: impl BufRead, after: Option<Head>, progress: &mut dyn FnMut(Seq)) -> Result<ExportCheck> {
+    verify_export_each(input, after, &mut |record| progress(record.seq))
+}
+
+/// [`verify_export`], handing `each` every record once it has been checked (a backup's
+/// verifier builds the Merkle tree from them).
+pub fn verify_export_each(
     mut input: impl BufRead,
     after: Option<Head>,
-    progress: &mut dyn FnMut(Seq),
+    each: &mut dyn FnMut(&Record),
 ) -> Result<ExportCheck> {
     let mut chain: Option<ChainCheck> = after.map(ChainCheck::after);
     let mut continues_from = after.unwrap_or_default();
@@ -199,7 +205,7 @@ pub fn verify_export(
             chain.check(&record)?;
         }
         expected = record.seq.next();
-        progress(record.seq);
+        each(&record);
     }
     let report = chain.map_or_else(|| ChainCheck::new().report(), |c| c.report());
     Ok(ExportCheck { report, continues_from })

@@ -244,7 +244,7 @@ pub fn secret_file(path: &Path) -> Result<([u8; KEY_BYTES], bool), KeyError> {
 }
 
 /// 64 hex digits (surrounding white space ignored) as 32 bytes.
-fn parse_hex_key(text: &str, origin: &str) -> Result<[u8; KEY_BYTES], KeyError> {
+pub(crate) fn parse_hex_key(text: &str, origin: &str) -> Result<[u8; KEY_BYTES], KeyError> {
     let text = text.trim();
     let bad = || KeyError::KekFormat { origin: origin.to_owned() };
     if text.len() != 2 * KEY_BYTES || !text.is_ascii() {

@@ -24,6 +24,7 @@
 //! - A command id is written once: a true retry gets the first result, any other use of it is
 //!   refused ([`AppendError::CommandReused`]).
 
+pub mod backup;
 pub mod checkpoint;
 pub mod codec;
 mod error;

@@ -58,7 +58,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             println!("FAILED: first bad seq {seq}: {problem}");
             Ok(ExitCode::FAILURE)
         }
-        Err(e @ (Error::HeadLost { .. } | Error::HeadChanged { .. })) => {
+        Err(e @ (Error::HeadLost { .. } | Error::HeadChanged { .. } | Error::RootChanged { .. })) => {
             println!("FAILED: {e}");
             Ok(ExitCode::FAILURE)
         }
@@ -95,6 +95,7 @@ fn verify_store(dir: &std::path::Path) -> anyhow::Result<Outcome> {
             e @ (Error::Corrupt { .. }
             | Error::HeadLost { .. }
             | Error::HeadChanged { .. }
+            | Error::RootChanged { .. }
             | Error::HeadRecord { .. }
             | Error::Damaged { .. }
             | Error::Unreadable { .. }),
@@ -105,8 +106,14 @@ fn verify_store(dir: &std::path::Path) -> anyhow::Result<Outcome> {
     let mut progress = Progress::new("verify chain", total);
     let outcome = store.verify(&mut |seq| progress.set(seq.0));
     progress.finish();
+    let kept = store.kept_checkpoints().map_or(0, |kept| kept.len());
     let note = match recorded {
-        Some(head) => format!(" (checked on a temporary copy; reaches the checkpoint at seq {})", head.seq),
+        Some(c) if c.signed.is_some() => format!(
+            " (checked on a temporary copy; reaches the signed checkpoint at seq {}; Merkle roots match it and {kept} kept checkpoints; key {})",
+            c.head.seq,
+            store.checkpoint_key().key_id()
+        ),
+        Some(c) => format!(" (checked on a temporary copy; reaches the checkpoint at seq {})", c.head.seq),
         None => " (checked on a temporary copy; no checkpoint, so a lost tail cannot be ruled out)".to_owned(),
     };
     Ok(outcome.map(|report| (report, note)))

@@ -380,6 +380,55 @@ impl SledStore {
         Ok(store)
     }
 
+    /// Writes `records` (a log from seq 1, in order) into the new, empty store of `config`,
+    /// byte for byte as the writer stores them, and makes them durable; answers the head.
+    /// Each record's hash and the chain are checked again as they are written. The store is
+    /// not opened: the caller adds what belongs beside the log (kept checkpoints, keys) first.
+    ///
+    /// # Errors
+    /// [`Error::Open`] if the folder already holds records; [`Error::Corrupt`] at the first
+    /// record whose hash or link does not verify (the folder is then left half written: the
+    /// caller restores into a fresh folder and removes it); I/O and sled errors.
+    pub fn restore_log(
+        config: &SledConfig,
+        records: impl Iterator<Item = Result<Record>>,
+        progress: &mut dyn FnMut(Seq),
+    ) -> Result<Head> {
+        /// Records per sled batch.
+        const BATCH: usize = 4_096;
+        let db = open_sled(config, None)?;
+        check_format(&db, &config.path)?;
+        if last_record(&db)?.is_some() {
+            return Err(Error::Open {
+                path: config.path.clone(),
+                reason: "the folder already holds an event log".into(),
+                advice: "Restore into a new, empty folder",
+            });
+        }
+        let mut chain = ChainCheck::new();
+        let mut batch = sled::Batch::default();
+        let mut pending = 0;
+        for record in records {
+            let mut record = record?;
+            chain.check(&record)?;
+            let given = record.hash;
+            let stored = codec::seal(&mut record);
+            if record.hash != given {
+                return Err(Error::corrupt(record.seq, "hash does not match the record's body"));
+            }
+            batch.insert(&layout::event_key(record.seq), stored);
+            pending += 1;
+            if pending == BATCH {
+                db.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+            progress(record.seq);
+        }
+        db.apply_batch(batch)?;
+        sync_all(&db, &config.path)?;
+        Ok(chain.report().head)
+    }
+
     /// The data folder.
     #[must_use]
     pub fn path(&self) -> &Path {

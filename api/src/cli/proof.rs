@@ -1,0 +1,208 @@
+//! `oacis checkpoint` (issue one, print the public key) and `oacis proof verify`: what an
+//! auditor runs offline, with only the public key, on what GraphQL or a backup gave them.
+//!
+//! Inputs are the objects the GraphQL API returns, saved as JSON files:
+//! - a checkpoint: its JSON line (`checkpoint { line }`, a line of a data folder's
+//!   `checkpoints` file, or a backup manifest's `checkpoint`);
+//! - an inclusion proof: `inclusionProof { seq treeSize recordHash path root }`;
+//! - a consistency proof: `consistencyProof { fromSize toSize fromRoot toRoot path }`.
+//!
+//! Exit codes: 0 verified; 1 does not verify (saying why); 2 could not run (unreadable file).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use oacis_eventlog::checkpoint::{Checkpoint, CheckpointKey, PublicKey, KEY_FILE_NAME};
+use oacis_eventlog::merkle::{ConsistencyProof, InclusionProof};
+use oacis_eventlog::{Hash32, Seq, SledConfig, SledStore};
+use serde::Deserialize;
+
+/// `oacis checkpoint`.
+#[derive(Debug, clap::Args)]
+pub struct CheckpointArgs {
+    #[command(subcommand)]
+    command: CheckpointCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum CheckpointCommand {
+    /// Print the public key that checks a data folder's checkpoints (64 hex digits). Reads
+    /// only the key file, so it works while the server runs.
+    PublicKey {
+        /// The data folder.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
+    /// Issue and keep a checkpoint of a data folder's log now (the server must not be
+    /// running on it; while it runs, use the `issueCheckpoint` mutation) and print its line.
+    Issue {
+        /// The data folder.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
+}
+
+/// `oacis proof`.
+#[derive(Debug, clap::Args)]
+pub struct ProofArgs {
+    #[command(subcommand)]
+    command: ProofCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ProofCommand {
+    /// Verify a checkpoint's signature, and proofs against it, with only the public key.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["checkpoint", "inclusion", "consistency"])))]
+struct VerifyArgs {
+    /// The public key (64 hex digits, from `oacis checkpoint public-key`).
+    #[arg(long, value_name = "HEX", value_parser = crate::cli::backup::parse_public_key)]
+    public_key: PublicKey,
+    /// A checkpoint's JSON line; proofs given with it must be against its tree size and root.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// An inclusion proof (JSON).
+    #[arg(long, value_name = "FILE")]
+    inclusion: Option<PathBuf>,
+    /// A consistency proof (JSON).
+    #[arg(long, value_name = "FILE")]
+    consistency: Option<PathBuf>,
+}
+
+/// A hash in hex, read from JSON.
+fn hash(field: &str, text: &str) -> anyhow::Result<Hash32> {
+    Hash32::from_hex(text).ok_or_else(|| anyhow::anyhow!("{field}: expected 64 lower-case hex digits"))
+}
+
+fn path(texts: &[String]) -> anyhow::Result<Vec<Hash32>> {
+    texts.iter().enumerate().map(|(i, t)| hash(&format!("path[{i}]"), t)).collect()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InclusionJson {
+    seq: u64,
+    tree_size: u64,
+    record_hash: String,
+    path: Vec<String>,
+    root: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConsistencyJson {
+    from_size: u64,
+    to_size: u64,
+    from_root: String,
+    to_root: String,
+    path: Vec<String>,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(file: &PathBuf) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not the expected JSON object", file.display()))
+}
+
+pub fn run_checkpoint(args: &CheckpointArgs) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        CheckpointCommand::PublicKey { data } => {
+            let file = data.join(KEY_FILE_NAME);
+            let key = CheckpointKey::read(&file)?;
+            println!("{}", key.public().to_hex());
+            eprintln!("key id {}", key.public().key_id());
+        }
+        CheckpointCommand::Issue { data } => {
+            if !data.join("db").exists() {
+                anyhow::bail!("{} holds no event store", data.display());
+            }
+            let store =
+                SledStore::open(SledConfig::new(data)).with_context(|| format!("opening {}", data.display()))?;
+            println!("{}", store.issue_checkpoint()?.to_line());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_proof(args: &ProofArgs) -> anyhow::Result<ExitCode> {
+    let ProofCommand::Verify(args) = &args.command;
+    let mut failures = Vec::new();
+    let checkpoint = match &args.checkpoint {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let checkpoint = Checkpoint::from_line(text.trim_end_matches('\n'))
+                .map_err(|problem| anyhow::anyhow!("{}: {problem}", file.display()))?;
+            match checkpoint.verify(&args.public_key) {
+                Ok(()) => println!(
+                    "ok: checkpoint at tree size {} with root {} is signed by key {}",
+                    checkpoint.head.seq,
+                    checkpoint.merkle_root().map(|r| r.to_hex()).unwrap_or_default(),
+                    args.public_key.key_id()
+                ),
+                Err(e) => failures.push(format!("checkpoint {}: {e}", file.display())),
+            }
+            Some(checkpoint)
+        }
+        None => None,
+    };
+    let anchor = checkpoint.as_ref().and_then(|c| c.merkle_root().map(|root| (c.head.seq.0, root)));
+    if let Some(file) = &args.inclusion {
+        let json: InclusionJson = read_json(file)?;
+        let proof = InclusionProof {
+            seq: Seq(json.seq),
+            tree_size: json.tree_size,
+            record_hash: hash("recordHash", &json.record_hash)?,
+            path: path(&json.path)?,
+            root: hash("root", &json.root)?,
+        };
+        match (proof.verify(), anchor) {
+            (Err(e), _) => failures.push(format!("inclusion proof {}: {e}", file.display())),
+            (Ok(()), Some((size, root))) if (size, root) != (proof.tree_size, proof.root) => failures.push(format!(
+                "inclusion proof {}: it is against tree size {} root {}, not the checkpoint's tree size {size} root {root}",
+                file.display(),
+                proof.tree_size,
+                proof.root
+            )),
+            (Ok(()), _) => println!(
+                "ok: record seq {} (hash {}) is in the tree of size {} with root {}",
+                proof.seq, proof.record_hash, proof.tree_size, proof.root
+            ),
+        }
+    }
+    if let Some(file) = &args.consistency {
+        let json: ConsistencyJson = read_json(file)?;
+        let proof = ConsistencyProof {
+            first: json.from_size,
+            second: json.to_size,
+            first_root: hash("fromRoot", &json.from_root)?,
+            second_root: hash("toRoot", &json.to_root)?,
+            path: path(&json.path)?,
+        };
+        let anchored = anchor.is_none_or(|(size, root)| {
+            (size == proof.first && root == proof.first_root) || (size == proof.second && root == proof.second_root)
+        });
+        match proof.verify() {
+            Err(e) => failures.push(format!("consistency proof {}: {e}", file.display())),
+            Ok(()) if !anchored => failures.push(format!(
+                "consistency proof {}: neither of its trees ({} and {}) is the checkpoint's with its root",
+                file.display(),
+                proof.first,
+                proof.second
+            )),
+            Ok(()) => println!(
+                "ok: the tree of size {} (root {}) is a prefix of the tree of size {} (root {})",
+                proof.first, proof.first_root, proof.second, proof.second_root
+            ),
+        }
+    }
+    if failures.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for failure in failures {
+        println!("FAILED: {failure}");
+    }
+    Ok(ExitCode::FAILURE)
+}

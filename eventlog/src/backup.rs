@@ -1,0 +1,681 @@
+//! Backups of the log: full and incremental, verified on their own, restored into a new
+//! folder only after everything checks out.
+//!
+//! A backup is a folder of three or four files:
+//!
+//! | file | what |
+//! |---|---|
+//! | `events.jsonl` | the records `first_seq..=last_seq` in the export format (`FORMAT.md`) |
+//! | `manifest.json` | what the backup claims, checked against the files (below) |
+//! | `keys.journal` | the key store's journal as it was (wrapped data keys; only with a key store) |
+//!
+//! The manifest (`oacis-backup/1`): `store` (the hash of record 1: which log this is a backup
+//! of), `first_seq`, `last_seq`, `event_count`, `head_hash` (of `last_seq`), `previous` (for an
+//! incremental, the previous backup's `{"seq","hash"}` head; `null` for a full one),
+//! `merkle_root` (at `last_seq`), `checkpoint` (a signed checkpoint line at `last_seq`),
+//! `public_key`, `created_at`, `events_bytes` and `events_blake3` (of `events.jsonl`),
+//! `keys_blake3` (of `keys.journal`, or `null`).
+//!
+//! Invariants:
+//! - A backup is written into a temporary folder beside its target, every file fsynced, then
+//!   renamed into place and the parent fsynced: a backup folder is complete or absent.
+//! - An incremental backup holds exactly the records after its previous backup's head, and
+//!   starts only if that head is still in the log with the same hash.
+//! - [`verify_chain`] checks a full backup and its incrementals in order, needing no store:
+//!   every line (canonical form, hash, chain), each incremental's link, the store id, each
+//!   manifest field against what the files hold, the Merkle root recomputed over the whole
+//!   chain, and each checkpoint's signature. The first failure names the file and the seq or
+//!   field at fault.
+//! - [`restore`] verifies the whole chain before it writes anything, and writes only into a
+//!   missing or empty folder.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, Checkpoint, PublicKey};
+use crate::error::Error;
+use crate::export;
+use crate::keys::{JOURNAL, KEY_DIR};
+use crate::merkle::MerkleTree;
+use crate::model::{Hash32, Record, Seq, Timestamp};
+use crate::store::Head;
+use crate::{SledConfig, SledStore};
+
+/// Format tag of the manifests this build writes and reads.
+pub const FORMAT: &str = "oacis-backup/1";
+/// The manifest's file name in a backup folder.
+pub const MANIFEST: &str = "manifest.json";
+/// The records' file name in a backup folder.
+pub const EVENTS: &str = "events.jsonl";
+/// The key journal's file name in a backup folder.
+pub const KEYS: &str = "keys.journal";
+
+/// Why a backup could not be made, verified or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The manifest is unreadable, or a field does not match what the backup holds.
+    #[error("{}: field `{field}`: {problem}", file.display())]
+    Field {
+        /// The file at fault.
+        file: PathBuf,
+        /// The field.
+        field: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A record in `events.jsonl` does not verify.
+    #[error("{}: first bad seq {seq}: {problem}", file.display())]
+    Record {
+        /// The events file.
+        file: PathBuf,
+        /// The first bad seq.
+        seq: Seq,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The first backup given is an incremental one.
+    #[error("{} is an incremental backup (it continues from seq {}); give the full backup first", file.display(), after.seq)]
+    NotFull {
+        /// Its manifest.
+        file: PathBuf,
+        /// The head it continues from.
+        after: Head,
+    },
+    /// An incremental does not continue the backup before it.
+    #[error("{} continues from seq {} (hash {}), but the backup before it ends at seq {} (hash {}){}",
+            file.display(), found.seq, found.hash, expected.seq, expected.hash,
+            if found.seq > expected.seq { ": a backup between them is missing" } else { "" })]
+    BrokenLink {
+        /// The incremental's manifest.
+        file: PathBuf,
+        /// The head of the backup before it.
+        expected: Head,
+        /// The head it says it continues from.
+        found: Head,
+    },
+    /// A backup of another log.
+    #[error("{} is a backup of another store (record 1 has hash {found}, not {expected})", file.display())]
+    OtherStore {
+        /// Its manifest.
+        file: PathBuf,
+        /// The store id of the chain so far.
+        expected: String,
+        /// Its store id.
+        found: String,
+    },
+    /// The restore target holds files.
+    #[error("{} is not empty; restore into a new or empty folder", path.display())]
+    TargetNotEmpty {
+        /// The target.
+        path: PathBuf,
+    },
+    /// The backup target exists.
+    #[error("{} already exists", path.display())]
+    Exists {
+        /// The target.
+        path: PathBuf,
+    },
+    /// There is nothing to back up.
+    #[error("nothing to back up: {0}")]
+    Nothing(String),
+    /// No backups were given.
+    #[error("no backups given")]
+    NoBackups,
+    /// The store refused.
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io { path: path.to_owned(), source }
+}
+
+/// A head as stored in a manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    /// Its seq.
+    pub seq: u64,
+    /// Its hash, 64 hex digits.
+    #[serde(with = "hex32")]
+    pub hash: Hash32,
+}
+
+mod hex32 {
+    use super::Hash32;
+    pub fn serialize<S: serde::Serializer>(hash: &Hash32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hash.to_hex())
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Hash32, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        Hash32::from_hex(&text).ok_or_else(|| serde::de::Error::custom("not 64 lower-case hex digits"))
+    }
+}
+
+/// A backup's manifest (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// [`FORMAT`].
+    pub format: String,
+    /// Hash of record 1, hex: the log this is a backup of.
+    #[serde(with = "hex32")]
+    pub store: Hash32,
+    /// First seq held.
+    pub first_seq: u64,
+    /// Last seq held.
+    pub last_seq: u64,
+    /// Records held.
+    pub event_count: u64,
+    /// Hash of record `last_seq`.
+    #[serde(with = "hex32")]
+    pub head_hash: Hash32,
+    /// For an incremental, the previous backup's head.
+    pub previous: Option<Link>,
+    /// Merkle root over records `1..=last_seq`.
+    #[serde(with = "hex32")]
+    pub merkle_root: Hash32,
+    /// The signed checkpoint at `last_seq`, as its JSON line.
+    pub checkpoint: String,
+    /// The public key that signed it, 64 hex digits.
+    pub public_key: String,
+    /// When the backup was made (RFC 3339).
+    pub created_at: String,
+    /// Size of `events.jsonl` in bytes.
+    pub events_bytes: u64,
+    /// BLAKE3 of `events.jsonl`.
+    #[serde(with = "hex32")]
+    pub events_blake3: Hash32,
+    /// BLAKE3 of `keys.journal`, if the backup has one.
+    #[serde(default)]
+    pub keys_blake3: Option<String>,
+}
+
+impl Manifest {
+    /// The head this backup ends at.
+    #[must_use]
+    pub fn head(&self) -> Head {
+        Head { seq: Seq(self.last_seq), hash: self.head_hash }
+    }
+
+    /// Reads the manifest of backup folder `dir`.
+    ///
+    /// # Errors
+    /// [`BackupError::Io`], or [`BackupError::Field`] naming the field that does not parse.
+    pub fn read(dir: &Path) -> Result<Manifest, BackupError> {
+        let file = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&file).map_err(io(&file))?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| BackupError::Field {
+            file: file.clone(),
+            field: serde_field(&e.to_string()),
+            problem: e.to_string(),
+        })?;
+        if manifest.format != FORMAT {
+            return Err(BackupError::Field {
+                file,
+                field: "format".into(),
+                problem: format!("{:?}; this build reads {FORMAT:?}", manifest.format),
+            });
+        }
+        Ok(manifest)
+    }
+}
+
+/// The field a serde error names (`unknown field `x``, `missing field `x``), else `manifest`.
+fn serde_field(message: &str) -> String {
+    message.split('`').nth(1).map_or_else(|| "manifest".to_owned(), str::to_owned)
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+fn blake3_file(path: &Path) -> Result<Hash32, BackupError> {
+    let mut hasher = blake3::Hasher::new();
+    let mut file = File::open(path).map_err(io(path))?;
+    std::io::copy(&mut file, &mut hasher).map_err(io(path))?;
+    Ok(Hash32(*hasher.finalize().as_bytes()))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), BackupError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Makes a backup of `store` into the new folder `out`: full, or with `previous` (a backup
+/// of the same store) the records after its head. Issues (and keeps) a checkpoint at the
+/// durable head first and backs up exactly that head, while appends go on. `progress` is
+/// called with each seq written.
+///
+/// # Errors
+/// [`BackupError::Exists`]; [`BackupError::Nothing`] for an empty log or no records since
+/// `previous`; [`BackupError::OtherStore`] / [`BackupError::BrokenLink`] if `previous` is not
+/// a backup of this log as it stands; I/O and store errors. On error nothing is left at `out`.
+pub fn write_backup(
+    store: &SledStore,
+    previous: Option<&Manifest>,
+    out: &Path,
+    progress: &mut dyn FnMut(Seq),
+) -> Result<Manifest, BackupError> {
+    if out.exists() {
+        return Err(BackupError::Exists { path: out.to_owned() });
+    }
+    let checkpoint = store.issue_checkpoint()?;
+    let head = checkpoint.head;
+    if head.seq == Seq::ZERO {
+        return Err(BackupError::Nothing("the log is empty".into()));
+    }
+    let first = store.records(Seq::FIRST).next().ok_or_else(|| Error::corrupt(Seq::FIRST, "record missing"))??;
+    let from = match previous {
+        None => Seq::FIRST,
+        Some(previous) => {
+            let file = PathBuf::from(MANIFEST);
+            if previous.store != first.hash {
+                return Err(BackupError::OtherStore {
+                    file,
+                    expected: first.hash.to_hex(),
+                    found: previous.store.to_hex(),
+                });
+            }
+            let at = Seq(previous.last_seq);
+            let found = match store.records(at).next() {
+                Some(record) if at <= head.seq => record?.hash,
+                _ => Hash32::GENESIS,
+            };
+            if found != previous.head_hash {
+                return Err(BackupError::BrokenLink {
+                    file,
+                    expected: Head { seq: at, hash: found },
+                    found: previous.head(),
+                });
+            }
+            if at >= head.seq {
+                return Err(BackupError::Nothing(format!("no records after seq {at}, the previous backup's head")));
+            }
+            at.next()
+        }
+    };
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = out.file_name().ok_or_else(|| BackupError::Exists { path: out.to_owned() })?;
+    let temporary = parent.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
+    let result = write_into(store, &temporary, from, &checkpoint, first.hash, previous, progress);
+    let manifest = match result {
+        Ok(manifest) => manifest,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&temporary);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&temporary, out).map_err(io(out))?;
+    sync_dir(parent)?;
+    Ok(manifest)
+}
+
+fn write_into(
+    store: &SledStore,
+    dir: &Path,
+    from: Seq,
+    checkpoint: &Checkpoint,
+    store_id: Hash32,
+    previous: Option<&Manifest>,
+    progress: &mut dyn FnMut(Seq),
+) -> Result<Manifest, BackupError> {
+    let head = checkpoint.head;
+    std::fs::create_dir(dir).map_err(io(dir))?;
+    let events = dir.join(EVENTS);
+    let file = File::create(&events).map_err(io(&events))?;
+    let mut out = std::io::BufWriter::new(Hashing { inner: file, hasher: blake3::Hasher::new(), bytes: 0 });
+    let count = head.seq.0 - from.0 + 1;
+    let records = store.records(from).take(usize::try_from(count).unwrap_or(usize::MAX));
+    let report = export::write_export(records, &mut out, progress)?;
+    let hashing = out.into_inner().map_err(|e| BackupError::Io { path: events.clone(), source: e.into_error() })?;
+    hashing.inner.sync_all().map_err(io(&events))?;
+    if report.head != head {
+        return Err(Error::corrupt(report.head.seq.next(), "the log ended before the checkpointed head").into());
+    }
+    // The key journal as it stands: every key a backed-up record names was durable before
+    // the record was acknowledged, so it is in the file (the store need not be open with it).
+    let source = store.path().join(KEY_DIR).join(JOURNAL);
+    let keys_blake3 = match source.exists() {
+        true => {
+            let target = dir.join(KEYS);
+            std::fs::copy(&source, &target).map_err(io(&source))?;
+            File::open(&target).and_then(|f| f.sync_all()).map_err(io(&target))?;
+            Some(blake3_file(&target)?.to_hex())
+        }
+        false => None,
+    };
+    let merkle_root = checkpoint.merkle_root().ok_or_else(|| Error::corrupt(head.seq, "unsigned checkpoint"))?;
+    let manifest = Manifest {
+        format: FORMAT.to_owned(),
+        store: store_id,
+        first_seq: from.0,
+        last_seq: head.seq.0,
+        event_count: report.records,
+        head_hash: head.hash,
+        previous: previous.map(|p| Link { seq: p.last_seq, hash: p.head_hash }),
+        merkle_root,
+        checkpoint: checkpoint.to_line(),
+        public_key: store.checkpoint_key().to_hex(),
+        created_at: Timestamp::now().to_rfc3339().unwrap_or_default(),
+        events_bytes: hashing.bytes,
+        events_blake3: Hash32(*hashing.hasher.finalize().as_bytes()),
+        keys_blake3,
+    };
+    let path = dir.join(MANIFEST);
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| BackupError::Field {
+        file: path.clone(),
+        field: "manifest".into(),
+        problem: e.to_string(),
+    })?;
+    let mut file = File::create(&path).map_err(io(&path))?;
+    file.write_all(format!("{text}\n").as_bytes()).and_then(|()| file.sync_all()).map_err(io(&path))?;
+    sync_dir(dir)?;
+    Ok(manifest)
+}
+
+/// What a verified chain of backups holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Each backup's manifest, in order.
+    pub manifests: Vec<Manifest>,
+    /// The last backup's head.
+    pub head: Head,
+    /// The Merkle root at that head, recomputed.
+    pub merkle_root: Hash32,
+    /// The key that signed the checkpoints.
+    pub public_key: String,
+}
+
+/// Verifies a full backup followed by its incrementals, in order (see the module doc).
+/// With `trusted`, every checkpoint must be signed by that key; otherwise by the key the
+/// first manifest names (and the same one throughout). `progress` gets each seq checked.
+///
+/// # Errors
+/// The first problem found, naming the file and the seq or field at fault.
+pub fn verify_chain(
+    backups: &[PathBuf],
+    trusted: Option<&PublicKey>,
+    progress: &mut dyn FnMut(Seq),
+) -> Result<ChainReport, BackupError> {
+    let mut tree = MerkleTree::new();
+    let mut manifests: Vec<Manifest> = Vec::new();
+    let mut key: Option<PublicKey> = trusted.cloned();
+    let mut head = Head::default();
+    for dir in backups {
+        let manifest = Manifest::read(dir)?;
+        let file = dir.join(MANIFEST);
+        let field =
+            |name: &str, problem: String| BackupError::Field { file: file.clone(), field: name.into(), problem };
+        match (&manifest.previous, manifests.last()) {
+            (Some(after), None) => {
+                return Err(BackupError::NotFull { file, after: Head { seq: Seq(after.seq), hash: after.hash } })
+            }
+            (None, Some(_)) => {
+                return Err(field("previous", "a full backup cannot follow another backup in a chain".into()))
+            }
+            (Some(after), Some(before)) => {
+                if manifest.store != before.store {
+                    return Err(BackupError::OtherStore {
+                        file,
+                        expected: before.store.to_hex(),
+                        found: manifest.store.to_hex(),
+                    });
+                }
+                let found = Head { seq: Seq(after.seq), hash: after.hash };
+                if found != head {
+                    return Err(BackupError::BrokenLink { file, expected: head, found });
+                }
+            }
+            (None, None) => {}
+        }
+        let public = PublicKey::from_hex(&manifest.public_key)
+            .ok_or_else(|| field("public_key", "not an Ed25519 public key in 64 hex digits".into()))?;
+        match &key {
+            Some(expected) if *expected != public => {
+                return Err(field(
+                    "public_key",
+                    format!("key {}; the checkpoints must be signed by {}", public.key_id(), expected.key_id()),
+                ))
+            }
+            _ => key = Some(public.clone()),
+        }
+        // The records: canonical, hashed, chained from the previous backup's head.
+        let events = dir.join(EVENTS);
+        let input = File::open(&events).map_err(io(&events))?;
+        let mut reader = BufReader::new(Hashing { inner: input, hasher: blake3::Hasher::new(), bytes: 0 });
+        let anchor = manifests.last().map(|_| head);
+        let mut first_record: Option<Hash32> = None;
+        let check = export::verify_export_each(&mut reader, anchor, &mut |record: &Record| {
+            if record.seq == Seq::FIRST {
+                first_record = Some(record.hash);
+            }
+            tree.push(&record.hash);
+            progress(record.seq);
+        })
+        .map_err(|e| match e {
+            Error::Corrupt { seq, problem } => BackupError::Record { file: events.clone(), seq, problem },
+            Error::Unreadable { offset, reason, .. } => BackupError::Record {
+                file: events.clone(),
+                seq: head.seq.next(),
+                problem: format!("unreadable at byte {}: {reason}", offset.unwrap_or(0)),
+            },
+            other => BackupError::Store(other),
+        })?;
+        if manifests.is_empty() && check.continues_from != Head::default() {
+            return Err(BackupError::Record {
+                file: events,
+                seq: check.continues_from.seq.next(),
+                problem: "a full backup must start at seq 1".into(),
+            });
+        }
+        if let Some(first) = first_record {
+            if first != manifest.store {
+                return Err(field("store", format!("record 1 has hash {first}")));
+            }
+        }
+        let hashing = reader.into_inner();
+        let report = check.report;
+        let expect = |name: &str, claimed: String, found: String| {
+            if claimed == found {
+                Ok(())
+            } else {
+                Err(field(name, format!("says {claimed}, the backup holds {found}")))
+            }
+        };
+        expect("first_seq", manifest.first_seq.to_string(), head.seq.next().0.to_string())?;
+        expect("last_seq", manifest.last_seq.to_string(), report.head.seq.0.to_string())?;
+        expect("event_count", manifest.event_count.to_string(), report.records.to_string())?;
+        expect("head_hash", manifest.head_hash.to_hex(), report.head.hash.to_hex())?;
+        expect("events_bytes", manifest.events_bytes.to_string(), hashing.bytes.to_string())?;
+        let digest = Hash32(*hashing.hasher.finalize().as_bytes());
+        expect("events_blake3", manifest.events_blake3.to_hex(), digest.to_hex())?;
+        let root = tree.root(tree.size()).map_err(|e| field("merkle_root", e.to_string()))?;
+        expect("merkle_root", manifest.merkle_root.to_hex(), root.to_hex())?;
+        let signed = Checkpoint::from_line(&manifest.checkpoint).map_err(|p| field("checkpoint", p))?;
+        signed.verify(&public).map_err(|e| field("checkpoint", e.to_string()))?;
+        if signed.head != report.head || signed.merkle_root() != Some(root) {
+            return Err(field(
+                "checkpoint",
+                format!("signs tree size {}, not this backup's head and root", signed.head.seq),
+            ));
+        }
+        let keys = dir.join(KEYS);
+        let keys_digest = if keys.exists() { Some(blake3_file(&keys)?.to_hex()) } else { None };
+        if keys_digest != manifest.keys_blake3 {
+            return Err(BackupError::Field {
+                file: keys,
+                field: "keys_blake3".into(),
+                problem: format!("the manifest says {:?}, the backup holds {keys_digest:?}", manifest.keys_blake3),
+            });
+        }
+        Timestamp::parse_rfc3339(&manifest.created_at)
+            .ok_or_else(|| field("created_at", "not RFC 3339 with six fractional digits and Z".into()))?;
+        head = report.head;
+        manifests.push(manifest);
+    }
+    let Some(last) = manifests.last() else { return Err(BackupError::NoBackups) };
+    Ok(ChainReport { head, merkle_root: last.merkle_root, public_key: last.public_key.clone(), manifests })
+}
+
+/// What a restore wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// The verified chain.
+    pub chain: ChainReport,
+    /// Whether the backups' key journal was restored beside the log.
+    pub keys: bool,
+}
+
+/// Restores a verified chain of backups into `target` (missing or empty): the log, the
+/// backups' checkpoints as kept checkpoints, the last backup's key journal, and (if given)
+/// the checkpoint signing key from `signing_key`; otherwise the store makes a new key on its
+/// first open, and the backups' checkpoints remain checkable with their own public key.
+/// Nothing is written unless the whole chain verifies. The caller opens the store.
+///
+/// # Errors
+/// Everything [`verify_chain`] reports; [`BackupError::TargetNotEmpty`]; I/O and store errors.
+pub fn restore(
+    backups: &[PathBuf],
+    target: &Path,
+    signing_key: Option<&Path>,
+    trusted: Option<&PublicKey>,
+    progress: &mut dyn FnMut(&'static str, Seq),
+) -> Result<Restored, BackupError> {
+    let chain = verify_chain(backups, trusted, &mut |seq| progress("verify", seq))?;
+    match std::fs::read_dir(target) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(BackupError::TargetNotEmpty { path: target.to_owned() });
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(BackupError::Io { path: target.to_owned(), source: e }),
+    }
+    if let Some(key) = signing_key {
+        // Checked before anything is written: it must be the key that signed the backups.
+        let public = checkpoint::CheckpointKey::read(key)?.public().to_hex();
+        if public != chain.public_key {
+            return Err(BackupError::Field {
+                file: key.to_owned(),
+                field: "checkpoint signing key".into(),
+                problem: "it is not the key that signed these backups' checkpoints".into(),
+            });
+        }
+    }
+    std::fs::create_dir_all(target).map_err(io(target))?;
+    if let Some(key) = signing_key {
+        let copy = target.join(checkpoint::KEY_FILE_NAME);
+        std::fs::copy(key, &copy).map_err(io(key))?;
+        #[cfg(unix)]
+        std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(io(&copy))?;
+    }
+    let lines = BackupLines::new(backups.iter().map(|dir| dir.join(EVENTS)).collect());
+    let config = SledConfig::new(target);
+    SledStore::restore_log(&config, lines, &mut |seq| progress("restore", seq))?;
+    for manifest in &chain.manifests {
+        let signed = Checkpoint::from_line(&manifest.checkpoint).map_err(|problem| BackupError::Field {
+            file: PathBuf::from(MANIFEST),
+            field: "checkpoint".into(),
+            problem,
+        })?;
+        checkpoint::keep(target, &signed)?;
+    }
+    let keys_source = backups.last().map(|dir| dir.join(KEYS)).filter(|p| p.exists());
+    if let Some(source) = &keys_source {
+        let dir = target.join(KEY_DIR);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let journal = dir.join(JOURNAL);
+        std::fs::copy(source, &journal).map_err(io(source))?;
+        File::open(&journal).and_then(|f| f.sync_all()).map_err(io(&journal))?;
+        sync_dir(&dir)?;
+    }
+    sync_dir(target)?;
+    Ok(Restored { chain, keys: keys_source.is_some() })
+}
+
+/// The records of verified events files, read again in order for the restore.
+struct BackupLines {
+    files: std::vec::IntoIter<PathBuf>,
+    current: Option<(PathBuf, std::io::Lines<BufReader<File>>)>,
+    expected: Seq,
+    failed: bool,
+}
+
+impl BackupLines {
+    fn new(files: Vec<PathBuf>) -> BackupLines {
+        BackupLines { files: files.into_iter(), current: None, expected: Seq::FIRST, failed: false }
+    }
+
+    fn fail(&mut self, error: Error) -> Option<crate::error::Result<Record>> {
+        self.failed = true;
+        Some(Err(error))
+    }
+}
+
+impl Iterator for BackupLines {
+    type Item = crate::error::Result<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.failed {
+                return None;
+            }
+            let Some((path, lines)) = &mut self.current else {
+                let path = self.files.next()?;
+                match File::open(&path) {
+                    Ok(file) => self.current = Some((path, BufReader::new(file).lines())),
+                    Err(e) => return self.fail(Error::io(&path, e)),
+                }
+                continue;
+            };
+            match lines.next() {
+                None => self.current = None,
+                Some(Err(e)) => {
+                    let error = Error::io(&*path, e);
+                    return self.fail(error);
+                }
+                Some(Ok(line)) => {
+                    let record = export::record_of_line(self.expected, &line);
+                    self.expected = self.expected.next();
+                    return Some(record);
+                }
+            }
+        }
+    }
+}
