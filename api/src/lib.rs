@@ -4,10 +4,12 @@
 //!
 //! Modules: `server` (HTTP, first start), `graphql` (schema and resolvers), `command` (the one
 //! command path), `access` (callers, scopes, masking), `auth` (passwords, tokens, throttling),
-//! `transfer` (customer import and export), `erasure`, `cli` (subcommands), `progress`.
+//! `transfer` (customer import and export), `erasure`, `backups` (backups while serving), `cli`
+//! (subcommands), `progress`.
 
 pub mod access;
 pub mod auth;
+pub mod backups;
 pub mod cli;
 pub mod command;
 pub mod erasure;

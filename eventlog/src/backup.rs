@@ -199,11 +199,22 @@ pub struct Manifest {
     #[serde(with = "hex32")]
     pub events_blake3: Hash32,
     /// BLAKE3 of `keys.journal`, if the backup has one.
-    #[serde(default)]
     pub keys_blake3: Option<String>,
+    /// Ed25519 signature (128 hex digits), by `public_key`, of [`Manifest::signed_bytes`].
+    pub signature: String,
 }
 
 impl Manifest {
+    /// What the signature covers: `oacis-backup/1`, a newline, then the manifest as compact
+    /// JSON (fields in the order above) with `signature` empty. Any change to any field
+    /// changes these bytes.
+    #[must_use]
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let unsigned = Manifest { signature: String::new(), ..self.clone() };
+        // Strings, integers and options only: encoding cannot fail.
+        format!("{FORMAT}\n{}", serde_json::to_string(&unsigned).unwrap_or_default()).into_bytes()
+    }
+
     /// The head this backup ends at.
     #[must_use]
     pub fn head(&self) -> Head {
@@ -396,6 +407,11 @@ fn write_into(
         events_bytes: hashing.bytes,
         events_blake3: Hash32(*hashing.hasher.finalize().as_bytes()),
         keys_blake3,
+        signature: String::new(),
+    };
+    let manifest = Manifest {
+        signature: store.sign(&manifest.signed_bytes()).iter().map(|b| format!("{b:02x}")).collect(),
+        ..manifest
     };
     let path = dir.join(MANIFEST);
     let text = serde_json::to_string_pretty(&manifest).map_err(|e| BackupError::Field {
@@ -546,6 +562,16 @@ pub fn verify_chain(
         }
         Timestamp::parse_rfc3339(&manifest.created_at)
             .ok_or_else(|| field("created_at", "not RFC 3339 with six fractional digits and Z".into()))?;
+        // Last, so that a field that disagrees with the files is named above; what is left
+        // (the creation time, say) only the signature covers.
+        let signature = checkpoint::decode_hex::<64>(&manifest.signature)
+            .ok_or_else(|| field("signature", "not 128 lower-case hex digits".into()))?;
+        if !public.verifies(&manifest.signed_bytes(), &signature) {
+            return Err(field(
+                "signature",
+                "does not verify: a field of the manifest was changed (or it was signed by another key)".into(),
+            ));
+        }
         head = report.head;
         manifests.push(manifest);
     }

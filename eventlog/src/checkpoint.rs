@@ -126,6 +126,13 @@ impl CheckpointKey {
     pub fn public(&self) -> &PublicKey {
         &self.public
     }
+
+    /// An Ed25519 signature of `message` (used for checkpoints and backup manifests, whose
+    /// messages start with their own format tags, so that one cannot pass for the other).
+    #[must_use]
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.signing.sign(message).to_bytes()
+    }
 }
 
 /// An Ed25519 public key that checks checkpoints.
@@ -144,6 +151,12 @@ impl PublicKey {
     #[must_use]
     pub fn to_hex(&self) -> String {
         encode_hex(self.0.as_bytes())
+    }
+
+    /// Whether `signature` is this key's Ed25519 signature of `message`.
+    #[must_use]
+    pub fn verifies(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        self.0.verify(message, &ed25519_dalek::Signature::from_bytes(signature)).is_ok()
     }
 
     /// Its id: the first 8 bytes of BLAKE3 of the 32 key bytes, as 16 lower-case hex digits.
@@ -233,8 +246,8 @@ impl Checkpoint {
         let issued_at = issued_at.clamp(Timestamp::MIN_LOGGED, Timestamp::MAX_LOGGED);
         let key_id = key.public.key_id();
         let text = issued_at.to_rfc3339().unwrap_or_default();
-        let signature = key.signing.sign(Checkpoint::message(head, &merkle_root, &text, &key_id).as_bytes());
-        Checkpoint { head, signed: Some(Signed { merkle_root, issued_at, key_id, signature: signature.to_bytes() }) }
+        let signature = key.sign(Checkpoint::message(head, &merkle_root, &text, &key_id).as_bytes());
+        Checkpoint { head, signed: Some(Signed { merkle_root, issued_at, key_id, signature }) }
     }
 
     /// Checks the signature with `key`.
@@ -248,9 +261,11 @@ impl Checkpoint {
         }
         let text = signed.issued_at.to_rfc3339().ok_or(SignatureError::Invalid)?;
         let message = Checkpoint::message(self.head, &signed.merkle_root, &text, &signed.key_id);
-        key.0
-            .verify(message.as_bytes(), &ed25519_dalek::Signature::from_bytes(&signed.signature))
-            .map_err(|_| SignatureError::Invalid)
+        if key.verifies(message.as_bytes(), &signed.signature) {
+            Ok(())
+        } else {
+            Err(SignatureError::Invalid)
+        }
     }
 
     /// The checkpoint's JSON line, without newline (format 2, or 1 if unsigned).
@@ -321,7 +336,7 @@ fn encode_hex(bytes: &[u8]) -> String {
 }
 
 /// Exactly `2 * N` lower-case hex digits as `N` bytes.
-fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+pub(crate) fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
     }
@@ -501,6 +516,11 @@ impl Recorder {
     /// The public key that checks this recorder's signatures.
     pub(crate) fn public_key(&self) -> &PublicKey {
         self.key.public()
+    }
+
+    /// The signing key.
+    pub(crate) fn key(&self) -> &CheckpointKey {
+        &self.key
     }
 
     /// Records the durable `head` (whose Merkle root `root_of` gives) as `occasion` asks, and

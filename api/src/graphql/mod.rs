@@ -12,6 +12,7 @@ pub mod error;
 pub mod expansion;
 pub mod feeds;
 pub mod insight;
+pub mod integrity;
 pub mod notes;
 pub mod people;
 pub mod scalars;
@@ -42,6 +43,7 @@ pub struct Query(
     insight::InsightQuery,
     notes::NotesQuery,
     transfer::TransferQuery,
+    integrity::IntegrityQuery,
 );
 
 /// The mutation root.
@@ -52,6 +54,7 @@ pub struct Mutation(
     work::WorkMutation,
     people::PeopleMutation,
     transfer::TransferMutation,
+    integrity::IntegrityMutation,
 );
 
 /// The roots hold no data: they are named by their type alone.

@@ -78,6 +78,10 @@ pub struct ServeArgs {
     /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "FILE", env = "OACIS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The folder `runBackup` writes backups into (created if missing). Unset: backups are
+    /// taken offline with `oacis backup`.
+    #[arg(long, value_name = "DIR", env = "OACIS_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
     /// A customer file (CSV or .xlsx) to import at start, as `admin`, after any demo data;
     /// skipped when the same file (by BLAKE3) was imported into this store before and not
     /// undone. Rows are matched by their id column, else their external_id column.

@@ -68,6 +68,8 @@ pub struct AppState {
     pub imports: graphql::transfer::Running,
     /// Live notifications and the stop signal of live feeds.
     pub live: Arc<crate::live::Hub>,
+    /// Backups taken while serving.
+    pub backups: crate::backups::Backups,
 }
 
 impl std::fmt::Debug for AppState {
@@ -144,6 +146,7 @@ impl App {
             per_account_per_minute: config.sign_in_per_account_per_minute,
             per_address_per_minute: config.sign_in_per_address_per_minute,
         });
+        let backups = crate::backups::Backups::new(config.backup_dir.clone());
         let state = Arc::new(AppState {
             bus,
             hasher: Hasher::new().await?,
@@ -153,6 +156,7 @@ impl App {
             documents: graphql::documents::Documents::default(),
             imports: graphql::transfer::Running::default(),
             live: Arc::new(crate::live::Hub::default()),
+            backups,
         });
         bootstrap::first_start(&state).await?;
         crate::live::start(&state.live, &state.bus);

@@ -441,6 +441,13 @@ impl SledStore {
         self.inner.witness.public_key().clone()
     }
 
+    /// Signs `message` with the store's checkpoint key (Ed25519). Callers prefix their
+    /// messages with a format tag of their own (a backup manifest does).
+    #[must_use]
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.inner.witness.recorder.key().sign(message)
+    }
+
     /// The latest checkpoint (signed, at a durable head; written at most a second ago while
     /// appends are acknowledged).
     #[must_use]

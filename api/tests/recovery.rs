@@ -1,0 +1,286 @@
+//! Audit and recovery end to end: a restore drill (demo data, a full backup and incrementals
+//! taken through GraphQL while writes go on, the folder wiped, restored from the backups),
+//! and an auditor checking checkpoints and proofs offline with the public key alone.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use oacis_tests::{code, gql, Server};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "Sesame-Open-2026";
+const CHANGED: &str = "Sesame-Changed-77";
+
+fn oacis(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_oacis")).args(args).env("RUST_LOG", "warn").output().expect("run oacis")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn ok(answer: Value, field: &str) -> Value {
+    assert!(answer["errors"].is_null(), "{answer}");
+    answer["data"][field].clone()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Starts a backup through GraphQL and waits until it is done; answers its name.
+fn backup(server: &Server, token: &str, incremental: bool) -> String {
+    let started = ok(
+        server.gql(
+            Some(token),
+            "mutation($i: Boolean!) { runBackup(incremental: $i) { name state incremental } }",
+            json!({"i": incremental}),
+        ),
+        "runBackup",
+    );
+    loop {
+        let job = ok(
+            server.gql(Some(token), "{ backupJob { name state done total error backup { lastSeq } } }", json!({})),
+            "backupJob",
+        );
+        assert_eq!(job["name"], started["name"]);
+        match job["state"].as_str().unwrap() {
+            "DONE" => return job["name"].as_str().unwrap().to_owned(),
+            "RUNNING" => std::thread::sleep(std::time::Duration::from_millis(50)),
+            _ => panic!("backup failed: {job}"),
+        }
+    }
+}
+
+/// Queries whose answers depend only on the log (no session, no clock), compared byte for
+/// byte between the original server and the restored one.
+const SAME_ANSWERS: &[&str] = &[
+    "{ customers(first: 50) { totalCount edges { node { id name kind status version } } } }",
+    "{ analytics { customersBy(dimension: SEGMENT) { key count } } }",
+    "{ events(fromSeq: 1, first: 30) { seq stream kind hash prevHash } }",
+    "{ inclusionProof(seq: 7, treeSize: 300) { seq treeSize recordHash path root } }",
+];
+
+fn answers(server: &Server, token: &str) -> Vec<String> {
+    SAME_ANSWERS.iter().map(|q| server.gql(Some(token), q, json!({})).to_string()).collect()
+}
+
+#[test]
+fn restore_drill_backups_taken_under_writes_restore_the_same_log_views_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backups = dir.path().join("backups");
+    let server = Server::start(
+        env!("CARGO_BIN_EXE_oacis"),
+        &data,
+        &["--demo", "--demo-customers", "150", "--backup-dir", path(&backups)],
+        &[("OACIS_ADMIN_PASSWORD", PASSWORD)],
+    );
+    let admin = server.first_sign_in("admin", PASSWORD, CHANGED);
+
+    // Writes go on while the backups are taken.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (addr, token, stop, written) = (server.addr.clone(), admin.clone(), stop.clone(), written.clone());
+        std::thread::spawn(move || {
+            let register = "mutation($n: String!) { registerCustomer(profile: {kind: PERSON, name: $n, source: OTHER, phones: [\"13800138000\"]}) { id } }";
+            while !stop.load(Ordering::Relaxed) {
+                let n = written.fetch_add(1, Ordering::Relaxed);
+                let answer = gql(&addr, Some(&token), register, json!({ "n": format!("恢复测试{n}") }));
+                assert!(answer["errors"].is_null(), "{answer}");
+            }
+        })
+    };
+    let wait_for = |count: u64| {
+        while written.load(Ordering::Relaxed) < count {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_for(5);
+    let full = backup(&server, &admin, false);
+    wait_for(25);
+    let first_incremental = backup(&server, &admin, true);
+    wait_for(45);
+    let second_incremental = backup(&server, &admin, true);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let last_incremental = backup(&server, &admin, true);
+    // Nothing written since: a further incremental is refused, and listed backups are four.
+    let again = server.gql(Some(&admin), "mutation { runBackup { name } }", json!({}));
+    assert_eq!(code(&again), "CONFLICT", "{again}");
+    let listed =
+        ok(server.gql(Some(&admin), "{ backups { name incremental firstSeq lastSeq } }", json!({})), "backups");
+    let names: Vec<&str> = listed.as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(names, [&full, &first_incremental, &second_incremental, &last_incremental]);
+    let before = answers(&server, &admin);
+    assert_eq!(server.terminate().code(), Some(0));
+
+    let chain: Vec<String> = [&full, &first_incremental, &second_incremental, &last_incremental]
+        .iter()
+        .map(|n| path(&backups.join(n)).to_owned())
+        .collect();
+    let chain_args: Vec<&str> = chain.iter().map(String::as_str).collect();
+    let public_key = stdout(&oacis(&["checkpoint", "public-key", "--data", path(&data)])).trim().to_owned();
+    let verified = stdout(&oacis(&[&["backup", "verify", "--public-key", &public_key][..], &chain_args].concat()));
+    assert!(verified.starts_with("ok: 4 backups"), "{verified}");
+
+    // What the original folder holds: head, root and the views' dump.
+    let kek = dir.path().join("data.kek");
+    let issued = stdout(&oacis(&["checkpoint", "issue", "--data", path(&data)]));
+    let original: Value = serde_json::from_str(issued.trim()).unwrap();
+    let rebuilt = stdout(&oacis(&["rebuild", "--data", path(&data), "--key-file", path(&kek)]));
+    let dump_hash = rebuilt.trim().rsplit(' ').next().unwrap().to_owned();
+    let saved_key = dir.path().join("checkpoint.key");
+    std::fs::copy(data.join("checkpoint.key"), &saved_key).unwrap();
+
+    // Wipe, then restore.
+    std::fs::remove_dir_all(&data).unwrap();
+    let restored = dir.path().join("restored");
+    let output = oacis(
+        &[
+            &["restore", "--data", path(&restored), "--key-file", path(&kek), "--checkpoint-key", path(&saved_key)][..],
+            &chain_args,
+        ]
+        .concat(),
+    );
+    let said = stdout(&output);
+    assert!(said.contains(&format!("head {}", original["head_hash"].as_str().unwrap())), "{said}");
+    assert!(said.contains(&format!("Merkle root {}", original["merkle_root"].as_str().unwrap())), "{said}");
+    assert!(said.contains(&format!("dump hash {dump_hash}")), "{said}");
+    let issued = stdout(&oacis(&["checkpoint", "issue", "--data", path(&restored)]));
+    let now: Value = serde_json::from_str(issued.trim()).unwrap();
+    for field in ["tree_size", "head_hash", "merkle_root", "key_id"] {
+        assert_eq!(now[field], original[field], "{field}");
+    }
+    // A second restore into the same folder is refused, and writes nothing there.
+    let refused = oacis(&[&["restore", "--data", path(&restored), "--key-file", path(&kek)][..], &chain_args].concat());
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not empty"), "{refused:?}");
+
+    // The restored server answers the same queries with the same bytes.
+    let server = Server::start(env!("CARGO_BIN_EXE_oacis"), &restored, &["--key-file", path(&kek)], &[]);
+    let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
+    let token = ok(server.gql(None, sign_in, json!({ "n": "admin", "p": CHANGED })), "signIn")["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(answers(&server, &token), before);
+}
+
+#[test]
+fn an_auditor_checks_checkpoints_and_proofs_offline_and_a_changed_one_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(
+        env!("CARGO_BIN_EXE_oacis"),
+        &data,
+        &["--demo", "--demo-customers", "20"],
+        &[("OACIS_ADMIN_PASSWORD", PASSWORD)],
+    );
+    let admin = server.first_sign_in("admin", PASSWORD, CHANGED);
+    let checkpoint = ok(
+        server.gql(
+            Some(&admin),
+            "mutation { issueCheckpoint { treeSize merkleRoot publicKey keyId line } }",
+            json!({}),
+        ),
+        "issueCheckpoint",
+    );
+    let size = checkpoint["treeSize"].as_u64().unwrap();
+    let public_key = checkpoint["publicKey"].as_str().unwrap().to_owned();
+    assert_eq!(stdout(&oacis(&["checkpoint", "public-key", "--data", path(&data)])).trim(), public_key);
+    let inclusion = ok(
+        server.gql(
+            Some(&admin),
+            "query($s: Int!, $t: Int!) { inclusionProof(seq: $s, treeSize: $t) { seq treeSize recordHash path root } }",
+            json!({"s": 3, "t": size}),
+        ),
+        "inclusionProof",
+    );
+    assert_eq!(inclusion["root"], checkpoint["merkleRoot"]);
+    let consistency = ok(
+        server.gql(Some(&admin), "query($f: Int!, $t: Int!) { consistencyProof(fromSize: $f, toSize: $t) { fromSize toSize fromRoot toRoot path } }", json!({"f": size / 2, "t": size})),
+        "consistencyProof",
+    );
+    // Out of range: VALIDATION on the argument at fault; a caller without audit.read: FORBIDDEN.
+    let beyond = server.gql(Some(&admin), "{ inclusionProof(seq: 1, treeSize: 99999999) { root } }", json!({}));
+    assert_eq!(code(&beyond), "VALIDATION", "{beyond}");
+    assert_eq!(beyond["errors"][0]["extensions"]["fields"][0]["path"], "treeSize", "{beyond}");
+    let zero = server.gql(Some(&admin), "{ consistencyProof(fromSize: 0, toSize: 3) { path } }", json!({}));
+    assert_eq!(zero["errors"][0]["extensions"]["fields"][0]["path"], "fromSize", "{zero}");
+    let printed = server.stderr.lock().unwrap().join("\n");
+    let sales_password = printed
+        .lines()
+        .find_map(|l| {
+            l.trim_start().strip_prefix("demo.sales").map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+        })
+        .unwrap();
+    let sales = server.first_sign_in("demo.sales", &sales_password, "Demo-Changed-2026");
+    for query in [
+        "{ checkpoint { treeSize } }",
+        "{ inclusionProof(seq: 1, treeSize: 1) { root } }",
+        "mutation { runBackup { name } }",
+    ] {
+        let refused = server.gql(Some(&sales), query, json!({}));
+        assert_eq!(code(&refused), "FORBIDDEN", "{query}: {refused}");
+    }
+    let unconfigured = server.gql(Some(&admin), "mutation { runBackup { name } }", json!({}));
+    assert_eq!(code(&unconfigured), "CONFLICT", "{unconfigured}");
+    assert!(unconfigured.to_string().contains("--backup-dir"), "{unconfigured}");
+
+    let write = |name: &str, text: String| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        file
+    };
+    let cp = write("checkpoint.json", checkpoint["line"].as_str().unwrap().to_owned());
+    let inc = write("inclusion.json", inclusion.to_string());
+    let con = write("consistency.json", consistency.to_string());
+    let verify = |cp: &Path, inc: &Path, con: &Path| {
+        oacis(&[
+            "proof",
+            "verify",
+            "--public-key",
+            &public_key,
+            "--checkpoint",
+            path(cp),
+            "--inclusion",
+            path(inc),
+            "--consistency",
+            path(con),
+        ])
+    };
+    let said = stdout(&verify(&cp, &inc, &con));
+    assert_eq!(said.lines().filter(|l| l.starts_with("ok: ")).count(), 3, "{said}");
+
+    // One changed hash in each, in turn: exit 1 naming what failed.
+    let mut bad_inclusion = inclusion.clone();
+    let first = bad_inclusion["path"][0].as_str().unwrap().to_owned();
+    bad_inclusion["path"][0] = json!(format!("{}{}", if first.starts_with('0') { "1" } else { "0" }, &first[1..]));
+    let bad_inc = write("bad-inclusion.json", bad_inclusion.to_string());
+    let failed = verify(&cp, &bad_inc, &con);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&failed.stdout).contains("FAILED: inclusion proof"), "{failed:?}");
+    let line = checkpoint["line"].as_str().unwrap();
+    let bad_cp = write(
+        "bad-checkpoint.json",
+        line.replacen(&format!("\"tree_size\":{size}"), &format!("\"tree_size\":{}", size - 1), 1),
+    );
+    let failed = verify(&bad_cp, &inc, &con);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&failed.stdout).contains("signature does not verify"), "{failed:?}");
+    let other_key = "0".repeat(63) + "1";
+    let failed = oacis(&["proof", "verify", "--public-key", &other_key, "--checkpoint", path(&cp)]);
+    assert_ne!(failed.status.code(), Some(0), "{failed:?}");
+}
