@@ -295,19 +295,89 @@ fn raw_fdatasync(dir: &Path, count: u64) -> Figure {
     summarize(count, started.elapsed(), latencies)
 }
 
-/// `count` checkpoint writes (temporary file, fsync, rename, fsync of the folder), the work
-/// the durability path pays at most twice a second.
+/// `count` checkpoint writes as the checkpoint thread makes them (sign with Ed25519, then
+/// temporary file, fsync, rename, fsync of the folder), at most twice a second.
 fn checkpoint_writes(dir: &Path, count: u64) -> Figure {
+    use oacis_eventlog::checkpoint::{Checkpoint, CheckpointKey};
+    let key = CheckpointKey::from_seed(&[9; 32]);
     let mut latencies = Vec::new();
     let started = Instant::now();
     for i in 0..count {
         let head = oacis_eventlog::Head { seq: Seq(i), hash: oacis_eventlog::Hash32([7; 32]) };
         let t = Instant::now();
-        oacis_eventlog::checkpoint::write(dir, &oacis_eventlog::checkpoint::Checkpoint::unsigned(head))
-            .expect("checkpoint");
+        let signed = Checkpoint::sign(head, oacis_eventlog::Hash32([8; 32]), oacis_eventlog::Timestamp::now(), &key);
+        oacis_eventlog::checkpoint::write(dir, &signed).expect("checkpoint");
         latencies.push(t.elapsed());
     }
     summarize(count, started.elapsed(), latencies)
+}
+
+/// Merkle proofs against the whole log: `count` inclusion proofs of random records (made,
+/// then verified) beside reading the same records; and consistency proofs from random
+/// earlier sizes.
+fn proof_rows(store: &SledStore, count: u64) -> Result<Vec<Row>, BoxError> {
+    let size = store.head().seq.0;
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % size + 1
+    };
+    let seqs: Vec<u64> = (0..count).map(|_| random()).collect();
+    let (mut made, mut checked, mut read) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut made_total, mut checked_total, mut read_total) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut path_len = 0;
+    for &seq in &seqs {
+        let t = Instant::now();
+        let proof = store.inclusion_proof(Seq(seq), size)?;
+        made.push(t.elapsed());
+        made_total += t.elapsed();
+        path_len = proof.path.len();
+        let t = Instant::now();
+        proof.verify()?;
+        checked.push(t.elapsed());
+        checked_total += t.elapsed();
+        let t = Instant::now();
+        store.records(Seq(seq)).next().expect("record")?;
+        read.push(t.elapsed());
+        read_total += t.elapsed();
+    }
+    let mut consistency = Vec::new();
+    let mut consistency_total = Duration::ZERO;
+    for &first in &seqs {
+        let t = Instant::now();
+        store.consistency_proof(first, size)?.verify()?;
+        consistency.push(t.elapsed());
+        consistency_total += t.elapsed();
+    }
+    println!("inclusion proofs at {size} records: {path_len} hashes each");
+    Ok(vec![
+        Row {
+            name: "inclusion proof, make (record read + path)".into(),
+            ours: summarize(count, made_total, made),
+            baseline_name: "read the same record",
+            baseline: summarize(count, read_total, read),
+            unit: "/s",
+            latency: true,
+        },
+        Row {
+            name: "inclusion proof, verify".into(),
+            ours: summarize(count, checked_total, checked),
+            baseline_name: "-",
+            baseline: Figure::default(),
+            unit: "/s",
+            latency: true,
+        },
+        Row {
+            name: "consistency proof, make + verify".into(),
+            ours: summarize(count, consistency_total, consistency),
+            baseline_name: "-",
+            baseline: Figure::default(),
+            unit: "/s",
+            latency: true,
+        },
+    ])
 }
 
 struct Row {
@@ -579,6 +649,7 @@ async fn run_size(base: &Path, size: u64) -> Result<Vec<Row>, BoxError> {
     let store = SledStore::open(SledConfig::new(&path))?;
     let ours_open = summarize(store.head().seq.0, started.elapsed(), Vec::new());
     let index_bytes_per_record = store.index_bytes() as f64 / store.head().seq.0.max(1) as f64;
+    rows.extend(proof_rows(&store, 2_000)?);
     drop(store);
     let started = Instant::now();
     let mut scanned = 0u64;
@@ -596,7 +667,7 @@ async fn run_size(base: &Path, size: u64) -> Result<Vec<Row>, BoxError> {
     });
 
     rows.push(Row {
-        name: "index memory (streams + commands)".into(),
+        name: "index memory (streams + commands + Merkle tree)".into(),
         ours: Figure { per_sec: index_bytes_per_record, ..Figure::default() },
         baseline_name: "-",
         baseline: Figure::default(),

@@ -15,9 +15,10 @@
 //! the subtrees of `2^j` leaves starting at multiples of `2^j`. An append adds one leaf and
 //! at most `log2(n)` interior hashes (amortised one), never recomputing the tree; a root or
 //! a proof at any size up to the current one is assembled from those levels in
-//! `O(log n)` hashes. Memory: two hashes per leaf (64 bytes per record).
+//! `O(log n)` hashes. Memory: two hashes per leaf (64 bytes per record), kept in chunks of
+//! 8,192 hashes so that growing never copies and never doubles.
 //!
-//! Invariants: the tree holds exactly the leaves pushed, in order; `levels[j].len()` is
+//! Invariants: the tree holds exactly the leaves pushed, in order; `levels[j].len` is
 //! `leaves >> j`; nothing is ever removed or changed.
 
 use crate::model::Hash32;
@@ -93,11 +94,53 @@ fn split(n: u64) -> u64 {
     1 << (63 - (n - 1).leading_zeros())
 }
 
+/// Hashes per chunk of a level (256 KiB).
+const CHUNK: usize = 8_192;
+
+/// One level's hashes in chunks of [`CHUNK`]: growing never copies, and at most one chunk is
+/// partly empty (a `Vec` that doubles would hold up to twice what it needs).
+#[derive(Debug, Default, Clone)]
+struct Level {
+    chunks: Vec<Vec<Hash32>>,
+    len: usize,
+}
+
+impl Level {
+    fn push(&mut self, hash: Hash32) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push(hash),
+            _ => {
+                // The first chunk grows as a `Vec` does (small levels stay small); later ones
+                // are allocated whole.
+                let capacity = if self.chunks.is_empty() { 1 } else { CHUNK };
+                let mut chunk = Vec::with_capacity(capacity);
+                chunk.push(hash);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn get(&self, i: usize) -> Hash32 {
+        self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    /// The last two hashes (the level has at least two).
+    fn last_two(&self) -> (Hash32, Hash32) {
+        (self.get(self.len - 2), self.get(self.len - 1))
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.capacity() * std::mem::size_of::<Hash32>()).sum::<usize>()
+            + self.chunks.capacity() * std::mem::size_of::<Vec<Hash32>>()
+    }
+}
+
 /// The Merkle tree over a log's record hashes.
 #[derive(Debug, Default, Clone)]
 pub struct MerkleTree {
-    /// `levels[j][i]`: root of leaves `i * 2^j .. (i + 1) * 2^j`.
-    levels: Vec<Vec<Hash32>>,
+    /// `levels[j]` holds at `i` the root of leaves `i * 2^j .. (i + 1) * 2^j`.
+    levels: Vec<Level>,
 }
 
 impl MerkleTree {
@@ -110,7 +153,7 @@ impl MerkleTree {
     /// Number of leaves (records).
     #[must_use]
     pub fn size(&self) -> u64 {
-        self.levels.first().map_or(0, |leaves| leaves.len() as u64)
+        self.levels.first().map_or(0, |leaves| leaves.len as u64)
     }
 
     /// Appends the leaf of the record whose hash is `record_hash`.
@@ -119,14 +162,15 @@ impl MerkleTree {
         let mut level = 0;
         loop {
             if self.levels.len() == level {
-                self.levels.push(Vec::new());
+                self.levels.push(Level::default());
             }
             let row = &mut self.levels[level];
             row.push(node);
-            if !row.len().is_multiple_of(2) {
+            if !row.len.is_multiple_of(2) {
                 return;
             }
-            node = node_hash(&row[row.len() - 2], &row[row.len() - 1]);
+            let (left, right) = row.last_two();
+            node = node_hash(&left, &right);
             level += 1;
         }
     }
@@ -134,7 +178,7 @@ impl MerkleTree {
     /// Heap bytes held (every level at its capacity).
     #[must_use]
     pub fn heap_bytes(&self) -> usize {
-        self.levels.iter().map(|row| row.capacity() * std::mem::size_of::<Hash32>()).sum()
+        self.levels.iter().map(Level::heap_bytes).sum()
     }
 
     /// MTH of leaves `start..end` (RFC 9162 §2.1.1); `start` is a multiple of the largest
@@ -147,7 +191,7 @@ impl MerkleTree {
         }
         if n.is_power_of_two() && start.is_multiple_of(n) {
             let level = n.trailing_zeros() as usize;
-            return self.levels[level][usize::try_from(start >> level).unwrap_or(usize::MAX)];
+            return self.levels[level].get(usize::try_from(start >> level).unwrap_or(usize::MAX));
         }
         let k = split(n);
         node_hash(&self.subtree(start, start + k), &self.subtree(start + k, end))
@@ -438,6 +482,21 @@ mod tests {
             assert_eq!(tree.root(size).expect("root"), reference_root(&hashes[..size as usize]), "size {size}");
         }
         assert_eq!(tree.root(131), Err(ProofError::SizeBeyondLog { size: 131, available: 130 }));
+    }
+
+    #[test]
+    fn levels_spanning_several_chunks_give_the_same_roots_and_proofs() {
+        let n = 2 * CHUNK as u64 + 777;
+        let (tree, hashes) = tree_of(n);
+        for size in [CHUNK as u64 - 1, CHUNK as u64, CHUNK as u64 + 1, 2 * CHUNK as u64 + 3, n] {
+            let root = reference_root(&hashes[..size as usize]);
+            assert_eq!(tree.root(size).expect("root"), root, "size {size}");
+            for index in [0, CHUNK as u64 - 1, CHUNK as u64, size - 1].into_iter().filter(|i| *i < size) {
+                let proof = tree.inclusion_proof(index, size).expect("proof");
+                verify_inclusion(index, size, &leaf_hash(&hashes[index as usize]), &proof, &root).expect("verifies");
+            }
+        }
+        assert!(tree.heap_bytes() < (n as usize * 2 + 3 * CHUNK) * 32, "{} bytes", tree.heap_bytes());
     }
 
     #[test]
