@@ -176,6 +176,29 @@ fn restore_drill_backups_taken_under_writes_restore_the_same_log_views_and_answe
         .unwrap()
         .to_owned();
     assert_eq!(answers(&server, &token), before);
+    drop(server);
+
+    // Restored without the old signing key: a new key signs from now on, and the backups'
+    // checkpoints are listed with their own key id and no public key of this store's.
+    let renewed = dir.path().join("renewed");
+    stdout(&oacis(&[&["restore", "--data", path(&renewed), "--key-file", path(&kek)][..], &chain_args].concat()));
+    let server = Server::start(env!("CARGO_BIN_EXE_oacis"), &renewed, &["--key-file", path(&kek)], &[]);
+    let token = ok(server.gql(None, sign_in, json!({ "n": "admin", "p": CHANGED })), "signIn")["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let latest =
+        ok(server.gql(Some(&token), "mutation { issueCheckpoint { keyId publicKey } }", json!({})), "issueCheckpoint");
+    assert_ne!(latest["keyId"], original["key_id"]);
+    assert!(latest["publicKey"].is_string(), "{latest}");
+    let kept = ok(server.gql(Some(&token), "{ checkpoints { treeSize keyId publicKey } }", json!({})), "checkpoints");
+    let kept = kept.as_array().unwrap();
+    assert_eq!(kept.len(), 5, "{kept:?}");
+    for old in &kept[..4] {
+        assert_eq!(old["keyId"], original["key_id"], "{old}");
+        assert!(old["publicKey"].is_null(), "{old}");
+    }
+    assert_eq!(kept[4]["publicKey"], latest["publicKey"]);
 }
 
 #[test]
@@ -263,6 +286,10 @@ fn an_auditor_checks_checkpoints_and_proofs_offline_and_a_changed_one_fails() {
     };
     let said = stdout(&verify(&cp, &inc, &con));
     assert_eq!(said.lines().filter(|l| l.starts_with("ok: ")).count(), 3, "{said}");
+    // The consistency proof's older end has no checkpoint given: said so.
+    assert!(said.contains(&format!("tree of size {} (root", size / 2)) && said.contains("UNANCHORED"), "{said}");
+    let no_checkpoint = stdout(&oacis(&["proof", "verify", "--public-key", &public_key, "--inclusion", path(&inc)]));
+    assert!(no_checkpoint.contains("UNANCHORED"), "{no_checkpoint}");
 
     // One changed hash in each, in turn: exit 1 naming what failed.
     let mut bad_inclusion = inclusion.clone();

@@ -436,9 +436,12 @@ pub struct ChainReport {
     pub merkle_root: Hash32,
     /// The key that signed the checkpoints.
     pub public_key: String,
+    /// The backup folders in chain order.
+    pub backups: Vec<PathBuf>,
 }
 
-/// Verifies a full backup followed by its incrementals, in order (see the module doc).
+/// Verifies a full backup and its incrementals, given in any order, checked in the order of
+/// their seqs (see the module doc).
 /// With `trusted`, every checkpoint must be signed by that key; otherwise by the key the
 /// first manifest names (and the same one throughout). `progress` gets each seq checked.
 ///
@@ -449,11 +452,25 @@ pub fn verify_chain(
     trusted: Option<&PublicKey>,
     progress: &mut dyn FnMut(Seq),
 ) -> Result<ChainReport, BackupError> {
+    // Given in any order (a shell glob sorts by name): checked in the order of their seqs.
+    let mut ordered = Vec::with_capacity(backups.len());
+    for dir in backups {
+        ordered.push((Manifest::read(dir)?.first_seq, dir.clone()));
+    }
+    ordered.sort_by_key(|(first, _)| *first);
+    if let Some(pair) = ordered.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(BackupError::Field {
+            file: pair[1].1.join(MANIFEST),
+            field: "first_seq".into(),
+            problem: format!("{} starts at seq {} too (the same backup given twice?)", pair[0].1.display(), pair[0].0),
+        });
+    }
+    let backups: Vec<PathBuf> = ordered.into_iter().map(|(_, dir)| dir).collect();
     let mut tree = MerkleTree::new();
     let mut manifests: Vec<Manifest> = Vec::new();
     let mut key: Option<PublicKey> = trusted.cloned();
     let mut head = Head::default();
-    for dir in backups {
+    for dir in &backups {
         let manifest = Manifest::read(dir)?;
         let file = dir.join(MANIFEST);
         let field =
@@ -557,7 +574,11 @@ pub fn verify_chain(
             return Err(BackupError::Field {
                 file: keys,
                 field: "keys_blake3".into(),
-                problem: format!("the manifest says {:?}, the backup holds {keys_digest:?}", manifest.keys_blake3),
+                problem: format!(
+                    "the manifest says {}, the backup holds {}",
+                    manifest.keys_blake3.as_deref().unwrap_or("no key journal"),
+                    keys_digest.as_deref().unwrap_or("no key journal")
+                ),
             });
         }
         Timestamp::parse_rfc3339(&manifest.created_at)
@@ -576,7 +597,7 @@ pub fn verify_chain(
         manifests.push(manifest);
     }
     let Some(last) = manifests.last() else { return Err(BackupError::NoBackups) };
-    Ok(ChainReport { head, merkle_root: last.merkle_root, public_key: last.public_key.clone(), manifests })
+    Ok(ChainReport { head, merkle_root: last.merkle_root, public_key: last.public_key.clone(), manifests, backups })
 }
 
 /// What a restore wrote.
@@ -631,7 +652,7 @@ pub fn restore(
         #[cfg(unix)]
         std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(io(&copy))?;
     }
-    let lines = BackupLines::new(backups.iter().map(|dir| dir.join(EVENTS)).collect());
+    let lines = BackupLines::new(chain.backups.iter().map(|dir| dir.join(EVENTS)).collect());
     let config = SledConfig::new(target);
     SledStore::restore_log(&config, lines, &mut |seq| progress("restore", seq))?;
     for manifest in &chain.manifests {
@@ -642,7 +663,17 @@ pub fn restore(
         })?;
         checkpoint::keep(target, &signed)?;
     }
-    let keys_source = backups.last().map(|dir| dir.join(KEYS)).filter(|p| p.exists());
+    // The last backup's checkpoint is the restored log's latest: the store checks the log
+    // against it on open, then signs its own.
+    if let Some(last) = chain.manifests.last() {
+        let signed = Checkpoint::from_line(&last.checkpoint).map_err(|problem| BackupError::Field {
+            file: PathBuf::from(MANIFEST),
+            field: "checkpoint".into(),
+            problem,
+        })?;
+        checkpoint::write(target, &signed)?;
+    }
+    let keys_source = chain.backups.last().map(|dir| dir.join(KEYS)).filter(|p| p.exists());
     if let Some(source) = &keys_source {
         let dir = target.join(KEY_DIR);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;

@@ -172,8 +172,8 @@ pub enum SignatureError {
     /// A format-1 head record carries no signature.
     #[error("the checkpoint is not signed (format 1)")]
     Unsigned,
-    /// Signed by another key than the one given.
-    #[error("the checkpoint was signed by key {found}, not by {expected}")]
+    /// It names another key than the one given.
+    #[error("the checkpoint names key {found}; the key given is {expected}")]
     OtherKey {
         /// The key id the checkpoint names.
         found: String,

@@ -152,6 +152,17 @@ fn a_missing_middle_incremental_an_incremental_first_or_of_another_store_is_refu
         backup::verify_chain(&[backups[0].clone(), backups[2].clone()], None, &mut |_| {}).unwrap_err().to_string();
     assert!(message.contains("a backup between them is missing"), "{message}");
     assert!(matches!(refused(&backups[1..]), BackupError::NotFull { .. }));
+    // Given in any order, a chain is checked in the order of its seqs; the same backup twice
+    // is refused naming it.
+    let shuffled = [backups[2].clone(), backups[0].clone(), backups[1].clone()];
+    assert_eq!(backup::verify_chain(&shuffled, None, &mut |_| {}).unwrap().backups, backups);
+    match refused(&[backups[0].clone(), backups[1].clone(), backups[1].clone()]) {
+        BackupError::Field { field, problem, .. } => {
+            assert_eq!(field, "first_seq");
+            assert!(problem.contains("given twice"), "{problem}");
+        }
+        other => panic!("expected the duplicate named, got {other}"),
+    }
 
     let other = dir.path().join("other");
     std::fs::create_dir(&other).unwrap();

@@ -78,7 +78,9 @@ pub struct RestoreArgs {
 }
 
 pub fn parse_public_key(text: &str) -> Result<PublicKey, String> {
-    PublicKey::from_hex(text).ok_or_else(|| "expected an Ed25519 public key as 64 lower-case hex digits".into())
+    PublicKey::from_hex(text).ok_or_else(|| {
+        "not an Ed25519 public key: expected the 64 lower-case hex digits `oacis checkpoint public-key` prints".into()
+    })
 }
 
 pub fn run(args: &BackupArgs) -> anyhow::Result<ExitCode> {
@@ -174,7 +176,9 @@ fn report(outcome: Result<String, BackupError>) -> anyhow::Result<ExitCode> {
 /// When the last backup holds a key journal, the KEK must be given (never generated: a new
 /// one would open nothing) and must open that journal; checked before anything is written.
 fn check_kek(args: &RestoreArgs) -> anyhow::Result<()> {
-    let Some(journal) = args.backups.last().map(|b| b.join(backup::KEYS)).filter(|p| p.exists()) else {
+    // The newest backup's journal is the one restored.
+    let newest = args.backups.iter().max_by_key(|b| Manifest::read(b).map_or(0, |m| m.last_seq));
+    let Some(journal) = newest.map(|b| b.join(backup::KEYS)).filter(|p| p.exists()) else {
         return Ok(());
     };
     if args.keys.key_file.is_none() && std::env::var(crate::cli::keys::KEK_VARIABLE).is_err() {

@@ -7,7 +7,8 @@
 //! - an inclusion proof: `inclusionProof { seq treeSize recordHash path root }`;
 //! - a consistency proof: `consistencyProof { fromSize toSize fromRoot toRoot path }`.
 //!
-//! Exit codes: 0 verified; 1 does not verify (saying why); 2 could not run (unreadable file).
+//! Exit codes: 0 verified; 1 does not verify (saying why); 2 could not run (an unreadable
+//! file, bad arguments). An ok line says UNANCHORED for a root no checkpoint given signed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,9 +63,11 @@ struct VerifyArgs {
     /// The public key (64 hex digits, from `oacis checkpoint public-key`).
     #[arg(long, value_name = "HEX", value_parser = crate::cli::backup::parse_public_key)]
     public_key: PublicKey,
-    /// A checkpoint's JSON line; proofs given with it must be against its tree size and root.
+    /// A checkpoint's JSON line (repeatable: for a consistency proof, the checkpoints at
+    /// both of its sizes). A proof given with checkpoints must be against their sizes and
+    /// roots; without any, its roots are only its own claims (said so as UNANCHORED).
     #[arg(long, value_name = "FILE")]
-    checkpoint: Option<PathBuf>,
+    checkpoint: Vec<PathBuf>,
     /// An inclusion proof (JSON).
     #[arg(long, value_name = "FILE")]
     inclusion: Option<PathBuf>,
@@ -130,25 +133,28 @@ pub fn run_checkpoint(args: &CheckpointArgs) -> anyhow::Result<ExitCode> {
 pub fn run_proof(args: &ProofArgs) -> anyhow::Result<ExitCode> {
     let ProofCommand::Verify(args) = &args.command;
     let mut failures = Vec::new();
-    let checkpoint = match &args.checkpoint {
-        Some(file) => {
-            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-            let checkpoint = Checkpoint::from_line(text.trim_end_matches('\n'))
-                .map_err(|problem| anyhow::anyhow!("{}: {problem}", file.display()))?;
-            match checkpoint.verify(&args.public_key) {
-                Ok(()) => println!(
-                    "ok: checkpoint at tree size {} with root {} is signed by key {}",
+    // The signed (size, root) pairs the proofs must agree with.
+    let mut anchors: Vec<(u64, Hash32)> = Vec::new();
+    for file in &args.checkpoint {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let checkpoint = Checkpoint::from_line(text.trim_end_matches('\n'))
+            .map_err(|problem| anyhow::anyhow!("{}: {problem}", file.display()))?;
+        match (checkpoint.verify(&args.public_key), checkpoint.merkle_root()) {
+            (Ok(()), Some(root)) => {
+                println!(
+                    "ok: checkpoint at tree size {} with root {root} is signed by key {}",
                     checkpoint.head.seq,
-                    checkpoint.merkle_root().map(|r| r.to_hex()).unwrap_or_default(),
                     args.public_key.key_id()
-                ),
-                Err(e) => failures.push(format!("checkpoint {}: {e}", file.display())),
+                );
+                anchors.push((checkpoint.head.seq.0, root));
             }
-            Some(checkpoint)
+            (Err(e), _) => failures.push(format!("checkpoint {}: {e}", file.display())),
+            (Ok(()), None) => failures.push(format!("checkpoint {}: not signed", file.display())),
         }
-        None => None,
-    };
-    let anchor = checkpoint.as_ref().and_then(|c| c.merkle_root().map(|root| (c.head.seq.0, root)));
+    }
+    // For a tree size: None when no checkpoint names it, else whether the root is the signed one.
+    let anchored = |size: u64, root: Hash32| anchors.iter().find(|(s, _)| *s == size).map(|(_, r)| *r == root);
+    let unanchored = " (UNANCHORED: no checkpoint of this size was given, so this root is only the proof's claim)";
     if let Some(file) = &args.inclusion {
         let json: InclusionJson = read_json(file)?;
         let proof = InclusionProof {
@@ -158,17 +164,25 @@ pub fn run_proof(args: &ProofArgs) -> anyhow::Result<ExitCode> {
             path: path(&json.path)?,
             root: hash("root", &json.root)?,
         };
-        match (proof.verify(), anchor) {
+        match (proof.verify(), anchored(proof.tree_size, proof.root)) {
             (Err(e), _) => failures.push(format!("inclusion proof {}: {e}", file.display())),
-            (Ok(()), Some((size, root))) if (size, root) != (proof.tree_size, proof.root) => failures.push(format!(
-                "inclusion proof {}: it is against tree size {} root {}, not the checkpoint's tree size {size} root {root}",
+            (Ok(()), Some(false)) => failures.push(format!(
+                "inclusion proof {}: its root at tree size {} is not the checkpoint's",
                 file.display(),
-                proof.tree_size,
-                proof.root
+                proof.tree_size
             )),
-            (Ok(()), _) => println!(
-                "ok: record seq {} (hash {}) is in the tree of size {} with root {}",
-                proof.seq, proof.record_hash, proof.tree_size, proof.root
+            (Ok(()), None) if !anchors.is_empty() => failures.push(format!(
+                "inclusion proof {}: it is against tree size {}, and no checkpoint given is of that size",
+                file.display(),
+                proof.tree_size
+            )),
+            (Ok(()), signed) => println!(
+                "ok: record seq {} (hash {}) is in the tree of size {} with root {}{}",
+                proof.seq,
+                proof.record_hash,
+                proof.tree_size,
+                proof.root,
+                if signed.is_some() { "" } else { unanchored }
             ),
         }
     }
@@ -181,20 +195,27 @@ pub fn run_proof(args: &ProofArgs) -> anyhow::Result<ExitCode> {
             second_root: hash("toRoot", &json.to_root)?,
             path: path(&json.path)?,
         };
-        let anchored = anchor.is_none_or(|(size, root)| {
-            (size == proof.first && root == proof.first_root) || (size == proof.second && root == proof.second_root)
-        });
+        let ends = [anchored(proof.first, proof.first_root), anchored(proof.second, proof.second_root)];
         match proof.verify() {
             Err(e) => failures.push(format!("consistency proof {}: {e}", file.display())),
-            Ok(()) if !anchored => failures.push(format!(
-                "consistency proof {}: neither of its trees ({} and {}) is the checkpoint's with its root",
+            Ok(()) if ends.contains(&Some(false)) => failures.push(format!(
+                "consistency proof {}: a root of it is not the one the checkpoint of that size signed",
+                file.display()
+            )),
+            Ok(()) if !anchors.is_empty() && ends == [None, None] => failures.push(format!(
+                "consistency proof {}: neither of its sizes ({} and {}) is a checkpoint's given",
                 file.display(),
                 proof.first,
                 proof.second
             )),
             Ok(()) => println!(
-                "ok: the tree of size {} (root {}) is a prefix of the tree of size {} (root {})",
-                proof.first, proof.first_root, proof.second, proof.second_root
+                "ok: the tree of size {} (root {}{}) is a prefix of the tree of size {} (root {}{})",
+                proof.first,
+                proof.first_root,
+                if ends[0].is_some() { ", signed" } else { ", UNANCHORED" },
+                proof.second,
+                proof.second_root,
+                if ends[1].is_some() { ", signed" } else { ", UNANCHORED" },
             ),
         }
     }

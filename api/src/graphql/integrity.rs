@@ -33,8 +33,10 @@ pub struct CheckpointNode {
     pub key_id: String,
     /// Ed25519 signature, 128 hex digits.
     pub signature: String,
-    /// The public key that checks it (64 hex digits); compare it with the one you hold.
-    pub public_key: String,
+    /// The public key that signed it (64 hex digits), when it is this store's key; `null` for
+    /// a checkpoint signed by another key (one restored from backups made before the key was
+    /// replaced): check that one with the key whose id is `keyId`.
+    pub public_key: Option<String>,
     /// The checkpoint's JSON line, byte for byte: save it to check it offline
     /// (`oacis proof verify --checkpoint`).
     pub line: String,
@@ -50,7 +52,7 @@ impl CheckpointNode {
             issued_at: signed.issued_at.to_rfc3339().unwrap_or_default(),
             key_id: signed.key_id.clone(),
             signature: signed.signature.iter().map(|b| format!("{b:02x}")).collect(),
-            public_key: key.to_hex(),
+            public_key: (signed.key_id == key.key_id()).then(|| key.to_hex()),
             line: checkpoint.to_line(),
         })
     }
@@ -175,19 +177,32 @@ fn hexes(hashes: &[Hash32]) -> Vec<String> {
     hashes.iter().map(Hash32::to_hex).collect()
 }
 
-/// A proof asked for outside the log, as a VALIDATION error on the argument at fault.
-fn proof_error(error: oacis_eventlog::Error, index_field: &str, size_field: &str) -> ApiError {
-    match error {
-        oacis_eventlog::Error::Proof(e) => {
-            let field = match e {
-                ProofError::IndexBeyondSize { .. } => index_field,
-                ProofError::SizeBeyondLog { .. } | ProofError::WrongLength(_) | ProofError::RootMismatch => size_field,
-                ProofError::BadSizes { .. } => index_field,
-            };
-            ApiError::field(field, FieldCode::OutOfRange, e.to_string())
+/// A proof asked for outside the log, as a VALIDATION error naming the argument at fault
+/// in the API's own terms (seqs from 1, sizes by their argument names).
+fn proof_error(error: oacis_eventlog::Error, asked: Asked) -> ApiError {
+    let oacis_eventlog::Error::Proof(e) = error else { return ApiError::internal(error) };
+    let (field, message) = match (e, asked) {
+        (ProofError::SizeBeyondLog { size, available }, Asked::Inclusion { .. }) => {
+            ("treeSize", format!("treeSize {size} is beyond the log's {available} acknowledged events"))
         }
-        other => ApiError::internal(other),
-    }
+        (ProofError::SizeBeyondLog { size, available }, Asked::Consistency { .. }) => {
+            ("toSize", format!("toSize {size} is beyond the log's {available} acknowledged events"))
+        }
+        (_, Asked::Inclusion { seq, tree_size }) => {
+            ("seq", format!("seq {seq} is not in a tree of {tree_size} events (seqs run from 1 to treeSize)"))
+        }
+        (_, Asked::Consistency { from_size, to_size }) => {
+            ("fromSize", format!("fromSize {from_size} must be at least 1 and at most toSize {to_size}"))
+        }
+    };
+    ApiError::field(field, FieldCode::OutOfRange, message)
+}
+
+/// The arguments of a proof query, for its errors.
+#[derive(Debug, Clone, Copy)]
+enum Asked {
+    Inclusion { seq: u64, tree_size: u64 },
+    Consistency { from_size: u64, to_size: u64 },
 }
 
 fn require(ctx: &Context<'_>, permission: Permission) -> ApiResult<()> {
@@ -231,7 +246,7 @@ impl IntegrityQuery {
         let proof = tokio::task::spawn_blocking(move || store.inclusion_proof(Seq(seq), tree_size))
             .await
             .map_err(ApiError::internal)?
-            .map_err(|e| proof_error(e, "seq", "treeSize"))?;
+            .map_err(|e| proof_error(e, Asked::Inclusion { seq, tree_size }))?;
         Ok(InclusionProofNode {
             seq: proof.seq.0,
             tree_size: proof.tree_size,
@@ -254,7 +269,7 @@ impl IntegrityQuery {
             .bus
             .store()
             .consistency_proof(from_size, to_size)
-            .map_err(|e| proof_error(e, "fromSize", "toSize"))?;
+            .map_err(|e| proof_error(e, Asked::Consistency { from_size, to_size }))?;
         Ok(ConsistencyProofNode {
             from_size: proof.first,
             to_size: proof.second,

@@ -48,12 +48,13 @@ impl Witness {
     pub(crate) fn check(&self, head: Head, checkpoints: &[(std::path::PathBuf, Checkpoint)]) -> Result<()> {
         let key = self.public_key();
         let mut last_good = Seq::ZERO;
+        let mut other_keys = std::collections::BTreeSet::new();
         for (file, checkpoint) in checkpoints {
             let Some(signed) = &checkpoint.signed else { continue };
             match checkpoint.verify(key) {
                 Ok(()) => {}
                 Err(SignatureError::OtherKey { found, .. }) => {
-                    tracing::warn!(file = %file.display(), key_id = %found, "checkpoint signed by another key; its root is checked, its signature is not");
+                    other_keys.insert(found);
                 }
                 Err(e) => {
                     return Err(Error::HeadRecord {
@@ -76,6 +77,13 @@ impl Witness {
                 });
             }
             last_good = last_good.max(checkpoint.head.seq);
+        }
+        if !other_keys.is_empty() {
+            tracing::info!(
+                keys = ?other_keys,
+                "some kept checkpoints were signed by other keys (restored from backups): their roots match the log; \
+                 their signatures are for the holders of those public keys to check"
+            );
         }
         Ok(())
     }
