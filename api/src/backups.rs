@@ -110,6 +110,24 @@ impl Backups {
         Ok(found)
     }
 
+    /// The newest backup in the folder that continues this log as it stands: signed by this
+    /// store's key, of this store, and ending at a record the log holds with the same hash.
+    /// Anything else in the folder (a copy from elsewhere, a changed manifest, a backup of a
+    /// log since restored from an older point) is passed over.
+    fn newest_of(&self, store: &SledStore) -> Result<Option<Manifest>, StartError> {
+        let key = store.checkpoint_key();
+        let store_id = store.records(Seq::FIRST).next().and_then(Result::ok).map(|r| r.hash);
+        let head = store.head().seq;
+        let continues = |m: &Manifest| {
+            let signed = oacis_eventlog::checkpoint::decode_hex::<64>(&m.signature)
+                .is_some_and(|signature| key.verifies(&m.signed_bytes(), &signature));
+            let in_log = m.last_seq <= head.0
+                && store.records(Seq(m.last_seq)).next().and_then(Result::ok).is_some_and(|r| r.hash == m.head_hash);
+            signed && Some(m.store) == store_id && in_log
+        };
+        Ok(self.list()?.into_iter().rev().map(|(_, m)| m).find(continues))
+    }
+
     /// Starts a job on `store`: incremental on the newest backup of this store in the folder
     /// when `incremental` (full if there is none), else full. Answers the job as started.
     ///
@@ -122,12 +140,7 @@ impl Backups {
         if let Some(job) = slot.as_ref().filter(|j| j.state == JobState::Running) {
             return Err(StartError::Running(job.name.clone()));
         }
-        let store_id = store.records(Seq::FIRST).next().and_then(Result::ok).map(|r| r.hash);
-        let previous = if incremental {
-            self.list()?.into_iter().rev().map(|(_, m)| m).find(|m| Some(m.store) == store_id)
-        } else {
-            None
-        };
+        let previous = if incremental { self.newest_of(store)? } else { None };
         let stamp =
             oacis_eventlog::Timestamp::now().to_rfc3339().unwrap_or_default().replace([':', '-'], "").replace('.', "-");
         let name = format!("{}-{stamp}", if previous.is_some() { "incremental" } else { "full" });

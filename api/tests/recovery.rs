@@ -164,7 +164,13 @@ fn restore_drill_backups_taken_under_writes_restore_the_same_log_views_and_answe
         assert_eq!(now[field], original[field], "{field}");
     }
     // A second restore into the same folder is refused, and writes nothing there.
-    let refused = oacis(&[&["restore", "--data", path(&restored), "--key-file", path(&kek)][..], &chain_args].concat());
+    let refused = oacis(
+        &[
+            &["restore", "--data", path(&restored), "--key-file", path(&kek), "--public-key", &public_key][..],
+            &chain_args,
+        ]
+        .concat(),
+    );
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("is not empty"), "{refused:?}");
 
@@ -181,7 +187,19 @@ fn restore_drill_backups_taken_under_writes_restore_the_same_log_views_and_answe
     // Restored without the old signing key: a new key signs from now on, and the backups'
     // checkpoints are listed with their own key id and no public key of this store's.
     let renewed = dir.path().join("renewed");
-    stdout(&oacis(&[&["restore", "--data", path(&renewed), "--key-file", path(&kek)][..], &chain_args].concat()));
+    // Without a key the operator holds, a restore is refused before anything is written.
+    let untrusted =
+        oacis(&[&["restore", "--data", path(&renewed), "--key-file", path(&kek)][..], &chain_args].concat());
+    assert_eq!(untrusted.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&untrusted.stderr).contains("--public-key"), "{untrusted:?}");
+    assert!(!renewed.exists());
+    stdout(&oacis(
+        &[
+            &["restore", "--data", path(&renewed), "--key-file", path(&kek), "--public-key", &public_key][..],
+            &chain_args,
+        ]
+        .concat(),
+    ));
     let server = Server::start(env!("CARGO_BIN_EXE_oacis"), &renewed, &["--key-file", path(&kek)], &[]);
     let token = ok(server.gql(None, sign_in, json!({ "n": "admin", "p": CHANGED })), "signIn")["token"]
         .as_str()

@@ -52,12 +52,14 @@ pub const MANIFEST: &str = "manifest.json";
 pub const EVENTS: &str = "events.jsonl";
 /// The key journal's file name in a backup folder.
 pub const KEYS: &str = "keys.journal";
+/// Largest manifest read, in bytes (a real one is about 1.5 KB).
+const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
 
 /// Why a backup could not be made, verified or restored.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -115,6 +117,9 @@ pub enum BackupError {
         /// Its store id.
         found: String,
     },
+    /// The caller refused before anything was written.
+    #[error("{0}")]
+    Refused(String),
     /// The restore target holds files.
     #[error("{} is not empty; restore into a new or empty folder", path.display())]
     TargetNotEmpty {
@@ -227,6 +232,14 @@ impl Manifest {
     /// [`BackupError::Io`], or [`BackupError::Field`] naming the field that does not parse.
     pub fn read(dir: &Path) -> Result<Manifest, BackupError> {
         let file = dir.join(MANIFEST);
+        let size = std::fs::metadata(&file).map_err(io(&file))?.len();
+        if size > MAX_MANIFEST_BYTES {
+            return Err(BackupError::Field {
+                file,
+                field: "manifest".into(),
+                problem: format!("{size} bytes; a manifest has at most {MAX_MANIFEST_BYTES}"),
+            });
+        }
         let text = std::fs::read_to_string(&file).map_err(io(&file))?;
         let manifest: Manifest = serde_json::from_str(&text).map_err(|e| BackupError::Field {
             file: file.clone(),
@@ -244,9 +257,15 @@ impl Manifest {
     }
 }
 
-/// The field a serde error names (`unknown field `x``, `missing field `x``), else `manifest`.
+/// The field a serde error names (`unknown field `x``, `missing field `x``), else `manifest`
+/// (other messages quote the value, not the field).
 fn serde_field(message: &str) -> String {
-    message.split('`').nth(1).map_or_else(|| "manifest".to_owned(), str::to_owned)
+    if message.starts_with("unknown field") || message.starts_with("missing field") {
+        if let Some(field) = message.split('`').nth(1) {
+            return field.to_owned();
+        }
+    }
+    "manifest".to_owned()
 }
 
 /// A writer that hashes and counts what passes through it.
@@ -316,6 +335,16 @@ pub fn write_backup(
         None => Seq::FIRST,
         Some(previous) => {
             let file = PathBuf::from(MANIFEST);
+            let signed_here = checkpoint::decode_hex::<64>(&previous.signature)
+                .is_some_and(|signature| store.checkpoint_key().verifies(&previous.signed_bytes(), &signature));
+            if !signed_here {
+                return Err(BackupError::Field {
+                    file,
+                    field: "signature".into(),
+                    problem: "the previous backup was not signed by this store's key (changed, or of another store)"
+                        .into(),
+                });
+            }
             if previous.store != first.hash {
                 return Err(BackupError::OtherStore {
                     file,
@@ -609,19 +638,24 @@ pub struct Restored {
     pub keys: bool,
 }
 
-/// Restores a verified chain of backups into `target` (missing or empty): the log, the
-/// backups' checkpoints as kept checkpoints, the last backup's key journal, and (if given)
-/// the checkpoint signing key from `signing_key`; otherwise the store makes a new key on its
-/// first open, and the backups' checkpoints remain checkable with their own public key.
-/// Nothing is written unless the whole chain verifies. The caller opens the store.
+/// Restores a chain of backups into `target` (missing, or an empty folder): verifies the
+/// whole chain, lets `before_write` refuse (the caller's own checks, such as the KEK), then
+/// writes into a temporary folder beside `target` the log, the backups' checkpoints as kept
+/// checkpoints, the last backup's key journal, and the checkpoint signing key (`signing_key`,
+/// which must be the key that signed the backups, or else a new one), with a latest
+/// checkpoint at the restored head signed by that key; and only then renames the folder into
+/// place. So an interrupted or failed restore leaves no `target` behind (at most the
+/// temporary folder, named `.<target>.partial-<pid>`). The caller opens the store.
 ///
 /// # Errors
-/// Everything [`verify_chain`] reports; [`BackupError::TargetNotEmpty`]; I/O and store errors.
+/// Everything [`verify_chain`] reports; [`BackupError::TargetNotEmpty`]; what `before_write`
+/// answers; I/O and store errors.
 pub fn restore(
     backups: &[PathBuf],
     target: &Path,
     signing_key: Option<&Path>,
     trusted: Option<&PublicKey>,
+    before_write: &mut dyn FnMut(&ChainReport) -> Result<(), BackupError>,
     progress: &mut dyn FnMut(&'static str, Seq),
 ) -> Result<Restored, BackupError> {
     let chain = verify_chain(backups, trusted, &mut |seq| progress("verify", seq))?;
@@ -634,56 +668,89 @@ pub fn restore(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(BackupError::Io { path: target.to_owned(), source: e }),
     }
-    if let Some(key) = signing_key {
-        // Checked before anything is written: it must be the key that signed the backups.
-        let public = checkpoint::CheckpointKey::read(key)?.public().to_hex();
-        if public != chain.public_key {
-            return Err(BackupError::Field {
-                file: key.to_owned(),
-                field: "checkpoint signing key".into(),
-                problem: "it is not the key that signed these backups' checkpoints".into(),
-            });
+    let key = match signing_key {
+        Some(file) => {
+            // Checked before anything is written: it must be the key that signed the backups.
+            let key = checkpoint::CheckpointKey::read(file)?;
+            if key.public().to_hex() != chain.public_key {
+                return Err(BackupError::Field {
+                    file: file.to_owned(),
+                    field: "checkpoint signing key".into(),
+                    problem: "it is not the key that signed these backups' checkpoints".into(),
+                });
+            }
+            Some(key)
         }
-    }
-    std::fs::create_dir_all(target).map_err(io(target))?;
-    if let Some(key) = signing_key {
-        let copy = target.join(checkpoint::KEY_FILE_NAME);
-        std::fs::copy(key, &copy).map_err(io(key))?;
-        #[cfg(unix)]
-        std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(io(&copy))?;
-    }
+        None => None,
+    };
+    before_write(&chain)?;
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = target.file_name().ok_or_else(|| BackupError::TargetNotEmpty { path: target.to_owned() })?;
+    let temporary = parent.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
+    let written = restore_into(&chain, &temporary, key.as_ref(), progress);
+    let keys = match written {
+        Ok(keys) => keys,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&temporary);
+            return Err(e);
+        }
+    };
+    // An empty `target` is replaced by the rename (rename(2) over an empty directory).
+    std::fs::rename(&temporary, target).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&temporary);
+        BackupError::Io { path: target.to_owned(), source: e }
+    })?;
+    sync_dir(parent)?;
+    Ok(Restored { chain, keys })
+}
+
+/// Writes everything of a restore into the new folder `dir`; answers whether a key journal
+/// was restored.
+fn restore_into(
+    chain: &ChainReport,
+    dir: &Path,
+    key: Option<&checkpoint::CheckpointKey>,
+    progress: &mut dyn FnMut(&'static str, Seq),
+) -> Result<bool, BackupError> {
+    std::fs::create_dir(dir).map_err(io(dir))?;
+    let key = match key {
+        Some(key) => {
+            let copy = dir.join(checkpoint::KEY_FILE_NAME);
+            let seed = key.seed_hex();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&copy).map_err(io(&copy))?;
+            file.write_all(format!("{seed}\n").as_bytes()).and_then(|()| file.sync_all()).map_err(io(&copy))?;
+            checkpoint::CheckpointKey::read(&copy)?
+        }
+        None => checkpoint::CheckpointKey::load_or_create(dir)?.0,
+    };
     let lines = BackupLines::new(chain.backups.iter().map(|dir| dir.join(EVENTS)).collect());
-    let config = SledConfig::new(target);
-    SledStore::restore_log(&config, lines, &mut |seq| progress("restore", seq))?;
+    let head = SledStore::restore_log(&SledConfig::new(dir), lines, &mut |seq| progress("restore", seq))?;
     for manifest in &chain.manifests {
         let signed = Checkpoint::from_line(&manifest.checkpoint).map_err(|problem| BackupError::Field {
             file: PathBuf::from(MANIFEST),
             field: "checkpoint".into(),
             problem,
         })?;
-        checkpoint::keep(target, &signed)?;
+        checkpoint::keep(dir, &signed)?;
     }
-    // The last backup's checkpoint is the restored log's latest: the store checks the log
-    // against it on open, then signs its own.
-    if let Some(last) = chain.manifests.last() {
-        let signed = Checkpoint::from_line(&last.checkpoint).map_err(|problem| BackupError::Field {
-            file: PathBuf::from(MANIFEST),
-            field: "checkpoint".into(),
-            problem,
-        })?;
-        checkpoint::write(target, &signed)?;
-    }
+    // The restored log's latest checkpoint, signed by the folder's own key: the store checks
+    // the log against it on open.
+    checkpoint::write(dir, &Checkpoint::sign(head, chain.merkle_root, Timestamp::now(), &key))?;
     let keys_source = chain.backups.last().map(|dir| dir.join(KEYS)).filter(|p| p.exists());
     if let Some(source) = &keys_source {
-        let dir = target.join(KEY_DIR);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let journal = dir.join(JOURNAL);
+        let keys = dir.join(KEY_DIR);
+        std::fs::create_dir_all(&keys).map_err(io(&keys))?;
+        let journal = keys.join(JOURNAL);
         std::fs::copy(source, &journal).map_err(io(source))?;
         File::open(&journal).and_then(|f| f.sync_all()).map_err(io(&journal))?;
-        sync_dir(&dir)?;
+        sync_dir(&keys)?;
     }
-    sync_dir(target)?;
-    Ok(Restored { chain, keys: keys_source.is_some() })
+    sync_dir(dir)?;
+    Ok(keys_source.is_some())
 }
 
 /// The records of verified events files, read again in order for the restore.

@@ -94,20 +94,27 @@ impl CheckpointKey {
     /// whether it was created.
     ///
     /// # Errors
-    /// [`Error::HeadRecord`] naming the key file if it cannot be read, written or parsed.
+    /// [`Error::CheckpointKey`] naming the key file if it cannot be read, written or parsed.
     pub fn load_or_create(dir: &Path) -> Result<(CheckpointKey, bool)> {
         let file = dir.join(KEY_FILE_NAME);
         let (seed, created) = crate::keys::secret_file(&file)
-            .map_err(|e| Error::HeadRecord { file: file.clone(), problem: e.to_string() })?;
+            .map_err(|e| Error::CheckpointKey { file: file.clone(), problem: e.to_string() })?;
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(&file) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(file = %file.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "the checkpoint signing key is readable by others; chmod 600 it");
+            }
+        }
         Ok((CheckpointKey::from_seed(&seed), created))
     }
 
     /// The key in the file `path` (64 hex digits), which must exist.
     ///
     /// # Errors
-    /// [`Error::HeadRecord`] naming the file if it cannot be read or parsed.
+    /// [`Error::CheckpointKey`] naming the file if it cannot be read or parsed.
     pub fn read(path: &Path) -> Result<CheckpointKey> {
-        let bad = |problem: String| Error::HeadRecord { file: path.to_owned(), problem };
+        let bad = |problem: String| Error::CheckpointKey { file: path.to_owned(), problem };
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
         let seed = crate::keys::parse_hex_key(&text, &path.display().to_string()).map_err(|e| bad(e.to_string()))?;
         Ok(CheckpointKey::from_seed(&seed))
@@ -125,6 +132,12 @@ impl CheckpointKey {
     #[must_use]
     pub fn public(&self) -> &PublicKey {
         &self.public
+    }
+
+    /// The 32-byte seed as 64 lower-case hex digits (the form of `checkpoint.key`).
+    #[must_use]
+    pub fn seed_hex(&self) -> String {
+        encode_hex(self.signing.as_bytes())
     }
 
     /// An Ed25519 signature of `message` (used for checkpoints and backup manifests, whose
@@ -335,8 +348,9 @@ fn encode_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Exactly `2 * N` lower-case hex digits as `N` bytes.
-pub(crate) fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+/// Exactly `2 * N` lower-case hex digits as `N` bytes (`None` for anything else).
+#[must_use]
+pub fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
     }

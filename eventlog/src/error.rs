@@ -237,6 +237,18 @@ pub enum Error {
         /// One after the largest earlier checkpoint whose root still matches (1 if none).
         changed_from: Seq,
     },
+    /// The data folder's checkpoint signing key is missing, unreadable, or not the key that
+    /// signed its latest checkpoint. The log is not at fault, and a backup does not hold the
+    /// key.
+    #[error("the checkpoint signing key {} cannot be used: {problem}. It is this data folder's own key and no backup \
+             holds it: put the original back from where you keep it; or, to go on with a new key, move the folder's \
+             `checkpoint` and `checkpoints` files aside (auditors check the old ones with the old public key)", file.display())]
+    CheckpointKey {
+        /// The key file.
+        file: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// The head record file itself is unreadable or damaged.
     #[error("the head record {} is damaged: {problem}. Keep the folder unchanged and restore the latest backup", file.display())]
     HeadRecord {

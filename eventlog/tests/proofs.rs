@@ -201,3 +201,42 @@ fn kept_checkpoints_beyond_the_log_or_with_a_forged_signature_stop_the_open() {
     records.iter().for_each(|r| tree.push(&r.hash));
     assert_eq!(tree.root(30).unwrap(), store.merkle_root(30).unwrap());
 }
+
+#[test]
+fn a_tampered_checkpoint_or_a_missing_or_swapped_key_is_reported_as_such_not_as_a_changed_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        fill(&store, 20, &[10]);
+    }
+    // The latest checkpoint's tree size changed and its checksum line recomputed: the
+    // signature fails, and the log is not blamed.
+    let path = checkpoint::path_in(dir.path());
+    let original = std::fs::read_to_string(&path).unwrap();
+    let line = original.lines().next().unwrap().replacen("\"tree_size\":20", "\"tree_size\":19", 1);
+    std::fs::write(&path, format!("{line}\n{}\n", blake3::hash(line.as_bytes()).to_hex())).unwrap();
+    let err = SledStore::open(SledConfig::new(dir.path())).unwrap_err();
+    assert!(
+        matches!(&err, Error::HeadRecord { problem, .. } if problem.contains("signature does not verify") && problem.contains("not compared")),
+        "{err}"
+    );
+    std::fs::write(&path, &original).unwrap();
+
+    // The signing key removed: refused, not replaced by a new key that would check nothing.
+    let key = dir.path().join(checkpoint::KEY_FILE_NAME);
+    let seed = std::fs::read(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    let err = SledStore::open(SledConfig::new(dir.path())).unwrap_err();
+    assert!(matches!(&err, Error::CheckpointKey { problem, .. } if problem.contains("missing")), "{err}");
+    assert!(!key.exists(), "no key may be made over the missing one");
+    // Another folder's key put in its place: refused naming both keys.
+    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
+    let err = SledStore::open(SledConfig::new(dir.path())).unwrap_err();
+    assert!(
+        matches!(&err, Error::CheckpointKey { problem, .. } if problem.contains("latest checkpoint names key")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("no backup holds it"), "{err}");
+    std::fs::write(&key, &seed).unwrap();
+    open(dir.path());
+}

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use oacis_eventlog::backup::{self, BackupError, Manifest};
+use oacis_eventlog::backup::{self, BackupError, ChainReport, Manifest};
 use oacis_eventlog::checkpoint::PublicKey;
 use oacis_eventlog::{EventStore, SledConfig, SledStore};
 
@@ -93,12 +93,9 @@ pub fn run(args: &BackupArgs) -> anyhow::Result<ExitCode> {
     if !data.join("db").exists() {
         anyhow::bail!("{} holds no event store", data.display());
     }
-    let previous = args
-        .since
-        .as_deref()
-        .map(Manifest::read)
-        .transpose()
-        .with_context(|| "reading the --since backup's manifest".to_owned())?;
+    let previous = args.since.as_deref().map(Manifest::read).transpose().with_context(|| {
+        format!("reading the manifest of --since {}", args.since.as_deref().unwrap_or(Path::new("")).display())
+    })?;
     let store = SledStore::open(SledConfig::new(data)).with_context(|| format!("opening {}", data.display()))?;
     let manifest = make(&store, previous.as_ref(), out)?;
     print_manifest(out, &manifest);
@@ -140,14 +137,20 @@ fn run_verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let mut progress = Progress::new("verify backups", claimed_head(&args.backups));
     let outcome = backup::verify_chain(&args.backups, args.public_key.as_ref(), &mut |seq| progress.set(seq.0));
     progress.finish();
+    let trusted = args.public_key.is_some();
     report(outcome.map(|chain| {
         format!(
-            "ok: {} backups, seqs 1..={}, head {}, Merkle root {}, checkpoints signed by key {}",
+            "ok: {} backups, seqs 1..={}, head {}, Merkle root {}, checkpoints signed by key {}{}",
             chain.manifests.len(),
             chain.head.seq,
             chain.head.hash,
             chain.merkle_root,
-            PublicKey::from_hex(&chain.public_key).map(|k| k.key_id()).unwrap_or_default()
+            PublicKey::from_hex(&chain.public_key).map(|k| k.key_id()).unwrap_or_default(),
+            if trusted {
+                " (the key given)"
+            } else {
+                " (the key the backups name: give --public-key to check that they are your store's)"
+            }
         )
     }))
 }
@@ -173,12 +176,11 @@ fn report(outcome: Result<String, BackupError>) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// When the last backup holds a key journal, the KEK must be given (never generated: a new
-/// one would open nothing) and must open that journal; checked before anything is written.
-fn check_kek(args: &RestoreArgs) -> anyhow::Result<()> {
-    // The newest backup's journal is the one restored.
-    let newest = args.backups.iter().max_by_key(|b| Manifest::read(b).map_or(0, |m| m.last_seq));
-    let Some(journal) = newest.map(|b| b.join(backup::KEYS)).filter(|p| p.exists()) else {
+/// When the chain's last backup holds a key journal, the KEK must be given (never generated:
+/// a new one would open nothing) and must open that journal; checked after the chain
+/// verifies and before anything is written.
+fn check_kek(args: &RestoreArgs, chain: &ChainReport) -> anyhow::Result<()> {
+    let Some(journal) = chain.backups.last().map(|b| b.join(backup::KEYS)).filter(|p| p.exists()) else {
         return Ok(());
     };
     if args.keys.key_file.is_none() && std::env::var(crate::cli::keys::KEK_VARIABLE).is_err() {
@@ -194,7 +196,9 @@ fn check_kek(args: &RestoreArgs) -> anyhow::Result<()> {
     std::fs::copy(&journal, keys.join(oacis_eventlog::keys::JOURNAL))?;
     let opened = args.keys.kek(&trial).and_then(|kek| Ok(oacis_eventlog::keys::KeyStore::open(&trial, kek)?));
     let _ = std::fs::remove_dir_all(&trial);
-    opened.map(|_| ()).with_context(|| format!("opening the key store of {}", journal.display()))
+    opened.map(|_| ()).with_context(|| {
+        format!("the key-encryption key given does not open the backups' key store ({})", journal.display())
+    })
 }
 
 /// A new private folder under the system's temporary directory.
@@ -205,7 +209,14 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 }
 
 pub fn run_restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
-    check_kek(args)?;
+    if args.public_key.is_none() && args.checkpoint_key.is_none() {
+        // A backup can be re-signed whole by anyone with a key of their own: only a key the
+        // operator holds tells the store's backups from a forgery.
+        anyhow::bail!(
+            "give --public-key HEX (the store's, from `oacis checkpoint public-key`) or --checkpoint-key FILE \
+             (its signing key): a restore must know whose backups it trusts"
+        );
+    }
     let total = claimed_head(&args.backups);
     let mut progress: Option<(&'static str, Progress)> = None;
     let restored = backup::restore(
@@ -213,6 +224,7 @@ pub fn run_restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         &args.data,
         args.checkpoint_key.as_deref(),
         args.public_key.as_ref(),
+        &mut |chain| check_kek(args, chain).map_err(|e| BackupError::Refused(format!("{e:#}"))),
         &mut |stage, seq| {
             if progress.as_ref().is_none_or(|(s, _)| *s != stage) {
                 if let Some((_, done)) = progress.take() {

@@ -293,7 +293,17 @@ impl SledStore {
         let head = last.as_ref().map_or_else(Head::default, |r| Head { seq: r.seq, hash: r.hash });
         let data_path = config.path.join("db");
         let data_file = File::open(&data_path).map_err(|e| Error::io(&data_path, e))?;
+        let key_file = config.path.join(checkpoint::KEY_FILE_NAME);
+        let signed_by = recorded.iter().chain(kept.iter()).find_map(|c| c.signed.as_ref()).map(|s| s.key_id.clone());
+        if let (false, Some(key_id)) = (key_file.exists(), signed_by) {
+            // A new key would silently stop every signature check on this folder's checkpoints.
+            return Err(Error::CheckpointKey {
+                file: key_file,
+                problem: format!("it is missing, and the folder holds checkpoints signed by key {key_id}"),
+            });
+        }
         let (key, created) = checkpoint::CheckpointKey::load_or_create(&config.path)?;
+        witness::check_signatures(key.public(), &config.path, recorded.as_ref(), &kept)?;
         if created {
             tracing::warn!(
                 file = %config.path.join(checkpoint::KEY_FILE_NAME).display(),

@@ -9,6 +9,54 @@ use std::sync::{Arc, RwLock};
 
 use super::index::LogIndex;
 use crate::checkpoint::{Checkpoint, Occasion, PublicKey, Recorder, SignatureError};
+
+/// Checks the signatures of a folder's checkpoints before the log is compared with them, so
+/// that a tampered checkpoint is reported as such and not as a changed log: the latest
+/// (`recorded`) must be signed by this folder's key `key` (another key means the key file was
+/// replaced); a kept one signed by this key must verify (kept ones of other keys come from
+/// restored backups and are left to the holders of those keys).
+///
+/// Errors: [`Error::CheckpointKey`] for a latest checkpoint of another key;
+/// [`Error::HeadRecord`] naming the file (and line) of a signature that does not verify.
+pub(crate) fn check_signatures(
+    key: &PublicKey,
+    dir: &std::path::Path,
+    recorded: Option<&Checkpoint>,
+    kept: &[Checkpoint],
+) -> Result<()> {
+    if let Some(latest) = recorded.filter(|c| c.signed.is_some()) {
+        match latest.verify(key) {
+            Ok(()) => {}
+            Err(SignatureError::OtherKey { found, expected }) => {
+                return Err(Error::CheckpointKey {
+                    file: dir.join(crate::checkpoint::KEY_FILE_NAME),
+                    problem: format!("it is key {expected}, but the latest checkpoint names key {found}"),
+                })
+            }
+            Err(e) => {
+                return Err(Error::HeadRecord {
+                    file: crate::checkpoint::path_in(dir),
+                    problem: format!(
+                        "the checkpoint at tree size {}: {e}; the log itself was not compared",
+                        latest.head.seq
+                    ),
+                })
+            }
+        }
+    }
+    for (line, checkpoint) in kept.iter().enumerate() {
+        match checkpoint.verify(key) {
+            Ok(()) | Err(SignatureError::OtherKey { .. }) => {}
+            Err(e) => {
+                return Err(Error::HeadRecord {
+                    file: crate::checkpoint::kept_path_in(dir),
+                    problem: format!("line {}, the checkpoint at tree size {}: {e}", line + 1, checkpoint.head.seq),
+                })
+            }
+        }
+    }
+    Ok(())
+}
 use crate::error::{Error, Result};
 use crate::merkle::{ConsistencyProof, InclusionProof, ProofError};
 use crate::model::{Hash32, Seq};
@@ -38,45 +86,54 @@ impl Witness {
     }
 
     /// Checks the log (whose durable head is `head`) against `checkpoints` (kept ones in
-    /// order, then the latest): each one signed by this store's key must verify, and the
-    /// tree's root at each size must be the one signed. Signatures by another key (a key
-    /// replaced by the operator) cannot be checked here; their roots still are.
+    /// order, then the latest; their signatures already checked by [`check_signatures`]):
+    /// none may be beyond the head, and the tree's root at each size must be the one signed.
     ///
-    /// Errors: [`Error::HeadRecord`] for a bad signature, [`Error::HeadLost`] for a
-    /// checkpoint beyond the head, [`Error::RootChanged`] naming the first checkpoint whose
-    /// root differs and the range of seqs in which the change lies.
+    /// Errors: [`Error::HeadLost`] naming the largest checkpointed size beyond the head;
+    /// [`Error::RootChanged`] for a checkpoint of this store's key whose root differs, naming
+    /// the seqs between the largest smaller size that still matches and it;
+    /// [`Error::HeadRecord`] for one of another key that does not match (the log changed since
+    /// that key signed, or the line is not genuine: this store cannot tell).
     pub(crate) fn check(&self, head: Head, checkpoints: &[(std::path::PathBuf, Checkpoint)]) -> Result<()> {
-        let key = self.public_key();
-        let mut last_good = Seq::ZERO;
+        let key_id = self.public_key().key_id();
+        if let Some((file, beyond)) =
+            checkpoints.iter().filter(|(_, c)| c.head.seq > head.seq).max_by_key(|(_, c)| c.head.seq)
+        {
+            return Err(Error::HeadLost { file: file.clone(), recorded: beyond.head, found: head });
+        }
+        let mut matched: Vec<Seq> = Vec::new();
         let mut other_keys = std::collections::BTreeSet::new();
-        for (file, checkpoint) in checkpoints {
+        let mut ordered: Vec<&(std::path::PathBuf, Checkpoint)> = checkpoints.iter().collect();
+        ordered.sort_by_key(|(_, c)| c.head.seq);
+        for (file, checkpoint) in ordered {
             let Some(signed) = &checkpoint.signed else { continue };
-            match checkpoint.verify(key) {
-                Ok(()) => {}
-                Err(SignatureError::OtherKey { found, .. }) => {
-                    other_keys.insert(found);
-                }
-                Err(e) => {
-                    return Err(Error::HeadRecord {
-                        file: file.clone(),
-                        problem: format!("checkpoint at tree size {}: {e}", checkpoint.head.seq),
-                    })
-                }
-            }
-            if checkpoint.head.seq > head.seq {
-                return Err(Error::HeadLost { file: file.clone(), recorded: checkpoint.head, found: head });
+            let ours = signed.key_id == key_id;
+            if !ours {
+                other_keys.insert(signed.key_id.clone());
             }
             let found = self.root(checkpoint.head.seq)?;
-            if found != signed.merkle_root {
-                return Err(Error::RootChanged {
+            if found == signed.merkle_root {
+                matched.push(checkpoint.head.seq);
+                continue;
+            }
+            if !ours {
+                return Err(Error::HeadRecord {
                     file: file.clone(),
-                    tree_size: checkpoint.head.seq,
-                    recorded: signed.merkle_root,
-                    found,
-                    changed_from: last_good.next(),
+                    problem: format!(
+                        "a checkpoint at tree size {} signed by key {} (not this store's key {key_id}) names root {}, \
+                         but the log's root there is {found}: the log changed after that key signed, or the line is not genuine",
+                        checkpoint.head.seq, signed.key_id, signed.merkle_root
+                    ),
                 });
             }
-            last_good = last_good.max(checkpoint.head.seq);
+            let below = matched.iter().copied().filter(|s| *s < checkpoint.head.seq).max().unwrap_or(Seq::ZERO);
+            return Err(Error::RootChanged {
+                file: file.clone(),
+                tree_size: checkpoint.head.seq,
+                recorded: signed.merkle_root,
+                found,
+                changed_from: below.next(),
+            });
         }
         if !other_keys.is_empty() {
             tracing::info!(
