@@ -198,7 +198,12 @@ fn verify_leaves_a_data_folder_byte_for_byte_as_it_found_it() -> anyhow::Result<
     let before = snapshot(&good);
     let out = oacis(&["verify", "--data", good.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("(checked on a temporary copy; reaches the checkpoint at seq 10)"));
+    assert!(
+        text(&out.stdout)
+            .contains("(checked on a temporary copy; reaches the signed checkpoint at seq 10; Merkle roots match it"),
+        "{}",
+        text(&out.stdout)
+    );
     assert_eq!(snapshot(&good), before, "verify changed the folder");
     Ok(())
 }
