@@ -329,3 +329,77 @@ fn an_auditor_checks_checkpoints_and_proofs_offline_and_a_changed_one_fails() {
     let failed = oacis(&["proof", "verify", "--public-key", &other_key, "--checkpoint", path(&cp)]);
     assert_ne!(failed.status.code(), Some(0), "{failed:?}");
 }
+
+#[test]
+fn a_point_in_time_restore_from_before_an_erasure_keeps_the_data_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backups = dir.path().join("backups");
+    let server = Server::start(
+        env!("CARGO_BIN_EXE_oacis"),
+        &data,
+        &["--demo", "--demo-customers", "10", "--backup-dir", path(&backups)],
+        &[("OACIS_ADMIN_PASSWORD", PASSWORD)],
+    );
+    let admin = server.first_sign_in("admin", PASSWORD, CHANGED);
+    let register = "mutation { registerCustomer(profile: {kind: PERSON, name: \"王芳\", source: OTHER, phones: [\"13912345678\"]}) { id } }";
+    let id = ok(server.gql(Some(&admin), register, json!({})), "registerCustomer")["id"].as_str().unwrap().to_owned();
+    let before_erasure = backup(&server, &admin, false);
+    let erase = "mutation($id: String!) { erasePersonalData(id: $id, reason: \"PIPL art. 47 request\") { seq } }";
+    ok(server.gql(Some(&admin), erase, json!({ "id": id })), "erasePersonalData");
+    let after_erasure = backup(&server, &admin, true);
+    let public_key = ok(server.gql(Some(&admin), "{ checkpoint { publicKey } }", json!({})), "checkpoint")["publicKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(server.terminate().code(), Some(0));
+    let kek = dir.path().join("data.kek");
+    let phones = |folder: &Path| {
+        let server = Server::start(env!("CARGO_BIN_EXE_oacis"), folder, &["--key-file", path(&kek)], &[]);
+        let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
+        let token = ok(server.gql(None, sign_in, json!({ "n": "admin", "p": CHANGED })), "signIn")["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let query = "query($id: String!) { customer(id: $id) { name phones } }";
+        ok(server.gql(Some(&token), query, json!({ "id": id })), "customer")
+    };
+
+    // Only the backup from before the erasure: its own key journal still holds the key, but
+    // the newer backup beside it has the keys as they are after the erasure, and is used.
+    let restored = dir.path().join("restored");
+    let said = stdout(&oacis(&[
+        "restore",
+        path(&backups.join(&before_erasure)),
+        "--data",
+        path(&restored),
+        "--key-file",
+        path(&kek),
+        "--public-key",
+        &public_key,
+    ]));
+    assert!(
+        said.contains(&format!("key store restored from {}", path(&backups.join(&after_erasure).join("keys.journal")))),
+        "{said}"
+    );
+    let customer = phones(&restored);
+    assert_eq!(customer["name"], "王芳");
+    assert_eq!(customer["phones"], json!([]), "{customer}");
+
+    // The same backup alone, with no newer one beside it, is a return to before the erasure.
+    let alone = dir.path().join("alone");
+    std::fs::create_dir(&alone).unwrap();
+    std::fs::rename(backups.join(&before_erasure), alone.join(&before_erasure)).unwrap();
+    let back = dir.path().join("back");
+    stdout(&oacis(&[
+        "restore",
+        path(&alone.join(&before_erasure)),
+        "--data",
+        path(&back),
+        "--key-file",
+        path(&kek),
+        "--public-key",
+        &public_key,
+    ]));
+    assert_eq!(phones(&back)["phones"], json!(["+8613912345678"]));
+}

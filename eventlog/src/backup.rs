@@ -467,6 +467,9 @@ pub struct ChainReport {
     pub public_key: String,
     /// The backup folders in chain order.
     pub backups: Vec<PathBuf>,
+    /// The key journal a restore puts beside the log: the last backup's, or (chosen by
+    /// [`restore`]) a newer one of the same store found beside the backups.
+    pub key_journal: Option<PathBuf>,
 }
 
 /// Verifies a full backup and its incrementals, given in any order, checked in the order of
@@ -626,7 +629,15 @@ pub fn verify_chain(
         manifests.push(manifest);
     }
     let Some(last) = manifests.last() else { return Err(BackupError::NoBackups) };
-    Ok(ChainReport { head, merkle_root: last.merkle_root, public_key: last.public_key.clone(), manifests, backups })
+    let key_journal = backups.last().map(|dir| dir.join(KEYS)).filter(|p| p.exists());
+    Ok(ChainReport {
+        head,
+        merkle_root: last.merkle_root,
+        public_key: last.public_key.clone(),
+        manifests,
+        backups,
+        key_journal,
+    })
 }
 
 /// What a restore wrote.
@@ -683,6 +694,10 @@ pub fn restore(
         }
         None => None,
     };
+    let mut chain = chain;
+    if let Some(newer) = newer_key_journal(&chain) {
+        chain.key_journal = Some(newer);
+    }
     before_write(&chain)?;
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = target.file_name().ok_or_else(|| BackupError::TargetNotEmpty { path: target.to_owned() })?;
@@ -702,6 +717,41 @@ pub fn restore(
     })?;
     sync_dir(parent)?;
     Ok(Restored { chain, keys })
+}
+
+/// The key journal of the newest backup of the same store, signed by the same key, that lies
+/// beside the chain's backups and ends after the chain (its manifest's signature and the
+/// journal's BLAKE3 checked). Restoring a point in time before an erasure then takes the keys
+/// as they are after it: data erased since stays erased, while every key the older records
+/// need is still there (keys are only ever destroyed by an erasure).
+fn newer_key_journal(chain: &ChainReport) -> Option<PathBuf> {
+    let first = chain.manifests.first()?;
+    let public = PublicKey::from_hex(&chain.public_key)?;
+    let mut folders: Vec<PathBuf> = chain.backups.iter().filter_map(|b| b.parent().map(Path::to_path_buf)).collect();
+    folders.sort();
+    folders.dedup();
+    let mut newest: Option<(u64, PathBuf)> = None;
+    for folder in folders {
+        let folder = if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder };
+        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        for entry in entries.filter_map(Result::ok) {
+            let dir = entry.path();
+            let Ok(manifest) = Manifest::read(&dir) else { continue };
+            let signed = checkpoint::decode_hex::<64>(&manifest.signature)
+                .is_some_and(|signature| public.verifies(&manifest.signed_bytes(), &signature));
+            let journal = dir.join(KEYS);
+            let intact = manifest
+                .keys_blake3
+                .as_ref()
+                .is_some_and(|digest| blake3_file(&journal).is_ok_and(|found| found.to_hex() == *digest));
+            let newer =
+                manifest.last_seq > chain.head.seq.0 && newest.as_ref().is_none_or(|(seq, _)| manifest.last_seq > *seq);
+            if signed && intact && newer && manifest.store == first.store {
+                newest = Some((manifest.last_seq, journal));
+            }
+        }
+    }
+    newest.map(|(_, journal)| journal)
 }
 
 /// Writes everything of a restore into the new folder `dir`; answers whether a key journal
@@ -740,8 +790,8 @@ fn restore_into(
     // The restored log's latest checkpoint, signed by the folder's own key: the store checks
     // the log against it on open.
     checkpoint::write(dir, &Checkpoint::sign(head, chain.merkle_root, Timestamp::now(), &key))?;
-    let keys_source = chain.backups.last().map(|dir| dir.join(KEYS)).filter(|p| p.exists());
-    if let Some(source) = &keys_source {
+    let keys_source = chain.key_journal.as_ref();
+    if let Some(source) = keys_source {
         let keys = dir.join(KEY_DIR);
         std::fs::create_dir_all(&keys).map_err(io(&keys))?;
         let journal = keys.join(JOURNAL);

@@ -180,7 +180,7 @@ fn report(outcome: Result<String, BackupError>) -> anyhow::Result<ExitCode> {
 /// a new one would open nothing) and must open that journal; checked after the chain
 /// verifies and before anything is written.
 fn check_kek(args: &RestoreArgs, chain: &ChainReport) -> anyhow::Result<()> {
-    let Some(journal) = chain.backups.last().map(|b| b.join(backup::KEYS)).filter(|p| p.exists()) else {
+    let Some(journal) = chain.key_journal.clone() else {
         return Ok(());
     };
     if args.keys.key_file.is_none() && std::env::var(crate::cli::keys::KEK_VARIABLE).is_err() {
@@ -255,7 +255,10 @@ pub fn run_restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         head.seq,
         head.hash,
         restored.chain.merkle_root,
-        if restored.keys { "; key store restored" } else { "" },
+        match &restored.chain.key_journal {
+            Some(journal) => format!("; key store restored from {}", journal.display()),
+            None => String::new(),
+        },
         if destroyed > 0 {
             format!("; destroyed {destroyed} data keys of subjects erased in the log")
         } else {
