@@ -85,12 +85,21 @@ impl KeyArgs {
 /// # Errors
 /// The KEK's and the key store's errors, and the store's.
 pub fn open_store(data: &Path, keys: &KeyArgs) -> anyhow::Result<SledStore> {
+    open_store_with(data, keys, SledConfig::new(data).cache_capacity_bytes)
+}
+
+/// [`open_store`] with sled's page cache limited to `cache_bytes`.
+///
+/// # Errors
+/// As [`open_store`].
+pub fn open_store_with(data: &Path, keys: &KeyArgs, cache_bytes: u64) -> anyhow::Result<SledStore> {
     let kek = keys.kek(data)?;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let key_store =
         KeyStore::open(data, kek).with_context(|| format!("opening the key store of {}", data.display()))?;
     let mut config = SledConfig::new(data);
     config.keys = Some(key_store);
+    config.cache_capacity_bytes = cache_bytes;
     Ok(SledStore::open(config)?)
 }
 
