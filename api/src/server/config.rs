@@ -14,8 +14,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub keys: crate::cli::keys::KeyArgs,
     /// The event store's page cache (sled's), in MiB. Queries are answered from the views, so
-    /// the store's cache serves only the command path's stream reads; a cache larger than the
-    /// recent working set only grows with every write.
+    /// the store's cache serves only the command path's stream reads: a smaller one bounds
+    /// the server's memory on a small machine at the price of more reads from disk.
     #[arg(long, value_name = "MIB", env = "OACIS_STORE_CACHE_MIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..))]
     pub store_cache_mib: u64,
     /// Address and port to listen on.
