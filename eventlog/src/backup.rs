@@ -143,6 +143,20 @@ pub enum BackupError {
     Store(#[from] Error),
 }
 
+/// A file a backup must hold that is not there is the backup's fault (a [`BackupError::Field`]
+/// naming it); any other I/O failure is the machine's.
+fn missing_or_io(path: &Path, error: std::io::Error) -> BackupError {
+    if error.kind() == std::io::ErrorKind::NotFound {
+        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        return BackupError::Field {
+            file: path.to_owned(),
+            field: name,
+            problem: "missing: not a complete backup".into(),
+        };
+    }
+    BackupError::Io { path: path.to_owned(), source: error }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
     move |source| BackupError::Io { path: path.to_owned(), source }
 }
@@ -232,7 +246,7 @@ impl Manifest {
     /// [`BackupError::Io`], or [`BackupError::Field`] naming the field that does not parse.
     pub fn read(dir: &Path) -> Result<Manifest, BackupError> {
         let file = dir.join(MANIFEST);
-        let size = std::fs::metadata(&file).map_err(io(&file))?.len();
+        let size = std::fs::metadata(&file).map_err(|e| missing_or_io(&file, e))?.len();
         if size > MAX_MANIFEST_BYTES {
             return Err(BackupError::Field {
                 file,
@@ -542,7 +556,7 @@ pub fn verify_chain(
         }
         // The records: canonical, hashed, chained from the previous backup's head.
         let events = dir.join(EVENTS);
-        let input = File::open(&events).map_err(io(&events))?;
+        let input = File::open(&events).map_err(|e| missing_or_io(&events, e))?;
         let mut reader = BufReader::new(Hashing { inner: input, hasher: blake3::Hasher::new(), bytes: 0 });
         let anchor = manifests.last().map(|_| head);
         let mut first_record: Option<Hash32> = None;

@@ -166,6 +166,14 @@ fn a_missing_middle_incremental_an_incremental_first_or_of_another_store_is_refu
         backup::verify_chain(&[backups[0].clone(), backups[2].clone()], None, &mut |_| {}).unwrap_err().to_string();
     assert!(message.contains("a backup between them is missing"), "{message}");
     assert!(matches!(refused(&backups[1..]), BackupError::NotFull { .. }));
+    // A backup folder without its records is the backup's fault, named as such.
+    let events = backups[1].join(backup::EVENTS);
+    std::fs::rename(&events, events.with_extension("moved")).unwrap();
+    match refused(&backups) {
+        BackupError::Field { file, field, .. } => assert_eq!((file, field.as_str()), (events.clone(), backup::EVENTS)),
+        other => panic!("expected the missing file named, got {other}"),
+    }
+    std::fs::rename(events.with_extension("moved"), &events).unwrap();
     // Given in any order, a chain is checked in the order of its seqs; the same backup twice
     // is refused naming it.
     let shuffled = [backups[2].clone(), backups[0].clone(), backups[1].clone()];

@@ -128,8 +128,11 @@ impl App {
         let region = oacis_domain::validate::Region::parse(&config.default_region).ok_or_else(|| {
             anyhow::anyhow!("--default-region {:?} is not an ISO 3166-1 region", config.default_region)
         })?;
-        let store =
-            crate::cli::keys::open_store_with(&config.data, &config.keys, config.store_cache_mib.saturating_mul(1 << 20))?;
+        let store = crate::cli::keys::open_store_with(
+            &config.data,
+            &config.keys,
+            config.store_cache_mib.saturating_mul(1 << 20),
+        )?;
         let mut progress = crate::progress::Progress::new("replay", store.head().seq.0);
         let projections = Projections::start(&store, &mut |seq| progress.set(seq.0)).await?;
         progress.finish();
