@@ -125,7 +125,9 @@ impl Backups {
                 && store.records(Seq(m.last_seq)).next().and_then(Result::ok).is_some_and(|r| r.hash == m.head_hash);
             signed && Some(m.store) == store_id && in_log
         };
-        Ok(self.list()?.into_iter().rev().map(|(_, m)| m).find(continues))
+        let dir = self.dir.as_ref().ok_or(StartError::NotConfigured)?;
+        let intact = |name: &str, m: &Manifest| oacis_eventlog::backup::check_files(&dir.join(name), m).is_ok();
+        Ok(self.list()?.into_iter().rev().find(|(name, m)| continues(m) && intact(name, m)).map(|(_, m)| m))
     }
 
     /// Starts a job on `store`: incremental on the newest backup of this store in the folder

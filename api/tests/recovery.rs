@@ -386,6 +386,27 @@ fn a_point_in_time_restore_from_before_an_erasure_keeps_the_data_erased() {
     assert_eq!(customer["name"], "王芳");
     assert_eq!(customer["phones"], json!([]), "{customer}");
 
+    // A damaged newer backup beside it is not skipped (that would bring the erased data back):
+    // the restore is refused, naming it, and writes nothing.
+    let journal = backups.join(&after_erasure).join("keys.journal");
+    let intact = std::fs::read(&journal).unwrap();
+    std::fs::write(&journal, [intact.as_slice(), b"x"].concat()).unwrap();
+    let damaged = dir.path().join("damaged");
+    let refused = oacis(&[
+        "restore",
+        path(&backups.join(&before_erasure)),
+        "--data",
+        path(&damaged),
+        "--key-file",
+        path(&kek),
+        "--public-key",
+        &public_key,
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("keys_blake3"), "{refused:?}");
+    assert!(!damaged.exists());
+    std::fs::write(&journal, intact).unwrap();
+
     // The same backup alone, with no newer one beside it, is a return to before the erasure.
     let alone = dir.path().join("alone");
     std::fs::create_dir(&alone).unwrap();

@@ -246,7 +246,11 @@ impl Manifest {
     /// [`BackupError::Io`], or [`BackupError::Field`] naming the field that does not parse.
     pub fn read(dir: &Path) -> Result<Manifest, BackupError> {
         let file = dir.join(MANIFEST);
-        let size = std::fs::metadata(&file).map_err(|e| missing_or_io(&file, e))?.len();
+        let meta = std::fs::metadata(&file).map_err(|e| missing_or_io(&file, e))?;
+        if !meta.is_file() {
+            return Err(BackupError::Field { file, field: "manifest".into(), problem: "not a regular file".into() });
+        }
+        let size = meta.len();
         if size > MAX_MANIFEST_BYTES {
             return Err(BackupError::Field {
                 file,
@@ -319,6 +323,32 @@ fn blake3_file(path: &Path) -> Result<Hash32, BackupError> {
 
 fn sync_dir(dir: &Path) -> Result<(), BackupError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Checks that the files of backup folder `dir` are what its manifest says (their BLAKE3),
+/// without reading the records one by one: what an incremental backup asks of its base.
+///
+/// # Errors
+/// [`BackupError::Field`] naming the file whose digest differs; I/O errors.
+pub fn check_files(dir: &Path, manifest: &Manifest) -> Result<(), BackupError> {
+    let events = dir.join(EVENTS);
+    if blake3_file(&events)? != manifest.events_blake3 {
+        return Err(BackupError::Field {
+            file: events,
+            field: "events_blake3".into(),
+            problem: "the records are not what the manifest says: run `oacis backup verify` on it".into(),
+        });
+    }
+    let keys = dir.join(KEYS);
+    let digest = if keys.exists() { Some(blake3_file(&keys)?.to_hex()) } else { None };
+    if digest != manifest.keys_blake3 {
+        return Err(BackupError::Field {
+            file: keys,
+            field: "keys_blake3".into(),
+            problem: "the key journal is not what the manifest says".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Makes a backup of `store` into the new folder `out`: full, or with `previous` (a backup
@@ -668,9 +698,10 @@ pub struct Restored {
 /// writes into a temporary folder beside `target` the log, the backups' checkpoints as kept
 /// checkpoints, the last backup's key journal, and the checkpoint signing key (`signing_key`,
 /// which must be the key that signed the backups, or else a new one), with a latest
-/// checkpoint at the restored head signed by that key; and only then renames the folder into
-/// place. So an interrupted or failed restore leaves no `target` behind (at most the
-/// temporary folder, named `.<target>.partial-<pid>`). The caller opens the store.
+/// checkpoint at the restored head signed by that key; lets `after_write` finish the folder
+/// (the caller replays the views and applies recorded erasures there); and only then renames
+/// it into place. So an interrupted or failed restore leaves no `target` behind (at most the
+/// temporary folder, named `.<target>.partial-<pid>`).
 ///
 /// # Errors
 /// Everything [`verify_chain`] reports; [`BackupError::TargetNotEmpty`]; what `before_write`
@@ -681,6 +712,7 @@ pub fn restore(
     signing_key: Option<&Path>,
     trusted: Option<&PublicKey>,
     before_write: &mut dyn FnMut(&ChainReport) -> Result<(), BackupError>,
+    after_write: &mut dyn FnMut(&Path) -> Result<(), BackupError>,
     progress: &mut dyn FnMut(&'static str, Seq),
 ) -> Result<Restored, BackupError> {
     let chain = verify_chain(backups, trusted, &mut |seq| progress("verify", seq))?;
@@ -709,14 +741,15 @@ pub fn restore(
         None => None,
     };
     let mut chain = chain;
-    if let Some(newer) = newer_key_journal(&chain) {
+    if let Some(newer) = newer_key_journal(&chain)? {
         chain.key_journal = Some(newer);
     }
     before_write(&chain)?;
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = target.file_name().ok_or_else(|| BackupError::TargetNotEmpty { path: target.to_owned() })?;
     let temporary = parent.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
-    let written = restore_into(&chain, &temporary, key.as_ref(), progress);
+    let written = restore_into(&chain, &temporary, key.as_ref(), progress)
+        .and_then(|keys| after_write(&temporary).map(|()| keys));
     let keys = match written {
         Ok(keys) => keys,
         Err(e) => {
@@ -738,9 +771,9 @@ pub fn restore(
 /// journal's BLAKE3 checked). Restoring a point in time before an erasure then takes the keys
 /// as they are after it: data erased since stays erased, while every key the older records
 /// need is still there (keys are only ever destroyed by an erasure).
-fn newer_key_journal(chain: &ChainReport) -> Option<PathBuf> {
-    let first = chain.manifests.first()?;
-    let public = PublicKey::from_hex(&chain.public_key)?;
+fn newer_key_journal(chain: &ChainReport) -> Result<Option<PathBuf>, BackupError> {
+    let Some(first) = chain.manifests.first() else { return Ok(None) };
+    let Some(public) = PublicKey::from_hex(&chain.public_key) else { return Ok(None) };
     let mut folders: Vec<PathBuf> = chain.backups.iter().filter_map(|b| b.parent().map(Path::to_path_buf)).collect();
     folders.sort();
     folders.dedup();
@@ -758,14 +791,27 @@ fn newer_key_journal(chain: &ChainReport) -> Option<PathBuf> {
                 .keys_blake3
                 .as_ref()
                 .is_some_and(|digest| blake3_file(&journal).is_ok_and(|found| found.to_hex() == *digest));
-            let newer =
-                manifest.last_seq > chain.head.seq.0 && newest.as_ref().is_none_or(|(seq, _)| manifest.last_seq > *seq);
-            if signed && intact && newer && manifest.store == first.store {
+            if manifest.store != first.store || manifest.last_seq <= chain.head.seq.0 {
+                continue;
+            }
+            if !(signed && intact) {
+                // Skipping it would restore keys from before whatever it records: anyone who
+                // damages one byte of a newer backup could undo an erasure.
+                return Err(BackupError::Field {
+                    file: dir.join(if signed { KEYS } else { MANIFEST }),
+                    field: if signed { "keys_blake3".into() } else { "signature".into() },
+                    problem: "a newer backup of this store lies beside the chain, and its key journal (which keeps \
+                              erasures made since) cannot be trusted: repair it, or move it away to restore the \
+                              keys as the chain has them"
+                        .into(),
+                });
+            }
+            if newest.as_ref().is_none_or(|(seq, _)| manifest.last_seq > *seq) {
                 newest = Some((manifest.last_seq, journal));
             }
         }
     }
-    newest.map(|(_, journal)| journal)
+    Ok(newest.map(|(_, journal)| journal))
 }
 
 /// Writes everything of a restore into the new folder `dir`; answers whether a key journal
@@ -800,6 +846,12 @@ fn restore_into(
             problem,
         })?;
         checkpoint::keep(dir, &signed)?;
+    }
+    // The backups' checkpoints are kept under their own key: record that the folder trusts it.
+    if key.public().to_hex() != chain.public_key {
+        if let Some(public) = PublicKey::from_hex(&chain.public_key) {
+            checkpoint::trust_key(dir, &public.key_id())?;
+        }
     }
     // The restored log's latest checkpoint, signed by the folder's own key: the store checks
     // the log against it on open.

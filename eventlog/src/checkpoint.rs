@@ -361,6 +361,25 @@ pub fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// File name of the other keys whose checkpoints a data folder keeps (one key id per line):
+/// written by a restore for the key that signed the restored backups.
+pub const TRUSTED_KEYS_FILE_NAME: &str = "checkpoint.trusted";
+
+/// The key ids `dir` trusts besides its own (none if the file is absent).
+#[must_use]
+pub fn trusted_keys(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join(TRUSTED_KEYS_FILE_NAME))
+        .map(|text| text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Records that `dir` keeps checkpoints of `key_id` (written once, by a restore).
+pub fn trust_key(dir: &Path, key_id: &str) -> Result<()> {
+    let path = dir.join(TRUSTED_KEYS_FILE_NAME);
+    let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+    file.write_all(format!("{key_id}\n").as_bytes()).and_then(|()| file.sync_all()).map_err(|e| Error::io(&path, e))
+}
+
 /// Path of the latest checkpoint in data folder `dir`.
 #[must_use]
 pub fn path_in(dir: &Path) -> PathBuf {

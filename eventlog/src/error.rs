@@ -208,7 +208,7 @@ pub enum Error {
     },
     /// The record at the recorded head's seq has another hash: history up to that seq was
     /// rewritten. Handled like [`Error::HeadLost`].
-    #[error("records up to seq {} were changed: seq {} has hash {found} but {} was acknowledged (head record {}). \
+    #[error("records {changed_from}..={} were changed: seq {} has hash {found} but {} was acknowledged (head record {}). \
              Keep the folder unchanged and restore the latest backup into a new folder",
             recorded.seq, recorded.seq, recorded.hash, file.display())]
     HeadChanged {
@@ -218,6 +218,8 @@ pub enum Error {
         recorded: Head,
         /// The hash the log holds at `recorded.seq` now.
         found: crate::model::Hash32,
+        /// One after the largest kept checkpoint whose Merkle root still matches (1 if none).
+        changed_from: Seq,
     },
     /// The Merkle root of the log at a checkpoint's tree size differs from the root the
     /// checkpoint signed: at least one record in `changed_from..=tree_size` was changed (the

@@ -61,7 +61,8 @@ fn a_chain_of_backups_verifies_and_restores_the_same_log() {
     drop(store);
 
     let target = dir.path().join("restored");
-    let restored = backup::restore(&backups, &target, None, None, &mut |_| Ok(()), &mut |_, _| {}).unwrap();
+    let restored =
+        backup::restore(&backups, &target, None, None, &mut |_| Ok(()), &mut |_| Ok(()), &mut |_, _| {}).unwrap();
     assert_eq!(restored.chain.head.seq, Seq(100));
     let store = SledStore::open(SledConfig::new(&target)).unwrap();
     assert_eq!(runtime().block_on(store.read_all(Seq(1), 1_000)).unwrap(), original);
@@ -71,21 +72,29 @@ fn a_chain_of_backups_verifies_and_restores_the_same_log() {
     assert_eq!(kept.iter().map(|c| c.head.seq.0).collect::<Vec<_>>()[..3], [40, 70, 100]);
     drop(store);
     // A restore never writes into a folder that holds anything.
-    let err = backup::restore(&backups, &target, None, None, &mut |_| Ok(()), &mut |_, _| {}).unwrap_err();
+    let err =
+        backup::restore(&backups, &target, None, None, &mut |_| Ok(()), &mut |_| Ok(()), &mut |_, _| {}).unwrap_err();
     assert!(matches!(err, BackupError::TargetNotEmpty { .. }), "{err}");
     // A restore refused by the caller's own check after the chain verified writes nothing,
     // not even its temporary folder; one into an empty folder replaces it.
     let other = dir.path().join("refused");
-    let err =
-        backup::restore(&backups, &other, None, None, &mut |_| Err(BackupError::Refused("no".into())), &mut |_, _| {})
-            .unwrap_err();
+    let err = backup::restore(
+        &backups,
+        &other,
+        None,
+        None,
+        &mut |_| Err(BackupError::Refused("no".into())),
+        &mut |_| Ok(()),
+        &mut |_, _| {},
+    )
+    .unwrap_err();
     assert!(matches!(err, BackupError::Refused(_)), "{err}");
     let leftovers: Vec<_> =
         std::fs::read_dir(dir.path()).unwrap().filter_map(Result::ok).map(|e| e.file_name()).collect();
     assert!(leftovers.iter().all(|n| !n.to_string_lossy().contains("refused")), "{leftovers:?}");
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    backup::restore(&backups, &empty, None, None, &mut |_| Ok(()), &mut |_, _| {}).unwrap();
+    backup::restore(&backups, &empty, None, None, &mut |_| Ok(()), &mut |_| Ok(()), &mut |_, _| {}).unwrap();
     assert_eq!(SledStore::open(SledConfig::new(&empty)).unwrap().head().seq, Seq(100));
 }
 
@@ -94,7 +103,7 @@ fn a_chain_of_backups_verifies_and_restores_the_same_log() {
 fn refused(backups: &[PathBuf]) -> BackupError {
     let err = backup::verify_chain(backups, None, &mut |_| {}).unwrap_err();
     let target = backups[0].with_file_name("never-restored");
-    assert!(backup::restore(backups, &target, None, None, &mut |_| Ok(()), &mut |_, _| {}).is_err());
+    assert!(backup::restore(backups, &target, None, None, &mut |_| Ok(()), &mut |_| Ok(()), &mut |_, _| {}).is_err());
     assert!(!target.exists(), "a refused restore wrote {}", target.display());
     err
 }

@@ -118,11 +118,11 @@ fn a_history_rewritten_after_a_checkpoint_fails_on_open_and_against_the_auditors
         (issued[1].clone(), store.checkpoint_key())
     };
     forge_from(dir.path(), 50, 200);
-    // The latest checkpoint's head hash catches it at once.
+    // The kept checkpoints name the range at once: 40 still matches, 120 does not.
     let err = SledStore::open(SledConfig::new(dir.path())).unwrap_err();
-    assert!(matches!(&err, Error::HeadChanged { recorded, .. } if recorded.seq == Seq(200)), "{err}");
-    // Without it (it cannot be re-signed, only removed or downgraded) the kept checkpoints
-    // name the range: 40 still matches, 120 does not.
+    assert!(matches!(&err, Error::RootChanged { changed_from: Seq(41), tree_size: Seq(120), .. }), "{err}");
+    // The latest checkpoint cannot be re-signed, only removed or downgraded: a downgrade is
+    // refused, and without it the kept checkpoints still name the range.
     let latest = checkpoint::read(dir.path()).unwrap().unwrap();
     checkpoint::write(dir.path(), &Checkpoint::unsigned(latest.head)).unwrap();
     let err = SledStore::open(SledConfig::new(dir.path())).unwrap_err();
@@ -229,14 +229,27 @@ fn a_tampered_checkpoint_or_a_missing_or_swapped_key_is_reported_as_such_not_as_
     let err = SledStore::open(SledConfig::new(dir.path())).unwrap_err();
     assert!(matches!(&err, Error::CheckpointKey { problem, .. } if problem.contains("missing")), "{err}");
     assert!(!key.exists(), "no key may be made over the missing one");
-    // Another folder's key put in its place: refused naming both keys.
+    // Another folder's key put in its place: refused, naming the key the checkpoints were
+    // signed with.
     std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
     let err = SledStore::open(SledConfig::new(dir.path())).unwrap_err();
+    assert!(matches!(&err, Error::CheckpointKey { problem, .. } if problem.contains("the key was replaced")), "{err}");
+    assert!(err.to_string().contains("no backup holds it"), "{err}");
+    // The latest checkpoint alone re-signed by another key, the folder's key unchanged: the
+    // checkpoint file is named, not the key.
+    std::fs::write(&key, &seed).unwrap();
+    let forged = Checkpoint::sign(
+        checkpoint::read(dir.path()).unwrap().unwrap().head,
+        Hash32([5; 32]),
+        oacis_eventlog::Timestamp::now(),
+        &checkpoint::CheckpointKey::from_seed(&[0xab; 32]),
+    );
+    checkpoint::write(dir.path(), &forged).unwrap();
+    let err = SledStore::open(SledConfig::new(dir.path())).unwrap_err();
     assert!(
-        matches!(&err, Error::CheckpointKey { problem, .. } if problem.contains("latest checkpoint names key")),
+        matches!(&err, Error::HeadRecord { problem, .. } if problem.contains("checkpoint file was replaced")),
         "{err}"
     );
-    assert!(err.to_string().contains("no backup holds it"), "{err}");
-    std::fs::write(&key, &seed).unwrap();
+    std::fs::write(&path, &original).unwrap();
     open(dir.path());
 }

@@ -96,6 +96,9 @@ pub fn run(args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let previous = args.since.as_deref().map(Manifest::read).transpose().with_context(|| {
         format!("reading the manifest of --since {}", args.since.as_deref().unwrap_or(Path::new("")).display())
     })?;
+    if let (Some(base), Some(manifest)) = (&args.since, &previous) {
+        backup::check_files(base, manifest)?;
+    }
     let store = SledStore::open(SledConfig::new(data)).with_context(|| format!("opening {}", data.display()))?;
     let manifest = make(&store, previous.as_ref(), out)?;
     print_manifest(out, &manifest);
@@ -218,6 +221,8 @@ pub fn run_restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let total = claimed_head(&args.backups);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let mut replayed: Option<(String, usize)> = None;
     let mut progress: Option<(&'static str, Progress)> = None;
     let restored = backup::restore(
         &args.backups,
@@ -225,6 +230,19 @@ pub fn run_restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         args.checkpoint_key.as_deref(),
         args.public_key.as_ref(),
         &mut |chain| check_kek(args, chain).map_err(|e| BackupError::Refused(format!("{e:#}"))),
+        &mut |written| {
+            // Views and erasures are made in the temporary folder, before it is renamed into place.
+            // The KEK file defaults to the target's (`NEW_DIR.kek`), never the temporary
+            // folder's name.
+            let mut keys = args.keys.clone();
+            if keys.key_file.is_none() {
+                keys.key_file =
+                    Some(args.keys.file_for(&args.data).map_err(|e| BackupError::Refused(format!("{e:#}")))?);
+            }
+            let outcome = runtime.block_on(replay(written, &keys));
+            replayed = Some(outcome.map_err(|e| BackupError::Refused(format!("{e:#}")))?);
+            Ok(())
+        },
         &mut |stage, seq| {
             if progress.as_ref().is_none_or(|(s, _)| *s != stage) {
                 if let Some((_, done)) = progress.take() {
@@ -245,8 +263,7 @@ pub fn run_restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         Ok(restored) => restored,
         Err(e) => return report(Err(e)),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let (views_hash, destroyed) = runtime.block_on(replay(&args.data, &args.keys))?;
+    let (views_hash, destroyed) = replayed.unwrap_or_default();
     let head = restored.chain.head;
     println!(
         "restored {} backups into {}: seqs 1..={}, head {}, Merkle root {}; views rebuilt, dump hash {views_hash}{}{}",

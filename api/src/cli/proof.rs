@@ -10,7 +10,7 @@
 //! Exit codes: 0 verified; 1 does not verify (saying why); 2 could not run (an unreadable
 //! file, bad arguments). An ok line says UNANCHORED for a root no checkpoint given signed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -105,7 +105,7 @@ struct ConsistencyJson {
     path: Vec<String>,
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(file: &PathBuf) -> anyhow::Result<T> {
+fn read_json<T: for<'de> Deserialize<'de>>(file: &Path) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not the expected JSON object", file.display()))
 }
@@ -152,18 +152,29 @@ pub fn run_proof(args: &ProofArgs) -> anyhow::Result<ExitCode> {
             (Ok(()), None) => failures.push(format!("checkpoint {}: not signed", file.display())),
         }
     }
+    // Two signed roots for one tree size prove that the log forked (or the key signed a lie).
+    for (i, (size, root)) in anchors.iter().enumerate() {
+        if let Some((_, other)) = anchors[..i].iter().find(|(s, r)| s == size && r != root) {
+            failures.push(format!(
+                "the checkpoints given sign two roots for tree size {size} ({other} and {root}): the log forked"
+            ));
+        }
+    }
     // For a tree size: None when no checkpoint names it, else whether the root is the signed one.
     let anchored = |size: u64, root: Hash32| anchors.iter().find(|(s, _)| *s == size).map(|(_, r)| *r == root);
     let unanchored = " (UNANCHORED: no checkpoint of this size was given, so this root is only the proof's claim)";
     if let Some(file) = &args.inclusion {
         let json: InclusionJson = read_json(file)?;
-        let proof = InclusionProof {
-            seq: Seq(json.seq),
-            tree_size: json.tree_size,
-            record_hash: hash("recordHash", &json.record_hash)?,
-            path: path(&json.path)?,
-            root: hash("root", &json.root)?,
-        };
+        let proof = (|| {
+            Ok::<_, anyhow::Error>(InclusionProof {
+                seq: Seq(json.seq),
+                tree_size: json.tree_size,
+                record_hash: hash("recordHash", &json.record_hash)?,
+                path: path(&json.path)?,
+                root: hash("root", &json.root)?,
+            })
+        })()
+        .with_context(|| format!("{}", file.display()))?;
         match (proof.verify(), anchored(proof.tree_size, proof.root)) {
             (Err(e), _) => failures.push(format!("inclusion proof {}: {e}", file.display())),
             (Ok(()), Some(false)) => failures.push(format!(
@@ -188,13 +199,16 @@ pub fn run_proof(args: &ProofArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(file) = &args.consistency {
         let json: ConsistencyJson = read_json(file)?;
-        let proof = ConsistencyProof {
-            first: json.from_size,
-            second: json.to_size,
-            first_root: hash("fromRoot", &json.from_root)?,
-            second_root: hash("toRoot", &json.to_root)?,
-            path: path(&json.path)?,
-        };
+        let proof = (|| {
+            Ok::<_, anyhow::Error>(ConsistencyProof {
+                first: json.from_size,
+                second: json.to_size,
+                first_root: hash("fromRoot", &json.from_root)?,
+                second_root: hash("toRoot", &json.to_root)?,
+                path: path(&json.path)?,
+            })
+        })()
+        .with_context(|| format!("{}", file.display()))?;
         let ends = [anchored(proof.first, proof.first_root), anchored(proof.second, proof.second_root)];
         match proof.verify() {
             Err(e) => failures.push(format!("consistency proof {}: {e}", file.display())),

@@ -58,7 +58,12 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             println!("FAILED: first bad seq {seq}: {problem}");
             Ok(ExitCode::FAILURE)
         }
-        Err(e @ (Error::HeadLost { .. } | Error::HeadChanged { .. } | Error::RootChanged { .. })) => {
+        Err(
+            e @ (Error::HeadLost { .. }
+            | Error::HeadChanged { .. }
+            | Error::RootChanged { .. }
+            | Error::CheckpointKey { .. }),
+        ) => {
             println!("FAILED: {e}");
             Ok(ExitCode::FAILURE)
         }
@@ -96,6 +101,7 @@ fn verify_store(dir: &std::path::Path) -> anyhow::Result<Outcome> {
             | Error::HeadLost { .. }
             | Error::HeadChanged { .. }
             | Error::RootChanged { .. }
+            | Error::CheckpointKey { .. }
             | Error::HeadRecord { .. }
             | Error::Damaged { .. }
             | Error::Unreadable { .. }),

@@ -258,11 +258,13 @@ impl SledStore {
     pub fn open(config: SledConfig) -> Result<SledStore> {
         let recorded = checkpoint::read(&config.path)?;
         let kept = checkpoint::read_kept(&config.path)?;
-        if recorded.as_ref().is_some_and(|c| c.signed.is_none()) && !kept.is_empty() {
+        let signs = !kept.is_empty() || config.path.join(checkpoint::KEY_FILE_NAME).exists();
+        if recorded.as_ref().is_some_and(|c| c.signed.is_none()) && signs {
             // Only a folder from before signed checkpoints has an unsigned one.
             return Err(Error::HeadRecord {
                 file: checkpoint::path_in(&config.path),
-                problem: "an unsigned (format 1) checkpoint beside signed kept checkpoints".into(),
+                problem: "an unsigned (format 1) checkpoint in a folder that signs its checkpoints (a downgrade)"
+                    .into(),
             });
         }
         let path = config.path.clone();
@@ -340,7 +342,14 @@ impl SledStore {
                 witness: witness.clone(),
             }),
         };
-        store.check_against(recorded.as_ref().map(|c| c.head))?;
+        // A lost tail or a changed head is reported after the kept checkpoints are compared
+        // (below): a history rewritten before the tail was cut is a change, not only a loss, and
+        // a kept checkpoint that still matches narrows the changed range.
+        let deferred = match store.check_against(recorded.as_ref().map(|c| c.head)) {
+            Ok(()) => None,
+            Err(e @ (Error::HeadLost { .. } | Error::HeadChanged { .. })) => Some(e),
+            Err(e) => return Err(e),
+        };
         store.check_tail()?;
         let mut stored = store.records(Seq::FIRST);
         let index = LogIndex::build(std::iter::from_fn(|| stored.next_stored()))?;
@@ -359,6 +368,21 @@ impl SledStore {
         }
         witnessed.extend(recorded.map(|c| (file, c)));
         witness.check(head, &witnessed)?;
+        if let Some(e) = deferred {
+            return Err(match e {
+                Error::HeadChanged { file, recorded, found, .. } => {
+                    // Every kept checkpoint up to the head matched above.
+                    let below = witnessed
+                        .iter()
+                        .map(|(_, c)| c.head.seq)
+                        .filter(|s| *s < recorded.seq)
+                        .max()
+                        .unwrap_or(Seq::ZERO);
+                    Error::HeadChanged { file, recorded, found, changed_from: below.next() }
+                }
+                other => other,
+            });
+        }
         witness.record(head, checkpoint::Occasion::Boundary)?;
         let writer = Writer {
             db: db.clone(),
@@ -546,7 +570,7 @@ impl SledStore {
             None => return Err(Error::corrupt(recorded.seq, "record missing")),
         };
         if found != recorded.hash {
-            return Err(Error::HeadChanged { file, recorded, found });
+            return Err(Error::HeadChanged { file, recorded, found, changed_from: Seq::FIRST });
         }
         Ok(())
     }

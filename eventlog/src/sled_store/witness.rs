@@ -9,6 +9,10 @@ use std::sync::{Arc, RwLock};
 
 use super::index::LogIndex;
 use crate::checkpoint::{Checkpoint, Occasion, PublicKey, Recorder, SignatureError};
+use crate::error::{Error, Result};
+use crate::merkle::{ConsistencyProof, InclusionProof, ProofError};
+use crate::model::{Hash32, Seq};
+use crate::store::Head;
 
 /// Checks the signatures of a folder's checkpoints before the log is compared with them, so
 /// that a tampered checkpoint is reported as such and not as a changed log: the latest
@@ -24,29 +28,18 @@ pub(crate) fn check_signatures(
     recorded: Option<&Checkpoint>,
     kept: &[Checkpoint],
 ) -> Result<()> {
-    if let Some(latest) = recorded.filter(|c| c.signed.is_some()) {
-        match latest.verify(key) {
-            Ok(()) => {}
-            Err(SignatureError::OtherKey { found, expected }) => {
-                return Err(Error::CheckpointKey {
-                    file: dir.join(crate::checkpoint::KEY_FILE_NAME),
-                    problem: format!("it is key {expected}, but the latest checkpoint names key {found}"),
-                })
-            }
-            Err(e) => {
-                return Err(Error::HeadRecord {
-                    file: crate::checkpoint::path_in(dir),
-                    problem: format!(
-                        "the checkpoint at tree size {}: {e}; the log itself was not compared",
-                        latest.head.seq
-                    ),
-                })
-            }
-        }
-    }
+    let key_file = dir.join(crate::checkpoint::KEY_FILE_NAME);
+    let trusted = crate::checkpoint::trusted_keys(dir);
+    let mut ours = false;
+    let mut untrusted: Option<(usize, String)> = None;
     for (line, checkpoint) in kept.iter().enumerate() {
         match checkpoint.verify(key) {
-            Ok(()) | Err(SignatureError::OtherKey { .. }) => {}
+            Ok(()) => ours = true,
+            Err(SignatureError::OtherKey { found, .. }) => {
+                if !trusted.contains(&found) && untrusted.is_none() {
+                    untrusted = Some((line + 1, found));
+                }
+            }
             Err(e) => {
                 return Err(Error::HeadRecord {
                     file: crate::checkpoint::kept_path_in(dir),
@@ -55,12 +48,53 @@ pub(crate) fn check_signatures(
             }
         }
     }
+    if let Some((line, found)) = untrusted {
+        // Checkpoints of a key the folder never took over (a restore records the backups'
+        // key): either the folder's key was replaced, or the line was.
+        return Err(if ours {
+            Error::HeadRecord {
+                file: crate::checkpoint::kept_path_in(dir),
+                problem: format!("line {line} is signed by key {found}, which this folder does not trust"),
+            }
+        } else {
+            Error::CheckpointKey {
+                file: key_file,
+                problem: format!(
+                    "it is key {}, but the folder's kept checkpoints were signed by key {found}, which it does not trust: \
+                     the key was replaced",
+                    key.key_id()
+                ),
+            }
+        });
+    }
+    if let Some(latest) = recorded.filter(|c| c.signed.is_some()) {
+        match latest.verify(key) {
+            Ok(()) => {}
+            Err(SignatureError::OtherKey { found, expected }) if ours => {
+                return Err(Error::HeadRecord {
+                    file: crate::checkpoint::path_in(dir),
+                    problem: format!(
+                        "it names key {found}, but this folder's key {expected} signed its kept checkpoints: the checkpoint \
+                         file was replaced; the log itself was not compared"
+                    ),
+                })
+            }
+            Err(SignatureError::OtherKey { found, expected }) => {
+                return Err(Error::CheckpointKey {
+                    file: key_file,
+                    problem: format!("it is key {expected}, but the latest checkpoint names key {found}"),
+                })
+            }
+            Err(e) => {
+                return Err(Error::HeadRecord {
+                    file: crate::checkpoint::path_in(dir),
+                    problem: format!("the checkpoint at tree size {}: {e}; the log itself was not compared", latest.head.seq),
+                })
+            }
+        }
+    }
     Ok(())
 }
-use crate::error::{Error, Result};
-use crate::merkle::{ConsistencyProof, InclusionProof, ProofError};
-use crate::model::{Hash32, Seq};
-use crate::store::Head;
 
 /// The recorder and the tree it signs.
 #[derive(Debug)]
@@ -96,16 +130,13 @@ impl Witness {
     /// that key signed, or the line is not genuine: this store cannot tell).
     pub(crate) fn check(&self, head: Head, checkpoints: &[(std::path::PathBuf, Checkpoint)]) -> Result<()> {
         let key_id = self.public_key().key_id();
-        if let Some((file, beyond)) =
-            checkpoints.iter().filter(|(_, c)| c.head.seq > head.seq).max_by_key(|(_, c)| c.head.seq)
-        {
-            return Err(Error::HeadLost { file: file.clone(), recorded: beyond.head, found: head });
-        }
         let mut matched: Vec<Seq> = Vec::new();
         let mut other_keys = std::collections::BTreeSet::new();
         let mut ordered: Vec<&(std::path::PathBuf, Checkpoint)> = checkpoints.iter().collect();
         ordered.sort_by_key(|(_, c)| c.head.seq);
-        for (file, checkpoint) in ordered {
+        // Roots first, up to the head: a history changed and then cut short is reported as
+        // changed, not only as lost.
+        for (file, checkpoint) in ordered.iter().copied().filter(|(_, c)| c.head.seq <= head.seq) {
             let Some(signed) = &checkpoint.signed else { continue };
             let ours = signed.key_id == key_id;
             if !ours {
@@ -134,6 +165,11 @@ impl Witness {
                 found,
                 changed_from: below.next(),
             });
+        }
+        if let Some((file, beyond)) =
+            ordered.iter().filter(|(_, c)| c.head.seq > head.seq).max_by_key(|(_, c)| c.head.seq)
+        {
+            return Err(Error::HeadLost { file: file.clone(), recorded: beyond.head, found: head });
         }
         if !other_keys.is_empty() {
             tracing::info!(
