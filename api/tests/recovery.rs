@@ -407,6 +407,47 @@ fn a_point_in_time_restore_from_before_an_erasure_keeps_the_data_erased() {
     assert!(!damaged.exists());
     std::fs::write(&journal, intact).unwrap();
 
+    // A copy restored from the older backup and written to, backed up into the same folder,
+    // continues it in another way than the original's later backup: a fork, refused.
+    let fork = dir.path().join("fork");
+    stdout(&oacis(&[
+        "restore",
+        path(&backups.join(&before_erasure)),
+        "--data",
+        path(&fork),
+        "--key-file",
+        path(&kek),
+        "--checkpoint-key",
+        path(&data.join("checkpoint.key")),
+    ]));
+    {
+        let server = Server::start(
+            env!("CARGO_BIN_EXE_oacis"),
+            &fork,
+            &["--key-file", path(&kek), "--backup-dir", path(&backups)],
+            &[],
+        );
+        let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
+        let token = ok(server.gql(None, sign_in, json!({ "n": "admin", "p": CHANGED })), "signIn")["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        backup(&server, &token, false);
+    }
+    let forked = oacis(&[
+        "restore",
+        path(&backups.join(&before_erasure)),
+        "--data",
+        path(&damaged),
+        "--key-file",
+        path(&kek),
+        "--public-key",
+        &public_key,
+    ]);
+    assert_eq!(forked.status.code(), Some(1), "{forked:?}");
+    assert!(String::from_utf8_lossy(&forked.stdout).contains("a fork"), "{forked:?}");
+    assert!(!damaged.exists());
+
     // The same backup alone, with no newer one beside it, is a return to before the erasure.
     let alone = dir.path().join("alone");
     std::fs::create_dir(&alone).unwrap();

@@ -777,7 +777,7 @@ fn newer_key_journal(chain: &ChainReport) -> Result<Option<PathBuf>, BackupError
     let mut folders: Vec<PathBuf> = chain.backups.iter().filter_map(|b| b.parent().map(Path::to_path_buf)).collect();
     folders.sort();
     folders.dedup();
-    let mut newest: Option<(u64, PathBuf)> = None;
+    let mut candidates: Vec<(PathBuf, Manifest)> = Vec::new();
     for folder in folders {
         let folder = if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder };
         let Ok(entries) = std::fs::read_dir(&folder) else { continue };
@@ -787,10 +787,11 @@ fn newer_key_journal(chain: &ChainReport) -> Result<Option<PathBuf>, BackupError
             let signed = checkpoint::decode_hex::<64>(&manifest.signature)
                 .is_some_and(|signature| public.verifies(&manifest.signed_bytes(), &signature));
             let journal = dir.join(KEYS);
-            let intact = manifest
-                .keys_blake3
-                .as_ref()
-                .is_some_and(|digest| blake3_file(&journal).is_ok_and(|found| found.to_hex() == *digest));
+            if chain.backups.contains(&dir) {
+                continue;
+            }
+            let found = if journal.exists() { blake3_file(&journal).ok().map(|h| h.to_hex()) } else { None };
+            let intact = found == manifest.keys_blake3;
             if manifest.store != first.store || manifest.last_seq <= chain.head.seq.0 {
                 continue;
             }
@@ -806,12 +807,66 @@ fn newer_key_journal(chain: &ChainReport) -> Result<Option<PathBuf>, BackupError
                         .into(),
                 });
             }
-            if newest.as_ref().is_none_or(|(seq, _)| manifest.last_seq > *seq) {
-                newest = Some((manifest.last_seq, journal));
-            }
+            candidates.push((dir, manifest));
         }
     }
-    Ok(newest.map(|(_, journal)| journal))
+    // Only a backup that continues the restored chain (not one of a fork from an older point,
+    // whose journal lacks this history's erasures) gives its journal.
+    let all: Vec<(PathBuf, Manifest)> =
+        chain.backups.iter().cloned().zip(chain.manifests.iter().cloned()).chain(candidates.iter().cloned()).collect();
+    let mut line: Vec<&(PathBuf, Manifest)> = candidates
+        .iter()
+        .filter(|(dir, manifest)| manifest.keys_blake3.is_some() && descends_from(dir, manifest, chain.head, &all))
+        .collect();
+    line.sort_by_key(|(_, m)| m.last_seq);
+    // They must continue it along one line: two that branch apart (a copy restored from an
+    // older point and written to, beside the original's later backups) are two histories, and
+    // which one's erasures count is for the operator to say.
+    for pair in line.windows(2) {
+        let ((older_dir, older), (newer_dir, newer)) = (pair[0], pair[1]);
+        if !descends_from(newer_dir, newer, older.head(), &all) {
+            return Err(BackupError::Field {
+                file: newer_dir.join(MANIFEST),
+                field: "previous".into(),
+                problem: format!(
+                    "it and {} both continue the restored chain, in two different ways (a fork): move away the \
+                     backups that are not this store's history",
+                    older_dir.display()
+                ),
+            });
+        }
+    }
+    Ok(line.last().map(|(dir, _)| dir.join(KEYS)))
+}
+
+/// Whether the history of backup `dir` contains `head`: following `previous` links through
+/// `all` to a backup that ends at `head`, or to one that holds `head.seq` with `head.hash`
+/// (read from its records).
+fn descends_from(dir: &Path, manifest: &Manifest, head: Head, all: &[(PathBuf, Manifest)]) -> bool {
+    let (mut dir, mut manifest) = (dir.to_path_buf(), manifest.clone());
+    for _ in 0..=all.len() {
+        if manifest.head() == head {
+            return true;
+        }
+        if (manifest.first_seq..=manifest.last_seq).contains(&head.seq.0) {
+            return record_hash_in(&dir.join(EVENTS), head.seq) == Some(head.hash);
+        }
+        let Some(link) = manifest.previous else { return false };
+        let Some((d, m)) = all.iter().find(|(_, m)| m.head() == Head { seq: Seq(link.seq), hash: link.hash }) else {
+            return false;
+        };
+        (dir, manifest) = (d.clone(), m.clone());
+    }
+    false
+}
+
+/// The hash of record `seq` in an events file, if it holds it.
+fn record_hash_in(events: &Path, seq: Seq) -> Option<Hash32> {
+    let file = File::open(events).ok()?;
+    BufReader::new(file).lines().map_while(Result::ok).find_map(|line| {
+        let record = export::record_of_line(seq, &line).ok()?;
+        (record.seq == seq).then_some(record.hash)
+    })
 }
 
 /// Writes everything of a restore into the new folder `dir`; answers whether a key journal
