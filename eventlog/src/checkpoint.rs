@@ -8,7 +8,7 @@
 //! checkpoint key so that a copy kept elsewhere cannot be forged. Opening a store (and
 //! `oacis verify --data`) compares the log against the latest one and against every kept one.
 //!
-//! Three files in the data folder:
+//! The files in the data folder:
 //!
 //! - `checkpoint`: the latest checkpoint, rewritten at a bounded interval while appends are
 //!   acknowledged ([`INTERVAL`]), at clean shutdown, on demand and when the store opens. Two
@@ -19,6 +19,9 @@
 //!   checked against each of them.
 //! - `checkpoint.key`: the Ed25519 private key (its 32-byte seed in hex), generated on first
 //!   open with owner-only permissions. Its public key is what auditors hold.
+//! - `checkpoint.trusted` (only in a restored folder): the ids of other keys whose kept
+//!   checkpoints the folder holds, those of the backups it was restored from. Kept checkpoints
+//!   of any other key make the open fail (the key or the line was replaced).
 //!
 //! A checkpoint's JSON line (`FORMAT.md` has the exact rules):
 //!
