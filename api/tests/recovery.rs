@@ -365,19 +365,15 @@ fn a_point_in_time_restore_from_before_an_erasure_keeps_the_data_erased() {
         ok(server.gql(Some(&token), query, json!({ "id": id })), "customer")
     };
 
+    // `oacis restore BACKUP --data TARGET` with the KEK and the store's public key.
+    let restore = |backup: &Path, target: &Path| {
+        oacis(&["restore", path(backup), "--data", path(target), "--key-file", path(&kek), "--public-key", &public_key])
+    };
+
     // Only the backup from before the erasure: its own key journal still holds the key, but
     // the newer backup beside it has the keys as they are after the erasure, and is used.
     let restored = dir.path().join("restored");
-    let said = stdout(&oacis(&[
-        "restore",
-        path(&backups.join(&before_erasure)),
-        "--data",
-        path(&restored),
-        "--key-file",
-        path(&kek),
-        "--public-key",
-        &public_key,
-    ]));
+    let said = stdout(&restore(&backups.join(&before_erasure), &restored));
     assert!(
         said.contains(&format!("key store restored from {}", path(&backups.join(&after_erasure).join("keys.journal")))),
         "{said}"
@@ -392,16 +388,7 @@ fn a_point_in_time_restore_from_before_an_erasure_keeps_the_data_erased() {
     let intact = std::fs::read(&journal).unwrap();
     std::fs::write(&journal, [intact.as_slice(), b"x"].concat()).unwrap();
     let damaged = dir.path().join("damaged");
-    let refused = oacis(&[
-        "restore",
-        path(&backups.join(&before_erasure)),
-        "--data",
-        path(&damaged),
-        "--key-file",
-        path(&kek),
-        "--public-key",
-        &public_key,
-    ]);
+    let refused = restore(&backups.join(&before_erasure), &damaged);
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     assert!(String::from_utf8_lossy(&refused.stdout).contains("keys_blake3"), "{refused:?}");
     assert!(!damaged.exists());
@@ -434,16 +421,7 @@ fn a_point_in_time_restore_from_before_an_erasure_keeps_the_data_erased() {
             .to_owned();
         backup(&server, &token, false);
     }
-    let forked = oacis(&[
-        "restore",
-        path(&backups.join(&before_erasure)),
-        "--data",
-        path(&damaged),
-        "--key-file",
-        path(&kek),
-        "--public-key",
-        &public_key,
-    ]);
+    let forked = restore(&backups.join(&before_erasure), &damaged);
     assert_eq!(forked.status.code(), Some(1), "{forked:?}");
     assert!(String::from_utf8_lossy(&forked.stdout).contains("a fork"), "{forked:?}");
     assert!(!damaged.exists());
@@ -453,15 +431,6 @@ fn a_point_in_time_restore_from_before_an_erasure_keeps_the_data_erased() {
     std::fs::create_dir(&alone).unwrap();
     std::fs::rename(backups.join(&before_erasure), alone.join(&before_erasure)).unwrap();
     let back = dir.path().join("back");
-    stdout(&oacis(&[
-        "restore",
-        path(&alone.join(&before_erasure)),
-        "--data",
-        path(&back),
-        "--key-file",
-        path(&kek),
-        "--public-key",
-        &public_key,
-    ]));
+    stdout(&restore(&alone.join(&before_erasure), &back));
     assert_eq!(phones(&back)["phones"], json!(["+8613912345678"]));
 }

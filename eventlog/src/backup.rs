@@ -684,15 +684,6 @@ pub fn verify_chain(
     })
 }
 
-/// What a restore wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Restored {
-    /// The verified chain.
-    pub chain: ChainReport,
-    /// Whether the backups' key journal was restored beside the log.
-    pub keys: bool,
-}
-
 /// Restores a chain of backups into `target` (missing, or an empty folder): verifies the
 /// whole chain, lets `before_write` refuse (the caller's own checks, such as the KEK), then
 /// writes into a temporary folder beside `target` the log, the backups' checkpoints as kept
@@ -714,7 +705,7 @@ pub fn restore(
     before_write: &mut dyn FnMut(&ChainReport) -> Result<(), BackupError>,
     after_write: &mut dyn FnMut(&Path) -> Result<(), BackupError>,
     progress: &mut dyn FnMut(&'static str, Seq),
-) -> Result<Restored, BackupError> {
+) -> Result<ChainReport, BackupError> {
     let chain = verify_chain(backups, trusted, &mut |seq| progress("verify", seq))?;
     match std::fs::read_dir(target) {
         Ok(mut entries) => {
@@ -748,22 +739,17 @@ pub fn restore(
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = target.file_name().ok_or_else(|| BackupError::TargetNotEmpty { path: target.to_owned() })?;
     let temporary = parent.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
-    let written = restore_into(&chain, &temporary, key.as_ref(), progress)
-        .and_then(|keys| after_write(&temporary).map(|()| keys));
-    let keys = match written {
-        Ok(keys) => keys,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&temporary);
-            return Err(e);
-        }
-    };
+    if let Err(e) = restore_into(&chain, &temporary, key.as_ref(), progress).and_then(|()| after_write(&temporary)) {
+        let _ = std::fs::remove_dir_all(&temporary);
+        return Err(e);
+    }
     // An empty `target` is replaced by the rename (rename(2) over an empty directory).
     std::fs::rename(&temporary, target).map_err(|e| {
         let _ = std::fs::remove_dir_all(&temporary);
         BackupError::Io { path: target.to_owned(), source: e }
     })?;
     sync_dir(parent)?;
-    Ok(Restored { chain, keys })
+    Ok(chain)
 }
 
 /// The key journal of the newest backup of the same store, signed by the same key, that lies
@@ -869,14 +855,13 @@ fn record_hash_in(events: &Path, seq: Seq) -> Option<Hash32> {
     })
 }
 
-/// Writes everything of a restore into the new folder `dir`; answers whether a key journal
-/// was restored.
+/// Writes everything of a restore into the new folder `dir`.
 fn restore_into(
     chain: &ChainReport,
     dir: &Path,
     key: Option<&checkpoint::CheckpointKey>,
     progress: &mut dyn FnMut(&'static str, Seq),
-) -> Result<bool, BackupError> {
+) -> Result<(), BackupError> {
     std::fs::create_dir(dir).map_err(io(dir))?;
     let key = match key {
         Some(key) => {
@@ -921,7 +906,7 @@ fn restore_into(
         sync_dir(&keys)?;
     }
     sync_dir(dir)?;
-    Ok(keys_source.is_some())
+    Ok(())
 }
 
 /// The records of verified events files, read again in order for the restore.

@@ -63,7 +63,7 @@ fn a_chain_of_backups_verifies_and_restores_the_same_log() {
     let target = dir.path().join("restored");
     let restored =
         backup::restore(&backups, &target, None, None, &mut |_| Ok(()), &mut |_| Ok(()), &mut |_, _| {}).unwrap();
-    assert_eq!(restored.chain.head.seq, Seq(100));
+    assert_eq!(restored.head.seq, Seq(100));
     let store = SledStore::open(SledConfig::new(&target)).unwrap();
     assert_eq!(runtime().block_on(store.read_all(Seq(1), 1_000)).unwrap(), original);
     assert_eq!(store.merkle_root(100).unwrap(), report.merkle_root);

@@ -264,15 +264,15 @@ pub fn run_restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return report(Err(e)),
     };
     let (views_hash, destroyed) = replayed.unwrap_or_default();
-    let head = restored.chain.head;
+    let head = restored.head;
     println!(
         "restored {} backups into {}: seqs 1..={}, head {}, Merkle root {}; views rebuilt, dump hash {views_hash}{}{}",
-        restored.chain.manifests.len(),
+        restored.manifests.len(),
         args.data.display(),
         head.seq,
         head.hash,
-        restored.chain.merkle_root,
-        match &restored.chain.key_journal {
+        restored.merkle_root,
+        match &restored.key_journal {
             Some(journal) => format!("; key store restored from {}", journal.display()),
             None => String::new(),
         },
@@ -285,7 +285,7 @@ pub fn run_restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     if args.checkpoint_key.is_none() {
         eprintln!(
             "note: the restored store signs new checkpoints with a new key; the backups' checkpoints stay checkable with key {}",
-            PublicKey::from_hex(&restored.chain.public_key).map(|k| k.key_id()).unwrap_or_default()
+            PublicKey::from_hex(&restored.public_key).map(|k| k.key_id()).unwrap_or_default()
         );
     }
     Ok(ExitCode::SUCCESS)

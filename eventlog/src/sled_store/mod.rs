@@ -536,7 +536,7 @@ impl SledStore {
             return Err(ProofError::IndexBeyondSize { index: seq.0.wrapping_sub(1), size: tree_size }.into());
         }
         let record = self.records(seq).next().ok_or_else(|| Error::corrupt(seq, "record missing"))??;
-        Ok(self.inner.witness.inclusion(seq, tree_size, record.hash, durable)?)
+        Ok(self.inner.witness.inclusion(seq, tree_size, record.hash)?)
     }
 
     /// The consistency proof (RFC 9162 §2.1.4) between tree sizes `first` and `second`.

@@ -181,22 +181,17 @@ impl Witness {
         Ok(())
     }
 
-    /// The inclusion proof of record `seq` in the tree of `tree_size` records, whose record
-    /// hash is `record_hash`; `tree_size` at most `durable`.
+    /// The inclusion proof of record `seq` (at least 1) in the tree of `tree_size` records,
+    /// whose record hash is `record_hash`; the caller has checked both against the durable head.
     pub(crate) fn inclusion(
         &self,
         seq: Seq,
         tree_size: u64,
         record_hash: Hash32,
-        durable: Seq,
     ) -> std::result::Result<InclusionProof, ProofError> {
-        if tree_size > durable.0 {
-            return Err(ProofError::SizeBeyondLog { size: tree_size, available: durable.0 });
-        }
         let index = LogIndex::read(&self.index);
         let tree = index.tree();
-        let leaf_index = seq.0.checked_sub(1).ok_or(ProofError::IndexBeyondSize { index: 0, size: tree_size })?;
-        let path = tree.inclusion_proof(leaf_index, tree_size)?;
+        let path = tree.inclusion_proof(seq.0.saturating_sub(1), tree_size)?;
         Ok(InclusionProof { seq, tree_size, record_hash, path, root: tree.root(tree_size)? })
     }
 
