@@ -280,3 +280,45 @@ fn rebuild_replays_the_views_and_prints_the_same_hash_every_time() -> anyhow::Re
     assert_eq!(missing.status.code(), Some(2));
     Ok(())
 }
+
+#[test]
+fn export_writes_into_a_pipe_in_place_and_never_replaces_it() -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    fill(&data, 20)?;
+    let pipe = dir.path().join("pipe");
+    assert!(Command::new("mkfifo").arg(&pipe).status()?.success());
+    let reader = {
+        let pipe = pipe.clone();
+        std::thread::spawn(move || std::fs::read_to_string(pipe))
+    };
+    let out = oacis(&["export", "--data", data.to_str().unwrap(), "--out", pipe.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Checked before joining: a reader of a replaced pipe would wait for a writer forever.
+    assert!(std::fs::symlink_metadata(&pipe)?.file_type().is_fifo(), "the pipe was replaced by a file");
+    let received = reader.join().expect("reader")?;
+    assert_eq!(received.lines().count(), 20);
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    assert_eq!(names, ["data", "pipe"]);
+
+    // A regular file is replaced whole, through a symbolic link too, and no temporary stays.
+    let file = dir.path().join("log.jsonl");
+    std::fs::write(&file, "old\n")?;
+    let link = dir.path().join("latest.jsonl");
+    std::os::unix::fs::symlink(&file, &link)?;
+    let out = oacis(&["export", "--data", data.to_str().unwrap(), "--out", link.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(std::fs::symlink_metadata(&link)?.file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&file)?.lines().count(), 20);
+    assert_eq!(std::fs::read_dir(dir.path())?.count(), 4);
+
+    // A folder is refused by name and left alone.
+    let out = oacis(&["export", "--data", data.to_str().unwrap(), "--out", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("is a folder"), "{}", text(&out.stderr));
+    Ok(())
+}

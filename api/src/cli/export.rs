@@ -1,12 +1,13 @@
 //! `oacis export`: write a data folder's log as JSON Lines, atomically.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use oacis_eventlog::{export, EventStore, Seq, SledConfig, SledStore};
 
+use crate::cli::output::Output;
 use crate::progress::Progress;
 
 /// What to export, and where: the log (without a subcommand), or customers.
@@ -19,7 +20,7 @@ pub struct ExportArgs {
     /// The data folder.
     #[arg(long, value_name = "DIR", required = true)]
     data: Option<PathBuf>,
-    /// The file to write (replaced atomically once complete).
+    /// The file to write (replaced atomically once complete; a pipe or device is written in place).
     #[arg(long, value_name = "FILE", required = true)]
     out: Option<PathBuf>,
     /// First seq to export (for an incremental export after an earlier one's head).
@@ -45,16 +46,12 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let store = SledStore::open(SledConfig::new(data)).with_context(|| format!("opening {}", data.display()))?;
     let head = store.head().seq;
     let from = Seq(args.from.max(1));
-    let partial = out_path.with_extension("partial");
-    let file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
-    let mut out = BufWriter::new(file);
+    let mut output = Output::create(out_path)?;
     let mut progress = Progress::new("export", head.0.saturating_sub(from.0 - 1));
-    let report = export::write_export(store.records(from), &mut out, &mut |seq| progress.set(seq.0 - (from.0 - 1)))?;
+    let report =
+        export::write_export(store.records(from), output.writer(), &mut |seq| progress.set(seq.0 - (from.0 - 1)))?;
     progress.finish();
-    let file = out.into_inner().map_err(|e| e.into_error()).context("writing the export")?;
-    file.sync_all().context("syncing the export")?;
-    drop(file);
-    std::fs::rename(&partial, out_path).with_context(|| format!("renaming to {}", out_path.display()))?;
+    output.commit().context("writing the export")?;
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,

@@ -232,7 +232,7 @@ fn run_customers(args: &CustomersArgs) -> anyhow::Result<ExitCode> {
             } else {
                 serde_json::to_string_pretty(&report)?
             };
-            write_atomically(path, text.as_bytes())?;
+            crate::cli::output::write_whole(path, text.as_bytes())?;
         }
         Ok(if report.totals.refused > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
     })
@@ -328,20 +328,8 @@ pub fn run_export(args: &ExportCustomersArgs) -> anyhow::Result<ExitCode> {
         };
         let described = format!("cli export: text={:?} segment={:?} tags={:?}", args.text, args.segment, args.tags);
         let file = crate::transfer::export::export(&bus, &caller, None, query, described, format).await?;
-        write_atomically(&args.out, &file.bytes)?;
+        crate::cli::output::write_whole(&args.out, &file.bytes)?;
         println!("exported {} customers to {}", file.rows, args.out.display());
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// Writes a file whole or not at all: a temporary file beside it, fsync, rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let partial = path.with_extension("partial");
-    let mut file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&partial, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
 }
