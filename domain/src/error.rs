@@ -72,6 +72,26 @@ pub enum DomainError {
         /// What was attempted.
         action: &'static str,
     },
+    /// The record exists but the actor is not the one who may do this to it, e.g. approving
+    /// a task assigned to someone else (API: FORBIDDEN).
+    #[error("only {who} may {action} this {entity}")]
+    NotYours {
+        /// The kind of record.
+        entity: &'static str,
+        /// What was attempted.
+        action: &'static str,
+        /// Who may, in words (e.g. `its assignee`).
+        who: &'static str,
+    },
+    /// The command is allowed again only later, e.g. urging an approval twice within the
+    /// interval (API: RATE_LIMITED).
+    #[error("{action} again in {retry_after_secs} s")]
+    TooSoon {
+        /// What was attempted.
+        action: &'static str,
+        /// Seconds until it is allowed.
+        retry_after_secs: i64,
+    },
     /// A business rule refuses the command, e.g. a department cycle (API: VALIDATION).
     #[error("{0}")]
     Rule(String),

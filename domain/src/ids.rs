@@ -54,6 +54,10 @@ id_type! {
     AccessLogId => "access";
     /// One import of customers from a file.
     ImportId => "import";
+    /// An approval process definition (all its versions).
+    ApprovalDefinitionId => "approvaldef";
+    /// One approval (流程实例), its tasks included.
+    ApprovalId => "approval";
 }
 
 /// Ids of entities that live inside an aggregate (interactions, purchases, comments, sessions).

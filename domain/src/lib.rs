@@ -17,6 +17,7 @@
 pub mod access;
 pub mod access_log;
 pub mod aggregate;
+pub mod approval;
 pub mod authz;
 pub mod case;
 pub mod context;

@@ -21,7 +21,7 @@ use oacis_domain::ids::{CaseId, Date, EntryId, GrantId, ImportId, RoleId, TaskId
 use oacis_domain::import::*;
 use oacis_domain::task::*;
 use oacis_domain::user::*;
-use oacis_domain::{Aggregate, DomainEvent, Scenario};
+use oacis_domain::{Aggregate, Context, DomainEvent, Scenario};
 
 /// Kind name -> (schema, pretty JSON payload, a closure that decodes and re-encodes).
 type Samples = BTreeMap<&'static str, (u32, String, Vec<u8>)>;
@@ -30,14 +30,90 @@ fn collect<A: Aggregate>(samples: &mut Samples, commands: Vec<A::Command>) {
     let mut scenario = Scenario::<A>::given(&[]);
     for (step, command) in commands.into_iter().enumerate() {
         let events = scenario.when(command, &later(step as i64)).expect("sample command is accepted");
-        for event in events {
-            let payload = event.payload();
-            let value: serde_json::Value = serde_json::from_slice(&payload).expect("payload is JSON");
-            let pretty = serde_json::to_string_pretty(&value).expect("pretty") + "\n";
-            // Check the stored sample decodes to the event this build produces.
-            let decoded = A::Event::decode(event.kind(), event.schema(), &payload).expect("decodes");
-            assert_eq!(decoded, event);
-            samples.entry(event.kind()).or_insert((event.schema(), pretty, payload));
+        collect_events(samples, events);
+    }
+}
+
+fn collect_events<E: DomainEvent + PartialEq + std::fmt::Debug>(samples: &mut Samples, events: Vec<E>) {
+    for event in events {
+        let payload = event.payload();
+        let value: serde_json::Value = serde_json::from_slice(&payload).expect("payload is JSON");
+        let pretty = serde_json::to_string_pretty(&value).expect("pretty") + "\n";
+        // Check the stored sample decodes to the event this build produces.
+        let decoded = E::decode(event.kind(), event.schema(), &payload).expect("decodes");
+        assert_eq!(decoded, event);
+        samples.entry(event.kind()).or_insert((event.schema(), pretty, payload));
+    }
+}
+
+/// Approvals: one definition, and two approvals whose operations produce every kind.
+fn approval_samples(samples: &mut Samples) {
+    use oacis_domain::approval::definition::*;
+    use oacis_domain::approval::form::{FieldKind, FieldSpec, FormValues};
+    use oacis_domain::approval::instance::*;
+    use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId};
+
+    let node = |id: &str, users: Vec<u128>, mode| Node::Approval {
+        id: id.into(),
+        name: format!("{id} 审批"),
+        approvers: Approvers::Users { users: users.into_iter().map(user).collect() },
+        mode,
+    };
+    let body = DefinitionBody {
+        name: "费用报销".into(),
+        form: vec![FieldSpec { name: "amount".into(), label: "金额".into(), kind: FieldKind::Money, required: true }],
+        nodes: vec![
+            node("manager", vec![2], Mode::Any),
+            Node::Cc { id: "inform".into(), name: "抄送行政".into(), to: Approvers::Users { users: vec![user(5)] } },
+            node("finance", vec![3, 2], Mode::All { pass_percent: 100 }),
+        ],
+    };
+    let publish = DefinitionCommand::Publish { id: ApprovalDefinitionId(id(60)), body };
+    let published = Definition::decide(&DefinitionState::default(), publish, &ctx()).expect("publish");
+    let definition = Definition::fold(&published).versions[0].clone();
+    collect_events(samples, published);
+    let env = Environment {
+        definition,
+        org: OrgFacts {
+            leaders: vec![Some(user(2))],
+            role_members: BTreeMap::new(),
+            active: (1..=9).map(user).collect(),
+            administrators: vec![user(9)],
+        },
+    };
+    let amount = |fen: i64| FormValues::from([("amount".to_owned(), serde_json::json!(fen))]);
+    let script: [Vec<(u128, Act)>; 2] = [
+        vec![
+            (1, Act::Submit { id: ApprovalId(id(61)), form: amount(600_000), picked: BTreeMap::new() }),
+            (2, Act::AddSignersBefore { task: 1, users: vec![user(6)], comment: Some("请先核对".into()) }),
+            (6, Act::Approve { task: 2, comment: Some("核对无误".into()) }),
+            (2, Act::Delegate { task: 1, to: user(7), comment: None }),
+            (7, Act::ResolveDelegation { task: 1, comment: Some("建议同意".into()) }),
+            (2, Act::Transfer { task: 1, to: user(8), comment: Some("转副经理".into()) }),
+            (8, Act::Approve { task: 1, comment: None }),
+            (8, Act::Withdraw { task: 1 }),
+            (8, Act::Approve { task: 5, comment: Some("同意".into()) }),
+            (3, Act::Return { task: 6, to: None, comment: "发票不全".into() }),
+            (1, Act::Resubmit { form: amount(580_000) }),
+            (1, Act::Urge),
+            (2, Act::Approve { task: 8, comment: None }),
+            (3, Act::Reject { task: 9, comment: "超出预算".into() }),
+        ],
+        vec![
+            (1, Act::Submit { id: ApprovalId(id(62)), form: amount(100), picked: BTreeMap::new() }),
+            (1, Act::Cc { to: vec![user(4)], comment: Some("知悉".into()) }),
+            (1, Act::Cancel { reason: "计划取消".into() }),
+        ],
+    ];
+    for steps in script {
+        let mut scenario = Scenario::<Approval>::given(&[]);
+        for (step, (actor, act)) in steps.into_iter().enumerate() {
+            let at = Context::new(Some(user(actor)), Timestamp(1_795_000_000_000_000).plus_minutes(step as i64 * 20));
+            let described = format!("{act:?}");
+            let events = scenario
+                .when(ApprovalCommand { act, env: env.clone() }, &at)
+                .unwrap_or_else(|e| panic!("{described}: {e}"));
+            collect_events(samples, events);
         }
     }
 }
@@ -54,6 +130,8 @@ fn all_kinds() -> Vec<&'static str> {
         ReservationEvent::KINDS,
         oacis_domain::access_log::AccessLogEvent::KINDS,
         ImportEvent::KINDS,
+        oacis_domain::approval::definition::DefinitionEvent::KINDS,
+        oacis_domain::approval::instance::ApprovalEvent::KINDS,
     ]
     .iter()
     .flat_map(|kinds| kinds.iter().map(|(kind, _)| *kind))
@@ -270,7 +348,7 @@ fn samples() -> Samples {
             },
         ],
     );
-    let _ = ctx();
+    approval_samples(&mut s);
     s
 }
 
@@ -315,7 +393,11 @@ fn golden_samples_decode_into_events() {
             .or_else(|_| GrantEvent::decode(kind, schema, &compact).map(|e| e.payload()))
             .or_else(|_| ReservationEvent::decode(kind, schema, &compact).map(|e| e.payload()))
             .or_else(|_| oacis_domain::access_log::AccessLogEvent::decode(kind, schema, &compact).map(|e| e.payload()))
-            .or_else(|_| ImportEvent::decode(kind, schema, &compact).map(|e| e.payload()));
+            .or_else(|_| ImportEvent::decode(kind, schema, &compact).map(|e| e.payload()))
+            .or_else(|_| {
+                oacis_domain::approval::definition::DefinitionEvent::decode(kind, schema, &compact).map(|e| e.payload())
+            })
+            .or_else(|_| oacis_domain::approval::instance::ApprovalEvent::decode(kind, schema, &compact).map(|e| e.payload()));
         let reencoded = decoded_ok.unwrap_or_else(|e| panic!("{kind}: {e}"));
         let a: serde_json::Value = serde_json::from_slice(&reencoded).expect("JSON");
         let b: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");

@@ -154,6 +154,8 @@ impl From<DomainError> for ApiError {
             DomainError::AlreadyExists { .. } | DomainError::InvalidTransition { .. } => {
                 ApiError::Conflict { message: e.to_string(), version: None }
             }
+            DomainError::NotYours { .. } => ApiError::Forbidden(e.to_string()),
+            DomainError::TooSoon { .. } => ApiError::RateLimited,
             DomainError::Rule(message) => {
                 ApiError::Validation(vec![FieldError { field: String::new(), code: FieldCode::InvalidFormat, message }])
             }

@@ -1,0 +1,684 @@
+//! Approval workflows in the domain: the acceptance cases of routing, version pinning,
+//! 前加签, 退回 and resubmission, 撤回, the 或签 race, self-approval and 去重, and every
+//! refusal with its typed reason and no events.
+
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{id, user};
+use oacis_domain::approval::definition::*;
+use oacis_domain::approval::form::*;
+use oacis_domain::approval::instance::*;
+use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId, RoleId, Timestamp, UserId};
+use oacis_domain::{Aggregate, Context, DomainError, DomainEvent, Scenario};
+use serde_json::json;
+
+const SUBMITTER: u128 = 1;
+const MANAGER: u128 = 2;
+const FINANCE: u128 = 3;
+const SIGNER: u128 = 4;
+const CEO: u128 = 5;
+const DIRECTOR: u128 = 6;
+const ADMIN: u128 = 9;
+
+fn finance_role() -> RoleId {
+    RoleId(id(700))
+}
+
+fn at(actor: u128, minutes: i64) -> Context {
+    Context::new(Some(user(actor)), Timestamp(1_795_000_000_000_000).plus_minutes(minutes))
+}
+
+fn approval(node: &str, approvers: Approvers, mode: Mode) -> Node {
+    Node::Approval { id: node.into(), name: format!("{node} 审批"), approvers, mode }
+}
+
+fn amount_over(fen: i64) -> Condition {
+    Condition {
+        and: true,
+        groups: vec![RuleGroup {
+            and: true,
+            rules: vec![Rule { field: "amount".into(), op: Operator::Gt, value: json!(fen) }],
+        }],
+    }
+}
+
+/// 费用报销: the submitter's leader, then finance above ¥5,000, then `tail`.
+fn reimbursement(tail: Vec<Node>) -> DefinitionBody {
+    let mut nodes = vec![
+        approval("manager", Approvers::Leader { level: 1 }, Mode::Any),
+        Node::Condition {
+            id: "big".into(),
+            name: "金额大于5000元".into(),
+            branches: vec![Branch {
+                when: amount_over(500_000),
+                nodes: vec![approval("finance", Approvers::Role { role: finance_role() }, Mode::Any)],
+            }],
+            default: vec![],
+        },
+    ];
+    nodes.extend(tail);
+    DefinitionBody {
+        name: "费用报销".into(),
+        form: vec![
+            FieldSpec { name: "amount".into(), label: "金额".into(), kind: FieldKind::Money, required: true },
+            FieldSpec {
+                name: "reason".into(),
+                label: "事由".into(),
+                kind: FieldKind::Text { max: 200 },
+                required: true,
+            },
+        ],
+        nodes,
+    }
+}
+
+fn publish(history: &mut Vec<DefinitionEvent>, body: DefinitionBody) -> PublishedDefinition {
+    let mut scenario = Scenario::<Definition>::given(history);
+    let events =
+        scenario.when(DefinitionCommand::Publish { id: ApprovalDefinitionId(id(600)), body }, &at(ADMIN, 0)).unwrap();
+    history.extend(events);
+    scenario.state().versions.last().unwrap().clone()
+}
+
+fn org() -> OrgFacts {
+    OrgFacts {
+        leaders: vec![Some(user(MANAGER)), Some(user(DIRECTOR))],
+        role_members: BTreeMap::from([(finance_role(), vec![user(FINANCE)])]),
+        active: [SUBMITTER, MANAGER, FINANCE, SIGNER, CEO, DIRECTOR, ADMIN].into_iter().map(user).collect(),
+        administrators: vec![user(ADMIN)],
+    }
+}
+
+fn form(fen: i64) -> FormValues {
+    FormValues::from([("amount".into(), json!(fen)), ("reason".into(), json!("客户拜访差旅"))])
+}
+
+/// A running approval and the events that made it.
+struct Run {
+    scenario: Scenario<Approval>,
+    events: Vec<ApprovalEvent>,
+    env: Environment,
+}
+
+impl Run {
+    fn submit(definition: &PublishedDefinition, by: u128, values: FormValues) -> Run {
+        let env = Environment { definition: definition.clone(), org: org() };
+        let mut run = Run { scenario: Scenario::given(&[]), events: Vec::new(), env };
+        run.act(by, Act::Submit { id: ApprovalId(id(800)), form: values, picked: BTreeMap::new() }).unwrap();
+        run
+    }
+
+    fn act(&mut self, actor: u128, act: Act) -> Result<Vec<ApprovalEvent>, DomainError> {
+        let minutes = self.events.len() as i64;
+        let events = self.scenario.when(ApprovalCommand { act, env: self.env.clone() }, &at(actor, minutes))?;
+        self.events.extend(events.clone());
+        // Every step replays: folding the stored history gives the live state.
+        assert_eq!(&Approval::fold(&self.events), self.scenario.state());
+        Ok(events)
+    }
+
+    fn state(&self) -> &ApprovalState {
+        self.scenario.state()
+    }
+
+    /// The live task of `who`.
+    fn task_of(&self, who: u128) -> u32 {
+        let live: Vec<u32> = self
+            .state()
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.assignee == user(who) && t.status.live())
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(live.len(), 1, "{who} holds {live:?}");
+        live[0]
+    }
+
+    fn approve(&mut self, who: u128, comment: &str) -> Vec<ApprovalEvent> {
+        let task = self.task_of(who);
+        self.act(who, Act::Approve { task, comment: Some(comment.into()) }).unwrap()
+    }
+
+    fn kinds(events: &[ApprovalEvent]) -> Vec<&'static str> {
+        events.iter().map(DomainEvent::kind).collect()
+    }
+
+    fn status_of(&self, task: u32) -> TaskStatus {
+        self.state().tasks[&task].status
+    }
+}
+
+fn first_version() -> (Vec<DefinitionEvent>, PublishedDefinition) {
+    let mut history = Vec::new();
+    let v1 = publish(&mut history, reimbursement(vec![]));
+    (history, v1)
+}
+
+#[test]
+fn a_6000_yuan_reimbursement_goes_to_the_manager_then_finance_and_4000_skips_finance() {
+    let (_, v1) = first_version();
+    let mut big = Run::submit(&v1, SUBMITTER, form(600_000));
+    assert_eq!(big.state().route, ["manager", "finance"]);
+    assert_eq!(big.state().definition.as_ref().unwrap().version, 1);
+    big.approve(MANAGER, "同意");
+    assert_eq!(big.state().status, ApprovalStatus::Running);
+    let events = big.approve(FINANCE, "财务已核");
+    assert_eq!(Run::kinds(&events), ["ApprovalTaskApproved", "ApprovalNodePassed", "ApprovalCompleted"]);
+    assert_eq!(big.state().status, ApprovalStatus::Approved);
+    let approvals: Vec<(UserId, Option<String>)> = big
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ApprovalEvent::ApprovalTaskApproved(d) => Some((d.by, d.comment.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(approvals, [(user(MANAGER), Some("同意".into())), (user(FINANCE), Some("财务已核".into()))]);
+
+    let mut small = Run::submit(&v1, SUBMITTER, form(400_000));
+    assert_eq!(small.state().route, ["manager"]);
+    small.approve(MANAGER, "同意");
+    assert_eq!(small.state().status, ApprovalStatus::Approved);
+    assert!(!small.state().tasks.values().any(|t| t.assignee == user(FINANCE)));
+}
+
+#[test]
+fn a_running_approval_finishes_on_its_version_while_new_ones_start_on_the_next() {
+    let (mut history, v1) = first_version();
+    let mut running = Run::submit(&v1, SUBMITTER, form(600_000));
+    let v2 = publish(
+        &mut history,
+        reimbursement(vec![approval("ceo", Approvers::Users { users: vec![user(CEO)] }, Mode::Any)]),
+    );
+    assert_eq!((v2.version, v2.hash == v1.hash), (2, false));
+    // Publishing the same body again is no new version.
+    assert!(Definition::decide(
+        &Definition::fold(&history),
+        DefinitionCommand::Publish { id: ApprovalDefinitionId(id(600)), body: v2.body.clone() },
+        &at(ADMIN, 1)
+    )
+    .unwrap()
+    .is_empty());
+
+    // The running one refuses the new version, nothing appended, and finishes on v1.
+    let task = running.task_of(MANAGER);
+    let before = running.events.len();
+    running.env.definition = v2.clone();
+    let refused = running.act(MANAGER, Act::Approve { task, comment: None }).unwrap_err();
+    assert!(matches!(&refused, DomainError::Rule(m) if m.contains("version 1")), "{refused:?}");
+    assert_eq!(running.events.len(), before);
+    running.env.definition = v1.clone();
+    running.approve(MANAGER, "同意");
+    running.approve(FINANCE, "同意");
+    assert_eq!(running.state().status, ApprovalStatus::Approved);
+
+    let fresh = Run::submit(&v2, SUBMITTER, form(600_000));
+    assert_eq!(fresh.state().route, ["manager", "finance", "ceo"]);
+    assert_eq!(fresh.state().definition.as_ref().unwrap().version, 2);
+    // The stored events decode to what was decided: a replay from the log builds the same state.
+    let decoded: Vec<ApprovalEvent> =
+        running.events.iter().map(|e| ApprovalEvent::decode(e.kind(), e.schema(), &e.payload()).unwrap()).collect();
+    assert_eq!(Approval::fold(&decoded), *running.state());
+}
+
+#[test]
+fn signers_added_before_the_manager_approve_first_and_finance_waits_for_the_manager() {
+    let (_, v1) = first_version();
+    let mut run = Run::submit(&v1, SUBMITTER, form(600_000));
+    let manager = run.task_of(MANAGER);
+    let events = run
+        .act(
+            MANAGER,
+            Act::AddSignersBefore { task: manager, users: vec![user(SIGNER)], comment: Some("请A先看".into()) },
+        )
+        .unwrap();
+    assert_eq!(Run::kinds(&events), ["ApprovalSignersAdded", "ApprovalTaskCreated"]);
+    assert_eq!(run.status_of(manager), TaskStatus::Waiting);
+    let refused = run.act(MANAGER, Act::Approve { task: manager, comment: None }).unwrap_err();
+    assert!(matches!(refused, DomainError::InvalidTransition { action: "approve", .. }), "{refused:?}");
+    assert!(!run.state().tasks.values().any(|t| t.assignee == user(FINANCE)));
+
+    let events = run.approve(SIGNER, "可以");
+    assert_eq!(Run::kinds(&events), ["ApprovalTaskApproved", "ApprovalTaskResumed"]);
+    assert_eq!(run.status_of(manager), TaskStatus::Running);
+    assert!(!run.state().tasks.values().any(|t| t.assignee == user(FINANCE)));
+    run.approve(MANAGER, "同意");
+    assert_eq!(run.state().tasks[&run.task_of(FINANCE)].node, "finance");
+
+    // 减签: a signer added and then removed lets the waiting task run again.
+    let mut other = Run::submit(&v1, SUBMITTER, form(600_000));
+    let manager = other.task_of(MANAGER);
+    other.act(MANAGER, Act::AddSignersBefore { task: manager, users: vec![user(SIGNER)], comment: None }).unwrap();
+    let signer = other.task_of(SIGNER);
+    let refused = other.act(FINANCE, Act::RemoveSigner { task: signer }).unwrap_err();
+    assert!(matches!(refused, DomainError::NotYours { .. }), "{refused:?}");
+    let events = other.act(MANAGER, Act::RemoveSigner { task: signer }).unwrap();
+    assert_eq!(Run::kinds(&events), ["ApprovalTaskCancelled", "ApprovalTaskResumed"]);
+    // Nobody may be added twice, nor the actor.
+    let refused = other
+        .act(
+            MANAGER,
+            Act::AddSignersBefore { task: manager, users: vec![user(MANAGER), user(CEO), user(CEO)], comment: None },
+        )
+        .unwrap_err();
+    let DomainError::Validation(fields) = refused else { panic!("{refused:?}") };
+    let named: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(named, ["users[2]", "users[0]"]);
+}
+
+#[test]
+fn finance_returns_to_the_submitter_who_resubmits_a_new_amount_on_the_same_approval() {
+    let (_, v1) = first_version();
+    let mut run = Run::submit(&v1, SUBMITTER, form(600_000));
+    let first_hash = form_hash(&form(600_000));
+    run.approve(MANAGER, "同意");
+    let manager_task = *run.state().tasks.iter().find(|(_, t)| t.assignee == user(MANAGER)).unwrap().0;
+    let finance = run.task_of(FINANCE);
+    let refused = run.act(FINANCE, Act::Return { task: finance, to: None, comment: "  ".into() }).unwrap_err();
+    assert!(matches!(refused, DomainError::Validation(_)));
+    run.act(FINANCE, Act::Return { task: finance, to: None, comment: "发票不全".into() }).unwrap();
+    assert_eq!(run.state().status, ApprovalStatus::Returned);
+    assert_eq!(run.status_of(manager_task), TaskStatus::Approved, "the manager's approval stays in history");
+
+    let refused = run.act(MANAGER, Act::Resubmit { form: form(300_000) }).unwrap_err();
+    assert!(matches!(refused, DomainError::NotYours { .. }), "{refused:?}");
+    let events = run.act(SUBMITTER, Act::Resubmit { form: form(300_000) }).unwrap();
+    let ApprovalEvent::ApprovalResubmitted(resubmitted) = &events[0] else { panic!("{events:?}") };
+    assert_ne!(resubmitted.form_hash, first_hash);
+    assert_eq!(resubmitted.form_hash, form_hash(&form(300_000)));
+    assert_eq!(resubmitted.route, ["manager"]);
+    // The route starts again; the repeat approver is not passed automatically after a resubmission.
+    run.approve(MANAGER, "同意");
+    assert_eq!(run.state().status, ApprovalStatus::Approved);
+
+    // A return to an earlier node re-enters it, with no automatic pass.
+    let (mut history, _) = first_version();
+    let three = publish(
+        &mut history,
+        reimbursement(vec![approval("ceo", Approvers::Users { users: vec![user(CEO)] }, Mode::Any)]),
+    );
+    let mut run = Run::submit(&three, SUBMITTER, form(600_000));
+    run.approve(MANAGER, "同意");
+    let finance = run.task_of(FINANCE);
+    let refused =
+        run.act(FINANCE, Act::Return { task: finance, to: Some("ceo".into()), comment: "错".into() }).unwrap_err();
+    assert!(matches!(&refused, DomainError::Rule(m) if m.contains("earlier node")), "{refused:?}");
+    run.act(FINANCE, Act::Return { task: finance, to: Some("manager".into()), comment: "请经理复核".into() }).unwrap();
+    assert_eq!(run.state().route[run.state().at], "manager");
+    assert!(run.state().reentered);
+    run.approve(MANAGER, "复核同意");
+    run.approve(FINANCE, "同意");
+    run.approve(CEO, "同意");
+    assert_eq!(run.state().status, ApprovalStatus::Approved);
+}
+
+#[test]
+fn an_approver_withdraws_before_the_next_node_acts_and_is_refused_after() {
+    let (mut history, _) = first_version();
+    let three = publish(
+        &mut history,
+        reimbursement(vec![approval("ceo", Approvers::Users { users: vec![user(CEO)] }, Mode::Any)]),
+    );
+    let mut run = Run::submit(&three, SUBMITTER, form(600_000));
+    run.approve(MANAGER, "同意");
+    let manager_task = *run.state().tasks.iter().find(|(_, t)| t.assignee == user(MANAGER)).unwrap().0;
+    let finance = run.task_of(FINANCE);
+    let refused = run.act(FINANCE, Act::Withdraw { task: manager_task }).unwrap_err();
+    assert!(matches!(refused, DomainError::NotYours { .. }), "{refused:?}");
+    let events = run.act(MANAGER, Act::Withdraw { task: manager_task }).unwrap();
+    assert_eq!(
+        Run::kinds(&events),
+        ["ApprovalWithdrawn", "ApprovalTaskCancelled", "ApprovalNodeEntered", "ApprovalTaskCreated"]
+    );
+    assert_eq!(run.status_of(finance), TaskStatus::Cancelled);
+    assert_eq!(run.status_of(manager_task), TaskStatus::Withdrawn);
+    let again = run.task_of(MANAGER);
+    assert_eq!(run.state().tasks[&again].node, "manager");
+
+    // Once finance has approved, the manager's approval can no longer be taken back.
+    run.approve(MANAGER, "再次同意");
+    let manager_task = again;
+    run.approve(FINANCE, "同意");
+    let before = run.events.len();
+    let refused = run.act(MANAGER, Act::Withdraw { task: manager_task }).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            DomainError::InvalidTransition { status: "followed by a later decision", action: "withdraw", .. }
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(run.events.len(), before);
+}
+
+#[test]
+fn in_an_any_one_node_the_first_decision_wins_and_the_other_is_refused() {
+    let mut history = Vec::new();
+    let body = DefinitionBody {
+        name: "采购".into(),
+        form: reimbursement(vec![]).form,
+        nodes: vec![approval("buyers", Approvers::Users { users: vec![user(FINANCE), user(CEO)] }, Mode::Any)],
+    };
+    let definition = publish(&mut history, body);
+    let mut run = Run::submit(&definition, SUBMITTER, form(100));
+    let (first, second) = (run.task_of(FINANCE), run.task_of(CEO));
+    // Both decide against the same state; the log appends one (expected version), the other
+    // decides again against the new state and is refused.
+    let state = run.state().clone();
+    let reject =
+        ApprovalCommand { act: Act::Reject { task: second, comment: "不同意".into() }, env: run.env.clone() };
+    assert!(Approval::decide(&state, reject.clone(), &at(CEO, 5)).is_ok());
+    let events = run.approve(FINANCE, "同意");
+    assert_eq!(
+        Run::kinds(&events),
+        ["ApprovalTaskApproved", "ApprovalTaskCancelled", "ApprovalNodePassed", "ApprovalCompleted"]
+    );
+    assert_eq!(run.status_of(first), TaskStatus::Approved);
+    let refused = Approval::decide(run.state(), reject, &at(CEO, 6)).unwrap_err();
+    assert!(matches!(refused, DomainError::InvalidTransition { .. }), "{refused:?}");
+}
+
+#[test]
+fn all_must_approve_by_ratio_and_one_after_another() {
+    let mut history = Vec::new();
+    let three = vec![user(FINANCE), user(CEO), user(SIGNER)];
+    let body = DefinitionBody {
+        name: "合同会签".into(),
+        form: reimbursement(vec![]).form,
+        nodes: vec![
+            approval("board", Approvers::Users { users: three.clone() }, Mode::All { pass_percent: 60 }),
+            approval("chain", Approvers::Users { users: vec![user(DIRECTOR), user(MANAGER)] }, Mode::Sequential),
+        ],
+    };
+    let definition = publish(&mut history, body);
+    let mut run = Run::submit(&definition, SUBMITTER, form(100));
+    let ceo = run.task_of(CEO);
+    run.act(CEO, Act::Reject { task: ceo, comment: "保留意见".into() }).unwrap();
+    assert_eq!(run.state().status, ApprovalStatus::Running, "two of three can still reach 60%");
+    run.approve(FINANCE, "同意");
+    assert_eq!(run.state().route[run.state().at], "board");
+    run.approve(SIGNER, "同意");
+    // 依次: the director first, then the manager.
+    assert_eq!(run.state().route[run.state().at], "chain");
+    assert!(!run.state().tasks.values().any(|t| t.assignee == user(MANAGER)));
+    run.approve(DIRECTOR, "同意");
+    run.approve(MANAGER, "同意");
+    assert_eq!(run.state().status, ApprovalStatus::Approved);
+
+    let mut failing = Run::submit(&definition, SUBMITTER, form(100));
+    for who in [CEO, FINANCE] {
+        let task = failing.task_of(who);
+        failing.act(who, Act::Reject { task, comment: "不同意".into() }).unwrap();
+    }
+    assert_eq!(failing.state().status, ApprovalStatus::Rejected);
+    assert!(failing.state().tasks.values().all(|t| !t.status.live()));
+}
+
+#[test]
+fn a_managers_own_request_goes_to_their_leader_and_a_repeat_approver_passes_automatically() {
+    let (_, v1) = first_version();
+    // The manager submits: their own leader node resolves to themself, money is involved.
+    let mut run = Run::submit(&v1, MANAGER, form(100_000));
+    let ApprovalEvent::ApprovalNodeEntered(entered) = &run.events[1] else { panic!("{:?}", run.events) };
+    assert_eq!(entered.approvers, [user(DIRECTOR)]);
+    assert_eq!(entered.notes, [RoutingNote::SelfApprovalToLeader { leader: user(DIRECTOR) }]);
+    run.approve(DIRECTOR, "同意");
+    assert_eq!(run.state().status, ApprovalStatus::Approved);
+
+    // The director approves two nodes in a row: the second passes by itself, with its reason.
+    let mut history = Vec::new();
+    let body = DefinitionBody {
+        name: "用印".into(),
+        form: reimbursement(vec![]).form,
+        nodes: vec![
+            approval("upper", Approvers::Leader { level: 2 }, Mode::Any),
+            Node::Cc { id: "inform".into(), name: "抄送财务".into(), to: Approvers::Role { role: finance_role() } },
+            approval("seal", Approvers::Users { users: vec![user(DIRECTOR)] }, Mode::Any),
+        ],
+    };
+    let definition = publish(&mut history, body);
+    let mut run = Run::submit(&definition, SUBMITTER, form(100));
+    let events = run.approve(DIRECTOR, "同意");
+    assert_eq!(
+        Run::kinds(&events),
+        [
+            "ApprovalTaskApproved",
+            "ApprovalNodePassed",
+            "ApprovalCcSent",
+            "ApprovalNodeEntered",
+            "ApprovalTaskCreated",
+            "ApprovalTaskAutoApproved",
+            "ApprovalNodePassed",
+            "ApprovalCompleted"
+        ]
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, ApprovalEvent::ApprovalTaskAutoApproved(a) if a.reason == AutoReason::ApproveSequent)));
+    assert!(events.iter().any(|e| matches!(e, ApprovalEvent::ApprovalCcSent(c) if c.to == [user(FINANCE)])));
+}
+
+#[test]
+fn nobody_to_approve_goes_to_the_administrators_never_through() {
+    let (_, v1) = first_version();
+    let env_org = OrgFacts { leaders: vec![None], ..org() };
+    let env = Environment { definition: v1.clone(), org: env_org };
+    let mut scenario = Scenario::<Approval>::given(&[]);
+    let events = scenario
+        .when(
+            ApprovalCommand {
+                act: Act::Submit { id: ApprovalId(id(801)), form: form(600_000), picked: BTreeMap::new() },
+                env: env.clone(),
+            },
+            &at(SUBMITTER, 0),
+        )
+        .unwrap();
+    let ApprovalEvent::ApprovalNodeEntered(entered) = &events[1] else { panic!("{events:?}") };
+    assert_eq!(entered.approvers, [user(ADMIN)]);
+    assert_eq!(entered.notes, [RoutingNote::MissingApprovers]);
+    assert_eq!(scenario.state().status, ApprovalStatus::Running);
+
+    let nobody = Environment { org: OrgFacts { leaders: vec![None], administrators: vec![], ..org() }, ..env };
+    let refused = Approval::decide(
+        &ApprovalState::default(),
+        ApprovalCommand {
+            act: Act::Submit { id: ApprovalId(id(802)), form: form(1), picked: BTreeMap::new() },
+            env: nobody,
+        },
+        &at(SUBMITTER, 0),
+    )
+    .unwrap_err();
+    assert!(matches!(&refused, DomainError::Rule(m) if m.contains("no active administrator")), "{refused:?}");
+}
+
+/// Which refusal an operation must get.
+type Expected = fn(&DomainError) -> bool;
+
+#[test]
+fn each_operation_is_refused_where_its_semantics_say_with_nothing_appended() {
+    let (_, v1) = first_version();
+    let mut run = Run::submit(&v1, SUBMITTER, form(600_000));
+    let manager = run.task_of(MANAGER);
+    let before = run.events.len();
+    let cases: Vec<(u128, Act, Expected)> = vec![
+        (FINANCE, Act::Approve { task: manager, comment: None }, |e| matches!(e, DomainError::NotYours { .. })),
+        (MANAGER, Act::Approve { task: 99, comment: None }, |e| matches!(e, DomainError::NotFound { .. })),
+        (MANAGER, Act::Reject { task: manager, comment: String::new() }, |e| matches!(e, DomainError::Validation(_))),
+        (MANAGER, Act::Transfer { task: manager, to: user(MANAGER), comment: None }, |e| {
+            matches!(e, DomainError::Validation(_))
+        }),
+        (MANAGER, Act::Transfer { task: manager, to: user(77), comment: None }, |e| {
+            matches!(e, DomainError::Validation(_))
+        }),
+        (MANAGER, Act::ResolveDelegation { task: manager, comment: None }, |e| {
+            matches!(e, DomainError::InvalidTransition { .. })
+        }),
+        (MANAGER, Act::Cancel { reason: "不要了".into() }, |e| matches!(e, DomainError::NotYours { .. })),
+        (MANAGER, Act::Resubmit { form: form(1) }, |e| matches!(e, DomainError::InvalidTransition { .. })),
+        (MANAGER, Act::Urge, |e| matches!(e, DomainError::NotYours { .. })),
+        (SIGNER, Act::Cc { to: vec![user(CEO)], comment: None }, |e| matches!(e, DomainError::NotYours { .. })),
+        (SUBMITTER, Act::Submit { id: ApprovalId(id(800)), form: form(1), picked: BTreeMap::new() }, |e| {
+            matches!(e, DomainError::AlreadyExists { .. })
+        }),
+    ];
+    for (actor, act, expected) in cases {
+        let described = format!("{act:?}");
+        let refused = run.act(actor, act).unwrap_err();
+        assert!(expected(&refused), "{described}: {refused:?}");
+        assert_eq!(run.events.len(), before, "{described} appended");
+    }
+
+    // 催办 at most once per interval.
+    run.act(SUBMITTER, Act::Urge).unwrap();
+    let refused = run.act(SUBMITTER, Act::Urge).unwrap_err();
+    assert!(matches!(refused, DomainError::TooSoon { action: "urge", .. }), "{refused:?}");
+
+    // 委派: the delegate hands back, the owner decides.
+    run.act(MANAGER, Act::Delegate { task: manager, to: user(SIGNER), comment: Some("请帮忙看".into()) }).unwrap();
+    let refused = run.act(SIGNER, Act::Approve { task: manager, comment: None }).unwrap_err();
+    assert!(matches!(refused, DomainError::InvalidTransition { .. }), "{refused:?}");
+    run.act(SIGNER, Act::ResolveDelegation { task: manager, comment: Some("没问题".into()) }).unwrap();
+    // 转办: the new assignee decides.
+    run.act(MANAGER, Act::Transfer { task: manager, to: user(CEO), comment: None }).unwrap();
+    run.approve(CEO, "同意");
+    run.act(SUBMITTER, Act::Cancel { reason: "计划取消".into() }).unwrap();
+    assert_eq!(run.state().status, ApprovalStatus::Cancelled);
+    assert!(run.state().tasks.values().all(|t| !t.status.live()));
+}
+
+#[test]
+fn forms_and_definitions_report_every_field_error_at_once() {
+    let (_, v1) = first_version();
+    let values = FormValues::from([
+        ("amount".into(), json!(12.5)),
+        ("colour".into(), json!("red")),
+        ("reason".into(), json!("   ")),
+    ]);
+    let refused = Approval::decide(
+        &ApprovalState::default(),
+        ApprovalCommand {
+            act: Act::Submit { id: ApprovalId(id(803)), form: values, picked: BTreeMap::new() },
+            env: Environment { definition: v1, org: org() },
+        },
+        &at(SUBMITTER, 0),
+    )
+    .unwrap_err();
+    let DomainError::Validation(fields) = refused else { panic!("{refused:?}") };
+    let named: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(named, ["form.colour", "form.amount", "form.reason"]);
+
+    let mut body = reimbursement(vec![approval("manager", Approvers::FormField { field: "reason".into() }, Mode::Any)]);
+    body.nodes.push(Node::Condition {
+        id: "odd".into(),
+        name: "条件".into(),
+        branches: vec![Branch {
+            when: Condition {
+                and: false,
+                groups: vec![RuleGroup {
+                    and: true,
+                    rules: vec![
+                        Rule { field: "reason".into(), op: Operator::Gt, value: json!("a") },
+                        Rule { field: "missing".into(), op: Operator::Eq, value: json!(1) },
+                    ],
+                }],
+            },
+            nodes: vec![],
+        }],
+        default: vec![],
+    });
+    let refused = Definition::decide(
+        &DefinitionState::default(),
+        DefinitionCommand::Publish { id: ApprovalDefinitionId(id(601)), body },
+        &at(ADMIN, 0),
+    )
+    .unwrap_err();
+    let DomainError::Validation(fields) = refused else { panic!("{refused:?}") };
+    let named: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(
+        named,
+        [
+            "nodes[2].approvers",
+            "nodes[3].branches[0].when.groups[0].rules[0]",
+            "nodes[3].branches[0].when.groups[0].rules[1]",
+            "nodes[2].id"
+        ]
+    );
+}
+
+/// One generated operation: (actor, which operation, task number, another user).
+fn act_from(op: u8, task: u32, other: u128, amount: i64) -> Act {
+    match op {
+        0 | 1 => Act::Approve { task, comment: None },
+        2 => Act::Reject { task, comment: "不同意".into() },
+        3 => Act::Return {
+            task,
+            to: if other.is_multiple_of(2) { None } else { Some("board".into()) },
+            comment: "退回".into(),
+        },
+        4 => Act::Resubmit { form: form(amount) },
+        5 => Act::Transfer { task, to: user(other), comment: None },
+        6 => Act::Delegate { task, to: user(other), comment: None },
+        7 => Act::ResolveDelegation { task, comment: None },
+        8 => Act::AddSignersBefore { task, users: vec![user(other)], comment: None },
+        9 => Act::RemoveSigner { task },
+        10 => Act::Withdraw { task },
+        11 => Act::Cc { to: vec![user(other)], comment: None },
+        12 => Act::Urge,
+        _ => Act::Cancel { reason: "取消".into() },
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+    /// Any sequence of operations, accepted or refused: a refusal appends nothing, the stored
+    /// events decode to themselves and fold to the live state, and a finished approval has no
+    /// task left waiting.
+    #[test]
+    fn any_sequence_of_operations_replays_to_the_live_state(
+        amount in 0i64..1_000_000,
+        steps in proptest::collection::vec((1u128..=6, 0u8..14, 1u32..=10, 1u128..=6, 0i64..1_000_000), 1..60),
+    ) {
+        let mut history = Vec::new();
+        let body = DefinitionBody {
+            name: "会签流程".into(),
+            form: reimbursement(vec![]).form,
+            nodes: vec![
+                approval("board", Approvers::Users { users: vec![user(FINANCE), user(CEO), user(SIGNER)] }, Mode::All { pass_percent: 60 }),
+                Node::Condition {
+                    id: "big".into(),
+                    name: "大额".into(),
+                    branches: vec![Branch {
+                        when: amount_over(500_000),
+                        nodes: vec![approval("chain", Approvers::LeaderChain { levels: 2 }, Mode::Sequential)],
+                    }],
+                    default: vec![approval("any", Approvers::Users { users: vec![user(MANAGER), user(CEO)] }, Mode::Any)],
+                },
+            ],
+        };
+        let definition = publish(&mut history, body);
+        let mut run = Run::submit(&definition, SUBMITTER, form(amount));
+        for (actor, op, task, other, amount) in steps {
+            let before = run.events.len();
+            match run.act(actor, act_from(op, task, other, amount)) {
+                Ok(events) => {
+                    for event in &events {
+                        let decoded = ApprovalEvent::decode(event.kind(), event.schema(), &event.payload()).unwrap();
+                        proptest::prop_assert_eq!(&decoded, event);
+                    }
+                }
+                Err(_) => proptest::prop_assert_eq!(run.events.len(), before),
+            }
+            let state = run.state();
+            if !matches!(state.status, ApprovalStatus::Running) {
+                proptest::prop_assert!(state.tasks.values().all(|t| !t.status.live()), "{:?}", state);
+            } else {
+                proptest::prop_assert!(state.tasks.values().any(|t| t.status.live()), "a running approval waits for someone: {:?}", state);
+            }
+        }
+    }
+}
