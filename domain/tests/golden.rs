@@ -64,7 +64,9 @@ fn approval_samples(samples: &mut Samples) {
         form: vec![FieldSpec { name: "amount".into(), label: "金额".into(), kind: FieldKind::Money, required: true }],
         nodes: vec![
             node("manager", vec![2], Mode::Any),
-            Node::Cc { id: "inform".into(), name: "抄送行政".into(), to: Approvers::Users { users: vec![user(5)] } },
+            Node::Cc {
+                id: "inform".into(), name: "抄送行政".into(), to: Approvers::Users { users: vec![user(5)] }
+            },
             node("finance", vec![3, 2], Mode::All { pass_percent: 100 }),
         ],
     };
@@ -397,7 +399,9 @@ fn golden_samples_decode_into_events() {
             .or_else(|_| {
                 oacis_domain::approval::definition::DefinitionEvent::decode(kind, schema, &compact).map(|e| e.payload())
             })
-            .or_else(|_| oacis_domain::approval::instance::ApprovalEvent::decode(kind, schema, &compact).map(|e| e.payload()));
+            .or_else(|_| {
+                oacis_domain::approval::instance::ApprovalEvent::decode(kind, schema, &compact).map(|e| e.payload())
+            });
         let reencoded = decoded_ok.unwrap_or_else(|e| panic!("{kind}: {e}"));
         let a: serde_json::Value = serde_json::from_slice(&reencoded).expect("JSON");
         let b: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");

@@ -5,10 +5,15 @@
 
 use oacis_domain::access::{GrantEvent, ReservationEvent, RoleEvent};
 use oacis_domain::access_log::AccessLogEvent;
+use oacis_domain::approval::definition::DefinitionEvent;
+use oacis_domain::approval::instance::ApprovalEvent;
 use oacis_domain::case::CaseEvent;
 use oacis_domain::customer::CustomerEvent;
 use oacis_domain::department::DepartmentEvent;
-use oacis_domain::ids::{CaseId, CustomerId, DepartmentId, GrantId, ImportId, RoleId, TaskId, Timestamp, UserId};
+use oacis_domain::ids::{
+    ApprovalDefinitionId, ApprovalId, CaseId, CustomerId, DepartmentId, GrantId, ImportId, RoleId, TaskId, Timestamp,
+    UserId,
+};
 use oacis_domain::import::ImportEvent;
 use oacis_domain::task::TaskEvent;
 use oacis_domain::user::UserEvent;
@@ -44,6 +49,10 @@ pub enum AnyEvent {
     AccessLog(UserId, AccessLogEvent),
     /// An import's event.
     Import(ImportId, ImportEvent),
+    /// An approval definition's event.
+    ApprovalDefinition(ApprovalDefinitionId, DefinitionEvent),
+    /// An approval's event.
+    Approval(ApprovalId, ApprovalEvent),
 }
 
 /// A decoded record: the event and the log's facts about it.
@@ -112,6 +121,10 @@ pub fn decode_ref(record: &RecordRef<'_>, keys: Option<&KeyStore>) -> Result<Dom
         "unique" => AnyEvent::Reservation(event(record, keys)?),
         "access" => AnyEvent::AccessLog(UserId(id_of(seq, stream, rest)?), event(record, keys)?),
         "import" => AnyEvent::Import(ImportId(id_of(seq, stream, rest)?), event(record, keys)?),
+        "approvaldef" => {
+            AnyEvent::ApprovalDefinition(ApprovalDefinitionId(id_of(seq, stream, rest)?), event(record, keys)?)
+        }
+        "approval" => AnyEvent::Approval(ApprovalId(id_of(seq, stream, rest)?), event(record, keys)?),
         other => {
             return Err(ProjectionError::Decode {
                 seq,

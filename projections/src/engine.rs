@@ -21,6 +21,7 @@ use crate::error::ProjectionError;
 use crate::view::View;
 use crate::views::access::AccessDirectory;
 use crate::views::analytics::Analytics;
+use crate::views::approvals::Approvals;
 use crate::views::audit::Audit;
 use crate::views::cases::CaseList;
 use crate::views::directory::CustomerDirectory;
@@ -51,6 +52,8 @@ pub struct Views {
     pub cases: CaseList,
     /// Customer timelines.
     pub timeline: Timeline,
+    /// Approval definitions, approvals and their lists.
+    pub approvals: Approvals,
     applied: Seq,
 }
 
@@ -69,7 +72,7 @@ impl Views {
     /// Applies one decoded record to every view; records must come in seq order, gapless.
     pub fn apply_decoded(&mut self, record: &DomainRecord) -> Result<(), ProjectionError> {
         let applied = check_follows(self.applied, [record])?;
-        let views: [&mut dyn View; 7] = [
+        let views: [&mut dyn View; 8] = [
             &mut self.directory,
             &mut self.tasks,
             &mut self.access,
@@ -77,6 +80,7 @@ impl Views {
             &mut self.audit,
             &mut self.cases,
             &mut self.timeline,
+            &mut self.approvals,
         ];
         apply_each(views, [record])?;
         self.applied = applied;
@@ -87,8 +91,16 @@ impl Views {
     #[must_use]
     pub fn dump(&self) -> String {
         let mut out = format!("applied {}\n", self.applied);
-        let views: [&dyn View; 7] =
-            [&self.directory, &self.tasks, &self.access, &self.analytics, &self.audit, &self.cases, &self.timeline];
+        let views: [&dyn View; 8] = [
+            &self.directory,
+            &self.tasks,
+            &self.access,
+            &self.analytics,
+            &self.audit,
+            &self.cases,
+            &self.timeline,
+            &self.approvals,
+        ];
         for view in views {
             view.dump(&mut out);
         }
@@ -118,11 +130,14 @@ impl Views {
         // other. (The seqs are checked here, so a short page cannot slip by.)
         let until = until.unwrap_or_else(|| store.head().seq).min(store.head().seq);
         let spare = SparePages::default();
-        let Views { directory, tasks, access, analytics, audit, cases, timeline, applied } = Views::default();
+        let Views { directory, tasks, access, analytics, audit, cases, timeline, approvals, applied } =
+            Views::default();
         let (to_directory, directory) = Lane::start(directory, |d| [d], spare.clone())?;
         let (to_others, others) = Lane::start(
-            (tasks, access, analytics, audit, cases, timeline),
-            |(tasks, access, analytics, audit, cases, timeline)| [tasks, access, analytics, audit, cases, timeline],
+            (tasks, access, analytics, audit, cases, timeline, approvals),
+            |(tasks, access, analytics, audit, cases, timeline, approvals)| {
+                [tasks, access, analytics, audit, cases, timeline, approvals]
+            },
             spare.clone(),
         )?;
         let mut in_flight = InFlight::default();
@@ -157,8 +172,8 @@ impl Views {
         .await;
         drop((to_directory, to_others));
         match (directory.finish().await, others.finish().await, forwarding) {
-            (Ok(directory), Ok((tasks, access, analytics, audit, cases, timeline)), Ok(())) => {
-                Ok(Views { directory, tasks, access, analytics, audit, cases, timeline, applied: forwarded })
+            (Ok(directory), Ok((tasks, access, analytics, audit, cases, timeline, approvals)), Ok(())) => {
+                Ok(Views { directory, tasks, access, analytics, audit, cases, timeline, approvals, applied: forwarded })
             }
             // An applier's error comes at or before the last seq handed to it, so before any
             // error of the forwarding; of the appliers' errors, the earlier seq is reported.

@@ -228,6 +228,8 @@ fn kind_of(event: &AnyEvent) -> &'static str {
         AnyEvent::Reservation(e) => e.kind(),
         AnyEvent::AccessLog(_, e) => e.kind(),
         AnyEvent::Import(_, e) => e.kind(),
+        AnyEvent::ApprovalDefinition(_, e) => e.kind(),
+        AnyEvent::Approval(_, e) => e.kind(),
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod analytics;
+pub mod approvals;
 pub mod audit;
 pub mod cases;
 pub mod directory;

@@ -1,0 +1,221 @@
+//! Approvals: published definitions by version, each approval with its folded state and
+//! timeline, and the lists people work from: to do (inbox), done, submitted and copied.
+//!
+//! Invariants:
+//! - An approval's `state` is the domain's own fold of its stream (`Approval::evolve`), so
+//!   the view and the aggregate cannot disagree.
+//! - `inbox` holds exactly (assignee, approval, task) of every live task (running, waiting
+//!   for signers, delegated): it is updated from the difference of live tasks before and
+//!   after each event, never recomputed.
+//! - `done` holds (user, approval) for every user who decided a task of it (approved,
+//!   rejected, returned, withdrew, handed back a delegation); `submitted` and `copied` hold
+//!   the submitter and everyone copied. Lists are ordered maps, so dumps are canonical.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use oacis_domain::approval::definition::{DefinitionEvent, PublishedDefinition};
+use oacis_domain::approval::instance::{Approval, ApprovalEvent, ApprovalState, ApprovalStatus};
+use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId, Timestamp, UserId};
+use oacis_domain::Aggregate as _;
+
+use crate::decode::{AnyEvent, DomainRecord};
+use crate::view::{dump_lines, View};
+
+/// One entry of an approval's timeline: the event with the log's facts about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// Position in the log.
+    pub seq: u64,
+    /// When the log recorded it.
+    pub at: Timestamp,
+    /// Who acted, as the log's metadata names them.
+    pub actor: String,
+    /// What happened, with its comment, hashes and task.
+    pub event: ApprovalEvent,
+}
+
+/// One approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRow {
+    /// Its id.
+    pub id: ApprovalId,
+    /// The definition's name (of the version it runs on).
+    pub name: String,
+    /// The domain's state: status, form, route, tasks.
+    pub state: ApprovalState,
+    /// When it was submitted.
+    pub submitted_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+    /// Everything that happened to it, oldest first.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// The approvals view.
+#[derive(Debug, Default)]
+pub struct Approvals {
+    definitions: BTreeMap<ApprovalDefinitionId, Vec<PublishedDefinition>>,
+    approvals: BTreeMap<ApprovalId, ApprovalRow>,
+    inbox: BTreeSet<(UserId, ApprovalId, u32)>,
+    done: BTreeSet<(UserId, ApprovalId)>,
+    submitted: BTreeSet<(UserId, ApprovalId)>,
+    copied: BTreeSet<(UserId, ApprovalId)>,
+}
+
+/// Which list of a user's approvals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalList {
+    /// With a live task of theirs (待办).
+    Inbox,
+    /// Where they decided a task (已办).
+    Done,
+    /// They submitted (我发起的).
+    Submitted,
+    /// They were copied (抄送我的).
+    Copied,
+}
+
+impl Approvals {
+    /// A definition's version (`None`: the latest).
+    #[must_use]
+    pub fn definition(&self, id: ApprovalDefinitionId, version: Option<u32>) -> Option<&PublishedDefinition> {
+        let versions = self.definitions.get(&id)?;
+        match version {
+            None => versions.last(),
+            Some(v) => versions.iter().find(|d| d.version == v),
+        }
+    }
+
+    /// Every definition's latest version, by id.
+    pub fn definitions(&self) -> impl Iterator<Item = &PublishedDefinition> {
+        self.definitions.values().filter_map(|versions| versions.last())
+    }
+
+    /// An approval.
+    #[must_use]
+    pub fn get(&self, id: ApprovalId) -> Option<&ApprovalRow> {
+        self.approvals.get(&id)
+    }
+
+    /// A user's approvals in `list`, newest submission first, optionally of one status.
+    #[must_use]
+    pub fn list(&self, user: UserId, list: ApprovalList, status: Option<ApprovalStatus>) -> Vec<&ApprovalRow> {
+        let range = |set: &BTreeSet<(UserId, ApprovalId)>| -> Vec<ApprovalId> {
+            set.range((user, ApprovalId(uuid::Uuid::nil()))..=(user, ApprovalId(uuid::Uuid::max())))
+                .map(|(_, a)| *a)
+                .collect()
+        };
+        let ids: Vec<ApprovalId> = match list {
+            ApprovalList::Inbox => {
+                let mut ids: Vec<ApprovalId> = self
+                    .inbox
+                    .range((user, ApprovalId(uuid::Uuid::nil()), 0)..=(user, ApprovalId(uuid::Uuid::max()), u32::MAX))
+                    .map(|(_, a, _)| *a)
+                    .collect();
+                ids.dedup();
+                ids
+            }
+            ApprovalList::Done => range(&self.done),
+            ApprovalList::Submitted => range(&self.submitted),
+            ApprovalList::Copied => range(&self.copied),
+        };
+        let mut rows: Vec<&ApprovalRow> = ids
+            .iter()
+            .filter_map(|id| self.approvals.get(id))
+            .filter(|row| status.is_none_or(|s| row.state.status == s))
+            .collect();
+        rows.sort_by(|a, b| b.submitted_at.cmp(&a.submitted_at).then(b.id.cmp(&a.id)));
+        rows
+    }
+
+    /// A user's live tasks of one approval (task numbers).
+    #[must_use]
+    pub fn tasks_of(&self, user: UserId, approval: ApprovalId) -> Vec<u32> {
+        self.inbox.range((user, approval, 0)..=(user, approval, u32::MAX)).map(|(_, _, t)| *t).collect()
+    }
+
+    fn apply_approval(&mut self, record: &DomainRecord, id: ApprovalId, event: &ApprovalEvent) {
+        let row = self.approvals.entry(id).or_insert_with(|| ApprovalRow {
+            id,
+            name: String::new(),
+            state: ApprovalState::default(),
+            submitted_at: record.recorded_at,
+            updated_at: record.recorded_at,
+            timeline: Vec::new(),
+        });
+        let live = |state: &ApprovalState| -> BTreeSet<(UserId, u32)> {
+            state.tasks.iter().filter(|(_, t)| t.status.live()).map(|(n, t)| (t.assignee, *n)).collect()
+        };
+        let before = live(&row.state);
+        row.state = Approval::evolve(std::mem::take(&mut row.state), event);
+        let after = live(&row.state);
+        for (user, task) in before.difference(&after) {
+            self.inbox.remove(&(*user, id, *task));
+        }
+        for (user, task) in after.difference(&before) {
+            self.inbox.insert((*user, id, *task));
+        }
+        row.updated_at = record.recorded_at;
+        match event {
+            ApprovalEvent::ApprovalSubmitted(e) => {
+                row.submitted_at = record.recorded_at;
+                row.name = self
+                    .definitions
+                    .get(&e.definition.definition_id)
+                    .and_then(|versions| versions.iter().find(|d| d.version == e.definition.version))
+                    .map(|d| d.body.name.clone())
+                    .unwrap_or_default();
+                self.submitted.insert((e.submitter, id));
+            }
+            ApprovalEvent::ApprovalTaskApproved(d)
+            | ApprovalEvent::ApprovalTaskRejected(d)
+            | ApprovalEvent::ApprovalDelegationResolved(d) => {
+                self.done.insert((d.by, id));
+            }
+            ApprovalEvent::ApprovalReturned(e) => {
+                self.done.insert((e.by, id));
+            }
+            ApprovalEvent::ApprovalWithdrawn(e) => {
+                self.done.insert((e.by, id));
+            }
+            ApprovalEvent::ApprovalCcSent(e) => {
+                for user in &e.to {
+                    self.copied.insert((*user, id));
+                }
+            }
+            _ => {}
+        }
+        row.timeline.push(TimelineEntry {
+            seq: record.seq.0,
+            at: record.recorded_at,
+            actor: record.actor.clone(),
+            event: event.clone(),
+        });
+    }
+}
+
+impl View for Approvals {
+    fn name(&self) -> &'static str {
+        "approvals"
+    }
+
+    fn apply(&mut self, record: &DomainRecord) -> Result<(), String> {
+        match &record.event {
+            AnyEvent::ApprovalDefinition(_, DefinitionEvent::ApprovalDefinitionPublished(e)) => {
+                self.definitions.entry(e.definition.definition_id).or_default().push(e.definition.clone());
+            }
+            AnyEvent::Approval(id, event) => self.apply_approval(record, *id, event),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn dump(&self, out: &mut String) {
+        dump_lines(out, "approval definitions", self.definitions.values().flatten());
+        dump_lines(out, "approvals", self.approvals.values());
+        dump_lines(out, "approval inbox", &self.inbox);
+        dump_lines(out, "approvals done", &self.done);
+        dump_lines(out, "approvals submitted", &self.submitted);
+        dump_lines(out, "approvals copied", &self.copied);
+    }
+}
