@@ -103,6 +103,13 @@ impl Caller {
     }
 }
 
+/// Whether a user in `status` may still be given work (active, or locked until an
+/// administrator unlocks them; not deactivated).
+#[must_use]
+pub fn may_act(status: oacis_domain::user::UserStatus) -> bool {
+    matches!(status, oacis_domain::user::UserStatus::Active | oacis_domain::user::UserStatus::Locked)
+}
+
 /// The resource an owned, departmental record is, for `authorize`.
 #[must_use]
 pub fn resource(access: &AccessDirectory, owner: Option<UserId>, department: Option<DepartmentId>) -> Resource {

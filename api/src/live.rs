@@ -4,7 +4,8 @@
 //! Two tasks feed the hub:
 //! - the **pump** follows the log from its head at start (the store's subscription: each
 //!   record once, in order) and raises `task_assigned` and `case_assigned` for the assignee,
-//!   and `security_alert` for the account concerned and for administrators, once the audit
+//!   `approval_task`, `approval_urged` and `approval_outcome` for the people an approval
+//!   concerns, and `security_alert` for the account concerned and for administrators, once the audit
 //!   view has applied the event that raised it;
 //! - the **timer** raises `task_reminder` and `case_follow_up_due` when a reminder or a
 //!   follow-up falls due by the command path's clock. It sleeps until the earliest due time
@@ -21,6 +22,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use oacis_domain::approval::instance::{ApprovalEvent, ApprovalState, TaskStatus};
 use oacis_domain::case::CaseEvent;
 use oacis_domain::ids::{Timestamp, UserId};
 use oacis_domain::task::TaskEvent;
@@ -57,6 +59,13 @@ pub enum NotificationKind {
     CaseFollowUpDue,
     /// The audit trail raised a security alert.
     SecurityAlert,
+    /// An approval task came to the recipient: created, transferred, delegated, handed back,
+    /// or running again after the signers added before it approved.
+    ApprovalTask,
+    /// The submitter urged the recipient's approval task (催办).
+    ApprovalUrged,
+    /// The recipient's approval was approved, rejected, or returned to them.
+    ApprovalOutcome,
 }
 
 impl NotificationKind {
@@ -69,6 +78,9 @@ impl NotificationKind {
             NotificationKind::TaskReminder => "task_reminder",
             NotificationKind::CaseFollowUpDue => "case_follow_up_due",
             NotificationKind::SecurityAlert => "security_alert",
+            NotificationKind::ApprovalTask => "approval_task",
+            NotificationKind::ApprovalUrged => "approval_urged",
+            NotificationKind::ApprovalOutcome => "approval_outcome",
         }
     }
 }
@@ -213,7 +225,7 @@ async fn pump(hub: Arc<Hub>, bus: Arc<CommandBus>, from: Seq) {
             None => return,
         };
         let stream = record.stream.as_str();
-        let interesting = ["task-", "case-", "user-", "access-"].iter().any(|p| stream.starts_with(p));
+        let interesting = ["task-", "case-", "user-", "access-", "approval-"].iter().any(|p| stream.starts_with(p));
         if !interesting {
             continue;
         }
@@ -271,6 +283,24 @@ async fn pump(hub: Arc<Hub>, bus: Arc<CommandBus>, from: Seq) {
                 }
                 hub.clock_moved();
             }
+            AnyEvent::Approval(id, event) => {
+                let (name, state) = bus
+                    .projections()
+                    .read(|v| v.approvals.get(*id).map(|row| (row.name.clone(), row.state.clone())))
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                for (recipient, kind) in approval_notices(event, &state) {
+                    hub.raise(Notification {
+                        recipient: Recipient::User(recipient),
+                        kind,
+                        record: id.0,
+                        detail: name.clone(),
+                        at,
+                        seq,
+                    });
+                }
+            }
             AnyEvent::User(..) | AnyEvent::AccessLog(..) => {
                 let raised = bus
                     .projections()
@@ -293,6 +323,33 @@ async fn pump(hub: Arc<Hub>, bus: Arc<CommandBus>, from: Seq) {
             }
             _ => {}
         }
+    }
+}
+
+/// Who an approval event concerns, and how; `state` is the approval after the event.
+fn approval_notices(event: &ApprovalEvent, state: &ApprovalState) -> Vec<(UserId, NotificationKind)> {
+    use ApprovalEvent as E;
+    let assignee = |task: u32| state.tasks.get(&task).map(|t| t.assignee);
+    let submitter = state.submitter.into_iter();
+    match event {
+        // A task passed by a routing rule the moment it was created asks nothing of anyone.
+        E::ApprovalTaskCreated(e) if state.tasks.get(&e.task).is_some_and(|t| t.status == TaskStatus::AutoApproved) => {
+            Vec::new()
+        }
+        E::ApprovalTaskCreated(e) => vec![(e.assignee, NotificationKind::ApprovalTask)],
+        E::ApprovalTaskTransferred(e) | E::ApprovalTaskDelegated(e) => vec![(e.to, NotificationKind::ApprovalTask)],
+        E::ApprovalDelegationResolved(e) => {
+            assignee(e.task).map(|a| (a, NotificationKind::ApprovalTask)).into_iter().collect()
+        }
+        E::ApprovalTaskResumed(e) => {
+            assignee(e.task).map(|a| (a, NotificationKind::ApprovalTask)).into_iter().collect()
+        }
+        E::ApprovalUrged(e) => {
+            e.tasks.iter().filter_map(|t| assignee(*t)).map(|a| (a, NotificationKind::ApprovalUrged)).collect()
+        }
+        E::ApprovalCompleted(_) => submitter.map(|s| (s, NotificationKind::ApprovalOutcome)).collect(),
+        E::ApprovalReturned(e) if e.to.is_none() => submitter.map(|s| (s, NotificationKind::ApprovalOutcome)).collect(),
+        _ => Vec::new(),
     }
 }
 

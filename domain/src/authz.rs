@@ -78,6 +78,10 @@ permissions! {
     AnalyticsRead = "analytics.read",
     /// Run backups, restores and verification.
     BackupRun = "backup.run",
+    /// Publish approval definitions and working calendars.
+    ApprovalDefine = "approval.define",
+    /// See every approval in scope (by the submitter's department), and the approval figures.
+    ApprovalAudit = "approval.audit",
 }
 
 impl fmt::Display for Permission {
@@ -232,6 +236,7 @@ pub fn default_roles() -> Vec<DefaultRole> {
                 P::TaskWrite,
                 P::TaskAssign,
                 P::AnalyticsRead,
+                P::ApprovalAudit,
             ],
         ),
         role(
@@ -240,6 +245,6 @@ pub fn default_roles() -> Vec<DefaultRole> {
         ),
         role("service", &[P::CustomerRead, P::CaseRead, P::CaseWrite, P::TaskRead, P::TaskWrite]),
         role("analyst", &[P::CustomerRead, P::CaseRead, P::TaskRead, P::AnalyticsRead]),
-        role("auditor", &[P::CustomerRead, P::CaseRead, P::TaskRead, P::AuditRead]),
+        role("auditor", &[P::CustomerRead, P::CaseRead, P::TaskRead, P::AuditRead, P::ApprovalAudit]),
     ]
 }

@@ -12,7 +12,7 @@ use crate::aggregate::Aggregate;
 use crate::context::Context;
 use crate::error::DomainError;
 use crate::events;
-use crate::ids::DepartmentId;
+use crate::ids::{DepartmentId, UserId};
 use crate::validate::Validator;
 
 /// Where a department stands.
@@ -39,6 +39,8 @@ pub struct DepartmentState {
     pub name: Option<String>,
     /// Its parent (`None` for a root).
     pub parent: Option<DepartmentId>,
+    /// Its leader (负责人), who approves for its members where a definition says "leader".
+    pub leader: Option<UserId>,
 }
 
 /// What can be asked of a department.
@@ -68,6 +70,13 @@ pub enum DepartmentCommand {
         parent_ancestors: Vec<DepartmentId>,
         /// Whether the new parent exists and is open (read by the caller).
         parent_open: bool,
+    },
+    /// Name (or, with `None`, clear) the department's leader.
+    SetLeader {
+        /// The leader.
+        leader: Option<UserId>,
+        /// Whether that user exists and is active (read by the caller).
+        leader_active: bool,
     },
     /// Close.
     Close {
@@ -105,6 +114,15 @@ pub struct DepartmentMoved {
     pub to: Option<DepartmentId>,
 }
 
+/// Payload of `DepartmentLeaderSet`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepartmentLeaderSet {
+    /// The leader before.
+    pub from: Option<UserId>,
+    /// The leader now (`None`: no leader).
+    pub to: Option<UserId>,
+}
+
 /// Payload of `DepartmentClosed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DepartmentClosed {}
@@ -118,6 +136,8 @@ events! {
         DepartmentRenamed(DepartmentRenamed) = 1,
         /// Moved in the tree.
         DepartmentMoved(DepartmentMoved) = 1,
+        /// Its leader named or cleared.
+        DepartmentLeaderSet(DepartmentLeaderSet) = 1,
         /// Closed.
         DepartmentClosed(DepartmentClosed) = 1,
     }
@@ -196,6 +216,20 @@ impl Aggregate for Department {
                 }
                 E::DepartmentMoved(DepartmentMoved { from: state.parent, to: parent })
             }
+            C::SetLeader { leader, leader_active } => {
+                require_open(state, "set the leader of")?;
+                if leader.is_some() && !leader_active {
+                    return Err(DomainError::Validation(vec![crate::error::FieldError {
+                        field: "leader".into(),
+                        code: crate::error::FieldCode::InvalidFormat,
+                        message: "not an active user".into(),
+                    }]));
+                }
+                if leader == state.leader {
+                    return Ok(Vec::new());
+                }
+                E::DepartmentLeaderSet(DepartmentLeaderSet { from: state.leader, to: leader })
+            }
             C::Close { has_children, has_members } => {
                 require_open(state, "close")?;
                 if has_children || has_members {
@@ -220,6 +254,7 @@ impl Aggregate for Department {
             }
             E::DepartmentRenamed(e) => state.name = Some(e.name.clone()),
             E::DepartmentMoved(e) => state.parent = e.to,
+            E::DepartmentLeaderSet(e) => state.leader = e.to,
             E::DepartmentClosed(_) => state.status = DepartmentStatus::Closed,
         }
         state

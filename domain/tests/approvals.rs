@@ -86,6 +86,7 @@ fn publish(history: &mut Vec<DefinitionEvent>, body: DefinitionBody) -> Publishe
 
 fn org() -> OrgFacts {
     OrgFacts {
+        department: None,
         leaders: vec![Some(user(MANAGER)), Some(user(DIRECTOR))],
         role_members: BTreeMap::from([(finance_role(), vec![user(FINANCE)])]),
         active: [SUBMITTER, MANAGER, FINANCE, SIGNER, CEO, DIRECTOR, ADMIN].into_iter().map(user).collect(),

@@ -48,6 +48,7 @@ fn every_default_role_allows_exactly_its_permissions() {
                 P::TaskWrite,
                 P::TaskAssign,
                 P::AnalyticsRead,
+                P::ApprovalAudit,
             ],
         ),
         (
@@ -56,7 +57,7 @@ fn every_default_role_allows_exactly_its_permissions() {
         ),
         ("service", &[P::CustomerRead, P::CaseRead, P::CaseWrite, P::TaskRead, P::TaskWrite]),
         ("analyst", &[P::CustomerRead, P::CaseRead, P::TaskRead, P::AnalyticsRead]),
-        ("auditor", &[P::CustomerRead, P::CaseRead, P::TaskRead, P::AuditRead]),
+        ("auditor", &[P::CustomerRead, P::CaseRead, P::TaskRead, P::AuditRead, P::ApprovalAudit]),
     ];
     assert_eq!(default_roles().len(), table.len());
     let anywhere = Resource::global();

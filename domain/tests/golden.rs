@@ -77,6 +77,7 @@ fn approval_samples(samples: &mut Samples) {
     let env = Environment {
         definition,
         org: OrgFacts {
+            department: Some(dept(1)),
             leaders: vec![Some(user(2))],
             role_members: BTreeMap::new(),
             active: (1..=9).map(user).collect(),
@@ -307,6 +308,7 @@ fn samples() -> Samples {
             },
             DepartmentCommand::Rename { name: "华南大区".into() },
             DepartmentCommand::Move { parent: None, parent_ancestors: vec![], parent_open: true },
+            DepartmentCommand::SetLeader { leader: Some(user(3)), leader_active: true },
             DepartmentCommand::Close { has_children: false, has_members: false },
         ],
     );

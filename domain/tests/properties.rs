@@ -193,6 +193,7 @@ fn the_ancestor_helper_detects_a_cycle_it_is_given() {
                 status: DepartmentStatus::Open,
                 name: None,
                 parent: Some(dept(parent)),
+                leader: None,
             },
         );
     }

@@ -6,6 +6,7 @@
 //! views; rules live in the domain, data in the views, scope and masking in
 //! [`crate::access`], error codes in [`error`].
 
+pub mod approvals;
 pub mod customers;
 pub mod documents;
 pub mod error;
@@ -44,6 +45,7 @@ pub struct Query(
     notes::NotesQuery,
     transfer::TransferQuery,
     integrity::IntegrityQuery,
+    approvals::ApprovalQuery,
 );
 
 /// The mutation root.
@@ -55,6 +57,7 @@ pub struct Mutation(
     people::PeopleMutation,
     transfer::TransferMutation,
     integrity::IntegrityMutation,
+    approvals::ApprovalMutation,
 );
 
 /// The roots hold no data: they are named by their type alone.

@@ -15,6 +15,7 @@ use oacis_domain::FieldCode;
 use super::error::{ApiError, ApiResult};
 use super::scalars::{parse_id, MutationResult, ProfileField, Scope, UserStatus, Visibility};
 use super::{app, caller, execute, origin, views};
+use crate::access::may_act;
 use crate::command::{on, Executed};
 use crate::server::bootstrap::create_user;
 use oacis_projections::views::access::UserRow;
@@ -101,6 +102,8 @@ pub struct DepartmentNode {
     pub parent: Option<String>,
     /// Whether open.
     pub open: bool,
+    /// Its leader (负责人): user id.
+    pub leader: Option<String>,
 }
 
 /// A role.
@@ -160,6 +163,7 @@ impl PeopleQuery {
                     name: d.name.clone(),
                     parent: d.parent.map(|p| p.to_string()),
                     open: d.open,
+                    leader: d.leader.map(|l| l.to_string()),
                 })
                 .collect()
         })
@@ -429,6 +433,21 @@ impl PeopleMutation {
         })?;
         let command = DepartmentCommand::Move { parent, parent_ancestors, parent_open };
         execute::<Department>(ctx, id, id.stream(), command, None).await
+    }
+
+    /// Names a department's leader (负责人), who approves for its members where an approval
+    /// definition says "leader"; without `leader`, clears it.
+    async fn set_department_leader(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        leader: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        admin(ctx, Permission::UserAdmin)?;
+        let id = DepartmentId(parse_id("id", &id)?);
+        let leader = leader.as_deref().map(|l| parse_id("leader", l).map(UserId)).transpose()?;
+        let leader_active = views(ctx, |v| leader.and_then(|l| v.access.user(l)).is_some_and(|u| may_act(u.status)))?;
+        execute::<Department>(ctx, id, id.stream(), DepartmentCommand::SetLeader { leader, leader_active }, None).await
     }
 
     /// Closes a department that has no open sub-departments and no members.

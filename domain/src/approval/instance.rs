@@ -34,7 +34,7 @@ use crate::context::Context;
 use crate::customer::MAX_TEXT_CHARS;
 use crate::error::{DomainError, FieldCode};
 use crate::events;
-use crate::ids::{ApprovalDefinitionId, ApprovalId, RoleId, Timestamp, UserId};
+use crate::ids::{ApprovalDefinitionId, ApprovalId, DepartmentId, RoleId, Timestamp, UserId};
 use crate::validate::Validator;
 
 /// The least time between two urges (催办) of one approval, in seconds.
@@ -46,6 +46,8 @@ pub const MAX_ADDED_USERS: usize = 20;
 /// enter a node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrgFacts {
+    /// The submitter's department (recorded on submit; the approval's scope).
+    pub department: Option<DepartmentId>,
     /// Leaders of the submitter's department and of each department above it, nearest first
     /// (`None` for a department without a leader).
     pub leaders: Vec<Option<UserId>>,
@@ -280,6 +282,8 @@ pub struct ApprovalState {
     pub definition: Option<DefinitionRef>,
     /// Who submitted it.
     pub submitter: Option<UserId>,
+    /// The submitter's department when submitting.
+    pub department: Option<DepartmentId>,
     /// The form as last submitted.
     pub form: FormValues,
     /// Users picked per node.
@@ -392,6 +396,8 @@ pub struct ApprovalSubmitted {
     pub definition: DefinitionRef,
     /// Who submitted.
     pub submitter: UserId,
+    /// The submitter's department then.
+    pub department: Option<DepartmentId>,
     /// The form.
     pub form: FormValues,
     /// BLAKE3 of the form's bytes.
@@ -977,6 +983,7 @@ impl Aggregate for Approval {
                         hash: definition.hash.clone(),
                     },
                     submitter: actor,
+                    department: env.org.department,
                     form_hash: form_hash(&form),
                     form,
                     picked,
@@ -1231,6 +1238,7 @@ impl Aggregate for Approval {
                 state.status = ApprovalStatus::Running;
                 state.definition = Some(e.definition.clone());
                 state.submitter = Some(e.submitter);
+                state.department = e.department;
                 state.form = e.form.clone();
                 state.picked = e.picked.clone();
                 state.route = e.route.clone();

@@ -61,6 +61,8 @@ pub struct DepartmentRow {
     pub parent: Option<DepartmentId>,
     /// Whether open.
     pub open: bool,
+    /// Its leader (负责人).
+    pub leader: Option<UserId>,
 }
 
 /// A role.
@@ -297,7 +299,10 @@ impl View for AccessDirectory {
             }
             AnyEvent::Department(id, event) => match event {
                 DepartmentEvent::DepartmentCreated(e) => {
-                    self.departments.insert(*id, DepartmentRow { name: e.name.clone(), parent: e.parent, open: true });
+                    self.departments.insert(
+                        *id,
+                        DepartmentRow { name: e.name.clone(), parent: e.parent, open: true, leader: None },
+                    );
                 }
                 other => {
                     let row =
@@ -305,6 +310,7 @@ impl View for AccessDirectory {
                     match other {
                         DepartmentEvent::DepartmentRenamed(e) => row.name = e.name.clone(),
                         DepartmentEvent::DepartmentMoved(e) => row.parent = e.to,
+                        DepartmentEvent::DepartmentLeaderSet(e) => row.leader = e.to,
                         DepartmentEvent::DepartmentClosed(_) => row.open = false,
                         DepartmentEvent::DepartmentCreated(_) => {}
                     }

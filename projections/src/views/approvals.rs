@@ -128,6 +128,15 @@ impl Approvals {
         rows
     }
 
+    /// Every approval, newest submission first, optionally of one status.
+    #[must_use]
+    pub fn all(&self, status: Option<ApprovalStatus>) -> Vec<&ApprovalRow> {
+        let mut rows: Vec<&ApprovalRow> =
+            self.approvals.values().filter(|row| status.is_none_or(|s| row.state.status == s)).collect();
+        rows.sort_by(|a, b| b.submitted_at.cmp(&a.submitted_at).then(b.id.cmp(&a.id)));
+        rows
+    }
+
     /// A user's live tasks of one approval (task numbers).
     #[must_use]
     pub fn tasks_of(&self, user: UserId, approval: ApprovalId) -> Vec<u32> {

@@ -1,0 +1,660 @@
+//! Approvals (流程审批): definitions, the lists people work from, one approval with its
+//! tasks and timeline, and every operation as a mutation.
+//!
+//! Visibility: an approval is seen by its participants (the submitter, anyone who held or
+//! holds one of its tasks, anyone copied) and by holders of `approval.audit` over the
+//! submitter (owner) and the submitter's department at submission; to anyone else it does not
+//! exist (NOT_FOUND). Definitions are read by every signed-in user (to fill in their forms)
+//! and published with `approval.define`.
+//!
+//! Every operation goes through [`act_on`]: the approval's pinned definition version and the
+//! organisation's facts (leaders up the submitter's department path, role members, who may
+//! act, the approval administrators) are read from the views and handed to the domain, which
+//! decides; the command bus appends with the expected version, so of two racing decisions the
+//! second is decided again against the new state.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Enum, Json, Object, SimpleObject};
+use oacis_domain::approval::definition::{
+    Approvers, Definition, DefinitionBody, DefinitionCommand, Node, PublishedDefinition,
+};
+use oacis_domain::approval::form::FormValues;
+use oacis_domain::approval::instance::{Act, Approval, ApprovalCommand, Environment, OrgFacts};
+use oacis_domain::authz::Permission;
+use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId, UserId};
+use oacis_domain::{DomainEvent, FieldCode};
+use oacis_projections::views::approvals::{ApprovalList, ApprovalRow};
+use oacis_projections::Views;
+
+use super::error::{ApiError, ApiResult};
+use super::scalars::{parse_id, time_text, MutationResult};
+use super::{caller, connection, execute, origin, views, Counted};
+use crate::access::{may_act, resource, Caller};
+
+/// Where an approval stands.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "oacis_domain::approval::instance::ApprovalStatus")]
+pub enum ApprovalStatus {
+    /// Not submitted.
+    Absent,
+    /// Waiting for approvers.
+    Running,
+    /// Returned to the submitter.
+    Returned,
+    /// Approved.
+    Approved,
+    /// Rejected.
+    Rejected,
+    /// Cancelled by the submitter.
+    Cancelled,
+}
+
+/// Where an approval task stands.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "oacis_domain::approval::instance::TaskStatus")]
+pub enum ApprovalTaskStatus {
+    /// Its assignee may act.
+    Running,
+    /// Waiting for signers added before it.
+    Waiting,
+    /// Worked by a delegate.
+    Delegated,
+    /// Approved.
+    Approved,
+    /// Passed by a routing rule.
+    AutoApproved,
+    /// Rejected.
+    Rejected,
+    /// Returned.
+    Returned,
+    /// Its approval was taken back.
+    Withdrawn,
+    /// Ended without a decision.
+    Cancelled,
+}
+
+/// Which of the caller's lists.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ApprovalListKind {
+    /// With a task of the caller's waiting (待办).
+    Inbox,
+    /// Where the caller decided a task (已办).
+    Done,
+    /// Submitted by the caller (我发起的).
+    Submitted,
+    /// The caller was copied (抄送我的).
+    Copied,
+    /// Every approval the caller may audit (`approval.audit`, in scope).
+    All,
+}
+
+/// A published definition version.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct ApprovalDefinitionNode {
+    /// The definition's id (the same for all its versions).
+    pub id: String,
+    /// 1, 2, ...
+    pub version: u32,
+    /// BLAKE3 of the version's body (its JSON bytes), 64 hex digits.
+    pub hash: String,
+    /// Its name.
+    pub name: String,
+    /// The whole body: `{name, form: [fields], nodes: [nodes]}` (see README, "Approvals").
+    pub body: Json<serde_json::Value>,
+}
+
+impl From<&PublishedDefinition> for ApprovalDefinitionNode {
+    fn from(d: &PublishedDefinition) -> Self {
+        ApprovalDefinitionNode {
+            id: d.definition_id.to_string(),
+            version: d.version,
+            hash: d.hash.clone(),
+            name: d.body.name.clone(),
+            body: Json(serde_json::to_value(&d.body).unwrap_or_default()),
+        }
+    }
+}
+
+/// One task of an approval.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct ApprovalTaskNode {
+    /// Its number within the approval (1, 2, ...): the `task` argument of the operations.
+    pub number: u32,
+    /// The node it belongs to.
+    pub node: String,
+    /// Who acts on it (user id).
+    pub assignee: String,
+    /// Who it comes back to while delegated.
+    pub owner: Option<String>,
+    /// Where it stands.
+    pub status: ApprovalTaskStatus,
+    /// The task a signer was added to.
+    pub parent: Option<u32>,
+}
+
+/// One entry of an approval's timeline.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct ApprovalTimelineEntry {
+    /// Position in the log.
+    pub seq: u64,
+    /// When it was recorded (RFC 3339).
+    pub at: String,
+    /// Who acted, as the log records it (user id or `system`).
+    pub actor: String,
+    /// The event's kind, e.g. `ApprovalTaskApproved`.
+    pub kind: String,
+    /// The event's payload: task, by, comment, form hash, approvers resolved, reasons.
+    pub detail: Json<serde_json::Value>,
+}
+
+/// An approval.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct ApprovalNode {
+    /// Id.
+    pub id: String,
+    /// The definition's name.
+    pub name: String,
+    /// Where it stands.
+    pub status: ApprovalStatus,
+    /// Who submitted it (user id).
+    pub submitter: String,
+    /// The submitter's department at submission.
+    pub department: Option<String>,
+    /// The definition it runs on.
+    pub definition_id: String,
+    /// The version it runs on.
+    pub definition_version: u32,
+    /// That version's BLAKE3 hash.
+    pub definition_hash: String,
+    /// The form as last submitted.
+    pub form: Json<serde_json::Value>,
+    /// BLAKE3 of the form's bytes.
+    pub form_hash: String,
+    /// The node ids its form routes through, in order.
+    pub route: Vec<String>,
+    /// The current node (while running).
+    pub current_node: Option<String>,
+    /// The caller's tasks waiting on it (numbers).
+    pub my_tasks: Vec<u32>,
+    /// Every task, oldest first.
+    pub tasks: Vec<ApprovalTaskNode>,
+    /// When submitted (RFC 3339).
+    pub submitted_at: String,
+    /// When last changed (RFC 3339).
+    pub updated_at: String,
+    /// Everything that happened, oldest first.
+    pub timeline: Vec<ApprovalTimelineEntry>,
+}
+
+fn node_of(row: &ApprovalRow, caller: UserId) -> ApprovalNode {
+    let s = &row.state;
+    let definition = s.definition.clone();
+    ApprovalNode {
+        id: row.id.to_string(),
+        name: row.name.clone(),
+        status: s.status.into(),
+        submitter: s.submitter.map(|u| u.to_string()).unwrap_or_default(),
+        department: s.department.map(|d| d.to_string()),
+        definition_id: definition.as_ref().map(|d| d.definition_id.to_string()).unwrap_or_default(),
+        definition_version: definition.as_ref().map_or(0, |d| d.version),
+        definition_hash: definition.map(|d| d.hash).unwrap_or_default(),
+        form: Json(serde_json::to_value(&s.form).unwrap_or_default()),
+        form_hash: oacis_domain::approval::form::form_hash(&s.form),
+        route: s.route.clone(),
+        current_node: (s.status == oacis_domain::approval::instance::ApprovalStatus::Running)
+            .then(|| s.route.get(s.at).cloned())
+            .flatten(),
+        my_tasks: s.tasks.iter().filter(|(_, t)| t.assignee == caller && t.status.live()).map(|(n, _)| *n).collect(),
+        tasks: s
+            .tasks
+            .iter()
+            .map(|(n, t)| ApprovalTaskNode {
+                number: *n,
+                node: t.node.clone(),
+                assignee: t.assignee.to_string(),
+                owner: t.owner.map(|o| o.to_string()),
+                status: t.status.into(),
+                parent: t.parent,
+            })
+            .collect(),
+        submitted_at: time_text(row.submitted_at),
+        updated_at: time_text(row.updated_at),
+        timeline: row
+            .timeline
+            .iter()
+            .map(|e| ApprovalTimelineEntry {
+                seq: e.seq,
+                at: time_text(e.at),
+                actor: e.actor.clone(),
+                kind: e.event.kind().to_owned(),
+                detail: Json(serde_json::from_slice(&e.event.payload()).unwrap_or_default()),
+            })
+            .collect(),
+    }
+}
+
+/// Whether `caller` may see `row`: a participant, or `approval.audit` over it.
+fn visible(v: &Views, caller: &Caller, row: &ApprovalRow) -> bool {
+    let s = &row.state;
+    let user = caller.user;
+    let participant = s.submitter == Some(user)
+        || s.tasks.values().any(|t| t.assignee == user || t.owner == Some(user))
+        || row.timeline.iter().any(|e| match &e.event {
+            oacis_domain::approval::instance::ApprovalEvent::ApprovalCcSent(cc) => cc.to.contains(&user),
+            _ => false,
+        });
+    participant || caller.may(Permission::ApprovalAudit, &resource(&v.access, s.submitter, s.department))
+}
+
+/// The organisation's facts for an approval by `submitter` on `body`, for the users the
+/// definition, the form, the picks and the operation (`extra`) name.
+fn org_facts(
+    v: &Views,
+    submitter: UserId,
+    body: &DefinitionBody,
+    form: &FormValues,
+    picked: &BTreeMap<String, Vec<UserId>>,
+    extra: &[UserId],
+) -> OrgFacts {
+    let access = &v.access;
+    let department = access.user(submitter).map(|u| u.department);
+    let leaders: Vec<Option<UserId>> = department
+        .map(|d| access.department_path(d).iter().map(|d| access.department(*d).and_then(|row| row.leader)).collect())
+        .unwrap_or_default();
+    let mut roles = BTreeSet::new();
+    let mut named: Vec<UserId> = Vec::new();
+    let mut walk = vec![body.nodes.as_slice()];
+    while let Some(nodes) = walk.pop() {
+        for node in nodes {
+            match node {
+                Node::Approval { approvers: a, .. } | Node::Cc { to: a, .. } => match a {
+                    Approvers::Role { role } => {
+                        roles.insert(*role);
+                    }
+                    Approvers::Users { users } => named.extend(users),
+                    _ => {}
+                },
+                Node::Condition { branches, default, .. } => {
+                    walk.extend(branches.iter().map(|b| b.nodes.as_slice()));
+                    walk.push(default);
+                }
+            }
+        }
+    }
+    let mut role_members: BTreeMap<_, Vec<UserId>> = BTreeMap::new();
+    let mut administrators = Vec::new();
+    for (_, grant) in access.grants().filter(|(_, g)| !g.revoked) {
+        if roles.contains(&grant.role) {
+            let members = role_members.entry(grant.role).or_default();
+            if !members.contains(&grant.user) {
+                members.push(grant.user);
+            }
+        }
+        let defines =
+            access.role(grant.role).is_some_and(|r| !r.retired && r.permissions.contains(&Permission::ApprovalDefine));
+        if defines && !administrators.contains(&grant.user) {
+            administrators.push(grant.user);
+        }
+    }
+    let form_users =
+        form.values().filter_map(|value| value.as_str()).filter_map(|s| uuid::Uuid::parse_str(s).ok()).map(UserId);
+    let candidates = leaders
+        .iter()
+        .flatten()
+        .copied()
+        .chain(role_members.values().flatten().copied())
+        .chain(named)
+        .chain(picked.values().flatten().copied())
+        .chain(form_users)
+        .chain(administrators.iter().copied())
+        .chain(extra.iter().copied())
+        .chain([submitter]);
+    let active = candidates.filter(|u| access.user(*u).is_some_and(|row| may_act(row.status))).collect();
+    OrgFacts { department, leaders, role_members, active, administrators }
+}
+
+fn task_number(task: i32) -> ApiResult<u32> {
+    u32::try_from(task)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::field("task", FieldCode::OutOfRange, "a task number is 1 or more"))
+}
+
+fn users(field: &str, ids: &[String]) -> ApiResult<Vec<UserId>> {
+    ids.iter().enumerate().map(|(i, id)| parse_id(&format!("{field}[{i}]"), id).map(UserId)).collect()
+}
+
+fn form_of(field: &str, value: Json<serde_json::Value>) -> ApiResult<FormValues> {
+    serde_json::from_value(value.0)
+        .map_err(|e| ApiError::field(field, FieldCode::InvalidFormat, format!("must be a JSON object: {e}")))
+}
+
+/// Runs `act` on approval `id` for the caller, with the users the act names in `extra`.
+async fn act_on(
+    ctx: &Context<'_>,
+    id: &str,
+    act: Act,
+    extra: &[UserId],
+    key: Option<String>,
+) -> ApiResult<MutationResult> {
+    let caller = caller(ctx)?;
+    let id = ApprovalId(parse_id("id", id)?);
+    let env = views(ctx, |v| {
+        let row = v.approvals.get(id).filter(|row| visible(v, caller, row))?;
+        let pinned = row.state.definition.as_ref()?;
+        let definition = v.approvals.definition(pinned.definition_id, Some(pinned.version))?.clone();
+        let submitter = row.state.submitter?;
+        let form = match &act {
+            Act::Resubmit { form } => form,
+            _ => &row.state.form,
+        };
+        let org = org_facts(v, submitter, &definition.body, form, &row.state.picked, extra);
+        Some(Environment { definition, org })
+    })?
+    .ok_or(ApiError::NotFound("approval"))?;
+    execute::<Approval>(ctx, id, id.stream(), ApprovalCommand { act, env }, key).await
+}
+
+/// Approval queries.
+#[derive(Default, Debug)]
+pub struct ApprovalQuery;
+
+#[Object]
+impl ApprovalQuery {
+    /// Every definition's latest version, by name.
+    async fn approval_definitions(&self, ctx: &Context<'_>) -> ApiResult<Vec<ApprovalDefinitionNode>> {
+        caller(ctx)?;
+        let mut list: Vec<ApprovalDefinitionNode> =
+            views(ctx, |v| v.approvals.definitions().map(ApprovalDefinitionNode::from).collect())?;
+        list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        Ok(list)
+    }
+
+    /// One definition's version (without `version`, the latest).
+    async fn approval_definition(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        version: Option<u32>,
+    ) -> ApiResult<ApprovalDefinitionNode> {
+        caller(ctx)?;
+        let id = ApprovalDefinitionId(parse_id("id", &id)?);
+        views(ctx, |v| v.approvals.definition(id, version).map(ApprovalDefinitionNode::from))?
+            .ok_or(ApiError::NotFound("approval definition"))
+    }
+
+    /// The caller's approvals in `list`, newest submission first, optionally of one status;
+    /// a Relay connection with `totalCount`.
+    async fn approvals(
+        &self,
+        ctx: &Context<'_>,
+        list: ApprovalListKind,
+        status: Option<ApprovalStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, ApprovalNode, Counted>> {
+        let caller = caller(ctx)?;
+        let status = status.map(Into::into);
+        let rows = views(ctx, |v| {
+            let rows: Vec<&ApprovalRow> = match list {
+                ApprovalListKind::Inbox => v.approvals.list(caller.user, ApprovalList::Inbox, status),
+                ApprovalListKind::Done => v.approvals.list(caller.user, ApprovalList::Done, status),
+                ApprovalListKind::Submitted => v.approvals.list(caller.user, ApprovalList::Submitted, status),
+                ApprovalListKind::Copied => v.approvals.list(caller.user, ApprovalList::Copied, status),
+                ApprovalListKind::All => v
+                    .approvals
+                    .all(status)
+                    .into_iter()
+                    .filter(|row| {
+                        caller.may(
+                            Permission::ApprovalAudit,
+                            &resource(&v.access, row.state.submitter, row.state.department),
+                        )
+                    })
+                    .collect(),
+            };
+            rows.into_iter().map(|row| node_of(row, caller.user)).collect::<Vec<_>>()
+        })?;
+        connection(rows, |n| n.id.clone(), first, after)
+    }
+
+    /// One approval, with its tasks and timeline.
+    async fn approval(&self, ctx: &Context<'_>, id: String) -> ApiResult<ApprovalNode> {
+        let caller = caller(ctx)?;
+        let id = ApprovalId(parse_id("id", &id)?);
+        views(ctx, |v| v.approvals.get(id).filter(|row| visible(v, caller, row)).map(|row| node_of(row, caller.user)))?
+            .ok_or(ApiError::NotFound("approval"))
+    }
+}
+
+/// Approval mutations.
+#[derive(Default, Debug)]
+pub struct ApprovalMutation;
+
+#[Object]
+impl ApprovalMutation {
+    /// Publishes a definition (`approval.define`): without `id` a new one at version 1, with
+    /// `id` its next version. Published versions never change; running approvals finish on
+    /// theirs. A body equal to the latest version writes nothing.
+    async fn publish_approval_definition(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<String>,
+        definition: Json<serde_json::Value>,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let caller = caller(ctx)?;
+        caller.require(Permission::ApprovalDefine, &oacis_domain::authz::Resource::global())?;
+        let body: DefinitionBody = serde_json::from_value(definition.0)
+            .map_err(|e| ApiError::field("definition", FieldCode::InvalidFormat, e.to_string()))?;
+        let id = match id {
+            Some(id) => {
+                let id = ApprovalDefinitionId(parse_id("id", &id)?);
+                if views(ctx, |v| v.approvals.definition(id, None).is_none())? {
+                    return Err(ApiError::NotFound("approval definition"));
+                }
+                id
+            }
+            None => ApprovalDefinitionId(origin(ctx, client_mutation_id.clone())?.new_id("approval definition")),
+        };
+        execute::<Definition>(ctx, id, id.stream(), DefinitionCommand::Publish { id, body }, client_mutation_id).await
+    }
+
+    /// Submits an approval on a definition's latest version, with its form (a JSON object of
+    /// field values: money in integer fen) and, for nodes whose approvers the submitter picks,
+    /// `picked: {"node id": ["user id", ...]}`.
+    async fn submit_approval(
+        &self,
+        ctx: &Context<'_>,
+        definition: String,
+        form: Json<serde_json::Value>,
+        picked: Option<Json<serde_json::Value>>,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let caller = caller(ctx)?;
+        let definition_id = ApprovalDefinitionId(parse_id("definition", &definition)?);
+        let form = form_of("form", form)?;
+        let picked: BTreeMap<String, Vec<UserId>> = match picked {
+            None => BTreeMap::new(),
+            Some(json) => serde_json::from_value(json.0).map_err(|e| {
+                ApiError::field(
+                    "picked",
+                    FieldCode::InvalidFormat,
+                    format!("must map node ids to lists of user ids: {e}"),
+                )
+            })?,
+        };
+        let env = views(ctx, |v| {
+            let definition = v.approvals.definition(definition_id, None)?.clone();
+            let org = org_facts(v, caller.user, &definition.body, &form, &picked, &[]);
+            Some(Environment { definition, org })
+        })?
+        .ok_or(ApiError::NotFound("approval definition"))?;
+        let id = ApprovalId(origin(ctx, client_mutation_id.clone())?.new_id("approval"));
+        let act = Act::Submit { id, form, picked };
+        execute::<Approval>(ctx, id, id.stream(), ApprovalCommand { act, env }, client_mutation_id).await
+    }
+
+    /// Approves one's task (同意).
+    async fn approve_approval_task(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        task: i32,
+        comment: Option<String>,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        act_on(ctx, &id, Act::Approve { task: task_number(task)?, comment }, &[], client_mutation_id).await
+    }
+
+    /// Rejects (驳回): the approval ends rejected (in an all-must-approve node, once its pass
+    /// ratio is out of reach).
+    async fn reject_approval_task(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        task: i32,
+        comment: String,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        act_on(ctx, &id, Act::Reject { task: task_number(task)?, comment }, &[], client_mutation_id).await
+    }
+
+    /// Returns (退回) to an earlier node of the route, or without `to` to the submitter.
+    async fn return_approval_task(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        task: i32,
+        to: Option<String>,
+        comment: String,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        act_on(ctx, &id, Act::Return { task: task_number(task)?, to, comment }, &[], client_mutation_id).await
+    }
+
+    /// The submitter resubmits a returned approval with its form as now.
+    async fn resubmit_approval(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        form: Json<serde_json::Value>,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        act_on(ctx, &id, Act::Resubmit { form: form_of("form", form)? }, &[], client_mutation_id).await
+    }
+
+    /// Gives one's task to someone else for good (转办).
+    async fn transfer_approval_task(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        task: i32,
+        to: String,
+        comment: Option<String>,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let to = UserId(parse_id("to", &to)?);
+        act_on(ctx, &id, Act::Transfer { task: task_number(task)?, to, comment }, &[to], client_mutation_id).await
+    }
+
+    /// Lets someone else work one's task (委派); it comes back, and the owner decides.
+    async fn delegate_approval_task(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        task: i32,
+        to: String,
+        comment: Option<String>,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let to = UserId(parse_id("to", &to)?);
+        act_on(ctx, &id, Act::Delegate { task: task_number(task)?, to, comment }, &[to], client_mutation_id).await
+    }
+
+    /// The delegate hands a delegated task back with their opinion.
+    async fn resolve_approval_delegation(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        task: i32,
+        comment: Option<String>,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        act_on(ctx, &id, Act::ResolveDelegation { task: task_number(task)?, comment }, &[], client_mutation_id).await
+    }
+
+    /// 前加签: `users` approve before the caller, whose task waits for them.
+    async fn add_approval_signers_before(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        task: i32,
+        users: Vec<String>,
+        comment: Option<String>,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let users = self::users("users", &users)?;
+        let act = Act::AddSignersBefore { task: task_number(task)?, users: users.clone(), comment };
+        act_on(ctx, &id, act, &users, client_mutation_id).await
+    }
+
+    /// 减签: removes a signer the caller added, while their task is running.
+    async fn remove_approval_signer(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        task: i32,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        act_on(ctx, &id, Act::RemoveSigner { task: task_number(task)? }, &[], client_mutation_id).await
+    }
+
+    /// Takes back one's approval (撤回) while nothing was decided after it.
+    async fn withdraw_approval_task(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        task: i32,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        act_on(ctx, &id, Act::Withdraw { task: task_number(task)? }, &[], client_mutation_id).await
+    }
+
+    /// Copies users (抄送), by the submitter or an approver.
+    async fn copy_approval(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        to: Vec<String>,
+        comment: Option<String>,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let to = users("to", &to)?;
+        act_on(ctx, &id, Act::Cc { to: to.clone(), comment }, &to, client_mutation_id).await
+    }
+
+    /// The submitter cancels a running or returned approval (撤销).
+    async fn cancel_approval(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        reason: String,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        act_on(ctx, &id, Act::Cancel { reason }, &[], client_mutation_id).await
+    }
+
+    /// The submitter urges the current approvers (催办), at most once per 10 minutes
+    /// (RATE_LIMITED otherwise).
+    async fn urge_approval(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        act_on(ctx, &id, Act::Urge, &[], client_mutation_id).await
+    }
+}

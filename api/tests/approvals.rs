@@ -1,0 +1,249 @@
+//! Approvals over GraphQL, as an office runs them: an administrator sets a department's
+//! leader, a finance role and a reimbursement definition; a salesperson's ¥6,000 claim goes
+//! to the manager then finance while ¥4,000 skips finance; lists and timelines answer each
+//! person; two approvers of an any-one node race and one gets CONFLICT; and every refusal is
+//! typed (FORBIDDEN, NOT_FOUND, RATE_LIMITED, VALIDATION) with nothing written.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use oacis_tests::{code, Server};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "Sesame-Open-2026";
+
+struct Office {
+    server: Server,
+}
+
+impl Office {
+    fn ask(&self, token: &str, query: &str, variables: Value) -> Value {
+        let answer = self.server.gql(Some(token), query, variables);
+        assert!(answer["errors"].is_null(), "{query}: {answer}");
+        answer["data"].clone()
+    }
+
+    fn id(&self, token: &str, query: &str, variables: Value) -> String {
+        let data = self.ask(token, query, variables);
+        let (_, result) = data.as_object().unwrap().iter().next().unwrap();
+        result["id"].as_str().unwrap().to_owned()
+    }
+
+    fn user(&self, admin: &str, name: &str, no: &str, department: &str) -> (String, String) {
+        let create = "mutation($u: String!, $e: String!, $d: String!) { createUser(username: $u, employeeNo: $e, displayName: $u, department: $d, initialPassword: \"Initial-Pass-9\") { id } }";
+        let id = self.id(admin, create, json!({ "u": name, "e": no, "d": department }));
+        let token = self.server.first_sign_in(name, "Initial-Pass-9", "Changed-Pass-77");
+        (id, token)
+    }
+
+    fn inbox(&self, token: &str) -> Value {
+        self.ask(
+            token,
+            "{ approvals(list: INBOX) { totalCount edges { node { id status myTasks currentNode } } } }",
+            json!({}),
+        )["approvals"]
+            .clone()
+    }
+
+    fn approval(&self, token: &str, id: &str) -> Value {
+        self.ask(
+            token,
+            "query($id: String!) { approval(id: $id) { id name status route currentNode formHash definitionVersion definitionHash submitter tasks { number node assignee status } timeline { seq kind actor detail } } }",
+            json!({ "id": id }),
+        )["approval"]
+            .clone()
+    }
+
+    fn approve(&self, token: &str, id: &str, task: u64, comment: &str) -> Value {
+        self.server.gql(
+            Some(token),
+            "mutation($id: String!, $t: Int!, $c: String) { approveApprovalTask(id: $id, task: $t, comment: $c) { id seq events } }",
+            json!({ "id": id, "t": task, "c": comment }),
+        )
+    }
+}
+
+fn reimbursement(finance_role: &str) -> Value {
+    json!({
+        "name": "费用报销",
+        "form": [
+            { "name": "amount", "label": "金额", "type": "money", "required": true },
+            { "name": "reason", "label": "事由", "type": "text", "max": 200, "required": true }
+        ],
+        "nodes": [
+            { "type": "approval", "id": "manager", "name": "部门经理", "approvers": { "kind": "leader", "level": 1 }, "mode": { "kind": "any" } },
+            { "type": "condition", "id": "big", "name": "大于5000元", "default": [], "branches": [{
+                "when": { "and": true, "groups": [{ "and": true, "rules": [{ "field": "amount", "op": "gt", "value": 500000 }] }] },
+                "nodes": [{ "type": "approval", "id": "finance", "name": "财务", "approvers": { "kind": "role", "role": finance_role }, "mode": { "kind": "any" } }]
+            }]}
+        ]
+    })
+}
+
+const SUBMIT: &str = "mutation($d: String!, $f: JSON!) { submitApproval(definition: $d, form: $f) { id seq events } }";
+
+#[test]
+fn reimbursements_route_by_amount_and_every_refusal_is_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let office = Office {
+        server: Server::start(env!("CARGO_BIN_EXE_oacis"), dir.path(), &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]),
+    };
+    let admin = office.server.first_sign_in("admin", PASSWORD, "Sesame-Changed-77");
+    let sales = office.id(&admin, r#"mutation { createDepartment(name: "销售一部") { id } }"#, json!({}));
+    let (_li_id, li) = office.user(&admin, "li.na", "E-1", &sales);
+    let (wang_id, wang) = office.user(&admin, "wang.fang", "E-2", &sales);
+    let (zhao_id, zhao) = office.user(&admin, "zhao.lei", "E-3", &sales);
+    let (_qian_id, qian) = office.user(&admin, "qian.min", "E-4", &sales);
+    office.ask(
+        &admin,
+        "mutation($d: String!, $l: String) { setDepartmentLeader(id: $d, leader: $l) { events } }",
+        json!({ "d": sales, "l": wang_id }),
+    );
+    let leader = office.ask(&admin, "{ departments { id leader } }", json!({}));
+    assert!(leader["departments"].as_array().unwrap().iter().any(|d| d["id"] == sales && d["leader"] == wang_id));
+    let finance =
+        office.id(&admin, r#"mutation { defineRole(name: "finance", permissions: ["task.read"]) { id } }"#, json!({}));
+    office.ask(
+        &admin,
+        "mutation($u: String!, $r: String!) { grantRole(user: $u, role: $r, scope: OWN) { id } }",
+        json!({ "u": zhao_id, "r": finance }),
+    );
+
+    // Only holders of approval.define publish; a definition with an unknown field in a
+    // condition is refused by field.
+    let publish = "mutation($b: JSON!) { publishApprovalDefinition(definition: $b) { id version events } }";
+    let refused = office.server.gql(Some(&li), publish, json!({ "b": reimbursement(&finance) }));
+    assert_eq!(code(&refused), "FORBIDDEN", "{refused}");
+    let mut broken = reimbursement(&finance);
+    broken["nodes"][1]["branches"][0]["when"]["groups"][0]["rules"][0]["field"] = json!("amout");
+    let refused = office.server.gql(Some(&admin), publish, json!({ "b": broken }));
+    assert_eq!(code(&refused), "VALIDATION", "{refused}");
+    assert!(refused.to_string().contains("nodes[1].branches[0].when.groups[0].rules[0]"), "{refused}");
+    let definition = office.id(&admin, publish, json!({ "b": reimbursement(&finance) }));
+    let listed = office.ask(&li, "{ approvalDefinitions { id version name hash } }", json!({}));
+    assert_eq!(listed["approvalDefinitions"][0]["version"], 1);
+    assert_eq!(listed["approvalDefinitions"][0]["name"], "费用报销");
+
+    // A form with problems gets every field error at once, and nothing is written.
+    let bad =
+        office.server.gql(Some(&li), SUBMIT, json!({ "d": definition, "f": { "amount": 12.5, "colour": "red" } }));
+    assert_eq!(code(&bad), "VALIDATION", "{bad}");
+    let fields: Vec<&str> = bad["errors"][0]["extensions"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["form.colour", "form.amount", "form.reason"]);
+    assert_eq!(office.inbox(&wang)["totalCount"], 0);
+
+    // ¥6,000: the manager, then finance.
+    let big = office.id(&li, SUBMIT, json!({ "d": definition, "f": { "amount": 600_000, "reason": "客户拜访差旅" } }));
+    let inbox = office.inbox(&wang);
+    assert_eq!(inbox["totalCount"], 1, "{inbox}");
+    assert_eq!(inbox["edges"][0]["node"]["currentNode"], "manager");
+    let task = inbox["edges"][0]["node"]["myTasks"][0].as_u64().unwrap();
+    // Someone else's task: FORBIDDEN to a participant (the submitter); to those with no part
+    // in it yet (finance before its node, a colleague) the approval does not exist.
+    assert_eq!(code(&office.approve(&li, &big, task, "自己批")), "FORBIDDEN");
+    assert_eq!(code(&office.approve(&zhao, &big, task, "抢先")), "NOT_FOUND");
+    assert_eq!(code(&office.approve(&qian, &big, task, "抢先")), "NOT_FOUND");
+    let hidden =
+        office.server.gql(Some(&qian), "query($id: String!) { approval(id: $id) { id } }", json!({ "id": big }));
+    assert_eq!(code(&hidden), "NOT_FOUND");
+    // The submitter urges once; again at once is RATE_LIMITED.
+    let urge = "mutation($id: String!) { urgeApproval(id: $id) { events } }";
+    assert!(office.server.gql(Some(&li), urge, json!({ "id": big }))["errors"].is_null());
+    assert_eq!(code(&office.server.gql(Some(&li), urge, json!({ "id": big }))), "RATE_LIMITED");
+
+    let approved = office.approve(&wang, &big, task, "同意");
+    assert!(approved["errors"].is_null(), "{approved}");
+    assert_eq!(office.inbox(&wang)["totalCount"], 0);
+    let inbox = office.inbox(&zhao);
+    assert_eq!(inbox["edges"][0]["node"]["currentNode"], "finance");
+    let task = inbox["edges"][0]["node"]["myTasks"][0].as_u64().unwrap();
+    assert!(office.approve(&zhao, &big, task, "财务已核")["errors"].is_null());
+    let shown = office.approval(&li, &big);
+    assert_eq!(shown["status"], "APPROVED");
+    assert_eq!(shown["route"], json!(["manager", "finance"]));
+    assert_eq!(shown["definitionVersion"], 1);
+    assert_eq!(shown["formHash"].as_str().unwrap().len(), 64);
+    let decisions: Vec<(String, String)> = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "ApprovalTaskApproved")
+        .map(|e| (e["detail"]["by"].as_str().unwrap().to_owned(), e["detail"]["comment"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(decisions, [(wang_id.clone(), "同意".to_owned()), (zhao_id.clone(), "财务已核".to_owned())]);
+    let done = office.ask(&wang, "{ approvals(list: DONE) { totalCount } }", json!({}));
+    assert_eq!(done["approvals"]["totalCount"], 1);
+
+    // ¥4,000 skips finance.
+    let small = office.id(&li, SUBMIT, json!({ "d": definition, "f": { "amount": 400_000, "reason": "办公用品" } }));
+    let task = office.inbox(&wang)["edges"][0]["node"]["myTasks"][0].as_u64().unwrap();
+    assert!(office.approve(&wang, &small, task, "同意")["errors"].is_null());
+    let shown = office.approval(&li, &small);
+    assert_eq!((shown["status"].as_str(), shown["route"].clone()), (Some("APPROVED"), json!(["manager"])));
+    assert_eq!(office.inbox(&zhao)["totalCount"], 0);
+    let submitted = office.ask(&li, "{ approvals(list: SUBMITTED, status: APPROVED) { totalCount } }", json!({}));
+    assert_eq!(submitted["approvals"]["totalCount"], 2);
+    // The administrator audits every approval; the salesperson may not list them all.
+    let all = office.ask(&admin, "{ approvals(list: ALL) { totalCount } }", json!({}));
+    assert_eq!(all["approvals"]["totalCount"], 2);
+    let mine_only = office.ask(&qian, "{ approvals(list: ALL) { totalCount } }", json!({}));
+    assert_eq!(mine_only["approvals"]["totalCount"], 0);
+}
+
+#[test]
+fn of_two_any_one_approvers_acting_at_once_one_decides_and_the_other_gets_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let office = Office {
+        server: Server::start(env!("CARGO_BIN_EXE_oacis"), dir.path(), &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]),
+    };
+    let admin = office.server.first_sign_in("admin", PASSWORD, "Sesame-Changed-77");
+    let sales = office.id(&admin, r#"mutation { createDepartment(name: "采购部") { id } }"#, json!({}));
+    let (_, li) = office.user(&admin, "li.na", "E-1", &sales);
+    let (a_id, a) = office.user(&admin, "buyer.a", "E-2", &sales);
+    let (b_id, b) = office.user(&admin, "buyer.b", "E-3", &sales);
+    let body = json!({
+        "name": "采购",
+        "form": [{ "name": "amount", "label": "金额", "type": "money", "required": true }],
+        "nodes": [{ "type": "approval", "id": "buyers", "name": "采购审批", "approvers": { "kind": "users", "users": [a_id, b_id] }, "mode": { "kind": "any" } }]
+    });
+    let definition = office.id(
+        &admin,
+        "mutation($b: JSON!) { publishApprovalDefinition(definition: $b) { id } }",
+        json!({ "b": body }),
+    );
+    for round in 0..3 {
+        let id = office.id(&li, SUBMIT, json!({ "d": definition, "f": { "amount": 10_000 + round } }));
+        let ta = office.approval(&a, &id)["tasks"].as_array().unwrap().iter().find(|t| t["assignee"] == a_id).unwrap()
+            ["number"]
+            .as_u64()
+            .unwrap();
+        let tb = office.approval(&b, &id)["tasks"].as_array().unwrap().iter().find(|t| t["assignee"] == b_id).unwrap()
+            ["number"]
+            .as_u64()
+            .unwrap();
+        let reject = "mutation($id: String!, $t: Int!) { rejectApprovalTask(id: $id, task: $t, comment: \"不同意\") { events } }";
+        let (first, second) = std::thread::scope(|s| {
+            let one = s.spawn(|| office.approve(&a, &id, ta, "同意"));
+            let two = s.spawn(|| office.server.gql(Some(&b), reject, json!({ "id": id, "t": tb })));
+            (one.join().unwrap(), two.join().unwrap())
+        });
+        let codes = [first["errors"].is_null(), second["errors"].is_null()];
+        assert_eq!(codes.iter().filter(|ok| **ok).count(), 1, "{first} / {second}");
+        let loser = if codes[0] { &second } else { &first };
+        assert_eq!(code(loser), "CONFLICT", "{loser}");
+        let shown = office.approval(&li, &id);
+        let expected = if codes[0] { "APPROVED" } else { "REJECTED" };
+        assert_eq!(shown["status"], expected);
+        let decided = shown["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "ApprovalTaskApproved" || e["kind"] == "ApprovalTaskRejected")
+            .count();
+        assert_eq!(decided, 1, "{shown}");
+    }
+}
