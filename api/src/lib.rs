@@ -8,6 +8,7 @@
 //! (subcommands), `progress`.
 
 pub mod access;
+pub mod approvals;
 pub mod auth;
 pub mod backups;
 pub mod cli;

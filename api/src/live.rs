@@ -4,11 +4,12 @@
 //! Two tasks feed the hub:
 //! - the **pump** follows the log from its head at start (the store's subscription: each
 //!   record once, in order) and raises `task_assigned` and `case_assigned` for the assignee,
-//!   `approval_task`, `approval_urged` and `approval_outcome` for the people an approval
+//!   `approval_task`, `approval_urged`, `approval_due` and `approval_outcome` for the people an approval
 //!   concerns, and `security_alert` for the account concerned and for administrators, once the audit
 //!   view has applied the event that raised it;
 //! - the **timer** raises `task_reminder` and `case_follow_up_due` when a reminder or a
-//!   follow-up falls due by the command path's clock. It sleeps until the earliest due time
+//!   follow-up falls due by the command path's clock, and applies approval tasks' due times
+//!   ([`crate::approvals::tick_due`]). It sleeps until the earliest due time
 //!   the views know of (at most [`TIMER_RECHECK`]), and wakes early when a task or case
 //!   changes or the clock is moved ([`Hub::clock_moved`], for clocks that tests drive).
 //!
@@ -22,6 +23,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use oacis_domain::approval::calendar::OnDue;
 use oacis_domain::approval::instance::{ApprovalEvent, ApprovalState, TaskStatus};
 use oacis_domain::case::CaseEvent;
 use oacis_domain::ids::{Timestamp, UserId};
@@ -66,6 +68,8 @@ pub enum NotificationKind {
     ApprovalUrged,
     /// The recipient's approval was approved, rejected, or returned to them.
     ApprovalOutcome,
+    /// One of the recipient's approval tasks fell due (its node reminds).
+    ApprovalDue,
 }
 
 impl NotificationKind {
@@ -81,6 +85,7 @@ impl NotificationKind {
             NotificationKind::ApprovalTask => "approval_task",
             NotificationKind::ApprovalUrged => "approval_urged",
             NotificationKind::ApprovalOutcome => "approval_outcome",
+            NotificationKind::ApprovalDue => "approval_due",
         }
     }
 }
@@ -300,6 +305,8 @@ async fn pump(hub: Arc<Hub>, bus: Arc<CommandBus>, from: Seq) {
                         seq,
                     });
                 }
+                // A new or resumed task may be the next due time.
+                hub.clock_moved();
             }
             AnyEvent::User(..) | AnyEvent::AccessLog(..) => {
                 let raised = bus
@@ -348,6 +355,11 @@ fn approval_notices(event: &ApprovalEvent, state: &ApprovalState) -> Vec<(UserId
             e.tasks.iter().filter_map(|t| assignee(*t)).map(|a| (a, NotificationKind::ApprovalUrged)).collect()
         }
         E::ApprovalCompleted(_) => submitter.map(|s| (s, NotificationKind::ApprovalOutcome)).collect(),
+        E::ApprovalTaskTimedOut(e) => match (e.action, e.to) {
+            (OnDue::TransferToLeader, Some(to)) => vec![(to, NotificationKind::ApprovalTask)],
+            (OnDue::Remind, _) => assignee(e.task).map(|a| (a, NotificationKind::ApprovalDue)).into_iter().collect(),
+            _ => Vec::new(),
+        },
         E::ApprovalReturned(e) if e.to.is_none() => submitter.map(|s| (s, NotificationKind::ApprovalOutcome)).collect(),
         _ => Vec::new(),
     }
@@ -388,7 +400,10 @@ async fn timer(hub: Arc<Hub>, bus: Arc<CommandBus>, since: Timestamp) {
                     })
                 }));
                 due.sort_by_key(|n| (n.at, n.record));
-                let next = [v.tasks.next_reminder(to), v.cases.next_follow_up(to)].into_iter().flatten().min();
+                let next = [v.tasks.next_reminder(to), v.cases.next_follow_up(to), v.approvals.next_due_after(now)]
+                    .into_iter()
+                    .flatten()
+                    .min();
                 (due, next)
             })
             .unwrap_or_default();
@@ -397,6 +412,11 @@ async fn timer(hub: Arc<Hub>, bus: Arc<CommandBus>, since: Timestamp) {
         }
         for notification in due {
             hub.raise(notification);
+        }
+        // Approval tasks that fell due get their node's rule, through the log (a no-op for
+        // those handled already, so a due time missed while the server was down is applied now).
+        if let Err(e) = crate::approvals::tick_due(&bus, now).await {
+            tracing::warn!(error = %e, "approval due times could not be read");
         }
         // Sleep until the next due time by this clock (a moved clock or a changed task or case
         // wakes the timer early).

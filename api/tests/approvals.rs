@@ -247,3 +247,131 @@ fn of_two_any_one_approvers_acting_at_once_one_decides_and_the_other_gets_confli
         assert_eq!(decided, 1, "{shown}");
     }
 }
+
+#[derive(clap::Parser)]
+struct Settings {
+    #[command(flatten)]
+    serve: oacis_api::server::ServeArgs,
+}
+
+/// Beijing local time (UTC+8) as UTC microseconds.
+fn beijing(date: &str, hour: i64) -> i64 {
+    let days = oacis_domain::ids::Date::parse(date).unwrap().days();
+    (days * 24 + hour - 8) * 3_600_000_000
+}
+
+#[test]
+fn a_task_due_in_one_working_day_from_the_friday_before_an_adjusted_saturday_goes_to_the_leader_that_saturday() {
+    use clap::Parser as _;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let now = Arc::new(AtomicI64::new(beijing("2026-10-09", 15)));
+    let clock = {
+        let now = now.clone();
+        Arc::new(move || oacis_domain::ids::Timestamp(now.load(Ordering::SeqCst)))
+    };
+    // Sessions that outlive the simulated day between submission and due time.
+    let argv = [
+        "oacis",
+        "--data",
+        data_dir.to_str().unwrap(),
+        "--admin-password",
+        PASSWORD,
+        "--session-idle-minutes",
+        "10000",
+        "--session-max-hours",
+        "1000",
+    ];
+    let app = runtime
+        .block_on(oacis_api::server::App::open_with_clock(Settings::parse_from(argv).serve, Some(clock)))
+        .unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let served = app.clone();
+    runtime.spawn(async move { served.serve_on(listener).await });
+    let ask = |token: &str, query: &str, variables: Value| {
+        let answer = oacis_tests::gql(&addr, Some(token), query, variables);
+        assert!(answer["errors"].is_null(), "{query}: {answer}");
+        answer["data"].clone()
+    };
+    let first = |data: Value| data.as_object().unwrap().values().next().unwrap()["id"].as_str().unwrap().to_owned();
+    let admin = oacis_tests::first_sign_in(&addr, "admin", PASSWORD, "Sesame-Changed-77");
+    let top = first(ask(&admin, r#"mutation { createDepartment(name: "总部") { id } }"#, json!({})));
+    let office = first(ask(
+        &admin,
+        "mutation($p: String) { createDepartment(name: \"行政部\", parent: $p) { id } }",
+        json!({ "p": top }),
+    ));
+    let create = "mutation($u: String!, $e: String!, $d: String!) { createUser(username: $u, employeeNo: $e, displayName: $u, department: $d, initialPassword: \"Initial-Pass-9\") { id } }";
+    let mut people = Vec::new();
+    for (name, no, department) in [("clerk", "E-1", &office), ("head", "E-2", &office), ("director", "E-3", &top)] {
+        let id = first(ask(&admin, create, json!({ "u": name, "e": no, "d": department })));
+        let token = oacis_tests::first_sign_in(&addr, name, "Initial-Pass-9", "Changed-Pass-77");
+        people.push((id, token));
+    }
+    let [(_, clerk), (head_id, _), (director_id, director)] = people.try_into().unwrap();
+    let leader = "mutation($d: String!, $l: String) { setDepartmentLeader(id: $d, leader: $l) { events } }";
+    ask(&admin, leader, json!({ "d": office, "l": head_id }));
+    ask(&admin, leader, json!({ "d": top, "l": director_id }));
+
+    // 2026's National Day: 1-7 October off, Saturday 10 October worked.
+    let mut days: Vec<Value> =
+        (1..=7).map(|d| json!({ "date": format!("2026-10-0{d}"), "off": true, "name": "国庆节" })).collect();
+    days.push(json!({ "date": "2026-10-10", "off": false, "name": "国庆节调休" }));
+    let publish = "mutation($d: JSON!) { publishWorkingCalendar(year: 2026, days: $d, papers: [\"国务院办公厅通知\"]) { events } }";
+    ask(&admin, publish, json!({ "d": days }));
+    let refused = oacis_tests::gql(&addr, Some(&clerk), publish, json!({ "d": days }));
+    assert_eq!(code(&refused), "FORBIDDEN");
+    let body = json!({
+        "name": "用章申请",
+        "form": [{ "name": "purpose", "label": "用途", "type": "text", "max": 100, "required": true }],
+        "nodes": [{ "type": "approval", "id": "head", "name": "部门负责人", "approvers": { "kind": "leader", "level": 1 },
+                    "mode": { "kind": "any" }, "due": { "working_days": 1, "on_due": "transfer_to_leader" } }]
+    });
+    let definition = first(ask(
+        &admin,
+        "mutation($b: JSON!) { publishApprovalDefinition(definition: $b) { id } }",
+        json!({ "b": body }),
+    ));
+
+    let mut feed = oacis_tests::Subscriber::connect(&addr, Some(&director)).unwrap();
+    feed.subscribe("n", "subscription { notifications { kind record detail } }", json!({}));
+    let waited = std::time::Instant::now();
+    while app.state.live.feeds_open() < 1 {
+        assert!(waited.elapsed().as_secs() < 20, "the subscription never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let id = first(ask(&clerk, SUBMIT, json!({ "d": definition, "f": { "purpose": "合同盖章" } })));
+    let task = "query($id: String!) { approval(id: $id) { tasks { number assignee due timedOut } timeline { kind } } }";
+    let shown = ask(&clerk, task, json!({ "id": id }));
+    assert_eq!(shown["approval"]["tasks"][0]["assignee"], head_id.as_str());
+    assert_eq!(
+        shown["approval"]["tasks"][0]["due"], "2026-10-10T07:00:00.000000Z",
+        "15:00 in Beijing on the worked Saturday"
+    );
+
+    // An hour before, nothing; at the due time the timer hands the task to the director.
+    now.store(beijing("2026-10-10", 14), Ordering::SeqCst);
+    app.state.live.clock_moved();
+    now.store(beijing("2026-10-10", 15), Ordering::SeqCst);
+    app.state.live.clock_moved();
+    let note = loop {
+        let message = feed.receive();
+        if message["type"] == "next" {
+            assert!(message["payload"]["errors"].is_null(), "{message}");
+            break message["payload"]["data"]["notifications"].clone();
+        }
+    };
+    assert_eq!((note["kind"].as_str(), note["record"].as_str()), (Some("approval_task"), Some(id.as_str())), "{note}");
+    let shown = ask(&director, task, json!({ "id": id }));
+    assert_eq!(shown["approval"]["tasks"][0]["assignee"], director_id.as_str());
+    assert_eq!(shown["approval"]["tasks"][0]["timedOut"], true);
+    let kinds: Vec<&str> =
+        shown["approval"]["timeline"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "ApprovalTaskTimedOut").count(), 1, "{kinds:?}");
+    runtime.block_on(async { app.state.live.stop() });
+}

@@ -58,6 +58,8 @@ id_type! {
     ApprovalDefinitionId => "approvaldef";
     /// One approval (流程实例), its tasks included.
     ApprovalId => "approval";
+    /// One year's working calendar (see `CalendarYearId::of_year`).
+    CalendarYearId => "calendar";
 }
 
 /// Ids of entities that live inside an aggregate (interactions, purchases, comments, sessions).
@@ -118,7 +120,14 @@ impl Date {
     pub fn of_timestamp(at: Timestamp, offset_minutes: i64) -> Option<Date> {
         const DAY_US: i64 = 86_400_000_000;
         let local = at.0.checked_add(offset_minutes.checked_mul(60_000_000)?)?;
-        let z = local.div_euclid(DAY_US) + 719_468;
+        Date::from_days(local.div_euclid(DAY_US))
+    }
+
+    /// The date `days` days after 1970-01-01 (negative: before), or `None` outside years
+    /// 1000-9999 (H. Hinnant's civil-from-days).
+    #[must_use]
+    pub fn from_days(days: i64) -> Option<Date> {
+        let z = days.checked_add(719_468)?;
         let era = z.div_euclid(146_097);
         let doe = z - era * 146_097;
         let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
@@ -128,6 +137,32 @@ impl Date {
         let month = if mp < 10 { mp + 3 } else { mp - 9 };
         let year = yoe + era * 400 + i64::from(month <= 2);
         Date::new(u16::try_from(year).ok()?, u8::try_from(month).ok()?, u8::try_from(day).ok()?)
+    }
+
+    /// Days since 1970-01-01 (H. Hinnant's days-from-civil).
+    #[must_use]
+    pub fn days(self) -> i64 {
+        let (month, day) = (i64::from(self.month), i64::from(self.day));
+        let year = i64::from(self.year) - i64::from(month <= 2);
+        let era = year.div_euclid(400);
+        let yoe = year - era * 400;
+        let mp = if month > 2 { month - 3 } else { month + 9 };
+        let doy = (153 * mp + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    /// The ISO weekday: 1 = Monday ... 7 = Sunday.
+    #[must_use]
+    pub fn weekday(self) -> u8 {
+        // 1970-01-01 was a Thursday.
+        u8::try_from((self.days() + 3).rem_euclid(7) + 1).unwrap_or(1)
+    }
+
+    /// The year.
+    #[must_use]
+    pub fn year(self) -> u16 {
+        self.year
     }
 
     /// A date from separate digit strings, e.g. the `YYYYMMDD` inside an identity number.
@@ -164,6 +199,18 @@ impl From<Date> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_and_weekdays_round_trip() {
+        for text in ["1970-01-01", "2000-02-29", "2026-10-10", "1999-12-31", "2100-03-01"] {
+            let date = Date::parse(text).unwrap();
+            assert_eq!(Date::from_days(date.days()), Some(date), "{text}");
+        }
+        assert_eq!(Date::parse("1970-01-01").unwrap().days(), 0);
+        assert_eq!(Date::parse("1970-01-01").unwrap().weekday(), 4);
+        assert_eq!(Date::parse("2026-11-30").unwrap().weekday(), 1);
+        assert_eq!(Date::parse("2026-10-10").unwrap().weekday(), 6);
+    }
 
     #[test]
     fn dates_are_checked_including_leap_years() {

@@ -9,10 +9,11 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{id, user};
+use oacis_domain::approval::calendar::*;
 use oacis_domain::approval::definition::*;
 use oacis_domain::approval::form::*;
 use oacis_domain::approval::instance::*;
-use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId, RoleId, Timestamp, UserId};
+use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId, Date, RoleId, Timestamp, UserId};
 use oacis_domain::{Aggregate, Context, DomainError, DomainEvent, Scenario};
 use serde_json::json;
 
@@ -33,7 +34,7 @@ fn at(actor: u128, minutes: i64) -> Context {
 }
 
 fn approval(node: &str, approvers: Approvers, mode: Mode) -> Node {
-    Node::Approval { id: node.into(), name: format!("{node} 审批"), approvers, mode }
+    Node::Approval { id: node.into(), name: format!("{node} 审批"), approvers, mode, due: None }
 }
 
 fn amount_over(fen: i64) -> Condition {
@@ -91,6 +92,7 @@ fn org() -> OrgFacts {
         role_members: BTreeMap::from([(finance_role(), vec![user(FINANCE)])]),
         active: [SUBMITTER, MANAGER, FINANCE, SIGNER, CEO, DIRECTOR, ADMIN].into_iter().map(user).collect(),
         administrators: vec![user(ADMIN)],
+        leader_of: BTreeMap::from([(user(MANAGER), user(DIRECTOR))]),
     }
 }
 
@@ -103,18 +105,20 @@ struct Run {
     scenario: Scenario<Approval>,
     events: Vec<ApprovalEvent>,
     env: Environment,
+    /// Minutes the clock moves per event so far.
+    pace: i64,
 }
 
 impl Run {
     fn submit(definition: &PublishedDefinition, by: u128, values: FormValues) -> Run {
-        let env = Environment { definition: definition.clone(), org: org() };
-        let mut run = Run { scenario: Scenario::given(&[]), events: Vec::new(), env };
+        let env = Environment { definition: definition.clone(), org: org(), calendar: WorkCalendar::default() };
+        let mut run = Run { scenario: Scenario::given(&[]), events: Vec::new(), env, pace: 1 };
         run.act(by, Act::Submit { id: ApprovalId(id(800)), form: values, picked: BTreeMap::new() }).unwrap();
         run
     }
 
     fn act(&mut self, actor: u128, act: Act) -> Result<Vec<ApprovalEvent>, DomainError> {
-        let minutes = self.events.len() as i64;
+        let minutes = self.events.len() as i64 * self.pace;
         let events = self.scenario.when(ApprovalCommand { act, env: self.env.clone() }, &at(actor, minutes))?;
         self.events.extend(events.clone());
         // Every step replays: folding the stored history gives the live state.
@@ -467,7 +471,7 @@ fn a_managers_own_request_goes_to_their_leader_and_a_repeat_approver_passes_auto
 fn nobody_to_approve_goes_to_the_administrators_never_through() {
     let (_, v1) = first_version();
     let env_org = OrgFacts { leaders: vec![None], ..org() };
-    let env = Environment { definition: v1.clone(), org: env_org };
+    let env = Environment { definition: v1.clone(), org: env_org, calendar: WorkCalendar::default() };
     let mut scenario = Scenario::<Approval>::given(&[]);
     let events = scenario
         .when(
@@ -563,7 +567,7 @@ fn forms_and_definitions_report_every_field_error_at_once() {
         &ApprovalState::default(),
         ApprovalCommand {
             act: Act::Submit { id: ApprovalId(id(803)), form: values, picked: BTreeMap::new() },
-            env: Environment { definition: v1, org: org() },
+            env: Environment { definition: v1, org: org(), calendar: WorkCalendar::default() },
         },
         &at(SUBMITTER, 0),
     )
@@ -629,6 +633,7 @@ fn act_from(op: u8, task: u32, other: u128, amount: i64) -> Act {
         10 => Act::Withdraw { task },
         11 => Act::Cc { to: vec![user(other)], comment: None },
         12 => Act::Urge,
+        13 => Act::Tick,
         _ => Act::Cancel { reason: "取消".into() },
     }
 }
@@ -642,14 +647,20 @@ proptest::proptest! {
     #[test]
     fn any_sequence_of_operations_replays_to_the_live_state(
         amount in 0i64..1_000_000,
-        steps in proptest::collection::vec((1u128..=6, 0u8..14, 1u32..=10, 1u128..=6, 0i64..1_000_000), 1..60),
+        steps in proptest::collection::vec((1u128..=6, 0u8..15, 1u32..=10, 1u128..=6, 0i64..1_000_000), 1..60),
     ) {
         let mut history = Vec::new();
         let body = DefinitionBody {
             name: "会签流程".into(),
             form: reimbursement(vec![]).form,
             nodes: vec![
-                approval("board", Approvers::Users { users: vec![user(FINANCE), user(CEO), user(SIGNER)] }, Mode::All { pass_percent: 60 }),
+                Node::Approval {
+                    id: "board".into(),
+                    name: "董事会".into(),
+                    approvers: Approvers::Users { users: vec![user(FINANCE), user(CEO), user(SIGNER)] },
+                    mode: Mode::All { pass_percent: 60 },
+                    due: Some(DueRule { working_days: None, working_hours: Some(1), on_due: OnDue::TransferToLeader }),
+                },
                 Node::Condition {
                     id: "big".into(),
                     name: "大额".into(),
@@ -663,6 +674,8 @@ proptest::proptest! {
         };
         let definition = publish(&mut history, body);
         let mut run = Run::submit(&definition, SUBMITTER, form(amount));
+        // An hour per event, so that due times pass within a sequence.
+        run.pace = 60;
         for (actor, op, task, other, amount) in steps {
             let before = run.events.len();
             match run.act(actor, act_from(op, task, other, amount)) {
@@ -682,4 +695,137 @@ proptest::proptest! {
             }
         }
     }
+}
+
+/// 2026's National Day: 1-7 October off, Saturday 10 October worked (调休).
+fn national_day() -> WorkCalendar {
+    let mut days: Vec<CalendarDay> = (1..=7)
+        .map(|d| CalendarDay { date: Date::new(2026, 10, d).unwrap(), off: true, name: "国庆节".into() })
+        .collect();
+    days.push(CalendarDay { date: Date::parse("2026-10-10").unwrap(), off: false, name: "国庆节调休".into() });
+    let published = CalendarYear::decide(
+        &CalendarYearState::default(),
+        CalendarCommand::PublishYear { year: 2026, days, papers: vec!["国办发明电〔2025〕1号".into()] },
+        &at(ADMIN, 0),
+    )
+    .unwrap();
+    let years: Vec<CalendarYearPublished> = published
+        .into_iter()
+        .map(|e| match e {
+            CalendarEvent::CalendarYearPublished(y) => y,
+        })
+        .collect();
+    WorkCalendar::of_years(&years)
+}
+
+/// Beijing local time as a UTC timestamp.
+fn beijing(date: &str, hour: i64) -> Timestamp {
+    Timestamp((Date::parse(date).unwrap().days() * 24 + hour - 8) * 3_600_000_000)
+}
+
+#[test]
+fn working_days_and_hours_skip_holidays_and_count_adjusted_working_days() {
+    let calendar = national_day();
+    // Friday 9 October 15:00 + 1 working day: the adjusted working Saturday, 15:00.
+    let due = calendar.add_working_days(beijing("2026-10-09", 15), 1);
+    assert_eq!(due, Due { at: beijing("2026-10-10", 15), weekends_only: false });
+    // 30 September + 1 working day: over the holiday week to Thursday 8 October.
+    assert_eq!(calendar.add_working_days(beijing("2026-09-30", 10), 1).at, beijing("2026-10-08", 10));
+    // Friday 16:00 + 4 working hours: 2 on Friday, then 09:00-11:00 on the worked Saturday.
+    assert_eq!(calendar.add_working_hours(beijing("2026-10-09", 16), 4).at, beijing("2026-10-10", 11));
+    // Over lunch: 11:00 + 2 hours is 14:00.
+    assert_eq!(calendar.add_working_hours(beijing("2026-10-12", 11), 2).at, beijing("2026-10-12", 14));
+    // 2027 has no calendar: weekends only, and it says so.
+    let due = calendar.add_working_days(beijing("2027-01-01", 9), 1);
+    assert_eq!(due, Due { at: beijing("2027-01-04", 9), weekends_only: true });
+    assert!(WorkCalendar::default().add_working_days(beijing("2026-10-09", 9), 1).weekends_only);
+}
+
+#[test]
+fn a_one_working_day_task_submitted_on_the_friday_before_an_adjusted_saturday_falls_due_that_saturday() {
+    let mut history = Vec::new();
+    let body = DefinitionBody {
+        name: "用章申请".into(),
+        form: vec![FieldSpec {
+            name: "purpose".into(),
+            label: "用途".into(),
+            kind: FieldKind::Text { max: 100 },
+            required: true,
+        }],
+        nodes: vec![Node::Approval {
+            id: "manager".into(),
+            name: "经理审批".into(),
+            approvers: Approvers::Leader { level: 1 },
+            mode: Mode::Any,
+            due: Some(DueRule { working_days: Some(1), working_hours: None, on_due: OnDue::TransferToLeader }),
+        }],
+    };
+    let definition = publish(&mut history, body);
+    let env = Environment { definition, org: org(), calendar: national_day() };
+    let submitted_at = beijing("2026-10-09", 15);
+    let ctx = |actor: Option<u128>, at: Timestamp| Context::new(actor.map(user), at);
+    let submit = Act::Submit {
+        id: ApprovalId(id(810)),
+        form: FormValues::from([("purpose".into(), json!("合同盖章"))]),
+        picked: BTreeMap::new(),
+    };
+    let events = Approval::decide(
+        &ApprovalState::default(),
+        ApprovalCommand { act: submit, env: env.clone() },
+        &ctx(Some(SUBMITTER), submitted_at),
+    )
+    .unwrap();
+    let ApprovalEvent::ApprovalTaskCreated(created) = &events[2] else { panic!("{events:?}") };
+    let due = created.due.clone().unwrap();
+    assert_eq!(due.at, beijing("2026-10-10", 15));
+    assert_eq!((due.calendar.as_str(), due.weekends_only), (env.calendar.version.as_str(), false));
+    let state = Approval::fold(&events);
+
+    // A tick before the due time does nothing; after it, the task goes to the manager's leader.
+    let tick = ApprovalCommand { act: Act::Tick, env: env.clone() };
+    assert!(Approval::decide(&state, tick.clone(), &ctx(None, beijing("2026-10-10", 14))).unwrap().is_empty());
+    let timed_out = Approval::decide(&state, tick.clone(), &ctx(None, beijing("2026-10-10", 15))).unwrap();
+    assert_eq!(
+        timed_out,
+        [ApprovalEvent::ApprovalTaskTimedOut(ApprovalTaskTimedOut {
+            task: created.task,
+            action: OnDue::TransferToLeader,
+            to: Some(user(DIRECTOR))
+        })]
+    );
+    let mut history: Vec<ApprovalEvent> = events.clone();
+    history.extend(timed_out);
+    let state = Approval::fold(&history);
+    assert_eq!(state.tasks[&created.task].assignee, user(DIRECTOR));
+    // Handled once: a later tick does nothing more.
+    assert!(Approval::decide(&state, tick, &ctx(None, beijing("2026-10-12", 9))).unwrap().is_empty());
+    // A replay gives the same due time, whatever calendar is published later.
+    let replayed = Approval::fold(&history);
+    assert_eq!(replayed.tasks[&created.task].due, Some(beijing("2026-10-10", 15)));
+    // Only the scheduler acts without a user.
+    let refused =
+        Approval::decide(&state, ApprovalCommand { act: Act::Urge, env }, &ctx(None, beijing("2026-10-12", 9)))
+            .unwrap_err();
+    assert!(matches!(refused, DomainError::Rule(_)), "{refused:?}");
+}
+
+#[test]
+fn money_never_passes_by_itself_when_it_falls_due() {
+    let mut body = reimbursement(vec![]);
+    body.nodes[0] = Node::Approval {
+        id: "manager".into(),
+        name: "经理".into(),
+        approvers: Approvers::Leader { level: 1 },
+        mode: Mode::Any,
+        due: Some(DueRule { working_days: Some(2), working_hours: Some(3), on_due: OnDue::Approve }),
+    };
+    let refused = Definition::decide(
+        &DefinitionState::default(),
+        DefinitionCommand::Publish { id: ApprovalDefinitionId(id(602)), body },
+        &at(ADMIN, 0),
+    )
+    .unwrap_err();
+    let DomainError::Validation(fields) = refused else { panic!("{refused:?}") };
+    let named: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(named, ["nodes[0].due", "nodes[0].due.on_due"]);
 }

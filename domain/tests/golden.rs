@@ -53,21 +53,38 @@ fn approval_samples(samples: &mut Samples) {
     use oacis_domain::approval::instance::*;
     use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId};
 
-    let node = |id: &str, users: Vec<u128>, mode| Node::Approval {
+    use oacis_domain::approval::calendar::{CalendarCommand, CalendarDay, CalendarYear, DueRule, OnDue, WorkCalendar};
+
+    let node = |id: &str, users: Vec<u128>, mode, due| Node::Approval {
         id: id.into(),
         name: format!("{id} 审批"),
         approvers: Approvers::Users { users: users.into_iter().map(user).collect() },
         mode,
+        due,
     };
+    let publish_year = CalendarCommand::PublishYear {
+        year: 2026,
+        days: vec![
+            CalendarDay { date: Date::parse("2026-10-01").expect("date"), off: true, name: "国庆节".into() },
+            CalendarDay { date: Date::parse("2026-10-10").expect("date"), off: false, name: "国庆节调休".into() },
+        ],
+        papers: vec!["国务院办公厅关于2026年部分节假日安排的通知".into()],
+    };
+    let year = CalendarYear::decide(&Default::default(), publish_year, &ctx()).expect("publish year");
+    let calendar = WorkCalendar::of_years(year.iter().map(|e| match e {
+        oacis_domain::approval::calendar::CalendarEvent::CalendarYearPublished(y) => y,
+    }));
+    collect_events(samples, year);
+    let remind = DueRule { working_days: None, working_hours: Some(4), on_due: OnDue::Remind };
     let body = DefinitionBody {
         name: "费用报销".into(),
         form: vec![FieldSpec { name: "amount".into(), label: "金额".into(), kind: FieldKind::Money, required: true }],
         nodes: vec![
-            node("manager", vec![2], Mode::Any),
+            node("manager", vec![2], Mode::Any, Some(remind)),
             Node::Cc {
                 id: "inform".into(), name: "抄送行政".into(), to: Approvers::Users { users: vec![user(5)] }
             },
-            node("finance", vec![3, 2], Mode::All { pass_percent: 100 }),
+            node("finance", vec![3, 2], Mode::All { pass_percent: 100 }, None),
         ],
     };
     let publish = DefinitionCommand::Publish { id: ApprovalDefinitionId(id(60)), body };
@@ -82,7 +99,9 @@ fn approval_samples(samples: &mut Samples) {
             role_members: BTreeMap::new(),
             active: (1..=9).map(user).collect(),
             administrators: vec![user(9)],
+            leader_of: BTreeMap::new(),
         },
+        calendar,
     };
     let amount = |fen: i64| FormValues::from([("amount".to_owned(), serde_json::json!(fen))]);
     let script: [Vec<(u128, Act)>; 2] = [
@@ -105,13 +124,17 @@ fn approval_samples(samples: &mut Samples) {
         vec![
             (1, Act::Submit { id: ApprovalId(id(62)), form: amount(100), picked: BTreeMap::new() }),
             (1, Act::Cc { to: vec![user(4)], comment: Some("知悉".into()) }),
+            (0, Act::Tick),
             (1, Act::Cancel { reason: "计划取消".into() }),
         ],
     ];
     for steps in script {
         let mut scenario = Scenario::<Approval>::given(&[]);
         for (step, (actor, act)) in steps.into_iter().enumerate() {
-            let at = Context::new(Some(user(actor)), Timestamp(1_795_000_000_000_000).plus_minutes(step as i64 * 20));
+            // A tick comes from the scheduler (no actor), a week later.
+            let minutes = if act == Act::Tick { 7 * 24 * 60 } else { step as i64 * 20 };
+            let actor = (actor > 0).then(|| user(actor));
+            let at = Context::new(actor, Timestamp(1_795_000_000_000_000).plus_minutes(minutes));
             let described = format!("{act:?}");
             let events = scenario
                 .when(ApprovalCommand { act, env: env.clone() }, &at)
@@ -135,6 +158,7 @@ fn all_kinds() -> Vec<&'static str> {
         ImportEvent::KINDS,
         oacis_domain::approval::definition::DefinitionEvent::KINDS,
         oacis_domain::approval::instance::ApprovalEvent::KINDS,
+        oacis_domain::approval::calendar::CalendarEvent::KINDS,
     ]
     .iter()
     .flat_map(|kinds| kinds.iter().map(|(kind, _)| *kind))
@@ -403,6 +427,9 @@ fn golden_samples_decode_into_events() {
             })
             .or_else(|_| {
                 oacis_domain::approval::instance::ApprovalEvent::decode(kind, schema, &compact).map(|e| e.payload())
+            })
+            .or_else(|_| {
+                oacis_domain::approval::calendar::CalendarEvent::decode(kind, schema, &compact).map(|e| e.payload())
             });
         let reencoded = decoded_ok.unwrap_or_else(|e| panic!("{kind}: {e}"));
         let a: serde_json::Value = serde_json::from_slice(&reencoded).expect("JSON");

@@ -5,14 +5,15 @@
 
 use oacis_domain::access::{GrantEvent, ReservationEvent, RoleEvent};
 use oacis_domain::access_log::AccessLogEvent;
+use oacis_domain::approval::calendar::CalendarEvent;
 use oacis_domain::approval::definition::DefinitionEvent;
 use oacis_domain::approval::instance::ApprovalEvent;
 use oacis_domain::case::CaseEvent;
 use oacis_domain::customer::CustomerEvent;
 use oacis_domain::department::DepartmentEvent;
 use oacis_domain::ids::{
-    ApprovalDefinitionId, ApprovalId, CaseId, CustomerId, DepartmentId, GrantId, ImportId, RoleId, TaskId, Timestamp,
-    UserId,
+    ApprovalDefinitionId, ApprovalId, CalendarYearId, CaseId, CustomerId, DepartmentId, GrantId, ImportId, RoleId,
+    TaskId, Timestamp, UserId,
 };
 use oacis_domain::import::ImportEvent;
 use oacis_domain::task::TaskEvent;
@@ -53,6 +54,8 @@ pub enum AnyEvent {
     ApprovalDefinition(ApprovalDefinitionId, DefinitionEvent),
     /// An approval's event.
     Approval(ApprovalId, ApprovalEvent),
+    /// A year's working calendar's event.
+    Calendar(CalendarYearId, CalendarEvent),
 }
 
 /// A decoded record: the event and the log's facts about it.
@@ -125,6 +128,7 @@ pub fn decode_ref(record: &RecordRef<'_>, keys: Option<&KeyStore>) -> Result<Dom
             AnyEvent::ApprovalDefinition(ApprovalDefinitionId(id_of(seq, stream, rest)?), event(record, keys)?)
         }
         "approval" => AnyEvent::Approval(ApprovalId(id_of(seq, stream, rest)?), event(record, keys)?),
+        "calendar" => AnyEvent::Calendar(CalendarYearId(id_of(seq, stream, rest)?), event(record, keys)?),
         other => {
             return Err(ProjectionError::Decode {
                 seq,

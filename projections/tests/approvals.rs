@@ -41,6 +41,7 @@ fn body() -> DefinitionBody {
         name: id.into(),
         approvers: Approvers::Users { users: users.into_iter().map(user).collect() },
         mode: Mode::Any,
+        due: None,
     };
     DefinitionBody {
         name: "费用报销".into(),
@@ -109,6 +110,7 @@ fn the_log_settles_the_any_one_race_and_the_view_rebuilds_as_it_followed() {
         let env = Environment {
             definition,
             org: OrgFacts { active: (1..=9).map(user).collect(), administrators: vec![user(9)], ..OrgFacts::default() },
+            calendar: oacis_domain::approval::calendar::WorkCalendar::default(),
         };
         let id = ApprovalId(Uuid::from_u128(61));
         let stream = StreamId::new(id.stream()).unwrap();

@@ -13,17 +13,16 @@
 //! decides; the command bus appends with the expected version, so of two racing decisions the
 //! second is decided again against the new state.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, Json, Object, SimpleObject};
-use oacis_domain::approval::definition::{
-    Approvers, Definition, DefinitionBody, DefinitionCommand, Node, PublishedDefinition,
-};
+use oacis_domain::approval::calendar::{CalendarCommand, CalendarDay, CalendarYear};
+use oacis_domain::approval::definition::{Definition, DefinitionBody, DefinitionCommand, PublishedDefinition};
 use oacis_domain::approval::form::FormValues;
-use oacis_domain::approval::instance::{Act, Approval, ApprovalCommand, Environment, OrgFacts};
+use oacis_domain::approval::instance::{Act, Approval, ApprovalCommand, Environment};
 use oacis_domain::authz::Permission;
-use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId, UserId};
+use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId, CalendarYearId, UserId};
 use oacis_domain::{DomainEvent, FieldCode};
 use oacis_projections::views::approvals::{ApprovalList, ApprovalRow};
 use oacis_projections::Views;
@@ -31,7 +30,7 @@ use oacis_projections::Views;
 use super::error::{ApiError, ApiResult};
 use super::scalars::{parse_id, time_text, MutationResult};
 use super::{caller, connection, execute, origin, views, Counted};
-use crate::access::{may_act, resource, Caller};
+use crate::access::{resource, Caller};
 
 /// Where an approval stands.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -132,6 +131,25 @@ pub struct ApprovalTaskNode {
     pub status: ApprovalTaskStatus,
     /// The task a signer was added to.
     pub parent: Option<u32>,
+    /// When it falls due (RFC 3339), where its node says.
+    pub due: Option<String>,
+    /// Whether its due time was handled.
+    pub timed_out: bool,
+}
+
+/// One year's published working calendar.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct WorkingCalendarYear {
+    /// The year.
+    pub year: u16,
+    /// 1, 2, ... (a year published again, corrected).
+    pub version: u32,
+    /// BLAKE3 of its days' JSON bytes.
+    pub hash: String,
+    /// Its listed dates: `[{date, off, name}]`.
+    pub days: Json<serde_json::Value>,
+    /// Where they come from.
+    pub papers: Vec<String>,
 }
 
 /// One entry of an approval's timeline.
@@ -217,6 +235,8 @@ fn node_of(row: &ApprovalRow, caller: UserId) -> ApprovalNode {
                 owner: t.owner.map(|o| o.to_string()),
                 status: t.status.into(),
                 parent: t.parent,
+                due: t.due.map(time_text),
+                timed_out: t.timed_out,
             })
             .collect(),
         submitted_at: time_text(row.submitted_at),
@@ -248,73 +268,6 @@ fn visible(v: &Views, caller: &Caller, row: &ApprovalRow) -> bool {
     participant || caller.may(Permission::ApprovalAudit, &resource(&v.access, s.submitter, s.department))
 }
 
-/// The organisation's facts for an approval by `submitter` on `body`, for the users the
-/// definition, the form, the picks and the operation (`extra`) name.
-fn org_facts(
-    v: &Views,
-    submitter: UserId,
-    body: &DefinitionBody,
-    form: &FormValues,
-    picked: &BTreeMap<String, Vec<UserId>>,
-    extra: &[UserId],
-) -> OrgFacts {
-    let access = &v.access;
-    let department = access.user(submitter).map(|u| u.department);
-    let leaders: Vec<Option<UserId>> = department
-        .map(|d| access.department_path(d).iter().map(|d| access.department(*d).and_then(|row| row.leader)).collect())
-        .unwrap_or_default();
-    let mut roles = BTreeSet::new();
-    let mut named: Vec<UserId> = Vec::new();
-    let mut walk = vec![body.nodes.as_slice()];
-    while let Some(nodes) = walk.pop() {
-        for node in nodes {
-            match node {
-                Node::Approval { approvers: a, .. } | Node::Cc { to: a, .. } => match a {
-                    Approvers::Role { role } => {
-                        roles.insert(*role);
-                    }
-                    Approvers::Users { users } => named.extend(users),
-                    _ => {}
-                },
-                Node::Condition { branches, default, .. } => {
-                    walk.extend(branches.iter().map(|b| b.nodes.as_slice()));
-                    walk.push(default);
-                }
-            }
-        }
-    }
-    let mut role_members: BTreeMap<_, Vec<UserId>> = BTreeMap::new();
-    let mut administrators = Vec::new();
-    for (_, grant) in access.grants().filter(|(_, g)| !g.revoked) {
-        if roles.contains(&grant.role) {
-            let members = role_members.entry(grant.role).or_default();
-            if !members.contains(&grant.user) {
-                members.push(grant.user);
-            }
-        }
-        let defines =
-            access.role(grant.role).is_some_and(|r| !r.retired && r.permissions.contains(&Permission::ApprovalDefine));
-        if defines && !administrators.contains(&grant.user) {
-            administrators.push(grant.user);
-        }
-    }
-    let form_users =
-        form.values().filter_map(|value| value.as_str()).filter_map(|s| uuid::Uuid::parse_str(s).ok()).map(UserId);
-    let candidates = leaders
-        .iter()
-        .flatten()
-        .copied()
-        .chain(role_members.values().flatten().copied())
-        .chain(named)
-        .chain(picked.values().flatten().copied())
-        .chain(form_users)
-        .chain(administrators.iter().copied())
-        .chain(extra.iter().copied())
-        .chain([submitter]);
-    let active = candidates.filter(|u| access.user(*u).is_some_and(|row| may_act(row.status))).collect();
-    OrgFacts { department, leaders, role_members, active, administrators }
-}
-
 fn task_number(task: i32) -> ApiResult<u32> {
     u32::try_from(task)
         .ok()
@@ -341,17 +294,13 @@ async fn act_on(
 ) -> ApiResult<MutationResult> {
     let caller = caller(ctx)?;
     let id = ApprovalId(parse_id("id", id)?);
+    let form = match &act {
+        Act::Resubmit { form } => Some(form),
+        _ => None,
+    };
     let env = views(ctx, |v| {
-        let row = v.approvals.get(id).filter(|row| visible(v, caller, row))?;
-        let pinned = row.state.definition.as_ref()?;
-        let definition = v.approvals.definition(pinned.definition_id, Some(pinned.version))?.clone();
-        let submitter = row.state.submitter?;
-        let form = match &act {
-            Act::Resubmit { form } => form,
-            _ => &row.state.form,
-        };
-        let org = org_facts(v, submitter, &definition.body, form, &row.state.picked, extra);
-        Some(Environment { definition, org })
+        v.approvals.get(id).filter(|row| visible(v, caller, row))?;
+        crate::approvals::environment(v, id, form, extra)
     })?
     .ok_or(ApiError::NotFound("approval"))?;
     execute::<Approval>(ctx, id, id.stream(), ApprovalCommand { act, env }, key).await
@@ -420,6 +369,23 @@ impl ApprovalQuery {
         connection(rows, |n| n.id.clone(), first, after)
     }
 
+    /// Every published year's working calendar (its latest version), by year.
+    async fn working_calendar(&self, ctx: &Context<'_>) -> ApiResult<Vec<WorkingCalendarYear>> {
+        caller(ctx)?;
+        views(ctx, |v| {
+            v.approvals
+                .calendar_years()
+                .map(|y| WorkingCalendarYear {
+                    year: y.year,
+                    version: y.version,
+                    hash: y.hash.clone(),
+                    days: Json(serde_json::to_value(&y.days).unwrap_or_default()),
+                    papers: y.papers.clone(),
+                })
+                .collect()
+        })
+    }
+
     /// One approval, with its tasks and timeline.
     async fn approval(&self, ctx: &Context<'_>, id: String) -> ApiResult<ApprovalNode> {
         let caller = caller(ctx)?;
@@ -462,6 +428,28 @@ impl ApprovalMutation {
         execute::<Definition>(ctx, id, id.stream(), DefinitionCommand::Publish { id, body }, client_mutation_id).await
     }
 
+    /// Publishes a year's working calendar (`approval.define`): its public holidays and
+    /// adjusted working days as the State Council announces them, `days: [{"date":
+    /// "2026-10-01", "off": true, "name": "国庆节"}, ...]`, with the notice in `papers`.
+    /// Publishing a year again replaces it for due times computed from then on.
+    async fn publish_working_calendar(
+        &self,
+        ctx: &Context<'_>,
+        year: u16,
+        days: Json<serde_json::Value>,
+        papers: Vec<String>,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let caller = caller(ctx)?;
+        caller.require(Permission::ApprovalDefine, &oacis_domain::authz::Resource::global())?;
+        let days: Vec<CalendarDay> = serde_json::from_value(days.0).map_err(|e| {
+            ApiError::field("days", FieldCode::InvalidFormat, format!("must be a list of {{date, off, name}}: {e}"))
+        })?;
+        let id = CalendarYearId::of_year(year);
+        let command = CalendarCommand::PublishYear { year, days, papers };
+        execute::<CalendarYear>(ctx, year, id.stream(), command, client_mutation_id).await
+    }
+
     /// Submits an approval on a definition's latest version, with its form (a JSON object of
     /// field values: money in integer fen) and, for nodes whose approvers the submitter picks,
     /// `picked: {"node id": ["user id", ...]}`.
@@ -488,8 +476,8 @@ impl ApprovalMutation {
         };
         let env = views(ctx, |v| {
             let definition = v.approvals.definition(definition_id, None)?.clone();
-            let org = org_facts(v, caller.user, &definition.body, &form, &picked, &[]);
-            Some(Environment { definition, org })
+            let org = crate::approvals::org_facts(v, caller.user, &definition.body, &form, &picked, None, &[]);
+            Some(Environment { definition, org, calendar: v.approvals.calendar().clone() })
         })?
         .ok_or(ApiError::NotFound("approval definition"))?;
         let id = ApprovalId(origin(ctx, client_mutation_id.clone())?.new_id("approval"));

@@ -18,6 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::calendar::DueRule;
 use super::form::{check_condition, Condition, FieldKind, FieldSpec, FormValues};
 use crate::aggregate::Aggregate;
 use crate::context::Context;
@@ -91,6 +92,9 @@ pub enum Node {
         approvers: Approvers,
         /// How several decide.
         mode: Mode,
+        /// When its tasks fall due, and what then happens.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        due: Option<DueRule>,
     },
     /// People are informed (抄送); nobody acts.
     Cc {
@@ -236,8 +240,11 @@ impl DefinitionBody {
             ids.push((node.id(), path.clone()));
             v.code(&format!("{path}.id"), node.id(), 40, &['_', '-']);
             match node {
-                Node::Approval { name, approvers, mode, .. } => {
+                Node::Approval { name, approvers, mode, due, .. } => {
                     v.text(&format!("{path}.name"), name, MAX_NAME_CHARS);
+                    if let Some(due) = due {
+                        due.check(v, &format!("{path}.due"), self.form.iter().any(|f| f.kind == FieldKind::Money));
+                    }
                     self.check_approvers(v, &format!("{path}.approvers"), approvers);
                     if let Mode::All { pass_percent } = mode {
                         v.require(

@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::calendar::{OnDue, WorkCalendar};
 use super::definition::{Approvers, DefinitionBody, Mode, Node, PublishedDefinition};
 use super::form::{check_values, form_hash, money_total, FormValues};
 use crate::aggregate::Aggregate;
@@ -57,6 +58,9 @@ pub struct OrgFacts {
     pub active: BTreeSet<UserId>,
     /// Who receives tasks no rule finds anyone for.
     pub administrators: Vec<UserId>,
+    /// For assignees of live tasks: their own leader (of their department, or of the one above
+    /// when they lead it), for tasks that go to the leader when they fall due.
+    pub leader_of: BTreeMap<UserId, UserId>,
 }
 
 /// What a decision on an approval reads besides its state: the definition version it runs
@@ -67,6 +71,8 @@ pub struct Environment {
     pub definition: PublishedDefinition,
     /// The organisation as it is now.
     pub org: OrgFacts,
+    /// The working calendar as published now (due times of tasks created by the command).
+    pub calendar: WorkCalendar,
 }
 
 /// What can be asked of an approval.
@@ -177,6 +183,9 @@ pub enum Act {
     /// The submitter urges the current approvers (催办), at most once per
     /// [`URGE_INTERVAL_SECS`].
     Urge,
+    /// The scheduler (no actor needed): applies each node's rule to its running tasks that
+    /// fell due by the context's time; nothing when none did.
+    Tick,
 }
 
 /// Where an approval stands.
@@ -269,6 +278,10 @@ pub struct TaskState {
     pub decided: Option<u32>,
     /// Decisions made before it was created.
     pub born: u32,
+    /// When it falls due.
+    pub due: Option<Timestamp>,
+    /// Whether its due time was handled.
+    pub timed_out: bool,
 }
 
 /// The folded approval.
@@ -452,6 +465,31 @@ pub struct ApprovalTaskCreated {
     pub assignee: UserId,
     /// The task a signer was added to.
     pub parent: Option<u32>,
+    /// When it falls due, where its node says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<TaskDue>,
+}
+
+/// A task's due time, as computed when it was created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskDue {
+    /// When.
+    pub at: Timestamp,
+    /// The working calendar's version it was counted on (empty: none published).
+    pub calendar: String,
+    /// Whether weekends alone were counted for some date (no calendar for its year).
+    pub weekends_only: bool,
+}
+
+/// Payload of `ApprovalTaskTimedOut`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalTaskTimedOut {
+    /// The task.
+    pub task: u32,
+    /// What its node's rule did.
+    pub action: OnDue,
+    /// Who it went to (for `transfer_to_leader`).
+    pub to: Option<UserId>,
 }
 
 /// Payload of a decision on a task (`ApprovalTaskApproved`, `ApprovalTaskRejected`).
@@ -617,6 +655,8 @@ events! {
         ApprovalCcSent(ApprovalCcSent) = 1,
         /// The submitter urged the approvers.
         ApprovalUrged(ApprovalUrged) = 1,
+        /// A task fell due and its node's rule was applied.
+        ApprovalTaskTimedOut(ApprovalTaskTimedOut) = 1,
         /// Approved or rejected.
         ApprovalCompleted(ApprovalCompleted) = 1,
         /// Cancelled by the submitter.
@@ -634,6 +674,8 @@ struct Draft<'a> {
     events: Vec<ApprovalEvent>,
     body: &'a DefinitionBody,
     org: &'a OrgFacts,
+    calendar: &'a WorkCalendar,
+    now: Timestamp,
 }
 
 impl Draft<'_> {
@@ -651,7 +693,14 @@ impl Draft<'_> {
     fn create_task(&mut self, assignee: UserId, parent: Option<u32>) -> u32 {
         let task = self.state.tasks.keys().next_back().map_or(1, |n| n + 1);
         let node = self.state.route.get(self.state.at).cloned().unwrap_or_default();
-        self.push(ApprovalEvent::ApprovalTaskCreated(ApprovalTaskCreated { task, node, assignee, parent }));
+        let due = match self.body.node(&node) {
+            Some(Node::Approval { due: Some(rule), .. }) => {
+                let due = rule.due(self.calendar, self.now);
+                Some(TaskDue { at: due.at, calendar: self.calendar.version.clone(), weekends_only: due.weekends_only })
+            }
+            _ => None,
+        };
+        self.push(ApprovalEvent::ApprovalTaskCreated(ApprovalTaskCreated { task, node, assignee, parent, due }));
         if parent.is_none() && !self.state.reentered && self.state.last_passed.contains(&assignee) {
             self.push(ApprovalEvent::ApprovalTaskAutoApproved(ApprovalTaskAutoApproved {
                 task,
@@ -939,8 +988,13 @@ impl Aggregate for Approval {
     ) -> Result<Vec<ApprovalEvent>, DomainError> {
         use crate::aggregate::Lifecycle as _;
         use ApprovalEvent as E;
-        let actor = ctx.actor.ok_or_else(|| DomainError::Rule("an approval needs an acting user".into()))?;
         let ApprovalCommand { act, env } = command;
+        let actor = match (ctx.actor, &act) {
+            (Some(actor), _) => actor,
+            // The scheduler's ticks act for nobody; the timeline records them as the system's.
+            (None, Act::Tick) => UserId(uuid::Uuid::nil()),
+            (None, _) => return Err(DomainError::Rule("an approval needs an acting user".into())),
+        };
         let definition = &env.definition;
         if definition.body.hash() != definition.hash {
             return Err(DomainError::Rule("the definition's hash does not match its body".into()));
@@ -953,7 +1007,14 @@ impl Aggregate for Approval {
                 )));
             }
         }
-        let mut draft = Draft { state: state.clone(), events: Vec::new(), body: &definition.body, org: &env.org };
+        let mut draft = Draft {
+            state: state.clone(),
+            events: Vec::new(),
+            body: &definition.body,
+            org: &env.org,
+            calendar: &env.calendar,
+            now: ctx.now,
+        };
         let submitter = state.submitter;
         match act {
             Act::Submit { id, form, picked } => {
@@ -1217,6 +1278,41 @@ impl Aggregate for Approval {
                 }
                 draft.push(E::ApprovalUrged(ApprovalUrged { by: actor, at: ctx.now, tasks: state.live_tasks() }));
             }
+            Act::Tick => {
+                if state.status != ApprovalStatus::Running {
+                    return Ok(Vec::new());
+                }
+                for (task, held) in &state.tasks {
+                    let fell_due = held.due.is_some_and(|due| due <= ctx.now) && !held.timed_out;
+                    if !fell_due || !matches!(held.status, TaskStatus::Running | TaskStatus::Delegated) {
+                        continue;
+                    }
+                    let rule = match definition.body.node(&held.node) {
+                        Some(Node::Approval { due: Some(rule), .. }) => *rule,
+                        _ => continue,
+                    };
+                    let busy = |user: &UserId| {
+                        state.tasks.values().any(|t| t.entry == state.entry && t.status.live() && t.assignee == *user)
+                    };
+                    let (action, to) = match rule.on_due {
+                        OnDue::TransferToLeader => {
+                            let owner = held.owner.unwrap_or(held.assignee);
+                            let leader = env
+                                .org
+                                .leader_of
+                                .get(&owner)
+                                .copied()
+                                .into_iter()
+                                .chain(env.org.administrators.iter().copied())
+                                .find(|u| *u != owner && env.org.active.contains(u) && !busy(u));
+                            // With nobody to give it to, the assignee is reminded instead.
+                            leader.map_or((OnDue::Remind, None), |l| (OnDue::TransferToLeader, Some(l)))
+                        }
+                        other => (other, None),
+                    };
+                    draft.push(E::ApprovalTaskTimedOut(ApprovalTaskTimedOut { task: *task, action, to }));
+                }
+            }
         }
         draft.settle()?;
         Ok(draft.events)
@@ -1281,6 +1377,8 @@ impl Aggregate for Approval {
                         entry: state.entry,
                         decided: None,
                         born: state.decisions,
+                        due: e.due.as_ref().map(|d| d.at),
+                        timed_out: false,
                     },
                 );
             }
@@ -1336,6 +1434,23 @@ impl Aggregate for Approval {
             }
             E::ApprovalUrged(e) => state.last_urged = Some(e.at),
             E::ApprovalSignersAdded(_) => {}
+            E::ApprovalTaskTimedOut(e) => {
+                if let Some(t) = state.tasks.get_mut(&e.task) {
+                    t.timed_out = true;
+                }
+                match (e.action, e.to) {
+                    (OnDue::Approve, _) => decide(&mut state, e.task, TaskStatus::AutoApproved),
+                    (OnDue::Reject, _) => decide(&mut state, e.task, TaskStatus::Rejected),
+                    (OnDue::TransferToLeader, Some(to)) => {
+                        if let Some(t) = state.tasks.get_mut(&e.task) {
+                            t.assignee = to;
+                            t.owner = None;
+                            t.status = TaskStatus::Running;
+                        }
+                    }
+                    _ => {}
+                }
+            }
             E::ApprovalCompleted(e) => {
                 state.status = match e.outcome {
                     Outcome::Approved => ApprovalStatus::Approved,

@@ -7,12 +7,16 @@
 //! - `inbox` holds exactly (assignee, approval, task) of every live task (running, waiting
 //!   for signers, delegated): it is updated from the difference of live tasks before and
 //!   after each event, never recomputed.
+//! - `due` holds exactly (due time, approval, task) of every live task with a due time not
+//!   handled yet, maintained the same way; the working calendar is rebuilt from each year's
+//!   latest version whenever one is published.
 //! - `done` holds (user, approval) for every user who decided a task of it (approved,
 //!   rejected, returned, withdrew, handed back a delegation); `submitted` and `copied` hold
 //!   the submitter and everyone copied. Lists are ordered maps, so dumps are canonical.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use oacis_domain::approval::calendar::{CalendarEvent, CalendarYearPublished, WorkCalendar};
 use oacis_domain::approval::definition::{DefinitionEvent, PublishedDefinition};
 use oacis_domain::approval::instance::{Approval, ApprovalEvent, ApprovalState, ApprovalStatus};
 use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId, Timestamp, UserId};
@@ -60,6 +64,12 @@ pub struct Approvals {
     done: BTreeSet<(UserId, ApprovalId)>,
     submitted: BTreeSet<(UserId, ApprovalId)>,
     copied: BTreeSet<(UserId, ApprovalId)>,
+    /// (due time, approval, task) of live tasks with a due time not yet handled.
+    due: BTreeSet<(Timestamp, ApprovalId, u32)>,
+    /// Each year's latest published calendar.
+    years: BTreeMap<u16, CalendarYearPublished>,
+    /// The calendar of `years`, rebuilt when one is published.
+    calendar: WorkCalendar,
 }
 
 /// Which list of a user's approvals.
@@ -137,6 +147,36 @@ impl Approvals {
         rows
     }
 
+    /// The working calendar as published.
+    #[must_use]
+    pub fn calendar(&self) -> &WorkCalendar {
+        &self.calendar
+    }
+
+    /// Each published year's latest calendar, by year.
+    pub fn calendar_years(&self) -> impl Iterator<Item = &CalendarYearPublished> {
+        self.years.values()
+    }
+
+    /// Approvals with a task that fell due by `now` and was not handled yet.
+    #[must_use]
+    pub fn due_by(&self, now: Timestamp) -> Vec<ApprovalId> {
+        let mut ids: Vec<ApprovalId> =
+            self.due.range(..=(now, ApprovalId(uuid::Uuid::max()), u32::MAX)).map(|(_, a, _)| *a).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// The earliest due time after `now` of a task not handled yet.
+    #[must_use]
+    pub fn next_due_after(&self, now: Timestamp) -> Option<Timestamp> {
+        self.due
+            .range((Timestamp(now.0.saturating_add(1)), ApprovalId(uuid::Uuid::nil()), 0)..)
+            .next()
+            .map(|(at, _, _)| *at)
+    }
+
     /// A user's live tasks of one approval (task numbers).
     #[must_use]
     pub fn tasks_of(&self, user: UserId, approval: ApprovalId) -> Vec<u32> {
@@ -155,9 +195,23 @@ impl Approvals {
         let live = |state: &ApprovalState| -> BTreeSet<(UserId, u32)> {
             state.tasks.iter().filter(|(_, t)| t.status.live()).map(|(n, t)| (t.assignee, *n)).collect()
         };
-        let before = live(&row.state);
+        let pending = |state: &ApprovalState| -> BTreeSet<(Timestamp, u32)> {
+            state
+                .tasks
+                .iter()
+                .filter(|(_, t)| t.status.live() && !t.timed_out)
+                .filter_map(|(n, t)| t.due.map(|at| (at, *n)))
+                .collect()
+        };
+        let (before, due_before) = (live(&row.state), pending(&row.state));
         row.state = Approval::evolve(std::mem::take(&mut row.state), event);
-        let after = live(&row.state);
+        let (after, due_after) = (live(&row.state), pending(&row.state));
+        for (at, task) in due_before.difference(&due_after) {
+            self.due.remove(&(*at, id, *task));
+        }
+        for (at, task) in due_after.difference(&due_before) {
+            self.due.insert((*at, id, *task));
+        }
         for (user, task) in before.difference(&after) {
             self.inbox.remove(&(*user, id, *task));
         }
@@ -214,6 +268,10 @@ impl View for Approvals {
                 self.definitions.entry(e.definition.definition_id).or_default().push(e.definition.clone());
             }
             AnyEvent::Approval(id, event) => self.apply_approval(record, *id, event),
+            AnyEvent::Calendar(_, CalendarEvent::CalendarYearPublished(e)) => {
+                self.years.insert(e.year, e.clone());
+                self.calendar = WorkCalendar::of_years(self.years.values());
+            }
             _ => {}
         }
         Ok(())
@@ -226,5 +284,7 @@ impl View for Approvals {
         dump_lines(out, "approvals done", &self.done);
         dump_lines(out, "approvals submitted", &self.submitted);
         dump_lines(out, "approvals copied", &self.copied);
+        dump_lines(out, "approval tasks due", &self.due);
+        dump_lines(out, "working calendar years", self.years.values());
     }
 }

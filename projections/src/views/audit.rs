@@ -230,6 +230,7 @@ fn kind_of(event: &AnyEvent) -> &'static str {
         AnyEvent::Import(_, e) => e.kind(),
         AnyEvent::ApprovalDefinition(_, e) => e.kind(),
         AnyEvent::Approval(_, e) => e.kind(),
+        AnyEvent::Calendar(_, e) => e.kind(),
     }
 }
 

@@ -1,0 +1,149 @@
+//! What the server hands the approval domain, and the scheduler that applies due times.
+//!
+//! - [`org_facts`]: the organisation as an approval's decision reads it, from the views: the
+//!   submitter's department and the leaders up its path, members of the roles the definition
+//!   names, who may act among the users concerned, the approval administrators (holders of
+//!   `approval.define`), and each live task's assignee's own leader.
+//! - [`environment`]: the pinned definition version, those facts and the working calendar,
+//!   for a command on an existing approval.
+//! - [`tick_due`]: one `Tick` (as the system) for every approval with a task that fell due by
+//!   the command path's clock; the live timer calls it whenever a due time passes, so due
+//!   times are applied once, by the log's rules, whatever node runs the timer.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use oacis_domain::approval::definition::{Approvers, DefinitionBody, Node};
+use oacis_domain::approval::form::FormValues;
+use oacis_domain::approval::instance::{Act, Approval, ApprovalCommand, ApprovalState, Environment, OrgFacts};
+use oacis_domain::authz::Permission;
+use oacis_domain::ids::{ApprovalId, Timestamp, UserId};
+use oacis_projections::views::access::AccessDirectory;
+use oacis_projections::{ProjectionError, Views};
+
+use crate::access::may_act;
+use crate::command::{CommandBus, Origin};
+
+/// The first leader up `user`'s department path who is not `user`.
+fn leader_above(access: &AccessDirectory, user: UserId) -> Option<UserId> {
+    let department = access.user(user)?.department;
+    access
+        .department_path(department)
+        .iter()
+        .filter_map(|d| access.department(*d).and_then(|row| row.leader))
+        .find(|leader| *leader != user)
+}
+
+/// The organisation's facts for an approval by `submitter` on `body` (see the module doc),
+/// for the users the form, the picks, the approval's tasks (`state`) and the operation
+/// (`extra`) name.
+#[must_use]
+pub fn org_facts(
+    v: &Views,
+    submitter: UserId,
+    body: &DefinitionBody,
+    form: &FormValues,
+    picked: &BTreeMap<String, Vec<UserId>>,
+    state: Option<&ApprovalState>,
+    extra: &[UserId],
+) -> OrgFacts {
+    let access = &v.access;
+    let department = access.user(submitter).map(|u| u.department);
+    let leaders: Vec<Option<UserId>> = department
+        .map(|d| access.department_path(d).iter().map(|d| access.department(*d).and_then(|row| row.leader)).collect())
+        .unwrap_or_default();
+    let mut roles = BTreeSet::new();
+    let mut named: Vec<UserId> = Vec::new();
+    let mut walk = vec![body.nodes.as_slice()];
+    while let Some(nodes) = walk.pop() {
+        for node in nodes {
+            match node {
+                Node::Approval { approvers: a, .. } | Node::Cc { to: a, .. } => match a {
+                    Approvers::Role { role } => {
+                        roles.insert(*role);
+                    }
+                    Approvers::Users { users } => named.extend(users),
+                    _ => {}
+                },
+                Node::Condition { branches, default, .. } => {
+                    walk.extend(branches.iter().map(|b| b.nodes.as_slice()));
+                    walk.push(default);
+                }
+            }
+        }
+    }
+    let mut role_members: BTreeMap<_, Vec<UserId>> = BTreeMap::new();
+    let mut administrators = Vec::new();
+    for (_, grant) in access.grants().filter(|(_, g)| !g.revoked) {
+        if roles.contains(&grant.role) {
+            let members = role_members.entry(grant.role).or_default();
+            if !members.contains(&grant.user) {
+                members.push(grant.user);
+            }
+        }
+        let defines =
+            access.role(grant.role).is_some_and(|r| !r.retired && r.permissions.contains(&Permission::ApprovalDefine));
+        if defines && !administrators.contains(&grant.user) {
+            administrators.push(grant.user);
+        }
+    }
+    let assignees: Vec<UserId> = state
+        .map(|s| {
+            s.tasks.values().filter(|t| t.status.live()).flat_map(|t| [Some(t.assignee), t.owner]).flatten().collect()
+        })
+        .unwrap_or_default();
+    let leader_of: BTreeMap<UserId, UserId> =
+        assignees.iter().filter_map(|a| leader_above(access, *a).map(|l| (*a, l))).collect();
+    let form_users =
+        form.values().filter_map(|value| value.as_str()).filter_map(|s| uuid::Uuid::parse_str(s).ok()).map(UserId);
+    let candidates = leaders
+        .iter()
+        .flatten()
+        .copied()
+        .chain(role_members.values().flatten().copied())
+        .chain(named)
+        .chain(picked.values().flatten().copied())
+        .chain(form_users)
+        .chain(administrators.iter().copied())
+        .chain(leader_of.values().copied())
+        .chain(assignees)
+        .chain(extra.iter().copied())
+        .chain([submitter]);
+    let active = candidates.filter(|u| access.user(*u).is_some_and(|row| may_act(row.status))).collect();
+    OrgFacts { department, leaders, role_members, active, administrators, leader_of }
+}
+
+/// The environment of a command on approval `id` (its pinned version, the organisation's
+/// facts with `form` as the form to route, and the calendar), or `None` if there is no such
+/// approval.
+#[must_use]
+pub fn environment(v: &Views, id: ApprovalId, form: Option<&FormValues>, extra: &[UserId]) -> Option<Environment> {
+    let row = v.approvals.get(id)?;
+    let pinned = row.state.definition.as_ref()?;
+    let definition = v.approvals.definition(pinned.definition_id, Some(pinned.version))?.clone();
+    let submitter = row.state.submitter?;
+    let form = form.unwrap_or(&row.state.form);
+    let org = org_facts(v, submitter, &definition.body, form, &row.state.picked, Some(&row.state), extra);
+    Some(Environment { definition, org, calendar: v.approvals.calendar().clone() })
+}
+
+/// Applies every due time passed by `now`: one `Tick` per approval concerned, as the system.
+/// Returns the events written. An approval whose tick fails is logged and left for the next
+/// call (its due task stays in the view's due list).
+///
+/// # Errors
+/// The views cannot be read.
+pub async fn tick_due(bus: &CommandBus, now: Timestamp) -> Result<usize, ProjectionError> {
+    let due = bus.projections().read(|v| v.approvals.due_by(now))?;
+    let mut written = 0;
+    for id in due {
+        let Some(env) = bus.projections().read(|v| environment(v, id, None, &[]))? else { continue };
+        let command = ApprovalCommand { act: Act::Tick, env };
+        match bus.execute::<Approval>(id.stream(), command, &Origin::system()).await {
+            Ok(executed) => written += executed.events,
+            Err(e) => {
+                tracing::warn!(approval = %id, error = %e, "a due approval task could not be handled; retried later")
+            }
+        }
+    }
+    Ok(written)
+}
