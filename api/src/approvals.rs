@@ -53,6 +53,7 @@ pub fn org_facts(
         .unwrap_or_default();
     let mut roles = BTreeSet::new();
     let mut named: Vec<UserId> = Vec::new();
+    let mut heads = BTreeMap::new();
     let mut walk = vec![body.nodes.as_slice()];
     while let Some(nodes) = walk.pop() {
         for node in nodes {
@@ -62,6 +63,9 @@ pub fn org_facts(
                         roles.insert(*role);
                     }
                     Approvers::Users { users } => named.extend(users),
+                    Approvers::DepartmentHead { department } => {
+                        heads.insert(*department, access.department(*department).and_then(|row| row.leader));
+                    }
                     _ => {}
                 },
                 Node::Condition { branches, default, .. } => {
@@ -101,6 +105,7 @@ pub fn org_facts(
         .copied()
         .chain(role_members.values().flatten().copied())
         .chain(named)
+        .chain(heads.values().flatten().copied())
         .chain(picked.values().flatten().copied())
         .chain(form_users)
         .chain(administrators.iter().copied())
@@ -109,7 +114,8 @@ pub fn org_facts(
         .chain(extra.iter().copied())
         .chain([submitter]);
     let active = candidates.filter(|u| access.user(*u).is_some_and(|row| may_act(row.status))).collect();
-    OrgFacts { department, leaders, role_members, active, administrators, leader_of }
+    let heads = heads.into_iter().filter_map(|(d, leader)| leader.map(|l| (d, l))).collect();
+    OrgFacts { department, leaders, role_members, heads, active, administrators, leader_of }
 }
 
 /// The environment of a command on approval `id` (its pinned version, the organisation's

@@ -13,7 +13,7 @@ use oacis_domain::approval::calendar::*;
 use oacis_domain::approval::definition::*;
 use oacis_domain::approval::form::*;
 use oacis_domain::approval::instance::*;
-use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId, Date, RoleId, Timestamp, UserId};
+use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId, Date, DepartmentId, RoleId, Timestamp, UserId};
 use oacis_domain::{Aggregate, Context, DomainError, DomainEvent, Scenario};
 use serde_json::json;
 
@@ -24,6 +24,11 @@ const SIGNER: u128 = 4;
 const CEO: u128 = 5;
 const DIRECTOR: u128 = 6;
 const ADMIN: u128 = 9;
+
+/// The head office, whose head is the CEO.
+fn head_office() -> DepartmentId {
+    DepartmentId(id(710))
+}
 
 fn finance_role() -> RoleId {
     RoleId(id(700))
@@ -90,6 +95,7 @@ fn org() -> OrgFacts {
         department: None,
         leaders: vec![Some(user(MANAGER)), Some(user(DIRECTOR))],
         role_members: BTreeMap::from([(finance_role(), vec![user(FINANCE)])]),
+        heads: BTreeMap::from([(head_office(), user(CEO))]),
         active: [SUBMITTER, MANAGER, FINANCE, SIGNER, CEO, DIRECTOR, ADMIN].into_iter().map(user).collect(),
         administrators: vec![user(ADMIN)],
         leader_of: BTreeMap::from([(user(MANAGER), user(DIRECTOR))]),
@@ -197,7 +203,7 @@ fn a_running_approval_finishes_on_its_version_while_new_ones_start_on_the_next()
     let mut running = Run::submit(&v1, SUBMITTER, form(600_000));
     let v2 = publish(
         &mut history,
-        reimbursement(vec![approval("ceo", Approvers::Users { users: vec![user(CEO)] }, Mode::Any)]),
+        reimbursement(vec![approval("ceo", Approvers::DepartmentHead { department: head_office() }, Mode::Any)]),
     );
     assert_eq!((v2.version, v2.hash == v1.hash), (2, false));
     // Publishing the same body again is no new version.
@@ -223,6 +229,12 @@ fn a_running_approval_finishes_on_its_version_while_new_ones_start_on_the_next()
 
     let fresh = Run::submit(&v2, SUBMITTER, form(600_000));
     assert_eq!(fresh.state().route, ["manager", "finance", "ceo"]);
+    let mut fresh = fresh;
+    fresh.approve(MANAGER, "同意");
+    fresh.approve(FINANCE, "同意");
+    assert_eq!(fresh.state().route[fresh.state().at], "ceo");
+    fresh.approve(CEO, "总部负责人同意");
+    assert_eq!(fresh.state().status, ApprovalStatus::Approved);
     assert_eq!(fresh.state().definition.as_ref().unwrap().version, 2);
     // The stored events decode to what was decided: a replay from the log builds the same state.
     let decoded: Vec<ApprovalEvent> =
@@ -238,7 +250,12 @@ fn signers_added_before_the_manager_approve_first_and_finance_waits_for_the_mana
     let events = run
         .act(
             MANAGER,
-            Act::AddSignersBefore { task: manager, users: vec![user(SIGNER)], comment: Some("请A先看".into()) },
+            Act::AddSigners {
+                task: manager,
+                kind: SignKind::Before,
+                users: vec![user(SIGNER)],
+                comment: Some("请A先看".into()),
+            },
         )
         .unwrap();
     assert_eq!(Run::kinds(&events), ["ApprovalSignersAdded", "ApprovalTaskCreated"]);
@@ -254,10 +271,42 @@ fn signers_added_before_the_manager_approve_first_and_finance_waits_for_the_mana
     run.approve(MANAGER, "同意");
     assert_eq!(run.state().tasks[&run.task_of(FINANCE)].node, "finance");
 
+    // 后加签: the signer waits for the manager's approval, which counts once the signer approved.
+    let mut after = Run::submit(&v1, SUBMITTER, form(600_000));
+    let manager = after.task_of(MANAGER);
+    let events = after
+        .act(
+            MANAGER,
+            Act::AddSigners { task: manager, kind: SignKind::After, users: vec![user(SIGNER)], comment: None },
+        )
+        .unwrap();
+    assert_eq!(Run::kinds(&events), ["ApprovalSignersAdded", "ApprovalTaskCreated"]);
+    let signer = *after.state().tasks.iter().find(|(_, t)| t.assignee == user(SIGNER)).unwrap().0;
+    assert_eq!((after.status_of(manager), after.status_of(signer)), (TaskStatus::Running, TaskStatus::Queued));
+    let refused = after.act(SIGNER, Act::Approve { task: signer, comment: None }).unwrap_err();
+    assert!(matches!(refused, DomainError::InvalidTransition { .. }), "{refused:?}");
+    let refused = after
+        .act(MANAGER, Act::AddSigners { task: manager, kind: SignKind::Before, users: vec![user(CEO)], comment: None })
+        .unwrap_err();
+    assert!(matches!(&refused, DomainError::Rule(m) if m.contains("other kind")), "{refused:?}");
+    let events = after.approve(MANAGER, "同意");
+    assert_eq!(Run::kinds(&events), ["ApprovalTaskApproved", "ApprovalTaskResumed"]);
+    assert_eq!((after.status_of(manager), after.status_of(signer)), (TaskStatus::Approving, TaskStatus::Running));
+    assert!(!after.state().tasks.values().any(|t| t.assignee == user(FINANCE)), "finance waits for the signer");
+    let events = after.approve(SIGNER, "复核同意");
+    assert_eq!(Run::kinds(&events)[..3], ["ApprovalTaskApproved", "ApprovalTaskCompleted", "ApprovalNodePassed"]);
+    assert_eq!(after.status_of(manager), TaskStatus::Approved);
+    assert_eq!(after.state().tasks[&after.task_of(FINANCE)].node, "finance");
+
     // 减签: a signer added and then removed lets the waiting task run again.
     let mut other = Run::submit(&v1, SUBMITTER, form(600_000));
     let manager = other.task_of(MANAGER);
-    other.act(MANAGER, Act::AddSignersBefore { task: manager, users: vec![user(SIGNER)], comment: None }).unwrap();
+    other
+        .act(
+            MANAGER,
+            Act::AddSigners { task: manager, kind: SignKind::Before, users: vec![user(SIGNER)], comment: None },
+        )
+        .unwrap();
     let signer = other.task_of(SIGNER);
     let refused = other.act(FINANCE, Act::RemoveSigner { task: signer }).unwrap_err();
     assert!(matches!(refused, DomainError::NotYours { .. }), "{refused:?}");
@@ -267,7 +316,12 @@ fn signers_added_before_the_manager_approve_first_and_finance_waits_for_the_mana
     let refused = other
         .act(
             MANAGER,
-            Act::AddSignersBefore { task: manager, users: vec![user(MANAGER), user(CEO), user(CEO)], comment: None },
+            Act::AddSigners {
+                task: manager,
+                kind: SignKind::Before,
+                users: vec![user(MANAGER), user(CEO), user(CEO)],
+                comment: None,
+            },
         )
         .unwrap_err();
     let DomainError::Validation(fields) = refused else { panic!("{refused:?}") };
@@ -628,7 +682,12 @@ fn act_from(op: u8, task: u32, other: u128, amount: i64) -> Act {
         5 => Act::Transfer { task, to: user(other), comment: None },
         6 => Act::Delegate { task, to: user(other), comment: None },
         7 => Act::ResolveDelegation { task, comment: None },
-        8 => Act::AddSignersBefore { task, users: vec![user(other)], comment: None },
+        8 => Act::AddSigners {
+            task,
+            kind: if amount % 2 == 0 { SignKind::Before } else { SignKind::After },
+            users: vec![user(other)],
+            comment: None,
+        },
         9 => Act::RemoveSigner { task },
         10 => Act::Withdraw { task },
         11 => Act::Cc { to: vec![user(other)], comment: None },

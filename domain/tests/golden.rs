@@ -97,6 +97,7 @@ fn approval_samples(samples: &mut Samples) {
             department: Some(dept(1)),
             leaders: vec![Some(user(2))],
             role_members: BTreeMap::new(),
+            heads: BTreeMap::new(),
             active: (1..=9).map(user).collect(),
             administrators: vec![user(9)],
             leader_of: BTreeMap::new(),
@@ -104,10 +105,18 @@ fn approval_samples(samples: &mut Samples) {
         calendar,
     };
     let amount = |fen: i64| FormValues::from([("amount".to_owned(), serde_json::json!(fen))]);
-    let script: [Vec<(u128, Act)>; 2] = [
+    let script: [Vec<(u128, Act)>; 3] = [
         vec![
             (1, Act::Submit { id: ApprovalId(id(61)), form: amount(600_000), picked: BTreeMap::new() }),
-            (2, Act::AddSignersBefore { task: 1, users: vec![user(6)], comment: Some("请先核对".into()) }),
+            (
+                2,
+                Act::AddSigners {
+                    task: 1,
+                    kind: SignKind::Before,
+                    users: vec![user(6)],
+                    comment: Some("请先核对".into()),
+                },
+            ),
             (6, Act::Approve { task: 2, comment: Some("核对无误".into()) }),
             (2, Act::Delegate { task: 1, to: user(7), comment: None }),
             (7, Act::ResolveDelegation { task: 1, comment: Some("建议同意".into()) }),
@@ -120,6 +129,12 @@ fn approval_samples(samples: &mut Samples) {
             (1, Act::Urge),
             (2, Act::Approve { task: 8, comment: None }),
             (3, Act::Reject { task: 9, comment: "超出预算".into() }),
+        ],
+        vec![
+            (1, Act::Submit { id: ApprovalId(id(63)), form: amount(100), picked: BTreeMap::new() }),
+            (2, Act::AddSigners { task: 1, kind: SignKind::After, users: vec![user(6)], comment: None }),
+            (2, Act::Approve { task: 1, comment: Some("同意，请6复核".into()) }),
+            (6, Act::Approve { task: 2, comment: None }),
         ],
         vec![
             (1, Act::Submit { id: ApprovalId(id(62)), form: amount(100), picked: BTreeMap::new() }),

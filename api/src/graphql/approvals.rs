@@ -58,6 +58,10 @@ pub enum ApprovalTaskStatus {
     Running,
     /// Waiting for signers added before it.
     Waiting,
+    /// A signer added after a task, waiting for that task's approval.
+    Queued,
+    /// Approved, waiting for the signers added after it.
+    Approving,
     /// Worked by a delegate.
     Delegated,
     /// Approved.
@@ -72,6 +76,16 @@ pub enum ApprovalTaskStatus {
     Withdrawn,
     /// Ended without a decision.
     Cancelled,
+}
+
+/// Whether added signers approve before or after the task they are added to.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "oacis_domain::approval::instance::SignKind")]
+pub enum SignKind {
+    /// 前加签: they approve first; the task waits.
+    Before,
+    /// 后加签: they approve after the task's assignee; the approval counts once they have.
+    After,
 }
 
 /// Which of the caller's lists.
@@ -129,6 +143,8 @@ pub struct ApprovalTaskNode {
     pub owner: Option<String>,
     /// Where it stands.
     pub status: ApprovalTaskStatus,
+    /// For an added signer: before or after its parent.
+    pub sign: Option<SignKind>,
     /// The task a signer was added to.
     pub parent: Option<u32>,
     /// When it falls due (RFC 3339), where its node says.
@@ -224,7 +240,12 @@ fn node_of(row: &ApprovalRow, caller: UserId) -> ApprovalNode {
         current_node: (s.status == oacis_domain::approval::instance::ApprovalStatus::Running)
             .then(|| s.route.get(s.at).cloned())
             .flatten(),
-        my_tasks: s.tasks.iter().filter(|(_, t)| t.assignee == caller && t.status.live()).map(|(n, _)| *n).collect(),
+        my_tasks: s
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.assignee == caller && t.status.actionable())
+            .map(|(n, _)| *n)
+            .collect(),
         tasks: s
             .tasks
             .iter()
@@ -234,6 +255,7 @@ fn node_of(row: &ApprovalRow, caller: UserId) -> ApprovalNode {
                 assignee: t.assignee.to_string(),
                 owner: t.owner.map(|o| o.to_string()),
                 status: t.status.into(),
+                sign: t.sign.map(Into::into),
                 parent: t.parent,
                 due: t.due.map(time_text),
                 timed_out: t.timed_out,
@@ -574,18 +596,21 @@ impl ApprovalMutation {
         act_on(ctx, &id, Act::ResolveDelegation { task: task_number(task)?, comment }, &[], client_mutation_id).await
     }
 
-    /// 前加签: `users` approve before the caller, whose task waits for them.
-    async fn add_approval_signers_before(
+    /// 加签: `users` approve before the caller (`BEFORE`, the caller's task waits for them) or
+    /// after (`AFTER`, the caller's approval counts once they approved).
+    #[allow(clippy::too_many_arguments)]
+    async fn add_approval_signers(
         &self,
         ctx: &Context<'_>,
         id: String,
         task: i32,
+        kind: SignKind,
         users: Vec<String>,
         comment: Option<String>,
         client_mutation_id: Option<String>,
     ) -> ApiResult<MutationResult> {
         let users = self::users("users", &users)?;
-        let act = Act::AddSignersBefore { task: task_number(task)?, users: users.clone(), comment };
+        let act = Act::AddSigners { task: task_number(task)?, kind: kind.into(), users: users.clone(), comment };
         act_on(ctx, &id, act, &users, client_mutation_id).await
     }
 

@@ -24,7 +24,7 @@ use crate::aggregate::Aggregate;
 use crate::context::Context;
 use crate::error::{DomainError, FieldCode};
 use crate::events;
-use crate::ids::{ApprovalDefinitionId, RoleId, UserId};
+use crate::ids::{ApprovalDefinitionId, DepartmentId, RoleId, UserId};
 use crate::validate::Validator;
 
 /// Who approves (or is copied on) a node; resolved when an instance enters the node.
@@ -52,6 +52,11 @@ pub enum Approvers {
     LeaderChain {
         /// How many levels.
         levels: u8,
+    },
+    /// The head (leader) of a named department, e.g. finance's.
+    DepartmentHead {
+        /// The department.
+        department: DepartmentId,
     },
     /// Whom the submitter picks for this node when submitting.
     Picked,
@@ -290,7 +295,7 @@ impl DefinitionBody {
                 let user_field = self.form.iter().any(|f| &f.name == field && f.kind == FieldKind::User);
                 v.require(user_field, path, FieldCode::InvalidFormat, format!("no user field {field:?} in this form"));
             }
-            Approvers::Role { .. } | Approvers::Picked => {}
+            Approvers::Role { .. } | Approvers::DepartmentHead { .. } | Approvers::Picked => {}
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct OrgFacts {
     pub leaders: Vec<Option<UserId>>,
     /// Members of the roles the definition names, in a stable order.
     pub role_members: BTreeMap<RoleId, Vec<UserId>>,
+    /// Leaders of the departments the definition names (department heads).
+    pub heads: BTreeMap<DepartmentId, UserId>,
     /// Users who may act (active accounts); anyone else resolved is left out.
     pub active: BTreeSet<UserId>,
     /// Who receives tasks no rule finds anyone for.
@@ -149,11 +151,15 @@ pub enum Act {
         /// The delegate's opinion.
         comment: Option<String>,
     },
-    /// 前加签: these users approve before the actor, whose task waits for them.
-    AddSignersBefore {
+    /// 加签: `Before` (前加签), these users approve first while the actor's task waits;
+    /// `After` (后加签), they approve once the actor has, and the actor's approval counts when
+    /// they all have. One task takes signers of one kind only.
+    AddSigners {
         /// The actor's task.
         task: u32,
-        /// Who signs first.
+        /// Before or after the actor.
+        kind: SignKind,
+        /// Who signs.
         users: Vec<UserId>,
         /// Optional comment.
         comment: Option<String>,
@@ -186,6 +192,16 @@ pub enum Act {
     /// The scheduler (no actor needed): applies each node's rule to its running tasks that
     /// fell due by the context's time; nothing when none did.
     Tick,
+}
+
+/// Whether added signers approve before or after the task they were added to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignKind {
+    /// 前加签.
+    Before,
+    /// 后加签.
+    After,
 }
 
 /// Where an approval stands.
@@ -231,6 +247,10 @@ pub enum TaskStatus {
     Running,
     /// Waiting for signers added before it (前加签).
     Waiting,
+    /// A signer added after its parent (后加签), waiting for the parent's approval.
+    Queued,
+    /// Approved by its assignee, waiting for the signers added after it (后加签).
+    Approving,
     /// Worked by a delegate (委派).
     Delegated,
     /// Approved.
@@ -251,7 +271,20 @@ impl TaskStatus {
     /// Whether the task still waits for someone.
     #[must_use]
     pub fn live(self) -> bool {
-        matches!(self, TaskStatus::Running | TaskStatus::Waiting | TaskStatus::Delegated)
+        matches!(
+            self,
+            TaskStatus::Running
+                | TaskStatus::Waiting
+                | TaskStatus::Delegated
+                | TaskStatus::Queued
+                | TaskStatus::Approving
+        )
+    }
+
+    /// Whether someone can act on the task now (what a to-do list shows).
+    #[must_use]
+    pub fn actionable(self) -> bool {
+        matches!(self, TaskStatus::Running | TaskStatus::Delegated)
     }
 
     fn approved(self) -> bool {
@@ -270,8 +303,10 @@ pub struct TaskState {
     pub owner: Option<UserId>,
     /// Where it stands.
     pub status: TaskStatus,
-    /// The task a signer was added to (前加签).
+    /// The task a signer was added to.
     pub parent: Option<u32>,
+    /// For an added signer: before or after its parent.
+    pub sign: Option<SignKind>,
     /// Which entry of its node it belongs to (a node entered again starts a new entry).
     pub entry: u32,
     /// The ordinal of the decision on it (for 撤回: nothing decided after it).
@@ -465,6 +500,9 @@ pub struct ApprovalTaskCreated {
     pub assignee: UserId,
     /// The task a signer was added to.
     pub parent: Option<u32>,
+    /// For an added signer: before or after its parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign: Option<SignKind>,
     /// When it falls due, where its node says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due: Option<TaskDue>,
@@ -521,7 +559,16 @@ pub struct ApprovalTaskCancelled {
     pub reason: CancelReason,
 }
 
-/// Payload of `ApprovalTaskResumed`: a task whose added signers all approved runs again.
+/// Payload of `ApprovalTaskCompleted`: a task approved with signers after it counts as
+/// approved once they all approved (or were removed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalTaskCompleted {
+    /// The task.
+    pub task: u32,
+}
+
+/// Payload of `ApprovalTaskResumed`: a task whose signers added before it all approved runs
+/// again, or a signer added after a task runs once that task was approved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalTaskResumed {
     /// The task.
@@ -541,11 +588,13 @@ pub struct TaskHandover {
     pub comment: Option<String>,
 }
 
-/// Payload of `ApprovalSignersAdded` (前加签); the signers' tasks follow.
+/// Payload of `ApprovalSignersAdded` (前加签 or 后加签); the signers' tasks follow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalSignersAdded {
-    /// The task that waits for them.
+    /// The task they were added to.
     pub task: u32,
+    /// Before or after it.
+    pub kind: SignKind,
     /// Who added them.
     pub by: UserId,
     /// The signers.
@@ -637,8 +686,10 @@ events! {
         ApprovalTaskAutoApproved(ApprovalTaskAutoApproved) = 1,
         /// A task ended without a decision.
         ApprovalTaskCancelled(ApprovalTaskCancelled) = 1,
-        /// A waiting task runs again.
+        /// A waiting task runs (again).
         ApprovalTaskResumed(ApprovalTaskResumed) = 1,
+        /// A task approved with signers after it counts as approved.
+        ApprovalTaskCompleted(ApprovalTaskCompleted) = 1,
         /// A task was given to someone else.
         ApprovalTaskTransferred(TaskHandover) = 1,
         /// A task was delegated.
@@ -690,7 +741,8 @@ impl Draft<'_> {
         }
     }
 
-    fn create_task(&mut self, assignee: UserId, parent: Option<u32>) -> u32 {
+    fn create_task(&mut self, assignee: UserId, parent: Option<(u32, SignKind)>) -> u32 {
+        let (parent, sign) = (parent.map(|p| p.0), parent.map(|p| p.1));
         let task = self.state.tasks.keys().next_back().map_or(1, |n| n + 1);
         let node = self.state.route.get(self.state.at).cloned().unwrap_or_default();
         let due = match self.body.node(&node) {
@@ -700,7 +752,7 @@ impl Draft<'_> {
             }
             _ => None,
         };
-        self.push(ApprovalEvent::ApprovalTaskCreated(ApprovalTaskCreated { task, node, assignee, parent, due }));
+        self.push(ApprovalEvent::ApprovalTaskCreated(ApprovalTaskCreated { task, node, assignee, parent, sign, due }));
         if parent.is_none() && !self.state.reentered && self.state.last_passed.contains(&assignee) {
             self.push(ApprovalEvent::ApprovalTaskAutoApproved(ApprovalTaskAutoApproved {
                 task,
@@ -717,6 +769,7 @@ impl Draft<'_> {
         let found: Vec<UserId> = match rule {
             Approvers::Users { users } => users.clone(),
             Approvers::Role { role } => org.role_members.get(role).cloned().unwrap_or_default(),
+            Approvers::DepartmentHead { department } => org.heads.get(department).copied().into_iter().collect(),
             Approvers::Leader { level } => {
                 org.leaders.get(usize::from(*level).saturating_sub(1)).copied().flatten().into_iter().collect()
             }
@@ -815,18 +868,25 @@ impl Draft<'_> {
                 return Ok(());
             }
             let state = &self.state;
+            let signers_done = |n: u32| state.tasks.values().filter(|c| c.parent == Some(n)).all(|c| !c.status.live());
             let resumed: Vec<u32> = state
                 .tasks
                 .iter()
-                .filter(|(n, t)| {
-                    t.status == TaskStatus::Waiting
-                        && state.tasks.values().filter(|c| c.parent == Some(**n)).all(|c| !c.status.live())
-                })
+                .filter(|(n, t)| t.status == TaskStatus::Waiting && signers_done(**n))
                 .map(|(n, _)| *n)
                 .collect();
-            if !resumed.is_empty() {
+            let completed: Vec<u32> = state
+                .tasks
+                .iter()
+                .filter(|(n, t)| t.status == TaskStatus::Approving && signers_done(**n))
+                .map(|(n, _)| *n)
+                .collect();
+            if !resumed.is_empty() || !completed.is_empty() {
                 for task in resumed {
                     self.push(ApprovalEvent::ApprovalTaskResumed(ApprovalTaskResumed { task }));
+                }
+                for task in completed {
+                    self.push(ApprovalEvent::ApprovalTaskCompleted(ApprovalTaskCompleted { task }));
                 }
                 continue;
             }
@@ -964,6 +1024,8 @@ impl TaskStatus {
         match self {
             TaskStatus::Running => "running",
             TaskStatus::Waiting => "waiting for added signers",
+            TaskStatus::Queued => "waiting for the approval it follows",
+            TaskStatus::Approving => "approved, waiting for added signers",
             TaskStatus::Delegated => "delegated",
             TaskStatus::Approved => "approved",
             TaskStatus::AutoApproved => "passed automatically",
@@ -1056,6 +1118,16 @@ impl Aggregate for Approval {
                 state.own_task(task, actor, &[TaskStatus::Running], "approve")?;
                 let comment = optional_comment(comment.as_deref())?;
                 draft.push(E::ApprovalTaskApproved(TaskDecision { task, by: actor, comment }));
+                // Signers added after this task start now.
+                let queued: Vec<u32> = state
+                    .tasks
+                    .iter()
+                    .filter(|(_, t)| t.parent == Some(task) && t.status == TaskStatus::Queued)
+                    .map(|(n, _)| *n)
+                    .collect();
+                for signer in queued {
+                    draft.push(E::ApprovalTaskResumed(ApprovalTaskResumed { task: signer }));
+                }
             }
             Act::Reject { task, comment } => {
                 state.own_task(task, actor, &[TaskStatus::Running], "reject")?;
@@ -1105,8 +1177,15 @@ impl Aggregate for Approval {
                 let comment = optional_comment(comment.as_deref())?;
                 draft.push(E::ApprovalDelegationResolved(TaskDecision { task, by: actor, comment }));
             }
-            Act::AddSignersBefore { task, users, comment } => {
+            Act::AddSigners { task, kind, users, comment } => {
                 state.own_task(task, actor, &[TaskStatus::Running], "add signers to")?;
+                let mixed =
+                    state.tasks.values().any(|c| c.parent == Some(task) && c.status.live() && c.sign != Some(kind));
+                if mixed {
+                    return Err(DomainError::Rule(
+                        "this task has signers of the other kind; remove them before adding these".into(),
+                    ));
+                }
                 let mut v = Validator::new();
                 let comment = self::comment(&mut v, comment.as_deref());
                 v.require(!users.is_empty(), "users", FieldCode::Required, "name at least one signer");
@@ -1135,12 +1214,13 @@ impl Aggregate for Approval {
                 v.finish(())?;
                 draft.push(E::ApprovalSignersAdded(ApprovalSignersAdded {
                     task,
+                    kind,
                     by: actor,
                     users: users.clone(),
                     comment,
                 }));
                 for user in users {
-                    draft.create_task(user, Some(task));
+                    draft.create_task(user, Some((task, kind)));
                 }
             }
             Act::RemoveSigner { task } => {
@@ -1363,8 +1443,10 @@ impl Aggregate for Approval {
                     .collect();
             }
             E::ApprovalTaskCreated(e) => {
-                if let Some(parent) = e.parent.and_then(|p| state.tasks.get_mut(&p)) {
-                    parent.status = TaskStatus::Waiting;
+                if e.sign != Some(SignKind::After) {
+                    if let Some(parent) = e.parent.and_then(|p| state.tasks.get_mut(&p)) {
+                        parent.status = TaskStatus::Waiting;
+                    }
                 }
                 state.tasks.insert(
                     e.task,
@@ -1372,8 +1454,9 @@ impl Aggregate for Approval {
                         node: e.node.clone(),
                         assignee: e.assignee,
                         owner: None,
-                        status: TaskStatus::Running,
+                        status: if e.sign == Some(SignKind::After) { TaskStatus::Queued } else { TaskStatus::Running },
                         parent: e.parent,
+                        sign: e.sign,
                         entry: state.entry,
                         decided: None,
                         born: state.decisions,
@@ -1382,7 +1465,18 @@ impl Aggregate for Approval {
                     },
                 );
             }
-            E::ApprovalTaskApproved(e) => decide(&mut state, e.task, TaskStatus::Approved),
+            E::ApprovalTaskApproved(e) => {
+                let waits = state
+                    .tasks
+                    .values()
+                    .any(|c| c.parent == Some(e.task) && c.sign == Some(SignKind::After) && c.status.live());
+                decide(&mut state, e.task, if waits { TaskStatus::Approving } else { TaskStatus::Approved });
+            }
+            E::ApprovalTaskCompleted(e) => {
+                if let Some(t) = state.tasks.get_mut(&e.task) {
+                    t.status = TaskStatus::Approved;
+                }
+            }
             E::ApprovalTaskRejected(e) => decide(&mut state, e.task, TaskStatus::Rejected),
             E::ApprovalTaskAutoApproved(e) => decide(&mut state, e.task, TaskStatus::AutoApproved),
             E::ApprovalReturned(e) => {

@@ -4,8 +4,8 @@
 //! Invariants:
 //! - An approval's `state` is the domain's own fold of its stream (`Approval::evolve`), so
 //!   the view and the aggregate cannot disagree.
-//! - `inbox` holds exactly (assignee, approval, task) of every live task (running, waiting
-//!   for signers, delegated): it is updated from the difference of live tasks before and
+//! - `inbox` holds exactly (assignee, approval, task) of every task someone can act on now
+//!   (running or delegated): it is updated from the difference of live tasks before and
 //!   after each event, never recomputed.
 //! - `due` holds exactly (due time, approval, task) of every live task with a due time not
 //!   handled yet, maintained the same way; the working calendar is rebuilt from each year's
@@ -193,7 +193,7 @@ impl Approvals {
             timeline: Vec::new(),
         });
         let live = |state: &ApprovalState| -> BTreeSet<(UserId, u32)> {
-            state.tasks.iter().filter(|(_, t)| t.status.live()).map(|(n, t)| (t.assignee, *n)).collect()
+            state.tasks.iter().filter(|(_, t)| t.status.actionable()).map(|(n, t)| (t.assignee, *n)).collect()
         };
         let pending = |state: &ApprovalState| -> BTreeSet<(Timestamp, u32)> {
             state
