@@ -375,3 +375,131 @@ fn a_task_due_in_one_working_day_from_the_friday_before_an_adjusted_saturday_goe
     assert_eq!(kinds.iter().filter(|k| **k == "ApprovalTaskTimedOut").count(), 1, "{kinds:?}");
     runtime.block_on(async { app.state.live.stop() });
 }
+
+/// The task number `token`'s holder can act on in approval `id`.
+fn my_task(office: &Office, token: &str, id: &str) -> u64 {
+    let shown = office.ask(token, "query($id: String!) { approval(id: $id) { myTasks } }", json!({ "id": id }));
+    shown["approval"]["myTasks"][0].as_u64().unwrap_or_else(|| panic!("no task of mine: {shown}"))
+}
+
+#[test]
+fn pinning_signers_withdrawal_return_hidden_fields_and_self_approval_over_graphql() {
+    let dir = tempfile::tempdir().unwrap();
+    let office = Office {
+        server: Server::start(env!("CARGO_BIN_EXE_oacis"), dir.path(), &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]),
+    };
+    let admin = office.server.first_sign_in("admin", PASSWORD, "Sesame-Changed-77");
+    let head = office.id(&admin, r#"mutation { createDepartment(name: "总部") { id } }"#, json!({}));
+    let sales = office.id(
+        &admin,
+        "mutation($p: String) { createDepartment(name: \"销售部\", parent: $p) { id } }",
+        json!({ "p": head }),
+    );
+    let (_, li) = office.user(&admin, "li.na", "E-1", &sales);
+    let (wang_id, wang) = office.user(&admin, "wang.fang", "E-2", &sales);
+    let (zhao_id, zhao) = office.user(&admin, "zhao.lei", "E-3", &sales);
+    let (signer_id, signer) = office.user(&admin, "sun.li", "E-4", &sales);
+    let (boss_id, boss) = office.user(&admin, "zhou.zong", "E-5", &head);
+    let leader = "mutation($d: String!, $l: String) { setDepartmentLeader(id: $d, leader: $l) { events } }";
+    office.ask(&admin, leader, json!({ "d": sales, "l": wang_id }));
+    office.ask(&admin, leader, json!({ "d": head, "l": boss_id }));
+    let finance =
+        office.id(&admin, r#"mutation { defineRole(name: "finance", permissions: ["task.read"]) { id } }"#, json!({}));
+    office.ask(
+        &admin,
+        "mutation($u: String!, $r: String!) { grantRole(user: $u, role: $r, scope: OWN) { id } }",
+        json!({ "u": zhao_id, "r": finance }),
+    );
+    let mut v1 = reimbursement(&finance);
+    v1["nodes"][0]["fields"] = json!({ "amount": "write", "reason": "hidden" });
+    let publish =
+        "mutation($id: String, $b: JSON!) { publishApprovalDefinition(id: $id, definition: $b) { id version events } }";
+    let definition = office.id(&admin, publish, json!({ "id": null, "b": v1 }));
+    let show = "query($id: String!) { approval(id: $id) { status route definitionVersion formHash form currentNode tasks { number assignee status sign } timeline { kind detail } } }";
+    let shown = |token: &str, id: &str| office.ask(token, show, json!({ "id": id }))["approval"].clone();
+
+    // Pinning: v2 is published while X runs; X finishes on v1, Y starts on v2.
+    let x = office.id(&li, SUBMIT, json!({ "d": definition, "f": { "amount": 600_000, "reason": "差旅" } }));
+    let mut v2 = v1.clone();
+    v2["nodes"].as_array_mut().unwrap().push(json!({ "type": "approval", "id": "ceo", "name": "总经理", "approvers": { "kind": "users", "users": [boss_id] }, "mode": { "kind": "any" } }));
+    let published = office.ask(&admin, publish, json!({ "id": definition, "b": v2 }));
+    assert_eq!(published["publishApprovalDefinition"]["version"], 2, "{published}");
+    // The manager does not see the hidden reason, in the form or in the timeline.
+    let seen = shown(&wang, &x);
+    assert_eq!(seen["form"], json!({ "amount": 600_000 }));
+    assert!(!seen["timeline"].to_string().contains("差旅"), "{seen}");
+    assert_eq!(shown(&li, &x)["form"]["reason"], "差旅");
+    assert!(office.approve(&wang, &x, my_task(&office, &wang, &x), "同意")["errors"].is_null());
+    assert!(office.approve(&zhao, &x, my_task(&office, &zhao, &x), "同意")["errors"].is_null());
+    let seen = shown(&li, &x);
+    assert_eq!((seen["status"].as_str(), seen["definitionVersion"].as_u64()), (Some("APPROVED"), Some(1)));
+    assert_eq!(seen["route"], json!(["manager", "finance"]));
+
+    // 前加签 on Y (v2): the manager waits for the signer; an edit of a writable field changes the hash.
+    let y = office.id(&li, SUBMIT, json!({ "d": definition, "f": { "amount": 600_000, "reason": "采购" } }));
+    let seen = shown(&li, &y);
+    assert_eq!(
+        (seen["route"].clone(), seen["definitionVersion"].as_u64()),
+        (json!(["manager", "finance", "ceo"]), Some(2))
+    );
+    let first_hash = seen["formHash"].clone();
+    let add = "mutation($id: String!, $t: Int!, $u: [String!]!) { addApprovalSigners(id: $id, task: $t, kind: BEFORE, users: $u) { events } }";
+    let manager_task = my_task(&office, &wang, &y);
+    office.ask(&wang, add, json!({ "id": y, "t": manager_task, "u": [signer_id] }));
+    let statuses: Vec<(String, String)> = shown(&li, &y)["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["assignee"].as_str().unwrap().to_owned(), t["status"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(statuses, [(wang_id.clone(), "WAITING".to_owned()), (signer_id.clone(), "RUNNING".to_owned())]);
+    assert_eq!(office.inbox(&wang)["totalCount"], 0, "a waiting task is not on the to-do list");
+    assert!(office.approve(&signer, &y, my_task(&office, &signer, &y), "可以")["errors"].is_null());
+    let approve_edit =
+        "mutation($id: String!, $t: Int!, $e: JSON) { approveApprovalTask(id: $id, task: $t, edits: $e) { events } }";
+    let hidden_edit =
+        office.server.gql(Some(&wang), approve_edit, json!({ "id": y, "t": manager_task, "e": { "reason": "改" } }));
+    assert_eq!(code(&hidden_edit), "VALIDATION", "{hidden_edit}");
+    office.ask(&wang, approve_edit, json!({ "id": y, "t": manager_task, "e": { "amount": 550_000 } }));
+    let seen = shown(&li, &y);
+    assert_ne!(seen["formHash"], first_hash);
+    assert_eq!(seen["form"]["amount"], 550_000);
+    assert_eq!(seen["currentNode"], "finance");
+
+    // 撤回: before finance acts, the manager takes the approval back and decides again.
+    let withdraw = "mutation($id: String!, $t: Int!) { withdrawApprovalTask(id: $id, task: $t) { events } }";
+    office.ask(&wang, withdraw, json!({ "id": y, "t": manager_task }));
+    assert_eq!(office.inbox(&zhao)["totalCount"], 0);
+    let again = my_task(&office, &wang, &y);
+    assert!(office.approve(&wang, &y, again, "再次同意")["errors"].is_null());
+    assert!(office.approve(&zhao, &y, my_task(&office, &zhao, &y), "同意")["errors"].is_null());
+    // Once finance has approved, the manager's withdrawal is refused and nothing is written.
+    let before = shown(&li, &y)["timeline"].as_array().unwrap().len();
+    let refused = office.server.gql(Some(&wang), withdraw, json!({ "id": y, "t": again }));
+    assert_eq!(code(&refused), "CONFLICT", "{refused}");
+    assert_eq!(shown(&li, &y)["timeline"].as_array().unwrap().len(), before);
+
+    // 退回 to the submitter and resubmission with a new amount: routed again, new form hash.
+    let give_back =
+        "mutation($id: String!, $t: Int!) { returnApprovalTask(id: $id, task: $t, comment: \"请补发票\") { events } }";
+    office.ask(&boss, give_back, json!({ "id": y, "t": my_task(&office, &boss, &y) }));
+    assert_eq!(shown(&li, &y)["status"], "RETURNED");
+    let resubmit = "mutation($id: String!, $f: JSON!) { resubmitApproval(id: $id, form: $f) { events } }";
+    office.ask(&li, resubmit, json!({ "id": y, "f": { "amount": 400_000, "reason": "采购（补票）" } }));
+    let seen = shown(&li, &y);
+    assert_eq!(seen["route"], json!(["manager", "ceo"]));
+    let kinds: Vec<&str> = seen["timeline"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"ApprovalReturned") && kinds.contains(&"ApprovalResubmitted"), "{kinds:?}");
+    let approved_before: usize = kinds.iter().filter(|k| **k == "ApprovalTaskApproved").count();
+    assert_eq!(approved_before, 4, "the earlier approvals stay in the history");
+
+    // Self-approval: the manager's own claim goes to the leader above them, with the reason.
+    let own = office.id(&wang, SUBMIT, json!({ "d": definition, "f": { "amount": 100_000, "reason": "培训费" } }));
+    let seen = shown(&wang, &own);
+    let entered =
+        seen["timeline"].as_array().unwrap().iter().find(|e| e["kind"] == "ApprovalNodeEntered").unwrap().clone();
+    assert_eq!(entered["detail"]["approvers"], json!([boss_id]));
+    assert_eq!(entered["detail"]["notes"][0]["note"], "self_approval_to_leader", "{entered}");
+    assert_eq!(office.inbox(&boss)["totalCount"], 1, "the manager's own claim");
+    assert_eq!(office.inbox(&wang)["edges"][0]["node"]["id"], y.as_str(), "Y, resubmitted, is at the manager again");
+}

@@ -39,7 +39,14 @@ fn at(actor: u128, minutes: i64) -> Context {
 }
 
 fn approval(node: &str, approvers: Approvers, mode: Mode) -> Node {
-    Node::Approval { id: node.into(), name: format!("{node} 审批"), approvers, mode, due: None }
+    Node::Approval {
+        id: node.into(),
+        name: format!("{node} 审批"),
+        approvers,
+        mode,
+        due: None,
+        fields: Default::default(),
+    }
 }
 
 fn amount_over(fen: i64) -> Condition {
@@ -151,7 +158,7 @@ impl Run {
 
     fn approve(&mut self, who: u128, comment: &str) -> Vec<ApprovalEvent> {
         let task = self.task_of(who);
-        self.act(who, Act::Approve { task, comment: Some(comment.into()) }).unwrap()
+        self.act(who, Act::Approve { task, comment: Some(comment.into()), edits: FormValues::new() }).unwrap()
     }
 
     fn kinds(events: &[ApprovalEvent]) -> Vec<&'static str> {
@@ -219,7 +226,7 @@ fn a_running_approval_finishes_on_its_version_while_new_ones_start_on_the_next()
     let task = running.task_of(MANAGER);
     let before = running.events.len();
     running.env.definition = v2.clone();
-    let refused = running.act(MANAGER, Act::Approve { task, comment: None }).unwrap_err();
+    let refused = running.act(MANAGER, Act::Approve { task, comment: None, edits: FormValues::new() }).unwrap_err();
     assert!(matches!(&refused, DomainError::Rule(m) if m.contains("version 1")), "{refused:?}");
     assert_eq!(running.events.len(), before);
     running.env.definition = v1.clone();
@@ -260,7 +267,8 @@ fn signers_added_before_the_manager_approve_first_and_finance_waits_for_the_mana
         .unwrap();
     assert_eq!(Run::kinds(&events), ["ApprovalSignersAdded", "ApprovalTaskCreated"]);
     assert_eq!(run.status_of(manager), TaskStatus::Waiting);
-    let refused = run.act(MANAGER, Act::Approve { task: manager, comment: None }).unwrap_err();
+    let refused =
+        run.act(MANAGER, Act::Approve { task: manager, comment: None, edits: FormValues::new() }).unwrap_err();
     assert!(matches!(refused, DomainError::InvalidTransition { action: "approve", .. }), "{refused:?}");
     assert!(!run.state().tasks.values().any(|t| t.assignee == user(FINANCE)));
 
@@ -283,7 +291,8 @@ fn signers_added_before_the_manager_approve_first_and_finance_waits_for_the_mana
     assert_eq!(Run::kinds(&events), ["ApprovalSignersAdded", "ApprovalTaskCreated"]);
     let signer = *after.state().tasks.iter().find(|(_, t)| t.assignee == user(SIGNER)).unwrap().0;
     assert_eq!((after.status_of(manager), after.status_of(signer)), (TaskStatus::Running, TaskStatus::Queued));
-    let refused = after.act(SIGNER, Act::Approve { task: signer, comment: None }).unwrap_err();
+    let refused =
+        after.act(SIGNER, Act::Approve { task: signer, comment: None, edits: FormValues::new() }).unwrap_err();
     assert!(matches!(refused, DomainError::InvalidTransition { .. }), "{refused:?}");
     let refused = after
         .act(MANAGER, Act::AddSigners { task: manager, kind: SignKind::Before, users: vec![user(CEO)], comment: None })
@@ -564,8 +573,12 @@ fn each_operation_is_refused_where_its_semantics_say_with_nothing_appended() {
     let manager = run.task_of(MANAGER);
     let before = run.events.len();
     let cases: Vec<(u128, Act, Expected)> = vec![
-        (FINANCE, Act::Approve { task: manager, comment: None }, |e| matches!(e, DomainError::NotYours { .. })),
-        (MANAGER, Act::Approve { task: 99, comment: None }, |e| matches!(e, DomainError::NotFound { .. })),
+        (FINANCE, Act::Approve { task: manager, comment: None, edits: FormValues::new() }, |e| {
+            matches!(e, DomainError::NotYours { .. })
+        }),
+        (MANAGER, Act::Approve { task: 99, comment: None, edits: FormValues::new() }, |e| {
+            matches!(e, DomainError::NotFound { .. })
+        }),
         (MANAGER, Act::Reject { task: manager, comment: String::new() }, |e| matches!(e, DomainError::Validation(_))),
         (MANAGER, Act::Transfer { task: manager, to: user(MANAGER), comment: None }, |e| {
             matches!(e, DomainError::Validation(_))
@@ -598,7 +611,7 @@ fn each_operation_is_refused_where_its_semantics_say_with_nothing_appended() {
 
     // 委派: the delegate hands back, the owner decides.
     run.act(MANAGER, Act::Delegate { task: manager, to: user(SIGNER), comment: Some("请帮忙看".into()) }).unwrap();
-    let refused = run.act(SIGNER, Act::Approve { task: manager, comment: None }).unwrap_err();
+    let refused = run.act(SIGNER, Act::Approve { task: manager, comment: None, edits: FormValues::new() }).unwrap_err();
     assert!(matches!(refused, DomainError::InvalidTransition { .. }), "{refused:?}");
     run.act(SIGNER, Act::ResolveDelegation { task: manager, comment: Some("没问题".into()) }).unwrap();
     // 转办: the new assignee decides.
@@ -671,7 +684,7 @@ fn forms_and_definitions_report_every_field_error_at_once() {
 /// One generated operation: (actor, which operation, task number, another user).
 fn act_from(op: u8, task: u32, other: u128, amount: i64) -> Act {
     match op {
-        0 | 1 => Act::Approve { task, comment: None },
+        0 | 1 => Act::Approve { task, comment: None, edits: FormValues::new() },
         2 => Act::Reject { task, comment: "不同意".into() },
         3 => Act::Return {
             task,
@@ -719,6 +732,7 @@ proptest::proptest! {
                     approvers: Approvers::Users { users: vec![user(FINANCE), user(CEO), user(SIGNER)] },
                     mode: Mode::All { pass_percent: 60 },
                     due: Some(DueRule { working_days: None, working_hours: Some(1), on_due: OnDue::TransferToLeader }),
+                    fields: Default::default(),
                 },
                 Node::Condition {
                     id: "big".into(),
@@ -817,6 +831,7 @@ fn a_one_working_day_task_submitted_on_the_friday_before_an_adjusted_saturday_fa
             approvers: Approvers::Leader { level: 1 },
             mode: Mode::Any,
             due: Some(DueRule { working_days: Some(1), working_hours: None, on_due: OnDue::TransferToLeader }),
+            fields: Default::default(),
         }],
     };
     let definition = publish(&mut history, body);
@@ -877,6 +892,7 @@ fn money_never_passes_by_itself_when_it_falls_due() {
         approvers: Approvers::Leader { level: 1 },
         mode: Mode::Any,
         due: Some(DueRule { working_days: Some(2), working_hours: Some(3), on_due: OnDue::Approve }),
+        fields: Default::default(),
     };
     let refused = Definition::decide(
         &DefinitionState::default(),
@@ -887,4 +903,43 @@ fn money_never_passes_by_itself_when_it_falls_due() {
     let DomainError::Validation(fields) = refused else { panic!("{refused:?}") };
     let named: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
     assert_eq!(named, ["nodes[0].due", "nodes[0].due.on_due"]);
+}
+
+#[test]
+fn approvers_change_only_the_fields_their_node_lets_them_and_the_form_hash_follows() {
+    let mut history = Vec::new();
+    let mut body = reimbursement(vec![]);
+    body.nodes[0] = Node::Approval {
+        id: "manager".into(),
+        name: "经理".into(),
+        approvers: Approvers::Leader { level: 1 },
+        mode: Mode::Any,
+        due: None,
+        fields: BTreeMap::from([("amount".to_owned(), FieldAccess::Write), ("reason".to_owned(), FieldAccess::Hidden)]),
+    };
+    assert_eq!(body.access("manager", "amount"), FieldAccess::Write);
+    assert_eq!(body.access("manager", "reason"), FieldAccess::Hidden);
+    assert_eq!(body.access("finance", "amount"), FieldAccess::Read);
+    let definition = publish(&mut history, body);
+    let mut run = Run::submit(&definition, SUBMITTER, form(600_000));
+    let task = run.task_of(MANAGER);
+    let before = run.events.len();
+    let edit = |field: &str, value: serde_json::Value| FormValues::from([(field.to_owned(), value)]);
+    let refused =
+        run.act(MANAGER, Act::Approve { task, comment: None, edits: edit("reason", json!("改事由")) }).unwrap_err();
+    let DomainError::Validation(fields) = refused else { panic!("{refused:?}") };
+    assert_eq!(fields[0].field, "edits.reason");
+    let refused = run.act(MANAGER, Act::Approve { task, comment: None, edits: edit("amount", json!(-5)) }).unwrap_err();
+    let DomainError::Validation(fields) = refused else { panic!("{refused:?}") };
+    assert_eq!(fields[0].field, "form.amount");
+    assert_eq!(run.events.len(), before);
+    // 500,000 fen: the route stays the one the form took when submitted (finance follows).
+    let events = run
+        .act(MANAGER, Act::Approve { task, comment: Some("核减".into()), edits: edit("amount", json!(500_000)) })
+        .unwrap();
+    let ApprovalEvent::ApprovalFormEdited(edited) = &events[0] else { panic!("{events:?}") };
+    assert_eq!(edited.form["amount"], json!(500_000));
+    assert_eq!(edited.form_hash, form_hash(&edited.form));
+    assert_eq!(run.state().form["amount"], json!(500_000));
+    assert_eq!(run.state().route[run.state().at], "finance");
 }

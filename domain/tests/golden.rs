@@ -55,12 +55,13 @@ fn approval_samples(samples: &mut Samples) {
 
     use oacis_domain::approval::calendar::{CalendarCommand, CalendarDay, CalendarYear, DueRule, OnDue, WorkCalendar};
 
-    let node = |id: &str, users: Vec<u128>, mode, due| Node::Approval {
+    let node = |id: &str, users: Vec<u128>, mode, due, fields| Node::Approval {
         id: id.into(),
         name: format!("{id} 审批"),
         approvers: Approvers::Users { users: users.into_iter().map(user).collect() },
         mode,
         due,
+        fields,
     };
     let publish_year = CalendarCommand::PublishYear {
         year: 2026,
@@ -80,11 +81,17 @@ fn approval_samples(samples: &mut Samples) {
         name: "费用报销".into(),
         form: vec![FieldSpec { name: "amount".into(), label: "金额".into(), kind: FieldKind::Money, required: true }],
         nodes: vec![
-            node("manager", vec![2], Mode::Any, Some(remind)),
+            node(
+                "manager",
+                vec![2],
+                Mode::Any,
+                Some(remind),
+                BTreeMap::from([("amount".to_owned(), FieldAccess::Write)]),
+            ),
             Node::Cc {
                 id: "inform".into(), name: "抄送行政".into(), to: Approvers::Users { users: vec![user(5)] }
             },
-            node("finance", vec![3, 2], Mode::All { pass_percent: 100 }, None),
+            node("finance", vec![3, 2], Mode::All { pass_percent: 100 }, None, BTreeMap::new()),
         ],
     };
     let publish = DefinitionCommand::Publish { id: ApprovalDefinitionId(id(60)), body };
@@ -117,24 +124,24 @@ fn approval_samples(samples: &mut Samples) {
                     comment: Some("请先核对".into()),
                 },
             ),
-            (6, Act::Approve { task: 2, comment: Some("核对无误".into()) }),
+            (6, Act::Approve { task: 2, comment: Some("核对无误".into()), edits: FormValues::new() }),
             (2, Act::Delegate { task: 1, to: user(7), comment: None }),
             (7, Act::ResolveDelegation { task: 1, comment: Some("建议同意".into()) }),
             (2, Act::Transfer { task: 1, to: user(8), comment: Some("转副经理".into()) }),
-            (8, Act::Approve { task: 1, comment: None }),
+            (8, Act::Approve { task: 1, comment: None, edits: FormValues::new() }),
             (8, Act::Withdraw { task: 1 }),
-            (8, Act::Approve { task: 5, comment: Some("同意".into()) }),
+            (8, Act::Approve { task: 5, comment: Some("同意".into()), edits: FormValues::new() }),
             (3, Act::Return { task: 6, to: None, comment: "发票不全".into() }),
             (1, Act::Resubmit { form: amount(580_000) }),
             (1, Act::Urge),
-            (2, Act::Approve { task: 8, comment: None }),
+            (2, Act::Approve { task: 8, comment: None, edits: FormValues::new() }),
             (3, Act::Reject { task: 9, comment: "超出预算".into() }),
         ],
         vec![
             (1, Act::Submit { id: ApprovalId(id(63)), form: amount(100), picked: BTreeMap::new() }),
             (2, Act::AddSigners { task: 1, kind: SignKind::After, users: vec![user(6)], comment: None }),
-            (2, Act::Approve { task: 1, comment: Some("同意，请6复核".into()) }),
-            (6, Act::Approve { task: 2, comment: None }),
+            (2, Act::Approve { task: 1, comment: Some("同意，请6复核".into()), edits: amount(90) }),
+            (6, Act::Approve { task: 2, comment: None, edits: FormValues::new() }),
         ],
         vec![
             (1, Act::Submit { id: ApprovalId(id(62)), form: amount(100), picked: BTreeMap::new() }),

@@ -42,6 +42,7 @@ fn body() -> DefinitionBody {
         approvers: Approvers::Users { users: users.into_iter().map(user).collect() },
         mode: Mode::Any,
         due: None,
+        fields: Default::default(),
     };
     DefinitionBody {
         name: "费用报销".into(),
@@ -126,14 +127,16 @@ fn the_log_settles_the_any_one_race_and_the_view_rebuilds_as_it_followed() {
         store.append(stream.clone(), ExpectedVersion::NoStream, new_events(&submitted), meta(1)).await.unwrap();
         heads.push(store.head().seq);
         let (state, version) = load(&store, id);
-        let approved = act(MANAGER, Act::Approve { task: 1, comment: Some("同意".into()) }, &state).unwrap();
+        let approved =
+            act(MANAGER, Act::Approve { task: 1, comment: Some("同意".into()), edits: FormValues::new() }, &state)
+                .unwrap();
         store.append(stream.clone(), ExpectedVersion::Exact(version), new_events(&approved), meta(2)).await.unwrap();
         heads.push(store.head().seq);
 
         // Both finance approvers decide against the same version; the log takes the first.
         let (state, version) = load(&store, id);
         assert_eq!(state.tasks.values().filter(|t| t.status.live()).count(), 2);
-        let finance = act(FINANCE, Act::Approve { task: 2, comment: None }, &state).unwrap();
+        let finance = act(FINANCE, Act::Approve { task: 2, comment: None, edits: FormValues::new() }, &state).unwrap();
         let cashier = act(CASHIER, Act::Reject { task: 3, comment: "不同意".into() }, &state).unwrap();
         store.append(stream.clone(), ExpectedVersion::Exact(version), new_events(&finance), meta(3)).await.unwrap();
         heads.push(store.head().seq);

@@ -13,12 +13,14 @@
 //! decides; the command bus appends with the expected version, so of two racing decisions the
 //! second is decided again against the new state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, Json, Object, SimpleObject};
 use oacis_domain::approval::calendar::{CalendarCommand, CalendarDay, CalendarYear};
-use oacis_domain::approval::definition::{Definition, DefinitionBody, DefinitionCommand, PublishedDefinition};
+use oacis_domain::approval::definition::{
+    Definition, DefinitionBody, DefinitionCommand, FieldAccess, PublishedDefinition,
+};
 use oacis_domain::approval::form::FormValues;
 use oacis_domain::approval::instance::{Act, Approval, ApprovalCommand, Environment};
 use oacis_domain::authz::Permission;
@@ -202,7 +204,8 @@ pub struct ApprovalNode {
     pub definition_version: u32,
     /// That version's BLAKE3 hash.
     pub definition_hash: String,
-    /// The form as last submitted.
+    /// The form as it stands (as submitted, with approvers' changes to writable fields),
+    /// without the fields hidden from the caller at every node where they approve.
     pub form: Json<serde_json::Value>,
     /// BLAKE3 of the form's bytes.
     pub form_hash: String,
@@ -222,7 +225,53 @@ pub struct ApprovalNode {
     pub timeline: Vec<ApprovalTimelineEntry>,
 }
 
-fn node_of(row: &ApprovalRow, caller: UserId) -> ApprovalNode {
+/// The form fields `caller` may not see on `row`: those hidden at every node where the
+/// caller holds or held a task. The submitter, those copied and auditors see every field.
+fn hidden_fields(v: &Views, caller: &Caller, row: &ApprovalRow) -> BTreeSet<String> {
+    let s = &row.state;
+    if s.submitter == Some(caller.user)
+        || caller.may(Permission::ApprovalAudit, &resource(&v.access, s.submitter, s.department))
+    {
+        return BTreeSet::new();
+    }
+    let nodes: BTreeSet<&str> = s
+        .tasks
+        .values()
+        .filter(|t| t.assignee == caller.user || t.owner == Some(caller.user))
+        .map(|t| t.node.as_str())
+        .collect();
+    let Some(body) =
+        s.definition.as_ref().and_then(|d| v.approvals.definition(d.definition_id, Some(d.version))).map(|d| &d.body)
+    else {
+        return BTreeSet::new();
+    };
+    if nodes.is_empty() {
+        return BTreeSet::new();
+    }
+    body.form
+        .iter()
+        .filter(|f| nodes.iter().all(|n| body.access(n, &f.name) == FieldAccess::Hidden))
+        .map(|f| f.name.clone())
+        .collect()
+}
+
+/// `value` (a form, or an event payload holding one under `form`) without `hidden` fields.
+fn masked(mut value: serde_json::Value, hidden: &BTreeSet<String>) -> serde_json::Value {
+    if !hidden.is_empty() {
+        let form = match value.get_mut("form") {
+            Some(inner) => inner,
+            None => &mut value,
+        };
+        if let Some(fields) = form.as_object_mut() {
+            fields.retain(|name, _| !hidden.contains(name));
+        }
+    }
+    value
+}
+
+fn node_of(v: &Views, row: &ApprovalRow, caller: &Caller) -> ApprovalNode {
+    let hidden = hidden_fields(v, caller, row);
+    let caller = caller.user;
     let s = &row.state;
     let definition = s.definition.clone();
     ApprovalNode {
@@ -234,7 +283,7 @@ fn node_of(row: &ApprovalRow, caller: UserId) -> ApprovalNode {
         definition_id: definition.as_ref().map(|d| d.definition_id.to_string()).unwrap_or_default(),
         definition_version: definition.as_ref().map_or(0, |d| d.version),
         definition_hash: definition.map(|d| d.hash).unwrap_or_default(),
-        form: Json(serde_json::to_value(&s.form).unwrap_or_default()),
+        form: Json(masked(serde_json::to_value(&s.form).unwrap_or_default(), &hidden)),
         form_hash: oacis_domain::approval::form::form_hash(&s.form),
         route: s.route.clone(),
         current_node: (s.status == oacis_domain::approval::instance::ApprovalStatus::Running)
@@ -271,7 +320,7 @@ fn node_of(row: &ApprovalRow, caller: UserId) -> ApprovalNode {
                 at: time_text(e.at),
                 actor: e.actor.clone(),
                 kind: e.event.kind().to_owned(),
-                detail: Json(serde_json::from_slice(&e.event.payload()).unwrap_or_default()),
+                detail: Json(masked(serde_json::from_slice(&e.event.payload()).unwrap_or_default(), &hidden)),
             })
             .collect(),
     }
@@ -386,7 +435,7 @@ impl ApprovalQuery {
                     })
                     .collect(),
             };
-            rows.into_iter().map(|row| node_of(row, caller.user)).collect::<Vec<_>>()
+            rows.into_iter().map(|row| node_of(v, row, caller)).collect::<Vec<_>>()
         })?;
         connection(rows, |n| n.id.clone(), first, after)
     }
@@ -412,7 +461,7 @@ impl ApprovalQuery {
     async fn approval(&self, ctx: &Context<'_>, id: String) -> ApiResult<ApprovalNode> {
         let caller = caller(ctx)?;
         let id = ApprovalId(parse_id("id", &id)?);
-        views(ctx, |v| v.approvals.get(id).filter(|row| visible(v, caller, row)).map(|row| node_of(row, caller.user)))?
+        views(ctx, |v| v.approvals.get(id).filter(|row| visible(v, caller, row)).map(|row| node_of(v, row, caller)))?
             .ok_or(ApiError::NotFound("approval"))
     }
 }
@@ -507,16 +556,19 @@ impl ApprovalMutation {
         execute::<Approval>(ctx, id, id.stream(), ApprovalCommand { act, env }, client_mutation_id).await
     }
 
-    /// Approves one's task (同意).
+    /// Approves one's task (同意); `edits` changes the form fields the node lets its approvers
+    /// write (`{"field": value}`).
     async fn approve_approval_task(
         &self,
         ctx: &Context<'_>,
         id: String,
         task: i32,
         comment: Option<String>,
+        edits: Option<Json<serde_json::Value>>,
         client_mutation_id: Option<String>,
     ) -> ApiResult<MutationResult> {
-        act_on(ctx, &id, Act::Approve { task: task_number(task)?, comment }, &[], client_mutation_id).await
+        let edits = edits.map(|e| form_of("edits", e)).transpose()?.unwrap_or_default();
+        act_on(ctx, &id, Act::Approve { task: task_number(task)?, comment, edits }, &[], client_mutation_id).await
     }
 
     /// Rejects (驳回): the approval ends rejected (in an all-must-approve node, once its pass

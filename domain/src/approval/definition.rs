@@ -13,8 +13,12 @@
 //! - Node ids are unique within a definition, conditions only name form fields with fitting
 //!   operators, and every referenced form field exists with the right type: a published
 //!   definition can always route any form that passed its validation.
+//! - An approval node says per form field whether its approvers read it (the default), may
+//!   change it when approving (write), or do not see it (hidden).
 //! - Because conditions read only the form, the route (the approval and CC nodes an instance
 //!   passes, in order) is fixed by the form: [`DefinitionBody::route`].
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +71,18 @@ pub enum Approvers {
     },
 }
 
+/// What an approval node's approvers may do with a form field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldAccess {
+    /// See it (the default).
+    Read,
+    /// See and change it when approving.
+    Write,
+    /// Not see it.
+    Hidden,
+}
+
 /// How several approvers of one node decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -100,6 +116,9 @@ pub enum Node {
         /// When its tasks fall due, and what then happens.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         due: Option<DueRule>,
+        /// What its approvers may do with each form field; a field not listed is read-only.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        fields: BTreeMap<String, FieldAccess>,
     },
     /// People are informed (抄送); nobody acts.
     Cc {
@@ -185,6 +204,15 @@ impl DefinitionBody {
         out
     }
 
+    /// What approvers at node `id` may do with `field` (read-only where the node says nothing).
+    #[must_use]
+    pub fn access(&self, id: &str, field: &str) -> FieldAccess {
+        match self.node(id) {
+            Some(Node::Approval { fields, .. }) => fields.get(field).copied().unwrap_or(FieldAccess::Read),
+            _ => FieldAccess::Read,
+        }
+    }
+
     /// The node with `id`, at any depth.
     #[must_use]
     pub fn node(&self, id: &str) -> Option<&Node> {
@@ -245,8 +273,16 @@ impl DefinitionBody {
             ids.push((node.id(), path.clone()));
             v.code(&format!("{path}.id"), node.id(), 40, &['_', '-']);
             match node {
-                Node::Approval { name, approvers, mode, due, .. } => {
+                Node::Approval { name, approvers, mode, due, fields, .. } => {
                     v.text(&format!("{path}.name"), name, MAX_NAME_CHARS);
+                    for field in fields.keys() {
+                        v.require(
+                            self.form.iter().any(|f| &f.name == field),
+                            format!("{path}.fields.{field}"),
+                            FieldCode::InvalidFormat,
+                            "no such field in this form",
+                        );
+                    }
                     if let Some(due) = due {
                         due.check(v, &format!("{path}.due"), self.form.iter().any(|f| f.kind == FieldKind::Money));
                     }

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{OnDue, WorkCalendar};
-use super::definition::{Approvers, DefinitionBody, Mode, Node, PublishedDefinition};
+use super::definition::{Approvers, DefinitionBody, FieldAccess, Mode, Node, PublishedDefinition};
 use super::form::{check_values, form_hash, money_total, FormValues};
 use crate::aggregate::Aggregate;
 use crate::context::Context;
@@ -98,12 +98,15 @@ pub enum Act {
         /// For nodes whose approvers the submitter picks: node id to users.
         picked: BTreeMap<String, Vec<UserId>>,
     },
-    /// Approve one's task (同意).
+    /// Approve one's task (同意), changing the form fields the node lets its approvers write.
     Approve {
         /// The task.
         task: u32,
         /// Optional comment.
         comment: Option<String>,
+        /// New values of writable fields (empty: no change). The route stays the one the
+        /// form took when submitted.
+        edits: FormValues,
     },
     /// Reject (驳回): the approval ends rejected.
     Reject {
@@ -456,6 +459,19 @@ pub struct ApprovalSubmitted {
     pub route: Vec<String>,
 }
 
+/// Payload of `ApprovalFormEdited`: an approver changed writable fields when approving.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalFormEdited {
+    /// The approver's task.
+    pub task: u32,
+    /// Who.
+    pub by: UserId,
+    /// The whole form after the change.
+    pub form: FormValues,
+    /// BLAKE3 of the form's bytes.
+    pub form_hash: String,
+}
+
 /// Payload of `ApprovalResubmitted`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalResubmitted {
@@ -672,6 +688,8 @@ events! {
         ApprovalSubmitted(ApprovalSubmitted) = 1,
         /// Resubmitted after a return to the submitter.
         ApprovalResubmitted(ApprovalResubmitted) = 1,
+        /// An approver changed writable fields.
+        ApprovalFormEdited(ApprovalFormEdited) = 1,
         /// A node was entered and its approvers resolved.
         ApprovalNodeEntered(ApprovalNodeEntered) = 1,
         /// A node passed.
@@ -1114,9 +1132,35 @@ impl Aggregate for Approval {
                 }));
                 draft.enter(0, false)?;
             }
-            Act::Approve { task, comment } => {
-                state.own_task(task, actor, &[TaskStatus::Running], "approve")?;
+            Act::Approve { task, comment, edits } => {
+                let held = state.own_task(task, actor, &[TaskStatus::Running], "approve")?;
                 let comment = optional_comment(comment.as_deref())?;
+                if !edits.is_empty() {
+                    let mut v = Validator::new();
+                    for field in edits.keys() {
+                        v.require(
+                            definition.body.access(&held.node, field) == FieldAccess::Write,
+                            format!("edits.{field}"),
+                            FieldCode::InvalidFormat,
+                            "this node's approvers may not change this field",
+                        );
+                    }
+                    v.finish(())?;
+                    let mut form = state.form.clone();
+                    form.extend(edits);
+                    form.retain(|_, value| !value.is_null());
+                    let mut v = Validator::new();
+                    check_values(&mut v, &definition.body.form, &form);
+                    v.finish(())?;
+                    if form != state.form {
+                        draft.push(E::ApprovalFormEdited(ApprovalFormEdited {
+                            task,
+                            by: actor,
+                            form_hash: form_hash(&form),
+                            form,
+                        }));
+                    }
+                }
                 draft.push(E::ApprovalTaskApproved(TaskDecision { task, by: actor, comment }));
                 // Signers added after this task start now.
                 let queued: Vec<u32> = state
@@ -1528,6 +1572,7 @@ impl Aggregate for Approval {
             }
             E::ApprovalUrged(e) => state.last_urged = Some(e.at),
             E::ApprovalSignersAdded(_) => {}
+            E::ApprovalFormEdited(e) => state.form = e.form.clone(),
             E::ApprovalTaskTimedOut(e) => {
                 if let Some(t) = state.tasks.get_mut(&e.task) {
                     t.timed_out = true;
