@@ -6,6 +6,9 @@
 //!   `approval.define`), and each live task's assignee's own leader.
 //! - [`environment`]: the pinned definition version, those facts and the working calendar,
 //!   for a command on an existing approval.
+//! - [`execute`]: a command on an approval, together with the leave or budget ledger step its
+//!   definition implies (reserve on submission, take on approval, release on rejection or
+//!   cancellation), in one append.
 //! - [`tick_due`]: one `Tick` (as the system) for every approval with a task that fell due by
 //!   the command path's clock; the live timer calls it whenever a due time passes, so due
 //!   times are applied once, by the log's rules, whatever node runs the timer.
@@ -16,12 +19,16 @@ use oacis_domain::approval::definition::{Approvers, DefinitionBody, Node};
 use oacis_domain::approval::form::FormValues;
 use oacis_domain::approval::instance::{Act, Approval, ApprovalCommand, ApprovalState, Environment, OrgFacts};
 use oacis_domain::authz::Permission;
-use oacis_domain::ids::{ApprovalId, Timestamp, UserId};
+use std::sync::Arc;
+
+use oacis_domain::approval::ledger::{self, Ledger};
+use oacis_domain::ids::{ApprovalId, LedgerId, Timestamp, UserId};
+use oacis_domain::DomainError;
 use oacis_projections::views::access::AccessDirectory;
 use oacis_projections::{ProjectionError, Views};
 
 use crate::access::may_act;
-use crate::command::{CommandBus, Origin};
+use crate::command::{then, CommandBus, CommandError, Executed, Follow, Origin};
 
 /// The first leader up `user`'s department path who is not `user`.
 fn leader_above(access: &AccessDirectory, user: UserId) -> Option<UserId> {
@@ -132,6 +139,49 @@ pub fn environment(v: &Views, id: ApprovalId, form: Option<&FormValues>, extra: 
     Some(Environment { definition, org, calendar: v.approvals.calendar().clone() })
 }
 
+/// Executes `command` on approval `id`: with the ledger step its definition's binding implies
+/// (the approval and its leave or budget appended together), or alone.
+///
+/// # Errors
+/// As [`CommandBus::execute_steps`]; a budget binding for a submitter without a department.
+pub async fn execute(
+    bus: &CommandBus,
+    id: ApprovalId,
+    command: ApprovalCommand,
+    origin: &Origin,
+) -> Result<Executed, CommandError> {
+    let Some(binding) = command.env.definition.body.ledger.clone() else {
+        return bus.execute::<Approval>(id.stream(), command, origin).await;
+    };
+    let (submitter, department, submitted_at) = match &command.act {
+        Act::Submit { .. } => (origin.actor, command.env.org.department, bus.now()),
+        _ => {
+            let row = bus
+                .projections()
+                .read(|v| v.approvals.get(id).map(|row| row.state.clone()))
+                .map_err(CommandError::Views)?;
+            let state = row.unwrap_or_default();
+            (state.submitter, state.department, state.submitted_at)
+        }
+    };
+    let submitter =
+        submitter.ok_or_else(|| CommandError::Domain(DomainError::Rule("an approval needs an acting user".into())))?;
+    let (key, _) = ledger::ledger_key(&binding, submitter, department, submitted_at)?;
+    let calendar = command.env.calendar.clone();
+    let locked = key.clone();
+    let follow: Follow<Approval, Ledger> = Arc::new(move |state, events| {
+        let commands = ledger::follow(&binding, state, events, &calendar)?;
+        let submitter = state.submitter.unwrap_or(submitter);
+        let (key, _) = ledger::ledger_key(&binding, submitter, state.department, state.submitted_at)?;
+        if key != locked {
+            return Err(DomainError::Rule("the year changed while deciding; submit again".into()));
+        }
+        Ok(commands)
+    });
+    let steps = vec![then::<Approval, Ledger>(id.stream(), command, LedgerId::of(&key).stream(), follow)];
+    bus.execute_steps(steps, origin).await
+}
+
 /// Applies every due time passed by `now`: one `Tick` per approval concerned, as the system.
 /// Returns the events written. An approval whose tick fails is logged and left for the next
 /// call (its due task stays in the view's due list).
@@ -144,7 +194,7 @@ pub async fn tick_due(bus: &CommandBus, now: Timestamp) -> Result<usize, Project
     for id in due {
         let Some(env) = bus.projections().read(|v| environment(v, id, None, &[]))? else { continue };
         let command = ApprovalCommand { act: Act::Tick, env };
-        match bus.execute::<Approval>(id.stream(), command, &Origin::system()).await {
+        match execute(bus, id, command, &Origin::system()).await {
             Ok(executed) => written += executed.events,
             Err(e) => {
                 tracing::warn!(approval = %id, error = %e, "a due approval task could not be handled; retried later")

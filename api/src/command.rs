@@ -257,19 +257,114 @@ where
     A: Aggregate + 'static,
     A::State: Send + Sync + 'static,
 {
+    Ok(decide_all::<A>(bus, stream, vec![command], ctx).await?.0)
+}
+
+/// Decides `commands` one after another against `stream`'s state (the caller holds its
+/// lock), each against the state the previous one's events lead to, and stages all their
+/// events; returns them with the state they reach.
+async fn decide_all<A>(
+    bus: &CommandBus,
+    stream: &str,
+    commands: Vec<A::Command>,
+    ctx: Context,
+) -> Result<(Decided, Vec<A::Event>, A::State), CommandError>
+where
+    A: Aggregate + 'static,
+    A::State: Send + Sync + 'static,
+{
     let stream_id = StreamId::new(stream.to_owned()).map_err(CommandError::Refused)?;
     let (version, mut state) = bus.take_state::<A>(&stream_id).await?;
-    let events = A::decide(&state, command, &ctx)?;
-    let mut new_events = Vec::with_capacity(events.len());
-    for event in &events {
-        let kind = EventKind::new(event.kind()).map_err(CommandError::Refused)?;
-        new_events.push(NewEvent { kind, schema: event.schema(), payload: event.payload() });
-        state = A::evolve(state, event);
+    let mut decided = Vec::new();
+    let mut new_events = Vec::new();
+    for command in commands {
+        for event in A::decide(&state, command, &ctx)? {
+            let kind = EventKind::new(event.kind()).map_err(CommandError::Refused)?;
+            new_events.push(NewEvent { kind, schema: event.schema(), payload: event.payload() });
+            state = A::evolve(state, &event);
+            decided.push(event);
+        }
     }
     let expected = if version == Version::NONE { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
     let key = stream.to_owned();
-    let commit: Commit = Box::new(move |bus, at| bus.put_state(key, at, Box::new(state)));
-    Ok(Decided { stream: stream_id, expected, events: new_events, commit })
+    let kept = state.clone();
+    let commit: Commit = Box::new(move |bus, at| bus.put_state(key, at, Box::new(kept)));
+    Ok((Decided { stream: stream_id, expected, events: new_events, commit }, decided, state))
+}
+
+/// What a [`then`] step derives for its second stream from the first's decided events and
+/// the state they reach.
+pub type Follow<A, B> = Arc<
+    dyn Fn(&<A as Aggregate>::State, &[<A as Aggregate>::Event]) -> Result<Vec<<B as Aggregate>::Command>, DomainError>
+        + Send
+        + Sync,
+>;
+
+/// `command` on `A`'s `stream`, then on `B`'s `second` stream the commands `follow` derives
+/// from what `A` decided; both streams are locked and both appends go in together (an
+/// approval and the leave or budget it reserves, takes or releases).
+pub fn then<A, B>(stream: String, command: A::Command, second: String, follow: Follow<A, B>) -> Box<dyn Step>
+where
+    A: Aggregate + 'static,
+    A::Command: Clone + Debug + Send + Sync + 'static,
+    A::State: Send + Sync + 'static,
+    A::Event: Send + Sync,
+    B: Aggregate + 'static,
+    B::Command: Send + Sync,
+    B::State: Send + Sync + 'static,
+{
+    Box::new(Then::<A, B> { stream, command, second, follow })
+}
+
+struct Then<A: Aggregate, B: Aggregate> {
+    stream: String,
+    command: A::Command,
+    second: String,
+    follow: Follow<A, B>,
+}
+
+impl<A: Aggregate, B: Aggregate> Debug for Then<A, B>
+where
+    A::Command: Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Then")
+            .field("stream", &self.stream)
+            .field("command", &self.command)
+            .field("second", &self.second)
+            .finish()
+    }
+}
+
+impl<A, B> Step for Then<A, B>
+where
+    A: Aggregate + 'static,
+    A::Command: Clone + Debug + Send + Sync + 'static,
+    A::State: Send + Sync + 'static,
+    A::Event: Send + Sync,
+    B: Aggregate + 'static,
+    B::Command: Send + Sync,
+    B::State: Send + Sync + 'static,
+{
+    fn streams(&self) -> Vec<String> {
+        vec![self.stream.clone(), self.second.clone()]
+    }
+
+    fn fingerprint(&self) -> String {
+        format!("{}|{:?}|{}", self.stream, self.command, self.second)
+    }
+
+    fn decide<'a>(&'a self, bus: &'a CommandBus, ctx: Context) -> DecideMany<'a> {
+        Box::pin(async move {
+            let (first, events, state) = decide_all::<A>(bus, &self.stream, vec![self.command.clone()], ctx).await?;
+            let commands = (self.follow)(&state, &events)?;
+            if commands.is_empty() {
+                return Ok(vec![first]);
+            }
+            let (second, _, _) = decide_all::<B>(bus, &self.second, commands, ctx).await?;
+            Ok(vec![first, second])
+        })
+    }
 }
 
 /// The command path, shared by every request.

@@ -503,3 +503,92 @@ fn pinning_signers_withdrawal_return_hidden_fields_and_self_approval_over_graphq
     assert_eq!(office.inbox(&boss)["totalCount"], 1, "the manager's own claim");
     assert_eq!(office.inbox(&wang)["edges"][0]["node"]["id"], y.as_str(), "Y, resubmitted, is at the manager again");
 }
+
+#[test]
+fn leave_is_reserved_on_submission_released_on_rejection_taken_on_approval_and_never_overdrawn() {
+    let dir = tempfile::tempdir().unwrap();
+    let office = Office {
+        server: Server::start(env!("CARGO_BIN_EXE_oacis"), dir.path(), &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]),
+    };
+    let admin = office.server.first_sign_in("admin", PASSWORD, "Sesame-Changed-77");
+    let sales = office.id(&admin, r#"mutation { createDepartment(name: "销售部") { id } }"#, json!({}));
+    let (li_id, li) = office.user(&admin, "li.na", "E-1", &sales);
+    let (wang_id, wang) = office.user(&admin, "wang.fang", "E-2", &sales);
+    let (_, qian) = office.user(&admin, "qian.min", "E-3", &sales);
+    office.ask(
+        &admin,
+        "mutation($d: String!, $l: String) { setDepartmentLeader(id: $d, leader: $l) { events } }",
+        json!({ "d": sales, "l": wang_id }),
+    );
+    let mut days: Vec<Value> =
+        (1..=7).map(|d| json!({ "date": format!("2026-10-0{d}"), "off": true, "name": "国庆节" })).collect();
+    days.push(json!({ "date": "2026-10-10", "off": false, "name": "国庆节调休" }));
+    office.ask(
+        &admin,
+        "mutation($d: JSON!) { publishWorkingCalendar(year: 2026, days: $d, papers: []) { events } }",
+        json!({ "d": days }),
+    );
+    // Leave counts against the year of submission (China Standard Time).
+    let year = oacis_domain::ids::Date::of_timestamp(oacis_api::command::now(), 480).unwrap().year();
+    let credit = "mutation($o: String!, $y: Int!, $a: Int!) { creditLedger(kind: LEAVE, owner: $o, category: \"annual\", year: $y, amount: $a, reason: \"年假5天\") { id } }";
+    assert_eq!(code(&office.server.gql(Some(&li), credit, json!({ "o": li_id, "y": year, "a": 10 }))), "FORBIDDEN");
+    office.ask(&admin, credit, json!({ "o": li_id, "y": year, "a": 10 }));
+    let body = json!({
+        "name": "请假",
+        "form": [{ "name": "days", "label": "请假日期", "type": "date_range", "required": true },
+                 { "name": "reason", "label": "事由", "type": "text", "max": 200, "required": true }],
+        "nodes": [{ "type": "approval", "id": "manager", "name": "经理", "approvers": { "kind": "leader", "level": 1 }, "mode": { "kind": "any" } }],
+        "ledger": { "kind": "leave", "leave_type": "annual", "range_field": "days" }
+    });
+    let definition = office.id(
+        &admin,
+        "mutation($b: JSON!) { publishApprovalDefinition(definition: $b) { id } }",
+        json!({ "b": body }),
+    );
+    let balance = |token: &str| {
+        office.server.gql(
+            Some(token),
+            "query($o: String!, $y: Int!) { ledger(kind: LEAVE, owner: $o, category: \"annual\", year: $y) { credited taken reserved available entries { kind } } }",
+            json!({ "o": li_id, "y": year }),
+        )
+    };
+    let figures = |token: &str| {
+        let b = balance(token);
+        assert!(b["errors"].is_null(), "{b}");
+        let l = &b["data"]["ledger"];
+        (
+            l["credited"].as_i64().unwrap(),
+            l["taken"].as_i64().unwrap(),
+            l["reserved"].as_i64().unwrap(),
+            l["available"].as_i64().unwrap(),
+        )
+    };
+    assert_eq!(figures(&li), (10, 0, 0, 10));
+    assert_eq!(code(&balance(&qian)), "NOT_FOUND", "a colleague does not see someone's leave");
+    assert_eq!(figures(&admin), (10, 0, 0, 10));
+
+    // Thursday afternoon to the worked Saturday's morning: 4 half days reserved.
+    let leave = |from: &str, from_half: &str, to: &str, to_half: &str| json!({ "d": definition, "f": { "days": { "from": from, "from_half": from_half, "to": to, "to_half": to_half }, "reason": "家事" } });
+    let first = office.id(&li, SUBMIT, leave("2026-10-08", "pm", "2026-10-10", "am"));
+    assert_eq!(figures(&li), (10, 0, 4, 6));
+    // More than is left is refused, and nothing is written: no approval, no reservation.
+    let too_much = office.server.gql(Some(&li), SUBMIT, leave("2026-11-02", "am", "2026-11-06", "pm"));
+    assert_eq!(code(&too_much), "VALIDATION", "{too_much}");
+    assert!(too_much.to_string().contains("6 available, 10 asked"), "{too_much}");
+    let submitted = office.ask(&li, "{ approvals(list: SUBMITTED) { totalCount } }", json!({}));
+    assert_eq!(submitted["approvals"]["totalCount"], 1);
+    assert_eq!(figures(&li), (10, 0, 4, 6));
+    // Rejected: released.
+    let reject =
+        "mutation($id: String!, $t: Int!) { rejectApprovalTask(id: $id, task: $t, comment: \"旺季\") { events } }";
+    office.ask(&wang, reject, json!({ "id": first, "t": my_task(&office, &wang, &first) }));
+    assert_eq!(figures(&li), (10, 0, 0, 10));
+    // Approved: taken.
+    let second = office.id(&li, SUBMIT, leave("2026-11-02", "am", "2026-11-03", "pm"));
+    assert_eq!(figures(&li), (10, 0, 4, 6));
+    assert!(office.approve(&wang, &second, my_task(&office, &wang, &second), "同意")["errors"].is_null());
+    assert_eq!(figures(&li), (10, 4, 0, 6));
+    let entries = balance(&li)["data"]["ledger"]["entries"].clone();
+    let kinds: Vec<&str> = entries.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["LedgerCredited", "LedgerReserved", "LedgerReleased", "LedgerReserved", "LedgerTaken"]);
+}

@@ -60,6 +60,8 @@ id_type! {
     ApprovalId => "approval";
     /// One year's working calendar (see `CalendarYearId::of_year`).
     CalendarYearId => "calendar";
+    /// A leave balance or a budget (see `LedgerId::of`).
+    LedgerId => "ledger";
 }
 
 /// Ids of entities that live inside an aggregate (interactions, purchases, comments, sessions).

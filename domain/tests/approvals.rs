@@ -86,6 +86,7 @@ fn reimbursement(tail: Vec<Node>) -> DefinitionBody {
             },
         ],
         nodes,
+        ledger: None,
     }
 }
 
@@ -430,6 +431,7 @@ fn in_an_any_one_node_the_first_decision_wins_and_the_other_is_refused() {
         name: "采购".into(),
         form: reimbursement(vec![]).form,
         nodes: vec![approval("buyers", Approvers::Users { users: vec![user(FINANCE), user(CEO)] }, Mode::Any)],
+        ledger: None,
     };
     let definition = publish(&mut history, body);
     let mut run = Run::submit(&definition, SUBMITTER, form(100));
@@ -461,6 +463,7 @@ fn all_must_approve_by_ratio_and_one_after_another() {
             approval("board", Approvers::Users { users: three.clone() }, Mode::All { pass_percent: 60 }),
             approval("chain", Approvers::Users { users: vec![user(DIRECTOR), user(MANAGER)] }, Mode::Sequential),
         ],
+        ledger: None,
     };
     let definition = publish(&mut history, body);
     let mut run = Run::submit(&definition, SUBMITTER, form(100));
@@ -507,6 +510,7 @@ fn a_managers_own_request_goes_to_their_leader_and_a_repeat_approver_passes_auto
             Node::Cc { id: "inform".into(), name: "抄送财务".into(), to: Approvers::Role { role: finance_role() } },
             approval("seal", Approvers::Users { users: vec![user(DIRECTOR)] }, Mode::Any),
         ],
+        ledger: None,
     };
     let definition = publish(&mut history, body);
     let mut run = Run::submit(&definition, SUBMITTER, form(100));
@@ -744,6 +748,7 @@ proptest::proptest! {
                     default: vec![approval("any", Approvers::Users { users: vec![user(MANAGER), user(CEO)] }, Mode::Any)],
                 },
             ],
+            ledger: None,
         };
         let definition = publish(&mut history, body);
         let mut run = Run::submit(&definition, SUBMITTER, form(amount));
@@ -833,6 +838,7 @@ fn a_one_working_day_task_submitted_on_the_friday_before_an_adjusted_saturday_fa
             due: Some(DueRule { working_days: Some(1), working_hours: None, on_due: OnDue::TransferToLeader }),
             fields: Default::default(),
         }],
+        ledger: None,
     };
     let definition = publish(&mut history, body);
     let env = Environment { definition, org: org(), calendar: national_day() };
@@ -942,4 +948,104 @@ fn approvers_change_only_the_fields_their_node_lets_them_and_the_form_hash_follo
     assert_eq!(edited.form_hash, form_hash(&edited.form));
     assert_eq!(run.state().form["amount"], json!(500_000));
     assert_eq!(run.state().route[run.state().at], "finance");
+}
+
+#[test]
+fn leave_counts_working_half_days_and_a_ledger_reserves_takes_and_releases() {
+    use oacis_domain::approval::ledger::*;
+    let calendar = national_day();
+    let range = |from: &str, from_half: &str, to: &str, to_half: &str| {
+        date_range(&json!({ "from": from, "from_half": from_half, "to": to, "to_half": to_half })).unwrap()
+    };
+    // Thursday afternoon, Friday, the worked Saturday's morning: 1 + 2 + 1.
+    assert_eq!(calendar.working_half_days(&range("2026-10-08", "pm", "2026-10-10", "am")), (4, false));
+    // The holiday week counts nothing.
+    assert_eq!(calendar.working_half_days(&range("2026-10-01", "am", "2026-10-07", "pm")), (0, false));
+
+    let key = leave_key(user(SUBMITTER), "annual", 2026);
+    let approval = |n: u128| ApprovalId(id(900 + n));
+    let mut ledger = Scenario::<Ledger>::given(&[]);
+    let credit =
+        LedgerCommand::Credit {
+            key: key.clone(), unit: LedgerUnit::HalfDays, amount: 10, reason: "2026年年假".into()
+        };
+    ledger.when(credit, &at(ADMIN, 0)).unwrap();
+    let reserve = |n: u128, amount: i64, allow_negative: bool| LedgerCommand::Reserve {
+        key: key.clone(),
+        unit: LedgerUnit::HalfDays,
+        approval: approval(n),
+        amount,
+        allow_negative,
+    };
+    ledger.when(reserve(1, 4, false), &at(SUBMITTER, 1)).unwrap();
+    assert_eq!(ledger.state().available(), 6);
+    let refused = ledger.when(reserve(2, 7, false), &at(SUBMITTER, 2)).unwrap_err();
+    assert!(matches!(&refused, DomainError::Rule(m) if m.contains("6 available, 7 asked")), "{refused:?}");
+    // A resubmission replaces its own reservation, counting what it frees.
+    let events = ledger.when(reserve(1, 10, false), &at(SUBMITTER, 3)).unwrap();
+    assert_eq!(events.iter().map(DomainEvent::kind).collect::<Vec<_>>(), ["LedgerReleased", "LedgerReserved"]);
+    assert_eq!(ledger.state().available(), 0);
+    // A leave type that allows a negative balance.
+    ledger.when(reserve(2, 3, true), &at(SUBMITTER, 4)).unwrap();
+    assert_eq!(ledger.state().available(), -3);
+    ledger.when(LedgerCommand::Take { approval: approval(1) }, &at(MANAGER, 5)).unwrap();
+    ledger.when(LedgerCommand::Release { approval: approval(2) }, &at(MANAGER, 6)).unwrap();
+    assert_eq!((ledger.state().taken, ledger.state().available()), (10, 0));
+    // Settling again changes nothing; another ledger's key is refused.
+    assert!(ledger.when(LedgerCommand::Take { approval: approval(1) }, &at(MANAGER, 7)).unwrap().is_empty());
+    let other = LedgerCommand::Credit {
+        key: "leave/x/sick/2026".into(),
+        unit: LedgerUnit::HalfDays,
+        amount: 1,
+        reason: "x".into(),
+    };
+    assert!(matches!(ledger.when(other, &at(ADMIN, 8)), Err(DomainError::Rule(_))));
+    assert_eq!(
+        oacis_domain::ids::LedgerId::of(&key),
+        oacis_domain::ids::LedgerId::of(&leave_key(user(SUBMITTER), "annual", 2026))
+    );
+}
+
+#[test]
+fn an_approval_reserves_on_submission_takes_on_approval_and_releases_on_rejection() {
+    use oacis_domain::approval::ledger::*;
+    let mut history = Vec::new();
+    let mut body = reimbursement(vec![]);
+    body.form
+        .push(FieldSpec { name: "days".into(), label: "日期".into(), kind: FieldKind::DateRange, required: true });
+    body.ledger =
+        Some(LedgerBinding::Leave { leave_type: "annual".into(), range_field: "days".into(), allow_negative: false });
+    let definition = publish(&mut history, body);
+    let mut run = Run::submit(&definition, SUBMITTER, {
+        let mut f = form(100);
+        f.insert(
+            "days".into(),
+            json!({ "from": "2026-10-08", "from_half": "pm", "to": "2026-10-10", "to_half": "am" }),
+        );
+        f
+    });
+    run.env.calendar = national_day();
+    let binding = run.env.definition.body.ledger.clone().unwrap();
+    let commands = follow(&binding, run.state(), &run.events, &WorkCalendar::default()).unwrap();
+    assert!(
+        matches!(&commands[..], [LedgerCommand::Reserve { amount: 3, .. }]),
+        "weekends only, the Saturday off: {commands:?}"
+    );
+    let commands = follow(&binding, run.state(), &run.events, &national_day()).unwrap();
+    let LedgerCommand::Reserve { key, amount, .. } = &commands[0] else { panic!("{commands:?}") };
+    assert_eq!((key.as_str(), *amount), (leave_key(user(SUBMITTER), "annual", 2026).as_str(), 4));
+    let events = run.approve(MANAGER, "同意");
+    assert!(matches!(
+        &follow(&binding, run.state(), &events, &national_day()).unwrap()[..],
+        [LedgerCommand::Take { .. }]
+    ));
+    // A budget binding needs the submitter's department.
+    let budget =
+        LedgerBinding::Budget { category: "travel".into(), amount_field: "amount".into(), allow_negative: false };
+    assert!(matches!(follow(&budget, run.state(), &events, &national_day()), Err(DomainError::Rule(_))));
+    let mut dept_state = run.state().clone();
+    dept_state.department = Some(head_office());
+    let cancelled = [ApprovalEvent::ApprovalCancelled(ApprovalCancelled { by: user(SUBMITTER), reason: "x".into() })];
+    let released = follow(&budget, &dept_state, &cancelled, &national_day()).unwrap();
+    assert!(matches!(&released[..], [LedgerCommand::Release { .. }]), "{released:?}");
 }

@@ -93,6 +93,7 @@ fn approval_samples(samples: &mut Samples) {
             },
             node("finance", vec![3, 2], Mode::All { pass_percent: 100 }, None, BTreeMap::new()),
         ],
+        ledger: None,
     };
     let publish = DefinitionCommand::Publish { id: ApprovalDefinitionId(id(60)), body };
     let published = Definition::decide(&DefinitionState::default(), publish, &ctx()).expect("publish");
@@ -181,6 +182,7 @@ fn all_kinds() -> Vec<&'static str> {
         oacis_domain::approval::definition::DefinitionEvent::KINDS,
         oacis_domain::approval::instance::ApprovalEvent::KINDS,
         oacis_domain::approval::calendar::CalendarEvent::KINDS,
+        oacis_domain::approval::ledger::LedgerEvent::KINDS,
     ]
     .iter()
     .flat_map(|kinds| kinds.iter().map(|(kind, _)| *kind))
@@ -399,6 +401,38 @@ fn samples() -> Samples {
         ],
     );
     approval_samples(&mut s);
+    {
+        use oacis_domain::approval::ledger::{Ledger, LedgerCommand, LedgerUnit};
+        let key = "leave/01930000-0000-7000-8000-000000000001/annual/2026".to_owned();
+        let approval = |n| oacis_domain::ids::ApprovalId(id(n));
+        collect::<Ledger>(
+            &mut s,
+            vec![
+                LedgerCommand::Credit {
+                    key: key.clone(),
+                    unit: LedgerUnit::HalfDays,
+                    amount: 20,
+                    reason: "2026年年假".into(),
+                },
+                LedgerCommand::Reserve {
+                    key: key.clone(),
+                    unit: LedgerUnit::HalfDays,
+                    approval: approval(70),
+                    amount: 4,
+                    allow_negative: false,
+                },
+                LedgerCommand::Take { approval: approval(70) },
+                LedgerCommand::Reserve {
+                    key,
+                    unit: LedgerUnit::HalfDays,
+                    approval: approval(71),
+                    amount: 2,
+                    allow_negative: false,
+                },
+                LedgerCommand::Release { approval: approval(71) },
+            ],
+        );
+    }
     s
 }
 
@@ -452,6 +486,9 @@ fn golden_samples_decode_into_events() {
             })
             .or_else(|_| {
                 oacis_domain::approval::calendar::CalendarEvent::decode(kind, schema, &compact).map(|e| e.payload())
+            })
+            .or_else(|_| {
+                oacis_domain::approval::ledger::LedgerEvent::decode(kind, schema, &compact).map(|e| e.payload())
             });
         let reencoded = decoded_ok.unwrap_or_else(|e| panic!("{kind}: {e}"));
         let a: serde_json::Value = serde_json::from_slice(&reencoded).expect("JSON");

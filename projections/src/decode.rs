@@ -8,12 +8,13 @@ use oacis_domain::access_log::AccessLogEvent;
 use oacis_domain::approval::calendar::CalendarEvent;
 use oacis_domain::approval::definition::DefinitionEvent;
 use oacis_domain::approval::instance::ApprovalEvent;
+use oacis_domain::approval::ledger::LedgerEvent;
 use oacis_domain::case::CaseEvent;
 use oacis_domain::customer::CustomerEvent;
 use oacis_domain::department::DepartmentEvent;
 use oacis_domain::ids::{
-    ApprovalDefinitionId, ApprovalId, CalendarYearId, CaseId, CustomerId, DepartmentId, GrantId, ImportId, RoleId,
-    TaskId, Timestamp, UserId,
+    ApprovalDefinitionId, ApprovalId, CalendarYearId, CaseId, CustomerId, DepartmentId, GrantId, ImportId, LedgerId,
+    RoleId, TaskId, Timestamp, UserId,
 };
 use oacis_domain::import::ImportEvent;
 use oacis_domain::task::TaskEvent;
@@ -56,6 +57,8 @@ pub enum AnyEvent {
     Approval(ApprovalId, ApprovalEvent),
     /// A year's working calendar's event.
     Calendar(CalendarYearId, CalendarEvent),
+    /// A leave balance's or budget's event.
+    Ledger(LedgerId, LedgerEvent),
 }
 
 /// A decoded record: the event and the log's facts about it.
@@ -129,6 +132,7 @@ pub fn decode_ref(record: &RecordRef<'_>, keys: Option<&KeyStore>) -> Result<Dom
         }
         "approval" => AnyEvent::Approval(ApprovalId(id_of(seq, stream, rest)?), event(record, keys)?),
         "calendar" => AnyEvent::Calendar(CalendarYearId(id_of(seq, stream, rest)?), event(record, keys)?),
+        "ledger" => AnyEvent::Ledger(LedgerId(id_of(seq, stream, rest)?), event(record, keys)?),
         other => {
             return Err(ProjectionError::Decode {
                 seq,

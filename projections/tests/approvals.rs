@@ -56,6 +56,7 @@ fn body() -> DefinitionBody {
             },
             approval("finance", vec![FINANCE, CASHIER]),
         ],
+        ledger: None,
     }
 }
 

@@ -22,16 +22,17 @@ use oacis_domain::approval::definition::{
     Definition, DefinitionBody, DefinitionCommand, FieldAccess, PublishedDefinition,
 };
 use oacis_domain::approval::form::FormValues;
-use oacis_domain::approval::instance::{Act, Approval, ApprovalCommand, Environment};
+use oacis_domain::approval::instance::{Act, ApprovalCommand, Environment};
+use oacis_domain::approval::ledger::{self, Ledger, LedgerCommand, LedgerUnit};
 use oacis_domain::authz::Permission;
-use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId, CalendarYearId, UserId};
+use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId, CalendarYearId, DepartmentId, LedgerId, UserId};
 use oacis_domain::{DomainEvent, FieldCode};
 use oacis_projections::views::approvals::{ApprovalList, ApprovalRow};
 use oacis_projections::Views;
 
 use super::error::{ApiError, ApiResult};
 use super::scalars::{parse_id, time_text, MutationResult};
-use super::{caller, connection, execute, origin, views, Counted};
+use super::{app, caller, connection, execute, origin, views, Counted};
 use crate::access::{resource, Caller};
 
 /// Where an approval stands.
@@ -168,6 +169,43 @@ pub struct WorkingCalendarYear {
     pub days: Json<serde_json::Value>,
     /// Where they come from.
     pub papers: Vec<String>,
+}
+
+/// What a ledger counts.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum LedgerKind {
+    /// A user's leave of one type, in half days.
+    Leave,
+    /// A department's budget of one category, in fen.
+    Budget,
+}
+
+/// A leave balance or a budget.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct LedgerNode {
+    /// Its key: `leave/{user}/{type}/{year}` or `budget/{department}/{category}/{year}`.
+    pub key: String,
+    /// `half_days` or `fen`.
+    pub unit: String,
+    /// Credits less debits.
+    pub credited: i64,
+    /// Taken by approved approvals.
+    pub taken: i64,
+    /// Reserved by running approvals.
+    pub reserved: i64,
+    /// What is left to reserve: credited - taken - reserved.
+    pub available: i64,
+    /// Every entry, oldest first.
+    pub entries: Vec<ApprovalTimelineEntry>,
+}
+
+/// The key of `kind`'s ledger for `owner` (a user for leave, a department for a budget).
+fn ledger_key(kind: LedgerKind, owner: &str, category: &str, year: u16) -> ApiResult<(String, LedgerUnit, uuid::Uuid)> {
+    let owner = parse_id("owner", owner)?;
+    Ok(match kind {
+        LedgerKind::Leave => (ledger::leave_key(UserId(owner), category, year), LedgerUnit::HalfDays, owner),
+        LedgerKind::Budget => (ledger::budget_key(DepartmentId(owner), category, year), LedgerUnit::Fen, owner),
+    })
 }
 
 /// One entry of an approval's timeline.
@@ -374,7 +412,19 @@ async fn act_on(
         crate::approvals::environment(v, id, form, extra)
     })?
     .ok_or(ApiError::NotFound("approval"))?;
-    execute::<Approval>(ctx, id, id.stream(), ApprovalCommand { act, env }, key).await
+    run(ctx, id, ApprovalCommand { act, env }, key).await
+}
+
+/// Executes `command` on approval `id` (with its ledger step, if any).
+async fn run(
+    ctx: &Context<'_>,
+    id: ApprovalId,
+    command: ApprovalCommand,
+    key: Option<String>,
+) -> ApiResult<MutationResult> {
+    let origin = origin(ctx, key.clone())?;
+    let executed = crate::approvals::execute(&app(ctx)?.bus, id, command, &origin).await?;
+    Ok(MutationResult::new(id, executed, key))
 }
 
 /// Approval queries.
@@ -457,6 +507,58 @@ impl ApprovalQuery {
         })
     }
 
+    /// A leave balance (the caller's own, or with `approval.audit` or `approval.define` over
+    /// the user) or a department's budget (with `approval.audit` over the department, or
+    /// `approval.define`); NOT_FOUND otherwise, and for a ledger with no entry yet.
+    async fn ledger(
+        &self,
+        ctx: &Context<'_>,
+        kind: LedgerKind,
+        owner: String,
+        category: String,
+        year: u16,
+    ) -> ApiResult<LedgerNode> {
+        let caller = caller(ctx)?;
+        let (key, _, owner) = ledger_key(kind, &owner, &category, year)?;
+        views(ctx, |v| {
+            let scope = match kind {
+                LedgerKind::Leave => {
+                    let department = v.access.user(UserId(owner)).map(|u| u.department);
+                    resource(&v.access, Some(UserId(owner)), department)
+                }
+                LedgerKind::Budget => resource(&v.access, None, Some(DepartmentId(owner))),
+            };
+            let allowed = (kind == LedgerKind::Leave && owner == caller.user.0)
+                || caller.may(Permission::ApprovalAudit, &scope)
+                || caller.may(Permission::ApprovalDefine, &scope);
+            let row = v.approvals.ledger(&key).filter(|_| allowed)?;
+            let s = &row.state;
+            Some(LedgerNode {
+                key: key.clone(),
+                unit: match s.unit {
+                    Some(LedgerUnit::Fen) => "fen".into(),
+                    _ => "half_days".into(),
+                },
+                credited: s.credited,
+                taken: s.taken,
+                reserved: s.reserved.values().sum(),
+                available: s.available(),
+                entries: row
+                    .entries
+                    .iter()
+                    .map(|(seq, at, actor, event)| ApprovalTimelineEntry {
+                        seq: *seq,
+                        at: time_text(*at),
+                        actor: actor.clone(),
+                        kind: event.kind().to_owned(),
+                        detail: Json(serde_json::from_slice(&event.payload()).unwrap_or_default()),
+                    })
+                    .collect(),
+            })
+        })?
+        .ok_or(ApiError::NotFound("ledger"))
+    }
+
     /// One approval, with its tasks and timeline.
     async fn approval(&self, ctx: &Context<'_>, id: String) -> ApiResult<ApprovalNode> {
         let caller = caller(ctx)?;
@@ -521,6 +623,42 @@ impl ApprovalMutation {
         execute::<CalendarYear>(ctx, year, id.stream(), command, client_mutation_id).await
     }
 
+    /// Credits (or, negative, debits) a leave balance or a budget (`approval.define`): a
+    /// user's year of annual leave in half days, a department's year of travel budget in fen.
+    #[allow(clippy::too_many_arguments)]
+    async fn credit_ledger(
+        &self,
+        ctx: &Context<'_>,
+        kind: LedgerKind,
+        owner: String,
+        category: String,
+        year: u16,
+        amount: i64,
+        reason: String,
+        client_mutation_id: Option<String>,
+    ) -> ApiResult<MutationResult> {
+        let caller = caller(ctx)?;
+        caller.require(Permission::ApprovalDefine, &oacis_domain::authz::Resource::global())?;
+        let (key, unit, owner) = ledger_key(kind, &owner, &category, year)?;
+        let known = views(ctx, |v| match kind {
+            LedgerKind::Leave => v.access.user(UserId(owner)).is_some(),
+            LedgerKind::Budget => v.access.department(DepartmentId(owner)).is_some(),
+        })?;
+        if !known {
+            return Err(ApiError::field(
+                "owner",
+                FieldCode::InvalidFormat,
+                "no such user (leave) or department (budget)",
+            ));
+        }
+        let mut v = oacis_domain::validate::Validator::new();
+        v.code("category", &category, 40, &['_', '-']);
+        v.finish(()).map_err(ApiError::from)?;
+        let id = LedgerId::of(&key);
+        let command = LedgerCommand::Credit { key: key.clone(), unit, amount, reason };
+        execute::<Ledger>(ctx, key, id.stream(), command, client_mutation_id).await
+    }
+
     /// Submits an approval on a definition's latest version, with its form (a JSON object of
     /// field values: money in integer fen) and, for nodes whose approvers the submitter picks,
     /// `picked: {"node id": ["user id", ...]}`.
@@ -553,7 +691,7 @@ impl ApprovalMutation {
         .ok_or(ApiError::NotFound("approval definition"))?;
         let id = ApprovalId(origin(ctx, client_mutation_id.clone())?.new_id("approval"));
         let act = Act::Submit { id, form, picked };
-        execute::<Approval>(ctx, id, id.stream(), ApprovalCommand { act, env }, client_mutation_id).await
+        run(ctx, id, ApprovalCommand { act, env }, client_mutation_id).await
     }
 
     /// Approves one's task (同意); `edits` changes the form fields the node lets its approvers

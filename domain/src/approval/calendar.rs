@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::form::{DateRange, Half};
 use crate::aggregate::Aggregate;
 use crate::context::Context;
 use crate::error::{DomainError, FieldCode};
@@ -264,6 +265,28 @@ impl WorkCalendar {
             cursor = (day + 1) * DAY_US;
         }
         Due { at: Timestamp(cursor - offset), weekends_only }
+    }
+}
+
+impl WorkCalendar {
+    /// The working half days of `range` (a morning and an afternoon per working day; the
+    /// first day from its half, the last day to its half), and whether weekends alone were
+    /// counted for some date.
+    #[must_use]
+    pub fn working_half_days(&self, range: &DateRange) -> (u32, bool) {
+        let (from, to) = (range.from.0.days(), range.to.0.days());
+        let (mut halves, mut weekends_only) = (0u32, false);
+        for day in from..=to.min(from + 366) {
+            let (working, known) = self.day_of(day);
+            weekends_only |= !known;
+            if !working {
+                continue;
+            }
+            let am = !(day == from && range.from.1 == Half::Pm);
+            let pm = !(day == to && range.to.1 == Half::Am);
+            halves += u32::from(am) + u32::from(pm);
+        }
+        (halves, weekends_only)
     }
 }
 

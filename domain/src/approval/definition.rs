@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calendar::DueRule;
 use super::form::{check_condition, Condition, FieldKind, FieldSpec, FormValues};
+use super::ledger::LedgerBinding;
 use crate::aggregate::Aggregate;
 use crate::context::Context;
 use crate::error::{DomainError, FieldCode};
@@ -170,6 +171,9 @@ pub struct DefinitionBody {
     pub form: Vec<FieldSpec>,
     /// The nodes between start and end.
     pub nodes: Vec<Node>,
+    /// The leave balance or budget its approvals reserve, take and release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerBinding>,
 }
 
 /// Longest definition or node name, in characters.
@@ -255,6 +259,31 @@ impl DefinitionBody {
                 }
                 _ => {}
             }
+        }
+        match &self.ledger {
+            Some(LedgerBinding::Leave { leave_type, range_field, .. }) => {
+                v.code("ledger.leave_type", leave_type, 40, &['_', '-']);
+                let fits =
+                    self.form.iter().any(|f| &f.name == range_field && f.kind == FieldKind::DateRange && f.required);
+                v.require(
+                    fits,
+                    "ledger.range_field",
+                    FieldCode::InvalidFormat,
+                    "name a required date-range field of the form",
+                );
+            }
+            Some(LedgerBinding::Budget { category, amount_field, .. }) => {
+                v.code("ledger.category", category, 40, &['_', '-']);
+                let fits =
+                    self.form.iter().any(|f| &f.name == amount_field && f.kind == FieldKind::Money && f.required);
+                v.require(
+                    fits,
+                    "ledger.amount_field",
+                    FieldCode::InvalidFormat,
+                    "name a required money field of the form",
+                );
+            }
+            None => {}
         }
         let mut ids: Vec<(&str, String)> = Vec::new();
         self.check_nodes(v, "nodes", &self.nodes, &mut ids);

@@ -335,6 +335,8 @@ pub struct ApprovalState {
     pub submitter: Option<UserId>,
     /// The submitter's department when submitting.
     pub department: Option<DepartmentId>,
+    /// When it was first submitted.
+    pub submitted_at: Timestamp,
     /// The form as last submitted.
     pub form: FormValues,
     /// Users picked per node.
@@ -449,6 +451,8 @@ pub struct ApprovalSubmitted {
     pub submitter: UserId,
     /// The submitter's department then.
     pub department: Option<DepartmentId>,
+    /// When (the decision's time).
+    pub at: Timestamp,
     /// The form.
     pub form: FormValues,
     /// BLAKE3 of the form's bytes.
@@ -1125,6 +1129,7 @@ impl Aggregate for Approval {
                     },
                     submitter: actor,
                     department: env.org.department,
+                    at: ctx.now,
                     form_hash: form_hash(&form),
                     form,
                     picked,
@@ -1459,6 +1464,7 @@ impl Aggregate for Approval {
                 state.definition = Some(e.definition.clone());
                 state.submitter = Some(e.submitter);
                 state.department = e.department;
+                state.submitted_at = e.at;
                 state.form = e.form.clone();
                 state.picked = e.picked.clone();
                 state.route = e.route.clone();

@@ -1,5 +1,6 @@
 //! Approvals: published definitions by version, each approval with its folded state and
-//! timeline, and the lists people work from: to do (inbox), done, submitted and copied.
+//! timeline, the lists people work from (to do, done, submitted, copied), the working
+//! calendar, and the leave balances and budgets approvals count against.
 //!
 //! Invariants:
 //! - An approval's `state` is the domain's own fold of its stream (`Approval::evolve`), so
@@ -19,7 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use oacis_domain::approval::calendar::{CalendarEvent, CalendarYearPublished, WorkCalendar};
 use oacis_domain::approval::definition::{DefinitionEvent, PublishedDefinition};
 use oacis_domain::approval::instance::{Approval, ApprovalEvent, ApprovalState, ApprovalStatus};
-use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId, Timestamp, UserId};
+use oacis_domain::approval::ledger::{Ledger, LedgerEvent, LedgerState};
+use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId, LedgerId, Timestamp, UserId};
 use oacis_domain::Aggregate as _;
 
 use crate::decode::{AnyEvent, DomainRecord};
@@ -70,6 +72,17 @@ pub struct Approvals {
     years: BTreeMap<u16, CalendarYearPublished>,
     /// The calendar of `years`, rebuilt when one is published.
     calendar: WorkCalendar,
+    /// Leave balances and budgets.
+    ledgers: BTreeMap<LedgerId, LedgerRow>,
+}
+
+/// A leave balance or a budget, with every entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerRow {
+    /// The domain's fold.
+    pub state: LedgerState,
+    /// Every entry, oldest first: (seq, recorded at, actor, event).
+    pub entries: Vec<(u64, Timestamp, String, LedgerEvent)>,
 }
 
 /// Which list of a user's approvals.
@@ -145,6 +158,12 @@ impl Approvals {
             self.approvals.values().filter(|row| status.is_none_or(|s| row.state.status == s)).collect();
         rows.sort_by(|a, b| b.submitted_at.cmp(&a.submitted_at).then(b.id.cmp(&a.id)));
         rows
+    }
+
+    /// The ledger with `key` (see `oacis_domain::approval::ledger`).
+    #[must_use]
+    pub fn ledger(&self, key: &str) -> Option<&LedgerRow> {
+        self.ledgers.get(&LedgerId::of(key))
     }
 
     /// The working calendar as published.
@@ -268,6 +287,11 @@ impl View for Approvals {
                 self.definitions.entry(e.definition.definition_id).or_default().push(e.definition.clone());
             }
             AnyEvent::Approval(id, event) => self.apply_approval(record, *id, event),
+            AnyEvent::Ledger(id, event) => {
+                let row = self.ledgers.entry(*id).or_default();
+                row.state = Ledger::evolve(std::mem::take(&mut row.state), event);
+                row.entries.push((record.seq.0, record.recorded_at, record.actor.clone(), event.clone()));
+            }
             AnyEvent::Calendar(_, CalendarEvent::CalendarYearPublished(e)) => {
                 self.years.insert(e.year, e.clone());
                 self.calendar = WorkCalendar::of_years(self.years.values());
@@ -286,5 +310,6 @@ impl View for Approvals {
         dump_lines(out, "approvals copied", &self.copied);
         dump_lines(out, "approval tasks due", &self.due);
         dump_lines(out, "working calendar years", self.years.values());
+        dump_lines(out, "ledgers", &self.ledgers);
     }
 }

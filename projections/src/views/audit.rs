@@ -231,6 +231,7 @@ fn kind_of(event: &AnyEvent) -> &'static str {
         AnyEvent::ApprovalDefinition(_, e) => e.kind(),
         AnyEvent::Approval(_, e) => e.kind(),
         AnyEvent::Calendar(_, e) => e.kind(),
+        AnyEvent::Ledger(_, e) => e.kind(),
     }
 }
 
