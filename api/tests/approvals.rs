@@ -592,3 +592,76 @@ fn leave_is_reserved_on_submission_released_on_rejection_taken_on_approval_and_n
     let kinds: Vec<&str> = entries.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["LedgerCredited", "LedgerReserved", "LedgerReleased", "LedgerReserved", "LedgerTaken"]);
 }
+
+#[test]
+fn a_customer_discount_approval_shows_on_the_customers_timeline_and_in_the_managers_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let office = Office {
+        server: Server::start(env!("CARGO_BIN_EXE_oacis"), dir.path(), &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]),
+    };
+    let admin = office.server.first_sign_in("admin", PASSWORD, "Sesame-Changed-77");
+    let sales = office.id(&admin, r#"mutation { createDepartment(name: "销售部") { id } }"#, json!({}));
+    let (_, li) = office.user(&admin, "li.na", "E-1", &sales);
+    let (wang_id, wang) = office.user(&admin, "wang.fang", "E-2", &sales);
+    office.ask(
+        &admin,
+        "mutation($d: String!, $l: String) { setDepartmentLeader(id: $d, leader: $l) { events } }",
+        json!({ "d": sales, "l": wang_id }),
+    );
+    let customer = office.id(
+        &admin,
+        "mutation { registerCustomer(profile: {kind: ORGANISATION, name: \"华东贸易有限公司\", source: OTHER}) { id } }",
+        json!({}),
+    );
+    let body = json!({
+        "name": "客户折扣",
+        "form": [{ "name": "customer", "label": "客户", "type": "customer", "required": true },
+                 { "name": "discount", "label": "折扣(%)", "type": "number", "required": true }],
+        "nodes": [{ "type": "approval", "id": "manager", "name": "经理", "approvers": { "kind": "leader", "level": 1 }, "mode": { "kind": "any" } }]
+    });
+    let definition = office.id(
+        &admin,
+        "mutation($b: JSON!) { publishApprovalDefinition(definition: $b) { id } }",
+        json!({ "b": body }),
+    );
+    let first = office.id(&li, SUBMIT, json!({ "d": definition, "f": { "customer": customer, "discount": 15 } }));
+    assert!(office.approve(&wang, &first, my_task(&office, &wang, &first), "同意八五折")["errors"].is_null());
+    let second = office.id(&li, SUBMIT, json!({ "d": definition, "f": { "customer": customer, "discount": 30 } }));
+
+    let timeline = office.ask(
+        &admin,
+        "query($c: String!) { customerTimeline(customer: $c) { edges { node { kind recordType recordId } } } }",
+        json!({ "c": customer }),
+    );
+    let approvals: Vec<(String, String)> = timeline["customerTimeline"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"])
+        .filter(|n| n["recordType"] == "approval")
+        .map(|n| (n["kind"].as_str().unwrap().to_owned(), n["recordId"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        approvals,
+        [
+            ("ApprovalSubmitted".to_owned(), first.clone()),
+            ("ApprovalCompleted".to_owned(), first.clone()),
+            ("ApprovalSubmitted".to_owned(), second.clone())
+        ]
+    );
+
+    let figures = "{ approvalFigures { definitionName node open oldestOpenSeconds overdue passed meanSecondsToPass } }";
+    let shown = office.ask(&admin, figures, json!({}));
+    let manager = &shown["approvalFigures"][0];
+    assert_eq!(
+        (manager["definitionName"].as_str(), manager["node"].as_str()),
+        (Some("客户折扣"), Some("manager")),
+        "{shown}"
+    );
+    assert_eq!(
+        (manager["open"].as_u64(), manager["passed"].as_u64(), manager["overdue"].as_u64()),
+        (Some(1), Some(1), Some(0))
+    );
+    assert!(manager["oldestOpenSeconds"].as_i64().unwrap() >= 0 && manager["meanSecondsToPass"].as_i64().unwrap() >= 0);
+    assert_eq!(code(&office.server.gql(Some(&li), figures, json!({}))), "FORBIDDEN");
+}

@@ -535,6 +535,7 @@ impl InsightQuery {
                             RecordRef::Customer(c) => ("customer", c.to_string()),
                             RecordRef::Case(c) => ("case", c.to_string()),
                             RecordRef::Task(t) => ("task", t.to_string()),
+                            RecordRef::Approval(a) => ("approval", a.to_string()),
                         };
                         TimelineNode {
                             at: time_text(e.at),

@@ -1,10 +1,14 @@
-//! The customer timeline: interactions, purchases, service cases, tasks and changes of one
-//! customer, in time order. A survivor's timeline includes the customers merged into it.
+//! The customer timeline: interactions, purchases, service cases, tasks, approvals whose form
+//! names the customer (submitted, returned, resubmitted, decided, cancelled) and changes of
+//! one customer, in time order. A survivor's timeline includes the customers merged into it.
 
 use std::collections::{BTreeMap, HashMap};
 
+use oacis_domain::approval::definition::DefinitionEvent;
+use oacis_domain::approval::form::FieldKind;
+use oacis_domain::approval::instance::ApprovalEvent;
 use oacis_domain::customer::CustomerEvent;
-use oacis_domain::ids::{CaseId, CustomerId, Timestamp};
+use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId, CaseId, CustomerId, Timestamp};
 use oacis_domain::task::{Related, TaskEvent};
 use oacis_domain::DomainEvent;
 use oacis_eventlog::Seq;
@@ -36,6 +40,8 @@ pub enum RecordRef {
     Case(CaseId),
     /// A task about it.
     Task(oacis_domain::ids::TaskId),
+    /// An approval whose form names it (a discount or a contract, say).
+    Approval(ApprovalId),
 }
 
 /// The timeline view.
@@ -46,6 +52,12 @@ pub struct Timeline {
     case_customer: HashMap<CaseId, CustomerId>,
     task_customer: HashMap<oacis_domain::ids::TaskId, CustomerId>,
     merged_into_me: BTreeMap<CustomerId, Vec<CustomerId>>,
+    /// Each definition version's customer fields.
+    customer_fields: HashMap<(ApprovalDefinitionId, u32), Vec<String>>,
+    /// The customers each approval's form names.
+    approval_customers: HashMap<ApprovalId, Vec<CustomerId>>,
+    /// The definition version of each approval that names a customer.
+    approval_definitions: HashMap<ApprovalId, (ApprovalDefinitionId, u32)>,
 }
 
 impl Timeline {
@@ -66,6 +78,12 @@ impl Timeline {
         let mut entries: Vec<&TimelineEntry> = customers.iter().filter_map(|c| self.entries.get(c)).flatten().collect();
         entries.sort_by_key(|e| (e.at, e.seq));
         entries
+    }
+
+    /// The customer fields of the definition approval `id` runs on (known once it was
+    /// submitted with a customer named).
+    fn customer_fields_of(&self, id: ApprovalId) -> Option<Vec<String>> {
+        self.approval_definitions.get(&id).and_then(|d| self.customer_fields.get(d)).cloned()
     }
 
     fn push(
@@ -133,6 +151,56 @@ impl View for Timeline {
                     self.push(customer, record.recorded_at, record, event.kind(), RecordRef::Task(*id));
                 }
             }
+            AnyEvent::ApprovalDefinition(_, DefinitionEvent::ApprovalDefinitionPublished(e)) => {
+                let d = &e.definition;
+                let fields: Vec<String> =
+                    d.body.form.iter().filter(|f| f.kind == FieldKind::Customer).map(|f| f.name.clone()).collect();
+                if !fields.is_empty() {
+                    self.customer_fields.insert((d.definition_id, d.version), fields);
+                }
+            }
+            AnyEvent::Approval(id, event) => {
+                let form = match event {
+                    ApprovalEvent::ApprovalSubmitted(e) => {
+                        let version = (e.definition.definition_id, e.definition.version);
+                        let fields = self.customer_fields.get(&version).cloned();
+                        if fields.is_some() {
+                            self.approval_definitions.insert(*id, version);
+                        }
+                        fields.map(|f| (f, &e.form))
+                    }
+                    ApprovalEvent::ApprovalResubmitted(e) => self.customer_fields_of(*id).map(|f| (f, &e.form)),
+                    _ => None,
+                };
+                if let Some((fields, form)) = form {
+                    let named: Vec<CustomerId> = fields
+                        .iter()
+                        .filter_map(|f| {
+                            form.get(f).and_then(|v| v.as_str()).and_then(|s| uuid::Uuid::parse_str(s).ok())
+                        })
+                        .map(CustomerId)
+                        .collect();
+                    let known = self.approval_customers.entry(*id).or_default();
+                    for customer in named {
+                        if !known.contains(&customer) {
+                            known.push(customer);
+                        }
+                    }
+                }
+                let shown = matches!(
+                    event,
+                    ApprovalEvent::ApprovalSubmitted(_)
+                        | ApprovalEvent::ApprovalResubmitted(_)
+                        | ApprovalEvent::ApprovalReturned(_)
+                        | ApprovalEvent::ApprovalCompleted(_)
+                        | ApprovalEvent::ApprovalCancelled(_)
+                );
+                if shown {
+                    for customer in self.approval_customers.get(id).cloned().unwrap_or_default() {
+                        self.push(customer, record.recorded_at, record, event.kind(), RecordRef::Approval(*id));
+                    }
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -141,5 +209,6 @@ impl View for Timeline {
     fn dump(&self, out: &mut String) {
         dump_sorted(out, "timeline.entries", &self.entries);
         dump_lines(out, "timeline.merges", &self.merged_into_me);
+        dump_sorted(out, "timeline.approval_customers", &self.approval_customers);
     }
 }
