@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod approvals;
+pub mod attachments;
 pub mod auth;
 pub mod backups;
 pub mod cli;

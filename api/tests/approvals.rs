@@ -665,3 +665,89 @@ fn a_customer_discount_approval_shows_on_the_customers_timeline_and_in_the_manag
     assert!(manager["oldestOpenSeconds"].as_i64().unwrap() >= 0 && manager["meanSecondsToPass"].as_i64().unwrap() >= 0);
     assert_eq!(code(&office.server.gql(Some(&li), figures, json!({}))), "FORBIDDEN");
 }
+
+/// A GraphQL multipart request of `uploadAttachment` with one file.
+fn upload(server: &Server, token: &str, file_name: &str, file: &[u8]) -> Value {
+    let boundary = "oacis-test-boundary";
+    let query = "mutation($f: Upload!) { uploadAttachment(file: $f) { name size blake3 } }";
+    let operations = json!({ "query": query, "variables": { "f": null } }).to_string();
+    let mut body = Vec::new();
+    for (name, value) in [("operations", operations.as_str()), ("map", r#"{"0":["variables.f"]}"#)] {
+        body.extend(
+            format!("--{boundary}\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    body.extend(format!("--{boundary}\r\ncontent-disposition: form-data; name=\"0\"; filename=\"{file_name}\"\r\ncontent-type: application/octet-stream\r\n\r\n").as_bytes());
+    body.extend(file);
+    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (status, answer) =
+        server.post("/graphql", Some(token), &format!("multipart/form-data; boundary={boundary}"), &body);
+    assert_eq!(status, 200, "{answer}");
+    serde_json::from_str(&answer).unwrap()
+}
+
+#[test]
+fn attachments_are_stored_outside_the_log_by_hash_and_shown_to_those_who_see_the_approval() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let office = Office {
+        server: Server::start(env!("CARGO_BIN_EXE_oacis"), dir.path(), &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]),
+    };
+    let admin = office.server.first_sign_in("admin", PASSWORD, "Sesame-Changed-77");
+    let sales = office.id(&admin, r#"mutation { createDepartment(name: "销售部") { id } }"#, json!({}));
+    let (_, li) = office.user(&admin, "li.na", "E-1", &sales);
+    let (wang_id, wang) = office.user(&admin, "wang.fang", "E-2", &sales);
+    let (_, qian) = office.user(&admin, "qian.min", "E-3", &sales);
+    office.ask(
+        &admin,
+        "mutation($d: String!, $l: String) { setDepartmentLeader(id: $d, leader: $l) { events } }",
+        json!({ "d": sales, "l": wang_id }),
+    );
+    let body = json!({
+        "name": "费用报销",
+        "form": [{ "name": "amount", "label": "金额", "type": "money", "required": true },
+                 { "name": "invoice", "label": "发票", "type": "attachment", "required": true }],
+        "nodes": [{ "type": "approval", "id": "manager", "name": "经理", "approvers": { "kind": "leader", "level": 1 }, "mode": { "kind": "any" } }]
+    });
+    let definition = office.id(
+        &admin,
+        "mutation($b: JSON!) { publishApprovalDefinition(definition: $b) { id } }",
+        json!({ "b": body }),
+    );
+    let pdf = b"%PDF-1.7 \xe5\x8f\x91\xe7\xa5\xa8 invoice 12345".to_vec();
+    let uploaded = upload(&office.server, &li, "发票.pdf", &pdf);
+    let node = uploaded["data"]["uploadAttachment"].clone();
+    let hash = blake3::hash(&pdf).to_hex().to_string();
+    assert_eq!(node, json!({ "name": "发票.pdf", "size": pdf.len(), "blake3": hash }), "{uploaded}");
+    assert_eq!(
+        std::fs::read(dir.path().join("attachments").join(&hash)).unwrap(),
+        pdf,
+        "stored by its hash, outside the log"
+    );
+
+    // A form may name only a stored file with its size.
+    let forged = json!({ "name": "发票.pdf", "size": pdf.len(), "blake3": "ab".repeat(32) });
+    let refused =
+        office.server.gql(Some(&li), SUBMIT, json!({ "d": definition, "f": { "amount": 100, "invoice": forged } }));
+    assert_eq!(code(&refused), "VALIDATION", "{refused}");
+    assert!(refused.to_string().contains("form.invoice"), "{refused}");
+    let wrong_size = json!({ "name": "发票.pdf", "size": 1, "blake3": hash });
+    assert_eq!(
+        code(&office.server.gql(
+            Some(&li),
+            SUBMIT,
+            json!({ "d": definition, "f": { "amount": 100, "invoice": wrong_size } })
+        )),
+        "VALIDATION"
+    );
+    let id = office.id(&li, SUBMIT, json!({ "d": definition, "f": { "amount": 100, "invoice": node } }));
+
+    let fetch = "query($a: String!, $h: String!) { approvalAttachment(approval: $a, blake3: $h) { name size blake3 contentBase64 } }";
+    let fetched = office.ask(&wang, fetch, json!({ "a": id, "h": hash }))["approvalAttachment"].clone();
+    let bytes = base64::engine::general_purpose::STANDARD.decode(fetched["contentBase64"].as_str().unwrap()).unwrap();
+    assert_eq!((bytes, fetched["name"].as_str()), (pdf, Some("发票.pdf")));
+    assert_eq!(code(&office.server.gql(Some(&qian), fetch, json!({ "a": id, "h": hash }))), "NOT_FOUND");
+    let other = "cd".repeat(32);
+    assert_eq!(code(&office.server.gql(Some(&wang), fetch, json!({ "a": id, "h": other }))), "NOT_FOUND");
+    assert_eq!(code(&office.server.gql(Some(&wang), fetch, json!({ "a": id, "h": "../../db" }))), "NOT_FOUND");
+}

@@ -1049,3 +1049,45 @@ fn an_approval_reserves_on_submission_takes_on_approval_and_releases_on_rejectio
     let released = follow(&budget, &dept_state, &cancelled, &national_day()).unwrap();
     assert!(matches!(&released[..], [LedgerCommand::Release { .. }]), "{released:?}");
 }
+
+#[test]
+fn detail_rows_are_checked_row_by_row_and_their_money_counts() {
+    let rows = FieldSpec {
+        name: "items".into(),
+        label: "明细".into(),
+        kind: FieldKind::Rows {
+            fields: vec![
+                FieldSpec {
+                    name: "item".into(),
+                    label: "品名".into(),
+                    kind: FieldKind::Text { max: 50 },
+                    required: true,
+                },
+                FieldSpec { name: "amount".into(), label: "金额".into(), kind: FieldKind::Money, required: true },
+            ],
+            max: 3,
+        },
+        required: true,
+    };
+    let fields = vec![rows];
+    let values = |items: serde_json::Value| FormValues::from([("items".to_owned(), items)]);
+    let mut v = oacis_domain::validate::Validator::new();
+    check_values(
+        &mut v,
+        &fields,
+        &values(
+            json!([{ "item": "打印纸", "amount": 12_000 }, { "item": "", "amount": -1 }, 7, { "item": "墨盒", "amount": 1, "colour": "黑" }]),
+        ),
+    );
+    let DomainError::Validation(errors) = v.finish(()).unwrap_err() else { panic!() };
+    let named: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        named,
+        ["form.items", "form.items[1].item", "form.items[1].amount", "form.items[2]", "form.items[3].colour"]
+    );
+    let good = values(json!([{ "item": "打印纸", "amount": 12_000 }, { "item": "墨盒", "amount": 30_000 }]));
+    let mut v = oacis_domain::validate::Validator::new();
+    check_values(&mut v, &fields, &good);
+    assert!(v.is_clean());
+    assert_eq!(money_total(&fields, &good), 42_000);
+}

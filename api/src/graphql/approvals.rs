@@ -34,6 +34,7 @@ use super::error::{ApiError, ApiResult};
 use super::scalars::{parse_id, time_text, MutationResult};
 use super::{app, caller, connection, execute, origin, views, Counted};
 use crate::access::{resource, Caller};
+use crate::attachments::Attachments;
 
 /// Where an approval stands.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -190,6 +191,30 @@ pub struct ApprovalNodeFigures {
     pub passed: u64,
     /// Mean time from entering the node to passing it, in seconds.
     pub mean_seconds_to_pass: Option<i64>,
+}
+
+/// A stored attachment: what a form's attachment field holds.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct AttachmentNode {
+    /// The file's name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// BLAKE3 of its bytes, 64 hex digits.
+    pub blake3: String,
+}
+
+/// An attachment's bytes.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct AttachmentContent {
+    /// The file's name, as the form names it.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// BLAKE3 of its bytes.
+    pub blake3: String,
+    /// The bytes, in base64 (RFC 4648).
+    pub content_base64: String,
 }
 
 /// What [`ApprovalNodeFigures`] are summed from.
@@ -444,6 +469,13 @@ async fn act_on(
         crate::approvals::environment(v, id, form, extra)
     })?
     .ok_or(ApiError::NotFound("approval"))?;
+    let attachments = Attachments::in_data(&app(ctx)?.config.data);
+    match &act {
+        Act::Resubmit { form } | Act::Approve { edits: form, .. } => {
+            attachments.check_form(&env.definition.body, form)?
+        }
+        _ => {}
+    }
     run(ctx, id, ApprovalCommand { act, env }, key).await
 }
 
@@ -662,6 +694,52 @@ impl ApprovalQuery {
         })
     }
 
+    /// A file attached to approval `approval` (in a form as submitted, resubmitted or edited),
+    /// for those who may see the approval and the field that names it.
+    async fn approval_attachment(
+        &self,
+        ctx: &Context<'_>,
+        approval: String,
+        blake3: String,
+    ) -> ApiResult<AttachmentContent> {
+        use base64::Engine as _;
+        let caller = caller(ctx)?;
+        let id = ApprovalId(parse_id("approval", &approval)?);
+        let named = views(ctx, |v| {
+            let row = v.approvals.get(id).filter(|row| visible(v, caller, row))?;
+            let pinned = row.state.definition.as_ref()?;
+            let body = &v.approvals.definition(pinned.definition_id, Some(pinned.version))?.body;
+            let hidden = hidden_fields(v, caller, row);
+            let forms = std::iter::once(&row.state.form).chain(row.timeline.iter().filter_map(|e| match &e.event {
+                ApprovalEvent::ApprovalSubmitted(s) => Some(&s.form),
+                ApprovalEvent::ApprovalResubmitted(r) => Some(&r.form),
+                ApprovalEvent::ApprovalFormEdited(f) => Some(&f.form),
+                _ => None,
+            }));
+            forms
+                .flat_map(|form| {
+                    let visible: FormValues = form
+                        .iter()
+                        .filter(|(k, _)| !hidden.contains(*k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    crate::attachments::named_in(&visible, body)
+                })
+                .find(|(hash, _, _)| *hash == blake3)
+        })?
+        .ok_or(ApiError::NotFound("attachment"))?;
+        let bytes = Attachments::in_data(&app(ctx)?.config.data)
+            .read(&named.0)
+            .map_err(ApiError::internal)?
+            .ok_or(ApiError::NotFound("attachment"))?;
+        Ok(AttachmentContent {
+            name: named.1,
+            size: named.2,
+            blake3: named.0,
+            content_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+        })
+    }
+
     /// One approval, with its tasks and timeline.
     async fn approval(&self, ctx: &Context<'_>, id: String) -> ApiResult<ApprovalNode> {
         let caller = caller(ctx)?;
@@ -724,6 +802,24 @@ impl ApprovalMutation {
         let id = CalendarYearId::of_year(year);
         let command = CalendarCommand::PublishYear { year, days, papers };
         execute::<CalendarYear>(ctx, year, id.stream(), command, client_mutation_id).await
+    }
+
+    /// Stores a file to attach to an approval form (a GraphQL multipart upload, at most 32
+    /// MiB): put what this answers into the form's attachment field.
+    async fn upload_attachment(&self, ctx: &Context<'_>, file: async_graphql::Upload) -> ApiResult<AttachmentNode> {
+        caller(ctx)?;
+        let value = file.value(ctx).map_err(|e| ApiError::field("file", FieldCode::InvalidFormat, e.to_string()))?;
+        let bytes = value.content;
+        if bytes.len() > crate::transfer::table::MAX_FILE_BYTES {
+            let limit = crate::transfer::table::MAX_FILE_BYTES;
+            return Err(ApiError::field("file", FieldCode::TooLong, format!("at most {limit} bytes")));
+        }
+        let name = value.filename.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(ApiError::field("file", FieldCode::InvalidFormat, "a file name of 1 to 200 characters"));
+        }
+        let blake3 = Attachments::in_data(&app(ctx)?.config.data).put(&bytes).map_err(ApiError::internal)?;
+        Ok(AttachmentNode { name, size: u64::try_from(bytes.len()).unwrap_or(u64::MAX), blake3 })
     }
 
     /// Credits (or, negative, debits) a leave balance or a budget (`approval.define`): a
@@ -792,6 +888,7 @@ impl ApprovalMutation {
             Some(Environment { definition, org, calendar: v.approvals.calendar().clone() })
         })?
         .ok_or(ApiError::NotFound("approval definition"))?;
+        Attachments::in_data(&app(ctx)?.config.data).check_form(&env.definition.body, &form)?;
         let id = ApprovalId(origin(ctx, client_mutation_id.clone())?.new_id("approval"));
         let act = Act::Submit { id, form, picked };
         run(ctx, id, ApprovalCommand { act, env }, client_mutation_id).await

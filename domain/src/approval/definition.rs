@@ -257,6 +257,26 @@ impl DefinitionBody {
                     );
                     v.distinct(&format!("form[{i}].options"), options);
                 }
+                FieldKind::Rows { fields, max } => {
+                    v.require((1..=500).contains(max), format!("form[{i}].max"), FieldCode::OutOfRange, "1-500");
+                    v.require(
+                        !fields.is_empty(),
+                        format!("form[{i}].fields"),
+                        FieldCode::Required,
+                        "a row needs fields",
+                    );
+                    let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+                    v.distinct(&format!("form[{i}].fields"), &names);
+                    for (j, inner) in fields.iter().enumerate() {
+                        v.code(&format!("form[{i}].fields[{j}].name"), &inner.name, 40, &['_']);
+                        v.require(
+                            !matches!(inner.kind, FieldKind::Rows { .. }),
+                            format!("form[{i}].fields[{j}]"),
+                            FieldCode::InvalidFormat,
+                            "rows inside rows are not supported",
+                        );
+                    }
+                }
                 _ => {}
             }
         }

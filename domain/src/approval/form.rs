@@ -54,6 +54,14 @@ pub enum FieldKind {
     },
     /// A file kept outside the log: `{"name": text, "size": bytes, "blake3": 64 hex digits}`.
     Attachment,
+    /// Detail rows (明细): a list of at most `max` objects, each with these fields (which
+    /// are not rows themselves).
+    Rows {
+        /// Each row's fields.
+        fields: Vec<FieldSpec>,
+        /// Most rows.
+        max: usize,
+    },
 }
 
 impl FieldKind {
@@ -80,19 +88,35 @@ pub struct FieldSpec {
 /// Checks `values` against `fields`: every required field present, every value of its type,
 /// no unknown field. Each problem is recorded on `v` as `form.<name>`.
 pub fn check_values(v: &mut Validator, fields: &[FieldSpec], values: &FormValues) {
+    check_at(v, "form", fields, values);
+}
+
+fn check_at(v: &mut Validator, prefix: &str, fields: &[FieldSpec], values: &FormValues) {
     for name in values.keys() {
         if !fields.iter().any(|f| &f.name == name) {
-            v.fail(format!("form.{name}"), FieldCode::InvalidFormat, "no such field in this form");
+            v.fail(format!("{prefix}.{name}"), FieldCode::InvalidFormat, "no such field in this form");
         }
     }
     for field in fields {
-        let path = format!("form.{}", field.name);
-        match values.get(&field.name) {
-            None | Some(Value::Null) => {
+        let path = format!("{prefix}.{}", field.name);
+        match (values.get(&field.name), &field.kind) {
+            (None | Some(Value::Null), _) => {
                 v.require(!field.required, path, FieldCode::Required, "is required");
             }
-            Some(value) => {
-                if let Err(message) = check_value(&field.kind, value) {
+            (Some(Value::Array(rows)), FieldKind::Rows { fields: row_fields, max }) => {
+                v.require(!(field.required && rows.is_empty()), &path, FieldCode::Required, "needs at least one row");
+                v.at_most(&path, rows, *max);
+                for (i, row) in rows.iter().enumerate() {
+                    match serde_json::from_value::<FormValues>(row.clone()) {
+                        Ok(row) => check_at(v, &format!("{path}[{i}]"), row_fields, &row),
+                        Err(_) => {
+                            v.fail(format!("{path}[{i}]"), FieldCode::InvalidFormat, "a row is an object of fields")
+                        }
+                    }
+                }
+            }
+            (Some(value), kind) => {
+                if let Err(message) = check_value(kind, value) {
                     v.fail(path, FieldCode::InvalidFormat, message);
                 }
             }
@@ -132,6 +156,7 @@ fn check_value(kind: &FieldKind, value: &Value) -> Result<(), String> {
             }
         }
         FieldKind::Attachment => attachment(value).map(|_| ()),
+        FieldKind::Rows { .. } => Err("must be a list of rows".into()),
     }
 }
 
@@ -200,13 +225,21 @@ pub fn form_hash(values: &FormValues) -> String {
     blake3::hash(&serde_json::to_vec(values).unwrap_or_default()).to_hex().to_string()
 }
 
-/// The sum of the form's money fields in fen (what "money" rules look at).
+/// The sum of the form's money fields in fen, detail rows included (what "money" rules look
+/// at).
 #[must_use]
 pub fn money_total(fields: &[FieldSpec], values: &FormValues) -> i64 {
     fields
         .iter()
-        .filter(|f| f.kind == FieldKind::Money)
-        .filter_map(|f| values.get(&f.name).and_then(Value::as_i64))
+        .map(|f| match (&f.kind, values.get(&f.name)) {
+            (FieldKind::Money, Some(value)) => value.as_i64().unwrap_or(0),
+            (FieldKind::Rows { fields: row_fields, .. }, Some(Value::Array(rows))) => rows
+                .iter()
+                .filter_map(|row| serde_json::from_value::<FormValues>(row.clone()).ok())
+                .map(|row| money_total(row_fields, &row))
+                .fold(0, i64::saturating_add),
+            _ => 0,
+        })
         .fold(0, i64::saturating_add)
 }
 
