@@ -47,7 +47,7 @@ fn the_readme_tour_runs_as_written() {
     assert!(out.status.success(), "tour failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let answers: Vec<serde_json::Value> =
         stdout.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).expect("JSON")).collect();
-    assert_eq!(answers.len(), 7, "{stdout}");
+    assert_eq!(answers.len(), 9, "{stdout}");
     for answer in &answers {
         assert!(answer.get("errors").is_none(), "a step failed: {answer}");
     }
@@ -63,7 +63,16 @@ fn the_readme_tour_runs_as_written() {
     let history = answers[5]["data"]["recordHistory"].as_array().unwrap();
     let kinds: Vec<&str> = history.iter().map(|h| h["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["CustomerRegistered", "InteractionLogged", "CustomerProfileUpdated"]);
-    let verified = &answers[6]["data"]["verifyChain"];
+    // The claim waits for the demo manager, the leader of the administrator's department.
+    let claims = &answers[7]["data"]["approvals"];
+    assert_eq!(claims["totalCount"], 1, "{claims}");
+    let claim = &claims["edges"][0]["node"];
+    assert_eq!(
+        (claim["name"].as_str(), claim["status"].as_str(), claim["currentNode"].as_str()),
+        (Some("费用报销"), Some("RUNNING"), Some("manager"))
+    );
+    assert_eq!(claim["route"], serde_json::json!(["manager"]));
+    let verified = &answers[8]["data"]["verifyChain"];
     assert_eq!(verified["ok"], true);
     assert!(verified["records"].as_u64() > Some(1_000));
 }

@@ -32,7 +32,7 @@ use oacis_projections::Views;
 
 use super::error::{ApiError, ApiResult};
 use super::scalars::{parse_id, time_text, MutationResult};
-use super::{app, caller, connection, execute, origin, views, Counted};
+use super::{app, caller, connection_of, execute, origin, views, Counted};
 use crate::access::{resource, Caller};
 use crate::attachments::Attachments;
 
@@ -531,7 +531,7 @@ impl ApprovalQuery {
     ) -> ApiResult<Connection<String, ApprovalNode, Counted>> {
         let caller = caller(ctx)?;
         let status = status.map(Into::into);
-        let rows = views(ctx, |v| {
+        views(ctx, |v| {
             let rows: Vec<&ApprovalRow> = match list {
                 ApprovalListKind::Inbox => v.approvals.list(caller.user, ApprovalList::Inbox, status),
                 ApprovalListKind::Done => v.approvals.list(caller.user, ApprovalList::Done, status),
@@ -549,9 +549,8 @@ impl ApprovalQuery {
                     })
                     .collect(),
             };
-            rows.into_iter().map(|row| node_of(v, row, caller)).collect::<Vec<_>>()
-        })?;
-        connection(rows, |n| n.id.clone(), first, after)
+            connection_of(rows, |row| row.id.to_string(), first, after, |row| node_of(v, row, caller))
+        })?
     }
 
     /// Every published year's working calendar (its latest version), by year.

@@ -244,6 +244,18 @@ pub fn connection<T: async_graphql::OutputType>(
     first: Option<i32>,
     after: Option<String>,
 ) -> ApiResult<async_graphql::connection::Connection<String, T, Counted>> {
+    connection_of(rows, cursor_of, first, after, |row| row)
+}
+
+/// [`connection`] over `rows` that turns only the page's rows into nodes with `node`, so a
+/// long list costs its cursors, not its nodes.
+pub fn connection_of<R, T: async_graphql::OutputType>(
+    rows: Vec<R>,
+    cursor_of: impl Fn(&R) -> String,
+    first: Option<i32>,
+    after: Option<String>,
+    node: impl Fn(R) -> T,
+) -> ApiResult<async_graphql::connection::Connection<String, T, Counted>> {
     let size = page_size(first)?;
     let total = rows.len();
     let start = after.as_deref().and_then(|a| rows.iter().position(|r| cursor_of(r) == a)).map_or(0, |i| i + 1);
@@ -254,7 +266,8 @@ pub fn connection<T: async_graphql::OutputType>(
         Counted { total_count: u64::try_from(total).unwrap_or(u64::MAX) },
     );
     for row in rows.into_iter().skip(start).take(size) {
-        connection.edges.push(async_graphql::connection::Edge::new(cursor_of(&row), row));
+        let cursor = cursor_of(&row);
+        connection.edges.push(async_graphql::connection::Edge::new(cursor, node(row)));
     }
     Ok(connection)
 }

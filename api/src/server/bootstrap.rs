@@ -195,6 +195,7 @@ pub async fn demo(state: &AppState) -> anyhow::Result<()> {
     })?;
     let origin = Origin { actor: Some(actor), ..Origin::system() };
     eprintln!("oacis: demo users (sign in with these; passwords are shown only now):");
+    let mut users = BTreeMap::new();
     for (n, role) in default_roles().iter().enumerate() {
         let department = regions.get(n % regions.len().max(1)).copied().unwrap_or(root);
         let scope = match role.name {
@@ -210,7 +211,86 @@ pub async fn demo(state: &AppState) -> anyhow::Result<()> {
         let role_id = roles.get(role.name).copied().ok_or_else(|| anyhow::anyhow!("no role {}", role.name))?;
         grant(bus, user, role_id, scope, &origin).await?;
         eprintln!("  {username:<20} {password}  ({} over {scope:?})", role.name);
+        users.insert(role.name, user);
     }
+    demo_approvals(state, &users, root, &regions, &origin).await
+}
+
+/// The demo's approvals: every department led by `demo.manager`; a reimbursement definition
+/// (the leader, then above ¥5,000 `demo.administrator`) and a leave definition counting annual
+/// leave, each demo user credited 10 days of it this year; and one ¥3,800 reimbursement of
+/// `demo.sales` waiting for the manager.
+async fn demo_approvals(
+    state: &AppState,
+    users: &BTreeMap<&str, UserId>,
+    root: DepartmentId,
+    regions: &[DepartmentId],
+    origin: &Origin,
+) -> anyhow::Result<()> {
+    use oacis_domain::approval::definition::{Definition, DefinitionBody, DefinitionCommand};
+    use oacis_domain::approval::instance::{Act, ApprovalCommand, Environment};
+    use oacis_domain::approval::ledger::{leave_key, Ledger, LedgerCommand, LedgerUnit};
+    use oacis_domain::ids::{ApprovalDefinitionId, ApprovalId, LedgerId};
+
+    let bus = &state.bus;
+    let user = |name: &str| users.get(name).copied().ok_or_else(|| anyhow::anyhow!("no demo user {name}"));
+    let manager = user("manager")?;
+    for department in regions.iter().copied().chain([root]) {
+        let lead = DepartmentCommand::SetLeader { leader: Some(manager), leader_active: true };
+        bus.execute::<Department>(department.stream(), lead, origin).await?;
+    }
+    let reimbursement: DefinitionBody = serde_json::from_value(serde_json::json!({
+        "name": "费用报销",
+        "form": [{ "name": "amount", "label": "金额", "type": "money", "required": true },
+                 { "name": "reason", "label": "事由", "type": "text", "max": 200, "required": true },
+                 { "name": "invoice", "label": "发票", "type": "attachment" }],
+        "nodes": [
+            { "type": "approval", "id": "manager", "name": "部门经理", "approvers": { "kind": "leader", "level": 1 },
+              "mode": { "kind": "any" }, "due": { "working_days": 2, "on_due": "remind" } },
+            { "type": "condition", "id": "big", "name": "大于5000元", "default": [], "branches": [{
+                "when": { "and": true, "groups": [{ "and": true, "rules": [{ "field": "amount", "op": "gt", "value": 500_000 }] }] },
+                "nodes": [{ "type": "approval", "id": "director", "name": "总经理", "mode": { "kind": "any" },
+                            "approvers": { "kind": "users", "users": [user("administrator")?] } }] }] }
+        ]
+    }))?;
+    let leave: DefinitionBody = serde_json::from_value(serde_json::json!({
+        "name": "请假",
+        "form": [{ "name": "days", "label": "请假日期", "type": "date_range", "required": true },
+                 { "name": "reason", "label": "事由", "type": "text", "max": 200, "required": true }],
+        "nodes": [{ "type": "approval", "id": "manager", "name": "部门经理", "approvers": { "kind": "leader", "level": 1 },
+                    "mode": { "kind": "any" } }],
+        "ledger": { "kind": "leave", "leave_type": "annual", "range_field": "days" }
+    }))?;
+    let mut definitions = Vec::new();
+    for body in [reimbursement, leave] {
+        let id = ApprovalDefinitionId(Uuid::now_v7());
+        bus.execute::<Definition>(id.stream(), DefinitionCommand::Publish { id, body }, origin).await?;
+        definitions.push(id);
+    }
+    let year = oacis_domain::ids::Date::of_timestamp(bus.now(), oacis_domain::approval::calendar::OFFSET_MINUTES)
+        .map_or(2026, oacis_domain::ids::Date::year);
+    for user in users.values() {
+        let key = leave_key(*user, "annual", year);
+        let credit = LedgerCommand::Credit {
+            key: key.clone(),
+            unit: LedgerUnit::HalfDays,
+            amount: 20,
+            reason: "年假10天".into(),
+        };
+        bus.execute::<Ledger>(LedgerId::of(&key).stream(), credit, origin).await?;
+    }
+    let sales = user("sales")?;
+    let env = bus.projections().read(|v| {
+        let definition = v.approvals.definition(definitions[0], None).cloned()?;
+        let form = serde_json::from_value(serde_json::json!({ "amount": 380_000, "reason": "客户拜访差旅费" })).ok()?;
+        let org = crate::approvals::org_facts(v, sales, &definition.body, &form, &BTreeMap::new(), None, &[]);
+        Some((Environment { definition, org, calendar: v.approvals.calendar().clone() }, form))
+    })?;
+    let (env, form) = env.ok_or_else(|| anyhow::anyhow!("the demo's reimbursement definition is missing"))?;
+    let id = ApprovalId(Uuid::now_v7());
+    let submit = ApprovalCommand { act: Act::Submit { id, form, picked: BTreeMap::new() }, env };
+    crate::approvals::execute(bus, id, submit, &Origin { actor: Some(sales), ..Origin::system() }).await?;
+    eprintln!("oacis: demo approvals: a reimbursement and a leave definition; demo.sales's reimbursement waits for demo.manager");
     Ok(())
 }
 
