@@ -76,9 +76,9 @@ fn percentile(mut samples: Vec<f64>, p: f64) -> f64 {
     samples[((samples.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// Appends streams' first events, 500 streams per `append_many`.
+/// Appends streams' first events, 300 streams per `append_many` (at most 1,000 events).
 async fn load(bus: &CommandBus, streams: Vec<(String, Vec<NewEvent>)>) {
-    for (n, chunk) in streams.chunks(500).enumerate() {
+    for chunk in streams.chunks(300) {
         let parts = chunk
             .iter()
             .map(|(stream, events)| StreamAppend {
@@ -87,10 +87,7 @@ async fn load(bus: &CommandBus, streams: Vec<(String, Vec<NewEvent>)>) {
                 events: events.clone(),
             })
             .collect();
-        bus.store()
-            .append_many(parts, AppendMeta::new(Uuid::from_u128(0xB000_0000 + n as u128), "bench"))
-            .await
-            .unwrap();
+        bus.store().append_many(parts, AppendMeta::new(Uuid::now_v7(), "bench")).await.unwrap();
     }
     bus.projections().wait_for(bus.store().head().seq).await.unwrap();
 }

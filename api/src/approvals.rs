@@ -167,6 +167,10 @@ pub async fn execute(
     let submitter =
         submitter.ok_or_else(|| CommandError::Domain(DomainError::Rule("an approval needs an acting user".into())))?;
     let (key, _) = ledger::ledger_key(&binding, submitter, department, submitted_at)?;
+    let field = match &binding {
+        ledger::LedgerBinding::Leave { range_field, .. } => range_field.clone(),
+        ledger::LedgerBinding::Budget { amount_field, .. } => amount_field.clone(),
+    };
     let calendar = command.env.calendar.clone();
     let locked = key.clone();
     let follow: Follow<Approval, Ledger> = Arc::new(move |state, events| {
@@ -179,7 +183,18 @@ pub async fn execute(
         Ok(commands)
     });
     let steps = vec![then::<Approval, Ledger>(id.stream(), command, LedgerId::of(&key).stream(), follow)];
-    bus.execute_steps(steps, origin).await
+    // The ledger refuses an `amount`; to the submitter that is the form's field.
+    bus.execute_steps(steps, origin).await.map_err(|e| match e {
+        CommandError::Domain(DomainError::Validation(mut errors)) => {
+            for error in &mut errors {
+                if error.field == "amount" {
+                    error.field = format!("form.{field}");
+                }
+            }
+            CommandError::Domain(DomainError::Validation(errors))
+        }
+        other => other,
+    })
 }
 
 /// Applies every due time passed by `now`: one `Tick` per approval concerned, as the system.

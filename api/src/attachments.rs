@@ -7,14 +7,18 @@
 //!   exists always holds bytes whose BLAKE3 is that name; the same bytes are stored once.
 //! - Only names of exactly 64 hex digits are ever joined to the folder, so no request can
 //!   reach a path outside it.
-//! - A form may name only a stored file, with its exact size ([`Attachments::check_form`]):
-//!   a hash recorded in the log can always be fetched and verified against the file.
+//! - A form may name only a stored file, with its exact size, that its author uploaded or the
+//!   approval named before ([`Attachments::check_form`]): a hash recorded in the log can
+//!   always be fetched and verified against the file, and knowing a hash is not enough to
+//!   attach (and then read) someone else's file. Files and their uploader lists are
+//!   owner-only (0600).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use oacis_domain::approval::definition::DefinitionBody;
 use oacis_domain::approval::form::{FieldKind, FormValues};
+use oacis_domain::ids::UserId;
 use oacis_domain::{DomainError, FieldCode, FieldError};
 
 /// The attachment folder of a data folder.
@@ -34,25 +38,44 @@ impl Attachments {
         Attachments { dir: data.join("attachments") }
     }
 
-    /// Stores `bytes`; returns their BLAKE3 (hex).
+    /// Stores `bytes` uploaded by `uploader` (owner-only permissions); returns their BLAKE3
+    /// (hex). Who uploaded a file is kept beside it (`<hash>.by`, one user id per line), so a
+    /// form names only files its author uploaded.
     ///
     /// # Errors
     /// The folder or file cannot be written.
-    pub fn put(&self, bytes: &[u8]) -> std::io::Result<String> {
+    pub fn put(&self, bytes: &[u8], uploader: UserId) -> std::io::Result<String> {
         let hash = blake3::hash(bytes).to_hex().to_string();
         let path = self.dir.join(&hash);
-        if path.exists() {
-            return Ok(hash);
-        }
         std::fs::create_dir_all(&self.dir)?;
-        let temporary = self.dir.join(format!(".{hash}.partial-{}", std::process::id()));
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temporary, &path)?;
+        if !path.exists() {
+            let temporary = self.dir.join(format!(".{hash}.partial-{}", std::process::id()));
+            // A temporary left by an interrupted upload is stale.
+            let _ = std::fs::remove_file(&temporary);
+            let mut file = owner_only(&temporary)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            drop(file);
+            std::fs::rename(&temporary, &path)?;
+        }
+        if !self.uploaded_by(&hash, uploader) {
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).append(true);
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut by = options.open(self.dir.join(format!("{hash}.by")))?;
+            writeln!(by, "{uploader}")?;
+            by.sync_all()?;
+        }
         std::fs::File::open(&self.dir)?.sync_all()?;
         Ok(hash)
+    }
+
+    /// Whether `user` uploaded the file `hash`.
+    #[must_use]
+    pub fn uploaded_by(&self, hash: &str, user: UserId) -> bool {
+        is_hash(hash)
+            && std::fs::read_to_string(self.dir.join(format!("{hash}.by")))
+                .is_ok_and(|by| by.lines().any(|line| line == user.to_string()))
     }
 
     /// The size in bytes of the stored file `hash`, if there is one.
@@ -76,11 +99,21 @@ impl Attachments {
         }
     }
 
-    /// Checks that every attachment field of `form` names a stored file with its size.
+    /// Checks that every attachment field of `form` names a stored file with its size that
+    /// `author` uploaded, or that the approval's form named already (`earlier`).
     ///
     /// # Errors
-    /// [`DomainError::Validation`] naming each field (`form.<name>`) that does not.
-    pub fn check_form(&self, body: &DefinitionBody, form: &FormValues) -> Result<(), DomainError> {
+    /// [`DomainError::Validation`] naming each field (`form.<name>`) that does not; the same
+    /// answer whether the file does not exist or is someone else's.
+    pub fn check_form(
+        &self,
+        body: &DefinitionBody,
+        form: &FormValues,
+        author: UserId,
+        earlier: Option<&FormValues>,
+    ) -> Result<(), DomainError> {
+        let named_before: Vec<String> =
+            earlier.map(|e| named_in(e, body).into_iter().map(|(h, _, _)| h).collect()).unwrap_or_default();
         let errors: Vec<FieldError> = body
             .form
             .iter()
@@ -89,10 +122,11 @@ impl Attachments {
                 let value = form.get(&f.name).filter(|v| !v.is_null())?;
                 let hash = value.get("blake3").and_then(serde_json::Value::as_str).unwrap_or_default();
                 let size = value.get("size").and_then(serde_json::Value::as_u64);
-                (self.size(hash) != size || size.is_none()).then(|| FieldError {
+                let mine = self.uploaded_by(hash, author) || named_before.iter().any(|h| h == hash);
+                (!mine || self.size(hash) != size || size.is_none()).then(|| FieldError {
                     field: format!("form.{}", f.name),
                     code: FieldCode::InvalidFormat,
-                    message: "no uploaded file with this BLAKE3 and size (upload it first)".into(),
+                    message: "no file you uploaded with this BLAKE3 and size (upload it first)".into(),
                 })
             })
             .collect();
@@ -102,6 +136,14 @@ impl Attachments {
             Err(DomainError::Validation(errors))
         }
     }
+}
+
+/// A new file readable and writable by its owner only.
+fn owner_only(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 /// The attachment hashes an approval's forms (as submitted, resubmitted or edited) name.

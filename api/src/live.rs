@@ -4,7 +4,8 @@
 //! Two tasks feed the hub:
 //! - the **pump** follows the log from its head at start (the store's subscription: each
 //!   record once, in order) and raises `task_assigned` and `case_assigned` for the assignee,
-//!   `approval_task`, `approval_urged`, `approval_due` and `approval_outcome` for the people an approval
+//!   `approval_task`, `approval_urged`, `approval_due`, `approval_copied` and
+//!   `approval_outcome` (with the outcome) for the people an approval
 //!   concerns, and `security_alert` for the account concerned and for administrators, once the audit
 //!   view has applied the event that raised it;
 //! - the **timer** raises `task_reminder` and `case_follow_up_due` when a reminder or a
@@ -70,6 +71,8 @@ pub enum NotificationKind {
     ApprovalOutcome,
     /// One of the recipient's approval tasks fell due (its node reminds).
     ApprovalDue,
+    /// The recipient was copied on an approval (抄送).
+    ApprovalCopied,
 }
 
 impl NotificationKind {
@@ -86,6 +89,7 @@ impl NotificationKind {
             NotificationKind::ApprovalUrged => "approval_urged",
             NotificationKind::ApprovalOutcome => "approval_outcome",
             NotificationKind::ApprovalDue => "approval_due",
+            NotificationKind::ApprovalCopied => "approval_copied",
         }
     }
 }
@@ -295,12 +299,24 @@ async fn pump(hub: Arc<Hub>, bus: Arc<CommandBus>, from: Seq) {
                     .ok()
                     .flatten()
                     .unwrap_or_default();
+                // The outcome in words after the name, for those told of one.
+                let detail = match event {
+                    ApprovalEvent::ApprovalCompleted(c) => format!(
+                        "{name}: {}",
+                        match c.outcome {
+                            oacis_domain::approval::instance::Outcome::Approved => "approved",
+                            oacis_domain::approval::instance::Outcome::Rejected => "rejected",
+                        }
+                    ),
+                    ApprovalEvent::ApprovalReturned(_) => format!("{name}: returned"),
+                    _ => name.clone(),
+                };
                 for (recipient, kind) in approval_notices(event, &state) {
                     hub.raise(Notification {
                         recipient: Recipient::User(recipient),
                         kind,
                         record: id.0,
-                        detail: name.clone(),
+                        detail: detail.clone(),
                         at,
                         seq,
                     });
@@ -355,6 +371,7 @@ fn approval_notices(event: &ApprovalEvent, state: &ApprovalState) -> Vec<(UserId
             e.tasks.iter().filter_map(|t| assignee(*t)).map(|a| (a, NotificationKind::ApprovalUrged)).collect()
         }
         E::ApprovalCompleted(_) => submitter.map(|s| (s, NotificationKind::ApprovalOutcome)).collect(),
+        E::ApprovalCcSent(e) => e.to.iter().map(|u| (*u, NotificationKind::ApprovalCopied)).collect(),
         E::ApprovalTaskTimedOut(e) => match (e.action, e.to) {
             (OnDue::TransferToLeader, Some(to)) => vec![(to, NotificationKind::ApprovalTask)],
             (OnDue::Remind, _) => assignee(e.task).map(|a| (a, NotificationKind::ApprovalDue)).into_iter().collect(),

@@ -190,8 +190,8 @@ fn reimbursements_route_by_amount_and_every_refusal_is_typed() {
     // The administrator audits every approval; the salesperson may not list them all.
     let all = office.ask(&admin, "{ approvals(list: ALL) { totalCount } }", json!({}));
     assert_eq!(all["approvals"]["totalCount"], 2);
-    let mine_only = office.ask(&qian, "{ approvals(list: ALL) { totalCount } }", json!({}));
-    assert_eq!(mine_only["approvals"]["totalCount"], 0);
+    let refused = office.server.gql(Some(&qian), "{ approvals(list: ALL) { totalCount } }", json!({}));
+    assert_eq!(code(&refused), "FORBIDDEN");
 }
 
 #[test]
@@ -525,7 +525,7 @@ fn leave_is_reserved_on_submission_released_on_rejection_taken_on_approval_and_n
     days.push(json!({ "date": "2026-10-10", "off": false, "name": "国庆节调休" }));
     office.ask(
         &admin,
-        "mutation($d: JSON!) { publishWorkingCalendar(year: 2026, days: $d, papers: []) { events } }",
+        "mutation($d: JSON!) { publishWorkingCalendar(year: 2026, days: $d, papers: [\"国务院办公厅通知\"]) { events } }",
         json!({ "d": days }),
     );
     // Leave counts against the year of submission (China Standard Time).
@@ -574,7 +574,8 @@ fn leave_is_reserved_on_submission_released_on_rejection_taken_on_approval_and_n
     // More than is left is refused, and nothing is written: no approval, no reservation.
     let too_much = office.server.gql(Some(&li), SUBMIT, leave("2026-11-02", "am", "2026-11-06", "pm"));
     assert_eq!(code(&too_much), "VALIDATION", "{too_much}");
-    assert!(too_much.to_string().contains("6 available, 10 asked"), "{too_much}");
+    assert!(too_much.to_string().contains("6 half days available, 10 asked"), "{too_much}");
+    assert_eq!(too_much["errors"][0]["extensions"]["fields"][0]["path"], "form.days", "{too_much}");
     let submitted = office.ask(&li, "{ approvals(list: SUBMITTED) { totalCount } }", json!({}));
     assert_eq!(submitted["approvals"]["totalCount"], 1);
     assert_eq!(figures(&li), (10, 0, 4, 6));
@@ -613,6 +614,19 @@ fn a_customer_discount_approval_shows_on_the_customers_timeline_and_in_the_manag
         "mutation { registerCustomer(profile: {kind: ORGANISATION, name: \"华东贸易有限公司\", source: OTHER}) { id } }",
         json!({}),
     );
+    // A form names only customers its submitter may read: the salesperson reads them all.
+    let roles = office.ask(&admin, "{ roles { id name } }", json!({}));
+    let sales_role = roles["roles"].as_array().unwrap().iter().find(|r| r["name"] == "sales").unwrap()["id"].clone();
+    let li_id = office.ask(&li, "{ me { id } }", json!({}))["me"]["id"].clone();
+    let (_, qian) = office.user(&admin, "qian.min", "E-3", &sales);
+    let hidden =
+        office.server.gql(Some(&qian), SUBMIT, json!({ "d": "00000000-0000-0000-0000-000000000000", "f": {} }));
+    assert_eq!(code(&hidden), "NOT_FOUND");
+    office.ask(
+        &admin,
+        "mutation($u: String!, $r: String!) { grantRole(user: $u, role: $r, scope: ALL) { id } }",
+        json!({ "u": li_id, "r": sales_role }),
+    );
     let body = json!({
         "name": "客户折扣",
         "form": [{ "name": "customer", "label": "客户", "type": "customer", "required": true },
@@ -624,6 +638,12 @@ fn a_customer_discount_approval_shows_on_the_customers_timeline_and_in_the_manag
         "mutation($b: JSON!) { publishApprovalDefinition(definition: $b) { id } }",
         json!({ "b": body }),
     );
+    let unseen = office.server.gql(
+        Some(&qian),
+        SUBMIT,
+        json!({ "d": definition, "f": { "customer": customer, "discount": 15 } }),
+    );
+    assert_eq!(code(&unseen), "VALIDATION", "a customer the submitter may not read: {unseen}");
     let first = office.id(&li, SUBMIT, json!({ "d": definition, "f": { "customer": customer, "discount": 15 } }));
     assert!(office.approve(&wang, &first, my_task(&office, &wang, &first), "同意八五折")["errors"].is_null());
     let second = office.id(&li, SUBMIT, json!({ "d": definition, "f": { "customer": customer, "discount": 30 } }));
@@ -650,8 +670,38 @@ fn a_customer_discount_approval_shows_on_the_customers_timeline_and_in_the_manag
         ]
     );
 
-    let figures = "{ approvalFigures { definitionName node open oldestOpenSeconds overdue passed meanSecondsToPass } }";
-    let shown = office.ask(&admin, figures, json!({}));
+    // The same approver at two consecutive nodes: the second passes by itself, with its reason.
+    let twice = json!({
+        "name": "用印",
+        "form": [{ "name": "purpose", "label": "用途", "type": "text", "max": 100, "required": true }],
+        "nodes": [{ "type": "approval", "id": "leader", "name": "负责人", "approvers": { "kind": "leader", "level": 1 }, "mode": { "kind": "any" } },
+                  { "type": "approval", "id": "seal", "name": "印章管理", "approvers": { "kind": "users", "users": [wang_id] }, "mode": { "kind": "any" } }]
+    });
+    let seal = office.id(
+        &admin,
+        "mutation($b: JSON!) { publishApprovalDefinition(definition: $b) { id } }",
+        json!({ "b": twice }),
+    );
+    let stamped = office.id(&li, SUBMIT, json!({ "d": seal, "f": { "purpose": "合同盖章" } }));
+    assert!(office.approve(&wang, &stamped, my_task(&office, &wang, &stamped), "同意")["errors"].is_null());
+    let shown = office.ask(
+        &li,
+        "query($id: String!) { approval(id: $id) { status timeline { kind detail } } }",
+        json!({ "id": stamped }),
+    );
+    assert_eq!(shown["approval"]["status"], "APPROVED");
+    let auto: Vec<&Value> = shown["approval"]["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "ApprovalTaskAutoApproved")
+        .collect();
+    assert_eq!(auto.len(), 1, "{shown}");
+    assert_eq!(auto[0]["detail"]["reason"], "approve_sequent");
+
+    let figures = "{ approvalFigures(definition: \"DEF\") { definitionName node open oldestOpenSeconds overdue passed meanSecondsToPass } }"
+        .replace("DEF", &definition);
+    let shown = office.ask(&admin, &figures, json!({}));
     let manager = &shown["approvalFigures"][0];
     assert_eq!(
         (manager["definitionName"].as_str(), manager["node"].as_str()),
@@ -663,7 +713,7 @@ fn a_customer_discount_approval_shows_on_the_customers_timeline_and_in_the_manag
         (Some(1), Some(1), Some(0))
     );
     assert!(manager["oldestOpenSeconds"].as_i64().unwrap() >= 0 && manager["meanSecondsToPass"].as_i64().unwrap() >= 0);
-    assert_eq!(code(&office.server.gql(Some(&li), figures, json!({}))), "FORBIDDEN");
+    assert_eq!(code(&office.server.gql(Some(&li), &figures, json!({}))), "FORBIDDEN");
 }
 
 /// A GraphQL multipart request of `uploadAttachment` with one file.
@@ -740,6 +790,12 @@ fn attachments_are_stored_outside_the_log_by_hash_and_shown_to_those_who_see_the
         )),
         "VALIDATION"
     );
+    // Knowing someone else's file's hash and size is not enough to attach it, and the answer is
+    // the same as for a file that does not exist.
+    let borrowed =
+        office.server.gql(Some(&qian), SUBMIT, json!({ "d": definition, "f": { "amount": 100, "invoice": node } }));
+    assert_eq!(code(&borrowed), "VALIDATION", "{borrowed}");
+    assert_eq!(borrowed["errors"][0]["extensions"]["fields"], refused["errors"][0]["extensions"]["fields"]);
     let id = office.id(&li, SUBMIT, json!({ "d": definition, "f": { "amount": 100, "invoice": node } }));
 
     let fetch = "query($a: String!, $h: String!) { approvalAttachment(approval: $a, blake3: $h) { name size blake3 contentBase64 } }";

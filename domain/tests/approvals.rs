@@ -375,7 +375,10 @@ fn finance_returns_to_the_submitter_who_resubmits_a_new_amount_on_the_same_appro
     let finance = run.task_of(FINANCE);
     let refused =
         run.act(FINANCE, Act::Return { task: finance, to: Some("ceo".into()), comment: "错".into() }).unwrap_err();
-    assert!(matches!(&refused, DomainError::Rule(m) if m.contains("earlier node")), "{refused:?}");
+    assert!(
+        matches!(&refused, DomainError::Validation(f) if f[0].field == "to" && f[0].message.contains("earlier node")),
+        "{refused:?}"
+    );
     run.act(FINANCE, Act::Return { task: finance, to: Some("manager".into()), comment: "请经理复核".into() }).unwrap();
     assert_eq!(run.state().route[run.state().at], "manager");
     assert!(run.state().reentered);
@@ -594,7 +597,8 @@ fn each_operation_is_refused_where_its_semantics_say_with_nothing_appended() {
             matches!(e, DomainError::InvalidTransition { .. })
         }),
         (MANAGER, Act::Cancel { reason: "不要了".into() }, |e| matches!(e, DomainError::NotYours { .. })),
-        (MANAGER, Act::Resubmit { form: form(1) }, |e| matches!(e, DomainError::InvalidTransition { .. })),
+        (MANAGER, Act::Resubmit { form: form(1) }, |e| matches!(e, DomainError::NotYours { .. })),
+        (SUBMITTER, Act::Resubmit { form: form(1) }, |e| matches!(e, DomainError::InvalidTransition { .. })),
         (MANAGER, Act::Urge, |e| matches!(e, DomainError::NotYours { .. })),
         (SIGNER, Act::Cc { to: vec![user(CEO)], comment: None }, |e| matches!(e, DomainError::NotYours { .. })),
         (SUBMITTER, Act::Submit { id: ApprovalId(id(800)), form: form(1), picked: BTreeMap::new() }, |e| {
@@ -817,6 +821,10 @@ fn working_days_and_hours_skip_holidays_and_count_adjusted_working_days() {
     let due = calendar.add_working_days(beijing("2027-01-01", 9), 1);
     assert_eq!(due, Due { at: beijing("2027-01-04", 9), weekends_only: true });
     assert!(WorkCalendar::default().add_working_days(beijing("2026-10-09", 9), 1).weekends_only);
+    // The days of a NateScarlet/holiday-cn year file read as they are.
+    let day: CalendarDay =
+        serde_json::from_value(json!({ "name": "元旦", "date": "2026-01-01", "isOffDay": true })).unwrap();
+    assert_eq!((day.off, day.name.as_str()), (true, "元旦"));
 }
 
 #[test]
@@ -980,7 +988,10 @@ fn leave_counts_working_half_days_and_a_ledger_reserves_takes_and_releases() {
     ledger.when(reserve(1, 4, false), &at(SUBMITTER, 1)).unwrap();
     assert_eq!(ledger.state().available(), 6);
     let refused = ledger.when(reserve(2, 7, false), &at(SUBMITTER, 2)).unwrap_err();
-    assert!(matches!(&refused, DomainError::Rule(m) if m.contains("6 available, 7 asked")), "{refused:?}");
+    assert!(
+        matches!(&refused, DomainError::Validation(f) if f[0].field == "amount" && f[0].message.contains("6 half days available, 7 asked")),
+        "{refused:?}"
+    );
     // A resubmission replaces its own reservation, counting what it frees.
     let events = ledger.when(reserve(1, 10, false), &at(SUBMITTER, 3)).unwrap();
     assert_eq!(events.iter().map(DomainEvent::kind).collect::<Vec<_>>(), ["LedgerReleased", "LedgerReserved"]);
@@ -1090,4 +1101,83 @@ fn detail_rows_are_checked_row_by_row_and_their_money_counts() {
     check_values(&mut v, &fields, &good);
     assert!(v.is_clean());
     assert_eq!(money_total(&fields, &good), 42_000);
+}
+
+#[test]
+fn a_submitter_is_never_handed_their_own_money_request_and_a_copy_is_not_repeated() {
+    let (_, v1) = first_version();
+    let mut run = Run::submit(&v1, SUBMITTER, form(600_000));
+    let task = run.task_of(MANAGER);
+    let before = run.events.len();
+    let field_of = |e: DomainError| match e {
+        DomainError::Validation(f) => (f[0].field.clone(), f[0].message.clone()),
+        other => panic!("{other:?}"),
+    };
+    for act in [
+        Act::Transfer { task, to: user(SUBMITTER), comment: None },
+        Act::Delegate { task, to: user(SUBMITTER), comment: None },
+    ] {
+        let (field, message) = field_of(run.act(MANAGER, act).unwrap_err());
+        assert_eq!(field, "to");
+        assert!(message.contains("submitter"), "{message}");
+    }
+    for kind in [SignKind::Before, SignKind::After] {
+        let act = Act::AddSigners { task, kind, users: vec![user(SUBMITTER)], comment: None };
+        assert_eq!(field_of(run.act(MANAGER, act).unwrap_err()).0, "users[0]");
+    }
+    // Transfer to oneself: one error, not two.
+    let refused = run.act(MANAGER, Act::Transfer { task, to: user(MANAGER), comment: None }).unwrap_err();
+    assert!(matches!(&refused, DomainError::Validation(f) if f.len() == 1), "{refused:?}");
+    assert_eq!(run.events.len(), before);
+
+    // Copies: each person once; the submitter is not copied on their own approval.
+    assert_eq!(run.act(SUBMITTER, Act::Cc { to: vec![user(CEO)], comment: None }).unwrap().len(), 1);
+    assert!(run.act(MANAGER, Act::Cc { to: vec![user(CEO), user(SUBMITTER)], comment: None }).unwrap().is_empty());
+    let many: Vec<UserId> = (0..25).map(|n| user(2_000 + n)).collect();
+    let DomainError::Validation(errors) = run.act(SUBMITTER, Act::Cc { to: many, comment: None }).unwrap_err() else {
+        panic!()
+    };
+    assert_eq!(errors.len(), 1, "one error for an oversized list: {errors:?}");
+}
+
+#[test]
+fn calendars_name_their_source_and_keep_to_their_year_and_form_values_keep_to_their_shape() {
+    let publish = |year: u16, date: &str, papers: Vec<String>| {
+        CalendarYear::decide(
+            &CalendarYearState::default(),
+            CalendarCommand::PublishYear {
+                year,
+                days: vec![CalendarDay { date: Date::parse(date).unwrap(), off: true, name: "假日".into() }],
+                papers,
+            },
+            &at(ADMIN, 0),
+        )
+    };
+    let named = |r: Result<Vec<CalendarEvent>, DomainError>| match r.unwrap_err() {
+        DomainError::Validation(f) => f.iter().map(|e| e.field.clone()).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    let notice = || vec!["国务院办公厅通知".to_owned()];
+    assert_eq!(named(publish(2027, "2028-01-01", notice())), ["days[0].date", "days"]);
+    assert_eq!(named(publish(2026, "2026-10-01", vec![])), ["papers"]);
+    assert!(publish(2027, "2026-12-31", notice()).is_err(), "a year of nothing but the December before");
+    assert!(publish(2026, "2026-10-01", notice()).is_ok());
+
+    let mut v = oacis_domain::validate::Validator::new();
+    let fields = vec![
+        FieldSpec { name: "att".into(), label: "附件".into(), kind: FieldKind::Attachment, required: true },
+        FieldSpec { name: "days".into(), label: "日期".into(), kind: FieldKind::DateRange, required: true },
+        FieldSpec { name: "note".into(), label: "备注".into(), kind: FieldKind::Text { max: 50 }, required: true },
+        FieldSpec { name: "amount".into(), label: "金额".into(), kind: FieldKind::Money, required: true },
+    ];
+    let values = FormValues::from([
+        ("att".to_owned(), json!({ "name": "a.pdf", "size": 1, "blake3": "ab".repeat(32), "evil": "x" })),
+        ("days".to_owned(), json!({ "from": "2026-10-08", "to": "2026-10-09", "evil": [[[1]]] })),
+        ("note".to_owned(), json!("a\u{202e}b")),
+        ("amount".to_owned(), json!(i64::MAX)),
+    ]);
+    check_values(&mut v, &fields, &values);
+    let DomainError::Validation(errors) = v.finish(()).unwrap_err() else { panic!() };
+    let named: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(named, ["form.att", "form.days", "form.note", "form.amount"]);
 }

@@ -302,7 +302,7 @@ pub struct ApprovalNode {
     /// The form as it stands (as submitted, with approvers' changes to writable fields),
     /// without the fields hidden from the caller at every node where they approve.
     pub form: Json<serde_json::Value>,
-    /// BLAKE3 of the form's bytes.
+    /// BLAKE3 of the form's bytes (empty for a caller from whom a field is hidden).
     pub form_hash: String,
     /// The node ids its form routes through, in order.
     pub route: Vec<String>,
@@ -320,15 +320,16 @@ pub struct ApprovalNode {
     pub timeline: Vec<ApprovalTimelineEntry>,
 }
 
-/// The form fields `caller` may not see on `row`: those hidden at every node where the
-/// caller holds or held a task. The submitter, those copied and auditors see every field.
+/// The form fields `caller` may not see on `row`: for an approver, those hidden at every
+/// node where they hold or held a task, whatever else they may see; for someone only copied,
+/// those hidden at any node (a copy never shows more than the approvers see). The submitter,
+/// and auditors who approve nothing of it, see every field.
 fn hidden_fields(v: &Views, caller: &Caller, row: &ApprovalRow) -> BTreeSet<String> {
     let s = &row.state;
-    if s.submitter == Some(caller.user)
-        || caller.may(Permission::ApprovalAudit, &resource(&v.access, s.submitter, s.department))
-    {
+    if s.submitter == Some(caller.user) {
         return BTreeSet::new();
     }
+    let audits = || caller.may(Permission::ApprovalAudit, &resource(&v.access, s.submitter, s.department));
     let nodes: BTreeSet<&str> = s
         .tasks
         .values()
@@ -341,7 +342,15 @@ fn hidden_fields(v: &Views, caller: &Caller, row: &ApprovalRow) -> BTreeSet<Stri
         return BTreeSet::new();
     };
     if nodes.is_empty() {
-        return BTreeSet::new();
+        if audits() {
+            return BTreeSet::new();
+        }
+        return body
+            .form
+            .iter()
+            .filter(|f| s.route.iter().any(|n| body.access(n, &f.name) == FieldAccess::Hidden))
+            .map(|f| f.name.clone())
+            .collect();
     }
     body.form
         .iter()
@@ -350,9 +359,13 @@ fn hidden_fields(v: &Views, caller: &Caller, row: &ApprovalRow) -> BTreeSet<Stri
         .collect()
 }
 
-/// `value` (a form, or an event payload holding one under `form`) without `hidden` fields.
+/// `value` (a form, or an event payload holding one under `form`) without `hidden` fields,
+/// and without the form's hash, which would let short hidden values be guessed.
 fn masked(mut value: serde_json::Value, hidden: &BTreeSet<String>) -> serde_json::Value {
     if !hidden.is_empty() {
+        if let Some(payload) = value.as_object_mut() {
+            payload.remove("form_hash");
+        }
         let form = match value.get_mut("form") {
             Some(inner) => inner,
             None => &mut value,
@@ -379,7 +392,7 @@ fn node_of(v: &Views, row: &ApprovalRow, caller: &Caller) -> ApprovalNode {
         definition_version: definition.as_ref().map_or(0, |d| d.version),
         definition_hash: definition.map(|d| d.hash).unwrap_or_default(),
         form: Json(masked(serde_json::to_value(&s.form).unwrap_or_default(), &hidden)),
-        form_hash: oacis_domain::approval::form::form_hash(&s.form),
+        form_hash: if hidden.is_empty() { oacis_domain::approval::form::form_hash(&s.form) } else { String::new() },
         route: s.route.clone(),
         current_node: (s.status == oacis_domain::approval::instance::ApprovalStatus::Running)
             .then(|| s.route.get(s.at).cloned())
@@ -434,6 +447,135 @@ fn visible(v: &Views, caller: &Caller, row: &ApprovalRow) -> bool {
     participant || caller.may(Permission::ApprovalAudit, &resource(&v.access, s.submitter, s.department))
 }
 
+/// Checks that the form's `user`, `department` and `customer` fields (detail rows included)
+/// name records that exist, customers the caller may read.
+fn check_references(v: &Views, caller: &Caller, body: &DefinitionBody, form: &FormValues) -> ApiResult<()> {
+    use oacis_domain::approval::form::{FieldKind, FieldSpec};
+    fn walk(
+        v: &Views,
+        caller: &Caller,
+        prefix: &str,
+        fields: &[FieldSpec],
+        form: &FormValues,
+        errors: &mut Vec<oacis_domain::FieldError>,
+    ) {
+        for field in fields {
+            let path = format!("{prefix}.{}", field.name);
+            let Some(value) = form.get(&field.name) else { continue };
+            let id = value.as_str().and_then(|s| uuid::Uuid::parse_str(s).ok());
+            let known = match (&field.kind, id) {
+                (FieldKind::User, Some(id)) => v.access.user(UserId(id)).is_some(),
+                (FieldKind::Department, Some(id)) => v.access.department(DepartmentId(id)).is_some(),
+                (FieldKind::Customer, Some(id)) => {
+                    v.directory.get(oacis_domain::ids::CustomerId(id)).is_some_and(|row| {
+                        caller
+                            .may(Permission::CustomerRead, &resource(&v.access, Some(row.owner), Some(row.department)))
+                    })
+                }
+                (FieldKind::Rows { fields: inner, .. }, _) => {
+                    for (i, row) in value.as_array().into_iter().flatten().enumerate() {
+                        if let Ok(row) = serde_json::from_value::<FormValues>(row.clone()) {
+                            walk(v, caller, &format!("{path}[{i}]"), inner, &row, errors);
+                        }
+                    }
+                    true
+                }
+                _ => true,
+            };
+            if !known {
+                errors.push(oacis_domain::FieldError {
+                    field: path,
+                    code: FieldCode::InvalidFormat,
+                    message: "no such record (or not one you may see)".into(),
+                });
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    walk(v, caller, "form", &body.form, form, &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// Keys a form field's JSON may have, by its type: anything else (a typo such as
+/// `"requried"`) is refused rather than dropped.
+fn check_field_keys(definition: &serde_json::Value) -> ApiResult<()> {
+    fn fields(list: Option<&serde_json::Value>, prefix: &str, errors: &mut Vec<oacis_domain::FieldError>) {
+        for (i, field) in list.and_then(serde_json::Value::as_array).into_iter().flatten().enumerate() {
+            let Some(object) = field.as_object() else { continue };
+            let extra: &[&str] = match object.get("type").and_then(serde_json::Value::as_str) {
+                Some("text") => &["max"],
+                Some("choice") => &["options"],
+                Some("rows") => &["fields", "max"],
+                _ => &[],
+            };
+            for key in object.keys() {
+                if !["name", "label", "type", "required"].contains(&key.as_str()) && !extra.contains(&key.as_str()) {
+                    errors.push(oacis_domain::FieldError {
+                        field: format!("{prefix}[{i}].{key}"),
+                        code: FieldCode::InvalidFormat,
+                        message: "not a key of this field's type".into(),
+                    });
+                }
+            }
+            if object.get("type").and_then(serde_json::Value::as_str) == Some("rows") {
+                fields(object.get("fields"), &format!("{prefix}[{i}].fields"), errors);
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    fields(definition.get("form"), "definition.form", &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// Checks that the users, roles and departments a definition names exist.
+fn check_named(v: &Views, body: &DefinitionBody) -> ApiResult<()> {
+    use oacis_domain::approval::definition::{Approvers, Node};
+    let mut errors = Vec::new();
+    let mut walk = vec![("definition.nodes".to_owned(), body.nodes.as_slice())];
+    while let Some((prefix, nodes)) = walk.pop() {
+        for (i, node) in nodes.iter().enumerate() {
+            let path = format!("{prefix}[{i}]");
+            let (who, key) = match node {
+                Node::Approval { approvers, .. } => (approvers, "approvers"),
+                Node::Cc { to, .. } => (to, "to"),
+                Node::Condition { branches, default, .. } => {
+                    for (b, branch) in branches.iter().enumerate() {
+                        walk.push((format!("{path}.branches[{b}].nodes"), branch.nodes.as_slice()));
+                    }
+                    walk.push((format!("{path}.default"), default.as_slice()));
+                    continue;
+                }
+            };
+            let known = match who {
+                Approvers::Users { users } => users.iter().all(|u| v.access.user(*u).is_some()),
+                Approvers::Role { role } => v.access.role(*role).is_some(),
+                Approvers::DepartmentHead { department } => v.access.department(*department).is_some(),
+                _ => true,
+            };
+            if !known {
+                errors.push(oacis_domain::FieldError {
+                    field: format!("{path}.{key}"),
+                    code: FieldCode::InvalidFormat,
+                    message: "names a user, role or department that does not exist".into(),
+                });
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
 fn task_number(task: i32) -> ApiResult<u32> {
     u32::try_from(task)
         .ok()
@@ -469,12 +611,15 @@ async fn act_on(
         crate::approvals::environment(v, id, form, extra)
     })?
     .ok_or(ApiError::NotFound("approval"))?;
-    let attachments = Attachments::in_data(&app(ctx)?.config.data);
-    match &act {
-        Act::Resubmit { form } | Act::Approve { edits: form, .. } => {
-            attachments.check_form(&env.definition.body, form)?
-        }
-        _ => {}
+    if let Act::Resubmit { form } | Act::Approve { edits: form, .. } = &act {
+        let earlier = views(ctx, |v| v.approvals.get(id).map(|row| row.state.form.clone()))?;
+        Attachments::in_data(&app(ctx)?.config.data).check_form(
+            &env.definition.body,
+            form,
+            caller.user,
+            earlier.as_ref(),
+        )?;
+        views(ctx, |v| check_references(v, caller, &env.definition.body, form))??;
     }
     run(ctx, id, ApprovalCommand { act, env }, key).await
 }
@@ -530,6 +675,9 @@ impl ApprovalQuery {
         after: Option<String>,
     ) -> ApiResult<Connection<String, ApprovalNode, Counted>> {
         let caller = caller(ctx)?;
+        if list == ApprovalListKind::All {
+            caller.require_any(Permission::ApprovalAudit)?;
+        }
         let status = status.map(Into::into);
         views(ctx, |v| {
             let rows: Vec<&ApprovalRow> = match list {
@@ -766,8 +914,10 @@ impl ApprovalMutation {
     ) -> ApiResult<MutationResult> {
         let caller = caller(ctx)?;
         caller.require(Permission::ApprovalDefine, &oacis_domain::authz::Resource::global())?;
+        check_field_keys(&definition.0)?;
         let body: DefinitionBody = serde_json::from_value(definition.0)
             .map_err(|e| ApiError::field("definition", FieldCode::InvalidFormat, e.to_string()))?;
+        views(ctx, |v| check_named(v, &body))??;
         let id = match id {
             Some(id) => {
                 let id = ApprovalDefinitionId(parse_id("id", &id)?);
@@ -814,10 +964,18 @@ impl ApprovalMutation {
             return Err(ApiError::field("file", FieldCode::TooLong, format!("at most {limit} bytes")));
         }
         let name = value.filename.trim().to_owned();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(ApiError::field("file", FieldCode::InvalidFormat, "a file name of 1 to 200 characters"));
+        let odd = |c: char| {
+            oacis_domain::validate::text::is_control(c)
+                || oacis_domain::validate::text::is_direction_control(c)
+                || c == '/'
+                || c == '\\'
+        };
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(odd) {
+            let message = "a file name of 1 to 200 characters, without control characters, direction overrides or path separators";
+            return Err(ApiError::field("file", FieldCode::InvalidFormat, message));
         }
-        let blake3 = Attachments::in_data(&app(ctx)?.config.data).put(&bytes).map_err(ApiError::internal)?;
+        let uploader = caller(ctx)?.user;
+        let blake3 = Attachments::in_data(&app(ctx)?.config.data).put(&bytes, uploader).map_err(ApiError::internal)?;
         Ok(AttachmentNode { name, size: u64::try_from(bytes.len()).unwrap_or(u64::MAX), blake3 })
     }
 
@@ -837,6 +995,9 @@ impl ApprovalMutation {
     ) -> ApiResult<MutationResult> {
         let caller = caller(ctx)?;
         caller.require(Permission::ApprovalDefine, &oacis_domain::authz::Resource::global())?;
+        if !(2000..=2200).contains(&year) {
+            return Err(ApiError::field("year", FieldCode::OutOfRange, "2000-2200"));
+        }
         let (key, unit, owner) = ledger_key(kind, &owner, &category, year)?;
         let known = views(ctx, |v| match kind {
             LedgerKind::Leave => v.access.user(UserId(owner)).is_some(),
@@ -887,7 +1048,8 @@ impl ApprovalMutation {
             Some(Environment { definition, org, calendar: v.approvals.calendar().clone() })
         })?
         .ok_or(ApiError::NotFound("approval definition"))?;
-        Attachments::in_data(&app(ctx)?.config.data).check_form(&env.definition.body, &form)?;
+        Attachments::in_data(&app(ctx)?.config.data).check_form(&env.definition.body, &form, caller.user, None)?;
+        views(ctx, |v| check_references(v, caller, &env.definition.body, &form))??;
         let id = ApprovalId(origin(ctx, client_mutation_id.clone())?.new_id("approval"));
         let act = Act::Submit { id, form, picked };
         run(ctx, id, ApprovalCommand { act, env }, client_mutation_id).await

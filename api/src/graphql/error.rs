@@ -42,6 +42,8 @@ pub enum ApiError {
     NotFound(&'static str),
     /// Too many attempts (API: RATE_LIMITED).
     RateLimited,
+    /// RATE_LIMITED, with when the operation is allowed again.
+    TooSoon(String),
     /// Anything unexpected (API: INTERNAL; logged once).
     Internal(String),
     /// The server closes a live feed (API: `code`, SLOW_CONSUMER or SHUTTING_DOWN).
@@ -86,6 +88,7 @@ impl ApiError {
             ApiError::Conflict { message, .. } => message.clone(),
             ApiError::NotFound(what) => format!("{what} not found"),
             ApiError::RateLimited => "too many attempts; wait a minute".into(),
+            ApiError::TooSoon(message) => message.clone(),
             ApiError::Internal(_) => "internal error; it has been logged".into(),
             ApiError::FeedClosed { message, .. } => message.clone(),
         }
@@ -101,7 +104,7 @@ impl ApiError {
             ApiError::Validation(_) => "VALIDATION",
             ApiError::Conflict { .. } => "CONFLICT",
             ApiError::NotFound(_) => "NOT_FOUND",
-            ApiError::RateLimited => "RATE_LIMITED",
+            ApiError::RateLimited | ApiError::TooSoon(_) => "RATE_LIMITED",
             ApiError::Internal(_) => "INTERNAL",
             ApiError::FeedClosed { code, .. } => code,
         }
@@ -155,7 +158,7 @@ impl From<DomainError> for ApiError {
                 ApiError::Conflict { message: e.to_string(), version: None }
             }
             DomainError::NotYours { .. } => ApiError::Forbidden(e.to_string()),
-            DomainError::TooSoon { .. } => ApiError::RateLimited,
+            DomainError::TooSoon { .. } => ApiError::TooSoon(e.to_string()),
             DomainError::Rule(message) => {
                 ApiError::Validation(vec![FieldError { field: String::new(), code: FieldCode::InvalidFormat, message }])
             }

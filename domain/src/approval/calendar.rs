@@ -9,9 +9,12 @@
 //! - Working days and working hours are kept apart (a working day is never 24 hours):
 //!   `N` working days from a moment is the same local time of day on the `N`-th following
 //!   working day; working hours count only 09:00-12:00 and 13:00-18:00 of working days.
-//! - A year may be published again (a correction); the latest version counts. A file for year
-//!   `Y` may list dates of `Y - 1` and `Y + 1` (State Council notices follow the notice's
-//!   year, so a December date may sit in the next year's file).
+//! - A year may be published again (a correction); the latest version counts, and names its
+//!   source. A file for year `Y` lists dates of `Y` and may list December dates of `Y - 1`
+//!   (State Council notices follow the notice's year, so a December date may sit in the next
+//!   year's file).
+//! - A calendar's version ([`WorkCalendar::version`], stored with each due time) is the
+//!   BLAKE3 of one line `<year>:<that year's hash>\n` per published year, in year order.
 //! - Due times are computed once, when a task is created, and stored in its event with the
 //!   calendar's version, so a replay gives the same due time whatever is published later.
 
@@ -43,7 +46,9 @@ pub const MAX_HOURS: u32 = 2_000;
 pub struct CalendarDay {
     /// The date.
     pub date: Date,
-    /// Whether it is a day off (a holiday) rather than a working day (调休).
+    /// Whether it is a day off (a holiday) rather than a working day (调休). Read also as
+    /// `isOffDay`, so the `days` of a NateScarlet/holiday-cn year file publish as they are.
+    #[serde(alias = "isOffDay")]
     pub off: bool,
     /// What it is, e.g. `国庆节`.
     pub name: String,
@@ -114,15 +119,23 @@ impl Aggregate for CalendarYear {
         let dates: Vec<Date> = days.iter().map(|d| d.date).collect();
         v.distinct("days", &dates);
         for (i, day) in days.iter().enumerate() {
-            let near = (year.saturating_sub(1)..=year.saturating_add(1)).contains(&day.date.year());
+            let previous_december = Date::new(year.saturating_sub(1), 12, 1).is_some_and(|first| day.date >= first);
+            let fits = day.date.year() == year || (day.date.year() + 1 == year && previous_december);
             v.require(
-                near,
+                fits,
                 format!("days[{i}].date"),
                 FieldCode::OutOfRange,
-                format!("a date of {year} or next to it"),
+                format!("a date of {year} (or of the December before)"),
             );
             v.text(&format!("days[{i}].name"), &day.name, 40);
         }
+        v.require(
+            days.iter().any(|d| d.date.year() == year),
+            "days",
+            FieldCode::Required,
+            format!("list the holidays and adjusted working days of {year}"),
+        );
+        v.require(!papers.is_empty(), "papers", FieldCode::Required, "name the notice the dates come from");
         v.at_most("papers", &papers, 10);
         for (i, paper) in papers.iter().enumerate() {
             v.text(&format!("papers[{i}]"), paper, 500);

@@ -180,6 +180,10 @@ pub struct DefinitionBody {
 pub const MAX_NAME_CHARS: usize = 100;
 /// Most nodes in one definition (all branches counted).
 pub const MAX_NODES: usize = 200;
+/// Most fields of a form (or of a detail row).
+pub const MAX_FIELDS: usize = 100;
+/// Most options of a choice field.
+pub const MAX_OPTIONS: usize = 200;
 
 impl DefinitionBody {
     /// The BLAKE3 hash of the body's JSON bytes, as 64 hex digits.
@@ -240,7 +244,11 @@ impl DefinitionBody {
     fn check(&self, v: &mut Validator) {
         v.text("name", &self.name, MAX_NAME_CHARS);
         let names: Vec<&str> = self.form.iter().map(|f| f.name.as_str()).collect();
-        v.distinct("form", &names);
+        // Counted before anything is compared pairwise.
+        v.at_most("form", &names, MAX_FIELDS);
+        if names.len() <= MAX_FIELDS {
+            v.distinct("form", &names);
+        }
         for (i, field) in self.form.iter().enumerate() {
             v.code(&format!("form[{i}].name"), &field.name, 40, &['_']);
             v.text(&format!("form[{i}].label"), &field.label, MAX_NAME_CHARS);
@@ -255,7 +263,10 @@ impl DefinitionBody {
                         FieldCode::Required,
                         "list the options",
                     );
-                    v.distinct(&format!("form[{i}].options"), options);
+                    v.at_most(&format!("form[{i}].options"), options, MAX_OPTIONS);
+                    if options.len() <= MAX_OPTIONS {
+                        v.distinct(&format!("form[{i}].options"), options);
+                    }
                 }
                 FieldKind::Rows { fields, max } => {
                     v.require((1..=500).contains(max), format!("form[{i}].max"), FieldCode::OutOfRange, "1-500");
@@ -266,7 +277,10 @@ impl DefinitionBody {
                         "a row needs fields",
                     );
                     let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-                    v.distinct(&format!("form[{i}].fields"), &names);
+                    v.at_most(&format!("form[{i}].fields"), &names, MAX_FIELDS);
+                    if names.len() <= MAX_FIELDS {
+                        v.distinct(&format!("form[{i}].fields"), &names);
+                    }
                     for (j, inner) in fields.iter().enumerate() {
                         v.code(&format!("form[{i}].fields[{j}].name"), &inner.name, 40, &['_']);
                         v.require(

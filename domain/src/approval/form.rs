@@ -18,7 +18,11 @@ use serde_json::Value;
 use crate::customer::MAX_TEXT_CHARS;
 use crate::error::FieldCode;
 use crate::ids::Date;
+use crate::validate::text::{is_control, is_direction_control};
 use crate::validate::Validator;
+
+/// Largest money value of a field, in fen (10^12: ¥10 billion, the ledgers' limit too).
+pub const MAX_FEN: i64 = 1_000_000_000_000;
 
 /// A filled-in form: field name to value.
 pub type FormValues = BTreeMap<String, Value>;
@@ -128,8 +132,8 @@ fn check_value(kind: &FieldKind, value: &Value) -> Result<(), String> {
     let text = || value.as_str().ok_or_else(|| "must be text".to_owned());
     match kind {
         FieldKind::Money => match value.as_i64() {
-            Some(fen) if fen >= 0 => Ok(()),
-            _ => Err("must be a whole number of fen, 0 or more".into()),
+            Some(fen) if (0..=MAX_FEN).contains(&fen) => Ok(()),
+            _ => Err(format!("must be a whole number of fen, 0 to {MAX_FEN}")),
         },
         FieldKind::Number => value.as_f64().map(|_| ()).ok_or_else(|| "must be a number".into()),
         FieldKind::Text { max } => {
@@ -138,6 +142,8 @@ fn check_value(kind: &FieldKind, value: &Value) -> Result<(), String> {
                 Err("must not be blank".into())
             } else if t.chars().count() > *max {
                 Err(format!("must be at most {max} characters"))
+            } else if t.chars().any(|c| (is_control(c) && c != '\n' && c != '\t') || is_direction_control(c)) {
+                Err("must not hold control characters or direction overrides".into())
             } else {
                 Ok(())
             }
@@ -190,6 +196,9 @@ pub struct DateRange {
 pub fn date_range(value: &Value) -> Result<DateRange, String> {
     let shape = "must be {\"from\": date, \"to\": date} with optional halves \"am\"/\"pm\"";
     let object = value.as_object().ok_or_else(|| shape.to_owned())?;
+    if object.keys().any(|k| !["from", "to", "from_half", "to_half"].contains(&k.as_str())) {
+        return Err(shape.to_owned());
+    }
     let half = |key: &str, default: Half| match object.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => serde_json::from_value::<Half>(v.clone()).map_err(|_| shape.to_owned()),
@@ -205,7 +214,13 @@ pub fn date_range(value: &Value) -> Result<DateRange, String> {
 fn attachment(value: &Value) -> Result<(), String> {
     let shape = "must be {\"name\": text, \"size\": bytes, \"blake3\": 64 hex digits}";
     let object = value.as_object().ok_or(shape)?;
+    if object.keys().any(|k| !["name", "size", "blake3"].contains(&k.as_str())) {
+        return Err(shape.into());
+    }
     let name = object.get("name").and_then(Value::as_str).ok_or(shape)?;
+    if name.chars().any(|c| is_control(c) || is_direction_control(c) || c == '/' || c == '\\') {
+        return Err("the file name must not hold control characters, direction overrides or path separators".into());
+    }
     let hash = object.get("blake3").and_then(Value::as_str).ok_or(shape)?;
     if name.trim().is_empty()
         || name.chars().count() > MAX_TEXT_CHARS

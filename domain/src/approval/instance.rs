@@ -361,6 +361,8 @@ pub struct ApprovalState {
     pub last_passed: Vec<UserId>,
     /// When it was last urged.
     pub last_urged: Option<Timestamp>,
+    /// Everyone copied so far.
+    pub copied: BTreeSet<UserId>,
 }
 
 impl ApprovalState {
@@ -1021,6 +1023,7 @@ impl ApprovalState {
 
 impl ApprovalState {
     /// Checks a 转办 or 委派 of `task` by `actor` to `to`.
+    #[allow(clippy::too_many_arguments)]
     fn handover(
         &self,
         task: u32,
@@ -1028,16 +1031,39 @@ impl ApprovalState {
         to: UserId,
         comment: Option<&str>,
         org: &OrgFacts,
+        money: bool,
         action: &'static str,
     ) -> Result<TaskHandover, DomainError> {
         self.own_task(task, actor, &[TaskStatus::Running], action)?;
         let mut v = Validator::new();
         let comment = self::comment(&mut v, comment);
-        v.require(to != actor, "to", FieldCode::InvalidFormat, "the task is yours already");
-        v.require(org.active.contains(&to), "to", FieldCode::InvalidFormat, "not an active user");
-        let busy = self.tasks.values().any(|t| t.entry == self.entry && t.status.live() && t.assignee == to);
-        v.require(!busy, "to", FieldCode::Duplicate, "already has a task at this node");
+        if let Some((code, message)) = self.refuse_assignee(actor, to, org, money) {
+            v.fail("to", code, message);
+        }
         v.finish(TaskHandover { task, from: actor, to, comment })
+    }
+
+    /// Why `user` may not be given a task of this approval's current node by `actor`, if not:
+    /// the actor themself, an inactive user, the submitter of a request involving money
+    /// (who never approves it), or someone holding a task at the node already.
+    fn refuse_assignee(
+        &self,
+        actor: UserId,
+        user: UserId,
+        org: &OrgFacts,
+        money: bool,
+    ) -> Option<(FieldCode, &'static str)> {
+        if user == actor {
+            Some((FieldCode::InvalidFormat, "the task is yours already"))
+        } else if !org.active.contains(&user) {
+            Some((FieldCode::InvalidFormat, "not an active user"))
+        } else if money && self.submitter == Some(user) {
+            Some((FieldCode::InvalidFormat, "the submitter does not approve their own request involving money"))
+        } else if self.tasks.values().any(|t| t.entry == self.entry && t.status.live() && t.assignee == user) {
+            Some((FieldCode::Duplicate, "already has a task at this node"))
+        } else {
+            None
+        }
     }
 }
 
@@ -1100,6 +1126,7 @@ impl Aggregate for Approval {
             now: ctx.now,
         };
         let submitter = state.submitter;
+        let money = money_total(&definition.body.form, &state.form) > 0;
         match act {
             Act::Submit { id, form, picked } => {
                 if state.status != ApprovalStatus::Absent {
@@ -1191,9 +1218,13 @@ impl Aggregate for Approval {
                     Some(node) => match state.route.iter().position(|n| n == node) {
                         Some(i) if i < state.at && held.parent.is_none() => Some(i),
                         _ => {
-                            return Err(DomainError::Rule(format!(
-                                "an approval returns only to an earlier node of its route or to the submitter, not {node:?}"
-                            )))
+                            return Err(DomainError::Validation(vec![crate::error::FieldError {
+                                field: "to".into(),
+                                code: FieldCode::InvalidFormat,
+                                message: format!(
+                                    "an approval returns only to an earlier node of its route or to the submitter, not {node:?}"
+                                ),
+                            }]))
                         }
                     },
                 };
@@ -1205,20 +1236,20 @@ impl Aggregate for Approval {
                 }
             }
             Act::Resubmit { form } => {
-                state.status.require(&[ApprovalStatus::Returned], "resubmit")?;
-                if submitter != Some(actor) {
+                if state.status != ApprovalStatus::Absent && submitter != Some(actor) {
                     return Err(DomainError::NotYours { entity: "approval", action: "resubmit", who: "its submitter" });
                 }
+                state.status.require(&[ApprovalStatus::Returned], "resubmit")?;
                 let route = route_for(&definition.body, &form)?;
                 draft.push(E::ApprovalResubmitted(ApprovalResubmitted { form_hash: form_hash(&form), form, route }));
                 draft.enter(0, false)?;
             }
             Act::Transfer { task, to, comment } => {
-                let handover = state.handover(task, actor, to, comment.as_deref(), &env.org, "transfer")?;
+                let handover = state.handover(task, actor, to, comment.as_deref(), &env.org, money, "transfer")?;
                 draft.push(E::ApprovalTaskTransferred(handover));
             }
             Act::Delegate { task, to, comment } => {
-                let handover = state.handover(task, actor, to, comment.as_deref(), &env.org, "delegate")?;
+                let handover = state.handover(task, actor, to, comment.as_deref(), &env.org, money, "delegate")?;
                 draft.push(E::ApprovalTaskDelegated(handover));
             }
             Act::ResolveDelegation { task, comment } => {
@@ -1238,27 +1269,15 @@ impl Aggregate for Approval {
                 let mut v = Validator::new();
                 let comment = self::comment(&mut v, comment.as_deref());
                 v.require(!users.is_empty(), "users", FieldCode::Required, "name at least one signer");
-                v.at_most("users", &users, MAX_ADDED_USERS);
+                if users.len() > MAX_ADDED_USERS {
+                    v.at_most("users", &users, MAX_ADDED_USERS);
+                    return v.finish(()).map(|()| Vec::new());
+                }
                 v.distinct("users", &users);
-                let assigned: Vec<UserId> = state
-                    .tasks
-                    .values()
-                    .filter(|t| t.entry == state.entry && t.status.live())
-                    .map(|t| t.assignee)
-                    .collect();
                 for (i, user) in users.iter().enumerate() {
-                    v.require(
-                        env.org.active.contains(user),
-                        format!("users[{i}]"),
-                        FieldCode::InvalidFormat,
-                        "not an active user",
-                    );
-                    v.require(
-                        !assigned.contains(user) && *user != actor,
-                        format!("users[{i}]"),
-                        FieldCode::Duplicate,
-                        "already has a task at this node",
-                    );
+                    if let Some((code, message)) = state.refuse_assignee(actor, *user, &env.org, money) {
+                        v.fail(format!("users[{i}]"), code, message);
+                    }
                 }
                 v.finish(())?;
                 draft.push(E::ApprovalSignersAdded(ApprovalSignersAdded {
@@ -1285,7 +1304,13 @@ impl Aggregate for Approval {
                             who: "who added the signer",
                         })
                     }
-                    None => return Err(DomainError::Rule(format!("task {task} is not an added signer"))),
+                    None => {
+                        return Err(DomainError::Validation(vec![crate::error::FieldError {
+                            field: "task".into(),
+                            code: FieldCode::InvalidFormat,
+                            message: format!("task {task} is not an added signer"),
+                        }]))
+                    }
                 }
                 if !signer.status.live() {
                     return Err(DomainError::InvalidTransition {
@@ -1366,7 +1391,11 @@ impl Aggregate for Approval {
                 let mut v = Validator::new();
                 let comment = self::comment(&mut v, comment.as_deref());
                 v.require(!to.is_empty(), "to", FieldCode::Required, "name at least one user");
-                v.at_most("to", &to, MAX_ADDED_USERS);
+                if to.len() > MAX_ADDED_USERS {
+                    // One error, not one per entry of an oversized list.
+                    v.at_most("to", &to, MAX_ADDED_USERS);
+                    return v.finish(()).map(|()| Vec::new());
+                }
                 v.distinct("to", &to);
                 for (i, user) in to.iter().enumerate() {
                     v.require(
@@ -1377,6 +1406,12 @@ impl Aggregate for Approval {
                     );
                 }
                 v.finish(())?;
+                // Those who see it already (copied before, or its submitter) are not copied again.
+                let to: Vec<UserId> =
+                    to.into_iter().filter(|u| !state.copied.contains(u) && Some(*u) != submitter).collect();
+                if to.is_empty() {
+                    return Ok(Vec::new());
+                }
                 draft.push(E::ApprovalCcSent(ApprovalCcSent { node: None, by: Some(actor), to, comment }));
             }
             Act::Cancel { reason } => {
@@ -1572,6 +1607,7 @@ impl Aggregate for Approval {
                 state.decisions += 1;
             }
             E::ApprovalCcSent(e) => {
+                state.copied.extend(e.to.iter().copied());
                 if let Some(node) = &e.node {
                     state.at = state.route.iter().position(|n| n == node).unwrap_or(state.at);
                 }

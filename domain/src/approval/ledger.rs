@@ -9,8 +9,9 @@
 //!   the key, so anyone who knows the key finds the ledger.
 //! - Amounts are integers in the ledger's unit: half days for leave, fen for budgets.
 //! - `available = credited - taken - reserved`. A reservation that would make it negative is
-//!   refused ([`DomainError::Rule`] naming both figures) unless the binding allows a negative
-//!   balance (some leave types do).
+//!   refused ([`DomainError::Validation`] on `amount`, naming both figures) unless the binding
+//!   allows a negative balance (some leave types do). A leave range without a working half
+//!   day is refused.
 //! - One reservation per approval: reserving again (a resubmission) releases the old amount
 //!   first; taking or releasing an approval with no reservation changes nothing, so the
 //!   steps that follow an approval's outcome can be repeated safely.
@@ -183,6 +184,9 @@ impl LedgerState {
     }
 }
 
+/// Longest leave request, in calendar days.
+pub const MAX_LEAVE_DAYS: i64 = 366;
+
 /// Largest amount one entry may carry (10^12: ¥10 billion in fen).
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 
@@ -223,9 +227,19 @@ impl Aggregate for Ledger {
                 }
                 let available = state.available() + earlier.unwrap_or(0);
                 if amount > available && !allow_negative {
-                    return Err(DomainError::Rule(format!(
-                        "insufficient balance in {key}: {available} available, {amount} asked ({unit:?})"
-                    )));
+                    // A leave balance is the submitter's own; a budget's figures are not shown to
+                    // everyone who submits against it.
+                    let message = match unit {
+                        LedgerUnit::HalfDays => {
+                            format!("insufficient leave in {key}: {available} half days available, {amount} asked")
+                        }
+                        LedgerUnit::Fen => format!("the budget {key} does not cover {amount} fen"),
+                    };
+                    return Err(DomainError::Validation(vec![crate::error::FieldError {
+                        field: "amount".into(),
+                        code: FieldCode::OutOfRange,
+                        message,
+                    }]));
                 }
                 if let Some(earlier) = earlier {
                     events.push(E::LedgerReleased(LedgerSettled { approval, amount: earlier }));
@@ -369,6 +383,24 @@ pub fn follow(
         match event {
             E::ApprovalSubmitted(_) | E::ApprovalResubmitted(_) | E::ApprovalFormEdited(_) => {
                 let amount = amount_of(binding, &state.form, calendar);
+                if let LedgerBinding::Leave { range_field, .. } = binding {
+                    let span = state.form.get(range_field).and_then(|v| super::form::date_range(v).ok());
+                    let days = span.map_or(0, |r| r.to.0.days() - r.from.0.days() + 1);
+                    let problem = if amount == 0 {
+                        Some("the range holds no working half day")
+                    } else if days > MAX_LEAVE_DAYS {
+                        Some("a leave request spans at most 366 days")
+                    } else {
+                        None
+                    };
+                    if let Some(message) = problem {
+                        return Err(DomainError::Validation(vec![crate::error::FieldError {
+                            field: format!("form.{range_field}"),
+                            code: FieldCode::OutOfRange,
+                            message: message.into(),
+                        }]));
+                    }
+                }
                 commands.push(LedgerCommand::Reserve { key: key.clone(), unit, approval, amount, allow_negative });
             }
             E::ApprovalCompleted(c) if c.outcome == Outcome::Approved => {
