@@ -9,7 +9,7 @@
 //! - Operations: approvals approved by their assignees through `oacis_api::approvals::execute`
 //!   (organisation facts, decision, durable append, views applied), 64 at a time on as many
 //!   approvals ("across many"), and one after another on one approval whose node has a chain
-//!   of 300 approvers ("on one instance"); against completing tasks 64 at a time and
+//!   of 20 approvers, 10 such approvals in turn ("on one instance"); against completing tasks 64 at a time and
 //!   commenting on one task one after another.
 //!
 //! `cargo bench -p oacis-api --bench approvals` (sizes: `OACIS_BENCH_TASKS=10000,100000`;
@@ -49,7 +49,10 @@ const PAGE: usize = 20;
 const QUERIES: usize = 2_000;
 const CONCURRENT: usize = 64;
 const OPERATIONS: usize = 2_000;
-const CHAIN: usize = 300;
+/// Approvers of one chain (the most a submitter may pick for a node).
+const CHAIN: usize = 20;
+/// Chains approved one after another.
+const CHAINS: usize = 10;
 
 fn user(n: u128) -> UserId {
     UserId(Uuid::from_u128(0x5000_0000 + n))
@@ -284,24 +287,28 @@ fn main() {
 
             // One after another on one approval (a chain of approvers), against comments on one task.
             let chain_definition = publish(&bus, 2, Mode::Sequential).await;
-            let chain = ApprovalId(Uuid::from_u128(0xD000_0000));
             let chained: Vec<UserId> = (0..CHAIN).map(|i| user(20_000 + i as u128)).collect();
-            load(&bus, vec![(chain.stream(), submitted(&chain_definition, chain, chained.clone()))]).await;
+            let chains: Vec<ApprovalId> = (0..CHAINS).map(|c| ApprovalId(Uuid::from_u128(0xD000_0000 + c as u128))).collect();
+            let loads = chains.iter().map(|c| (c.stream(), submitted(&chain_definition, *c, chained.clone()))).collect();
+            load(&bus, loads).await;
             let started = Instant::now();
-            for (i, who) in chained.iter().enumerate() {
-                let env = bus.projections().read(|v| oacis_api::approvals::environment(v, chain, None, &[])).unwrap().unwrap();
-                let act = Act::Approve { task: i as u32 + 1, comment: None, edits: FormValues::new() };
-                let origin = Origin { actor: Some(*who), ..Origin::system() };
-                oacis_api::approvals::execute(&bus, chain, ApprovalCommand { act, env }, &origin).await.unwrap();
+            for chain in &chains {
+                for (i, who) in chained.iter().enumerate() {
+                    let env =
+                        bus.projections().read(|v| oacis_api::approvals::environment(v, *chain, None, &[])).unwrap().unwrap();
+                    let act = Act::Approve { task: i as u32 + 1, comment: None, edits: FormValues::new() };
+                    let origin = Origin { actor: Some(*who), ..Origin::system() };
+                    oacis_api::approvals::execute(&bus, *chain, ApprovalCommand { act, env }, &origin).await.unwrap();
+                }
             }
-            let chain_per_second = CHAIN as f64 / started.elapsed().as_secs_f64();
+            let chain_per_second = (CHAIN * CHAINS) as f64 / started.elapsed().as_secs_f64();
             let task = TaskId(Uuid::from_u128(0xC000_0001));
             let started = Instant::now();
-            for i in 0..CHAIN {
+            for i in 0..CHAIN * CHAINS {
                 let command = TaskCommand::Comment { id: oacis_domain::ids::EntryId(Uuid::from_u128(0xE000_0000 + i as u128)), text: "进度".into() };
                 bus.execute::<Task>(task.stream(), command, &Origin { actor: Some(approver(1)), ..Origin::system() }).await.unwrap();
             }
-            let comments_per_second = CHAIN as f64 / started.elapsed().as_secs_f64();
+            let comments_per_second = (CHAIN * CHAINS) as f64 / started.elapsed().as_secs_f64();
             let _ = std::fmt::Write::write_fmt(
                 &mut operations,
                 format_args!(
