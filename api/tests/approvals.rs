@@ -118,6 +118,12 @@ fn reimbursements_route_by_amount_and_every_refusal_is_typed() {
     let refused = office.server.gql(Some(&admin), publish, json!({ "b": broken }));
     assert_eq!(code(&refused), "VALIDATION", "{refused}");
     assert!(refused.to_string().contains("nodes[1].branches[0].when.groups[0].rules[0]"), "{refused}");
+    // A shape error names where it is.
+    let mut shapeless = reimbursement(&finance);
+    shapeless["nodes"][0]["mode"] = json!({ "kind": "all" });
+    let refused = office.server.gql(Some(&admin), publish, json!({ "b": shapeless }));
+    assert_eq!(refused["errors"][0]["extensions"]["fields"][0]["path"], "definition.nodes[0]", "{refused}");
+    assert!(refused.to_string().contains("pass_percent"), "{refused}");
     let definition = office.id(&admin, publish, json!({ "b": reimbursement(&finance) }));
     let listed = office.ask(&li, "{ approvalDefinitions { id version name hash } }", json!({}));
     assert_eq!(listed["approvalDefinitions"][0]["version"], 1);
@@ -176,6 +182,9 @@ fn reimbursements_route_by_amount_and_every_refusal_is_typed() {
         .collect();
     assert_eq!(decisions, [(wang_id.clone(), "同意".to_owned()), (zhao_id.clone(), "财务已核".to_owned())]);
     let done = office.ask(&wang, "{ approvals(list: DONE) { totalCount } }", json!({}));
+    let lost =
+        office.server.gql(Some(&wang), "{ approvals(list: DONE, after: \"garbage\") { totalCount } }", json!({}));
+    assert_eq!(code(&lost), "VALIDATION", "an unknown cursor is refused, not read as the start: {lost}");
     assert_eq!(done["approvals"]["totalCount"], 1);
 
     // ¥4,000 skips finance.

@@ -587,6 +587,15 @@ fn users(field: &str, ids: &[String]) -> ApiResult<Vec<UserId>> {
     ids.iter().enumerate().map(|(i, id)| parse_id(&format!("{field}[{i}]"), id).map(UserId)).collect()
 }
 
+/// `value` read as a `T`, a refusal naming where in it the problem is (`definition.nodes[0].mode`).
+fn json_at<T: serde::de::DeserializeOwned>(field: &str, value: serde_json::Value) -> ApiResult<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let at = e.path().to_string();
+        let path = if at == "." { field.to_owned() } else { format!("{field}.{at}") };
+        ApiError::field(&path, FieldCode::InvalidFormat, e.inner().to_string())
+    })
+}
+
 fn form_of(field: &str, value: Json<serde_json::Value>) -> ApiResult<FormValues> {
     serde_json::from_value(value.0)
         .map_err(|e| ApiError::field(field, FieldCode::InvalidFormat, format!("must be a JSON object: {e}")))
@@ -915,8 +924,7 @@ impl ApprovalMutation {
         let caller = caller(ctx)?;
         caller.require(Permission::ApprovalDefine, &oacis_domain::authz::Resource::global())?;
         check_field_keys(&definition.0)?;
-        let body: DefinitionBody = serde_json::from_value(definition.0)
-            .map_err(|e| ApiError::field("definition", FieldCode::InvalidFormat, e.to_string()))?;
+        let body: DefinitionBody = json_at("definition", definition.0)?;
         views(ctx, |v| check_named(v, &body))??;
         let id = match id {
             Some(id) => {
@@ -945,9 +953,7 @@ impl ApprovalMutation {
     ) -> ApiResult<MutationResult> {
         let caller = caller(ctx)?;
         caller.require(Permission::ApprovalDefine, &oacis_domain::authz::Resource::global())?;
-        let days: Vec<CalendarDay> = serde_json::from_value(days.0).map_err(|e| {
-            ApiError::field("days", FieldCode::InvalidFormat, format!("must be a list of {{date, off, name}}: {e}"))
-        })?;
+        let days: Vec<CalendarDay> = json_at("days", days.0)?;
         let id = CalendarYearId::of_year(year);
         let command = CalendarCommand::PublishYear { year, days, papers };
         execute::<CalendarYear>(ctx, year, id.stream(), command, client_mutation_id).await

@@ -258,7 +258,14 @@ pub fn connection_of<R, T: async_graphql::OutputType>(
 ) -> ApiResult<async_graphql::connection::Connection<String, T, Counted>> {
     let size = page_size(first)?;
     let total = rows.len();
-    let start = after.as_deref().and_then(|a| rows.iter().position(|r| cursor_of(r) == a)).map_or(0, |i| i + 1);
+    let start = match after.as_deref() {
+        None => 0,
+        // A cursor that names no row (mistyped, or its row left the list) is refused rather
+        // than read as the start, which would show the first page again.
+        Some(a) => rows.iter().position(|r| cursor_of(r) == a).map(|i| i + 1).ok_or_else(|| {
+            ApiError::field("after", oacis_domain::FieldCode::InvalidFormat, "no row of this list has this cursor")
+        })?,
+    };
     let has_next = total > start.saturating_add(size);
     let mut connection = async_graphql::connection::Connection::with_additional_fields(
         start > 0,
