@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use oacis_domain::approval::definition::{Approvers, DefinitionBody, Node};
+use oacis_domain::approval::definition::{Approvers, DefinitionBody};
 use oacis_domain::approval::form::FormValues;
 use oacis_domain::approval::instance::{Act, Approval, ApprovalCommand, ApprovalState, Environment, OrgFacts};
 use oacis_domain::authz::Permission;
@@ -61,25 +61,16 @@ pub fn org_facts(
     let mut roles = BTreeSet::new();
     let mut named: Vec<UserId> = Vec::new();
     let mut heads = BTreeMap::new();
-    let mut walk = vec![body.nodes.as_slice()];
-    while let Some(nodes) = walk.pop() {
-        for node in nodes {
-            match node {
-                Node::Approval { approvers: a, .. } | Node::Cc { to: a, .. } => match a {
-                    Approvers::Role { role } => {
-                        roles.insert(*role);
-                    }
-                    Approvers::Users { users } => named.extend(users),
-                    Approvers::DepartmentHead { department } => {
-                        heads.insert(*department, access.department(*department).and_then(|row| row.leader));
-                    }
-                    _ => {}
-                },
-                Node::Condition { branches, default, .. } => {
-                    walk.extend(branches.iter().map(|b| b.nodes.as_slice()));
-                    walk.push(default);
-                }
+    for (_, _, approvers) in body.approvers() {
+        match approvers {
+            Approvers::Role { role } => {
+                roles.insert(*role);
             }
+            Approvers::Users { users } => named.extend(users),
+            Approvers::DepartmentHead { department } => {
+                heads.insert(*department, access.department(*department).and_then(|row| row.leader));
+            }
+            _ => {}
         }
     }
     let mut role_members: BTreeMap<_, Vec<UserId>> = BTreeMap::new();

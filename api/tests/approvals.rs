@@ -13,9 +13,36 @@ const PASSWORD: &str = "Sesame-Open-2026";
 
 struct Office {
     server: Server,
+    /// The data folder, removed after the server (fields drop in order).
+    dir: tempfile::TempDir,
 }
 
 impl Office {
+    /// A server on a fresh data folder, and the administrator's token.
+    fn start() -> (Office, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(env!("CARGO_BIN_EXE_oacis"), dir.path(), &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]);
+        let admin = server.first_sign_in("admin", PASSWORD, "Sesame-Changed-77");
+        (Office { server, dir }, admin)
+    }
+
+    /// A new department (under `parent`), by id.
+    fn department(&self, admin: &str, name: &str, parent: Option<&str>) -> String {
+        let create = "mutation($n: String!, $p: String) { createDepartment(name: $n, parent: $p) { id } }";
+        self.id(admin, create, json!({ "n": name, "p": parent }))
+    }
+
+    /// Makes `leader` the leader of `department`.
+    fn lead(&self, admin: &str, department: &str, leader: &str) {
+        let set = "mutation($d: String!, $l: String) { setDepartmentLeader(id: $d, leader: $l) { events } }";
+        self.ask(admin, set, json!({ "d": department, "l": leader }));
+    }
+
+    /// Publishes a definition's first version, by id.
+    fn publish(&self, admin: &str, body: Value) -> String {
+        self.id(admin, "mutation($b: JSON!) { publishApprovalDefinition(definition: $b) { id } }", json!({ "b": body }))
+    }
+
     fn ask(&self, token: &str, query: &str, variables: Value) -> Value {
         let answer = self.server.gql(Some(token), query, variables);
         assert!(answer["errors"].is_null(), "{query}: {answer}");
@@ -79,25 +106,25 @@ fn reimbursement(finance_role: &str) -> Value {
     })
 }
 
+/// 2026's National Day as a calendar's `days`: 1-7 October off, Saturday 10 October worked.
+fn national_day() -> Value {
+    let mut days: Vec<Value> =
+        (1..=7).map(|d| json!({ "date": format!("2026-10-0{d}"), "off": true, "name": "国庆节" })).collect();
+    days.push(json!({ "date": "2026-10-10", "off": false, "name": "国庆节调休" }));
+    Value::Array(days)
+}
+
 const SUBMIT: &str = "mutation($d: String!, $f: JSON!) { submitApproval(definition: $d, form: $f) { id seq events } }";
 
 #[test]
 fn reimbursements_route_by_amount_and_every_refusal_is_typed() {
-    let dir = tempfile::tempdir().unwrap();
-    let office = Office {
-        server: Server::start(env!("CARGO_BIN_EXE_oacis"), dir.path(), &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]),
-    };
-    let admin = office.server.first_sign_in("admin", PASSWORD, "Sesame-Changed-77");
-    let sales = office.id(&admin, r#"mutation { createDepartment(name: "销售一部") { id } }"#, json!({}));
+    let (office, admin) = Office::start();
+    let sales = office.department(&admin, "销售一部", None);
     let (_li_id, li) = office.user(&admin, "li.na", "E-1", &sales);
     let (wang_id, wang) = office.user(&admin, "wang.fang", "E-2", &sales);
     let (zhao_id, zhao) = office.user(&admin, "zhao.lei", "E-3", &sales);
     let (_qian_id, qian) = office.user(&admin, "qian.min", "E-4", &sales);
-    office.ask(
-        &admin,
-        "mutation($d: String!, $l: String) { setDepartmentLeader(id: $d, leader: $l) { events } }",
-        json!({ "d": sales, "l": wang_id }),
-    );
+    office.lead(&admin, &sales, &wang_id);
     let leader = office.ask(&admin, "{ departments { id leader } }", json!({}));
     assert!(leader["departments"].as_array().unwrap().iter().any(|d| d["id"] == sales && d["leader"] == wang_id));
     let finance =
@@ -205,12 +232,8 @@ fn reimbursements_route_by_amount_and_every_refusal_is_typed() {
 
 #[test]
 fn of_two_any_one_approvers_acting_at_once_one_decides_and_the_other_gets_conflict() {
-    let dir = tempfile::tempdir().unwrap();
-    let office = Office {
-        server: Server::start(env!("CARGO_BIN_EXE_oacis"), dir.path(), &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]),
-    };
-    let admin = office.server.first_sign_in("admin", PASSWORD, "Sesame-Changed-77");
-    let sales = office.id(&admin, r#"mutation { createDepartment(name: "采购部") { id } }"#, json!({}));
+    let (office, admin) = Office::start();
+    let sales = office.department(&admin, "采购部", None);
     let (_, li) = office.user(&admin, "li.na", "E-1", &sales);
     let (a_id, a) = office.user(&admin, "buyer.a", "E-2", &sales);
     let (b_id, b) = office.user(&admin, "buyer.b", "E-3", &sales);
@@ -219,11 +242,7 @@ fn of_two_any_one_approvers_acting_at_once_one_decides_and_the_other_gets_confli
         "form": [{ "name": "amount", "label": "金额", "type": "money", "required": true }],
         "nodes": [{ "type": "approval", "id": "buyers", "name": "采购审批", "approvers": { "kind": "users", "users": [a_id, b_id] }, "mode": { "kind": "any" } }]
     });
-    let definition = office.id(
-        &admin,
-        "mutation($b: JSON!) { publishApprovalDefinition(definition: $b) { id } }",
-        json!({ "b": body }),
-    );
+    let definition = office.publish(&admin, body);
     for round in 0..3 {
         let id = office.id(&li, SUBMIT, json!({ "d": definition, "f": { "amount": 10_000 + round } }));
         let ta = office.approval(&a, &id)["tasks"].as_array().unwrap().iter().find(|t| t["assignee"] == a_id).unwrap()
@@ -328,9 +347,7 @@ fn a_task_due_in_one_working_day_from_the_friday_before_an_adjusted_saturday_goe
     ask(&admin, leader, json!({ "d": top, "l": director_id }));
 
     // 2026's National Day: 1-7 October off, Saturday 10 October worked.
-    let mut days: Vec<Value> =
-        (1..=7).map(|d| json!({ "date": format!("2026-10-0{d}"), "off": true, "name": "国庆节" })).collect();
-    days.push(json!({ "date": "2026-10-10", "off": false, "name": "国庆节调休" }));
+    let days = national_day();
     let publish = "mutation($d: JSON!) { publishWorkingCalendar(year: 2026, days: $d, papers: [\"国务院办公厅通知\"]) { events } }";
     ask(&admin, publish, json!({ "d": days }));
     let refused = oacis_tests::gql(&addr, Some(&clerk), publish, json!({ "d": days }));
@@ -393,25 +410,16 @@ fn my_task(office: &Office, token: &str, id: &str) -> u64 {
 
 #[test]
 fn pinning_signers_withdrawal_return_hidden_fields_and_self_approval_over_graphql() {
-    let dir = tempfile::tempdir().unwrap();
-    let office = Office {
-        server: Server::start(env!("CARGO_BIN_EXE_oacis"), dir.path(), &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]),
-    };
-    let admin = office.server.first_sign_in("admin", PASSWORD, "Sesame-Changed-77");
-    let head = office.id(&admin, r#"mutation { createDepartment(name: "总部") { id } }"#, json!({}));
-    let sales = office.id(
-        &admin,
-        "mutation($p: String) { createDepartment(name: \"销售部\", parent: $p) { id } }",
-        json!({ "p": head }),
-    );
+    let (office, admin) = Office::start();
+    let head = office.department(&admin, "总部", None);
+    let sales = office.department(&admin, "销售部", Some(&head));
     let (_, li) = office.user(&admin, "li.na", "E-1", &sales);
     let (wang_id, wang) = office.user(&admin, "wang.fang", "E-2", &sales);
     let (zhao_id, zhao) = office.user(&admin, "zhao.lei", "E-3", &sales);
     let (signer_id, signer) = office.user(&admin, "sun.li", "E-4", &sales);
     let (boss_id, boss) = office.user(&admin, "zhou.zong", "E-5", &head);
-    let leader = "mutation($d: String!, $l: String) { setDepartmentLeader(id: $d, leader: $l) { events } }";
-    office.ask(&admin, leader, json!({ "d": sales, "l": wang_id }));
-    office.ask(&admin, leader, json!({ "d": head, "l": boss_id }));
+    office.lead(&admin, &sales, &wang_id);
+    office.lead(&admin, &head, &boss_id);
     let finance =
         office.id(&admin, r#"mutation { defineRole(name: "finance", permissions: ["task.read"]) { id } }"#, json!({}));
     office.ask(
@@ -515,23 +523,13 @@ fn pinning_signers_withdrawal_return_hidden_fields_and_self_approval_over_graphq
 
 #[test]
 fn leave_is_reserved_on_submission_released_on_rejection_taken_on_approval_and_never_overdrawn() {
-    let dir = tempfile::tempdir().unwrap();
-    let office = Office {
-        server: Server::start(env!("CARGO_BIN_EXE_oacis"), dir.path(), &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]),
-    };
-    let admin = office.server.first_sign_in("admin", PASSWORD, "Sesame-Changed-77");
-    let sales = office.id(&admin, r#"mutation { createDepartment(name: "销售部") { id } }"#, json!({}));
+    let (office, admin) = Office::start();
+    let sales = office.department(&admin, "销售部", None);
     let (li_id, li) = office.user(&admin, "li.na", "E-1", &sales);
     let (wang_id, wang) = office.user(&admin, "wang.fang", "E-2", &sales);
     let (_, qian) = office.user(&admin, "qian.min", "E-3", &sales);
-    office.ask(
-        &admin,
-        "mutation($d: String!, $l: String) { setDepartmentLeader(id: $d, leader: $l) { events } }",
-        json!({ "d": sales, "l": wang_id }),
-    );
-    let mut days: Vec<Value> =
-        (1..=7).map(|d| json!({ "date": format!("2026-10-0{d}"), "off": true, "name": "国庆节" })).collect();
-    days.push(json!({ "date": "2026-10-10", "off": false, "name": "国庆节调休" }));
+    office.lead(&admin, &sales, &wang_id);
+    let days = national_day();
     office.ask(
         &admin,
         "mutation($d: JSON!) { publishWorkingCalendar(year: 2026, days: $d, papers: [\"国务院办公厅通知\"]) { events } }",
@@ -549,11 +547,7 @@ fn leave_is_reserved_on_submission_released_on_rejection_taken_on_approval_and_n
         "nodes": [{ "type": "approval", "id": "manager", "name": "经理", "approvers": { "kind": "leader", "level": 1 }, "mode": { "kind": "any" } }],
         "ledger": { "kind": "leave", "leave_type": "annual", "range_field": "days" }
     });
-    let definition = office.id(
-        &admin,
-        "mutation($b: JSON!) { publishApprovalDefinition(definition: $b) { id } }",
-        json!({ "b": body }),
-    );
+    let definition = office.publish(&admin, body);
     let balance = |token: &str| {
         office.server.gql(
             Some(token),
@@ -605,19 +599,11 @@ fn leave_is_reserved_on_submission_released_on_rejection_taken_on_approval_and_n
 
 #[test]
 fn a_customer_discount_approval_shows_on_the_customers_timeline_and_in_the_managers_figures() {
-    let dir = tempfile::tempdir().unwrap();
-    let office = Office {
-        server: Server::start(env!("CARGO_BIN_EXE_oacis"), dir.path(), &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]),
-    };
-    let admin = office.server.first_sign_in("admin", PASSWORD, "Sesame-Changed-77");
-    let sales = office.id(&admin, r#"mutation { createDepartment(name: "销售部") { id } }"#, json!({}));
+    let (office, admin) = Office::start();
+    let sales = office.department(&admin, "销售部", None);
     let (_, li) = office.user(&admin, "li.na", "E-1", &sales);
     let (wang_id, wang) = office.user(&admin, "wang.fang", "E-2", &sales);
-    office.ask(
-        &admin,
-        "mutation($d: String!, $l: String) { setDepartmentLeader(id: $d, leader: $l) { events } }",
-        json!({ "d": sales, "l": wang_id }),
-    );
+    office.lead(&admin, &sales, &wang_id);
     let customer = office.id(
         &admin,
         "mutation { registerCustomer(profile: {kind: ORGANISATION, name: \"华东贸易有限公司\", source: OTHER}) { id } }",
@@ -642,11 +628,7 @@ fn a_customer_discount_approval_shows_on_the_customers_timeline_and_in_the_manag
                  { "name": "discount", "label": "折扣(%)", "type": "number", "required": true }],
         "nodes": [{ "type": "approval", "id": "manager", "name": "经理", "approvers": { "kind": "leader", "level": 1 }, "mode": { "kind": "any" } }]
     });
-    let definition = office.id(
-        &admin,
-        "mutation($b: JSON!) { publishApprovalDefinition(definition: $b) { id } }",
-        json!({ "b": body }),
-    );
+    let definition = office.publish(&admin, body);
     let unseen = office.server.gql(
         Some(&qian),
         SUBMIT,
@@ -686,11 +668,7 @@ fn a_customer_discount_approval_shows_on_the_customers_timeline_and_in_the_manag
         "nodes": [{ "type": "approval", "id": "leader", "name": "负责人", "approvers": { "kind": "leader", "level": 1 }, "mode": { "kind": "any" } },
                   { "type": "approval", "id": "seal", "name": "印章管理", "approvers": { "kind": "users", "users": [wang_id] }, "mode": { "kind": "any" } }]
     });
-    let seal = office.id(
-        &admin,
-        "mutation($b: JSON!) { publishApprovalDefinition(definition: $b) { id } }",
-        json!({ "b": twice }),
-    );
+    let seal = office.publish(&admin, twice);
     let stamped = office.id(&li, SUBMIT, json!({ "d": seal, "f": { "purpose": "合同盖章" } }));
     assert!(office.approve(&wang, &stamped, my_task(&office, &wang, &stamped), "同意")["errors"].is_null());
     let shown = office.ask(
@@ -748,38 +726,26 @@ fn upload(server: &Server, token: &str, file_name: &str, file: &[u8]) -> Value {
 #[test]
 fn attachments_are_stored_outside_the_log_by_hash_and_shown_to_those_who_see_the_approval() {
     use base64::Engine as _;
-    let dir = tempfile::tempdir().unwrap();
-    let office = Office {
-        server: Server::start(env!("CARGO_BIN_EXE_oacis"), dir.path(), &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]),
-    };
-    let admin = office.server.first_sign_in("admin", PASSWORD, "Sesame-Changed-77");
-    let sales = office.id(&admin, r#"mutation { createDepartment(name: "销售部") { id } }"#, json!({}));
+    let (office, admin) = Office::start();
+    let sales = office.department(&admin, "销售部", None);
     let (_, li) = office.user(&admin, "li.na", "E-1", &sales);
     let (wang_id, wang) = office.user(&admin, "wang.fang", "E-2", &sales);
     let (_, qian) = office.user(&admin, "qian.min", "E-3", &sales);
-    office.ask(
-        &admin,
-        "mutation($d: String!, $l: String) { setDepartmentLeader(id: $d, leader: $l) { events } }",
-        json!({ "d": sales, "l": wang_id }),
-    );
+    office.lead(&admin, &sales, &wang_id);
     let body = json!({
         "name": "费用报销",
         "form": [{ "name": "amount", "label": "金额", "type": "money", "required": true },
                  { "name": "invoice", "label": "发票", "type": "attachment", "required": true }],
         "nodes": [{ "type": "approval", "id": "manager", "name": "经理", "approvers": { "kind": "leader", "level": 1 }, "mode": { "kind": "any" } }]
     });
-    let definition = office.id(
-        &admin,
-        "mutation($b: JSON!) { publishApprovalDefinition(definition: $b) { id } }",
-        json!({ "b": body }),
-    );
+    let definition = office.publish(&admin, body);
     let pdf = b"%PDF-1.7 \xe5\x8f\x91\xe7\xa5\xa8 invoice 12345".to_vec();
     let uploaded = upload(&office.server, &li, "发票.pdf", &pdf);
     let node = uploaded["data"]["uploadAttachment"].clone();
     let hash = blake3::hash(&pdf).to_hex().to_string();
     assert_eq!(node, json!({ "name": "发票.pdf", "size": pdf.len(), "blake3": hash }), "{uploaded}");
     assert_eq!(
-        std::fs::read(dir.path().join("attachments").join(&hash)).unwrap(),
+        std::fs::read(office.dir.path().join("attachments").join(&hash)).unwrap(),
         pdf,
         "stored by its hash, outside the log"
     );

@@ -537,38 +537,22 @@ fn check_field_keys(definition: &serde_json::Value) -> ApiResult<()> {
 
 /// Checks that the users, roles and departments a definition names exist.
 fn check_named(v: &Views, body: &DefinitionBody) -> ApiResult<()> {
-    use oacis_domain::approval::definition::{Approvers, Node};
-    let mut errors = Vec::new();
-    let mut walk = vec![("definition.nodes".to_owned(), body.nodes.as_slice())];
-    while let Some((prefix, nodes)) = walk.pop() {
-        for (i, node) in nodes.iter().enumerate() {
-            let path = format!("{prefix}[{i}]");
-            let (who, key) = match node {
-                Node::Approval { approvers, .. } => (approvers, "approvers"),
-                Node::Cc { to, .. } => (to, "to"),
-                Node::Condition { branches, default, .. } => {
-                    for (b, branch) in branches.iter().enumerate() {
-                        walk.push((format!("{path}.branches[{b}].nodes"), branch.nodes.as_slice()));
-                    }
-                    walk.push((format!("{path}.default"), default.as_slice()));
-                    continue;
-                }
-            };
-            let known = match who {
-                Approvers::Users { users } => users.iter().all(|u| v.access.user(*u).is_some()),
-                Approvers::Role { role } => v.access.role(*role).is_some(),
-                Approvers::DepartmentHead { department } => v.access.department(*department).is_some(),
-                _ => true,
-            };
-            if !known {
-                errors.push(oacis_domain::FieldError {
-                    field: format!("{path}.{key}"),
-                    code: FieldCode::InvalidFormat,
-                    message: "names a user, role or department that does not exist".into(),
-                });
-            }
-        }
-    }
+    use oacis_domain::approval::definition::Approvers;
+    let errors: Vec<oacis_domain::FieldError> = body
+        .approvers()
+        .into_iter()
+        .filter(|(_, _, who)| match who {
+            Approvers::Users { users } => !users.iter().all(|u| v.access.user(*u).is_some()),
+            Approvers::Role { role } => v.access.role(*role).is_none(),
+            Approvers::DepartmentHead { department } => v.access.department(*department).is_none(),
+            _ => false,
+        })
+        .map(|(path, key, _)| oacis_domain::FieldError {
+            field: format!("definition.{path}.{key}"),
+            code: FieldCode::InvalidFormat,
+            message: "names a user, role or department that does not exist".into(),
+        })
+        .collect();
     if errors.is_empty() {
         Ok(())
     } else {

@@ -212,6 +212,30 @@ impl DefinitionBody {
         out
     }
 
+    /// Every approval and CC node's approvers, at any depth, with the node's path
+    /// (`nodes[1].branches[0].nodes[0]`) and the key holding them (`approvers` or `to`).
+    #[must_use]
+    pub fn approvers(&self) -> Vec<(String, &'static str, &Approvers)> {
+        fn walk<'a>(prefix: &str, nodes: &'a [Node], out: &mut Vec<(String, &'static str, &'a Approvers)>) {
+            for (i, node) in nodes.iter().enumerate() {
+                let path = format!("{prefix}[{i}]");
+                match node {
+                    Node::Approval { approvers, .. } => out.push((path, "approvers", approvers)),
+                    Node::Cc { to, .. } => out.push((path, "to", to)),
+                    Node::Condition { branches, default, .. } => {
+                        for (b, branch) in branches.iter().enumerate() {
+                            walk(&format!("{path}.branches[{b}].nodes"), &branch.nodes, out);
+                        }
+                        walk(&format!("{path}.default"), default, out);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk("nodes", &self.nodes, &mut out);
+        out
+    }
+
     /// What approvers at node `id` may do with `field` (read-only where the node says nothing).
     #[must_use]
     pub fn access(&self, id: &str, field: &str) -> FieldAccess {
