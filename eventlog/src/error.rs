@@ -279,6 +279,10 @@ pub enum Error {
     /// can be built upon. Reopen the store (restart the process).
     #[error("the event store stopped after a failed write or flush: {0}; restart to recover")]
     WriterFailed(String),
+    /// PostgreSQL refused or could not be reached (the PostgreSQL backend). An append that
+    /// reports it may or may not be committed: retry it with the same command id.
+    #[error("PostgreSQL: {0}")]
+    Database(String),
     /// The store is closed.
     #[error("the event store is closed")]
     Closed,

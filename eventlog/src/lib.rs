@@ -33,8 +33,10 @@ pub mod keys;
 mod limits;
 pub mod merkle;
 mod model;
+mod pg_store;
 pub mod seal;
 mod sled_store;
+mod staging;
 mod store;
 pub mod verify;
 
@@ -44,6 +46,7 @@ pub use model::{
     AppendMeta, CommandId, EventKind, ExpectedVersion, Hash32, NewEvent, Record, RecordRef, Seq, StreamId, Timestamp,
     Version,
 };
+pub use pg_store::{PgConfig, PgStore, PgSubscription};
 pub use sled_store::{
     layout as sled_layout, FaultPlan, FaultSite, FolderCopy, RecordIter, SledConfig, SledStore, SledSubscription,
     TAIL_CHECK_RECORDS,

@@ -1,6 +1,8 @@
 //! Model-based property test: random appends of one or several streams at once, with
 //! conflicts, true retries, command ids reused for other appends, concurrent groups and
-//! reopens, checked against an in-memory reference log (including `command_outcome`).
+//! reopens, checked against an in-memory reference log (including `command_outcome`). The
+//! same cases run against both backends: sled in a temporary folder, and PostgreSQL in a
+//! fresh database of a throwaway cluster.
 
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
@@ -8,10 +10,8 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{meta, open, runtime, stream};
-use oacis_eventlog::{
-    AppendError, Appended, CommandId, EventStore, ExpectedVersion, NewEvent, Seq, SledStore, StreamAppend, Version,
-};
+use common::{meta, runtime, stream, Backend};
+use oacis_eventlog::{AppendError, Appended, CommandId, EventStore, ExpectedVersion, NewEvent, Seq, StreamAppend, Version};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -135,7 +135,7 @@ fn events_of(payloads: &[Vec<u8>]) -> Vec<NewEvent> {
         .collect()
 }
 
-async fn check_contents(store: &SledStore, model: &Model) {
+async fn check_contents<S: EventStore>(store: &S, model: &Model) {
     let all = store.read_all(Seq(1), usize::MAX).await.expect("read_all");
     let seen: Vec<_> = all.iter().map(|r| (r.stream.to_string(), r.version.0, r.payload.clone())).collect();
     assert_eq!(seen, model.records);
@@ -145,7 +145,7 @@ async fn check_contents(store: &SledStore, model: &Model) {
         let seen: Vec<_> = of_stream.iter().map(|r| (r.stream.to_string(), r.version.0, r.payload.clone())).collect();
         assert_eq!(seen, expected);
     }
-    let report = store.verify(&mut |_| {}).expect("chain verifies");
+    let report = oacis_eventlog::verify::verify_log(store, &mut |_| {}).await.expect("chain verifies");
     assert_eq!(report.records, model.records.len() as u64);
     for (command, (written, answer)) in &model.commands {
         let outcome = store
@@ -162,9 +162,9 @@ async fn check_contents(store: &SledStore, model: &Model) {
 }
 
 /// Sends one request to the store and to the model and checks that they agree.
-fn send(
+fn send<S: EventStore>(
     rt: &tokio::runtime::Runtime,
-    live: &SledStore,
+    live: &S,
     model: &mut Model,
     parts: Vec<Part>,
     command: u128,
@@ -191,11 +191,10 @@ fn send(
     }
 }
 
-fn run(ops: Vec<Op>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = runtime();
+fn run<B: Backend>(ops: Vec<Op>, backend: &B, rt: &tokio::runtime::Runtime) {
+    let rt = rt;
     let mut model = Model::default();
-    let mut store = Some(open(dir.path()));
+    let mut store = Some(backend.open(rt));
     let mut fresh_command = 1_000u128;
     let mut sent: Vec<(Vec<Part>, u128)> = Vec::new();
     for (step, op) in ops.into_iter().enumerate() {
@@ -217,11 +216,11 @@ fn run(ops: Vec<Op>) {
                     })
                     .collect();
                 sent.push((parts.clone(), u128::from(command)));
-                send(&rt, store.as_ref().expect("open"), &mut model, parts, u128::from(command), step);
+                send(rt, store.as_ref().expect("open"), &mut model, parts, u128::from(command), step);
             }
             Op::Retry { nth } => {
                 if let Some((parts, command)) = sent.get(nth % sent.len().max(1)).cloned() {
-                    send(&rt, store.as_ref().expect("open"), &mut model, parts, command, step);
+                    send(rt, store.as_ref().expect("open"), &mut model, parts, command, step);
                 }
             }
             Op::Concurrent { streams } => {
@@ -258,21 +257,47 @@ fn run(ops: Vec<Op>) {
             }
             Op::Reopen => {
                 drop(store.take());
-                store = Some(open(dir.path()));
+                store = Some(backend.open(rt));
             }
         }
     }
     let live = store.take().expect("open");
     rt.block_on(check_contents(&live, &model));
     drop(live);
-    rt.block_on(check_contents(&open(dir.path()), &model));
+    rt.block_on(check_contents(&backend.open(rt), &model));
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() }
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    proptest::collection::vec(op(), 1..40)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     #[test]
-    fn the_log_matches_a_reference_model(ops in proptest::collection::vec(op(), 1..40)) {
-        run(ops);
+    fn the_log_matches_a_reference_model(ops in ops()) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        run(ops, &common::Sled(dir.path().to_owned()), &runtime());
     }
+}
+
+/// The same cases on PostgreSQL: one cluster for the run, a fresh database per case.
+#[test]
+fn the_postgres_log_matches_the_same_reference_model() {
+    let cluster = common::PgCluster::start().expect("a throwaway PostgreSQL cluster");
+    let rt = runtime();
+    let case = std::sync::atomic::AtomicU32::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(config());
+    runner
+        .run(&ops(), |ops| {
+            let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let url = cluster.database(&format!("model{n}")).expect("a fresh database");
+            run(ops, &common::Pg(url), &rt);
+            Ok(())
+        })
+        .expect("every case agrees with the model");
 }

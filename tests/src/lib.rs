@@ -6,6 +6,8 @@
 //! and tells its path (`CARGO_BIN_EXE_oacis`) only to the integration tests of its own
 //! package; they pass that path here.
 
+pub mod pg;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;

@@ -26,14 +26,7 @@ use crate::error::{Error, Result};
 use crate::merkle::MerkleTree;
 use crate::model::{CommandId, Hash32, Seq, StreamId, Version};
 
-/// The seqs of one command's records, `first..=last`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Span {
-    /// Its first record.
-    pub first: Seq,
-    /// Its last record.
-    pub last: Seq,
-}
+pub(crate) use crate::staging::Span;
 
 /// Stream and command indexes over the whole log.
 #[derive(Debug, Default)]

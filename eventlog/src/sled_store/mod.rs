@@ -25,7 +25,6 @@ mod writer;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -37,11 +36,11 @@ pub use subscription::SledSubscription;
 use crate::checkpoint;
 use crate::codec;
 use crate::error::{AppendError, Error, Result};
-use crate::keys::{KeyStore, KEY_BATCH};
+use crate::keys::KeyStore;
 use crate::limits::Limits;
 use crate::merkle::{ConsistencyProof, InclusionProof, ProofError};
 use crate::model::{
-    AppendMeta, CommandId, ExpectedVersion, Hash32, Record, RecordRef, Seq, StreamId, Timestamp, Version,
+    AppendMeta, CommandId, Hash32, Record, RecordRef, Seq, StreamId, Timestamp, Version,
 };
 use crate::store::{check_append, Appended, CommandOutcome, EventStore, Head, PendingAppend, StreamAppend};
 use crate::verify::{ChainCheck, VerifyReport};
@@ -108,7 +107,7 @@ struct Inner {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     keys: Option<Arc<KeyStore>>,
     /// Whether a batch of keys is being made ahead of time.
-    refilling: std::sync::atomic::AtomicBool,
+    refilling: Arc<std::sync::atomic::AtomicBool>,
     /// Signed checkpoints and proofs.
     witness: Arc<witness::Witness>,
 }
@@ -338,7 +337,7 @@ impl SledStore {
                 index,
                 writer: Mutex::new(None),
                 keys: config.keys.clone(),
-                refilling: std::sync::atomic::AtomicBool::new(false),
+                refilling: Arc::default(),
                 witness: witness.clone(),
             }),
         };
@@ -752,56 +751,6 @@ impl Iterator for RecordIter {
     }
 }
 
-impl SledStore {
-    /// `appends` with their personal members sealed (see [`crate::seal`]) with durable keys:
-    /// when few are waiting, a batch is made durable first (off the runtime).
-    async fn seal(&self, mut appends: Vec<StreamAppend>) -> Result<Vec<StreamAppend>, AppendError> {
-        let Some(keys) = self.inner.keys.clone() else { return Ok(appends) };
-        let needed = appends
-            .iter()
-            .filter(|p| p.events.iter().any(|e| crate::seal::may_hold_personal(&e.payload)))
-            .filter(|p| !keys.has_key(p.stream.as_str()))
-            .count();
-        if needed > 0 {
-            let available = keys.available();
-            if available < needed {
-                // None to hand out: wait for a batch.
-                let reserving = keys.clone();
-                tokio::task::spawn_blocking(move || reserving.reserve(needed)).await.map_err(|_| Error::Closed)??;
-            } else if available < KEY_BATCH / 2 && !self.inner.refilling.swap(true, Ordering::AcqRel) {
-                // Running low: make the next batch in the background, so that no append waits.
-                let (reserving, inner) = (keys.clone(), self.inner.clone());
-                tokio::task::spawn_blocking(move || {
-                    if let Err(e) = reserving.reserve(KEY_BATCH) {
-                        tracing::warn!(error = %e, "could not make a batch of keys ahead of time");
-                    }
-                    inner.refilling.store(false, Ordering::Release);
-                });
-            }
-        }
-        for part in &mut appends {
-            let first = match part.expected {
-                ExpectedVersion::Exact(v) => v.0 + 1,
-                ExpectedVersion::NoStream => 1,
-                ExpectedVersion::Any => {
-                    if part.events.iter().any(|e| crate::seal::may_hold_personal(&e.payload)) {
-                        return Err(AppendError::PersonalDataNeedsVersion { stream: part.stream.clone() });
-                    }
-                    continue;
-                }
-            };
-            for (version, event) in (first..).zip(part.events.iter_mut()) {
-                let sealed =
-                    crate::seal::seal(&keys, part.stream.as_str(), version, event.kind.as_str(), &event.payload)?;
-                if let Some(payload) = sealed {
-                    event.payload = payload;
-                }
-            }
-        }
-        Ok(appends)
-    }
-}
-
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(work).await.map_err(|_| Error::Closed)?
 }
@@ -814,7 +763,7 @@ impl EventStore for SledStore {
     }
 
     async fn append_many(&self, appends: Vec<StreamAppend>, meta: AppendMeta) -> Result<Vec<Appended>, AppendError> {
-        let appends = self.seal(appends).await?;
+        let appends = crate::seal::seal_appends(self.inner.keys.as_ref(), &self.inner.refilling, appends).await?;
         check_append(&appends, &meta)?;
         let queue = self.inner.queue.as_ref().ok_or(Error::Closed)?;
         let (reply, answer) = oneshot::channel();
@@ -823,7 +772,7 @@ impl EventStore for SledStore {
     }
 
     async fn submit_many(&self, appends: Vec<StreamAppend>, meta: AppendMeta) -> Result<PendingAppend, AppendError> {
-        let appends = self.seal(appends).await?;
+        let appends = crate::seal::seal_appends(self.inner.keys.as_ref(), &self.inner.refilling, appends).await?;
         check_append(&appends, &meta)?;
         let queue = self.inner.queue.as_ref().ok_or(Error::Closed)?;
         let (reply, answer) = oneshot::channel();

@@ -28,7 +28,6 @@
 //!   (`heads` is published after the fdatasync), and no append waits for a checkpoint.
 //! - Seqs and stream versions are assigned by the writer thread alone, so they are gapless.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,14 +36,14 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::fault::{FaultPlan, FaultSite};
-use super::index::{LogIndex, Span};
+use super::index::LogIndex;
+use crate::staging::Staged;
 use super::layout;
 use crate::checkpoint::Occasion;
-use crate::codec;
 use crate::error::{AppendError, Error, Result};
 use crate::limits::Limits;
-use crate::model::{AppendMeta, CommandId, Hash32, Record, Seq, StreamId, Timestamp, Version};
-use crate::store::{Appended, CommandOutcome, Head, StreamAppend};
+use crate::model::{AppendMeta, Hash32, Seq, Timestamp};
+use crate::store::{Appended, Head, StreamAppend};
 
 /// Groups applied but not yet durable, waiting for the syncer.
 const SYNC_QUEUE: usize = 8;
@@ -129,22 +128,6 @@ pub(super) struct Syncer {
     pub checkpoint: Arc<super::witness::Witness>,
 }
 
-/// What the group has staged so far, seen by the later appends of the same group.
-struct Staged {
-    /// Seq of the first record staged.
-    first_seq: Seq,
-    /// Stored records by key, in seq order from `first_seq`.
-    records: Vec<([u8; 9], Vec<u8>)>,
-    versions: HashMap<StreamId, Version>,
-    commands: HashMap<CommandId, Span>,
-    /// The accepted appends, in order, for the index once the batch is applied.
-    accepted: Vec<(CommandId, Span, Vec<StagedPart>)>,
-}
-
-/// One stream's records in a staged append: the stream, its first and last seq, and the
-/// version of its first record.
-type StagedPart = (StreamId, Seq, Seq, Version);
-
 fn arrive(fault: Option<&Arc<FaultPlan>>, site: FaultSite, path: &std::path::Path) -> Result<()> {
     match fault {
         Some(plan) => plan.arrive(site).map_err(|e| Error::io(path, e)),
@@ -222,15 +205,8 @@ impl Writer {
             refuse(group.drain(..).map(|r| r.reply), &reason);
             return None;
         }
-        let mut staged = Staged {
-            first_seq: self.head.seq.next(),
-            records: Vec::new(),
-            versions: HashMap::new(),
-            commands: HashMap::new(),
-            accepted: Vec::new(),
-        };
-        let mut head = self.head;
         let recorded_at = Timestamp::now().max(self.last_recorded_at);
+        let mut staged = Staged::new(self.head, recorded_at);
         let mut replies = Vec::with_capacity(group.len());
         // Group commit, as Prometheus sees it (no-ops without a recorder).
         #[allow(clippy::cast_precision_loss)]
@@ -242,12 +218,15 @@ impl Writer {
                 let AppendRequest { appends, meta, reply } = request;
                 let outcome =
                     match staged.commands.get(&meta.command_id).copied().or_else(|| index.command(meta.command_id)) {
-                        Some(first) => repeat(&self.db, &staged, first, meta.command_id, &appends),
-                        None => stage(&index, &mut staged, &mut head, recorded_at, appends, meta),
+                        Some(first) => staged.repeat(first, meta.command_id, &appends, |seq| {
+                            Ok(self.db.get(layout::event_key(seq))?.map(|stored| stored.to_vec()))
+                        }),
+                        None => staged.stage(|stream| index.version(stream), appends, meta),
                     };
                 replies.push((reply, outcome));
             }
         }
+        let head = staged.head;
         let wrote = head != self.head;
         if wrote {
             // The Merkle tree's leaf inputs: each stored record ends with its hash.
@@ -293,111 +272,16 @@ fn stored_hash(stored: &[u8]) -> Hash32 {
 /// Writes a group's records to sled, atomically. A lone record is a plain insert: a sled
 /// batch adds a manifest to sled's log, and so a second write and `sync_file_range` to the
 /// next flush, which a single-event append would pay for nothing.
-fn apply(db: &sled::Db, records: Vec<([u8; 9], Vec<u8>)>) -> Result<()> {
-    if let [(key, value)] = records.as_slice() {
-        db.insert(key, value.as_slice())?;
+fn apply(db: &sled::Db, records: Vec<(Seq, Vec<u8>)>) -> Result<()> {
+    if let [(seq, value)] = records.as_slice() {
+        db.insert(layout::event_key(*seq), value.as_slice())?;
         return Ok(());
     }
     let mut batch = sled::Batch::default();
-    for (key, value) in records {
-        batch.insert(&key, value);
+    for (seq, value) in records {
+        batch.insert(&layout::event_key(seq), value);
     }
     Ok(db.apply_batch(batch)?)
-}
-
-/// Answers a command id seen before (at `first`, durable, applied or staged in this group):
-/// reads its records back and compares them with the new request.
-fn repeat(
-    db: &sled::Db,
-    staged: &Staged,
-    first: Span,
-    command_id: CommandId,
-    appends: &[StreamAppend],
-) -> Result<Vec<Appended>, AppendError> {
-    let mut records = Vec::new();
-    for seq in first.first.0..=first.last.0 {
-        let seq = Seq(seq);
-        let staged_at = seq.0.checked_sub(staged.first_seq.0).and_then(|i| usize::try_from(i).ok());
-        let record = match staged_at.and_then(|i| staged.records.get(i)) {
-            Some((_, stored)) => codec::decode(seq, stored)?,
-            None => {
-                let stored = db
-                    .get(layout::event_key(seq))
-                    .map_err(Error::from)?
-                    .ok_or_else(|| Error::corrupt(seq, format!("record of command {command_id} missing")))?;
-                codec::decode(seq, &stored)?
-            }
-        };
-        records.push(record);
-    }
-    let outcome = CommandOutcome::of_records(command_id, &records);
-    if !outcome.is_retry_of(&records, appends) {
-        return Err(AppendError::CommandReused { command_id, first_seq: first.first });
-    }
-    Ok(outcome.appends.into_iter().map(|(_, appended)| appended).collect())
-}
-
-/// Checks one append (every stream's expected version) against the log as it stands (the
-/// index plus what this group staged before it) and stages its records.
-fn stage(
-    index: &LogIndex,
-    staged: &mut Staged,
-    head: &mut Head,
-    recorded_at: Timestamp,
-    appends: Vec<StreamAppend>,
-    meta: AppendMeta,
-) -> Result<Vec<Appended>, AppendError> {
-    let mut actuals = Vec::with_capacity(appends.len());
-    for part in &appends {
-        let actual = staged.versions.get(&part.stream).copied().unwrap_or_else(|| index.version(&part.stream));
-        if !part.expected.admits(actual) {
-            return Err(AppendError::Conflict { stream: part.stream.clone(), expected: part.expected, actual });
-        }
-        actuals.push(actual);
-    }
-    let first_seq = head.seq.next();
-    let command_id = meta.command_id;
-    // One record value is reused for every event of the append, so the metadata is
-    // neither cloned nor re-validated per event.
-    let mut record = Record {
-        seq: head.seq,
-        stream: StreamId::placeholder(),
-        version: Version::NONE,
-        kind: crate::model::EventKind::placeholder(),
-        schema: 0,
-        recorded_at,
-        meta,
-        payload: Vec::new(),
-        prev_hash: head.hash,
-        hash: Default::default(),
-    };
-    let mut outcomes = Vec::with_capacity(appends.len());
-    let mut parts = Vec::with_capacity(appends.len());
-    for (part, actual) in appends.into_iter().zip(actuals) {
-        let part_first = head.seq.next();
-        record.stream = part.stream;
-        let mut version = actual;
-        for event in part.events {
-            version = version.next();
-            record.seq = head.seq.next();
-            record.version = version;
-            record.kind = event.kind;
-            record.schema = event.schema;
-            record.payload = event.payload;
-            record.prev_hash = head.hash;
-            let stored = codec::seal(&mut record);
-            staged.records.push((layout::event_key(record.seq), stored));
-            *head = Head { seq: record.seq, hash: record.hash };
-        }
-        let stream = std::mem::replace(&mut record.stream, StreamId::placeholder());
-        staged.versions.insert(stream.clone(), version);
-        parts.push((stream, part_first, head.seq, actual.next()));
-        outcomes.push(Appended { first_seq: part_first, last_seq: head.seq, version, duplicate: false });
-    }
-    let span = Span { first: first_seq, last: head.seq };
-    staged.commands.insert(command_id, span);
-    staged.accepted.push((command_id, span, parts));
-    Ok(outcomes)
 }
 
 impl Syncer {

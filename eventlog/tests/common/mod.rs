@@ -1,7 +1,8 @@
 //! Helpers shared by the event log's integration tests.
 #![allow(dead_code)]
 
-use oacis_eventlog::{AppendMeta, NewEvent, SledConfig, SledStore, StreamId};
+use oacis_eventlog::{AppendMeta, EventStore, NewEvent, PgConfig, PgStore, SledConfig, SledStore, StreamId};
+pub use oacis_tests::pg::PgCluster;
 use uuid::Uuid;
 
 pub fn open(dir: &std::path::Path) -> SledStore {
@@ -22,4 +23,30 @@ pub fn meta(command: u128) -> AppendMeta {
 
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+/// A backend the contract tests run against: opens (or reopens) the same log.
+pub trait Backend {
+    type Store: EventStore;
+    fn open(&self, rt: &tokio::runtime::Runtime) -> Self::Store;
+}
+
+/// sled in a folder.
+pub struct Sled(pub std::path::PathBuf);
+
+impl Backend for Sled {
+    type Store = SledStore;
+    fn open(&self, _: &tokio::runtime::Runtime) -> SledStore {
+        open(&self.0)
+    }
+}
+
+/// PostgreSQL at a URL.
+pub struct Pg(pub String);
+
+impl Backend for Pg {
+    type Store = PgStore;
+    fn open(&self, rt: &tokio::runtime::Runtime) -> PgStore {
+        rt.block_on(PgStore::open(PgConfig::new(self.0.clone()))).expect("open the PostgreSQL store")
+    }
 }

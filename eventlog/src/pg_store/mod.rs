@@ -1,0 +1,328 @@
+//! The PostgreSQL backend: the log in a database that several `oacis serve` nodes share.
+//!
+//! Appends go through each node's [`writer`] (group commit under the head row's lock, see
+//! there). Reads go to a small connection pool. Each node follows the log with a tailer: a
+//! connection of its own that LISTENs on [`schema::CHANNEL`] and, as a wake-up or every
+//! `poll_interval` (NOTIFY is lost while a listener is away), reads the committed head and
+//! publishes it; subscriptions and [`EventStore::head`] follow that published head.
+//!
+//! Invariants:
+//! - The record bytes, and so every hash, are those of `FORMAT.md`: an export from either
+//!   backend verifies with the same tools. Every read decodes and checks them.
+//! - Reads return committed records only, and a committed record is acknowledged (or about
+//!   to be: its node answers after the commit). A read or subscription that finds a seq
+//!   missing, or a record not chained to the one before, reports [`Error::Corrupt`] and never
+//!   skips it.
+//! - The published head only moves forward.
+
+mod schema;
+mod subscription;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio_postgres::{AsyncMessage, NoTls};
+
+pub use subscription::PgSubscription;
+
+use crate::codec;
+use crate::error::{AppendError, Error, Result};
+use crate::keys::KeyStore;
+use crate::limits::Limits;
+use crate::model::{AppendMeta, CommandId, Record, Seq, StreamId, Version};
+use crate::staging::Span;
+use crate::store::{check_append, Appended, CommandOutcome, EventStore, Head, PendingAppend, StreamAppend};
+use writer::{head_of, seq_of, sql_seq, AppendRequest, PgWriter};
+
+/// Where and how to open a [`PgStore`].
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// A libpq connection string or `postgres://` URL.
+    pub url: String,
+    /// Read connections in the pool (default 4).
+    pub pool_size: usize,
+    /// How often the tailer reads the head without a wake-up (default 500 ms).
+    pub poll_interval: Duration,
+    /// How long an append waits for the head row's lock before its group is refused
+    /// (default 5 s; a transaction left idle twice as long is ended by the server).
+    pub lock_timeout: Duration,
+    /// The key store: with one, personal members of payloads are sealed on append.
+    pub keys: Option<Arc<KeyStore>>,
+    /// Tests: the writer waits for a permit between its writes and its commit, holding the
+    /// head row's lock meanwhile.
+    pub before_commit: Option<Arc<Semaphore>>,
+}
+
+impl PgConfig {
+    /// Defaults for a connection string.
+    pub fn new(url: impl Into<String>) -> PgConfig {
+        PgConfig {
+            url: url.into(),
+            pool_size: 4,
+            poll_interval: Duration::from_millis(500),
+            lock_timeout: Duration::from_secs(5),
+            keys: None,
+            before_commit: None,
+        }
+    }
+
+    fn parsed(&self) -> Result<tokio_postgres::Config> {
+        let mut config: tokio_postgres::Config =
+            self.url.parse().map_err(|e| Error::Database(format!("invalid connection string: {e}")))?;
+        if config.get_application_name().is_none() {
+            config.application_name("oacis");
+        }
+        config.keepalives(true).keepalives_idle(Duration::from_secs(10)).connect_timeout(Duration::from_secs(10));
+        Ok(config)
+    }
+}
+
+/// The PostgreSQL-backed [`EventStore`]. Cheap to clone; the last clone dropped stops the
+/// node's writer and tailer.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: Pool,
+    queue: mpsc::Sender<AppendRequest>,
+    heads: Arc<watch::Sender<Head>>,
+    keys: Option<Arc<KeyStore>>,
+    refilling: Arc<std::sync::atomic::AtomicBool>,
+    /// Dropped with the store: ends the tailer.
+    _stop: oneshot::Sender<()>,
+}
+
+/// A PostgreSQL error as the store reports it.
+pub(crate) fn database(error: tokio_postgres::Error) -> Error {
+    match error.as_db_error() {
+        Some(db) => Error::Database(format!("{} ({})", db.message(), db.code().code())),
+        None => Error::Database(error.to_string()),
+    }
+}
+
+/// A connection of its own (the writer's, the tailer's), driven on the runtime. Its
+/// notifications, if any, go to `notices`.
+async fn connect_with(config: &PgConfig, notices: Option<mpsc::Sender<()>>) -> Result<tokio_postgres::Client> {
+    let (client, mut connection) = config.parsed()?.connect(NoTls).await.map_err(database)?;
+    tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => {
+                    if let Some(notices) = &notices {
+                        let _ = notices.try_send(());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "PostgreSQL connection ended");
+                    break;
+                }
+            }
+        }
+    });
+    Ok(client)
+}
+
+pub(crate) async fn connect(config: &PgConfig) -> Result<tokio_postgres::Client> {
+    connect_with(config, None).await
+}
+
+impl PgStore {
+    /// Connects, creates the tables if missing, reads the head and starts this node's writer
+    /// and tailer.
+    ///
+    /// Errors: [`Error::Database`] if the database cannot be reached or refuses;
+    /// [`Error::IncompatibleFormat`] if its tables were written by another format.
+    pub async fn open(config: PgConfig) -> Result<PgStore> {
+        let client = connect(&config).await?;
+        client.batch_execute(schema::CREATE).await.map_err(database)?;
+        let row = client.query_one(schema::HEAD, &[]).await.map_err(database)?;
+        let format: String = row.get(3);
+        if format != schema::FORMAT {
+            return Err(Error::IncompatibleFormat { found: format, expected: schema::FORMAT });
+        }
+        let head = head_of(row.get(0), row.get(1)).ok_or_else(|| Error::Database("the head row's hash is not 32 bytes".into()))?;
+        drop(client);
+        let manager = Manager::from_config(config.parsed()?, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .build()
+            .map_err(|e| Error::Database(format!("cannot build the connection pool: {e}")))?;
+        let heads = Arc::new(watch::Sender::new(head));
+        let (queue, requests) = mpsc::channel(Limits::APPEND_QUEUE);
+        tokio::spawn(PgWriter::new(config.clone(), heads.clone()).run(requests));
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(tail(config.clone(), heads.clone(), stopped));
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                queue,
+                heads,
+                keys: config.keys.clone(),
+                refilling: Arc::default(),
+                _stop: stop,
+            }),
+        })
+    }
+
+    /// Waits until this node's published head reaches `seq` (its views may then follow), or
+    /// `bound` passes; returns the head then.
+    pub async fn wait_for(&self, seq: Seq, bound: Duration) -> Head {
+        let mut heads = self.inner.heads.subscribe();
+        let _ = tokio::time::timeout(bound, heads.wait_for(|head| head.seq >= seq)).await;
+        *self.inner.heads.borrow()
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        pooled(&self.inner.pool).await
+    }
+}
+
+async fn pooled(pool: &Pool) -> Result<deadpool_postgres::Object> {
+    pool.get().await.map_err(|e| Error::Database(format!("no read connection: {e}")))
+}
+
+/// Stored records `from..=last` (at most `max`), checked: gapless from `from`, each chained
+/// to the one before.
+async fn read_range(pool: &Pool, from: Seq, last: Seq, max: usize) -> Result<Vec<Record>> {
+    {
+        let client = pooled(pool).await?;
+        let statement = client.prepare_cached(schema::RANGE).await.map_err(database)?;
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = client.query(&statement, &[&sql_seq(from), &sql_seq(last), &max]).await.map_err(database)?;
+        let mut records: Vec<Record> = Vec::with_capacity(rows.len());
+        for (expected, row) in (from.0..).zip(&rows) {
+            let seq = seq_of(row.get(0));
+            if seq.0 != expected {
+                return Err(Error::corrupt(Seq(expected), format!("missing: the next record stored is seq {seq}")));
+            }
+            let record = codec::decode(seq, row.get(1))?;
+            if let Some(previous) = records.last() {
+                if record.prev_hash != previous.hash {
+                    return Err(Error::corrupt(seq, "not chained to the record before it"));
+                }
+            }
+            records.push(record);
+        }
+        Ok(records)
+    }
+}
+
+/// The tailer: publishes the committed head on each wake-up or poll, until the store closes.
+async fn tail(config: PgConfig, heads: Arc<watch::Sender<Head>>, mut stopped: oneshot::Receiver<()>) {
+    let (notices, mut woken) = mpsc::channel(1);
+    let mut client = None;
+    loop {
+        if client.as_ref().is_none_or(|c: &tokio_postgres::Client| c.is_closed()) {
+            client = match connect_with(&config, Some(notices.clone())).await {
+                Ok(c) => match c.batch_execute(&format!("LISTEN {}", schema::CHANNEL)).await {
+                    Ok(()) => Some(c),
+                    Err(e) => {
+                        tracing::warn!(error = %database(e), "cannot LISTEN for the log's head; polling");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach PostgreSQL to follow the log");
+                    None
+                }
+            };
+        }
+        if let Some(c) = &client {
+            match c.query_one(schema::HEAD, &[]).await {
+                Ok(row) => {
+                    if let Some(head) = head_of(row.get(0), row.get(1)) {
+                        heads.send_if_modified(|known| {
+                            let moved = head.seq > known.seq;
+                            if moved {
+                                *known = head;
+                            }
+                            moved
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %database(e), "cannot read the log's head");
+                    client = None;
+                }
+            }
+        }
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = woken.recv() => {}
+            () = tokio::time::sleep(config.poll_interval) => {}
+        }
+    }
+}
+
+impl EventStore for PgStore {
+    type Subscription = PgSubscription;
+
+    fn keys(&self) -> Option<&Arc<KeyStore>> {
+        self.inner.keys.as_ref()
+    }
+
+    async fn append_many(&self, appends: Vec<StreamAppend>, meta: AppendMeta) -> Result<Vec<Appended>, AppendError> {
+        self.submit_many(appends, meta).await?.await
+    }
+
+    async fn submit_many(&self, appends: Vec<StreamAppend>, meta: AppendMeta) -> Result<PendingAppend, AppendError> {
+        let appends = crate::seal::seal_appends(self.inner.keys.as_ref(), &self.inner.refilling, appends).await?;
+        check_append(&appends, &meta)?;
+        let (reply, answer) = oneshot::channel();
+        // The queue is FIFO and the writer takes appends in queue order.
+        self.inner.queue.send(AppendRequest { appends, meta, reply }).await.map_err(|_| Error::Closed)?;
+        Ok(PendingAppend(Box::pin(async move { answer.await.map_err(|_| Error::Closed)? })))
+    }
+
+    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<CommandOutcome>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(schema::COMMANDS).await.map_err(database)?;
+        let rows = client.query(&statement, &[&vec![command_id.0]]).await.map_err(database)?;
+        drop(client);
+        let Some(row) = rows.first() else { return Ok(None) };
+        let span = Span { first: seq_of(row.get(1)), last: seq_of(row.get(2)) };
+        let count = usize::try_from(span.last.0 - span.first.0 + 1).unwrap_or(usize::MAX);
+        let records = read_range(&self.inner.pool, span.first, span.last, count).await?;
+        if records.len() != count {
+            return Err(Error::corrupt(span.first, format!("records of command {command_id} missing")));
+        }
+        Ok(Some(CommandOutcome::of_records(command_id, &records)))
+    }
+
+    async fn read_all(&self, from: Seq, max: usize) -> Result<Vec<Record>> {
+        let from = from.max(Seq::FIRST);
+        read_range(&self.inner.pool, from, Seq(u64::try_from(i64::MAX).unwrap_or(u64::MAX)), max).await
+    }
+
+    async fn read_stream(&self, stream: &StreamId, from: Version, max: usize) -> Result<Vec<Record>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(schema::STREAM).await.map_err(database)?;
+        let from_version = i64::try_from(from.0.max(1)).unwrap_or(i64::MAX);
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = client.query(&statement, &[&stream.as_str(), &from_version, &max]).await.map_err(database)?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            let record = codec::decode(seq_of(row.get(0)), row.get(1))?;
+            if record.stream != *stream || records.last().is_some_and(|r: &Record| r.version.next() != record.version) {
+                return Err(Error::corrupt(record.seq, format!("stream {stream} is not contiguous")));
+            }
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    fn head(&self) -> Head {
+        *self.inner.heads.borrow()
+    }
+
+    fn subscribe(&self, from: Seq) -> PgSubscription {
+        PgSubscription::new(self.inner.pool.clone(), self.inner.heads.subscribe(), from)
+    }
+}

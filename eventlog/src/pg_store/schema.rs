@@ -1,0 +1,94 @@
+//! The PostgreSQL backend's tables and statements.
+//!
+//! Invariants backed by constraints, so that a bug in any node is refused by the database
+//! rather than written: `seq` is the primary key; each `prev_hash` appears once (two records
+//! chained to one predecessor is a fork); `(stream_id, version)` is unique; a command id is
+//! the primary key of `oacis_commands`. The one row of `oacis_log_head` holds the last
+//! committed record's (seq, hash): every append locks it first, which orders the log.
+//!
+//! `record` holds the exact stored bytes of `FORMAT.md` (body and hash), the same bytes the
+//! sled backend stores; the other columns are copies for indexes and constraints.
+
+/// The store format this build writes, kept in the head row.
+pub(crate) const FORMAT: &str = "oacis.pg.v1";
+
+/// The NOTIFY channel: its payload is the committed head's seq, a wake-up only.
+pub(crate) const CHANNEL: &str = "oacis_log";
+
+/// Creates the tables if missing, under a transaction-scoped advisory lock so that nodes
+/// starting together do not race.
+pub(crate) const CREATE: &str = r"
+BEGIN;
+SELECT pg_advisory_xact_lock(7357001);
+CREATE TABLE IF NOT EXISTS oacis_log_head (
+    id boolean PRIMARY KEY DEFAULT true CHECK (id),
+    seq bigint NOT NULL CHECK (seq >= 0),
+    hash bytea NOT NULL CHECK (octet_length(hash) = 32),
+    recorded_at bigint NOT NULL,
+    format text NOT NULL
+);
+INSERT INTO oacis_log_head (id, seq, hash, recorded_at, format)
+    VALUES (true, 0, decode(repeat('00', 32), 'hex'), 0, 'oacis.pg.v1')
+    ON CONFLICT (id) DO NOTHING;
+CREATE TABLE IF NOT EXISTS oacis_events (
+    seq bigint PRIMARY KEY CHECK (seq > 0),
+    stream_id text NOT NULL,
+    version bigint NOT NULL CHECK (version > 0),
+    command_id uuid NOT NULL,
+    prev_hash bytea NOT NULL UNIQUE,
+    hash bytea NOT NULL,
+    record bytea NOT NULL,
+    UNIQUE (stream_id, version)
+);
+CREATE TABLE IF NOT EXISTS oacis_streams (
+    stream_id text PRIMARY KEY,
+    version bigint NOT NULL CHECK (version > 0)
+);
+CREATE TABLE IF NOT EXISTS oacis_commands (
+    command_id uuid PRIMARY KEY,
+    first_seq bigint NOT NULL,
+    last_seq bigint NOT NULL
+);
+COMMIT;
+";
+
+/// The head, read without a lock (a committed value).
+pub(crate) const HEAD: &str = "SELECT seq, hash, recorded_at, format FROM oacis_log_head WHERE id";
+
+/// The head, locked until the transaction ends: the log's single-writer fence.
+pub(crate) const LOCK_HEAD: &str = "SELECT seq, hash, recorded_at FROM oacis_log_head WHERE id FOR UPDATE";
+
+/// The spans of command ids seen before.
+pub(crate) const COMMANDS: &str =
+    "SELECT command_id, first_seq, last_seq FROM oacis_commands WHERE command_id = ANY($1::uuid[])";
+
+/// The versions of streams.
+pub(crate) const STREAMS: &str = "SELECT stream_id, version FROM oacis_streams WHERE stream_id = ANY($1::text[])";
+
+/// Stored records by seq range (inclusive), in order.
+pub(crate) const RANGE: &str =
+    "SELECT seq, record FROM oacis_events WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3";
+
+/// Stored records of one stream from a version, in order.
+pub(crate) const STREAM: &str =
+    "SELECT seq, record FROM oacis_events WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3";
+
+/// One statement for a group's records, whatever their number.
+pub(crate) const INSERT_EVENTS: &str = "INSERT INTO oacis_events (seq, stream_id, version, command_id, prev_hash, hash, record)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::bytea[], $6::bytea[], $7::bytea[])";
+
+/// Each stream's new version (never lowered: the lock makes the staged version the latest).
+pub(crate) const UPSERT_STREAMS: &str = "INSERT INTO oacis_streams (stream_id, version)
+    SELECT * FROM unnest($1::text[], $2::bigint[])
+    ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version WHERE oacis_streams.version < EXCLUDED.version";
+
+/// The group's command ids and spans.
+pub(crate) const INSERT_COMMANDS: &str = "INSERT INTO oacis_commands (command_id, first_seq, last_seq)
+    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[])";
+
+/// Moves the head, checking it is where the transaction found it.
+pub(crate) const MOVE_HEAD: &str =
+    "UPDATE oacis_log_head SET seq = $1, hash = $2, recorded_at = $3 WHERE id AND seq = $4 AND hash = $5";
+
+/// Wakes every node's tailer once the transaction commits.
+pub(crate) const NOTIFY: &str = "SELECT pg_notify('oacis_log', $1)";

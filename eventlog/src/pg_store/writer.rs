@@ -1,0 +1,415 @@
+//! The PostgreSQL writer: group commit under the head row's lock.
+//!
+//! One task per node owns a connection of its own. It takes the appends waiting in its queue
+//! (up to `Limits::MAX_GROUP_APPENDS`) and, in one transaction: locks the head row, reads the
+//! group's command ids and stream versions (first round trip, pipelined); decides every append
+//! against them ([`Staged`]); inserts the accepted records, stream versions and command ids
+//! with one `unnest` statement each, moves the head, sends the wake-up and commits (second
+//! round trip, pipelined). Only after the commit does any caller hear its answer.
+//!
+//! Invariants:
+//! - Order comes from the head row's lock, never from a sequence: a transaction holding it is
+//!   the only one that can insert, and it commits before the next one can read the head, so
+//!   seq N+1 is never visible without seq N, on any node.
+//! - A refused append (conflict, reused command id) stages nothing and its neighbours go on.
+//! - A commit whose outcome is unknown (the connection failed during the second round trip)
+//!   is resolved after reconnecting by the group's first accepted command id: present, the
+//!   group committed and is answered; absent, nothing of it committed and it is decided again
+//!   from the head as it then is. Nobody hears "ok" for an append that is not committed.
+//! - `lock_timeout`, `idle_in_transaction_session_timeout` and TCP keepalives make a node that
+//!   freezes while holding the head release it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Statement};
+use uuid::Uuid;
+
+use super::{database, schema, PgConfig};
+use crate::error::{AppendError, Error, Result};
+use crate::limits::Limits;
+use crate::model::{AppendMeta, Hash32, Seq, StreamId, Timestamp, Version};
+use crate::staging::{Span, Staged};
+use crate::store::{Appended, Head, StreamAppend};
+
+/// What a caller hears: one result per stream of its append.
+pub(super) type Answer = Result<Vec<Appended>, AppendError>;
+
+/// Attempts at one group before its callers hear a store error.
+const ATTEMPTS: u32 = 4;
+
+/// One caller's append, waiting in the queue.
+#[derive(Debug)]
+pub(super) struct AppendRequest {
+    pub appends: Vec<StreamAppend>,
+    pub meta: AppendMeta,
+    pub reply: oneshot::Sender<Answer>,
+}
+
+/// The writer's prepared statements, on its current connection.
+struct Statements {
+    lock_head: Statement,
+    commands: Statement,
+    streams: Statement,
+    range: Statement,
+    insert_events: Statement,
+    upsert_streams: Statement,
+    insert_commands: Statement,
+    move_head: Statement,
+    notify: Statement,
+}
+
+/// How one attempt at a group ended without a committed answer.
+enum Failed {
+    /// Nothing of the group is committed: decided again on a fresh connection if `retry`
+    /// (the connection failed before the commit), else refused (the database refused a
+    /// statement, and deciding again would give the same answer).
+    NotCommitted { error: Error, retry: bool },
+    /// The connection failed during the second round trip: committed or not, to be resolved
+    /// by command id.
+    Unknown { error: Error, probe: Uuid, answers: Vec<Answer>, head: Head },
+}
+
+impl Failed {
+    fn before_commit(error: tokio_postgres::Error) -> Failed {
+        let retry = error.as_db_error().is_none();
+        Failed::NotCommitted { error: database(error), retry }
+    }
+}
+
+pub(super) struct PgWriter {
+    config: PgConfig,
+    heads: Arc<watch::Sender<Head>>,
+    connection: Option<(Client, Statements)>,
+    /// Held before the commit when set (tests: a transaction stalled while holding the head).
+    before_commit: Option<Arc<Semaphore>>,
+}
+
+impl PgWriter {
+    pub(super) fn new(config: PgConfig, heads: Arc<watch::Sender<Head>>) -> PgWriter {
+        let before_commit = config.before_commit.clone();
+        PgWriter { config, heads, connection: None, before_commit }
+    }
+
+    /// Runs until the queue closes and every request is answered.
+    pub(super) async fn run(mut self, mut queue: mpsc::Receiver<AppendRequest>) {
+        let mut group = Vec::with_capacity(Limits::MAX_GROUP_APPENDS);
+        while let Some(first) = queue.recv().await {
+            group.push(first);
+            while group.len() < Limits::MAX_GROUP_APPENDS {
+                match queue.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            #[allow(clippy::cast_precision_loss)]
+            metrics::histogram!("oacis_eventlog_group_appends").record(group.len() as f64);
+            metrics::counter!("oacis_eventlog_appends_total").increment(u64::try_from(group.len()).unwrap_or(0));
+            self.commit_group(&mut group).await;
+        }
+    }
+
+    async fn connect(&mut self) -> Result<()> {
+        if self.connection.as_ref().is_some_and(|(client, _)| !client.is_closed()) {
+            return Ok(());
+        }
+        self.connection = None;
+        let client = super::connect(&self.config).await?;
+        client
+            .batch_execute(&format!(
+                "SET lock_timeout = '{}ms'; SET idle_in_transaction_session_timeout = '{}ms'",
+                self.config.lock_timeout.as_millis(),
+                self.config.lock_timeout.as_millis() * 2
+            ))
+            .await
+            .map_err(database)?;
+        let prepare = |sql| client.prepare(sql);
+        let (lock_head, commands, streams, range, insert_events, upsert_streams, insert_commands, move_head, notify) =
+            tokio::try_join!(
+                prepare(schema::LOCK_HEAD),
+                prepare(schema::COMMANDS),
+                prepare(schema::STREAMS),
+                prepare(schema::RANGE),
+                prepare(schema::INSERT_EVENTS),
+                prepare(schema::UPSERT_STREAMS),
+                prepare(schema::INSERT_COMMANDS),
+                prepare(schema::MOVE_HEAD),
+                prepare(schema::NOTIFY),
+            )
+            .map_err(database)?;
+        let statements = Statements {
+            lock_head,
+            commands,
+            streams,
+            range,
+            insert_events,
+            upsert_streams,
+            insert_commands,
+            move_head,
+            notify,
+        };
+        self.connection = Some((client, statements));
+        Ok(())
+    }
+
+    /// Decides, writes and answers one group, retrying across lost connections.
+    async fn commit_group(&mut self, group: &mut Vec<AppendRequest>) {
+        let mut last_error = String::new();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            if let Err(e) = self.connect().await {
+                last_error = e.to_string();
+                continue;
+            }
+            let outcome = self.attempt(group).await;
+            let (answers, head) = match outcome {
+                Ok(done) => done,
+                Err(Failed::NotCommitted { error, retry }) => {
+                    last_error = error.to_string();
+                    self.connection = None;
+                    if retry {
+                        continue;
+                    }
+                    break;
+                }
+                Err(Failed::Unknown { error, probe, answers, head }) => {
+                    last_error = error.to_string();
+                    self.connection = None;
+                    match self.committed(probe).await {
+                        Ok(true) => (answers, head),
+                        Ok(false) => continue,
+                        Err(e) => {
+                            // Still unknown: the callers hear a store error and may retry with
+                            // their command ids, which answers them either way.
+                            last_error = format!("{last_error}; then, resolving the outcome: {e}");
+                            break;
+                        }
+                    }
+                }
+            };
+            self.heads.send_if_modified(|known| {
+                let moved = head.seq > known.seq;
+                if moved {
+                    *known = head;
+                }
+                moved
+            });
+            for (request, answer) in group.drain(..).zip(answers) {
+                // A caller that stopped waiting has gone; its append stands.
+                let _ = request.reply.send(answer);
+            }
+            return;
+        }
+        tracing::error!(error = %last_error, "PostgreSQL append failed");
+        for request in group.drain(..) {
+            let _ = request.reply.send(Err(Error::Database(last_error.clone()).into()));
+        }
+    }
+
+    /// Whether the append under `probe` is committed, on a fresh connection.
+    async fn committed(&mut self, probe: Uuid) -> Result<bool> {
+        self.connect().await?;
+        let (client, statements) = self.connection.as_ref().ok_or(Error::Closed)?;
+        let rows = client.query(&statements.commands, &[&vec![probe]]).await.map_err(database)?;
+        Ok(!rows.is_empty())
+    }
+
+    /// One transaction for the group: answers and the new head once committed.
+    async fn attempt(&mut self, group: &[AppendRequest]) -> Result<(Vec<Answer>, Head), Failed> {
+        let Some((client, st)) = self.connection.as_ref() else {
+            return Err(Failed::NotCommitted { error: Error::Closed, retry: true });
+        };
+        let not_committed = Failed::before_commit;
+        let command_ids: Vec<Uuid> = group.iter().map(|r| r.meta.command_id.0).collect();
+        let mut stream_names: Vec<&str> =
+            group.iter().flat_map(|r| r.appends.iter().map(|p| p.stream.as_str())).collect();
+        stream_names.sort_unstable();
+        stream_names.dedup();
+        let (ids, names): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) = ([&command_ids], [&stream_names]);
+        let (_, head_row, command_rows, stream_rows) = tokio::try_join!(
+            client.batch_execute("BEGIN"),
+            client.query_one(&st.lock_head, &[]),
+            client.query(&st.commands, &ids),
+            client.query(&st.streams, &names),
+        )
+        .map_err(not_committed)?;
+        let rollback = async || {
+            let _ = client.batch_execute("ROLLBACK").await;
+        };
+        let head = match head_of(head_row.get(0), head_row.get(1)) {
+            Some(head) => head,
+            None => {
+                rollback().await;
+                let error = Error::Database("the head row's hash is not 32 bytes".into());
+                return Err(Failed::NotCommitted { error, retry: false });
+            }
+        };
+        let last_recorded_at = Timestamp(head_row.get::<_, i64>(2));
+        let commands: HashMap<Uuid, Span> = command_rows
+            .iter()
+            .map(|row| (row.get(0), Span { first: seq_of(row.get(1)), last: seq_of(row.get(2)) }))
+            .collect();
+        let versions: HashMap<String, i64> = stream_rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        // Records of command ids seen before, to answer retries from.
+        let mut written: HashMap<u64, Vec<u8>> = HashMap::new();
+        if !commands.is_empty() {
+            for span in commands.values() {
+                let rows = client
+                    .query(&st.range, &[&sql_seq(span.first), &sql_seq(span.last), &i64::MAX])
+                    .await
+                    .map_err(not_committed)?;
+                for row in rows {
+                    written.insert(seq_of(row.get(0)).0, row.get(1));
+                }
+            }
+        }
+        let mut staged = Staged::new(head, Timestamp::now().max(last_recorded_at));
+        let mut answers = Vec::with_capacity(group.len());
+        for request in group {
+            let command_id = request.meta.command_id;
+            let answer = match staged.commands.get(&command_id).copied().or_else(|| commands.get(&command_id.0).copied())
+            {
+                Some(first) => staged.repeat(first, command_id, &request.appends, |seq| Ok(written.get(&seq.0).cloned())),
+                None => staged.stage(
+                    |stream: &StreamId| Version(versions.get(stream.as_str()).map_or(0, |v| u64::try_from(*v).unwrap_or(0))),
+                    request.appends.clone(),
+                    request.meta.clone(),
+                ),
+            };
+            answers.push(answer);
+        }
+        let Some((probe, _, _)) = staged.accepted.first() else {
+            // Nothing to write: every append was refused or a retry.
+            rollback().await;
+            return Ok((answers, head));
+        };
+        let probe = probe.0;
+        let rows = Rows::of(&staged);
+        let new_head = staged.head;
+        let notify = new_head.seq.0.to_string();
+        let (new_seq, old_seq) = (sql_seq(new_head.seq), sql_seq(head.seq));
+        let (new_hash, old_hash) = (&new_head.hash.0[..], &head.hash.0[..]);
+        let events: [&(dyn ToSql + Sync); 7] =
+            [&rows.seqs, &rows.streams, &rows.versions, &rows.commands, &rows.prev_hashes, &rows.hashes, &rows.records];
+        let streams: [&(dyn ToSql + Sync); 2] = [&rows.stream_names, &rows.stream_versions];
+        let spans: [&(dyn ToSql + Sync); 3] = [&rows.command_ids, &rows.command_firsts, &rows.command_lasts];
+        let moved: [&(dyn ToSql + Sync); 5] = [&new_seq, &new_hash, &staged.recorded_at.0, &old_seq, &old_hash];
+        let wake: [&(dyn ToSql + Sync); 1] = [&notify];
+        let writes = async {
+            tokio::try_join!(
+                client.execute(&st.insert_events, &events),
+                client.execute(&st.upsert_streams, &streams),
+                client.execute(&st.insert_commands, &spans),
+                client.execute(&st.move_head, &moved),
+                client.query_one(&st.notify, &wake),
+            )
+        };
+        let committed = match &self.before_commit {
+            None => tokio::try_join!(writes, client.batch_execute("COMMIT")).map(|(w, ())| w),
+            Some(gate) => match writes.await {
+                Ok(done) => {
+                    let _held = gate.acquire().await;
+                    client.batch_execute("COMMIT").await.map(|()| done)
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match committed {
+            Ok((_, _, _, moved, _)) if moved == 1 => Ok((answers, new_head)),
+            Ok(_) => {
+                // The head row was not where this transaction locked it: impossible under the
+                // lock, yet committed. Nobody hears "ok"; retries by command id will see it.
+                let error = Error::Database("the head row moved under its lock".into());
+                Err(Failed::NotCommitted { error, retry: false })
+            }
+            Err(error) if error.as_db_error().is_some() => {
+                rollback().await;
+                Err(Failed::before_commit(error))
+            }
+            Err(error) => Err(Failed::Unknown { error: database(error), probe, answers, head: new_head }),
+        }
+    }
+}
+
+/// The group's rows, as the `unnest` statements take them.
+struct Rows<'a> {
+    seqs: Vec<i64>,
+    streams: Vec<&'a str>,
+    versions: Vec<i64>,
+    commands: Vec<Uuid>,
+    prev_hashes: Vec<&'a [u8]>,
+    hashes: Vec<&'a [u8]>,
+    records: Vec<&'a [u8]>,
+    stream_names: Vec<&'a str>,
+    stream_versions: Vec<i64>,
+    command_ids: Vec<Uuid>,
+    command_firsts: Vec<i64>,
+    command_lasts: Vec<i64>,
+}
+
+impl<'a> Rows<'a> {
+    fn of(staged: &'a Staged) -> Rows<'a> {
+        let count = staged.records.len();
+        let mut rows = Rows {
+            seqs: Vec::with_capacity(count),
+            streams: Vec::with_capacity(count),
+            versions: Vec::with_capacity(count),
+            commands: Vec::with_capacity(count),
+            prev_hashes: Vec::with_capacity(count),
+            hashes: Vec::with_capacity(count),
+            records: Vec::with_capacity(count),
+            stream_names: staged.versions.keys().map(StreamId::as_str).collect(),
+            stream_versions: staged.versions.values().map(|v| sql_version(*v)).collect(),
+            command_ids: Vec::new(),
+            command_firsts: Vec::new(),
+            command_lasts: Vec::new(),
+        };
+        let mut at = 0;
+        for (command, span, parts) in &staged.accepted {
+            rows.command_ids.push(command.0);
+            rows.command_firsts.push(sql_seq(span.first));
+            rows.command_lasts.push(sql_seq(span.last));
+            for (stream, first, last, version) in parts {
+                for (offset, seq) in (first.0..=last.0).enumerate() {
+                    let stored = staged.records[at].1.as_slice();
+                    at += 1;
+                    rows.seqs.push(sql_seq(Seq(seq)));
+                    rows.streams.push(stream.as_str());
+                    rows.versions.push(sql_version(Version(version.0 + offset as u64)));
+                    rows.commands.push(command.0);
+                    // `body || hash`: the previous hash follows the length-prefixed tag.
+                    let tag = 4 + crate::codec::TAG.len();
+                    rows.prev_hashes.push(&stored[tag..tag + 32]);
+                    rows.hashes.push(&stored[stored.len() - 32..]);
+                    rows.records.push(stored);
+                }
+            }
+        }
+        rows
+    }
+}
+
+/// A seq as PostgreSQL's bigint (seqs stay far below `i64::MAX`).
+pub(super) fn sql_seq(seq: Seq) -> i64 {
+    i64::try_from(seq.0).unwrap_or(i64::MAX)
+}
+
+fn sql_version(version: Version) -> i64 {
+    i64::try_from(version.0).unwrap_or(i64::MAX)
+}
+
+/// A bigint seq read back (the table's CHECK keeps it positive).
+pub(super) fn seq_of(value: i64) -> Seq {
+    Seq(u64::try_from(value).unwrap_or(0))
+}
+
+/// The head row's (seq, hash), if the hash is 32 bytes.
+pub(super) fn head_of(seq: i64, hash: &[u8]) -> Option<Head> {
+    let hash: [u8; 32] = hash.try_into().ok()?;
+    Some(Head { seq: seq_of(seq), hash: Hash32(hash) })
+}
