@@ -1,5 +1,5 @@
-//! Test driver for the crash test (`tests/crash.rs`): opens the store in the folder given as
-//! the first argument and appends forever from several tasks, printing one line per
+//! Test driver for the crash tests (`tests/crash.rs`, `tests/pg.rs`): opens the store in the
+//! folder given as the first argument (or, for a `postgres://` URL, the PostgreSQL store) and appends forever from several tasks, printing one line per
 //! acknowledged append: `ack <first_seq> <last_seq> <command>`. The number of events in an
 //! append is `1 + command % 3`, so the test can check that no append landed partially.
 //! The second argument makes command ids unique across runs. An even command of two or more
@@ -8,7 +8,7 @@
 #![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
 use oacis_eventlog::{
-    AppendMeta, EventStore, ExpectedVersion, NewEvent, SledConfig, SledStore, StreamAppend, StreamId,
+    AppendMeta, EventStore, ExpectedVersion, NewEvent, PgConfig, PgStore, SledConfig, SledStore, StreamAppend, StreamId,
 };
 use std::io::Write;
 
@@ -22,8 +22,16 @@ fn main() -> Result<(), BoxError> {
     let run: u64 = args.next().ok_or("usage: eventlog-crash-writer DIR RUN")?.parse()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
     runtime.block_on(async move {
-        let dir = dir;
-        let store = SledStore::open(SledConfig::new(dir))?;
+        if dir.starts_with("postgres://") {
+            write(PgStore::open(PgConfig::new(dir)).await?, run).await
+        } else {
+            write(SledStore::open(SledConfig::new(dir))?, run).await
+        }
+    })
+}
+
+async fn write<S: EventStore>(store: S, run: u64) -> Result<(), BoxError> {
+    {
         println!("open {}", store.head().seq);
         let mut tasks = Vec::new();
         for task in 0..TASKS {
@@ -67,5 +75,5 @@ fn main() -> Result<(), BoxError> {
             task.await??;
         }
         Ok(())
-    })
+    }
 }

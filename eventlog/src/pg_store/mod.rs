@@ -69,11 +69,13 @@ impl PgConfig {
         }
     }
 
-    fn parsed(&self) -> Result<tokio_postgres::Config> {
+    /// The parsed connection string; `role` names the connection in `pg_stat_activity`
+    /// (`oacis-writer`, `oacis-tailer`, `oacis-reader`) unless the string names one.
+    fn parsed(&self, role: &str) -> Result<tokio_postgres::Config> {
         let mut config: tokio_postgres::Config =
             self.url.parse().map_err(|e| Error::Database(format!("invalid connection string: {e}")))?;
         if config.get_application_name().is_none() {
-            config.application_name("oacis");
+            config.application_name(role);
         }
         config.keepalives(true).keepalives_idle(Duration::from_secs(10)).connect_timeout(Duration::from_secs(10));
         Ok(config)
@@ -108,8 +110,8 @@ pub(crate) fn database(error: tokio_postgres::Error) -> Error {
 
 /// A connection of its own (the writer's, the tailer's), driven on the runtime. Its
 /// notifications, if any, go to `notices`.
-async fn connect_with(config: &PgConfig, notices: Option<mpsc::Sender<()>>) -> Result<tokio_postgres::Client> {
-    let (client, mut connection) = config.parsed()?.connect(NoTls).await.map_err(database)?;
+async fn connect_with(config: &PgConfig, role: &str, notices: Option<mpsc::Sender<()>>) -> Result<tokio_postgres::Client> {
+    let (client, mut connection) = config.parsed(role)?.connect(NoTls).await.map_err(database)?;
     tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             match message {
@@ -129,8 +131,8 @@ async fn connect_with(config: &PgConfig, notices: Option<mpsc::Sender<()>>) -> R
     Ok(client)
 }
 
-pub(crate) async fn connect(config: &PgConfig) -> Result<tokio_postgres::Client> {
-    connect_with(config, None).await
+pub(crate) async fn connect(config: &PgConfig, role: &str) -> Result<tokio_postgres::Client> {
+    connect_with(config, role, None).await
 }
 
 impl PgStore {
@@ -140,7 +142,7 @@ impl PgStore {
     /// Errors: [`Error::Database`] if the database cannot be reached or refuses;
     /// [`Error::IncompatibleFormat`] if its tables were written by another format.
     pub async fn open(config: PgConfig) -> Result<PgStore> {
-        let client = connect(&config).await?;
+        let client = connect(&config, "oacis-writer").await?;
         client.batch_execute(schema::CREATE).await.map_err(database)?;
         let row = client.query_one(schema::HEAD, &[]).await.map_err(database)?;
         let format: String = row.get(3);
@@ -149,7 +151,7 @@ impl PgStore {
         }
         let head = head_of(row.get(0), row.get(1)).ok_or_else(|| Error::Database("the head row's hash is not 32 bytes".into()))?;
         drop(client);
-        let manager = Manager::from_config(config.parsed()?, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(config.parsed("oacis-reader")?, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(config.pool_size.max(1))
             .build()
@@ -220,7 +222,7 @@ async fn tail(config: PgConfig, heads: Arc<watch::Sender<Head>>, mut stopped: on
     let mut client = None;
     loop {
         if client.as_ref().is_none_or(|c: &tokio_postgres::Client| c.is_closed()) {
-            client = match connect_with(&config, Some(notices.clone())).await {
+            client = match connect_with(&config, "oacis-tailer", Some(notices.clone())).await {
                 Ok(c) => match c.batch_execute(&format!("LISTEN {}", schema::CHANNEL)).await {
                     Ok(()) => Some(c),
                     Err(e) => {

@@ -117,7 +117,7 @@ impl PgWriter {
             return Ok(());
         }
         self.connection = None;
-        let client = super::connect(&self.config).await?;
+        let client = super::connect(&self.config, "oacis-writer").await?;
         client
             .batch_execute(&format!(
                 "SET lock_timeout = '{}ms'; SET idle_in_transaction_session_timeout = '{}ms'",
@@ -313,7 +313,10 @@ impl PgWriter {
             None => tokio::try_join!(writes, client.batch_execute("COMMIT")).map(|(w, ())| w),
             Some(gate) => match writes.await {
                 Ok(done) => {
-                    let _held = gate.acquire().await;
+                    // One permit per commit, used up.
+                    if let Ok(permit) = gate.acquire().await {
+                        permit.forget();
+                    }
                     client.batch_execute("COMMIT").await.map(|()| done)
                 }
                 Err(e) => Err(e),

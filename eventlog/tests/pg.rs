@@ -1,0 +1,448 @@
+//! The PostgreSQL backend with several nodes on one database, against a real server started
+//! by the test (no mocks): two `PgStore`s are two nodes, each with its own writer, tailer and
+//! read pool. The model-based contract test runs on it too (`tests/model.rs`).
+//!
+//! Load durations: `OACIS_PG_LOAD_SECS` (default 30) for the two-node load.
+
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{event, meta, runtime, stream, PgCluster};
+use oacis_eventlog::{
+    AppendError, Appended, EventStore, ExpectedVersion, NewEvent, PgConfig, PgStore, Record, Seq, StreamAppend,
+    Subscription, Version,
+};
+use tokio::sync::Semaphore;
+
+fn config(url: &str) -> PgConfig {
+    PgConfig { poll_interval: Duration::from_millis(100), ..PgConfig::new(url) }
+}
+
+async fn node(url: &str) -> PgStore {
+    PgStore::open(config(url)).await.expect("open a node")
+}
+
+/// Every record, in order, read in pages.
+async fn everything<S: EventStore>(store: &S) -> Vec<Record> {
+    let mut all = Vec::new();
+    loop {
+        let page = store.read_all(Seq(all.len() as u64 + 1), 5_000).await.expect("read_all");
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+/// Collects a subscription's seqs until it reaches `last`, failing on any error.
+async fn follow_until(feed: &mut impl Subscription, last: Seq, seen: &mut Vec<u64>) {
+    while seen.last().copied().unwrap_or(0) < last.0 {
+        let record = tokio::time::timeout(Duration::from_secs(30), feed.next())
+            .await
+            .expect("the feed keeps up")
+            .expect("the feed stays open")
+            .expect("no gap, no broken link");
+        seen.push(record.seq.0);
+    }
+}
+
+/// Checks what every multi-node test must hold: seqs 1..N with no gap, the chain verifies, and
+/// each command id's records form one run (no command id written twice).
+async fn check_log(store: &PgStore) -> Vec<Record> {
+    let all = everything(store).await;
+    for (i, record) in all.iter().enumerate() {
+        assert_eq!(record.seq.0, i as u64 + 1, "gapless seqs");
+    }
+    let report = oacis_eventlog::verify::verify_log(store, &mut |_| {}).await.expect("the chain verifies");
+    assert_eq!(report.records, all.len() as u64);
+    let mut finished = HashSet::new();
+    let mut current = None;
+    for record in &all {
+        let command = record.meta.command_id;
+        if current != Some(command) {
+            assert!(finished.insert(command), "command {command} written twice");
+            current = Some(command);
+        }
+    }
+    all
+}
+
+#[test]
+fn two_nodes_with_sixteen_writers_each_keep_one_gapless_chain() {
+    let seconds: u64 = std::env::var("OACIS_PG_LOAD_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let cluster = PgCluster::start().expect("cluster");
+    let url = cluster.database("load").expect("database");
+    let rt = runtime();
+    rt.block_on(async {
+        let nodes = [node(&url).await, node(&url).await];
+        let mut feeds: Vec<_> = nodes.iter().map(|n| n.subscribe(Seq::FIRST)).collect();
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let mut writers = Vec::new();
+        for (n, store) in nodes.iter().enumerate() {
+            for w in 0..16u64 {
+                let store = store.clone();
+                writers.push(tokio::spawn(async move {
+                    // Each writer has a stream of its own (exact versions) and shares one with
+                    // every other writer (any version), so groups mix both.
+                    let own = stream(&format!("node{n}-writer{w}"));
+                    let mut version = Version::NONE;
+                    let mut acknowledged = Vec::new();
+                    let mut i = 0u64;
+                    while Instant::now() < deadline {
+                        let command = (n as u128) << 96 | u128::from(w) << 64 | u128::from(i);
+                        let count = 1 + (i % 3) as usize;
+                        let mut appends = vec![StreamAppend {
+                            stream: own.clone(),
+                            expected: ExpectedVersion::Exact(version),
+                            events: (0..count).map(|k| event("Written", i * 10 + k as u64)).collect(),
+                        }];
+                        if i % 4 == 0 {
+                            appends.push(StreamAppend {
+                                stream: stream("shared"),
+                                expected: ExpectedVersion::Any,
+                                events: vec![event("Shared", i)],
+                            });
+                        }
+                        let done = store.append_many(appends, meta(command)).await.expect("append");
+                        version = done[0].version;
+                        acknowledged.push((command, done));
+                        i += 1;
+                    }
+                    acknowledged
+                }));
+            }
+        }
+        let mut acknowledged: Vec<(u128, Vec<Appended>)> = Vec::new();
+        for writer in writers {
+            acknowledged.extend(writer.await.expect("writer"));
+        }
+        let events: u64 = acknowledged.iter().flat_map(|(_, d)| d).map(|a| a.last_seq.0 - a.first_seq.0 + 1).sum();
+        let all = check_log(&nodes[0]).await;
+        assert_eq!(all.len() as u64, events, "N equals the acknowledged count");
+        // Each acknowledgement names the records that hold its command.
+        let by_seq: HashMap<u64, &Record> = all.iter().map(|r| (r.seq.0, r)).collect();
+        for (command, done) in &acknowledged {
+            for appended in done {
+                for seq in appended.first_seq.0..=appended.last_seq.0 {
+                    assert_eq!(by_seq[&seq].meta.command_id.0.as_u128(), *command);
+                }
+            }
+        }
+        let last = Seq(events);
+        for (feed, store) in feeds.iter_mut().zip(&nodes) {
+            let mut seen = Vec::new();
+            follow_until(feed, last, &mut seen).await;
+            assert_eq!(seen, (1..=events).collect::<Vec<_>>(), "every seq once, in order");
+            assert_eq!(store.wait_for(last, Duration::from_secs(5)).await.seq, last);
+        }
+        eprintln!("two nodes, 32 writers, {seconds} s: {} appends, {events} events", acknowledged.len());
+    });
+}
+
+#[test]
+fn one_command_id_sent_fifty_times_across_two_nodes_appends_once() {
+    let cluster = PgCluster::start().expect("cluster");
+    let url = cluster.database("ids").expect("database");
+    let rt = runtime();
+    rt.block_on(async {
+        let nodes = [node(&url).await, node(&url).await];
+        let mut copies = Vec::new();
+        for i in 0..50 {
+            let store = nodes[i % 2].clone();
+            copies.push(tokio::spawn(async move {
+                let events = vec![event("Paid", 1), event("Paid", 2)];
+                store.append(stream("order-1"), ExpectedVersion::NoStream, events, meta(77)).await.expect("append")
+            }));
+        }
+        let mut answers = Vec::new();
+        for copy in copies {
+            answers.push(copy.await.expect("task"));
+        }
+        let first: Vec<_> = answers.iter().filter(|a| !a.duplicate).collect();
+        assert_eq!(first.len(), 1, "one append");
+        for answer in &answers {
+            assert_eq!(Appended { duplicate: false, ..*answer }, *first[0], "49 identical answers");
+        }
+        assert_eq!(check_log(&nodes[0]).await.len(), 2);
+
+        // 20 appends expecting the same version, each batched with a neighbour on a stream of
+        // its own: one wins, 19 conflict, and every neighbour lands.
+        let mut racers = Vec::new();
+        for i in 0..20u64 {
+            let store = nodes[(i % 2) as usize].clone();
+            racers.push(tokio::spawn(async move {
+                let neighbour = store.append(
+                    stream(&format!("neighbour-{i}")),
+                    ExpectedVersion::NoStream,
+                    vec![event("Noted", i)],
+                    meta(1_000 + u128::from(i)),
+                );
+                let racer = store.append(
+                    stream("order-1"),
+                    ExpectedVersion::Exact(Version(2)),
+                    vec![event("Shipped", i)],
+                    meta(2_000 + u128::from(i)),
+                );
+                tokio::join!(neighbour, racer)
+            }));
+        }
+        let mut wins = 0;
+        for racer in racers {
+            let (neighbour, raced) = racer.await.expect("task");
+            assert!(neighbour.is_ok(), "a neighbour is unaffected: {neighbour:?}");
+            match raced {
+                Ok(done) => {
+                    wins += 1;
+                    assert_eq!(done.version, Version(3));
+                }
+                Err(AppendError::Conflict { actual, .. }) => assert!(actual >= Version(2)),
+                Err(other) => panic!("unexpected {other}"),
+            }
+        }
+        assert_eq!(wins, 1, "one success and 19 conflicts");
+        assert_eq!(check_log(&nodes[1]).await.len(), 2 + 20 + 1);
+    });
+}
+
+#[test]
+fn a_stalled_head_holder_shows_nothing_early_and_orders_the_next_append_after_it() {
+    let cluster = PgCluster::start().expect("cluster");
+    let url = cluster.database("stall").expect("database");
+    let rt = runtime();
+    rt.block_on(async {
+        let gate = Arc::new(Semaphore::new(0));
+        let a = PgStore::open(PgConfig { before_commit: Some(gate.clone()), ..config(&url) }).await.expect("node a");
+        let b = node(&url).await;
+        let mut feed = b.subscribe(Seq::FIRST);
+        gate.add_permits(1);
+        a.append(stream("base"), ExpectedVersion::NoStream, vec![event("Opened", 0)], meta(1)).await.expect("base");
+        // Node a's next transaction writes seq 2 and stalls before its commit, holding the head.
+        let stalled = {
+            let a = a.clone();
+            tokio::spawn(async move { a.append(stream("x"), ExpectedVersion::NoStream, vec![event("X", 1)], meta(2)).await })
+        };
+        while gate.available_permits() > 0 || !holding_the_head(&url).await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Node b appends meanwhile: it must wait behind the head's holder.
+        let waiting = {
+            let b = b.clone();
+            tokio::spawn(async move { b.append(stream("y"), ExpectedVersion::NoStream, vec![event("Y", 2)], meta(3)).await })
+        };
+        let mut seen = Vec::new();
+        follow_until(&mut feed, Seq(1), &mut seen).await;
+        for _ in 0..10 {
+            assert_eq!(b.read_all(Seq(2), 10).await.expect("read").len(), 0, "nothing of the stalled append is visible");
+            assert!(b.head().seq <= Seq(1));
+            assert!(!waiting.is_finished(), "the next append waits for the head");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        gate.add_permits(2);
+        let x = stalled.await.expect("task").expect("x");
+        let y = waiting.await.expect("task").expect("y");
+        assert_eq!((x.first_seq, y.first_seq), (Seq(2), Seq(3)));
+        follow_until(&mut feed, Seq(3), &mut seen).await;
+        assert_eq!(seen, vec![1, 2, 3]);
+        check_log(&b).await;
+    });
+}
+
+/// Whether some session is idle in a transaction (the stalled writer holding the head).
+async fn holding_the_head(url: &str) -> bool {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'oacis-writer' AND state = 'idle in transaction'",
+            &[],
+        )
+        .await
+        .expect("pg_stat_activity");
+    row.get::<_, i64>(0) > 0
+}
+
+#[test]
+fn a_killed_listener_is_caught_up_by_the_poll_with_no_gap() {
+    let cluster = PgCluster::start().expect("cluster");
+    let url = cluster.database("listen").expect("database");
+    let rt = runtime();
+    rt.block_on(async {
+        let a = node(&url).await;
+        let b = node(&url).await;
+        let mut feed = b.subscribe(Seq::FIRST);
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        let mut written = 0u64;
+        for round in 0..6u64 {
+            for i in 0..50u64 {
+                a.append(stream(&format!("s{}", i % 5)), ExpectedVersion::Any, vec![event("E", round * 100 + i)], meta(u128::from(round * 100 + i + 1)))
+                    .await
+                    .expect("append");
+                written += 1;
+            }
+            // Both nodes' listeners are back (they reconnect after each kill), then killed.
+            let listeners = "FROM pg_stat_activity WHERE application_name = 'oacis-tailer'";
+            while client.query_one(&format!("SELECT count(*) {listeners}"), &[]).await.expect("count").get::<_, i64>(0) < 2 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let killed = client
+                .query_one(&format!("SELECT count(pg_terminate_backend(pid)) {listeners}"), &[])
+                .await
+                .expect("terminate the listeners");
+            assert_eq!(killed.get::<_, i64>(0), 2);
+        }
+        let mut seen = Vec::new();
+        follow_until(&mut feed, Seq(written), &mut seen).await;
+        assert_eq!(seen, (1..=written).collect::<Vec<_>>());
+        assert_eq!(b.wait_for(Seq(written), Duration::from_secs(5)).await.seq, Seq(written));
+    });
+}
+
+#[test]
+fn a_postgres_crash_loses_nothing_acknowledged_and_retries_add_nothing() {
+    let cluster = PgCluster::start().expect("cluster");
+    let url = cluster.database("crash").expect("database");
+    let rt = runtime();
+    rt.block_on(async {
+        let store = node(&url).await;
+        let payload = |w: u64, i: u64| vec![event("Written", w * 1_000_000 + i), event("Written", w * 1_000_000 + i + 1)];
+        let mut writers = Vec::new();
+        for w in 0..8u64 {
+            let store = store.clone();
+            writers.push(tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for i in 0..400u64 {
+                    let command = u128::from(w) << 64 | u128::from(i);
+                    let outcome = store.append(stream(&format!("w{w}")), ExpectedVersion::Any, payload(w, i), meta(command)).await;
+                    let failed = outcome.is_err();
+                    outcomes.push((w, i, command, outcome.ok()));
+                    if failed {
+                        break;
+                    }
+                }
+                outcomes
+            }));
+        }
+        // Crash the server once some appends are acknowledged.
+        while store.head().seq < Seq(200) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        cluster.crash().expect("crash PostgreSQL");
+        let mut outcomes = Vec::new();
+        for writer in writers {
+            outcomes.extend(writer.await.expect("writer"));
+        }
+        assert!(outcomes.iter().any(|o| o.3.is_none()), "the crash interrupted some appends");
+        cluster.start_again().expect("restart PostgreSQL");
+        let reopened = node(&url).await;
+        for (w, i, command, acknowledged) in &outcomes {
+            // Every acknowledged append is there; a retry under its command id adds nothing and
+            // answers the first result. An unacknowledged one lands once.
+            let retried = reopened
+                .append(stream(&format!("w{w}")), ExpectedVersion::Any, payload(*w, *i), meta(*command))
+                .await
+                .expect("retry after the restart");
+            if let Some(first) = acknowledged {
+                assert_eq!(retried, Appended { duplicate: true, ..*first });
+            }
+        }
+        let all = check_log(&reopened).await;
+        let commands: HashSet<u128> = outcomes.iter().map(|o| o.2).collect();
+        assert_eq!(all.len(), commands.len() * 2, "each append once, whole");
+        // The store that lived through the crash works again too (it reconnects).
+        store.append(stream("after"), ExpectedVersion::NoStream, vec![event("Back", 0)], meta(u128::MAX)).await.expect("reconnected");
+    });
+}
+
+#[test]
+fn a_node_killed_mid_batch_loses_nothing_acknowledged() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let cluster = PgCluster::start().expect("cluster");
+    let url = cluster.database("kill").expect("database");
+    let mut acknowledged: Vec<(u64, u64, u128)> = Vec::new();
+    for (run, kill_after) in [(0u64, 50usize), (1, 1), (2, 300)] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eventlog-crash-writer"))
+            .args([url.as_str(), &run.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the writer");
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut count = 0;
+        for line in lines {
+            let line = line.expect("line");
+            let mut words = line.split(' ');
+            if words.next() == Some("ack") {
+                let first: u64 = words.next().unwrap().parse().unwrap();
+                let last: u64 = words.next().unwrap().parse().unwrap();
+                let command: u128 = words.next().unwrap().parse().unwrap();
+                acknowledged.push((first, last, command));
+                count += 1;
+                if count >= kill_after {
+                    break;
+                }
+            }
+        }
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+    }
+    let rt = runtime();
+    rt.block_on(async {
+        let store = node(&url).await;
+        let all = check_log(&store).await;
+        for (first, last, command) in &acknowledged {
+            let records = &all[(*first - 1) as usize..*last as usize];
+            assert!(records.iter().all(|r| r.meta.command_id.0.as_u128() == *command), "acknowledged append {command} intact");
+            assert_eq!((last - first + 1) as u128, 1 + command % 3, "whole");
+        }
+        // Every command in the log is whole (no partial append of a killed batch).
+        let mut runs: HashMap<u128, u128> = HashMap::new();
+        for record in &all {
+            *runs.entry(record.meta.command_id.0.as_u128()).or_default() += 1;
+        }
+        for (command, count) in runs {
+            assert_eq!(count, 1 + command % 3, "command {command} landed whole");
+        }
+    });
+}
+
+#[test]
+fn bad_connection_strings_and_unreachable_servers_are_typed_errors() {
+    let rt = runtime();
+    rt.block_on(async {
+        let bad = PgStore::open(PgConfig::new("postgres://[::1")).await.expect_err("invalid");
+        assert!(bad.to_string().contains("invalid connection string"), "{bad}");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let gone = PgStore::open(PgConfig::new(format!("postgres://postgres@127.0.0.1:{port}/x"))).await.expect_err("refused");
+        assert!(matches!(gone, oacis_eventlog::Error::Database(_)), "{gone}");
+    });
+}
+
+#[test]
+fn payload_rules_hold_on_postgres_as_on_sled() {
+    let cluster = PgCluster::start().expect("cluster");
+    let url = cluster.database("rules").expect("database");
+    let rt = runtime();
+    rt.block_on(async {
+        let store = node(&url).await;
+        let not_json = NewEvent { kind: oacis_eventlog::EventKind::new("Bad").unwrap(), schema: 1, payload: b"{".to_vec() };
+        let refused = store.append(stream("s"), ExpectedVersion::Any, vec![not_json], meta(1)).await;
+        assert!(matches!(refused, Err(AppendError::PayloadNotJson { .. })), "{refused:?}");
+        let empty = store.append(stream("s"), ExpectedVersion::Any, vec![], meta(2)).await;
+        assert!(matches!(empty, Err(AppendError::Empty)));
+        assert_eq!(everything(&store).await.len(), 0, "nothing written");
+        store.append(stream("s"), ExpectedVersion::NoStream, vec![event("Ok", 1)], meta(3)).await.expect("ok");
+        let reused = store.append(stream("t"), ExpectedVersion::Any, vec![event("Other", 1)], meta(3)).await;
+        assert!(matches!(reused, Err(AppendError::CommandReused { .. })), "{reused:?}");
+        let outcome = store.command_outcome(oacis_eventlog::CommandId(uuid::Uuid::from_u128(3))).await.unwrap().unwrap();
+        assert_eq!(outcome.appends.len(), 1);
+        assert_eq!(check_log(&store).await.len(), 1);
+    });
+}
