@@ -57,6 +57,10 @@ pub enum StartError {
     /// Nothing was appended since the newest backup (or the log is empty).
     #[error("nothing to back up: the log's head is seq {0}, already in the newest backup")]
     NothingNew(u64),
+    /// The log is on PostgreSQL: back it up with the database's own tools (`pg_basebackup`
+    /// with WAL archiving) and keep `oacis export` files for a portable, hash-checked copy.
+    #[error("online backups are taken of the embedded store only; this log is on PostgreSQL: use pg_basebackup with WAL archiving, and oacis export")]
+    NotEmbedded,
     /// The folder cannot be read or created.
     #[error("the backup folder: {0}")]
     Folder(String),

@@ -32,7 +32,7 @@ use oacis_domain::validate::Region;
 use oacis_domain::{Aggregate, Context, DomainError, DomainEvent};
 use oacis_eventlog::{
     AppendError, AppendMeta, Appended, CommandId, EventKind, EventStore, ExpectedVersion, NewEvent, PendingAppend, Seq,
-    SledStore, StreamAppend, StreamId, Version,
+    AnyStore, StreamAppend, StreamId, Version,
 };
 use oacis_projections::{ProjectionError, Projections};
 use uuid::Uuid;
@@ -369,7 +369,7 @@ where
 
 /// The command path, shared by every request.
 pub struct CommandBus {
-    store: SledStore,
+    store: AnyStore,
     projections: Arc<Projections>,
     cache: Mutex<LruCache<String, Cached>>,
     keys: Mutex<LruCache<Uuid, ([u8; 32], Executed)>>,
@@ -394,12 +394,12 @@ pub fn now() -> Timestamp {
 impl CommandBus {
     /// A command path over `store`, waiting at most `wait_bound` for the views.
     #[must_use]
-    pub fn new(store: SledStore, projections: Arc<Projections>, wait_bound: Duration) -> Self {
+    pub fn new(store: impl Into<AnyStore>, projections: Arc<Projections>, wait_bound: Duration) -> Self {
         let (Some(streams), Some(keys)) = (NonZeroUsize::new(CACHE_STREAMS), NonZeroUsize::new(REMEMBERED_KEYS)) else {
             unreachable!("the cache sizes are non-zero constants")
         };
         CommandBus {
-            store,
+            store: store.into(),
             projections,
             cache: Mutex::new(LruCache::new(streams)),
             keys: Mutex::new(LruCache::new(keys)),
@@ -439,7 +439,7 @@ impl CommandBus {
 
     /// The store.
     #[must_use]
-    pub fn store(&self) -> &SledStore {
+    pub fn store(&self) -> &AnyStore {
         &self.store
     }
 

@@ -46,7 +46,10 @@ enum Command {
     Checkpoint(cli::proof::CheckpointArgs),
     /// Verify checkpoints and Merkle proofs offline, with only the public key.
     Proof(cli::proof::ProofArgs),
-    /// Serve GraphQL over HTTP on an embedded store (see README for a tour).
+    /// Copy the event log between a data folder and PostgreSQL (either way), checking that
+    /// both end at the same head.
+    Migrate(cli::migrate::MigrateArgs),
+    /// Serve GraphQL over HTTP, on the embedded store or on PostgreSQL (see README).
     Serve(server::ServeArgs),
     /// Fill an empty data folder with demo data (customers, users of every default role) and
     /// print the demo users' passwords; then run `oacis serve`.
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Restore(args) => cli::backup::run_restore(&args),
         Command::Checkpoint(args) => cli::proof::run_checkpoint(&args),
         Command::Proof(args) => cli::proof::run_proof(&args),
+        Command::Migrate(args) => cli::migrate::run(&args),
         Command::Serve(args) => run_server(args),
         Command::Demo(args) => run_demo(&args),
         Command::Schema => {

@@ -2,6 +2,8 @@
 //!
 //! This crate owns the record format ([`codec`], specified byte for byte in `FORMAT.md`), the
 //! [`EventStore`] trait every backend implements, the embedded sled backend ([`SledStore`]),
+//! the PostgreSQL backend for one or several nodes ([`PgStore`]), either of them chosen at run
+//! time ([`AnyStore`]),
 //! whole-log verification ([`verify`]), the JSON Lines export ([`export`]) and the
 //! checkpoint of the acknowledged head kept beside the store ([`checkpoint`]).
 //!
@@ -15,7 +17,8 @@
 //! - A record's hash covers the exact bytes that are stored; nothing is ever re-serialized
 //!   before hashing or verifying.
 //! - An append is acknowledged only after its records are on disk (sled flush followed by
-//!   fdatasync), and either all records of an append land or none do.
+//!   fdatasync; on PostgreSQL, the transaction's commit), and either all records of an append
+//!   land or none do.
 //! - Bytes read back from disk are checked; corruption is an [`Error::Corrupt`] naming the
 //!   `seq`, never a panic and never silently repaired.
 //! - A store whose log holds less than, or other than, the acknowledged head in its
@@ -24,6 +27,7 @@
 //! - A command id is written once: a true retry gets the first result, any other use of it is
 //!   refused ([`AppendError::CommandReused`]).
 
+mod any_store;
 pub mod backup;
 pub mod checkpoint;
 pub mod codec;
@@ -40,6 +44,7 @@ mod staging;
 mod store;
 pub mod verify;
 
+pub use any_store::{AnyStore, AnySubscription};
 pub use error::{AppendError, Error, Result};
 pub use limits::Limits;
 pub use model::{

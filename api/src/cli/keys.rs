@@ -93,14 +93,45 @@ pub fn open_store(data: &Path, keys: &KeyArgs) -> anyhow::Result<SledStore> {
 /// # Errors
 /// As [`open_store`].
 pub fn open_store_with(data: &Path, keys: &KeyArgs, cache_bytes: u64) -> anyhow::Result<SledStore> {
-    let kek = keys.kek(data)?;
-    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
-    let key_store =
-        KeyStore::open(data, kek).with_context(|| format!("opening the key store of {}", data.display()))?;
     let mut config = SledConfig::new(data);
-    config.keys = Some(key_store);
+    config.keys = Some(open_key_store(data, keys)?);
     config.cache_capacity_bytes = cache_bytes;
     Ok(SledStore::open(config)?)
+}
+
+/// The key store in `data` (created with the folder if new), under the KEK `keys` names.
+///
+/// # Errors
+/// The KEK's and the key store's errors.
+pub fn open_key_store(data: &Path, keys: &KeyArgs) -> anyhow::Result<std::sync::Arc<KeyStore>> {
+    let kek = keys.kek(data)?;
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    KeyStore::open(data, kek).with_context(|| format!("opening the key store of {}", data.display()))
+}
+
+/// The log `oacis serve` runs on: PostgreSQL when `url` is given (a `postgres://` or
+/// `postgresql://` URL, or a libpq string with `host=`), with the key store in `data`; else
+/// the embedded store in `data` with sled's page cache at `cache_bytes`.
+///
+/// # Errors
+/// A `url` of another kind; the key store's, the database's and the store's errors.
+pub async fn open_any(
+    data: &Path,
+    keys: &KeyArgs,
+    cache_bytes: u64,
+    url: Option<&str>,
+) -> anyhow::Result<oacis_eventlog::AnyStore> {
+    let Some(url) = url else { return Ok(open_store_with(data, keys, cache_bytes)?.into()) };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains("host=")) {
+        anyhow::bail!(
+            "--store takes a PostgreSQL URL (postgres://user@host:port/database); \
+             leave it unset for the embedded store in --data"
+        );
+    }
+    let mut config = oacis_eventlog::PgConfig::new(url);
+    config.keys = Some(open_key_store(data, keys)?);
+    let store = oacis_eventlog::PgStore::open(config).await.context("opening the log on PostgreSQL")?;
+    Ok(store.into())
 }
 
 /// `oacis keys`: manage the key store.

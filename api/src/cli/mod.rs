@@ -4,6 +4,7 @@ pub mod backup;
 pub mod erase;
 pub mod export;
 pub mod keys;
+pub mod migrate;
 pub mod output;
 pub mod proof;
 pub mod rebuild;

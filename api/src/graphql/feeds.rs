@@ -208,8 +208,8 @@ fn taken(received: Result<Arc<Notification>, broadcast::error::RecvError>) -> Ap
 
 struct EventFeed {
     live: Liveness,
-    store: oacis_eventlog::SledStore,
-    feed: <oacis_eventlog::SledStore as EventStore>::Subscription,
+    store: oacis_eventlog::AnyStore,
+    feed: oacis_eventlog::AnySubscription,
     every: tokio::time::Interval,
     streams: Option<Vec<String>>,
     kinds: Option<Vec<String>>,

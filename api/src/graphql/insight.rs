@@ -14,7 +14,7 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, SimpleObject};
 use oacis_domain::authz::{Permission, Resource};
 use oacis_domain::ids::{CustomerId, UserId};
-use oacis_eventlog::{EventStore, Record, Seq, StreamId};
+use oacis_eventlog::{AnyStore, EventStore, Record, Seq, StreamId};
 use oacis_projections::views::analytics::{Dimension, RfmThresholds};
 use oacis_projections::views::audit::Alert;
 use oacis_projections::views::directory::Visible;
@@ -712,8 +712,12 @@ impl InsightQuery {
         let caller = audit_caller(ctx)?;
         caller.require(Permission::AuditRead, &Resource::global())?;
         let store = app(ctx)?.bus.store().clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || store.verify(&mut |_| {})).await.map_err(ApiError::internal)?;
+        let outcome = match store {
+            AnyStore::Sled(store) => {
+                tokio::task::spawn_blocking(move || store.verify(&mut |_| {})).await.map_err(ApiError::internal)?
+            }
+            postgres @ AnyStore::Postgres(_) => oacis_eventlog::verify::verify_log(&postgres, &mut |_| {}).await,
+        };
         Ok(match outcome {
             Ok(report) => ChainVerification {
                 ok: true,

@@ -220,7 +220,7 @@ impl IntegrityQuery {
     /// acknowledged head while writes go on.
     async fn checkpoint(&self, ctx: &Context<'_>) -> ApiResult<CheckpointNode> {
         require(ctx, Permission::AuditRead)?;
-        let store = app(ctx)?.bus.store();
+        let store = embedded(ctx)?;
         CheckpointNode::of(&store.latest_checkpoint(), &store.checkpoint_key())
     }
 
@@ -228,7 +228,7 @@ impl IntegrityQuery {
     /// against each with `consistencyProof`.
     async fn checkpoints(&self, ctx: &Context<'_>) -> ApiResult<Vec<CheckpointNode>> {
         require(ctx, Permission::AuditRead)?;
-        let store = app(ctx)?.bus.store().clone();
+        let store = embedded(ctx)?;
         let key = store.checkpoint_key();
         let kept = tokio::task::spawn_blocking(move || store.kept_checkpoints())
             .await
@@ -242,7 +242,7 @@ impl IntegrityQuery {
     /// out of range.
     async fn inclusion_proof(&self, ctx: &Context<'_>, seq: u64, tree_size: u64) -> ApiResult<InclusionProofNode> {
         require(ctx, Permission::AuditRead)?;
-        let store = app(ctx)?.bus.store().clone();
+        let store = embedded(ctx)?;
         let proof = tokio::task::spawn_blocking(move || store.inclusion_proof(Seq(seq), tree_size))
             .await
             .map_err(ApiError::internal)?
@@ -265,9 +265,7 @@ impl IntegrityQuery {
         to_size: u64,
     ) -> ApiResult<ConsistencyProofNode> {
         require(ctx, Permission::AuditRead)?;
-        let proof = app(ctx)?
-            .bus
-            .store()
+        let proof = embedded(ctx)?
             .consistency_proof(from_size, to_size)
             .map_err(|e| proof_error(e, Asked::Consistency { from_size, to_size }))?;
         Ok(ConsistencyProofNode {
@@ -293,6 +291,17 @@ impl IntegrityQuery {
     }
 }
 
+/// The embedded store, for what only it keeps (signed checkpoints, Merkle proofs): CONFLICT
+/// on PostgreSQL, naming what to use there instead.
+fn embedded(ctx: &Context<'_>) -> ApiResult<oacis_eventlog::SledStore> {
+    app(ctx)?.bus.store().sled().cloned().ok_or_else(|| ApiError::Conflict {
+        message: "signed checkpoints and Merkle proofs are kept by the embedded store only; this log is on \
+                  PostgreSQL: verify it with `oacis export` and `oacis verify`"
+            .into(),
+        version: None,
+    })
+}
+
 fn start_error(error: StartError) -> ApiError {
     match error {
         StartError::Folder(_) => ApiError::internal(error),
@@ -309,7 +318,7 @@ impl IntegrityMutation {
     /// Issues a checkpoint now, at the acknowledged head, and keeps it (`audit.read`).
     async fn issue_checkpoint(&self, ctx: &Context<'_>) -> ApiResult<CheckpointNode> {
         require(ctx, Permission::AuditRead)?;
-        let store = app(ctx)?.bus.store().clone();
+        let store = embedded(ctx)?;
         let key = store.checkpoint_key();
         let checkpoint = tokio::task::spawn_blocking(move || store.issue_checkpoint())
             .await
@@ -329,7 +338,7 @@ impl IntegrityMutation {
     ) -> ApiResult<BackupJobNode> {
         require(ctx, Permission::BackupRun)?;
         let state = app(ctx)?;
-        let store = state.bus.store().clone();
-        Ok(state.backups.start(&store, incremental).map_err(start_error)?.into())
+        let store = state.bus.store().sled().ok_or(StartError::NotEmbedded).map_err(start_error)?;
+        Ok(state.backups.start(store, incremental).map_err(start_error)?.into())
     }
 }

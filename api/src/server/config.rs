@@ -19,6 +19,16 @@ pub struct ServeArgs {
     /// with 500 MiB less resident memory (BENCHMARKS.md).
     #[arg(long, value_name = "MIB", env = "OACIS_STORE_CACHE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(16..))]
     pub store_cache_mib: u64,
+    /// Keep the log on PostgreSQL instead of the embedded store: a `postgres://` URL (or
+    /// libpq key=value string with `host=`). Several servers may share one database; each
+    /// keeps its views and follows the log. The data folder still holds this server's key
+    /// store and attachments. Unset: the embedded store in the data folder.
+    #[arg(long, value_name = "URL", env = "OACIS_STORE")]
+    pub store: Option<String>,
+    /// How long a request carrying `Oacis-Min-Seq: N` waits for this server's views to reach
+    /// seq N (read-your-writes across servers) before it is answered 503, in milliseconds.
+    #[arg(long, value_name = "MS", env = "OACIS_CONSISTENCY_WAIT_MS", default_value_t = 5_000)]
+    pub consistency_wait_ms: u64,
     /// Address and port to listen on.
     #[arg(long, value_name = "ADDR", env = "OACIS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

@@ -128,11 +128,13 @@ impl App {
         let region = oacis_domain::validate::Region::parse(&config.default_region).ok_or_else(|| {
             anyhow::anyhow!("--default-region {:?} is not an ISO 3166-1 region", config.default_region)
         })?;
-        let store = crate::cli::keys::open_store_with(
+        let store = crate::cli::keys::open_any(
             &config.data,
             &config.keys,
             config.store_cache_mib.saturating_mul(1 << 20),
-        )?;
+            config.store.as_deref(),
+        )
+        .await?;
         let mut progress = crate::progress::Progress::new("replay", store.head().seq.0);
         let projections = Projections::start(&store, &mut |seq| progress.set(seq.0)).await?;
         progress.finish();
@@ -464,6 +466,9 @@ fn request_error(status: StatusCode, message: &str) -> Response {
 
 /// Executes one GraphQL request for the caller its headers name.
 pub async fn answer(app: &App, ip: Option<IpAddr>, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+    if let Err(refusal) = caught_up(app, headers).await {
+        return refusal;
+    }
     let caller = app.authenticate(headers);
     let admin = caller.as_ref().is_some_and(|c| c.holds(Permission::RoleAdmin));
     let reveal = Reveal::default();
@@ -507,7 +512,51 @@ pub async fn answer(app: &App, ip: Option<IpAddr>, headers: &HeaderMap, request:
             }
         }
     }
-    async_graphql_axum::GraphQLResponse::from(response).into_response()
+    let mut response = async_graphql_axum::GraphQLResponse::from(response).into_response();
+    // What the caller has seen: a later request to any server may ask for it.
+    let seen = app.state.bus.projections().applied().0;
+    if let Ok(value) = header::HeaderValue::from_str(&seen.to_string()) {
+        response.headers_mut().insert(SEQ_HEADER, value);
+    }
+    response
+}
+
+/// The response header naming the seq this server's views had applied when it answered
+/// (at least the seq of any write the request made).
+pub const SEQ_HEADER: &str = "oacis-seq";
+
+/// The request header asking this server to answer only once its views have applied a seq
+/// (an `Oacis-Seq` from an earlier response, of any server on the same log).
+pub const MIN_SEQ_HEADER: &str = "oacis-min-seq";
+
+/// Waits, up to `--consistency-wait-ms`, for the views to reach the request's
+/// `Oacis-Min-Seq`. Refuses with 400 (VALIDATION) when the value is not a number and with
+/// 503 (STALE_VIEWS) when the bound passes first.
+async fn caught_up(app: &App, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(value) = headers.get(MIN_SEQ_HEADER) else { return Ok(()) };
+    let Some(wanted) = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) else {
+        return Err(refused("Oacis-Min-Seq must be a seq (a whole number from an Oacis-Seq response header)"));
+    };
+    let projections = app.state.bus.projections();
+    let bound = Duration::from_millis(app.state.config.consistency_wait_ms);
+    match tokio::time::timeout(bound, projections.wait_for(oacis_eventlog::Seq(wanted))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "views stopped following the log");
+            Err((StatusCode::INTERNAL_SERVER_ERROR, "internal error; it has been logged").into_response())
+        }
+        Err(_) => {
+            let at = projections.applied().0;
+            let message = format!(
+                "this server's views are at seq {at}; seq {wanted} did not reach them within {} ms \
+                 (--consistency-wait-ms): retry, or send the request to the server that wrote it",
+                bound.as_millis()
+            );
+            let body = serde_json::json!({ "data": null, "errors": [{ "message": message, "extensions": { "code": "STALE_VIEWS", "viewsAt": at } }] });
+            Err((StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "application/json")], body.to_string())
+                .into_response())
+        }
+    }
 }
 
 /// `response` with a code on every error: those raised by async-graphql itself (parse,

@@ -184,6 +184,83 @@ impl PgStore {
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         pooled(&self.inner.pool).await
     }
+
+    /// Writes `records`, which must continue the log exactly (the first one's seq one past the
+    /// head, chained to it), byte for byte as stored, in one transaction under the head's lock;
+    /// answers the new head. For copying a log between backends (`oacis migrate`): every hash
+    /// and link is checked again, so a copy that passes is the same log.
+    ///
+    /// Errors: [`Error::Corrupt`] at the first record that does not continue the log or whose
+    /// hash does not match its body (nothing of the page is written); [`Error::Database`].
+    pub async fn import_page(&self, records: Vec<Record>) -> Result<Head> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(database)?;
+        let row = transaction.query_one(schema::LOCK_HEAD, &[]).await.map_err(database)?;
+        let head = head_of(row.get(0), row.get(1)).ok_or_else(|| Error::Database("the head row's hash is not 32 bytes".into()))?;
+        let mut chain = crate::verify::ChainCheck::after(head);
+        let mut staged = crate::staging::Staged::new(head, crate::model::Timestamp(row.get::<_, i64>(2)));
+        for mut record in records {
+            chain.check(&record)?;
+            let given = record.hash;
+            let stored = codec::seal(&mut record);
+            if record.hash != given {
+                return Err(Error::corrupt(record.seq, "hash does not match the record's body"));
+            }
+            staged.versions.insert(record.stream.clone(), record.version);
+            let command = record.meta.command_id;
+            match staged.accepted.last_mut() {
+                Some((last, span, parts)) if *last == command => {
+                    span.last = record.seq;
+                    match parts.last_mut() {
+                        Some((stream, _, end, _)) if *stream == record.stream => *end = record.seq,
+                        _ => parts.push((record.stream.clone(), record.seq, record.seq, record.version)),
+                    }
+                }
+                _ => staged.accepted.push((
+                    command,
+                    Span { first: record.seq, last: record.seq },
+                    vec![(record.stream.clone(), record.seq, record.seq, record.version)],
+                )),
+            }
+            staged.recorded_at = record.recorded_at;
+            staged.head = Head { seq: record.seq, hash: record.hash };
+            staged.records.push((record.seq, stored));
+        }
+        let rows = writer::Rows::of(&staged);
+        let events: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+            [&rows.seqs, &rows.streams, &rows.versions, &rows.commands, &rows.prev_hashes, &rows.hashes, &rows.records];
+        transaction.execute(schema::INSERT_EVENTS, &events).await.map_err(database)?;
+        transaction.execute(schema::UPSERT_STREAMS, &[&rows.stream_names, &rows.stream_versions]).await.map_err(database)?;
+        // A command split across two pages continues its span.
+        transaction
+            .execute(
+                &format!("{} ON CONFLICT (command_id) DO UPDATE SET last_seq = EXCLUDED.last_seq", schema::INSERT_COMMANDS),
+                &[&rows.command_ids, &rows.command_firsts, &rows.command_lasts],
+            )
+            .await
+            .map_err(database)?;
+        let new = staged.head;
+        let moved = transaction
+            .execute(
+                schema::MOVE_HEAD,
+                &[&sql_seq(new.seq), &&new.hash.0[..], &staged.recorded_at.0, &sql_seq(head.seq), &&head.hash.0[..]],
+            )
+            .await
+            .map_err(database)?;
+        if moved != 1 {
+            return Err(Error::Database("the head row moved under its lock".into()));
+        }
+        transaction.execute(schema::NOTIFY, &[&new.seq.0.to_string()]).await.map_err(database)?;
+        transaction.commit().await.map_err(database)?;
+        self.inner.heads.send_if_modified(|known| {
+            let moved = new.seq > known.seq;
+            if moved {
+                *known = new;
+            }
+            moved
+        });
+        Ok(new)
+    }
 }
 
 async fn pooled(pool: &Pool) -> Result<deadpool_postgres::Object> {

@@ -340,23 +340,23 @@ impl PgWriter {
 }
 
 /// The group's rows, as the `unnest` statements take them.
-struct Rows<'a> {
-    seqs: Vec<i64>,
-    streams: Vec<&'a str>,
-    versions: Vec<i64>,
-    commands: Vec<Uuid>,
-    prev_hashes: Vec<&'a [u8]>,
-    hashes: Vec<&'a [u8]>,
-    records: Vec<&'a [u8]>,
-    stream_names: Vec<&'a str>,
-    stream_versions: Vec<i64>,
-    command_ids: Vec<Uuid>,
-    command_firsts: Vec<i64>,
-    command_lasts: Vec<i64>,
+pub(super) struct Rows<'a> {
+    pub(super) seqs: Vec<i64>,
+    pub(super) streams: Vec<&'a str>,
+    pub(super) versions: Vec<i64>,
+    pub(super) commands: Vec<Uuid>,
+    pub(super) prev_hashes: Vec<&'a [u8]>,
+    pub(super) hashes: Vec<&'a [u8]>,
+    pub(super) records: Vec<&'a [u8]>,
+    pub(super) stream_names: Vec<&'a str>,
+    pub(super) stream_versions: Vec<i64>,
+    pub(super) command_ids: Vec<Uuid>,
+    pub(super) command_firsts: Vec<i64>,
+    pub(super) command_lasts: Vec<i64>,
 }
 
 impl<'a> Rows<'a> {
-    fn of(staged: &'a Staged) -> Rows<'a> {
+    pub(super) fn of(staged: &'a Staged) -> Rows<'a> {
         let count = staged.records.len();
         let mut rows = Rows {
             seqs: Vec::with_capacity(count),

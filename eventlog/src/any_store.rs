@@ -1,0 +1,131 @@
+//! [`AnyStore`]: the backend chosen at run time (`--store`), behind one type.
+//!
+//! The server and the command-line tools hold an `AnyStore`, so that every caller written
+//! against [`EventStore`] works on either backend unchanged. What only the embedded backend
+//! has (signed checkpoints, Merkle proofs, folder backups) is reached through
+//! [`AnyStore::sled`], which is `None` on PostgreSQL.
+
+use std::sync::Arc;
+
+use crate::error::{AppendError, Result};
+use crate::keys::KeyStore;
+use crate::model::{AppendMeta, CommandId, Record, RecordRef, Seq, StreamId, Version};
+use crate::pg_store::{PgStore, PgSubscription};
+use crate::sled_store::{SledStore, SledSubscription};
+use crate::store::{Appended, CommandOutcome, EventStore, Head, PendingAppend, StreamAppend, Subscription};
+
+/// Either backend. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    /// The embedded sled store (one node).
+    Sled(SledStore),
+    /// The PostgreSQL store (one or several nodes).
+    Postgres(PgStore),
+}
+
+/// A subscription of either backend.
+#[derive(Debug)]
+pub enum AnySubscription {
+    /// On sled.
+    Sled(SledSubscription),
+    /// On PostgreSQL.
+    Postgres(PgSubscription),
+}
+
+/// Runs `$body` with `$s` bound to the backend inside `$store`.
+macro_rules! either {
+    ($store:expr, $s:ident => $body:expr) => {
+        match $store {
+            AnyStore::Sled($s) => $body,
+            AnyStore::Postgres($s) => $body,
+        }
+    };
+}
+
+impl AnyStore {
+    /// The embedded store, if that is the backend.
+    #[must_use]
+    pub fn sled(&self) -> Option<&SledStore> {
+        match self {
+            AnyStore::Sled(store) => Some(store),
+            AnyStore::Postgres(_) => None,
+        }
+    }
+
+    /// The backend's name: `sled` or `postgres`.
+    #[must_use]
+    pub fn backend(&self) -> &'static str {
+        match self {
+            AnyStore::Sled(_) => "sled",
+            AnyStore::Postgres(_) => "postgres",
+        }
+    }
+}
+
+impl Subscription for AnySubscription {
+    async fn next(&mut self) -> Option<Result<Record>> {
+        match self {
+            AnySubscription::Sled(feed) => feed.next().await,
+            AnySubscription::Postgres(feed) => feed.next().await,
+        }
+    }
+}
+
+impl EventStore for AnyStore {
+    type Subscription = AnySubscription;
+
+    fn keys(&self) -> Option<&Arc<KeyStore>> {
+        either!(self, s => s.keys())
+    }
+
+    async fn append_many(&self, appends: Vec<StreamAppend>, meta: AppendMeta) -> Result<Vec<Appended>, AppendError> {
+        either!(self, s => s.append_many(appends, meta).await)
+    }
+
+    async fn submit_many(&self, appends: Vec<StreamAppend>, meta: AppendMeta) -> Result<PendingAppend, AppendError> {
+        either!(self, s => s.submit_many(appends, meta).await)
+    }
+
+    async fn command_outcome(&self, command_id: CommandId) -> Result<Option<CommandOutcome>> {
+        either!(self, s => s.command_outcome(command_id).await)
+    }
+
+    async fn read_all(&self, from: Seq, max: usize) -> Result<Vec<Record>> {
+        either!(self, s => s.read_all(from, max).await)
+    }
+
+    async fn read_all_with<T, F>(&self, from: Seq, max: usize, out: Vec<T>, each: F) -> Result<Vec<T>>
+    where
+        T: Send + 'static,
+        F: FnMut(RecordRef<'_>) -> T + Send + 'static,
+    {
+        either!(self, s => s.read_all_with(from, max, out, each).await)
+    }
+
+    async fn read_stream(&self, stream: &StreamId, from: Version, max: usize) -> Result<Vec<Record>> {
+        either!(self, s => s.read_stream(stream, from, max).await)
+    }
+
+    fn head(&self) -> Head {
+        either!(self, s => s.head())
+    }
+
+    fn subscribe(&self, from: Seq) -> AnySubscription {
+        match self {
+            AnyStore::Sled(s) => AnySubscription::Sled(s.subscribe(from)),
+            AnyStore::Postgres(s) => AnySubscription::Postgres(s.subscribe(from)),
+        }
+    }
+}
+
+impl From<SledStore> for AnyStore {
+    fn from(store: SledStore) -> AnyStore {
+        AnyStore::Sled(store)
+    }
+}
+
+impl From<PgStore> for AnyStore {
+    fn from(store: PgStore) -> AnyStore {
+        AnyStore::Postgres(store)
+    }
+}
