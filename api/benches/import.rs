@@ -105,7 +105,7 @@ async fn open(dir: &Path) -> (App, Caller) {
 
 /// The import's appends as the log recorded them: one per command id, in log order, with
 /// their payloads opened.
-async fn appends_since(store: &SledStore, from: Seq) -> Vec<(AppendMeta, Vec<StreamAppend>)> {
+async fn appends_since(store: &impl EventStore, from: Seq) -> Vec<(AppendMeta, Vec<StreamAppend>)> {
     let mut out: Vec<(AppendMeta, Vec<StreamAppend>)> = Vec::new();
     let mut at = from;
     loop {

@@ -31,8 +31,8 @@ use oacis_domain::ids::{Timestamp, UserId};
 use oacis_domain::validate::Region;
 use oacis_domain::{Aggregate, Context, DomainError, DomainEvent};
 use oacis_eventlog::{
-    AppendError, AppendMeta, Appended, CommandId, EventKind, EventStore, ExpectedVersion, NewEvent, PendingAppend, Seq,
-    AnyStore, StreamAppend, StreamId, Version,
+    AnyStore, AppendError, AppendMeta, Appended, CommandId, EventKind, EventStore, ExpectedVersion, NewEvent,
+    PendingAppend, Seq, StreamAppend, StreamId, Version,
 };
 use oacis_projections::{ProjectionError, Projections};
 use uuid::Uuid;

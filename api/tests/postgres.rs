@@ -35,7 +35,13 @@ fn path(p: &Path) -> &str {
 }
 
 /// A GraphQL POST with extra headers: status, the `oacis-seq` response header, the body.
-fn post(server: &Server, token: &str, headers: &[(&str, &str)], query: &str, variables: Value) -> (u16, Option<u64>, Value) {
+fn post(
+    server: &Server,
+    token: &str,
+    headers: &[(&str, &str)],
+    query: &str,
+    variables: Value,
+) -> (u16, Option<u64>, Value) {
     let body = json!({ "query": query, "variables": variables }).to_string();
     let mut all = vec![("content-type", "application/json")];
     all.extend_from_slice(headers);
@@ -59,7 +65,8 @@ fn the_server_runs_on_postgres_and_migrate_copies_the_log_both_ways() {
 
     // A write answers the seq its response saw; a read asking for it is answered.
     let register = "mutation($p: ProfileInput!) { registerCustomer(profile: $p) { id } }";
-    let profile = json!({ "p": { "kind": "PERSON", "name": "卢 Postgres", "source": "OTHER", "phones": ["+8613912345678"] } });
+    let profile =
+        json!({ "p": { "kind": "PERSON", "name": "卢 Postgres", "source": "OTHER", "phones": ["+8613912345678"] } });
     let (status, seq, answer) = post(&server, &admin, &[], register, profile);
     assert_eq!(status, 200);
     let id = ok(&answer, "registerCustomer")["id"].as_str().unwrap().to_owned();

@@ -10,13 +10,12 @@
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
 use std::fs::File;
-use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oacis_eventlog::{AppendMeta, EventStore, ExpectedVersion, NewEvent, Seq, SledConfig, SledStore, StreamId};
+use oacis_eventlog::{AppendMeta, EventStore, ExpectedVersion, Seq, SledConfig, SledStore};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -26,26 +25,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const STREAMS: u64 = 10_000;
-
-fn payload(i: u64) -> serde_json::Value {
-    serde_json::json!({
-        "customer_id": format!("0193a5b2-{i:012}"),
-        "name": "张伟 Zhang Wei",
-        "phone": "+8613800138000",
-        "segment": "key-account",
-        "amount_minor": i * 100,
-        "currency": "CNY",
-    })
-}
-
-fn event(i: u64) -> NewEvent {
-    NewEvent::json("PurchaseRecorded", 1, &payload(i)).expect("valid event")
-}
-
-fn stream(i: u64) -> StreamId {
-    StreamId::new(format!("customer-{}", i % STREAMS)).expect("valid stream")
-}
+mod support;
+use support::{concurrent_sample, event, payload, stream, summarize, Counter, Figure, Sample, STREAMS};
 
 /// A JSON record shaped like the log's, for the raw scan + decode baseline.
 #[derive(Serialize, Deserialize)]
@@ -61,81 +42,6 @@ struct JsonRecord {
     payload: serde_json::Value,
     prev_hash: String,
     hash: String,
-}
-
-#[derive(Default, Clone, Copy)]
-struct Figure {
-    per_sec: f64,
-    p50_us: f64,
-    p99_us: f64,
-}
-
-fn summarize(count: u64, elapsed: Duration, mut latencies: Vec<Duration>) -> Figure {
-    latencies.sort();
-    let at = |q: f64| {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let index = ((latencies.len() as f64 - 1.0) * q).round() as usize;
-        latencies[index].as_secs_f64() * 1e6
-    };
-    Figure { per_sec: count as f64 / elapsed.as_secs_f64(), p50_us: at(0.50), p99_us: at(0.99) }
-}
-
-/// What a measured run saw: items done, time taken, and each operation's latency.
-#[derive(Default)]
-struct Sample {
-    count: u64,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-impl Sample {
-    fn absorb(&mut self, other: Sample) {
-        self.count += other.count;
-        self.elapsed += other.elapsed;
-        self.latencies.extend(other.latencies);
-    }
-
-    fn figure(self) -> Figure {
-        summarize(self.count, self.elapsed, self.latencies)
-    }
-}
-
-/// Runs `clients` concurrent loops of `per_client` operations; each operation counts `weight` items.
-async fn concurrent_sample<F, Fut>(clients: u64, per_client: u64, weight: u64, op: F) -> Sample
-where
-    F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for client in 0..clients {
-        let op = op.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(per_client as usize);
-            for i in 0..per_client {
-                let t = Instant::now();
-                op(client, i).await;
-                latencies.push(t.elapsed());
-            }
-            latencies
-        }));
-    }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.expect("client task"));
-    }
-    Sample { count: clients * per_client * weight, elapsed: started.elapsed(), latencies }
-}
-
-struct Counter(std::sync::atomic::AtomicU64);
-
-impl Counter {
-    fn next(&self) -> u64 {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    }
 }
 
 /// Appends timed in the single-writer comparison, for each of the three.
@@ -158,18 +64,7 @@ async fn store_appends_sample(
     per_client: u64,
     batch: u64,
 ) -> Sample {
-    let store = store.clone();
-    let ids = ids.clone();
-    concurrent_sample(clients, per_client, batch, move |_, _| {
-        let store = store.clone();
-        let id = ids.next();
-        async move {
-            let events = (0..batch).map(|k| event(id * batch + k)).collect();
-            let meta = AppendMeta::new(uuid::Uuid::from_u128(u128::from(id) + 1), "bench");
-            store.append(stream(id), ExpectedVersion::Any, events, meta).await.expect("append");
-        }
-    })
-    .await
+    support::appends(std::slice::from_ref(store), ids, clients, per_client, batch).await
 }
 
 /// The single durable writer beside its baselines: one OACIS append (awaiting its durable

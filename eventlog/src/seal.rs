@@ -264,6 +264,67 @@ pub fn open_record<'a>(keys: Option<&KeyStore>, record: &crate::RecordRef<'a>) -
     }
 }
 
+/// `appends` with their personal members sealed ([`seal`]) with durable keys from `keys`
+/// (unchanged without a key store). When fewer keys are ready than new subjects need, a
+/// batch is made durable first (off the runtime); when they run low, the next batch is made
+/// in the background (`refilling` says one is being made), so that no append waits for the
+/// key store's disk. Shared by every backend, before an append is queued.
+///
+/// Errors: [`AppendError::PersonalDataNeedsVersion`] for personal data appended with
+/// `ExpectedVersion::Any`; [`AppendError::Keys`] if the key store refuses (an erased subject)
+/// or cannot write.
+pub(crate) async fn seal_appends(
+    keys: Option<&std::sync::Arc<KeyStore>>,
+    refilling: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    mut appends: Vec<crate::StreamAppend>,
+) -> Result<Vec<crate::StreamAppend>, crate::AppendError> {
+    use std::sync::atomic::Ordering;
+
+    use crate::{AppendError, Error, ExpectedVersion};
+
+    let Some(keys) = keys.cloned() else { return Ok(appends) };
+    let needed = appends
+        .iter()
+        .filter(|p| p.events.iter().any(|e| may_hold_personal(&e.payload)))
+        .filter(|p| !keys.has_key(p.stream.as_str()))
+        .count();
+    if needed > 0 {
+        let available = keys.available();
+        if available < needed {
+            // None to hand out: wait for a batch.
+            let reserving = keys.clone();
+            tokio::task::spawn_blocking(move || reserving.reserve(needed)).await.map_err(|_| Error::Closed)??;
+        } else if available < crate::keys::KEY_BATCH / 2 && !refilling.swap(true, Ordering::AcqRel) {
+            // Running low: make the next batch in the background, so that no append waits.
+            let (reserving, refilling) = (keys.clone(), refilling.clone());
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = reserving.reserve(crate::keys::KEY_BATCH) {
+                    tracing::warn!(error = %e, "could not make a batch of keys ahead of time");
+                }
+                refilling.store(false, Ordering::Release);
+            });
+        }
+    }
+    for part in &mut appends {
+        let first = match part.expected {
+            ExpectedVersion::Exact(v) => v.0 + 1,
+            ExpectedVersion::NoStream => 1,
+            ExpectedVersion::Any => {
+                if part.events.iter().any(|e| may_hold_personal(&e.payload)) {
+                    return Err(AppendError::PersonalDataNeedsVersion { stream: part.stream.clone() });
+                }
+                continue;
+            }
+        };
+        for (version, event) in (first..).zip(part.events.iter_mut()) {
+            if let Some(payload) = seal(&keys, part.stream.as_str(), version, event.kind.as_str(), &event.payload)? {
+                event.payload = payload;
+            }
+        }
+    }
+    Ok(appends)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,65 +387,4 @@ mod tests {
         let emptied = br#"{"profile":{"name":"Zed","personal":{"phones":[],"id_number":null,"addresses":[]}}}"#;
         assert!(seal(&keys, "customer-1", 2, "CustomerProfileUpdated", emptied).unwrap().is_none());
     }
-}
-
-/// `appends` with their personal members sealed ([`seal`]) with durable keys from `keys`
-/// (unchanged without a key store). When fewer keys are ready than new subjects need, a
-/// batch is made durable first (off the runtime); when they run low, the next batch is made
-/// in the background (`refilling` says one is being made), so that no append waits for the
-/// key store's disk. Shared by every backend, before an append is queued.
-///
-/// Errors: [`AppendError::PersonalDataNeedsVersion`] for personal data appended with
-/// `ExpectedVersion::Any`; [`AppendError::Keys`] if the key store refuses (an erased subject)
-/// or cannot write.
-pub(crate) async fn seal_appends(
-    keys: Option<&std::sync::Arc<KeyStore>>,
-    refilling: &std::sync::Arc<std::sync::atomic::AtomicBool>,
-    mut appends: Vec<crate::StreamAppend>,
-) -> Result<Vec<crate::StreamAppend>, crate::AppendError> {
-    use std::sync::atomic::Ordering;
-
-    use crate::{AppendError, Error, ExpectedVersion};
-
-    let Some(keys) = keys.cloned() else { return Ok(appends) };
-    let needed = appends
-        .iter()
-        .filter(|p| p.events.iter().any(|e| may_hold_personal(&e.payload)))
-        .filter(|p| !keys.has_key(p.stream.as_str()))
-        .count();
-    if needed > 0 {
-        let available = keys.available();
-        if available < needed {
-            // None to hand out: wait for a batch.
-            let reserving = keys.clone();
-            tokio::task::spawn_blocking(move || reserving.reserve(needed)).await.map_err(|_| Error::Closed)??;
-        } else if available < crate::keys::KEY_BATCH / 2 && !refilling.swap(true, Ordering::AcqRel) {
-            // Running low: make the next batch in the background, so that no append waits.
-            let (reserving, refilling) = (keys.clone(), refilling.clone());
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = reserving.reserve(crate::keys::KEY_BATCH) {
-                    tracing::warn!(error = %e, "could not make a batch of keys ahead of time");
-                }
-                refilling.store(false, Ordering::Release);
-            });
-        }
-    }
-    for part in &mut appends {
-        let first = match part.expected {
-            ExpectedVersion::Exact(v) => v.0 + 1,
-            ExpectedVersion::NoStream => 1,
-            ExpectedVersion::Any => {
-                if part.events.iter().any(|e| may_hold_personal(&e.payload)) {
-                    return Err(AppendError::PersonalDataNeedsVersion { stream: part.stream.clone() });
-                }
-                continue;
-            }
-        };
-        for (version, event) in (first..).zip(part.events.iter_mut()) {
-            if let Some(payload) = seal(&keys, part.stream.as_str(), version, event.kind.as_str(), &event.payload)? {
-                event.payload = payload;
-            }
-        }
-    }
-    Ok(appends)
 }

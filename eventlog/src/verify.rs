@@ -118,7 +118,10 @@ impl ChainCheck {
 /// the checks of [`ChainCheck`]: every record's hash, the chain, and seq and stream-version
 /// contiguity. `progress` is called with each checked seq. The first problem found is
 /// returned as [`Error::Corrupt`] naming its seq.
-pub async fn verify_log<S: crate::EventStore>(store: &S, progress: &mut (dyn FnMut(Seq) + Send)) -> Result<VerifyReport> {
+pub async fn verify_log<S: crate::EventStore>(
+    store: &S,
+    progress: &mut (dyn FnMut(Seq) + Send),
+) -> Result<VerifyReport> {
     let mut chain = ChainCheck::new();
     loop {
         let from = chain.report().head.seq.next();

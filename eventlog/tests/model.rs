@@ -11,7 +11,9 @@ mod common;
 use std::collections::HashMap;
 
 use common::{meta, runtime, stream, Backend};
-use oacis_eventlog::{AppendError, Appended, CommandId, EventStore, ExpectedVersion, NewEvent, Seq, StreamAppend, Version};
+use oacis_eventlog::{
+    AppendError, Appended, CommandId, EventStore, ExpectedVersion, NewEvent, Seq, StreamAppend, Version,
+};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -192,7 +194,6 @@ fn send<S: EventStore>(
 }
 
 fn run<B: Backend>(ops: Vec<Op>, backend: &B, rt: &tokio::runtime::Runtime) {
-    let rt = rt;
     let mut model = Model::default();
     let mut store = Some(backend.open(rt));
     let mut fresh_command = 1_000u128;

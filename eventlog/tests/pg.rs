@@ -101,7 +101,7 @@ fn two_nodes_with_sixteen_writers_each_keep_one_gapless_chain() {
                             expected: ExpectedVersion::Exact(version),
                             events: (0..count).map(|k| event("Written", i * 10 + k as u64)).collect(),
                         }];
-                        if i % 4 == 0 {
+                        if i.is_multiple_of(4) {
                             appends.push(StreamAppend {
                                 stream: stream("shared"),
                                 expected: ExpectedVersion::Any,
@@ -224,7 +224,9 @@ fn a_stalled_head_holder_shows_nothing_early_and_orders_the_next_append_after_it
         // Node a's next transaction writes seq 2 and stalls before its commit, holding the head.
         let stalled = {
             let a = a.clone();
-            tokio::spawn(async move { a.append(stream("x"), ExpectedVersion::NoStream, vec![event("X", 1)], meta(2)).await })
+            tokio::spawn(
+                async move { a.append(stream("x"), ExpectedVersion::NoStream, vec![event("X", 1)], meta(2)).await },
+            )
         };
         while gate.available_permits() > 0 || !holding_the_head(&url).await {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -232,12 +234,18 @@ fn a_stalled_head_holder_shows_nothing_early_and_orders_the_next_append_after_it
         // Node b appends meanwhile: it must wait behind the head's holder.
         let waiting = {
             let b = b.clone();
-            tokio::spawn(async move { b.append(stream("y"), ExpectedVersion::NoStream, vec![event("Y", 2)], meta(3)).await })
+            tokio::spawn(
+                async move { b.append(stream("y"), ExpectedVersion::NoStream, vec![event("Y", 2)], meta(3)).await },
+            )
         };
         let mut seen = Vec::new();
         follow_until(&mut feed, Seq(1), &mut seen).await;
         for _ in 0..10 {
-            assert_eq!(b.read_all(Seq(2), 10).await.expect("read").len(), 0, "nothing of the stalled append is visible");
+            assert_eq!(
+                b.read_all(Seq(2), 10).await.expect("read").len(),
+                0,
+                "nothing of the stalled append is visible"
+            );
             assert!(b.head().seq <= Seq(1));
             assert!(!waiting.is_finished(), "the next append waits for the head");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -280,14 +288,21 @@ fn a_killed_listener_is_caught_up_by_the_poll_with_no_gap() {
         let mut written = 0u64;
         for round in 0..6u64 {
             for i in 0..50u64 {
-                a.append(stream(&format!("s{}", i % 5)), ExpectedVersion::Any, vec![event("E", round * 100 + i)], meta(u128::from(round * 100 + i + 1)))
-                    .await
-                    .expect("append");
+                a.append(
+                    stream(&format!("s{}", i % 5)),
+                    ExpectedVersion::Any,
+                    vec![event("E", round * 100 + i)],
+                    meta(u128::from(round * 100 + i + 1)),
+                )
+                .await
+                .expect("append");
                 written += 1;
             }
             // Both nodes' listeners are back (they reconnect after each kill), then killed.
             let listeners = "FROM pg_stat_activity WHERE application_name = 'oacis-tailer'";
-            while client.query_one(&format!("SELECT count(*) {listeners}"), &[]).await.expect("count").get::<_, i64>(0) < 2 {
+            while client.query_one(&format!("SELECT count(*) {listeners}"), &[]).await.expect("count").get::<_, i64>(0)
+                < 2
+            {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let killed = client
@@ -310,7 +325,8 @@ fn a_postgres_crash_loses_nothing_acknowledged_and_retries_add_nothing() {
     let rt = runtime();
     rt.block_on(async {
         let store = node(&url).await;
-        let payload = |w: u64, i: u64| vec![event("Written", w * 1_000_000 + i), event("Written", w * 1_000_000 + i + 1)];
+        let payload =
+            |w: u64, i: u64| vec![event("Written", w * 1_000_000 + i), event("Written", w * 1_000_000 + i + 1)];
         let mut writers = Vec::new();
         for w in 0..8u64 {
             let store = store.clone();
@@ -318,7 +334,9 @@ fn a_postgres_crash_loses_nothing_acknowledged_and_retries_add_nothing() {
                 let mut outcomes = Vec::new();
                 for i in 0..400u64 {
                     let command = u128::from(w) << 64 | u128::from(i);
-                    let outcome = store.append(stream(&format!("w{w}")), ExpectedVersion::Any, payload(w, i), meta(command)).await;
+                    let outcome = store
+                        .append(stream(&format!("w{w}")), ExpectedVersion::Any, payload(w, i), meta(command))
+                        .await;
                     let failed = outcome.is_err();
                     outcomes.push((w, i, command, outcome.ok()));
                     if failed {
@@ -355,7 +373,10 @@ fn a_postgres_crash_loses_nothing_acknowledged_and_retries_add_nothing() {
         let commands: HashSet<u128> = outcomes.iter().map(|o| o.2).collect();
         assert_eq!(all.len(), commands.len() * 2, "each append once, whole");
         // The store that lived through the crash works again too (it reconnects).
-        store.append(stream("after"), ExpectedVersion::NoStream, vec![event("Back", 0)], meta(u128::MAX)).await.expect("reconnected");
+        store
+            .append(stream("after"), ExpectedVersion::NoStream, vec![event("Back", 0)], meta(u128::MAX))
+            .await
+            .expect("reconnected");
     });
 }
 
@@ -399,7 +420,10 @@ fn a_node_killed_mid_batch_loses_nothing_acknowledged() {
         let all = check_log(&store).await;
         for (first, last, command) in &acknowledged {
             let records = &all[(*first - 1) as usize..*last as usize];
-            assert!(records.iter().all(|r| r.meta.command_id.0.as_u128() == *command), "acknowledged append {command} intact");
+            assert!(
+                records.iter().all(|r| r.meta.command_id.0.as_u128() == *command),
+                "acknowledged append {command} intact"
+            );
             assert_eq!((last - first + 1) as u128, 1 + command % 3, "whole");
         }
         // Every command in the log is whole (no partial append of a killed batch).
@@ -420,7 +444,8 @@ fn bad_connection_strings_and_unreachable_servers_are_typed_errors() {
         let bad = PgStore::open(PgConfig::new("postgres://[::1")).await.expect_err("invalid");
         assert!(bad.to_string().contains("invalid connection string"), "{bad}");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let gone = PgStore::open(PgConfig::new(format!("postgres://postgres@127.0.0.1:{port}/x"))).await.expect_err("refused");
+        let gone =
+            PgStore::open(PgConfig::new(format!("postgres://postgres@127.0.0.1:{port}/x"))).await.expect_err("refused");
         assert!(matches!(gone, oacis_eventlog::Error::Database(_)), "{gone}");
     });
 }
@@ -432,7 +457,8 @@ fn payload_rules_hold_on_postgres_as_on_sled() {
     let rt = runtime();
     rt.block_on(async {
         let store = node(&url).await;
-        let not_json = NewEvent { kind: oacis_eventlog::EventKind::new("Bad").unwrap(), schema: 1, payload: b"{".to_vec() };
+        let not_json =
+            NewEvent { kind: oacis_eventlog::EventKind::new("Bad").unwrap(), schema: 1, payload: b"{".to_vec() };
         let refused = store.append(stream("s"), ExpectedVersion::Any, vec![not_json], meta(1)).await;
         assert!(matches!(refused, Err(AppendError::PayloadNotJson { .. })), "{refused:?}");
         let empty = store.append(stream("s"), ExpectedVersion::Any, vec![], meta(2)).await;
@@ -441,7 +467,8 @@ fn payload_rules_hold_on_postgres_as_on_sled() {
         store.append(stream("s"), ExpectedVersion::NoStream, vec![event("Ok", 1)], meta(3)).await.expect("ok");
         let reused = store.append(stream("t"), ExpectedVersion::Any, vec![event("Other", 1)], meta(3)).await;
         assert!(matches!(reused, Err(AppendError::CommandReused { .. })), "{reused:?}");
-        let outcome = store.command_outcome(oacis_eventlog::CommandId(uuid::Uuid::from_u128(3))).await.unwrap().unwrap();
+        let outcome =
+            store.command_outcome(oacis_eventlog::CommandId(uuid::Uuid::from_u128(3))).await.unwrap().unwrap();
         assert_eq!(outcome.appends.len(), 1);
         assert_eq!(check_log(&store).await.len(), 1);
     });

@@ -10,7 +10,9 @@
 use oacis_domain::customer::{CustomerEvent, PersonalDataErased};
 use oacis_domain::DomainEvent;
 use oacis_eventlog::keys::{Kek, KeyStore};
-use oacis_eventlog::{AppendMeta, EventKind, EventStore, ExpectedVersion, NewEvent, PgConfig, PgStore, StreamId, Version};
+use oacis_eventlog::{
+    AppendMeta, EventKind, EventStore, ExpectedVersion, NewEvent, PgConfig, PgStore, StreamId, Version,
+};
 use oacis_projections::demo::{generate, load, DemoSize};
 use oacis_projections::{Projections, Views};
 use oacis_tests::pg::PgCluster;
@@ -29,8 +31,10 @@ fn two_nodes_following_one_log_have_the_views_of_a_fresh_rebuild() {
             (Projections::start(&a, &mut |_| {}).await.unwrap(), Projections::start(&b, &mut |_| {}).await.unwrap());
         let appends = generate(DemoSize { customers: 120, seed: 11 }).unwrap();
         // Each stream goes wholly to one node; both nodes write at once.
-        let (to_a, to_b): (Vec<_>, Vec<_>) =
-            appends.iter().cloned().partition(|append| blake3::hash(append.stream.as_bytes()).as_bytes()[0] % 2 == 0);
+        let (to_a, to_b): (Vec<_>, Vec<_>) = appends
+            .iter()
+            .cloned()
+            .partition(|append| blake3::hash(append.stream.as_bytes()).as_bytes()[0].is_multiple_of(2));
         let (loaded_a, loaded_b) = tokio::join!(load(&a, to_a, 8), load(&b, to_b, 8));
         let events = loaded_a.unwrap() + loaded_b.unwrap();
         // One customer erased through node b: the event, then its keys destroyed.

@@ -132,7 +132,12 @@ impl PgCluster {
         );
         let log = self.dir.join("server.log");
         self.run(
-            Command::new(self.bin.join("pg_ctl")).args(["-w", "-t", "60", "-D"]).arg(self.data()).arg("-l").arg(&log).args(["-o", &options, "start"]),
+            Command::new(self.bin.join("pg_ctl"))
+                .args(["-w", "-t", "60", "-D"])
+                .arg(self.data())
+                .arg("-l")
+                .arg(&log)
+                .args(["-o", &options, "start"]),
             self.as_root,
         )
         .map_err(|e| PgError(format!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default())))
@@ -144,7 +149,10 @@ impl PgCluster {
     /// # Errors
     /// When `pg_ctl stop` fails.
     pub fn crash(&self) -> Result<(), PgError> {
-        self.run(Command::new(self.bin.join("pg_ctl")).args(["-w", "-D"]).arg(self.data()).args(["-m", "immediate", "stop"]), self.as_root)
+        self.run(
+            Command::new(self.bin.join("pg_ctl")).args(["-w", "-D"]).arg(self.data()).args(["-m", "immediate", "stop"]),
+            self.as_root,
+        )
     }
 
     /// Stops the server cleanly.
@@ -152,7 +160,10 @@ impl PgCluster {
     /// # Errors
     /// When `pg_ctl stop` fails.
     pub fn stop(&self) -> Result<(), PgError> {
-        self.run(Command::new(self.bin.join("pg_ctl")).args(["-w", "-D"]).arg(self.data()).args(["-m", "fast", "stop"]), self.as_root)
+        self.run(
+            Command::new(self.bin.join("pg_ctl")).args(["-w", "-D"]).arg(self.data()).args(["-m", "fast", "stop"]),
+            self.as_root,
+        )
     }
 
     /// The port it listens on (127.0.0.1).
@@ -174,7 +185,10 @@ impl PgCluster {
     pub fn database(&self, name: &str) -> Result<String, PgError> {
         let psql = if self.bin.join("psql").exists() { self.bin.join("psql") } else { PathBuf::from("psql") };
         self.run(
-            Command::new(psql).args(["-q", "-v", "ON_ERROR_STOP=1", "-d"]).arg(self.url("postgres")).args(["-c", &format!("CREATE DATABASE \"{name}\"")]),
+            Command::new(psql)
+                .args(["-q", "-v", "ON_ERROR_STOP=1", "-d"])
+                .arg(self.url("postgres"))
+                .args(["-c", &format!("CREATE DATABASE \"{name}\"")]),
             false,
         )?;
         Ok(self.url(name))

@@ -110,7 +110,11 @@ pub(crate) fn database(error: tokio_postgres::Error) -> Error {
 
 /// A connection of its own (the writer's, the tailer's), driven on the runtime. Its
 /// notifications, if any, go to `notices`.
-async fn connect_with(config: &PgConfig, role: &str, notices: Option<mpsc::Sender<()>>) -> Result<tokio_postgres::Client> {
+async fn connect_with(
+    config: &PgConfig,
+    role: &str,
+    notices: Option<mpsc::Sender<()>>,
+) -> Result<tokio_postgres::Client> {
     let (client, mut connection) = config.parsed(role)?.connect(NoTls).await.map_err(database)?;
     tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
@@ -149,9 +153,14 @@ impl PgStore {
         if format != schema::FORMAT {
             return Err(Error::IncompatibleFormat { found: format, expected: schema::FORMAT });
         }
-        let head = head_of(row.get(0), row.get(1)).ok_or_else(|| Error::Database("the head row's hash is not 32 bytes".into()))?;
+        let head = head_of(row.get(0), row.get(1))
+            .ok_or_else(|| Error::Database("the head row's hash is not 32 bytes".into()))?;
         drop(client);
-        let manager = Manager::from_config(config.parsed("oacis-reader")?, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(
+            config.parsed("oacis-reader")?,
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let pool = Pool::builder(manager)
             .max_size(config.pool_size.max(1))
             .build()
@@ -196,7 +205,8 @@ impl PgStore {
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(database)?;
         let row = transaction.query_one(schema::LOCK_HEAD, &[]).await.map_err(database)?;
-        let head = head_of(row.get(0), row.get(1)).ok_or_else(|| Error::Database("the head row's hash is not 32 bytes".into()))?;
+        let head = head_of(row.get(0), row.get(1))
+            .ok_or_else(|| Error::Database("the head row's hash is not 32 bytes".into()))?;
         let mut chain = crate::verify::ChainCheck::after(head);
         let mut staged = crate::staging::Staged::new(head, crate::model::Timestamp(row.get::<_, i64>(2)));
         for mut record in records {
@@ -230,11 +240,17 @@ impl PgStore {
         let events: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
             [&rows.seqs, &rows.streams, &rows.versions, &rows.commands, &rows.prev_hashes, &rows.hashes, &rows.records];
         transaction.execute(schema::INSERT_EVENTS, &events).await.map_err(database)?;
-        transaction.execute(schema::UPSERT_STREAMS, &[&rows.stream_names, &rows.stream_versions]).await.map_err(database)?;
+        transaction
+            .execute(schema::UPSERT_STREAMS, &[&rows.stream_names, &rows.stream_versions])
+            .await
+            .map_err(database)?;
         // A command split across two pages continues its span.
         transaction
             .execute(
-                &format!("{} ON CONFLICT (command_id) DO UPDATE SET last_seq = EXCLUDED.last_seq", schema::INSERT_COMMANDS),
+                &format!(
+                    "{} ON CONFLICT (command_id) DO UPDATE SET last_seq = EXCLUDED.last_seq",
+                    schema::INSERT_COMMANDS
+                ),
                 &[&rows.command_ids, &rows.command_firsts, &rows.command_lasts],
             )
             .await

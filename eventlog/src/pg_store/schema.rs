@@ -74,7 +74,8 @@ pub(crate) const STREAM: &str =
     "SELECT seq, record FROM oacis_events WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3";
 
 /// One statement for a group's records, whatever their number.
-pub(crate) const INSERT_EVENTS: &str = "INSERT INTO oacis_events (seq, stream_id, version, command_id, prev_hash, hash, record)
+pub(crate) const INSERT_EVENTS: &str =
+    "INSERT INTO oacis_events (seq, stream_id, version, command_id, prev_hash, hash, record)
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::bytea[], $6::bytea[], $7::bytea[])";
 
 /// Each stream's new version (never lowered: the lock makes the staged version the latest).

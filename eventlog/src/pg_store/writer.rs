@@ -272,15 +272,19 @@ impl PgWriter {
         let mut answers = Vec::with_capacity(group.len());
         for request in group {
             let command_id = request.meta.command_id;
-            let answer = match staged.commands.get(&command_id).copied().or_else(|| commands.get(&command_id.0).copied())
-            {
-                Some(first) => staged.repeat(first, command_id, &request.appends, |seq| Ok(written.get(&seq.0).cloned())),
-                None => staged.stage(
-                    |stream: &StreamId| Version(versions.get(stream.as_str()).map_or(0, |v| u64::try_from(*v).unwrap_or(0))),
-                    request.appends.clone(),
-                    request.meta.clone(),
-                ),
-            };
+            let answer =
+                match staged.commands.get(&command_id).copied().or_else(|| commands.get(&command_id.0).copied()) {
+                    Some(first) => {
+                        staged.repeat(first, command_id, &request.appends, |seq| Ok(written.get(&seq.0).cloned()))
+                    }
+                    None => staged.stage(
+                        |stream: &StreamId| {
+                            Version(versions.get(stream.as_str()).map_or(0, |v| u64::try_from(*v).unwrap_or(0)))
+                        },
+                        request.appends.clone(),
+                        request.meta.clone(),
+                    ),
+                };
             answers.push(answer);
         }
         let Some((probe, _, _)) = staged.accepted.first() else {
@@ -323,7 +327,7 @@ impl PgWriter {
             },
         };
         match committed {
-            Ok((_, _, _, moved, _)) if moved == 1 => Ok((answers, new_head)),
+            Ok((_, _, _, 1, _)) => Ok((answers, new_head)),
             Ok(_) => {
                 // The head row was not where this transaction locked it: impossible under the
                 // lock, yet committed. Nobody hears "ok"; retries by command id will see it.

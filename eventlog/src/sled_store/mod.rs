@@ -39,9 +39,7 @@ use crate::error::{AppendError, Error, Result};
 use crate::keys::KeyStore;
 use crate::limits::Limits;
 use crate::merkle::{ConsistencyProof, InclusionProof, ProofError};
-use crate::model::{
-    AppendMeta, CommandId, Hash32, Record, RecordRef, Seq, StreamId, Timestamp, Version,
-};
+use crate::model::{AppendMeta, CommandId, Hash32, Record, RecordRef, Seq, StreamId, Timestamp, Version};
 use crate::store::{check_append, Appended, CommandOutcome, EventStore, Head, PendingAppend, StreamAppend};
 use crate::verify::{ChainCheck, VerifyReport};
 use index::LogIndex;

@@ -37,12 +37,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::fault::{FaultPlan, FaultSite};
 use super::index::LogIndex;
-use crate::staging::Staged;
 use super::layout;
 use crate::checkpoint::Occasion;
 use crate::error::{AppendError, Error, Result};
 use crate::limits::Limits;
 use crate::model::{AppendMeta, Hash32, Seq, Timestamp};
+use crate::staging::Staged;
 use crate::store::{Appended, Head, StreamAppend};
 
 /// Groups applied but not yet durable, waiting for the syncer.

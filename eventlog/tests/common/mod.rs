@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use oacis_eventlog::{AppendMeta, EventStore, NewEvent, PgConfig, PgStore, SledConfig, SledStore, StreamId};
+#[allow(unused_imports)]
 pub use oacis_tests::pg::PgCluster;
 use uuid::Uuid;
 
