@@ -8,11 +8,15 @@
 //! the process dies in between, the event is still in the log, and [`apply_recorded`]
 //! destroys the keys on the next start. The same applies to a key store restored from a
 //! backup taken before an erasure: erasures recorded in the log win.
+//!
+//! On PostgreSQL the keys are shared by the servers on one log: an erasure also makes the
+//! keys' shared rows tombstones, and every server's erasure follower ([`follow`]) destroys its
+//! own copies as the erasure's event reaches it.
 
 use oacis_domain::customer::{Customer, CustomerCommand};
 use oacis_domain::ids::{CustomerId, UserId};
 use oacis_domain::user::{User, UserCommand};
-use oacis_eventlog::{EventStore, StreamId, Version};
+use oacis_eventlog::{EventStore, StreamId, Subscription, Version};
 
 use crate::command::{CommandBus, CommandError, Executed, Origin};
 
@@ -54,16 +58,16 @@ pub async fn erase(
         }
         Subject::User(_) => bus.execute::<User>(stream, UserCommand::ErasePersonalData { reason }, origin).await?,
     };
-    destroy_keys(bus, subject).await?;
+    destroy_keys(bus, subject.stream()).await?;
     Ok(executed)
 }
 
-/// Destroys every key `subject`'s records name (read from its stream) and marks it erased.
-/// Answers how many keys were destroyed.
-async fn destroy_keys(bus: &CommandBus, subject: Subject) -> Result<usize, CommandError> {
+/// Destroys every key the records of the subject with stream `name` name (read from its
+/// stream), marks it erased, and on PostgreSQL makes the keys' shared rows tombstones.
+/// Answers how many keys were destroyed here.
+async fn destroy_keys(bus: &CommandBus, name: String) -> Result<usize, CommandError> {
     let store = bus.store();
     let Some(keys) = store.keys().cloned() else { return Ok(0) };
-    let name = subject.stream();
     let stream = StreamId::new(name.clone()).map_err(CommandError::Refused)?;
     let mut ids = Vec::new();
     let mut from = Version(1);
@@ -75,10 +79,42 @@ async fn destroy_keys(bus: &CommandBus, subject: Subject) -> Result<usize, Comma
     }
     ids.sort_unstable();
     ids.dedup();
-    tokio::task::spawn_blocking(move || keys.erase(&name, &ids))
+    let shared = ids.clone();
+    let destroyed = tokio::task::spawn_blocking(move || keys.erase(&name, &ids))
         .await
         .map_err(|e| CommandError::Keys(e.to_string()))?
-        .map_err(|e| CommandError::Keys(e.to_string()))
+        .map_err(|e| CommandError::Keys(e.to_string()))?;
+    store.share_erasure(&shared).await.map_err(|e| CommandError::Keys(e.to_string()))?;
+    Ok(destroyed)
+}
+
+/// The event kinds that record an erasure.
+const ERASURES: [&str; 2] = ["CustomerPersonalDataErased", "UserPersonalDataErased"];
+
+/// On PostgreSQL, where other servers append to the same log: follows the log from its head
+/// and destroys this server's keys of every subject whose erasure event arrives (an erasure
+/// made here was done already, and doing it again destroys nothing). Nothing on sled.
+pub fn follow(bus: &std::sync::Arc<CommandBus>) -> Option<tokio::task::JoinHandle<()>> {
+    bus.store().sled().is_none().then(|| {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let mut feed = bus.store().subscribe(bus.store().head().seq.next());
+            while let Some(record) = feed.next().await {
+                let record = match record {
+                    Ok(record) => record,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the erasure follower cannot read the log; erasures from other servers are applied at the next start");
+                        return;
+                    }
+                };
+                if ERASURES.contains(&record.kind.as_str()) {
+                    if let Err(e) = destroy_keys(&bus, record.stream.as_str().to_owned()).await {
+                        tracing::error!(error = %e, stream = %record.stream, "could not destroy the keys of an erasure made by another server; retried at the next start");
+                    }
+                }
+            }
+        })
+    })
 }
 
 /// Destroys the keys of every customer and user whose erasure the log records (from the
@@ -102,7 +138,7 @@ pub async fn apply_recorded(bus: &CommandBus) -> Result<usize, CommandError> {
     // A subject the key store marks erased lost every key its records named in the same
     // rewrite, and is given none after it: only the others need their streams read.
     for subject in erased.into_iter().filter(|s| !keys.is_erased(&s.stream())) {
-        destroyed += destroy_keys(bus, subject).await?;
+        destroyed += destroy_keys(bus, subject.stream()).await?;
     }
     Ok(destroyed)
 }

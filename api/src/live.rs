@@ -167,6 +167,11 @@ impl Hub {
         self.stopping.subscribe()
     }
 
+    /// Keeps `task` with the hub's own, so that it ends when the server stops.
+    pub fn adopt(&self, task: tokio::task::JoinHandle<()>) {
+        self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(task);
+    }
+
     /// Tells the timer that the clock was moved (clocks that tests drive).
     pub fn clock_moved(&self) {
         self.wake_timer.notify_one();

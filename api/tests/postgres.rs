@@ -2,7 +2,8 @@
 //! serve --store postgres://...` with demo data, writes and reads through GraphQL,
 //! read-your-writes by `Oacis-Seq` / `Oacis-Min-Seq`, a restart that replays from the
 //! database, what only the embedded store keeps refused with a clear error, and `oacis
-//! migrate` both ways with the same head hash (and refusals).
+//! migrate` both ways with the same head hash (and refusals); then two servers on one
+//! database: writes, sessions, personal-data keys, erasures and lockout shared.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -131,4 +132,103 @@ fn the_server_runs_on_postgres_and_migrate_copies_the_log_both_ways() {
     assert!(!done && text.contains("already holds an event log"), "{text}");
     let (done, text) = out(&oacis(&["serve", "--data", path(&other), "--store", "mysql://x"]));
     assert!(!done && text.contains("--store takes a PostgreSQL URL"), "{text}");
+}
+
+#[test]
+fn two_servers_on_one_database_share_writes_keys_and_erasures() {
+    let cluster = PgCluster::start().expect("a throwaway PostgreSQL cluster");
+    let url = cluster.database("shared").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kek = dir.path().join("shared.kek");
+    let env = [("OACIS_ADMIN_PASSWORD", PASSWORD)];
+    let common = ["--store", url.as_str(), "--key-file", path(&kek)];
+    let a_args: Vec<&str> = common.iter().copied().chain(["--demo", "--demo-customers", "20"]).collect();
+    let a = Server::start(env!("CARGO_BIN_EXE_oacis"), &dir.path().join("a"), &a_args, &env);
+    let b_data = dir.path().join("b");
+    let b = Server::start(env!("CARGO_BIN_EXE_oacis"), &b_data, &common, &env);
+    // A session opened on a is in the log: b accepts it once its views have it.
+    let admin = a.first_sign_in("admin", PASSWORD, CHANGED);
+    let (_, seen, _) = post(&a, &admin, &[], "{ me { username } }", json!({}));
+    let seen = seen.unwrap().to_string();
+
+    let register = "mutation($p: ProfileInput!) { registerCustomer(profile: $p) { id } }";
+    let read = "query($id: String!) { customer(id: $id) { name phones personalDataErased } }";
+    let mut ids = Vec::new();
+    for (writer, reader, phone) in [(&a, &b, "+8613911110001"), (&b, &a, "+8613911110002")] {
+        let profile =
+            json!({ "p": { "kind": "PERSON", "name": format!("客户 {phone}"), "source": "OTHER", "phones": [phone] } });
+        let (status, seq, answer) = post(writer, &admin, &[("oacis-min-seq", &seen)], register, profile);
+        assert_eq!(status, 200, "{answer}");
+        let id = ok(&answer, "registerCustomer")["id"].as_str().unwrap().to_owned();
+        // Read-your-writes on the other server: its personal data opens there too.
+        let min = seq.unwrap().to_string();
+        let (status, _, answer) = post(reader, &admin, &[("oacis-min-seq", &min)], read, json!({ "id": id }));
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(ok(&answer, "customer")["phones"], json!([phone]), "{answer}");
+        ids.push(id);
+    }
+
+    // An erasure on a: b shows it erased, and b's own key store destroys the key.
+    let erase = "mutation($id: String!, $r: String!) { erasePersonalData(id: $id, reason: $r) { id } }";
+    let (status, seq, answer) = post(&a, &admin, &[], erase, json!({ "id": ids[1], "r": "本人申请" }));
+    assert_eq!(status, 200, "{answer}");
+    let min = seq.unwrap().to_string();
+    let (_, _, answer) = post(&b, &admin, &[("oacis-min-seq", &min)], read, json!({ "id": ids[1] }));
+    assert_eq!(ok(&answer, "customer")["personalDataErased"], true, "{answer}");
+    assert_eq!(ok(&answer, "customer")["phones"], json!([]));
+    let (_, _, answer) = post(&b, &admin, &[], read, json!({ "id": ids[0] }));
+    assert_eq!(ok(&answer, "customer")["phones"], json!(["+8613911110001"]), "the others intact");
+    // Lockout is in the log: five wrong passwords spread over both servers lock the account
+    // on both (the per-process rate limits cannot multiply the attempts past it).
+    let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
+    for (i, server) in [&a, &b, &a, &b, &a].into_iter().enumerate() {
+        let wrong = server.gql(None, sign_in, json!({ "n": "admin", "p": format!("Wrong-Password-{i}") }));
+        assert_eq!(code(&wrong), "UNAUTHENTICATED", "{wrong}");
+    }
+    for server in [&b, &a] {
+        let locked = server.gql(None, sign_in, json!({ "n": "admin", "p": CHANGED }));
+        assert_eq!(code(&locked), "UNAUTHENTICATED", "locked on every server: {locked}");
+    }
+    drop(a);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let key_ids = rt.block_on(async {
+        let store = oacis_eventlog::PgStore::open(oacis_eventlog::PgConfig::new(url.clone())).await.unwrap();
+        let stream = oacis_eventlog::StreamId::new(format!("customer-{}", ids[1])).unwrap();
+        let records =
+            oacis_eventlog::EventStore::read_stream(&store, &stream, oacis_eventlog::Version(1), 100).await.unwrap();
+        records.iter().flat_map(|r| oacis_eventlog::seal::key_ids(&r.payload)).collect::<Vec<_>>()
+    });
+    assert!(!key_ids.is_empty());
+    // b's erasure follower destroys its copy as the event reaches it: its journal then holds
+    // a "destroyed" record (tag 4, the id, an empty subject) for each key.
+    let journal = b_data.join("keys").join("journal");
+    let destroyed = |id: &[u8; 16]| [&[4u8][..], id, &[0, 0]].concat();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !key_ids.iter().all(|id| {
+        let bytes = std::fs::read(&journal).unwrap_or_default();
+        bytes.windows(19).any(|w| w == destroyed(id).as_slice())
+    }) {
+        assert!(std::time::Instant::now() < deadline, "b never destroyed its copy of the key");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(b.terminate().code(), Some(0));
+    let (kek, _) = oacis_eventlog::keys::Kek::load_or_create(&kek).unwrap();
+    let b_keys = oacis_eventlog::keys::KeyStore::open(&b_data, kek).unwrap();
+    for id in &key_ids {
+        assert!(matches!(b_keys.get(id), oacis_eventlog::keys::KeyState::Destroyed), "b destroyed its copy");
+    }
+    // A server with another key-encryption key is refused, naming it.
+    let other = dir.path().join("other.kek");
+    let (done, text) = out(&oacis(&[
+        "serve",
+        "--data",
+        path(&dir.path().join("c")),
+        "--store",
+        &url,
+        "--key-file",
+        path(&other),
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    assert!(!done && text.contains("key-encryption key"), "{text}");
 }

@@ -52,6 +52,18 @@ impl AnyStore {
         }
     }
 
+    /// After an erasure destroyed `ids` in this server's key store: on PostgreSQL, the keys'
+    /// shared rows become tombstones ([`PgStore::share_erasure`]); nothing to do on sled.
+    ///
+    /// # Errors
+    /// [`crate::Error::Database`].
+    pub async fn share_erasure(&self, ids: &[crate::keys::KeyId]) -> Result<()> {
+        match self {
+            AnyStore::Sled(_) => Ok(()),
+            AnyStore::Postgres(store) => store.share_erasure(ids).await,
+        }
+    }
+
     /// The backend's name: `sled` or `postgres`.
     #[must_use]
     pub fn backend(&self) -> &'static str {

@@ -705,6 +705,107 @@ impl KeyStore {
         Ok(())
     }
 
+    /// The ids of every key held (given out or waiting).
+    #[must_use]
+    pub fn key_ids(&self) -> Vec<KeyId> {
+        lock(&self.journal).keys.keys().copied().collect()
+    }
+
+    /// The ids of the durable keys waiting to be given out.
+    #[must_use]
+    pub fn waiting_ids(&self) -> Vec<KeyId> {
+        lock(&self.journal).pool.clone()
+    }
+
+    /// The journal records of the keys `ids` that are held (wrapped under the current KEK,
+    /// as [`KeyStore::import`] takes them), for another server sharing the log.
+    #[must_use]
+    pub fn wrapped_records(&self, ids: &[KeyId]) -> Vec<(KeyId, Vec<u8>)> {
+        let journal = lock(&self.journal);
+        let kek = lock(&self.kek).id;
+        ids.iter()
+            .filter_map(|id| {
+                let (_, nonce, wrapped) = journal.keys.get(id)?;
+                Some((*id, encode_record(TAG_KEY, id, "", Some((&kek, nonce, wrapped)))))
+            })
+            .collect()
+    }
+
+    /// Takes in keys made, or destroyed, by another server sharing the log: `Some(record)`
+    /// is a key's journal record ([`KeyStore::wrapped_records`]), `None` a key destroyed by an
+    /// erasure there. New keys and destroyed marks are written and fdatasynced before this
+    /// returns, and the keys are never given out here; a destroyed key held here is destroyed
+    /// with the same atomic rewrite as [`KeyStore::erase`]. A key destroyed here is never taken back in. Answers how many keys
+    /// were added or destroyed. Blocking: call it off the async runtime.
+    ///
+    /// # Errors
+    /// [`KeyError::WrongKek`] for a key wrapped under another KEK; [`KeyError::Damaged`] for a
+    /// record that does not decode, names another id, or does not unwrap; [`KeyError::Io`].
+    pub fn import(&self, entries: &[(KeyId, Option<Vec<u8>>)]) -> Result<usize, KeyError> {
+        let kek = lock(&self.kek).clone();
+        let path = self.dir.join(JOURNAL);
+        let damaged = |reason: String| KeyError::Damaged { path: path.clone(), offset: 0, reason };
+        let mut added = Vec::new();
+        let mut destroyed = Vec::new();
+        let mut tombstones = Vec::new();
+        {
+            let journal = lock(&self.journal);
+            for (id, record) in entries {
+                if journal.destroyed.contains(id) {
+                    continue;
+                }
+                match record {
+                    None if journal.keys.contains_key(id) => destroyed.push(*id),
+                    None => tombstones.push(*id),
+                    Some(_) if journal.keys.contains_key(id) => {}
+                    Some(record) => {
+                        let Some((entry, _)) = decode_record(record).map_err(damaged)? else {
+                            return Err(damaged(format!("shared key {} is cut short", hex(id))));
+                        };
+                        let Some((kek_id, nonce, wrapped)) = entry.wrapped.filter(|_| entry.id == *id) else {
+                            return Err(damaged(format!("shared record for key {} is not that key", hex(id))));
+                        };
+                        if kek_id != kek.id {
+                            return Err(KeyError::WrongKek { stored: hex(&kek_id), given: kek.id_hex() });
+                        }
+                        let plain = kek
+                            .unwrap_key(id, &nonce, &wrapped)
+                            .ok_or_else(|| damaged(format!("shared key {} does not unwrap", hex(id))))?;
+                        added.push((*id, DataKey::new(&plain), nonce, wrapped, record.clone()));
+                    }
+                }
+            }
+        }
+        let count = added.len() + destroyed.len() + tombstones.len();
+        if !added.is_empty() || !tombstones.is_empty() {
+            let mut bytes: Vec<u8> = added.iter().flat_map(|(.., record)| record.iter().copied()).collect();
+            for id in &tombstones {
+                bytes.extend(encode_record(TAG_DESTROYED, id, "", None));
+            }
+            let file = {
+                let mut journal = lock(&self.journal);
+                journal.file.write_all(&bytes).map_err(io(&path))?;
+                journal.file.try_clone().map_err(io(&path))?
+            };
+            file.sync_data().map_err(io(&path))?;
+            let mut journal = lock(&self.journal);
+            for (id, key, nonce, wrapped, _) in added {
+                journal.keys.insert(id, (key, nonce, wrapped));
+            }
+            journal.destroyed.extend(tombstones);
+        }
+        if !destroyed.is_empty() {
+            let mut journal = lock(&self.journal);
+            for id in &destroyed {
+                journal.keys.remove(id);
+                journal.destroyed.insert(*id);
+            }
+            journal.given.retain(|_, id| !destroyed.contains(id));
+            self.rewrite(&mut journal, &kek)?;
+        }
+        Ok(count)
+    }
+
     /// How many keys are held (given out or waiting), and how many subjects are erased.
     #[must_use]
     pub fn counts(&self) -> (usize, usize) {

@@ -473,3 +473,59 @@ fn payload_rules_hold_on_postgres_as_on_sled() {
         assert_eq!(check_log(&store).await.len(), 1);
     });
 }
+
+#[test]
+fn servers_with_key_stores_of_their_own_share_keys_through_the_database() {
+    use oacis_eventlog::keys::{Kek, KeyState, KeyStore};
+
+    let cluster = PgCluster::start().expect("cluster");
+    let url = cluster.database("keys").expect("database");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let rt = runtime();
+    rt.block_on(async {
+        let kek = || Kek::from_bytes(&[5; 32]);
+        let with_keys =
+            |dir: &std::path::Path| PgConfig { keys: Some(KeyStore::open(dir, kek()).unwrap()), ..config(&url) };
+        let a = PgStore::open(with_keys(dirs[0].path())).await.unwrap();
+        let b = PgStore::open(with_keys(dirs[1].path())).await.unwrap();
+        let personal = NewEvent::json(
+            "Registered",
+            1,
+            &serde_json::json!({ "name": "甲", "personal": { "phone": "+8613900000001" } }),
+        )
+        .unwrap();
+        a.append(stream("customer-1"), ExpectedVersion::NoStream, vec![personal], meta(1)).await.unwrap();
+        // Node b reads the record sealed with a's key, and opens it.
+        let record = b.read_stream(&stream("customer-1"), Version(1), 10).await.unwrap().remove(0);
+        assert!(!String::from_utf8_lossy(&record.payload).contains("+8613900000001"), "sealed in the log");
+        let ids = oacis_eventlog::seal::key_ids(&record.payload);
+        assert_eq!(ids.len(), 1);
+        let b_keys = b.keys().unwrap().clone();
+        assert!(
+            matches!(b_keys.get(&ids[0]), KeyState::Present(_)),
+            "b took a's key in before the reader saw the record"
+        );
+        let opened = oacis_eventlog::seal::open_record(Some(&b_keys), &record.borrowed()).unwrap();
+        assert!(String::from_utf8_lossy(&opened).contains("+8613900000001"));
+        // a erases: its key is destroyed and the shared row becomes a tombstone.
+        let a_keys = a.keys().unwrap().clone();
+        a_keys.erase("customer-1", &ids).unwrap();
+        a.share_erasure(&ids).await.unwrap();
+        // A server started after the erasure takes in the tombstone, never the key.
+        let c = PgStore::open(with_keys(dirs[2].path())).await.unwrap();
+        let c_keys = c.keys().unwrap().clone();
+        assert!(matches!(c_keys.get(&ids[0]), KeyState::Destroyed));
+        let record = c.read_stream(&stream("customer-1"), Version(1), 10).await.unwrap().remove(0);
+        let opened = oacis_eventlog::seal::open_record(Some(&c_keys), &record.borrowed()).unwrap();
+        assert!(!String::from_utf8_lossy(&opened).contains("+8613900000001"));
+        // A server with another key-encryption key is refused at open, naming it.
+        let other = tempfile::tempdir().unwrap();
+        let refused = PgStore::open(PgConfig {
+            keys: Some(KeyStore::open(other.path(), Kek::from_bytes(&[6; 32])).unwrap()),
+            ..config(&url)
+        })
+        .await
+        .expect_err("another KEK");
+        assert!(refused.to_string().contains("key-encryption key") || refused.to_string().contains("KEK"), "{refused}");
+    });
+}

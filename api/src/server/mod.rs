@@ -166,6 +166,9 @@ impl App {
         });
         bootstrap::first_start(&state).await?;
         crate::live::start(&state.live, &state.bus);
+        if let Some(follower) = crate::erasure::follow(&state.bus) {
+            state.live.adopt(follower);
+        }
         let schema = graphql::schema(state.clone());
         Ok(App { state, schema })
     }

@@ -15,6 +15,7 @@
 //!   skips it.
 //! - The published head only moves forward.
 
+mod keys;
 mod schema;
 mod subscription;
 mod writer;
@@ -95,6 +96,8 @@ struct Inner {
     queue: mpsc::Sender<AppendRequest>,
     heads: Arc<watch::Sender<Head>>,
     keys: Option<Arc<KeyStore>>,
+    /// The key store's keys shared with the other servers on this log.
+    shared: Option<Arc<keys::SharedKeys>>,
     refilling: Arc<std::sync::atomic::AtomicBool>,
     /// Dropped with the store: ends the tailer.
     _stop: oneshot::Sender<()>,
@@ -165,6 +168,10 @@ impl PgStore {
             .max_size(config.pool_size.max(1))
             .build()
             .map_err(|e| Error::Database(format!("cannot build the connection pool: {e}")))?;
+        let shared = match &config.keys {
+            Some(keys) => Some(Arc::new(keys::SharedKeys::open(keys.clone(), &pool).await?)),
+            None => None,
+        };
         let heads = Arc::new(watch::Sender::new(head));
         let (queue, requests) = mpsc::channel(Limits::APPEND_QUEUE);
         tokio::spawn(PgWriter::new(config.clone(), heads.clone()).run(requests));
@@ -176,6 +183,7 @@ impl PgStore {
                 queue,
                 heads,
                 keys: config.keys.clone(),
+                shared,
                 refilling: Arc::default(),
                 _stop: stop,
             }),
@@ -192,6 +200,18 @@ impl PgStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         pooled(&self.inner.pool).await
+    }
+
+    /// After an erasure on this server (its key store destroyed `ids`): the keys' shared rows
+    /// become tombstones, so that no server takes them in again. Other servers destroy their
+    /// copies when they follow the erasure's event (the server's erasure follower).
+    ///
+    /// Errors: [`Error::Database`]; erasing again completes it.
+    pub async fn share_erasure(&self, ids: &[crate::keys::KeyId]) -> Result<()> {
+        match &self.inner.shared {
+            Some(shared) => shared.destroyed(&self.inner.pool, ids).await,
+            None => Ok(()),
+        }
     }
 
     /// Writes `records`, which must continue the log exactly (the first one's seq one past the
@@ -285,7 +305,13 @@ async fn pooled(pool: &Pool) -> Result<deadpool_postgres::Object> {
 
 /// Stored records `from..=last` (at most `max`), checked: gapless from `from`, each chained
 /// to the one before.
-async fn read_range(pool: &Pool, from: Seq, last: Seq, max: usize) -> Result<Vec<Record>> {
+async fn read_range(
+    pool: &Pool,
+    shared: Option<&keys::SharedKeys>,
+    from: Seq,
+    last: Seq,
+    max: usize,
+) -> Result<Vec<Record>> {
     {
         let client = pooled(pool).await?;
         let statement = client.prepare_cached(schema::RANGE).await.map_err(database)?;
@@ -304,6 +330,9 @@ async fn read_range(pool: &Pool, from: Seq, last: Seq, max: usize) -> Result<Vec
                 }
             }
             records.push(record);
+        }
+        if let Some(shared) = shared {
+            shared.hold_for(pool, &records).await?;
         }
         Ok(records)
     }
@@ -370,6 +399,9 @@ impl EventStore for PgStore {
     async fn submit_many(&self, appends: Vec<StreamAppend>, meta: AppendMeta) -> Result<PendingAppend, AppendError> {
         let appends = crate::seal::seal_appends(self.inner.keys.as_ref(), &self.inner.refilling, appends).await?;
         check_append(&appends, &meta)?;
+        if let Some(shared) = &self.inner.shared {
+            shared.share_used(&self.inner.pool, &appends).await?;
+        }
         let (reply, answer) = oneshot::channel();
         // The queue is FIFO and the writer takes appends in queue order.
         self.inner.queue.send(AppendRequest { appends, meta, reply }).await.map_err(|_| Error::Closed)?;
@@ -384,7 +416,7 @@ impl EventStore for PgStore {
         let Some(row) = rows.first() else { return Ok(None) };
         let span = Span { first: seq_of(row.get(1)), last: seq_of(row.get(2)) };
         let count = usize::try_from(span.last.0 - span.first.0 + 1).unwrap_or(usize::MAX);
-        let records = read_range(&self.inner.pool, span.first, span.last, count).await?;
+        let records = read_range(&self.inner.pool, self.inner.shared.as_deref(), span.first, span.last, count).await?;
         if records.len() != count {
             return Err(Error::corrupt(span.first, format!("records of command {command_id} missing")));
         }
@@ -393,7 +425,14 @@ impl EventStore for PgStore {
 
     async fn read_all(&self, from: Seq, max: usize) -> Result<Vec<Record>> {
         let from = from.max(Seq::FIRST);
-        read_range(&self.inner.pool, from, Seq(u64::try_from(i64::MAX).unwrap_or(u64::MAX)), max).await
+        read_range(
+            &self.inner.pool,
+            self.inner.shared.as_deref(),
+            from,
+            Seq(u64::try_from(i64::MAX).unwrap_or(u64::MAX)),
+            max,
+        )
+        .await
     }
 
     async fn read_stream(&self, stream: &StreamId, from: Version, max: usize) -> Result<Vec<Record>> {
@@ -410,6 +449,10 @@ impl EventStore for PgStore {
             }
             records.push(record);
         }
+        drop(client);
+        if let Some(shared) = &self.inner.shared {
+            shared.hold_for(&self.inner.pool, &records).await?;
+        }
         Ok(records)
     }
 
@@ -418,6 +461,6 @@ impl EventStore for PgStore {
     }
 
     fn subscribe(&self, from: Seq) -> PgSubscription {
-        PgSubscription::new(self.inner.pool.clone(), self.inner.heads.subscribe(), from)
+        PgSubscription::new(self.inner.pool.clone(), self.inner.shared.clone(), self.inner.heads.subscribe(), from)
     }
 }

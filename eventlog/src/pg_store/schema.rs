@@ -6,6 +6,10 @@
 //! the primary key of `oacis_commands`. The one row of `oacis_log_head` holds the last
 //! committed record's (seq, hash): every append locks it first, which orders the log.
 //!
+//! `oacis_keys` shares the personal-data keys between the servers on one log: each key's
+//! journal record, wrapped under the operator's key-encryption key (never in plain), or NULL
+//! once an erasure destroyed it.
+//!
 //! `record` holds the exact stored bytes of `FORMAT.md` (body and hash), the same bytes the
 //! sled backend stores; the other columns are copies for indexes and constraints.
 
@@ -43,6 +47,10 @@ CREATE TABLE IF NOT EXISTS oacis_events (
 CREATE TABLE IF NOT EXISTS oacis_streams (
     stream_id text PRIMARY KEY,
     version bigint NOT NULL CHECK (version > 0)
+);
+CREATE TABLE IF NOT EXISTS oacis_keys (
+    id bytea PRIMARY KEY CHECK (octet_length(id) = 16),
+    record bytea
 );
 CREATE TABLE IF NOT EXISTS oacis_commands (
     command_id uuid PRIMARY KEY,
@@ -90,6 +98,20 @@ pub(crate) const INSERT_COMMANDS: &str = "INSERT INTO oacis_commands (command_id
 /// Moves the head, checking it is where the transaction found it.
 pub(crate) const MOVE_HEAD: &str =
     "UPDATE oacis_log_head SET seq = $1, hash = $2, recorded_at = $3 WHERE id AND seq = $4 AND hash = $5";
+
+/// Every shared data key (a NULL record: destroyed by an erasure).
+pub(crate) const KEYS_ALL: &str = "SELECT id, record FROM oacis_keys";
+
+/// Shared data keys by id.
+pub(crate) const KEYS_OF: &str = "SELECT id, record FROM oacis_keys WHERE id = ANY($1::bytea[])";
+
+/// Shares keys (wrapped under the KEK); a key destroyed before stays destroyed.
+pub(crate) const SHARE_KEYS: &str =
+    "INSERT INTO oacis_keys (id, record) SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT (id) DO NOTHING";
+
+/// Destroys shared keys: their wrapped bytes replaced by NULL (a tombstone every server reads).
+pub(crate) const DESTROY_KEYS: &str = "INSERT INTO oacis_keys (id, record) SELECT unnest($1::bytea[]), NULL::bytea
+    ON CONFLICT (id) DO UPDATE SET record = NULL";
 
 /// Wakes every node's tailer once the transaction commits.
 pub(crate) const NOTIFY: &str = "SELECT pg_notify('oacis_log', $1)";

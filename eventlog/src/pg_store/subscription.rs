@@ -21,6 +21,7 @@ const CHUNK: u64 = 512;
 #[derive(Debug)]
 pub struct PgSubscription {
     pool: Pool,
+    shared: Option<std::sync::Arc<super::keys::SharedKeys>>,
     heads: watch::Receiver<Head>,
     next: Seq,
     /// The hash the next record must chain to, once known.
@@ -29,16 +30,21 @@ pub struct PgSubscription {
 }
 
 impl PgSubscription {
-    pub(super) fn new(pool: Pool, heads: watch::Receiver<Head>, from: Seq) -> Self {
+    pub(super) fn new(
+        pool: Pool,
+        shared: Option<std::sync::Arc<super::keys::SharedKeys>>,
+        heads: watch::Receiver<Head>,
+        from: Seq,
+    ) -> Self {
         let next = from.max(Seq::FIRST);
         let link = (next == Seq::FIRST).then_some(Hash32::GENESIS);
-        PgSubscription { pool, heads, next, link, buffer: VecDeque::new() }
+        PgSubscription { pool, shared, heads, next, link, buffer: VecDeque::new() }
     }
 
     async fn refill(&mut self, head: Seq) -> Result<()> {
         let last = Seq(head.0.min(self.next.0.saturating_add(CHUNK - 1)));
         let count = usize::try_from(last.0 - self.next.0 + 1).unwrap_or(usize::MAX);
-        let chunk = super::read_range(&self.pool, self.next, last, count).await?;
+        let chunk = super::read_range(&self.pool, self.shared.as_deref(), self.next, last, count).await?;
         if chunk.len() != count {
             let missing = Seq(self.next.0 + u64::try_from(chunk.len()).unwrap_or(0));
             return Err(Error::corrupt(missing, format!("missing below the committed head {head}")));
