@@ -529,3 +529,41 @@ fn servers_with_key_stores_of_their_own_share_keys_through_the_database() {
         assert!(refused.to_string().contains("key-encryption key") || refused.to_string().contains("KEK"), "{refused}");
     });
 }
+
+#[test]
+fn a_frozen_node_holding_the_head_is_cut_off_and_the_others_go_on() {
+    let cluster = PgCluster::start().expect("cluster");
+    let url = cluster.database("frozen").expect("database");
+    let rt = runtime();
+    rt.block_on(async {
+        // Node a freezes after its writes, before its commit, holding the head's lock; the
+        // server ends its transaction after twice its lock timeout.
+        let gate = Arc::new(Semaphore::new(0));
+        let a = PgStore::open(PgConfig {
+            before_commit: Some(gate.clone()),
+            lock_timeout: Duration::from_millis(400),
+            ..config(&url)
+        })
+        .await
+        .expect("node a");
+        let b = node(&url).await;
+        let frozen = {
+            let a = a.clone();
+            tokio::spawn(async move { a.append(stream("x"), ExpectedVersion::NoStream, vec![event("X", 1)], meta(1)).await })
+        };
+        while !holding_the_head(&url).await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let started = Instant::now();
+        let y = b.append(stream("y"), ExpectedVersion::NoStream, vec![event("Y", 2)], meta(2)).await.expect("b goes on");
+        assert!(started.elapsed() < Duration::from_secs(4), "b waited {:?}", started.elapsed());
+        assert_eq!(y.first_seq, Seq(1), "nothing of the frozen append committed");
+        // Node a thaws: its commit fails on the connection the server closed, the command id
+        // shows nothing committed, and the append is decided again after b's.
+        gate.add_permits(8);
+        let x = frozen.await.expect("task").expect("decided again and committed");
+        assert_eq!(x.first_seq, Seq(2));
+        let all = check_log(&b).await;
+        assert_eq!(all.iter().map(|r| r.stream.as_str()).collect::<Vec<_>>(), ["y", "x"]);
+    });
+}

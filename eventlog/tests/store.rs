@@ -1,23 +1,24 @@
-//! Behaviour of the sled store through its public API: appends, conflicts, idempotent
-//! retries, limits, reads, reopen, format check and injected write failures.
+//! Behaviour of the stores through their public API: appends, conflicts, idempotent
+//! retries, limits, reads and reopen on both backends (each such test runs as `<name>::sled`
+//! and `<name>::postgres`, against a throwaway cluster); the format check, injected write
+//! failures and the rest of what only the embedded store has, on sled.
 
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
 
-use common::{event, meta, open, runtime, stream};
+use common::{event, meta, open, runtime, stream, Backend};
 use oacis_eventlog::{
     AppendError, Error, EventStore, ExpectedVersion, FaultPlan, FaultSite, Hash32, Limits, NewEvent, Seq, SledConfig,
     SledStore, StreamAppend, Version,
 };
 
-#[test]
-fn appends_are_numbered_chained_and_readable_by_stream_and_globally() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+fn appends_are_numbered_chained_and_readable_by_stream_and_globally<B: Backend>(backend: &B) -> anyhow::Result<()> {
     runtime().block_on(async {
-        let store = open(dir.path());
+        let store = backend.open_async().await;
         let a = stream("customer-a");
         let b = stream("customer-b");
         let first = store
@@ -53,12 +54,11 @@ fn appends_are_numbered_chained_and_readable_by_stream_and_globally() -> anyhow:
         anyhow::Ok(())
     })
 }
+on_both!(appends_are_numbered_chained_and_readable_by_stream_and_globally);
 
-#[test]
-fn a_stale_expected_version_is_a_conflict_that_writes_nothing() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+fn a_stale_expected_version_is_a_conflict_that_writes_nothing<B: Backend>(backend: &B) -> anyhow::Result<()> {
     runtime().block_on(async {
-        let store = open(dir.path());
+        let store = backend.open_async().await;
         let a = stream("task-1");
         store.append(a.clone(), ExpectedVersion::NoStream, vec![event("Created", 1)], meta(1)).await?;
         let cases = [ExpectedVersion::NoStream, ExpectedVersion::Exact(Version(0)), ExpectedVersion::Exact(Version(2))];
@@ -81,13 +81,14 @@ fn a_stale_expected_version_is_a_conflict_that_writes_nothing() -> anyhow::Resul
         anyhow::Ok(())
     })
 }
+on_both!(a_stale_expected_version_is_a_conflict_that_writes_nothing);
 
-#[test]
-fn a_repeated_command_id_returns_the_first_result_and_writes_nothing_even_after_reopen() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+fn a_repeated_command_id_returns_the_first_result_and_writes_nothing_even_after_reopen<B: Backend>(
+    backend: &B,
+) -> anyhow::Result<()> {
     let rt = runtime();
     let first = rt.block_on(async {
-        let store = open(dir.path());
+        let store = backend.open_async().await;
         let first =
             store.append(stream("s-1"), ExpectedVersion::Any, vec![event("A", 1), event("B", 2)], meta(7)).await?;
         let again =
@@ -98,7 +99,7 @@ fn a_repeated_command_id_returns_the_first_result_and_writes_nothing_even_after_
         anyhow::Ok(first)
     })?;
     rt.block_on(async {
-        let store = open(dir.path());
+        let store = backend.open_async().await;
         // A true retry with a stale expectation still gets the first result.
         let again = store
             .append(stream("s-1"), ExpectedVersion::Exact(Version(9)), vec![event("A", 1), event("B", 2)], meta(7))
@@ -109,10 +110,9 @@ fn a_repeated_command_id_returns_the_first_result_and_writes_nothing_even_after_
         anyhow::Ok(())
     })
 }
+on_both!(a_repeated_command_id_returns_the_first_result_and_writes_nothing_even_after_reopen);
 
-#[test]
-fn a_command_id_reused_for_another_stream_or_other_events_is_refused() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+fn a_command_id_reused_for_another_stream_or_other_events_is_refused<B: Backend>(backend: &B) -> anyhow::Result<()> {
     let rt = runtime();
     let attempts = [
         (stream("other"), vec![event("A", 1), event("B", 2)]),
@@ -122,7 +122,7 @@ fn a_command_id_reused_for_another_stream_or_other_events_is_refused() -> anyhow
     ];
     let reused = |outcome: Result<oacis_eventlog::Appended, AppendError>| matches!(outcome, Err(AppendError::CommandReused { command_id, first_seq: Seq(1) }) if command_id == meta(7).command_id);
     rt.block_on(async {
-        let store = open(dir.path());
+        let store = backend.open_async().await;
         // In the same group as the first append, and in later groups.
         let (first, second) = tokio::join!(
             store.append(stream("s-1"), ExpectedVersion::Any, vec![event("A", 1), event("B", 2)], meta(7)),
@@ -136,7 +136,7 @@ fn a_command_id_reused_for_another_stream_or_other_events_is_refused() -> anyhow
         anyhow::Ok(())
     })?;
     rt.block_on(async {
-        let store = open(dir.path());
+        let store = backend.open_async().await;
         for (target, events) in attempts {
             assert!(reused(store.append(target, ExpectedVersion::Any, events, meta(7)).await), "after reopen");
         }
@@ -144,14 +144,15 @@ fn a_command_id_reused_for_another_stream_or_other_events_is_refused() -> anyhow
         anyhow::Ok(())
     })
 }
+on_both!(a_command_id_reused_for_another_stream_or_other_events_is_refused);
 
-#[test]
-fn append_many_lands_every_stream_or_none_and_names_the_conflicting_stream() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+fn append_many_lands_every_stream_or_none_and_names_the_conflicting_stream<B: Backend>(
+    backend: &B,
+) -> anyhow::Result<()> {
     let rt = runtime();
     let part = |name: &str, expected, events| StreamAppend { stream: stream(name), expected, events };
     rt.block_on(async {
-        let store = open(dir.path());
+        let store = backend.open_async().await;
         store.append(stream("customer-a"), ExpectedVersion::NoStream, vec![event("Registered", 1)], meta(1)).await?;
         store.append(stream("customer-b"), ExpectedVersion::NoStream, vec![event("Registered", 2)], meta(2)).await?;
         // Two crossing merges decided against the same versions: exactly one lands.
@@ -239,7 +240,7 @@ fn append_many_lands_every_stream_or_none_and_names_the_conflicting_stream() -> 
     })?;
     // After reopen the index is rebuilt from records with the command spanning two streams.
     rt.block_on(async {
-        let store = open(dir.path());
+        let store = backend.open_async().await;
         let outcome =
             store.command_outcome(meta(10).command_id).await?.or(store.command_outcome(meta(11).command_id).await?);
         assert_eq!(outcome.expect("one merge").appends.len(), 2);
@@ -247,12 +248,11 @@ fn append_many_lands_every_stream_or_none_and_names_the_conflicting_stream() -> 
         anyhow::Ok(())
     })
 }
+on_both!(append_many_lands_every_stream_or_none_and_names_the_conflicting_stream);
 
-#[test]
-fn a_payload_that_is_not_utf8_is_refused_naming_its_event() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+fn a_payload_that_is_not_utf8_is_refused_naming_its_event<B: Backend>(backend: &B) -> anyhow::Result<()> {
     runtime().block_on(async {
-        let store = open(dir.path());
+        let store = backend.open_async().await;
         let mut payload = br#"{"name":""#.to_vec();
         payload.extend_from_slice(&[0xE5, 0xBC]);
         payload.extend_from_slice(br#""}"#);
@@ -263,12 +263,11 @@ fn a_payload_that_is_not_utf8_is_refused_naming_its_event() -> anyhow::Result<()
         anyhow::Ok(())
     })
 }
+on_both!(a_payload_that_is_not_utf8_is_refused_naming_its_event);
 
-#[test]
-fn concurrent_appends_with_one_command_id_land_once() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+fn concurrent_appends_with_one_command_id_land_once<B: Backend>(backend: &B) -> anyhow::Result<()> {
     runtime().block_on(async {
-        let store = open(dir.path());
+        let store = backend.open_async().await;
         let mut tasks = Vec::new();
         for _ in 0..16 {
             let store = store.clone();
@@ -287,15 +286,16 @@ fn concurrent_appends_with_one_command_id_land_once() -> anyhow::Result<()> {
         anyhow::Ok(())
     })
 }
+on_both!(concurrent_appends_with_one_command_id_land_once);
 
 /// Events and metadata to append, and the error they must get.
 type Attempt = (Vec<NewEvent>, oacis_eventlog::AppendMeta, fn(&AppendError) -> bool);
 
-#[test]
-fn input_that_breaks_a_limit_is_refused_with_a_typed_error_and_writes_nothing() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+fn input_that_breaks_a_limit_is_refused_with_a_typed_error_and_writes_nothing<B: Backend>(
+    backend: &B,
+) -> anyhow::Result<()> {
     runtime().block_on(async {
-        let store = open(dir.path());
+        let store = backend.open_async().await;
         let s = stream("limits");
         let raw =
             |payload: Vec<u8>| NewEvent { kind: oacis_eventlog::EventKind::new("K").unwrap(), schema: 1, payload };
@@ -331,6 +331,7 @@ fn input_that_breaks_a_limit_is_refused_with_a_typed_error_and_writes_nothing() 
         anyhow::Ok(())
     })
 }
+on_both!(input_that_breaks_a_limit_is_refused_with_a_typed_error_and_writes_nothing);
 
 #[test]
 fn names_are_checked() {
@@ -370,13 +371,13 @@ fn largest_payloads_never_become_unsynced_sled_blobs() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[test]
-fn everything_acknowledged_is_there_after_reopen_and_the_chain_continues() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+fn everything_acknowledged_is_there_after_reopen_and_the_chain_continues<B: Backend>(
+    backend: &B,
+) -> anyhow::Result<()> {
     let rt = runtime();
     for round in 0..3u64 {
         rt.block_on(async {
-            let store = open(dir.path());
+            let store = backend.open_async().await;
             assert_eq!(store.head().seq, Seq(round * 10));
             for i in 0..10u64 {
                 let command = u128::from(round * 10 + i);
@@ -392,11 +393,14 @@ fn everything_acknowledged_is_there_after_reopen_and_the_chain_continues() -> an
             anyhow::Ok(())
         })?;
     }
-    let store = open(dir.path());
-    let report = store.verify(&mut |_| {})?;
+    let report = rt.block_on(async {
+        let store = backend.open_async().await;
+        oacis_eventlog::verify::verify_log(&store, &mut |_| {}).await
+    })?;
     assert_eq!((report.records, report.streams), (30, 1));
     Ok(())
 }
+on_both!(everything_acknowledged_is_there_after_reopen_and_the_chain_continues);
 
 #[test]
 fn a_store_of_another_format_is_refused() -> anyhow::Result<()> {

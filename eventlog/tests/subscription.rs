@@ -1,20 +1,20 @@
-//! Subscriptions catch up and follow live appends with no gap and no duplicate.
+//! Subscriptions catch up and follow live appends with no gap and no duplicate, on both
+//! backends.
 
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 
+#[macro_use]
 mod common;
 
-use common::{event, meta, open, runtime, stream};
+use common::{event, meta, runtime, stream, Backend};
 use oacis_eventlog::{EventStore, ExpectedVersion, Seq, Subscription};
 
 const WRITERS: u64 = 8;
 const APPENDS_PER_WRITER: u64 = 150;
 
-#[test]
-fn a_subscriber_catching_up_during_appends_sees_every_seq_once_in_order() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+fn a_subscriber_catching_up_during_appends_sees_every_seq_once_in_order<B: Backend>(backend: &B) -> anyhow::Result<()> {
     runtime().block_on(async {
-        let store = open(dir.path());
+        let store = backend.open_async().await;
         // Some history before anyone subscribes.
         for i in 0..300u64 {
             store
@@ -53,12 +53,11 @@ fn a_subscriber_catching_up_during_appends_sees_every_seq_once_in_order() -> any
         anyhow::Ok(())
     })
 }
+on_both!(a_subscriber_catching_up_during_appends_sees_every_seq_once_in_order);
 
-#[test]
-fn a_subscription_ends_after_the_last_record_once_the_store_is_closed() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+fn a_subscription_ends_after_the_last_record_once_the_store_is_closed<B: Backend>(backend: &B) -> anyhow::Result<()> {
     runtime().block_on(async {
-        let store = open(dir.path());
+        let store = backend.open_async().await;
         for i in 0..5u64 {
             store.append(stream("s"), ExpectedVersion::Any, vec![event("E", i)], meta(u128::from(i))).await?;
         }
@@ -72,3 +71,4 @@ fn a_subscription_ends_after_the_last_record_once_the_store_is_closed() -> anyho
         anyhow::Ok(())
     })
 }
+on_both!(a_subscription_ends_after_the_last_record_once_the_store_is_closed);

@@ -30,6 +30,8 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub trait Backend {
     type Store: EventStore;
     fn open(&self, rt: &tokio::runtime::Runtime) -> Self::Store;
+    /// Opens from inside the runtime.
+    fn open_async(&self) -> impl std::future::Future<Output = Self::Store> + Send;
 }
 
 /// sled in a folder.
@@ -40,6 +42,9 @@ impl Backend for Sled {
     fn open(&self, _: &tokio::runtime::Runtime) -> SledStore {
         open(&self.0)
     }
+    async fn open_async(&self) -> SledStore {
+        open(&self.0)
+    }
 }
 
 /// PostgreSQL at a URL.
@@ -48,6 +53,29 @@ pub struct Pg(pub String);
 impl Backend for Pg {
     type Store = PgStore;
     fn open(&self, rt: &tokio::runtime::Runtime) -> PgStore {
-        rt.block_on(PgStore::open(PgConfig::new(self.0.clone()))).expect("open the PostgreSQL store")
+        rt.block_on(self.open_async())
     }
+    async fn open_async(&self) -> PgStore {
+        PgStore::open(PgConfig::new(self.0.clone())).await.expect("open the PostgreSQL store")
+    }
+}
+
+/// Runs a contract test, written once against [`Backend`], on sled and on PostgreSQL.
+#[allow(unused_macros)]
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sled() -> anyhow::Result<()> {
+                let dir = tempfile::tempdir()?;
+                super::$name(&super::common::Sled(dir.path().to_owned()))
+            }
+
+            #[test]
+            fn postgres() -> anyhow::Result<()> {
+                let cluster = super::common::PgCluster::start()?;
+                super::$name(&super::common::Pg(cluster.database("contract")?))
+            }
+        }
+    };
 }
