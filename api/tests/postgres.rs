@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use oacis_tests::pg::PgCluster;
-use oacis_tests::{code, exchange, Server};
+use oacis_tests::{code, exchange, Server, Subscriber};
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "Sesame-Open-2026";
@@ -151,6 +151,11 @@ fn two_servers_on_one_database_share_writes_keys_and_erasures() {
     let (_, seen, _) = post(&a, &admin, &[], "{ me { username } }", json!({}));
     let seen = seen.unwrap().to_string();
 
+    // A live feed on b sees what either server writes.
+    let mut feed = Subscriber::connect(&b.addr, Some(&admin)).unwrap();
+    let events = "subscription($k: [String!]) { events(kinds: $k) { seq stream kind } }";
+    feed.subscribe("e", events, json!({ "k": ["CustomerRegistered"] }));
+
     let register = "mutation($p: ProfileInput!) { registerCustomer(profile: $p) { id } }";
     let read = "query($id: String!) { customer(id: $id) { name phones personalDataErased } }";
     let mut ids = Vec::new();
@@ -167,6 +172,15 @@ fn two_servers_on_one_database_share_writes_keys_and_erasures() {
         assert_eq!(ok(&answer, "customer")["phones"], json!([phone]), "{answer}");
         ids.push(id);
     }
+
+    let mut streams = Vec::new();
+    while streams.len() < 2 {
+        let message = feed.receive();
+        assert_eq!((message["type"].as_str(), message["id"].as_str()), (Some("next"), Some("e")), "{message}");
+        streams.push(message["payload"]["data"]["events"]["stream"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(streams, ids.iter().map(|id| format!("customer-{id}")).collect::<Vec<_>>());
+    drop(feed);
 
     // An erasure on a: b shows it erased, and b's own key store destroys the key.
     let erase = "mutation($id: String!, $r: String!) { erasePersonalData(id: $id, reason: $r) { id } }";

@@ -549,13 +549,16 @@ fn a_frozen_node_holding_the_head_is_cut_off_and_the_others_go_on() {
         let b = node(&url).await;
         let frozen = {
             let a = a.clone();
-            tokio::spawn(async move { a.append(stream("x"), ExpectedVersion::NoStream, vec![event("X", 1)], meta(1)).await })
+            tokio::spawn(
+                async move { a.append(stream("x"), ExpectedVersion::NoStream, vec![event("X", 1)], meta(1)).await },
+            )
         };
         while !holding_the_head(&url).await {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let started = Instant::now();
-        let y = b.append(stream("y"), ExpectedVersion::NoStream, vec![event("Y", 2)], meta(2)).await.expect("b goes on");
+        let y =
+            b.append(stream("y"), ExpectedVersion::NoStream, vec![event("Y", 2)], meta(2)).await.expect("b goes on");
         assert!(started.elapsed() < Duration::from_secs(4), "b waited {:?}", started.elapsed());
         assert_eq!(y.first_seq, Seq(1), "nothing of the frozen append committed");
         // Node a thaws: its commit fails on the connection the server closed, the command id
