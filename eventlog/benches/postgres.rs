@@ -4,7 +4,8 @@
 //! backend on the same machine, and beside plain PostgreSQL event tables (a bigserial table,
 //! one insert per transaction from 8 clients, and 100 rows per transaction); then replay
 //! (`read_all` in pages, every record decoded and its hash checked) against a plain keyset
-//! scan of the same table.
+//! scan of the same table. The append cases run in three interleaved rounds; the best of
+//! each is reported.
 //!
 //! `cargo bench -p oacis-eventlog --bench postgres` (scale: `OACIS_BENCH_PG_SCALE`, default 1;
 //! replay size `OACIS_BENCH_PG_REPLAY`, default 200000). Prints a Markdown table.
@@ -30,6 +31,9 @@ use support::{appends, concurrent_sample, payload, stream, Counter, Figure, Samp
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Rounds of the append comparisons.
+const ROUNDS: usize = 3;
 
 async fn client(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
@@ -117,39 +121,57 @@ fn main() -> Result<(), BoxError> {
         appends(std::slice::from_ref(&sled), &ids, 8, 50, 1).await;
         plain_inserts(&plain, &ids, 50, 1).await;
 
+        // Every case in each of `ROUNDS` rounds, interleaved, so that a slow spell of the
+        // shared machine falls on all of them alike; the best round of each is reported.
+        let cases = [(1u64, 1_000 * scale, 1u64), (8, 500 * scale, 1), (64, 150 * scale, 1), (8, 20 * scale, 100)];
+        let mut best: std::collections::HashMap<String, Figure> = std::collections::HashMap::new();
+        let mut keep = |name: String, figure: Figure| {
+            let slot = best.entry(name).or_default();
+            if figure.per_sec > slot.per_sec {
+                *slot = figure;
+            }
+        };
+        for _ in 0..ROUNDS {
+            keep("plain 1".into(), plain_inserts(&plain, &ids, 500 * scale, 1).await.figure());
+            keep("plain 100".into(), plain_inserts(&plain, &ids, 20 * scale, 100).await.figure());
+            for (writers, per, batch) in cases {
+                keep(
+                    format!("pg {writers} {batch}"),
+                    appends(std::slice::from_ref(&one), &ids, writers, per, batch).await.figure(),
+                );
+                keep(
+                    format!("sled {writers} {batch}"),
+                    appends(std::slice::from_ref(&sled), &ids, writers, per, batch).await.figure(),
+                );
+            }
+            keep("two nodes".into(), appends(&[one.clone(), two.clone()], &ids, 64, 150 * scale, 1).await.figure());
+        }
         let mut lines = Vec::new();
-        let plain_one = plain_inserts(&plain, &ids, 500 * scale, 1).await.figure();
-        let plain_batch = plain_inserts(&plain, &ids, 20 * scale, 100).await.figure();
-        for (writers, per, batch) in
-            [(1u64, 1_000 * scale, 1u64), (8, 500 * scale, 1), (64, 150 * scale, 1), (8, 20 * scale, 100)]
-        {
+        for (writers, _, batch) in cases {
             let case = if batch == 1 {
                 format!("{writers} writers")
             } else {
                 format!("{writers} writers, {batch}-event batches")
             };
-            let pg = appends(std::slice::from_ref(&one), &ids, writers, per, batch).await.figure();
-            let on_sled = appends(std::slice::from_ref(&sled), &ids, writers, per, batch).await.figure();
+            let pg = best[&format!("pg {writers} {batch}")];
             let (baseline, base) = if batch == 1 {
-                ("plain table, 1 insert/txn, 8 clients", plain_one)
+                ("plain table, 1 insert/txn, 8 clients", best["plain 1"])
             } else {
-                ("plain table, 100 rows/txn, 8 clients", plain_batch)
+                ("plain table, 100 rows/txn, 8 clients", best["plain 100"])
             };
             lines.push(Line { case: case.clone(), oacis: pg, baseline, base });
             lines.push(Line {
                 case: format!("{case} (sled backend)"),
-                oacis: on_sled,
+                oacis: best[&format!("sled {writers} {batch}")],
                 baseline: "PostgreSQL backend, same case",
                 base: pg,
             });
         }
-        let single = appends(std::slice::from_ref(&one), &ids, 64, 150 * scale, 1).await.figure();
-        let both = appends(&[one.clone(), two.clone()], &ids, 64, 150 * scale, 1).await.figure();
         lines.push(Line {
             case: "64 writers on two nodes (32 each)".into(),
-            oacis: both,
+            oacis: best["two nodes"],
             baseline: "64 writers on one node",
-            base: single,
+            base: best["pg 64 1"],
         });
 
         // Replay: fill to `replay` records, then read everything back both ways.

@@ -260,10 +260,6 @@ impl PgStore {
         let events: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
             [&rows.seqs, &rows.streams, &rows.versions, &rows.commands, &rows.prev_hashes, &rows.hashes, &rows.records];
         transaction.execute(schema::INSERT_EVENTS, &events).await.map_err(database)?;
-        transaction
-            .execute(schema::UPSERT_STREAMS, &[&rows.stream_names, &rows.stream_versions])
-            .await
-            .map_err(database)?;
         // A command split across two pages continues its span.
         transaction
             .execute(

@@ -44,10 +44,6 @@ CREATE TABLE IF NOT EXISTS oacis_events (
     record bytea NOT NULL,
     UNIQUE (stream_id, version)
 );
-CREATE TABLE IF NOT EXISTS oacis_streams (
-    stream_id text PRIMARY KEY,
-    version bigint NOT NULL CHECK (version > 0)
-);
 CREATE TABLE IF NOT EXISTS oacis_keys (
     id bytea PRIMARY KEY CHECK (octet_length(id) = 16),
     record bytea
@@ -71,7 +67,10 @@ pub(crate) const COMMANDS: &str =
     "SELECT command_id, first_seq, last_seq FROM oacis_commands WHERE command_id = ANY($1::uuid[])";
 
 /// The versions of streams.
-pub(crate) const STREAMS: &str = "SELECT stream_id, version FROM oacis_streams WHERE stream_id = ANY($1::text[])";
+/// (Each is the last entry of the `(stream_id, version)` index: no table of versions is
+/// written, so an append writes its records, its command id and the head, nothing else.)
+pub(crate) const STREAMS: &str =
+    "SELECT s, (SELECT max(version) FROM oacis_events WHERE stream_id = s) FROM unnest($1::text[]) AS s";
 
 /// Stored records by seq range (inclusive), in order.
 pub(crate) const RANGE: &str =
@@ -85,11 +84,6 @@ pub(crate) const STREAM: &str =
 pub(crate) const INSERT_EVENTS: &str =
     "INSERT INTO oacis_events (seq, stream_id, version, command_id, prev_hash, hash, record)
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::bytea[], $6::bytea[], $7::bytea[])";
-
-/// Each stream's new version (never lowered: the lock makes the staged version the latest).
-pub(crate) const UPSERT_STREAMS: &str = "INSERT INTO oacis_streams (stream_id, version)
-    SELECT * FROM unnest($1::text[], $2::bigint[])
-    ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version WHERE oacis_streams.version < EXCLUDED.version";
 
 /// The group's command ids and spans.
 pub(crate) const INSERT_COMMANDS: &str = "INSERT INTO oacis_commands (command_id, first_seq, last_seq)

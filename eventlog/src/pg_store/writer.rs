@@ -3,7 +3,7 @@
 //! One task per node owns a connection of its own. It takes the appends waiting in its queue
 //! (up to `Limits::MAX_GROUP_APPENDS`) and, in one transaction: locks the head row, reads the
 //! group's command ids and stream versions (first round trip, pipelined); decides every append
-//! against them ([`Staged`]); inserts the accepted records, stream versions and command ids
+//! against them ([`Staged`]); inserts the accepted records and command ids
 //! with one `unnest` statement each, moves the head, sends the wake-up and commits (second
 //! round trip, pipelined). Only after the commit does any caller hear its answer.
 //!
@@ -56,7 +56,6 @@ struct Statements {
     streams: Statement,
     range: Statement,
     insert_events: Statement,
-    upsert_streams: Statement,
     insert_commands: Statement,
     move_head: Statement,
     notify: Statement,
@@ -127,30 +126,20 @@ impl PgWriter {
             .await
             .map_err(database)?;
         let prepare = |sql| client.prepare(sql);
-        let (lock_head, commands, streams, range, insert_events, upsert_streams, insert_commands, move_head, notify) =
+        let (lock_head, commands, streams, range, insert_events, insert_commands, move_head, notify) =
             tokio::try_join!(
                 prepare(schema::LOCK_HEAD),
                 prepare(schema::COMMANDS),
                 prepare(schema::STREAMS),
                 prepare(schema::RANGE),
                 prepare(schema::INSERT_EVENTS),
-                prepare(schema::UPSERT_STREAMS),
                 prepare(schema::INSERT_COMMANDS),
                 prepare(schema::MOVE_HEAD),
                 prepare(schema::NOTIFY),
             )
             .map_err(database)?;
-        let statements = Statements {
-            lock_head,
-            commands,
-            streams,
-            range,
-            insert_events,
-            upsert_streams,
-            insert_commands,
-            move_head,
-            notify,
-        };
+        let statements =
+            Statements { lock_head, commands, streams, range, insert_events, insert_commands, move_head, notify };
         self.connection = Some((client, statements));
         Ok(())
     }
@@ -254,7 +243,8 @@ impl PgWriter {
             .iter()
             .map(|row| (row.get(0), Span { first: seq_of(row.get(1)), last: seq_of(row.get(2)) }))
             .collect();
-        let versions: HashMap<String, i64> = stream_rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        let versions: HashMap<String, i64> =
+            stream_rows.iter().filter_map(|row| Some((row.get(0), row.get::<_, Option<i64>>(1)?))).collect();
         // Records of command ids seen before, to answer retries from.
         let mut written: HashMap<u64, Vec<u8>> = HashMap::new();
         if !commands.is_empty() {
@@ -300,14 +290,12 @@ impl PgWriter {
         let (new_hash, old_hash) = (&new_head.hash.0[..], &head.hash.0[..]);
         let events: [&(dyn ToSql + Sync); 7] =
             [&rows.seqs, &rows.streams, &rows.versions, &rows.commands, &rows.prev_hashes, &rows.hashes, &rows.records];
-        let streams: [&(dyn ToSql + Sync); 2] = [&rows.stream_names, &rows.stream_versions];
         let spans: [&(dyn ToSql + Sync); 3] = [&rows.command_ids, &rows.command_firsts, &rows.command_lasts];
         let moved: [&(dyn ToSql + Sync); 5] = [&new_seq, &new_hash, &staged.recorded_at.0, &old_seq, &old_hash];
         let wake: [&(dyn ToSql + Sync); 1] = [&notify];
         let writes = async {
             tokio::try_join!(
                 client.execute(&st.insert_events, &events),
-                client.execute(&st.upsert_streams, &streams),
                 client.execute(&st.insert_commands, &spans),
                 client.execute(&st.move_head, &moved),
                 client.query_one(&st.notify, &wake),
@@ -327,7 +315,7 @@ impl PgWriter {
             },
         };
         match committed {
-            Ok((_, _, _, 1, _)) => Ok((answers, new_head)),
+            Ok((_, _, 1, _)) => Ok((answers, new_head)),
             Ok(_) => {
                 // The head row was not where this transaction locked it: impossible under the
                 // lock, yet committed. Nobody hears "ok"; retries by command id will see it.
@@ -352,8 +340,6 @@ pub(super) struct Rows<'a> {
     pub(super) prev_hashes: Vec<&'a [u8]>,
     pub(super) hashes: Vec<&'a [u8]>,
     pub(super) records: Vec<&'a [u8]>,
-    pub(super) stream_names: Vec<&'a str>,
-    pub(super) stream_versions: Vec<i64>,
     pub(super) command_ids: Vec<Uuid>,
     pub(super) command_firsts: Vec<i64>,
     pub(super) command_lasts: Vec<i64>,
@@ -370,8 +356,6 @@ impl<'a> Rows<'a> {
             prev_hashes: Vec::with_capacity(count),
             hashes: Vec::with_capacity(count),
             records: Vec::with_capacity(count),
-            stream_names: staged.versions.keys().map(StreamId::as_str).collect(),
-            stream_versions: staged.versions.values().map(|v| sql_version(*v)).collect(),
             command_ids: Vec::new(),
             command_firsts: Vec::new(),
             command_lasts: Vec::new(),
