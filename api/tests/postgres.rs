@@ -86,6 +86,14 @@ fn the_server_runs_on_postgres_and_migrate_copies_the_log_both_ways() {
     let (status, _, answer) = post(&server, &admin, &[("oacis-min-seq", "soon")], read, json!({ "id": id }));
     assert_eq!((status, code(&answer)), (400, "VALIDATION"), "{answer}");
 
+    // A second customer, erased: its key is destroyed everywhere the log goes.
+    let profile =
+        json!({ "p": { "kind": "PERSON", "name": "删 Erased", "source": "OTHER", "phones": ["+8613912345670"] } });
+    let erased =
+        ok(&server.gql(Some(&admin), register, profile), "registerCustomer")["id"].as_str().unwrap().to_owned();
+    let erase = "mutation($id: String!, $r: String!) { erasePersonalData(id: $id, reason: $r) { id } }";
+    ok(&server.gql(Some(&admin), erase, json!({ "id": erased, "r": "本人申请" })), "erasePersonalData");
+
     // The whole chain verifies through the server; checkpoints are the embedded store's.
     let verified = ok(&server.gql(Some(&admin), "{ verifyChain { ok headSeq } }", json!({})), "verifyChain");
     assert_eq!(verified["ok"], true);
@@ -105,22 +113,48 @@ fn the_server_runs_on_postgres_and_migrate_copies_the_log_both_ways() {
     let hash = verified["headHash"].as_str().unwrap().to_owned();
     assert_eq!(again.terminate().code(), Some(0));
 
-    // PostgreSQL to a new folder, and that folder to a fresh database: the same head.
+    // PostgreSQL to a new folder, and that folder to a fresh database: the same head, and the
+    // personal-data keys (erasures included) go along with the log.
+    let kek = dir.path().join("data.kek");
     let copy = dir.path().join("copy");
     let (done, text) = out(&oacis(&["migrate", "--from", &url, "--to", path(&copy)]));
+    assert!(!done && text.contains("give it with --key-file"), "the keys need the servers' KEK: {text}");
+    let (done, text) = out(&oacis(&["migrate", "--from", &url, "--to", path(&copy), "--key-file", path(&kek)]));
     assert!(done, "{text}");
     let head_line = format!("{head} records, head hash {hash} on both");
     assert!(text.contains(&head_line), "{text}");
     let (done, text) = out(&oacis(&["verify", "--data", path(&copy)]));
     assert!(done, "{text}");
     let fresh = cluster.database("copy").unwrap();
-    let (done, text) = out(&oacis(&["migrate", "--from", path(&copy), "--to", &fresh]));
+    let (done, text) = out(&oacis(&["migrate", "--from", path(&copy), "--to", &fresh, "--key-file", path(&kek)]));
     assert!(done && text.contains(&head_line), "{text}");
     // Again into the same database: it already holds this log, so nothing is left to copy.
-    let (done, text) = out(&oacis(&["migrate", "--from", path(&copy), "--to", &fresh]));
+    let (done, text) = out(&oacis(&["migrate", "--from", path(&copy), "--to", &fresh, "--key-file", path(&kek)]));
     assert!(done && text.contains("up to seq"), "{text}");
+    // The folder's own copy is stale now: serving it without --store is refused.
+    let (done, text) =
+        out(&oacis(&["serve", "--data", path(&copy), "--key-file", path(&kek), "--listen", "127.0.0.1:0"]));
+    assert!(!done && text.contains("was copied to PostgreSQL"), "{text}");
+    // A new server on the fresh database, with a folder of its own, opens every record:
+    // the keys came from the folder, the erased customer's as a tombstone.
+    let joined = Server::start(
+        env!("CARGO_BIN_EXE_oacis"),
+        &dir.path().join("joined"),
+        &["--store", fresh.as_str(), "--key-file", path(&kek)],
+        &env,
+    );
+    let answer = joined.gql(Some(&admin), read, json!({ "id": id }));
+    assert_eq!(ok(&answer, "customer")["phones"], json!(["+8613912345678"]), "{answer}");
+    let answer = joined.gql(
+        Some(&admin),
+        "query($id: String!) { customer(id: $id) { personalDataErased phones } }",
+        json!({ "id": erased }),
+    );
+    assert_eq!(ok(&answer, "customer"), json!({ "personalDataErased": true, "phones": [] }));
+    drop(joined);
 
-    // Refusals: another log in the target; two folders; a folder that exists.
+    // Refusals: another log in the target; the same log behind the target; two folders; a
+    // folder that exists.
     let other = dir.path().join("other");
     let (done, text) = out(&oacis(&["demo", "--data", path(&other), "--customers", "3"]));
     assert!(done, "{text}");
@@ -128,8 +162,8 @@ fn the_server_runs_on_postgres_and_migrate_copies_the_log_both_ways() {
     assert!(!done && text.contains("already holds another log"), "{text}");
     let (done, text) = out(&oacis(&["migrate", "--from", path(&other), "--to", path(&copy)]));
     assert!(!done && text.contains("give one of each"), "{text}");
-    let (done, text) = out(&oacis(&["migrate", "--from", &url, "--to", path(&copy)]));
-    assert!(!done && text.contains("already holds an event log"), "{text}");
+    let (done, text) = out(&oacis(&["migrate", "--from", &url, "--to", path(&copy), "--key-file", path(&kek)]));
+    assert!(!done && text.contains("migrate into a new folder"), "{text}");
     let (done, text) = out(&oacis(&["serve", "--data", path(&other), "--store", "mysql://x"]));
     assert!(!done && text.contains("--store takes a PostgreSQL URL"), "{text}");
 }

@@ -711,6 +711,12 @@ impl KeyStore {
         lock(&self.journal).keys.keys().copied().collect()
     }
 
+    /// The ids of every key destroyed by an erasure (here, or taken in as destroyed).
+    #[must_use]
+    pub fn destroyed_ids(&self) -> Vec<KeyId> {
+        lock(&self.journal).destroyed.iter().copied().collect()
+    }
+
     /// The ids of the durable keys waiting to be given out.
     #[must_use]
     pub fn waiting_ids(&self) -> Vec<KeyId> {

@@ -121,7 +121,18 @@ pub async fn open_any(
     cache_bytes: u64,
     url: Option<&str>,
 ) -> anyhow::Result<oacis_eventlog::AnyStore> {
-    let Some(url) = url else { return Ok(open_store_with(data, keys, cache_bytes)?.into()) };
+    let Some(url) = url else {
+        let moved = data.join(crate::cli::migrate::MOVED);
+        if moved.exists() {
+            anyhow::bail!(
+                "the log of {} was copied to PostgreSQL (see {}): start the server with --store <URL> and this folder \
+                 as --data; its own copy of the log is older. Remove that file to serve the folder's copy on its own",
+                data.display(),
+                moved.display()
+            );
+        }
+        return Ok(open_store_with(data, keys, cache_bytes)?.into());
+    };
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains("host=")) {
         anyhow::bail!(
             "--store takes a PostgreSQL URL (postgres://user@host:port/database); \

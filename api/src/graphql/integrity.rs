@@ -296,7 +296,8 @@ impl IntegrityQuery {
 fn embedded(ctx: &Context<'_>) -> ApiResult<oacis_eventlog::SledStore> {
     app(ctx)?.bus.store().sled().cloned().ok_or_else(|| ApiError::Conflict {
         message: "signed checkpoints and Merkle proofs are kept by the embedded store only; this log is on \
-                  PostgreSQL: verify it with `oacis export` and `oacis verify`"
+                  PostgreSQL: verify it with the `verifyChain` query, or copy it with `oacis migrate --to NEW_DIR` \
+                  and run `oacis verify` and `oacis export` there"
             .into(),
         version: None,
     })

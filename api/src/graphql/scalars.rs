@@ -50,7 +50,8 @@ impl MutationKey {
 pub struct MutationResult {
     /// The id of the record changed or created.
     pub id: String,
-    /// The seq of the last event written (ask queries for `atLeastSeq` on another node).
+    /// The seq of the last event written (send it as the `Oacis-Min-Seq` header of a request
+    /// to another server on the same log to read this write there).
     pub seq: u64,
     /// The stream's version after the mutation.
     pub version: u64,

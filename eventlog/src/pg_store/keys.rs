@@ -18,7 +18,7 @@ use deadpool_postgres::Pool;
 
 use super::{database, pooled, schema};
 use crate::error::{Error, Result};
-use crate::keys::{KeyId, KeyState, KeyStore};
+use crate::keys::{KeyError, KeyId, KeyState, KeyStore};
 use crate::model::Record;
 use crate::store::StreamAppend;
 
@@ -38,10 +38,14 @@ async fn import(keys: &Arc<KeyStore>, entries: Vec<(KeyId, Option<Vec<u8>>)>) ->
         return Ok(0);
     }
     let keys = keys.clone();
-    tokio::task::spawn_blocking(move || keys.import(&entries))
-        .await
-        .map_err(|_| Error::Closed)?
-        .map_err(|e| Error::Database(format!("taking in shared keys: {e}")))
+    tokio::task::spawn_blocking(move || keys.import(&entries)).await.map_err(|_| Error::Closed)?.map_err(|e| match e {
+        KeyError::WrongKek { stored, given } => Error::Database(format!(
+            "the servers on this database share personal-data keys wrapped by key-encryption key {stored}, \
+             and this server was given {given}: start it with the same key as the others \
+             (--key-file FILE or OACIS_KEY_ENCRYPTION_KEY)"
+        )),
+        other => Error::Database(format!("taking in shared keys: {other}")),
+    })
 }
 
 fn entries(rows: &[tokio_postgres::Row]) -> Vec<(KeyId, Option<Vec<u8>>)> {
@@ -55,16 +59,22 @@ fn entries(rows: &[tokio_postgres::Row]) -> Vec<(KeyId, Option<Vec<u8>>)> {
 
 impl SharedKeys {
     /// At open: takes in every key (and tombstone) other servers shared, and shares every
-    /// key held here that the table lacks (a log migrated from a data folder).
+    /// key held here that the table lacks, and every key destroyed here that it does not
+    /// hold as a tombstone (a log migrated from a data folder, erasures included).
     pub(super) async fn open(keys: Arc<KeyStore>, pool: &Pool) -> Result<SharedKeys> {
         let client = pooled(pool).await?;
         let rows = client.query(schema::KEYS_ALL, &[]).await.map_err(database)?;
+        drop(client);
         let known = entries(&rows);
         let in_table: HashSet<KeyId> = known.iter().map(|(id, _)| *id).collect();
+        let tombstones: HashSet<KeyId> = known.iter().filter(|(_, r)| r.is_none()).map(|(id, _)| *id).collect();
         import(&keys, known).await?;
         let shared = SharedKeys { keys, shared: Mutex::new(in_table) };
         let local = shared.keys.key_ids();
         shared.share(pool, &local).await?;
+        let destroyed: Vec<KeyId> =
+            shared.keys.destroyed_ids().into_iter().filter(|id| !tombstones.contains(id)).collect();
+        shared.destroyed(pool, &destroyed).await?;
         Ok(shared)
     }
 

@@ -202,6 +202,15 @@ impl PgStore {
         pooled(&self.inner.pool).await
     }
 
+    /// How many personal-data keys (tombstones included) the servers on this log share.
+    ///
+    /// Errors: [`Error::Database`].
+    pub async fn shared_key_count(&self) -> Result<u64> {
+        let client = self.client().await?;
+        let row = client.query_one("SELECT count(*) FROM oacis_keys", &[]).await.map_err(database)?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+
     /// After an erasure on this server (its key store destroyed `ids`): the keys' shared rows
     /// become tombstones, so that no server takes them in again. Other servers destroy their
     /// copies when they follow the erasure's event (the server's erasure follower).
