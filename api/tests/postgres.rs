@@ -85,6 +85,15 @@ fn the_server_runs_on_postgres_and_migrate_copies_the_log_both_ways() {
     assert!(answer["errors"][0]["message"].as_str().unwrap().contains("--consistency-wait-ms"));
     let (status, _, answer) = post(&server, &admin, &[("oacis-min-seq", "soon")], read, json!({ "id": id }));
     assert_eq!((status, code(&answer)), (400, "VALIDATION"), "{answer}");
+    // Every value of a repeated header counts: the highest is waited for, any bad one refused.
+    let twice = [("oacis-min-seq", "1"), ("oacis-min-seq", ahead.as_str())];
+    let (status, _, answer) = post(&server, &admin, &twice, read, json!({ "id": id }));
+    assert_eq!((status, code(&answer)), (503, "STALE_VIEWS"), "{answer}");
+    for bad in ["abc", "+5", "-1"] {
+        let (status, _, answer) =
+            post(&server, &admin, &[("oacis-min-seq", "1"), ("oacis-min-seq", bad)], read, json!({ "id": id }));
+        assert_eq!((status, code(&answer)), (400, "VALIDATION"), "{bad}: {answer}");
+    }
 
     // A second customer, erased: its key is destroyed everywhere the log goes.
     let profile =
@@ -164,6 +173,17 @@ fn the_server_runs_on_postgres_and_migrate_copies_the_log_both_ways() {
     assert!(!done && text.contains("give one of each"), "{text}");
     let (done, text) = out(&oacis(&["migrate", "--from", &url, "--to", path(&copy), "--key-file", path(&kek)]));
     assert!(!done && text.contains("migrate into a new folder"), "{text}");
+    for (from, to) in [(url.as_str(), "garbage://x"), ("", fresh.as_str())] {
+        let (done, text) = out(&oacis(&["migrate", "--from", from, "--to", to]));
+        assert!(!done && text.contains("neither a data folder nor a postgres:// URL"), "{text}");
+    }
+    let missing = dir.path().join("missing");
+    let (done, text) = out(&oacis(&["migrate", "--from", path(&missing), "--to", &fresh]));
+    assert!(!done && text.contains("holds no event store") && !missing.exists(), "{text}");
+    // The shared keys are not rotated from one server's folder.
+    let (done, text) =
+        out(&oacis(&["keys", "rotate", "--data", path(&data), "--new-key-file", path(&dir.path().join("new.kek"))]));
+    assert!(!done && text.contains("rotating them there is not supported"), "{text}");
     let (done, text) = out(&oacis(&["serve", "--data", path(&other), "--store", "mysql://x"]));
     assert!(!done && text.contains("--store takes a PostgreSQL URL"), "{text}");
 }

@@ -283,6 +283,24 @@ pub enum Error {
     /// reports it may or may not be committed: retry it with the same command id.
     #[error("PostgreSQL: {0}")]
     Database(String),
+    /// The connection to PostgreSQL was lost or the server is going away (SQLSTATE classes
+    /// 08 and 57, or no answer): a read is tried again on a new connection; an append that
+    /// reports it may or may not be committed (retry it with the same command id).
+    #[error("PostgreSQL unavailable: {0}")]
+    Unavailable(String),
+    /// The database's log ends before, or differs at, a head this server saw committed:
+    /// acknowledged records were lost (a failover to a replica that lagged, a restore to an
+    /// earlier point). Appends stop; stop every server on this database and restore the
+    /// database to a point that holds the head named here.
+    #[error("the database's log is at seq {} (hash {}) but seq {} with hash {} was committed before: \
+             acknowledged records are missing (a failover to a lagging replica, or a restore?). Appends are refused; \
+             restore the database to a point that holds that head", found.seq, found.hash, known.seq, known.hash)]
+    LogRewound {
+        /// The head this server saw committed (or recorded in its data folder).
+        known: Head,
+        /// The database's head now.
+        found: Head,
+    },
     /// The store is closed.
     #[error("the event store is closed")]
     Closed,

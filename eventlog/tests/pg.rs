@@ -275,7 +275,7 @@ async fn holding_the_head(url: &str) -> bool {
 }
 
 #[test]
-fn a_killed_listener_is_caught_up_by_the_poll_with_no_gap() {
+fn killed_listeners_and_readers_are_replaced_and_the_feed_has_no_gap() {
     let cluster = PgCluster::start().expect("cluster");
     let url = cluster.database("listen").expect("database");
     let rt = runtime();
@@ -310,6 +310,14 @@ fn a_killed_listener_is_caught_up_by_the_poll_with_no_gap() {
                 .await
                 .expect("terminate the listeners");
             assert_eq!(killed.get::<_, i64>(0), 2);
+            // And the read pools' connections: the feed reads again on new ones, never stops.
+            client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'oacis-reader'",
+                    &[],
+                )
+                .await
+                .expect("terminate the readers");
         }
         let mut seen = Vec::new();
         follow_until(&mut feed, Seq(written), &mut seen).await;
@@ -568,5 +576,52 @@ fn a_frozen_node_holding_the_head_is_cut_off_and_the_others_go_on() {
         assert_eq!(x.first_seq, Seq(2));
         let all = check_log(&b).await;
         assert_eq!(all.iter().map(|r| r.stream.as_str()).collect::<Vec<_>>(), ["y", "x"]);
+    });
+}
+
+#[test]
+fn a_database_that_lost_committed_records_is_refused() {
+    let cluster = PgCluster::start().expect("cluster");
+    let url = cluster.database("rewound").expect("database");
+    let dir = tempfile::tempdir().unwrap();
+    let head_file = dir.path().join("postgres-head");
+    let rt = runtime();
+    rt.block_on(async {
+        let with_witness = || PgConfig { head_file: Some(head_file.clone()), ..config(&url) };
+        let store = PgStore::open(with_witness()).await.unwrap();
+        for i in 0..10u64 {
+            store
+                .append(stream("s"), ExpectedVersion::Any, vec![event("E", i)], meta(u128::from(i) + 1))
+                .await
+                .unwrap();
+        }
+        // The server keeps the head it saw committed in its data folder.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&head_file).map_or(true, |t| !t.starts_with("10 ")) {
+            assert!(Instant::now() < deadline, "the head file follows the head");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The database goes back to seq 5, as a failover to a lagging replica would.
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(
+                "DELETE FROM oacis_events WHERE seq > 5; DELETE FROM oacis_commands WHERE first_seq > 5;
+                 UPDATE oacis_log_head SET seq = 5, hash = (SELECT hash FROM oacis_events WHERE seq = 5)",
+            )
+            .await
+            .unwrap();
+        // The running server refuses to append on it, naming what was lost.
+        let refused = store.append(stream("s"), ExpectedVersion::Any, vec![event("E", 99)], meta(99)).await;
+        let message = refused.expect_err("refused").to_string();
+        assert!(message.contains("acknowledged records are missing"), "{message}");
+        assert!(message.contains("seq 10"), "{message}");
+        drop(store);
+        // And a restart with its data folder refuses to open.
+        let reopened = PgStore::open(with_witness()).await.expect_err("refused at open");
+        assert!(matches!(reopened, oacis_eventlog::Error::LogRewound { .. }), "{reopened}");
+        // Nothing was appended on the shortened log.
+        let plain = node(&url).await;
+        assert_eq!(check_log(&plain).await.len(), 5);
     });
 }

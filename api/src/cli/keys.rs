@@ -141,9 +141,13 @@ pub async fn open_any(
     }
     let mut config = oacis_eventlog::PgConfig::new(url);
     config.keys = Some(open_key_store(data, keys)?);
+    config.head_file = Some(data.join(POSTGRES_HEAD));
     let store = oacis_eventlog::PgStore::open(config).await.context("opening the log on PostgreSQL")?;
     Ok(store.into())
 }
+
+/// The file in a PostgreSQL server's data folder that keeps the last committed head it saw.
+pub const POSTGRES_HEAD: &str = "postgres-head";
 
 /// `oacis keys`: manage the key store.
 #[derive(Debug, clap::Args)]
@@ -172,6 +176,13 @@ enum KeysCommand {
 pub fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         KeysCommand::Rotate { data, keys, new_key_file } => {
+            if !data.join("db").exists() || data.join(crate::cli::migrate::MOVED).exists() {
+                anyhow::bail!(
+                    "{} holds no embedded event store of its own: its log is on PostgreSQL, where every server \
+                     shares the keys wrapped by one key-encryption key, and rotating them there is not supported yet",
+                    data.display()
+                );
+            }
             // Opening the event store takes its lock: no server may append (and create keys)
             // while the journal is rewritten.
             let store = open_store(data, keys)?;

@@ -61,8 +61,16 @@ async fn open(location: &str) -> anyhow::Result<AnyStore> {
 /// # Errors
 /// Unusable locations, a target holding another log, a record that does not verify.
 pub fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
+    for location in [&args.from, &args.to] {
+        if location.is_empty() || (location.contains("://") && !is_postgres(location)) {
+            anyhow::bail!("{location:?} is neither a data folder nor a postgres:// URL");
+        }
+    }
     if is_postgres(&args.from) == is_postgres(&args.to) {
         anyhow::bail!("migrate copies between a data folder and PostgreSQL: give one of each");
+    }
+    if !is_postgres(&args.from) && !std::path::Path::new(&args.from).join("db").exists() {
+        anyhow::bail!("{} holds no event store", args.from);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let target_folder = PathBuf::from(&args.to);

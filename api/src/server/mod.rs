@@ -536,12 +536,20 @@ pub const MIN_SEQ_HEADER: &str = "oacis-min-seq";
 /// `Oacis-Min-Seq`. Refuses with 400 (VALIDATION) when the value is not a number and with
 /// 503 (STALE_VIEWS) when the bound passes first.
 async fn caught_up(app: &App, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(value) = headers.get(MIN_SEQ_HEADER) else { return Ok(()) };
-    let Some(wanted) = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) else {
-        return Err(refused("Oacis-Min-Seq must be a seq (a whole number from an Oacis-Seq response header)"));
-    };
+    // Every value counts (a proxy may have added one): the highest is waited for.
+    let mut wanted = None;
+    for value in headers.get_all(MIN_SEQ_HEADER) {
+        let text = value.to_str().unwrap_or_default().trim();
+        let Some(seq) = text.bytes().all(|b| b.is_ascii_digit()).then(|| text.parse::<u64>().ok()).flatten() else {
+            return Err(refused("Oacis-Min-Seq must be a seq (a whole number from an Oacis-Seq response header)"));
+        };
+        wanted = wanted.max(Some(seq));
+    }
+    let Some(wanted) = wanted else { return Ok(()) };
     let projections = app.state.bus.projections();
-    let bound = Duration::from_millis(app.state.config.consistency_wait_ms);
+    // Within the request's own time, so that the answer is STALE_VIEWS, not a timeout.
+    let bound = Duration::from_millis(app.state.config.consistency_wait_ms)
+        .min(app.state.config.request_timeout().saturating_sub(Duration::from_millis(500)));
     match tokio::time::timeout(bound, projections.wait_for(oacis_eventlog::Seq(wanted))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {

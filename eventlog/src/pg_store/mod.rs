@@ -55,6 +55,10 @@ pub struct PgConfig {
     /// Tests: the writer waits for a permit between its writes and its commit, holding the
     /// head row's lock meanwhile.
     pub before_commit: Option<Arc<Semaphore>>,
+    /// A file of this server's (its data folder's) where the last committed head it saw is
+    /// kept (`<seq> <hash hex>`, rewritten as the head moves): a database found behind it at
+    /// open ([`Error::LogRewound`]) lost acknowledged records. None: no such check at open.
+    pub head_file: Option<std::path::PathBuf>,
 }
 
 impl PgConfig {
@@ -67,6 +71,7 @@ impl PgConfig {
             lock_timeout: Duration::from_secs(5),
             keys: None,
             before_commit: None,
+            head_file: None,
         }
     }
 
@@ -103,11 +108,28 @@ struct Inner {
     _stop: oneshot::Sender<()>,
 }
 
-/// A PostgreSQL error as the store reports it.
+/// Whether `error` is the connection's, not the statement's: lost or refused connections,
+/// and SQLSTATE classes 08 (connection exception) and 57 (operator intervention, such as a
+/// terminated backend or a server shutting down).
+pub(crate) fn transient(error: &tokio_postgres::Error) -> bool {
+    error.as_db_error().is_none_or(|db| matches!(&db.code().code()[..2], "08" | "57"))
+}
+
+/// A PostgreSQL error as the store reports it, with its cause.
 pub(crate) fn database(error: tokio_postgres::Error) -> Error {
-    match error.as_db_error() {
-        Some(db) => Error::Database(format!("{} ({})", db.message(), db.code().code())),
-        None => Error::Database(error.to_string()),
+    let mut text = match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => error.to_string(),
+    };
+    if error.as_db_error().is_none() {
+        if let Some(cause) = std::error::Error::source(&error) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    if transient(&error) {
+        Error::Unavailable(text)
+    } else {
+        Error::Database(text)
     }
 }
 
@@ -158,6 +180,16 @@ impl PgStore {
         }
         let head = head_of(row.get(0), row.get(1))
             .ok_or_else(|| Error::Database("the head row's hash is not 32 bytes".into()))?;
+        if let Some(known) = config.head_file.as_deref().and_then(read_head_file) {
+            let at = client
+                .query_opt("SELECT hash FROM oacis_events WHERE seq = $1", &[&sql_seq(known.seq)])
+                .await
+                .map_err(database)?;
+            let found = at.and_then(|row| head_of(sql_seq(known.seq), row.get(0)));
+            if known.seq > Seq::ZERO && found != Some(known) {
+                return Err(Error::LogRewound { known, found: head });
+            }
+        }
         drop(client);
         let manager = Manager::from_config(
             config.parsed("oacis-reader")?,
@@ -317,6 +349,20 @@ async fn read_range(
     last: Seq,
     max: usize,
 ) -> Result<Vec<Record>> {
+    // A connection lost under a read (a terminated backend, a restart) is replaced once.
+    match read_range_once(pool, shared, from, last, max).await {
+        Err(Error::Unavailable(_)) => read_range_once(pool, shared, from, last, max).await,
+        other => other,
+    }
+}
+
+async fn read_range_once(
+    pool: &Pool,
+    shared: Option<&keys::SharedKeys>,
+    from: Seq,
+    last: Seq,
+    max: usize,
+) -> Result<Vec<Record>> {
     {
         let client = pooled(pool).await?;
         let statement = client.prepare_cached(schema::RANGE).await.map_err(database)?;
@@ -343,10 +389,26 @@ async fn read_range(
     }
 }
 
+/// The head kept in `path` (`<seq> <hash hex>`), if it is there and readable.
+fn read_head_file(path: &std::path::Path) -> Option<Head> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (seq, hash) = text.trim().split_once(' ')?;
+    Some(Head { seq: Seq(seq.parse().ok()?), hash: crate::model::Hash32::from_hex(hash)? })
+}
+
+/// Keeps `head` in `path`: a temporary file renamed over it, so that a crash leaves the old
+/// head or the new one.
+fn write_head_file(path: &std::path::Path, head: Head) -> std::io::Result<()> {
+    let temp = path.with_extension("new");
+    std::fs::write(&temp, format!("{} {}\n", head.seq, head.hash.to_hex()))?;
+    std::fs::rename(&temp, path)
+}
+
 /// The tailer: publishes the committed head on each wake-up or poll, until the store closes.
 async fn tail(config: PgConfig, heads: Arc<watch::Sender<Head>>, mut stopped: oneshot::Receiver<()>) {
     let (notices, mut woken) = mpsc::channel(1);
     let mut client = None;
+    let mut kept = None;
     loop {
         if client.as_ref().is_none_or(|c: &tokio_postgres::Client| c.is_closed()) {
             client = match connect_with(&config, "oacis-tailer", Some(notices.clone())).await {
@@ -367,6 +429,11 @@ async fn tail(config: PgConfig, heads: Arc<watch::Sender<Head>>, mut stopped: on
             match c.query_one(schema::HEAD, &[]).await {
                 Ok(row) => {
                     if let Some(head) = head_of(row.get(0), row.get(1)) {
+                        let known = *heads.borrow();
+                        if head.seq < known.seq {
+                            let error = Error::LogRewound { known, found: head };
+                            tracing::error!(error = %error, "the database's log went back");
+                        }
                         heads.send_if_modified(|known| {
                             let moved = head.seq > known.seq;
                             if moved {
@@ -380,6 +447,13 @@ async fn tail(config: PgConfig, heads: Arc<watch::Sender<Head>>, mut stopped: on
                     tracing::warn!(error = %database(e), "cannot read the log's head");
                     client = None;
                 }
+            }
+        }
+        let published = *heads.borrow();
+        if let Some(path) = config.head_file.as_deref().filter(|_| kept != Some(published)) {
+            match write_head_file(path, published) {
+                Ok(()) => kept = Some(published),
+                Err(e) => tracing::warn!(error = %e, file = %path.display(), "cannot keep the committed head"),
             }
         }
         tokio::select! {

@@ -4,6 +4,8 @@
 //! As on sled, every record comes from the table by seq, so there is no hand-over between
 //! catching up and following: no gap and no duplicate. Each record must follow the one
 //! before it (seq and hash); a gap or a broken link ends the feed with [`Error::Corrupt`].
+//! A read that finds PostgreSQL away ([`Error::Unavailable`]) is tried again, with a backoff
+//! up to 2 s, for as long as it takes: followers (the views) never stop for a lost connection.
 
 use std::collections::VecDeque;
 
@@ -16,6 +18,9 @@ use crate::store::{Head, Subscription};
 
 /// Records read per refill.
 const CHUNK: u64 = 512;
+/// First wait after a read finds PostgreSQL away, doubled up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The PostgreSQL backend's [`Subscription`].
 #[derive(Debug)]
@@ -27,6 +32,8 @@ pub struct PgSubscription {
     /// The hash the next record must chain to, once known.
     link: Option<Hash32>,
     buffer: VecDeque<Record>,
+    /// The wait before the next read while PostgreSQL is away.
+    backoff: std::time::Duration,
 }
 
 impl PgSubscription {
@@ -38,7 +45,7 @@ impl PgSubscription {
     ) -> Self {
         let next = from.max(Seq::FIRST);
         let link = (next == Seq::FIRST).then_some(Hash32::GENESIS);
-        PgSubscription { pool, shared, heads, next, link, buffer: VecDeque::new() }
+        PgSubscription { pool, shared, heads, next, link, buffer: VecDeque::new(), backoff: MIN_BACKOFF }
     }
 
     async fn refill(&mut self, head: Seq) -> Result<()> {
@@ -69,9 +76,18 @@ impl Subscription for PgSubscription {
             }
             let head = self.heads.borrow_and_update().seq;
             if self.next <= head {
-                if let Err(e) = self.refill(head).await {
-                    return Some(Err(e));
+                match self.refill(head).await {
+                    Ok(()) => {}
+                    // The database is away: wait and read again (the feed never skips).
+                    Err(Error::Unavailable(reason)) => {
+                        tracing::warn!(error = %reason, next = self.next.0, "a log feed waits for PostgreSQL");
+                        tokio::time::sleep(self.backoff).await;
+                        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                    Err(e) => return Some(Err(e)),
                 }
+                self.backoff = MIN_BACKOFF;
                 continue;
             }
             if self.heads.changed().await.is_err() {

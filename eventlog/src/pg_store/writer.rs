@@ -70,11 +70,13 @@ enum Failed {
     /// The connection failed during the second round trip: committed or not, to be resolved
     /// by command id.
     Unknown { error: Error, probe: Uuid, answers: Vec<Answer>, head: Head },
+    /// The database's log is behind a head this server saw committed.
+    Rewound(Error),
 }
 
 impl Failed {
     fn before_commit(error: tokio_postgres::Error) -> Failed {
-        let retry = error.as_db_error().is_none();
+        let retry = super::transient(&error);
         Failed::NotCommitted { error: database(error), retry }
     }
 }
@@ -85,12 +87,14 @@ pub(super) struct PgWriter {
     connection: Option<(Client, Statements)>,
     /// Held before the commit when set (tests: a transaction stalled while holding the head).
     before_commit: Option<Arc<Semaphore>>,
+    /// Set once the database's log was found behind a committed head: appends stop.
+    rewound: Option<String>,
 }
 
 impl PgWriter {
     pub(super) fn new(config: PgConfig, heads: Arc<watch::Sender<Head>>) -> PgWriter {
         let before_commit = config.before_commit.clone();
-        PgWriter { config, heads, connection: None, before_commit }
+        PgWriter { config, heads, connection: None, before_commit, rewound: None }
     }
 
     /// Runs until the queue closes and every request is answered.
@@ -146,6 +150,12 @@ impl PgWriter {
 
     /// Decides, writes and answers one group, retrying across lost connections.
     async fn commit_group(&mut self, group: &mut Vec<AppendRequest>) {
+        if let Some(reason) = &self.rewound {
+            for request in group.drain(..) {
+                let _ = request.reply.send(Err(Error::WriterFailed(reason.clone()).into()));
+            }
+            return;
+        }
         let mut last_error = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
@@ -158,6 +168,12 @@ impl PgWriter {
             let outcome = self.attempt(group).await;
             let (answers, head) = match outcome {
                 Ok(done) => done,
+                Err(Failed::Rewound(error)) => {
+                    tracing::error!(error = %error, "refusing to append");
+                    self.rewound = Some(error.to_string());
+                    last_error = error.to_string();
+                    break;
+                }
                 Err(Failed::NotCommitted { error, retry }) => {
                     last_error = error.to_string();
                     self.connection = None;
@@ -238,6 +254,13 @@ impl PgWriter {
                 return Err(Failed::NotCommitted { error, retry: false });
             }
         };
+        // The log never goes back: a head behind (or other than) one this server saw
+        // committed means acknowledged records were lost. Nothing more is appended on it.
+        let known = *self.heads.borrow();
+        if head.seq < known.seq || (head.seq == known.seq && head.hash != known.hash) {
+            rollback().await;
+            return Err(Failed::Rewound(Error::LogRewound { known, found: head }));
+        }
         let last_recorded_at = Timestamp(head_row.get::<_, i64>(2));
         let commands: HashMap<Uuid, Span> = command_rows
             .iter()
@@ -322,7 +345,7 @@ impl PgWriter {
                 let error = Error::Database("the head row moved under its lock".into());
                 Err(Failed::NotCommitted { error, retry: false })
             }
-            Err(error) if error.as_db_error().is_some() => {
+            Err(error) if !super::transient(&error) => {
                 rollback().await;
                 Err(Failed::before_commit(error))
             }
