@@ -505,7 +505,14 @@ impl CommandBus {
             }
             let submitted = self.submit(&steps, origin, command_id, fingerprint).await;
             drop(guards);
-            let outcome = match submitted? {
+            let submitted = match submitted {
+                Ok(submitted) => submitted,
+                // A copy of this keyed request sent at the same time (here or on another
+                // server) may have been decided first: the state this one was decided against
+                // includes it. Its answer is this one's.
+                Err(e) => return self.replayed_or(keyed, command_id, fingerprint, e).await,
+            };
+            let outcome = match submitted {
                 Submitted::Nothing(executed) => Ok(executed),
                 Submitted::Pending { pending, streams, events } => match pending.await {
                     Ok(appended) => {
@@ -531,7 +538,9 @@ impl CommandBus {
                     }
                     tracing::debug!(%stream, %actual, attempt, "version conflict; deciding again");
                 }
-                Err(AppendError::CommandReused { .. }) => return Err(CommandError::KeyReused),
+                Err(AppendError::CommandReused { .. }) => {
+                    return self.replayed_or(keyed, command_id, fingerprint, CommandError::KeyReused).await
+                }
                 Err(AppendError::Store(e)) => return Err(CommandError::Store(e)),
                 Err(other) => return Err(CommandError::Refused(other)),
             }
@@ -570,6 +579,23 @@ impl CommandBus {
         }
         let events = appended.iter().map(|a| usize::try_from(a.last_seq.0 - a.first_seq.0 + 1).unwrap_or(0)).sum();
         Ok(Some(Executed { replayed: true, ..executed_of(&appended, events) }))
+    }
+
+    /// The first result of the same keyed request if the log now holds one (a copy sent at
+    /// the same time won), else `error`.
+    async fn replayed_or(
+        &self,
+        keyed: bool,
+        command_id: Uuid,
+        fingerprint: [u8; 32],
+        error: CommandError,
+    ) -> Result<Executed, CommandError> {
+        if keyed {
+            if let Some(answer) = self.replay_of(command_id, fingerprint).await? {
+                return Ok(answer);
+            }
+        }
+        Err(error)
     }
 
     fn remembered(&self, command_id: Uuid, fingerprint: [u8; 32]) -> Result<Option<Executed>, CommandError> {

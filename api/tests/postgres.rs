@@ -236,6 +236,31 @@ fn two_servers_on_one_database_share_writes_keys_and_erasures() {
     assert_eq!(streams, ids.iter().map(|id| format!("customer-{id}")).collect::<Vec<_>>());
     drop(feed);
 
+    // Copies of one keyed request sent at once to both servers: one registration, and every
+    // copy answers with it.
+    let keyed = "mutation($p: ProfileInput!, $k: String) { registerCustomer(profile: $p, clientMutationId: $k) { id replayed } }";
+    let profile = json!({ "p": { "kind": "PERSON", "name": "同时 Copies", "source": "OTHER" }, "k": "copies-1" });
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let copies: Vec<_> = (0..6)
+            .map(|i| {
+                let (server, admin, profile) = ([&a, &b][i % 2], &admin, profile.clone());
+                scope.spawn(move || {
+                    let body = json!({ "query": keyed, "variables": profile }).to_string();
+                    let headers = [("content-type", "application/json")];
+                    let (status, _, body) =
+                        exchange(&server.addr, "POST", "/graphql", Some(admin), &headers, body.as_bytes());
+                    let stderr = server.stderr.lock().map(|lines| lines.join("\n")).unwrap_or_default();
+                    assert_eq!(status, 200, "{body}\nserver's stderr:\n{stderr}");
+                    serde_json::from_str::<Value>(&body).unwrap()
+                })
+            })
+            .collect();
+        copies.into_iter().map(|copy| copy.join().unwrap()).collect()
+    });
+    let registered: Vec<&Value> = answers.iter().map(|answer| &answer["data"]["registerCustomer"]).collect();
+    assert!(registered.iter().all(|r| r["id"] == registered[0]["id"]), "{answers:?}");
+    assert_eq!(registered.iter().filter(|r| r["replayed"] == false).count(), 1, "{answers:?}");
+
     // An erasure on a: b shows it erased, and b's own key store destroys the key.
     let erase = "mutation($id: String!, $r: String!) { erasePersonalData(id: $id, reason: $r) { id } }";
     let (status, seq, answer) = post(&a, &admin, &[], erase, json!({ "id": ids[1], "r": "本人申请" }));

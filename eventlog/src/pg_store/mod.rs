@@ -104,8 +104,43 @@ struct Inner {
     /// The key store's keys shared with the other servers on this log.
     shared: Option<Arc<keys::SharedKeys>>,
     refilling: Arc<std::sync::atomic::AtomicBool>,
+    /// Command ids of this server's appends queued or being written, for `command_outcome`.
+    in_flight: InFlightMap,
     /// Dropped with the store: ends the tailer.
     _stop: oneshot::Sender<()>,
+}
+
+type InFlightMap = Arc<std::sync::Mutex<std::collections::HashMap<CommandId, watch::Receiver<()>>>>;
+
+fn lock_map(map: &InFlightMap) -> std::sync::MutexGuard<'_, std::collections::HashMap<CommandId, watch::Receiver<()>>> {
+    map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One queued append's command id in the server's in-flight map: removed, and its waiters
+/// woken, when the writer drops the answered request.
+#[derive(Debug)]
+pub(super) struct InFlight {
+    map: InFlightMap,
+    id: CommandId,
+    _done: watch::Sender<()>,
+}
+
+impl InFlight {
+    fn new(map: &InFlightMap, id: CommandId) -> InFlight {
+        let (done, waiting) = watch::channel(());
+        lock_map(map).insert(id, waiting);
+        InFlight { map: map.clone(), id, _done: done }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut map = lock_map(&self.map);
+        // Only this request's own entry (a copy under the same id may have replaced it).
+        if map.get(&self.id).is_some_and(|w| w.same_channel(&self._done.subscribe())) {
+            map.remove(&self.id);
+        }
+    }
 }
 
 /// Whether `error` is the connection's, not the statement's: lost or refused connections,
@@ -217,6 +252,7 @@ impl PgStore {
                 keys: config.keys.clone(),
                 shared,
                 refilling: Arc::default(),
+                in_flight: InFlightMap::default(),
                 _stop: stop,
             }),
         })
@@ -482,12 +518,19 @@ impl EventStore for PgStore {
             shared.share_used(&self.inner.pool, &appends).await?;
         }
         let (reply, answer) = oneshot::channel();
+        let in_flight = InFlight::new(&self.inner.in_flight, meta.command_id);
         // The queue is FIFO and the writer takes appends in queue order.
-        self.inner.queue.send(AppendRequest { appends, meta, reply }).await.map_err(|_| Error::Closed)?;
+        let request = AppendRequest { appends, meta, reply, _in_flight: in_flight };
+        self.inner.queue.send(request).await.map_err(|_| Error::Closed)?;
         Ok(PendingAppend(Box::pin(async move { answer.await.map_err(|_| Error::Closed)? })))
     }
 
     async fn command_outcome(&self, command_id: CommandId) -> Result<Option<CommandOutcome>> {
+        // An append of this server under the same id, not yet answered: its outcome first.
+        let waiting = lock_map(&self.inner.in_flight).get(&command_id).cloned();
+        if let Some(mut done) = waiting {
+            let _ = done.changed().await;
+        }
         let client = self.client().await?;
         let statement = client.prepare_cached(schema::COMMANDS).await.map_err(database)?;
         let rows = client.query(&statement, &[&vec![command_id.0]]).await.map_err(database)?;

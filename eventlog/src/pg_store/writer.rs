@@ -47,6 +47,8 @@ pub(super) struct AppendRequest {
     pub appends: Vec<StreamAppend>,
     pub meta: AppendMeta,
     pub reply: oneshot::Sender<Answer>,
+    /// Dropped once the request is answered (committed or refused).
+    pub _in_flight: super::InFlight,
 }
 
 /// The writer's prepared statements, on its current connection.
