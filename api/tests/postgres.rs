@@ -325,3 +325,46 @@ fn two_servers_on_one_database_share_writes_keys_and_erasures() {
     ]));
     assert!(!done && text.contains("key-encryption key"), "{text}");
 }
+
+#[test]
+fn servers_first_starting_together_set_the_organisation_up_once() {
+    let cluster = PgCluster::start().expect("a throwaway PostgreSQL cluster");
+    let url = cluster.database("together").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kek = dir.path().join("shared.kek");
+    // The shared key exists before either starts (as an operator would provision it).
+    oacis_eventlog::keys::Kek::load_or_create(&kek).unwrap();
+    let env = [("OACIS_ADMIN_PASSWORD", PASSWORD)];
+    let servers: Vec<Server> = std::thread::scope(|scope| {
+        let started: Vec<_> = ["a", "b", "c"]
+            .into_iter()
+            .map(|name| {
+                let (data, url, kek) = (dir.path().join(name), url.clone(), kek.clone());
+                scope.spawn(move || {
+                    Server::start(
+                        env!("CARGO_BIN_EXE_oacis"),
+                        &data,
+                        &["--store", &url, "--key-file", path(&kek)],
+                        &env,
+                    )
+                })
+            })
+            .collect();
+        started.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    let admin = servers[0].first_sign_in("admin", PASSWORD, CHANGED);
+    let (_, seen, _) = post(&servers[0], &admin, &[], "{ me { username } }", json!({}));
+    let seen = seen.unwrap().to_string();
+    for server in &servers {
+        let query = "{ departments { id parent } roles { name } }";
+        let (_, _, answer) = post(server, &admin, &[("oacis-min-seq", &seen)], query, json!({}));
+        let roots = ok(&answer, "departments").as_array().unwrap().iter().filter(|d| d["parent"].is_null()).count();
+        assert_eq!(roots, 1, "one root department: {answer}");
+        let roles: Vec<String> =
+            ok(&answer, "roles").as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect();
+        let mut unique = roles.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), roles.len(), "each default role once: {roles:?}");
+    }
+}

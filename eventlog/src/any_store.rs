@@ -64,6 +64,18 @@ impl AnyStore {
         }
     }
 
+    /// On PostgreSQL, the setup lock and the committed head ([`PgStore::setup_lock`]); on
+    /// sled (one server per folder), none.
+    ///
+    /// # Errors
+    /// [`crate::Error::Database`], [`crate::Error::Unavailable`].
+    pub async fn setup_lock(&self) -> Result<Option<(crate::SetupLock, Seq)>> {
+        match self {
+            AnyStore::Sled(_) => Ok(None),
+            AnyStore::Postgres(store) => store.setup_lock().await.map(Some),
+        }
+    }
+
     /// The backend's name: `sled` or `postgres`.
     #[must_use]
     pub fn backend(&self) -> &'static str {

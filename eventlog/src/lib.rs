@@ -51,7 +51,7 @@ pub use model::{
     AppendMeta, CommandId, EventKind, ExpectedVersion, Hash32, NewEvent, Record, RecordRef, Seq, StreamId, Timestamp,
     Version,
 };
-pub use pg_store::{PgConfig, PgStore, PgSubscription};
+pub use pg_store::{PgConfig, PgStore, PgSubscription, SetupLock};
 pub use sled_store::{
     layout as sled_layout, FaultPlan, FaultSite, FolderCopy, RecordIter, SledConfig, SledStore, SledSubscription,
     TAIL_CHECK_RECORDS,

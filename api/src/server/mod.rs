@@ -164,7 +164,15 @@ impl App {
             live: Arc::new(crate::live::Hub::default()),
             backups,
         });
-        bootstrap::first_start(&state).await?;
+        {
+            // Servers starting together on one database set the organisation up one after
+            // the other, each once its views hold what the others wrote.
+            let setup = state.bus.store().setup_lock().await?;
+            if let Some((_, head)) = &setup {
+                state.bus.projections().wait_for(*head).await?;
+            }
+            bootstrap::first_start(&state).await?;
+        }
         crate::live::start(&state.live, &state.bus);
         if let Some(follower) = crate::erasure::follow(&state.bus) {
             state.live.adopt(follower);

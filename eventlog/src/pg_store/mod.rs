@@ -106,8 +106,16 @@ struct Inner {
     refilling: Arc<std::sync::atomic::AtomicBool>,
     /// Command ids of this server's appends queued or being written, for `command_outcome`.
     in_flight: InFlightMap,
+    /// For connections of its own (the setup lock).
+    config_for_setup: PgConfig,
     /// Dropped with the store: ends the tailer.
     _stop: oneshot::Sender<()>,
+}
+
+/// The setup lock of [`PgStore::setup_lock`]: released when dropped (its connection closes).
+#[derive(Debug)]
+pub struct SetupLock {
+    _client: tokio_postgres::Client,
 }
 
 type InFlightMap = Arc<std::sync::Mutex<std::collections::HashMap<CommandId, watch::Receiver<()>>>>;
@@ -253,6 +261,7 @@ impl PgStore {
                 shared,
                 refilling: Arc::default(),
                 in_flight: InFlightMap::default(),
+                config_for_setup: config.clone(),
                 _stop: stop,
             }),
         })
@@ -268,6 +277,20 @@ impl PgStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         pooled(&self.inner.pool).await
+    }
+
+    /// Takes the database's setup lock (a session advisory lock, held until the returned
+    /// guard is dropped), so that servers starting together set up the organisation one after
+    /// the other; answers the guard and the committed head, which this server's views should
+    /// reach before deciding what is left to set up.
+    ///
+    /// Errors: [`Error::Database`], [`Error::Unavailable`].
+    pub async fn setup_lock(&self) -> Result<(SetupLock, Seq)> {
+        let client = connect(&self.inner.config_for_setup, "oacis-setup").await?;
+        client.query_one("SELECT pg_advisory_lock(7357002)", &[]).await.map_err(database)?;
+        let row = client.query_one(schema::HEAD, &[]).await.map_err(database)?;
+        let head = seq_of(row.get(0));
+        Ok((SetupLock { _client: client }, head))
     }
 
     /// How many personal-data keys (tombstones included) the servers on this log share.
