@@ -454,7 +454,9 @@ fn bad_connection_strings_and_unreachable_servers_are_typed_errors() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let gone =
             PgStore::open(PgConfig::new(format!("postgres://postgres@127.0.0.1:{port}/x"))).await.expect_err("refused");
-        assert!(matches!(gone, oacis_eventlog::Error::Database(_)), "{gone}");
+        // No server there: unavailable (a caller may try again), naming the cause.
+        assert!(matches!(gone, oacis_eventlog::Error::Unavailable(_)), "{gone}");
+        assert!(gone.to_string().contains("refused"), "{gone}");
     });
 }
 
