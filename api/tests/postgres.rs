@@ -110,6 +110,28 @@ fn the_server_runs_on_postgres_and_migrate_copies_the_log_both_ways() {
     let refused = server.gql(Some(&admin), "{ checkpoint { treeSize } }", json!({}));
     assert_eq!(code(&refused), "CONFLICT");
     assert!(refused["errors"][0]["message"].as_str().unwrap().contains("PostgreSQL"), "{refused}");
+
+    // PostgreSQL goes away: a write is answered UNAVAILABLE (retry is safe); once it is back,
+    // the server goes on by itself and the same keyed write lands once.
+    cluster.crash().unwrap();
+    let keyed = "mutation($p: ProfileInput!, $k: String) { registerCustomer(profile: $p, clientMutationId: $k) { id replayed } }";
+    let during = json!({ "p": { "kind": "PERSON", "name": "断 Outage", "source": "OTHER" }, "k": "outage-1" });
+    let refused = server.gql(Some(&admin), keyed, during.clone());
+    assert_eq!(code(&refused), "UNAVAILABLE", "{refused}");
+    cluster.start_again().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let landed = loop {
+        let answer = server.gql(Some(&admin), keyed, during.clone());
+        if answer["errors"].is_null() {
+            break answer;
+        }
+        assert_eq!(code(&answer), "UNAVAILABLE", "{answer}");
+        assert!(std::time::Instant::now() < deadline, "the server did not come back: {answer}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let again_keyed = server.gql(Some(&admin), keyed, during);
+    assert_eq!(ok(&again_keyed, "registerCustomer")["id"], ok(&landed, "registerCustomer")["id"]);
+    assert_eq!(ok(&again_keyed, "registerCustomer")["replayed"], true);
     assert_eq!(server.terminate().code(), Some(0));
 
     // A restart replays the views from the database.

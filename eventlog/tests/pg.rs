@@ -345,6 +345,11 @@ fn a_postgres_crash_loses_nothing_acknowledged_and_retries_add_nothing() {
                     let outcome = store
                         .append(stream(&format!("w{w}")), ExpectedVersion::Any, payload(w, i), meta(command))
                         .await;
+                    if let Err(e) = &outcome {
+                        // The callers are told the store is away (retrying is safe), not that
+                        // their append was wrong.
+                        assert!(matches!(e, AppendError::Store(oacis_eventlog::Error::Unavailable(_))), "{e}");
+                    }
                     let failed = outcome.is_err();
                     outcomes.push((w, i, command, outcome.ok()));
                     if failed {

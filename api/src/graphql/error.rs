@@ -46,6 +46,10 @@ pub enum ApiError {
     TooSoon(String),
     /// Anything unexpected (API: INTERNAL; logged once).
     Internal(String),
+    /// The event store cannot be reached for now (PostgreSQL away); nothing was done, or a
+    /// write's outcome is unknown: retrying with the same `clientMutationId` is safe (API:
+    /// UNAVAILABLE; logged once).
+    Unavailable(String),
     /// The server closes a live feed (API: `code`, SLOW_CONSUMER or SHUTTING_DOWN).
     FeedClosed {
         /// The code.
@@ -90,6 +94,9 @@ impl ApiError {
             ApiError::RateLimited => "too many attempts; wait a minute".into(),
             ApiError::TooSoon(message) => message.clone(),
             ApiError::Internal(_) => "internal error; it has been logged".into(),
+            ApiError::Unavailable(_) => "the event store cannot be reached for now; try again (with the same \
+                                         clientMutationId, a retried write is applied at most once)"
+                .into(),
             ApiError::FeedClosed { message, .. } => message.clone(),
         }
     }
@@ -106,6 +113,7 @@ impl ApiError {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::RateLimited | ApiError::TooSoon(_) => "RATE_LIMITED",
             ApiError::Internal(_) => "INTERNAL",
+            ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::FeedClosed { code, .. } => code,
         }
     }
@@ -182,7 +190,7 @@ impl From<CommandError> for ApiError {
                 message: "clientMutationId was used before for a different mutation".into(),
                 version: None,
             },
-            CommandError::Refused(AppendError::Store(e)) => ApiError::internal(e),
+            CommandError::Refused(AppendError::Store(e)) | CommandError::Store(e) => e.into(),
             CommandError::Refused(AppendError::Keys(k)) if !matches!(k, KeyError::Erased { .. }) => {
                 ApiError::internal(k)
             }
@@ -194,7 +202,13 @@ impl From<CommandError> for ApiError {
 
 impl From<oacis_eventlog::Error> for ApiError {
     fn from(e: oacis_eventlog::Error) -> Self {
-        ApiError::internal(e)
+        match e {
+            oacis_eventlog::Error::Unavailable(reason) => {
+                tracing::warn!(error = %reason, "the event store is unavailable");
+                ApiError::Unavailable(reason)
+            }
+            other => ApiError::internal(other),
+        }
     }
 }
 

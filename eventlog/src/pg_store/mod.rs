@@ -396,7 +396,11 @@ impl PgStore {
 }
 
 async fn pooled(pool: &Pool) -> Result<deadpool_postgres::Object> {
-    pool.get().await.map_err(|e| Error::Database(format!("no read connection: {e}")))
+    pool.get().await.map_err(|e| match e {
+        deadpool_postgres::PoolError::Backend(e) => database(e),
+        // No connection to be had (timeouts, a closed pool): the database is away.
+        other => Error::Unavailable(format!("no read connection: {other}")),
+    })
 }
 
 /// Stored records `from..=last` (at most `max`), checked: gapless from `from`, each chained

@@ -159,11 +159,14 @@ impl PgWriter {
             return;
         }
         let mut last_error = String::new();
+        // Whether the last failure was the connection's (the callers may retry).
+        let mut unavailable = false;
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
             if let Err(e) = self.connect().await {
+                unavailable = matches!(e, Error::Unavailable(_));
                 last_error = e.to_string();
                 continue;
             }
@@ -171,12 +174,14 @@ impl PgWriter {
             let (answers, head) = match outcome {
                 Ok(done) => done,
                 Err(Failed::Rewound(error)) => {
+                    unavailable = false;
                     tracing::error!(error = %error, "refusing to append");
                     self.rewound = Some(error.to_string());
                     last_error = error.to_string();
                     break;
                 }
                 Err(Failed::NotCommitted { error, retry }) => {
+                    unavailable = retry;
                     last_error = error.to_string();
                     self.connection = None;
                     if retry {
@@ -185,6 +190,7 @@ impl PgWriter {
                     break;
                 }
                 Err(Failed::Unknown { error, probe, answers, head }) => {
+                    unavailable = true;
                     last_error = error.to_string();
                     self.connection = None;
                     match self.committed(probe).await {
@@ -214,7 +220,9 @@ impl PgWriter {
         }
         tracing::error!(error = %last_error, "PostgreSQL append failed");
         for request in group.drain(..) {
-            let _ = request.reply.send(Err(Error::Database(last_error.clone()).into()));
+            let error =
+                if unavailable { Error::Unavailable(last_error.clone()) } else { Error::Database(last_error.clone()) };
+            let _ = request.reply.send(Err(error.into()));
         }
     }
 
