@@ -118,6 +118,17 @@ fn the_server_runs_on_postgres_and_migrate_copies_the_log_both_ways() {
     let during = json!({ "p": { "kind": "PERSON", "name": "断 Outage", "source": "OTHER" }, "k": "outage-1" });
     let refused = server.gql(Some(&admin), keyed, during.clone());
     assert_eq!(code(&refused), "UNAVAILABLE", "{refused}");
+    // Not ready while the database is away (the tailer notices within its poll).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = server.http("GET", "/readyz", None, b"");
+        if status == 503 {
+            assert!(body.contains("cannot be reached"), "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "/readyz stayed {status}: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     cluster.start_again().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let landed = loop {
@@ -130,6 +141,11 @@ fn the_server_runs_on_postgres_and_migrate_copies_the_log_both_ways() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     let again_keyed = server.gql(Some(&admin), keyed, during);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.http("GET", "/readyz", None, b"").0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "/readyz did not come back");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert_eq!(ok(&again_keyed, "registerCustomer")["id"], ok(&landed, "registerCustomer")["id"]);
     assert_eq!(ok(&again_keyed, "registerCustomer")["replayed"], true);
     assert_eq!(server.terminate().code(), Some(0));

@@ -76,6 +76,16 @@ impl AnyStore {
         }
     }
 
+    /// Whether the store can be reached now: always on sled; on PostgreSQL, whether the
+    /// database answered the last look at the log's head ([`PgStore::reachable`]).
+    #[must_use]
+    pub fn reachable(&self) -> bool {
+        match self {
+            AnyStore::Sled(_) => true,
+            AnyStore::Postgres(store) => store.reachable(),
+        }
+    }
+
     /// The backend's name: `sled` or `postgres`.
     #[must_use]
     pub fn backend(&self) -> &'static str {

@@ -344,8 +344,12 @@ fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// 200 once the views have applied every acknowledged event, 503 (with the lag) before.
+/// 200 once the views have applied every acknowledged event, 503 (with the lag) before, and
+/// 503 while the log's database cannot be reached.
 async fn readyz(State(app): State<App>) -> Response {
+    if !app.state.bus.store().reachable() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: the log's database cannot be reached").into_response();
+    }
     let head = app.state.bus.store().head().seq;
     let applied = app.state.bus.projections().applied();
     if applied >= head {

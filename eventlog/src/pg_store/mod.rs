@@ -108,6 +108,8 @@ struct Inner {
     in_flight: InFlightMap,
     /// For connections of its own (the setup lock).
     config_for_setup: PgConfig,
+    /// Whether the tailer's last read of the head was answered.
+    reachable: Arc<std::sync::atomic::AtomicBool>,
     /// Dropped with the store: ends the tailer.
     _stop: oneshot::Sender<()>,
 }
@@ -251,7 +253,8 @@ impl PgStore {
         let (queue, requests) = mpsc::channel(Limits::APPEND_QUEUE);
         tokio::spawn(PgWriter::new(config.clone(), heads.clone()).run(requests));
         let (stop, stopped) = oneshot::channel();
-        tokio::spawn(tail(config.clone(), heads.clone(), stopped));
+        let reachable = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        tokio::spawn(tail(config.clone(), heads.clone(), reachable.clone(), stopped));
         Ok(PgStore {
             inner: Arc::new(Inner {
                 pool,
@@ -262,6 +265,7 @@ impl PgStore {
                 refilling: Arc::default(),
                 in_flight: InFlightMap::default(),
                 config_for_setup: config.clone(),
+                reachable,
                 _stop: stop,
             }),
         })
@@ -291,6 +295,13 @@ impl PgStore {
         let row = client.query_one(schema::HEAD, &[]).await.map_err(database)?;
         let head = seq_of(row.get(0));
         Ok((SetupLock { _client: client }, head))
+    }
+
+    /// Whether the database answered this server's last look at the log's head (every
+    /// `poll_interval` at most): false while PostgreSQL is away.
+    #[must_use]
+    pub fn reachable(&self) -> bool {
+        self.inner.reachable.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// How many personal-data keys (tombstones included) the servers on this log share.
@@ -468,7 +479,12 @@ fn write_head_file(path: &std::path::Path, head: Head) -> std::io::Result<()> {
 }
 
 /// The tailer: publishes the committed head on each wake-up or poll, until the store closes.
-async fn tail(config: PgConfig, heads: Arc<watch::Sender<Head>>, mut stopped: oneshot::Receiver<()>) {
+async fn tail(
+    config: PgConfig,
+    heads: Arc<watch::Sender<Head>>,
+    reachable: Arc<std::sync::atomic::AtomicBool>,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let (notices, mut woken) = mpsc::channel(1);
     let mut client = None;
     let mut kept = None;
@@ -488,8 +504,13 @@ async fn tail(config: PgConfig, heads: Arc<watch::Sender<Head>>, mut stopped: on
                 }
             };
         }
-        if let Some(c) = &client {
-            match c.query_one(schema::HEAD, &[]).await {
+        let answered = match &client {
+            Some(c) => Some(c.query_one(schema::HEAD, &[]).await),
+            None => None,
+        };
+        reachable.store(matches!(answered, Some(Ok(_))), std::sync::atomic::Ordering::Release);
+        if let Some(answered) = answered {
+            match answered {
                 Ok(row) => {
                     if let Some(head) = head_of(row.get(0), row.get(1)) {
                         let known = *heads.borrow();
