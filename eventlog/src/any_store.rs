@@ -85,15 +85,6 @@ impl AnyStore {
             AnyStore::Postgres(store) => store.reachable(),
         }
     }
-
-    /// The backend's name: `sled` or `postgres`.
-    #[must_use]
-    pub fn backend(&self) -> &'static str {
-        match self {
-            AnyStore::Sled(_) => "sled",
-            AnyStore::Postgres(_) => "postgres",
-        }
-    }
 }
 
 impl Subscription for AnySubscription {

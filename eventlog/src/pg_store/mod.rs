@@ -153,6 +153,18 @@ impl Drop for InFlight {
     }
 }
 
+/// Publishes `head` as this server's committed head if it is further on: the published head
+/// only moves forward.
+pub(super) fn advance(heads: &watch::Sender<Head>, head: Head) {
+    heads.send_if_modified(|known| {
+        let moved = head.seq > known.seq;
+        if moved {
+            *known = head;
+        }
+        moved
+    });
+}
+
 /// Whether `error` is the connection's, not the statement's: lost or refused connections,
 /// and SQLSTATE classes 08 (connection exception) and 57 (operator intervention, such as a
 /// terminated backend or a server shutting down).
@@ -395,13 +407,7 @@ impl PgStore {
         }
         transaction.execute(schema::NOTIFY, &[&new.seq.0.to_string()]).await.map_err(database)?;
         transaction.commit().await.map_err(database)?;
-        self.inner.heads.send_if_modified(|known| {
-            let moved = new.seq > known.seq;
-            if moved {
-                *known = new;
-            }
-            moved
-        });
+        advance(&self.inner.heads, new);
         Ok(new)
     }
 }
@@ -437,30 +443,29 @@ async fn read_range_once(
     last: Seq,
     max: usize,
 ) -> Result<Vec<Record>> {
-    {
-        let client = pooled(pool).await?;
-        let statement = client.prepare_cached(schema::RANGE).await.map_err(database)?;
-        let max = i64::try_from(max).unwrap_or(i64::MAX);
-        let rows = client.query(&statement, &[&sql_seq(from), &sql_seq(last), &max]).await.map_err(database)?;
-        let mut records: Vec<Record> = Vec::with_capacity(rows.len());
-        for (expected, row) in (from.0..).zip(&rows) {
-            let seq = seq_of(row.get(0));
-            if seq.0 != expected {
-                return Err(Error::corrupt(Seq(expected), format!("missing: the next record stored is seq {seq}")));
-            }
-            let record = codec::decode(seq, row.get(1))?;
-            if let Some(previous) = records.last() {
-                if record.prev_hash != previous.hash {
-                    return Err(Error::corrupt(seq, "not chained to the record before it"));
-                }
-            }
-            records.push(record);
+    let client = pooled(pool).await?;
+    let statement = client.prepare_cached(schema::RANGE).await.map_err(database)?;
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    let rows = client.query(&statement, &[&sql_seq(from), &sql_seq(last), &max]).await.map_err(database)?;
+    let mut records: Vec<Record> = Vec::with_capacity(rows.len());
+    for (expected, row) in (from.0..).zip(&rows) {
+        let seq = seq_of(row.get(0));
+        if seq.0 != expected {
+            return Err(Error::corrupt(Seq(expected), format!("missing: the next record stored is seq {seq}")));
         }
-        if let Some(shared) = shared {
-            shared.hold_for(pool, &records).await?;
+        let record = codec::decode(seq, row.get(1))?;
+        if let Some(previous) = records.last() {
+            if record.prev_hash != previous.hash {
+                return Err(Error::corrupt(seq, "not chained to the record before it"));
+            }
         }
-        Ok(records)
+        records.push(record);
     }
+    drop(client);
+    if let Some(shared) = shared {
+        shared.hold_for(pool, &records).await?;
+    }
+    Ok(records)
 }
 
 /// The head kept in `path` (`<seq> <hash hex>`), if it is there and readable.
@@ -518,13 +523,7 @@ async fn tail(
                             let error = Error::LogRewound { known, found: head };
                             tracing::error!(error = %error, "the database's log went back");
                         }
-                        heads.send_if_modified(|known| {
-                            let moved = head.seq > known.seq;
-                            if moved {
-                                *known = head;
-                            }
-                            moved
-                        });
+                        advance(&heads, head);
                     }
                 }
                 Err(e) => {

@@ -205,13 +205,7 @@ impl PgWriter {
                     }
                 }
             };
-            self.heads.send_if_modified(|known| {
-                let moved = head.seq > known.seq;
-                if moved {
-                    *known = head;
-                }
-                moved
-            });
+            super::advance(&self.heads, head);
             for (request, answer) in group.drain(..).zip(answers) {
                 // A caller that stopped waiting has gone; its append stands.
                 let _ = request.reply.send(answer);
