@@ -40,6 +40,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use aes_gcm_siv::aead::AeadInPlace;
+use aes_gcm_siv::{Aes256GcmSiv, Nonce as SivNonce};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
@@ -263,11 +265,12 @@ fn random_key() -> Result<[u8; KEY_BYTES], KeyError> {
     Ok(bytes)
 }
 
-/// One subject's data key, unwrapped (in memory only).
+/// One subject's data key, unwrapped (in memory only): its 32 bytes; the ciphers are keyed
+/// from them for each use (AES-256 key expansion costs about 0.1 µs, and a million keys held
+/// as expanded ciphers would cost a kilobyte each).
 #[derive(Clone)]
 pub struct DataKey {
-    cipher: XChaCha20Poly1305,
-    nonce_key: [u8; KEY_BYTES],
+    bytes: [u8; KEY_BYTES],
 }
 
 impl std::fmt::Debug for DataKey {
@@ -276,39 +279,60 @@ impl std::fmt::Debug for DataKey {
     }
 }
 
+/// Bytes of an AES-256-GCM-SIV nonce (RFC 8452 §4).
+pub const SIV_NONCE: usize = 12;
+/// Bytes of an AES-256-GCM-SIV tag, at the end of [`DataKey::seal`]'s output (RFC 8452 §4).
+pub const SIV_TAG: usize = 16;
+
 impl DataKey {
-    fn new(bytes: &[u8; KEY_BYTES]) -> DataKey {
-        DataKey {
-            cipher: XChaCha20Poly1305::new(bytes.into()),
-            nonce_key: blake3::derive_key("oacis personal data nonce v1", bytes),
-        }
+    pub(crate) fn new(bytes: &[u8; KEY_BYTES]) -> DataKey {
+        DataKey { bytes: *bytes }
     }
 
-    /// `plain` encrypted with `aad` bound to it: nonce (24 bytes) followed by ciphertext and
-    /// tag. The nonce is synthetic, a keyed BLAKE3 hash of `aad` and `plain` (as in SIV
-    /// modes, RFC 5297): sealing the same value for the same record twice gives the same
-    /// bytes, so a retried append is recognised as the same, and two different values never
-    /// share a nonce.
+    /// `plain` encrypted with AES-256-GCM-SIV (RFC 8452; RustCrypto's `aes-gcm-siv`) under
+    /// `nonce`, with `aad` bound to it: ciphertext followed by the 16-byte tag (the nonce is
+    /// not part of the output: the caller derives it from the record again). GCM-SIV is
+    /// deterministic and resists nonce reuse: sealing the same value with the same nonce and
+    /// `aad` twice gives the same bytes, so a retried append is recognised as the same, and a
+    /// reused nonce reveals at most that two values are equal (RFC 8452 §9).
     #[must_use]
-    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
-        let mut hasher = blake3::Hasher::new_keyed(&self.nonce_key);
-        hasher.update(&u64::try_from(aad.len()).unwrap_or(u64::MAX).to_le_bytes());
-        hasher.update(aad);
-        hasher.update(plain);
-        let mut nonce = [0u8; NONCE];
-        hasher.finalize_xof().fill(&mut nonce);
-        let sealed = self.cipher.encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad }).unwrap_or_default();
-        [nonce.as_slice(), &sealed].concat()
+    pub fn seal(&self, nonce: &[u8; SIV_NONCE], aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        // GCM-SIV refuses only plaintexts over 2^36 bytes, far beyond the log's payload limit.
+        Aes256GcmSiv::new((&self.bytes).into())
+            .encrypt(SivNonce::from_slice(nonce), Payload { msg: plain, aad })
+            .unwrap_or_default()
     }
 
-    /// The plaintext of [`DataKey::seal`]'s output, if it opens with `aad`.
+    /// The plaintext of [`DataKey::seal`]'s output, if it opens with `nonce` and `aad`.
     #[must_use]
-    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    pub fn open(&self, nonce: &[u8; SIV_NONCE], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        let split = sealed.len().checked_sub(SIV_TAG)?;
+        let (body, tag) = sealed.split_at(split);
+        let mut plain = body.to_vec();
+        self.open_in_place(nonce, aad, &mut plain, tag).then_some(plain)
+    }
+
+    /// Opens [`DataKey::seal`]'s output where it lies: `body` (the output without its last
+    /// [`SIV_TAG`] bytes, `tag`) becomes the plaintext. `false` (and `body` unchanged) if it
+    /// does not open with `nonce` and `aad`, or `tag` is not [`SIV_TAG`] bytes.
+    #[must_use]
+    pub fn open_in_place(&self, nonce: &[u8; SIV_NONCE], aad: &[u8], body: &mut [u8], tag: &[u8]) -> bool {
+        tag.len() == SIV_TAG
+            && Aes256GcmSiv::new((&self.bytes).into())
+                .decrypt_in_place_detached(SivNonce::from_slice(nonce), aad, body, aes_gcm_siv::Tag::from_slice(tag))
+                .is_ok()
+    }
+
+    /// The plaintext of a value sealed by the first format (before AES-256-GCM-SIV): a 24-byte
+    /// nonce followed by XChaCha20-Poly1305 ciphertext and tag, if it opens with `aad`. Kept
+    /// so that records written then still open; nothing is sealed this way any more.
+    #[must_use]
+    pub fn open_xchacha(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() < NONCE {
             return None;
         }
         let (nonce, body) = sealed.split_at(NONCE);
-        self.cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad }).ok()
+        XChaCha20Poly1305::new((&self.bytes).into()).decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad }).ok()
     }
 }
 
@@ -842,6 +866,31 @@ impl KeyStore {
 mod tests {
     use super::*;
 
+    /// A payload member sealed by the first format (XChaCha20-Poly1305, synthetic nonce in
+    /// front), made by that code under the data key `[9; 32]` for the record
+    /// (`customer-1`, version 1, `CustomerRegistered`), member 0: records written then open.
+    #[test]
+    fn values_sealed_by_the_first_format_still_open() {
+        const FIRST_FORMAT: &str =
+            "XiM73BEQ9hEOfuL-FXoVKGyOaYjPf3WzyLcXs97Pojp7KB6JKgNm_n2o4_2VVQf9FjBIfJGj13RK-8MgWZa90jKm5jf3";
+        let dir = tempfile::tempdir().unwrap();
+        let kek = kek(1);
+        let store = KeyStore::open(dir.path(), kek.clone()).unwrap();
+        let id = [0xab; 16];
+        let (nonce, wrapped) = kek.wrap_with(&id, &[9; KEY_BYTES], [1; NONCE]).unwrap();
+        store.import(&[(id, Some(encode_record(TAG_KEY, &id, "", Some((&kek.id, &nonce, &wrapped)))))]).unwrap();
+        let payload =
+            format!(r#"{{"name":"Wang","personal":{{"$sealed":"{FIRST_FORMAT}","key":"{}"}},"tags":[]}}"#, hex(&id));
+        let opened = crate::seal::open(&store, "customer-1", 1, "CustomerRegistered", payload.as_bytes()).unwrap();
+        assert_eq!(&*opened, br#"{"name":"Wang","personal":{"phones":["+8613800138000"]},"tags":[]}"#.as_slice());
+        assert_eq!(crate::seal::key_ids(payload.as_bytes()), vec![id]);
+        // Bound to its record as before.
+        assert!(matches!(
+            crate::seal::open(&store, "customer-1", 2, "CustomerRegistered", payload.as_bytes()),
+            Err(KeyError::Tampered { .. })
+        ));
+    }
+
     fn kek(byte: u8) -> Kek {
         Kek::from_bytes(&[byte; KEY_BYTES])
     }
@@ -860,16 +909,18 @@ mod tests {
         assert_eq!(store.key_for("customer-a").unwrap().0, a_id, "one key per subject");
         let (b_id, _) = store.key_for("customer-b").unwrap();
         assert_ne!(a_id, b_id);
-        let sealed = a.seal(b"ad", b"13800138000");
-        assert_eq!(a.seal(b"ad", b"13800138000"), sealed, "synthetic nonce: same input, same bytes");
-        assert!(a.open(b"other ad", &sealed).is_none(), "bound to its associated data");
+        let nonce = [5; SIV_NONCE];
+        let sealed = a.seal(&nonce, b"ad", b"13800138000");
+        assert_eq!(a.seal(&nonce, b"ad", b"13800138000"), sealed, "deterministic: same input, same bytes");
+        assert!(a.open(&nonce, b"other ad", &sealed).is_none(), "bound to its associated data");
+        assert!(a.open(&[6; SIV_NONCE], b"ad", &sealed).is_none(), "bound to its nonce");
         let wrapped_a = wrapped_of(&store, &a_id);
         drop(store);
 
         let store = KeyStore::open(dir.path(), kek(1)).unwrap();
         assert_eq!(store.available(), 0, "keys not given out before are never given out");
         let KeyState::Present(again) = store.get(&a_id) else { panic!("key lost") };
-        assert_eq!(again.open(b"ad", &sealed).unwrap(), b"13800138000");
+        assert_eq!(again.open(&nonce, b"ad", &sealed).unwrap(), b"13800138000");
         assert_eq!(store.key_for("customer-a").unwrap().0, a_id, "the hint survives");
         assert!(matches!(KeyStore::open(dir.path(), kek(2)), Err(KeyError::WrongKek { .. })));
 

@@ -2,15 +2,21 @@
 //!
 //! Every JSON object member named [`PERSONAL_MEMBER`] whose value is an object (the domain
 //! keeps each event's personal data there) is stored as
-//! `{"$sealed":"<base64url>","key":"<32 hex digits>"}`: the member's JSON text encrypted
-//! (see [`crate::keys::DataKey::seal`]) with the data key of the record's stream (the
-//! subject), named by its id, with the record's stream, version, kind and the member's place
-//! in the payload as associated data, so that a sealed value cannot be moved to another
-//! record. The rest of the payload stays as it was, and the record's hash covers the sealed
-//! bytes.
+//! `{"$sealed2":"<base64url>","key":"<32 hex digits>"}`: the member's JSON text encrypted
+//! with AES-256-GCM-SIV (RFC 8452, see [`crate::keys::DataKey::seal`]) under the data key of
+//! the record's stream (the subject), named by its id. The nonce is the record's version
+//! (8 bytes, little-endian) and the member's place in the payload (4 bytes, little-endian),
+//! unique for every value one key seals (a key is given to one stream only) and derived again
+//! on opening, so it is not stored. The associated data is the record's stream, version, kind
+//! and the member's place, so that a sealed value cannot be moved to another record. The rest
+//! of the payload stays as it was, and the record's hash covers the sealed bytes.
+//!
+//! Records sealed by the first format, `{"$sealed":"<base64url>","key":"..."}`
+//! (XChaCha20-Poly1305 with a synthetic 24-byte nonce stored in front of the ciphertext),
+//! still open; nothing is sealed that way any more.
 //!
 //! Payloads are rewritten at the byte level, never parsed into a tree: `"personal":{` and
-//! `{"$sealed":"` can only appear in compact JSON as a member name and an object start
+//! `{"$sealed` can only appear in compact JSON as a member name and an object start
 //! (inside a string their quotes would be escaped), and a member's object ends at the brace
 //! that balances it outside strings.
 //!
@@ -19,41 +25,69 @@
 //! - Opening gives back the member's JSON text exactly as it was sealed; for a destroyed key
 //!   (an erased subject) it gives `{}` (every personal field empty); a value that does not
 //!   open, or whose key is unknown, is an error, never empty.
-//! - Sealing the same payload for the same record twice gives the same bytes (synthetic
-//!   nonce, same key), so a retried append is recognised as the same append.
+//! - Sealing the same payload for the same record twice gives the same bytes (deterministic
+//!   encryption, same key), so a retried append is recognised as the same append.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use base64::Engine as _;
 
-use crate::keys::{DataKey, KeyError, KeyId, KeyState, KeyStore};
+use crate::keys::{DataKey, KeyError, KeyId, KeyState, KeyStore, SIV_NONCE, SIV_TAG};
 
 /// The payload member that holds personal data.
 pub const PERSONAL_MEMBER: &str = "personal";
 
 const PERSONAL: &[u8] = b"\"personal\":{";
-const SEALED_START: &[u8] = b"{\"$sealed\":\"";
+/// What every sealed value starts with, in both formats.
+const SEALED_PREFIX: &[u8] = b"{\"$sealed";
+/// The rest of the start of a value sealed with AES-256-GCM-SIV (the format written).
+const GCM_SIV_REST: &[u8] = b"2\":\"";
+/// The rest of the start of a value sealed with XChaCha20-Poly1305 (the first format).
+const XCHACHA_REST: &[u8] = b"\":\"";
 const KEY_PART: &[u8] = b"\",\"key\":\"";
 const SEALED_END: &[u8] = b"\"}";
-const AAD_CONTEXT: &[u8] = b"oacis personal data v1\0";
+const AAD_GCM_SIV: &[u8] = b"oacis personal data v2\0";
+const AAD_XCHACHA: &[u8] = b"oacis personal data v1\0";
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// Searchers built once: every payload appended or read is searched, and building a
 /// searcher costs more than searching a short payload.
 static FIND_PERSONAL: LazyLock<memchr::memmem::Finder<'static>> =
     LazyLock::new(|| memchr::memmem::Finder::new(PERSONAL));
 static FIND_SEALED: LazyLock<memchr::memmem::Finder<'static>> =
-    LazyLock::new(|| memchr::memmem::Finder::new(SEALED_START));
+    LazyLock::new(|| memchr::memmem::Finder::new(SEALED_PREFIX));
 
-fn aad(stream: &str, version: u64, kind: &str, index: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(AAD_CONTEXT.len() + stream.len() + kind.len() + 14);
-    out.extend_from_slice(AAD_CONTEXT);
+/// The two ways a value is sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    /// AES-256-GCM-SIV, nonce from the record: written now.
+    GcmSiv,
+    /// XChaCha20-Poly1305, stored synthetic nonce: the first format, opened only.
+    XChaCha,
+}
+
+fn aad(scheme: Scheme, stream: &str, version: u64, kind: &str, index: u32) -> Vec<u8> {
+    let context = match scheme {
+        Scheme::GcmSiv => AAD_GCM_SIV,
+        Scheme::XChaCha => AAD_XCHACHA,
+    };
+    let mut out = Vec::with_capacity(context.len() + stream.len() + kind.len() + 14);
+    out.extend_from_slice(context);
     out.extend_from_slice(stream.as_bytes());
     out.push(0);
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(kind.as_bytes());
     out.push(0);
     out.extend_from_slice(&index.to_le_bytes());
+    out
+}
+
+/// The nonce of the `index`th sealed member of the record at `version` of its stream.
+fn nonce(version: u64, index: u32) -> [u8; SIV_NONCE] {
+    let mut out = [0u8; SIV_NONCE];
+    out[..8].copy_from_slice(&version.to_le_bytes());
+    out[8..].copy_from_slice(&index.to_le_bytes());
     out
 }
 
@@ -94,8 +128,12 @@ fn object_end(bytes: &[u8]) -> Option<usize> {
     None
 }
 
-fn hex_id(id: &KeyId) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+fn push_hex(out: &mut Vec<u8>, id: &KeyId) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in id {
+        out.push(DIGITS[usize::from(byte >> 4)]);
+        out.push(DIGITS[usize::from(byte & 15)]);
+    }
 }
 
 fn parse_id(text: &[u8]) -> Option<KeyId> {
@@ -147,12 +185,16 @@ pub fn seal(
             }
         }
         let Some((id, data_key)) = &key else { break };
-        let sealed = data_key.seal(&aad(stream, version, kind, index), member);
+        let sealed = data_key.seal(&nonce(version, index), &aad(Scheme::GcmSiv, stream, version, kind, index), member);
         out.extend_from_slice(&payload[at..start]);
-        out.extend_from_slice(SEALED_START);
-        out.extend_from_slice(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed).as_bytes());
+        out.extend_from_slice(SEALED_PREFIX);
+        out.extend_from_slice(GCM_SIV_REST);
+        let text = out.len();
+        out.resize(text + sealed.len().div_ceil(3) * 4, 0);
+        let written = BASE64.encode_slice(&sealed, &mut out[text..]).unwrap_or_default();
+        out.truncate(text + written);
         out.extend_from_slice(KEY_PART);
-        out.extend_from_slice(hex_id(id).as_bytes());
+        push_hex(&mut out, id);
         out.extend_from_slice(SEALED_END);
         at = start + len;
         index += 1;
@@ -179,10 +221,12 @@ fn holds_nothing(member: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(member).is_ok_and(|v| empty(&v))
 }
 
-/// One sealed value found in a payload: where it is, its ciphertext and its key.
+/// One sealed value found in a payload: where it is, how it was sealed, its ciphertext and
+/// its key.
 struct Envelope<'a> {
     start: usize,
     end: usize,
+    scheme: Option<Scheme>,
     sealed: &'a [u8],
     key: Option<KeyId>,
 }
@@ -191,7 +235,15 @@ fn envelopes(payload: &[u8]) -> impl Iterator<Item = Envelope<'_>> + '_ {
     let mut at = 0;
     std::iter::from_fn(move || {
         let start = at + FIND_SEALED.find(&payload[at..])?;
-        let body = start + SEALED_START.len();
+        let after = &payload[start + SEALED_PREFIX.len()..];
+        let (scheme, rest) = if after.starts_with(GCM_SIV_REST) {
+            (Some(Scheme::GcmSiv), GCM_SIV_REST.len())
+        } else if after.starts_with(XCHACHA_REST) {
+            (Some(Scheme::XChaCha), XCHACHA_REST.len())
+        } else {
+            (None, 0)
+        };
+        let body = start + SEALED_PREFIX.len() + rest;
         let quote = body + memchr::memchr(b'"', &payload[body..])?;
         let (key, end) = match payload[quote..].strip_prefix(KEY_PART) {
             Some(rest) if rest.len() >= 32 + SEALED_END.len() && rest[32..].starts_with(SEALED_END) => {
@@ -200,7 +252,7 @@ fn envelopes(payload: &[u8]) -> impl Iterator<Item = Envelope<'_>> + '_ {
             _ => (None, quote + 1),
         };
         at = end;
-        Some(Envelope { start, end, sealed: &payload[body..quote], key })
+        Some(Envelope { start, end, scheme, sealed: &payload[body..quote], key })
     })
 }
 
@@ -231,14 +283,31 @@ pub fn open<'a>(
     let mut out = Vec::with_capacity(payload.len());
     let mut at = 0;
     for (index, envelope) in (0u32..).zip(envelopes(payload)) {
-        let id = envelope.key.ok_or_else(tampered)?;
+        let (Some(id), Some(scheme)) = (envelope.key, envelope.scheme) else { return Err(tampered()) };
         out.extend_from_slice(&payload[at..envelope.start]);
         match keys.get(&id) {
             KeyState::Present(key) => {
-                let sealed =
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(envelope.sealed).map_err(|_| tampered())?;
-                let plain = key.open(&aad(stream, version, kind, index), &sealed).ok_or_else(tampered)?;
-                out.extend_from_slice(&plain);
+                // Decoded and opened where the plaintext goes, without a buffer of its own.
+                let text = out.len();
+                out.resize(text + envelope.sealed.len().div_ceil(4) * 3, 0);
+                let decoded = BASE64.decode_slice(envelope.sealed, &mut out[text..]).map_err(|_| tampered())?;
+                out.truncate(text + decoded);
+                let aad = aad(scheme, stream, version, kind, index);
+                let opened = match scheme {
+                    Scheme::GcmSiv => {
+                        let split = decoded.checked_sub(SIV_TAG).ok_or_else(tampered)? + text;
+                        let tag: [u8; SIV_TAG] = out[split..].try_into().map_err(|_| tampered())?;
+                        out.truncate(split);
+                        key.open_in_place(&nonce(version, index), &aad, &mut out[text..], &tag)
+                    }
+                    Scheme::XChaCha => {
+                        let sealed = out.split_off(text);
+                        key.open_xchacha(&aad, &sealed).map(|plain| out.extend_from_slice(&plain)).is_some()
+                    }
+                };
+                if !opened {
+                    return Err(tampered());
+                }
             }
             KeyState::Destroyed => out.extend_from_slice(b"{}"),
             KeyState::Missing => return Err(KeyError::MissingKey { subject: stream.to_owned() }),

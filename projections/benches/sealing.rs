@@ -1,8 +1,9 @@
 //! The cost of sealing personal data: appends/s (the demo's events, each customer's
 //! registration creating its data key, through `append_many` with 64 appends in flight) and
 //! rebuild rate (every view replayed, sealed payloads opened) with a key store against the
-//! same without one, in the same run, alternating which goes first, best of
-//! `OACIS_BENCH_ROUNDS` (default 4);
+//! same without one, in the same run, alternating which goes first, over
+//! `OACIS_BENCH_ROUNDS` (default 4): the ratio of the best rounds and the median of each
+//! round's ratio;
 //! and the key store's size per 100,000 subjects.
 //!
 //! `cargo bench -p oacis-projections --bench sealing` (sizes in customers:
@@ -78,8 +79,8 @@ fn main() {
     let rounds: usize = std::env::var("OACIS_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(4);
     let base = std::env::var_os("OACIS_BENCH_DIR").map_or_else(std::env::temp_dir, std::path::PathBuf::from);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    println!("| customers | events | appends/s plain | appends/s sealed | ratio | rebuild/s plain | rebuild/s sealed | ratio | key store | per 100,000 subjects |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| customers | events | appends/s plain | appends/s sealed | ratio of bests | median ratio | rebuild/s plain | rebuild/s sealed | ratio of bests | median ratio | key store | per 100,000 subjects |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for customers in sizes {
         let appends = generate(DemoSize { customers, seed: 7 }).unwrap();
         let events: usize = appends.iter().map(|a| a.events.len()).sum();
@@ -94,6 +95,12 @@ fn main() {
                     _ => {}
                 }
                 let outcome = runtime.block_on(run(&base, &appends, sealing));
+                eprintln!(
+                    "round {round} {}: appends/s {:.0}, rebuild/s {:.0}",
+                    if sealing { "sealed" } else { "plain" },
+                    outcome.appends_per_sec,
+                    outcome.rebuild_per_sec
+                );
                 if sealing { &mut sealed } else { &mut plain }.push(outcome);
             }
         }
@@ -110,10 +117,23 @@ fn main() {
         let best = |runs: &[Run], f: fn(&Run) -> f64| runs.iter().map(f).fold(0.0, f64::max);
         let (ap, as_) = (best(&plain, |r| r.appends_per_sec), best(&sealed, |r| r.appends_per_sec));
         let (rp, rs) = (best(&plain, |r| r.rebuild_per_sec), best(&sealed, |r| r.rebuild_per_sec));
+        // Each round's sealed run against its plain run (the two ran back to back), the middle
+        // of those ratios: steadier than the ratio of the bests on a shared machine.
+        let median = |f: fn(&Run) -> f64| {
+            let mut ratios: Vec<f64> = plain.iter().zip(&sealed).map(|(p, s)| f(s) / f(p)).collect();
+            ratios.sort_by(f64::total_cmp);
+            let mid = ratios.len() / 2;
+            if ratios.len() % 2 == 1 {
+                ratios[mid]
+            } else {
+                (ratios[mid - 1] + ratios[mid]) / 2.0
+            }
+        };
+        let (append_median, rebuild_median) = (median(|r| r.appends_per_sec), median(|r| r.rebuild_per_sec));
         let last = sealed.last().unwrap();
         let per_100k = last.key_bytes as f64 * 100_000.0 / last.subjects.max(1) as f64;
         println!(
-            "| {customers} | {events} | {ap:.0} | {as_:.0} | {:.2}x | {rp:.0} | {rs:.0} | {:.2}x | {} bytes, {} subjects | {:.1} MiB |",
+            "| {customers} | {events} | {ap:.0} | {as_:.0} | {:.2}x | {append_median:.2}x | {rp:.0} | {rs:.0} | {:.2}x | {rebuild_median:.2}x | {} bytes, {} subjects | {:.1} MiB |",
             as_ / ap,
             rs / rp,
             last.key_bytes,
