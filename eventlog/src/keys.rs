@@ -2,19 +2,22 @@
 //! (the stream whose events carry its personal data) erases that subject's personal data
 //! everywhere at once (crypto-shredding) while every record, hash and export stays as it was.
 //!
-//! Data keys are 32 random bytes with a random 16-byte id, stored only wrapped
-//! (XChaCha20-Poly1305, RustCrypto's `chacha20poly1305`) by the operator's key-encryption key
-//! (KEK), with the key id as associated data. Every sealed value in the log names the id of
+//! Data keys are 32 random bytes with a random 16-byte id, stored only wrapped by the
+//! operator's key-encryption key (KEK) with AES-256-GCM-SIV (RFC 8452, RustCrypto's
+//! `aes-gcm-siv`), the key id as associated data and its first 12 bytes as the nonce. Keys
+//! wrapped by the first format (XChaCha20-Poly1305 with a random nonce, tag 1) still open;
+//! rotation rewraps them the new way. Every sealed value in the log names the id of
 //! the key that sealed it, so the log itself records which keys a subject's records use. The
 //! store is one journal file, `<data>/keys/journal`, beside (never inside) the log's sled
 //! database:
 //!
 //! ```text
 //! record  = tag u8 | key id [16] | subject length u16 LE | subject UTF-8
-//!           | (tag 1 only) KEK id [8] | nonce [24] | wrapped key [48]
+//!           | (tag 5) KEK id [8] | wrapped key [48]
+//!           | (tag 1) KEK id [8] | nonce [24] | wrapped key [48]
 //!           | check [8] = first 8 bytes of BLAKE3(everything before it in the record)
-//! tag     = 1 key (no subject) | 2 subject erased (no key id) | 3 key given to subject
-//!           | 4 key destroyed (no subject)
+//! tag     = 5 key (no subject) | 2 subject erased (no key id) | 3 key given to subject
+//!           | 4 key destroyed (no subject) | 1 key of the first format (read only)
 //! ```
 //!
 //! Invariants:
@@ -54,6 +57,7 @@ const TAG_KEY: u8 = 1;
 const TAG_ERASED: u8 = 2;
 const TAG_GIVEN: u8 = 3;
 const TAG_DESTROYED: u8 = 4;
+const TAG_KEY_SIV: u8 = 5;
 /// Keys made durable at a time.
 pub const KEY_BATCH: usize = 2048;
 
@@ -64,6 +68,7 @@ pub const JOURNAL: &str = "journal";
 /// The key folder's name inside the data folder.
 pub const KEY_DIR: &str = "keys";
 const WRAP_CONTEXT: &[u8] = b"oacis data key v1\0";
+const WRAP_CONTEXT_SIV: &[u8] = b"oacis data key v2\0";
 
 /// What went wrong with keys.
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +145,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
 #[derive(Clone)]
 pub struct Kek {
     id: [u8; 8],
-    cipher: XChaCha20Poly1305,
+    /// Wraps new keys (tag 5 records).
+    siv: Aes256GcmSiv,
+    /// Unwraps keys of the first format (tag 1 records).
+    xchacha: XChaCha20Poly1305,
 }
 
 impl std::fmt::Debug for Kek {
@@ -157,7 +165,7 @@ impl Kek {
         let derived = blake3::derive_key("oacis key-encryption key id v1", bytes);
         let mut id = [0u8; 8];
         id.copy_from_slice(&derived[..8]);
-        Kek { id, cipher: XChaCha20Poly1305::new(bytes.into()) }
+        Kek { id, siv: Aes256GcmSiv::new(bytes.into()), xchacha: XChaCha20Poly1305::new(bytes.into()) }
     }
 
     /// A KEK from 64 hex digits (surrounding white space ignored).
@@ -185,32 +193,67 @@ impl Kek {
         self.id.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    fn wrap(&self, id: &KeyId, key: &[u8; KEY_BYTES]) -> Result<([u8; NONCE], [u8; WRAPPED]), KeyError> {
-        let mut nonce = [0u8; NONCE];
-        getrandom::fill(&mut nonce).map_err(|e| KeyError::Random(e.to_string()))?;
-        self.wrap_with(id, key, nonce)
-    }
-
-    fn wrap_with(
-        &self,
-        id: &KeyId,
-        key: &[u8; KEY_BYTES],
-        nonce: [u8; NONCE],
-    ) -> Result<([u8; NONCE], [u8; WRAPPED]), KeyError> {
-        let aad = [WRAP_CONTEXT, id.as_slice()].concat();
+    /// `key` wrapped with AES-256-GCM-SIV (RFC 8452) under this KEK, with the key id as
+    /// associated data and its first 12 bytes as the nonce (ids are random, so nonces do not
+    /// repeat; GCM-SIV resists it if they did).
+    fn wrap(&self, id: &KeyId, key: &[u8; KEY_BYTES]) -> Result<Wrapped, KeyError> {
+        let aad = [WRAP_CONTEXT_SIV, id.as_slice()].concat();
         let sealed = self
-            .cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: key, aad: &aad })
+            .siv
+            .encrypt(SivNonce::from_slice(&id[..SIV_NONCE]), Payload { msg: key, aad: &aad })
             .map_err(|_| KeyError::Random("wrapping failed".into()))?;
         let mut wrapped = [0u8; WRAPPED];
         wrapped.copy_from_slice(&sealed);
-        Ok((nonce, wrapped))
+        Ok(Wrapped::GcmSiv { sealed: wrapped })
     }
 
-    fn unwrap_key(&self, id: &KeyId, nonce: &[u8; NONCE], wrapped: &[u8; WRAPPED]) -> Option<[u8; KEY_BYTES]> {
-        let aad = [WRAP_CONTEXT, id.as_slice()].concat();
-        let key = self.cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: wrapped, aad: &aad }).ok()?;
-        key.try_into().ok()
+    fn unwrap_key(&self, id: &KeyId, wrapped: &Wrapped) -> Option<[u8; KEY_BYTES]> {
+        let key = match wrapped {
+            Wrapped::GcmSiv { sealed } => {
+                let aad = [WRAP_CONTEXT_SIV, id.as_slice()].concat();
+                self.siv.decrypt(SivNonce::from_slice(&id[..SIV_NONCE]), Payload { msg: sealed, aad: &aad })
+            }
+            Wrapped::XChaCha { nonce, sealed } => {
+                let aad = [WRAP_CONTEXT, id.as_slice()].concat();
+                self.xchacha.decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
+            }
+        };
+        key.ok()?.try_into().ok()
+    }
+}
+
+/// A data key as the journal keeps it: wrapped by the KEK.
+#[derive(Clone, Copy)]
+enum Wrapped {
+    /// Tag 5: AES-256-GCM-SIV, the nonce taken from the key id (not stored). Written now.
+    GcmSiv {
+        /// The wrapped key and its tag.
+        sealed: [u8; WRAPPED],
+    },
+    /// Tag 1, the first format: XChaCha20-Poly1305 with a random nonce, stored. Read only
+    /// (rotation rewraps these keys as tag 5).
+    XChaCha {
+        /// The nonce.
+        nonce: [u8; NONCE],
+        /// The wrapped key and its tag.
+        sealed: [u8; WRAPPED],
+    },
+}
+
+impl Wrapped {
+    fn tag(&self) -> u8 {
+        match self {
+            Wrapped::GcmSiv { .. } => TAG_KEY_SIV,
+            Wrapped::XChaCha { .. } => TAG_KEY,
+        }
+    }
+
+    /// The bytes after the KEK id in the key's record.
+    fn body(&self) -> Vec<u8> {
+        match self {
+            Wrapped::GcmSiv { sealed } => sealed.to_vec(),
+            Wrapped::XChaCha { nonce, sealed } => [nonce.as_slice(), sealed].concat(),
+        }
     }
 }
 
@@ -338,7 +381,7 @@ impl DataKey {
 
 struct Journal {
     file: File,
-    keys: HashMap<KeyId, (DataKey, [u8; NONCE], [u8; WRAPPED])>,
+    keys: HashMap<KeyId, (DataKey, Wrapped)>,
     destroyed: BTreeSet<KeyId>,
     /// The key each subject was last given (a hint: the log's records name their keys).
     given: HashMap<String, KeyId>,
@@ -398,31 +441,38 @@ pub enum KeyState {
     Missing,
 }
 
-/// One journal record: tag, key id, subject, and for a key (KEK id, nonce, wrapped key).
+/// One journal record: tag, key id, subject, and for a key (KEK id, wrapped key).
 #[derive(Debug)]
 struct Entry {
     tag: u8,
     id: KeyId,
     subject: String,
-    wrapped: Option<([u8; 8], [u8; NONCE], [u8; WRAPPED])>,
+    wrapped: Option<([u8; 8], Wrapped)>,
 }
 
-fn encode_record(
-    tag: u8,
-    id: &KeyId,
-    subject: &str,
-    wrapped: Option<(&[u8; 8], &[u8; NONCE], &[u8; WRAPPED])>,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(19 + subject.len() + 8 + NONCE + WRAPPED + CHECK);
+impl std::fmt::Debug for Wrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.tag() == TAG_KEY_SIV { "Wrapped(AES-256-GCM-SIV)" } else { "Wrapped(XChaCha20-Poly1305)" })
+    }
+}
+
+/// A record without a key (tags 2, 3, 4).
+fn encode_record(tag: u8, id: &KeyId, subject: &str) -> Vec<u8> {
+    encode(tag, id, subject, &[])
+}
+
+/// A key's record (tag 1 or 5, by how it is wrapped).
+fn encode_key(id: &KeyId, kek: &[u8; 8], wrapped: &Wrapped) -> Vec<u8> {
+    encode(wrapped.tag(), id, "", &[kek.as_slice(), &wrapped.body()].concat())
+}
+
+fn encode(tag: u8, id: &KeyId, subject: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(19 + subject.len() + body.len() + CHECK);
     out.push(tag);
     out.extend_from_slice(id);
     out.extend_from_slice(&u16::try_from(subject.len()).unwrap_or(u16::MAX).to_le_bytes());
     out.extend_from_slice(subject.as_bytes());
-    if let Some((kek, nonce, wrapped)) = wrapped {
-        out.extend_from_slice(kek);
-        out.extend_from_slice(nonce);
-        out.extend_from_slice(wrapped);
-    }
+    out.extend_from_slice(body);
     let check = blake3::hash(&out);
     out.extend_from_slice(&check.as_bytes()[..CHECK]);
     out
@@ -431,11 +481,15 @@ fn encode_record(
 /// Decodes the record at the start of `bytes`: `Ok(None)` if it is cut short.
 fn decode_record(bytes: &[u8]) -> Result<Option<(Entry, usize)>, String> {
     let Some(&tag) = bytes.first() else { return Ok(None) };
-    if !(TAG_KEY..=TAG_DESTROYED).contains(&tag) {
+    if !(TAG_KEY..=TAG_KEY_SIV).contains(&tag) {
         return Err(format!("unknown record tag {tag}"));
     }
     let Some(len) = bytes.get(17..19).map(|l| usize::from(u16::from_le_bytes([l[0], l[1]]))) else { return Ok(None) };
-    let body = if tag == TAG_KEY { 8 + NONCE + WRAPPED } else { 0 };
+    let body = match tag {
+        TAG_KEY => 8 + NONCE + WRAPPED,
+        TAG_KEY_SIV => 8 + WRAPPED,
+        _ => 0,
+    };
     let total = 19 + len + body + CHECK;
     let Some(record) = bytes.get(..total) else { return Ok(None) };
     let (content, check) = record.split_at(total - CHECK);
@@ -445,15 +499,25 @@ fn decode_record(bytes: &[u8]) -> Result<Option<(Entry, usize)>, String> {
     let mut id = [0u8; 16];
     id.copy_from_slice(&content[1..17]);
     let subject = std::str::from_utf8(&content[19..19 + len]).map_err(|e| e.to_string())?.to_owned();
-    let wrapped = (tag == TAG_KEY).then(|| {
-        let at = 19 + len;
+    let at = 19 + len;
+    let array = |from: usize| -> [u8; WRAPPED] {
+        let mut out = [0u8; WRAPPED];
+        out.copy_from_slice(&content[from..from + WRAPPED]);
+        out
+    };
+    let wrapped = match tag {
+        TAG_KEY => {
+            let mut nonce = [0u8; NONCE];
+            nonce.copy_from_slice(&content[at + 8..at + 8 + NONCE]);
+            Some(Wrapped::XChaCha { nonce, sealed: array(at + 8 + NONCE) })
+        }
+        TAG_KEY_SIV => Some(Wrapped::GcmSiv { sealed: array(at + 8) }),
+        _ => None,
+    }
+    .map(|wrapped| {
         let mut kek = [0u8; 8];
-        let mut nonce = [0u8; NONCE];
-        let mut wrapped = [0u8; WRAPPED];
         kek.copy_from_slice(&content[at..at + 8]);
-        nonce.copy_from_slice(&content[at + 8..at + 8 + NONCE]);
-        wrapped.copy_from_slice(&content[at + 8 + NONCE..]);
-        (kek, nonce, wrapped)
+        (kek, wrapped)
     });
     Ok(Some((Entry { tag, id, subject, wrapped }, total)))
 }
@@ -496,14 +560,14 @@ impl KeyStore {
             match decode_record(&bytes[at..]) {
                 Ok(Some((entry, used))) => {
                     match (entry.tag, entry.wrapped) {
-                        (TAG_KEY, Some((kek_id, nonce, wrapped))) => {
+                        (TAG_KEY | TAG_KEY_SIV, Some((kek_id, wrapped))) => {
                             if kek_id != kek.id {
                                 return Err(KeyError::WrongKek { stored: hex(&kek_id), given: kek.id_hex() });
                             }
                             let plain = kek
-                                .unwrap_key(&entry.id, &nonce, &wrapped)
+                                .unwrap_key(&entry.id, &wrapped)
                                 .ok_or_else(|| damaged(format!("key {} does not unwrap", hex(&entry.id))))?;
-                            journal.keys.insert(entry.id, (DataKey::new(&plain), nonce, wrapped));
+                            journal.keys.insert(entry.id, (DataKey::new(&plain), wrapped));
                         }
                         (TAG_ERASED, _) => {
                             journal.given.remove(&entry.subject);
@@ -545,7 +609,7 @@ impl KeyStore {
     pub fn get(&self, id: &KeyId) -> KeyState {
         let journal = lock(&self.journal);
         match journal.keys.get(id) {
-            Some((key, _, _)) => KeyState::Present(key.clone()),
+            Some((key, _)) => KeyState::Present(key.clone()),
             None if journal.destroyed.contains(id) => KeyState::Destroyed,
             None => KeyState::Missing,
         }
@@ -578,18 +642,17 @@ impl KeyStore {
         let count = wanted.max(KEY_BATCH);
         let mut bytes = Vec::with_capacity(count * 128);
         let mut made = Vec::with_capacity(count);
-        // Ids, keys and wrapping nonces of the whole batch from one call to the OS.
-        const EACH: usize = 16 + KEY_BYTES + NONCE;
+        // Ids and keys of the whole batch from one call to the OS.
+        const EACH: usize = 16 + KEY_BYTES;
         let mut random = vec![0u8; count * EACH];
         getrandom::fill(&mut random).map_err(|e| KeyError::Random(e.to_string()))?;
         for chunk in random.chunks_exact(EACH) {
-            let (mut id, mut plain, mut nonce) = ([0u8; 16], [0u8; KEY_BYTES], [0u8; NONCE]);
+            let (mut id, mut plain) = ([0u8; 16], [0u8; KEY_BYTES]);
             id.copy_from_slice(&chunk[..16]);
-            plain.copy_from_slice(&chunk[16..16 + KEY_BYTES]);
-            nonce.copy_from_slice(&chunk[16 + KEY_BYTES..]);
-            let (nonce, wrapped) = kek.wrap_with(&id, &plain, nonce)?;
-            bytes.extend(encode_record(TAG_KEY, &id, "", Some((&kek.id, &nonce, &wrapped))));
-            made.push((id, DataKey::new(&plain), nonce, wrapped));
+            plain.copy_from_slice(&chunk[16..]);
+            let wrapped = kek.wrap(&id, &plain)?;
+            bytes.extend(encode_key(&id, &kek.id, &wrapped));
+            made.push((id, DataKey::new(&plain), wrapped));
         }
         let path = self.dir.join(JOURNAL);
         let file = {
@@ -601,8 +664,8 @@ impl KeyStore {
         // Durable before any of them is handed out.
         file.sync_data().map_err(io(&path))?;
         let mut journal = lock(&self.journal);
-        for (id, key, nonce, wrapped) in made {
-            journal.keys.insert(id, (key, nonce, wrapped));
+        for (id, key, wrapped) in made {
+            journal.keys.insert(id, (key, wrapped));
             journal.pool.push(id);
         }
         Ok(())
@@ -621,18 +684,18 @@ impl KeyStore {
                     return Err(KeyError::Erased { subject: subject.to_owned() });
                 }
                 if let Some(id) = journal.given.get(subject).copied() {
-                    if let Some((key, _, _)) = journal.keys.get(&id) {
+                    if let Some((key, _)) = journal.keys.get(&id) {
                         return Ok((id, key.clone()));
                     }
                 }
                 if let Some(id) = journal.pool.pop() {
-                    let record = encode_record(TAG_GIVEN, &id, subject, None);
+                    let record = encode_record(TAG_GIVEN, &id, subject);
                     journal.pending.extend_from_slice(&record);
                     if journal.pending.len() >= PENDING_HINTS {
                         journal.write_pending(&self.dir.join(JOURNAL))?;
                     }
                     journal.given.insert(subject.to_owned(), id);
-                    let key = journal.keys.get(&id).map(|(key, _, _)| key.clone());
+                    let key = journal.keys.get(&id).map(|(key, _)| key.clone());
                     if let Some(key) = key {
                         return Ok((id, key));
                     }
@@ -679,14 +742,14 @@ impl KeyStore {
         let old = lock(&self.kek).clone();
         let ids: Vec<KeyId> = journal.keys.keys().copied().collect();
         for id in &ids {
-            let Some((key, nonce, wrapped)) = journal.keys.get(id).cloned() else { continue };
-            let plain = old.unwrap_key(id, &nonce, &wrapped).ok_or_else(|| KeyError::Damaged {
+            let Some((key, wrapped)) = journal.keys.get(id).cloned() else { continue };
+            let plain = old.unwrap_key(id, &wrapped).ok_or_else(|| KeyError::Damaged {
                 path: self.dir.join(JOURNAL),
                 offset: 0,
                 reason: format!("key {} does not unwrap", hex(id)),
             })?;
-            let (nonce, wrapped) = new.wrap(id, &plain)?;
-            journal.keys.insert(*id, (key, nonce, wrapped));
+            let wrapped = new.wrap(id, &plain)?;
+            journal.keys.insert(*id, (key, wrapped));
         }
         self.rewrite(&mut journal, &new)?;
         *lock(&self.kek) = new;
@@ -703,20 +766,20 @@ impl KeyStore {
         let mut ids: Vec<&KeyId> = journal.keys.keys().collect();
         ids.sort();
         for id in ids {
-            if let Some((_, nonce, wrapped)) = journal.keys.get(id) {
-                bytes.extend(encode_record(TAG_KEY, id, "", Some((&kek.id, nonce, wrapped))));
+            if let Some((_, wrapped)) = journal.keys.get(id) {
+                bytes.extend(encode_key(id, &kek.id, wrapped));
             }
         }
         let mut given: Vec<(&String, &KeyId)> = journal.given.iter().collect();
         given.sort();
         for (subject, id) in given {
-            bytes.extend(encode_record(TAG_GIVEN, id, subject, None));
+            bytes.extend(encode_record(TAG_GIVEN, id, subject));
         }
         for subject in &journal.erased {
-            bytes.extend(encode_record(TAG_ERASED, &[0; 16], subject, None));
+            bytes.extend(encode_record(TAG_ERASED, &[0; 16], subject));
         }
         for id in &journal.destroyed {
-            bytes.extend(encode_record(TAG_DESTROYED, id, "", None));
+            bytes.extend(encode_record(TAG_DESTROYED, id, ""));
         }
         let mut file = File::create(&temp).map_err(io(&temp))?;
         file.write_all(&bytes).map_err(io(&temp))?;
@@ -755,8 +818,8 @@ impl KeyStore {
         let kek = lock(&self.kek).id;
         ids.iter()
             .filter_map(|id| {
-                let (_, nonce, wrapped) = journal.keys.get(id)?;
-                Some((*id, encode_record(TAG_KEY, id, "", Some((&kek, nonce, wrapped)))))
+                let (_, wrapped) = journal.keys.get(id)?;
+                Some((*id, encode_key(id, &kek, wrapped)))
             })
             .collect()
     }
@@ -792,16 +855,16 @@ impl KeyStore {
                         let Some((entry, _)) = decode_record(record).map_err(damaged)? else {
                             return Err(damaged(format!("shared key {} is cut short", hex(id))));
                         };
-                        let Some((kek_id, nonce, wrapped)) = entry.wrapped.filter(|_| entry.id == *id) else {
+                        let Some((kek_id, wrapped)) = entry.wrapped.filter(|_| entry.id == *id) else {
                             return Err(damaged(format!("shared record for key {} is not that key", hex(id))));
                         };
                         if kek_id != kek.id {
                             return Err(KeyError::WrongKek { stored: hex(&kek_id), given: kek.id_hex() });
                         }
                         let plain = kek
-                            .unwrap_key(id, &nonce, &wrapped)
+                            .unwrap_key(id, &wrapped)
                             .ok_or_else(|| damaged(format!("shared key {} does not unwrap", hex(id))))?;
-                        added.push((*id, DataKey::new(&plain), nonce, wrapped, record.clone()));
+                        added.push((*id, DataKey::new(&plain), wrapped, record.clone()));
                     }
                 }
             }
@@ -810,7 +873,7 @@ impl KeyStore {
         if !added.is_empty() || !tombstones.is_empty() {
             let mut bytes: Vec<u8> = added.iter().flat_map(|(.., record)| record.iter().copied()).collect();
             for id in &tombstones {
-                bytes.extend(encode_record(TAG_DESTROYED, id, "", None));
+                bytes.extend(encode_record(TAG_DESTROYED, id, ""));
             }
             let file = {
                 let mut journal = lock(&self.journal);
@@ -819,8 +882,8 @@ impl KeyStore {
             };
             file.sync_data().map_err(io(&path))?;
             let mut journal = lock(&self.journal);
-            for (id, key, nonce, wrapped, _) in added {
-                journal.keys.insert(id, (key, nonce, wrapped));
+            for (id, key, wrapped, _) in added {
+                journal.keys.insert(id, (key, wrapped));
             }
             journal.destroyed.extend(tombstones);
         }
@@ -866,29 +929,50 @@ impl KeyStore {
 mod tests {
     use super::*;
 
+    /// A key wrapped the first way (tag 1: XChaCha20-Poly1305, stored nonce).
+    fn wrap_xchacha(kek: &Kek, id: &KeyId, key: &[u8; KEY_BYTES], nonce: [u8; NONCE]) -> Wrapped {
+        let aad = [WRAP_CONTEXT, id.as_slice()].concat();
+        let sealed = kek.xchacha.encrypt(XNonce::from_slice(&nonce), Payload { msg: key, aad: &aad }).unwrap();
+        Wrapped::XChaCha { nonce, sealed: sealed.try_into().unwrap() }
+    }
+
     /// A payload member sealed by the first format (XChaCha20-Poly1305, synthetic nonce in
     /// front), made by that code under the data key `[9; 32]` for the record
-    /// (`customer-1`, version 1, `CustomerRegistered`), member 0: records written then open.
+    /// (`customer-1`, version 1, `CustomerRegistered`), member 0, with its key in a journal
+    /// record of the first format (tag 1): records and key stores written then still open,
+    /// through a reopen and a rotation (which rewraps the key the new way).
     #[test]
-    fn values_sealed_by_the_first_format_still_open() {
+    fn values_and_keys_of_the_first_format_still_open() {
         const FIRST_FORMAT: &str =
             "XiM73BEQ9hEOfuL-FXoVKGyOaYjPf3WzyLcXs97Pojp7KB6JKgNm_n2o4_2VVQf9FjBIfJGj13RK-8MgWZa90jKm5jf3";
         let dir = tempfile::tempdir().unwrap();
-        let kek = kek(1);
-        let store = KeyStore::open(dir.path(), kek.clone()).unwrap();
+        let store = KeyStore::open(dir.path(), kek(1)).unwrap();
         let id = [0xab; 16];
-        let (nonce, wrapped) = kek.wrap_with(&id, &[9; KEY_BYTES], [1; NONCE]).unwrap();
-        store.import(&[(id, Some(encode_record(TAG_KEY, &id, "", Some((&kek.id, &nonce, &wrapped)))))]).unwrap();
+        let record = encode_key(&id, &kek(1).id, &wrap_xchacha(&kek(1), &id, &[9; KEY_BYTES], [1; NONCE]));
+        assert_eq!(record[0], TAG_KEY);
+        store.import(&[(id, Some(record))]).unwrap();
         let payload =
             format!(r#"{{"name":"Wang","personal":{{"$sealed":"{FIRST_FORMAT}","key":"{}"}},"tags":[]}}"#, hex(&id));
+        let expected = br#"{"name":"Wang","personal":{"phones":["+8613800138000"]},"tags":[]}"#.as_slice();
         let opened = crate::seal::open(&store, "customer-1", 1, "CustomerRegistered", payload.as_bytes()).unwrap();
-        assert_eq!(&*opened, br#"{"name":"Wang","personal":{"phones":["+8613800138000"]},"tags":[]}"#.as_slice());
+        assert_eq!(&*opened, expected);
         assert_eq!(crate::seal::key_ids(payload.as_bytes()), vec![id]);
         // Bound to its record as before.
         assert!(matches!(
             crate::seal::open(&store, "customer-1", 2, "CustomerRegistered", payload.as_bytes()),
             Err(KeyError::Tampered { .. })
         ));
+        drop(store);
+        let store = KeyStore::open(dir.path(), kek(1)).unwrap();
+        let opened = crate::seal::open(&store, "customer-1", 1, "CustomerRegistered", payload.as_bytes()).unwrap();
+        assert_eq!(&*opened, expected, "a tag 1 record in the journal opens after a reopen");
+        assert_eq!(store.rotate(kek(2)).unwrap(), 1);
+        drop(store);
+        let raw = std::fs::read(dir.path().join(KEY_DIR).join(JOURNAL)).unwrap();
+        assert_eq!(raw[0], TAG_KEY_SIV, "rotation rewraps the key the new way");
+        let store = KeyStore::open(dir.path(), kek(2)).unwrap();
+        let opened = crate::seal::open(&store, "customer-1", 1, "CustomerRegistered", payload.as_bytes()).unwrap();
+        assert_eq!(&*opened, expected);
     }
 
     fn kek(byte: u8) -> Kek {
@@ -896,7 +980,9 @@ mod tests {
     }
 
     fn wrapped_of(store: &KeyStore, id: &KeyId) -> [u8; WRAPPED] {
-        lock(&store.journal).keys[id].2
+        match lock(&store.journal).keys[id].1 {
+            Wrapped::GcmSiv { sealed } | Wrapped::XChaCha { sealed, .. } => sealed,
+        }
     }
 
     #[test]
