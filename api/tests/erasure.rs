@@ -78,14 +78,14 @@ fn key_id_in(export: &str, stream: &str) -> String {
     rest[..32].to_owned()
 }
 
-/// The wrapped bytes of key `id` in the key journal (see `oacis_eventlog::keys`: tag 1, id,
-/// empty subject, KEK id, nonce, wrapped key).
+/// The wrapped bytes of key `id` in the key journal (see `oacis_eventlog::keys`: tag 5, id,
+/// empty subject, KEK id, wrapped key).
 fn wrapped_key(data: &Path, id: &str) -> Vec<u8> {
     let journal = std::fs::read(data.join("keys").join("journal")).unwrap();
     let id: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).unwrap()).collect();
-    let key_record = [&[1u8][..], &id, &[0, 0]].concat();
+    let key_record = [&[5u8][..], &id, &[0, 0]].concat();
     let start = journal.windows(key_record.len()).position(|w| w == key_record.as_slice()).expect("key record");
-    let wrapped = start + key_record.len() + 8 + 24;
+    let wrapped = start + key_record.len() + 8;
     journal[wrapped..wrapped + 48].to_vec()
 }
 
