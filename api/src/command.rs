@@ -560,6 +560,11 @@ impl CommandBus {
         Ok(executed)
     }
 
+    /// The causation id of a keyed request with `fingerprint` (see [`causation_of`]).
+    fn causation_of(&self, fingerprint: [u8; 32]) -> Uuid {
+        causation_of(self.store.keys().map(|k| k.request_digest_key()).as_ref(), fingerprint)
+    }
+
     /// The first result of an idempotency key used before: from memory, or (after a
     /// restart, or from another node) from the log, whose records carry the request's
     /// fingerprint as their causation id. The same key with another request is refused.
@@ -574,7 +579,7 @@ impl CommandBus {
         let appended: Vec<Appended> = outcome.appends.iter().map(|(_, a)| *a).collect();
         let Some(first) = appended.first() else { return Ok(None) };
         let record = self.store.read_all(first.first_seq, 1).await.map_err(CommandError::Store)?;
-        if record.first().and_then(|r| r.meta.causation_id) != Some(causation_of(fingerprint)) {
+        if record.first().and_then(|r| r.meta.causation_id) != Some(self.causation_of(fingerprint)) {
             return Err(CommandError::KeyReused);
         }
         let events = appended.iter().map(|a| usize::try_from(a.last_seq.0 - a.first_seq.0 + 1).unwrap_or(0)).sum();
@@ -655,7 +660,7 @@ impl CommandBus {
         meta.correlation_id = origin.correlation_id;
         // With an idempotency key, the request's fingerprint goes on the record, so that a
         // retry after a restart is checked against the request that first used the key.
-        meta.causation_id = origin.idempotency_key.is_some().then(|| causation_of(fingerprint));
+        meta.causation_id = origin.idempotency_key.is_some().then(|| self.causation_of(fingerprint));
         meta.client_addr.clone_from(&origin.client_addr);
         match self.store.submit_many(parts, meta).await {
             Ok(pending) => {
@@ -770,12 +775,37 @@ fn executed_of(appended: &[Appended], events: usize) -> Executed {
 
 /// The causation id recorded with a command's events: a UUIDv8 of the request's fingerprint,
 /// so that a retried idempotency key can be checked against the request that first used it.
-fn causation_of(fingerprint: [u8; 32]) -> Uuid {
-    derived_uuid(&["request", &blake3::Hash::from(fingerprint).to_hex()])
+/// With a key store, the fingerprint is first hashed with its request digest key
+/// ([`oacis_eventlog::keys::KeyStore::request_digest_key`]): the fingerprint covers the
+/// request's arguments, personal data and passwords included, and the log (and every export)
+/// keeps the causation id, so an unkeyed one would let anyone with an export confirm guesses of
+/// them offline, erased data included.
+fn causation_of(digest_key: Option<&[u8; 32]>, fingerprint: [u8; 32]) -> Uuid {
+    let digest = match digest_key {
+        Some(key) => blake3::keyed_hash(key, &fingerprint),
+        None => blake3::Hash::from(fingerprint),
+    };
+    derived_uuid(&["request", &digest.to_hex()])
 }
 
 fn lock_slot(stream: &str) -> usize {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     stream.hash(&mut hasher);
     usize::try_from(hasher.finish() % STREAM_LOCKS as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The causation id (kept in the log and every export) of a keyed request is keyed by the
+    /// request digest key: stable for retries, and not the plain digest of the arguments,
+    /// which anyone holding an export could test guesses of personal data against.
+    #[test]
+    fn a_causation_id_is_keyed_by_the_request_digest_key() {
+        let fingerprint = *blake3::hash(b"registerCustomer\nprofile={phones: [\"+8613800138000\"]}").as_bytes();
+        let (one, other) = ([1u8; 32], [2u8; 32]);
+        let keyed = super::causation_of(Some(&one), fingerprint);
+        assert_eq!(keyed, super::causation_of(Some(&one), fingerprint), "the same for a retry");
+        assert_ne!(keyed, super::causation_of(Some(&other), fingerprint));
+        assert_ne!(keyed, super::causation_of(None, fingerprint), "not the unkeyed digest");
+    }
 }

@@ -149,6 +149,8 @@ pub struct Kek {
     siv: Aes256GcmSiv,
     /// Unwraps keys of the first format (tag 1 records).
     xchacha: XChaCha20Poly1305,
+    /// Keys digests of requests kept in the log ([`KeyStore::request_digest_key`]).
+    request_digests: [u8; KEY_BYTES],
 }
 
 impl std::fmt::Debug for Kek {
@@ -165,7 +167,12 @@ impl Kek {
         let derived = blake3::derive_key("oacis key-encryption key id v1", bytes);
         let mut id = [0u8; 8];
         id.copy_from_slice(&derived[..8]);
-        Kek { id, siv: Aes256GcmSiv::new(bytes.into()), xchacha: XChaCha20Poly1305::new(bytes.into()) }
+        Kek {
+            id,
+            siv: Aes256GcmSiv::new(bytes.into()),
+            xchacha: XChaCha20Poly1305::new(bytes.into()),
+            request_digests: blake3::derive_key("oacis request digest v1", bytes),
+        }
     }
 
     /// A KEK from 64 hex digits (surrounding white space ignored).
@@ -613,6 +620,16 @@ impl KeyStore {
             None if journal.destroyed.contains(id) => KeyState::Destroyed,
             None => KeyState::Missing,
         }
+    }
+
+    /// A 32-byte secret for keyed digests (BLAKE3 keyed hash) of requests whose digest is kept
+    /// in the log (an idempotency key's request fingerprint): derived from the KEK, so every
+    /// server sharing the log derives the same one, and nobody holding only the log or an
+    /// export can test guesses of the request's personal data against it. It changes with a
+    /// KEK rotation.
+    #[must_use]
+    pub fn request_digest_key(&self) -> [u8; KEY_BYTES] {
+        lock(&self.kek).request_digests
     }
 
     /// How many durable keys wait to be given out.

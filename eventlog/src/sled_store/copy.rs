@@ -5,8 +5,10 @@
 //! must leave the evidence as it found it, so `oacis verify --data` opens a copy instead.
 //!
 //! Invariants: the original folder is only read (files are opened for reading and copied);
-//! the copy lives in a fresh folder under the system's temporary directory (`TMPDIR`) and is
-//! removed when the [`FolderCopy`] is dropped.
+//! the copy lives in a fresh owner-only folder under the system's temporary directory
+//! (`TMPDIR`) and is removed when the [`FolderCopy`] is dropped. The personal-data key store
+//! (`keys/`) is never copied: no check on a copy opens sealed data, and a copy left behind by a
+//! killed process must not keep keys that a later erasure destroys.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,14 +25,23 @@ pub struct FolderCopy {
 static COPIES: AtomicU64 = AtomicU64::new(0);
 
 impl FolderCopy {
-    /// Copies every file of `original` (recursively) into a new temporary folder.
+    /// Copies every file of `original` (recursively) but the key store's folder into a new
+    /// owner-only temporary folder.
     /// Errors: [`Error::Io`] naming the file that could not be read or written.
     pub fn of(original: &Path) -> Result<FolderCopy> {
         let name = format!("oacis-verify-{}-{}", std::process::id(), COPIES.fetch_add(1, Ordering::Relaxed));
         let path = std::env::temp_dir().join(name);
-        std::fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
+        let mut folder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut folder, 0o700);
+        folder.create(&path).map_err(|e| Error::io(&path, e))?;
         let copy = FolderCopy { path };
-        copy_tree(original, &copy.path)?;
+        for entry in std::fs::read_dir(original).map_err(|e| Error::io(original, e))? {
+            let entry = entry.map_err(|e| Error::io(original, e))?;
+            if entry.file_name() != crate::keys::KEY_DIR {
+                copy_entry(&entry, &copy.path)?;
+            }
+        }
         Ok(copy)
     }
 
@@ -49,18 +60,45 @@ impl Drop for FolderCopy {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
-        let entry = entry.map_err(|e| Error::io(from, e))?;
-        let source = entry.path();
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type().map_err(|e| Error::io(&source, e))?;
-        if kind.is_dir() {
-            std::fs::create_dir(&target).map_err(|e| Error::io(&target, e))?;
-            copy_tree(&source, &target)?;
-        } else if kind.is_file() {
-            std::fs::copy(&source, &target).map_err(|e| Error::io(&source, e))?;
+fn copy_entry(entry: &std::fs::DirEntry, to: &Path) -> Result<()> {
+    let source = entry.path();
+    let target = to.join(entry.file_name());
+    let kind = entry.file_type().map_err(|e| Error::io(&source, e))?;
+    if kind.is_dir() {
+        std::fs::create_dir(&target).map_err(|e| Error::io(&target, e))?;
+        for inner in std::fs::read_dir(&source).map_err(|e| Error::io(&source, e))? {
+            copy_entry(&inner.map_err(|e| Error::io(&source, e))?, &target)?;
         }
+    } else if kind.is_file() {
+        std::fs::copy(&source, &target).map_err(|e| Error::io(&source, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_holds_every_file_but_the_key_store_and_is_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("db").join("blobs")).unwrap();
+        std::fs::write(dir.path().join("db").join("blobs").join("1"), b"blob").unwrap();
+        std::fs::write(dir.path().join("checkpoint.json"), b"{}").unwrap();
+        std::fs::create_dir(dir.path().join(crate::keys::KEY_DIR)).unwrap();
+        std::fs::write(dir.path().join(crate::keys::KEY_DIR).join(crate::keys::JOURNAL), b"wrapped keys").unwrap();
+        let copy = FolderCopy::of(dir.path()).unwrap();
+        assert_eq!(std::fs::read(copy.path().join("db").join("blobs").join("1")).unwrap(), b"blob");
+        assert_eq!(std::fs::read(copy.path().join("checkpoint.json")).unwrap(), b"{}");
+        assert!(!copy.path().join(crate::keys::KEY_DIR).exists(), "the key store is not copied");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(copy.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+        let path = copy.path().to_owned();
+        drop(copy);
+        assert!(!path.exists(), "removed on drop");
+    }
 }
