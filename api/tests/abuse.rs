@@ -98,6 +98,20 @@ fn attacks_get_typed_errors_and_change_nothing() {
     let same = json!({ "kind": "PERSON", "name": "Zhang Again", "source": "OTHER", "phones": ["+8613987654321"] });
     let again = ok(server.gql(Some(&token), register, json!({ "p": same })), "registerCustomer");
     assert_eq!(again["possibleDuplicates"], json!([]));
+    // Without customer.read_personal, a profile update keeps the personal data it cannot see,
+    // and may not replace it.
+    let update = "mutation($id: String!, $p: ProfileInput!) { updateCustomerProfile(id: $id, profile: $p) { events } }";
+    let read = "query($id: String!) { customer(id: $id) { name phones } }";
+    let renamed = json!({ "kind": "PERSON", "name": "Zhang Renamed", "source": "OTHER" });
+    let updated = ok(server.gql(Some(&token), update, json!({ "id": visible, "p": renamed })), "updateCustomerProfile");
+    assert_eq!(updated["events"], 1);
+    let seen = ok(server.gql(Some(&admin), read, json!({ "id": visible })), "customer");
+    assert_eq!(seen, json!({ "name": "Zhang Renamed", "phones": ["+8613987654321"] }));
+    let replacing =
+        json!({ "kind": "PERSON", "name": "Zhang Renamed", "source": "OTHER", "phones": ["+8613900000000"] });
+    let refused = server.gql(Some(&token), update, json!({ "id": visible, "p": replacing }));
+    assert_eq!(code(&refused), "FORBIDDEN", "{refused}");
+    assert_eq!(ok(server.gql(Some(&admin), read, json!({ "id": visible })), "customer"), seen, "nothing changed");
     // Guessing the current password is throttled like signing in.
     let guess = "mutation($c: String!) { changePassword(current: $c, newPassword: \"Another-Pass-2026\") { token } }";
     let codes: Vec<String> = (0..12)

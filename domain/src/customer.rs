@@ -311,6 +311,13 @@ pub enum CustomerCommand {
         /// The new profile.
         profile: Profile,
     },
+    /// Replace the profile but its personal part, which stays as it is: the update of a caller
+    /// who may not read the customer's personal data (it sees it masked), so that what it
+    /// cannot see is not lost.
+    UpdateProfileKeepingPersonal {
+        /// The new profile; its personal part is not used.
+        profile: Profile,
+    },
     /// Transfer to another owner.
     ChangeOwner {
         /// New owning user.
@@ -734,6 +741,10 @@ impl Aggregate for Customer {
                 }
                 let profile = checked_profile(profile, ctx)?;
                 E::CustomerRegistered(CustomerRegistered { customer_id: id, profile, owner, department })
+            }
+            C::UpdateProfileKeepingPersonal { mut profile } => {
+                profile.personal = state.profile.as_ref().map(|p| p.personal.clone()).unwrap_or_default();
+                return Self::decide(state, C::UpdateProfile { profile }, ctx);
             }
             C::UpdateProfile { profile } => {
                 state.status.require(LIVE, "update")?;

@@ -548,7 +548,10 @@ impl CustomerMutation {
     }
 
     /// Replaces a customer's profile; possible duplicates are reported (or, with
-    /// `refuseDuplicates`, refused) as on registration.
+    /// `refuseDuplicates`, refused) as on registration. A caller without
+    /// `customer.read_personal` on the customer (who sees its personal data masked) leaves
+    /// phones, e-mails, identity number and birth date out, and they are kept as they are;
+    /// sending any of them is FORBIDDEN.
     async fn update_customer_profile(
         &self,
         ctx: &Context<'_>,
@@ -559,8 +562,19 @@ impl CustomerMutation {
         expected_version: Option<u64>,
     ) -> ApiResult<CustomerPayload> {
         let id = CustomerId(parse_id("id", &id)?);
-        let command = CustomerCommand::UpdateProfile { profile: profile.into_profile()? };
-        customer_resource(ctx, id, Permission::CustomerWrite)?;
+        let resource = customer_resource(ctx, id, Permission::CustomerWrite)?;
+        let profile = profile.into_profile()?;
+        let command = if caller(ctx)?.may(Permission::CustomerReadPersonal, &resource) {
+            CustomerCommand::UpdateProfile { profile }
+        } else if profile.personal == CustomerPersonal::default() {
+            CustomerCommand::UpdateProfileKeepingPersonal { profile }
+        } else {
+            return Err(ApiError::Forbidden(
+                "you may not read this customer's personal data, so you may not replace it: leave phones, emails, \
+                 idNumber and birthDate out and they are kept as they are"
+                    .into(),
+            ));
+        };
         let duplicates = possible_duplicates(ctx, &command, id)?;
         if refuse_duplicates.unwrap_or(false) && !duplicates.is_empty() {
             return Err(duplicate_conflict(&duplicates));
@@ -843,7 +857,7 @@ fn possible_duplicates(
     let bus = &app(ctx)?.bus;
     let decision_ctx = bus.context(Some(caller.user));
     let mut empty = CustomerState::default();
-    if let CustomerCommand::UpdateProfile { .. } = command {
+    if let CustomerCommand::UpdateProfile { .. } | CustomerCommand::UpdateProfileKeepingPersonal { .. } = command {
         // An update is decided like one on a live customer with the same profile.
         empty.status = oacis_domain::customer::CustomerStatus::Active;
     }
