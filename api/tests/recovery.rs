@@ -393,6 +393,15 @@ fn a_point_in_time_restore_from_before_an_erasure_keeps_the_data_erased() {
     assert!(String::from_utf8_lossy(&refused.stdout).contains("keys_blake3"), "{refused:?}");
     assert!(!damaged.exists());
     std::fs::write(&journal, intact).unwrap();
+    // So is one whose manifest is gone.
+    let manifest = backups.join(&after_erasure).join("manifest.json");
+    let kept = std::fs::read(&manifest).unwrap();
+    std::fs::remove_file(&manifest).unwrap();
+    let refused = restore(&backups.join(&before_erasure), &damaged);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("manifest cannot be read"), "{refused:?}");
+    assert!(!damaged.exists());
+    std::fs::write(&manifest, kept).unwrap();
 
     // A copy restored from the older backup and written to, backed up into the same folder,
     // continues it in another way than the original's later backup: a fork, refused.

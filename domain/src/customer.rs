@@ -760,7 +760,7 @@ impl Aggregate for Customer {
                     return Err(DomainError::NotFound { entity: "customer" });
                 }
                 let mut v = Validator::new();
-                let reason = v.text("reason", &reason, MAX_TEXT_CHARS);
+                let reason = v.erasure_reason("reason", &reason, MAX_TEXT_CHARS);
                 let reason = v.finish(reason)?;
                 if state.erased {
                     return Ok(Vec::new());

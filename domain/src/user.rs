@@ -441,7 +441,7 @@ impl Aggregate for User {
                     return Err(DomainError::NotFound { entity: "user" });
                 }
                 let mut v = Validator::new();
-                let reason = v.text("reason", &reason, MAX_REASON_CHARS);
+                let reason = v.erasure_reason("reason", &reason, MAX_REASON_CHARS);
                 let reason = v.finish(reason)?;
                 if state.erased {
                     return Ok(Vec::new());

@@ -316,6 +316,18 @@ fn erasure_empties_personal_data_for_good_and_is_idempotent() {
     let refused =
         Scenario::<Customer>::given(&[]).when(CustomerCommand::ErasePersonalData { reason: "x".into() }, &ctx());
     assert!(matches!(refused, Err(DomainError::NotFound { .. })), "nobody to erase");
+    // The reason stays readable for good: one that looks like it holds personal data is refused.
+    for reason in ["客户来电 15811112222 要求删除", "mail x@y.com asked", "ID 31010419851111777X", "call 158 1111 2222"]
+    {
+        let refused = registered().when(CustomerCommand::ErasePersonalData { reason: reason.into() }, &ctx());
+        assert!(
+            matches!(&refused, Err(DomainError::Validation(errors)) if errors[0].field == "reason" && errors[0].code == FieldCode::InvalidFormat),
+            "{reason}: {refused:?}"
+        );
+    }
+    let dated =
+        registered().when(CustomerCommand::ErasePersonalData { reason: "申请单 2026-11-30 第 12 号".into() }, &ctx());
+    assert!(dated.is_ok(), "a date and short numbers are not personal data: {dated:?}");
     let events = s.when(CustomerCommand::ErasePersonalData { reason: "本人申请".into() }, &ctx()).unwrap();
     assert!(matches!(&events[..], [CustomerEvent::CustomerPersonalDataErased(e)] if e.reason == "本人申请"));
     let state = s.state();

@@ -769,7 +769,23 @@ fn newer_key_journal(chain: &ChainReport) -> Result<Option<PathBuf>, BackupError
         let Ok(entries) = std::fs::read_dir(&folder) else { continue };
         for entry in entries.filter_map(Result::ok) {
             let dir = entry.path();
-            let Ok(manifest) = Manifest::read(&dir) else { continue };
+            let manifest = match Manifest::read(&dir) {
+                Ok(manifest) => manifest,
+                // A folder with a backup's files but no readable manifest may be a newer backup
+                // of this store: skipping it could bring back data erased since.
+                Err(e) if !chain.backups.contains(&dir) && (dir.join(KEYS).exists() || dir.join(EVENTS).exists()) => {
+                    return Err(BackupError::Field {
+                        file: dir.join(MANIFEST),
+                        field: "manifest".into(),
+                        problem: format!(
+                            "a folder beside the chain holds a backup's files but its manifest cannot be read ({e}); \
+                             it may be a newer backup of this store, whose key journal keeps erasures made since: \
+                             repair it, or move it away"
+                        ),
+                    });
+                }
+                Err(_) => continue,
+            };
             let signed = checkpoint::decode_hex::<64>(&manifest.signature)
                 .is_some_and(|signature| public.verifies(&manifest.signed_bytes(), &signature));
             let journal = dir.join(KEYS);

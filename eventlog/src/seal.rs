@@ -410,6 +410,8 @@ mod tests {
             sealed,
             "deterministic"
         );
+        let next = seal(&keys, "customer-1", 2, "CustomerRegistered", payload).unwrap().unwrap();
+        assert_ne!(next, sealed, "the same value in the next record seals to other bytes (another nonce)");
         let text = String::from_utf8(sealed.clone()).unwrap();
         assert!(!text.contains("138001"), "{text}");
         assert!(

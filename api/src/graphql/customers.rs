@@ -626,7 +626,8 @@ impl CustomerMutation {
     /// the customer's data key, so its phones, e-mails, addresses, identity number and birth
     /// date read as erased everywhere: lists, history, timelines, exports and backups of the
     /// log. Names and other fields remain, and every hash of the log still verifies. Erasing
-    /// an erased customer writes nothing. `reason` holds no personal data.
+    /// an erased customer writes nothing. `reason` stays readable for good: one that looks like
+    /// it holds personal data (an e-mail address, a phone or identity number) is refused.
     async fn erase_personal_data(
         &self,
         ctx: &Context<'_>,

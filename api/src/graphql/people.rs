@@ -336,7 +336,9 @@ impl PeopleMutation {
     /// Erases a user's personal data (phone, e-mail) for good (PIPL art. 47, GDPR art. 17;
     /// needs `user.admin`): records the erasure (who, when, why), then destroys the user's
     /// data keys; the account, its name and its history remain, and every hash of the log
-    /// still verifies. Erasing an erased user writes nothing. `reason` holds no personal data.
+    /// still verifies. Erasing an erased user writes nothing. `reason` stays readable for good:
+    /// one that looks like it holds personal data (an e-mail address, a phone or identity
+    /// number) is refused.
     async fn erase_user_personal_data(
         &self,
         ctx: &Context<'_>,

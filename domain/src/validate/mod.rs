@@ -250,6 +250,22 @@ impl Validator {
         self.errors.is_empty()
     }
 
+    /// The reason of an erasure: [`Validator::text`], refusing (`InvalidFormat`) a text that
+    /// looks like it holds personal data ([`looks_personal`]). An erasure's reason stays
+    /// readable in the log for good, when the personal data it concerns is gone.
+    pub fn erasure_reason(&mut self, field: &str, value: &str, max: usize) -> String {
+        let value = self.text(field, value, max);
+        if looks_personal(&value) {
+            self.fail(
+                field,
+                FieldCode::InvalidFormat,
+                "looks like it holds personal data (an e-mail address, a phone or identity number); the reason \
+                 stays readable for good: say why, not whose data",
+            );
+        }
+        value
+    }
+
     /// `value` if nothing failed, otherwise every recorded error.
     pub fn finish<T>(self, value: T) -> Result<T, DomainError> {
         if self.errors.is_empty() {
@@ -258,4 +274,32 @@ impl Validator {
             Err(DomainError::Validation(self.errors))
         }
     }
+}
+
+/// Whether `text` looks like it holds personal data: a word with `@` and a dot after it (an
+/// e-mail address), seven digits in a row, or ten digits apart only by single spaces, dashes or
+/// dots (a phone or identity number; a date such as 2026-11-30 has eight).
+#[must_use]
+pub fn looks_personal(text: &str) -> bool {
+    let email = text.split_whitespace().any(|word| {
+        word.find('@').is_some_and(|at| at > 0 && word[at + 1..].trim_end_matches(['.', ',', ';']).contains('.'))
+    });
+    let (mut row, mut spaced, mut last_was_digit) = (0usize, 0usize, false);
+    for c in text.chars() {
+        if c.is_numeric() {
+            row += 1;
+            spaced += 1;
+            last_was_digit = true;
+            if row >= 7 || spaced >= 10 {
+                return true;
+            }
+        } else {
+            row = 0;
+            if !(last_was_digit && matches!(c, ' ' | '-' | '.')) {
+                spaced = 0;
+            }
+            last_was_digit = false;
+        }
+    }
+    email
 }
