@@ -52,14 +52,30 @@ pub async fn erase(
     origin: &Origin,
 ) -> Result<Executed, CommandError> {
     let stream = subject.stream();
-    let executed = match subject {
-        Subject::Customer(_) => {
-            bus.execute::<Customer>(stream, CustomerCommand::ErasePersonalData { reason }, origin).await?
+    match subject {
+        Subject::Customer(id) => {
+            // The customers merged into it are the same person's other records: erased with it,
+            // in one atomic append, so that no restart leaves one of them readable.
+            let merged = bus.projections().read(|v| v.directory.merged_into(id)).map_err(CommandError::Views)?;
+            let streams: Vec<String> = std::iter::once(id).chain(merged).map(|c| c.stream()).collect();
+            let steps = streams
+                .iter()
+                .map(|s| {
+                    crate::command::on::<Customer>(s, CustomerCommand::ErasePersonalData { reason: reason.clone() })
+                })
+                .collect();
+            let executed = bus.execute_steps(steps, origin).await?;
+            for stream in streams {
+                destroy_keys(bus, stream).await?;
+            }
+            Ok(executed)
         }
-        Subject::User(_) => bus.execute::<User>(stream, UserCommand::ErasePersonalData { reason }, origin).await?,
-    };
-    destroy_keys(bus, subject.stream()).await?;
-    Ok(executed)
+        Subject::User(_) => {
+            let executed = bus.execute::<User>(stream, UserCommand::ErasePersonalData { reason }, origin).await?;
+            destroy_keys(bus, subject.stream()).await?;
+            Ok(executed)
+        }
+    }
 }
 
 /// Destroys every key the records of the subject with stream `name` name (read from its

@@ -336,3 +336,48 @@ fn a_kill_during_registrations_loses_no_key_of_an_acknowledged_one() {
         assert_eq!(answer["customer"]["phones"], json!([phone]), "customer {id}");
     }
 }
+
+/// The customers merged into an erased one are the same person's other records: erased with
+/// it, atomically; and no other record of a person is merged into an erased customer.
+#[test]
+fn erasing_a_customer_erases_the_records_merged_into_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data);
+    let token = sign_in(&server, true);
+    let register = |name: &str, phone: &str| {
+        let profile = json!({ "kind": "PERSON", "name": name, "source": "OTHER", "phones": [phone] });
+        ok(server.gql(Some(&token), REGISTER, json!({ "p": profile })))["registerCustomer"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let merge = "mutation($d: String!, $s: String!) { mergeCustomers(duplicate: $d, survivor: $s) { events } }";
+    let (first, second, survivor) =
+        (register("钱一", "+8613722223333"), register("钱二", "+8613722224444"), register("钱三", "+8613722225555"));
+    // first into second, second into survivor: both are the survivor's.
+    ok(server.gql(Some(&token), merge, json!({ "d": first, "s": second })));
+    ok(server.gql(Some(&token), merge, json!({ "d": second, "s": survivor })));
+    let erase = "mutation($id: String!) { erasePersonalData(id: $id, reason: \"本人申请\") { events } }";
+    let erased = ok(server.gql(Some(&token), erase, json!({ "id": survivor })));
+    assert_eq!(erased["erasePersonalData"]["events"], 3, "{erased}");
+    for id in [&first, &second, &survivor] {
+        let customer = ok(server.gql(Some(&token), CUSTOMER, json!({ "id": id })))["customer"].clone();
+        assert_eq!(customer["phones"], json!([]), "{customer}");
+        assert_eq!(customer["personalDataErased"], true, "{customer}");
+    }
+    let search = "query($t: String!) { customers(first: 10, filter: {text: $t}) { totalCount } }";
+    for phone in ["13722223333", "13722224444", "13722225555"] {
+        let found = ok(server.gql(Some(&token), search, json!({ "t": phone })));
+        assert_eq!(found["customers"]["totalCount"], 0, "{phone}: {found}");
+    }
+    // Another record of the person merged into the erased survivor would give it personal data
+    // again: refused, and nothing is written.
+    let later = register("钱四", "+8613722226666");
+    let head = |server: &Server| ok(server.gql(Some(&token), "{ verifyChain { headSeq } }", json!({})));
+    let before = head(&server);
+    let refused = server.gql(Some(&token), merge, json!({ "d": later, "s": survivor }));
+    assert!(refused["errors"][0]["message"].as_str().unwrap_or_default().contains("was erased"), "{refused}");
+    assert_eq!(head(&server), before);
+    assert_eq!(code(&refused), "VALIDATION", "{refused}");
+}

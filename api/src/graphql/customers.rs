@@ -622,8 +622,9 @@ impl CustomerMutation {
     }
 
     /// Erases a customer's personal data for good (the right to erasure: PIPL art. 47, GDPR
-    /// art. 17; needs `customer.erase`): records the erasure (who, when, why), then destroys
-    /// the customer's data key, so its phones, e-mails, addresses, identity number and birth
+    /// art. 17; needs `customer.erase`): records the erasure (who, when, why) on it and on
+    /// every customer merged into it (the same person's other records), then destroys their
+    /// data keys, so its phones, e-mails, addresses, identity number and birth
     /// date read as erased everywhere: lists, history, timelines, exports and backups of the
     /// log. Names and other fields remain, and every hash of the log still verifies. Erasing
     /// an erased customer writes nothing. `reason` stays readable for good: one that looks like
@@ -674,7 +675,8 @@ impl CustomerMutation {
     }
 
     /// Merges `duplicate` into `survivor`: both streams are locked and decided together, so
-    /// that two crossing merges can never both succeed.
+    /// that two crossing merges can never both succeed. Refused when the survivor's personal
+    /// data was erased and the duplicate's was not (it would be the survivor's again).
     async fn merge_customers(
         &self,
         ctx: &Context<'_>,
@@ -793,7 +795,17 @@ impl crate::command::Step for PairStep {
         Box::pin(async move {
             let (duplicate, survivor, first, second) = match *self {
                 PairStep::Merge { duplicate, survivor } => {
-                    let survivor_status = bus.peek::<Customer>(&survivor.stream()).await?.status;
+                    let survivor_state = bus.peek::<Customer>(&survivor.stream()).await?;
+                    if survivor_state.erased && !bus.peek::<Customer>(&duplicate.stream()).await?.erased {
+                        let rule = oacis_domain::DomainError::Rule(
+                            "the surviving customer's personal data was erased: another record of the same person \
+                             merged into it would give it personal data again; erase that record's personal data \
+                             first"
+                                .into(),
+                        );
+                        return Err(rule.into());
+                    }
+                    let survivor_status = survivor_state.status;
                     let merge = CustomerCommand::MergeInto { survivor, survivor_status };
                     (duplicate, survivor, merge, CustomerCommand::Absorb { duplicate })
                 }

@@ -568,6 +568,32 @@ impl CustomerDirectory {
         self.rows.get(&id)
     }
 
+    /// Every customer merged into `survivor`, directly or through other merged customers, in
+    /// id order: the same person's other records. A scan of every row (for erasures, which are
+    /// rare).
+    #[must_use]
+    pub fn merged_into(&self, survivor: CustomerId) -> Vec<CustomerId> {
+        let mut found: Vec<CustomerId> = self
+            .rows
+            .iter()
+            .filter(|(_, row)| row.merged_into.is_some())
+            .filter(|(id, _)| {
+                let mut at = self.rows.get(id).and_then(|row| row.merged_into);
+                for _ in 0..=self.rows.len() {
+                    match at {
+                        Some(next) if next == survivor => return true,
+                        Some(next) => at = self.rows.get(&next).and_then(|row| row.merged_into),
+                        None => return false,
+                    }
+                }
+                false
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        found.sort_unstable();
+        found
+    }
+
     /// The customers whose external id (set by an import) is `external_id`, in id order.
     #[must_use]
     pub fn by_external_id(&self, external_id: &str) -> &[CustomerId] {
