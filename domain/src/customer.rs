@@ -753,7 +753,12 @@ impl Aggregate for Customer {
                         "this customer's personal data was erased; it is not recorded again".into(),
                     ));
                 }
-                E::CustomerProfileUpdated(CustomerProfileUpdated { profile: checked_profile(profile, ctx)? })
+                let profile = checked_profile(profile, ctx)?;
+                if state.profile.as_ref() == Some(&profile) {
+                    // Nothing changes: nothing is recorded.
+                    return Ok(Vec::new());
+                }
+                E::CustomerProfileUpdated(CustomerProfileUpdated { profile })
             }
             C::ErasePersonalData { reason } => {
                 if state.status == CustomerStatus::Unregistered {

@@ -136,6 +136,8 @@ fn update_transfer_archive_and_restore() {
     let mut s = registered();
     let events = s.when(CustomerCommand::UpdateProfile { profile: person("张伟（老张）") }, &ctx()).unwrap();
     assert!(matches!(&events[0], CustomerEvent::CustomerProfileUpdated(_)));
+    let same = s.when(CustomerCommand::UpdateProfile { profile: person("张伟（老张）") }, &ctx()).unwrap();
+    assert!(same.is_empty(), "the same profile again records nothing: {same:?}");
     let events = s.when(CustomerCommand::ChangeOwner { owner: user(2), department: dept(2) }, &ctx()).unwrap();
     assert_eq!(
         events,

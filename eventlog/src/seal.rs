@@ -23,8 +23,9 @@
 //! Invariants:
 //! - A payload without such a member is stored exactly as given.
 //! - Opening gives back the member's JSON text exactly as it was sealed; for a destroyed key
-//!   (an erased subject) it gives `{}` (every personal field empty); a value that does not
-//!   open, or whose key is unknown, is an error, never empty.
+//!   (an erased subject) it gives `{}` (every personal field empty), and so for a key unknown
+//!   to the key store when the key store marks the subject erased; a value that does not
+//!   open, or whose key is unknown for a subject not erased, is an error, never empty.
 //! - Sealing the same payload for the same record twice gives the same bytes (deterministic
 //!   encryption, same key), so a retried append is recognised as the same append.
 
@@ -310,6 +311,10 @@ pub fn open<'a>(
                 }
             }
             KeyState::Destroyed => out.extend_from_slice(b"{}"),
+            // An erased subject's keys were all destroyed when it was erased (the journal is
+            // rewritten without them, and none is given to it again): one its key store does
+            // not know lost its "destroyed" record (a journal cut short at its end).
+            KeyState::Missing if keys.is_erased(stream) => out.extend_from_slice(b"{}"),
             KeyState::Missing => return Err(KeyError::MissingKey { subject: stream.to_owned() }),
         }
         at = envelope.end;
@@ -453,6 +458,19 @@ mod tests {
         assert!(matches!(
             seal(&keys, "customer-1", 2, "CustomerProfileUpdated", payload),
             Err(KeyError::Erased { .. })
+        ));
+        // A key unknown to the key store: empty for the erased subject (its "destroyed" record
+        // was lost), an error for any other.
+        let hex: String = key_ids(&sealed)[0].iter().map(|b| format!("{b:02x}")).collect();
+        let unknown = String::from_utf8(sealed.clone()).unwrap().replace(&hex, &"ab".repeat(16));
+        let opened = open(&keys, "customer-1", 1, "CustomerRegistered", unknown.as_bytes()).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&opened).unwrap()["profile"]["personal"],
+            serde_json::json!({})
+        );
+        assert!(matches!(
+            open(&keys, "customer-2", 1, "CustomerRegistered", unknown.as_bytes()),
+            Err(KeyError::MissingKey { .. })
         ));
         // An erased subject's record with an empty personal part is stored as it is.
         let emptied = br#"{"profile":{"name":"Zed","personal":{"phones":[],"id_number":null,"addresses":[]}}}"#;
