@@ -401,6 +401,16 @@ fn a_point_in_time_restore_from_before_an_erasure_keeps_the_data_erased() {
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     assert!(String::from_utf8_lossy(&refused.stdout).contains("manifest cannot be read"), "{refused:?}");
     assert!(!damaged.exists());
+    // Or one whose manifest names another store, under this store's key (its signature then
+    // does not check out).
+    let text = String::from_utf8(kept.clone()).unwrap();
+    let store_at = text.find("\"store\": \"").unwrap() + 10;
+    let other = if &text[store_at..=store_at] == "0" { "1" } else { "0" };
+    std::fs::write(&manifest, format!("{}{other}{}", &text[..store_at], &text[store_at + 1..])).unwrap();
+    let refused = restore(&backups.join(&before_erasure), &damaged);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("signature"), "{refused:?}");
+    assert!(!damaged.exists());
     std::fs::write(&manifest, kept).unwrap();
 
     // A copy restored from the older backup and written to, backed up into the same folder,

@@ -574,6 +574,27 @@ fn imports_keep_to_the_callers_rights() {
     assert_eq!(row["outcome"], "REFUSED", "{moved}");
     assert_eq!(row["errors"][0]["code"], "forbidden");
 
+    // Without the right to read personal data, a row may not wipe or replace it; a row that
+    // leaves it alone updates the rest.
+    let emails = "query($id: String!) { customer(id: $id) { name emails phones } }";
+    for text in [format!("id,name,phones,emails\n{jia},甲二,,\n"), format!("id,phones\n{jia},13700000000\n")] {
+        let refused = ok(server.gql(Some(&writer), IMPORT, json!({ "i": { "text": text, "dryRun": false } })));
+        let row = &refused["importCustomers"]["rows"][0];
+        assert_eq!((&row["outcome"], &row["errors"][0]["code"]), (&json!("REFUSED"), &json!("forbidden")), "{refused}");
+    }
+    let renamed = ok(server.gql(
+        Some(&writer),
+        IMPORT,
+        json!({ "i": { "text": format!("id,name\n{jia},甲二\n"), "dryRun": false } }),
+    ));
+    assert_eq!(renamed["importCustomers"]["totals"]["updated"], 1, "{renamed}");
+    let now = ok(server.gql(Some(&admin), emails, json!({ "id": jia })));
+    assert_eq!(
+        now["customer"],
+        json!({ "name": "甲二", "emails": ["a@example.com"], "phones": ["+8613912340001"] }),
+        "personal data as it was"
+    );
+
     // A masked export re-imports as no change, and the real e-mail stays.
     let exporter = user_with("w.exporter", "E-7002", &["customer.read", "customer.write", "customer.export"], "ALL");
     let export = "mutation { exportCustomers(format: CSV) { rows personal contentBase64 } }";

@@ -794,7 +794,10 @@ fn newer_key_journal(chain: &ChainReport) -> Result<Option<PathBuf>, BackupError
             }
             let found = if journal.exists() { blake3_file(&journal).ok().map(|h| h.to_hex()) } else { None };
             let intact = found == manifest.keys_blake3;
-            if manifest.store != first.store || manifest.last_seq <= chain.head.seq.0 {
+            // One that names this store's key but whose signature does not check out was
+            // altered (its other fields, `store` included, cannot be trusted): never skipped.
+            let altered = manifest.public_key.eq_ignore_ascii_case(&chain.public_key) && !signed;
+            if !altered && (manifest.store != first.store || manifest.last_seq <= chain.head.seq.0) {
                 continue;
             }
             if !(signed && intact) {

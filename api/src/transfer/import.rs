@@ -300,6 +300,9 @@ struct Planned {
     department: Option<DepartmentId>,
     command: Option<ImportRow>,
     outcome: Outcome,
+    /// The row updates a customer whose personal data the caller may not read: it may not
+    /// change that personal data (it would wipe or overwrite what it cannot see).
+    personal_hidden: bool,
 }
 
 impl Planned {
@@ -452,6 +455,7 @@ pub async fn import(
                         department: None,
                         command: None,
                         outcome: Outcome::Refused,
+                        personal_hidden: false,
                     };
                     resolve(views, caller, &reader, key, &phone_ctx, &mut seen_keys, &mut plan);
                     // Resolving reports the owner and the department together, so leaving
@@ -473,6 +477,12 @@ pub async fn import(
         let Some((id, exists)) = plan.target else { continue };
         let state = if exists { bus.state::<Customer>(&id.stream()).await? } else { CustomerState::default() };
         let Some(mut row) = import_row(import_id, id, &state, &reader, plan) else { continue };
+        if plan.personal_hidden && state.profile.as_ref().is_some_and(|p| p.personal != row.profile.personal) {
+            let message = "you may not read this customer's personal data (customer.read_personal), so an import \
+                           may not change it: leave its phones, emails, id_number and birth_date cells as exported";
+            plan.error(None, "id", "forbidden", message);
+            continue;
+        }
         let mut decided = Customer::decide(&state, CustomerCommand::Import(Box::new(row.clone())), &ctx);
         if options.omit_invalid_values {
             if let Err(e) = &decided {
@@ -793,6 +803,7 @@ fn resolve(
             let message = "you may not transfer this customer to another owner or department (customer.transfer)";
             return plan.error(header(Field::Owner), "owner", "forbidden", message);
         }
+        plan.personal_hidden = !caller.may(Permission::CustomerReadPersonal, &now);
     }
     if !allowed {
         let message = "you may not write customers of this owner and department (customer.write)";

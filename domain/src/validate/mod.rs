@@ -251,7 +251,8 @@ impl Validator {
     }
 
     /// The reason of an erasure: [`Validator::text`], refusing (`InvalidFormat`) a text that
-    /// looks like it holds personal data ([`looks_personal`]). An erasure's reason stays
+    /// looks like it holds personal data ([`looks_personal`]); a heuristic, which a person
+    /// can get around, meant to stop mistakes. An erasure's reason stays
     /// readable in the log for good, when the personal data it concerns is gone.
     pub fn erasure_reason(&mut self, field: &str, value: &str, max: usize) -> String {
         let value = self.text(field, value, max);
@@ -276,30 +277,33 @@ impl Validator {
     }
 }
 
-/// Whether `text` looks like it holds personal data: a word with `@` and a dot after it (an
-/// e-mail address), seven digits in a row, or ten digits apart only by single spaces, dashes or
-/// dots (a phone or identity number; a date such as 2026-11-30 has eight).
+/// Whether `text` looks like it holds personal data: an `@` in any form (`@`, `＠`, `﹫`) or
+/// `(at)` / `[at]` (an e-mail address), nine digits in a row, or eleven digits apart by at
+/// most two characters that are neither letters nor digits (a phone or identity number
+/// written with spaces, dashes, slashes, brackets or invisible characters; a date such as
+/// 2026-11-30 has eight digits, a date-stamped ticket such as OPS-20261130-77 ten).
 #[must_use]
 pub fn looks_personal(text: &str) -> bool {
-    let email = text.split_whitespace().any(|word| {
-        word.find('@').is_some_and(|at| at > 0 && word[at + 1..].trim_end_matches(['.', ',', ';']).contains('.'))
-    });
-    let (mut row, mut spaced, mut last_was_digit) = (0usize, 0usize, false);
+    let lower = text.to_lowercase();
+    if text.contains(['@', '＠', '﹫']) || lower.contains("(at)") || lower.contains("[at]") {
+        return true;
+    }
+    let (mut row, mut spaced, mut gap) = (0usize, 0usize, 0usize);
     for c in text.chars() {
         if c.is_numeric() {
             row += 1;
             spaced += 1;
-            last_was_digit = true;
-            if row >= 7 || spaced >= 10 {
+            gap = 0;
+            if row >= 9 || spaced >= 11 {
                 return true;
             }
         } else {
             row = 0;
-            if !(last_was_digit && matches!(c, ' ' | '-' | '.')) {
+            gap += 1;
+            if c.is_alphabetic() || gap > 2 {
                 spaced = 0;
             }
-            last_was_digit = false;
         }
     }
-    email
+    false
 }
