@@ -18,7 +18,7 @@ use oacis_domain::ids::{CustomerId, UserId};
 use oacis_domain::user::{User, UserCommand};
 use oacis_eventlog::{EventStore, StreamId, Subscription, Version};
 
-use crate::command::{CommandBus, CommandError, Executed, Origin};
+use crate::command::{on, CommandBus, CommandError, Executed, Origin, Step};
 
 /// Whose personal data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,31 +51,25 @@ pub async fn erase(
     reason: String,
     origin: &Origin,
 ) -> Result<Executed, CommandError> {
-    let stream = subject.stream();
-    match subject {
+    let (streams, steps): (Vec<String>, Vec<Box<dyn Step>>) = match subject {
         Subject::Customer(id) => {
             // The customers merged into it are the same person's other records: erased with it,
             // in one atomic append, so that no restart leaves one of them readable.
             let merged = bus.projections().read(|v| v.directory.merged_into(id)).map_err(CommandError::Views)?;
             let streams: Vec<String> = std::iter::once(id).chain(merged).map(|c| c.stream()).collect();
-            let steps = streams
-                .iter()
-                .map(|s| {
-                    crate::command::on::<Customer>(s, CustomerCommand::ErasePersonalData { reason: reason.clone() })
-                })
-                .collect();
-            let executed = bus.execute_steps(steps, origin).await?;
-            for stream in streams {
-                destroy_keys(bus, stream).await?;
-            }
-            Ok(executed)
+            let erase = |s: &String| on::<Customer>(s, CustomerCommand::ErasePersonalData { reason: reason.clone() });
+            let steps = streams.iter().map(erase).collect();
+            (streams, steps)
         }
-        Subject::User(_) => {
-            let executed = bus.execute::<User>(stream, UserCommand::ErasePersonalData { reason }, origin).await?;
-            destroy_keys(bus, subject.stream()).await?;
-            Ok(executed)
+        Subject::User(id) => {
+            (vec![id.stream()], vec![on::<User>(id.stream(), UserCommand::ErasePersonalData { reason })])
         }
+    };
+    let executed = bus.execute_steps(steps, origin).await?;
+    for stream in streams {
+        destroy_keys(bus, stream).await?;
     }
+    Ok(executed)
 }
 
 /// Destroys every key the records of the subject with stream `name` name (read from its

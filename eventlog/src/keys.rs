@@ -215,13 +215,13 @@ impl Kek {
     }
 
     fn unwrap_key(&self, id: &KeyId, wrapped: &Wrapped) -> Option<[u8; KEY_BYTES]> {
+        let context = if wrapped.tag() == TAG_KEY_SIV { WRAP_CONTEXT_SIV } else { WRAP_CONTEXT };
+        let aad = [context, id.as_slice()].concat();
         let key = match wrapped {
             Wrapped::GcmSiv { sealed } => {
-                let aad = [WRAP_CONTEXT_SIV, id.as_slice()].concat();
                 self.siv.decrypt(SivNonce::from_slice(&id[..SIV_NONCE]), Payload { msg: sealed, aad: &aad })
             }
             Wrapped::XChaCha { nonce, sealed } => {
-                let aad = [WRAP_CONTEXT, id.as_slice()].concat();
                 self.xchacha.decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
             }
         };
