@@ -260,6 +260,42 @@ fn a_stalled_head_holder_shows_nothing_early_and_orders_the_next_append_after_it
     });
 }
 
+#[test]
+fn an_append_that_cannot_get_the_head_in_time_is_refused_naming_the_lock_timeout() {
+    let cluster = PgCluster::start().expect("cluster");
+    let url = cluster.database("lock_timeout").expect("database");
+    let rt = runtime();
+    rt.block_on(async {
+        // Node a stalls before its commit, holding the head; node b waits at most 300 ms.
+        let gate = Arc::new(Semaphore::new(0));
+        let a = PgStore::open(PgConfig { before_commit: Some(gate.clone()), ..config(&url) }).await.expect("node a");
+        let b =
+            PgStore::open(PgConfig { lock_timeout: Duration::from_millis(300), ..config(&url) }).await.expect("node b");
+        let stalled = {
+            let a = a.clone();
+            tokio::spawn(
+                async move { a.append(stream("x"), ExpectedVersion::NoStream, vec![event("X", 1)], meta(1)).await },
+            )
+        };
+        while !holding_the_head(&url).await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The cause is named (the statements pipelined after the lock would only say that the
+        // transaction was aborted), and nothing of b's append is written.
+        let refused = b
+            .append(stream("y"), ExpectedVersion::NoStream, vec![event("Y", 2)], meta(2))
+            .await
+            .expect_err("no head within the lock timeout");
+        let message = refused.to_string();
+        assert!(message.contains("55P03") && message.contains("lock timeout"), "{message}");
+        assert_eq!(message.matches("PostgreSQL").count(), 1, "{message}");
+        gate.add_permits(1);
+        assert_eq!(stalled.await.expect("task").expect("x").first_seq, Seq(1));
+        let all = check_log(&b).await;
+        assert_eq!(all.iter().map(|r| r.stream.as_str()).collect::<Vec<_>>(), ["x"]);
+    });
+}
+
 /// Whether some session is idle in a transaction (the stalled writer holding the head).
 async fn holding_the_head(url: &str) -> bool {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");

@@ -167,7 +167,7 @@ impl PgWriter {
             }
             if let Err(e) = self.connect().await {
                 unavailable = matches!(e, Error::Unavailable(_));
-                last_error = e.to_string();
+                last_error = cause(&e);
                 continue;
             }
             let outcome = self.attempt(group).await;
@@ -177,12 +177,12 @@ impl PgWriter {
                     unavailable = false;
                     tracing::error!(error = %error, "refusing to append");
                     self.rewound = Some(error.to_string());
-                    last_error = error.to_string();
+                    last_error = cause(&error);
                     break;
                 }
                 Err(Failed::NotCommitted { error, retry }) => {
                     unavailable = retry;
-                    last_error = error.to_string();
+                    last_error = cause(&error);
                     self.connection = None;
                     if retry {
                         continue;
@@ -191,7 +191,7 @@ impl PgWriter {
                 }
                 Err(Failed::Unknown { error, probe, answers, head }) => {
                     unavailable = true;
-                    last_error = error.to_string();
+                    last_error = cause(&error);
                     self.connection = None;
                     match self.committed(probe).await {
                         Ok(true) => (answers, head),
@@ -199,7 +199,7 @@ impl PgWriter {
                         Err(e) => {
                             // Still unknown: the callers hear a store error and may retry with
                             // their command ids, which answers them either way.
-                            last_error = format!("{last_error}; then, resolving the outcome: {e}");
+                            last_error = format!("{last_error}; then, resolving the outcome: {}", cause(&e));
                             break;
                         }
                     }
@@ -240,15 +240,26 @@ impl PgWriter {
         stream_names.sort_unstable();
         stream_names.dedup();
         let (ids, names): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) = ([&command_ids], [&stream_names]);
-        let (_, head_row, command_rows, stream_rows) = tokio::try_join!(
+        // Pipelined statements after a failed one answer "transaction aborted": the first
+        // error in statement order is the cause.
+        let (begun, head_row, command_rows, stream_rows) = tokio::join!(
             client.batch_execute("BEGIN"),
             client.query_one(&st.lock_head, &[]),
             client.query(&st.commands, &ids),
             client.query(&st.streams, &names),
-        )
-        .map_err(not_committed)?;
+        );
         let rollback = async || {
             let _ = client.batch_execute("ROLLBACK").await;
+        };
+        let read = begun.and(head_row).and_then(|head| Ok((head, command_rows?, stream_rows?)));
+        let (head_row, command_rows, stream_rows) = match read {
+            Ok(read) => read,
+            Err(error) => {
+                if !super::transient(&error) {
+                    rollback().await;
+                }
+                return Err(not_committed(error));
+            }
         };
         let head = match head_of(head_row.get(0), head_row.get(1)) {
             Some(head) => head,
@@ -321,15 +332,22 @@ impl PgWriter {
         let moved: [&(dyn ToSql + Sync); 5] = [&new_seq, &new_hash, &staged.recorded_at.0, &old_seq, &old_hash];
         let wake: [&(dyn ToSql + Sync); 1] = [&notify];
         let writes = async {
-            tokio::try_join!(
+            let (inserted, spanned, moved, woken) = tokio::join!(
                 client.execute(&st.insert_events, &events),
                 client.execute(&st.insert_commands, &spans),
                 client.execute(&st.move_head, &moved),
                 client.query_one(&st.notify, &wake),
-            )
+            );
+            inserted?;
+            spanned?;
+            let moved = moved?;
+            woken.map(|_| moved)
         };
         let committed = match &self.before_commit {
-            None => tokio::try_join!(writes, client.batch_execute("COMMIT")).map(|(w, ())| w),
+            None => {
+                let (written, committed) = tokio::join!(writes, client.batch_execute("COMMIT"));
+                written.and_then(|moved| committed.map(|()| moved))
+            }
             Some(gate) => match writes.await {
                 Ok(done) => {
                     // One permit per commit, used up.
@@ -342,7 +360,7 @@ impl PgWriter {
             },
         };
         match committed {
-            Ok((_, _, 1, _)) => Ok((answers, new_head)),
+            Ok(1) => Ok((answers, new_head)),
             Ok(_) => {
                 // The head row was not where this transaction locked it: impossible under the
                 // lock, yet committed. Nobody hears "ok"; retries by command id will see it.
@@ -409,6 +427,14 @@ impl<'a> Rows<'a> {
             }
         }
         rows
+    }
+}
+
+/// What went wrong, without the prefix of the error kind (the callers' error adds its own).
+fn cause(error: &Error) -> String {
+    match error {
+        Error::Database(text) | Error::Unavailable(text) => text.clone(),
+        other => other.to_string(),
     }
 }
 
