@@ -1,7 +1,8 @@
 //! The PostgreSQL writer: group commit under the head row's lock.
 //!
 //! One task per node owns a connection of its own. It takes the appends waiting in its queue
-//! (up to `Limits::MAX_GROUP_APPENDS`) and, in one transaction: locks the head row, reads the
+//! (up to `Limits::MAX_GROUP_APPENDS`, after letting the callers it has just answered queue
+//! their next ones, see [`LINGER_YIELDS`]) and, in one transaction: locks the head row, reads the
 //! group's command ids and stream versions (first round trip, pipelined); decides every append
 //! against them ([`Staged`]); inserts the accepted records and command ids
 //! with one `unnest` statement each, moves the head, sends the wake-up and commits (second
@@ -40,6 +41,13 @@ pub(super) type Answer = Result<Vec<Appended>, AppendError>;
 
 /// Attempts at one group before its callers hear a store error.
 const ATTEMPTS: u32 = 4;
+
+/// How many times the writer lets other tasks run before it takes a group, when the group
+/// before had more than one append. The callers it has just answered then queue their next
+/// appends in time to join this group; without it, the callers split into two halves whose
+/// groups alternate (measured with 64 writers: 32 appends per group against 63 with it).
+/// A lone caller is not delayed.
+const LINGER_YIELDS: usize = 8;
 
 /// One caller's append, waiting in the queue.
 #[derive(Debug)]
@@ -102,8 +110,15 @@ impl PgWriter {
     /// Runs until the queue closes and every request is answered.
     pub(super) async fn run(mut self, mut queue: mpsc::Receiver<AppendRequest>) {
         let mut group = Vec::with_capacity(Limits::MAX_GROUP_APPENDS);
+        // Whether the last group had company: several callers are appending.
+        let mut busy = false;
         while let Some(first) = queue.recv().await {
             group.push(first);
+            if busy {
+                for _ in 0..LINGER_YIELDS {
+                    tokio::task::yield_now().await;
+                }
+            }
             while group.len() < Limits::MAX_GROUP_APPENDS {
                 match queue.try_recv() {
                     Ok(next) => group.push(next),
@@ -113,6 +128,7 @@ impl PgWriter {
             #[allow(clippy::cast_precision_loss)]
             metrics::histogram!("oacis_eventlog_group_appends").record(group.len() as f64);
             metrics::counter!("oacis_eventlog_appends_total").increment(u64::try_from(group.len()).unwrap_or(0));
+            busy = group.len() > 1;
             self.commit_group(&mut group).await;
         }
     }
