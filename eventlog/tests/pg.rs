@@ -487,6 +487,54 @@ fn a_node_killed_mid_batch_loses_nothing_acknowledged() {
 }
 
 #[test]
+fn stream_ids_compare_byte_by_byte_and_older_tables_are_changed_at_open() {
+    let cluster = PgCluster::start().expect("cluster");
+    let rt = runtime();
+    rt.block_on(async {
+        let collation = |url: String| async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            let row = client
+                .query_one(
+                    "SELECT collation_name FROM information_schema.columns
+                     WHERE table_name = 'oacis_events' AND column_name = 'stream_id'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            row.get::<_, Option<String>>(0)
+        };
+        let fresh = cluster.database("collation_fresh").expect("database");
+        drop(node(&fresh).await);
+        assert_eq!(collation(fresh.clone()).await.as_deref(), Some("C"));
+        // A table as earlier builds made it (the database's default collation), with records.
+        let older = cluster.database("collation_older").expect("database");
+        let store = node(&older).await;
+        for i in 0..3u64 {
+            store
+                .append(stream("s"), ExpectedVersion::Any, vec![event("E", i)], meta(u128::from(i) + 1))
+                .await
+                .unwrap();
+        }
+        drop(store);
+        let (client, connection) = tokio_postgres::connect(&older, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute("ALTER TABLE oacis_events ALTER COLUMN stream_id TYPE text COLLATE \"default\"")
+            .await
+            .unwrap();
+        assert_eq!(collation(older.clone()).await, None, "the database's default");
+        let store = node(&older).await;
+        assert_eq!(collation(older.clone()).await.as_deref(), Some("C"));
+        // The records are as they were, and the stream goes on from its version.
+        let next = store.append(stream("s"), ExpectedVersion::Exact(Version(3)), vec![event("E", 3)], meta(4)).await;
+        assert_eq!(next.expect("appended").version, Version(4));
+        assert_eq!(store.read_stream(&stream("s"), Version(1), 10).await.unwrap().len(), 4);
+        check_log(&store).await;
+    });
+}
+
+#[test]
 fn bad_connection_strings_and_unreachable_servers_are_typed_errors() {
     let rt = runtime();
     rt.block_on(async {

@@ -21,7 +21,13 @@ pub(crate) const CHANNEL: &str = "oacis_log";
 
 /// Creates the tables if missing, under a transaction-scoped advisory lock so that nodes
 /// starting together do not race.
-pub(crate) const CREATE: &str = r"
+///
+/// Stream ids use the "C" collation: they are only ever compared for equality, and byte
+/// comparisons in the `(stream_id, version)` index cost less than the database's default
+/// collation's (measured: 64 writers 25,116-28,454 appends/s against 22,640-22,691 in the
+/// same runs, see BENCHMARKS.md). A table made with the default collation is changed once,
+/// at open (its index is rebuilt).
+pub(crate) const CREATE: &str = r#"
 BEGIN;
 SELECT pg_advisory_xact_lock(7357001);
 CREATE TABLE IF NOT EXISTS oacis_log_head (
@@ -36,7 +42,7 @@ INSERT INTO oacis_log_head (id, seq, hash, recorded_at, format)
     ON CONFLICT (id) DO NOTHING;
 CREATE TABLE IF NOT EXISTS oacis_events (
     seq bigint PRIMARY KEY CHECK (seq > 0),
-    stream_id text NOT NULL,
+    stream_id text COLLATE "C" NOT NULL,
     version bigint NOT NULL CHECK (version > 0),
     command_id uuid NOT NULL,
     prev_hash bytea NOT NULL UNIQUE,
@@ -53,8 +59,17 @@ CREATE TABLE IF NOT EXISTS oacis_commands (
     first_seq bigint NOT NULL,
     last_seq bigint NOT NULL
 );
+DO $$
+BEGIN
+    -- Tables made before stream ids were compared byte by byte: their index is rebuilt once.
+    IF (SELECT collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation
+        WHERE a.attrelid = 'oacis_events'::regclass AND a.attname = 'stream_id') <> 'C' THEN
+        ALTER TABLE oacis_events ALTER COLUMN stream_id TYPE text COLLATE "C";
+    END IF;
+END
+$$;
 COMMIT;
-";
+"#;
 
 /// The head, read without a lock (a committed value).
 pub(crate) const HEAD: &str = "SELECT seq, hash, recorded_at, format FROM oacis_log_head WHERE id";
