@@ -296,63 +296,6 @@ fn an_append_that_cannot_get_the_head_in_time_is_refused_naming_the_lock_timeout
     });
 }
 
-#[test]
-fn a_node_reading_ahead_catches_up_with_what_another_node_committed_meanwhile() {
-    let cluster = PgCluster::start().expect("cluster");
-    let url = cluster.database("read_ahead").expect("database");
-    let rt = runtime();
-    rt.block_on(async {
-        // One commit for a before it stalls.
-        let gate = Arc::new(Semaphore::new(1));
-        let a = PgStore::open(PgConfig { before_commit: Some(gate.clone()), ..config(&url) }).await.expect("node a");
-        let b =
-            PgStore::open(PgConfig { read_ahead_for: Duration::from_secs(600), ..config(&url) }).await.expect("node b");
-        // b appends, a appends, b appends again and finds a's commit under the head: from
-        // then on b reads before it takes the head.
-        b.append(stream("t"), ExpectedVersion::NoStream, vec![event("T", 0)], meta(1)).await.expect("b first");
-        a.append(stream("s"), ExpectedVersion::NoStream, vec![event("S", 1)], meta(2)).await.expect("a first");
-        b.append(stream("t"), ExpectedVersion::Exact(Version(1)), vec![event("T", 2)], meta(3)).await.expect("b again");
-        // a writes s v2 under command 4 and stalls before its commit, holding the head.
-        let stalled_event = event("S", 4);
-        let stalled = {
-            let (a, event) = (a.clone(), stalled_event.clone());
-            tokio::spawn(async move {
-                a.append(stream("s"), ExpectedVersion::Exact(Version(1)), vec![event], meta(4)).await
-            })
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while gate.available_permits() > 0 || !holding_the_head(&url).await {
-            assert!(Instant::now() < deadline, "a stalls holding the head");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // Meanwhile b reads s at v1 and command 4 as unknown, then waits for the head: an
-        // append to s (any version) and a copy of a's command 4.
-        let to_s = {
-            let b = b.clone();
-            tokio::spawn(async move { b.append(stream("s"), ExpectedVersion::Any, vec![event("S", 5)], meta(5)).await })
-        };
-        let copy = {
-            let b = b.clone();
-            tokio::spawn(async move {
-                b.append(stream("s"), ExpectedVersion::Exact(Version(1)), vec![stalled_event], meta(4)).await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!to_s.is_finished() && !copy.is_finished(), "b waits for the head");
-        gate.add_permits(1);
-        let first = stalled.await.expect("task").expect("a's append");
-        assert_eq!((first.first_seq, first.version), (Seq(4), Version(2)));
-        // b caught up under the head: s is at v2, and command 4 is a's.
-        let after = to_s.await.expect("task").expect("b's append to s");
-        assert_eq!((after.first_seq, after.version), (Seq(5), Version(3)));
-        let retried = copy.await.expect("task").expect("a retry, not a conflict");
-        assert!(retried.duplicate, "answered as the retry of a's command");
-        assert_eq!((retried.first_seq, retried.version), (Seq(4), Version(2)));
-        let all = check_log(&b).await;
-        assert_eq!(all.len(), 5);
-    });
-}
-
 /// Whether some session is idle in a transaction (the stalled writer holding the head).
 async fn holding_the_head(url: &str) -> bool {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");

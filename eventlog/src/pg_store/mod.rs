@@ -50,10 +50,6 @@ pub struct PgConfig {
     /// How long an append waits for the head row's lock before its group is refused
     /// (default 5 s; a transaction left idle twice as long is ended by the server).
     pub lock_timeout: Duration,
-    /// How long after finding another node's commits under the head this node reads each
-    /// group's command ids and stream versions before taking the head, catching up under it
-    /// with the records committed since (default 250 ms; renewed at each such finding).
-    pub read_ahead_for: Duration,
     /// The key store: with one, personal members of payloads are sealed on append.
     pub keys: Option<Arc<KeyStore>>,
     /// Tests: the writer waits for a permit between its writes and its commit, holding the
@@ -73,7 +69,6 @@ impl PgConfig {
             pool_size: 4,
             poll_interval: Duration::from_millis(500),
             lock_timeout: Duration::from_secs(5),
-            read_ahead_for: Duration::from_millis(250),
             keys: None,
             before_commit: None,
             head_file: None,

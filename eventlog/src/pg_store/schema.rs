@@ -87,11 +87,6 @@ pub(crate) const COMMANDS: &str =
 pub(crate) const STREAMS: &str =
     "SELECT s, (SELECT max(version) FROM oacis_events WHERE stream_id = s) FROM unnest($1::text[]) AS s";
 
-/// The placement of the records after a seq (`$1`), in order, at most `$2`: what was
-/// committed since a read made before the head was taken.
-pub(crate) const CATCH_UP: &str =
-    "SELECT seq, stream_id, version, command_id FROM oacis_events WHERE seq > $1 ORDER BY seq LIMIT $2";
-
 /// Stored records by seq range (inclusive), in order.
 pub(crate) const RANGE: &str =
     "SELECT seq, record FROM oacis_events WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3";

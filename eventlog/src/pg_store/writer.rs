@@ -8,12 +8,6 @@
 //! with one `unnest` statement each, moves the head, sends the wake-up and commits (second
 //! round trip, pipelined). Only after the commit does any caller hear its answer.
 //!
-//! While another node is appending too (its commits were found under the head within
-//! `PgConfig::read_ahead_for`), the command ids and stream versions are read before the head
-//! is taken (the head first, then they), and under the head only the placement of the records
-//! committed after that head is read and applied to them: those records are whole commands,
-//! each committed at once, so the reads are then exactly as if made under the head.
-//!
 //! Invariants:
 //! - Order comes from the head row's lock, never from a sequence: a transaction holding it is
 //!   the only one that can insert, and it commits before the next one can read the head, so
@@ -28,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio_postgres::types::ToSql;
@@ -55,17 +49,6 @@ const ATTEMPTS: u32 = 4;
 /// A lone caller is not delayed.
 const LINGER_YIELDS: usize = 8;
 
-/// Records caught up with under the head at most; beyond, the reads are made again there.
-const CATCH_UP_LIMIT: i64 = 10_000;
-
-/// What a group's transaction read under the head.
-enum Reads {
-    /// Command ids and stream versions.
-    Locked(Vec<tokio_postgres::Row>, Vec<tokio_postgres::Row>),
-    /// The records committed since the reads made before the head was taken.
-    CaughtUp(Vec<tokio_postgres::Row>),
-}
-
 /// One caller's append, waiting in the queue.
 #[derive(Debug)]
 pub(super) struct AppendRequest {
@@ -78,8 +61,6 @@ pub(super) struct AppendRequest {
 
 /// The writer's prepared statements, on its current connection.
 struct Statements {
-    head: Statement,
-    catch_up: Statement,
     lock_head: Statement,
     commands: Statement,
     streams: Statement,
@@ -118,29 +99,12 @@ pub(super) struct PgWriter {
     before_commit: Option<Arc<Semaphore>>,
     /// Set once the database's log was found behind a committed head: appends stop.
     rewound: Option<String>,
-    /// The head as this writer's last transaction left it (None before its first).
-    own_head: Option<Head>,
-    /// Until when this writer reads a group's command ids and stream versions before taking
-    /// the head, rather than under it (another node's commits were found under it,
-    /// `PgConfig::read_ahead_for` before): the reads then overlap the other node's
-    /// transaction, and under the head only the placement of the records committed since is
-    /// read (a range of seqs). Those reads are the part of a group's time that two busy nodes
-    /// would otherwise wait out in turn.
-    contended_until: Option<Instant>,
 }
 
 impl PgWriter {
     pub(super) fn new(config: PgConfig, heads: Arc<watch::Sender<Head>>) -> PgWriter {
         let before_commit = config.before_commit.clone();
-        PgWriter {
-            config,
-            heads,
-            connection: None,
-            before_commit,
-            rewound: None,
-            own_head: None,
-            contended_until: None,
-        }
+        PgWriter { config, heads, connection: None, before_commit, rewound: None }
     }
 
     /// Runs until the queue closes and every request is answered.
@@ -184,10 +148,8 @@ impl PgWriter {
             .await
             .map_err(database)?;
         let prepare = |sql| client.prepare(sql);
-        let (head, catch_up, lock_head, commands, streams, range, insert_events, insert_commands, move_head, notify) =
+        let (lock_head, commands, streams, range, insert_events, insert_commands, move_head, notify) =
             tokio::try_join!(
-                prepare(schema::HEAD),
-                prepare(schema::CATCH_UP),
                 prepare(schema::LOCK_HEAD),
                 prepare(schema::COMMANDS),
                 prepare(schema::STREAMS),
@@ -198,18 +160,8 @@ impl PgWriter {
                 prepare(schema::NOTIFY),
             )
             .map_err(database)?;
-        let statements = Statements {
-            head,
-            catch_up,
-            lock_head,
-            commands,
-            streams,
-            range,
-            insert_events,
-            insert_commands,
-            move_head,
-            notify,
-        };
+        let statements =
+            Statements { lock_head, commands, streams, range, insert_events, insert_commands, move_head, notify };
         self.connection = Some((client, statements));
         Ok(())
     }
@@ -304,48 +256,19 @@ impl PgWriter {
         stream_names.sort_unstable();
         stream_names.dedup();
         let (ids, names): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) = ([&command_ids], [&stream_names]);
+        // Pipelined statements after a failed one answer "transaction aborted": the first
+        // error in statement order is the cause.
+        let (begun, head_row, command_rows, stream_rows) = tokio::join!(
+            client.batch_execute("BEGIN"),
+            client.query_one(&st.lock_head, &[]),
+            client.query(&st.commands, &ids),
+            client.query(&st.streams, &names),
+        );
         let rollback = async || {
             let _ = client.batch_execute("ROLLBACK").await;
         };
-        // Pipelined statements after a failed one answer "transaction aborted": the first
-        // error in statement order is the cause.
-        let ahead = self.contended_until.is_some_and(|until| Instant::now() < until);
-        let read_ahead = if ahead {
-            // Read before taking the head, while another node holds it: the head first, so
-            // that the records committed after it are exactly those caught up with below.
-            let (head_row, command_rows, stream_rows) = tokio::join!(
-                client.query_one(&st.head, &[]),
-                client.query(&st.commands, &ids),
-                client.query(&st.streams, &names),
-            );
-            let read = head_row.and_then(|head| Ok((seq_of(head.get(0)), command_rows?, stream_rows?)));
-            Some(read.map_err(not_committed)?)
-        } else {
-            None
-        };
-        let (begun, head_row, reads) = match &read_ahead {
-            Some((read_at, _, _)) => {
-                let after = sql_seq(*read_at);
-                let since: [&(dyn ToSql + Sync); 2] = [&after, &CATCH_UP_LIMIT];
-                let (begun, head_row, caught_up) = tokio::join!(
-                    client.batch_execute("BEGIN"),
-                    client.query_one(&st.lock_head, &[]),
-                    client.query(&st.catch_up, &since),
-                );
-                (begun, head_row, caught_up.map(Reads::CaughtUp))
-            }
-            None => {
-                let (begun, head_row, command_rows, stream_rows) = tokio::join!(
-                    client.batch_execute("BEGIN"),
-                    client.query_one(&st.lock_head, &[]),
-                    client.query(&st.commands, &ids),
-                    client.query(&st.streams, &names),
-                );
-                (begun, head_row, command_rows.and_then(|c| Ok(Reads::Locked(c, stream_rows?))))
-            }
-        };
-        let read = begun.and(head_row).and_then(|head| Ok((head, reads?)));
-        let (head_row, reads) = match read {
+        let read = begun.and(head_row).and_then(|head| Ok((head, command_rows?, stream_rows?)));
+        let (head_row, command_rows, stream_rows) = match read {
             Ok(read) => read,
             Err(error) => {
                 if !super::transient(&error) {
@@ -369,55 +292,13 @@ impl PgWriter {
             rollback().await;
             return Err(Failed::Rewound(Error::LogRewound { known, found: head }));
         }
-        if self.own_head.is_some_and(|own| own != head) {
-            // Another node committed since this writer's last transaction.
-            self.contended_until = Some(Instant::now() + self.config.read_ahead_for);
-        }
         let last_recorded_at = Timestamp(head_row.get::<_, i64>(2));
-        let (command_rows, stream_rows, caught_up) = match (read_ahead, reads) {
-            (_, Reads::Locked(command_rows, stream_rows)) => (command_rows, stream_rows, Vec::new()),
-            (Some((_, command_rows, stream_rows)), Reads::CaughtUp(rows))
-                if i64::try_from(rows.len()).is_ok_and(|n| n < CATCH_UP_LIMIT) =>
-            {
-                (command_rows, stream_rows, rows)
-            }
-            _ => {
-                // Too far behind to catch up with: read again, under the head.
-                let (command_rows, stream_rows) =
-                    tokio::join!(client.query(&st.commands, &ids), client.query(&st.streams, &names));
-                match command_rows.and_then(|c| Ok((c, stream_rows?))) {
-                    Ok((c, s)) => (c, s, Vec::new()),
-                    Err(error) => {
-                        if !super::transient(&error) {
-                            rollback().await;
-                        }
-                        return Err(not_committed(error));
-                    }
-                }
-            }
-        };
-        let mut commands: HashMap<Uuid, Span> = command_rows
+        let commands: HashMap<Uuid, Span> = command_rows
             .iter()
             .map(|row| (row.get(0), Span { first: seq_of(row.get(1)), last: seq_of(row.get(2)) }))
             .collect();
-        let mut versions: HashMap<String, i64> =
+        let versions: HashMap<String, i64> =
             stream_rows.iter().filter_map(|row| Some((row.get(0), row.get::<_, Option<i64>>(1)?))).collect();
-        // Records committed between the reads and the lock (whole commands: each commits at
-        // once): the group's streams move on, and its command ids may have been written.
-        for row in &caught_up {
-            let (seq, stream, version, command): (i64, &str, i64, Uuid) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
-            if stream_names.binary_search(&stream).is_ok() {
-                let known = versions.entry(stream.to_owned()).or_insert(version);
-                *known = (*known).max(version);
-            }
-            if command_ids.contains(&command) {
-                let seq = seq_of(seq);
-                let span = commands.entry(command).or_insert(Span { first: seq, last: seq });
-                span.first = span.first.min(seq);
-                span.last = span.last.max(seq);
-            }
-        }
         // Records of command ids seen before, to answer retries from.
         let mut written: HashMap<u64, Vec<u8>> = HashMap::new();
         if !commands.is_empty() {
@@ -453,7 +334,6 @@ impl PgWriter {
         let Some((probe, _, _)) = staged.accepted.first() else {
             // Nothing to write: every append was refused or a retry.
             rollback().await;
-            self.own_head = Some(head);
             return Ok((answers, head));
         };
         let probe = probe.0;
@@ -496,10 +376,7 @@ impl PgWriter {
             },
         };
         match committed {
-            Ok(1) => {
-                self.own_head = Some(new_head);
-                Ok((answers, new_head))
-            }
+            Ok(1) => Ok((answers, new_head)),
             Ok(_) => {
                 // The head row was not where this transaction locked it: impossible under the
                 // lock, yet committed. Nobody hears "ok"; retries by command id will see it.
