@@ -8,7 +8,9 @@
 //! each is reported.
 //!
 //! `cargo bench -p oacis-eventlog --bench postgres` (scale: `OACIS_BENCH_PG_SCALE`, default 1;
-//! replay size `OACIS_BENCH_PG_REPLAY`, default 200000). Prints a Markdown table.
+//! replay size `OACIS_BENCH_PG_REPLAY`, default 200000; `OACIS_BENCH_PG_PREFILL=N` fills both
+//! logs and the plain table with N records in 100-event appends before the append cases, to
+//! see how their cost grows with the data). Prints a Markdown table.
 
 #![allow(
     clippy::unwrap_used,
@@ -105,6 +107,7 @@ struct Line {
 fn main() -> Result<(), BoxError> {
     let scale: u64 = std::env::var("OACIS_BENCH_PG_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     let replay: u64 = std::env::var("OACIS_BENCH_PG_REPLAY").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let prefill: u64 = std::env::var("OACIS_BENCH_PG_PREFILL").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let cluster = PgCluster::start()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let dir = tempfile::tempdir()?;
@@ -120,6 +123,14 @@ fn main() -> Result<(), BoxError> {
         appends(std::slice::from_ref(&one), &ids, 8, 50, 1).await;
         appends(std::slice::from_ref(&sled), &ids, 8, 50, 1).await;
         plain_inserts(&plain, &ids, 50, 1).await;
+        // Logs (and the plain table) filled first, to see how appends cost with the data.
+        if prefill > 0 {
+            let batches = prefill.div_ceil(100).div_ceil(8);
+            appends(std::slice::from_ref(&one), &ids, 8, batches, 100).await;
+            appends(std::slice::from_ref(&sled), &ids, 8, batches, 100).await;
+            plain_inserts(&plain, &ids, batches, 100).await;
+            println!("prefilled: {} records on PostgreSQL, {} on sled\n", one.head().seq.0, sled.head().seq.0);
+        }
 
         // Every case in each of `ROUNDS` rounds, interleaved, so that a slow spell of the
         // shared machine falls on all of them alike; the best round of each is reported.
