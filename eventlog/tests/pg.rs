@@ -296,6 +296,54 @@ fn an_append_that_cannot_get_the_head_in_time_is_refused_naming_the_lock_timeout
     });
 }
 
+#[test]
+fn stream_versions_a_node_knows_follow_the_other_nodes_appends() {
+    let cluster = PgCluster::start().expect("cluster");
+    let url = cluster.database("known_versions").expect("database");
+    let rt = runtime();
+    rt.block_on(async {
+        let (a, b) = (node(&url).await, node(&url).await);
+        let s = || stream("s");
+        let one = |n: u64| vec![event("E", n)];
+        // Each node knows s from its own appends; the other's are caught up with under the
+        // head, so that neither answers a conflict it should not nor writes a version twice.
+        assert_eq!(b.append(s(), ExpectedVersion::NoStream, one(1), meta(1)).await.unwrap().version, Version(1));
+        assert_eq!(
+            a.append(s(), ExpectedVersion::Exact(Version(1)), one(2), meta(2)).await.unwrap().version,
+            Version(2)
+        );
+        assert_eq!(
+            b.append(s(), ExpectedVersion::Exact(Version(2)), one(3), meta(3)).await.unwrap().version,
+            Version(3)
+        );
+        assert_eq!(b.append(s(), ExpectedVersion::Any, one(4), meta(4)).await.unwrap().version, Version(4));
+        let stale = a.append(s(), ExpectedVersion::Exact(Version(2)), one(5), meta(5)).await;
+        assert!(
+            matches!(stale, Err(AppendError::Conflict { actual: Version(4), .. })),
+            "a conflict names the version as the other node left it: {stale:?}"
+        );
+        assert_eq!(
+            a.append(s(), ExpectedVersion::Exact(Version(4)), one(6), meta(6)).await.unwrap().version,
+            Version(5)
+        );
+        // More records than a node catches up with (10,000) since b's last look: b reads s again.
+        for batch in 0..101u64 {
+            let events = (0..100).map(|k| event("Bulk", batch * 100 + k)).collect();
+            a.append(stream("bulk"), ExpectedVersion::Any, events, meta(100 + u128::from(batch))).await.unwrap();
+        }
+        assert_eq!(
+            a.append(s(), ExpectedVersion::Exact(Version(5)), one(7), meta(7)).await.unwrap().version,
+            Version(6)
+        );
+        assert_eq!(
+            b.append(s(), ExpectedVersion::Exact(Version(6)), one(8), meta(8)).await.unwrap().version,
+            Version(7)
+        );
+        assert_eq!(b.read_stream(&s(), Version(1), 100).await.unwrap().len(), 7);
+        check_log(&b).await;
+    });
+}
+
 /// Whether some session is idle in a transaction (the stalled writer holding the head).
 async fn holding_the_head(url: &str) -> bool {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");

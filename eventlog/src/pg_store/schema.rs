@@ -87,6 +87,10 @@ pub(crate) const COMMANDS: &str =
 pub(crate) const STREAMS: &str =
     "SELECT s, (SELECT max(version) FROM oacis_events WHERE stream_id = s) FROM unnest($1::text[]) AS s";
 
+/// The stream and version of the records after a seq (`$1`), in order, at most `$2`: what
+/// was committed since a writer's known versions.
+pub(crate) const CATCH_UP: &str = "SELECT stream_id, version FROM oacis_events WHERE seq > $1 ORDER BY seq LIMIT $2";
+
 /// Stored records by seq range (inclusive), in order.
 pub(crate) const RANGE: &str =
     "SELECT seq, record FROM oacis_events WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3";

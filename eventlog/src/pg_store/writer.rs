@@ -61,6 +61,7 @@ pub(super) struct AppendRequest {
 
 /// The writer's prepared statements, on its current connection.
 struct Statements {
+    catch_up: Statement,
     lock_head: Statement,
     commands: Statement,
     streams: Statement,
@@ -99,12 +100,49 @@ pub(super) struct PgWriter {
     before_commit: Option<Arc<Semaphore>>,
     /// Set once the database's log was found behind a committed head: appends stop.
     rewound: Option<String>,
+    /// Stream versions known to this writer, exact as of `versions_at` (see [`Versions`]).
+    versions: Versions,
 }
+
+/// The versions of the streams this writer has appended to or read, exact as of the head
+/// `at`: the head as it was under the lock of the last transaction that read them or
+/// committed. Under the next lock, the records committed after `at` by any node (a range of
+/// seqs, usually none on a node writing alone) bring them up to that head, so that only the
+/// streams not known here are read from the `(stream_id, version)` index (measured, see
+/// BENCHMARKS.md: those reads were a quarter of the writer's database backend time at a
+/// million records).
+#[derive(Default)]
+struct Versions {
+    at: Option<Head>,
+    known: HashMap<StreamId, Version>,
+}
+
+impl Versions {
+    /// Streams known at most; beyond, the map starts again empty.
+    const CAPACITY: usize = 200_000;
+
+    fn forget(&mut self) {
+        self.at = None;
+        self.known.clear();
+    }
+
+    /// Records what a group committed (`staged`'s versions), up to its new head.
+    fn committed(&mut self, staged: &Staged) {
+        if self.known.len() + staged.versions.len() > Self::CAPACITY {
+            self.known.clear();
+        }
+        self.known.extend(staged.versions.iter().map(|(stream, version)| (stream.clone(), *version)));
+        self.at = Some(staged.head);
+    }
+}
+
+/// Records caught up with under the lock at most; beyond, the known versions are forgotten.
+const CATCH_UP_LIMIT: i64 = 10_000;
 
 impl PgWriter {
     pub(super) fn new(config: PgConfig, heads: Arc<watch::Sender<Head>>) -> PgWriter {
         let before_commit = config.before_commit.clone();
-        PgWriter { config, heads, connection: None, before_commit, rewound: None }
+        PgWriter { config, heads, connection: None, before_commit, rewound: None, versions: Versions::default() }
     }
 
     /// Runs until the queue closes and every request is answered.
@@ -148,8 +186,9 @@ impl PgWriter {
             .await
             .map_err(database)?;
         let prepare = |sql| client.prepare(sql);
-        let (lock_head, commands, streams, range, insert_events, insert_commands, move_head, notify) =
+        let (catch_up, lock_head, commands, streams, range, insert_events, insert_commands, move_head, notify) =
             tokio::try_join!(
+                prepare(schema::CATCH_UP),
                 prepare(schema::LOCK_HEAD),
                 prepare(schema::COMMANDS),
                 prepare(schema::STREAMS),
@@ -160,8 +199,17 @@ impl PgWriter {
                 prepare(schema::NOTIFY),
             )
             .map_err(database)?;
-        let statements =
-            Statements { lock_head, commands, streams, range, insert_events, insert_commands, move_head, notify };
+        let statements = Statements {
+            catch_up,
+            lock_head,
+            commands,
+            streams,
+            range,
+            insert_events,
+            insert_commands,
+            move_head,
+            notify,
+        };
         self.connection = Some((client, statements));
         Ok(())
     }
@@ -255,20 +303,29 @@ impl PgWriter {
             group.iter().flat_map(|r| r.appends.iter().map(|p| p.stream.as_str())).collect();
         stream_names.sort_unstable();
         stream_names.dedup();
-        let (ids, names): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) = ([&command_ids], [&stream_names]);
+        // Only the streams this writer does not know are read; the records committed since
+        // the known versions' head are read too (none, if this node alone writes).
+        let unknown: Vec<&str> = match self.versions.at {
+            Some(_) => stream_names.iter().copied().filter(|name| !self.versions.known.contains_key(*name)).collect(),
+            None => stream_names.clone(),
+        };
+        let since = self.versions.at.map_or(i64::MAX, |at| sql_seq(at.seq));
+        let (ids, names): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) = ([&command_ids], [&unknown]);
+        let after: [&(dyn ToSql + Sync); 2] = [&since, &CATCH_UP_LIMIT];
         // Pipelined statements after a failed one answer "transaction aborted": the first
         // error in statement order is the cause.
-        let (begun, head_row, command_rows, stream_rows) = tokio::join!(
+        let (begun, head_row, command_rows, stream_rows, caught_up) = tokio::join!(
             client.batch_execute("BEGIN"),
             client.query_one(&st.lock_head, &[]),
             client.query(&st.commands, &ids),
             client.query(&st.streams, &names),
+            client.query(&st.catch_up, &after),
         );
         let rollback = async || {
             let _ = client.batch_execute("ROLLBACK").await;
         };
-        let read = begun.and(head_row).and_then(|head| Ok((head, command_rows?, stream_rows?)));
-        let (head_row, command_rows, stream_rows) = match read {
+        let read = begun.and(head_row).and_then(|head| Ok((head, command_rows?, stream_rows?, caught_up?)));
+        let (head_row, command_rows, stream_rows, caught_up) = match read {
             Ok(read) => read,
             Err(error) => {
                 if !super::transient(&error) {
@@ -290,6 +347,7 @@ impl PgWriter {
         let known = *self.heads.borrow();
         if head.seq < known.seq || (head.seq == known.seq && head.hash != known.hash) {
             rollback().await;
+            self.versions.forget();
             return Err(Failed::Rewound(Error::LogRewound { known, found: head }));
         }
         let last_recorded_at = Timestamp(head_row.get::<_, i64>(2));
@@ -297,8 +355,39 @@ impl PgWriter {
             .iter()
             .map(|row| (row.get(0), Span { first: seq_of(row.get(1)), last: seq_of(row.get(2)) }))
             .collect();
-        let versions: HashMap<String, i64> =
-            stream_rows.iter().filter_map(|row| Some((row.get(0), row.get::<_, Option<i64>>(1)?))).collect();
+        // The known versions brought up to this head: by the records committed since theirs
+        // (whole commands, each committed at once), or, too many of those, read again.
+        let stream_rows = if i64::try_from(caught_up.len()).is_ok_and(|n| n >= CATCH_UP_LIMIT) {
+            self.versions.forget();
+            match client.query(&st.streams, &[&stream_names]).await {
+                Ok(rows) => rows,
+                Err(error) => {
+                    if !super::transient(&error) {
+                        rollback().await;
+                    }
+                    return Err(not_committed(error));
+                }
+            }
+        } else {
+            for row in &caught_up {
+                let (stream, version): (&str, i64) = (row.get(0), row.get(1));
+                if let Some(known) = self.versions.known.get_mut(stream) {
+                    *known = (*known).max(Version(u64::try_from(version).unwrap_or(0)));
+                }
+            }
+            stream_rows
+        };
+        if self.versions.known.len() + stream_rows.len() > Versions::CAPACITY {
+            self.versions.known.clear();
+        }
+        for row in &stream_rows {
+            let version = Version(row.get::<_, Option<i64>>(1).map_or(0, |v| u64::try_from(v).unwrap_or(0)));
+            if let Ok(stream) = StreamId::new(row.get::<_, &str>(0)) {
+                self.versions.known.insert(stream, version);
+            }
+        }
+        self.versions.at = Some(head);
+        let versions = &self.versions.known;
         // Records of command ids seen before, to answer retries from.
         let mut written: HashMap<u64, Vec<u8>> = HashMap::new();
         if !commands.is_empty() {
@@ -322,9 +411,7 @@ impl PgWriter {
                         staged.repeat(first, command_id, &request.appends, |seq| Ok(written.get(&seq.0).cloned()))
                     }
                     None => staged.stage(
-                        |stream: &StreamId| {
-                            Version(versions.get(stream.as_str()).map_or(0, |v| u64::try_from(*v).unwrap_or(0)))
-                        },
+                        |stream: &StreamId| versions.get(stream).copied().unwrap_or(Version::NONE),
                         request.appends.clone(),
                         request.meta.clone(),
                     ),
@@ -376,7 +463,10 @@ impl PgWriter {
             },
         };
         match committed {
-            Ok(1) => Ok((answers, new_head)),
+            Ok(1) => {
+                self.versions.committed(&staged);
+                Ok((answers, new_head))
+            }
             Ok(_) => {
                 // The head row was not where this transaction locked it: impossible under the
                 // lock, yet committed. Nobody hears "ok"; retries by command id will see it.
