@@ -3,7 +3,9 @@
 //! One task per node owns a connection of its own. It takes the appends waiting in its queue
 //! (up to `Limits::MAX_GROUP_APPENDS`, after letting the callers it has just answered queue
 //! their next ones, see [`LINGER_YIELDS`]) and, in one transaction: locks the head row, reads the
-//! group's command ids and stream versions (first round trip, pipelined); decides every append
+//! group's command ids and the versions of the streams it does not know, with the stream and
+//! version of the records committed since the versions it knows (first round trip, pipelined,
+//! see [`Versions`]); decides every append
 //! against them ([`Staged`]); inserts the accepted records and command ids
 //! with one `unnest` statement each, moves the head, sends the wake-up and commits (second
 //! round trip, pipelined). Only after the commit does any caller hear its answer.
@@ -12,6 +14,9 @@
 //! - Order comes from the head row's lock, never from a sequence: a transaction holding it is
 //!   the only one that can insert, and it commits before the next one can read the head, so
 //!   seq N+1 is never visible without seq N, on any node.
+//! - The versions a writer knows are used only under the lock, after the records committed
+//!   since their head (by any node) have been applied to them: a decision never rests on a
+//!   version older than the locked head.
 //! - A refused append (conflict, reused command id) stages nothing and its neighbours go on.
 //! - A commit whose outcome is unknown (the connection failed during the second round trip)
 //!   is resolved after reconnecting by the group's first accepted command id: present, the
