@@ -126,6 +126,19 @@ impl Versions {
     /// Streams known at most; beyond, the map starts again empty.
     const CAPACITY: usize = 200_000;
 
+    /// Of a group's `streams`, those not known here (all of them if none is known as of a
+    /// head). A map at capacity is emptied first, before the group is sorted: whatever this
+    /// answers as known stays known until the group is decided.
+    fn unknown<'a>(&mut self, streams: &[&'a str]) -> Vec<&'a str> {
+        if self.known.len() >= Self::CAPACITY {
+            self.known.clear();
+        }
+        match self.at {
+            Some(_) => streams.iter().copied().filter(|name| !self.known.contains_key(*name)).collect(),
+            None => streams.to_vec(),
+        }
+    }
+
     fn forget(&mut self) {
         self.at = None;
         self.known.clear();
@@ -133,9 +146,6 @@ impl Versions {
 
     /// Records what a group committed (`staged`'s versions), up to its new head.
     fn committed(&mut self, staged: &Staged) {
-        if self.known.len() + staged.versions.len() > Self::CAPACITY {
-            self.known.clear();
-        }
         self.known.extend(staged.versions.iter().map(|(stream, version)| (stream.clone(), *version)));
         self.at = Some(staged.head);
     }
@@ -310,10 +320,7 @@ impl PgWriter {
         stream_names.dedup();
         // Only the streams this writer does not know are read; the records committed since
         // the known versions' head are read too (none, if this node alone writes).
-        let unknown: Vec<&str> = match self.versions.at {
-            Some(_) => stream_names.iter().copied().filter(|name| !self.versions.known.contains_key(*name)).collect(),
-            None => stream_names.clone(),
-        };
+        let unknown = self.versions.unknown(&stream_names);
         let since = self.versions.at.map_or(i64::MAX, |at| sql_seq(at.seq));
         let (ids, names): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) = ([&command_ids], [&unknown]);
         let after: [&(dyn ToSql + Sync); 2] = [&since, &CATCH_UP_LIMIT];
@@ -382,9 +389,6 @@ impl PgWriter {
             }
             stream_rows
         };
-        if self.versions.known.len() + stream_rows.len() > Versions::CAPACITY {
-            self.versions.known.clear();
-        }
         for row in &stream_rows {
             let version = Version(row.get::<_, Option<i64>>(1).map_or(0, |v| u64::try_from(v).unwrap_or(0)));
             if let Ok(stream) = StreamId::new(row.get::<_, &str>(0)) {
@@ -567,4 +571,32 @@ pub(super) fn seq_of(value: i64) -> Seq {
 pub(super) fn head_of(seq: i64, hash: &[u8]) -> Option<Head> {
     let hash: [u8; 32] = hash.try_into().ok()?;
     Some(Head { seq: seq_of(seq), hash: Hash32(hash) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(name: &str) -> StreamId {
+        StreamId::new(name).expect("a valid stream id")
+    }
+
+    #[test]
+    fn known_versions_answer_the_unknown_streams_and_start_again_when_full() {
+        let mut versions = Versions::default();
+        assert_eq!(versions.unknown(&["a", "b"]), ["a", "b"], "nothing known before a head");
+        versions.known.insert(stream("a"), Version(3));
+        assert_eq!(versions.unknown(&["a", "b"]), ["a", "b"], "known only as of a head");
+        versions.at = Some(Head::default());
+        assert_eq!(versions.unknown(&["a", "b"]), ["b"]);
+        // Full: emptied before the group is sorted, so nothing is answered as known and then
+        // lost while the group is decided.
+        for i in 0..Versions::CAPACITY {
+            versions.known.insert(stream(&format!("s{i}")), Version(1));
+        }
+        assert_eq!(versions.unknown(&["a", "s1"]), ["a", "s1"]);
+        assert!(versions.known.is_empty());
+        versions.forget();
+        assert_eq!(versions.at, None);
+    }
 }
