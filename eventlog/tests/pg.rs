@@ -222,15 +222,7 @@ fn a_stalled_head_holder_shows_nothing_early_and_orders_the_next_append_after_it
         gate.add_permits(1);
         a.append(stream("base"), ExpectedVersion::NoStream, vec![event("Opened", 0)], meta(1)).await.expect("base");
         // Node a's next transaction writes seq 2 and stalls before its commit, holding the head.
-        let stalled = {
-            let a = a.clone();
-            tokio::spawn(
-                async move { a.append(stream("x"), ExpectedVersion::NoStream, vec![event("X", 1)], meta(2)).await },
-            )
-        };
-        while gate.available_permits() > 0 || !holding_the_head(&url).await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let stalled = stall_holding_the_head(&a, &url, 2).await;
         // Node b appends meanwhile: it must wait behind the head's holder.
         let waiting = {
             let b = b.clone();
@@ -271,15 +263,7 @@ fn an_append_that_cannot_get_the_head_in_time_is_refused_naming_the_lock_timeout
         let a = PgStore::open(PgConfig { before_commit: Some(gate.clone()), ..config(&url) }).await.expect("node a");
         let b =
             PgStore::open(PgConfig { lock_timeout: Duration::from_millis(300), ..config(&url) }).await.expect("node b");
-        let stalled = {
-            let a = a.clone();
-            tokio::spawn(
-                async move { a.append(stream("x"), ExpectedVersion::NoStream, vec![event("X", 1)], meta(1)).await },
-            )
-        };
-        while !holding_the_head(&url).await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let stalled = stall_holding_the_head(&a, &url, 1).await;
         // The cause is named (the statements pipelined after the lock would only say that the
         // transaction was aborted), and nothing of b's append is written.
         let refused = b
@@ -342,6 +326,28 @@ fn stream_versions_a_node_knows_follow_the_other_nodes_appends() {
         assert_eq!(b.read_stream(&s(), Version(1), 100).await.unwrap().len(), 7);
         check_log(&b).await;
     });
+}
+
+/// Starts node `a`'s append of stream "x" under command `command` (a node whose
+/// `before_commit` gate has no permit left) and waits until it holds the head, stalled before
+/// its commit; answers the append's task.
+async fn stall_holding_the_head(
+    a: &PgStore,
+    url: &str,
+    command: u128,
+) -> tokio::task::JoinHandle<Result<Appended, AppendError>> {
+    let append = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.append(stream("x"), ExpectedVersion::NoStream, vec![event("X", 1)], meta(command)).await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !holding_the_head(url).await {
+        assert!(Instant::now() < deadline, "the append stalls holding the head");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    append
 }
 
 /// Whether some session is idle in a transaction (the stalled writer holding the head).
@@ -694,15 +700,7 @@ fn a_frozen_node_holding_the_head_is_cut_off_and_the_others_go_on() {
         .await
         .expect("node a");
         let b = node(&url).await;
-        let frozen = {
-            let a = a.clone();
-            tokio::spawn(
-                async move { a.append(stream("x"), ExpectedVersion::NoStream, vec![event("X", 1)], meta(1)).await },
-            )
-        };
-        while !holding_the_head(&url).await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let frozen = stall_holding_the_head(&a, &url, 1).await;
         let started = Instant::now();
         let y =
             b.append(stream("y"), ExpectedVersion::NoStream, vec![event("Y", 2)], meta(2)).await.expect("b goes on");

@@ -105,7 +105,7 @@ pub(super) struct PgWriter {
     before_commit: Option<Arc<Semaphore>>,
     /// Set once the database's log was found behind a committed head: appends stop.
     rewound: Option<String>,
-    /// Stream versions known to this writer, exact as of `versions_at` (see [`Versions`]).
+    /// Stream versions known to this writer (see [`Versions`]).
     versions: Versions,
 }
 
@@ -142,6 +142,26 @@ impl Versions {
     fn forget(&mut self) {
         self.at = None;
         self.known.clear();
+    }
+
+    /// Brings the known versions from their head up to `head`, locked: by `caught_up`, the
+    /// (stream, version) of every record committed since (whole commands, each committed at
+    /// once), then by `read`, the (stream, last version or NULL) of streams read under the
+    /// lock.
+    fn bring_up(&mut self, head: Head, caught_up: &[tokio_postgres::Row], read: &[tokio_postgres::Row]) {
+        for row in caught_up {
+            let (stream, version): (&str, i64) = (row.get(0), row.get(1));
+            if let Some(known) = self.known.get_mut(stream) {
+                *known = (*known).max(Version(u64::try_from(version).unwrap_or(0)));
+            }
+        }
+        for row in read {
+            let version = Version(row.get::<_, Option<i64>>(1).map_or(0, |v| u64::try_from(v).unwrap_or(0)));
+            if let Ok(stream) = StreamId::new(row.get::<_, &str>(0)) {
+                self.known.insert(stream, version);
+            }
+        }
+        self.at = Some(head);
     }
 
     /// Records what a group committed (`staged`'s versions), up to its new head.
@@ -336,15 +356,17 @@ impl PgWriter {
         let rollback = async || {
             let _ = client.batch_execute("ROLLBACK").await;
         };
+        // A statement refused: the transaction is ended unless the connection is gone.
+        let refused = async |error: tokio_postgres::Error| {
+            if !super::transient(&error) {
+                rollback().await;
+            }
+            not_committed(error)
+        };
         let read = begun.and(head_row).and_then(|head| Ok((head, command_rows?, stream_rows?, caught_up?)));
         let (head_row, command_rows, stream_rows, caught_up) = match read {
             Ok(read) => read,
-            Err(error) => {
-                if !super::transient(&error) {
-                    rollback().await;
-                }
-                return Err(not_committed(error));
-            }
+            Err(error) => return Err(refused(error).await),
         };
         let head = match head_of(head_row.get(0), head_row.get(1)) {
             Some(head) => head,
@@ -367,35 +389,18 @@ impl PgWriter {
             .iter()
             .map(|row| (row.get(0), Span { first: seq_of(row.get(1)), last: seq_of(row.get(2)) }))
             .collect();
-        // The known versions brought up to this head: by the records committed since theirs
-        // (whole commands, each committed at once), or, too many of those, read again.
-        let stream_rows = if i64::try_from(caught_up.len()).is_ok_and(|n| n >= CATCH_UP_LIMIT) {
+        // The known versions brought up to this head; too many records since theirs: the
+        // group's streams are read again instead.
+        if i64::try_from(caught_up.len()).is_ok_and(|n| n >= CATCH_UP_LIMIT) {
             self.versions.forget();
-            match client.query(&st.streams, &[&stream_names]).await {
+            let all = match client.query(&st.streams, &[&stream_names]).await {
                 Ok(rows) => rows,
-                Err(error) => {
-                    if !super::transient(&error) {
-                        rollback().await;
-                    }
-                    return Err(not_committed(error));
-                }
-            }
+                Err(error) => return Err(refused(error).await),
+            };
+            self.versions.bring_up(head, &[], &all);
         } else {
-            for row in &caught_up {
-                let (stream, version): (&str, i64) = (row.get(0), row.get(1));
-                if let Some(known) = self.versions.known.get_mut(stream) {
-                    *known = (*known).max(Version(u64::try_from(version).unwrap_or(0)));
-                }
-            }
-            stream_rows
-        };
-        for row in &stream_rows {
-            let version = Version(row.get::<_, Option<i64>>(1).map_or(0, |v| u64::try_from(v).unwrap_or(0)));
-            if let Ok(stream) = StreamId::new(row.get::<_, &str>(0)) {
-                self.versions.known.insert(stream, version);
-            }
+            self.versions.bring_up(head, &caught_up, &stream_rows);
         }
-        self.versions.at = Some(head);
         let versions = &self.versions.known;
         // Records of command ids seen before, to answer retries from.
         let mut written: HashMap<u64, Vec<u8>> = HashMap::new();
