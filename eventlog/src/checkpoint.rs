@@ -131,6 +131,13 @@ impl CheckpointKey {
         CheckpointKey { signing, public }
     }
 
+    /// A 32-byte secret for keyed digests of files kept beside the log (BLAKE3 `derive_key`
+    /// of `context` over the seed): whoever can make it could also sign checkpoints.
+    #[must_use]
+    pub(crate) fn derive(&self, context: &str) -> [u8; 32] {
+        blake3::derive_key(context, self.signing.as_bytes())
+    }
+
     /// Its public key.
     #[must_use]
     pub fn public(&self) -> &PublicKey {

@@ -175,6 +175,55 @@ impl MerkleTree {
         }
     }
 
+    /// Appends every stored hash to `out`: the number of levels (u32 LE), then each level's
+    /// length (u64 LE) and hashes, lowest level first. [`MerkleTree::read_levels`] reads it
+    /// back; the index snapshot (`sled_store/snapshot.rs`) keeps the tree so.
+    pub(crate) fn write_levels(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&u32::try_from(self.levels.len()).unwrap_or(u32::MAX).to_le_bytes());
+        for level in &self.levels {
+            out.extend_from_slice(&(level.len as u64).to_le_bytes());
+            for chunk in &level.chunks {
+                for hash in chunk {
+                    out.extend_from_slice(&hash.0);
+                }
+            }
+        }
+    }
+
+    /// Reads what [`MerkleTree::write_levels`] wrote from the front of `bytes`, advancing it;
+    /// `None` if it is cut short or its levels' lengths are not those of one tree
+    /// (`levels[j].len == leaves >> j`, one level per bit of the leaf count). The hashes
+    /// themselves are taken as stored: the caller has authenticated the bytes.
+    pub(crate) fn read_levels(bytes: &mut &[u8]) -> Option<MerkleTree> {
+        fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (head, rest) = (bytes.get(..n)?, bytes.get(n..)?);
+            *bytes = rest;
+            Some(head)
+        }
+        let count = u32::from_le_bytes(take(bytes, 4)?.try_into().ok()?) as usize;
+        let mut levels: Vec<Level> = Vec::with_capacity(count.min(64));
+        let mut leaves = 0usize;
+        for j in 0..count {
+            let len = usize::try_from(u64::from_le_bytes(take(bytes, 8)?.try_into().ok()?)).ok()?;
+            if j == 0 {
+                leaves = len;
+            }
+            if len == 0 || len != leaves >> j {
+                return None;
+            }
+            let stored = take(bytes, len.checked_mul(32)?)?;
+            let mut level = Level { chunks: Vec::with_capacity(len.div_ceil(CHUNK)), len };
+            for part in stored.chunks(CHUNK * 32) {
+                let mut chunk = Vec::with_capacity(CHUNK.min(len));
+                chunk.extend(part.chunks_exact(32).map(|h| Hash32(h.try_into().unwrap_or([0; 32]))));
+                level.chunks.push(chunk);
+            }
+            levels.push(level);
+        }
+        let wanted = (usize::BITS - leaves.leading_zeros()) as usize;
+        (count == wanted).then_some(MerkleTree { levels })
+    }
+
     /// Heap bytes held (every level at its capacity).
     #[must_use]
     pub fn heap_bytes(&self) -> usize {

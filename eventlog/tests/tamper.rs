@@ -96,7 +96,8 @@ fn a_removed_record_is_detected_at_its_seq() -> anyhow::Result<()> {
 #[test]
 fn a_version_gap_beyond_the_checked_tail_stops_the_store_from_opening() -> anyhow::Result<()> {
     // The index rebuild on open checks every record's stream version, even where the tail
-    // check (the last `TAIL_CHECK_RECORDS`) does not reach.
+    // check (the last `TAIL_CHECK_RECORDS`) does not reach; so does the read-back of the
+    // records under an index snapshot.
     let dir = tempfile::tempdir()?;
     filled_store(dir.path(), oacis_eventlog::TAIL_CHECK_RECORDS + 20);
     {
@@ -107,6 +108,14 @@ fn a_version_gap_beyond_the_checked_tail_stops_the_store_from_opening() -> anyho
         db.insert(key, codec::seal(&mut record))?;
         db.flush()?;
     }
+    // An open from the index snapshot (written at the clean close) finds it when it reads
+    // the records under the snapshot back, and refuses appends from then on.
+    let store = SledStore::open(SledConfig::new(dir.path()))?;
+    assert!(store.indexes_from_snapshot() > Seq(5));
+    let err = runtime().block_on(store.records_checked()).unwrap_err();
+    assert!(err.to_string().contains("corrupt record at seq 5"), "{err}");
+    drop(store);
+    std::fs::remove_file(oacis_eventlog::sled_snapshot::path_in(dir.path()))?;
     let err = SledStore::open(SledConfig::new(dir.path())).unwrap_err();
     assert!(matches!(err, Error::Corrupt { seq: Seq(5), .. }), "{err}");
     Ok(())

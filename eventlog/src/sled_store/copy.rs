@@ -8,7 +8,8 @@
 //! the copy lives in a fresh owner-only folder under the system's temporary directory
 //! (`TMPDIR`) and is removed when the [`FolderCopy`] is dropped. The personal-data key store
 //! (`keys/`) is never copied: no check on a copy opens sealed data, and a copy left behind by a
-//! killed process must not keep keys that a later erasure destroys.
+//! killed process must not keep keys that a later erasure destroys. Nor are snapshots (files
+//! named `*.snapshot`, see `snapshot.rs`): a check reads the records themselves.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,8 +26,8 @@ pub struct FolderCopy {
 static COPIES: AtomicU64 = AtomicU64::new(0);
 
 impl FolderCopy {
-    /// Copies every file of `original` (recursively) but the key store's folder into a new
-    /// owner-only temporary folder.
+    /// Copies every file of `original` (recursively) but the key store's folder and the
+    /// snapshots into a new owner-only temporary folder.
     /// Errors: [`Error::Io`] naming the file that could not be read or written.
     pub fn of(original: &Path) -> Result<FolderCopy> {
         let name = format!("oacis-verify-{}-{}", std::process::id(), COPIES.fetch_add(1, Ordering::Relaxed));
@@ -38,7 +39,9 @@ impl FolderCopy {
         let copy = FolderCopy { path };
         for entry in std::fs::read_dir(original).map_err(|e| Error::io(original, e))? {
             let entry = entry.map_err(|e| Error::io(original, e))?;
-            if entry.file_name() != crate::keys::KEY_DIR {
+            let name = entry.file_name();
+            let snapshot = name.to_string_lossy().ends_with(super::snapshot::SUFFIX);
+            if name != crate::keys::KEY_DIR && !snapshot {
                 copy_entry(&entry, &copy.path)?;
             }
         }
@@ -80,14 +83,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_copy_holds_every_file_but_the_key_store_and_is_owner_only() {
+    fn a_copy_holds_every_file_but_the_key_store_and_the_snapshots_and_is_owner_only() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("db").join("blobs")).unwrap();
         std::fs::write(dir.path().join("db").join("blobs").join("1"), b"blob").unwrap();
         std::fs::write(dir.path().join("checkpoint.json"), b"{}").unwrap();
         std::fs::create_dir(dir.path().join(crate::keys::KEY_DIR)).unwrap();
         std::fs::write(dir.path().join(crate::keys::KEY_DIR).join(crate::keys::JOURNAL), b"wrapped keys").unwrap();
+        std::fs::write(dir.path().join("index.snapshot"), b"indexes").unwrap();
+        std::fs::write(dir.path().join("views.snapshot"), b"views").unwrap();
         let copy = FolderCopy::of(dir.path()).unwrap();
+        assert!(!copy.path().join("index.snapshot").exists() && !copy.path().join("views.snapshot").exists());
         assert_eq!(std::fs::read(copy.path().join("db").join("blobs").join("1")).unwrap(), b"blob");
         assert_eq!(std::fs::read(copy.path().join("checkpoint.json")).unwrap(), b"{}");
         assert!(!copy.path().join(crate::keys::KEY_DIR).exists(), "the key store is not copied");

@@ -1,11 +1,12 @@
 //! The log's indexes, kept in memory: each stream's records by version, and each command id's
 //! append.
 //!
-//! They are derived from the records and never stored: `LogIndex::build` rebuilds them with
-//! one pass over the log when a store opens (reading only each record's placement, see
-//! `codec::placement`), and the writer extends them after each group it applies. So an append
-//! writes exactly its records to sled and nothing else, and the indexes can never disagree
-//! with the log on disk.
+//! They are derived from the records and never stored in sled: `LogIndex::extend` rebuilds
+//! them with one pass over the log when a store opens (reading only each record's placement,
+//! see `codec::placement`), and the writer extends them after each group it applies. So an
+//! append writes exactly its records to sled and nothing else. A clean close writes them to
+//! the index snapshot beside the log (`snapshot.rs`); an open that finds a snapshot matching
+//! the log reads it and folds only the records after it (`LogIndex::extend`).
 //!
 //! Invariants:
 //! - `streams[s][v - 1]` is the seq of version `v` of stream `s`; the seqs of a stream
@@ -37,11 +38,14 @@ pub(crate) struct LogIndex {
 }
 
 impl LogIndex {
-    /// Rebuilds the indexes from every stored record, checking as it goes that stream versions
-    /// are contiguous and that each command's records are consecutive. `entries` yields
-    /// `(seq, stored bytes)` gapless from seq 1, as `RecordIter::next_stored` does.
-    pub(crate) fn build<B: AsRef<[u8]>>(entries: impl Iterator<Item = Result<(Seq, B)>>) -> Result<LogIndex> {
-        let mut index = LogIndex::default();
+    /// Folds the records after the ones this index holds into it (all of them, into an empty
+    /// index), checking as it goes that stream versions are contiguous and that each
+    /// command's records are consecutive. `entries` yields `(seq, stored bytes)` gapless from
+    /// the seq after the tree's last leaf, as `RecordIter::next_stored` does. The index
+    /// ends at an append's boundary (it is only ever taken at a durable head), so no command
+    /// is split between it and `entries`.
+    pub(crate) fn extend<B: AsRef<[u8]>>(self, entries: impl Iterator<Item = Result<(Seq, B)>>) -> Result<LogIndex> {
+        let mut index = self;
         // The command being read and its records so far.
         let mut current: Option<(CommandId, Span)> = None;
         for entry in entries {
@@ -63,6 +67,69 @@ impl LogIndex {
             index.add_command(command, span)?;
         }
         Ok(index)
+    }
+
+    /// Appends the streams, the commands and the tree to `out`, in the layout of
+    /// `snapshot.rs`. Streams and commands are written in the maps' order (a snapshot need
+    /// not be canonical: it is read back, never compared).
+    pub(crate) fn write_snapshot(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.streams.len() as u64).to_le_bytes());
+        for (stream, seqs) in &self.streams {
+            let name = stream.as_str().as_bytes();
+            // Stream ids are at most `Limits::MAX_STREAM_ID_BYTES`, far below a u16.
+            out.extend_from_slice(&u16::try_from(name.len()).unwrap_or(u16::MAX).to_le_bytes());
+            out.extend_from_slice(name);
+            out.extend_from_slice(&(seqs.len() as u64).to_le_bytes());
+            for seq in seqs {
+                out.extend_from_slice(&seq.0.to_le_bytes());
+            }
+        }
+        out.extend_from_slice(&(self.commands.len() as u64).to_le_bytes());
+        for (command, span) in &self.commands {
+            super::snapshot::write_command(out, command, *span);
+        }
+        self.tree.write_levels(out);
+    }
+
+    /// Reads what [`LogIndex::write_snapshot`] wrote, for a log whose head is at `head`:
+    /// every seq must be at most `head`, each stream's seqs must increase, and the tree must
+    /// hold `head` leaves.
+    pub(crate) fn read_snapshot(
+        reader: &mut super::snapshot::Reader<'_>,
+        head: Seq,
+    ) -> std::result::Result<LogIndex, super::snapshot::Unusable> {
+        use super::snapshot::{read_command, read_tree, Unusable};
+        let damaged = |what: String| Unusable::Damaged(what);
+        let count = reader.count(2 + 8)?;
+        let mut streams = HashMap::with_capacity(count);
+        for _ in 0..count {
+            let len = usize::from(reader.u16()?);
+            let name =
+                std::str::from_utf8(reader.take(len)?).map_err(|_| damaged("a stream id is not UTF-8".into()))?;
+            let id = StreamId::new(name).map_err(|e| damaged(e.to_string()))?;
+            let versions = reader.count(8)?;
+            let mut seqs = Vec::with_capacity(versions);
+            for _ in 0..versions {
+                let seq = Seq(reader.u64()?);
+                if seq > head || seqs.last().is_some_and(|last| *last >= seq) || seq == Seq::ZERO {
+                    return Err(damaged(format!("{name} lists seq {seq} out of order")));
+                }
+                seqs.push(seq);
+            }
+            if streams.insert(id, seqs).is_some() {
+                return Err(damaged(format!("{name} is listed twice")));
+            }
+        }
+        let count = reader.count(16 + 16)?;
+        let mut commands = HashMap::with_capacity(count);
+        for _ in 0..count {
+            let (command, span) = read_command(reader)?;
+            if span.last > head || commands.insert(command, span).is_some() {
+                return Err(damaged(format!("command {command} is listed twice or past the head")));
+            }
+        }
+        let tree = read_tree(reader, head)?;
+        Ok(LogIndex { streams, commands, tree })
     }
 
     fn push_version(&mut self, stream: &str, seq: Seq, version: Version) -> Result<()> {

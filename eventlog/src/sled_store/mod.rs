@@ -19,6 +19,7 @@ mod copy;
 mod fault;
 mod index;
 pub mod layout;
+pub mod snapshot;
 mod subscription;
 mod witness;
 mod writer;
@@ -108,6 +109,21 @@ struct Inner {
     refilling: Arc<std::sync::atomic::AtomicBool>,
     /// Signed checkpoints and proofs.
     witness: Arc<witness::Witness>,
+    /// The key of the index snapshot's tag (`snapshot.rs`).
+    snapshot_tag: [u8; 32],
+    /// The check of the records an index snapshot stood for, while it runs.
+    under_snapshot: Mutex<Option<UnderSnapshot>>,
+    /// Its outcome: `None` while it runs.
+    checked: watch::Sender<Option<std::result::Result<(), String>>>,
+    /// The seq up to which the open took the indexes from the snapshot.
+    from_snapshot: std::sync::atomic::AtomicU64,
+}
+
+/// The thread that reads the records an index snapshot stood for, and its stop flag.
+#[derive(Debug)]
+struct UnderSnapshot {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Drop for Inner {
@@ -115,11 +131,40 @@ impl Drop for Inner {
         // Closing the queue ends the writer after its current group; joining it releases its
         // handle on the database so that the folder can be reopened at once.
         self.queue.take();
-        let handle = self.writer.lock().map(|mut w| w.take()).unwrap_or(None);
-        if let Some(handle) = handle {
-            if handle.join().is_err() {
-                tracing::error!("event log writer thread panicked");
+        let check = self.under_snapshot.lock().map(|mut c| c.take()).unwrap_or(None);
+        if let Some(check) = check {
+            check.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            // The check itself may hold the last handle when it ends.
+            if check.thread.thread().id() != std::thread::current().id() {
+                let _ = check.thread.join();
             }
+        }
+        let handle = self.writer.lock().map(|mut w| w.take()).unwrap_or(None);
+        let Some(handle) = handle else { return };
+        if handle.join().is_err() {
+            tracing::error!("event log writer thread panicked");
+            return;
+        }
+        self.save_snapshot();
+    }
+}
+
+impl Inner {
+    /// Writes the index snapshot once the writer has stopped: only when no failure was
+    /// recorded and the indexes hold exactly the durable head (a group applied but not made
+    /// durable would otherwise be in it). A snapshot that cannot be written is only a slower
+    /// next open, so the failure is logged.
+    fn save_snapshot(&self) {
+        let head = *self.heads.borrow();
+        let index = LogIndex::read(&self.index);
+        // A snapshot is written only from indexes read from the records or from a snapshot
+        // whose records were all read back since.
+        let checked = matches!(*self.checked.borrow(), Some(Ok(())));
+        if !checked || self.failure.get().is_some() || index.tree().size() != head.seq.0 {
+            return;
+        }
+        if let Err(e) = snapshot::save(&self.path, &self.snapshot_tag, head, &index) {
+            tracing::warn!(error = %e, "the index snapshot was not written; the next open reads every record");
         }
     }
 }
@@ -302,6 +347,7 @@ impl SledStore {
             });
         }
         let (key, created) = checkpoint::CheckpointKey::load_or_create(&config.path)?;
+        let snapshot_tag = key.derive(snapshot::TAG_CONTEXT);
         witness::check_signatures(key.public(), &config.path, recorded.as_ref(), &kept)?;
         if created {
             tracing::warn!(
@@ -337,6 +383,10 @@ impl SledStore {
                 keys: config.keys.clone(),
                 refilling: Arc::default(),
                 witness: witness.clone(),
+                snapshot_tag,
+                under_snapshot: Mutex::new(None),
+                checked: watch::Sender::new(None),
+                from_snapshot: 0.into(),
             }),
         };
         // A lost tail or a changed head is reported after the kept checkpoints are compared
@@ -348,14 +398,7 @@ impl SledStore {
             Err(e) => return Err(e),
         };
         store.check_tail()?;
-        let mut stored = store.records(Seq::FIRST);
-        let index = LogIndex::build(std::iter::from_fn(|| stored.next_stored()))?;
-        tracing::info!(
-            records = head.seq.0,
-            streams = index.stream_count(),
-            bytes = index.heap_bytes(),
-            "event log indexes rebuilt"
-        );
+        let (index, from_snapshot) = store.open_index(&snapshot_tag)?;
         *store.inner.index.write().unwrap_or_else(std::sync::PoisonError::into_inner) = index;
         let file = checkpoint::path_in(&config.path);
         let kept_file = checkpoint::kept_path_in(&config.path);
@@ -408,6 +451,7 @@ impl SledStore {
         if let Ok(mut slot) = store.inner.writer.lock() {
             *slot = Some(handle);
         }
+        store.check_under_snapshot(from_snapshot)?;
         Ok(store)
     }
 
@@ -549,6 +593,118 @@ impl SledStore {
     #[must_use]
     pub fn index_bytes(&self) -> usize {
         LogIndex::read(&self.inner.index).heap_bytes()
+    }
+
+    /// The indexes of the whole log: from the index snapshot and the records after it when
+    /// the snapshot is sound and matches the log (its head's hash is the record's at that
+    /// seq), else from every record.
+    fn open_index(&self, tag_key: &[u8; 32]) -> Result<(LogIndex, Seq)> {
+        let head = self.head();
+        let (from, index) = match snapshot::load(&self.inner.path, tag_key) {
+            Ok((at, index)) => match self.records(at.seq).next().transpose()? {
+                _ if at.seq == Seq::ZERO => (Seq::FIRST, index),
+                Some(record) if at.seq <= head.seq && record.hash == at.hash => (at.seq.next(), index),
+                _ => {
+                    tracing::warn!(
+                        snapshot = at.seq.0,
+                        head = head.seq.0,
+                        "the index snapshot does not match the log (another log, or one restored); reading every record"
+                    );
+                    (Seq::FIRST, LogIndex::default())
+                }
+            },
+            Err(snapshot::Unusable::Missing) => (Seq::FIRST, LogIndex::default()),
+            Err(e) => {
+                tracing::warn!(reason = %e, "the index snapshot is not usable; reading every record");
+                (Seq::FIRST, LogIndex::default())
+            }
+        };
+        let mut stored = self.records(from);
+        let index = index.extend(std::iter::from_fn(|| stored.next_stored()))?;
+        tracing::info!(
+            records = head.seq.0,
+            from_snapshot = from.0 - 1,
+            streams = index.stream_count(),
+            bytes = index.heap_bytes(),
+            "event log indexes ready"
+        );
+        Ok((index, Seq(from.0 - 1)))
+    }
+
+    /// Reads back, on a thread of its own, the records `1..=upto` that an index snapshot
+    /// stood for at open: each record's hash, the chain's links, seq and version contiguity
+    /// ([`ChainCheck`]), and the Merkle root of their hashes against the snapshot's tree at
+    /// `upto`. A difference refuses every later append, as a failed write does, with the
+    /// first bad seq as the reason. The store is usable (reads and appends) meanwhile;
+    /// [`SledStore::records_checked`] waits for the outcome.
+    fn check_under_snapshot(&self, upto: Seq) -> Result<()> {
+        self.inner.from_snapshot.store(upto.0, std::sync::atomic::Ordering::Relaxed);
+        if upto == Seq::ZERO {
+            self.inner.checked.send_replace(Some(Ok(())));
+            return Ok(());
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (inner, halt) = (Arc::downgrade(&self.inner), stop.clone());
+        let records = RecordIter::new(&self.inner.db, &self.inner.data_path, Seq::FIRST, upto);
+        let expected =
+            LogIndex::read(&self.inner.index).tree().root(upto.0).map_err(|e| Error::corrupt(upto, e.to_string()))?;
+        let thread = std::thread::Builder::new()
+            .name("eventlog-snapshot-check".into())
+            .spawn(move || {
+                let mut chain = ChainCheck::new();
+                let mut tree = crate::merkle::MerkleTree::new();
+                let mut outcome: std::result::Result<(), String> = Ok(());
+                for record in records {
+                    if halt.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    match record.and_then(|r| chain.check(&r).map(|()| r.hash)) {
+                        Ok(hash) => tree.push(&hash),
+                        Err(e) => {
+                            outcome = Err(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                if outcome.is_ok() && tree.root(upto.0).ok() != Some(expected) {
+                    outcome =
+                        Err(format!("the records 1..={upto} do not have the Merkle root the index snapshot gave them"));
+                }
+                let Some(inner) = inner.upgrade() else { return };
+                if let Err(reason) = &outcome {
+                    inner.failure.set(format!("a record under the index snapshot does not check: {reason}"));
+                } else {
+                    tracing::info!(records = upto.0, "the records under the index snapshot check");
+                }
+                inner.checked.send_replace(Some(outcome));
+            })
+            .map_err(|e| Error::io(&self.inner.path, e))?;
+        if let Ok(mut slot) = self.inner.under_snapshot.lock() {
+            *slot = Some(UnderSnapshot { stop, thread });
+        }
+        Ok(())
+    }
+
+    /// Waits until the records an index snapshot stood for at open have been read back
+    /// (at once when the open read every record). `Err` holds the first problem found;
+    /// appends are refused from then on.
+    ///
+    /// # Errors
+    /// [`Error::WriterFailed`] with the problem (a record's seq and what is wrong with it).
+    pub async fn records_checked(&self) -> Result<()> {
+        let mut checked = self.inner.checked.subscribe();
+        let outcome = checked.wait_for(Option::is_some).await.map(|o| o.clone()).ok().flatten();
+        match outcome {
+            Some(Err(reason)) => Err(Error::WriterFailed(reason)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The seq up to which this open took the indexes from the index snapshot (0: read
+    /// every record).
+    #[must_use]
+    pub fn indexes_from_snapshot(&self) -> Seq {
+        Seq(self.inner.from_snapshot.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Compares the log with the checkpoint's acknowledged head.

@@ -85,7 +85,7 @@ impl Failure {
         self.reason.lock().map_or_else(|p| p.into_inner().clone(), |g| g.clone())
     }
 
-    fn set(&self, reason: String) {
+    pub(super) fn set(&self, reason: String) {
         tracing::error!(error = %reason, "event log write failed; refusing further appends");
         match self.reason.lock() {
             Ok(mut slot) => *slot = Some(reason),
