@@ -84,7 +84,7 @@ pub fn upcast(kind: &str, schema: u32, current: u32, value: Value) -> Result<Val
 macro_rules! events {
     ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident($payload:ty) = $schema:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq)]
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
         pub enum $name {
             $($(#[$vmeta])* $variant($payload)),+
         }

@@ -63,6 +63,10 @@ pub const KEY_BATCH: usize = 2048;
 
 /// A data key's id: 16 random bytes, named (as 32 hex digits) by every value it sealed.
 pub type KeyId = [u8; 16];
+
+/// The subject the views' snapshot key is given to ([`KeyStore::snapshot_key`]): it holds a
+/// space, which no stream id does, so no record's subject is ever this.
+pub const SNAPSHOT_SUBJECT: &str = "views snapshot";
 /// The journal's file name inside the key folder.
 pub const JOURNAL: &str = "journal";
 /// The key folder's name inside the data folder.
@@ -722,10 +726,33 @@ impl KeyStore {
         }
     }
 
+    /// The key that seals the views' snapshot (a file beside the log holding the read
+    /// views, personal data included), given to [`SNAPSHOT_SUBJECT`]. Unlike a subject's
+    /// key, which subject holds it is made durable before it is answered (one fdatasync):
+    /// every erasure destroys it ([`KeyStore::erase`]), so that no snapshot taken before an
+    /// erasure can be opened after it, and an erasure must find it after a crash.
+    ///
+    /// # Errors
+    /// [`KeyError::Io`], [`KeyError::Random`].
+    pub fn snapshot_key(&self) -> Result<(KeyId, DataKey), KeyError> {
+        let given = self.key_for(SNAPSHOT_SUBJECT)?;
+        let path = self.dir.join(JOURNAL);
+        let file = {
+            let mut journal = lock(&self.journal);
+            journal.write_pending(&path)?;
+            journal.file.try_clone().map_err(io(&path))?
+        };
+        file.sync_data().map_err(io(&path))?;
+        Ok(given)
+    }
+
     /// Erases `subject`: destroys `ids` (every key its records name) and the key it was
     /// given, marks it erased, and rewrites the journal without those keys (atomically), so
-    /// their wrapped bytes are in no file afterwards. Answers how many keys were destroyed
-    /// (0 when erased before). Callers: [`crate::seal::key_ids`] lists the ids of a record.
+    /// their wrapped bytes are in no file afterwards. The views' snapshot key
+    /// ([`KeyStore::snapshot_key`]) is destroyed in the same rewrite, so a snapshot taken
+    /// before cannot be opened again. Answers how many of the subject's keys were destroyed
+    /// (0 when erased before; then nothing is rewritten and the snapshot key is kept).
+    /// Callers: [`crate::seal::key_ids`] lists the ids of a record.
     ///
     /// # Errors
     /// [`KeyError::Io`]; then the keys may still be on disk, and erasing again completes it.
@@ -742,6 +769,10 @@ impl KeyStore {
         }
         let newly_erased = journal.erased.insert(subject.to_owned());
         if newly_erased || destroyed > 0 {
+            if let Some(id) = journal.given.remove(SNAPSHOT_SUBJECT) {
+                journal.keys.remove(&id);
+                journal.destroyed.insert(id);
+            }
             let kek = lock(&self.kek).clone();
             self.rewrite(&mut journal, &kek)?;
         }

@@ -1,5 +1,6 @@
-//! The engine: replay the whole log into a fresh set of views at start, then follow the
-//! subscription, recording the last seq applied; `wait_for` gives read-your-writes.
+//! The engine: replay the log into a fresh set of views at start (or into views read from a
+//! snapshot, from the seq after theirs), then follow the subscription, recording the last
+//! seq applied; `wait_for` gives read-your-writes.
 //!
 //! Invariants:
 //! - Each view applies every record exactly once, in seq order (the subscription's guarantee).
@@ -36,9 +37,10 @@ const REPLAY_PAGE: usize = 2_000;
 const PAGES_IN_FLIGHT: usize = 3;
 
 /// Every view, and the last seq they applied.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Views {
-    /// Customer directory.
+    /// Customer directory (a section of its own in a snapshot, see `snapshot.rs`).
+    #[serde(skip)]
     pub directory: CustomerDirectory,
     /// Task board.
     pub tasks: TaskBoard,
@@ -52,7 +54,9 @@ pub struct Views {
     pub cases: CaseList,
     /// Customer timelines.
     pub timeline: Timeline,
-    /// Approval definitions, approvals and their lists.
+    /// Approval definitions, approvals and their lists (as JSON inside a snapshot: they hold
+    /// the domain's approval types, whose serde shapes are made for JSON).
+    #[serde(with = "crate::snapshot::as_json")]
     pub approvals: Approvals,
     applied: Seq,
 }
@@ -122,6 +126,18 @@ impl Views {
         until: Option<Seq>,
         progress: &mut (dyn FnMut(Seq) + Send),
     ) -> Result<Views, ProjectionError> {
+        Views::default().replay_onto(store, until, progress).await
+    }
+
+    /// Applies the records after the ones these views applied, up to and including `until`
+    /// (or the log's head), as [`Views::replay`] does from the start: how a start goes on
+    /// from a snapshot (`snapshot.rs`).
+    pub async fn replay_onto<S: EventStore>(
+        self,
+        store: &S,
+        until: Option<Seq>,
+        progress: &mut (dyn FnMut(Seq) + Send),
+    ) -> Result<Views, ProjectionError> {
         // Seqs are gapless, so every page's range is known in advance: up to
         // `PAGES_IN_FLIGHT` pages are read and decoded at once on blocking threads, and this
         // task hands each page, in order, to two appliers on threads of their own: one for the
@@ -130,8 +146,7 @@ impl Views {
         // other. (The seqs are checked here, so a short page cannot slip by.)
         let until = until.unwrap_or_else(|| store.head().seq).min(store.head().seq);
         let spare = SparePages::default();
-        let Views { directory, tasks, access, analytics, audit, cases, timeline, approvals, applied } =
-            Views::default();
+        let Views { directory, tasks, access, analytics, audit, cases, timeline, approvals, applied } = self;
         let (to_directory, directory) = Lane::start(directory, |d| [d], spare.clone())?;
         let (to_others, others) = Lane::start(
             (tasks, access, analytics, audit, cases, timeline, approvals),
@@ -141,7 +156,7 @@ impl Views {
             spare.clone(),
         )?;
         let mut in_flight = InFlight::default();
-        let mut next = Seq::FIRST;
+        let mut next = applied.next();
         let mut forwarded = applied;
         let forwarding: Result<(), ProjectionError> = async {
             loop {
@@ -363,7 +378,17 @@ impl Projections {
         store: &S,
         progress: &mut (dyn FnMut(Seq) + Send),
     ) -> Result<Self, ProjectionError> {
-        let views = Views::replay(store, None, progress).await?;
+        Projections::start_from(store, Views::default(), progress).await
+    }
+
+    /// Applies the records after those `views` applied (all of them, for fresh views; the
+    /// ones after a snapshot's seq, for views read from it), then follows the log.
+    pub async fn start_from<S: EventStore>(
+        store: &S,
+        views: Views,
+        progress: &mut (dyn FnMut(Seq) + Send),
+    ) -> Result<Self, ProjectionError> {
+        let views = views.replay_onto(store, None, progress).await?;
         let applied = views.applied;
         let views = Arc::new(RwLock::new(views));
         let (tx, state) = watch::channel(Following::At(applied));

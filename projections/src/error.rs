@@ -35,6 +35,10 @@ pub enum ProjectionError {
     /// The views stopped following the log (after an earlier error, or at shutdown).
     #[error("the views stopped at seq {0}")]
     Stopped(Seq),
+    /// The views' snapshot could not be written (`snapshot.rs`); the views themselves are
+    /// unaffected.
+    #[error("views snapshot: {0}")]
+    Snapshot(String),
     /// The operating system refused a thread that a replay applies views on.
     #[error("cannot start a replay thread: {0}")]
     Thread(String),

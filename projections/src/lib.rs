@@ -12,6 +12,7 @@ pub mod decode;
 pub mod demo;
 pub mod engine;
 mod error;
+pub mod snapshot;
 pub mod view;
 pub mod views;
 

@@ -33,7 +33,7 @@ use oacis_domain::access_log::{AccessLog, AccessLogCommand};
 use oacis_domain::authz::Permission;
 use oacis_domain::ids::{AccessLogId, EntryId, Timestamp};
 use oacis_eventlog::EventStore;
-use oacis_projections::Projections;
+use oacis_projections::{Projections, Views};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -135,8 +135,16 @@ impl App {
             config.store.as_deref(),
         )
         .await?;
-        let mut progress = crate::progress::Progress::new("replay", store.head().seq.0);
-        let projections = Projections::start(&store, &mut |seq| progress.set(seq.0)).await?;
+        if let oacis_eventlog::AnyStore::Sled(sled) = &store {
+            let from = sled.indexes_from_snapshot();
+            if from > oacis_eventlog::Seq::ZERO {
+                eprintln!("oacis: log indexes read from the index snapshot at seq {from}; reading the records under it back in the background");
+            }
+        }
+        let views = views_to_start_from(&store, &config.data).await;
+        let mut progress = crate::progress::Progress::new("replay", store.head().seq.0 - views.applied().0);
+        let from = views.applied().0;
+        let projections = Projections::start_from(&store, views, &mut |seq| progress.set(seq.0 - from)).await?;
         progress.finish();
         let mut bus = CommandBus::new(store, Arc::new(projections), VIEW_WAIT).with_phone_region(region);
         if let Some(clock) = clock {
@@ -652,11 +660,58 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
     // axum does not wait for WebSockets: give each feed the moment it needs to send its
     // SHUTTING_DOWN before the process ends.
     app.state.live.drained(Duration::from_secs(app.state.config.shutdown_seconds.min(5))).await;
+    save_views_snapshot(&app).await;
     // Every acknowledged append is durable already (acknowledged only after fsync); closing
-    // the store ends its writer after the group in hand and releases the folder.
+    // the store ends its writer after the group in hand, writes its index snapshot and
+    // releases the folder.
     drop(app);
     eprintln!("oacis: stopped");
     Ok(())
+}
+
+/// The views a start goes on from: those of the data folder's views snapshot when it is
+/// sound (`oacis_projections::snapshot`), else fresh ones (a full replay), saying why.
+async fn views_to_start_from(store: &oacis_eventlog::AnyStore, data: &std::path::Path) -> Views {
+    let path = oacis_projections::snapshot::path_in(data);
+    let started = std::time::Instant::now();
+    match oacis_projections::snapshot::read(&path, store).await {
+        Ok(views) => {
+            eprintln!(
+                "oacis: views read from the snapshot at seq {} in {:.1} s; replaying the {} records after it",
+                views.applied(),
+                started.elapsed().as_secs_f64(),
+                store.head().seq.0 - views.applied().0
+            );
+            views
+        }
+        Err(oacis_projections::snapshot::Unusable::Missing) => Views::default(),
+        Err(why) => {
+            tracing::warn!(file = %path.display(), reason = %why, "the views snapshot is set aside; replaying the whole log");
+            eprintln!("oacis: the views snapshot is set aside ({why}); replaying the whole log");
+            Views::default()
+        }
+    }
+}
+
+/// Writes the views snapshot at a clean stop, once no request runs: the next start reads it
+/// and replays only the records after it. A snapshot not written only makes that start
+/// slower, so a failure is reported and the stop goes on.
+async fn save_views_snapshot(app: &App) {
+    let started = std::time::Instant::now();
+    let path = oacis_projections::snapshot::path_in(&app.state.config.data);
+    let bus = &app.state.bus;
+    match oacis_projections::snapshot::save(bus.projections(), bus.store(), &path).await {
+        Ok(written) => eprintln!(
+            "oacis: views snapshot written at seq {} ({:.1} MiB) in {:.1} s",
+            written.seq,
+            written.bytes as f64 / f64::from(1 << 20),
+            started.elapsed().as_secs_f64()
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "the views snapshot was not written; the next start replays more of the log");
+            eprintln!("oacis: the views snapshot was not written: {e}");
+        }
+    }
 }
 
 /// Serves `app` on `listener` until SIGTERM or SIGINT, then lets requests in flight finish

@@ -179,7 +179,7 @@ pub struct Due {
 }
 
 /// Every published year's latest calendar, as decisions read it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorkCalendar {
     days: BTreeMap<Date, bool>,
     years: BTreeSet<u16>,

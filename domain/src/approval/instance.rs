@@ -296,7 +296,7 @@ impl TaskStatus {
 }
 
 /// A task in the folded approval.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskState {
     /// The node it belongs to.
     pub node: String,
@@ -323,7 +323,7 @@ pub struct TaskState {
 }
 
 /// The folded approval.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApprovalState {
     /// Its id.
     pub id: Option<ApprovalId>,

@@ -153,7 +153,7 @@ events! {
 }
 
 /// The folded ledger.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LedgerState {
     /// Its key, once written.
     pub key: Option<String>,

@@ -13,7 +13,7 @@ use crate::decode::{AnyEvent, DomainRecord};
 use crate::view::{dump_lines, View};
 
 /// A user as the directory shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserRow {
     /// Its id.
     pub id: UserId,
@@ -44,7 +44,7 @@ pub struct UserRow {
 }
 
 /// An open session: what a bearer token is checked against.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionRow {
     /// BLAKE3 of the bearer secret, hex (`None` for sessions opened without a token).
     pub token_hash: Option<String>,
@@ -53,7 +53,7 @@ pub struct SessionRow {
 }
 
 /// A department in the tree.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DepartmentRow {
     /// Name.
     pub name: String,
@@ -66,7 +66,7 @@ pub struct DepartmentRow {
 }
 
 /// A role.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoleRow {
     /// Name.
     pub name: String,
@@ -77,7 +77,7 @@ pub struct RoleRow {
 }
 
 /// A grant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GrantRow {
     /// Holder.
     pub user: UserId,
@@ -90,7 +90,7 @@ pub struct GrantRow {
 }
 
 /// The access directory view.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct AccessDirectory {
     users: BTreeMap<UserId, UserRow>,
     departments: BTreeMap<DepartmentId, DepartmentRow>,

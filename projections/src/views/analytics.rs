@@ -51,7 +51,7 @@ fn week(days: i64) -> String {
 }
 
 /// The attributes of a customer that analytics group by.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct CustomerFacts {
     segment: Option<String>,
     source: SourceChannel,
@@ -108,7 +108,7 @@ fn score<T: PartialOrd>(value: T, (best, good): (T, T), higher_is_better: bool) 
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct CaseFacts {
     opened_at: Option<Timestamp>,
     first_response_us: Option<i64>,
@@ -118,7 +118,7 @@ struct CaseFacts {
 }
 
 /// Totals of purchases, in minor units, net of reversals.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Totals {
     /// Purchases recorded.
     pub count: u64,
@@ -142,7 +142,7 @@ pub struct CaseFigures {
 }
 
 /// The analytics view.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Analytics {
     /// Hash maps where every event looks an entry up and every query only counts; `dump`
     /// sorts them. (Cases stay ordered: their means are sums of floats, which depend on order.)

@@ -28,7 +28,7 @@ use crate::decode::{AnyEvent, DomainRecord};
 use crate::view::{dump_lines, View};
 
 /// One entry of an approval's timeline: the event with the log's facts about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TimelineEntry {
     /// Position in the log.
     pub seq: u64,
@@ -41,7 +41,7 @@ pub struct TimelineEntry {
 }
 
 /// One approval.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApprovalRow {
     /// Its id.
     pub id: ApprovalId,
@@ -58,7 +58,7 @@ pub struct ApprovalRow {
 }
 
 /// The approvals view.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Approvals {
     definitions: BTreeMap<ApprovalDefinitionId, Vec<PublishedDefinition>>,
     approvals: BTreeMap<ApprovalId, ApprovalRow>,
@@ -77,7 +77,7 @@ pub struct Approvals {
 }
 
 /// A leave balance or a budget, with every entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LedgerRow {
     /// The domain's fold.
     pub state: LedgerState,

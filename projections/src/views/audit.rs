@@ -61,18 +61,19 @@ pub struct HistoryEntry {
 }
 
 /// One entry of a person's operation log (the record is found by reading `seq`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Operation {
     /// Position in the log.
     pub seq: Seq,
     /// When.
     pub at: Timestamp,
     /// What happened.
-    pub kind: &'static str,
+    #[serde(with = "crate::snapshot::kind_name")]
+    pub kind: crate::snapshot::KindName,
 }
 
 /// One login attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoginAttempt {
     /// Position in the log.
     pub seq: Seq,
@@ -85,7 +86,7 @@ pub struct LoginAttempt {
 }
 
 /// Something security staff should look at.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Alert {
     /// Too many failed logins of one account in a short time.
     RepeatedFailedLogins {
@@ -139,7 +140,7 @@ impl Alert {
 }
 
 /// The audit view.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Audit {
     /// Keyed by actor; a hash map because it is looked up on every event, and actor names
     /// share long prefixes that make ordered comparisons slow. `dump` sorts it.
@@ -153,7 +154,7 @@ pub struct Audit {
 }
 
 /// A customer an import registered or changed: the stream versions its row's events span.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImportedCustomer {
     /// The customer.
     pub customer: CustomerId,
@@ -168,7 +169,7 @@ pub struct ImportedCustomer {
 }
 
 /// One import of customers as the audit trail keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImportSummary {
     /// The import.
     pub id: ImportId,

@@ -14,7 +14,7 @@ use crate::decode::{AnyEvent, DomainRecord};
 use crate::view::{dump_lines, View};
 
 /// One case as the list shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CaseRow {
     /// Its id.
     pub id: CaseId,
@@ -74,7 +74,7 @@ pub struct CaseFilter {
 }
 
 /// The service case view.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct CaseList {
     cases: BTreeMap<CaseId, CaseRow>,
     follow_ups: BTreeSet<(Timestamp, CaseId)>,

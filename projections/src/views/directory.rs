@@ -27,7 +27,7 @@ use crate::views::duplicates::{
 pub const MAX_PAGE: usize = 100;
 
 /// One customer as the directory shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CustomerRow {
     /// Its id.
     pub id: CustomerId,
@@ -68,7 +68,7 @@ pub struct CustomerRow {
 }
 
 /// The profile fields a row keeps for exports only.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RowMore {
     /// Head count band (organisations).
     pub company_size: Option<String>,
@@ -161,7 +161,7 @@ impl CustomerRow {
 /// SIMD pass over contiguous memory instead of a pointer chase per row. A row whose text
 /// changes gets a new line; the old one is dead until the buffer is compacted (when half of
 /// it is dead). Derived from the rows, so it is not part of the dump.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct SearchArena {
     text: Vec<u8>,
     /// (start, end, slot) of every line, in buffer order.
@@ -240,10 +240,12 @@ impl SearchArena {
 /// a status of one of its slots changes, the same slots in name order with the count of
 /// those not merged: a one-character search by name then answers its total and walks only
 /// its page.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct CharPostings {
     slots: HashMap<char, Vec<u32>>,
-    /// Name orders by (character, whether only names that hold it are listed).
+    /// Name orders by (character, whether only names that hold it are listed): a cache,
+    /// empty in a snapshot.
+    #[serde(skip)]
     by_name: Mutex<HashMap<(char, bool), Arc<NameOrder>>>,
 }
 
@@ -440,7 +442,7 @@ impl DirectoryQuery {
 /// Besides the rows (the state that is dumped), it keeps derived structures so that a query
 /// costs a pass over compact filter columns plus what the page returns: a slot per customer
 /// with its filter columns, the search arena, and one ordered index per sort key.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct CustomerDirectory {
     /// By id; a hash map because every customer event looks a row up. `dump` sorts it.
     rows: HashMap<CustomerId, CustomerRow>,
@@ -525,7 +527,7 @@ fn contact_key(last_contact: Option<Timestamp>) -> ContactKey {
 }
 
 /// What filters look at, per customer, packed together for a fast scan.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Columns {
     id: CustomerId,
     status: CustomerStatus,

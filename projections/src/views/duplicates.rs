@@ -69,7 +69,7 @@ pub(crate) fn field_of(hash: u64) -> DuplicateField {
 /// Which slots (the directory's per-customer positions) hold each key. Most keys have one
 /// holder, so they sit in `one`; a key held twice or more moves to `many`, which is also what
 /// the data-cleaning pass walks.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct DuplicateIndex {
     one: HashMap<u64, u32>,
     many: HashMap<u64, Vec<u32>>,

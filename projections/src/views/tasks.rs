@@ -13,7 +13,7 @@ use crate::decode::{AnyEvent, DomainRecord};
 use crate::view::{dump_lines, View};
 
 /// One task on the board.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskRow {
     /// Its id.
     pub id: TaskId,
@@ -29,7 +29,8 @@ pub struct TaskRow {
     pub due: Option<Timestamp>,
     /// When to remind.
     pub reminder: Option<Timestamp>,
-    /// What it is about.
+    /// What it is about (as JSON in a snapshot: its serde shape is an adjacently tagged enum).
+    #[serde(with = "crate::snapshot::as_json")]
     pub related: Option<Related>,
     /// Comments so far.
     pub comments: usize,
@@ -47,7 +48,7 @@ impl TaskRow {
 }
 
 /// The task board view.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct TaskBoard {
     tasks: BTreeMap<TaskId, TaskRow>,
     reminders: BTreeSet<(Timestamp, TaskId)>,

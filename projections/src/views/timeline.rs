@@ -17,7 +17,7 @@ use crate::decode::{AnyEvent, DomainRecord};
 use crate::view::{dump_lines, dump_sorted, View};
 
 /// One entry of a timeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TimelineEntry {
     /// When it happened (for interactions, when they took place; otherwise when recorded).
     pub at: Timestamp,
@@ -26,13 +26,14 @@ pub struct TimelineEntry {
     /// The customer it belongs to (a merged duplicate's entries keep their own).
     pub customer: CustomerId,
     /// The event kind.
-    pub kind: &'static str,
+    #[serde(with = "crate::snapshot::kind_name")]
+    pub kind: crate::snapshot::KindName,
     /// The record it concerns: the customer, a case or a task.
     pub record: RecordRef,
 }
 
 /// Which record a timeline entry concerns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RecordRef {
     /// The customer itself.
     Customer(CustomerId),
@@ -45,7 +46,7 @@ pub enum RecordRef {
 }
 
 /// The timeline view.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Timeline {
     /// Hash maps where every event looks an entry up; `dump` sorts them.
     entries: HashMap<CustomerId, Vec<TimelineEntry>>,
