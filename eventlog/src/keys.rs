@@ -41,7 +41,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use aes_gcm_siv::aead::AeadInPlace;
 use aes_gcm_siv::{Aes256GcmSiv, Nonce as SivNonce};
@@ -392,10 +392,13 @@ impl DataKey {
 
 struct Journal {
     file: File,
-    keys: HashMap<KeyId, (DataKey, Wrapped)>,
+    /// Every key held, wrapped, and its data key once unwrapped: the journal is read without
+    /// unwrapping (a million keys take seconds to unwrap), and each key is unwrapped the first
+    /// time it is asked for ([`KeyStore::unwrapped`]).
+    keys: HashMap<KeyId, (OnceLock<DataKey>, Wrapped), foldhash::fast::RandomState>,
     destroyed: BTreeSet<KeyId>,
     /// The key each subject was last given (a hint: the log's records name their keys).
-    given: HashMap<String, KeyId>,
+    given: HashMap<String, KeyId, foldhash::fast::RandomState>,
     erased: BTreeSet<String>,
     /// Durable keys not yet given to anyone.
     pool: Vec<KeyId>,
@@ -450,6 +453,8 @@ pub enum KeyState {
     Destroyed,
     /// Unknown to this key store (it is older than the log, or another store's).
     Missing,
+    /// Held, but its wrapped bytes do not open under the KEK (a damaged journal).
+    Damaged,
 }
 
 /// One journal record: tag, key id, subject, and for a key (KEK id, wrapped key).
@@ -533,7 +538,7 @@ fn decode_record(bytes: &[u8]) -> Result<Option<(Entry, usize)>, String> {
     Ok(Some((Entry { tag, id, subject, wrapped }, total)))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -544,8 +549,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl KeyStore {
-    /// Opens (creating if needed) the key store in `<data>/keys`, unwrapping every key with
-    /// `kek`. A torn last record is cut off.
+    /// Opens (creating if needed) the key store in `<data>/keys` under `kek` (every key must
+    /// name it; each is unwrapped when first asked for). A torn last record is cut off.
     ///
     /// # Errors
     /// [`KeyError::Io`], [`KeyError::Damaged`], [`KeyError::WrongKek`].
@@ -556,11 +561,14 @@ impl KeyStore {
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io(&path))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io(&path))?;
+        // Sized for the records the file can hold (a key's record is the smallest that
+        // holds a key; a hint is about as large), so that reading a million does not rehash.
+        let expected = bytes.len() / (19 + 8 + WRAPPED + CHECK) / 2;
         let mut journal = Journal {
             file,
-            keys: HashMap::new(),
+            keys: HashMap::with_capacity_and_hasher(expected, foldhash::fast::RandomState::default()),
             destroyed: BTreeSet::new(),
-            given: HashMap::new(),
+            given: HashMap::with_capacity_and_hasher(expected, foldhash::fast::RandomState::default()),
             erased: BTreeSet::new(),
             pool: Vec::new(),
             pending: Vec::new(),
@@ -575,10 +583,7 @@ impl KeyStore {
                             if kek_id != kek.id {
                                 return Err(KeyError::WrongKek { stored: hex(&kek_id), given: kek.id_hex() });
                             }
-                            let plain = kek
-                                .unwrap_key(&entry.id, &wrapped)
-                                .ok_or_else(|| damaged(format!("key {} does not unwrap", hex(&entry.id))))?;
-                            journal.keys.insert(entry.id, (DataKey::new(&plain), wrapped));
+                            journal.keys.insert(entry.id, (OnceLock::new(), wrapped));
                         }
                         (TAG_ERASED, _) => {
                             journal.given.remove(&entry.subject);
@@ -620,10 +625,33 @@ impl KeyStore {
     pub fn get(&self, id: &KeyId) -> KeyState {
         let journal = lock(&self.journal);
         match journal.keys.get(id) {
-            Some((key, _)) => KeyState::Present(key.clone()),
+            Some(held) => match self.unwrapped(id, held) {
+                Some(key) => KeyState::Present(key),
+                None => KeyState::Damaged,
+            },
             None if journal.destroyed.contains(id) => KeyState::Destroyed,
             None => KeyState::Missing,
         }
+    }
+
+    /// The error for a held key that does not unwrap.
+    fn damaged(&self, id: &KeyId) -> KeyError {
+        KeyError::Damaged {
+            path: self.dir.join(JOURNAL),
+            offset: 0,
+            reason: format!("key {} does not unwrap", hex(id)),
+        }
+    }
+
+    /// The data key of a held key, unwrapped with the KEK the first time (under the journal's
+    /// lock, which the caller holds; the KEK's lock is taken after it, as `rotate` does).
+    /// `None` if its wrapped bytes do not open under the KEK (a damaged journal).
+    fn unwrapped(&self, id: &KeyId, (key, wrapped): &(OnceLock<DataKey>, Wrapped)) -> Option<DataKey> {
+        if let Some(key) = key.get() {
+            return Some(key.clone());
+        }
+        let plain = lock(&self.kek).unwrap_key(id, wrapped)?;
+        Some(key.get_or_init(|| DataKey::new(&plain)).clone())
     }
 
     /// A 32-byte secret for keyed digests (BLAKE3 keyed hash) of requests whose digest is kept
@@ -686,7 +714,7 @@ impl KeyStore {
         file.sync_data().map_err(io(&path))?;
         let mut journal = lock(&self.journal);
         for (id, key, wrapped) in made {
-            journal.keys.insert(id, (key, wrapped));
+            journal.keys.insert(id, (OnceLock::from(key), wrapped));
             journal.pool.push(id);
         }
         Ok(())
@@ -705,8 +733,8 @@ impl KeyStore {
                     return Err(KeyError::Erased { subject: subject.to_owned() });
                 }
                 if let Some(id) = journal.given.get(subject).copied() {
-                    if let Some((key, _)) = journal.keys.get(&id) {
-                        return Ok((id, key.clone()));
+                    if let Some(held) = journal.keys.get(&id) {
+                        return self.unwrapped(&id, held).map(|key| (id, key)).ok_or_else(|| self.damaged(&id));
                     }
                 }
                 if let Some(id) = journal.pool.pop() {
@@ -716,9 +744,8 @@ impl KeyStore {
                         journal.write_pending(&self.dir.join(JOURNAL))?;
                     }
                     journal.given.insert(subject.to_owned(), id);
-                    let key = journal.keys.get(&id).map(|(key, _)| key.clone());
-                    if let Some(key) = key {
-                        return Ok((id, key));
+                    if let Some(held) = journal.keys.get(&id) {
+                        return self.unwrapped(&id, held).map(|key| (id, key)).ok_or_else(|| self.damaged(&id));
                     }
                 }
             }
@@ -931,7 +958,7 @@ impl KeyStore {
             file.sync_data().map_err(io(&path))?;
             let mut journal = lock(&self.journal);
             for (id, key, wrapped, _) in added {
-                journal.keys.insert(id, (key, wrapped));
+                journal.keys.insert(id, (OnceLock::from(key), wrapped));
             }
             journal.destroyed.extend(tombstones);
         }

@@ -316,6 +316,13 @@ pub fn open<'a>(
             // not know lost its "destroyed" record (a journal cut short at its end).
             KeyState::Missing if keys.is_erased(stream) => out.extend_from_slice(b"{}"),
             KeyState::Missing => return Err(KeyError::MissingKey { subject: stream.to_owned() }),
+            KeyState::Damaged => {
+                return Err(KeyError::Damaged {
+                    path: keys.journal_path(),
+                    offset: 0,
+                    reason: format!("the key {} of {stream}'s record does not unwrap", crate::keys::hex(&id)),
+                })
+            }
         }
         at = envelope.end;
     }

@@ -76,6 +76,12 @@ fn build_id() -> Option<[u8; 32]> {
     })
 }
 
+/// Starts computing the build id on a thread of its own, so that a start that reads a
+/// snapshot later finds it ready (hashing the executable takes a tenth of a second or more).
+pub fn prepare() {
+    let _ = std::thread::Builder::new().name("oacis-build-id".into()).spawn(build_id);
+}
+
 /// What a written snapshot holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
@@ -215,84 +221,210 @@ pub enum Unusable {
 /// # Errors
 /// [`Unusable`], saying why it was set aside.
 pub async fn read<S: EventStore>(path: &Path, store: &S) -> Result<Views, Unusable> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unusable::Missing),
-        Err(e) => return Err(Unusable::Damaged(format!("unreadable: {e}"))),
-    };
-    let damaged = |what: &str| Unusable::Damaged(what.to_owned());
-    if bytes.len() < HEADER || !bytes.starts_with(MAGIC) {
-        return Err(damaged("not a views snapshot of this format"));
-    }
-    let (header, body) = bytes.split_at(HEADER);
-    let field = |at: usize, len: usize| &header[MAGIC.len() + at..MAGIC.len() + at + len];
-    if Some(field(0, 32)) != build_id().as_ref().map(|b| &b[..]) {
-        return Err(Unusable::OtherBuild);
-    }
-    let seq = Seq(u64::from_le_bytes(field(32, 8).try_into().map_err(|_| damaged("seq"))?));
-    let hash = Hash32(field(40, 32).try_into().map_err(|_| damaged("hash"))?);
-    let key_id: KeyId = field(72, 16).try_into().map_err(|_| damaged("key id"))?;
-    if seq > store.head().seq {
-        return Err(Unusable::OtherLog(format!("it is at seq {seq}, the log ends at {}", store.head().seq)));
-    }
-    if seq > Seq::ZERO {
-        let record = store.read_all(seq, 1).await.map_err(|e| Unusable::Damaged(e.to_string()))?;
-        if record.first().map(|r| r.hash) != Some(hash) {
-            return Err(Unusable::OtherLog(format!("the log's record at seq {seq} has another hash")));
+    let keys = store.keys().ok_or(Unusable::KeyGone)?;
+    Reading::begin(path)?.unlock(keys)?.finish(store).await
+}
+
+/// A snapshot being read: the file read on a thread of its own from [`Reading::begin`] on,
+/// then opened and decoded there once [`Reading::unlock`] hands it its key, so that a server
+/// opens its key store and its store meanwhile; [`Reading::finish`] then checks the snapshot
+/// against that store's log.
+#[derive(Debug)]
+pub struct Reading {
+    header: Vec<u8>,
+    seq: Seq,
+    hash: Hash32,
+    key: std::sync::mpsc::Sender<DataKey>,
+    decoding: std::thread::JoinHandle<Result<Views, Unusable>>,
+}
+
+impl Reading {
+    /// Reads the header of the snapshot at `path` and starts reading the rest.
+    ///
+    /// # Errors
+    /// [`Unusable`]: missing, or not a snapshot of this format.
+    pub fn begin(path: &Path) -> Result<Reading, Unusable> {
+        use std::io::Read as _;
+        let damaged = |what: &str| Unusable::Damaged(what.to_owned());
+        let mut file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unusable::Missing),
+            Err(e) => return Err(Unusable::Damaged(format!("unreadable: {e}"))),
+        };
+        let mut header = vec![0u8; HEADER];
+        file.read_exact(&mut header).map_err(|_| damaged("not a views snapshot of this format"))?;
+        if !header.starts_with(MAGIC) {
+            return Err(damaged("not a views snapshot of this format"));
         }
+        let at = MAGIC.len() + 32;
+        let seq = Seq(u64::from_le_bytes(header[at..at + 8].try_into().map_err(|_| damaged("seq"))?));
+        let hash = Hash32(header[at + 8..at + 40].try_into().map_err(|_| damaged("hash"))?);
+        let (key, unlocked) = std::sync::mpsc::channel::<DataKey>();
+        let sealed_under = header.clone();
+        let decoding = std::thread::Builder::new()
+            .name("oacis-snapshot".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes).map_err(|e| Unusable::Damaged(format!("unreadable: {e}")))?;
+                let read_s = started.elapsed().as_secs_f64();
+                // No key: the snapshot was set aside before it was opened.
+                let key = unlocked.recv().map_err(|_| Unusable::KeyGone)?;
+                decode_body(bytes, read_s, &sealed_under, &key)
+            })
+            .map_err(|e| Unusable::Damaged(format!("no thread to read it on: {e}")))?;
+        Ok(Reading { header, seq, hash, key, decoding })
     }
-    let key = match store.keys().map(|keys| keys.get(&key_id)) {
-        Some(KeyState::Present(key)) => key,
-        _ => return Err(Unusable::KeyGone),
-    };
-    let header = header.to_vec();
-    let mut body = body.to_vec();
-    drop(bytes);
-    // The directory's section is opened and decoded on a thread of its own.
-    let outcome = tokio::task::spawn_blocking(move || -> Result<Views, Unusable> {
-        let (first, rest) = split_section(&mut body)?;
-        std::thread::scope(|scope| {
-            let directory = scope.spawn(|| open_section::<CustomerDirectory>(0, first, &key, &header));
-            let others = rest_section(rest).and_then(|rest| open_section::<Views>(1, rest, &key, &header));
-            let directory = directory.join().map_err(|_| damaged("the directory's decoding panicked"))??;
-            let mut views = others?;
-            views.directory = directory;
-            Ok(views)
-        })
-    })
-    .await
-    .map_err(|_| damaged("the snapshot's reading panicked"))??;
-    if outcome.applied() != seq {
-        return Err(damaged("its views and its header name different seqs"));
+
+    /// Lets the reading go on with its key, if this build wrote it and `keys` still holds
+    /// the key that seals it.
+    ///
+    /// # Errors
+    /// [`Unusable::OtherBuild`], [`Unusable::KeyGone`].
+    pub fn unlock(self, keys: &oacis_eventlog::keys::KeyStore) -> Result<Reading, Unusable> {
+        let field = |at: usize, len: usize| &self.header[MAGIC.len() + at..MAGIC.len() + at + len];
+        if Some(field(0, 32)) != build_id().as_ref().map(|b| &b[..]) {
+            return Err(Unusable::OtherBuild);
+        }
+        let key_id: KeyId = field(72, 16).try_into().map_err(|_| Unusable::Damaged("key id".into()))?;
+        let KeyState::Present(key) = keys.get(&key_id) else { return Err(Unusable::KeyGone) };
+        self.key.send(key).map_err(|_| Unusable::Damaged("its reading stopped".into()))?;
+        Ok(self)
     }
-    Ok(outcome)
+
+    /// The views, once read, if the snapshot is of `store`'s log: its seq is at most the
+    /// log's head and the record there has its hash.
+    ///
+    /// # Errors
+    /// [`Unusable::OtherLog`], or what reading it found.
+    pub async fn finish<S: EventStore>(self, store: &S) -> Result<Views, Unusable> {
+        let Reading { seq, hash, decoding, .. } = self;
+        let of_this_log = async {
+            if seq > store.head().seq {
+                return Err(Unusable::OtherLog(format!("it is at seq {seq}, the log ends at {}", store.head().seq)));
+            }
+            if seq > Seq::ZERO {
+                let record = store.read_all(seq, 1).await.map_err(|e| Unusable::Damaged(e.to_string()))?;
+                if record.first().map(|r| r.hash) != Some(hash) {
+                    return Err(Unusable::OtherLog(format!("the log's record at seq {seq} has another hash")));
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let views = tokio::task::spawn_blocking(move || decoding.join())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| Unusable::Damaged("the snapshot's reading panicked".into()))??;
+        of_this_log?;
+        if views.applied() != seq {
+            return Err(Unusable::Damaged("its views and its header name different seqs".into()));
+        }
+        Ok(views)
+    }
 }
 
-/// Splits the body into the first section and the rest.
-fn split_section(body: &mut [u8]) -> Result<(&mut [u8], &mut [u8]), Unusable> {
-    let len = section_len(body)?;
-    Ok(body.split_at_mut(len))
-}
-
-/// The rest must be exactly one section.
-fn rest_section(rest: &mut [u8]) -> Result<&mut [u8], Unusable> {
-    let len = section_len(rest)?;
-    if len != rest.len() {
+/// Opens the rest of the file (after the header, read in `read_s` seconds): every chunk of
+/// both sections in place on two threads (half of the bytes each), then moves each section's plain bytes
+/// together and decodes the two sections on two threads (the directory on its own).
+fn decode_body(mut bytes: Vec<u8>, read_s: f64, header: &[u8], key: &DataKey) -> Result<Views, Unusable> {
+    let panicked = |what: &str| Unusable::Damaged(format!("{what} panicked"));
+    let first_len = section_len(&bytes)?;
+    if section_len(&bytes[first_len..])? != bytes.len() - first_len {
         return Err(Unusable::Damaged("bytes after the last section".into()));
     }
-    Ok(rest)
+    let started = std::time::Instant::now();
+    {
+        let (first, rest) = bytes.split_at_mut(first_len);
+        let mut sealed = sealed_chunks(0, first)?;
+        sealed.extend(sealed_chunks(1, rest)?);
+        let total: usize = sealed.iter().map(|c| c.0.len()).sum();
+        let mut so_far = 0;
+        let split = sealed
+            .iter()
+            .position(|c| {
+                so_far += c.0.len();
+                so_far >= total / 2
+            })
+            .unwrap_or(0);
+        let (early, late) = sealed.split_at_mut(split);
+        std::thread::scope(|scope| {
+            let early = scope.spawn(|| open_chunks(early, key, header));
+            let late = open_chunks(late, key, header);
+            early.join().map_err(|_| panicked("opening the snapshot"))?.and(late)
+        })?;
+    }
+    let open_s = started.elapsed().as_secs_f64();
+    let (first, rest) = bytes.split_at_mut(first_len);
+    std::thread::scope(|scope| {
+        let directory = scope.spawn(|| decode_section::<CustomerDirectory>(first));
+        let others = decode_section::<Views>(rest);
+        let (directory, directory_decode_s) = directory.join().map_err(|_| panicked("decoding the directory"))??;
+        let (mut views, others_decode_s) = others?;
+        tracing::info!(read_s, open_s, directory_decode_s, others_decode_s, "views snapshot read");
+        views.directory = directory;
+        Ok(views)
+    })
 }
 
-/// The stored length of the section at the front of `bytes`.
+/// A chunk's sealed bytes (its tag last), in the file's buffer, and its nonce.
+type SealedChunk<'a> = (&'a mut [u8], [u8; SIV_NONCE]);
+
+/// A section's sealed chunks, each with its nonce, in order (lengths checked against the
+/// section's plain length).
+fn sealed_chunks(index: u8, bytes: &mut [u8]) -> Result<Vec<SealedChunk<'_>>, Unusable> {
+    let bad = |what: String| Unusable::Damaged(what);
+    let plain_len = plain_len(bytes)?;
+    let count = plain_len.div_ceil(CHUNK).max(1);
+    let mut chunks = Vec::with_capacity(count);
+    let mut rest = bytes.get_mut(8..).ok_or_else(|| bad("cut short".into()))?;
+    let mut total = 0;
+    for i in 0..count {
+        let (len, after) = rest.split_at_mut(4.min(rest.len()));
+        let len = u32::from_le_bytes((&*len).try_into().map_err(|_| bad("cut short".into()))?) as usize;
+        if len < TAG || len > after.len() {
+            return Err(bad(format!("section {index}, chunk {i} is cut short")));
+        }
+        let (sealed, after) = after.split_at_mut(len);
+        total += len - TAG;
+        chunks.push((sealed, nonce(index, i, i + 1 == count)));
+        rest = after;
+    }
+    if total != plain_len {
+        return Err(bad(format!("section {index} holds {total} bytes, not {plain_len}")));
+    }
+    Ok(chunks)
+}
+
+/// Opens chunks in place (each chunk's tag is its last 16 bytes).
+fn open_chunks(chunks: &mut [SealedChunk<'_>], key: &DataKey, header: &[u8]) -> Result<(), Unusable> {
+    for (sealed, nonce) in chunks.iter_mut() {
+        let body_len = sealed.len() - TAG;
+        let (body, tag) = sealed.split_at_mut(body_len);
+        if !key.open_in_place(nonce, header, body, tag) {
+            return Err(Unusable::Damaged(format!("section {}, chunk {} does not open", nonce[0], chunk_index(nonce))));
+        }
+    }
+    Ok(())
+}
+
+/// The chunk index a nonce names.
+fn chunk_index(nonce: &[u8; SIV_NONCE]) -> u64 {
+    let mut index = [0u8; 8];
+    index.copy_from_slice(&nonce[2..10]);
+    u64::from_le_bytes(index)
+}
+
+/// The stored length of the section at the front of `bytes` (its plain length, then each
+/// chunk's length and sealed bytes).
 fn section_len(bytes: &[u8]) -> Result<usize, Unusable> {
     let cut = || Unusable::Damaged("cut short".into());
-    let plain = usize::try_from(u64::from_le_bytes(bytes.get(..8).ok_or_else(cut)?.try_into().map_err(|_| cut())?))
-        .map_err(|_| cut())?;
-    let chunks = plain.div_ceil(CHUNK).max(1);
-    let mut at = 8;
+    let chunks = plain_len(bytes)?.div_ceil(CHUNK).max(1);
+    let mut at = 8usize;
     for _ in 0..chunks {
         let len = u32::from_le_bytes(bytes.get(at..at + 4).ok_or_else(cut)?.try_into().map_err(|_| cut())?) as usize;
-        at += 4 + len;
+        at = at.checked_add(4 + len).ok_or_else(cut)?;
     }
     if at > bytes.len() {
         return Err(cut());
@@ -300,35 +432,31 @@ fn section_len(bytes: &[u8]) -> Result<usize, Unusable> {
     Ok(at)
 }
 
-/// Opens a section's chunks in place and decodes it.
-fn open_section<T: serde::de::DeserializeOwned>(
-    index: u8,
-    bytes: &mut [u8],
-    key: &DataKey,
-    header: &[u8],
-) -> Result<T, Unusable> {
-    let bad = |what: String| Unusable::Damaged(what);
-    let plain_len = usize::try_from(u64::from_le_bytes(bytes[..8].try_into().map_err(|_| bad("length".into()))?))
-        .map_err(|_| bad("length".into()))?;
-    let chunks = plain_len.div_ceil(CHUNK).max(1);
-    let mut plain = Vec::with_capacity(plain_len);
-    let mut at = 8;
-    for i in 0..chunks {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().map_err(|_| bad("chunk length".into()))?) as usize;
-        at += 4;
-        let sealed = &mut bytes[at..at + len];
-        let Some(body_len) = len.checked_sub(TAG) else { return Err(bad(format!("chunk {i} is too short"))) };
-        let (body, tag) = sealed.split_at_mut(body_len);
-        if !key.open_in_place(&nonce(index, i, i + 1 == chunks), header, body, tag) {
-            return Err(bad(format!("section {index}, chunk {i} does not open")));
-        }
-        plain.extend_from_slice(body);
-        at += len;
+/// A section's plain length (its first 8 bytes).
+fn plain_len(bytes: &[u8]) -> Result<usize, Unusable> {
+    let cut = || Unusable::Damaged("cut short".into());
+    usize::try_from(u64::from_le_bytes(bytes.get(..8).ok_or_else(cut)?.try_into().map_err(|_| cut())?))
+        .map_err(|_| cut())
+}
+
+/// Moves an opened section's plain bytes together at its front (each chunk drops its length
+/// and tag, so the write position stays behind the read position) and decodes them.
+/// Answers the value and the seconds it took.
+fn decode_section<T: serde::de::DeserializeOwned>(bytes: &mut [u8]) -> Result<(T, f64), Unusable> {
+    let started = std::time::Instant::now();
+    let plain_len = plain_len(bytes)?;
+    let cut = || Unusable::Damaged("cut short".into());
+    let (mut at, mut to) = (8, 0);
+    for _ in 0..plain_len.div_ceil(CHUNK).max(1) {
+        let len = u32::from_le_bytes(bytes.get(at..at + 4).ok_or_else(cut)?.try_into().map_err(|_| cut())?) as usize;
+        let body = len.checked_sub(TAG).ok_or_else(cut)?;
+        bytes.copy_within(at + 4..at + 4 + body, to);
+        to += body;
+        at += 4 + len;
     }
-    if plain.len() != plain_len {
-        return Err(bad(format!("section {index} holds {} bytes, not {plain_len}", plain.len())));
-    }
-    postcard::from_bytes(&plain).map_err(|e| bad(format!("section {index} does not decode: {e}")))
+    let value =
+        postcard::from_bytes(&bytes[..plain_len]).map_err(|e| Unusable::Damaged(format!("it does not decode: {e}")))?;
+    Ok((value, started.elapsed().as_secs_f64()))
 }
 
 /// Writes the views of `projections` to `path`, sealed with the key store's snapshot key,

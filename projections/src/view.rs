@@ -2,6 +2,12 @@
 
 use crate::decode::DomainRecord;
 
+/// The hash map of the views' state: foldhash (the hasher `hashbrown` itself defaults to),
+/// several times faster than the standard SipHash for the ids and short strings the views
+/// look up on every event and read back from a snapshot. Seeded per process, so no order
+/// taken from it may reach a dump (`dump_sorted` sorts).
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// A read model folded from the log.
 ///
 /// Invariants: `apply` is deterministic, and `dump` writes the whole state in a canonical

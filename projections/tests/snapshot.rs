@@ -152,7 +152,7 @@ fn a_snapshot_holds_no_personal_data_in_the_clear_and_an_erasure_makes_every_ear
 fn a_snapshot_that_is_damaged_or_of_another_log_is_set_aside() {
     let dir = tempfile::tempdir().unwrap();
     runtime().block_on(async {
-        let (store, _keys) = sealed_store(dir.path());
+        let (store, keys) = sealed_store(dir.path());
         load(&store, generate(DemoSize { customers: 40, seed: 5 }).unwrap(), 8).await.unwrap();
         let live = Projections::start(&store, &mut |_| {}).await.unwrap();
         let path = snapshot::path_in(dir.path());
@@ -176,17 +176,22 @@ fn a_snapshot_that_is_damaged_or_of_another_log_is_set_aside() {
         std::fs::write(&path, &other_build).unwrap();
         assert!(matches!(snapshot::read(&path, &store).await, Err(Unusable::OtherBuild)));
 
-        // Another log: shorter, then as long but with other records.
+        // Another log (read with this folder's keys, as a server reads it while its store
+        // opens): shorter, then longer with other records.
         std::fs::write(&path, &good).unwrap();
+        let other_log = |store: SledStore| {
+            let reading = snapshot::Reading::begin(&path).unwrap().unlock(&keys).unwrap();
+            async move { reading.finish(&store).await }
+        };
         let other = tempfile::tempdir().unwrap();
-        let (shorter, _) = sealed_store(other.path());
+        let shorter = SledStore::open(SledConfig::new(other.path())).unwrap();
         load(&shorter, generate(DemoSize { customers: 10, seed: 5 }).unwrap(), 8).await.unwrap();
-        assert!(matches!(snapshot::read(&path, &shorter).await, Err(Unusable::OtherLog(_))));
+        assert!(matches!(other_log(shorter).await, Err(Unusable::OtherLog(_))));
         let other = tempfile::tempdir().unwrap();
-        let (longer, _) = sealed_store(other.path());
+        let longer = SledStore::open(SledConfig::new(other.path())).unwrap();
         load(&longer, generate(DemoSize { customers: 80, seed: 6 }).unwrap(), 8).await.unwrap();
         assert!(longer.head().seq > live.applied());
-        assert!(matches!(snapshot::read(&path, &longer).await, Err(Unusable::OtherLog(_))));
+        assert!(matches!(other_log(longer).await, Err(Unusable::OtherLog(_))));
         assert!(snapshot::read(&path, &store).await.is_ok());
     });
 }

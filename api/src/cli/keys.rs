@@ -85,17 +85,8 @@ impl KeyArgs {
 /// # Errors
 /// The KEK's and the key store's errors, and the store's.
 pub fn open_store(data: &Path, keys: &KeyArgs) -> anyhow::Result<SledStore> {
-    open_store_with(data, keys, SledConfig::new(data).cache_capacity_bytes)
-}
-
-/// [`open_store`] with sled's page cache limited to `cache_bytes`.
-///
-/// # Errors
-/// As [`open_store`].
-pub fn open_store_with(data: &Path, keys: &KeyArgs, cache_bytes: u64) -> anyhow::Result<SledStore> {
     let mut config = SledConfig::new(data);
     config.keys = Some(open_key_store(data, keys)?);
-    config.cache_capacity_bytes = cache_bytes;
     Ok(SledStore::open(config)?)
 }
 
@@ -110,14 +101,16 @@ pub fn open_key_store(data: &Path, keys: &KeyArgs) -> anyhow::Result<std::sync::
 }
 
 /// The log `oacis serve` runs on: PostgreSQL when `url` is given (a `postgres://` or
-/// `postgresql://` URL, or a libpq string with `host=`), with the key store in `data`; else
-/// the embedded store in `data` with sled's page cache at `cache_bytes`.
+/// `postgresql://` URL, or a libpq string with `host=`), else the embedded store in `data`
+/// with sled's page cache at `cache_bytes` and the read-back of the records under an index
+/// snapshot held until the server calls `SledStore::start_records_check` (once its views
+/// are read); either way with `keys`, the key store in `data`.
 ///
 /// # Errors
-/// A `url` of another kind; the key store's, the database's and the store's errors.
+/// A `url` of another kind; the database's and the store's errors.
 pub async fn open_any(
     data: &Path,
-    keys: &KeyArgs,
+    keys: std::sync::Arc<KeyStore>,
     cache_bytes: u64,
     url: Option<&str>,
 ) -> anyhow::Result<oacis_eventlog::AnyStore> {
@@ -131,7 +124,11 @@ pub async fn open_any(
                 moved.display()
             );
         }
-        return Ok(open_store_with(data, keys, cache_bytes)?.into());
+        let mut config = SledConfig::new(data);
+        config.keys = Some(keys);
+        config.cache_capacity_bytes = cache_bytes;
+        config.defer_records_check = true;
+        return Ok(SledStore::open(config)?.into());
     };
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains("host=")) {
         anyhow::bail!(
@@ -140,7 +137,7 @@ pub async fn open_any(
         );
     }
     let mut config = oacis_eventlog::PgConfig::new(url);
-    config.keys = Some(open_key_store(data, keys)?);
+    config.keys = Some(keys);
     config.head_file = Some(data.join(POSTGRES_HEAD));
     let store = oacis_eventlog::PgStore::open(config).await.context("opening the log on PostgreSQL")?;
     Ok(store.into())

@@ -128,9 +128,17 @@ impl App {
         let region = oacis_domain::validate::Region::parse(&config.default_region).ok_or_else(|| {
             anyhow::anyhow!("--default-region {:?} is not an ISO 3166-1 region", config.default_region)
         })?;
+        // The views' snapshot is read, then opened and decoded, on threads of their own while
+        // the key store and the store open (and the executable is hashed for its build id).
+        let started = std::time::Instant::now();
+        oacis_projections::snapshot::prepare();
+        let snapshot_path = oacis_projections::snapshot::path_in(&config.data);
+        let reading = oacis_projections::snapshot::Reading::begin(&snapshot_path);
+        let keys = crate::cli::keys::open_key_store(&config.data, &config.keys)?;
+        let reading = reading.and_then(|reading| reading.unlock(&keys));
         let store = crate::cli::keys::open_any(
             &config.data,
-            &config.keys,
+            keys,
             config.store_cache_mib.saturating_mul(1 << 20),
             config.store.as_deref(),
         )
@@ -138,14 +146,19 @@ impl App {
         if let oacis_eventlog::AnyStore::Sled(sled) = &store {
             let from = sled.indexes_from_snapshot();
             if from > oacis_eventlog::Seq::ZERO {
-                eprintln!("oacis: log indexes read from the index snapshot at seq {from}; reading the records under it back in the background");
+                eprintln!(
+                    "oacis: log indexes read from the index snapshot at seq {from}; the records under it are read back once the views are ready"
+                );
             }
         }
-        let views = views_to_start_from(&store, &config.data).await;
+        let views = views_to_start_from(reading, &store, &snapshot_path, started).await;
         let mut progress = crate::progress::Progress::new("replay", store.head().seq.0 - views.applied().0);
         let from = views.applied().0;
         let projections = Projections::start_from(&store, views, &mut |seq| progress.set(seq.0 - from)).await?;
         progress.finish();
+        if let oacis_eventlog::AnyStore::Sled(sled) = &store {
+            sled.start_records_check();
+        }
         let mut bus = CommandBus::new(store, Arc::new(projections), VIEW_WAIT).with_phone_region(region);
         if let Some(clock) = clock {
             bus = bus.with_clock(clock);
@@ -669,12 +682,20 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The views a start goes on from: those of the data folder's views snapshot when it is
-/// sound (`oacis_projections::snapshot`), else fresh ones (a full replay), saying why.
-async fn views_to_start_from(store: &oacis_eventlog::AnyStore, data: &std::path::Path) -> Views {
-    let path = oacis_projections::snapshot::path_in(data);
-    let started = std::time::Instant::now();
-    match oacis_projections::snapshot::read(&path, store).await {
+/// The views a start goes on from: those of the data folder's views snapshot (being read
+/// since `started`) when it is sound and of `store`'s log (`oacis_projections::snapshot`),
+/// else fresh ones (a full replay), saying why.
+async fn views_to_start_from(
+    reading: Result<oacis_projections::snapshot::Reading, oacis_projections::snapshot::Unusable>,
+    store: &oacis_eventlog::AnyStore,
+    path: &std::path::Path,
+    started: std::time::Instant,
+) -> Views {
+    let read = match reading {
+        Ok(reading) => reading.finish(store).await,
+        Err(why) => Err(why),
+    };
+    match read {
         Ok(views) => {
             eprintln!(
                 "oacis: views read from the snapshot at seq {} in {:.1} s; replaying the {} records after it",

@@ -32,8 +32,10 @@ pub(crate) use crate::staging::Span;
 /// Stream and command indexes over the whole log.
 #[derive(Debug, Default)]
 pub(crate) struct LogIndex {
-    streams: HashMap<StreamId, Vec<Seq>>,
-    commands: HashMap<CommandId, Span>,
+    /// foldhash (`hashbrown`'s own default): the writer looks both up for every append, and
+    /// an open reads a million of each from the snapshot.
+    streams: HashMap<StreamId, Vec<Seq>, foldhash::fast::RandomState>,
+    commands: HashMap<CommandId, Span, foldhash::fast::RandomState>,
     tree: MerkleTree,
 }
 
@@ -101,7 +103,7 @@ impl LogIndex {
         use super::snapshot::{read_command, read_tree, Unusable};
         let damaged = |what: String| Unusable::Damaged(what);
         let count = reader.count(2 + 8)?;
-        let mut streams = HashMap::with_capacity(count);
+        let mut streams = HashMap::with_capacity_and_hasher(count, foldhash::fast::RandomState::default());
         for _ in 0..count {
             let len = usize::from(reader.u16()?);
             let name =
@@ -121,7 +123,7 @@ impl LogIndex {
             }
         }
         let count = reader.count(16 + 16)?;
-        let mut commands = HashMap::with_capacity(count);
+        let mut commands = HashMap::with_capacity_and_hasher(count, foldhash::fast::RandomState::default());
         for _ in 0..count {
             let (command, span) = read_command(reader)?;
             if span.last > head || commands.insert(command, span).is_some() {

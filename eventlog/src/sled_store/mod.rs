@@ -71,6 +71,10 @@ pub struct SledConfig {
     /// The key store: with one, personal members of payloads are sealed on append
     /// ([`crate::seal`]); without, payloads are stored as given.
     pub keys: Option<Arc<KeyStore>>,
+    /// Whether the read-back of the records under an index snapshot waits for
+    /// [`SledStore::start_records_check`] (default: it starts at open). A server sets it so
+    /// that the read-back does not take a core from its own start (reading its views).
+    pub defer_records_check: bool,
 }
 
 impl SledConfig {
@@ -83,6 +87,7 @@ impl SledConfig {
             checkpoint_keep_every: checkpoint::KEEP_INTERVAL,
             fault: None,
             keys: None,
+            defer_records_check: false,
         }
     }
 }
@@ -119,11 +124,13 @@ struct Inner {
     from_snapshot: std::sync::atomic::AtomicU64,
 }
 
-/// The thread that reads the records an index snapshot stood for, and its stop flag.
+/// The thread that reads the records an index snapshot stood for, its stop flag, and what
+/// holds it back until [`SledStore::start_records_check`] (dropped: it starts).
 #[derive(Debug)]
 struct UnderSnapshot {
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: std::thread::JoinHandle<()>,
+    hold: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl Drop for Inner {
@@ -132,8 +139,9 @@ impl Drop for Inner {
         // handle on the database so that the folder can be reopened at once.
         self.queue.take();
         let check = self.under_snapshot.lock().map(|mut c| c.take()).unwrap_or(None);
-        if let Some(check) = check {
+        if let Some(mut check) = check {
             check.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            check.hold.take();
             // The check itself may hold the last handle when it ends.
             if check.thread.thread().id() != std::thread::current().id() {
                 let _ = check.thread.join();
@@ -451,7 +459,7 @@ impl SledStore {
         if let Ok(mut slot) = store.inner.writer.lock() {
             *slot = Some(handle);
         }
-        store.check_under_snapshot(from_snapshot)?;
+        store.check_under_snapshot(from_snapshot, config.defer_records_check)?;
         Ok(store)
     }
 
@@ -637,7 +645,7 @@ impl SledStore {
     /// `upto`. A difference refuses every later append, as a failed write does, with the
     /// first bad seq as the reason. The store is usable (reads and appends) meanwhile;
     /// [`SledStore::records_checked`] waits for the outcome.
-    fn check_under_snapshot(&self, upto: Seq) -> Result<()> {
+    fn check_under_snapshot(&self, upto: Seq, deferred: bool) -> Result<()> {
         self.inner.from_snapshot.store(upto.0, std::sync::atomic::Ordering::Relaxed);
         if upto == Seq::ZERO {
             self.inner.checked.send_replace(Some(Ok(())));
@@ -648,9 +656,12 @@ impl SledStore {
         let records = RecordIter::new(&self.inner.db, &self.inner.data_path, Seq::FIRST, upto);
         let expected =
             LogIndex::read(&self.inner.index).tree().root(upto.0).map_err(|e| Error::corrupt(upto, e.to_string()))?;
+        let (hold, held) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("eventlog-snapshot-check".into())
             .spawn(move || {
+                // Ends when the store lets it start (or closes).
+                let _ = held.recv();
                 let mut chain = ChainCheck::new();
                 let mut tree = crate::merkle::MerkleTree::new();
                 let mut outcome: std::result::Result<(), String> = Ok(());
@@ -680,9 +691,20 @@ impl SledStore {
             })
             .map_err(|e| Error::io(&self.inner.path, e))?;
         if let Ok(mut slot) = self.inner.under_snapshot.lock() {
-            *slot = Some(UnderSnapshot { stop, thread });
+            *slot = Some(UnderSnapshot { stop, thread, hold: deferred.then_some(hold) });
         }
         Ok(())
+    }
+
+    /// Lets the read-back of the records under the index snapshot start, when the store was
+    /// opened with [`SledConfig::defer_records_check`] (else it started at open). Appends
+    /// are taken meanwhile; a record found changed refuses the later ones.
+    pub fn start_records_check(&self) {
+        if let Ok(mut slot) = self.inner.under_snapshot.lock() {
+            if let Some(check) = slot.as_mut() {
+                check.hold.take();
+            }
+        }
     }
 
     /// Waits until the records an index snapshot stood for at open have been read back

@@ -3,7 +3,8 @@
 //! totals by month and currency; case counts, mean first-response and resolution times and
 //! satisfaction; task completion.
 
-use std::collections::{BTreeMap, HashMap};
+use crate::view::FastMap as HashMap;
+use std::collections::BTreeMap;
 
 use oacis_domain::case::CaseEvent;
 use oacis_domain::customer::{CustomerEvent, CustomerStatus, SourceChannel};

@@ -10,7 +10,8 @@
 //! found without knowing the record: each person's operations (seq, time, kind), login
 //! attempts and alerts.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use crate::view::FastMap as HashMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use oacis_domain::access_log::AccessLogEvent;
 use oacis_domain::customer::CustomerEvent;

@@ -9,7 +9,8 @@
 //! duplicate index, merges) is derived from them and from the merge events, so a rebuild and
 //! a live follower answer alike; no hash-map order reaches an answer.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use crate::view::FastMap as HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use oacis_domain::customer::{CustomerEvent, CustomerKind, CustomerStatus, Profile, SourceChannel};

@@ -10,8 +10,8 @@
 //! Invariants: derived from the directory's rows, never dumped; answers are sorted by id,
 //! never in hash order; a merged customer's keys answer for its survivor.
 
+use crate::view::FastMap as HashMap;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use oacis_domain::duplicate::{DuplicateField, DuplicateKeys};

@@ -2,7 +2,8 @@
 //! names the customer (submitted, returned, resubmitted, decided, cancelled) and changes of
 //! one customer, in time order. A survivor's timeline includes the customers merged into it.
 
-use std::collections::{BTreeMap, HashMap};
+use crate::view::FastMap as HashMap;
+use std::collections::BTreeMap;
 
 use oacis_domain::approval::definition::DefinitionEvent;
 use oacis_domain::approval::form::FieldKind;
