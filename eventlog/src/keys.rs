@@ -494,19 +494,28 @@ fn encode(tag: u8, id: &KeyId, subject: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The length of the record at the start of `bytes` (tag known), from its tag and its
+/// subject's length; `None` if even those are cut short or the tag is unknown.
+fn record_len(bytes: &[u8]) -> Option<usize> {
+    let tag = *bytes.first()?;
+    let len = bytes.get(17..19).map(|l| usize::from(u16::from_le_bytes([l[0], l[1]])))?;
+    let body = match tag {
+        TAG_KEY => 8 + NONCE + WRAPPED,
+        TAG_KEY_SIV => 8 + WRAPPED,
+        TAG_GIVEN | TAG_ERASED | TAG_DESTROYED => 0,
+        _ => return None,
+    };
+    Some(19 + len + body + CHECK)
+}
+
 /// Decodes the record at the start of `bytes`: `Ok(None)` if it is cut short.
 fn decode_record(bytes: &[u8]) -> Result<Option<(Entry, usize)>, String> {
     let Some(&tag) = bytes.first() else { return Ok(None) };
     if !(TAG_KEY..=TAG_KEY_SIV).contains(&tag) {
         return Err(format!("unknown record tag {tag}"));
     }
-    let Some(len) = bytes.get(17..19).map(|l| usize::from(u16::from_le_bytes([l[0], l[1]]))) else { return Ok(None) };
-    let body = match tag {
-        TAG_KEY => 8 + NONCE + WRAPPED,
-        TAG_KEY_SIV => 8 + WRAPPED,
-        _ => 0,
-    };
-    let total = 19 + len + body + CHECK;
+    let Some(total) = record_len(bytes) else { return Ok(None) };
+    let len = usize::from(u16::from_le_bytes([bytes[17], bytes[18]]));
     let Some(record) = bytes.get(..total) else { return Ok(None) };
     let (content, check) = record.split_at(total - CHECK);
     if &blake3::hash(content).as_bytes()[..CHECK] != check {
@@ -618,6 +627,38 @@ impl KeyStore {
         // Keys not given out before are left unused: a record may have used one whose
         // "given" record was lost, so none is given to anyone else.
         Ok(Arc::new(KeyStore { dir, kek: Mutex::new(kek), journal: Mutex::new(journal), making: Mutex::new(()) }))
+    }
+
+    /// The state of one key as an open of the key store in `data` under `kek` would find
+    /// it, without opening it: the journal is walked record by record, and only the records
+    /// that name `id` are checked and decoded (a million keys' journal in a tenth of a
+    /// second, against a second or more to open). For a server that needs one key (its views
+    /// snapshot's) while its key store opens. A damaged record for `id`, or a key wrapped
+    /// under another KEK, is `Damaged`; an unreadable journal is `Missing` (the open that
+    /// follows reports either).
+    #[must_use]
+    pub fn peek(data: &Path, kek: &Kek, id: &KeyId) -> KeyState {
+        let Ok(bytes) = std::fs::read(data.join(KEY_DIR).join(JOURNAL)) else { return KeyState::Missing };
+        let mut state = KeyState::Missing;
+        let mut at = 0;
+        while let Some(len) = bytes.get(at..).and_then(record_len) {
+            let Some(record) = bytes.get(at..at + len) else { break };
+            if record.get(1..17) == Some(&id[..]) {
+                state = match decode_record(record) {
+                    Ok(Some((entry, _))) => match (entry.tag, entry.wrapped) {
+                        (TAG_KEY | TAG_KEY_SIV, Some((kek_id, wrapped))) if kek_id == kek.id => kek
+                            .unwrap_key(id, &wrapped)
+                            .map_or(KeyState::Damaged, |plain| KeyState::Present(DataKey::new(&plain))),
+                        (TAG_DESTROYED, _) => KeyState::Destroyed,
+                        (TAG_GIVEN, _) => state,
+                        _ => KeyState::Damaged,
+                    },
+                    _ => KeyState::Damaged,
+                };
+            }
+            at += len;
+        }
+        state
     }
 
     /// The key with `id`.
@@ -1100,6 +1141,30 @@ mod tests {
         assert!(matches!(store.get(&b_id), KeyState::Present(_)));
         assert!(matches!(store.get(&a_id), KeyState::Destroyed), "destruction survives rotation");
         assert!(store.is_erased("customer-a"));
+    }
+
+    #[test]
+    fn a_peek_at_one_key_finds_what_an_open_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(dir.path(), kek(1)).unwrap();
+        let (snapshot_id, snapshot_key) = store.snapshot_key().unwrap();
+        let (subject_id, _) = store.key_for("customer-p").unwrap();
+        drop(store);
+        let nonce = [7u8; SIV_NONCE];
+        let sealed = snapshot_key.seal(&nonce, b"aad", b"views");
+        let KeyState::Present(peeked) = KeyStore::peek(dir.path(), &kek(1), &snapshot_id) else {
+            panic!("not present")
+        };
+        assert_eq!(peeked.open(&nonce, b"aad", &sealed).as_deref(), Some(&b"views"[..]));
+        assert!(matches!(KeyStore::peek(dir.path(), &kek(1), &[0x5a; 16]), KeyState::Missing));
+        assert!(matches!(KeyStore::peek(dir.path(), &kek(2), &snapshot_id), KeyState::Damaged), "another KEK");
+        // An erasure destroys the snapshot key with the subject's.
+        let store = KeyStore::open(dir.path(), kek(1)).unwrap();
+        store.erase("customer-p", &[subject_id]).unwrap();
+        assert!(matches!(store.get(&snapshot_id), KeyState::Destroyed));
+        drop(store);
+        assert!(matches!(KeyStore::peek(dir.path(), &kek(1), &snapshot_id), KeyState::Destroyed));
+        assert!(matches!(KeyStore::peek(dir.path().join("none").as_path(), &kek(1), &snapshot_id), KeyState::Missing));
     }
 
     #[test]

@@ -222,7 +222,7 @@ pub enum Unusable {
 /// [`Unusable`], saying why it was set aside.
 pub async fn read<S: EventStore>(path: &Path, store: &S) -> Result<Views, Unusable> {
     let keys = store.keys().ok_or(Unusable::KeyGone)?;
-    Reading::begin(path)?.unlock(keys)?.finish(store).await
+    Reading::begin(path)?.unlock(|id| keys.get(id))?.finish(store).await
 }
 
 /// A snapshot being read: the file read on a thread of its own from [`Reading::begin`] on,
@@ -276,18 +276,19 @@ impl Reading {
         Ok(Reading { header, seq, hash, key, decoding })
     }
 
-    /// Lets the reading go on with its key, if this build wrote it and `keys` still holds
-    /// the key that seals it.
+    /// Lets the reading go on with its key, if this build wrote it and `key_of` (the key
+    /// store's `get`, or `KeyStore::peek` before the key store is open) still has the key
+    /// that seals it.
     ///
     /// # Errors
     /// [`Unusable::OtherBuild`], [`Unusable::KeyGone`].
-    pub fn unlock(self, keys: &oacis_eventlog::keys::KeyStore) -> Result<Reading, Unusable> {
+    pub fn unlock(self, key_of: impl FnOnce(&KeyId) -> KeyState) -> Result<Reading, Unusable> {
         let field = |at: usize, len: usize| &self.header[MAGIC.len() + at..MAGIC.len() + at + len];
         if Some(field(0, 32)) != build_id().as_ref().map(|b| &b[..]) {
             return Err(Unusable::OtherBuild);
         }
         let key_id: KeyId = field(72, 16).try_into().map_err(|_| Unusable::Damaged("key id".into()))?;
-        let KeyState::Present(key) = keys.get(&key_id) else { return Err(Unusable::KeyGone) };
+        let KeyState::Present(key) = key_of(&key_id) else { return Err(Unusable::KeyGone) };
         self.key.send(key).map_err(|_| Unusable::Damaged("its reading stopped".into()))?;
         Ok(self)
     }

@@ -180,7 +180,7 @@ fn a_snapshot_that_is_damaged_or_of_another_log_is_set_aside() {
         // opens): shorter, then longer with other records.
         std::fs::write(&path, &good).unwrap();
         let other_log = |store: SledStore| {
-            let reading = snapshot::Reading::begin(&path).unwrap().unlock(&keys).unwrap();
+            let reading = snapshot::Reading::begin(&path).unwrap().unlock(|id| keys.get(id)).unwrap();
             async move { reading.finish(&store).await }
         };
         let other = tempfile::tempdir().unwrap();

@@ -95,7 +95,14 @@ pub fn open_store(data: &Path, keys: &KeyArgs) -> anyhow::Result<SledStore> {
 /// # Errors
 /// The KEK's and the key store's errors.
 pub fn open_key_store(data: &Path, keys: &KeyArgs) -> anyhow::Result<std::sync::Arc<KeyStore>> {
-    let kek = keys.kek(data)?;
+    open_key_store_with(data, keys.kek(data)?)
+}
+
+/// The key store in `data` (created with the folder if new) under `kek`.
+///
+/// # Errors
+/// The key store's errors.
+pub fn open_key_store_with(data: &Path, kek: oacis_eventlog::keys::Kek) -> anyhow::Result<std::sync::Arc<KeyStore>> {
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     KeyStore::open(data, kek).with_context(|| format!("opening the key store of {}", data.display()))
 }

@@ -133,9 +133,12 @@ impl App {
         let started = std::time::Instant::now();
         oacis_projections::snapshot::prepare();
         let snapshot_path = oacis_projections::snapshot::path_in(&config.data);
-        let reading = oacis_projections::snapshot::Reading::begin(&snapshot_path);
-        let keys = crate::cli::keys::open_key_store(&config.data, &config.keys)?;
-        let reading = reading.and_then(|reading| reading.unlock(&keys));
+        let kek = config.keys.kek(&config.data)?;
+        // The snapshot's one key is looked up first, so that it is opened while the whole key
+        // store opens.
+        let reading = oacis_projections::snapshot::Reading::begin(&snapshot_path)
+            .and_then(|reading| reading.unlock(|id| oacis_eventlog::keys::KeyStore::peek(&config.data, &kek, id)));
+        let keys = crate::cli::keys::open_key_store_with(&config.data, kek)?;
         let store = crate::cli::keys::open_any(
             &config.data,
             keys,
