@@ -429,7 +429,7 @@ pub fn write(dir: &Path, checkpoint: &Checkpoint) -> Result<()> {
     let line = checkpoint.to_line();
     let text = format!("{line}\n{}\n", blake3::hash(line.as_bytes()).to_hex());
     let temporary = dir.join(format!("{FILE_NAME}.tmp"));
-    let mut file = File::create(&temporary).map_err(|e| Error::io(&temporary, e))?;
+    let mut file = crate::files::create_fresh(&temporary).map_err(|e| Error::io(&temporary, e))?;
     file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| Error::io(&temporary, e))?;
     drop(file);
     let target = path_in(dir);

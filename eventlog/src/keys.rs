@@ -897,7 +897,7 @@ impl KeyStore {
         for id in &journal.destroyed {
             bytes.extend(encode_record(TAG_DESTROYED, id, ""));
         }
-        let mut file = File::create(&temp).map_err(io(&temp))?;
+        let mut file = crate::files::create_fresh(&temp).map_err(io(&temp))?;
         file.write_all(&bytes).map_err(io(&temp))?;
         file.sync_data().map_err(io(&temp))?;
         std::fs::rename(&temp, &path).map_err(io(&path))?;

@@ -33,6 +33,7 @@ pub mod checkpoint;
 pub mod codec;
 mod error;
 pub mod export;
+pub mod files;
 pub mod keys;
 mod limits;
 pub mod merkle;

@@ -158,7 +158,7 @@ pub fn write(
     let directory = directory.map_err(|_| failed("sealing the directory panicked".into()))?;
     let temp = path.with_extension("snapshot.new");
     let io = |e: std::io::Error| failed(format!("{}: {e}", temp.display()));
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&temp).map_err(io)?);
+    let mut file = std::io::BufWriter::new(oacis_eventlog::files::create_fresh(&temp).map_err(io)?);
     file.write_all(&header).map_err(io)?;
     file.write_all(&directory).map_err(io)?;
     file.write_all(&others).map_err(io)?;
@@ -203,8 +203,9 @@ pub enum Unusable {
     /// Another build wrote it.
     #[error("another build of the server wrote it")]
     OtherBuild,
-    /// Its key was destroyed (an erasure since it was written) or is unknown.
-    #[error("its key is gone (an erasure since it was written)")]
+    /// Its key was destroyed (an erasure since it was written) or is unknown to this key
+    /// store (another data folder's snapshot).
+    #[error("its key is not in this key store (destroyed by an erasure since it was written, or another folder's)")]
     KeyGone,
     /// Its views are of another log, or of records this log no longer has.
     #[error("it is not of this log: {0}")]

@@ -72,7 +72,7 @@ pub(crate) fn save(dir: &Path, tag_key: &[u8; 32], head: Head, index: &LogIndex)
         let p = p.to_owned();
         move |e| Error::io(&p, e)
     };
-    let mut file = std::fs::File::create(&temp).map_err(io(&temp))?;
+    let mut file = crate::files::create_fresh(&temp).map_err(io(&temp))?;
     file.write_all(&bytes).map_err(io(&temp))?;
     file.sync_data().map_err(io(&temp))?;
     std::fs::rename(&temp, &path).map_err(io(&path))?;
