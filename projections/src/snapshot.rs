@@ -113,12 +113,6 @@ impl Encoded {
             directory.map_err(|_| ProjectionError::Snapshot("the directory's encoding panicked".into()))??;
         Ok(Encoded { seq: views.applied(), directory, others: others? })
     }
-
-    /// The last seq the encoded views applied.
-    #[must_use]
-    pub fn seq(&self) -> Seq {
-        self.seq
-    }
 }
 
 /// One section's plain bytes.

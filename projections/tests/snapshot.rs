@@ -20,12 +20,27 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
-/// A store sealing personal data, as the server opens it.
-fn sealed_store(dir: &std::path::Path) -> (SledStore, std::sync::Arc<KeyStore>) {
-    let keys = KeyStore::open(dir, Kek::from_bytes(&[7; 32])).unwrap();
+/// A store sealing personal data under the KEK `[kek; 32]`, as the server opens it.
+fn sealed_store(dir: &std::path::Path, kek: u8) -> (SledStore, std::sync::Arc<KeyStore>) {
+    let keys = KeyStore::open(dir, Kek::from_bytes(&[kek; 32])).unwrap();
     let mut config = SledConfig::new(dir);
     config.keys = Some(keys.clone());
     (SledStore::open(config).unwrap(), keys)
+}
+
+/// A sealed store with `customers` demo customers, its live views, and their snapshot's path
+/// once one is saved.
+async fn saved(
+    dir: &std::path::Path,
+    customers: usize,
+    seed: u64,
+) -> (SledStore, std::sync::Arc<KeyStore>, Projections, std::path::PathBuf) {
+    let (store, keys) = sealed_store(dir, 7);
+    load(&store, generate(DemoSize { customers, seed }).unwrap(), 8).await.unwrap();
+    let live = Projections::start(&store, &mut |_| {}).await.unwrap();
+    let path = snapshot::path_in(dir);
+    snapshot::save(&live, &store, &path).await.unwrap();
+    (store, keys, live, path)
 }
 
 /// What the directory's derived indexes answer: a one-character search (postings), a longer
@@ -72,7 +87,7 @@ async fn erase(store: &SledStore, keys: &KeyStore, stream: &str) {
 fn views_read_from_a_snapshot_then_the_records_after_it_equal_a_full_replay() {
     let dir = tempfile::tempdir().unwrap();
     runtime().block_on(async {
-        let (store, _keys) = sealed_store(dir.path());
+        let (store, _keys) = sealed_store(dir.path(), 7);
         let appends = generate(DemoSize { customers: 400, seed: 11 }).unwrap();
         let (first, rest) = appends.split_at(appends.len() / 3);
         let (middle, last) = rest.split_at(rest.len() / 2);
@@ -105,11 +120,7 @@ fn views_read_from_a_snapshot_then_the_records_after_it_equal_a_full_replay() {
 fn a_snapshot_holds_no_personal_data_in_the_clear_and_an_erasure_makes_every_earlier_one_unreadable() {
     let dir = tempfile::tempdir().unwrap();
     runtime().block_on(async {
-        let (store, keys) = sealed_store(dir.path());
-        load(&store, generate(DemoSize { customers: 60, seed: 3 }).unwrap(), 8).await.unwrap();
-        let live = Projections::start(&store, &mut |_| {}).await.unwrap();
-        let path = snapshot::path_in(dir.path());
-        snapshot::save(&live, &store, &path).await.unwrap();
+        let (store, keys, live, path) = saved(dir.path(), 60, 3).await;
         let bytes = std::fs::read(&path).unwrap();
         let (customer, phone) = live
             .read(|v| {
@@ -129,10 +140,7 @@ fn a_snapshot_holds_no_personal_data_in_the_clear_and_an_erasure_makes_every_ear
         assert!(matches!(err, Unusable::KeyGone), "{err}");
         // Reopened, the key store still knows it destroyed it.
         drop((live, store, keys));
-        let keys = KeyStore::open(dir.path(), Kek::from_bytes(&[8; 32])).unwrap();
-        let mut config = SledConfig::new(dir.path());
-        config.keys = Some(keys.clone());
-        let store = SledStore::open(config).unwrap();
+        let (store, keys) = sealed_store(dir.path(), 8);
         assert!(matches!(snapshot::read(&path, &store).await, Err(Unusable::KeyGone)));
 
         // A snapshot written after the erasure opens, with the customer's data gone.
@@ -152,11 +160,7 @@ fn a_snapshot_holds_no_personal_data_in_the_clear_and_an_erasure_makes_every_ear
 fn a_snapshot_that_is_damaged_or_of_another_log_is_set_aside() {
     let dir = tempfile::tempdir().unwrap();
     runtime().block_on(async {
-        let (store, keys) = sealed_store(dir.path());
-        load(&store, generate(DemoSize { customers: 40, seed: 5 }).unwrap(), 8).await.unwrap();
-        let live = Projections::start(&store, &mut |_| {}).await.unwrap();
-        let path = snapshot::path_in(dir.path());
-        snapshot::save(&live, &store, &path).await.unwrap();
+        let (store, keys, live, path) = saved(dir.path(), 40, 5).await;
         let good = std::fs::read(&path).unwrap();
 
         assert!(matches!(snapshot::read(&dir.path().join("none"), &store).await, Err(Unusable::Missing)));
