@@ -190,20 +190,43 @@ pub(crate) fn database(error: tokio_postgres::Error) -> Error {
     }
 }
 
+/// The wake-ups a tailer's connection receives: the highest seq a notification named, and a
+/// wake-up of the tailer.
+struct Notices {
+    /// The highest committed seq named by a notification (`u64::MAX` for a payload that is
+    /// not a seq: the head is read).
+    highest: std::sync::atomic::AtomicU64,
+    wake: mpsc::Sender<()>,
+}
+
+impl Notices {
+    fn new(wake: mpsc::Sender<()>) -> Arc<Notices> {
+        Arc::new(Notices { highest: std::sync::atomic::AtomicU64::new(0), wake })
+    }
+
+    fn received(&self, payload: &str) {
+        let seq = payload.parse().unwrap_or(u64::MAX);
+        self.highest.fetch_max(seq, std::sync::atomic::Ordering::AcqRel);
+        let _ = self.wake.try_send(());
+    }
+
+    /// Whether a notification named a seq beyond `published` (one this server has not
+    /// published yet: another node's commit).
+    fn beyond(&self, published: Seq) -> bool {
+        self.highest.load(std::sync::atomic::Ordering::Acquire) > published.0
+    }
+}
+
 /// A connection of its own (the writer's, the tailer's), driven on the runtime. Its
 /// notifications, if any, go to `notices`.
-async fn connect_with(
-    config: &PgConfig,
-    role: &str,
-    notices: Option<mpsc::Sender<()>>,
-) -> Result<tokio_postgres::Client> {
+async fn connect_with(config: &PgConfig, role: &str, notices: Option<Arc<Notices>>) -> Result<tokio_postgres::Client> {
     let (client, mut connection) = config.parsed(role)?.connect(NoTls).await.map_err(database)?;
     tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             match message {
-                Ok(AsyncMessage::Notification(_)) => {
+                Ok(AsyncMessage::Notification(notification)) => {
                     if let Some(notices) = &notices {
-                        let _ = notices.try_send(());
+                        notices.received(notification.payload());
                     }
                 }
                 Ok(_) => {}
@@ -490,11 +513,16 @@ async fn tail(
     reachable: Arc<std::sync::atomic::AtomicBool>,
     mut stopped: oneshot::Receiver<()>,
 ) {
-    let (notices, mut woken) = mpsc::channel(1);
+    let (wake, mut woken) = mpsc::channel(1);
+    let notices = Notices::new(wake);
     let mut client = None;
     let mut kept = None;
+    // Whether to read the head: at every poll, and at a wake-up naming a seq not published
+    // here yet (this node's own commits are published by its writer: not read again).
+    let mut read = true;
     loop {
         if client.as_ref().is_none_or(|c: &tokio_postgres::Client| c.is_closed()) {
+            read = true;
             client = match connect_with(&config, "oacis-tailer", Some(notices.clone())).await {
                 Ok(c) => match c.batch_execute(&format!("LISTEN {}", schema::CHANNEL)).await {
                     Ok(()) => Some(c),
@@ -510,10 +538,12 @@ async fn tail(
             };
         }
         let answered = match &client {
-            Some(c) => Some(c.query_one(schema::HEAD, &[]).await),
-            None => None,
+            Some(c) if read => Some(c.query_one(schema::HEAD, &[]).await),
+            _ => None,
         };
-        reachable.store(matches!(answered, Some(Ok(_))), std::sync::atomic::Ordering::Release);
+        if read {
+            reachable.store(matches!(answered, Some(Ok(_))), std::sync::atomic::Ordering::Release);
+        }
         if let Some(answered) = answered {
             match answered {
                 Ok(row) => {
@@ -541,8 +571,8 @@ async fn tail(
         }
         tokio::select! {
             _ = &mut stopped => return,
-            _ = woken.recv() => {}
-            () = tokio::time::sleep(config.poll_interval) => {}
+            _ = woken.recv() => read = notices.beyond(heads.borrow().seq),
+            () = tokio::time::sleep(config.poll_interval) => read = true,
         }
     }
 }

@@ -71,6 +71,9 @@ $$;
 COMMIT;
 "#;
 
+/// The primary key of `oacis_commands` (PostgreSQL's default name for it).
+pub(crate) const COMMANDS_KEY: &str = "oacis_commands_pkey";
+
 /// The head, read without a lock (a committed value).
 pub(crate) const HEAD: &str = "SELECT seq, hash, recorded_at, format FROM oacis_log_head WHERE id";
 

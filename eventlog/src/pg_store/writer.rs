@@ -88,6 +88,9 @@ enum Failed {
     Unknown { error: Error, probe: Uuid, answers: Vec<Answer>, head: Head },
     /// The database's log is behind a head this server saw committed.
     Rewound(Error),
+    /// A command id of the group was committed before (the command-id key refused it):
+    /// nothing is committed, and the group is decided again with its command ids read.
+    CommandSeen,
 }
 
 impl Failed {
@@ -269,9 +272,19 @@ impl PgWriter {
                 last_error = cause(&e);
                 continue;
             }
-            let outcome = self.attempt(group).await;
+            let mut outcome = self.attempt(group, false).await;
+            if matches!(outcome, Err(Failed::CommandSeen)) {
+                outcome = self.attempt(group, true).await;
+            }
             let (answers, head) = match outcome {
                 Ok(done) => done,
+                Err(Failed::CommandSeen) => {
+                    // Refused by the command-id key although every id was read under the lock.
+                    unavailable = false;
+                    last_error = "a command id was refused as seen before, yet not found under the lock".into();
+                    self.connection = None;
+                    break;
+                }
                 Err(Failed::Rewound(error)) => {
                     unavailable = false;
                     tracing::error!(error = %error, "refusing to append");
@@ -328,12 +341,23 @@ impl PgWriter {
     }
 
     /// One transaction for the group: answers and the new head once committed.
-    async fn attempt(&mut self, group: &[AppendRequest]) -> Result<(Vec<Answer>, Head), Failed> {
+    ///
+    /// The group's command ids are read under the lock only if `look_up_commands`; if not,
+    /// they are taken as new, and the command-id key refuses any seen before
+    /// ([`Failed::CommandSeen`]: a retry, rare, decided again with them read). Their key is
+    /// checked at the insert either way, so reading them first on every group would pay
+    /// each lookup twice.
+    async fn attempt(
+        &mut self,
+        group: &[AppendRequest],
+        look_up_commands: bool,
+    ) -> Result<(Vec<Answer>, Head), Failed> {
         let Some((client, st)) = self.connection.as_ref() else {
             return Err(Failed::NotCommitted { error: Error::Closed, retry: true });
         };
         let not_committed = Failed::before_commit;
-        let command_ids: Vec<Uuid> = group.iter().map(|r| r.meta.command_id.0).collect();
+        let command_ids: Vec<Uuid> =
+            if look_up_commands { group.iter().map(|r| r.meta.command_id.0).collect() } else { Vec::new() };
         let mut stream_names: Vec<&str> =
             group.iter().flat_map(|r| r.appends.iter().map(|p| p.stream.as_str())).collect();
         stream_names.sort_unstable();
@@ -346,11 +370,19 @@ impl PgWriter {
         let after: [&(dyn ToSql + Sync); 2] = [&since, &CATCH_UP_LIMIT];
         // Pipelined statements after a failed one answer "transaction aborted": the first
         // error in statement order is the cause.
+        // (Reads with nothing to read are not sent.)
+        let read_if = async |statement: &Statement, params: &[&(dyn ToSql + Sync)], any: bool| {
+            if any {
+                client.query(statement, params).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
         let (begun, head_row, command_rows, stream_rows, caught_up) = tokio::join!(
             client.batch_execute("BEGIN"),
             client.query_one(&st.lock_head, &[]),
-            client.query(&st.commands, &ids),
-            client.query(&st.streams, &names),
+            read_if(&st.commands, &ids, !command_ids.is_empty()),
+            read_if(&st.streams, &names, !unknown.is_empty()),
             client.query(&st.catch_up, &after),
         );
         let rollback = async || {
@@ -385,10 +417,7 @@ impl PgWriter {
             return Err(Failed::Rewound(Error::LogRewound { known, found: head }));
         }
         let last_recorded_at = Timestamp(head_row.get::<_, i64>(2));
-        let commands: HashMap<Uuid, Span> = command_rows
-            .iter()
-            .map(|row| (row.get(0), Span { first: seq_of(row.get(1)), last: seq_of(row.get(2)) }))
-            .collect();
+        let commands = spans_of(&command_rows);
         // The known versions brought up to this head; too many records since theirs: the
         // group's streams are read again instead.
         if i64::try_from(caught_up.len()).is_ok_and(|n| n >= CATCH_UP_LIMIT) {
@@ -403,18 +432,7 @@ impl PgWriter {
         }
         let versions = &self.versions.known;
         // Records of command ids seen before, to answer retries from.
-        let mut written: HashMap<u64, Vec<u8>> = HashMap::new();
-        if !commands.is_empty() {
-            for span in commands.values() {
-                let rows = client
-                    .query(&st.range, &[&sql_seq(span.first), &sql_seq(span.last), &i64::MAX])
-                    .await
-                    .map_err(not_committed)?;
-                for row in rows {
-                    written.insert(seq_of(row.get(0)).0, row.get(1));
-                }
-            }
-        }
+        let written = written_of(client, st, &commands).await.map_err(not_committed)?;
         let mut staged = Staged::new(head, Timestamp::now().max(last_recorded_at));
         let mut answers = Vec::with_capacity(group.len());
         for request in group {
@@ -431,6 +449,28 @@ impl PgWriter {
                     ),
                 };
             answers.push(answer);
+        }
+        // A refused append whose command id was not read may be a retry of a committed one,
+        // whose answer is the first one's (a refusal stages nothing, so answering it as a
+        // retry changes nothing else in the group).
+        let refused_ids: Vec<Uuid> = group
+            .iter()
+            .zip(&answers)
+            .filter(|(_, answer)| answer.is_err())
+            .map(|(request, _)| request.meta.command_id.0)
+            .filter(|id| !commands.contains_key(id))
+            .collect();
+        if !refused_ids.is_empty() {
+            let rows = client.query(&st.commands, &[&refused_ids]).await.map_err(not_committed)?;
+            let seen = spans_of(&rows);
+            let written = written_of(client, st, &seen).await.map_err(not_committed)?;
+            for (request, answer) in group.iter().zip(answers.iter_mut()) {
+                if let Some(first) = seen.get(&request.meta.command_id.0).copied() {
+                    *answer = staged.repeat(first, request.meta.command_id, &request.appends, |seq| {
+                        Ok(written.get(&seq.0).cloned())
+                    });
+                }
+            }
         }
         let Some((probe, _, _)) = staged.accepted.first() else {
             // Nothing to write: every append was refused or a retry.
@@ -449,14 +489,15 @@ impl PgWriter {
         let moved: [&(dyn ToSql + Sync); 5] = [&new_seq, &new_hash, &staged.recorded_at.0, &old_seq, &old_hash];
         let wake: [&(dyn ToSql + Sync); 1] = [&notify];
         let writes = async {
-            let (inserted, spanned, moved, woken) = tokio::join!(
-                client.execute(&st.insert_events, &events),
+            // Command ids first: one seen before fails the transaction before its records.
+            let (spanned, inserted, moved, woken) = tokio::join!(
                 client.execute(&st.insert_commands, &spans),
+                client.execute(&st.insert_events, &events),
                 client.execute(&st.move_head, &moved),
                 client.query_one(&st.notify, &wake),
             );
-            inserted?;
             spanned?;
+            inserted?;
             let moved = moved?;
             woken.map(|_| moved)
         };
@@ -489,6 +530,9 @@ impl PgWriter {
             }
             Err(error) if !super::transient(&error) => {
                 rollback().await;
+                if !look_up_commands && refused_by(&error, schema::COMMANDS_KEY) {
+                    return Err(Failed::CommandSeen);
+                }
                 Err(Failed::before_commit(error))
             }
             Err(error) => Err(Failed::Unknown { error: database(error), probe, answers, head: new_head }),
@@ -548,6 +592,32 @@ impl<'a> Rows<'a> {
         }
         rows
     }
+}
+
+/// Command spans by command id, from rows of [`schema::COMMANDS`].
+fn spans_of(rows: &[tokio_postgres::Row]) -> HashMap<Uuid, Span> {
+    rows.iter().map(|row| (row.get(0), Span { first: seq_of(row.get(1)), last: seq_of(row.get(2)) })).collect()
+}
+
+/// The stored records of `spans`, by seq: what retries are answered from.
+async fn written_of(
+    client: &Client,
+    st: &Statements,
+    spans: &HashMap<Uuid, Span>,
+) -> Result<HashMap<u64, Vec<u8>>, tokio_postgres::Error> {
+    let mut written = HashMap::new();
+    for span in spans.values() {
+        let rows = client.query(&st.range, &[&sql_seq(span.first), &sql_seq(span.last), &i64::MAX]).await?;
+        written.extend(rows.into_iter().map(|row| (seq_of(row.get(0)).0, row.get(1))));
+    }
+    Ok(written)
+}
+
+/// Whether `error` is a unique violation (SQLSTATE 23505) of the constraint `name`.
+fn refused_by(error: &tokio_postgres::Error, name: &str) -> bool {
+    error.as_db_error().is_some_and(|db| {
+        *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION && db.constraint() == Some(name)
+    })
 }
 
 /// What went wrong, without the prefix of the error kind (the callers' error adds its own).
