@@ -253,6 +253,77 @@ fn a_stalled_head_holder_shows_nothing_early_and_orders_the_next_append_after_it
 }
 
 #[test]
+fn a_claim_on_a_head_another_node_moved_is_decided_again_after_it() {
+    let cluster = PgCluster::start().expect("cluster");
+    let url = cluster.database("claim").expect("database");
+    let rt = runtime();
+    rt.block_on(async {
+        let gate = Arc::new(Semaphore::new(0));
+        let a = PgStore::open(PgConfig { before_commit: Some(gate.clone()), ..config(&url) }).await.expect("node a");
+        let b = node(&url).await;
+        let s = || stream("s");
+        // Node b writes alone: its second group on takes the head where b left it, in one
+        // round trip, without reading it.
+        b.append(s(), ExpectedVersion::NoStream, vec![event("E", 1)], meta(1)).await.expect("s1");
+        b.append(s(), ExpectedVersion::Exact(Version(1)), vec![event("E", 2)], meta(2)).await.expect("s2");
+        // Node a writes s's version 3 and stalls before its commit, holding the head.
+        let stalled = {
+            let a = a.clone();
+            tokio::spawn(async move {
+                a.append(s(), ExpectedVersion::Exact(Version(2)), vec![event("A", 3)], meta(3)).await
+            })
+        };
+        wait_until(|| holding_the_head(&url), "node a stalls holding the head").await;
+        // Node b has not seen a's append: it stages s's version 3 too, and its claim waits for
+        // the head.
+        let racing = {
+            let b = b.clone();
+            tokio::spawn(async move {
+                b.append(s(), ExpectedVersion::Exact(Version(2)), vec![event("B", 3)], meta(4)).await
+            })
+        };
+        wait_until(|| writer_waits_in(&url, "oacis_claim_head"), "node b's claim waits for the head").await;
+        gate.add_permits(1);
+        assert_eq!(stalled.await.expect("task").expect("a's append").version, Version(3));
+        // The claim finds the head moved: b decides again under the lock, after a's records.
+        let raced = racing.await.expect("task");
+        assert!(
+            matches!(raced, Err(AppendError::Conflict { actual: Version(3), .. })),
+            "b's append is decided against a's version: {raced:?}"
+        );
+        let next = b.append(s(), ExpectedVersion::Exact(Version(3)), vec![event("B", 4)], meta(5)).await.expect("s4");
+        assert_eq!((next.first_seq, next.version), (Seq(4), Version(4)));
+        let all = check_log(&b).await;
+        let kinds: Vec<&str> = all.iter().map(|r| r.kind.as_str()).collect();
+        assert_eq!(kinds, ["E", "E", "A", "B"]);
+    });
+}
+
+/// Polls `check` every 20 ms until it holds, for 30 s at most.
+async fn wait_until<F: std::future::Future<Output = bool>>(mut check: impl FnMut() -> F, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether a writer's session waits for a lock in a statement naming `call`.
+async fn writer_waits_in(url: &str, call: &str) -> bool {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'oacis-writer' \
+             AND wait_event_type = 'Lock' AND position($1 in query) > 0",
+            &[&call],
+        )
+        .await
+        .expect("pg_stat_activity");
+    row.get::<_, i64>(0) > 0
+}
+
+#[test]
 fn an_append_that_cannot_get_the_head_in_time_is_refused_naming_the_lock_timeout() {
     let cluster = PgCluster::start().expect("cluster");
     let url = cluster.database("lock_timeout").expect("database");
@@ -342,11 +413,7 @@ async fn stall_holding_the_head(
             a.append(stream("x"), ExpectedVersion::NoStream, vec![event("X", 1)], meta(command)).await
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !holding_the_head(url).await {
-        assert!(Instant::now() < deadline, "the append stalls holding the head");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(|| holding_the_head(url), "the append stalls holding the head").await;
     append
 }
 

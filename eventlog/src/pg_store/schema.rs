@@ -59,6 +59,16 @@ CREATE TABLE IF NOT EXISTS oacis_commands (
     first_seq bigint NOT NULL,
     last_seq bigint NOT NULL
 );
+CREATE OR REPLACE FUNCTION oacis_claim_head(new_seq bigint, new_hash bytea, new_recorded_at bigint,
+    old_seq bigint, old_hash bytea) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE oacis_log_head SET seq = new_seq, hash = new_hash, recorded_at = new_recorded_at
+        WHERE id AND seq = old_seq AND hash = old_hash;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the log''s head is no longer at seq %', old_seq USING ERRCODE = 'OA409';
+    END IF;
+END
+$$;
 DO $$
 BEGIN
     -- Tables made before stream ids were compared byte by byte: their index is rebuilt once.
@@ -114,6 +124,14 @@ pub(crate) const INSERT_COMMANDS: &str = "INSERT INTO oacis_commands (command_id
 /// Moves the head, checking it is where the transaction found it.
 pub(crate) const MOVE_HEAD: &str =
     "UPDATE oacis_log_head SET seq = $1, hash = $2, recorded_at = $3 WHERE id AND seq = $4 AND hash = $5";
+
+/// Moves the head like [`MOVE_HEAD`] (same parameters), as the first statement of a
+/// transaction that has not read it: the row is locked by the move, and the transaction fails
+/// with [`HEAD_MOVED`] if the head is no longer where the writer left it.
+pub(crate) const CLAIM_HEAD: &str = "SELECT oacis_claim_head($1, $2, $3, $4, $5)";
+
+/// The SQLSTATE `oacis_claim_head` raises when the head moved.
+pub(crate) const HEAD_MOVED: &str = "OA409";
 
 /// Every shared data key (a NULL record: destroyed by an erasure).
 pub(crate) const KEYS_ALL: &str = "SELECT id, record FROM oacis_keys";

@@ -74,6 +74,7 @@ struct Statements {
     insert_events: Statement,
     insert_commands: Statement,
     move_head: Statement,
+    claim_head: Statement,
     notify: Statement,
 }
 
@@ -88,9 +89,26 @@ enum Failed {
     Unknown { error: Error, probe: Uuid, answers: Vec<Answer>, head: Head },
     /// The database's log is behind a head this server saw committed.
     Rewound(Error),
-    /// A command id of the group was committed before (the command-id key refused it):
-    /// nothing is committed, and the group is decided again with its command ids read.
-    CommandSeen,
+    /// Nothing is committed, and the group is to be decided again in this turn: a claim
+    /// found the head moved (or could not answer a refusal), or the command-id key refused
+    /// an id the turn did not read.
+    Decide(Turn),
+}
+
+/// How a group's transaction takes the head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Turn {
+    /// Where this writer left it, in one round trip: the transaction begins by moving the
+    /// head row from this writer's last head, and fails if it is no longer there (another
+    /// node wrote since). For a node writing alone, every group after the first.
+    Claim,
+    /// Locked and read first, with the records committed since the known versions (two
+    /// round trips); the group's command ids read too if `look_up_commands`.
+    Lock { look_up_commands: bool },
+}
+
+impl Turn {
+    const LOCK: Turn = Turn::Lock { look_up_commands: false };
 }
 
 impl Failed {
@@ -110,6 +128,11 @@ pub(super) struct PgWriter {
     rewound: Option<String>,
     /// Stream versions known to this writer (see [`Versions`]).
     versions: Versions,
+    /// The recording time of the last head this writer read or committed (recording times
+    /// never go back).
+    recorded_at: Timestamp,
+    /// Whether groups may claim the head (see [`PgWriter::claimable`]).
+    claims: bool,
 }
 
 /// The versions of the streams this writer has appended to or read, exact as of the head
@@ -158,13 +181,18 @@ impl Versions {
                 *known = (*known).max(Version(u64::try_from(version).unwrap_or(0)));
             }
         }
+        self.learn(read);
+        self.at = Some(head);
+    }
+
+    /// Takes in the (stream, last version or NULL) of streams read after the head `at`.
+    fn learn(&mut self, read: &[tokio_postgres::Row]) {
         for row in read {
             let version = Version(row.get::<_, Option<i64>>(1).map_or(0, |v| u64::try_from(v).unwrap_or(0)));
             if let Ok(stream) = StreamId::new(row.get::<_, &str>(0)) {
                 self.known.insert(stream, version);
             }
         }
-        self.at = Some(head);
     }
 
     /// Records what a group committed (`staged`'s versions), up to its new head.
@@ -180,7 +208,16 @@ const CATCH_UP_LIMIT: i64 = 10_000;
 impl PgWriter {
     pub(super) fn new(config: PgConfig, heads: Arc<watch::Sender<Head>>) -> PgWriter {
         let before_commit = config.before_commit.clone();
-        PgWriter { config, heads, connection: None, before_commit, rewound: None, versions: Versions::default() }
+        PgWriter {
+            config,
+            heads,
+            connection: None,
+            before_commit,
+            rewound: None,
+            versions: Versions::default(),
+            recorded_at: Timestamp(0),
+            claims: false,
+        }
     }
 
     /// Runs until the queue closes and every request is answered.
@@ -224,19 +261,30 @@ impl PgWriter {
             .await
             .map_err(database)?;
         let prepare = |sql| client.prepare(sql);
-        let (catch_up, lock_head, commands, streams, range, insert_events, insert_commands, move_head, notify) =
-            tokio::try_join!(
-                prepare(schema::CATCH_UP),
-                prepare(schema::LOCK_HEAD),
-                prepare(schema::COMMANDS),
-                prepare(schema::STREAMS),
-                prepare(schema::RANGE),
-                prepare(schema::INSERT_EVENTS),
-                prepare(schema::INSERT_COMMANDS),
-                prepare(schema::MOVE_HEAD),
-                prepare(schema::NOTIFY),
-            )
-            .map_err(database)?;
+        let (
+            catch_up,
+            lock_head,
+            commands,
+            streams,
+            range,
+            insert_events,
+            insert_commands,
+            move_head,
+            claim_head,
+            notify,
+        ) = tokio::try_join!(
+            prepare(schema::CATCH_UP),
+            prepare(schema::LOCK_HEAD),
+            prepare(schema::COMMANDS),
+            prepare(schema::STREAMS),
+            prepare(schema::RANGE),
+            prepare(schema::INSERT_EVENTS),
+            prepare(schema::INSERT_COMMANDS),
+            prepare(schema::MOVE_HEAD),
+            prepare(schema::CLAIM_HEAD),
+            prepare(schema::NOTIFY),
+        )
+        .map_err(database)?;
         let statements = Statements {
             catch_up,
             lock_head,
@@ -246,6 +294,7 @@ impl PgWriter {
             insert_events,
             insert_commands,
             move_head,
+            claim_head,
             notify,
         };
         self.connection = Some((client, statements));
@@ -272,13 +321,17 @@ impl PgWriter {
                 last_error = cause(&e);
                 continue;
             }
-            let mut outcome = self.attempt(group, false).await;
-            if matches!(outcome, Err(Failed::CommandSeen)) {
-                outcome = self.attempt(group, true).await;
-            }
+            // Each turn decides the group again with more read than the one before.
+            let mut turn = if self.claimable() { Turn::Claim } else { Turn::LOCK };
+            let outcome = loop {
+                match self.attempt(group, turn).await {
+                    Err(Failed::Decide(next)) if next > turn => turn = next,
+                    outcome => break outcome,
+                }
+            };
             let (answers, head) = match outcome {
                 Ok(done) => done,
-                Err(Failed::CommandSeen) => {
+                Err(Failed::Decide(_)) => {
                     // Refused by the command-id key although every id was read under the lock.
                     unavailable = false;
                     last_error = "a command id was refused as seen before, yet not found under the lock".into();
@@ -340,51 +393,25 @@ impl PgWriter {
         Ok(!rows.is_empty())
     }
 
+    /// Whether the next group may take the head where this writer left it ([`Turn::Claim`]):
+    /// no claim failed since a locked turn last found no other node's records, and this node
+    /// has not seen the head move past the one its known versions are exact at.
+    fn claimable(&self) -> bool {
+        self.claims && self.versions.at.is_some_and(|at| at == *self.heads.borrow())
+    }
+
     /// One transaction for the group: answers and the new head once committed.
     ///
-    /// The group's command ids are read under the lock only if `look_up_commands`; if not,
-    /// they are taken as new, and the command-id key refuses any seen before
-    /// ([`Failed::CommandSeen`]: a retry, rare, decided again with them read). Their key is
-    /// checked at the insert either way, so reading them first on every group would pay
-    /// each lookup twice.
-    async fn attempt(
-        &mut self,
-        group: &[AppendRequest],
-        look_up_commands: bool,
-    ) -> Result<(Vec<Answer>, Head), Failed> {
+    /// [`Turn::Claim`] writes in one round trip, with no read of the head; [`Turn::Lock`]
+    /// locks and reads it first. Either way the group's command ids are taken as new unless
+    /// `look_up_commands`: the command-id key refuses any seen before, as it would anyway at
+    /// the insert ([`Failed::Decide`]: a retry, rare, decided again with them read), so
+    /// reading them first on every group would pay each lookup twice.
+    async fn attempt(&mut self, group: &[AppendRequest], turn: Turn) -> Result<(Vec<Answer>, Head), Failed> {
         let Some((client, st)) = self.connection.as_ref() else {
             return Err(Failed::NotCommitted { error: Error::Closed, retry: true });
         };
         let not_committed = Failed::before_commit;
-        let command_ids: Vec<Uuid> =
-            if look_up_commands { group.iter().map(|r| r.meta.command_id.0).collect() } else { Vec::new() };
-        let mut stream_names: Vec<&str> =
-            group.iter().flat_map(|r| r.appends.iter().map(|p| p.stream.as_str())).collect();
-        stream_names.sort_unstable();
-        stream_names.dedup();
-        // Only the streams this writer does not know are read; the records committed since
-        // the known versions' head are read too (none, if this node alone writes).
-        let unknown = self.versions.unknown(&stream_names);
-        let since = self.versions.at.map_or(i64::MAX, |at| sql_seq(at.seq));
-        let (ids, names): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) = ([&command_ids], [&unknown]);
-        let after: [&(dyn ToSql + Sync); 2] = [&since, &CATCH_UP_LIMIT];
-        // Pipelined statements after a failed one answer "transaction aborted": the first
-        // error in statement order is the cause.
-        // (Reads with nothing to read are not sent.)
-        let read_if = async |statement: &Statement, params: &[&(dyn ToSql + Sync)], any: bool| {
-            if any {
-                client.query(statement, params).await
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let (begun, head_row, command_rows, stream_rows, caught_up) = tokio::join!(
-            client.batch_execute("BEGIN"),
-            client.query_one(&st.lock_head, &[]),
-            read_if(&st.commands, &ids, !command_ids.is_empty()),
-            read_if(&st.streams, &names, !unknown.is_empty()),
-            client.query(&st.catch_up, &after),
-        );
         let rollback = async || {
             let _ = client.batch_execute("ROLLBACK").await;
         };
@@ -395,45 +422,88 @@ impl PgWriter {
             }
             not_committed(error)
         };
-        let read = begun.and(head_row).and_then(|head| Ok((head, command_rows?, stream_rows?, caught_up?)));
-        let (head_row, command_rows, stream_rows, caught_up) = match read {
-            Ok(read) => read,
-            Err(error) => return Err(refused(error).await),
-        };
-        let head = match head_of(head_row.get(0), head_row.get(1)) {
-            Some(head) => head,
-            None => {
-                rollback().await;
-                let error = Error::Database("the head row's hash is not 32 bytes".into());
-                return Err(Failed::NotCommitted { error, retry: false });
+        let mut stream_names: Vec<&str> =
+            group.iter().flat_map(|r| r.appends.iter().map(|p| p.stream.as_str())).collect();
+        stream_names.sort_unstable();
+        stream_names.dedup();
+        // Only the streams this writer does not know are read.
+        let unknown = self.versions.unknown(&stream_names);
+        let (head, commands) = match turn {
+            Turn::Claim => {
+                let Some(at) = self.versions.at else { return Err(Failed::Decide(Turn::LOCK)) };
+                // Read outside any transaction: exact if the claim below finds the head still at
+                // `at`, since they are read after it was committed.
+                if !unknown.is_empty() {
+                    let rows = client.query(&st.streams, &[&unknown]).await.map_err(not_committed)?;
+                    self.versions.learn(&rows);
+                }
+                (at, HashMap::new())
+            }
+            Turn::Lock { look_up_commands } => {
+                let command_ids: Vec<Uuid> =
+                    if look_up_commands { group.iter().map(|r| r.meta.command_id.0).collect() } else { Vec::new() };
+                // The records committed since the known versions' head are read too (none, if
+                // this node alone writes).
+                let since = self.versions.at.map_or(i64::MAX, |at| sql_seq(at.seq));
+                let (ids, names): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) = ([&command_ids], [&unknown]);
+                let after: [&(dyn ToSql + Sync); 2] = [&since, &CATCH_UP_LIMIT];
+                // (Reads with nothing to read are not sent.)
+                let read_if = async |statement: &Statement, params: &[&(dyn ToSql + Sync)], any: bool| {
+                    if any {
+                        client.query(statement, params).await
+                    } else {
+                        Ok(Vec::new())
+                    }
+                };
+                // Pipelined statements after a failed one answer "transaction aborted": the
+                // first error in statement order is the cause.
+                let (begun, head_row, command_rows, stream_rows, caught_up) = tokio::join!(
+                    client.batch_execute("BEGIN"),
+                    client.query_one(&st.lock_head, &[]),
+                    read_if(&st.commands, &ids, !command_ids.is_empty()),
+                    read_if(&st.streams, &names, !unknown.is_empty()),
+                    client.query(&st.catch_up, &after),
+                );
+                let read = begun.and(head_row).and_then(|head| Ok((head, command_rows?, stream_rows?, caught_up?)));
+                let (head_row, command_rows, stream_rows, caught_up) = match read {
+                    Ok(read) => read,
+                    Err(error) => return Err(refused(error).await),
+                };
+                let Some(head) = head_of(head_row.get(0), head_row.get(1)) else {
+                    rollback().await;
+                    let error = Error::Database("the head row's hash is not 32 bytes".into());
+                    return Err(Failed::NotCommitted { error, retry: false });
+                };
+                // The log never goes back: a head behind (or other than) one this server saw
+                // committed means acknowledged records were lost. Nothing more is appended on it.
+                let known = *self.heads.borrow();
+                if head.seq < known.seq || (head.seq == known.seq && head.hash != known.hash) {
+                    rollback().await;
+                    self.versions.forget();
+                    return Err(Failed::Rewound(Error::LogRewound { known, found: head }));
+                }
+                self.recorded_at = Timestamp(head_row.get::<_, i64>(2));
+                // Nobody else wrote since this writer's last head: the next groups claim it.
+                self.claims = caught_up.is_empty();
+                // The known versions brought up to this head; too many records since theirs:
+                // the group's streams are read again instead.
+                if i64::try_from(caught_up.len()).is_ok_and(|n| n >= CATCH_UP_LIMIT) {
+                    self.versions.forget();
+                    let all = match client.query(&st.streams, &[&stream_names]).await {
+                        Ok(rows) => rows,
+                        Err(error) => return Err(refused(error).await),
+                    };
+                    self.versions.bring_up(head, &[], &all);
+                } else {
+                    self.versions.bring_up(head, &caught_up, &stream_rows);
+                }
+                (head, spans_of(&command_rows))
             }
         };
-        // The log never goes back: a head behind (or other than) one this server saw
-        // committed means acknowledged records were lost. Nothing more is appended on it.
-        let known = *self.heads.borrow();
-        if head.seq < known.seq || (head.seq == known.seq && head.hash != known.hash) {
-            rollback().await;
-            self.versions.forget();
-            return Err(Failed::Rewound(Error::LogRewound { known, found: head }));
-        }
-        let last_recorded_at = Timestamp(head_row.get::<_, i64>(2));
-        let commands = spans_of(&command_rows);
-        // The known versions brought up to this head; too many records since theirs: the
-        // group's streams are read again instead.
-        if i64::try_from(caught_up.len()).is_ok_and(|n| n >= CATCH_UP_LIMIT) {
-            self.versions.forget();
-            let all = match client.query(&st.streams, &[&stream_names]).await {
-                Ok(rows) => rows,
-                Err(error) => return Err(refused(error).await),
-            };
-            self.versions.bring_up(head, &[], &all);
-        } else {
-            self.versions.bring_up(head, &caught_up, &stream_rows);
-        }
         let versions = &self.versions.known;
         // Records of command ids seen before, to answer retries from.
         let written = written_of(client, st, &commands).await.map_err(not_committed)?;
-        let mut staged = Staged::new(head, Timestamp::now().max(last_recorded_at));
+        let mut staged = Staged::new(head, Timestamp::now().max(self.recorded_at));
         let mut answers = Vec::with_capacity(group.len());
         for request in group {
             let command_id = request.meta.command_id;
@@ -449,6 +519,12 @@ impl PgWriter {
                     ),
                 };
             answers.push(answer);
+        }
+        let any_refused = answers.iter().any(Result::is_err);
+        if turn == Turn::Claim && (any_refused || staged.accepted.is_empty()) {
+            // A refusal is answered only under a head known to be current (and a refused
+            // append may be a retry, to be answered as the first one).
+            return Err(Failed::Decide(Turn::LOCK));
         }
         // A refused append whose command id was not read may be a retry of a committed one,
         // whose answer is the first one's (a refusal stages nothing, so answering it as a
@@ -488,17 +564,41 @@ impl PgWriter {
         let spans: [&(dyn ToSql + Sync); 3] = [&rows.command_ids, &rows.command_firsts, &rows.command_lasts];
         let moved: [&(dyn ToSql + Sync); 5] = [&new_seq, &new_hash, &staged.recorded_at.0, &old_seq, &old_hash];
         let wake: [&(dyn ToSql + Sync); 1] = [&notify];
+        let claim = turn == Turn::Claim;
         let writes = async {
-            // Command ids first: one seen before fails the transaction before its records.
-            let (spanned, inserted, moved, woken) = tokio::join!(
+            // A claim takes the head first (its transaction begins here); then the command
+            // ids: one seen before fails the transaction before its records.
+            let (begun, claimed, spanned, inserted, moved, woken) = tokio::join!(
+                async {
+                    if claim {
+                        client.batch_execute("BEGIN").await
+                    } else {
+                        Ok(())
+                    }
+                },
+                async {
+                    if claim {
+                        client.execute(&st.claim_head, &moved).await
+                    } else {
+                        Ok(1)
+                    }
+                },
                 client.execute(&st.insert_commands, &spans),
                 client.execute(&st.insert_events, &events),
-                client.execute(&st.move_head, &moved),
+                async {
+                    if claim {
+                        Ok(1)
+                    } else {
+                        client.execute(&st.move_head, &moved).await
+                    }
+                },
                 client.query_one(&st.notify, &wake),
             );
+            begun?;
+            let claimed = claimed?;
             spanned?;
             inserted?;
-            let moved = moved?;
+            let moved = moved?.min(claimed);
             woken.map(|_| moved)
         };
         let committed = match &self.before_commit {
@@ -520,6 +620,7 @@ impl PgWriter {
         match committed {
             Ok(1) => {
                 self.versions.committed(&staged);
+                self.recorded_at = staged.recorded_at;
                 Ok((answers, new_head))
             }
             Ok(_) => {
@@ -530,8 +631,13 @@ impl PgWriter {
             }
             Err(error) if !super::transient(&error) => {
                 rollback().await;
-                if !look_up_commands && refused_by(&error, schema::COMMANDS_KEY) {
-                    return Err(Failed::CommandSeen);
+                if claim && raised(&error, schema::HEAD_MOVED) {
+                    // Another node wrote since this writer's last head.
+                    self.claims = false;
+                    return Err(Failed::Decide(Turn::LOCK));
+                }
+                if refused_by(&error, schema::COMMANDS_KEY) {
+                    return Err(Failed::Decide(Turn::Lock { look_up_commands: true }));
                 }
                 Err(Failed::before_commit(error))
             }
@@ -618,6 +724,11 @@ fn refused_by(error: &tokio_postgres::Error, name: &str) -> bool {
     error.as_db_error().is_some_and(|db| {
         *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION && db.constraint() == Some(name)
     })
+}
+
+/// Whether `error` was raised by this backend's own SQL with the SQLSTATE `code`.
+fn raised(error: &tokio_postgres::Error, code: &str) -> bool {
+    error.as_db_error().is_some_and(|db| db.code().code() == code)
 }
 
 /// What went wrong, without the prefix of the error kind (the callers' error adds its own).
