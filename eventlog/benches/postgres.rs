@@ -10,7 +10,8 @@
 //! `cargo bench -p oacis-eventlog --bench postgres` (scale: `OACIS_BENCH_PG_SCALE`, default 1;
 //! replay size `OACIS_BENCH_PG_REPLAY`, default 200000; `OACIS_BENCH_PG_PREFILL=N` fills both
 //! logs and the plain table with N records in 100-event appends before the append cases, to
-//! see how their cost grows with the data). Prints a Markdown table.
+//! see how their cost grows with the data; `OACIS_PG_SHARED_BUFFERS=1GB` gives PostgreSQL the
+//! cache the sled backend has, instead of the server's default 128MB). Prints a Markdown table.
 
 #![allow(
     clippy::unwrap_used,

@@ -125,8 +125,11 @@ impl PgCluster {
     /// # Errors
     /// When `pg_ctl start` fails (the server's log is in the message).
     pub fn start_again(&self) -> Result<(), PgError> {
+        // The server's default cache unless `OACIS_PG_SHARED_BUFFERS` names another (a
+        // benchmark giving PostgreSQL the cache the sled backend has: 1GB).
+        let shared_buffers = std::env::var("OACIS_PG_SHARED_BUFFERS").unwrap_or_else(|_| "128MB".into());
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200 -c shared_buffers=128MB",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200 -c shared_buffers={shared_buffers}",
             self.port,
             self.dir.display()
         );

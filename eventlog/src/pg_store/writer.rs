@@ -2,21 +2,31 @@
 //!
 //! One task per node owns a connection of its own. It takes the appends waiting in its queue
 //! (up to `Limits::MAX_GROUP_APPENDS`, after letting the callers it has just answered queue
-//! their next ones, see [`LINGER_YIELDS`]) and, in one transaction: locks the head row, reads the
-//! group's command ids and the versions of the streams it does not know, with the stream and
-//! version of the records committed since the versions it knows (first round trip, pipelined,
-//! see [`Versions`]); decides every append
-//! against them ([`Staged`]); inserts the accepted records and command ids
-//! with one `unnest` statement each, moves the head, sends the wake-up and commits (second
-//! round trip, pipelined). Only after the commit does any caller hear its answer.
+//! their next ones, see [`LINGER_YIELDS`]) and writes them in one transaction, in one of two
+//! turns ([`Turn`]):
+//! - **Lock**: lock the head row and read the stream and version of the records committed
+//!   since the versions it knows, and the versions of the streams it does not know (first
+//!   round trip, pipelined, see [`Versions`]); decide every append against them ([`Staged`]);
+//!   insert the command ids and records with one `unnest` statement each, move the head, send
+//!   the wake-up and commit (second round trip, pipelined).
+//! - **Claim**, for a node writing alone: decide on the head this writer last committed, and
+//!   send everything in one round trip, the transaction beginning with a move of the head row
+//!   from that head that fails if another node wrote since (then the group is decided again
+//!   in a lock turn).
+//!
+//! Command ids are checked by their key at the insert; they are read only for a refused
+//! append or after the key refused one. Only after the commit does any caller hear its answer.
 //!
 //! Invariants:
 //! - Order comes from the head row's lock, never from a sequence: a transaction holding it is
 //!   the only one that can insert, and it commits before the next one can read the head, so
 //!   seq N+1 is never visible without seq N, on any node.
 //! - The versions a writer knows are used only under the lock, after the records committed
-//!   since their head (by any node) have been applied to them: a decision never rests on a
-//!   version older than the locked head.
+//!   since their head (by any node) have been applied to them, or in a claim that commits
+//!   only if the head is still the one they are exact at: a committed decision never rests on
+//!   a version older than the head it was written on.
+//! - A refusal is answered only from a turn whose head was current: a claim that refuses any
+//!   append is decided again under the lock.
 //! - A refused append (conflict, reused command id) stages nothing and its neighbours go on.
 //! - A commit whose outcome is unknown (the connection failed during the second round trip)
 //!   is resolved after reconnecting by the group's first accepted command id: present, the

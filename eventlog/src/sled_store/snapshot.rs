@@ -11,7 +11,7 @@
 //! | streams | count (u64); each: name length (u16), name (UTF-8), versions (u64), seqs (u64 each) |
 //! | commands | count (u64); each: command id (16), first seq (u64), last seq (u64) |
 //! | tree | the Merkle tree's levels (`MerkleTree::write_levels`) |
-//! | tag | keyed BLAKE3 (32) of everything before, keyed by [`TAG_CONTEXT`] derived from the checkpoint signing key |
+//! | tag | keyed BLAKE3 (32) of everything before, keyed by `TAG_CONTEXT` derived from the checkpoint signing key |
 //!
 //! Invariants:
 //! - A snapshot is written only after the writer has stopped, with no failure recorded, and
