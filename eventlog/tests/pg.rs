@@ -608,7 +608,7 @@ fn a_node_killed_mid_batch_loses_nothing_acknowledged() {
 }
 
 #[test]
-fn stream_ids_compare_byte_by_byte_and_older_tables_are_changed_at_open() {
+fn tables_of_earlier_builds_are_changed_at_open() {
     let cluster = PgCluster::start().expect("cluster");
     let rt = runtime();
     rt.block_on(async {
@@ -625,9 +625,25 @@ fn stream_ids_compare_byte_by_byte_and_older_tables_are_changed_at_open() {
                 .unwrap();
             row.get::<_, Option<String>>(0)
         };
+        // The constraints on previous hashes: (name, kind).
+        let once = |url: String| async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            let rows = client
+                .query(
+                    "SELECT conname::text, contype::text FROM pg_constraint
+                     WHERE conrelid = 'oacis_events'::regclass AND conname LIKE 'oacis_events_prev_hash%'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            rows.iter().map(|row| (row.get::<_, String>(0), row.get::<_, String>(1))).collect::<Vec<_>>()
+        };
+        let hash_index = vec![("oacis_events_prev_hash_once".to_string(), "x".to_string())];
         let fresh = cluster.database("collation_fresh").expect("database");
         drop(node(&fresh).await);
         assert_eq!(collation(fresh.clone()).await.as_deref(), Some("C"));
+        assert_eq!(once(fresh.clone()).await, hash_index, "an exclusion constraint");
         // A table as earlier builds made it (the database's default collation), with records.
         let older = cluster.database("collation_older").expect("database");
         let store = node(&older).await;
@@ -641,17 +657,65 @@ fn stream_ids_compare_byte_by_byte_and_older_tables_are_changed_at_open() {
         let (client, connection) = tokio_postgres::connect(&older, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);
         client
-            .batch_execute("ALTER TABLE oacis_events ALTER COLUMN stream_id TYPE text COLLATE \"default\"")
+            .batch_execute(
+                "ALTER TABLE oacis_events ALTER COLUMN stream_id TYPE text COLLATE \"default\";
+                 ALTER TABLE oacis_events DROP CONSTRAINT oacis_events_prev_hash_once;
+                 ALTER TABLE oacis_events ADD CONSTRAINT oacis_events_prev_hash_key UNIQUE (prev_hash)",
+            )
             .await
             .unwrap();
         assert_eq!(collation(older.clone()).await, None, "the database's default");
+        assert_eq!(once(older.clone()).await, [("oacis_events_prev_hash_key".to_string(), "u".to_string())]);
         let store = node(&older).await;
         assert_eq!(collation(older.clone()).await.as_deref(), Some("C"));
+        assert_eq!(once(older.clone()).await, hash_index, "the B-tree constraint replaced");
         // The records are as they were, and the stream goes on from its version.
         let next = store.append(stream("s"), ExpectedVersion::Exact(Version(3)), vec![event("E", 3)], meta(4)).await;
         assert_eq!(next.expect("appended").version, Version(4));
         assert_eq!(store.read_stream(&stream("s"), Version(1), 10).await.unwrap().len(), 4);
         check_log(&store).await;
+    });
+}
+
+#[test]
+fn the_database_refuses_a_fork_a_repeated_version_seq_or_command_id() {
+    let cluster = PgCluster::start().expect("cluster");
+    let url = cluster.database("constraints").expect("database");
+    let rt = runtime();
+    rt.block_on(async {
+        let store = node(&url).await;
+        for i in 1..=3u64 {
+            store.append(stream("s"), ExpectedVersion::Any, vec![event("E", i)], meta(u128::from(i))).await.unwrap();
+        }
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        // What a faulty node could try to write beside the records: each is refused, naming
+        // the constraint, and nothing is written.
+        let copy = "INSERT INTO oacis_events (seq, stream_id, version, command_id, prev_hash, hash, record)
+                    SELECT $1, $2, $3, command_id, prev_hash, hash, record FROM oacis_events WHERE seq = 2";
+        let refused = async |seq: i64, stream: &str, version: i64| {
+            let error = client.execute(copy, &[&seq, &stream, &version]).await.expect_err("refused");
+            let db = error.as_db_error().expect("a database error");
+            (db.code().code().to_string(), db.constraint().unwrap_or_default().to_string())
+        };
+        let expect = |code: &str, name: &str| (code.to_string(), name.to_string());
+        assert_eq!(refused(9, "t", 1).await, expect("23P01", "oacis_events_prev_hash_once"), "a fork");
+        // (The copy of record 2 with another previous hash, for the other keys.)
+        let other = "INSERT INTO oacis_events (seq, stream_id, version, command_id, prev_hash, hash, record)
+                     SELECT $1, $2, $3, command_id, hash, hash, record FROM oacis_events WHERE seq = 3";
+        let refused_other = async |seq: i64, stream: &str, version: i64| {
+            let error = client.execute(other, &[&seq, &stream, &version]).await.expect_err("refused");
+            let db = error.as_db_error().expect("a database error");
+            (db.code().code().to_string(), db.constraint().unwrap_or_default().to_string())
+        };
+        assert_eq!(refused_other(9, "s", 2).await, expect("23505", "oacis_events_stream_id_version_key"));
+        assert_eq!(refused_other(2, "t", 1).await, expect("23505", "oacis_events_pkey"));
+        let command = client
+            .execute("INSERT INTO oacis_commands (command_id, first_seq, last_seq) SELECT command_id, 9, 9 FROM oacis_events WHERE seq = 1", &[])
+            .await
+            .expect_err("refused");
+        assert_eq!(command.as_db_error().and_then(|db| db.constraint()), Some("oacis_commands_pkey"));
+        assert_eq!(check_log(&store).await.len(), 3);
     });
 }
 
