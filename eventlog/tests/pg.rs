@@ -299,6 +299,46 @@ fn a_claim_on_a_head_another_node_moved_is_decided_again_after_it() {
     });
 }
 
+#[test]
+fn a_lost_connection_while_a_retry_is_written_is_resolved_by_the_head_not_the_command_id() {
+    let cluster = PgCluster::start().expect("cluster");
+    let url = cluster.database("unknown_retry").expect("database");
+    let rt = runtime();
+    rt.block_on(async {
+        let a = node(&url).await;
+        let first = a.append(stream("s"), ExpectedVersion::Any, vec![event("E", 1)], meta(1)).await.expect("first");
+        // A session holds the head row: the writer's next claim waits for it.
+        let (holder, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        holder.batch_execute("BEGIN; SELECT * FROM oacis_log_head FOR UPDATE").await.expect("hold the head");
+        // A retry of the committed command (its caller never heard the answer): its group
+        // takes the command id as new, and the connection is cut while it waits.
+        let retry = {
+            let a = a.clone();
+            tokio::spawn(async move { a.append(stream("s"), ExpectedVersion::Any, vec![event("E", 1)], meta(1)).await })
+        };
+        wait_until(|| writer_waits_in(&url, "oacis_claim_head"), "the retry's claim waits for the head").await;
+        holder
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = 'oacis-writer' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("terminate the writer's session");
+        holder.batch_execute("ROLLBACK").await.expect("release the head");
+        // The command id is in the table (from the first append), but the group is not:
+        // the outcome is resolved as not committed, and the retry is answered as the first.
+        let again = retry.await.expect("task").expect("the retry is answered");
+        assert!(again.duplicate, "{again:?}");
+        assert_eq!((again.first_seq, again.version), (first.first_seq, first.version));
+        assert_eq!(a.head().seq, Seq(1), "no head published for a group that was not committed");
+        let next = a.append(stream("s"), ExpectedVersion::Exact(Version(1)), vec![event("E", 2)], meta(2)).await;
+        assert_eq!(next.expect("the log goes on").first_seq, Seq(2));
+        assert_eq!(check_log(&a).await.len(), 2);
+    });
+}
+
 /// Polls `check` every 20 ms until it holds, for 30 s at most.
 async fn wait_until<F: std::future::Future<Output = bool>>(mut check: impl FnMut() -> F, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -700,7 +740,7 @@ fn the_database_refuses_a_fork_a_repeated_version_seq_or_command_id() {
         };
         let expect = |code: &str, name: &str| (code.to_string(), name.to_string());
         assert_eq!(refused(9, "t", 1).await, expect("23P01", "oacis_events_prev_hash_once"), "a fork");
-        // (The copy of record 2 with another previous hash, for the other keys.)
+        // (A copy of record 3 chained to record 3 itself, for the other keys.)
         let other = "INSERT INTO oacis_events (seq, stream_id, version, command_id, prev_hash, hash, record)
                      SELECT $1, $2, $3, command_id, hash, hash, record FROM oacis_events WHERE seq = 3";
         let refused_other = async |seq: i64, stream: &str, version: i64| {

@@ -261,10 +261,7 @@ impl PgStore {
         let head = head_of(row.get(0), row.get(1))
             .ok_or_else(|| Error::Database("the head row's hash is not 32 bytes".into()))?;
         if let Some(known) = config.head_file.as_deref().and_then(read_head_file) {
-            let at = client
-                .query_opt("SELECT hash FROM oacis_events WHERE seq = $1", &[&sql_seq(known.seq)])
-                .await
-                .map_err(database)?;
+            let at = client.query_opt(schema::HASH_AT, &[&sql_seq(known.seq)]).await.map_err(database)?;
             let found = at.and_then(|row| head_of(sql_seq(known.seq), row.get(0)));
             if known.seq > Seq::ZERO && found != Some(known) {
                 return Err(Error::LogRewound { known, found: head });
@@ -506,7 +503,8 @@ fn write_head_file(path: &std::path::Path, head: Head) -> std::io::Result<()> {
     std::fs::rename(&temp, path)
 }
 
-/// The tailer: publishes the committed head on each wake-up or poll, until the store closes.
+/// The tailer: publishes the committed head at each poll and each wake-up naming a seq past
+/// what its node has published, until the store closes.
 async fn tail(
     config: PgConfig,
     heads: Arc<watch::Sender<Head>>,

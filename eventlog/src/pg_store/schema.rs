@@ -16,7 +16,8 @@
 /// The store format this build writes, kept in the head row.
 pub(crate) const FORMAT: &str = "oacis.pg.v1";
 
-/// The NOTIFY channel: its payload is the committed head's seq, a wake-up only.
+/// The NOTIFY channel: its payload is the committed head's seq (a tailer reads the head for
+/// a seq past what its node has published).
 pub(crate) const CHANNEL: &str = "oacis_log";
 
 /// Creates the tables if missing, under a transaction-scoped advisory lock so that nodes
@@ -68,13 +69,20 @@ CREATE TABLE IF NOT EXISTS oacis_commands (
     first_seq bigint NOT NULL,
     last_seq bigint NOT NULL
 );
-CREATE OR REPLACE FUNCTION oacis_claim_head(new_seq bigint, new_hash bytea, new_recorded_at bigint,
-    old_seq bigint, old_hash bytea) RETURNS void LANGUAGE plpgsql AS $$
+DO $$
 BEGIN
-    UPDATE oacis_log_head SET seq = new_seq, hash = new_hash, recorded_at = new_recorded_at
-        WHERE id AND seq = old_seq AND hash = old_hash;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'the log''s head is no longer at seq %', old_seq USING ERRCODE = 'OA409';
+    -- Created if missing only: replacing it would need its owner's role at every open.
+    IF to_regprocedure('oacis_claim_head(bigint, bytea, bigint, bigint, bytea)') IS NULL THEN
+        CREATE FUNCTION oacis_claim_head(new_seq bigint, new_hash bytea, new_recorded_at bigint,
+            old_seq bigint, old_hash bytea) RETURNS void LANGUAGE plpgsql AS $claim$
+        BEGIN
+            UPDATE oacis_log_head SET seq = new_seq, hash = new_hash, recorded_at = new_recorded_at
+                WHERE id AND seq = old_seq AND hash = old_hash;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'the log''s head is no longer at seq %', old_seq USING ERRCODE = 'OA409';
+            END IF;
+        END
+        $claim$;
     END IF;
 END
 $$;
@@ -106,6 +114,9 @@ pub(crate) const HEAD: &str = "SELECT seq, hash, recorded_at, format FROM oacis_
 
 /// The head, locked until the transaction ends: the log's single-writer fence.
 pub(crate) const LOCK_HEAD: &str = "SELECT seq, hash, recorded_at FROM oacis_log_head WHERE id FOR UPDATE";
+
+/// The hash of the record at a seq.
+pub(crate) const HASH_AT: &str = "SELECT hash FROM oacis_events WHERE seq = $1";
 
 /// The spans of command ids seen before.
 pub(crate) const COMMANDS: &str =

@@ -28,10 +28,12 @@
 //! - A refusal is answered only from a turn whose head was current: a claim that refuses any
 //!   append is decided again under the lock.
 //! - A refused append (conflict, reused command id) stages nothing and its neighbours go on.
-//! - A commit whose outcome is unknown (the connection failed during the second round trip)
-//!   is resolved after reconnecting by the group's first accepted command id: present, the
-//!   group committed and is answered; absent, nothing of it committed and it is decided again
-//!   from the head as it then is. Nobody hears "ok" for an append that is not committed.
+//! - A commit whose outcome is unknown (the connection failed during the round trip that
+//!   writes) is resolved after reconnecting by the record the group would leave at the head:
+//!   stored at its seq with its hash, the group committed and is answered; not, nothing of it
+//!   committed and it is decided again from the head as it then is. (Not by a command id: a
+//!   group's first may be a retry of one committed before.) Nobody hears "ok" for an append
+//!   that is not committed.
 //! - `lock_timeout`, `idle_in_transaction_session_timeout` and TCP keepalives make a node that
 //!   freezes while holding the head release it.
 
@@ -94,9 +96,9 @@ enum Failed {
     /// (the connection failed before the commit), else refused (the database refused a
     /// statement, and deciding again would give the same answer).
     NotCommitted { error: Error, retry: bool },
-    /// The connection failed during the second round trip: committed or not, to be resolved
-    /// by command id.
-    Unknown { error: Error, probe: Uuid, answers: Vec<Answer>, head: Head },
+    /// The connection failed during the round trip that writes: committed or not, to be
+    /// resolved by the record the group would leave at the head (`head`: its seq and hash).
+    Unknown { error: Error, answers: Vec<Answer>, head: Head },
     /// The database's log is behind a head this server saw committed.
     Rewound(Error),
     /// Nothing is committed, and the group is to be decided again in this turn: a claim
@@ -364,11 +366,11 @@ impl PgWriter {
                     }
                     break;
                 }
-                Err(Failed::Unknown { error, probe, answers, head }) => {
+                Err(Failed::Unknown { error, answers, head }) => {
                     unavailable = true;
                     last_error = cause(&error);
                     self.connection = None;
-                    match self.committed(probe).await {
+                    match self.committed(head).await {
                         Ok(true) => (answers, head),
                         Ok(false) => continue,
                         Err(e) => {
@@ -395,17 +397,22 @@ impl PgWriter {
         }
     }
 
-    /// Whether the append under `probe` is committed, on a fresh connection.
-    async fn committed(&mut self, probe: Uuid) -> Result<bool> {
+    /// Whether the group that would leave `head` is committed, on a fresh connection: the
+    /// record at its seq has its hash. (The hash chain makes that record this group's last
+    /// and no other's. A command id would not do: a group's ids are not read before it is
+    /// written, so its first may be a retry of one committed long before.)
+    async fn committed(&mut self, head: Head) -> Result<bool> {
         self.connect().await?;
-        let (client, statements) = self.connection.as_ref().ok_or(Error::Closed)?;
-        let rows = client.query(&statements.commands, &[&vec![probe]]).await.map_err(database)?;
-        Ok(!rows.is_empty())
+        let (client, _) = self.connection.as_ref().ok_or(Error::Closed)?;
+        let row = client.query_opt(schema::HASH_AT, &[&sql_seq(head.seq)]).await.map_err(database)?;
+        Ok(row.is_some_and(|row| row.get::<_, &[u8]>(0) == head.hash.0.as_slice()))
     }
 
     /// Whether the next group may take the head where this writer left it ([`Turn::Claim`]):
-    /// no claim failed since a locked turn last found no other node's records, and this node
-    /// has not seen the head move past the one its known versions are exact at.
+    /// no claim failed since the last locked turn found no records committed since this
+    /// writer's known versions (none to look for on its first turn), and this node has not
+    /// seen the head move past the one its known versions are exact at. (A wrong guess costs
+    /// one round trip: the claim finds the head moved.)
     fn claimable(&self) -> bool {
         self.claims && self.versions.at.is_some_and(|at| at == *self.heads.borrow())
     }
@@ -493,7 +500,8 @@ impl PgWriter {
                     return Err(Failed::Rewound(Error::LogRewound { known, found: head }));
                 }
                 self.recorded_at = Timestamp(head_row.get::<_, i64>(2));
-                // Nobody else wrote since this writer's last head: the next groups claim it.
+                // Nothing committed since this writer's known versions (or none known yet): the
+                // next groups claim the head.
                 self.claims = caught_up.is_empty();
                 // The known versions brought up to this head; too many records since theirs:
                 // the group's streams are read again instead.
@@ -558,12 +566,11 @@ impl PgWriter {
                 }
             }
         }
-        let Some((probe, _, _)) = staged.accepted.first() else {
+        if staged.accepted.is_empty() {
             // Nothing to write: every append was refused or a retry.
             rollback().await;
             return Ok((answers, head));
-        };
-        let probe = probe.0;
+        }
         let rows = Rows::of(&staged);
         let new_head = staged.head;
         let notify = new_head.seq.0.to_string();
@@ -651,7 +658,7 @@ impl PgWriter {
                 }
                 Err(Failed::before_commit(error))
             }
-            Err(error) => Err(Failed::Unknown { error: database(error), probe, answers, head: new_head }),
+            Err(error) => Err(Failed::Unknown { error: database(error), answers, head: new_head }),
         }
     }
 }
