@@ -153,7 +153,10 @@ pub(super) struct PgWriter {
 /// seqs, usually none on a node writing alone) bring them up to that head, so that only the
 /// streams not known here are read from the `(stream_id, version)` index (measured, see
 /// BENCHMARKS.md: those reads were a quarter of the writer's database backend time at a
-/// million records).
+/// million records). A claim turn reads the streams it does not know outside any
+/// transaction, after `at` was committed: such a version is newer than `at` only if the head
+/// moved, and then the claim fails and the next locked turn takes the larger of the two
+/// (versions only grow).
 #[derive(Default)]
 struct Versions {
     at: Option<Head>,
