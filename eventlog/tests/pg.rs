@@ -224,12 +224,7 @@ fn a_stalled_head_holder_shows_nothing_early_and_orders_the_next_append_after_it
         // Node a's next transaction writes seq 2 and stalls before its commit, holding the head.
         let stalled = stall_holding_the_head(&a, &url, 2).await;
         // Node b appends meanwhile: it must wait behind the head's holder.
-        let waiting = {
-            let b = b.clone();
-            tokio::spawn(
-                async move { b.append(stream("y"), ExpectedVersion::NoStream, vec![event("Y", 2)], meta(3)).await },
-            )
-        };
+        let waiting = spawn_append(&b, "y", ExpectedVersion::NoStream, event("Y", 2), 3);
         let mut seen = Vec::new();
         follow_until(&mut feed, Seq(1), &mut seen).await;
         for _ in 0..10 {
@@ -267,21 +262,11 @@ fn a_claim_on_a_head_another_node_moved_is_decided_again_after_it() {
         b.append(s(), ExpectedVersion::NoStream, vec![event("E", 1)], meta(1)).await.expect("s1");
         b.append(s(), ExpectedVersion::Exact(Version(1)), vec![event("E", 2)], meta(2)).await.expect("s2");
         // Node a writes s's version 3 and stalls before its commit, holding the head.
-        let stalled = {
-            let a = a.clone();
-            tokio::spawn(async move {
-                a.append(s(), ExpectedVersion::Exact(Version(2)), vec![event("A", 3)], meta(3)).await
-            })
-        };
+        let stalled = spawn_append(&a, "s", ExpectedVersion::Exact(Version(2)), event("A", 3), 3);
         wait_until(|| holding_the_head(&url), "node a stalls holding the head").await;
         // Node b has not seen a's append: it stages s's version 3 too, and its claim waits for
         // the head.
-        let racing = {
-            let b = b.clone();
-            tokio::spawn(async move {
-                b.append(s(), ExpectedVersion::Exact(Version(2)), vec![event("B", 3)], meta(4)).await
-            })
-        };
+        let racing = spawn_append(&b, "s", ExpectedVersion::Exact(Version(2)), event("B", 3), 4);
         wait_until(|| writer_waits_in(&url, "oacis_claim_head"), "node b's claim waits for the head").await;
         gate.add_permits(1);
         assert_eq!(stalled.await.expect("task").expect("a's append").version, Version(3));
@@ -313,10 +298,7 @@ fn a_lost_connection_while_a_retry_is_written_is_resolved_by_the_head_not_the_co
         holder.batch_execute("BEGIN; SELECT * FROM oacis_log_head FOR UPDATE").await.expect("hold the head");
         // A retry of the committed command (its caller never heard the answer): its group
         // takes the command id as new, and the connection is cut while it waits.
-        let retry = {
-            let a = a.clone();
-            tokio::spawn(async move { a.append(stream("s"), ExpectedVersion::Any, vec![event("E", 1)], meta(1)).await })
-        };
+        let retry = spawn_append(&a, "s", ExpectedVersion::Any, event("E", 1), 1);
         wait_until(|| writer_waits_in(&url, "oacis_claim_head"), "the retry's claim waits for the head").await;
         holder
             .execute(
@@ -337,6 +319,18 @@ fn a_lost_connection_while_a_retry_is_written_is_resolved_by_the_head_not_the_co
         assert_eq!(next.expect("the log goes on").first_seq, Seq(2));
         assert_eq!(check_log(&a).await.len(), 2);
     });
+}
+
+/// A task appending `event` to stream `name` on `store` under command `command`.
+fn spawn_append(
+    store: &PgStore,
+    name: &'static str,
+    expected: ExpectedVersion,
+    event: NewEvent,
+    command: u128,
+) -> tokio::task::JoinHandle<Result<Appended, AppendError>> {
+    let store = store.clone();
+    tokio::spawn(async move { store.append(stream(name), expected, vec![event], meta(command)).await })
 }
 
 /// Polls `check` every 20 ms until it holds, for 30 s at most.
@@ -447,12 +441,7 @@ async fn stall_holding_the_head(
     url: &str,
     command: u128,
 ) -> tokio::task::JoinHandle<Result<Appended, AppendError>> {
-    let append = {
-        let a = a.clone();
-        tokio::spawn(async move {
-            a.append(stream("x"), ExpectedVersion::NoStream, vec![event("X", 1)], meta(command)).await
-        })
-    };
+    let append = spawn_append(a, "x", ExpectedVersion::NoStream, event("X", 1), command);
     wait_until(|| holding_the_head(url), "the append stalls holding the head").await;
     append
 }

@@ -7,7 +7,7 @@
 //! - **Lock**: lock the head row and read the stream and version of the records committed
 //!   since the versions it knows, and the versions of the streams it does not know (first
 //!   round trip, pipelined, see [`Versions`]); decide every append against them ([`Staged`]);
-//!   insert the command ids and records with one `unnest` statement each, move the head, send
+//!   move the head, insert the command ids and records with one `unnest` statement each, send
 //!   the wake-up and commit (second round trip, pipelined).
 //! - **Claim**, for a node writing alone: decide on the head this writer last committed, and
 //!   send everything in one round trip, the transaction beginning with a move of the head row
@@ -585,40 +585,22 @@ impl PgWriter {
         let moved: [&(dyn ToSql + Sync); 5] = [&new_seq, &new_hash, &staged.recorded_at.0, &old_seq, &old_hash];
         let wake: [&(dyn ToSql + Sync); 1] = [&notify];
         let claim = turn == Turn::Claim;
+        // The head is moved first: a claim's transaction begins here and takes the row with
+        // the move (a locked turn holds it already); then the command ids, so that one seen
+        // before fails the transaction before its records.
+        let (begin, head_move) = if claim { ("BEGIN", &st.claim_head) } else { ("", &st.move_head) };
         let writes = async {
-            // A claim takes the head first (its transaction begins here); then the command
-            // ids: one seen before fails the transaction before its records.
-            let (begun, claimed, spanned, inserted, moved, woken) = tokio::join!(
-                async {
-                    if claim {
-                        client.batch_execute("BEGIN").await
-                    } else {
-                        Ok(())
-                    }
-                },
-                async {
-                    if claim {
-                        client.execute(&st.claim_head, &moved).await
-                    } else {
-                        Ok(1)
-                    }
-                },
+            let (begun, moved, spanned, inserted, woken) = tokio::join!(
+                client.batch_execute(begin),
+                client.execute(head_move, &moved),
                 client.execute(&st.insert_commands, &spans),
                 client.execute(&st.insert_events, &events),
-                async {
-                    if claim {
-                        Ok(1)
-                    } else {
-                        client.execute(&st.move_head, &moved).await
-                    }
-                },
                 client.query_one(&st.notify, &wake),
             );
             begun?;
-            let claimed = claimed?;
+            let moved = moved?;
             spanned?;
             inserted?;
-            let moved = moved?.min(claimed);
             woken.map(|_| moved)
         };
         let committed = match &self.before_commit {
