@@ -198,6 +198,31 @@ fn the_server_runs_on_postgres_and_migrate_copies_the_log_both_ways() {
         json!({ "id": erased }),
     );
     assert_eq!(ok(&answer, "customer"), json!({ "personalDataErased": true, "phones": [] }));
+    // The database goes back one record, as after a failover to a lagging replica: the server
+    // notices within its poll, says why on /readyz, and refuses to write on the shorter log.
+    let back = head - 1;
+    cluster
+        .sql(
+            "copy",
+            &format!(
+                "DELETE FROM oacis_events WHERE seq > {back}; DELETE FROM oacis_commands WHERE last_seq > {back};
+                 UPDATE oacis_log_head SET seq = {back}, hash = (SELECT hash FROM oacis_events WHERE seq = {back})"
+            ),
+        )
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = joined.http("GET", "/readyz", None, b"");
+        if status == 503 {
+            assert!(body.contains("refuses appends") && body.contains("acknowledged records are missing"), "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "/readyz stayed {status}: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let refused =
+        joined.gql(Some(&admin), keyed, json!({ "p": { "kind": "PERSON", "name": "回 Rewound", "source": "OTHER" } }));
+    assert_eq!(code(&refused), "INTERNAL", "{refused}");
     drop(joined);
 
     // Refusals: another log in the target; the same log behind the target; two folders; a

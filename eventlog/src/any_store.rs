@@ -85,6 +85,16 @@ impl AnyStore {
             AnyStore::Postgres(store) => store.reachable(),
         }
     }
+
+    /// Why the store refuses appends, if it does ([`SledStore::refusing_appends`],
+    /// [`PgStore::refusing_appends`]).
+    #[must_use]
+    pub fn refusing_appends(&self) -> Option<String> {
+        match self {
+            AnyStore::Sled(store) => store.refusing_appends(),
+            AnyStore::Postgres(store) => store.refusing_appends(),
+        }
+    }
 }
 
 impl Subscription for AnySubscription {

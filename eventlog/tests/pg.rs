@@ -913,6 +913,8 @@ fn a_database_that_lost_committed_records_is_refused() {
         let message = refused.expect_err("refused").to_string();
         assert!(message.contains("acknowledged records are missing"), "{message}");
         assert!(message.contains("seq 10"), "{message}");
+        let refusing = store.refusing_appends().expect("the store says why it refuses appends");
+        assert!(refusing.contains("acknowledged records are missing"), "{refusing}");
         drop(store);
         // And a restart with its data folder refuses to open.
         let reopened = PgStore::open(with_witness()).await.expect_err("refused at open");
@@ -920,5 +922,45 @@ fn a_database_that_lost_committed_records_is_refused() {
         // Nothing was appended on the shortened log.
         let plain = node(&url).await;
         assert_eq!(check_log(&plain).await.len(), 5);
+    });
+}
+
+/// The tailer reads the head every millisecond while this node's writer commits: a head it
+/// reads before one the writer publishes while that read is on its way is not the log going
+/// back, and appends go on (a false alarm refuses every append from then on).
+#[test]
+fn a_node_reading_the_head_while_its_writer_commits_does_not_take_it_for_a_rewind() {
+    let cluster = PgCluster::start().expect("cluster");
+    let url = cluster.database("own_commits").expect("database");
+    let rt = runtime();
+    rt.block_on(async {
+        let store = PgStore::open(PgConfig { poll_interval: Duration::from_millis(1), ..config(&url) }).await.unwrap();
+        let writers: Vec<_> = (0..8u64)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut refused = 0;
+                    for i in 0..150u64 {
+                        let appended = store
+                            .append(
+                                stream(&format!("w{w}")),
+                                ExpectedVersion::Any,
+                                vec![event("E", i)],
+                                meta(u128::from(w * 1000 + i + 1)),
+                            )
+                            .await;
+                        refused += usize::from(appended.is_err());
+                    }
+                    refused
+                })
+            })
+            .collect();
+        let mut refused = 0;
+        for writer in writers {
+            refused += writer.await.expect("writer");
+        }
+        assert_eq!(store.refusing_appends(), None);
+        assert_eq!(refused, 0);
+        assert_eq!(check_log(&store).await.len(), 1200);
     });
 }

@@ -186,15 +186,21 @@ impl PgCluster {
     /// # Errors
     /// When `CREATE DATABASE` fails.
     pub fn database(&self, name: &str) -> Result<String, PgError> {
+        self.sql("postgres", &format!("CREATE DATABASE \"{name}\""))?;
+        Ok(self.url(name))
+    }
+
+    /// Runs `sql` (one or more statements, stopping at the first error) in database `name`,
+    /// with `psql` from the same folder, or PATH.
+    ///
+    /// # Errors
+    /// When a statement fails.
+    pub fn sql(&self, name: &str, sql: &str) -> Result<(), PgError> {
         let psql = if self.bin.join("psql").exists() { self.bin.join("psql") } else { PathBuf::from("psql") };
         self.run(
-            Command::new(psql)
-                .args(["-q", "-v", "ON_ERROR_STOP=1", "-d"])
-                .arg(self.url("postgres"))
-                .args(["-c", &format!("CREATE DATABASE \"{name}\"")]),
+            Command::new(psql).args(["-q", "-v", "ON_ERROR_STOP=1", "-d"]).arg(self.url(name)).args(["-c", sql]),
             false,
-        )?;
-        Ok(self.url(name))
+        )
     }
 
     /// The cluster's folder (data and server log).

@@ -368,9 +368,14 @@ fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// 200 once the views have applied every acknowledged event, 503 (with the lag) before, and
-/// 503 while the log's database cannot be reached.
+/// 200 once the views have applied every acknowledged event, 503 (with the lag) before,
+/// 503 while the log's database cannot be reached, and 503 (with the reason) once the log
+/// refuses appends.
 async fn readyz(State(app): State<App>) -> Response {
+    if let Some(reason) = app.state.bus.store().refusing_appends() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: the log refuses appends: {reason}"))
+            .into_response();
+    }
     if !app.state.bus.store().reachable() {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: the log's database cannot be reached").into_response();
     }

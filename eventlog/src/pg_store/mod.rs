@@ -110,6 +110,9 @@ struct Inner {
     config_for_setup: PgConfig,
     /// Whether the tailer's last read of the head was answered.
     reachable: Arc<std::sync::atomic::AtomicBool>,
+    /// Why appends are refused, once the database's log was found behind a head this server
+    /// saw committed (by the writer under the lock, or by the tailer).
+    rewound: Arc<std::sync::OnceLock<String>>,
     /// Dropped with the store: ends the tailer.
     _stop: oneshot::Sender<()>,
 }
@@ -283,10 +286,11 @@ impl PgStore {
         };
         let heads = Arc::new(watch::Sender::new(head));
         let (queue, requests) = mpsc::channel(Limits::APPEND_QUEUE);
-        tokio::spawn(PgWriter::new(config.clone(), heads.clone()).run(requests));
+        let rewound = Arc::new(std::sync::OnceLock::new());
+        tokio::spawn(PgWriter::new(config.clone(), heads.clone(), rewound.clone()).run(requests));
         let (stop, stopped) = oneshot::channel();
         let reachable = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        tokio::spawn(tail(config.clone(), heads.clone(), reachable.clone(), stopped));
+        tokio::spawn(tail(config.clone(), heads.clone(), reachable.clone(), rewound.clone(), stopped));
         Ok(PgStore {
             inner: Arc::new(Inner {
                 pool,
@@ -298,6 +302,7 @@ impl PgStore {
                 in_flight: InFlightMap::default(),
                 config_for_setup: config.clone(),
                 reachable,
+                rewound,
                 _stop: stop,
             }),
         })
@@ -334,6 +339,15 @@ impl PgStore {
     #[must_use]
     pub fn reachable(&self) -> bool {
         self.inner.reachable.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Why this server refuses appends, if it does: the database's log was found behind a head
+    /// this server saw committed (acknowledged records are missing: a failover to a lagging
+    /// replica, a restore). Appends stay refused until the server is restarted on a database
+    /// that holds that head.
+    #[must_use]
+    pub fn refusing_appends(&self) -> Option<String> {
+        self.inner.rewound.get().cloned()
     }
 
     /// How many personal-data keys (tombstones included) the servers on this log share.
@@ -504,11 +518,14 @@ fn write_head_file(path: &std::path::Path, head: Head) -> std::io::Result<()> {
 }
 
 /// The tailer: publishes the committed head at each poll and each wake-up naming a seq past
-/// what its node has published, until the store closes.
+/// what its node has published, until the store closes. A head read behind one published
+/// before the read was sent (so committed before it) means the database lost acknowledged
+/// records: appends are refused from then on (`rewound`).
 async fn tail(
     config: PgConfig,
     heads: Arc<watch::Sender<Head>>,
     reachable: Arc<std::sync::atomic::AtomicBool>,
+    rewound: Arc<std::sync::OnceLock<String>>,
     mut stopped: oneshot::Receiver<()>,
 ) {
     let (wake, mut woken) = mpsc::channel(1);
@@ -535,6 +552,10 @@ async fn tail(
                 }
             };
         }
+        // The head published before the read is sent: committed, so the read sees it or a later
+        // one. (One published while the read is on its way, by this node's writer, may be past
+        // what the read sees: that is not the log going back.)
+        let known = *heads.borrow();
         let answered = match &client {
             Some(c) if read => Some(c.query_one(schema::HEAD, &[]).await),
             _ => None,
@@ -546,10 +567,10 @@ async fn tail(
             match answered {
                 Ok(row) => {
                     if let Some(head) = head_of(row.get(0), row.get(1)) {
-                        let known = *heads.borrow();
                         if head.seq < known.seq {
                             let error = Error::LogRewound { known, found: head };
-                            tracing::error!(error = %error, "the database's log went back");
+                            tracing::error!(error = %error, "the database's log went back; refusing to append");
+                            let _ = rewound.set(error.to_string());
                         }
                         advance(&heads, head);
                     }

@@ -38,7 +38,7 @@
 //!   freezes while holding the head release it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
@@ -136,8 +136,9 @@ pub(super) struct PgWriter {
     connection: Option<(Client, Statements)>,
     /// Held before the commit when set (tests: a transaction stalled while holding the head).
     before_commit: Option<Arc<Semaphore>>,
-    /// Set once the database's log was found behind a committed head: appends stop.
-    rewound: Option<String>,
+    /// Set once the database's log was found behind a committed head, here or by the tailer:
+    /// appends stop.
+    rewound: Arc<OnceLock<String>>,
     /// Stream versions known to this writer (see [`Versions`]).
     versions: Versions,
     /// The recording time of the last head this writer read or committed (recording times
@@ -221,14 +222,14 @@ impl Versions {
 const CATCH_UP_LIMIT: i64 = 10_000;
 
 impl PgWriter {
-    pub(super) fn new(config: PgConfig, heads: Arc<watch::Sender<Head>>) -> PgWriter {
+    pub(super) fn new(config: PgConfig, heads: Arc<watch::Sender<Head>>, rewound: Arc<OnceLock<String>>) -> PgWriter {
         let before_commit = config.before_commit.clone();
         PgWriter {
             config,
             heads,
             connection: None,
             before_commit,
-            rewound: None,
+            rewound,
             versions: Versions::default(),
             recorded_at: Timestamp(0),
             claims: false,
@@ -318,7 +319,7 @@ impl PgWriter {
 
     /// Decides, writes and answers one group, retrying across lost connections.
     async fn commit_group(&mut self, group: &mut Vec<AppendRequest>) {
-        if let Some(reason) = &self.rewound {
+        if let Some(reason) = self.rewound.get() {
             for request in group.drain(..) {
                 let _ = request.reply.send(Err(Error::WriterFailed(reason.clone()).into()));
             }
@@ -356,7 +357,7 @@ impl PgWriter {
                 Err(Failed::Rewound(error)) => {
                     unavailable = false;
                     tracing::error!(error = %error, "refusing to append");
-                    self.rewound = Some(error.to_string());
+                    let _ = self.rewound.set(error.to_string());
                     last_error = cause(&error);
                     break;
                 }

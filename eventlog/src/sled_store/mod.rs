@@ -538,6 +538,14 @@ impl SledStore {
         self.inner.witness.recorder.latest()
     }
 
+    /// Why this store refuses appends, if it does: a write, flush or sync failed, or a record
+    /// under the index snapshot did not check. Appends stay refused until the store is opened
+    /// again.
+    #[must_use]
+    pub fn refusing_appends(&self) -> Option<String> {
+        self.inner.failure.get()
+    }
+
     /// Issues a checkpoint now, at the durable head, and keeps it (unless the last kept one
     /// has this head already, which is then answered). Blocks on two fsyncs.
     ///
