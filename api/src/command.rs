@@ -124,8 +124,9 @@ pub struct Executed {
     pub replayed: bool,
 }
 
-/// Why a command was not carried out. Nothing was appended for any variant but `Store`,
-/// whose outcome is unknown (a retry with the same idempotency key is safe).
+/// Why a command was not carried out, or not answered. Nothing was appended for any variant
+/// but `Store`, whose outcome is unknown, and `Lagging`, whose events are durable (either
+/// way a retry with the same idempotency key is safe).
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     /// The domain refused it (API: VALIDATION, NOT_FOUND or CONFLICT by variant).
@@ -159,7 +160,8 @@ pub enum CommandError {
     /// The views failed or did not catch up in time (API: INTERNAL, logged once).
     #[error("read views: {0}")]
     Views(ProjectionError),
-    /// The views did not apply the command's seq within the bound (API: INTERNAL).
+    /// The command's events are durable at this seq, but the views did not apply it within the
+    /// bound (API: STALE_VIEWS, with the seq).
     #[error("the views did not apply seq {0} within {1:?}")]
     Lagging(Seq, Duration),
     /// The key store failed after the command's events were durable (API: INTERNAL).
@@ -796,6 +798,56 @@ fn lock_slot(stream: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use oacis_domain::department::{Department, DepartmentCommand};
+    use oacis_domain::ids::DepartmentId;
+    use oacis_eventlog::{EventStore, SledConfig, SledStore};
+    use oacis_projections::Projections;
+
+    use super::{CommandBus, CommandError, Origin};
+    use crate::graphql::error::ApiError;
+
+    /// A write whose views do not catch up in time is durable: it is answered STALE_VIEWS
+    /// with its seq (not INTERNAL), and a retry with the same key answers it without a second
+    /// write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_durable_write_whose_views_lag_is_answered_with_its_seq_and_a_retry_replays_it() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let store = SledStore::open(SledConfig::new(dir.path())).expect("store");
+        let projections = Arc::new(Projections::start(&store, &mut |_| {}).await.expect("views"));
+        let bus = CommandBus::new(store.clone(), projections.clone(), Duration::from_millis(200));
+        let origin = Origin { idempotency_key: Some("department-1".into()), ..Origin::system() };
+        let id = DepartmentId(origin.new_id("department"));
+        let create = || DepartmentCommand::Create { id, name: "Sales".into(), parent: None, parent_open: false };
+        // The views are held (read-locked) for a second on another thread: they cannot apply.
+        let (held, holding) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn({
+            let projections = projections.clone();
+            move || {
+                projections
+                    .read(|_| {
+                        let _ = held.send(());
+                        std::thread::sleep(Duration::from_secs(1));
+                    })
+                    .expect("views readable");
+            }
+        });
+        holding.recv().expect("the views are held");
+        let lagging = bus.execute::<Department>(id.stream(), create(), &origin).await.expect_err("views behind");
+        let CommandError::Lagging(seq, _) = lagging else { panic!("expected Lagging, got {lagging}") };
+        assert_eq!(store.head().seq, seq, "the write is durable");
+        let api = ApiError::from(lagging);
+        assert_eq!(api.code(), "STALE_VIEWS");
+        assert!(api.message().contains(&format!("seq {}", seq.0)), "{}", api.message());
+        holder.join().expect("holder");
+        let retried = bus.execute::<Department>(id.stream(), create(), &origin).await.expect("replayed");
+        assert!(retried.replayed);
+        assert_eq!(retried.seq, seq);
+        assert_eq!(store.head().seq, seq, "nothing written twice");
+    }
+
     /// The causation id (kept in the log and every export) of a keyed request is keyed by the
     /// request digest key: stable for retries, and not the plain digest of the arguments,
     /// which anyone holding an export could test guesses of personal data against.

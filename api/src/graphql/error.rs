@@ -2,7 +2,7 @@
 //! to a machine code in `extensions.code`, and validation errors carry every field error.
 //!
 //! Codes: UNAUTHENTICATED, FORBIDDEN, PASSWORD_CHANGE_REQUIRED, VALIDATION, CONFLICT,
-//! NOT_FOUND, RATE_LIMITED, INTERNAL; and for live feeds, the last item of a closed feed:
+//! NOT_FOUND, RATE_LIMITED, UNAVAILABLE, STALE_VIEWS, INTERNAL; and for live feeds, the last item of a closed feed:
 //! SLOW_CONSUMER, SHUTTING_DOWN. An internal failure is logged once here and shown to
 //! the client as a generic message with the request's correlation id, nothing more.
 
@@ -50,6 +50,14 @@ pub enum ApiError {
     /// write's outcome is unknown: retrying with the same `clientMutationId` is safe (API:
     /// UNAVAILABLE; logged once).
     Unavailable(String),
+    /// A write is durable at `seq`, but this server's views did not reach it within `waited`
+    /// (API: STALE_VIEWS, with `seq`; logged once).
+    ViewsBehind {
+        /// The write's last seq.
+        seq: u64,
+        /// How long the server waited for its views.
+        waited: std::time::Duration,
+    },
     /// The server closes a live feed (API: `code`, SLOW_CONSUMER or SHUTTING_DOWN).
     FeedClosed {
         /// The code.
@@ -97,6 +105,11 @@ impl ApiError {
             ApiError::Unavailable(_) => "the event store cannot be reached for now; try again (with the same \
                                          clientMutationId, a retried write is applied at most once)"
                 .into(),
+            ApiError::ViewsBehind { seq, waited } => format!(
+                "the change was recorded (seq {seq}), but this server's views did not reach it within {waited:?}: \
+                 read it with the header Oacis-Min-Seq: {seq}, or send the same request with the same \
+                 clientMutationId, which answers it without recording it again"
+            ),
             ApiError::FeedClosed { message, .. } => message.clone(),
         }
     }
@@ -114,6 +127,7 @@ impl ApiError {
             ApiError::RateLimited | ApiError::TooSoon(_) => "RATE_LIMITED",
             ApiError::Internal(_) => "INTERNAL",
             ApiError::Unavailable(_) => "UNAVAILABLE",
+            ApiError::ViewsBehind { .. } => "STALE_VIEWS",
             ApiError::FeedClosed { code, .. } => code,
         }
     }
@@ -145,6 +159,7 @@ impl ErrorExtensions for ApiError {
                     e.set("fields", async_graphql::Value::List(list));
                 }
                 ApiError::Conflict { version: Some(v), .. } => e.set("version", *v),
+                ApiError::ViewsBehind { seq, .. } => e.set("seq", *seq),
                 _ => {}
             }
         })
@@ -195,6 +210,10 @@ impl From<CommandError> for ApiError {
                 ApiError::internal(k)
             }
             CommandError::Refused(refused) => ApiError::field("", FieldCode::OutOfRange, refused.to_string()),
+            CommandError::Lagging(seq, waited) => {
+                tracing::warn!(seq = seq.0, ?waited, "a write is durable, but the views did not reach it in time");
+                ApiError::ViewsBehind { seq: seq.0, waited }
+            }
             other => ApiError::internal(other),
         }
     }
