@@ -506,7 +506,17 @@ impl CommandBus {
                 }
             }
             let submitted = self.submit(&steps, origin, command_id, fingerprint).await;
-            drop(guards);
+            // The streams are unlocked once the append is submitted, so that the next command
+            // on them decides against the states it will reach: if it fails, that version is
+            // not taken and the next append fails too. On a log other servers append to, they
+            // may take it, and a command decided on a state that never was would be accepted:
+            // there, the streams stay locked until the append is answered.
+            let held = if self.store.several_writers() {
+                Some(guards)
+            } else {
+                drop(guards);
+                None
+            };
             let submitted = match submitted {
                 Ok(submitted) => submitted,
                 // A copy of this keyed request sent at the same time (here or on another
@@ -532,6 +542,7 @@ impl CommandBus {
                     }
                 },
             };
+            drop(held);
             match outcome {
                 Ok(executed) => break executed,
                 Err(AppendError::Conflict { stream, actual, .. }) => {

@@ -324,6 +324,34 @@ fn two_servers_on_one_database_share_writes_keys_and_erasures() {
     assert!(registered.iter().all(|r| r["id"] == registered[0]["id"]), "{answers:?}");
     assert_eq!(registered.iter().filter(|r| r["replayed"] == false).count(), 1, "{answers:?}");
 
+    // Sixteen interactions logged at once on one customer through both servers: each lands
+    // or, after the retries, answers that the record kept changing; none is decided against
+    // a state that includes another's append still pending (which, with the other server
+    // taking that version, would answer "exists already", or land on a state that never was).
+    let log = "mutation($c: String!, $s: String!) { logInteraction(customer: $c, channel: CALL, direction: INBOUND, summary: $s) { seq version } }";
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..16)
+            .map(|i| {
+                let (server, admin, id) = ([&a, &b][i % 2], &admin, &ids[0]);
+                scope.spawn(move || server.gql(Some(admin), log, json!({ "c": id, "s": format!("call {i}") })))
+            })
+            .collect();
+        calls.into_iter().map(|call| call.join().unwrap()).collect()
+    });
+    let landed: Vec<&Value> = answers.iter().filter(|answer| answer["errors"].is_null()).collect();
+    for refused in answers.iter().filter(|answer| !answer["errors"].is_null()) {
+        assert_eq!(code(refused), "CONFLICT", "{refused}");
+        assert!(refused["errors"][0]["message"].as_str().unwrap().contains("changed while deciding"), "{refused}");
+    }
+    let last = landed.iter().map(|answer| answer["data"]["logInteraction"]["seq"].as_u64().unwrap()).max();
+    let min = last.unwrap_or(0).to_string();
+    let history = "query($id: String!) { recordHistory(recordType: \"customer\", id: $id) { kind } }";
+    for server in [&a, &b] {
+        let (_, _, answer) = post(server, &admin, &[("oacis-min-seq", &min)], history, json!({ "id": ids[0] }));
+        let kinds = answer["data"]["recordHistory"].as_array().unwrap().len();
+        assert_eq!(kinds, 1 + landed.len(), "the registration and every landed interaction: {answer}");
+    }
+
     // An erasure on a: b shows it erased, and b's own key store destroys the key.
     let erase = "mutation($id: String!, $r: String!) { erasePersonalData(id: $id, reason: $r) { id } }";
     let (status, seq, answer) = post(&a, &admin, &[], erase, json!({ "id": ids[1], "r": "本人申请" }));

@@ -86,6 +86,13 @@ impl AnyStore {
         }
     }
 
+    /// Whether other processes may append to this log: on PostgreSQL, other servers; the
+    /// embedded store has one writer, this process.
+    #[must_use]
+    pub fn several_writers(&self) -> bool {
+        matches!(self, AnyStore::Postgres(_))
+    }
+
     /// Why the store refuses appends, if it does ([`SledStore::refusing_appends`],
     /// [`PgStore::refusing_appends`]).
     #[must_use]
