@@ -37,8 +37,14 @@ use oacis_eventlog::{
 use oacis_projections::{ProjectionError, Projections};
 use uuid::Uuid;
 
-/// How often a command is decided again after a version conflict before CONFLICT.
+/// How often a command is decided (first and again after a version conflict) before
+/// CONFLICT, when this server is the log's one writer: a conflict then comes only from a
+/// stale cached state.
 pub const MAX_ATTEMPTS: usize = 3;
+/// The same on a log other servers append to (PostgreSQL): their commands on a hot stream
+/// can take its next version again and again, so more attempts, each after a random pause
+/// of up to 2 ms times the attempts so far, so that two servers' retries drift apart.
+pub const MAX_ATTEMPTS_SHARED: usize = 8;
 /// Folded states kept in memory (streams).
 pub const CACHE_STREAMS: usize = 50_000;
 /// Idempotency keys remembered in memory, with their first result.
@@ -133,10 +139,12 @@ pub enum CommandError {
     #[error(transparent)]
     Domain(#[from] DomainError),
     /// The stream kept changing while deciding (API: CONFLICT with the version).
-    #[error("{stream} changed during each of {MAX_ATTEMPTS} attempts; it is at version {actual}")]
+    #[error("{stream} changed during each of {attempts} attempts; it is at version {actual}")]
     Conflict {
         /// The stream.
         stream: String,
+        /// Attempts made.
+        attempts: usize,
         /// Its version now.
         actual: Version,
     },
@@ -546,10 +554,18 @@ impl CommandBus {
             match outcome {
                 Ok(executed) => break executed,
                 Err(AppendError::Conflict { stream, actual, .. }) => {
-                    if attempt >= MAX_ATTEMPTS {
-                        return Err(CommandError::Conflict { stream: stream.as_str().to_owned(), actual });
+                    let shared = self.store.several_writers();
+                    let attempts = if shared { MAX_ATTEMPTS_SHARED } else { MAX_ATTEMPTS };
+                    if attempt >= attempts {
+                        return Err(CommandError::Conflict { stream: stream.as_str().to_owned(), attempts, actual });
                     }
                     tracing::debug!(%stream, %actual, attempt, "version conflict; deciding again");
+                    if shared {
+                        let mut noise = [0u8; 2];
+                        let _ = getrandom::fill(&mut noise);
+                        let micros = u64::from(u16::from_le_bytes(noise)) % 2_000 * u64::try_from(attempt).unwrap_or(1);
+                        tokio::time::sleep(Duration::from_micros(micros)).await;
+                    }
                 }
                 Err(AppendError::CommandReused { .. }) => {
                     return self.replayed_or(keyed, command_id, fingerprint, CommandError::KeyReused).await

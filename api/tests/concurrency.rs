@@ -111,7 +111,24 @@ fn many_writers_to_one_customer_all_land_in_order() {
     let log = "mutation($c: String!, $s: String!) { logInteraction(customer: $c, channel: CALL, direction: INBOUND, summary: $s) { seq version } }";
     let jobs: Vec<(String, Value)> =
         (0..32).map(|n| (log.to_owned(), json!({ "c": id, "s": format!("call {n}") }))).collect();
+    // Meanwhile /readyz is asked again and again: views trailing the writes by a few records
+    // for milliseconds do not make the server "not ready".
+    let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let probe = {
+        let (addr, writing) = (server.addr.clone(), writing.clone());
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while writing.load(std::sync::atomic::Ordering::Acquire) || answers.is_empty() {
+                answers.push(oacis_tests::http(&addr, "GET", "/readyz", None, b""));
+            }
+            answers
+        })
+    };
     let answers = at_once(&server, &token, jobs);
+    writing.store(false, std::sync::atomic::Ordering::Release);
+    for (status, body) in probe.join().unwrap() {
+        assert_eq!(status, 200, "{body}");
+    }
     let mut versions: Vec<u64> = answers
         .iter()
         .map(|a| a["data"]["logInteraction"]["version"].as_u64().unwrap_or_else(|| panic!("{a}")))

@@ -53,6 +53,38 @@ fn post(
     (status, seq, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")))
 }
 
+/// Asks `/readyz` until it answers `status` (10 s at most), whose body must then contain `says`.
+fn readyz_until(server: &Server, status: u16, says: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (got, body) = server.http("GET", "/readyz", None, b"");
+        if got == status {
+            assert!(body.contains(says), "{body}");
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "/readyz stayed {got}: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Sends a keyed `registerCustomer` until it lands (UNAVAILABLE or TIMEOUT meanwhile, 30 s at
+/// most), then once more: the same customer, replayed.
+fn lands_once(server: &Server, admin: &str, keyed: &str, variables: &Value) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let landed = loop {
+        let answer = server.gql(Some(admin), keyed, variables.clone());
+        if answer["errors"].is_null() {
+            break answer;
+        }
+        assert!(["UNAVAILABLE", "TIMEOUT"].contains(&code(&answer)), "{answer}");
+        assert!(std::time::Instant::now() < deadline, "the server did not come back: {answer}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let again = server.gql(Some(admin), keyed, variables.clone());
+    assert_eq!(ok(&again, "registerCustomer")["id"], ok(&landed, "registerCustomer")["id"]);
+    assert_eq!(ok(&again, "registerCustomer")["replayed"], true);
+}
+
 #[test]
 fn the_server_runs_on_postgres_and_migrate_copies_the_log_both_ways() {
     let cluster = PgCluster::start().expect("a throwaway PostgreSQL cluster");
@@ -60,7 +92,17 @@ fn the_server_runs_on_postgres_and_migrate_copies_the_log_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let env = [("OACIS_ADMIN_PASSWORD", PASSWORD)];
-    let args = ["--store", url.as_str(), "--demo", "--demo-customers", "40", "--consistency-wait-ms", "300"];
+    let args = [
+        "--store",
+        url.as_str(),
+        "--demo",
+        "--demo-customers",
+        "40",
+        "--consistency-wait-ms",
+        "300",
+        "--request-timeout-seconds",
+        "3",
+    ];
     let server = Server::start(env!("CARGO_BIN_EXE_oacis"), &data, &args, &env);
     let admin = server.first_sign_in("admin", PASSWORD, CHANGED);
 
@@ -119,35 +161,22 @@ fn the_server_runs_on_postgres_and_migrate_copies_the_log_both_ways() {
     let refused = server.gql(Some(&admin), keyed, during.clone());
     assert_eq!(code(&refused), "UNAVAILABLE", "{refused}");
     // Not ready while the database is away (the tailer notices within its poll).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let (status, body) = server.http("GET", "/readyz", None, b"");
-        if status == 503 {
-            assert!(body.contains("cannot be reached"), "{body}");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "/readyz stayed {status}: {body}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    readyz_until(&server, 503, "cannot be reached");
     cluster.start_again().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let landed = loop {
-        let answer = server.gql(Some(&admin), keyed, during.clone());
-        if answer["errors"].is_null() {
-            break answer;
-        }
-        assert_eq!(code(&answer), "UNAVAILABLE", "{answer}");
-        assert!(std::time::Instant::now() < deadline, "the server did not come back: {answer}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    let again_keyed = server.gql(Some(&admin), keyed, during);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while server.http("GET", "/readyz", None, b"").0 != 200 {
-        assert!(std::time::Instant::now() < deadline, "/readyz did not come back");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert_eq!(ok(&again_keyed, "registerCustomer")["id"], ok(&landed, "registerCustomer")["id"]);
-    assert_eq!(ok(&again_keyed, "registerCustomer")["replayed"], true);
+    lands_once(&server, &admin, keyed, &during);
+    readyz_until(&server, 200, "ready");
+
+    // PostgreSQL hangs (every process stopped, connections open): a write is answered within
+    // the request timeout with TIMEOUT (a GraphQL body), /readyz stops saying ready, and once
+    // it answers again the same keyed write lands once.
+    cluster.freeze(true).unwrap();
+    let hung = json!({ "p": { "kind": "PERSON", "name": "挂 Hung", "source": "OTHER" }, "k": "hung-1" });
+    let (status, _, answer) = post(&server, &admin, &[], keyed, hung.clone());
+    assert_eq!((status, code(&answer)), (503, "TIMEOUT"), "{answer}");
+    assert!(answer["errors"][0]["message"].as_str().unwrap().contains("same clientMutationId"), "{answer}");
+    readyz_until(&server, 503, "cannot be reached");
+    cluster.freeze(false).unwrap();
+    lands_once(&server, &admin, keyed, &hung);
     assert_eq!(server.terminate().code(), Some(0));
 
     // A restart replays the views from the database.
@@ -210,16 +239,7 @@ fn the_server_runs_on_postgres_and_migrate_copies_the_log_both_ways() {
             ),
         )
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let (status, body) = joined.http("GET", "/readyz", None, b"");
-        if status == 503 {
-            assert!(body.contains("refuses appends") && body.contains("acknowledged records are missing"), "{body}");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "/readyz stayed {status}: {body}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    readyz_until(&joined, 503, "refuses appends: the database's log is at seq");
     let refused =
         joined.gql(Some(&admin), keyed, json!({ "p": { "kind": "PERSON", "name": "回 Rewound", "source": "OTHER" } }));
     assert_eq!(code(&refused), "INTERNAL", "{refused}");
@@ -350,6 +370,25 @@ fn two_servers_on_one_database_share_writes_keys_and_erasures() {
         let (_, _, answer) = post(server, &admin, &[("oacis-min-seq", &min)], history, json!({ "id": ids[0] }));
         let kinds = answer["data"]["recordHistory"].as_array().unwrap().len();
         assert_eq!(kinds, 1 + landed.len(), "the registration and every landed interaction: {answer}");
+    }
+
+    // One user reading personal data on both servers at once: every read is put on that
+    // user's access record (one stream both servers append to), and every read is answered.
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let reads: Vec<_> = (0..48)
+            .map(|i| {
+                let (server, admin, id) = ([&a, &b][i % 2], &admin, &ids[0]);
+                scope.spawn(move || {
+                    let (status, _, answer) = post(server, admin, &[], read, json!({ "id": id }));
+                    (status, answer)
+                })
+            })
+            .collect();
+        reads.into_iter().map(|read| read.join().unwrap()).collect()
+    });
+    for (status, answer) in &answers {
+        assert_eq!(*status, 200, "{answer}");
+        assert_eq!(ok(answer, "customer")["phones"], json!(["+8613911110001"]), "{answer}");
     }
 
     // An erasure on a: b shows it erased, and b's own key store destroys the key.

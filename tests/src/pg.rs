@@ -169,6 +169,35 @@ impl PgCluster {
         )
     }
 
+    /// Freezes (`true`: SIGSTOP) or thaws (`false`: SIGCONT) the server and all its processes,
+    /// as a database that hangs rather than fails: connections stay open and nothing answers.
+    ///
+    /// # Errors
+    /// When the server's process is not found or `kill` fails.
+    pub fn freeze(&self, frozen: bool) -> Result<(), PgError> {
+        let pid_file = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .map_err(|e| PgError(format!("the server's pid file: {e}")))?;
+        let postmaster = pid_file.lines().next().unwrap_or_default().trim().to_owned();
+        // Its children (backends, writer, checkpointer, WAL writer), from /proc.
+        let mut pids = vec![postmaster.clone()];
+        for entry in std::fs::read_dir("/proc").map_err(|e| PgError(format!("/proc: {e}")))?.flatten() {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // `pid (comm) state ppid ...`: the fields after the last ')'.
+            let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if parent == Some(postmaster.as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status =
+            Command::new("kill").arg(signal).args(&pids).status().map_err(|e| PgError(format!("kill: {e}")))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(PgError(format!("kill {signal} {pids:?} failed")))
+        }
+    }
+
     /// The port it listens on (127.0.0.1).
     #[must_use]
     pub fn port(&self) -> u16 {

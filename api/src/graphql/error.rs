@@ -193,7 +193,7 @@ impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         match e {
             CommandError::Domain(d) => d.into(),
-            CommandError::Conflict { stream, actual } => ApiError::Conflict {
+            CommandError::Conflict { stream, actual, .. } => ApiError::Conflict {
                 message: format!("the record changed while deciding ({stream}); reload and try again"),
                 version: Some(actual.0),
             },

@@ -363,12 +363,11 @@ fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("a panic");
     tracing::error!(panic = what, "a request handler panicked");
-    let body =
-        r#"{"data":null,"errors":[{"message":"internal error; it has been logged","extensions":{"code":"INTERNAL"}}]}"#;
-    (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error; it has been logged")
 }
 
-/// 200 once the views have applied every acknowledged event, 503 (with the lag) before,
+/// 200 once the views have applied every event acknowledged when asked (waiting up to
+/// [`READY_WAIT`] for them), 503 (with the lag) if they do not,
 /// 503 while the log's database cannot be reached, and 503 (with the reason) once the log
 /// refuses appends.
 async fn readyz(State(app): State<App>) -> Response {
@@ -379,16 +378,27 @@ async fn readyz(State(app): State<App>) -> Response {
     if !app.state.bus.store().reachable() {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: the log's database cannot be reached").into_response();
     }
+    // Under writes the views trail the log by a few records for milliseconds: ready once they
+    // reach the head as it is now, within READY_WAIT.
     let head = app.state.bus.store().head().seq;
-    let applied = app.state.bus.projections().applied();
-    if applied >= head {
-        (StatusCode::OK, format!("ready: views at seq {applied}")).into_response()
-    } else {
-        let lag = head.0 - applied.0;
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: views at seq {applied}, log at {head} ({lag} behind)"))
-            .into_response()
+    let projections = app.state.bus.projections();
+    match tokio::time::timeout(READY_WAIT, projections.wait_for(head)).await {
+        Ok(Ok(())) => (StatusCode::OK, format!("ready: views at seq {}", projections.applied())).into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: the views stopped: {e}")).into_response(),
+        Err(_) => {
+            let applied = projections.applied();
+            let lag = head.0.saturating_sub(applied.0);
+            let message = format!(
+                "not ready: views at seq {applied}, log at {head} ({lag} behind, not caught up within {} s)",
+                READY_WAIT.as_secs()
+            );
+            (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
+        }
     }
 }
+
+/// How long `/readyz` waits for the views to reach the log's head.
+const READY_WAIT: Duration = Duration::from_secs(1);
 
 /// GraphiQL, for signed-in administrators.
 fn graphiql(app: &App, headers: &HeaderMap) -> Response {
@@ -422,9 +432,8 @@ async fn graphql_post(
         );
     }
     if multipart && !headers.contains_key(header::AUTHORIZATION) {
-        let body = serde_json::json!({ "data": null, "errors": [{ "message": ApiError::Unauthenticated.message(), "extensions": { "code": "UNAUTHENTICATED" } }] });
-        return (StatusCode::UNAUTHORIZED, [(header::CONTENT_TYPE, "application/json")], body.to_string())
-            .into_response();
+        let error = ApiError::Unauthenticated;
+        return error_response(StatusCode::UNAUTHORIZED, error.code(), &error.message());
     }
     // The body arrives within the request's time (a JSON request's timeout, an upload's),
     // and no further than one byte past its limit.
@@ -487,7 +496,15 @@ async fn graphql_post(
     }
     match tokio::time::timeout(config.request_timeout(), answer(&app, Some(peer.ip()), &headers, request)).await {
         Ok(response) => response,
-        Err(_) => (StatusCode::REQUEST_TIMEOUT, "request timed out").into_response(),
+        Err(_) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TIMEOUT",
+            &format!(
+                "the request did not finish within {} s (--request-timeout-seconds); a write in it may \
+                 still be recorded: retry it with the same clientMutationId",
+                config.request_timeout().as_secs()
+            ),
+        ),
     }
 }
 
@@ -503,8 +520,12 @@ fn refused(message: &str) -> Response {
 
 /// `status` with a GraphQL error body (code VALIDATION): the request itself is at fault.
 fn request_error(status: StatusCode, message: &str) -> Response {
-    let body =
-        serde_json::json!({ "data": null, "errors": [{ "message": message, "extensions": { "code": "VALIDATION" } }] });
+    error_response(status, "VALIDATION", message)
+}
+
+/// `status` with a GraphQL error body: no data, one error with `message` and `code`.
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "data": null, "errors": [{ "message": message, "extensions": { "code": code } }] });
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
@@ -552,7 +573,17 @@ pub async fn answer(app: &App, ip: Option<IpAddr>, headers: &HeaderMap, request:
             if let Err(e) = app.state.bus.execute::<AccessLog>(stream, command, &origin).await {
                 // Personal data is shown only once its read is on the record.
                 tracing::error!(error = %e, "recording a personal-data read failed; withholding the response");
-                return (StatusCode::INTERNAL_SERVER_ERROR, "internal error; it has been logged").into_response();
+                let error = ApiError::from(e);
+                let status = match error {
+                    ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                    _ => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                let message = format!(
+                    "the answer shows personal data, and reading it could not be put on the record, so it is \
+                     withheld; try again ({})",
+                    error.message()
+                );
+                return error_response(status, error.code(), &message);
             }
         }
     }
@@ -595,7 +626,7 @@ async fn caught_up(app: &App, headers: &HeaderMap) -> Result<(), Response> {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "views stopped following the log");
-            Err((StatusCode::INTERNAL_SERVER_ERROR, "internal error; it has been logged").into_response())
+            Err(error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error; it has been logged"))
         }
         Err(_) => {
             let at = projections.applied().0;

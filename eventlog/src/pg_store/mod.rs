@@ -517,6 +517,10 @@ fn write_head_file(path: &std::path::Path, head: Head) -> std::io::Result<()> {
     std::fs::rename(&temp, path)
 }
 
+/// How long the tailer waits for the head it reads before taking the database for
+/// unreachable (a read takes milliseconds even under load).
+const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The tailer: publishes the committed head at each poll and each wake-up naming a seq past
 /// what its node has published, until the store closes. A head read behind one published
 /// before the read was sent (so committed before it) means the database lost acknowledged
@@ -556,8 +560,16 @@ async fn tail(
         // one. (One published while the read is on its way, by this node's writer, may be past
         // what the read sees: that is not the log going back.)
         let known = *heads.borrow();
+        // A database that hangs (rather than refusing) is unreachable too: the read is given
+        // up after HEAD_READ_TIMEOUT and the connection made again.
         let answered = match &client {
-            Some(c) if read => Some(c.query_one(schema::HEAD, &[]).await),
+            Some(c) if read => match tokio::time::timeout(HEAD_READ_TIMEOUT, c.query_one(schema::HEAD, &[])).await {
+                Ok(answered) => Some(answered.map_err(database)),
+                Err(_) => Some(Err(Error::Unavailable(format!(
+                    "the log's head was not read within {} s",
+                    HEAD_READ_TIMEOUT.as_secs()
+                )))),
+            },
             _ => None,
         };
         if read {
@@ -576,7 +588,7 @@ async fn tail(
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %database(e), "cannot read the log's head");
+                    tracing::warn!(error = %e, "cannot read the log's head");
                     client = None;
                 }
             }
