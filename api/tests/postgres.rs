@@ -344,6 +344,34 @@ fn two_servers_on_one_database_share_writes_keys_and_erasures() {
     assert!(registered.iter().all(|r| r["id"] == registered[0]["id"]), "{answers:?}");
     assert_eq!(registered.iter().filter(|r| r["replayed"] == false).count(), 1, "{answers:?}");
 
+    // The database copied into a new folder while b takes writes: the copy ends at the head
+    // it began at, whole, and verifies.
+    let live_copy = dir.path().join("live-copy");
+    let writing = std::sync::atomic::AtomicBool::new(true);
+    let (copied, written) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut written = 0;
+            while writing.load(std::sync::atomic::Ordering::Acquire) {
+                let name = format!("写 Live {written}");
+                let answer = b.gql(
+                    Some(&admin),
+                    register,
+                    json!({ "p": { "kind": "PERSON", "name": name, "source": "OTHER" } }),
+                );
+                ok(&answer, "registerCustomer");
+                written += 1;
+            }
+            written
+        });
+        let copied = out(&oacis(&["migrate", "--from", &url, "--to", path(&live_copy), "--key-file", path(&kek)]));
+        writing.store(false, std::sync::atomic::Ordering::Release);
+        (copied, writer.join().unwrap())
+    });
+    assert!(copied.0 && copied.1.contains("copied the log"), "{}", copied.1);
+    assert!(written > 0);
+    let (done, text) = out(&oacis(&["verify", "--data", path(&live_copy)]));
+    assert!(done, "{text}");
+
     // Sixteen interactions logged at once on one customer through both servers: each lands
     // or, after the retries, answers that the record kept changing; none is decided against
     // a state that includes another's append still pending (which, with the other server

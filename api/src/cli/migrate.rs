@@ -94,7 +94,9 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
             std::fs::write(folder.join(MOVED), note).with_context(|| format!("marking {}", folder.display()))?;
             copied
         } else {
-            into_folder(&source, &args.from, target_folder, &args.keys).await?
+            // Servers may be appending while the database is copied: the copy ends at the head
+            // read when it began.
+            into_folder(&source, head.seq, &args.from, target_folder, &args.keys).await?
         };
         if copied != head {
             anyhow::bail!(
@@ -106,6 +108,13 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
             );
         }
         println!("copied the log: {} records, head hash {} on both", head.seq, head.hash);
+        let now = source.head();
+        if now.seq > head.seq {
+            println!(
+                "the source went on to seq {} meanwhile (servers appending): the copy ends at the head it began at",
+                now.seq
+            );
+        }
         if is_postgres(&args.to) {
             println!(
                 "serve it with: oacis serve --store <URL> --data {} (the data folder keeps the key store and attachments; \
@@ -180,6 +189,7 @@ async fn into_postgres(
 
 async fn into_folder(
     source: &AnyStore,
+    end: Seq,
     url: &str,
     dir: PathBuf,
     keys: &crate::cli::keys::KeyArgs,
@@ -205,7 +215,10 @@ async fn into_folder(
         tokio::spawn(async move {
             let mut from = Seq::FIRST;
             loop {
-                let page = source.read_all(from, PAGE).await;
+                let page = source.read_all(from, PAGE).await.map(|mut records| {
+                    records.retain(|r| r.seq <= end);
+                    records
+                });
                 let last = page.as_ref().ok().and_then(|p| p.last().map(|r| r.seq));
                 let done = page.as_ref().map_or(true, Vec::is_empty);
                 if pages.send(page).await.is_err() || done {
@@ -215,7 +228,7 @@ async fn into_folder(
             }
         })
     };
-    let total = source.head().seq.0;
+    let total = end.0;
     let written = tokio::task::spawn_blocking(move || {
         let records = std::iter::from_fn(move || pending.blocking_recv())
             .take_while(|page| page.as_ref().map_or(true, |p| !p.is_empty()))
