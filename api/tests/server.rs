@@ -198,6 +198,31 @@ fn five_bad_passwords_lock_the_account_and_names_are_not_probed() {
     assert_eq!(code(&locked), "UNAUTHENTICATED", "{locked}");
 }
 
+/// Wrong passwords and the right one sent at once: while the right one is checked, the
+/// others may lock the account; it is then refused like any failure (an answer of its own
+/// would tell that the password is right).
+#[test]
+fn the_right_password_racing_a_lockout_gets_the_answer_of_every_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let tries: Vec<_> = (0..9)
+            .map(|i| {
+                let server = &server;
+                scope.spawn(move || {
+                    let password = if i == 4 { ADMIN_PASSWORD.to_owned() } else { format!("Wrong-Password-{i}") };
+                    sign_in(server, "admin", &password)
+                })
+            })
+            .collect();
+        tries.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for answer in &answers {
+        let code = code(answer);
+        assert!(answer["errors"].is_null() || code == "UNAUTHENTICATED" || code == "RATE_LIMITED", "{answer}");
+    }
+}
+
 #[test]
 fn guards_refuse_oversized_deep_wide_and_batched_requests() {
     let dir = tempfile::tempdir().unwrap();

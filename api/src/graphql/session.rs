@@ -149,7 +149,31 @@ impl SessionMutation {
             metrics::counter!("oacis_sign_in_failures_total", "reason" => "bad_credentials").increment(1);
             return Err(ApiError::BadCredentials);
         }
-        open_session(state, user, &account, now, &origin).await
+        match open_session(state, user, &account, now, &origin).await {
+            // The account was locked or deactivated while the password was checked (by
+            // failures sent at the same time): the same answer as every failure, or the
+            // refusal would tell that this password is the right one.
+            Err(ApiError::Conflict { .. }) => {
+                // Recorded as an attempt on a blocked account when it is one (the audit's alert).
+                let now_state = state.bus.state::<User>(&stream).await?;
+                let reason = match now_state.status {
+                    UserStatus::Locked => Some(LoginFailure::Locked),
+                    UserStatus::Deactivated => Some(LoginFailure::Deactivated),
+                    _ => None,
+                };
+                if let Some(reason) = reason {
+                    let command = UserCommand::RecordLoginFailure {
+                        reason,
+                        client: origin.client_addr.clone(),
+                        lockout_threshold: state.config.lockout_threshold,
+                    };
+                    state.bus.execute::<User>(stream, command, &origin).await?;
+                }
+                metrics::counter!("oacis_sign_in_failures_total", "reason" => "bad_credentials").increment(1);
+                Err(ApiError::BadCredentials)
+            }
+            answer => answer,
+        }
     }
 
     /// Ends the caller's session; its token stops working at once.
