@@ -372,6 +372,20 @@ fn two_servers_on_one_database_share_writes_keys_and_erasures() {
     let (done, text) = out(&oacis(&["verify", "--data", path(&live_copy)]));
     assert!(done, "{text}");
 
+    // A session ended on one server is refused for writes by the other at once (a mutation
+    // waits for the views to hold what the database had committed when it arrived).
+    let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
+    for round in 0..4 {
+        let signed_in = a.gql(None, sign_in, json!({ "n": "admin", "p": CHANGED }));
+        let token = ok(&signed_in, "signIn")["token"].as_str().unwrap().to_owned();
+        let out = a.gql(Some(&token), "mutation { signOut }", json!({}));
+        assert_eq!(ok(&out, "signOut"), true);
+        let name = format!("登出 Signed out {round}");
+        let after =
+            b.gql(Some(&token), register, json!({ "p": { "kind": "PERSON", "name": name, "source": "OTHER" } }));
+        assert_eq!(code(&after), "UNAUTHENTICATED", "round {round}: {after}");
+    }
+
     // Sixteen interactions logged at once on one customer through both servers: each lands
     // or, after the retries, answers that the record kept changing; none is decided against
     // a state that includes another's append still pending (which, with the other server
@@ -431,7 +445,6 @@ fn two_servers_on_one_database_share_writes_keys_and_erasures() {
     assert_eq!(ok(&answer, "customer")["phones"], json!(["+8613911110001"]), "the others intact");
     // Lockout is in the log: five wrong passwords spread over both servers lock the account
     // on both (the per-process rate limits cannot multiply the attempts past it).
-    let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
     for (i, server) in [&a, &b, &a, &b, &a].into_iter().enumerate() {
         let wrong = server.gql(None, sign_in, json!({ "n": "admin", "p": format!("Wrong-Password-{i}") }));
         assert_eq!(code(&wrong), "UNAUTHENTICATED", "{wrong}");

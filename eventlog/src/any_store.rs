@@ -86,6 +86,18 @@ impl AnyStore {
         }
     }
 
+    /// The log's head as committed by every writer: on the embedded store, this store's head;
+    /// on PostgreSQL, read from the database ([`PgStore::committed_head`]).
+    ///
+    /// # Errors
+    /// [`crate::Error::Unavailable`], [`crate::Error::Database`] on PostgreSQL.
+    pub async fn committed_head(&self) -> Result<Seq> {
+        match self {
+            AnyStore::Sled(store) => Ok(store.head().seq),
+            AnyStore::Postgres(store) => store.committed_head().await,
+        }
+    }
+
     /// Whether other processes may append to this log: on PostgreSQL, other servers; the
     /// embedded store has one writer, this process.
     #[must_use]

@@ -530,8 +530,16 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// Executes one GraphQL request for the caller its headers name.
-pub async fn answer(app: &App, ip: Option<IpAddr>, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+pub async fn answer(
+    app: &App,
+    ip: Option<IpAddr>,
+    headers: &HeaderMap,
+    mut request: async_graphql::Request,
+) -> Response {
     if let Err(refusal) = caught_up(app, headers).await {
+        return refusal;
+    }
+    if let Err(refusal) = writes_caught_up(app, &mut request).await {
         return refusal;
     }
     let caller = app.authenticate(headers);
@@ -617,7 +625,48 @@ async fn caught_up(app: &App, headers: &HeaderMap) -> Result<(), Response> {
         };
         wanted = wanted.max(Some(seq));
     }
-    let Some(wanted) = wanted else { return Ok(()) };
+    match wanted {
+        Some(wanted) => views_reach(app, wanted).await,
+        None => Ok(()),
+    }
+}
+
+/// On a log other servers append to, a mutation is decided and authorized only once this
+/// server's views hold everything committed when it arrived: a session ended, a role taken
+/// away or an account locked on another server then holds here too, not a notification
+/// later. (Reads may trail by that much; `Oacis-Min-Seq` waits for a write seen elsewhere.)
+async fn writes_caught_up(app: &App, request: &mut async_graphql::Request) -> Result<(), Response> {
+    let store = app.state.bus.store();
+    if !store.several_writers() || !is_mutation(request) {
+        return Ok(());
+    }
+    match store.committed_head().await {
+        Ok(head) => views_reach(app, head.0).await,
+        Err(e) => {
+            let error = ApiError::from(e);
+            Err(error_response(StatusCode::SERVICE_UNAVAILABLE, error.code(), &error.message()))
+        }
+    }
+}
+
+/// Whether the operation `request` runs is a mutation.
+fn is_mutation(request: &mut async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else { return false };
+    let kind = match (&document.operations, name) {
+        (DocumentOperations::Single(operation), _) => Some(operation.node.ty),
+        (DocumentOperations::Multiple(operations), Some(name)) => {
+            operations.get(name.as_str()).map(|operation| operation.node.ty)
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    kind == Some(OperationType::Mutation)
+}
+
+/// Waits, up to `--consistency-wait-ms`, for the views to reach seq `wanted`: 503
+/// (STALE_VIEWS) when the bound passes first.
+async fn views_reach(app: &App, wanted: u64) -> Result<(), Response> {
     let projections = app.state.bus.projections();
     // Within the request's own time, so that the answer is STALE_VIEWS, not a timeout.
     let bound = Duration::from_millis(app.state.config.consistency_wait_ms)

@@ -334,6 +334,16 @@ impl PgStore {
         Ok((SetupLock { _client: client }, head))
     }
 
+    /// The log's head as the database holds it now (committed by any server; this server's
+    /// published head may trail it by a notification).
+    ///
+    /// Errors: [`Error::Unavailable`] if the database cannot be reached; [`Error::Database`].
+    pub async fn committed_head(&self) -> Result<Seq> {
+        let client = self.client().await?;
+        let row = client.query_one(schema::HEAD, &[]).await.map_err(database)?;
+        Ok(seq_of(row.get(0)))
+    }
+
     /// Whether the database answered this server's last look at the log's head (every
     /// `poll_interval` at most): false while PostgreSQL is away.
     #[must_use]
