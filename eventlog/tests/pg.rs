@@ -358,7 +358,7 @@ async fn writer_waits_in(url: &str, call: &str) -> bool {
 }
 
 #[test]
-fn an_append_that_cannot_get_the_head_in_time_is_refused_naming_the_lock_timeout() {
+fn an_append_that_cannot_get_the_head_in_time_is_refused_as_unavailable_naming_the_lock_timeout() {
     let cluster = PgCluster::start().expect("cluster");
     let url = cluster.database("lock_timeout").expect("database");
     let rt = runtime();
@@ -375,6 +375,11 @@ fn an_append_that_cannot_get_the_head_in_time_is_refused_naming_the_lock_timeout
             .append(stream("y"), ExpectedVersion::NoStream, vec![event("Y", 2)], meta(2))
             .await
             .expect_err("no head within the lock timeout");
+        // Unavailable: nothing was written, and the caller may try again.
+        assert!(
+            matches!(refused, oacis_eventlog::AppendError::Store(oacis_eventlog::Error::Unavailable(_))),
+            "{refused:?}"
+        );
         let message = refused.to_string();
         assert!(message.contains("55P03") && message.contains("lock timeout"), "{message}");
         assert_eq!(message.matches("PostgreSQL").count(), 1, "{message}");

@@ -126,7 +126,14 @@ impl Turn {
 impl Failed {
     fn before_commit(error: tokio_postgres::Error) -> Failed {
         let retry = super::transient(&error);
-        Failed::NotCommitted { error: database(error), retry }
+        // The head not had within `lock_timeout` (another node holds it, frozen or stalled):
+        // nothing was written and the caller may try again, as when the database is away.
+        let timed_out = error.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE);
+        let error = match database(error) {
+            Error::Database(text) if timed_out => Error::Unavailable(text),
+            other => other,
+        };
+        Failed::NotCommitted { error, retry }
     }
 }
 
@@ -362,7 +369,7 @@ impl PgWriter {
                     break;
                 }
                 Err(Failed::NotCommitted { error, retry }) => {
-                    unavailable = retry;
+                    unavailable = retry || matches!(error, Error::Unavailable(_));
                     last_error = cause(&error);
                     self.connection = None;
                     if retry {
