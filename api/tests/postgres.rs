@@ -539,3 +539,25 @@ fn servers_first_starting_together_set_the_organisation_up_once() {
         assert_eq!(unique.len(), roles.len(), "each default role once: {roles:?}");
     }
 }
+
+/// A server started before its database (both started together) waits for it, saying so,
+/// and serves once it is up.
+#[test]
+fn a_server_started_before_its_database_waits_for_it() {
+    let cluster = PgCluster::start().expect("a throwaway PostgreSQL cluster");
+    let url = cluster.database("later").unwrap();
+    cluster.stop().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("OACIS_ADMIN_PASSWORD", PASSWORD)];
+    std::thread::scope(|scope| {
+        let database = scope.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            cluster.start_again().unwrap();
+        });
+        let server = Server::start(env!("CARGO_BIN_EXE_oacis"), &dir.path().join("data"), &["--store", &url], &env);
+        database.join().unwrap();
+        let printed = server.stderr.lock().map(|lines| lines.join("\n")).unwrap_or_default();
+        assert!(printed.contains("waiting for PostgreSQL"), "{printed}");
+        readyz_until(&server, 200, "ready");
+    });
+}

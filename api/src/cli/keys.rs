@@ -111,7 +111,8 @@ pub fn open_key_store_with(data: &Path, kek: oacis_eventlog::keys::Kek) -> anyho
 /// `postgresql://` URL, or a libpq string with `host=`), else the embedded store in `data`
 /// with sled's page cache at `cache_bytes` and the read-back of the records under an index
 /// snapshot held until the server calls `SledStore::start_records_check` (once its views
-/// are read); either way with `keys`, the key store in `data`.
+/// are read); either way with `keys`, the key store in `data`. A database that cannot be
+/// reached is tried again for up to [`START_WAIT`].
 ///
 /// # Errors
 /// A `url` of another kind; the database's and the store's errors.
@@ -146,9 +147,27 @@ pub async fn open_any(
     let mut config = oacis_eventlog::PgConfig::new(url);
     config.keys = Some(keys);
     config.head_file = Some(data.join(POSTGRES_HEAD));
-    let store = oacis_eventlog::PgStore::open(config).await.context("opening the log on PostgreSQL")?;
+    // A database not up yet (started together with the servers) is waited for, a while.
+    let began = std::time::Instant::now();
+    let mut told = None;
+    let store = loop {
+        match oacis_eventlog::PgStore::open(config.clone()).await {
+            Ok(store) => break store,
+            Err(oacis_eventlog::Error::Unavailable(why)) if began.elapsed() < START_WAIT => {
+                if told.is_none_or(|at: std::time::Instant| at.elapsed() >= std::time::Duration::from_secs(5)) {
+                    eprintln!("oacis: waiting for PostgreSQL ({why}); giving up after {} s", START_WAIT.as_secs());
+                    told = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("opening the log on PostgreSQL")),
+        }
+    };
     Ok(store.into())
 }
+
+/// How long `oacis serve` waits at start for a PostgreSQL log that cannot be reached.
+const START_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The file in a PostgreSQL server's data folder that keeps the last committed head it saw.
 pub const POSTGRES_HEAD: &str = "postgres-head";
