@@ -372,12 +372,16 @@ fn two_servers_on_one_database_share_writes_keys_and_erasures() {
     let (done, text) = out(&oacis(&["verify", "--data", path(&live_copy)]));
     assert!(done, "{text}");
 
-    // A session ended on one server is refused for writes by the other at once (a mutation
-    // waits for the views to hold what the database had committed when it arrived).
+    // A session opened on one server works on the other at once, and one ended there is
+    // refused for writes by the other at once (a mutation, or a token not known, waits for
+    // the views to hold what the database had committed when it arrived).
     let sign_in = "mutation($n: String!, $p: String!) { signIn(input: {name: $n, password: $p}) { token } }";
     for round in 0..4 {
         let signed_in = a.gql(None, sign_in, json!({ "n": "admin", "p": CHANGED }));
         let token = ok(&signed_in, "signIn")["token"].as_str().unwrap().to_owned();
+        // A session opened on a works on b at once (its next request may go to either).
+        let me = b.gql(Some(&token), "{ me { username } }", json!({}));
+        assert_eq!(ok(&me, "me")["username"], "admin", "round {round}: {me}");
         let out = a.gql(Some(&token), "mutation { signOut }", json!({}));
         assert_eq!(ok(&out, "signOut"), true);
         let name = format!("登出 Signed out {round}");

@@ -542,7 +542,17 @@ pub async fn answer(
     if let Err(refusal) = writes_caught_up(app, &mut request).await {
         return refusal;
     }
-    let caller = app.authenticate(headers);
+    let mut caller = app.authenticate(headers);
+    if caller.is_none() && headers.contains_key(header::AUTHORIZATION) && app.state.bus.store().several_writers() {
+        // A token this server does not know may be from a sign-in on another server that its
+        // views have not applied yet (a load balancer sends the next request anywhere):
+        // asked again once they hold what the database has committed.
+        if let Ok(head) = app.state.bus.store().committed_head().await {
+            if views_reach(app, head.0).await.is_ok() {
+                caller = app.authenticate(headers);
+            }
+        }
+    }
     let admin = caller.as_ref().is_some_and(|c| c.holds(Permission::RoleAdmin));
     let reveal = Reveal::default();
     // The request's id when it is a UUID (the layer makes one for requests without), so that
