@@ -133,44 +133,18 @@ impl SessionMutation {
         let good =
             state.hasher.verify(&input.password, account.credential.as_deref()).await.map_err(ApiError::internal)?;
         // What is recorded says why; what the client hears is the same in every case.
-        let failure = match account.status {
-            UserStatus::Locked => Some(LoginFailure::Locked),
-            UserStatus::Deactivated => Some(LoginFailure::Deactivated),
-            _ if !good => Some(LoginFailure::BadPassword),
-            _ => None,
-        };
-        if let Some(reason) = failure {
-            let command = UserCommand::RecordLoginFailure {
-                reason,
-                client: origin.client_addr.clone(),
-                lockout_threshold: state.config.lockout_threshold,
-            };
-            state.bus.execute::<User>(stream, command, &origin).await?;
-            metrics::counter!("oacis_sign_in_failures_total", "reason" => "bad_credentials").increment(1);
-            return Err(ApiError::BadCredentials);
+        let failure = blocked(account.status).or((!good).then_some(LoginFailure::BadPassword));
+        if failure.is_some() {
+            return refuse_sign_in(state, stream, &origin, failure).await;
         }
         match open_session(state, user, &account, now, &origin).await {
             // The account was locked or deactivated while the password was checked (by
             // failures sent at the same time): the same answer as every failure, or the
-            // refusal would tell that this password is the right one.
+            // refusal would tell that this password is the right one; recorded as an attempt
+            // on a blocked account when it is one (the audit's alert).
             Err(ApiError::Conflict { .. }) => {
-                // Recorded as an attempt on a blocked account when it is one (the audit's alert).
-                let now_state = state.bus.state::<User>(&stream).await?;
-                let reason = match now_state.status {
-                    UserStatus::Locked => Some(LoginFailure::Locked),
-                    UserStatus::Deactivated => Some(LoginFailure::Deactivated),
-                    _ => None,
-                };
-                if let Some(reason) = reason {
-                    let command = UserCommand::RecordLoginFailure {
-                        reason,
-                        client: origin.client_addr.clone(),
-                        lockout_threshold: state.config.lockout_threshold,
-                    };
-                    state.bus.execute::<User>(stream, command, &origin).await?;
-                }
-                metrics::counter!("oacis_sign_in_failures_total", "reason" => "bad_credentials").increment(1);
-                Err(ApiError::BadCredentials)
+                let status = state.bus.state::<User>(&stream).await?.status;
+                refuse_sign_in(state, stream, &origin, blocked(status)).await
             }
             answer => answer,
         }
@@ -239,6 +213,35 @@ pub async fn set_password(
     let facts = PasswordFacts { meets_policy: true, recently_used };
     state.bus.execute::<User>(user.stream(), UserCommand::SetPassword { credential, facts }, origin).await?;
     Ok(())
+}
+
+/// Why an account in `status` may not sign in at all, if it may not.
+fn blocked(status: UserStatus) -> Option<LoginFailure> {
+    match status {
+        UserStatus::Locked => Some(LoginFailure::Locked),
+        UserStatus::Deactivated => Some(LoginFailure::Deactivated),
+        _ => None,
+    }
+}
+
+/// A refused sign-in: `failure` recorded on the account (if any), and the one answer every
+/// failure gets.
+async fn refuse_sign_in(
+    state: &AppState,
+    stream: String,
+    origin: &Origin,
+    failure: Option<LoginFailure>,
+) -> ApiResult<SignedIn> {
+    if let Some(reason) = failure {
+        let command = UserCommand::RecordLoginFailure {
+            reason,
+            client: origin.client_addr.clone(),
+            lockout_threshold: state.config.lockout_threshold,
+        };
+        state.bus.execute::<User>(stream, command, origin).await?;
+    }
+    metrics::counter!("oacis_sign_in_failures_total", "reason" => "bad_credentials").increment(1);
+    Err(ApiError::BadCredentials)
 }
 
 async fn open_session(

@@ -539,19 +539,29 @@ pub async fn answer(
     if let Err(refusal) = caught_up(app, headers).await {
         return refusal;
     }
-    if let Err(refusal) = writes_caught_up(app, &mut request).await {
-        return refusal;
+    // On a log other servers append to, a mutation is decided and authorized only once this
+    // server's views hold everything committed when it arrived: a session ended, a role taken
+    // away or an account locked on another server then holds here too, not a notification
+    // later. A token this server does not know may be from a sign-in on another server (a
+    // load balancer sends the next request anywhere): it is asked again after the same wait.
+    // (Other reads may trail by a notification; `Oacis-Min-Seq` waits for a write seen
+    // elsewhere.)
+    let several = app.state.bus.store().several_writers();
+    let mut caught_up = false;
+    if several && is_mutation(&mut request) {
+        if let Err(refusal) = committed_head_reached(app).await {
+            return refusal;
+        }
+        caught_up = true;
     }
     let mut caller = app.authenticate(headers);
-    if caller.is_none() && headers.contains_key(header::AUTHORIZATION) && app.state.bus.store().several_writers() {
-        // A token this server does not know may be from a sign-in on another server that its
-        // views have not applied yet (a load balancer sends the next request anywhere):
-        // asked again once they hold what the database has committed.
-        if let Ok(head) = app.state.bus.store().committed_head().await {
-            if views_reach(app, head.0).await.is_ok() {
-                caller = app.authenticate(headers);
-            }
-        }
+    if caller.is_none()
+        && several
+        && !caught_up
+        && headers.contains_key(header::AUTHORIZATION)
+        && committed_head_reached(app).await.is_ok()
+    {
+        caller = app.authenticate(headers);
     }
     let admin = caller.as_ref().is_some_and(|c| c.holds(Permission::RoleAdmin));
     let reveal = Reveal::default();
@@ -641,16 +651,9 @@ async fn caught_up(app: &App, headers: &HeaderMap) -> Result<(), Response> {
     }
 }
 
-/// On a log other servers append to, a mutation is decided and authorized only once this
-/// server's views hold everything committed when it arrived: a session ended, a role taken
-/// away or an account locked on another server then holds here too, not a notification
-/// later. (Reads may trail by that much; `Oacis-Min-Seq` waits for a write seen elsewhere.)
-async fn writes_caught_up(app: &App, request: &mut async_graphql::Request) -> Result<(), Response> {
-    let store = app.state.bus.store();
-    if !store.several_writers() || !is_mutation(request) {
-        return Ok(());
-    }
-    match store.committed_head().await {
+/// Waits for the views to reach the log's head as the database holds it now (read once).
+async fn committed_head_reached(app: &App) -> Result<(), Response> {
+    match app.state.bus.store().committed_head().await {
         Ok(head) => views_reach(app, head.0).await,
         Err(e) => {
             // As the same error met while executing: HTTP 200, the code in the body.
