@@ -154,11 +154,30 @@ fn requests_without_a_token_act_as_the_anonymous_user_within_its_rights() {
         assert_eq!(oacis_tests::code(&server.gql(None, own, json!({}))), "FORBIDDEN", "{own}");
     }
     // Not through what a browser sends cross-site without asking: no text/plain, no uploads.
-    let (status, body) =
-        server.post("/graphql", None, "text/plain", json!({ "query": "{ me { id } }" }).to_string().as_bytes());
+    // Refused by the router itself, in the media type of an executed answer (GraphQL over
+    // HTTP: a status other than 200 goes with application/graphql-response+json).
+    let media_type = |head: &str| {
+        head.lines().find_map(|line| line.strip_prefix("content-type: ").map(str::to_owned)).unwrap_or_default()
+    };
+    let query = json!({ "query": "{ me { id } }" }).to_string();
+    let (status, head, body) =
+        exchange(&server.addr, "POST", "/graphql", None, &[("content-type", "text/plain")], query.as_bytes());
     assert_eq!(status, 415, "{body}");
-    let (status, body) = server.post("/graphql", None, "multipart/form-data; boundary=x", b"--x--\r\n");
+    assert_eq!(media_type(&head), "application/graphql-response+json", "{head}");
+    assert_eq!(oacis_tests::code(&serde_json::from_str(&body).expect("a GraphQL body")), "VALIDATION", "{body}");
+    let (_, answered, _) =
+        exchange(&server.addr, "POST", "/graphql", None, &[("content-type", "application/json")], query.as_bytes());
+    assert_eq!(media_type(&answered), media_type(&head), "{answered}");
+    let (status, head, body) = exchange(
+        &server.addr,
+        "POST",
+        "/graphql",
+        None,
+        &[("content-type", "multipart/form-data; boundary=x")],
+        b"--x--\r\n",
+    );
     assert_eq!(status, 401, "{body}");
+    assert_eq!(media_type(&head), "application/graphql-response+json", "{head}");
     // A WebSocket without a token: a program (no Origin) is the anonymous user, a page of
     // another site is refused; a payload that is not an object is refused.
     assert!(oacis_tests::Subscriber::connect(&server.addr, None).is_ok());

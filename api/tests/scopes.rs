@@ -91,7 +91,11 @@ fn every_role_and_scope_sees_exactly_what_its_scope_allows() {
         .collect();
     for (i, (owner, department)) in all_owners.iter().enumerate() {
         let phone = format!("+86139{:08}", 10_000_000 + i);
-        let profile = json!({ "kind": "PERSON", "name": format!("客户{i}"), "source": "OTHER", "phones": [phone], "segment": format!("seg{}", i % 3) });
+        let profile = json!({
+            "kind": "PERSON", "name": format!("客户{i}"), "source": "OTHER", "phones": [phone], "segment": format!("seg{}", i % 3),
+            "addresses": [{ "country": "CN", "city": "杭州", "street": format!("文一西路{i}号") }],
+            "social": [{ "network": "wechat", "handle": format!("wx_handle_{i}") }],
+        });
         let id = id_of(&gql(register, json!({ "p": profile, "o": owner })), "registerCustomer");
         customers.push(Customer { id, owner: owner.clone(), department: department.clone(), phone });
     }
@@ -127,6 +131,23 @@ fn every_role_and_scope_sees_exactly_what_its_scope_allows() {
         let body = answer.to_string();
         for customer in customers.iter().filter(|c| expected.contains(c.id.as_str())) {
             assert_eq!(body.contains(&customer.phone), personal, "{name} and {}", customer.phone);
+        }
+
+        // Addresses and social handles (single reads): the street and the handle masked
+        // alike; the city and the network shown to every reader.
+        if let Some(first) = customers.iter().find(|c| expected.contains(c.id.as_str())) {
+            let one =
+                "query($id: String!) { customer(id: $id) { addresses { city street } social { network handle } } }";
+            let read = server.gql(Some(&token), one, json!({ "id": first.id }));
+            let i = customers.iter().position(|c| c.id == first.id).unwrap();
+            let (street, handle) = if personal {
+                (format!("文一西路{i}号"), format!("wx_handle_{i}"))
+            } else {
+                ("****".to_owned(), "****".to_owned())
+            };
+            let customer = &read["data"]["customer"];
+            assert_eq!(customer["addresses"], json!([{ "city": "杭州", "street": street }]), "{name}: {read}");
+            assert_eq!(customer["social"], json!([{ "network": "wechat", "handle": handle }]), "{name}: {read}");
         }
 
         // Aggregates count the same records.

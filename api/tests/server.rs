@@ -198,6 +198,72 @@ fn five_bad_passwords_lock_the_account_and_names_are_not_probed() {
     assert_eq!(code(&locked), "UNAUTHENTICATED", "{locked}");
 }
 
+/// What `customer(id)` answers is the whole profile: sent back to `updateCustomerProfile` with
+/// one edit, it changes that edit alone (the company's size, website and credit code,
+/// addresses and social handles were once unreadable, and such a round trip erased them).
+#[test]
+fn a_profile_read_and_sent_back_changes_only_the_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let admin = first_sign_in(&server, "admin", ADMIN_PASSWORD, "Sesame-Changed-77");
+    let profile = json!({
+        "kind": "ORGANISATION", "name": "测试科技有限公司", "source": "REFERRAL", "segment": "smb",
+        "company": { "industry": "software", "size": "50-199", "website": "https://test.example.com",
+                     "creditCode": "91350100M000100Y43" },
+        "phones": ["+8613912345678"], "emails": ["info@test.example.com"],
+        "addresses": [{ "country": "CN", "region": "浙江", "city": "杭州", "street": "文一西路 969 号", "postalCode": "311121" }],
+        "social": [{ "network": "wechat", "handle": "test_tech" }],
+    });
+    let registered = gql(&server, Some(&admin), REGISTER, json!({ "p": profile }));
+    let id = registered["data"]["registerCustomer"]["id"].as_str().unwrap_or_else(|| panic!("{registered}")).to_owned();
+    let read =
+        "query($id: String!) { customer(id: $id) { kind name source segment tags phones emails idNumber birthDate \
+                company { industry size website creditCode } \
+                addresses { country region city street postalCode } social { network handle } } }";
+    let before = gql(&server, Some(&admin), read, json!({ "id": id }))["data"]["customer"].clone();
+    assert_eq!(before["company"], profile["company"], "{before}");
+    assert_eq!(before["addresses"], profile["addresses"], "{before}");
+    assert_eq!(before["social"], profile["social"], "{before}");
+    let mut edited = before.clone();
+    edited["segment"] = json!("key-account");
+    let update = "mutation($id: String!, $p: ProfileInput!) { updateCustomerProfile(id: $id, profile: $p) { seq } }";
+    let updated = gql(&server, Some(&admin), update, json!({ "id": id, "p": edited }));
+    assert!(updated["errors"].is_null(), "{updated}");
+    let after = gql(&server, Some(&admin), read, json!({ "id": id }))["data"]["customer"].clone();
+    assert_eq!(after, edited, "only the segment changed");
+    // In a list, the company is not there (lists carry the industry); addresses neither.
+    let listed = gql(
+        &server,
+        Some(&admin),
+        "{ customers(first: 5) { edges { node { industry company { size } addresses { city } } } } }",
+        json!({}),
+    );
+    assert_eq!(
+        listed["data"]["customers"]["edges"][0]["node"],
+        json!({ "industry": "software", "company": null, "addresses": [] }),
+        "{listed}"
+    );
+}
+
+/// A wrong current password in `changePassword` is a failed sign-in: five in a row lock the
+/// account and end the session that sent them (a stolen token buys no unlimited guesses).
+#[test]
+fn wrong_current_passwords_lock_the_account_and_end_its_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let admin = first_sign_in(&server, "admin", ADMIN_PASSWORD, "Sesame-Changed-77");
+    let change = "mutation($c: String!) { changePassword(current: $c, newPassword: \"Another-Pass-2026\") { token } }";
+    for i in 0..5 {
+        let answer = gql(&server, Some(&admin), change, json!({ "c": format!("Wrong-Guess-{i}") }));
+        assert_eq!(code(&answer), "VALIDATION", "{answer}");
+        assert_eq!(answer["errors"][0]["extensions"]["fields"][0]["path"], "current", "{answer}");
+    }
+    let after = gql(&server, Some(&admin), "{ me { username } }", json!({}));
+    assert_eq!(code(&after), "UNAUTHENTICATED", "the session ended with the lock: {after}");
+    let again = sign_in(&server, "admin", "Sesame-Changed-77");
+    assert_eq!(code(&again), "UNAUTHENTICATED", "locked: {again}");
+}
+
 /// Wrong passwords and the right one sent at once: while the right one is checked, the
 /// others may lock the account; it is then refused like any failure (an answer of its own
 /// would tell that the password is right).

@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{ComplexObject, Context, InputObject, Object, SimpleObject};
 use oacis_domain::authz::{Permission, Resource};
-use oacis_domain::customer::{Company, Customer, CustomerCommand, CustomerPersonal, CustomerState, Profile};
+use oacis_domain::customer::{
+    Address, Company, Customer, CustomerCommand, CustomerPersonal, CustomerState, Profile, SocialHandle,
+};
 use oacis_domain::ids::{CustomerId, Date, DepartmentId, EntryId, UserId};
 use oacis_domain::FieldCode;
 use oacis_projections::views::directory::{CustomerRow, DirectoryQuery, Order, SortKey};
@@ -63,6 +65,12 @@ pub struct CustomerNode {
     #[graphql(skip)]
     raw_birth_date: Option<String>,
     #[graphql(skip)]
+    raw_company: Option<Company>,
+    #[graphql(skip)]
+    raw_addresses: Vec<Address>,
+    #[graphql(skip)]
+    raw_social: Vec<SocialHandle>,
+    #[graphql(skip)]
     customer: CustomerId,
     #[graphql(skip)]
     resource: Resource,
@@ -92,6 +100,84 @@ impl CustomerNode {
         let values: Vec<String> = self.raw_birth_date.iter().cloned().collect();
         Ok(self.personal(ctx, &values, mask_all)?.into_iter().next())
     }
+
+    /// An organisation's background: industry, head count band, website and credit code.
+    /// Present in single-customer reads (`customer`); null in lists, which carry `industry`.
+    async fn company(&self) -> Option<CompanyNode> {
+        self.raw_company.as_ref().map(|c| CompanyNode {
+            industry: c.industry.clone(),
+            size: c.size.clone(),
+            website: c.website.clone(),
+            credit_code: c.credit_code.clone(),
+        })
+    }
+
+    /// Postal addresses, street and postal code masked (`****`) without
+    /// `customer.read_personal`. Present in single-customer reads (`customer`), not in lists.
+    async fn addresses(&self, ctx: &Context<'_>) -> ApiResult<Vec<AddressNode>> {
+        let mut shown = Vec::with_capacity(self.raw_addresses.len());
+        for a in &self.raw_addresses {
+            let postal_code: Vec<String> = a.postal_code.iter().cloned().collect();
+            shown.push(AddressNode {
+                country: a.country.clone(),
+                region: a.region.clone(),
+                city: a.city.clone(),
+                street: self.personal(ctx, std::slice::from_ref(&a.street), mask_all)?.concat(),
+                postal_code: self.personal(ctx, &postal_code, mask_all)?.into_iter().next(),
+            });
+        }
+        Ok(shown)
+    }
+
+    /// Social network handles, the handle masked (`****`) without `customer.read_personal`.
+    /// Present in single-customer reads (`customer`), not in lists.
+    async fn social(&self, ctx: &Context<'_>) -> ApiResult<Vec<SocialHandleNode>> {
+        let handles: Vec<String> = self.raw_social.iter().map(|s| s.handle.clone()).collect();
+        let shown = self.personal(ctx, &handles, mask_all)?;
+        Ok(self
+            .raw_social
+            .iter()
+            .zip(shown)
+            .map(|(s, handle)| SocialHandleNode { network: s.network.clone(), handle })
+            .collect())
+    }
+}
+
+/// An organisation's background as the API shows it (the shape of [`CompanyInput`]).
+#[derive(SimpleObject, Debug, Clone)]
+pub struct CompanyNode {
+    /// Industry.
+    pub industry: Option<String>,
+    /// Head count band, e.g. `50-199`.
+    pub size: Option<String>,
+    /// Website.
+    pub website: Option<String>,
+    /// Unified social credit code (GB 32100-2015).
+    pub credit_code: Option<String>,
+}
+
+/// A postal address as the API shows it (the shape of [`AddressInput`]).
+#[derive(SimpleObject, Debug, Clone)]
+pub struct AddressNode {
+    /// Country, ISO 3166-1 alpha-2 (e.g. `CN`).
+    pub country: String,
+    /// Province, state or region.
+    pub region: Option<String>,
+    /// City.
+    pub city: Option<String>,
+    /// Street, building and room (masked without `customer.read_personal`).
+    pub street: String,
+    /// Postal code (masked without `customer.read_personal`).
+    pub postal_code: Option<String>,
+}
+
+/// A social network handle as the API shows it (the shape of [`SocialHandleInput`]).
+#[derive(SimpleObject, Debug, Clone)]
+pub struct SocialHandleNode {
+    /// The network, e.g. `wechat`.
+    pub network: String,
+    /// The handle on it (masked without `customer.read_personal`).
+    pub handle: String,
 }
 
 impl CustomerNode {
@@ -122,6 +208,9 @@ impl CustomerNode {
             raw_emails: row.emails.clone(),
             raw_id_number: None,
             raw_birth_date: None,
+            raw_company: None,
+            raw_addresses: Vec::new(),
+            raw_social: Vec::new(),
             customer: row.id,
             resource,
         }
@@ -129,29 +218,46 @@ impl CustomerNode {
 
     fn from_state(id: CustomerId, state: &CustomerState, resource: Resource) -> Option<Self> {
         let profile = state.profile.as_ref()?;
-        Some(CustomerNode {
-            id: id.to_string(),
-            kind: profile.kind.into(),
-            name: profile.name.clone(),
-            industry: profile.company.as_ref().and_then(|c| c.industry.clone()),
-            tags: profile.tags.iter().cloned().collect(),
-            segment: profile.segment.clone(),
-            source: profile.source.into(),
-            owner: state.owner.map(|o| o.to_string()).unwrap_or_default(),
-            department: state.department.map(|d| d.to_string()).unwrap_or_default(),
-            status: state.status.into(),
-            merged_into: state.merged_into.map(|m| m.to_string()),
-            created_at: None,
-            last_contact: state.last_contact.map(time_text),
-            version: None,
-            personal_data_erased: state.erased,
-            raw_phones: profile.personal.phones.clone(),
-            raw_emails: profile.personal.emails.clone(),
-            raw_id_number: profile.personal.id_number.clone(),
-            raw_birth_date: profile.personal.birth_date.map(|d| d.to_string()),
-            customer: id,
-            resource,
-        })
+        Some(
+            CustomerNode {
+                id: id.to_string(),
+                kind: profile.kind.into(),
+                name: profile.name.clone(),
+                industry: profile.company.as_ref().and_then(|c| c.industry.clone()),
+                tags: profile.tags.iter().cloned().collect(),
+                segment: profile.segment.clone(),
+                source: profile.source.into(),
+                owner: state.owner.map(|o| o.to_string()).unwrap_or_default(),
+                department: state.department.map(|d| d.to_string()).unwrap_or_default(),
+                status: state.status.into(),
+                merged_into: state.merged_into.map(|m| m.to_string()),
+                created_at: None,
+                last_contact: state.last_contact.map(time_text),
+                version: None,
+                personal_data_erased: state.erased,
+                raw_phones: profile.personal.phones.clone(),
+                raw_emails: profile.personal.emails.clone(),
+                raw_id_number: None,
+                raw_birth_date: None,
+                raw_company: None,
+                raw_addresses: Vec::new(),
+                raw_social: Vec::new(),
+                customer: id,
+                resource,
+            }
+            .with_details(profile),
+        )
+    }
+
+    /// Takes in what only a customer's folded state holds, for single-customer reads: the
+    /// identity number, birth date, company background, addresses and social handles.
+    fn with_details(mut self, profile: &Profile) -> Self {
+        self.raw_id_number = profile.personal.id_number.clone();
+        self.raw_birth_date = profile.personal.birth_date.map(|d| d.to_string());
+        self.raw_company = profile.company.clone();
+        self.raw_addresses = profile.personal.addresses.clone();
+        self.raw_social = profile.personal.social.clone();
+        self
     }
 }
 
@@ -320,15 +426,14 @@ impl CustomerQuery {
                 let resource = resource(&v.access, Some(row.owner), Some(row.department));
                 caller.may(Permission::CustomerRead, &resource).then(|| CustomerNode::from_row(row, resource))
             })?;
-            let mut node = node.ok_or(ApiError::NotFound("customer"))?;
-            // The directory keeps no identity numbers or birth dates; one customer's are read
-            // from its folded state.
+            let node = node.ok_or(ApiError::NotFound("customer"))?;
+            // The directory keeps no identity numbers, birth dates, company backgrounds,
+            // addresses or social handles; one customer's are read from its folded state.
             let current = state.bus.state::<Customer>(&node.customer.stream()).await?;
-            if let Some(profile) = current.profile {
-                node.raw_id_number = profile.personal.id_number;
-                node.raw_birth_date = profile.personal.birth_date.map(|d| d.to_string());
-            }
-            return Ok(node);
+            return Ok(match &current.profile {
+                Some(profile) => node.with_details(profile),
+                None => node,
+            });
         };
         let stream = oacis_eventlog::StreamId::new(id.stream()).map_err(ApiError::internal)?;
         let past = oacis_projections::state_as_of::<Customer, _>(state.bus.store(), &stream, at).await?;
@@ -445,6 +550,36 @@ pub struct ProfileInput {
     pub id_number: Option<String>,
     /// Birth date, `YYYY-MM-DD` (people).
     pub birth_date: Option<String>,
+    /// Postal addresses.
+    #[graphql(default)]
+    pub addresses: Vec<AddressInput>,
+    /// Social network handles.
+    #[graphql(default)]
+    pub social: Vec<SocialHandleInput>,
+}
+
+/// A postal address (personal data).
+#[derive(InputObject, Debug)]
+pub struct AddressInput {
+    /// Country, ISO 3166-1 alpha-2 (e.g. `CN`).
+    pub country: String,
+    /// Province, state or region.
+    pub region: Option<String>,
+    /// City.
+    pub city: Option<String>,
+    /// Street, building and room.
+    pub street: String,
+    /// Postal code.
+    pub postal_code: Option<String>,
+}
+
+/// A social network handle (personal data).
+#[derive(InputObject, Debug)]
+pub struct SocialHandleInput {
+    /// The network, e.g. `wechat`.
+    pub network: String,
+    /// The handle on it.
+    pub handle: String,
 }
 
 impl ProfileInput {
@@ -471,8 +606,22 @@ impl ProfileInput {
             personal: CustomerPersonal {
                 phones: self.phones,
                 emails: self.emails,
-                addresses: Vec::new(),
-                social: Vec::new(),
+                addresses: self
+                    .addresses
+                    .into_iter()
+                    .map(|a| Address {
+                        country: a.country,
+                        region: a.region,
+                        city: a.city,
+                        street: a.street,
+                        postal_code: a.postal_code,
+                    })
+                    .collect(),
+                social: self
+                    .social
+                    .into_iter()
+                    .map(|s| SocialHandle { network: s.network, handle: s.handle })
+                    .collect(),
                 id_number: self.id_number,
                 birth_date,
             },
@@ -550,8 +699,8 @@ impl CustomerMutation {
     /// Replaces a customer's profile; possible duplicates are reported (or, with
     /// `refuseDuplicates`, refused) as on registration. A caller without
     /// `customer.read_personal` on the customer (who sees its personal data masked) leaves
-    /// phones, e-mails, identity number and birth date out, and they are kept as they are;
-    /// sending any of them is FORBIDDEN.
+    /// phones, e-mails, identity number, birth date, addresses and social handles out, and
+    /// they are kept as they are; sending any of them is FORBIDDEN.
     async fn update_customer_profile(
         &self,
         ctx: &Context<'_>,
@@ -571,7 +720,7 @@ impl CustomerMutation {
         } else {
             return Err(ApiError::Forbidden(
                 "you may not read this customer's personal data, so you may not replace it: leave phones, emails, \
-                 idNumber and birthDate out and they are kept as they are"
+                 idNumber, birthDate, addresses and social out and they are kept as they are"
                     .into(),
             ));
         };

@@ -170,10 +170,17 @@ impl SessionMutation {
         }
         let stream = caller.user.stream();
         let account = state.bus.state::<User>(&stream).await?;
-        if !state.hasher.verify(&current, account.credential.as_deref()).await.map_err(ApiError::internal)? {
-            return Err(ApiError::field("current", FieldCode::InvalidFormat, "is not the current password"));
-        }
         let origin = origin(ctx, None)?;
+        if !state.hasher.verify(&current, account.credential.as_deref()).await.map_err(ApiError::internal)? {
+            // A wrong current password is a failed sign-in: consecutive ones lock the account
+            // and end its sessions (a stolen token does not buy unlimited guesses).
+            record_failure(state, stream, &origin, LoginFailure::BadPassword).await?;
+            return Err(ApiError::field(
+                "current",
+                FieldCode::InvalidFormat,
+                "is not the current password (wrong ones count towards locking the account, as at sign-in)",
+            ));
+        }
         set_password(state, caller.user, &account, &new_password, &origin).await?;
         let account = state.bus.state::<User>(&stream).await?;
         open_session(state, caller.user, &account, state.bus.now(), &origin).await
@@ -233,15 +240,22 @@ async fn refuse_sign_in(
     failure: Option<LoginFailure>,
 ) -> ApiResult<SignedIn> {
     if let Some(reason) = failure {
-        let command = UserCommand::RecordLoginFailure {
-            reason,
-            client: origin.client_addr.clone(),
-            lockout_threshold: state.config.lockout_threshold,
-        };
-        state.bus.execute::<User>(stream, command, origin).await?;
+        record_failure(state, stream, origin, reason).await?;
     }
     metrics::counter!("oacis_sign_in_failures_total", "reason" => "bad_credentials").increment(1);
     Err(ApiError::BadCredentials)
+}
+
+/// Records a failed authentication on the account of `stream` (the domain locks it at the
+/// configured number of consecutive failures and ends its sessions).
+async fn record_failure(state: &AppState, stream: String, origin: &Origin, reason: LoginFailure) -> ApiResult<()> {
+    let command = UserCommand::RecordLoginFailure {
+        reason,
+        client: origin.client_addr.clone(),
+        lockout_threshold: state.config.lockout_threshold,
+    };
+    state.bus.execute::<User>(stream, command, origin).await?;
+    Ok(())
 }
 
 async fn open_session(

@@ -525,8 +525,21 @@ fn request_error(status: StatusCode, message: &str) -> Response {
 
 /// `status` with a GraphQL error body: no data, one error with `message` and `code`.
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "data": null, "errors": [{ "message": message, "extensions": { "code": code } }] });
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    error_response_with(status, code, message, serde_json::Map::new())
+}
+
+/// Like [`error_response`], with `extensions` beside the code. The media type is the one
+/// executed answers have, `application/graphql-response+json` (GraphQL over HTTP, §7.2:
+/// the type under which a status other than 200 may carry a GraphQL response).
+fn error_response_with(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    mut extensions: serde_json::Map<String, serde_json::Value>,
+) -> Response {
+    extensions.insert("code".into(), code.into());
+    let body = serde_json::json!({ "data": null, "errors": [{ "message": message, "extensions": extensions }] });
+    (status, [(header::CONTENT_TYPE, "application/graphql-response+json")], body.to_string()).into_response()
 }
 
 /// Executes one GraphQL request for the caller its headers name.
@@ -698,9 +711,8 @@ async fn views_reach(app: &App, wanted: u64) -> Result<(), Response> {
                  (--consistency-wait-ms): retry, or send the request to the server that wrote it",
                 bound.as_millis()
             );
-            let body = serde_json::json!({ "data": null, "errors": [{ "message": message, "extensions": { "code": "STALE_VIEWS", "viewsAt": at } }] });
-            Err((StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "application/json")], body.to_string())
-                .into_response())
+            let extensions = serde_json::Map::from_iter([("viewsAt".to_owned(), at.into())]);
+            Err(error_response_with(StatusCode::SERVICE_UNAVAILABLE, "STALE_VIEWS", &message, extensions))
         }
     }
 }
