@@ -619,6 +619,26 @@ fn imports_keep_to_the_callers_rights() {
     let now = ok(server.gql(Some(&admin), emails, json!({ "id": jia })));
     assert_eq!(now["customer"]["phones"], json!(["+8613912340001"]));
 
+    // An id names a customer the user can see: for a user who does not read every
+    // customer, a hidden customer's id and an id no one has are refused alike (a dry run
+    // cannot tell whether a customer it cannot see exists). A user who reads every customer
+    // keeps the id for a new customer.
+    let narrow = user_with("w.narrow", "E-7004", &["customer.read", "customer.write"], "OWN");
+    let fresh = "0193a5b2-0000-7000-8000-00000000f00d";
+    let probe = |token: &str, id: &str| {
+        let answer =
+            ok(server.gql(Some(token), IMPORT, json!({ "i": { "text": format!("id,name\n{id},探\n"), "key": "ID" } })));
+        answer["importCustomers"]["rows"][0].clone()
+    };
+    let (hidden, missing) = (probe(&narrow, &jia), probe(&narrow, fresh));
+    assert_eq!(hidden["outcome"], "REFUSED", "{hidden}");
+    assert_eq!(hidden["errors"], missing["errors"], "{hidden} against {missing}");
+    assert_eq!(hidden["errors"][0]["code"], "not_found", "{hidden}");
+    let kept = probe(&writer, fresh);
+    assert_eq!((&kept["outcome"], &kept["customer"]), (&json!("ACCEPTED"), &json!(fresh)), "{kept}");
+    let taken = probe(&writer, &jia);
+    assert_eq!(taken["outcome"], "WOULD_UPDATE", "visible to this writer: {taken}");
+
     // Undo needs its permission over every customer the import touched.
     let own = user_with("w.undoer", "E-7003", &["customer.read", "customer.import_undo"], "OWN");
     let undo = "mutation($id: String!) { undoCustomerImport(id: $id, force: true) { archived } }";

@@ -750,10 +750,6 @@ fn resolve(
     let visible: Vec<CustomerId> = matches.iter().copied().filter(|id| readable(*id)).collect();
     let existing = match (key, visible.as_slice()) {
         (_, [one]) => Some(*one),
-        (MatchKey::Id, []) if !matches.is_empty() && views.directory.get(matches[0]).is_some() => {
-            plan.error(header(Field::Id), "id", "not_found", "no customer you may see has this id");
-            return;
-        }
         (_, []) => None,
         (_, many) => {
             let ids: Vec<String> = many.iter().map(ToString::to_string).collect();
@@ -762,6 +758,21 @@ fn resolve(
             return;
         }
     };
+    // An id a row carries for a new customer is kept only for a caller who reads every
+    // customer. For any other, an id it cannot see is refused alike whether a hidden customer
+    // has it or none does, so that an import (a dry run above all) cannot tell which.
+    if let (None, Some(id)) = (existing, plan.values.id) {
+        if !matches!(caller.visible(Permission::CustomerRead, &views.access), Ok(None)) {
+            let message = "no customer you may see has this id (a new customer's id is kept only for users who may \
+                           read every customer: leave it empty)";
+            plan.error(header(Field::Id), "id", "not_found", message);
+            return;
+        }
+        if views.directory.get(id).is_some() {
+            plan.error(header(Field::Id), "id", "duplicate", "another customer has this id");
+            return;
+        }
+    }
     let current = existing.and_then(|id| views.directory.get(id));
     let access = &views.access;
     // Both are looked up before either refuses, so that the report names every problem.
