@@ -235,6 +235,11 @@ fn a_day_in_the_office() {
         .map(|b| (b["key"].as_str().unwrap().to_owned(), b["count"].as_u64().unwrap()))
         .collect();
     assert_eq!(sources.values().sum::<u64>(), 3);
+    // Keys are the values of the SourceChannel enum, as a filter takes them.
+    assert!(
+        sources.keys().all(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_uppercase() || c == '_')),
+        "{sources:?}"
+    );
     assert_eq!(
         a["purchasesByMonth"],
         // By the purchase's own date; the reversed one counts in its month and is taken off.

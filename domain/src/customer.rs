@@ -703,15 +703,26 @@ fn checked_profile(profile: Profile, ctx: &Context) -> Result<Profile, DomainErr
     })
 }
 
+/// A currency as its ISO 4217 alphabetic code (case folded to upper): one of the list's codes
+/// (`iso_currency`), so that `RMB` or a typo cannot become a currency of its own in figures.
 fn check_currency(v: &mut Validator, currency: &str) -> String {
     let code = currency.trim().to_ascii_uppercase();
     v.require(
-        code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()),
+        iso_currency::Currency::from_code(&code).is_some(),
         "currency",
         FieldCode::InvalidFormat,
-        "use a three-letter ISO 4217 code",
+        "is not an ISO 4217 currency code (renminbi is CNY)",
     );
     code
+}
+
+/// How far ahead of the server's clock a time of something that happened may be: clients'
+/// clocks drift (5 minutes, in microseconds).
+pub const CLOCK_SKEW_US: i64 = 5 * 60 * 1_000_000;
+
+/// Whether `at` is not in the future, allowing for [`CLOCK_SKEW_US`].
+fn not_ahead(at: Timestamp, ctx: &Context) -> bool {
+    at.0 <= ctx.now.0.saturating_add(CLOCK_SKEW_US)
 }
 
 const LIVE: &[CustomerStatus] = &[CustomerStatus::Active];
@@ -840,6 +851,7 @@ impl Aggregate for Customer {
                 }
                 let mut v = Validator::new();
                 let summary = v.text("summary", &summary, MAX_TEXT_CHARS);
+                v.require(not_ahead(occurred_at, ctx), "occurred_at", FieldCode::OutOfRange, "is in the future");
                 v.at_most("participants", &participants, MAX_LIST);
                 v.distinct("participants", &participants);
                 let summary = v.finish(summary)?;
@@ -873,6 +885,14 @@ impl Aggregate for Customer {
                     "is more than one purchase can be (10^15 minor units)",
                 );
                 let currency = check_currency(&mut v, &currency);
+                // The latest calendar day anywhere (UTC+14:00) may be today somewhere.
+                let latest = Date::of_timestamp(ctx.now, 14 * 60);
+                v.require(
+                    latest.is_none_or(|latest| purchased_on <= latest),
+                    "purchased_on",
+                    FieldCode::OutOfRange,
+                    "is in the future",
+                );
                 let (product, currency) = v.finish((product, currency))?;
                 E::PurchaseRecorded(PurchaseRecorded {
                     purchase_id: id,
@@ -998,7 +1018,7 @@ fn decide_import(state: &CustomerState, row: ImportRow, ctx: &Context) -> Result
     let mut v = Validator::in_context(ctx);
     let external_id = row.external_id.as_deref().map(|x| v.name("external_id", x, MAX_EXTERNAL_ID_CHARS));
     for (field, at) in [("registered_at", row.registered_at), ("last_contact", row.last_contact)] {
-        v.require(at.is_none_or(|at| at <= ctx.now), field, FieldCode::OutOfRange, "is in the future");
+        v.require(at.is_none_or(|at| not_ahead(at, ctx)), field, FieldCode::OutOfRange, "is in the future");
     }
     if let Some(status) = row.status {
         v.require(

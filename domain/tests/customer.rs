@@ -254,6 +254,15 @@ fn interactions_are_logged_once_and_move_the_last_contact() {
     assert!(matches!(s.when(log(3, "", 1), &ctx()), Err(DomainError::Validation(_))));
     let too_long = "长".repeat(MAX_TEXT_CHARS + 1);
     assert!(matches!(s.when(log(4, &too_long, 1), &ctx()), Err(DomainError::Validation(_))));
+    // An interaction that has not happened yet is refused; a client's clock a little ahead
+    // of the server's is allowed for.
+    let now = ctx().now.0;
+    match s.when(log(5, "next week", now + CLOCK_SKEW_US + 1), &ctx()) {
+        Err(DomainError::Validation(fields)) => assert_eq!(fields[0].field, "occurred_at", "{fields:?}"),
+        other => panic!("{other:?}"),
+    }
+    s.when(log(6, "a clock ahead", now + CLOCK_SKEW_US), &ctx()).unwrap();
+    assert_eq!(s.state().last_contact, Some(Timestamp(now + CLOCK_SKEW_US)));
 }
 
 #[test]
@@ -265,12 +274,32 @@ fn purchases_are_corrected_only_by_reversal() {
         quantity: 1,
         amount_minor: amount,
         currency: currency.into(),
-        purchased_on: Date::parse("2026-11-28").unwrap(),
+        purchased_on: Date::parse("2026-11-10").unwrap(),
     };
     s.when(buy(1, 129_900, "cny"), &ctx()).unwrap();
     assert_eq!(s.state().purchases[&EntryId(id(201))].currency, "CNY");
     assert!(matches!(s.when(buy(2, -5, "CNY"), &ctx()), Err(DomainError::Validation(_))));
     assert!(matches!(s.when(buy(3, 5, "RMB1"), &ctx()), Err(DomainError::Validation(_))));
+    // A code of the right shape that ISO 4217 does not list is refused too.
+    match s.when(buy(3, 5, "RMB"), &ctx()) {
+        Err(DomainError::Validation(fields)) => assert_eq!(fields[0].field, "currency", "{fields:?}"),
+        other => panic!("{other:?}"),
+    }
+    // A purchase on a day no time zone has reached yet is refused; today in UTC+14:00 is not.
+    let on = |n: u128, day: &str| CustomerCommand::RecordPurchase {
+        id: EntryId(id(250 + n)),
+        product: "年度服务包".into(),
+        quantity: 1,
+        amount_minor: 100,
+        currency: "USD".into(),
+        purchased_on: Date::parse(day).unwrap(),
+    };
+    // ctx() is 2026-11-18 17:46:40 UTC: already 2026-11-19 in UTC+14:00.
+    match s.when(on(1, "2026-11-20"), &ctx()) {
+        Err(DomainError::Validation(fields)) => assert_eq!(fields[0].field, "purchased_on", "{fields:?}"),
+        other => panic!("{other:?}"),
+    }
+    s.when(on(2, "2026-11-19"), &ctx()).unwrap();
     assert_eq!(s.when(buy(1, 1, "CNY"), &ctx()), Err(DomainError::AlreadyExists { entity: "purchase" }));
     let events =
         s.when(CustomerCommand::ReversePurchase { id: EntryId(id(201)), reason: "退款".into() }, &ctx()).unwrap();
@@ -304,7 +333,7 @@ fn a_purchase_amount_beyond_any_real_one_is_refused() {
         quantity: 1,
         amount_minor,
         currency: "CNY".into(),
-        purchased_on: Date::parse("2026-11-28").unwrap(),
+        purchased_on: Date::parse("2026-11-10").unwrap(),
     };
     assert!(
         matches!(s.when(purchase(i64::MAX), &ctx()), Err(DomainError::Validation(e)) if e[0].field == "amount_minor")

@@ -213,7 +213,7 @@ fn samples() -> Samples {
                 quantity: 2,
                 amount_minor: 259_800,
                 currency: "CNY".into(),
-                purchased_on: Date::parse("2026-11-28").expect("date"),
+                purchased_on: Date::parse("2026-11-18").expect("date"),
             },
             CustomerCommand::ReversePurchase { id: EntryId(id(11)), reason: "重复录入".into() },
             CustomerCommand::Absorb { duplicate: customer(9) },

@@ -117,6 +117,9 @@ fn extensions_are_kept_as_the_numbers_extension() {
     assert_eq!(cn("010-60000000转8001").as_deref(), Ok("+861060000000;ext=8001"));
     assert_eq!(cn("+86 10 6000 0000 ext. 8001").as_deref(), Ok("+861060000000;ext=8001"));
     assert_eq!(cn("010 6000 0000 分机 8001").as_deref(), Ok("+861060000000;ext=8001"));
+    // The stored form reads back as itself (an export re-imported).
+    assert_eq!(cn("+861060000000;ext=8001").as_deref(), Ok("+861060000000;ext=8001"));
+    assert_eq!(cn("+8613912345678;ext=99").as_deref(), Ok("+8613912345678;ext=99"));
 }
 
 // E-mail.
@@ -388,14 +391,25 @@ mod properties {
             prop_assert_eq!(cn(&stored).unwrap(), stored);
         }
 
-        /// Whatever is typed, the parser answers (no panic), and what it accepts is E.164.
+        /// Whatever is typed, the parser answers (no panic), and what it accepts is E.164,
+        /// whose stored form reads back as itself.
         #[test]
         fn the_phone_parser_is_total(text in "\\PC{0,30}") {
             if let Ok(stored) = cn(&text) {
                 prop_assert!(stored.starts_with('+'));
                 let number = stored.split(";ext=").next().unwrap();
                 prop_assert!(number[1..].bytes().all(|b| b.is_ascii_digit()) && number.len() <= 16);
+                prop_assert_eq!(cn(&stored), Ok(stored.clone()));
             }
+        }
+
+        /// A number with an extension, however typed, is stored in a form that reads back as
+        /// itself.
+        #[test]
+        fn extensions_survive_a_round_trip(digits in "[0-9]{1,6}", word in "( ext | ext\\. | x | 转 | 分机 |;ext=)") {
+            let stored = cn(&format!("+86 10 6000 0000{word}{digits}")).unwrap();
+            prop_assert_eq!(&stored, &format!("+861060000000;ext={digits}"));
+            prop_assert_eq!(cn(&stored), Ok(stored.clone()));
         }
 
         /// Stored e-mail forms are fixed points, and every accepted address has one key that

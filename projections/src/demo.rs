@@ -332,7 +332,11 @@ fn fill(
             let purchase = EntryId(g.id());
             let amount = i64::try_from(g.dice.below(500_000)).unwrap_or(0) + 100;
             let month = 1 + u8::try_from(g.dice.below(12)).unwrap_or(0);
-            let Some(purchased_on) = Date::new(2026, month, 1) else { continue };
+            let Some(first) = Date::new(2026, month, 1) else { continue };
+            // Not after the day the generator's clock has reached (a purchase in the future
+            // is refused).
+            let purchased_on =
+                Date::of_timestamp(START.plus_minutes(g.minute), 0).map_or(first, |today| first.min(today));
             commands.push(CustomerCommand::RecordPurchase {
                 id: purchase,
                 product: (*g.dice.pick(PRODUCTS)).into(),

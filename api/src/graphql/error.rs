@@ -92,10 +92,22 @@ impl ApiError {
             ApiError::BadCredentials => "the sign-in name or password is wrong".into(),
             ApiError::Forbidden(why) => why.clone(),
             ApiError::PasswordChangeRequired => "change your password first (mutation changePassword)".into(),
+            // A rule of the command as a whole (no field) reads as itself.
+            ApiError::Validation(fields) if fields.iter().all(|f| f.field.is_empty()) => {
+                fields.iter().map(|f| f.message.as_str()).collect::<Vec<_>>().join("; ")
+            }
             ApiError::Validation(fields) => format!(
                 "{} invalid field(s): {}",
                 fields.len(),
-                fields.iter().map(|f| format!("{} ({})", f.field, f.message)).collect::<Vec<_>>().join("; ")
+                fields
+                    .iter()
+                    .map(|f| if f.field.is_empty() {
+                        f.message.clone()
+                    } else {
+                        format!("{} ({})", f.field, f.message)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
             ApiError::Conflict { message, .. } => message.clone(),
             ApiError::NotFound(what) => format!("{what} not found"),
@@ -239,3 +251,19 @@ impl From<ProjectionError> for ApiError {
 
 /// Result of a resolver.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_reads_as_itself_and_fields_are_named() {
+        let rule: ApiError = DomainError::Rule("a customer cannot be merged into itself".into()).into();
+        assert_eq!((rule.code(), rule.message().as_str()), ("VALIDATION", "a customer cannot be merged into itself"));
+        let fields = ApiError::Validation(vec![
+            FieldError { field: "name".into(), code: FieldCode::Required, message: "is required".into() },
+            FieldError { field: String::new(), code: FieldCode::InvalidFormat, message: "no such thing".into() },
+        ]);
+        assert_eq!(fields.message(), "2 invalid field(s): name (is required); no such thing");
+    }
+}

@@ -59,10 +59,13 @@ pub struct ServeArgs {
     /// Largest GraphQL multipart request (a file upload for `importCustomers`), in bytes.
     #[arg(long, value_name = "BYTES", env = "OACIS_MAX_UPLOAD_BYTES", default_value_t = 33 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_upload_bytes: u64,
-    /// A multipart request (an import) taking longer is answered 408, in seconds.
+    /// A multipart request (an import) whose body has not arrived within this is answered
+    /// 408, in seconds.
     #[arg(long, value_name = "SECONDS", env = "OACIS_UPLOAD_TIMEOUT_SECONDS", default_value_t = 600)]
     pub upload_timeout_seconds: u64,
-    /// A request taking longer is answered 408, in seconds.
+    /// A request whose body has not arrived within this is answered 408, and one still
+    /// running after it 503 with code TIMEOUT (a write in it may still be recorded: retry with
+    /// the same clientMutationId), in seconds.
     #[arg(long, value_name = "SECONDS", env = "OACIS_REQUEST_TIMEOUT_SECONDS", default_value_t = 10)]
     pub request_timeout_seconds: u64,
     /// On SIGTERM or SIGINT: how long requests in flight may take to finish before the

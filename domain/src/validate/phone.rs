@@ -119,7 +119,9 @@ pub fn phone(value: &str, region: Region) -> Result<String, FieldCode> {
 }
 
 fn phone_uncached(value: &str, region: Region) -> Result<String, FieldCode> {
-    let text = unpasted(value);
+    // The stored form reads back as itself (an export re-imported): its RFC 3966 extension
+    // parameter is an extension word to the parser.
+    let text = unpasted(value).replacen(";ext=", " ext. ", 1);
     // libphonenumber reads letters as keypad digits (`800a` as `8002`); staff typing a customer's
     // number mean no such thing, so a letter may only start an extension (`ext`, `x`).
     if let Some(at) = text.find(|c: char| c.is_alphabetic()) {

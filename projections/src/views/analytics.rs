@@ -162,13 +162,13 @@ pub struct Analytics {
 pub enum Dimension {
     /// Segment (`-` for none).
     Segment,
-    /// Source channel.
+    /// Source channel, named as the API's enum names it (`SALES_VISIT`).
     Source,
-    /// Owner.
+    /// Owner (user id).
     Owner,
-    /// Department.
+    /// Department (department id).
     Department,
-    /// Status.
+    /// Status, named as the API's enum names it (`ACTIVE`).
     Status,
     /// Registration day, `YYYY-MM-DD`.
     Day,
@@ -176,6 +176,19 @@ pub enum Dimension {
     Week,
     /// Registration month, `YYYY-MM`.
     Month,
+}
+
+/// A variant's name (`SalesVisit`) as a GraphQL enum value names it (`SALES_VISIT`), so that
+/// a bucket's key reads as the value a filter takes.
+fn enum_name(variant: &str) -> String {
+    let mut name = String::with_capacity(variant.len() + 4);
+    for (i, c) in variant.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
@@ -203,10 +216,10 @@ impl Analytics {
         {
             let key = match dimension {
                 Dimension::Segment => c.segment.clone().unwrap_or_else(|| "-".into()),
-                Dimension::Source => format!("{:?}", c.source),
+                Dimension::Source => enum_name(&format!("{:?}", c.source)),
                 Dimension::Owner => c.owner.to_string(),
                 Dimension::Department => c.department.to_string(),
-                Dimension::Status => format!("{:?}", c.status),
+                Dimension::Status => enum_name(&format!("{:?}", c.status)),
                 Dimension::Day => date(c.registered_day),
                 Dimension::Week => week(c.registered_day),
                 Dimension::Month => month(c.registered_day),
@@ -432,5 +445,12 @@ mod tests {
         assert_eq!(week(20_786), "2026-11-23");
         assert_eq!(month(20_786), "2026-11");
         assert_eq!(date(11_016), "2000-02-29");
+    }
+
+    #[test]
+    fn keys_of_enums_are_the_api_enum_values() {
+        assert_eq!(enum_name(&format!("{:?}", SourceChannel::SalesVisit)), "SALES_VISIT");
+        assert_eq!(enum_name(&format!("{:?}", SourceChannel::Referral)), "REFERRAL");
+        assert_eq!(enum_name(&format!("{:?}", CustomerStatus::Active)), "ACTIVE");
     }
 }
