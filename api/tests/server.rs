@@ -245,6 +245,33 @@ fn a_profile_read_and_sent_back_changes_only_the_edit() {
     );
 }
 
+/// A username and an employee number both sign in: neither may be another user's other name
+/// (a username equal to someone's employee number took over their sign-in name).
+#[test]
+fn a_sign_in_name_is_never_another_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let admin = first_sign_in(&server, "admin", ADMIN_PASSWORD, "Sesame-Changed-77");
+    let root = gql(&server, Some(&admin), "{ departments { id } }", json!({}))["data"]["departments"][0]["id"].clone();
+    let create = "mutation($u: String!, $e: String!, $d: String!) { createUser(username: $u, employeeNo: $e, displayName: $u, department: $d, initialPassword: \"Initial-Pass-9\") { id } }";
+    let made = |u: &str, e: &str| gql(&server, Some(&admin), create, json!({ "u": u, "e": e, "d": root }));
+    assert!(made("victim1", "E001")["errors"].is_null());
+    for (u, e, field) in
+        [("E001", "E003", "username"), ("e001", "E004", "username"), ("other1", "Victim1", "employeeNo")]
+    {
+        let refused = made(u, e);
+        assert_eq!(code(&refused), "VALIDATION", "{refused}");
+        assert_eq!(refused["errors"][0]["extensions"]["fields"][0]["path"], field, "{refused}");
+    }
+    // One's own two names may be the same.
+    let same = made("e005", "E005");
+    assert!(same["errors"].is_null(), "{same}");
+    let users = gql(&server, Some(&admin), "{ users { username } }", json!({}));
+    let names: Vec<&str> =
+        users["data"]["users"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    assert!(!names.contains(&"e001") && !names.contains(&"other1"), "nothing created by a refusal: {names:?}");
+}
+
 /// A wrong current password in `changePassword` is a failed sign-in: five in a row lock the
 /// account and end the session that sent them (a stolen token buys no unlimited guesses).
 #[test]

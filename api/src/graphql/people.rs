@@ -217,6 +217,23 @@ impl PeopleMutation {
         if !known {
             return Err(ApiError::field("department", FieldCode::InvalidFormat, "no such open department"));
         }
+        // Both sign in: a username that is another user's employee number (or the other way
+        // round) would take over that user's sign-in name.
+        let (login, number) = (username.trim().to_lowercase(), employee_no.trim().to_lowercase());
+        let clash = views(ctx, |v| {
+            v.access.users().find_map(|u| {
+                if u.employee_no.trim().to_lowercase() == login && u.username != login {
+                    Some(("username", "is another user's employee number, which signs in too"))
+                } else if u.username == number && u.employee_no.trim().to_lowercase() != number {
+                    Some(("employeeNo", "is another user's username, which signs in too"))
+                } else {
+                    None
+                }
+            })
+        })?;
+        if let Some((field, message)) = clash {
+            return Err(ApiError::field(field, FieldCode::Duplicate, message));
+        }
         let problems = crate::auth::password::policy_problems(&initial_password, &username, &employee_no);
         if let Some(problem) = problems.first() {
             return Err(ApiError::field("initialPassword", FieldCode::InvalidFormat, *problem));

@@ -113,15 +113,20 @@ pub async fn create_user(
         position: None,
         personal: UserPersonal::default(),
     };
-    // The user's own stream first: the command's answer names its version.
-    let steps = vec![
-        on::<User>(
-            id.stream(),
-            UserCommand::Create { id, username: username.into(), employee_no: employee_no.into(), profile },
-        ),
-        claim(UniqueKind::Username, username),
-        claim(UniqueKind::EmployeeNumber, employee_no),
-    ];
+    // The user's own stream first: the command's answer names its version. Both names sign
+    // in, so each is claimed as either kind: no later user can take one as the other.
+    let mut steps = vec![on::<User>(
+        id.stream(),
+        UserCommand::Create { id, username: username.into(), employee_no: employee_no.into(), profile },
+    )];
+    let mut claimed = std::collections::HashSet::new();
+    for kind in [UniqueKind::Username, UniqueKind::EmployeeNumber] {
+        for value in [username, employee_no] {
+            if claimed.insert(UniqueKey::new(kind, value).stream()) {
+                steps.push(claim(kind, value));
+            }
+        }
+    }
     state.bus.execute_steps(steps, origin).await?;
     let credential = state.hasher.hash(password).await?;
     let facts = PasswordFacts {
