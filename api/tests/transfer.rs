@@ -648,6 +648,19 @@ fn imports_keep_to_the_callers_rights() {
     let count = "{ customers(filter: {status: ACTIVE}) { totalCount } }";
     assert_eq!(ok(server.gql(Some(&admin), count, json!({})))["customers"]["totalCount"], 2);
 
+    // A file with no column for the name registers no one: refused whole, naming its headers;
+    // one named as a workbook that is text is refused, not read as CSV; a header alone is
+    // refused.
+    let unnamed = server.gql(Some(&admin), IMPORT, json!({ "i": { "text": "客户名,phones\n张三,13912340009\n" } }));
+    assert_eq!(code(&unnamed), "VALIDATION", "{unnamed}");
+    assert!(unnamed["errors"][0]["message"].as_str().unwrap().contains("客户名, phones"), "{unnamed}");
+    let (status, body) = upload(&server, &admin, json!({ "file": null }), "bad.xlsx", b"name\n\xe4\xb8\x81\n");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, code(&answer)), (200, "VALIDATION"), "{body}");
+    assert!(body.contains("not an .xlsx file"), "{body}");
+    let header_only = server.gql(Some(&admin), IMPORT, json!({ "i": { "text": "name,phones\n" } }));
+    assert!(header_only["errors"][0]["message"].as_str().unwrap().contains("no rows"), "{header_only}");
+
     // An offset from UTC outside ±14:00 is refused, not clamped.
     let far = server.gql(Some(&admin), IMPORT, json!({ "i": { "text": "name\n丙\n", "utcOffsetMinutes": 100_000 } }));
     assert_eq!(code(&far), "VALIDATION", "{far}");

@@ -412,7 +412,10 @@ pub async fn import(
     if !caller.holds(Permission::CustomerWrite) {
         return Err(ImportError::Forbidden("importing customers needs customer.write".into()));
     }
-    let format = options.format.unwrap_or_else(|| Format::sniff(bytes));
+    let format = match options.format {
+        Some(format) => format,
+        None => Format::of(&options.file_name, bytes)?,
+    };
     let is_header = |text: &str| Field::parse(text).is_some() || options.mapping.iter().any(|(h, _)| h == text);
     let table = table::read(bytes, format, options.encoding, &is_header)?;
     let columns = Columns::map(&table.headers, &options.mapping)?;
@@ -423,6 +426,14 @@ pub async fn import(
     } else {
         MatchKey::None
     });
+    // Without a key every row registers a customer, which needs a name: a file with no
+    // column taken for it is refused whole, naming its headers (not refused row by row).
+    if key == MatchKey::None && !columns.has(Field::Name) {
+        return Err(ImportError::Mapping(format!(
+            "no column is the customer's name (the headers are: {}); name one `name` or 客户名称, or map it",
+            table.headers.join(", ")
+        )));
+    }
     if let Some(field) = key.field().filter(|f| !columns.has(*f)) {
         return Err(ImportError::Mapping(format!(
             "the key {} needs a column of {}; the file has none",

@@ -52,6 +52,24 @@ impl Format {
             Format::Csv
         }
     }
+
+    /// The format of a file named `file_name` whose format was not given: its bytes'
+    /// ([`Format::sniff`]), except that a file named as a workbook (`.xlsx`, `.xlsm`, `.xls`)
+    /// whose bytes are not one is refused rather than read as text.
+    ///
+    /// # Errors
+    /// [`FileError::Xlsx`] for such a file.
+    pub fn of(file_name: &str, bytes: &[u8]) -> Result<Format, FileError> {
+        let lower = file_name.to_lowercase();
+        let named_workbook = [".xlsx", ".xlsm", ".xls"].iter().any(|ext| lower.ends_with(ext));
+        match Format::sniff(bytes) {
+            Format::Csv if named_workbook => Err(FileError::Xlsx(format!(
+                "{file_name} is named as a workbook, but it is not an .xlsx file (a ZIP archive); save it as \
+                 .xlsx, or give the format CSV to read it as text"
+            ))),
+            format => Ok(format),
+        }
+    }
 }
 
 /// The text encoding of a CSV file.
@@ -121,6 +139,12 @@ pub enum FileError {
     /// The file has no rows at all.
     #[error("the file holds no rows")]
     Empty,
+    /// The file has a header and nothing under it.
+    #[error("the file holds a header (line {header_line}) and no rows under it")]
+    NoRows {
+        /// The header's line.
+        header_line: u64,
+    },
 }
 
 /// One cell as the file typed it.
@@ -241,6 +265,9 @@ fn table(
         let extra = cells.iter().skip(headers.len()).filter(|c| !c.is_blank()).count();
         cells.resize(headers.len(), Cell::Empty);
         rows.push(Row { line, cells, extra });
+    }
+    if rows.is_empty() {
+        return Err(FileError::NoRows { header_line });
     }
     Ok(Table { headers, header_line, rows, encoding })
 }
@@ -658,5 +685,19 @@ mod tests {
         let err = read(b"PK\x03\x04broken", Format::Xlsx, TextEncoding::Auto, &any_header);
         assert!(matches!(err, Err(FileError::Xlsx(_))), "{err:?}");
         assert_eq!(read(b"\n ,\n", Format::Csv, TextEncoding::Auto, &any_header), Err(FileError::Empty));
+        assert_eq!(
+            read(b"title\nname,phones\n,\n", Format::Csv, TextEncoding::Auto, &|t| t == "name"),
+            Err(FileError::NoRows { header_line: 2 })
+        );
+    }
+
+    #[test]
+    fn a_file_named_as_a_workbook_must_be_one() {
+        assert_eq!(Format::of("客户.xlsx", b"PK\x03\x04rest"), Ok(Format::Xlsx));
+        assert_eq!(Format::of("customers.csv", b"name\n"), Ok(Format::Csv));
+        assert_eq!(Format::of("export", b"PK\x03\x04"), Ok(Format::Xlsx), "a workbook by its bytes, whatever its name");
+        for name in ["bad.xlsx", "BAD.XLSX", "old.xls", "macro.xlsm"] {
+            assert!(matches!(Format::of(name, b"name\n"), Err(FileError::Xlsx(_))), "{name}");
+        }
     }
 }
