@@ -243,6 +243,20 @@ fn a_profile_read_and_sent_back_changes_only_the_edit() {
         json!({ "industry": "software", "company": null, "addresses": [] }),
         "{listed}"
     );
+
+    // As of the registration's seq, the segment it had; past the log's head, or with both a
+    // seq and a time, refused (not answered as the current state).
+    let seq = registered["data"]["registerCustomer"]["seq"].as_u64().unwrap();
+    let as_of = "query($id: String!, $s: Int, $t: String) { customer(id: $id, asOfSeq: $s, asOf: $t) { segment } }";
+    let then = gql(&server, Some(&admin), as_of, json!({ "id": id, "s": seq }));
+    assert_eq!(then["data"]["customer"]["segment"], "smb", "{then}");
+    for (s, t, why) in
+        [(seq + 1_000_000, Value::Null, "past the log's head"), (seq, json!("2026-01-01T00:00:00Z"), "not both")]
+    {
+        let refused = gql(&server, Some(&admin), as_of, json!({ "id": id, "s": s, "t": t }));
+        assert_eq!(code(&refused), "VALIDATION", "{refused}");
+        assert!(refused["errors"][0]["message"].as_str().unwrap().contains(why), "{refused}");
+    }
 }
 
 /// A username and an employee number both sign in: neither may be another user's other name
@@ -332,6 +346,16 @@ fn guards_refuse_oversized_deep_wide_and_batched_requests() {
     let costly = "{ a: customers(first: 100) { edges { node { id name phones emails tags segment source owner department status createdAt lastContact } } } b: customers(first: 100) { edges { node { id name phones emails tags segment source owner department status createdAt lastContact } } } c: customers(first: 100) { edges { node { id name phones emails tags segment source owner department status createdAt lastContact } } } d: customers(first: 100) { edges { node { id name phones emails tags segment source owner department status createdAt lastContact } } } }";
     let answer = gql(&server, Some(&admin), costly, json!({}));
     assert!(answer["errors"][0]["message"].as_str().unwrap_or("").contains("complex"), "{answer}");
+    // A parse error does not send a hostile document back whole; a document past 128 KiB is
+    // not parsed at all (before anything, the caller included, is looked at).
+    let broken = gql(&server, None, &"{".repeat(5_000), json!({}));
+    assert_eq!(code(&broken), "VALIDATION", "{broken}");
+    assert!(broken["errors"][0]["message"].as_str().unwrap().len() < 1_100, "{broken}");
+    let long = format!("{{ me {{ {} }} }}", "username ".repeat(20_000));
+    let body = json!({ "query": long }).to_string();
+    let (status, answer) = http(&server.addr, "POST", "/graphql", None, body.as_bytes());
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("send long values"), "{answer}");
     let batch = r#"[{"query":"{ me { username } }"},{"query":"{ me { username } }"}]"#;
     let (status, _) = http(&server.addr, "POST", "/graphql", Some(&admin), batch.as_bytes());
     assert_eq!(status, 400, "one operation per request");

@@ -661,6 +661,13 @@ fn imports_keep_to_the_callers_rights() {
     let header_only = server.gql(Some(&admin), IMPORT, json!({ "i": { "text": "name,phones\n" } }));
     assert!(header_only["errors"][0]["message"].as_str().unwrap().contains("no rows"), "{header_only}");
 
+    // The list of imports keeps to the documented page size.
+    let wide = server.gql(Some(&admin), "{ customerImports(first: 100000) { id } }", json!({}));
+    assert_eq!(code(&wide), "VALIDATION", "{wide}");
+    assert!(ok(server.gql(Some(&admin), "{ customerImports(first: 100) { id } }", json!({})))["customerImports"]
+        .as_array()
+        .is_some_and(|list| !list.is_empty()));
+
     // An offset from UTC outside ±14:00 is refused, not clamped.
     let far = server.gql(Some(&admin), IMPORT, json!({ "i": { "text": "name\n丙\n", "utcOffsetMinutes": 100_000 } }));
     assert_eq!(code(&far), "VALIDATION", "{far}");

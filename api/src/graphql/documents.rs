@@ -20,6 +20,10 @@ pub const DOCUMENT_CACHE: usize = 1024;
 /// Longest query text (bytes) whose document is kept.
 pub const MAX_CACHED_QUERY_BYTES: usize = 16 * 1024;
 
+/// The longest query document parsed, in bytes (variables are apart and held to the body
+/// limit): a hostile document of a megabyte took seconds of parsing before it was refused.
+pub const MAX_QUERY_BYTES: usize = 128 * 1024;
+
 /// The cache of checked documents.
 #[derive(Debug)]
 pub struct Documents {
@@ -38,9 +42,18 @@ impl Documents {
     /// left for execution to report, as async-graphql words it).
     ///
     /// # Errors
-    /// A message when the document expands to more than [`MAX_EXPANDED_SELECTIONS`]
-    /// selections once its fragments are spread.
+    /// A message when the document is longer than [`MAX_QUERY_BYTES`], or expands to more
+    /// than [`MAX_EXPANDED_SELECTIONS`] selections once its fragments are spread.
     pub fn prepare(&self, request: &mut async_graphql::Request) -> Result<(), String> {
+        // Parsing costs with the text, and comes before anything else (the caller is not
+        // known yet): a document longer than any real query is not parsed at all.
+        if request.query.len() > MAX_QUERY_BYTES {
+            return Err(format!(
+                "the query document is {} bytes, more than {MAX_QUERY_BYTES}: send long values (an import's text) \
+                 as variables",
+                request.query.len()
+            ));
+        }
         let key = *blake3::hash(request.query.as_bytes()).as_bytes();
         let cached = self.cache.lock().ok().and_then(|mut cache| cache.get(&key).cloned());
         if let Some(document) = cached {

@@ -331,9 +331,27 @@ where
 
 /// The log position an as-of read names: `asOfSeq`, or the last seq recorded at or before
 /// `asOf` (RFC 3339; found by a binary search of the log); `None` for "now".
+///
+/// # Errors
+/// VALIDATION for both given at once, or for an `asOfSeq` past the log's head (as this
+/// server knows it): a state the log has not reached is not answered as the current one.
 pub async fn as_of(ctx: &Context<'_>, seq: Option<u64>, time: Option<&str>) -> ApiResult<Option<oacis_eventlog::Seq>> {
+    use oacis_eventlog::EventStore;
     match (seq, time) {
-        (Some(seq), _) => Ok(Some(oacis_eventlog::Seq(seq))),
+        (Some(_), Some(_)) => {
+            Err(ApiError::field("asOfSeq", oacis_domain::FieldCode::InvalidFormat, "give asOfSeq or asOf, not both"))
+        }
+        (Some(seq), None) => {
+            let head = app(ctx)?.bus.store().head().seq.0;
+            if seq > head {
+                return Err(ApiError::field(
+                    "asOfSeq",
+                    oacis_domain::FieldCode::OutOfRange,
+                    format!("is past the log's head (seq {head})"),
+                ));
+            }
+            Ok(Some(oacis_eventlog::Seq(seq)))
+        }
         (None, Some(time)) => {
             let t = scalars::parse_time("asOf", time)?;
             let store = app(ctx)?.bus.store();

@@ -322,14 +322,15 @@ impl TransferQuery {
     async fn customer_imports(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: usize,
+        #[graphql(default = 20)] first: i32,
     ) -> ApiResult<Vec<CustomerImportNode>> {
         let caller = caller(ctx)?;
         caller.require_any(Permission::AuditRead)?;
+        let first = super::page_size(Some(first))?;
         let nodes = super::views(ctx, |v| {
             v.audit
                 .imports()
-                .take(first.min(100))
+                .take(first)
                 .map(|i| CustomerImportNode {
                     id: i.id.to_string(),
                     actor: i.actor.clone(),

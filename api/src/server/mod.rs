@@ -725,10 +725,23 @@ fn with_codes(mut response: async_graphql::Response) -> async_graphql::Response 
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_none() {
             extensions.set("code", "VALIDATION");
+            // The parser's messages quote the input around the fault: a hostile query of
+            // megabytes is not sent back whole.
+            if error.message.len() > MAX_ERROR_MESSAGE_BYTES {
+                let mut end = MAX_ERROR_MESSAGE_BYTES;
+                while !error.message.is_char_boundary(end) {
+                    end -= 1;
+                }
+                error.message.truncate(end);
+                error.message.push_str(" … (cut)");
+            }
         }
     }
     response
 }
+
+/// The longest message of an error async-graphql raises itself, in bytes.
+const MAX_ERROR_MESSAGE_BYTES: usize = 1_000;
 
 /// Runs `oacis serve` until interrupted.
 pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
