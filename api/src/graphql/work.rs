@@ -179,6 +179,43 @@ pub(crate) fn case_of(views: &Views, caller: &Caller, id: CaseId) -> Option<(Cas
     caller.may(Permission::CaseRead, &resource).then(|| (row.clone(), resource))
 }
 
+/// Whether `assignee` may read what a task relates to: a task that points at a customer or a
+/// case its assignee cannot see is of no use to them (and would show them an id they may not
+/// open).
+fn assignee_may_see(views: &Views, assignee: UserId, related: Related) -> bool {
+    let Some(principal) = views.access.principal(assignee) else { return false };
+    let them = Caller {
+        user: assignee,
+        session: EntryId(uuid::Uuid::nil()),
+        principal,
+        must_change_password: false,
+        anonymous: false,
+    };
+    match related {
+        Related::Customer(id) => views.directory.get(id).is_some_and(|row| {
+            them.may(Permission::CustomerRead, &resource(&views.access, Some(row.owner), Some(row.department)))
+        }),
+        Related::Case(id) => case_of(views, &them, id).is_some(),
+    }
+}
+
+/// VALIDATION on `assignee` unless the assignee may read `related` ([`assignee_may_see`]).
+fn check_assignee_sees(ctx: &Context<'_>, assignee: UserId, related: Option<Related>) -> ApiResult<()> {
+    let Some(related) = related else { return Ok(()) };
+    if views(ctx, |v| assignee_may_see(v, assignee, related))? {
+        return Ok(());
+    }
+    let what = match related {
+        Related::Customer(_) => "customer",
+        Related::Case(_) => "case",
+    };
+    Err(ApiError::field(
+        "assignee",
+        FieldCode::InvalidFormat,
+        format!("may not see the task's {what} (their roles do not reach it): give it to someone who may"),
+    ))
+}
+
 pub(crate) fn task_of(views: &Views, caller: &Caller, id: TaskId) -> Option<(TaskRow, Resource)> {
     let row = views.tasks.get(id)?;
     let resource = task_resource(&views.access, row.assignee);
@@ -541,6 +578,7 @@ impl WorkMutation {
                 ))
             }
         };
+        check_assignee_sees(ctx, assignee, related)?;
         let origin = origin(ctx, client_mutation_id.clone())?;
         let id = TaskId(origin.new_id("task"));
         let command = TaskCommand::Create {
@@ -565,6 +603,11 @@ impl WorkMutation {
         client_mutation_id: Option<String>,
     ) -> ApiResult<MutationResult> {
         let assignee = user_in_directory(ctx, "assignee", &assignee)?;
+        let task = TaskId(super::scalars::parse_id("id", &id)?);
+        // Only of a task the caller may see (else `on_task` answers NOT_FOUND, as for none).
+        let me = caller(ctx)?;
+        let related = views(ctx, |v| task_of(v, me, task).and_then(|(row, _)| row.related))?;
+        check_assignee_sees(ctx, assignee, related)?;
         on_task(ctx, &id, Permission::TaskAssign, |_| TaskCommand::Reassign { assignee }, client_mutation_id).await
     }
 
