@@ -178,7 +178,7 @@ pub async fn execute(
     bus.execute_steps(steps, origin).await.map_err(|e| match e {
         CommandError::Domain(DomainError::Validation(mut errors)) => {
             for error in &mut errors {
-                if error.field == "amount" {
+                if error.field == "amount" || error.field == "span" {
                     error.field = format!("form.{field}");
                 }
             }

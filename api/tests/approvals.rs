@@ -595,6 +595,22 @@ fn leave_is_reserved_on_submission_released_on_rejection_taken_on_approval_and_n
     let entries = balance(&li)["data"]["ledger"]["entries"].clone();
     let kinds: Vec<&str> = entries.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["LedgerCredited", "LedgerReserved", "LedgerReleased", "LedgerReserved", "LedgerTaken"]);
+    // Days already taken, or asked for twice at once, are not asked for again: of two
+    // requests for one afternoon sent together, one is refused on the form's range.
+    let again = office.server.gql(Some(&li), SUBMIT, leave("2026-11-03", "am", "2026-11-03", "am"));
+    assert_eq!(code(&again), "VALIDATION", "{again}");
+    assert_eq!(again["errors"][0]["extensions"]["fields"][0]["path"], "form.days", "{again}");
+    let twice: Vec<Value> = std::thread::scope(|scope| {
+        let sends: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| office.server.gql(Some(&li), SUBMIT, leave("2026-11-04", "pm", "2026-11-04", "pm")))
+            })
+            .collect();
+        sends.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    assert_eq!(twice.iter().filter(|a| a["errors"].is_null()).count(), 1, "{twice:?}");
+    assert!(twice.iter().any(|a| code(a) == "VALIDATION"), "{twice:?}");
+    assert_eq!(figures(&li), (10, 4, 1, 5));
 }
 
 #[test]

@@ -984,6 +984,7 @@ fn leave_counts_working_half_days_and_a_ledger_reserves_takes_and_releases() {
         approval: approval(n),
         amount,
         allow_negative,
+        span: None,
     };
     ledger.when(reserve(1, 4, false), &at(SUBMITTER, 1)).unwrap();
     assert_eq!(ledger.state().available(), 6);
@@ -1015,6 +1016,58 @@ fn leave_counts_working_half_days_and_a_ledger_reserves_takes_and_releases() {
         oacis_domain::ids::LedgerId::of(&key),
         oacis_domain::ids::LedgerId::of(&leave_key(user(SUBMITTER), "annual", 2026))
     );
+}
+
+/// One person is not on leave twice on one half day: a reservation whose days share a half
+/// day with another approval's reserved or taken leave on the ledger is refused; released
+/// leave frees its days; an approval may move its own.
+#[test]
+fn leave_that_overlaps_leave_asked_for_or_taken_is_refused() {
+    use oacis_domain::approval::form::Half;
+    use oacis_domain::approval::ledger::*;
+    use oacis_domain::FieldCode;
+    let key = leave_key(user(SUBMITTER), "annual", 2026);
+    let approval = |n: u128| ApprovalId(id(900 + n));
+    let mut ledger = Scenario::<Ledger>::given(&[]);
+    let credit = LedgerCommand::Credit { key: key.clone(), unit: LedgerUnit::HalfDays, amount: 40, reason: "x".into() };
+    ledger.when(credit, &at(ADMIN, 0)).unwrap();
+    let span = |from: &str, from_half, to: &str, to_half| LeaveSpan {
+        from: Date::parse(from).unwrap(),
+        from_half,
+        to: Date::parse(to).unwrap(),
+        to_half,
+    };
+    let reserve = |n: u128, span: LeaveSpan| LedgerCommand::Reserve {
+        key: key.clone(),
+        unit: LedgerUnit::HalfDays,
+        approval: approval(n),
+        amount: 2,
+        allow_negative: false,
+        span: Some(span),
+    };
+    let events =
+        ledger.when(reserve(1, span("2026-12-15", Half::Am, "2026-12-15", Half::Am)), &at(SUBMITTER, 1)).unwrap();
+    let stored = serde_json::to_value(&events[0]).unwrap().to_string();
+    assert!(
+        stored.contains(r#""span":{"from":"2026-12-15","from_half":"am","to":"2026-12-15","to_half":"am"}"#),
+        "{stored}"
+    );
+    // The afternoon of that day is free; the whole day is not.
+    ledger.when(reserve(2, span("2026-12-15", Half::Pm, "2026-12-15", Half::Pm)), &at(SUBMITTER, 2)).unwrap();
+    let refused = ledger.when(reserve(3, span("2026-12-14", Half::Am, "2026-12-16", Half::Pm)), &at(SUBMITTER, 3));
+    match refused {
+        Err(DomainError::Validation(fields)) => {
+            assert_eq!((fields[0].field.as_str(), fields[0].code), ("span", FieldCode::Duplicate), "{fields:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Taken leave keeps its days; released leave frees them; an approval moves its own days.
+    ledger.when(LedgerCommand::Take { approval: approval(1) }, &at(MANAGER, 4)).unwrap();
+    assert!(ledger.when(reserve(4, span("2026-12-15", Half::Am, "2026-12-15", Half::Am)), &at(SUBMITTER, 5)).is_err());
+    ledger.when(LedgerCommand::Release { approval: approval(2) }, &at(MANAGER, 6)).unwrap();
+    ledger.when(reserve(4, span("2026-12-15", Half::Pm, "2026-12-16", Half::Am)), &at(SUBMITTER, 7)).unwrap();
+    ledger.when(reserve(4, span("2026-12-16", Half::Am, "2026-12-16", Half::Pm)), &at(SUBMITTER, 8)).unwrap();
+    assert_eq!(ledger.state().spans.len(), 2, "{:?}", ledger.state().spans);
 }
 
 #[test]

@@ -420,6 +420,7 @@ fn samples() -> Samples {
                     approval: approval(70),
                     amount: 4,
                     allow_negative: false,
+                    span: None,
                 },
                 LedgerCommand::Take { approval: approval(70) },
                 LedgerCommand::Reserve {
@@ -428,6 +429,7 @@ fn samples() -> Samples {
                     approval: approval(71),
                     amount: 2,
                     allow_negative: false,
+                    span: None,
                 },
                 LedgerCommand::Release { approval: approval(71) },
             ],

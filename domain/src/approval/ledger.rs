@@ -11,7 +11,9 @@
 //! - `available = credited - taken - reserved`. A reservation that would make it negative is
 //!   refused ([`DomainError::Validation`] on `amount`, naming both figures) unless the binding
 //!   allows a negative balance (some leave types do). A leave range without a working half
-//!   day is refused.
+//!   day is refused, and so is one that shares a half day with leave reserved or taken on the
+//!   same ledger by another approval (`span`; the ledger is one stream, so two requests sent
+//!   at once cannot both pass).
 //! - One reservation per approval: reserving again (a resubmission) releases the old amount
 //!   first; taking or releasing an approval with no reservation changes nothing, so the
 //!   steps that follow an approval's outcome can be repeated safely.
@@ -88,6 +90,9 @@ pub enum LedgerCommand {
         amount: i64,
         /// Whether the balance may go below zero.
         allow_negative: bool,
+        /// The days a leave asks for (none for a budget): refused if they overlap another
+        /// approval's reserved or taken leave on this ledger.
+        span: Option<LeaveSpan>,
     },
     /// Take an approval's reservation (it was approved).
     Take {
@@ -127,6 +132,37 @@ pub struct LedgerReserved {
     pub approval: ApprovalId,
     /// The amount.
     pub amount: i64,
+    /// The days of a leave (absent for budgets, and in events written before spans were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<LeaveSpan>,
+}
+
+/// The half days a leave runs over, inclusive: from (`from`, `from_half`) to (`to`, `to_half`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaveSpan {
+    /// First day.
+    pub from: crate::ids::Date,
+    /// The half it starts in.
+    pub from_half: super::form::Half,
+    /// Last day.
+    pub to: crate::ids::Date,
+    /// The half it ends in.
+    pub to_half: super::form::Half,
+}
+
+impl LeaveSpan {
+    /// Whether the two share a half day.
+    #[must_use]
+    pub fn overlaps(&self, other: &LeaveSpan) -> bool {
+        (self.from, self.from_half) <= (other.to, other.to_half)
+            && (other.from, other.from_half) <= (self.to, self.to_half)
+    }
+}
+
+impl From<super::form::DateRange> for LeaveSpan {
+    fn from(range: super::form::DateRange) -> Self {
+        LeaveSpan { from: range.from.0, from_half: range.from.1, to: range.to.0, to_half: range.to.1 }
+    }
 }
 
 /// Payload of `LedgerTaken` and `LedgerReleased`.
@@ -165,6 +201,9 @@ pub struct LedgerState {
     pub taken: i64,
     /// Reserved by running approvals.
     pub reserved: BTreeMap<ApprovalId, i64>,
+    /// The days of leave reserved or taken, by approval (released ones left out).
+    #[serde(default)]
+    pub spans: BTreeMap<ApprovalId, LeaveSpan>,
 }
 
 impl LedgerState {
@@ -215,15 +254,29 @@ impl Aggregate for Ledger {
                 let reason = v.finish(reason)?;
                 Ok(vec![E::LedgerCredited(LedgerCredited { key, unit, amount, reason, by: ctx.actor })])
             }
-            LedgerCommand::Reserve { key, unit, approval, amount, allow_negative } => {
+            LedgerCommand::Reserve { key, unit, approval, amount, allow_negative, span } => {
                 state.check_key(&key, unit)?;
                 let mut v = Validator::new();
                 v.require((0..=MAX_AMOUNT).contains(&amount), "amount", FieldCode::OutOfRange, "0 to 10^12");
                 v.finish(())?;
                 let mut events = Vec::new();
                 let earlier = state.reserved.get(&approval).copied();
-                if earlier == Some(amount) {
+                if earlier == Some(amount) && state.spans.get(&approval) == span.as_ref() {
                     return Ok(events);
+                }
+                // One person is not on leave twice on one half day.
+                if let Some(span) = &span {
+                    let overlap = state.spans.iter().find(|(other, s)| **other != approval && s.overlaps(span));
+                    if let Some((other, s)) = overlap {
+                        return Err(DomainError::Validation(vec![crate::error::FieldError {
+                            field: "span".into(),
+                            code: FieldCode::Duplicate,
+                            message: format!(
+                                "overlaps leave already asked for or taken from {} ({:?}) to {} ({:?}) (approval {})",
+                                s.from, s.from_half, s.to, s.to_half, other.0
+                            ),
+                        }]));
+                    }
                 }
                 let available = state.available() + earlier.unwrap_or(0);
                 if amount > available && !allow_negative {
@@ -244,7 +297,7 @@ impl Aggregate for Ledger {
                 if let Some(earlier) = earlier {
                     events.push(E::LedgerReleased(LedgerSettled { approval, amount: earlier }));
                 }
-                events.push(E::LedgerReserved(LedgerReserved { key, unit, approval, amount }));
+                events.push(E::LedgerReserved(LedgerReserved { key, unit, approval, amount, span }));
                 Ok(events)
             }
             LedgerCommand::Take { approval } => Ok(state
@@ -273,13 +326,19 @@ impl Aggregate for Ledger {
                 state.key.get_or_insert_with(|| e.key.clone());
                 state.unit.get_or_insert(e.unit);
                 state.reserved.insert(e.approval, e.amount);
+                match e.span {
+                    Some(span) => state.spans.insert(e.approval, span),
+                    None => state.spans.remove(&e.approval),
+                };
             }
             LedgerEvent::LedgerTaken(e) => {
+                // Taken leave keeps its days.
                 state.reserved.remove(&e.approval);
                 state.taken += e.amount;
             }
             LedgerEvent::LedgerReleased(e) => {
                 state.reserved.remove(&e.approval);
+                state.spans.remove(&e.approval);
             }
         }
         state
@@ -401,7 +460,20 @@ pub fn follow(
                         }]));
                     }
                 }
-                commands.push(LedgerCommand::Reserve { key: key.clone(), unit, approval, amount, allow_negative });
+                let span = match binding {
+                    LedgerBinding::Leave { range_field, .. } => {
+                        state.form.get(range_field).and_then(|v| super::form::date_range(v).ok()).map(LeaveSpan::from)
+                    }
+                    LedgerBinding::Budget { .. } => None,
+                };
+                commands.push(LedgerCommand::Reserve {
+                    key: key.clone(),
+                    unit,
+                    approval,
+                    amount,
+                    allow_negative,
+                    span,
+                });
             }
             E::ApprovalCompleted(c) if c.outcome == Outcome::Approved => {
                 commands.push(LedgerCommand::Take { approval })
