@@ -32,7 +32,9 @@ const LATIN_LAST: &[&str] = &["Müller", "Smith", "García", "Rossi", "Dubois", 
 const COMPANY_WORDS: &[&str] = &["华信", "东方", "新世纪", "海航", "Acme", "Northwind", "Globex", "Initech"];
 const COMPANY_KINDS: &[&str] = &["科技有限公司", "贸易有限公司", "Ltd.", "GmbH", "集团"];
 const TAGS: &[&str] = &["vip", "潜在客户", "续约", "renewal", "government", "教育", "manufacturing"];
-const SEGMENTS: &[&str] = &["key-account", "smb", "enterprise", "个人"];
+/// Segments of organisations and of people (as many of each, so that a pick draws alike).
+const ORGANISATION_SEGMENTS: &[&str] = &["key-account", "smb", "enterprise", "smb"];
+const PERSON_SEGMENTS: &[&str] = &["key-account", "vip", "个人", "个人"];
 const INDUSTRIES: &[&str] = &["软件", "制造", "教育", "retail", "finance", "医疗"];
 const PRODUCTS: &[&str] = &["年度服务包", "CRM Pro 许可", "培训课程", "Hardware kit", "实施服务"];
 const SOURCES: &[SourceChannel] = &[
@@ -309,7 +311,7 @@ fn fill(
                 .then(|| Company { industry: Some((*g.dice.pick(INDUSTRIES)).into()), ..Company::default() }),
             source: *g.dice.pick(SOURCES),
             tags,
-            segment: Some((*g.dice.pick(SEGMENTS)).into()),
+            segment: Some((*g.dice.pick(if organisation { ORGANISATION_SEGMENTS } else { PERSON_SEGMENTS })).into()),
             personal: CustomerPersonal {
                 phones: vec![phone],
                 emails: vec![format!("c{n}@example.com")],
