@@ -146,6 +146,10 @@ fn an_ended_session_closes_its_feeds_and_refusals_are_clear() {
     assert_eq!(status, 200, "{metrics}");
     assert!(metrics.contains("oacis_subscriptions_open{feed=\"events\"} 1"), "{metrics}");
     assert_eq!(server.http("GET", "/metrics", Some("wrong-token-wrong-token-wrong-token"), b"").0, 401);
+    // Signed in, but not an administrator: forbidden, not unauthenticated.
+    assert_eq!(server.http("GET", "/metrics", Some(&auditor), b"").0, 403);
+    assert_eq!(server.http("GET", "/graphql", Some(&auditor), b"").0, 403);
+    assert_eq!(server.http("GET", "/graphql", None, b"").0, 401);
 
     let revoked = server.gql(
         Some(&admin),

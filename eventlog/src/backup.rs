@@ -87,8 +87,9 @@ pub enum BackupError {
         /// What is wrong.
         problem: String,
     },
-    /// The first backup given is an incremental one.
-    #[error("{} is an incremental backup (it continues from seq {}); give the full backup first", file.display(), after.seq)]
+    /// The earliest backup given is an incremental one: the full backup it builds on is
+    /// missing.
+    #[error("{} is an incremental backup (it continues from seq {}), and no full backup was given: give the full backup it builds on too (in any order)", file.display(), after.seq)]
     NotFull {
         /// Its manifest.
         file: PathBuf,
@@ -531,6 +532,13 @@ pub fn verify_chain(
     // Given in any order (a shell glob sorts by name): checked in the order of their seqs.
     let mut ordered = Vec::with_capacity(backups.len());
     for dir in backups {
+        // A folder that is not there at all is a wrong argument, not a damaged backup.
+        if !dir.exists() {
+            return Err(BackupError::Io {
+                path: dir.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such backup folder"),
+            });
+        }
         ordered.push((Manifest::read(dir)?.first_seq, dir.clone()));
     }
     ordered.sort_by_key(|(first, _)| *first);

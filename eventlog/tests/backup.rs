@@ -174,7 +174,12 @@ fn a_missing_middle_incremental_an_incremental_first_or_of_another_store_is_refu
     let message =
         backup::verify_chain(&[backups[0].clone(), backups[2].clone()], None, &mut |_| {}).unwrap_err().to_string();
     assert!(message.contains("a backup between them is missing"), "{message}");
-    assert!(matches!(refused(&backups[1..]), BackupError::NotFull { .. }));
+    let not_full = refused(&backups[1..]);
+    assert!(matches!(not_full, BackupError::NotFull { .. }));
+    assert!(not_full.to_string().contains("no full backup was given"), "{not_full}");
+    // A folder that is not there is a wrong argument (an I/O error), not a damaged backup.
+    let nowhere = dir.path().join("no-such-backup");
+    assert!(matches!(refused(&[nowhere]), BackupError::Io { .. }));
     // A backup folder without its records is the backup's fault, named as such.
     let events = backups[1].join(backup::EVENTS);
     std::fs::rename(&events, events.with_extension("moved")).unwrap();

@@ -160,13 +160,16 @@ fn scraper(app: &App, headers: &HeaderMap) -> bool {
 }
 
 /// `GET /metrics`: the Prometheus text format, for a scraper presenting `--metrics-token` or a
-/// caller holding an administrator's token (`role.admin`); 401 otherwise, 404 when no
-/// recorder is installed.
+/// caller holding an administrator's token (`role.admin`); 403 for another signed-in caller,
+/// 401 otherwise, 404 when no recorder is installed.
 pub async fn endpoint(State(app): State<App>, headers: HeaderMap) -> Response {
-    let allowed = scraper(&app, &headers) || app.authenticate(&headers).is_some_and(|c| c.holds(Permission::RoleAdmin));
-    if !allowed {
-        return (StatusCode::UNAUTHORIZED, "metrics are for the metrics token or signed-in administrators")
-            .into_response();
+    if !scraper(&app, &headers) {
+        let message = "metrics are for the metrics token or signed-in administrators";
+        match app.authenticate(&headers) {
+            Some(caller) if caller.holds(Permission::RoleAdmin) => {}
+            Some(_) => return (StatusCode::FORBIDDEN, message).into_response(),
+            None => return (StatusCode::UNAUTHORIZED, message).into_response(),
+        }
     }
     let Some(handle) = install() else {
         return (StatusCode::NOT_FOUND, "no metrics recorder in this process").into_response();

@@ -403,13 +403,16 @@ const READY_WAIT: Duration = Duration::from_secs(1);
 /// GraphiQL, for signed-in administrators.
 fn graphiql(app: &App, headers: &HeaderMap) -> Response {
     // GraphiQL is a tool for administrators; others use POST /graphql.
+    // 401 without a session, 403 with one that is not an administrator's (RFC 9110 §15.5.2,
+    // §15.5.4).
+    let message = "GraphiQL is for signed-in administrators; send queries with POST /graphql";
     match app.authenticate(headers) {
         Some(caller) if caller.holds(Permission::RoleAdmin) => {
             Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql").finish())
                 .into_response()
         }
-        _ => (StatusCode::UNAUTHORIZED, "GraphiQL is for signed-in administrators; send queries with POST /graphql")
-            .into_response(),
+        Some(_) => (StatusCode::FORBIDDEN, message).into_response(),
+        None => (StatusCode::UNAUTHORIZED, message).into_response(),
     }
 }
 
