@@ -103,6 +103,36 @@ impl Origin {
     }
 }
 
+/// A keyed request being executed, registered under its command id until dropped (whatever
+/// its outcome); those waiting on it wake when it is dropped.
+struct KeyInFlight {
+    map: Arc<Mutex<std::collections::HashMap<Uuid, tokio::sync::watch::Receiver<()>>>>,
+    id: Uuid,
+    _done: tokio::sync::watch::Sender<()>,
+}
+
+impl KeyInFlight {
+    /// Registers `id`, or answers the receiver of the request already registered under it.
+    fn enter(
+        map: &Arc<Mutex<std::collections::HashMap<Uuid, tokio::sync::watch::Receiver<()>>>>,
+        id: Uuid,
+    ) -> Result<KeyInFlight, tokio::sync::watch::Receiver<()>> {
+        let mut flights = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(first) = flights.get(&id) {
+            return Err(first.clone());
+        }
+        let (done, waiting) = tokio::sync::watch::channel(());
+        flights.insert(id, waiting);
+        Ok(KeyInFlight { map: map.clone(), id, _done: done })
+    }
+}
+
+impl Drop for KeyInFlight {
+    fn drop(&mut self) {
+        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.id);
+    }
+}
+
 /// A UUIDv8 from BLAKE3 of length-prefixed parts.
 fn derived_uuid(parts: &[&str]) -> Uuid {
     let mut hasher = blake3::Hasher::new();
@@ -383,6 +413,9 @@ pub struct CommandBus {
     projections: Arc<Projections>,
     cache: Mutex<LruCache<String, Cached>>,
     keys: Mutex<LruCache<Uuid, ([u8; 32], Executed)>>,
+    /// Keyed requests being executed here, by command id: a second request with the same
+    /// key waits for the first's outcome and is answered from it ([`KeyInFlight`]).
+    in_flight: Arc<Mutex<std::collections::HashMap<Uuid, tokio::sync::watch::Receiver<()>>>>,
     locks: Vec<tokio::sync::Mutex<()>>,
     wait_bound: Duration,
     clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
@@ -413,6 +446,7 @@ impl CommandBus {
             projections,
             cache: Mutex::new(LruCache::new(streams)),
             keys: Mutex::new(LruCache::new(keys)),
+            in_flight: Arc::default(),
             locks: (0..STREAM_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
             wait_bound,
             clock: Arc::new(now),
@@ -496,6 +530,25 @@ impl CommandBus {
                 return Ok(answer);
             }
         }
+        // One request per key at a time on this server: a copy (or another request under the
+        // same key) sent while the first runs waits for it and is answered from its outcome,
+        // rather than decided against the state the first's pending append will reach (which
+        // answered "exists already" instead of the key's first result or KEY_REUSED).
+        let _flight = if keyed {
+            loop {
+                match KeyInFlight::enter(&self.in_flight, command_id) {
+                    Ok(flight) => break Some(flight),
+                    Err(mut first) => {
+                        let _ = first.changed().await;
+                        if let Some(answer) = self.replay_of(command_id, fingerprint).await? {
+                            return Ok(answer);
+                        }
+                    }
+                }
+            }
+        } else {
+            None
+        };
         let mut slots: Vec<usize> = steps.iter().flat_map(|s| s.streams()).map(|s| lock_slot(&s)).collect();
         slots.sort_unstable();
         slots.dedup();
@@ -873,6 +926,43 @@ mod tests {
         assert!(retried.replayed);
         assert_eq!(retried.seq, seq);
         assert_eq!(store.head().seq, seq, "nothing written twice");
+    }
+
+    /// A keyed request whose key another request on this server is executing waits for it
+    /// and is answered from its outcome: here the first ran another command under the key,
+    /// so the second is KeyReused, and writes nothing (it once decided against the first's
+    /// pending append and answered "exists already").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_under_a_key_in_flight_waits_for_it_and_is_answered_from_it() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let store = SledStore::open(SledConfig::new(dir.path())).expect("store");
+        let projections = Arc::new(Projections::start(&store, &mut |_| {}).await.expect("views"));
+        let bus = Arc::new(CommandBus::new(store.clone(), projections, Duration::from_secs(5)));
+        let origin = Origin { idempotency_key: Some("department-2".into()), ..Origin::system() };
+        let id = DepartmentId(origin.new_id("department"));
+        let first = super::KeyInFlight::enter(&bus.in_flight, origin.command_id()).expect("nothing in flight");
+        let second = tokio::spawn({
+            let (bus, origin) = (bus.clone(), origin.clone());
+            async move {
+                let create = DepartmentCommand::Create { id, name: "Service".into(), parent: None, parent_open: false };
+                bus.execute::<Department>(id.stream(), create, &origin).await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!second.is_finished(), "waits while the first is in flight");
+        assert_eq!(store.head().seq.0, 0, "nothing written meanwhile");
+        // The first ends, having run another command under the key.
+        let executed = super::Executed {
+            seq: oacis_eventlog::Seq(1),
+            version: oacis_eventlog::Version(1),
+            events: 1,
+            replayed: false,
+        };
+        bus.keys.lock().expect("keys").put(origin.command_id(), ([9u8; 32], executed));
+        drop(first);
+        let answer = second.await.expect("joined");
+        assert!(matches!(answer, Err(CommandError::KeyReused)), "{answer:?}");
+        assert_eq!(store.head().seq.0, 0, "nothing written");
     }
 
     /// The causation id (kept in the log and every export) of a keyed request is keyed by the

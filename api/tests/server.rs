@@ -259,6 +259,41 @@ fn a_profile_read_and_sent_back_changes_only_the_edit() {
     }
 }
 
+/// Requests under one idempotency key sent at once: one is executed; copies of it answer its
+/// result, and a different request under the key is told the key was used (never "exists
+/// already", decided against the first's pending append).
+#[test]
+fn requests_sharing_a_key_at_once_get_the_first_result_or_key_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let admin = first_sign_in(&server, "admin", ADMIN_PASSWORD, "Sesame-Changed-77");
+    for round in 0..3 {
+        let key = format!("same-key-{round}");
+        let answers: Vec<Value> = std::thread::scope(|scope| {
+            let sends: Vec<_> = (0..8)
+                .map(|i| {
+                    let (server, admin, key) = (&server, &admin, &key);
+                    scope.spawn(move || {
+                        let name = if i % 2 == 0 { "同键甲" } else { "同键乙" };
+                        let profile = json!({ "kind": "PERSON", "name": name, "source": "OTHER" });
+                        gql(server, Some(admin), REGISTER, json!({ "p": profile, "k": key }))
+                    })
+                })
+                .collect();
+            sends.into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        let ids: std::collections::BTreeSet<&str> =
+            answers.iter().filter_map(|a| a["data"]["registerCustomer"]["id"].as_str()).collect();
+        assert_eq!(ids.len(), 1, "one customer: {answers:?}");
+        let fresh = answers.iter().filter(|a| a["data"]["registerCustomer"]["replayed"] == false).count();
+        assert_eq!(fresh, 1, "{answers:?}");
+        for answer in answers.iter().filter(|a| !a["errors"].is_null()) {
+            assert_eq!(code(answer), "CONFLICT", "{answer}");
+            assert!(answer["errors"][0]["message"].as_str().unwrap().contains("was used before"), "{answer}");
+        }
+    }
+}
+
 /// A username and an employee number both sign in: neither may be another user's other name
 /// (a username equal to someone's employee number took over their sign-in name).
 #[test]
@@ -277,6 +312,9 @@ fn a_sign_in_name_is_never_another_users() {
         assert_eq!(code(&refused), "VALIDATION", "{refused}");
         assert_eq!(refused["errors"][0]["extensions"]["fields"][0]["path"], field, "{refused}");
     }
+    // A taken employee number is refused on its own field.
+    let taken = made("fresh1", "E001");
+    assert_eq!(taken["errors"][0]["extensions"]["fields"][0]["path"], "employee_no", "{taken}");
     // One's own two names may be the same.
     let same = made("e005", "E005");
     assert!(same["errors"].is_null(), "{same}");

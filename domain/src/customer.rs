@@ -707,11 +707,12 @@ fn checked_profile(profile: Profile, ctx: &Context) -> Result<Profile, DomainErr
 /// (`iso_currency`), so that `RMB` or a typo cannot become a currency of its own in figures.
 fn check_currency(v: &mut Validator, currency: &str) -> String {
     let code = currency.trim().to_ascii_uppercase();
+    let hint = if code == "RMB" { " (renminbi is CNY)" } else { "" };
     v.require(
         iso_currency::Currency::from_code(&code).is_some(),
         "currency",
         FieldCode::InvalidFormat,
-        "is not an ISO 4217 currency code (renminbi is CNY)",
+        format!("is not an ISO 4217 currency code{hint}"),
     );
     code
 }

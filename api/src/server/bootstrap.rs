@@ -119,12 +119,16 @@ pub async fn create_user(
         id.stream(),
         UserCommand::Create { id, username: username.into(), employee_no: employee_no.into(), profile },
     )];
+    // Each as its own kind first, so that a name taken as such is refused on its own field.
     let mut claimed = std::collections::HashSet::new();
-    for kind in [UniqueKind::Username, UniqueKind::EmployeeNumber] {
-        for value in [username, employee_no] {
-            if claimed.insert(UniqueKey::new(kind, value).stream()) {
-                steps.push(claim(kind, value));
-            }
+    for (kind, value) in [
+        (UniqueKind::Username, username),
+        (UniqueKind::EmployeeNumber, employee_no),
+        (UniqueKind::EmployeeNumber, username),
+        (UniqueKind::Username, employee_no),
+    ] {
+        if claimed.insert(UniqueKey::new(kind, value).stream()) {
+            steps.push(claim(kind, value));
         }
     }
     state.bus.execute_steps(steps, origin).await?;

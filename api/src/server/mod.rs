@@ -728,15 +728,20 @@ fn with_codes(mut response: async_graphql::Response) -> async_graphql::Response 
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_none() {
             extensions.set("code", "VALIDATION");
-            // The parser's messages quote the input around the fault: a hostile query of
-            // megabytes is not sent back whole.
+            // The parser's messages quote the input around the fault, then say what was
+            // expected: a hostile query of megabytes is not sent back whole, and the end is
+            // kept.
             if error.message.len() > MAX_ERROR_MESSAGE_BYTES {
-                let mut end = MAX_ERROR_MESSAGE_BYTES;
-                while !error.message.is_char_boundary(end) {
-                    end -= 1;
+                let half = MAX_ERROR_MESSAGE_BYTES / 2;
+                let mut head = half;
+                while !error.message.is_char_boundary(head) {
+                    head -= 1;
                 }
-                error.message.truncate(end);
-                error.message.push_str(" … (cut)");
+                let mut tail = error.message.len() - half;
+                while !error.message.is_char_boundary(tail) {
+                    tail += 1;
+                }
+                error.message = format!("{} … (cut) … {}", &error.message[..head], &error.message[tail..]);
             }
         }
     }

@@ -180,6 +180,17 @@ pub enum Half {
     Pm,
 }
 
+impl Half {
+    /// As a form writes it: `am`, `pm`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Half::Am => "am",
+            Half::Pm => "pm",
+        }
+    }
+}
+
 /// A checked date range: from (date, half) to (date, half), inclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DateRange {

@@ -272,8 +272,12 @@ impl Aggregate for Ledger {
                             field: "span".into(),
                             code: FieldCode::Duplicate,
                             message: format!(
-                                "overlaps leave already asked for or taken from {} ({:?}) to {} ({:?}) (approval {})",
-                                s.from, s.from_half, s.to, s.to_half, other.0
+                                "overlaps leave already asked for or taken from {} ({}) to {} ({}) (approval {})",
+                                s.from,
+                                s.from_half.as_str(),
+                                s.to,
+                                s.to_half.as_str(),
+                                other.0
                             ),
                         }]));
                     }
