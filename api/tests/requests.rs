@@ -178,6 +178,14 @@ fn requests_without_a_token_act_as_the_anonymous_user_within_its_rights() {
     );
     assert_eq!(status, 401, "{body}");
     assert_eq!(media_type(&head), "application/graphql-response+json", "{head}");
+    // So do a path that does not exist and a method that is not answered.
+    for (method, path, status, code) in [("GET", "/nowhere", 404, "NOT_FOUND"), ("PUT", "/graphql", 405, "VALIDATION")]
+    {
+        let (got, head, body) = exchange(&server.addr, method, path, None, &[], b"");
+        assert_eq!(got, status, "{method} {path}: {body}");
+        assert_eq!(media_type(&head), "application/graphql-response+json", "{head}");
+        assert_eq!(oacis_tests::code(&serde_json::from_str(&body).expect("a GraphQL body")), code, "{body}");
+    }
     // A WebSocket without a token: a program (no Origin) is the anonymous user, a page of
     // another site is refused; a payload that is not an object is refused.
     assert!(oacis_tests::Subscriber::connect(&server.addr, None).is_ok());

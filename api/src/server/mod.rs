@@ -214,6 +214,17 @@ impl App {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics::endpoint))
+            // Anything else answers a GraphQL error body too (not an empty one).
+            .fallback(|uri: axum::http::Uri| async move {
+                error_response(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("no such path {}: GraphQL is at /graphql", uri.path()))
+            })
+            .method_not_allowed_fallback(|method: axum::http::Method| async move {
+                error_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "VALIDATION",
+                    &format!("{method} is not answered here: POST GraphQL to /graphql (GET opens GraphiQL or a WebSocket)"),
+                )
+            })
             // The widest limits of any request here; JSON requests are held to the narrower
             // body limit and timeout in `graphql_post`, uploads to these.
             .layer(RequestBodyLimitLayer::new(widest))
