@@ -556,6 +556,70 @@ fn audit_trails_show_field_changes_operations_logins_and_alerts() {
     });
 }
 
+/// An event that adds an entry to a record is compared with that entry alone: a second
+/// interaction's summary is new, not a change of the first's; a reversal changes its own
+/// purchase.
+#[test]
+fn a_records_history_compares_each_entry_with_itself() {
+    use oacis_domain::customer::{Direction, InteractionChannel};
+    use oacis_domain::ids::{Date, EntryId};
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let store = SledStore::open(SledConfig::new(dir.path())).unwrap();
+        let id = oacis_domain::ids::CustomerId(uuid::Uuid::from_u128(1));
+        let owner = oacis_domain::ids::UserId(uuid::Uuid::from_u128(2));
+        let department = oacis_domain::ids::DepartmentId(uuid::Uuid::from_u128(3));
+        let profile = oacis_domain::customer::Profile {
+            kind: oacis_domain::customer::CustomerKind::Person,
+            name: "张伟".into(),
+            company: None,
+            source: SourceChannel::Referral,
+            tags: Default::default(),
+            segment: None,
+            personal: Default::default(),
+        };
+        let (mut customer, stream) = (Default::default(), id.stream());
+        let register = CustomerCommand::Register { id, profile, owner, department };
+        act::<Customer>(&store, &stream, &mut customer, register, "alice", 0).await;
+        for (n, summary) in [(1u128, "询价"), (2, "回访")] {
+            let log = CustomerCommand::LogInteraction {
+                id: EntryId(uuid::Uuid::from_u128(100 + n)),
+                channel: InteractionChannel::Call,
+                direction: Direction::Inbound,
+                summary: summary.into(),
+                occurred_at: Timestamp(1_800_000_000_000_000),
+                participants: vec![owner],
+            };
+            act::<Customer>(&store, &stream, &mut customer, log, "alice", 1).await;
+        }
+        let purchase = EntryId(uuid::Uuid::from_u128(200));
+        let buy = CustomerCommand::RecordPurchase {
+            id: purchase,
+            product: "年度服务包".into(),
+            quantity: 1,
+            amount_minor: 100,
+            currency: "CNY".into(),
+            purchased_on: Date::parse("2027-01-10").unwrap(),
+        };
+        act::<Customer>(&store, &stream, &mut customer, buy, "alice", 2).await;
+        let reverse = CustomerCommand::ReversePurchase { id: purchase, reason: "退款".into() };
+        act::<Customer>(&store, &stream, &mut customer, reverse, "alice", 3).await;
+        let history = oacis_projections::views::audit::record_history(
+            &store,
+            &StreamId::new(stream.clone()).unwrap(),
+            store.head().seq,
+        )
+        .await
+        .unwrap();
+        let second = history[2].changes.iter().find(|c| c.field == "summary").unwrap();
+        assert_eq!((second.before.as_deref(), second.after.as_str()), (None, "\"回访\""));
+        assert!(history[2].changes.iter().all(|c| c.before.is_none()), "{:?}", history[2].changes);
+        // The reversal's amount is its purchase's: unchanged, so not listed; its reason is new.
+        let reversal: Vec<&str> = history[4].changes.iter().map(|c| c.field.as_str()).collect();
+        assert!(!reversal.contains(&"amount_minor") && reversal.contains(&"reason"), "{reversal:?}");
+    });
+}
+
 #[test]
 fn service_cases_and_customer_timelines() {
     use oacis_domain::case::{CaseCommand, CaseStatus, ServiceCase};

@@ -237,6 +237,10 @@ fn kind_of(event: &AnyEvent) -> &'static str {
     }
 }
 
+/// Payload fields that name the entry of a record an event adds or changes (see
+/// [`record_history`]).
+const ENTRY_KEYS: &[&str] = &["interaction_id", "purchase_id", "comment_id", "session_id", "approval"];
+
 /// A record's history with field-level changes, oldest first, folded from its stream up to
 /// and including `until` (a past seq, for history as of then). Cost: one read of the stream.
 pub async fn record_history<S: EventStore>(
@@ -259,9 +263,18 @@ pub async fn record_history<S: EventStore>(
                 .map_err(|e| crate::ProjectionError::Decode { seq: record.seq, reason: e.to_string() })?;
             let mut flat = Vec::new();
             flatten("", &value, &mut flat);
+            // An event that adds an entry to its record (an interaction, a purchase, a
+            // comment, a session, a ledger's reservation) or changes one is compared with that
+            // entry's fields, not with another entry's of the same name.
+            let entry = value
+                .as_object()
+                .and_then(|o| ENTRY_KEYS.iter().find_map(|k| o.get(*k).and_then(Value::as_str)))
+                .unwrap_or_default()
+                .to_owned();
             let mut changes = Vec::new();
             for (field, after) in flat {
-                let before = known.get(&field).cloned();
+                let key = format!("{entry}\u{1f}{field}");
+                let before = known.get(&key).cloned();
                 if before.as_ref() != Some(&after) {
                     changes.push(FieldChange {
                         personal: is_personal(&field),
@@ -269,7 +282,7 @@ pub async fn record_history<S: EventStore>(
                         before,
                         after: after.clone(),
                     });
-                    known.insert(field, after);
+                    known.insert(key, after);
                 }
             }
             history.push(HistoryEntry {
