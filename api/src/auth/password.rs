@@ -120,12 +120,21 @@ pub fn policy_problems(password: &str, username: &str, employee_no: &str) -> Vec
     problems
 }
 
-/// A generated password that meets the policy: 20 characters of base64url with a digit,
-/// an upper- and a lower-case letter and a symbol guaranteed.
+/// A generated password that meets the policy: 22 characters of base64url (128 random
+/// bits), drawn again until three kinds of character are mixed (almost always the first
+/// draw), with no fixed part.
+///
+/// # Errors
+/// [`HashError`] when the system's random source fails.
 pub fn generate() -> Result<String, HashError> {
-    let mut bytes = [0u8; 15];
-    getrandom::fill(&mut bytes).map_err(|e| HashError(e.to_string()))?;
-    Ok(format!("{}Aa1!", base64_url(&bytes)))
+    loop {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|e| HashError(e.to_string()))?;
+        let password = base64_url(&bytes);
+        if policy_problems(&password, "", "").is_empty() {
+            return Ok(password);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -143,5 +152,11 @@ mod tests {
         );
         assert_eq!(policy_problems("Password-e-00042", "someone", "E-00042").len(), 1);
         assert!(policy_problems(&generate().unwrap_or_default(), "admin", "0").is_empty());
+        // No fixed part: a thousand draws share no suffix, and each is new.
+        let drawn: std::collections::BTreeSet<String> = (0..1_000).map(|_| generate().unwrap_or_default()).collect();
+        assert_eq!(drawn.len(), 1_000);
+        let ends: std::collections::BTreeSet<&str> = drawn.iter().map(|p| &p[p.len() - 3..]).collect();
+        assert!(ends.len() > 900, "{} distinct endings", ends.len());
+        assert!(drawn.iter().all(|p| policy_problems(p, "", "").is_empty()));
     }
 }
