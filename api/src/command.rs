@@ -11,9 +11,14 @@
 //!   the cached state, so that concurrent writers to a hot stream do not storm into
 //!   conflicts. A command that touches several streams locks them all, in one global order,
 //!   so that crossing commands (A merged into B while B is merged into A) are serialised.
-//! - A cached state is taken out of the cache while it is decided on, and put back only with
-//!   the version its appended events reached; any failure leaves the stream uncached, so the
-//!   next command reloads it from the log.
+//! - A cached state is taken out of the cache while it is decided on, and put back with the
+//!   version its appended events reached. A decision that is not appended (refused, or a
+//!   later step of the command refused) puts back the state it was taken from (a
+//!   [`Decided`] dropped unused restores it): the cache may hold states that appends still
+//!   being made durable will reach, which the log does not hold yet, so reloading from the
+//!   log there would decide on a state behind them (and a command decided on the state of a
+//!   failed append could land on a version another append took). A failed append leaves
+//!   its streams uncached, so the next command reloads them from the log.
 //! - An idempotency key maps to one command id per actor: a retry with the same key and the
 //!   same command returns the first result; the same key with another command is refused.
 
@@ -209,6 +214,9 @@ pub enum CommandError {
 
 type Cached = (Version, Box<dyn Any + Send + Sync>);
 
+/// The cache of folded states, by stream.
+type Cache = Arc<Mutex<LruCache<String, Cached>>>;
+
 /// Puts a decided state into the cache at the version its append reaches.
 type Commit = Box<dyn FnOnce(&CommandBus, Version) + Send>;
 
@@ -218,7 +226,37 @@ pub struct Decided {
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
     /// Puts the new state into the cache at the version the append reached.
-    commit: Commit,
+    commit: Option<Commit>,
+    /// Puts back the state decided on, if this is dropped without being submitted.
+    restore: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl Decided {
+    /// Its stream, expected version, events and commit, for submission (it will no longer
+    /// restore the state it was decided on).
+    fn submitted(mut self) -> (StreamId, ExpectedVersion, Vec<NewEvent>, Commit) {
+        self.restore = None;
+        let stream = self.stream.clone();
+        let events = std::mem::take(&mut self.events);
+        let commit = self.commit.take().unwrap_or_else(|| Box::new(|_, _| {}));
+        (stream, self.expected, events, commit)
+    }
+}
+
+/// Puts back the states `decided` were decided on, latest first, so that a stream decided
+/// twice in one command ends with the state it had before it.
+fn put_back(mut decided: Vec<Decided>) {
+    while let Some(d) = decided.pop() {
+        drop(d);
+    }
+}
+
+impl Drop for Decided {
+    fn drop(&mut self) {
+        if let Some(restore) = self.restore.take() {
+            restore();
+        }
+    }
 }
 
 impl Debug for Decided {
@@ -315,11 +353,31 @@ where
 {
     let stream_id = StreamId::new(stream.to_owned()).map_err(CommandError::Refused)?;
     let (version, mut state) = bus.take_state::<A>(&stream_id).await?;
+    let original = state.clone();
+    let (cache, key) = (bus.cache.clone(), stream.to_owned());
+    let restore = move || {
+        if let Ok(mut cache) = cache.lock() {
+            cache.put(key, (version, Box::new(original)));
+        }
+    };
     let mut decided = Vec::new();
     let mut new_events = Vec::new();
     for command in commands {
-        for event in A::decide(&state, command, &ctx)? {
-            let kind = EventKind::new(event.kind()).map_err(CommandError::Refused)?;
+        let events = match A::decide(&state, command, &ctx) {
+            Ok(events) => events,
+            Err(refused) => {
+                restore();
+                return Err(refused.into());
+            }
+        };
+        for event in events {
+            let kind = match EventKind::new(event.kind()) {
+                Ok(kind) => kind,
+                Err(e) => {
+                    restore();
+                    return Err(CommandError::Refused(e));
+                }
+            };
             new_events.push(NewEvent { kind, schema: event.schema(), payload: event.payload() });
             state = A::evolve(state, &event);
             decided.push(event);
@@ -329,7 +387,14 @@ where
     let key = stream.to_owned();
     let kept = state.clone();
     let commit: Commit = Box::new(move |bus, at| bus.put_state(key, at, Box::new(kept)));
-    Ok((Decided { stream: stream_id, expected, events: new_events, commit }, decided, state))
+    let decided_on = Decided {
+        stream: stream_id,
+        expected,
+        events: new_events,
+        commit: Some(commit),
+        restore: Some(Box::new(restore)),
+    };
+    Ok((decided_on, decided, state))
 }
 
 /// What a [`then`] step derives for its second stream from the first's decided events and
@@ -411,7 +476,7 @@ where
 pub struct CommandBus {
     store: AnyStore,
     projections: Arc<Projections>,
-    cache: Mutex<LruCache<String, Cached>>,
+    cache: Cache,
     keys: Mutex<LruCache<Uuid, ([u8; 32], Executed)>>,
     /// Keyed requests being executed here, by command id: a second request with the same
     /// key waits for the first's outcome and is answered from it ([`KeyInFlight`]).
@@ -444,7 +509,7 @@ impl CommandBus {
         CommandBus {
             store: store.into(),
             projections,
-            cache: Mutex::new(LruCache::new(streams)),
+            cache: Arc::new(Mutex::new(LruCache::new(streams))),
             keys: Mutex::new(LruCache::new(keys)),
             in_flight: Arc::default(),
             locks: (0..STREAM_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
@@ -705,7 +770,13 @@ impl CommandBus {
         let ctx = self.context(origin.actor);
         let mut decided = Vec::with_capacity(steps.len());
         for step in steps {
-            decided.extend(step.decide(self, ctx).await?);
+            match step.decide(self, ctx).await {
+                Ok(more) => decided.extend(more),
+                Err(refused) => {
+                    put_back(decided);
+                    return Err(refused);
+                }
+            }
         }
         let version_of = |d: &Decided| match d.expected {
             ExpectedVersion::Exact(v) => v,
@@ -714,7 +785,9 @@ impl CommandBus {
         if let (Some(expected), Some(first)) = (origin.expected_version, decided.first()) {
             let actual = version_of(first);
             if actual.0 != expected {
-                return Err(CommandError::Stale { stream: first.stream.as_str().to_owned(), actual });
+                let stale = CommandError::Stale { stream: first.stream.as_str().to_owned(), actual };
+                put_back(decided);
+                return Err(stale);
             }
         }
         let first_version = decided.first().map_or(Version::NONE, version_of);
@@ -724,15 +797,16 @@ impl CommandBus {
         let mut events = 0;
         for d in decided {
             let base = version_of(&d);
-            if d.events.is_empty() {
-                (d.commit)(self, base);
+            let (stream, expected, new_events, commit) = d.submitted();
+            if new_events.is_empty() {
+                commit(self, base);
                 continue;
             }
-            let count = u64::try_from(d.events.len()).unwrap_or(u64::MAX);
-            events += d.events.len();
-            streams.push(d.stream.as_str().to_owned());
-            commits.push((d.commit, Version(base.0 + count)));
-            parts.push(StreamAppend { stream: d.stream, expected: d.expected, events: d.events });
+            let count = u64::try_from(new_events.len()).unwrap_or(u64::MAX);
+            events += new_events.len();
+            streams.push(stream.as_str().to_owned());
+            commits.push((commit, Version(base.0 + count)));
+            parts.push(StreamAppend { stream, expected, events: new_events });
         }
         if parts.is_empty() {
             let seq = self.projections.applied();
@@ -963,6 +1037,32 @@ mod tests {
         let answer = second.await.expect("joined");
         assert!(matches!(answer, Err(CommandError::KeyReused)), "{answer:?}");
         assert_eq!(store.head().seq.0, 0, "nothing written");
+    }
+
+    /// A refused decision puts back the state it was decided on: the cache may hold a state
+    /// an append still being made durable will reach (here put there by hand, at a version
+    /// the log does not have yet), and the next command must decide against it, not against
+    /// the log's older state (a refusal once dropped it, and two overlapping leave requests
+    /// were both accepted).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_decision_leaves_the_state_it_was_decided_on_in_the_cache() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let store = SledStore::open(SledConfig::new(dir.path())).expect("store");
+        let projections = Arc::new(Projections::start(&store, &mut |_| {}).await.expect("views"));
+        let bus = CommandBus::new(store.clone(), projections, Duration::from_secs(5));
+        let origin = Origin::system();
+        let id = DepartmentId(uuid::Uuid::from_u128(7));
+        let create = || DepartmentCommand::Create { id, name: "Sales".into(), parent: None, parent_open: false };
+        bus.execute::<Department>(id.stream(), create(), &origin).await.expect("created");
+        // A pending append's state: version 2, renamed, not in the log.
+        let mut pending = bus.peek::<Department>(&id.stream()).await.expect("state");
+        pending.name = Some("Sales and Service".into());
+        bus.put_state(id.stream(), oacis_eventlog::Version(2), Box::new(pending));
+        let refused = bus.execute::<Department>(id.stream(), create(), &origin).await;
+        assert!(matches!(refused, Err(CommandError::Domain(_))), "{refused:?}");
+        let after = bus.peek::<Department>(&id.stream()).await.expect("state");
+        assert_eq!(after.name.as_deref(), Some("Sales and Service"), "the pending state, not the log's");
+        assert_eq!(store.head().seq.0, 1, "nothing written");
     }
 
     /// The causation id (kept in the log and every export) of a keyed request is keyed by the
