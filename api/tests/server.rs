@@ -294,6 +294,57 @@ fn requests_sharing_a_key_at_once_get_the_first_result_or_key_reused() {
     }
 }
 
+/// Administration cannot be given away for good: retiring the administrator role, taking
+/// role.admin from it, revoking or deactivating the last administrator are refused (nothing
+/// in the API could give the rights back); with a second administrator, the first's grant
+/// may go.
+#[test]
+fn the_last_administrator_cannot_be_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let admin = first_sign_in(&server, "admin", ADMIN_PASSWORD, "Sesame-Changed-77");
+    let data = |answer: Value| {
+        assert!(answer["errors"].is_null(), "{answer}");
+        answer["data"].clone()
+    };
+    let roles = data(gql(&server, Some(&admin), "{ roles { id name permissions } }", json!({})));
+    let administrator =
+        roles["roles"].as_array().unwrap().iter().find(|r| r["name"] == "administrator").unwrap().clone();
+    let me = data(gql(&server, Some(&admin), "{ me { id } }", json!({})))["me"]["id"].clone();
+    let grants = data(gql(&server, Some(&admin), "{ grants { id user role } }", json!({})));
+    let mine = grants["grants"].as_array().unwrap().iter().find(|g| g["user"] == me).unwrap()["id"].clone();
+    let head =
+        || data(gql(&server, Some(&admin), "{ verifyChain { headSeq } }", json!({})))["verifyChain"]["headSeq"].clone();
+    let before = head();
+    let fewer: Vec<&str> = administrator["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|p| *p != "role.admin")
+        .collect();
+    for (query, variables) in [
+        ("mutation($r: String!) { retireRole(role: $r) { seq } }", json!({ "r": administrator["id"] })),
+        (
+            "mutation($r: String!, $p: [String!]!) { changeRolePermissions(role: $r, permissions: $p) { seq } }",
+            json!({ "r": administrator["id"], "p": fewer }),
+        ),
+        ("mutation($g: String!) { revokeGrant(grant: $g) { seq } }", json!({ "g": mine })),
+        ("mutation($u: String!) { setUserState(user: $u, state: DEACTIVATED) { seq } }", json!({ "u": me })),
+    ] {
+        let refused = gql(&server, Some(&admin), query, variables);
+        assert_eq!(code(&refused), "CONFLICT", "{query}: {refused}");
+    }
+    assert_eq!(head(), before, "nothing written");
+    // A second administrator: the first's grant may go.
+    let root = data(gql(&server, Some(&admin), "{ departments { id } }", json!({})))["departments"][0]["id"].clone();
+    let create = "mutation($d: String!) { createUser(username: \"second.admin\", employeeNo: \"A-2\", displayName: \"乙\", department: $d, initialPassword: \"Initial-Pass-9\") { id } }";
+    let second = data(gql(&server, Some(&admin), create, json!({ "d": root })))["createUser"]["id"].clone();
+    let grant = "mutation($u: String!, $r: String!) { grantRole(user: $u, role: $r, scope: ALL) { id } }";
+    data(gql(&server, Some(&admin), grant, json!({ "u": second, "r": administrator["id"] })));
+    data(gql(&server, Some(&admin), "mutation($g: String!) { revokeGrant(grant: $g) { seq } }", json!({ "g": mine })));
+}
+
 /// A username and an employee number both sign in: neither may be another user's other name
 /// (a username equal to someone's employee number took over their sign-in name).
 #[test]

@@ -18,7 +18,7 @@ use super::{app, caller, execute, origin, views};
 use crate::access::may_act;
 use crate::command::{on, Executed};
 use crate::server::bootstrap::create_user;
-use oacis_projections::views::access::UserRow;
+use oacis_projections::views::access::{AccessChange, UserRow};
 
 /// A user as the directory shows it.
 #[derive(SimpleObject, Debug)]
@@ -302,6 +302,7 @@ impl PeopleMutation {
     async fn revoke_grant(&self, ctx: &Context<'_>, grant: String) -> ApiResult<MutationResult> {
         admin(ctx, Permission::RoleAdmin)?;
         let id = GrantId(parse_id("grant", &grant)?);
+        keeps_administration(ctx, "grant", &AccessChange::RevokeGrant(id))?;
         let executed = app(ctx)?.bus.execute::<Grant>(id.stream(), GrantCommand::Revoke, &origin(ctx, None)?).await?;
         Ok(result(id, executed, None))
     }
@@ -310,6 +311,7 @@ impl PeopleMutation {
     async fn retire_role(&self, ctx: &Context<'_>, role: String) -> ApiResult<MutationResult> {
         admin(ctx, Permission::RoleAdmin)?;
         let id = RoleId(parse_id("role", &role)?);
+        keeps_administration(ctx, "role", &AccessChange::RetireRole(id))?;
         let executed = app(ctx)?.bus.execute::<Role>(id.stream(), RoleCommand::Retire, &origin(ctx, None)?).await?;
         Ok(result(id, executed, None))
     }
@@ -327,6 +329,7 @@ impl PeopleMutation {
         let id = UserId(parse_id("user", &user)?);
         let current = views(ctx, |v| v.access.user(id).map(|u| u.status))?.ok_or(ApiError::NotFound("user"))?;
         use oacis_domain::user::UserStatus as S;
+        keeps_administration(ctx, "user", &AccessChange::UserStatus(id, state.into()))?;
         let command = match (state.into(), current) {
             (S::Locked, _) => UserCommand::Lock { reason: reason.unwrap_or_default() },
             (S::Deactivated, _) => UserCommand::Deactivate,
@@ -512,8 +515,25 @@ impl PeopleMutation {
         admin(ctx, Permission::RoleAdmin)?;
         let id = RoleId(parse_id("role", &role)?);
         let permissions = parse_permissions(&permissions)?;
+        keeps_administration(ctx, "permissions", &AccessChange::RolePermissions(id, permissions.clone()))?;
         execute::<Role>(ctx, id, id.stream(), RoleCommand::ChangePermissions { permissions }, None).await
     }
+}
+
+/// CONFLICT if `change` would leave no active user holding `role.admin` and `user.admin`
+/// over everything: no one could then give any right back.
+fn keeps_administration(ctx: &Context<'_>, field: &str, change: &AccessChange) -> ApiResult<()> {
+    let left = views(ctx, |v| v.access.administrators_after(change))?;
+    if left > 0 {
+        return Ok(());
+    }
+    Err(ApiError::Conflict {
+        message: format!(
+            "refused ({field}): no active user would hold role.admin and user.admin over everything, and no one \
+             could give them back; grant them to another user first"
+        ),
+        version: None,
+    })
 }
 
 fn parse_permissions(names: &[String]) -> ApiResult<std::collections::BTreeSet<Permission>> {

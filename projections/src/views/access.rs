@@ -102,7 +102,53 @@ pub struct AccessDirectory {
     grants_of: BTreeMap<UserId, BTreeSet<GrantId>>,
 }
 
+/// A change to who holds what, as a command would make it ([`AccessDirectory::administrators_after`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessChange {
+    /// A role retired.
+    RetireRole(RoleId),
+    /// A role's permissions replaced.
+    RolePermissions(RoleId, BTreeSet<Permission>),
+    /// A grant revoked.
+    RevokeGrant(GrantId),
+    /// A user locked, deactivated or made active again.
+    UserStatus(UserId, UserStatus),
+}
+
 impl AccessDirectory {
+    /// How many active users would hold both `role.admin` and `user.admin` over everything
+    /// (through grants at scope `all`) once `change` is made: those who can give back any
+    /// other right, and unlock or reactivate anyone. None left, and no one could administer
+    /// again (nothing in the API gives a right without them).
+    #[must_use]
+    pub fn administrators_after(&self, change: &AccessChange) -> usize {
+        self.users
+            .iter()
+            .filter(|(id, row)| match change {
+                AccessChange::UserStatus(user, status) if *user == **id => *status == UserStatus::Active,
+                _ => row.status == UserStatus::Active,
+            })
+            .filter(|(id, _)| {
+                let mut held = BTreeSet::new();
+                let grants = self.grants_of.get(id).into_iter().flatten();
+                for (grant_id, grant) in grants.filter_map(|g| self.grants.get(g).map(|row| (g, row))) {
+                    if grant.revoked || grant.scope != Scope::All || *change == AccessChange::RevokeGrant(*grant_id) {
+                        continue;
+                    }
+                    let Some(role) = self.roles.get(&grant.role).filter(|r| !r.retired) else { continue };
+                    match change {
+                        AccessChange::RetireRole(retired) if *retired == grant.role => {}
+                        AccessChange::RolePermissions(changed, permissions) if *changed == grant.role => {
+                            held.extend(permissions.iter().copied());
+                        }
+                        _ => held.extend(role.permissions.iter().copied()),
+                    }
+                }
+                held.contains(&Permission::RoleAdmin) && held.contains(&Permission::UserAdmin)
+            })
+            .count()
+    }
+
     /// The user whose open session `session` is.
     #[must_use]
     pub fn session_user(&self, session: EntryId) -> Option<&UserRow> {
