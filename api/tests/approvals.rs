@@ -446,6 +446,31 @@ fn pinning_signers_withdrawal_return_hidden_fields_and_self_approval_over_graphq
     assert_eq!(seen["form"], json!({ "amount": 600_000 }));
     assert!(!seen["timeline"].to_string().contains("差旅"), "{seen}");
     assert_eq!(shown(&li, &x)["form"]["reason"], "差旅");
+    // Nor in the log read as an audit trail, though he may audit it; an auditor who approves
+    // nothing of it sees the whole form.
+    let auditing = office.id(
+        &admin,
+        r#"mutation { defineRole(name: "auditing", permissions: ["audit.read"]) { id } }"#,
+        json!({}),
+    );
+    office.ask(
+        &admin,
+        "mutation($u: String!, $r: String!) { grantRole(user: $u, role: $r, scope: ALL) { id } }",
+        json!({ "u": wang_id, "r": auditing }),
+    );
+    let submitted = r#"{ events(kinds: ["ApprovalSubmitted"], first: 100) { stream payload } }"#;
+    let of_x = |token: &str| {
+        let answer = office.ask(token, submitted, json!({}));
+        let stream = format!("approval-{x}");
+        answer["events"].as_array().unwrap().iter().find(|e| e["stream"] == stream.as_str()).unwrap()["payload"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let to_him = of_x(&wang);
+    assert!(!to_him.contains("差旅") && to_him.contains("600000"), "{to_him}");
+    assert!(to_him.contains(r#""form_hash":"""#), "{to_him}");
+    assert!(of_x(&admin).contains("差旅"));
     assert!(office.approve(&wang, &x, my_task(&office, &wang, &x), "同意")["errors"].is_null());
     assert!(office.approve(&zhao, &x, my_task(&office, &zhao, &x), "同意")["errors"].is_null());
     let seen = shown(&li, &x);

@@ -320,6 +320,25 @@ pub struct ApprovalNode {
     pub timeline: Vec<ApprovalTimelineEntry>,
 }
 
+/// Takes out of an approval event's `payload` (a record of `stream`) the form fields
+/// `caller` may not see on that approval ([`hidden_fields`]), and blanks its form hash when
+/// any is: the log read as an audit trail (`events`, the events feed) shows an approver no
+/// more than the approval itself does. Records of other streams are left as they are.
+pub(crate) fn hide_in_payload(v: &Views, caller: &Caller, stream: &str, payload: &mut serde_json::Value) {
+    let Some(id) = stream.strip_prefix("approval-").and_then(|s| uuid::Uuid::parse_str(s).ok()) else { return };
+    let Some(row) = v.approvals.get(ApprovalId(id)) else { return };
+    let hidden = hidden_fields(v, caller, row);
+    if hidden.is_empty() {
+        return;
+    }
+    if let Some(form) = payload.get_mut("form").and_then(serde_json::Value::as_object_mut) {
+        form.retain(|name, _| !hidden.contains(name));
+    }
+    if let Some(hash) = payload.get_mut("form_hash") {
+        *hash = serde_json::Value::String(String::new());
+    }
+}
+
 /// The form fields `caller` may not see on `row`: for an approver, those hidden at every
 /// node where they hold or held a task, whatever else they may see; for someone only copied,
 /// those hidden at any node (a copy never shows more than the approvers see). The submitter,

@@ -256,7 +256,7 @@ impl Feed for EventFeed {
                 Err(e) => return Some(Err(e)),
             };
             let personal = caller.may(Permission::CustomerReadPersonal, &Resource::global());
-            return Some(Ok(EventNode::of(&record, personal)));
+            return Some(Ok(EventNode::of(&record, personal, self.live.state.bus.projections(), &caller)));
         }
     }
 }

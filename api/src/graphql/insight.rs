@@ -310,12 +310,20 @@ impl EventNode {
             && kinds.is_none_or(|k| k.iter().any(|x| x == record.kind.as_str()))
     }
 
-    /// The node of `record`: secrets redacted, and the `personal` parts masked unless
-    /// `personal`.
+    /// The node of `record` as `caller` may see it: secrets redacted, the `personal` parts
+    /// masked unless `personal`, and an approval's form fields hidden from `caller` left out
+    /// (read from `views`; with no views to read them, the whole form is left out).
     #[must_use]
-    pub fn of(record: &Record, personal: bool) -> EventNode {
+    pub fn of(record: &Record, personal: bool, views: &oacis_projections::Projections, caller: &Caller) -> EventNode {
         let mut payload: Value = serde_json::from_slice(&record.payload).unwrap_or(Value::Null);
         redact_secrets(&mut payload);
+        let stream = record.stream.as_str();
+        let hidden = views.read(|v| super::approvals::hide_in_payload(v, caller, stream, &mut payload));
+        if hidden.is_err() {
+            if let Some(form) = payload.get_mut("form") {
+                *form = Value::Null;
+            }
+        }
         if !personal {
             mask_personal(&mut payload, false);
         }
@@ -698,7 +706,7 @@ impl InsightQuery {
                 if !EventNode::selected(&record, streams.as_deref(), kinds.as_deref()) || out.len() >= size {
                     continue;
                 }
-                out.push(EventNode::of(&record, personal));
+                out.push(EventNode::of(&record, personal, app(ctx)?.bus.projections(), caller));
             }
             at = last.next();
         }
