@@ -630,6 +630,31 @@ fn each_operation_is_refused_where_its_semantics_say_with_nothing_appended() {
     assert!(run.state().tasks.values().all(|t| !t.status.live()));
 }
 
+/// A task whose assignee may no longer act (deactivated) is transferred by an approval
+/// administrator for them; while the assignee is active, only they may transfer it, and no
+/// one else may rescue it.
+#[test]
+fn an_administrator_transfers_the_task_of_an_assignee_who_left() {
+    let (_, v1) = first_version();
+    let mut run = Run::submit(&v1, SUBMITTER, form(600_000));
+    let manager = run.task_of(MANAGER);
+    let transfer = || Act::Transfer { task: manager, to: user(CEO), comment: Some("经理已离职".into()) };
+    let refused = run.act(ADMIN, transfer()).unwrap_err();
+    assert!(matches!(refused, DomainError::NotYours { .. }), "while the manager is active: {refused:?}");
+    run.env.org.active.remove(&user(MANAGER));
+    let refused = run.act(FINANCE, transfer()).unwrap_err();
+    assert!(matches!(refused, DomainError::NotYours { .. }), "not an administrator: {refused:?}");
+    let refused = run.act(ADMIN, Act::Delegate { task: manager, to: user(CEO), comment: None }).unwrap_err();
+    assert!(matches!(refused, DomainError::NotYours { .. }), "a delegation stays the assignee's: {refused:?}");
+    let events = run.act(ADMIN, transfer()).unwrap();
+    match &events[..] {
+        [ApprovalEvent::ApprovalTaskTransferred(h)] => assert_eq!((h.from, h.to), (user(MANAGER), user(CEO))),
+        other => panic!("{other:?}"),
+    }
+    run.approve(CEO, "同意");
+    assert!(run.state().tasks[&manager].status != TaskStatus::Running);
+}
+
 #[test]
 fn forms_and_definitions_report_every_field_error_at_once() {
     let (_, v1) = first_version();

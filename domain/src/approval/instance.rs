@@ -129,7 +129,9 @@ pub enum Act {
         /// The form now.
         form: FormValues,
     },
-    /// Give one's task to someone else for good (转办).
+    /// Give one's task to someone else for good (转办). An approval administrator
+    /// (`OrgFacts::administrators`) may also transfer a running task whose assignee may no
+    /// longer act (not in `OrgFacts::active`: deactivated, locked), which would wait for good.
     Transfer {
         /// The task.
         task: u32,
@@ -1034,13 +1036,27 @@ impl ApprovalState {
         money: bool,
         action: &'static str,
     ) -> Result<TaskHandover, DomainError> {
-        self.own_task(task, actor, &[TaskStatus::Running], action)?;
+        // A running task whose assignee may no longer act (deactivated, locked) would wait
+        // for good: an approval administrator transfers it for them.
+        let stranded = self
+            .tasks
+            .get(&task)
+            .filter(|t| t.status == TaskStatus::Running && !org.active.contains(&t.assignee))
+            .map(|t| t.assignee);
+        let from = match stranded {
+            Some(assignee) if action == "transfer" && org.administrators.contains(&actor) => {
+                use crate::aggregate::Lifecycle as _;
+                self.status.require(&[ApprovalStatus::Running], action)?;
+                assignee
+            }
+            _ => self.own_task(task, actor, &[TaskStatus::Running], action)?.assignee,
+        };
         let mut v = Validator::new();
         let comment = self::comment(&mut v, comment);
-        if let Some((code, message)) = self.refuse_assignee(actor, to, org, money) {
+        if let Some((code, message)) = self.refuse_assignee(from, to, org, money) {
             v.fail("to", code, message);
         }
-        v.finish(TaskHandover { task, from: actor, to, comment })
+        v.finish(TaskHandover { task, from, to, comment })
     }
 
     /// Why `user` may not be given a task of this approval's current node by `actor`, if not:
