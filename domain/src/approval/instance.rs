@@ -131,7 +131,7 @@ pub enum Act {
     },
     /// Give one's task to someone else for good (转办). An approval administrator
     /// (`OrgFacts::administrators`) may also transfer a running task whose assignee may no
-    /// longer act (not in `OrgFacts::active`: deactivated, locked), which would wait for good.
+    /// longer act (not in `OrgFacts::active`: deactivated), which would wait for good.
     Transfer {
         /// The task.
         task: u32,
