@@ -345,6 +345,31 @@ fn the_last_administrator_cannot_be_removed() {
     data(gql(&server, Some(&admin), "mutation($g: String!) { revokeGrant(grant: $g) { seq } }", json!({ "g": mine })));
 }
 
+/// Siblings are told apart by name (files and people name departments by it), and a role
+/// grants something.
+#[test]
+fn sibling_departments_have_names_of_their_own_and_roles_grant_something() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let admin = first_sign_in(&server, "admin", ADMIN_PASSWORD, "Sesame-Changed-77");
+    let create = "mutation($n: String!, $p: String) { createDepartment(name: $n, parent: $p) { id } }";
+    let made = |name: &str, parent: Value| gql(&server, Some(&admin), create, json!({ "n": name, "p": parent }));
+    let root = made("Head Office", Value::Null)["data"]["createDepartment"]["id"].clone();
+    assert!(made("Sales", root.clone())["errors"].is_null());
+    let service = made("Service", root.clone())["data"]["createDepartment"]["id"].clone();
+    let twin = made(" sales ", root.clone());
+    assert_eq!(code(&twin), "VALIDATION", "{twin}");
+    assert_eq!(twin["errors"][0]["extensions"]["fields"][0]["path"], "name", "{twin}");
+    // Under another parent, the name is free.
+    assert!(made("Sales", service.clone())["errors"].is_null());
+    let rename = "mutation($id: String!, $n: String!) { renameDepartment(id: $id, name: $n) { seq } }";
+    let renamed = gql(&server, Some(&admin), rename, json!({ "id": service, "n": "SALES" }));
+    assert_eq!(code(&renamed), "VALIDATION", "{renamed}");
+    let empty =
+        gql(&server, Some(&admin), "mutation { defineRole(name: \"nothing\", permissions: []) { id } }", json!({}));
+    assert_eq!(code(&empty), "VALIDATION", "{empty}");
+}
+
 /// A username and an employee number both sign in: neither may be another user's other name
 /// (a username equal to someone's employee number took over their sign-in name).
 #[test]

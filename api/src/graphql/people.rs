@@ -260,6 +260,7 @@ impl PeopleMutation {
     ) -> ApiResult<MutationResult> {
         admin(ctx, Permission::UserAdmin)?;
         let parent = parent.as_deref().map(|p| parse_id("parent", p).map(DepartmentId)).transpose()?;
+        unique_among_siblings(ctx, "name", parent, &name, None)?;
         let parent_open = match parent {
             Some(p) => views(ctx, |v| v.access.department(p).is_some_and(|d| d.open))?,
             None => false,
@@ -435,6 +436,9 @@ impl PeopleMutation {
     async fn rename_department(&self, ctx: &Context<'_>, id: String, name: String) -> ApiResult<MutationResult> {
         admin(ctx, Permission::UserAdmin)?;
         let id = DepartmentId(parse_id("id", &id)?);
+        let parent =
+            views(ctx, |v| v.access.department(id).map(|d| d.parent))?.ok_or(ApiError::NotFound("department"))?;
+        unique_among_siblings(ctx, "name", parent, &name, Some(id))?;
         execute::<Department>(ctx, id, id.stream(), DepartmentCommand::Rename { name }, None).await
     }
 
@@ -449,6 +453,9 @@ impl PeopleMutation {
         admin(ctx, Permission::UserAdmin)?;
         let id = DepartmentId(parse_id("id", &id)?);
         let parent = parent.as_deref().map(|p| parse_id("parent", p).map(DepartmentId)).transpose()?;
+        let name =
+            views(ctx, |v| v.access.department(id).map(|d| d.name.clone()))?.ok_or(ApiError::NotFound("department"))?;
+        unique_among_siblings(ctx, "parent", parent, &name, Some(id))?;
         let (parent_ancestors, parent_open) = views(ctx, |v| match parent {
             Some(p) => (v.access.department_path(p), v.access.department(p).is_some_and(|d| d.open)),
             None => (Vec::new(), false),
@@ -494,6 +501,9 @@ impl PeopleMutation {
     ) -> ApiResult<MutationResult> {
         admin(ctx, Permission::RoleAdmin)?;
         let permissions = parse_permissions(&permissions)?;
+        if permissions.is_empty() {
+            return Err(ApiError::field("permissions", FieldCode::Required, "a role grants at least one permission"));
+        }
         let origin = origin(ctx, None)?;
         let id = RoleId(origin.new_id("role"));
         let key = UniqueKey::new(UniqueKind::RoleName, &name);
@@ -518,6 +528,32 @@ impl PeopleMutation {
         keeps_administration(ctx, "permissions", &AccessChange::RolePermissions(id, permissions.clone()))?;
         execute::<Role>(ctx, id, id.stream(), RoleCommand::ChangePermissions { permissions }, None).await
     }
+}
+
+/// VALIDATION on `field` if an open department under `parent` (other than `except`) has
+/// `name` already (compared trimmed and case-folded): files and people name departments by
+/// name, and two siblings of one name could not be told apart.
+fn unique_among_siblings(
+    ctx: &Context<'_>,
+    field: &str,
+    parent: Option<DepartmentId>,
+    name: &str,
+    except: Option<DepartmentId>,
+) -> ApiResult<()> {
+    let wanted = name.trim().to_lowercase();
+    let taken = views(ctx, |v| {
+        v.access.departments().any(|(id, d)| {
+            Some(*id) != except && d.open && d.parent == parent && d.name.trim().to_lowercase() == wanted
+        })
+    })?;
+    if taken {
+        return Err(ApiError::field(
+            field,
+            FieldCode::Duplicate,
+            format!("a department under the same parent is named {name:?} already"),
+        ));
+    }
+    Ok(())
 }
 
 /// CONFLICT if `change` would leave no active user holding `role.admin` and `user.admin`
