@@ -328,7 +328,7 @@ fn a_task_due_in_one_working_day_from_the_friday_before_an_adjusted_saturday_goe
     };
     let first = |data: Value| data.as_object().unwrap().values().next().unwrap()["id"].as_str().unwrap().to_owned();
     let admin = oacis_tests::first_sign_in(&addr, "admin", PASSWORD, "Sesame-Changed-77");
-    let top = first(ask(&admin, r#"mutation { createDepartment(name: "总部") { id } }"#, json!({})));
+    let top = first(ask(&admin, r#"mutation { createDepartment(name: "华东总部") { id } }"#, json!({})));
     let office = first(ask(
         &admin,
         "mutation($p: String) { createDepartment(name: \"行政部\", parent: $p) { id } }",
@@ -411,7 +411,7 @@ fn my_task(office: &Office, token: &str, id: &str) -> u64 {
 #[test]
 fn pinning_signers_withdrawal_return_hidden_fields_and_self_approval_over_graphql() {
     let (office, admin) = Office::start();
-    let head = office.department(&admin, "总部", None);
+    let head = office.department(&admin, "集团总部", None);
     let sales = office.department(&admin, "销售部", Some(&head));
     let (_, li) = office.user(&admin, "li.na", "E-1", &sales);
     let (wang_id, wang) = office.user(&admin, "wang.fang", "E-2", &sales);
