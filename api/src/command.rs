@@ -11,14 +11,14 @@
 //!   the cached state, so that concurrent writers to a hot stream do not storm into
 //!   conflicts. A command that touches several streams locks them all, in one global order,
 //!   so that crossing commands (A merged into B while B is merged into A) are serialised.
-//! - A cached state is taken out of the cache while it is decided on, and put back with the
-//!   version its appended events reached. A decision that is not appended (refused, or a
-//!   later step of the command refused) puts back the state it was taken from (a
-//!   [`Decided`] dropped unused restores it): the cache may hold states that appends still
-//!   being made durable will reach, which the log does not hold yet, so reloading from the
-//!   log there would decide on a state behind them (and a command decided on the state of a
-//!   failed append could land on a version another append took). A failed append leaves
-//!   its streams uncached, so the next command reloads them from the log.
+//! - A cached state stays in the cache while it is decided on (shared, the stream locked),
+//!   and is replaced by the state the appended events reach, at their version. A decision
+//!   that is not appended (refused, or a later step of its command refused) leaves it as it
+//!   was: the cache may hold states that appends still being made durable will reach, which
+//!   the log does not hold yet, so reloading from the log there would decide on a state
+//!   behind them (and a command decided on the state of one that then failed could land on a
+//!   version another append took). A failed append leaves its streams uncached, so the next
+//!   command reloads them from the log.
 //! - An idempotency key maps to one command id per actor: a retry with the same key and the
 //!   same command returns the first result; the same key with another command is refused.
 
@@ -212,10 +212,9 @@ pub enum CommandError {
     Keys(String),
 }
 
+/// A stream's folded state (an `Arc` of its aggregate's state, shared while it is decided
+/// on) and its version.
 type Cached = (Version, Box<dyn Any + Send + Sync>);
-
-/// The cache of folded states, by stream.
-type Cache = Arc<Mutex<LruCache<String, Cached>>>;
 
 /// Puts a decided state into the cache at the version its append reaches.
 type Commit = Box<dyn FnOnce(&CommandBus, Version) + Send>;
@@ -226,37 +225,7 @@ pub struct Decided {
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
     /// Puts the new state into the cache at the version the append reached.
-    commit: Option<Commit>,
-    /// Puts back the state decided on, if this is dropped without being submitted.
-    restore: Option<Box<dyn FnOnce() + Send + Sync>>,
-}
-
-impl Decided {
-    /// Its stream, expected version, events and commit, for submission (it will no longer
-    /// restore the state it was decided on).
-    fn submitted(mut self) -> (StreamId, ExpectedVersion, Vec<NewEvent>, Commit) {
-        self.restore = None;
-        let stream = self.stream.clone();
-        let events = std::mem::take(&mut self.events);
-        let commit = self.commit.take().unwrap_or_else(|| Box::new(|_, _| {}));
-        (stream, self.expected, events, commit)
-    }
-}
-
-/// Puts back the states `decided` were decided on, latest first, so that a stream decided
-/// twice in one command ends with the state it had before it.
-fn put_back(mut decided: Vec<Decided>) {
-    while let Some(d) = decided.pop() {
-        drop(d);
-    }
-}
-
-impl Drop for Decided {
-    fn drop(&mut self) {
-        if let Some(restore) = self.restore.take() {
-            restore();
-        }
-    }
+    commit: Commit,
 }
 
 impl Debug for Decided {
@@ -324,7 +293,7 @@ where
 }
 
 /// Decides `command` against `stream`'s current state (the caller holds its lock) and stages
-/// the events; the new state goes back into the cache once they are appended.
+/// the events; the new state replaces it in the cache once they are submitted.
 pub async fn decide_on<A>(
     bus: &CommandBus,
     stream: &str,
@@ -346,55 +315,31 @@ async fn decide_all<A>(
     stream: &str,
     commands: Vec<A::Command>,
     ctx: Context,
-) -> Result<(Decided, Vec<A::Event>, A::State), CommandError>
+) -> Result<(Decided, Vec<A::Event>, Arc<A::State>), CommandError>
 where
     A: Aggregate + 'static,
     A::State: Send + Sync + 'static,
 {
     let stream_id = StreamId::new(stream.to_owned()).map_err(CommandError::Refused)?;
-    let (version, mut state) = bus.take_state::<A>(&stream_id).await?;
-    let original = state.clone();
-    let (cache, key) = (bus.cache.clone(), stream.to_owned());
-    let restore = move || {
-        if let Ok(mut cache) = cache.lock() {
-            cache.put(key, (version, Box::new(original)));
-        }
-    };
+    // The cached state stays where it is: a refusal changes nothing.
+    let (version, original) = bus.load_state::<A>(&stream_id).await?;
+    let mut evolved: Option<A::State> = None;
     let mut decided = Vec::new();
     let mut new_events = Vec::new();
     for command in commands {
-        let events = match A::decide(&state, command, &ctx) {
-            Ok(events) => events,
-            Err(refused) => {
-                restore();
-                return Err(refused.into());
-            }
-        };
-        for event in events {
-            let kind = match EventKind::new(event.kind()) {
-                Ok(kind) => kind,
-                Err(e) => {
-                    restore();
-                    return Err(CommandError::Refused(e));
-                }
-            };
+        for event in A::decide(evolved.as_ref().unwrap_or(&original), command, &ctx)? {
+            let kind = EventKind::new(event.kind()).map_err(CommandError::Refused)?;
             new_events.push(NewEvent { kind, schema: event.schema(), payload: event.payload() });
-            state = A::evolve(state, &event);
+            let state = evolved.take().unwrap_or_else(|| (*original).clone());
+            evolved = Some(A::evolve(state, &event));
             decided.push(event);
         }
     }
     let expected = if version == Version::NONE { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
-    let key = stream.to_owned();
-    let kept = state.clone();
-    let commit: Commit = Box::new(move |bus, at| bus.put_state(key, at, Box::new(kept)));
-    let decided_on = Decided {
-        stream: stream_id,
-        expected,
-        events: new_events,
-        commit: Some(commit),
-        restore: Some(Box::new(restore)),
-    };
-    Ok((decided_on, decided, state))
+    let state = evolved.map_or(original, Arc::new);
+    let (key, kept) = (stream.to_owned(), state.clone());
+    let commit: Commit = Box::new(move |bus, at| bus.put_state(key, at, kept));
+    Ok((Decided { stream: stream_id, expected, events: new_events, commit }, decided, state))
 }
 
 /// What a [`then`] step derives for its second stream from the first's decided events and
@@ -476,7 +421,7 @@ where
 pub struct CommandBus {
     store: AnyStore,
     projections: Arc<Projections>,
-    cache: Cache,
+    cache: Mutex<LruCache<String, Cached>>,
     keys: Mutex<LruCache<Uuid, ([u8; 32], Executed)>>,
     /// Keyed requests being executed here, by command id: a second request with the same
     /// key waits for the first's outcome and is answered from it ([`KeyInFlight`]).
@@ -509,7 +454,7 @@ impl CommandBus {
         CommandBus {
             store: store.into(),
             projections,
-            cache: Arc::new(Mutex::new(LruCache::new(streams))),
+            cache: Mutex::new(LruCache::new(streams)),
             keys: Mutex::new(LruCache::new(keys)),
             in_flight: Arc::default(),
             locks: (0..STREAM_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
@@ -770,13 +715,7 @@ impl CommandBus {
         let ctx = self.context(origin.actor);
         let mut decided = Vec::with_capacity(steps.len());
         for step in steps {
-            match step.decide(self, ctx).await {
-                Ok(more) => decided.extend(more),
-                Err(refused) => {
-                    put_back(decided);
-                    return Err(refused);
-                }
-            }
+            decided.extend(step.decide(self, ctx).await?);
         }
         let version_of = |d: &Decided| match d.expected {
             ExpectedVersion::Exact(v) => v,
@@ -785,9 +724,7 @@ impl CommandBus {
         if let (Some(expected), Some(first)) = (origin.expected_version, decided.first()) {
             let actual = version_of(first);
             if actual.0 != expected {
-                let stale = CommandError::Stale { stream: first.stream.as_str().to_owned(), actual };
-                put_back(decided);
-                return Err(stale);
+                return Err(CommandError::Stale { stream: first.stream.as_str().to_owned(), actual });
             }
         }
         let first_version = decided.first().map_or(Version::NONE, version_of);
@@ -797,16 +734,15 @@ impl CommandBus {
         let mut events = 0;
         for d in decided {
             let base = version_of(&d);
-            let (stream, expected, new_events, commit) = d.submitted();
-            if new_events.is_empty() {
-                commit(self, base);
+            if d.events.is_empty() {
+                (d.commit)(self, base);
                 continue;
             }
-            let count = u64::try_from(new_events.len()).unwrap_or(u64::MAX);
-            events += new_events.len();
-            streams.push(stream.as_str().to_owned());
-            commits.push((commit, Version(base.0 + count)));
-            parts.push(StreamAppend { stream, expected, events: new_events });
+            let count = u64::try_from(d.events.len()).unwrap_or(u64::MAX);
+            events += d.events.len();
+            streams.push(d.stream.as_str().to_owned());
+            commits.push((d.commit, Version(base.0 + count)));
+            parts.push(StreamAppend { stream: d.stream, expected: d.expected, events: d.events });
         }
         if parts.is_empty() {
             let seq = self.projections.applied();
@@ -844,37 +780,44 @@ impl CommandBus {
         }
     }
 
-    fn put_state(&self, stream: String, version: Version, state: Box<dyn Any + Send + Sync>) {
+    fn put_state<S: Send + Sync + 'static>(&self, stream: String, version: Version, state: Arc<S>) {
         if let Ok(mut cache) = self.cache.lock() {
-            cache.put(stream, (version, state));
+            cache.put(stream, (version, Box::new(state)));
         }
     }
 
-    /// The folded state of `stream` and its version, taken out of the cache (the caller holds
-    /// the stream's lock and puts it back), with any records appended since read and folded.
-    async fn take_state<A>(&self, stream: &StreamId) -> Result<(Version, A::State), CommandError>
+    /// The folded state of `stream` and its version, from the cache (where it stays; the
+    /// caller holds the stream's lock), with any records appended since read and folded (and
+    /// then cached).
+    async fn load_state<A>(&self, stream: &StreamId) -> Result<(Version, Arc<A::State>), CommandError>
     where
         A: Aggregate,
         A::State: Send + Sync + 'static,
     {
-        let cached = self.cache.lock().ok().and_then(|mut c| c.pop(stream.as_str()));
-        let (mut version, mut state) = match cached.map(|(v, s)| (v, s.downcast::<A::State>())) {
-            Some((version, Ok(state))) => (version, *state),
-            _ => (Version::NONE, A::State::default()),
-        };
+        let cached = self.cache.lock().ok().and_then(|mut c| {
+            c.get(stream.as_str()).and_then(|(v, s)| s.downcast_ref::<Arc<A::State>>().map(|s| (*v, s.clone())))
+        });
+        let (mut version, mut shared) = cached.unwrap_or_else(|| (Version::NONE, Arc::new(A::State::default())));
+        let mut folded: Option<A::State> = None;
         loop {
             let page = self.store.read_stream(stream, version.next(), LOAD_PAGE).await.map_err(CommandError::Store)?;
             let full = page.len() == LOAD_PAGE;
             for record in page {
                 let event: A::Event = oacis_projections::decode::decode_event(&record, self.store.keys().map(|k| &**k))
                     .map_err(CommandError::Views)?;
-                state = A::evolve(state, &event);
+                let state = folded.take().unwrap_or_else(|| (*shared).clone());
+                folded = Some(A::evolve(state, &event));
                 version = record.version;
             }
             if !full {
-                return Ok((version, state));
+                break;
             }
         }
+        if let Some(state) = folded {
+            shared = Arc::new(state);
+            self.put_state(stream.as_str().to_owned(), version, shared.clone());
+        }
+        Ok((version, shared))
     }
 
     /// The current state of `stream`, for a step that holds its lock (facts that `decide`
@@ -885,9 +828,7 @@ impl CommandBus {
         A::State: Clone + Send + Sync + 'static,
     {
         let id = StreamId::new(stream.to_owned()).map_err(CommandError::Refused)?;
-        let (version, state) = self.take_state::<A>(&id).await?;
-        self.put_state(stream.to_owned(), version, Box::new(state.clone()));
-        Ok(state)
+        Ok((*self.load_state::<A>(&id).await?.1).clone())
     }
 
     /// The current state of `stream` (for reads of facts that `decide` needs from another
@@ -899,9 +840,7 @@ impl CommandBus {
     {
         let id = StreamId::new(stream.to_owned()).map_err(CommandError::Refused)?;
         let _guard = self.locks[lock_slot(stream)].lock().await;
-        let (version, state) = self.take_state::<A>(&id).await?;
-        self.put_state(stream.to_owned(), version, Box::new(state.clone()));
-        Ok(state)
+        Ok((*self.load_state::<A>(&id).await?.1).clone())
     }
 }
 
@@ -1039,7 +978,7 @@ mod tests {
         assert_eq!(store.head().seq.0, 0, "nothing written");
     }
 
-    /// A refused decision puts back the state it was decided on: the cache may hold a state
+    /// A refused decision leaves the state it was decided on in the cache: it may hold a state
     /// an append still being made durable will reach (here put there by hand, at a version
     /// the log does not have yet), and the next command must decide against it, not against
     /// the log's older state (a refusal once dropped it, and two overlapping leave requests
@@ -1057,7 +996,7 @@ mod tests {
         // A pending append's state: version 2, renamed, not in the log.
         let mut pending = bus.peek::<Department>(&id.stream()).await.expect("state");
         pending.name = Some("Sales and Service".into());
-        bus.put_state(id.stream(), oacis_eventlog::Version(2), Box::new(pending));
+        bus.put_state(id.stream(), oacis_eventlog::Version(2), Arc::new(pending));
         let refused = bus.execute::<Department>(id.stream(), create(), &origin).await;
         assert!(matches!(refused, Err(CommandError::Domain(_))), "{refused:?}");
         let after = bus.peek::<Department>(&id.stream()).await.expect("state");
