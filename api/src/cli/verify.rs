@@ -128,8 +128,8 @@ fn verify_store(dir: &std::path::Path) -> anyhow::Result<Outcome> {
 fn verify_file(file: &std::path::Path, after: Option<Head>) -> anyhow::Result<Outcome> {
     let size = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?.len();
     let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    // Progress counts lines; an export line is rarely under 300 bytes.
-    let mut progress = Progress::new("verify", size / 300);
+    // Progress counts records, out of an estimate: an export line is rarely under 300 bytes.
+    let mut progress = Progress::estimated("verify", size / 300);
     let outcome = export::verify_export(std::io::BufReader::new(input), after, &mut |seq| progress.set(seq.0));
     progress.finish();
     match outcome {
