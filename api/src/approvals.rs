@@ -130,6 +130,55 @@ pub fn environment(v: &Views, id: ApprovalId, form: Option<&FormValues>, extra: 
     Some(Environment { definition, org, calendar: v.approvals.calendar().clone() })
 }
 
+/// VALIDATION on the form's range when a leave submission (or resubmission) shares a half day
+/// with leave the submitter's other approvals reserved or took on any leave ledger (another
+/// leave type, another year). The ledger itself refuses an overlap on its own, race-free;
+/// this reads the views, so two requests of different types sent at the same instant may
+/// both pass.
+fn overlaps_other_leave(
+    bus: &CommandBus,
+    id: ApprovalId,
+    binding: &ledger::LedgerBinding,
+    command: &ApprovalCommand,
+    origin: &Origin,
+) -> Result<(), CommandError> {
+    let ledger::LedgerBinding::Leave { range_field, .. } = binding else { return Ok(()) };
+    let (form, submitter) = match &command.act {
+        Act::Submit { form, .. } => (form, origin.actor),
+        Act::Resubmit { form } => {
+            let submitter = bus
+                .projections()
+                .read(|v| v.approvals.get(id).and_then(|row| row.state.submitter))
+                .map_err(CommandError::Views)?;
+            (form, submitter)
+        }
+        _ => return Ok(()),
+    };
+    let (Some(submitter), Some(range)) =
+        (submitter, form.get(range_field).and_then(|v| oacis_domain::approval::form::date_range(v).ok()))
+    else {
+        return Ok(());
+    };
+    let span = ledger::LeaveSpan::from(range);
+    let taken = bus
+        .projections()
+        .read(|v| v.approvals.leave_of(submitter).into_iter().find(|(other, s)| *other != id && s.overlaps(&span)))
+        .map_err(CommandError::Views)?;
+    let Some((other, s)) = taken else { return Ok(()) };
+    Err(CommandError::Domain(DomainError::Validation(vec![oacis_domain::FieldError {
+        field: format!("form.{range_field}"),
+        code: oacis_domain::FieldCode::Duplicate,
+        message: format!(
+            "overlaps leave already asked for or taken from {} ({}) to {} ({}) (approval {})",
+            s.from,
+            s.from_half.as_str(),
+            s.to,
+            s.to_half.as_str(),
+            other.0
+        ),
+    }])))
+}
+
 /// Executes `command` on approval `id`: with the ledger step its definition's binding implies
 /// (the approval and its leave or budget appended together), or alone.
 ///
@@ -144,6 +193,7 @@ pub async fn execute(
     let Some(binding) = command.env.definition.body.ledger.clone() else {
         return bus.execute::<Approval>(id.stream(), command, origin).await;
     };
+    overlaps_other_leave(bus, id, &binding, &command, origin)?;
     let (submitter, department, submitted_at) = match &command.act {
         Act::Submit { .. } => (origin.actor, command.env.org.department, bus.now()),
         _ => {

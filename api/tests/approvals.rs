@@ -572,7 +572,7 @@ fn leave_is_reserved_on_submission_released_on_rejection_taken_on_approval_and_n
         "nodes": [{ "type": "approval", "id": "manager", "name": "经理", "approvers": { "kind": "leader", "level": 1 }, "mode": { "kind": "any" } }],
         "ledger": { "kind": "leave", "leave_type": "annual", "range_field": "days" }
     });
-    let definition = office.publish(&admin, body);
+    let definition = office.publish(&admin, body.clone());
     let balance = |token: &str| {
         office.server.gql(
             Some(token),
@@ -636,6 +636,19 @@ fn leave_is_reserved_on_submission_released_on_rejection_taken_on_approval_and_n
     assert_eq!(twice.iter().filter(|a| a["errors"].is_null()).count(), 1, "{twice:?}");
     assert!(twice.iter().any(|a| code(a) == "VALIDATION"), "{twice:?}");
     assert_eq!(figures(&li), (10, 4, 1, 5));
+    // Leave of another type on days already taken is refused too (read from every leave
+    // ledger of the submitter); on other days it is not.
+    let mut sick = body.clone();
+    sick["name"] = json!("病假");
+    sick["ledger"]["leave_type"] = json!("sick");
+    let sick_definition = office.publish(&admin, sick);
+    let sick_credit = "mutation($o: String!, $y: Int!) { creditLedger(kind: LEAVE, owner: $o, category: \"sick\", year: $y, amount: 10, reason: \"病假\") { id } }";
+    office.ask(&admin, sick_credit, json!({ "o": li_id, "y": year }));
+    let sick_leave = |from: &str, to: &str| json!({ "d": sick_definition, "f": { "days": { "from": from, "to": to }, "reason": "病" } });
+    let crossing = office.server.gql(Some(&li), SUBMIT, sick_leave("2026-11-02", "2026-11-02"));
+    assert_eq!(code(&crossing), "VALIDATION", "{crossing}");
+    assert_eq!(crossing["errors"][0]["extensions"]["fields"][0]["path"], "form.days", "{crossing}");
+    assert!(office.server.gql(Some(&li), SUBMIT, sick_leave("2026-11-09", "2026-11-09"))["errors"].is_null());
 }
 
 #[test]

@@ -160,6 +160,18 @@ impl Approvals {
         rows
     }
 
+    /// The days of leave `user`'s approvals reserved or took, on every leave ledger of theirs
+    /// (every leave type and year): (approval, its days). Cost: one pass over the ledgers.
+    #[must_use]
+    pub fn leave_of(&self, user: UserId) -> Vec<(ApprovalId, oacis_domain::approval::ledger::LeaveSpan)> {
+        let prefix = format!("leave/{user}/");
+        self.ledgers
+            .values()
+            .filter(|row| row.state.key.as_deref().is_some_and(|k| k.starts_with(&prefix)))
+            .flat_map(|row| row.state.spans.iter().map(|(approval, span)| (*approval, *span)))
+            .collect()
+    }
+
     /// The ledger with `key` (see `oacis_domain::approval::ledger`).
     #[must_use]
     pub fn ledger(&self, key: &str) -> Option<&LedgerRow> {
