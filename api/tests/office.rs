@@ -319,8 +319,18 @@ fn a_day_in_the_office() {
     // The auditor may not change anything, nor open GraphiQL's introspection.
     let denied = office.server.gql(Some(&qian_token), archive, json!({ "id": zhang_id }));
     assert_eq!(code(&denied), "FORBIDDEN");
-    let introspect = office.server.gql(Some(&qian_token), "{ __schema { queryType { name } } }", json!({}));
-    assert!(introspect["data"]["__schema"].is_null(), "introspection answers nothing: {introspect}");
+    // Introspection is refused in words (not answered with nulls), through a fragment too;
+    // __typename is not introspection.
+    for query in
+        ["{ __schema { queryType { name } } }", "{ ...F } fragment F on Query { __type(name: \"Query\") { name } }"]
+    {
+        let introspect = office.server.gql(Some(&qian_token), query, json!({}));
+        assert_eq!(code(&introspect), "FORBIDDEN", "{query}: {introspect}");
+        assert!(introspect["data"].is_null(), "{introspect}");
+    }
+    let anonymous = office.server.gql(None, "{ __schema { queryType { name } } }", json!({}));
+    assert_eq!(code(&anonymous), "UNAUTHENTICATED", "{anonymous}");
+    assert_eq!(office.ask(&qian_token, "{ __typename }", json!({}))["__typename"], "Query");
     let admin_introspects = office.ask(&admin, "{ __schema { queryType { name } } }", json!({}));
     assert_eq!(admin_introspects["__schema"]["queryType"]["name"], "Query");
 

@@ -470,6 +470,9 @@ fn guards_refuse_oversized_deep_wide_and_batched_requests() {
     let (status, answer) = http(&server.addr, "POST", "/graphql", None, body.as_bytes());
     assert_eq!(status, 400, "{answer}");
     assert!(answer.contains("send long values"), "{answer}");
+    let (status, answer) = http(&server.addr, "POST", "/graphql", None, br#"{"variables":{}}"#);
+    assert_eq!(status, 400, "a request without a query: {answer}");
+    assert!(answer.contains("no query"), "{answer}");
     let batch = r#"[{"query":"{ me { username } }"},{"query":"{ me { username } }"}]"#;
     let (status, _) = http(&server.addr, "POST", "/graphql", Some(&admin), batch.as_bytes());
     assert_eq!(status, 400, "one operation per request");

@@ -42,11 +42,15 @@ impl Documents {
     /// left for execution to report, as async-graphql words it).
     ///
     /// # Errors
-    /// A message when the document is longer than [`MAX_QUERY_BYTES`], or expands to more
-    /// than [`MAX_EXPANDED_SELECTIONS`] selections once its fragments are spread.
+    /// A message when there is no document, when it is longer than [`MAX_QUERY_BYTES`], or
+    /// when it expands to more than [`MAX_EXPANDED_SELECTIONS`] selections once its
+    /// fragments are spread.
     pub fn prepare(&self, request: &mut async_graphql::Request) -> Result<(), String> {
         // Parsing costs with the text, and comes before anything else (the caller is not
         // known yet): a document longer than any real query is not parsed at all.
+        if request.query.trim().is_empty() {
+            return Err("the request has no query (send {\"query\": \"...\"})".into());
+        }
         if request.query.len() > MAX_QUERY_BYTES {
             return Err(format!(
                 "the query document is {} bytes, more than {MAX_QUERY_BYTES}: send long values (an import's text) \

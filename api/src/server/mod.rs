@@ -608,6 +608,17 @@ pub async fn answer(
         websocket: false,
     });
     if !admin {
+        // Said, not answered with nulls: the schema is for administrators (the SDL is in the
+        // repository for everyone else).
+        if asks_introspection(&mut request) {
+            let code = if caller.is_some() { "FORBIDDEN" } else { "UNAUTHENTICATED" };
+            return error_response(
+                StatusCode::OK,
+                code,
+                "introspection (__schema, __type) is for signed-in administrators; the schema is in \
+                 api/schema.graphql",
+            );
+        }
         request = request.disable_introspection();
     }
     let response = with_codes(app.schema.execute(request).await);
@@ -703,6 +714,25 @@ fn is_mutation(request: &mut async_graphql::Request) -> bool {
         (DocumentOperations::Multiple(_), None) => None,
     };
     kind == Some(OperationType::Mutation)
+}
+
+/// Whether any operation of `request` selects `__schema` or `__type` at its root (through
+/// fragments too; `__typename` is not introspection of the schema).
+fn asks_introspection(request: &mut async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+    fn selects(document: &ExecutableDocument, set: &SelectionSet, depth: usize) -> bool {
+        depth < 16
+            && set.items.iter().any(|item| match &item.node {
+                Selection::Field(field) => matches!(field.node.name.node.as_str(), "__schema" | "__type"),
+                Selection::InlineFragment(fragment) => selects(document, &fragment.node.selection_set.node, depth + 1),
+                Selection::FragmentSpread(spread) => document
+                    .fragments
+                    .get(&spread.node.fragment_name.node)
+                    .is_some_and(|f| selects(document, &f.node.selection_set.node, depth + 1)),
+            })
+    }
+    let Ok(document) = request.parsed_query() else { return false };
+    document.operations.iter().any(|(_, operation)| selects(document, &operation.node.selection_set.node, 0))
 }
 
 /// Waits, up to `--consistency-wait-ms`, for the views to reach seq `wanted`: 503
