@@ -165,18 +165,7 @@ fn overlaps_other_leave(
         .read(|v| v.approvals.leave_of(submitter).into_iter().find(|(other, s)| *other != id && s.overlaps(&span)))
         .map_err(CommandError::Views)?;
     let Some((other, s)) = taken else { return Ok(()) };
-    Err(CommandError::Domain(DomainError::Validation(vec![oacis_domain::FieldError {
-        field: format!("form.{range_field}"),
-        code: oacis_domain::FieldCode::Duplicate,
-        message: format!(
-            "overlaps leave already asked for or taken from {} ({}) to {} ({}) (approval {})",
-            s.from,
-            s.from_half.as_str(),
-            s.to,
-            s.to_half.as_str(),
-            other.0
-        ),
-    }])))
+    Err(CommandError::Domain(DomainError::Validation(vec![s.overlap_error(other, format!("form.{range_field}"))])))
 }
 
 /// Executes `command` on approval `id`: with the ledger step its definition's binding implies

@@ -429,21 +429,8 @@ fn audit_trails_show_field_changes_operations_logins_and_alerts() {
     let dir = tempfile::tempdir().unwrap();
     runtime().block_on(async {
         let store = SledStore::open(SledConfig::new(dir.path())).unwrap();
-        let id = oacis_domain::ids::CustomerId(uuid::Uuid::from_u128(1));
-        let owner = oacis_domain::ids::UserId(uuid::Uuid::from_u128(2));
-        let department = oacis_domain::ids::DepartmentId(uuid::Uuid::from_u128(3));
-        let mut profile = oacis_domain::customer::Profile {
-            kind: oacis_domain::customer::CustomerKind::Person,
-            name: "张伟".into(),
-            company: None,
-            source: SourceChannel::Referral,
-            tags: Default::default(),
-            segment: Some("smb".into()),
-            personal: oacis_domain::customer::CustomerPersonal {
-                phones: vec!["+8613800138000".into()],
-                ..Default::default()
-            },
-        };
+        let (id, owner, department) = customer_one();
+        let mut profile = zhang_wei(Some("smb"), &["+8613800138000"]);
         let mut customer = Default::default();
         let stream = id.stream();
         act::<Customer>(
@@ -556,6 +543,31 @@ fn audit_trails_show_field_changes_operations_logins_and_alerts() {
     });
 }
 
+/// Customer 1, its owner (user 2) and department (3), as the audit tests use them.
+fn customer_one() -> (oacis_domain::ids::CustomerId, oacis_domain::ids::UserId, oacis_domain::ids::DepartmentId) {
+    (
+        oacis_domain::ids::CustomerId(uuid::Uuid::from_u128(1)),
+        oacis_domain::ids::UserId(uuid::Uuid::from_u128(2)),
+        oacis_domain::ids::DepartmentId(uuid::Uuid::from_u128(3)),
+    )
+}
+
+/// A person named 张伟, found by referral, with `segment` and `phones`.
+fn zhang_wei(segment: Option<&str>, phones: &[&str]) -> oacis_domain::customer::Profile {
+    oacis_domain::customer::Profile {
+        kind: oacis_domain::customer::CustomerKind::Person,
+        name: "张伟".into(),
+        company: None,
+        source: SourceChannel::Referral,
+        tags: Default::default(),
+        segment: segment.map(Into::into),
+        personal: oacis_domain::customer::CustomerPersonal {
+            phones: phones.iter().map(|p| (*p).to_owned()).collect(),
+            ..Default::default()
+        },
+    }
+}
+
 /// An event that adds an entry to a record is compared with that entry alone: a second
 /// interaction's summary is new, not a change of the first's; a reversal changes its own
 /// purchase.
@@ -566,18 +578,8 @@ fn a_records_history_compares_each_entry_with_itself() {
     let dir = tempfile::tempdir().unwrap();
     runtime().block_on(async {
         let store = SledStore::open(SledConfig::new(dir.path())).unwrap();
-        let id = oacis_domain::ids::CustomerId(uuid::Uuid::from_u128(1));
-        let owner = oacis_domain::ids::UserId(uuid::Uuid::from_u128(2));
-        let department = oacis_domain::ids::DepartmentId(uuid::Uuid::from_u128(3));
-        let profile = oacis_domain::customer::Profile {
-            kind: oacis_domain::customer::CustomerKind::Person,
-            name: "张伟".into(),
-            company: None,
-            source: SourceChannel::Referral,
-            tags: Default::default(),
-            segment: None,
-            personal: Default::default(),
-        };
+        let (id, owner, department) = customer_one();
+        let profile = zhang_wei(None, &[]);
         let (mut customer, stream) = (Default::default(), id.stream());
         let register = CustomerCommand::Register { id, profile, owner, department };
         act::<Customer>(&store, &stream, &mut customer, register, "alice", 0).await;

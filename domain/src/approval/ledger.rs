@@ -157,6 +157,24 @@ impl LeaveSpan {
         (self.from, self.from_half) <= (other.to, other.to_half)
             && (other.from, other.from_half) <= (self.to, self.to_half)
     }
+
+    /// The refusal of a request overlapping these days, which `approval` reserved or took
+    /// (a field error on `field`).
+    #[must_use]
+    pub fn overlap_error(&self, approval: ApprovalId, field: String) -> crate::error::FieldError {
+        crate::error::FieldError {
+            field,
+            code: FieldCode::Duplicate,
+            message: format!(
+                "overlaps leave already asked for or taken from {} ({}) to {} ({}) (approval {})",
+                self.from,
+                self.from_half.as_str(),
+                self.to,
+                self.to_half.as_str(),
+                approval.0
+            ),
+        }
+    }
 }
 
 impl From<super::form::DateRange> for LeaveSpan {
@@ -268,18 +286,7 @@ impl Aggregate for Ledger {
                 if let Some(span) = &span {
                     let overlap = state.spans.iter().find(|(other, s)| **other != approval && s.overlaps(span));
                     if let Some((other, s)) = overlap {
-                        return Err(DomainError::Validation(vec![crate::error::FieldError {
-                            field: "span".into(),
-                            code: FieldCode::Duplicate,
-                            message: format!(
-                                "overlaps leave already asked for or taken from {} ({}) to {} ({}) (approval {})",
-                                s.from,
-                                s.from_half.as_str(),
-                                s.to,
-                                s.to_half.as_str(),
-                                other.0
-                            ),
-                        }]));
+                        return Err(DomainError::Validation(vec![s.overlap_error(*other, "span".into())]));
                     }
                 }
                 let available = state.available() + earlier.unwrap_or(0);
