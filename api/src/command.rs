@@ -108,20 +108,21 @@ impl Origin {
     }
 }
 
+/// The keyed requests being executed on this server, by command id: each with the receiver
+/// that wakes when it ends.
+type Flights = Arc<Mutex<std::collections::HashMap<Uuid, tokio::sync::watch::Receiver<()>>>>;
+
 /// A keyed request being executed, registered under its command id until dropped (whatever
 /// its outcome); those waiting on it wake when it is dropped.
 struct KeyInFlight {
-    map: Arc<Mutex<std::collections::HashMap<Uuid, tokio::sync::watch::Receiver<()>>>>,
+    map: Flights,
     id: Uuid,
     _done: tokio::sync::watch::Sender<()>,
 }
 
 impl KeyInFlight {
     /// Registers `id`, or answers the receiver of the request already registered under it.
-    fn enter(
-        map: &Arc<Mutex<std::collections::HashMap<Uuid, tokio::sync::watch::Receiver<()>>>>,
-        id: Uuid,
-    ) -> Result<KeyInFlight, tokio::sync::watch::Receiver<()>> {
+    fn enter(map: &Flights, id: Uuid) -> Result<KeyInFlight, tokio::sync::watch::Receiver<()>> {
         let mut flights = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(first) = flights.get(&id) {
             return Err(first.clone());
@@ -425,7 +426,7 @@ pub struct CommandBus {
     keys: Mutex<LruCache<Uuid, ([u8; 32], Executed)>>,
     /// Keyed requests being executed here, by command id: a second request with the same
     /// key waits for the first's outcome and is answered from it ([`KeyInFlight`]).
-    in_flight: Arc<Mutex<std::collections::HashMap<Uuid, tokio::sync::watch::Receiver<()>>>>,
+    in_flight: Flights,
     locks: Vec<tokio::sync::Mutex<()>>,
     wait_bound: Duration,
     clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,

@@ -320,12 +320,15 @@ pub struct ApprovalNode {
     pub timeline: Vec<ApprovalTimelineEntry>,
 }
 
+/// How an approval's stream name begins (`ApprovalId::stream`: `approval-<uuid>`).
+pub(crate) const STREAM_PREFIX: &str = "approval-";
+
 /// Takes out of an approval event's `payload` (a record of `stream`) the form fields
 /// `caller` may not see on that approval ([`hidden_fields`]), and blanks its form hash when
 /// any is: the log read as an audit trail (`events`, the events feed) shows an approver no
 /// more than the approval itself does. Records of other streams are left as they are.
 pub(crate) fn hide_in_payload(v: &Views, caller: &Caller, stream: &str, payload: &mut serde_json::Value) {
-    let Some(id) = stream.strip_prefix("approval-").and_then(|s| uuid::Uuid::parse_str(s).ok()) else { return };
+    let Some(id) = stream.strip_prefix(STREAM_PREFIX).and_then(|s| uuid::Uuid::parse_str(s).ok()) else { return };
     let Some(row) = v.approvals.get(ApprovalId(id)) else { return };
     let hidden = hidden_fields(v, caller, row);
     if hidden.is_empty() {

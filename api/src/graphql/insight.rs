@@ -318,7 +318,11 @@ impl EventNode {
         let mut payload: Value = serde_json::from_slice(&record.payload).unwrap_or(Value::Null);
         redact_secrets(&mut payload);
         let stream = record.stream.as_str();
-        let hidden = views.read(|v| super::approvals::hide_in_payload(v, caller, stream, &mut payload));
+        // Only an approval's records may hold hidden fields: no views read for the others.
+        let hidden = match stream.starts_with(super::approvals::STREAM_PREFIX) {
+            true => views.read(|v| super::approvals::hide_in_payload(v, caller, stream, &mut payload)),
+            false => Ok(()),
+        };
         if hidden.is_err() {
             if let Some(form) = payload.get_mut("form") {
                 *form = Value::Null;

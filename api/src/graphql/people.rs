@@ -559,8 +559,7 @@ fn unique_among_siblings(
 /// CONFLICT if `change` would leave no active user holding `role.admin` and `user.admin`
 /// over everything: no one could then give any right back.
 fn keeps_administration(ctx: &Context<'_>, field: &str, change: &AccessChange) -> ApiResult<()> {
-    let left = views(ctx, |v| v.access.administrators_after(change))?;
-    if left > 0 {
+    if views(ctx, |v| v.access.administration_survives(change))? {
         return Ok(());
     }
     Err(ApiError::Conflict {

@@ -453,27 +453,26 @@ pub fn follow(
         match event {
             E::ApprovalSubmitted(_) | E::ApprovalResubmitted(_) | E::ApprovalFormEdited(_) => {
                 let amount = amount_of(binding, &state.form, calendar);
-                if let LedgerBinding::Leave { range_field, .. } = binding {
-                    let span = state.form.get(range_field).and_then(|v| super::form::date_range(v).ok());
-                    let days = span.map_or(0, |r| r.to.0.days() - r.from.0.days() + 1);
-                    let problem = if amount == 0 {
-                        Some("the range holds no working half day")
-                    } else if days > MAX_LEAVE_DAYS {
-                        Some("a leave request spans at most 366 days")
-                    } else {
-                        None
-                    };
-                    if let Some(message) = problem {
-                        return Err(DomainError::Validation(vec![crate::error::FieldError {
-                            field: format!("form.{range_field}"),
-                            code: FieldCode::OutOfRange,
-                            message: message.into(),
-                        }]));
-                    }
-                }
+                // A leave's days, checked once read (a budget has none).
                 let span = match binding {
                     LedgerBinding::Leave { range_field, .. } => {
-                        state.form.get(range_field).and_then(|v| super::form::date_range(v).ok()).map(LeaveSpan::from)
+                        let range = state.form.get(range_field).and_then(|v| super::form::date_range(v).ok());
+                        let days = range.map_or(0, |r| r.to.0.days() - r.from.0.days() + 1);
+                        let problem = if amount == 0 {
+                            Some("the range holds no working half day")
+                        } else if days > MAX_LEAVE_DAYS {
+                            Some("a leave request spans at most 366 days")
+                        } else {
+                            None
+                        };
+                        if let Some(message) = problem {
+                            return Err(DomainError::Validation(vec![crate::error::FieldError {
+                                field: format!("form.{range_field}"),
+                                code: FieldCode::OutOfRange,
+                                message: message.into(),
+                            }]));
+                        }
+                        range.map(LeaveSpan::from)
                     }
                     LedgerBinding::Budget { .. } => None,
                 };

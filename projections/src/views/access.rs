@@ -102,7 +102,7 @@ pub struct AccessDirectory {
     grants_of: BTreeMap<UserId, BTreeSet<GrantId>>,
 }
 
-/// A change to who holds what, as a command would make it ([`AccessDirectory::administrators_after`]).
+/// A change to who holds what, as a command would make it ([`AccessDirectory::administration_survives`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessChange {
     /// A role retired.
@@ -116,19 +116,19 @@ pub enum AccessChange {
 }
 
 impl AccessDirectory {
-    /// How many active users would hold both `role.admin` and `user.admin` over everything
-    /// (through grants at scope `all`) once `change` is made: those who can give back any
-    /// other right, and unlock or reactivate anyone. None left, and no one could administer
-    /// again (nothing in the API gives a right without them).
+    /// Whether some active user would still hold both `role.admin` and `user.admin` over
+    /// everything (through grants at scope `all`) once `change` is made: one who can give
+    /// back any other right, and unlock or reactivate anyone. With none left, no one could
+    /// administer again (nothing in the API gives a right without them).
     #[must_use]
-    pub fn administrators_after(&self, change: &AccessChange) -> usize {
+    pub fn administration_survives(&self, change: &AccessChange) -> bool {
         self.users
             .iter()
             .filter(|(id, row)| match change {
                 AccessChange::UserStatus(user, status) if *user == **id => *status == UserStatus::Active,
                 _ => row.status == UserStatus::Active,
             })
-            .filter(|(id, _)| {
+            .any(|(id, _)| {
                 let mut held = BTreeSet::new();
                 let grants = self.grants_of.get(id).into_iter().flatten();
                 for (grant_id, grant) in grants.filter_map(|g| self.grants.get(g).map(|row| (g, row))) {
@@ -146,7 +146,6 @@ impl AccessDirectory {
                 }
                 held.contains(&Permission::RoleAdmin) && held.contains(&Permission::UserAdmin)
             })
-            .count()
     }
 
     /// The user whose open session `session` is.
