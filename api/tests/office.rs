@@ -249,6 +249,23 @@ fn a_day_in_the_office() {
     assert_eq!(a["cases"]["meanSatisfaction"], 5.0);
     assert_eq!(a["taskCompletionRate"], 1.0);
 
+    // The customer calls again: reopened, the case is unresolved and its rating no longer stands,
+    // in the case's row and in the figures alike; when it was last resolved is kept.
+    office.ask(
+        &wang_token,
+        "mutation($id: String!) { reopenCase(id: $id, reason: \"发票金额仍有误\") { seq } }",
+        json!({ "id": case_id }),
+    );
+    let reopened = office.ask(
+        &wang_token,
+        "query($id: String!) { case(id: $id) { status satisfaction resolvedAt } }",
+        json!({ "id": case_id }),
+    );
+    assert_eq!((&reopened["case"]["status"], &reopened["case"]["satisfaction"]), (&json!("IN_PROGRESS"), &json!(null)));
+    assert!(reopened["case"]["resolvedAt"].is_string(), "{reopened}");
+    let figures = office.ask(&zhao_token, "{ analytics { cases { opened closed meanSatisfaction } } }", json!({}));
+    assert_eq!(figures["analytics"]["cases"], json!({ "opened": 1, "closed": 0, "meanSatisfaction": null }));
+
     // The administrator undoes a merge of the duplicate.
     office.ask(
         &admin,

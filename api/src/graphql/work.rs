@@ -44,11 +44,12 @@ pub struct CaseNode {
     pub opened_at: Option<String>,
     /// First response.
     pub first_response_at: Option<String>,
-    /// When resolved.
+    /// When last resolved (RFC 3339); kept when the case is reopened, so `status` says whether
+    /// the resolution stands.
     pub resolved_at: Option<String>,
     /// Follow-up due.
     pub follow_up_at: Option<String>,
-    /// Satisfaction, 1 to 5.
+    /// Satisfaction, 1 to 5, with the current resolution; null once the case is reopened.
     pub satisfaction: Option<u8>,
 }
 

@@ -32,11 +32,11 @@ pub struct CaseRow {
     pub opened_at: Timestamp,
     /// First response.
     pub first_response_at: Option<Timestamp>,
-    /// Last resolution.
+    /// Last resolution (kept when reopened; `status` says whether it stands).
     pub resolved_at: Option<Timestamp>,
     /// Follow-up due.
     pub follow_up_at: Option<Timestamp>,
-    /// Satisfaction (1-5) of the current resolution.
+    /// Satisfaction (1-5) of the current resolution; none once reopened.
     pub satisfaction: Option<u8>,
 }
 
@@ -181,7 +181,11 @@ impl View for CaseList {
                 row.follow_up_at = None;
             }
             CaseEvent::CaseClosed(_) => row.status = CaseStatus::Closed,
-            CaseEvent::CaseReopened(_) => row.status = CaseStatus::InProgress,
+            CaseEvent::CaseReopened(_) => {
+                // Unresolved again: the rating was of the resolution it no longer has.
+                row.status = CaseStatus::InProgress;
+                row.satisfaction = None;
+            }
             CaseEvent::CaseFollowUpSet(e) => row.follow_up_at = e.at,
             CaseEvent::CaseRated(e) => row.satisfaction = Some(e.score),
         }
