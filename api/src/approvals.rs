@@ -133,30 +133,19 @@ pub fn environment(v: &Views, id: ApprovalId, form: Option<&FormValues>, extra: 
 /// VALIDATION on the form's range when a leave submission (or resubmission) shares a half day
 /// with leave the submitter's other approvals reserved or took on any leave ledger (another
 /// leave type, another year). The ledger itself refuses an overlap on its own, race-free;
-/// this reads the views, so two requests of different types sent at the same instant may
-/// both pass.
+/// this reads the views, so [`execute`] holds the submitter's subject lock from this check
+/// until the views have its events: on one server, two requests of different types sent at
+/// the same instant are checked one after the other (on two servers they may both pass).
 fn overlaps_other_leave(
     bus: &CommandBus,
     id: ApprovalId,
     binding: &ledger::LedgerBinding,
     command: &ApprovalCommand,
-    origin: &Origin,
+    submitter: UserId,
 ) -> Result<(), CommandError> {
     let ledger::LedgerBinding::Leave { range_field, .. } = binding else { return Ok(()) };
-    let (form, submitter) = match &command.act {
-        Act::Submit { form, .. } => (form, origin.actor),
-        Act::Resubmit { form } => {
-            let submitter = bus
-                .projections()
-                .read(|v| v.approvals.get(id).and_then(|row| row.state.submitter))
-                .map_err(CommandError::Views)?;
-            (form, submitter)
-        }
-        _ => return Ok(()),
-    };
-    let (Some(submitter), Some(range)) =
-        (submitter, form.get(range_field).and_then(|v| oacis_domain::approval::form::date_range(v).ok()))
-    else {
+    let (Act::Submit { form, .. } | Act::Resubmit { form }) = &command.act else { return Ok(()) };
+    let Some(range) = form.get(range_field).and_then(|v| oacis_domain::approval::form::date_range(v).ok()) else {
         return Ok(());
     };
     let span = ledger::LeaveSpan::from(range);
@@ -166,6 +155,25 @@ fn overlaps_other_leave(
         .map_err(CommandError::Views)?;
     let Some((other, s)) = taken else { return Ok(()) };
     Err(CommandError::Domain(DomainError::Validation(vec![s.overlap_error(other, format!("form.{range_field}"))])))
+}
+
+/// Who asks for leave by `command`: the actor of a submission, the first submitter of a
+/// resubmission; `None` for any other act or a binding that is not leave.
+fn leave_submitter(
+    bus: &CommandBus,
+    id: ApprovalId,
+    binding: &ledger::LedgerBinding,
+    command: &ApprovalCommand,
+    origin: &Origin,
+) -> Result<Option<UserId>, CommandError> {
+    match (binding, &command.act) {
+        (ledger::LedgerBinding::Leave { .. }, Act::Submit { .. }) => Ok(origin.actor),
+        (ledger::LedgerBinding::Leave { .. }, Act::Resubmit { .. }) => bus
+            .projections()
+            .read(|v| v.approvals.get(id).and_then(|row| row.state.submitter))
+            .map_err(CommandError::Views),
+        _ => Ok(None),
+    }
 }
 
 /// Executes `command` on approval `id`: with the ledger step its definition's binding implies
@@ -182,7 +190,14 @@ pub async fn execute(
     let Some(binding) = command.env.definition.body.ledger.clone() else {
         return bus.execute::<Approval>(id.stream(), command, origin).await;
     };
-    overlaps_other_leave(bus, id, &binding, &command, origin)?;
+    let asking = leave_submitter(bus, id, &binding, &command, origin)?;
+    let _asking = match asking {
+        Some(user) => Some(bus.lock_subject(&format!("leave of {user}")).await),
+        None => None,
+    };
+    if let Some(user) = asking {
+        overlaps_other_leave(bus, id, &binding, &command, user)?;
+    }
     let (submitter, department, submitted_at) = match &command.act {
         Act::Submit { .. } => (origin.actor, command.env.org.department, bus.now()),
         _ => {

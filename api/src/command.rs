@@ -56,6 +56,9 @@ pub const CACHE_STREAMS: usize = 50_000;
 pub const REMEMBERED_KEYS: usize = 100_000;
 /// Stream locks (a stream hashes to one; collisions only serialise unrelated streams).
 const STREAM_LOCKS: usize = 4_096;
+
+/// Subject locks ([`CommandBus::lock_subject`]; collisions only serialise unrelated subjects).
+const SUBJECT_LOCKS: usize = 256;
 /// Records read per page when loading a stream.
 const LOAD_PAGE: usize = 2_000;
 
@@ -428,6 +431,9 @@ pub struct CommandBus {
     /// key waits for the first's outcome and is answered from it ([`KeyInFlight`]).
     in_flight: Flights,
     locks: Vec<tokio::sync::Mutex<()>>,
+    /// See [`CommandBus::lock_subject`]; apart from `locks`, so that a command holding a
+    /// subject may lock any stream.
+    subjects: Vec<tokio::sync::Mutex<()>>,
     wait_bound: Duration,
     clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     region: Region,
@@ -459,6 +465,7 @@ impl CommandBus {
             keys: Mutex::new(LruCache::new(keys)),
             in_flight: Arc::default(),
             locks: (0..STREAM_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            subjects: (0..SUBJECT_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
             wait_bound,
             clock: Arc::new(now),
             region: Region::CN,
@@ -517,6 +524,16 @@ impl CommandBus {
         A::State: Send + Sync + 'static,
     {
         self.execute_steps(vec![on::<A>(stream, command)], origin).await
+    }
+
+    /// Holds `subject`'s lock until the guard is dropped: for a check that reads the views
+    /// across streams (a submitter's leave on every ledger) and the command it guards, which
+    /// its streams' locks alone do not keep from racing a request about the same subject.
+    /// Held across [`CommandBus::execute_steps`], which returns once the views have the
+    /// command's events, the next holder's check sees them. On this server only: requests
+    /// to other servers on the same log are not excluded.
+    pub async fn lock_subject(&self, subject: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        self.subjects[lock_slot(subject) % SUBJECT_LOCKS].lock().await
     }
 
     /// Executes a command that touches one or more streams: every stream is locked, every

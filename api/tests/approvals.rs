@@ -649,6 +649,17 @@ fn leave_is_reserved_on_submission_released_on_rejection_taken_on_approval_and_n
     assert_eq!(code(&crossing), "VALIDATION", "{crossing}");
     assert_eq!(crossing["errors"][0]["extensions"]["fields"][0]["path"], "form.days", "{crossing}");
     assert!(office.server.gql(Some(&li), SUBMIT, sick_leave("2026-11-09", "2026-11-09"))["errors"].is_null());
+    // Sent at the same instant, a morning's annual leave and that day's sick leave (two
+    // ledgers, checked through the views) are not both accepted.
+    for day in ["2026-11-16", "2026-11-17", "2026-11-18"] {
+        let pair: Vec<Value> = std::thread::scope(|scope| {
+            let annual = scope.spawn(|| office.server.gql(Some(&li), SUBMIT, leave(day, "am", day, "am")));
+            let sick = scope.spawn(|| office.server.gql(Some(&li), SUBMIT, sick_leave(day, day)));
+            [annual, sick].into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        assert_eq!(pair.iter().filter(|a| a["errors"].is_null()).count(), 1, "{day}: {pair:?}");
+        assert!(pair.iter().any(|a| code(a) == "VALIDATION"), "{day}: {pair:?}");
+    }
 }
 
 #[test]
