@@ -390,7 +390,7 @@ fn a_sign_in_name_is_never_another_users() {
     }
     // A taken employee number is refused on its own field.
     let taken = made("fresh1", "E001");
-    assert_eq!(taken["errors"][0]["extensions"]["fields"][0]["path"], "employee_no", "{taken}");
+    assert_eq!(taken["errors"][0]["extensions"]["fields"][0]["path"], "employeeNo", "{taken}");
     // One's own two names may be the same.
     let same = made("e005", "E005");
     assert!(same["errors"].is_null(), "{same}");

@@ -942,7 +942,18 @@ impl ApprovalMutation {
             }
             None => ApprovalDefinitionId(origin(ctx, client_mutation_id.clone())?.new_id("approval definition")),
         };
-        execute::<Definition>(ctx, id, id.stream(), DefinitionCommand::Publish { id, body }, client_mutation_id).await
+        // The definition's own rules name places in it: paths into the `definition` argument.
+        execute::<Definition>(ctx, id, id.stream(), DefinitionCommand::Publish { id, body }, client_mutation_id)
+            .await
+            .map_err(|e| match e {
+                ApiError::Validation(mut fields) => {
+                    for f in fields.iter_mut().filter(|f| !f.field.is_empty() && !f.field.starts_with("definition")) {
+                        f.field = format!("definition.{}", f.field);
+                    }
+                    ApiError::Validation(fields)
+                }
+                other => other,
+            })
     }
 
     /// Publishes a year's working calendar (`approval.define`): its public holidays and

@@ -104,7 +104,7 @@ impl ApiError {
                     .map(|f| if f.field.is_empty() {
                         f.message.clone()
                     } else {
-                        format!("{} ({})", f.field, f.message)
+                        format!("{} ({})", input_path(&f.field), f.message)
                     })
                     .collect::<Vec<_>>()
                     .join("; ")
@@ -155,7 +155,10 @@ impl ErrorExtensions for ApiError {
                         .iter()
                         .map(|f| {
                             let mut m = async_graphql::indexmap::IndexMap::new();
-                            m.insert(async_graphql::Name::new("path"), async_graphql::Value::from(f.field.clone()));
+                            m.insert(
+                                async_graphql::Name::new("path"),
+                                async_graphql::Value::from(input_path(&f.field)),
+                            );
                             let code = serde_json::to_value(f.code)
                                 .ok()
                                 .and_then(|v| v.as_str().map(str::to_owned))
@@ -176,6 +179,34 @@ impl ErrorExtensions for ApiError {
             }
         })
     }
+}
+
+/// Arguments that are JSON documents (an approval definition, its form values, the approvers
+/// picked by node id, a working calendar's days): a path into one names their keys as they
+/// are spelled, snake_case or a definition's own names.
+const JSON_ARGUMENTS: &[&str] = &["definition", "form", "picked", "edits", "days"];
+
+/// A field error's path as the request names it: the domain's snake_case names in GraphQL's
+/// camelCase (`addresses[0].postal_code` → `addresses[0].postalCode`, `employee_no` →
+/// `employeeNo`), except in a path into a JSON argument ([`JSON_ARGUMENTS`]), kept as is.
+fn input_path(path: &str) -> String {
+    let first = path.split(['.', '[']).next().unwrap_or_default();
+    if JSON_ARGUMENTS.contains(&first) {
+        return path.to_owned();
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut upper_next = false;
+    for c in path.chars() {
+        match c {
+            '_' if !out.is_empty() && !out.ends_with(['.', '[']) => upper_next = true,
+            c if upper_next => {
+                out.extend(c.to_uppercase());
+                upper_next = false;
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl From<ApiError> for async_graphql::Error {
@@ -265,5 +296,29 @@ mod tests {
             FieldError { field: String::new(), code: FieldCode::InvalidFormat, message: "no such thing".into() },
         ]);
         assert_eq!(fields.message(), "2 invalid field(s): name (is required); no such thing");
+    }
+
+    #[test]
+    fn a_path_names_the_field_as_the_request_does() {
+        assert_eq!(input_path("addresses[0].postal_code"), "addresses[0].postalCode");
+        assert_eq!(input_path("employee_no"), "employeeNo");
+        assert_eq!(input_path("phones[1]"), "phones[1]");
+        assert_eq!(input_path("form.leave_days"), "form.leave_days", "a definition's own name");
+        assert_eq!(input_path("picked.dept_head"), "picked.dept_head", "a node's id");
+        assert_eq!(input_path("definition.nodes[0].pass_percent"), "definition.nodes[0].pass_percent");
+        let error = ApiError::Validation(vec![FieldError {
+            field: "company.credit_code".into(),
+            code: FieldCode::InvalidFormat,
+            message: "is not a unified social credit code".into(),
+        }]);
+        assert_eq!(error.message(), "1 invalid field(s): company.creditCode (is not a unified social credit code)");
+        let extended = error.extend();
+        let fields = extended.extensions.as_ref().and_then(|e| e.get("fields")).cloned();
+        assert_eq!(
+            fields.map(|f| f.into_json().unwrap_or_default()),
+            Some(
+                serde_json::json!([{ "path": "company.creditCode", "code": "invalid_format", "message": "is not a unified social credit code" }])
+            )
+        );
     }
 }
