@@ -80,9 +80,17 @@ fn attacks_get_typed_errors_and_change_nothing() {
     let before = head(&server);
 
     let token = fresh(&server, "probe", "Initial-Pass-9", "Tester-Pass-2026");
-    // The cursor of a hidden customer, a made-up one and garbage are refused alike.
-    let page = "query($a: String) { customers(first: 10, after: $a) { totalCount } }";
-    let answers: Vec<Value> = [hidden.clone(), json!("01930000-0000-7000-8000-00000000dead"), json!("x")]
+    // A cursor is a place in the order, not a row: one made up around a hidden customer's id
+    // answers as one around an id that does not exist, and anything not a cursor is refused.
+    let page = "query($a: String) { customers(first: 10, after: $a) { totalCount edges { node { id } } } }";
+    let hidden_id = hidden.as_str().unwrap().replace('-', "");
+    let answers: Vec<Value> = [format!("c1.{hidden_id}.0.-."), "c1.01930000000070008000000000000dead.0.-.".into()]
+        .into_iter()
+        .map(|a| server.gql(Some(&token), page, json!({ "a": a })))
+        .collect();
+    assert!(answers[0]["errors"].is_null(), "{}", answers[0]);
+    assert_eq!(answers[0], answers[1]);
+    let answers: Vec<Value> = [hidden.clone(), json!("c1.x"), json!("x")]
         .into_iter()
         .map(|a| server.gql(Some(&token), page, json!({ "a": a })))
         .collect();
@@ -90,7 +98,10 @@ fn attacks_get_typed_errors_and_change_nothing() {
         assert_eq!(code(answer), "VALIDATION", "{answer}");
         assert_eq!(answer["errors"][0]["message"], answers[0]["errors"][0]["message"]);
     }
-    assert!(server.gql(Some(&token), page, json!({ "a": visible }))["errors"].is_null());
+    let first =
+        ok(server.gql(Some(&token), "{ customers(first: 1) { pageInfo { endCursor } } }", json!({})), "customers");
+    let next = server.gql(Some(&token), page, json!({ "a": first["pageInfo"]["endCursor"] }));
+    assert!(next["errors"].is_null(), "{next}");
     // A task cannot be tied to a customer out of scope.
     let task = "mutation($c: String!) { createTask(title: \"t\", priority: LOW, relatedCustomer: $c) { id } }";
     assert_eq!(code(&server.gql(Some(&token), task, json!({ "c": hidden }))), "NOT_FOUND");

@@ -356,3 +356,76 @@ fn a_day_in_the_office() {
     let gone = office.server.gql(Some(&wang_token), "{ me { username } }", json!({}));
     assert_eq!(code(&gone), "UNAUTHENTICATED");
 }
+
+/// Paging goes on from where the last page ended, whatever happens to that page's rows in
+/// between: a row renamed or contacted after it was shown neither hides the rows after it nor
+/// shows those before it again; and the most recently contacted come first, the never
+/// contacted last.
+#[test]
+fn paging_goes_on_from_where_it_was_while_rows_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let office = Office {
+        server: Server::start(env!("CARGO_BIN_EXE_oacis"), dir.path(), &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]),
+    };
+    let admin = office.sign_in("admin", PASSWORD, "Sesame-Changed-77");
+    let register =
+        "mutation($n: String!) { registerCustomer(profile: {kind: PERSON, name: $n, source: OTHER}) { id } }";
+    let ids: Vec<String> = (0..24)
+        .map(|i| id(&office.ask(&admin, register, json!({ "n": format!("客户{i:02}") })), "registerCustomer"))
+        .collect();
+    let contact = "mutation($c: String!, $at: String!) { logInteraction(customer: $c, channel: CALL, direction: OUTBOUND, summary: \"回访\", occurredAt: $at) { seq } }";
+    for (i, customer) in ids.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        office.ask(&admin, contact, json!({ "c": customer, "at": format!("2026-11-{:02}T09:00:00+08:00", 1 + i) }));
+    }
+    let page = "query($o: CustomerOrder!, $a: String) { customers(orderBy: $o, first: 5, after: $a) { totalCount edges { cursor node { id name lastContact } } pageInfo { endCursor hasNextPage } } }";
+    let walk = |order: &str, change: &dyn Fn(&str)| {
+        let (mut seen, mut after) = (Vec::<Value>::new(), Value::Null);
+        loop {
+            let answer = office.ask(&admin, page, json!({ "o": order, "a": after }));
+            let connection = &answer["customers"];
+            seen.extend(connection["edges"].as_array().unwrap().iter().map(|e| e["node"].clone()));
+            if connection["pageInfo"]["hasNextPage"] != true {
+                return seen;
+            }
+            after = connection["pageInfo"]["endCursor"].clone();
+            // The page's last row changes before the next page is asked for.
+            change(seen.last().unwrap()["id"].as_str().unwrap());
+        }
+    };
+    let unique = |seen: &[Value]| seen.iter().map(|n| n["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+
+    let newest = walk("LAST_CONTACT_DESC", &|_| {});
+    let contacted: Vec<bool> = newest.iter().map(|n| n["lastContact"].is_string()).collect();
+    assert_eq!(contacted, [vec![true; 12], vec![false; 12]].concat(), "never contacted last: {newest:?}");
+    assert_eq!(newest[0]["name"], "客户22", "the most recent contact first");
+
+    let update = "mutation($id: String!, $n: String!) { updateCustomerProfile(id: $id, profile: {kind: PERSON, name: $n, source: OTHER}) { seq } }";
+    let renamed = walk("NAME_ASC", &|last| {
+        // Ahead of the place the walk has reached: not shown again.
+        office.ask(&admin, update, json!({ "id": last, "n": format!("一{last}") }));
+    });
+    let mut by_name = unique(&renamed);
+    assert_eq!(by_name.len(), 24, "{renamed:?}");
+    by_name.sort();
+    let mut all = ids.clone();
+    all.sort();
+    assert_eq!(by_name, all, "each customer once");
+
+    // Contacted now, a row moves past the place reached, and comes again there; no other
+    // row is shown twice or left out.
+    let now = "2026-11-30T09:00:00+08:00";
+    let moved = std::cell::RefCell::new(Vec::new());
+    let recontacted = walk("LAST_CONTACT_ASC", &|last| {
+        office.ask(&admin, contact, json!({ "c": last, "at": now }));
+        moved.borrow_mut().push(last.to_owned());
+    });
+    let mut by_contact = unique(&recontacted);
+    by_contact.sort();
+    let mut twice: Vec<String> = by_contact.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0].clone()).collect();
+    by_contact.dedup();
+    assert_eq!(by_contact, all, "each customer shown: {recontacted:?}");
+    let mut moved = moved.into_inner();
+    moved.sort();
+    twice.retain(|id| !moved.contains(id));
+    assert!(twice.is_empty() && recontacted.len() <= 24 + moved.len(), "{recontacted:?}");
+}

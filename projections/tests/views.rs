@@ -16,7 +16,7 @@ use oacis_eventlog::{
 };
 use oacis_projections::demo::{generate, load, DemoSize};
 use oacis_projections::views::analytics::Dimension;
-use oacis_projections::views::directory::{DirectoryQuery, Order, SortKey, Visible};
+use oacis_projections::views::directory::{DirectoryCursor, DirectoryQuery, Order, SortKey, Visible};
 use oacis_projections::{state_as_of, ProjectionError, Projections, Views};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -698,6 +698,7 @@ fn reference_page(
     views: &Views,
     all: &[oacis_projections::views::directory::CustomerRow],
     q: &DirectoryQuery,
+    after: Option<&oacis_projections::views::directory::CustomerRow>,
 ) -> (Vec<uuid::Uuid>, usize, bool) {
     use std::cmp::Ordering;
     let needle = q.text.as_ref().map(|t| t.trim().to_lowercase());
@@ -742,11 +743,13 @@ fn reference_page(
             let by = match key {
                 SortKey::Name => a.name.cmp(&b.name),
                 SortKey::CreatedAt => a.created_at.cmp(&b.created_at),
-                SortKey::LastContact => {
-                    (a.last_contact.is_none(), a.last_contact).cmp(&(b.last_contact.is_none(), b.last_contact))
-                }
+                // The never contacted last, in either direction.
+                SortKey::LastContact => match (a.last_contact, b.last_contact) {
+                    (Some(x), Some(y)) if *order == Order::Descending => y.cmp(&x),
+                    (x, y) => (x.is_none(), x).cmp(&(y.is_none(), y)),
+                },
             };
-            let by = if *order == Order::Descending { by.reverse() } else { by };
+            let by = if *order == Order::Descending && *key != SortKey::LastContact { by.reverse() } else { by };
             if by != Ordering::Equal {
                 return by;
             }
@@ -762,10 +765,6 @@ fn reference_page(
     let mut rows: Vec<_> = all.iter().filter(matches).collect();
     rows.sort_by(compare);
     let total = rows.len();
-    let after = q
-        .after
-        .as_ref()
-        .and_then(|c| views.directory.get(oacis_domain::ids::CustomerId(uuid::Uuid::parse_str(c).unwrap())));
     let rest: Vec<_> = rows.into_iter().filter(|r| after.is_none_or(|a| compare(r, &a) == Ordering::Greater)).collect();
     let page: Vec<_> = rest.iter().take(q.first).map(|r| r.id.0).collect();
     (page, total, rest.len() > q.first)
@@ -840,8 +839,17 @@ fn directory_queries_agree_with_a_naive_reference() {
                     q.status = Some([CustomerStatus::Archived, CustomerStatus::Merged, CustomerStatus::Active][roll(3)])
                 }
             }
+            // A cursor is a place: made from a row's sort values as they were, here those of
+            // any row, or of a row renamed and contacted since (its cursor keeps the old ones).
+            let mut after = None;
             if roll(2) == 0 {
-                q.after = Some(every[roll(every.len())].id.0.to_string());
+                let mut row = every[roll(every.len())].clone();
+                if roll(3) == 0 {
+                    row.name = format!("{}{}", ["", "王", "zz"][roll(3)], row.name.chars().rev().collect::<String>());
+                    row.last_contact = [None, Some(oacis_domain::ids::Timestamp(roll(1 << 20) as i64))][roll(2)];
+                }
+                q.after = Some(DirectoryCursor::of(&row));
+                after = Some(row);
             }
             // Scopes and departments combine with every filter (counted from the cube or by a
             // scan, depending on the other filters).
@@ -859,7 +867,7 @@ fn directory_queries_agree_with_a_naive_reference() {
             }
             let page = views.directory.query(&q);
             let got: Vec<_> = page.rows.iter().map(|r| r.id.0).collect();
-            let (want, total, has_next) = reference_page(&views, &every, &q);
+            let (want, total, has_next) = reference_page(&views, &every, &q, after.as_ref());
             assert_eq!((got, page.total, page.has_next), (want, total, has_next), "round {round}: {q:?}");
         }
     });

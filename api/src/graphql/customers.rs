@@ -12,7 +12,7 @@ use oacis_domain::customer::{
 };
 use oacis_domain::ids::{CustomerId, Date, DepartmentId, EntryId, UserId};
 use oacis_domain::FieldCode;
-use oacis_projections::views::directory::{CustomerRow, DirectoryQuery, Order, SortKey};
+use oacis_projections::views::directory::{CustomerRow, DirectoryCursor, DirectoryQuery, Order, SortKey};
 
 use super::error::{ApiError, ApiResult};
 use super::scalars::{parse_id, parse_optional_time, parse_time, time_text, MutationResult};
@@ -350,7 +350,14 @@ pub fn directory_query(
         contacted_to: parse_optional_time("filter.contactedTo", filter.contacted_to.as_deref())?,
         sort: vec![sort],
         first: size,
-        after,
+        // A cursor names a place in the order, not a row, so none is refused for its row (one
+        // the caller may not read would otherwise be told apart from a made-up one).
+        after: after
+            .map(|a| {
+                DirectoryCursor::decode(&a)
+                    .ok_or_else(|| ApiError::field("after", FieldCode::InvalidFormat, "is not a cursor of this list"))
+            })
+            .transpose()?,
         ..DirectoryQuery::default()
     })
 }
@@ -376,25 +383,14 @@ impl CustomerQuery {
         let mut query = directory_query(caller, filter.unwrap_or_default(), order_by, size, after)?;
         let (page, nodes) = views(ctx, |v| -> ApiResult<_> {
             query.visible = caller.visible(Permission::CustomerRead, &v.access)?;
-            // A cursor is the id of a row the caller was shown: one it may not read (or that
-            // does not exist) is refused alike, so that cursors cannot probe hidden rows.
-            if let Some(after) = &query.after {
-                let shown = uuid::Uuid::try_parse(after)
-                    .ok()
-                    .and_then(|id| v.directory.get(CustomerId(id)))
-                    .is_some_and(|row| {
-                        caller
-                            .may(Permission::CustomerRead, &resource(&v.access, Some(row.owner), Some(row.department)))
-                    });
-                if !shown {
-                    return Err(ApiError::field("after", FieldCode::InvalidFormat, "is not a cursor of this list"));
-                }
-            }
             let page = v.directory.query(&query);
-            let nodes: Vec<CustomerNode> = page
+            let nodes: Vec<(String, CustomerNode)> = page
                 .rows
                 .iter()
-                .map(|row| CustomerNode::from_row(row, resource(&v.access, Some(row.owner), Some(row.department))))
+                .map(|row| {
+                    let node = CustomerNode::from_row(row, resource(&v.access, Some(row.owner), Some(row.department)));
+                    (DirectoryCursor::of(row).encode(), node)
+                })
                 .collect();
             Ok((page, nodes))
         })??;
@@ -403,7 +399,7 @@ impl CustomerQuery {
             page.has_next,
             Counted { total_count: u64::try_from(page.total).unwrap_or(u64::MAX) },
         );
-        connection.edges.extend(nodes.into_iter().map(|n| Edge::new(n.id.clone(), n)));
+        connection.edges.extend(nodes.into_iter().map(|(cursor, node)| Edge::new(cursor, node)));
         Ok(connection)
     }
 

@@ -384,8 +384,8 @@ pub struct DirectoryQuery {
     pub sort: Vec<(SortKey, Order)>,
     /// Page size (capped at [`MAX_PAGE`]).
     pub first: usize,
-    /// Continue after the row with this cursor.
-    pub after: Option<String>,
+    /// Continue after this place in the sort order.
+    pub after: Option<DirectoryCursor>,
     /// Whether `first` may exceed [`MAX_PAGE`], up to [`MAX_EXPORT_ROWS`] (exports).
     pub export: bool,
 }
@@ -400,6 +400,71 @@ impl DirectoryQuery {
     }
 }
 
+/// Where a page ended (a Relay cursor): the last row's id and its sort values as they were
+/// when the page was read, so that the next page goes on from that place in the order even
+/// if the row has since been renamed, contacted, merged or moved out of the caller's scope
+/// (keyed by the row's id, the next page started wherever the row sorted *now*, and skipped
+/// or repeated rows). It names no other row, so a forged one only chooses where a listing
+/// starts. Text form ([`DirectoryCursor::encode`]): `c1.<id>.<registered µs>.<last contact
+/// µs or ->.<name as hex of its UTF-8>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryCursor {
+    id: CustomerId,
+    name: String,
+    created_at: Timestamp,
+    last_contact: Option<Timestamp>,
+}
+
+impl DirectoryCursor {
+    /// The cursor of `row` as it is now.
+    #[must_use]
+    pub fn of(row: &CustomerRow) -> Self {
+        DirectoryCursor {
+            id: row.id,
+            name: row.name.clone(),
+            created_at: row.created_at,
+            last_contact: row.last_contact,
+        }
+    }
+
+    /// Its text form.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        use std::fmt::Write as _;
+        let contact = self.last_contact.map_or_else(|| "-".to_owned(), |t| t.0.to_string());
+        let mut out = format!("c1.{}.{}.{contact}.", self.id.0.simple(), self.created_at.0);
+        for b in self.name.as_bytes() {
+            let _ = write!(out, "{b:02x}");
+        }
+        out
+    }
+
+    /// Reads a text form; `None` for anything [`DirectoryCursor::encode`] does not write.
+    #[must_use]
+    pub fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(5, '.');
+        let (Some("c1"), Some(id), Some(created), Some(contact), Some(name)) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        if name.len() % 2 != 0 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> =
+            (0..name.len()).step_by(2).map(|i| u8::from_str_radix(name.get(i..i + 2)?, 16).ok()).collect();
+        Some(DirectoryCursor {
+            id: CustomerId(uuid::Uuid::try_parse(id).ok()?),
+            name: String::from_utf8(bytes?).ok()?,
+            created_at: Timestamp(created.parse().ok()?),
+            last_contact: match contact {
+                "-" => None,
+                t => Some(Timestamp(t.parse().ok()?)),
+            },
+        })
+    }
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
@@ -408,7 +473,7 @@ pub struct Page {
     /// How many rows match in all.
     pub total: usize,
     /// Cursor of the last row, to ask for the next page.
-    pub end_cursor: Option<String>,
+    pub end_cursor: Option<DirectoryCursor>,
     /// Whether more rows follow.
     pub has_next: bool,
 }
@@ -420,7 +485,7 @@ impl Page {
         let has_next = walked.len() > first;
         walked.truncate(first);
         let rows: Vec<CustomerRow> = walked.into_iter().cloned().collect();
-        let end_cursor = rows.last().map(|r| r.id.0.to_string());
+        let end_cursor = rows.last().map(DirectoryCursor::of);
         Page { rows, total, end_cursor, has_next }
     }
 }
@@ -525,6 +590,22 @@ type ContactKey = (bool, Timestamp);
 
 fn contact_key(last_contact: Option<Timestamp>) -> ContactKey {
     (last_contact.is_none(), last_contact.unwrap_or_default())
+}
+
+/// A place in a sort order: a customer's slot, or where a page ended.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    Slot(usize),
+    Cursor(&'a DirectoryCursor),
+}
+
+/// What a sort order compares, of one place.
+struct SortValues {
+    id: CustomerId,
+    name_prefix: u128,
+    name_len: usize,
+    created_at: Timestamp,
+    last_contact: Option<Timestamp>,
 }
 
 /// What filters look at, per customer, packed together for a fast scan.
@@ -773,27 +854,40 @@ impl CustomerDirectory {
                 || (c.has_tags && self.rows.get(&c.id).is_some_and(|row| q.tags.iter().all(|t| row.tags.contains(t)))))
     }
 
-    /// Orders two slots by the sort keys, from the filter columns (a name is read from its
-    /// row only when both names share their first sixteen bytes and one is longer); ties break by id, in the
-    /// direction of the last key.
+    /// Orders two slots by the sort keys (see [`CustomerDirectory::order_of`]).
     fn compare(&self, a: usize, b: usize, sort: &[(SortKey, Order)]) -> std::cmp::Ordering {
-        let (x, y) = (&self.columns[a], &self.columns[b]);
+        self.order_of(Place::Slot(a), Place::Slot(b), sort)
+    }
+
+    /// Orders two places by the sort keys, a slot's from the filter columns (a name is read
+    /// from its row only when both names share their first sixteen bytes and one is longer);
+    /// the never contacted sort after every contact in either direction; ties break by id, in
+    /// the direction of the last key.
+    fn order_of(&self, a: Place<'_>, b: Place<'_>, sort: &[(SortKey, Order)]) -> std::cmp::Ordering {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        let (x, y) = (self.sort_values(a), self.sort_values(b));
         let sort_last_descending = sort.last().is_some_and(|(_, order)| *order == Order::Descending);
+        let flip = |by: std::cmp::Ordering, order: &Order| if *order == Order::Descending { by.reverse() } else { by };
         for (key, order) in sort {
             let by = match key {
-                SortKey::Name => x.name_prefix.cmp(&y.name_prefix).then_with(|| {
-                    if x.name_len == y.name_len && x.name_len <= NAME_PREFIX {
-                        return std::cmp::Ordering::Equal;
-                    }
-                    let name = |id: &CustomerId| self.rows.get(id).map(|row| row.name.as_str());
-                    name(&x.id).cmp(&name(&y.id))
-                }),
-                SortKey::CreatedAt => x.created_at.cmp(&y.created_at),
-                // Never contacted sorts after every contact in ascending order.
-                SortKey::LastContact => contact_key(x.last_contact).cmp(&contact_key(y.last_contact)),
+                SortKey::Name => flip(
+                    x.name_prefix.cmp(&y.name_prefix).then_with(|| {
+                        if x.name_len == y.name_len && x.name_len <= NAME_PREFIX {
+                            return Equal;
+                        }
+                        self.name_at(a).cmp(&self.name_at(b))
+                    }),
+                    order,
+                ),
+                SortKey::CreatedAt => flip(x.created_at.cmp(&y.created_at), order),
+                SortKey::LastContact => match (x.last_contact, y.last_contact) {
+                    (Some(p), Some(q)) => flip(p.cmp(&q), order),
+                    (None, None) => Equal,
+                    (Some(_), None) => Less,
+                    (None, Some(_)) => Greater,
+                },
             };
-            let by = if *order == Order::Descending { by.reverse() } else { by };
-            if by != std::cmp::Ordering::Equal {
+            if by != Equal {
                 return by;
             }
         }
@@ -805,12 +899,42 @@ impl CustomerDirectory {
         }
     }
 
+    /// The sort values of a place.
+    fn sort_values(&self, place: Place<'_>) -> SortValues {
+        match place {
+            Place::Slot(slot) => {
+                let c = &self.columns[slot];
+                SortValues {
+                    id: c.id,
+                    name_prefix: c.name_prefix,
+                    name_len: c.name_len,
+                    created_at: c.created_at,
+                    last_contact: c.last_contact,
+                }
+            }
+            Place::Cursor(cursor) => SortValues {
+                id: cursor.id,
+                name_prefix: name_prefix(&cursor.name),
+                name_len: cursor.name.len(),
+                created_at: cursor.created_at,
+                last_contact: cursor.last_contact,
+            },
+        }
+    }
+
+    /// The whole name of a place.
+    fn name_at<'a>(&'a self, place: Place<'a>) -> Option<&'a str> {
+        match place {
+            Place::Slot(slot) => self.rows.get(&self.columns[slot].id).map(|row| row.name.as_str()),
+            Place::Cursor(cursor) => Some(cursor.name.as_str()),
+        }
+    }
+
     /// Runs a query: one pass over the compact filter columns (only over the text matches,
     /// when there is a text) to mark and count the matches, then a walk of the sort key's
-    /// ordered index from the cursor until the page is full. The cursor is the id of the last
-    /// row seen; the page continues after that row's place in the sort order (even if it no
-    /// longer matches); an unknown cursor starts from the beginning. Several sort keys fall
-    /// back to a partial sort of the matches.
+    /// ordered index from the cursor until the page is full. The page continues after the
+    /// cursor's place in the sort order ([`DirectoryCursor`]). Several sort keys fall back to a
+    /// partial sort of the matches.
     #[must_use]
     pub fn query(&self, q: &DirectoryQuery) -> Page {
         let needle = q.text.as_deref().map(|t| search_key(t.trim()));
@@ -885,11 +1009,7 @@ impl CustomerDirectory {
             None => self.columns.get(slot).is_some_and(|c| self.matches(c, q, segment)),
         };
         let first = q.page_limit();
-        let after = q
-            .after
-            .as_deref()
-            .and_then(|cursor| uuid::Uuid::parse_str(cursor).ok())
-            .and_then(|id| self.rows.get(&CustomerId(id)));
+        let after = q.after.as_ref();
         let mut page: Vec<&CustomerRow> = Vec::with_capacity(first.min(MAX_PAGE) + 1);
         {
             let mut take = |entries: &mut dyn Iterator<Item = (CustomerId, u32)>| {
@@ -924,9 +1044,21 @@ impl CustomerDirectory {
                     let key = after.map(|a| (a.created_at, a.id));
                     take(&mut walk(&self.by_created, key, *order).map(|((_, id), slot)| (*id, *slot)));
                 }
-                [(SortKey::LastContact, order)] => {
+                [(SortKey::LastContact, Order::Ascending)] => {
                     let key = after.map(|a| (contact_key(a.last_contact), a.id));
-                    take(&mut walk(&self.by_contact, key, *order).map(|((_, id), slot)| (*id, *slot)));
+                    take(&mut walk(&self.by_contact, key, Order::Ascending).map(|((_, id), slot)| (*id, *slot)));
+                }
+                // Most recent first, and the never contacted still last: the contacted part of
+                // the index backwards, then the rest, backwards as ties break.
+                [(SortKey::LastContact, Order::Descending)] => {
+                    let never = (contact_key(None), CustomerId(uuid::Uuid::nil()));
+                    let (contacted, rest) = match after.map(|a| (contact_key(a.last_contact), a.id)) {
+                        None => (Some(self.by_contact.range(..never.clone())), self.by_contact.range(never..)),
+                        Some(key) if key.0 .0 => (None, self.by_contact.range(never..key)),
+                        Some(key) => (Some(self.by_contact.range(..key)), self.by_contact.range(never..)),
+                    };
+                    let mut entries = contacted.into_iter().flatten().rev().chain(rest.rev());
+                    take(&mut (&mut entries).map(|((_, id), slot)| (*id, *slot)));
                 }
                 _ => page = self.sorted_matches(&slot_matches, found.as_deref(), after, &q.sort, first + 1),
             }
@@ -959,19 +1091,14 @@ impl CustomerDirectory {
             Order::Ascending => slots[i] as usize,
             Order::Descending => slots[slots.len() - 1 - i] as usize,
         };
-        let after = q
-            .after
-            .as_deref()
-            .and_then(|cursor| uuid::Uuid::parse_str(cursor).ok())
-            .and_then(|id| self.slot_of.get(&CustomerId(id)).copied());
-        // The first position after the cursor's place (the cursor row may no longer match).
-        let start = match after {
+        // The first position after the cursor's place.
+        let start = match &q.after {
             None => 0,
             Some(a) => {
                 let (mut low, mut high) = (0, slots.len());
                 while low < high {
                     let mid = (low + high) / 2;
-                    if self.compare(at(mid), a, &sort).is_gt() {
+                    if self.order_of(Place::Slot(at(mid)), Place::Cursor(a), &sort).is_gt() {
                         high = mid;
                     } else {
                         low = mid + 1;
@@ -1057,7 +1184,7 @@ impl CustomerDirectory {
         &'a self,
         matches: &dyn Fn(usize) -> bool,
         candidates: Option<&[usize]>,
-        after: Option<&CustomerRow>,
+        after: Option<&DirectoryCursor>,
         sort: &[(SortKey, Order)],
         limit: usize,
     ) -> Vec<&'a CustomerRow> {
@@ -1066,12 +1193,11 @@ impl CustomerDirectory {
             Some(found) => Box::new(found.iter().copied()),
             None => Box::new(0..self.columns.len()),
         };
-        let after = after.and_then(|a| self.slot_of.get(&a.id).copied());
         // Each match with a coarse key of its first sort key, so that most comparisons read
         // one contiguous array; equal coarse keys fall back to the full order.
         let mut keyed: Vec<(u128, usize)> = slots
             .filter(|slot| matches(*slot))
-            .filter(|slot| after.is_none_or(|a| self.compare(*slot, a, sort).is_gt()))
+            .filter(|slot| after.is_none_or(|a| self.order_of(Place::Slot(*slot), Place::Cursor(a), sort).is_gt()))
             .map(|slot| (self.coarse_key(slot, sort.first()), slot))
             .collect();
         let order = |a: &(u128, usize), b: &(u128, usize)| a.0.cmp(&b.0).then_with(|| self.compare(a.1, b.1, sort));
@@ -1095,7 +1221,11 @@ impl CustomerDirectory {
                 let key = match key {
                     SortKey::Name => c.name_prefix,
                     SortKey::CreatedAt => time(c.created_at),
-                    SortKey::LastContact => c.last_contact.map_or(u128::MAX, time),
+                    // The never contacted last in either direction.
+                    SortKey::LastContact => match c.last_contact {
+                        None => return u128::MAX,
+                        Some(t) => time(t),
+                    },
                 };
                 if *order == Order::Descending {
                     !key
