@@ -87,6 +87,14 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
     };
+    // Each folder whose embedded store the command opened is recorded as closed, so that
+    // damage done to its files while nothing runs is refused at the next open, before sled's
+    // recovery would cut the log at it.
+    for (folder, recorded) in oacis_eventlog::sled_closed::record_opened(std::time::Duration::from_secs(5)) {
+        if let Err(e) = recorded {
+            tracing::warn!(folder = %folder.display(), error = %e, "the closed store's files were not recorded");
+        }
+    }
     match outcome {
         Ok(code) => code,
         Err(e) => {

@@ -132,6 +132,17 @@ fn export_into_a_missing_folder_and_a_store_of_another_format_fail_clearly() -> 
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no/such/dir"), "{}", text(&out.stderr));
+    // Written behind the store's back, its files no longer match what the export's clean
+    // close recorded: that is refused first.
+    {
+        let db = sled::Config::new().path(&data).segment_size(oacis_eventlog::sled_layout::SEGMENT_SIZE).open()?;
+        db.insert(b"mformat", b"oacis-eventlog/9".as_slice())?;
+        db.flush()?;
+    }
+    let out = oacis(&["verify", "--data", data.to_str().unwrap()]);
+    assert!(text(&out.stdout).contains("changed after it was closed cleanly"), "{}", text(&out.stdout));
+    // Without the record, the other format is named.
+    std::fs::remove_file(data.join(oacis_eventlog::sled_closed::FILE_NAME))?;
     {
         let db = sled::Config::new().path(&data).segment_size(oacis_eventlog::sled_layout::SEGMENT_SIZE).open()?;
         db.insert(b"mformat", b"oacis-eventlog/9".as_slice())?;

@@ -453,3 +453,46 @@ fn a_point_in_time_restore_from_before_an_erasure_keeps_the_data_erased() {
     stdout(&restore(&alone.join(&before_erasure), &back));
     assert_eq!(phones(&back)["phones"], json!(["+8613912345678"]));
 }
+
+/// A server stopped cleanly records its store's files; a byte flipped in them while nothing
+/// runs (a disk's damage) makes the next start refuse with the file and bytes named, before
+/// sled's recovery could cut the log at the damage, and leaves the folder as it was.
+/// `oacis verify --data` says the same; with the byte restored the server starts with every
+/// record.
+#[test]
+fn damage_done_while_the_server_was_stopped_is_refused_and_the_folder_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(env!("CARGO_BIN_EXE_oacis"), &data, &[], &[("OACIS_ADMIN_PASSWORD", PASSWORD)]);
+    let token = server.first_sign_in("admin", PASSWORD, CHANGED);
+    let register =
+        "mutation($n: String!) { registerCustomer(profile: {kind: PERSON, name: $n, source: OTHER}) { seq } }";
+    for i in 0..200 {
+        ok(server.gql(Some(&token), register, json!({ "n": format!("客户{i}") })), "registerCustomer");
+    }
+    let head = ok(server.gql(Some(&token), "{ verifyChain { headSeq } }", json!({})), "verifyChain")["headSeq"].clone();
+    assert!(server.terminate().success());
+    assert!(data.join(oacis_eventlog::sled_closed::FILE_NAME).exists(), "recorded at the clean stop");
+
+    let db = data.join("db");
+    let intact = std::fs::read(&db).unwrap();
+    let written = intact.iter().rposition(|b| *b != 0).unwrap();
+    let mut damaged = intact.clone();
+    damaged[written / 3] ^= 0x01;
+    std::fs::write(&db, &damaged).unwrap();
+    let refused = oacis(&["serve", "--data", path(&data), "--listen", "127.0.0.1:0"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("its file db changed after it was closed cleanly") && said.contains("bytes "), "{said}");
+    assert_eq!(std::fs::read(&db).unwrap(), damaged, "the folder is left as it was");
+    let verified = oacis(&["verify", "--data", path(&data)]);
+    assert!(!verified.status.success());
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("changed after it was closed cleanly"));
+
+    std::fs::write(&db, &intact).unwrap();
+    // The session signed in before the stop is in the log, and holds.
+    let server = Server::start(env!("CARGO_BIN_EXE_oacis"), &data, &[], &[]);
+    let chain = ok(server.gql(Some(&token), "{ verifyChain { ok headSeq } }", json!({})), "verifyChain");
+    assert_eq!(chain, json!({ "ok": true, "headSeq": head }));
+    assert!(!data.join(oacis_eventlog::sled_closed::FILE_NAME).exists(), "a running server's folder has no record");
+}

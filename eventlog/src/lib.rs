@@ -54,7 +54,7 @@ pub use model::{
 };
 pub use pg_store::{PgConfig, PgStore, PgSubscription, SetupLock};
 pub use sled_store::{
-    layout as sled_layout, snapshot as sled_snapshot, FaultPlan, FaultSite, FolderCopy, RecordIter, SledConfig,
-    SledStore, SledSubscription, TAIL_CHECK_RECORDS,
+    closed as sled_closed, layout as sled_layout, snapshot as sled_snapshot, FaultPlan, FaultSite, FolderCopy,
+    RecordIter, SledConfig, SledStore, SledSubscription, TAIL_CHECK_RECORDS,
 };
 pub use store::{Appended, CommandOutcome, EventStore, Head, PendingAppend, StreamAppend, Subscription};

@@ -144,3 +144,51 @@ fn damage_to_a_crash_left_data_file_is_harmless_or_reported_never_silent_never_a
     assert!(outcomes.get("harmless").copied().unwrap_or(0) < OFFSETS, "no damage was detected at all");
     Ok(())
 }
+
+/// Damage done to a store closed cleanly (a flipped bit on the disk while no server runs) is
+/// refused before sled opens the files: sled's recovery would take the damaged message for
+/// a torn write and zero every intact record after it. The folder is left byte for byte as it
+/// was, and the error names the file and the bytes; undone, the store opens with every record.
+#[test]
+fn damage_done_while_closed_is_refused_before_sled_touches_the_files() -> anyhow::Result<()> {
+    use oacis_eventlog::{sled_closed, AppendMeta, EventStore, ExpectedVersion, NewEvent, StreamId};
+    let dir = tempfile::tempdir()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    {
+        let store = SledStore::open(SledConfig::new(dir.path()))?;
+        runtime.block_on(async {
+            for n in 0..400u64 {
+                let event = NewEvent::json("Noted", 1, &serde_json::json!({ "n": n, "note": "x".repeat(300) }))?;
+                let meta = AppendMeta::new(uuid::Uuid::from_u128(u128::from(n) + 1), "tester");
+                store
+                    .append(StreamId::new(format!("note-{}", n % 7))?, ExpectedVersion::Any, vec![event], meta)
+                    .await?;
+            }
+            anyhow::Ok(())
+        })?;
+    }
+    assert!(sled_closed::record(dir.path(), std::time::Duration::from_secs(10))?, "recorded once released");
+    let record = dir.path().join(sled_closed::FILE_NAME);
+    assert!(record.exists());
+
+    // One byte of the middle of the written records flipped.
+    let db = dir.path().join("db");
+    let intact = std::fs::read(&db)?;
+    let written = intact.iter().rposition(|b| *b != 0).unwrap_or(0);
+    let mut damaged = intact.clone();
+    damaged[written / 2] ^= 0x20;
+    std::fs::write(&db, &damaged)?;
+    let refused = SledStore::open(SledConfig::new(dir.path())).expect_err("refused");
+    let text = refused.to_string();
+    assert!(matches!(refused, Error::Damaged { .. }), "{text}");
+    assert!(text.contains("its file db changed after it was closed cleanly"), "{text}");
+    assert_eq!(std::fs::read(&db)?, damaged, "nothing was written");
+    assert!(record.exists(), "the record stays, for the next attempt");
+
+    // Undone: the store opens, reads back every record, and is no longer recorded as closed.
+    std::fs::write(&db, &intact)?;
+    let records = read_back(dir.path())?;
+    assert_eq!(records.len(), 400);
+    assert!(!record.exists(), "an open store has no closed record");
+    Ok(())
+}

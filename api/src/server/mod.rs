@@ -852,7 +852,7 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
     save_views_snapshot(&app).await;
     // Every acknowledged append is durable already (acknowledged only after fsync); closing
     // the store ends its writer after the group in hand, writes its index snapshot and
-    // releases the folder.
+    // releases the folder (whose files `main` then records as closed).
     drop(app);
     eprintln!("oacis: stopped");
     Ok(())

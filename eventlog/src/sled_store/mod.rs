@@ -15,6 +15,7 @@
 //! Invariant: a log shorter than the checkpoint, or with another hash at its seq, does not
 //! open, so no append can reuse an acknowledged seq; the operator decides what happens next.
 
+pub mod closed;
 mod copy;
 mod fault;
 mod index;
@@ -202,6 +203,8 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn open_sled(config: &SledConfig, recorded: Option<Head>) -> Result<sled::Db> {
     std::fs::create_dir_all(&config.path).map_err(|e| Error::io(&config.path, e))?;
+    // Before sled's recovery, which would cut the log at damage done while it was closed.
+    closed::check_and_clear(&config.path, recorded)?;
     remove_torn_snapshots(&config.path)?;
     let sled_config = sled::Config::new()
         .path(&config.path)
@@ -321,14 +324,18 @@ impl SledStore {
         // sled 0.34 panics on some damaged files (seen in its `serialization.rs`); damage must be
         // reported, never answered with a panic. Everything sled touches is dropped on unwind.
         let recorded_head = recorded.as_ref().map(|c| c.head);
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SledStore::open_unguarded(config, recorded, kept)))
-            .unwrap_or_else(|panic| {
-                Err(Error::Damaged {
-                    path,
-                    reason: format!("panicked: {}", panic_message(panic.as_ref())),
-                    recorded: recorded_head,
-                })
+        let store = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            SledStore::open_unguarded(config, recorded, kept)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(Error::Damaged {
+                path: path.clone(),
+                reason: format!("panicked: {}", panic_message(panic.as_ref())),
+                recorded: recorded_head,
             })
+        })?;
+        closed::opened(&path);
+        Ok(store)
     }
 
     fn open_unguarded(

@@ -1053,7 +1053,7 @@ impl CustomerDirectory {
                 [(SortKey::LastContact, Order::Descending)] => {
                     let never = (contact_key(None), CustomerId(uuid::Uuid::nil()));
                     let (contacted, rest) = match after.map(|a| (contact_key(a.last_contact), a.id)) {
-                        None => (Some(self.by_contact.range(..never.clone())), self.by_contact.range(never..)),
+                        None => (Some(self.by_contact.range(..never)), self.by_contact.range(never..)),
                         Some(key) if key.0 .0 => (None, self.by_contact.range(never..key)),
                         Some(key) => (Some(self.by_contact.range(..key)), self.by_contact.range(never..)),
                     };

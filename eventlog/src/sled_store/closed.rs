@@ -1,0 +1,241 @@
+//! The closed store's record (`store.closed`): what sled's files held when a store was closed
+//! cleanly, checked before sled opens them again.
+//!
+//! sled's recovery takes the first message that fails its checksum for the torn end of the
+//! last write and discards everything after it: right after a crash, that is how an
+//! unfinished group goes; on files damaged while the store was closed (a flipped bit on the
+//! disk), it silently zeroes the intact records after the damage while opening them. So a
+//! clean close writes, for each of sled's files (`conf`, `db`, `snap.*`, `blobs/*`), its
+//! length and the BLAKE3 of each 8 MiB block; the next open compares them before sled sees
+//! the files, refuses a folder whose files changed (naming the file and the byte range) and
+//! leaves it byte for byte as it was; a folder that matches has its record removed (sled
+//! writes from then on) and opens as before.
+//!
+//! Invariants: the record is written only while this process holds the lock sled takes on
+//! `db` (so no store has the folder open), by an atomic rename after an fsync; it is removed,
+//! durably, before sled opens the folder. A folder without it (a crash, an older version, a
+//! store still open) is opened as before, where a crash's torn end must be cut.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::store::Head;
+
+/// The record's file name in the data folder.
+pub const FILE_NAME: &str = "store.closed";
+
+/// Its first line.
+const MAGIC: &str = "oacis-store-closed 1";
+
+/// Bytes per checked block: a change is named to the block.
+const BLOCK: usize = 8 * 1024 * 1024;
+
+/// One of sled's files as it was at close: path relative to the folder, length, and the
+/// BLAKE3 (hex) of each [`BLOCK`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileState {
+    name: String,
+    len: u64,
+    blocks: Vec<String>,
+}
+
+/// sled's files in `folder`, by name: `conf`, `db`, `snap.*` and what `blobs/` holds.
+fn sled_files(folder: &Path) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(folder)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name == "conf" || name == "db" || name.starts_with("snap.") {
+            names.push(name);
+        }
+    }
+    match std::fs::read_dir(folder.join("blobs")) {
+        Ok(blobs) => {
+            for entry in blobs {
+                names.push(format!("blobs/{}", entry?.file_name().to_string_lossy()));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn state_of(folder: &Path, name: &str) -> std::io::Result<FileState> {
+    let mut file = File::open(folder.join(name))?;
+    let mut buffer = vec![0u8; BLOCK];
+    let (mut len, mut blocks) = (0u64, Vec::new());
+    loop {
+        let mut filled = 0;
+        while filled < BLOCK {
+            match file.read(&mut buffer[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        len += filled as u64;
+        blocks.push(blake3::hash(&buffer[..filled]).to_hex().to_string());
+        if filled < BLOCK {
+            break;
+        }
+    }
+    Ok(FileState { name: name.to_owned(), len, blocks })
+}
+
+fn render(states: &[FileState]) -> String {
+    let mut out = format!("{MAGIC}\n");
+    for s in states {
+        out.push_str(&format!("{} {} {}\n", s.name, s.len, s.blocks.join(",")));
+    }
+    out
+}
+
+fn parse(text: &str) -> Option<Vec<FileState>> {
+    let mut lines = text.lines();
+    if lines.next()? != MAGIC {
+        return None;
+    }
+    lines
+        .map(|line| {
+            let mut parts = line.splitn(3, ' ');
+            let (name, len, blocks) = (parts.next()?, parts.next()?.parse().ok()?, parts.next().unwrap_or(""));
+            let blocks = blocks.split(',').filter(|b| !b.is_empty()).map(str::to_owned).collect();
+            Some(FileState { name: name.to_owned(), len, blocks })
+        })
+        .collect()
+}
+
+/// The folders this process opened a store in ([`opened`]), for [`record_opened`].
+static OPENED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Notes that this process opened the store in `folder` (called by `SledStore::open`).
+pub(crate) fn opened(folder: &Path) {
+    let mut opened = OPENED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !opened.iter().any(|f| f == folder) {
+        opened.push(folder.to_path_buf());
+    }
+}
+
+/// [`record`]s every folder this process opened a store in, for a program to call once it
+/// is done with them (a store still open is waited for at most `wait`, then left
+/// unrecorded). Answers each folder with its outcome.
+pub fn record_opened(wait: Duration) -> Vec<(std::path::PathBuf, Result<bool>)> {
+    let folders = std::mem::take(&mut *OPENED.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    folders
+        .into_iter()
+        .map(|folder| {
+            let outcome = record(&folder, wait);
+            (folder, outcome)
+        })
+        .collect()
+}
+
+/// Once no store has `folder` open (sled's lock on `db` can be taken, waited for at most
+/// `wait`), writes the closed store's record. `Ok(false)` when the folder holds no sled
+/// store or the lock stayed taken (nothing written: the next open is unchecked, as after a
+/// crash).
+///
+/// # Errors
+/// I/O on the folder's files.
+pub fn record(folder: &Path, wait: Duration) -> Result<bool> {
+    let db = folder.join("db");
+    let lock = match File::options().read(true).write(true).open(&db) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(&db, e)),
+    };
+    let started = Instant::now();
+    while lock.try_lock().is_err() {
+        if started.elapsed() >= wait {
+            tracing::warn!(folder = %folder.display(), "the store was not released in time; its files are not recorded at close");
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let names = sled_files(folder).map_err(|e| Error::io(folder, e))?;
+    let states: Vec<FileState> =
+        names.iter().map(|n| state_of(folder, n).map_err(|e| Error::io(folder.join(n), e))).collect::<Result<_>>()?;
+    let path = folder.join(FILE_NAME);
+    let partial = folder.join(format!("{FILE_NAME}.partial"));
+    let mut file = File::create(&partial).map_err(|e| Error::io(&partial, e))?;
+    file.write_all(render(&states).as_bytes()).and_then(|()| file.sync_all()).map_err(|e| Error::io(&partial, e))?;
+    std::fs::rename(&partial, &path).map_err(|e| Error::io(&path, e))?;
+    File::open(folder).and_then(|dir| dir.sync_all()).map_err(|e| Error::io(folder, e))?;
+    drop(lock);
+    Ok(true)
+}
+
+/// Before sled opens `folder`: if it holds a closed store's record, checks sled's files
+/// against it and removes it (durably) when they match.
+///
+/// # Errors
+/// [`Error::Damaged`] naming the first file that changed (and the byte range of its first
+/// changed block), or an unreadable record; nothing in the folder is changed then. I/O.
+pub fn check_and_clear(folder: &Path, recorded: Option<Head>) -> Result<()> {
+    let path = folder.join(FILE_NAME);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let damaged = |reason: String| Error::Damaged { path: folder.to_path_buf(), reason, recorded };
+    let Some(expected) = parse(&text) else {
+        return Err(damaged(format!(
+            "{} is not a closed store's record (move it aside to open the folder unchecked)",
+            path.display()
+        )));
+    };
+    let names = sled_files(folder).map_err(|e| Error::io(folder, e))?;
+    let listed: Vec<&str> = expected.iter().map(|s| s.name.as_str()).collect();
+    if let Some(extra) = names.iter().find(|n| !listed.contains(&n.as_str())) {
+        return Err(damaged(format!("its file {extra} appeared after it was closed cleanly; nothing was opened")));
+    }
+    for want in &expected {
+        let have = match state_of(folder, &want.name) {
+            Ok(have) => have,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(damaged(format!(
+                    "its file {} is gone since it was closed cleanly; nothing was opened",
+                    want.name
+                )))
+            }
+            Err(e) => return Err(Error::io(folder.join(&want.name), e)),
+        };
+        if have == *want {
+            continue;
+        }
+        let block = have.blocks.iter().zip(&want.blocks).position(|(a, b)| a != b).unwrap_or(want.blocks.len());
+        let from = block as u64 * BLOCK as u64;
+        return Err(damaged(format!(
+            "its file {} changed after it was closed cleanly (bytes {from}..{} differ; {} bytes then, {} now); \
+             nothing was opened, so the folder is as it was",
+            want.name,
+            from + BLOCK as u64,
+            want.len,
+            have.len
+        )));
+    }
+    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+    File::open(folder).and_then(|dir| dir.sync_all()).map_err(|e| Error::io(folder, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let states = vec![
+            FileState { name: "conf".into(), len: 63, blocks: vec!["ab".into()] },
+            FileState { name: "blobs/7".into(), len: 0, blocks: vec![] },
+        ];
+        assert_eq!(parse(&render(&states)), Some(states));
+        assert_eq!(parse("something else\n"), None);
+    }
+}
