@@ -198,6 +198,31 @@ fn five_bad_passwords_lock_the_account_and_names_are_not_probed() {
     assert_eq!(code(&locked), "UNAUTHENTICATED", "{locked}");
 }
 
+/// A lockout shows in `users` to administrators only: to a colleague the account reads
+/// active, so that whoever is guessing learns nothing from it.
+#[test]
+fn a_lockout_shows_to_administrators_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let admin = first_sign_in(&server, "admin", ADMIN_PASSWORD, "Sesame-Changed-77");
+    let root = gql(&server, Some(&admin), "{ departments { id } }", json!({}))["data"]["departments"][0]["id"].clone();
+    let create = "mutation($u: String!, $e: String!, $d: String!) { createUser(username: $u, employeeNo: $e, displayName: \"同事\", department: $d, initialPassword: \"Initial-Pass-9\") { id } }";
+    for (name, number) in [("colleague", "E-1"), ("target", "E-2")] {
+        let made = gql(&server, Some(&admin), create, json!({ "u": name, "e": number, "d": root }));
+        assert!(made["errors"].is_null(), "{made}");
+    }
+    let colleague = first_sign_in(&server, "colleague", "Initial-Pass-9", "Tongshi-Pass-77");
+    for _ in 0..5 {
+        assert_eq!(code(&sign_in(&server, "target", "Wrong-Password-1")), "UNAUTHENTICATED");
+    }
+    let status = |token: &str| {
+        let users = gql(&server, Some(token), "{ users { username status } }", json!({}));
+        users["data"]["users"].as_array().unwrap().iter().find(|u| u["username"] == "target").unwrap()["status"].clone()
+    };
+    assert_eq!(status(&admin), "LOCKED");
+    assert_eq!(status(&colleague), "ACTIVE");
+}
+
 /// What `customer(id)` answers is the whole profile: sent back to `updateCustomerProfile` with
 /// one edit, it changes that edit alone (the company's size, website and credit code,
 /// addresses and social handles were once unreadable, and such a round trip erased them).

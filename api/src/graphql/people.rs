@@ -33,7 +33,9 @@ pub struct UserNode {
     pub display_name: String,
     /// Department id.
     pub department: String,
-    /// Account state.
+    /// Account state. A locked account reads `ACTIVE` except to administrators
+    /// (`user.admin`): to anyone else a lockout would confirm that a guessed name exists and
+    /// is being tried.
     pub status: UserStatus,
     /// Job title, if its owner's privacy setting lets the caller see it.
     pub position: Option<String>,
@@ -67,7 +69,10 @@ impl UserNode {
             employee_no: row.employee_no.clone(),
             display_name: row.display_name.clone(),
             department: row.department.to_string(),
-            status: row.status.into(),
+            status: match row.status {
+                oacis_domain::user::UserStatus::Locked if !admin => UserStatus::Active,
+                status => status.into(),
+            },
             position: row.position.clone().filter(|_| shows(F::Position)),
             phone: row.phone.clone().filter(|_| shows(F::Phone)),
             email: row.email.clone().filter(|_| shows(F::Email)),
