@@ -84,7 +84,7 @@ fn attacks_get_typed_errors_and_change_nothing() {
     // answers as one around an id that does not exist, and anything not a cursor is refused.
     let page = "query($a: String) { customers(first: 10, after: $a) { totalCount edges { node { id } } } }";
     let hidden_id = hidden.as_str().unwrap().replace('-', "");
-    let answers: Vec<Value> = [format!("c1.{hidden_id}.0.-."), "c1.01930000000070008000000000000dead.0.-.".into()]
+    let answers: Vec<Value> = [format!("c1.{hidden_id}.0.-."), "c1.0193000000007000800000000000dead.0.-.".into()]
         .into_iter()
         .map(|a| server.gql(Some(&token), page, json!({ "a": a })))
         .collect();
@@ -130,6 +130,20 @@ fn attacks_get_typed_errors_and_change_nothing() {
     assert_eq!(code(&given), "VALIDATION", "{given}");
     assert_eq!(given["errors"][0]["extensions"]["fields"][0]["path"], "assignee", "{given}");
     assert!(server.gql(Some(&admin), give, json!({ "a": probe, "c": visible }))["errors"].is_null());
+    // Nor a case: its assignee reads it and its notes as their own.
+    let open = "mutation($c: String!) { openCase(customer: $c, subject: \"投诉\", description: \"客户电话已回访\", channel: CALL, priority: HIGH) { id } }";
+    let case = ok(server.gql(Some(&admin), open, json!({ "c": hidden })), "openCase")["id"].clone();
+    let assign = "mutation($id: String!, $a: String!) { assignCase(id: $id, assignee: $a) { seq } }";
+    let assigned = server.gql(Some(&admin), assign, json!({ "id": case, "a": probe }));
+    assert_eq!(code(&assigned), "VALIDATION", "{assigned}");
+    assert!(
+        assigned["errors"][0]["message"].as_str().unwrap().contains("may not see the case's customer"),
+        "{assigned}"
+    );
+    let notes = server.gql(Some(&token), "query($c: String!) { caseNotes(case: $c) { text } }", json!({ "c": case }));
+    assert_eq!(code(&notes), "NOT_FOUND", "{notes}");
+    let visible_case = ok(server.gql(Some(&admin), open, json!({ "c": visible })), "openCase")["id"].clone();
+    assert!(server.gql(Some(&admin), assign, json!({ "id": visible_case, "a": probe }))["errors"].is_null());
     // Guessing the current password counts like failed sign-ins: five lock the account and
     // end the session.
     let guess = "mutation($c: String!) { changePassword(current: $c, newPassword: \"Another-Pass-2026\") { token } }";

@@ -200,8 +200,9 @@ fn assignee_may_see(views: &Views, assignee: UserId, related: Related) -> bool {
     }
 }
 
-/// VALIDATION on `assignee` unless the assignee may read `related` ([`assignee_may_see`]).
-fn check_assignee_sees(ctx: &Context<'_>, assignee: UserId, related: Option<Related>) -> ApiResult<()> {
+/// VALIDATION on `assignee` unless the assignee may read `related` ([`assignee_may_see`]), what
+/// the `work` (a task, a case) is about.
+fn check_assignee_sees(ctx: &Context<'_>, assignee: UserId, related: Option<Related>, work: &str) -> ApiResult<()> {
     let Some(related) = related else { return Ok(()) };
     if views(ctx, |v| assignee_may_see(v, assignee, related))? {
         return Ok(());
@@ -213,7 +214,7 @@ fn check_assignee_sees(ctx: &Context<'_>, assignee: UserId, related: Option<Rela
     Err(ApiError::field(
         "assignee",
         FieldCode::InvalidFormat,
-        format!("may not see the task's {what} (their roles do not reach it): give it to someone who may"),
+        format!("may not see the {work}'s {what} (their roles do not reach it): give it to someone who may"),
     ))
 }
 
@@ -441,6 +442,14 @@ impl WorkMutation {
         client_mutation_id: Option<String>,
     ) -> ApiResult<MutationResult> {
         let assignee = user_in_directory(ctx, "assignee", &assignee)?;
+        // A case's assignee reads it (and its notes) as their own: only someone who may read
+        // its customer is given it.
+        let customer = views(ctx, |v| {
+            case_of(v, caller(ctx)?, CaseId(parse_id("id", &id)?))
+                .map(|(row, _)| row.customer)
+                .ok_or(ApiError::NotFound("case"))
+        })??;
+        check_assignee_sees(ctx, assignee, Some(Related::Customer(customer)), "case")?;
         on_case(ctx, &id, Permission::CaseAssign, |_| CaseCommand::Assign { assignee }, client_mutation_id).await
     }
 
@@ -579,7 +588,7 @@ impl WorkMutation {
                 ))
             }
         };
-        check_assignee_sees(ctx, assignee, related)?;
+        check_assignee_sees(ctx, assignee, related, "task")?;
         let origin = origin(ctx, client_mutation_id.clone())?;
         let id = TaskId(origin.new_id("task"));
         let command = TaskCommand::Create {
@@ -608,7 +617,7 @@ impl WorkMutation {
         // Only of a task the caller may see (else `on_task` answers NOT_FOUND, as for none).
         let me = caller(ctx)?;
         let related = views(ctx, |v| task_of(v, me, task).and_then(|(row, _)| row.related))?;
-        check_assignee_sees(ctx, assignee, related)?;
+        check_assignee_sees(ctx, assignee, related, "task")?;
         on_task(ctx, &id, Permission::TaskAssign, |_| TaskCommand::Reassign { assignee }, client_mutation_id).await
     }
 
