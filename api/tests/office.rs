@@ -306,6 +306,32 @@ fn a_day_in_the_office() {
         !text.contains("+8613912345678") && !text.contains("zhang.wei@example.com"),
         "the auditor may not see personal data: {text}"
     );
+    // A colleague's privacy settings, each field's compared with that field's before.
+    for (field, visibility) in [("EMAIL", "ONLY_ME"), ("PHONE", "DEPARTMENT"), ("EMAIL", "DEPARTMENT")] {
+        office.ask(
+            &wang_token,
+            &format!("mutation {{ setPrivacy(field: {field}, visibility: {visibility}) {{ seq }} }}"),
+            json!({}),
+        );
+    }
+    let wang_history = office.ask(
+        &qian_token,
+        "query($id: String!) { recordHistory(recordType: \"user\", id: $id) { kind changes { field before after } } }",
+        json!({ "id": wang }),
+    );
+    let privacy: Vec<&Value> = wang_history["recordHistory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["kind"] == "UserPrivacyChanged")
+        .map(|h| &h["changes"])
+        .collect();
+    assert_eq!(privacy.len(), 3, "{wang_history}");
+    assert_eq!(
+        privacy[2],
+        &json!([{ "field": "visibility", "before": "\"only_me\"", "after": "\"department\"" }]),
+        "{wang_history}"
+    );
     let ops = office.ask(
         &qian_token,
         "query($u: String!) { operations(user: $u) { totalCount edges { node { kind } } } }",

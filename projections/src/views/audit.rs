@@ -238,8 +238,8 @@ fn kind_of(event: &AnyEvent) -> &'static str {
 }
 
 /// Payload fields that name the entry of a record an event adds or changes (see
-/// [`record_history`]).
-const ENTRY_KEYS: &[&str] = &["interaction_id", "purchase_id", "comment_id", "session_id", "approval"];
+/// [`record_history`]); `field` is the profile field a user's privacy setting is about.
+const ENTRY_KEYS: &[&str] = &["interaction_id", "purchase_id", "comment_id", "session_id", "approval", "field"];
 
 /// A record's history with field-level changes, oldest first, folded from its stream up to
 /// and including `until` (a past seq, for history as of then). Cost: one read of the stream.
@@ -264,8 +264,9 @@ pub async fn record_history<S: EventStore>(
             let mut flat = Vec::new();
             flatten("", &value, &mut flat);
             // An event that adds an entry to its record (an interaction, a purchase, a
-            // comment, a session, a ledger's reservation) or changes one is compared with that
-            // entry's fields, not with another entry's of the same name.
+            // comment, a session, a ledger's reservation, a field's privacy setting) or
+            // changes one is compared with that entry's fields, not with another entry's of
+            // the same name.
             let entry = value
                 .as_object()
                 .and_then(|o| ENTRY_KEYS.iter().find_map(|k| o.get(*k).and_then(Value::as_str)))
