@@ -306,6 +306,24 @@ fn imports_over_graphql_are_scoped_recorded_undoable_and_exports_masked() {
     assert_eq!(code(&server.gql(Some(&reader), IMPORT, json!({ "i": { "text": csv } }))), "FORBIDDEN");
     assert_eq!(code(&server.gql(Some(&reader), undo, json!({ "id": first_import, "f": false }))), "FORBIDDEN");
     assert_eq!(code(&server.gql(None, IMPORT, json!({ "i": { "text": csv } }))), "UNAUTHENTICATED");
+    // One who may write but not read personal data may not match rows by a phone: a row of
+    // a customer whose phone they may not read would be registered again.
+    let writer = ok(server.gql(
+        Some(&admin),
+        "mutation($d: String!) { createUser(username: \"du.writer\", employeeNo: \"E-9002\", displayName: \"录入\", department: $d, initialPassword: \"Initial-Pass-9\") { id } }",
+        json!({ "d": root }),
+    ))["createUser"]["id"]
+        .clone();
+    let role = ok(server.gql(Some(&admin), define, json!({ "n": "录入员", "p": ["customer.read", "customer.write"] })))
+        ["defineRole"]["id"]
+        .clone();
+    ok(server.gql(Some(&admin), grant, json!({ "u": writer, "r": role })));
+    let writer = sign_in(&server, "du.writer", "Initial-Pass-9", "Luru-Pass-2026");
+    let by_phone = json!({ "i": { "text": "phones,name\n+8613800000002,又一位\n", "key": "PHONE", "dryRun": true } });
+    let refused = server.gql(Some(&writer), IMPORT, by_phone.clone());
+    assert_eq!(code(&refused), "FORBIDDEN", "{refused}");
+    assert!(refused["errors"][0]["message"].as_str().unwrap().contains("customer.read_personal"), "{refused}");
+    assert!(server.gql(Some(&admin), IMPORT, by_phone)["errors"].is_null());
     let neither = server.gql(Some(&admin), IMPORT, json!({ "i": {} }));
     assert_eq!(code(&neither), "VALIDATION", "{neither}");
     let unmapped = server.gql(

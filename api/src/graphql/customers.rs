@@ -493,7 +493,7 @@ impl DuplicateQuery {
 /// Whether every role that lets the caller read customers also lets it read their personal
 /// data over at least the same records: only then may a text search look inside phones and
 /// e-mails (a match would otherwise reveal a masked number).
-fn personal_everywhere(caller: &Caller) -> bool {
+pub(crate) fn personal_everywhere(caller: &Caller) -> bool {
     use oacis_domain::authz::Scope as S;
     // Whether a grant at `wider` reaches every record a grant at `narrower` does.
     let covers = |wider: S, narrower: S| {

@@ -434,6 +434,18 @@ pub async fn import(
             table.headers.join(", ")
         )));
     }
+    // A personal key matches only customers whose personal data the caller may read (so
+    // that a dry run does not tell who has a number); the others' rows would be registered
+    // again as new customers. So it needs that right wherever the caller reads customers.
+    if matches!(key, MatchKey::Phone | MatchKey::Email | MatchKey::IdNumber)
+        && !crate::graphql::customers::personal_everywhere(caller)
+    {
+        return Err(ImportError::Forbidden(format!(
+            "matching rows by {} needs customer.read_personal wherever you read customers: a row of a customer \
+             whose personal data you may not read would be registered again as a new customer",
+            key.as_str()
+        )));
+    }
     if let Some(field) = key.field().filter(|f| !columns.has(*f)) {
         return Err(ImportError::Mapping(format!(
             "the key {} needs a column of {}; the file has none",
