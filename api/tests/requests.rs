@@ -48,6 +48,33 @@ fn a_request_id_names_the_answer_and_the_events_it_wrote() {
     let (_, head, _) = exchange(&server.addr, "POST", "/graphql", Some(&token), &[json_type], register.as_bytes());
     let made = request_id(&head).unwrap_or_else(|| panic!("{head}"));
     assert!(uuid::Uuid::try_parse(&made).is_ok(), "{made}");
+
+    // The seq an answer gave is waited for; one past this log's head, which no answer gave, is
+    // refused at once (not held for the consistency bound).
+    let seen = head.lines().find_map(|l| l.strip_prefix("oacis-seq: ")).unwrap().trim().to_owned();
+    let read = json!({ "query": "{ customers { totalCount } }" }).to_string();
+    let (status, _, body) = exchange(
+        &server.addr,
+        "POST",
+        "/graphql",
+        Some(&token),
+        &[json_type, ("oacis-min-seq", &seen)],
+        read.as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let ahead = (seen.parse::<u64>().unwrap() + 1_000_000).to_string();
+    let asked = std::time::Instant::now();
+    let (status, _, body) = exchange(
+        &server.addr,
+        "POST",
+        "/graphql",
+        Some(&token),
+        &[json_type, ("oacis-min-seq", &ahead)],
+        read.as_bytes(),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("past the log's head") && body.contains("VALIDATION"), "{body}");
+    assert!(asked.elapsed() < std::time::Duration::from_secs(2), "answered at once");
     server.kill();
 
     let out_file = dir.path().join("log.jsonl");

@@ -683,10 +683,18 @@ async fn caught_up(app: &App, headers: &HeaderMap) -> Result<(), Response> {
         };
         wanted = wanted.max(Some(seq));
     }
-    match wanted {
-        Some(wanted) => views_reach(app, wanted).await,
-        None => Ok(()),
+    let Some(wanted) = wanted else { return Ok(()) };
+    // On a log this server alone appends to, a seq past its head was never in a response:
+    // refused at once, not waited for until the bound. (On a log other servers append to, it
+    // may be theirs and not yet followed here: that is waited for.)
+    let store = app.state.bus.store();
+    let head = store.head().seq.0;
+    if wanted > head && !store.several_writers() {
+        return Err(refused(&format!(
+            "Oacis-Min-Seq {wanted} is past the log's head ({head}): it is not a seq any response gave"
+        )));
     }
+    views_reach(app, wanted).await
 }
 
 /// Waits for the views to reach the log's head as the database holds it now (read once).
