@@ -334,3 +334,20 @@ fn export_writes_into_a_pipe_in_place_and_never_replaces_it() -> anyhow::Result<
     assert!(text(&out.stderr).contains("is a folder"), "{}", text(&out.stderr));
     Ok(())
 }
+
+/// A start that cannot take its address (the port in use) creates nothing: no store, no key,
+/// no administrator whose one-time password would be printed and then lost.
+#[test]
+fn a_server_that_cannot_listen_creates_nothing() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let address = taken.local_addr()?.to_string();
+    let data = dir.path().join("data");
+    let out = oacis(&["serve", "--demo", "--data", data.to_str().unwrap(), "--listen", &address]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&format!("cannot listen on {address}")), "{}", text(&out.stderr));
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!said.contains("password"), "{said}");
+    assert!(!data.exists() && std::fs::read_dir(dir.path())?.count() == 0, "nothing was created");
+    Ok(())
+}

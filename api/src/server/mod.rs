@@ -814,6 +814,10 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
     };
     let listen = config.listen;
     let demo = config.demo;
+    // The address is taken before the store is opened or set up: a start that cannot serve
+    // (the port in use) creates nothing, and prints no first password it would then lose.
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let app = App::open(config).await?;
     if demo {
         bootstrap::demo(&app.state).await?;
@@ -822,7 +826,6 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
         bootstrap::import_at_start(&app.state, &file).await?;
     }
     check_anonymous(&app.state)?;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%address, scheme, "oacis is serving GraphQL at /graphql");
