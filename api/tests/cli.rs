@@ -64,6 +64,18 @@ fn verify_export_and_verify_the_export_of_a_good_log() -> anyhow::Result<()> {
     let out = oacis(&["verify", "--file", tail.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("starts after seq 40"), "{}", text(&out.stdout));
+    // Right after the head: nothing to export, and the head to anchor the next one is named;
+    // past it, or seq 0, is refused.
+    let empty = oacis(&["export", "--data", data.to_str().unwrap(), "--out", tail.to_str().unwrap(), "--from", "51"]);
+    assert!(empty.status.success(), "{}", text(&empty.stderr));
+    let said = text(&empty.stdout);
+    assert!(said.starts_with("exported 0 records (nothing after seq 50); head hash "), "{said}");
+    assert!(!said.contains(&"0".repeat(64)), "{said}");
+    for (from, why) in [("52", "the log ends at seq 50"), ("0", "seqs start at 1")] {
+        let out = oacis(&["export", "--data", data.to_str().unwrap(), "--out", tail.to_str().unwrap(), "--from", from]);
+        assert_eq!(out.status.code(), Some(2), "{from}");
+        assert!(text(&out.stderr).contains(why), "{}", text(&out.stderr));
+    }
     Ok(())
 }
 

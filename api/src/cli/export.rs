@@ -43,9 +43,19 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     if !data.join("db").exists() {
         anyhow::bail!("{} holds no event store", data.display());
     }
+    anyhow::ensure!(args.from >= 1, "--from 0: seqs start at 1");
     let store = SledStore::open(SledConfig::new(data)).with_context(|| format!("opening {}", data.display()))?;
-    let head = store.head().seq;
-    let from = Seq(args.from.max(1));
+    let log_head = store.head();
+    let head = log_head.seq;
+    anyhow::ensure!(
+        args.from <= head.0 + 1,
+        "--from {}: the log ends at seq {} (hash {}); an export of what follows it starts at {}",
+        args.from,
+        head,
+        log_head.hash,
+        head.0 + 1
+    );
+    let from = Seq(args.from);
     let mut output = Output::create(out_path)?;
     let mut progress = Progress::new("export", head.0.saturating_sub(from.0 - 1));
     let report =
@@ -53,10 +63,15 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     progress.finish();
     output.commit().context("writing the export")?;
     let mut stdout = std::io::stdout().lock();
-    writeln!(
-        stdout,
-        "exported {} records (seq {}..={}); head hash {}",
-        report.records, from, report.head.seq, report.head.hash
-    )?;
+    if report.records == 0 {
+        // Nothing after the head: the head to anchor the next export is the log's.
+        writeln!(stdout, "exported 0 records (nothing after seq {}); head hash {}", log_head.seq, log_head.hash)?;
+    } else {
+        writeln!(
+            stdout,
+            "exported {} records (seq {}..={}); head hash {}",
+            report.records, from, report.head.seq, report.head.hash
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
