@@ -42,7 +42,9 @@ pub fn check_content(seq: Seq, payload: &[u8], recorded_at: Timestamp) -> Result
 #[derive(Debug, Default)]
 pub struct ChainCheck {
     head: Head,
-    last_recorded_at: Timestamp,
+    /// The previous record's time (none before the first: any time in range may start a log,
+    /// 1969 or year 1 too).
+    last_recorded_at: Option<Timestamp>,
     versions: HashMap<StreamId, Version>,
     mid_log: bool,
     checked: u64,
@@ -88,7 +90,7 @@ impl ChainCheck {
             let last = seen.unwrap_or(Version::NONE);
             return bad(format!("stream {} jumps from version {last} to {}", record.stream, record.version));
         }
-        if record.recorded_at < self.last_recorded_at {
+        if self.last_recorded_at.is_some_and(|last| record.recorded_at < last) {
             return bad("recorded_at goes back in time".to_owned());
         }
         match self.versions.get_mut(&record.stream) {
@@ -98,7 +100,7 @@ impl ChainCheck {
             }
         }
         self.head = Head { seq: record.seq, hash: record.hash };
-        self.last_recorded_at = record.recorded_at;
+        self.last_recorded_at = Some(record.recorded_at);
         self.checked += 1;
         Ok(())
     }

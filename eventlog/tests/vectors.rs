@@ -244,3 +244,30 @@ fn the_independent_verifier_and_this_crate_refuse_the_same_damaged_files() {
         assert!(ours.is_err(), "this crate accepted what the outside verifier refused: {problem}");
     }
 }
+
+/// FORMAT.md allows any time in years 0000-9999 and asks only that it never decrease: a log
+/// may start before 1970 (a migrated one), and only a step back is refused.
+#[test]
+fn a_log_may_start_before_1970_and_only_a_step_back_in_time_is_refused() {
+    let mut records = vector_records();
+    let mut prev = Hash32::GENESIS;
+    for (i, record) in records.iter_mut().enumerate() {
+        record.recorded_at = Timestamp(-62_135_596_800_000_000 + i as i64);
+        record.prev_hash = prev;
+        let _stored = codec::seal(record);
+        prev = record.hash;
+    }
+    let mut check = oacis_eventlog::verify::ChainCheck::new();
+    for record in &records {
+        check.check(record).unwrap_or_else(|e| panic!("seq {}: {e}", record.seq));
+    }
+    // The second record a microsecond before the first: refused there.
+    let mut back = vector_records();
+    back[1].recorded_at = Timestamp(back[0].recorded_at.0 - 1);
+    back[1].prev_hash = back[0].hash;
+    let _stored = codec::seal(&mut back[1]);
+    let mut check = oacis_eventlog::verify::ChainCheck::new();
+    check.check(&back[0]).unwrap();
+    let refused = check.check(&back[1]).unwrap_err().to_string();
+    assert!(refused.contains("recorded_at goes back in time"), "{refused}");
+}
