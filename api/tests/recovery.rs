@@ -490,6 +490,18 @@ fn damage_done_while_the_server_was_stopped_is_refused_and_the_folder_left_as_it
     assert!(String::from_utf8_lossy(&verified.stdout).contains("changed after it was closed cleanly"));
 
     std::fs::write(&db, &intact).unwrap();
+    // Without the folder's signing key the checkpoints cannot be checked: a check that could
+    // not run (2), naming the folder's own file, not the log's fault (1).
+    let key = data.join("checkpoint.key");
+    let aside = dir.path().join("checkpoint.key.aside");
+    std::fs::rename(&key, &aside).unwrap();
+    let keyless = oacis(&["verify", "--data", path(&data)]);
+    assert_eq!(keyless.status.code(), Some(2), "{keyless:?}");
+    let said = String::from_utf8_lossy(&keyless.stderr);
+    let error = said.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{said}"));
+    assert!(error.contains(&format!("{} cannot be used", key.display())) && !error.contains("oacis-verify"), "{said}");
+    std::fs::rename(&aside, &key).unwrap();
+    assert!(oacis(&["verify", "--data", path(&data)]).status.success());
     // The session signed in before the stop is in the log, and holds.
     let server = Server::start(env!("CARGO_BIN_EXE_oacis"), &data, &[], &[]);
     let chain = ok(server.gql(Some(&token), "{ verifyChain { ok headSeq } }", json!({})), "verifyChain");

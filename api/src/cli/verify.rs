@@ -58,12 +58,13 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             println!("FAILED: first bad seq {seq}: {problem}");
             Ok(ExitCode::FAILURE)
         }
-        Err(
-            e @ (Error::HeadLost { .. }
-            | Error::HeadChanged { .. }
-            | Error::RootChanged { .. }
-            | Error::CheckpointKey { .. }),
-        ) => {
+        // The folder's signing key is not the log: without it the checkpoints' signatures
+        // cannot be checked, which is a check that could not run (2), not a bad log (1).
+        Err(e @ Error::CheckpointKey { .. }) => {
+            eprintln!("error: {e} (a backup is checked with the public key alone: `oacis backup verify --public-key`)");
+            Ok(ExitCode::from(2))
+        }
+        Err(e @ (Error::HeadLost { .. } | Error::HeadChanged { .. } | Error::RootChanged { .. })) => {
             println!("FAILED: {e}");
             Ok(ExitCode::FAILURE)
         }
@@ -93,7 +94,7 @@ fn verify_store(dir: &std::path::Path) -> anyhow::Result<Outcome> {
         dir.display(),
         copy.path().display()
     );
-    let store = match SledStore::open(SledConfig::new(copy.path())) {
+    let store = match SledStore::open(SledConfig::new(copy.path())).map_err(|e| named_in(e, copy.path(), dir)) {
         Ok(store) => store,
         // A damaged log is a verification result, not a failure to run.
         Err(
@@ -123,6 +124,28 @@ fn verify_store(dir: &std::path::Path) -> anyhow::Result<Outcome> {
         None => " (checked on a temporary copy; no checkpoint, so a lost tail cannot be ruled out)".to_owned(),
     };
     Ok(outcome.map(|report| (report, note)))
+}
+
+/// `e` naming the files of `dir` where it names those of its temporary `copy`.
+fn named_in(mut e: Error, copy: &std::path::Path, dir: &std::path::Path) -> Error {
+    let path = match &mut e {
+        Error::Io { path, .. } | Error::Open { path, .. } => path,
+        Error::Damaged { path, reason, .. } => {
+            *reason = reason.replace(&copy.display().to_string(), &dir.display().to_string());
+            path
+        }
+        Error::Unreadable { file, .. }
+        | Error::HeadLost { file, .. }
+        | Error::HeadChanged { file, .. }
+        | Error::RootChanged { file, .. }
+        | Error::CheckpointKey { file, .. }
+        | Error::HeadRecord { file, .. } => file,
+        _ => return e,
+    };
+    if let Ok(rest) = path.strip_prefix(copy) {
+        *path = dir.join(rest);
+    }
+    e
 }
 
 fn verify_file(file: &std::path::Path, after: Option<Head>) -> anyhow::Result<Outcome> {
