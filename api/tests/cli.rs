@@ -363,3 +363,64 @@ fn a_server_that_cannot_listen_creates_nothing() -> anyhow::Result<()> {
     assert!(!data.exists() && std::fs::read_dir(dir.path())?.count() == 0, "nothing was created");
     Ok(())
 }
+
+/// An export checked against a signed checkpoint: one whose last lines were cut off fails
+/// (an export from genesis alone cannot tell), and the whole one reaches the checkpoint's
+/// record and Merkle root; without one, the ok line says its end is not anchored.
+#[test]
+fn verify_checks_an_export_reaches_a_signed_checkpoint() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    fill(&data, 40)?;
+    let issued = oacis(&["checkpoint", "issue", "--data", data.to_str().unwrap()]);
+    assert!(issued.status.success(), "{}", text(&issued.stderr));
+    let line = dir.path().join("checkpoint.json");
+    std::fs::write(&line, text(&issued.stdout).lines().last().unwrap())?;
+    let key = oacis(&["checkpoint", "public-key", "--data", data.to_str().unwrap()]);
+    let key = text(&key.stdout).trim().to_owned();
+    let file = dir.path().join("log.jsonl");
+    assert!(oacis(&["export", "--data", data.to_str().unwrap(), "--out", file.to_str().unwrap()]).status.success());
+    let check = |file: &Path| {
+        oacis(&[
+            "verify",
+            "--file",
+            file.to_str().unwrap(),
+            "--checkpoint",
+            line.to_str().unwrap(),
+            "--public-key",
+            &key,
+        ])
+    };
+
+    let whole = check(&file);
+    assert!(whole.status.success(), "{}{}", text(&whole.stdout), text(&whole.stderr));
+    assert!(
+        text(&whole.stdout).contains("reaches the signed checkpoint at seq 40, whose Merkle root it matches"),
+        "{}",
+        text(&whole.stdout)
+    );
+    let plain = oacis(&["verify", "--file", file.to_str().unwrap()]);
+    assert!(text(&plain.stdout).contains("its end is not anchored"), "{}", text(&plain.stdout));
+
+    let all = std::fs::read_to_string(&file)?;
+    let cut = dir.path().join("cut.jsonl");
+    std::fs::write(&cut, all.lines().take(39).map(|l| format!("{l}\n")).collect::<String>())?;
+    assert!(oacis(&["verify", "--file", cut.to_str().unwrap()]).status.success(), "alone, a cut file verifies");
+    let refused = check(&cut);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stdout).contains("records 40..=40 are missing"), "{}", text(&refused.stdout));
+
+    // Another key's checkpoint is refused as such.
+    let other = "0".repeat(63) + "1";
+    let wrong = oacis(&[
+        "verify",
+        "--file",
+        file.to_str().unwrap(),
+        "--checkpoint",
+        line.to_str().unwrap(),
+        "--public-key",
+        &other,
+    ]);
+    assert_ne!(wrong.status.code(), Some(0), "{}", text(&wrong.stdout));
+    Ok(())
+}

@@ -28,6 +28,16 @@ pub struct VerifyArgs {
     /// hash), so that a file whose first lines were cut fails.
     #[arg(long, value_name = "SEQ:HASH", requires = "file", value_parser = parse_anchor)]
     after: Option<Head>,
+    /// With --file: a signed checkpoint (its one JSON line, from the `checkpoint` query or the
+    /// folder's `checkpoint` file) the file must reach, so that a file whose last lines were
+    /// cut fails: the record at its tree size must have its head hash and, in a file from
+    /// seq 1, the Merkle root over the records up to it must be its root.
+    #[arg(long, value_name = "FILE", requires_all = ["file", "public_key"])]
+    checkpoint: Option<PathBuf>,
+    /// The public key the checkpoint is signed with (64 hex digits, `oacis checkpoint
+    /// public-key`).
+    #[arg(long, value_name = "HEX", requires = "checkpoint", value_parser = crate::cli::backup::parse_public_key)]
+    public_key: Option<oacis_eventlog::checkpoint::PublicKey>,
 }
 
 /// Exit status of a log or file that cannot be read (see the README).
@@ -43,7 +53,20 @@ fn parse_anchor(text: &str) -> Result<Head, String> {
 pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let outcome = match (&args.data, &args.file) {
         (Some(dir), _) => verify_store(dir)?,
-        (None, Some(file)) => verify_file(file, args.after)?,
+        (None, Some(file)) => {
+            let signed = match (&args.checkpoint, &args.public_key) {
+                (Some(line), Some(key)) => Some(signed_checkpoint(line, key)?),
+                _ => None,
+            };
+            match signed {
+                Some(Err(failed)) => {
+                    println!("FAILED: {failed}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                Some(Ok(checkpoint)) => verify_file(file, args.after, Some(&checkpoint))?,
+                None => verify_file(file, args.after, None)?,
+            }
+        }
         (None, None) => anyhow::bail!("give --data DIR or --file EXPORT.jsonl"),
     };
     match outcome {
@@ -148,24 +171,113 @@ fn named_in(mut e: Error, copy: &std::path::Path, dir: &std::path::Path) -> Erro
     e
 }
 
-fn verify_file(file: &std::path::Path, after: Option<Head>) -> anyhow::Result<Outcome> {
+/// The checkpoint in `file` if `key` signed it; `Ok(Err(why))` if not (a failed check).
+fn signed_checkpoint(
+    file: &std::path::Path,
+    key: &oacis_eventlog::checkpoint::PublicKey,
+) -> anyhow::Result<Result<checkpoint::Checkpoint, String>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let checkpoint = checkpoint::Checkpoint::from_line(text.lines().next().unwrap_or_default())
+        .map_err(|problem| anyhow::anyhow!("{}: {problem}", file.display()))?;
+    Ok(match checkpoint.verify(key) {
+        Ok(()) => Ok(checkpoint),
+        Err(e) => Err(format!("checkpoint {}: {e}", file.display())),
+    })
+}
+
+/// What a file shows of a signed checkpoint's place: the hash of the record at its tree
+/// size, and the Merkle root up to it when the file starts at seq 1.
+#[derive(Default)]
+struct Reached {
+    hash: Option<Hash32>,
+    tree: Option<oacis_eventlog::merkle::MerkleTree>,
+    root: Option<Hash32>,
+}
+
+fn verify_file(
+    file: &std::path::Path,
+    after: Option<Head>,
+    signed: Option<&checkpoint::Checkpoint>,
+) -> anyhow::Result<Outcome> {
     let size = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?.len();
     let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     // Progress counts records, out of an estimate: an export line is rarely under 300 bytes.
     let mut progress = Progress::estimated("verify", size / 300);
-    let outcome = export::verify_export(std::io::BufReader::new(input), after, &mut |seq| progress.set(seq.0));
+    let target = signed.map_or(Seq::ZERO, |c| c.head.seq);
+    let mut reached = Reached {
+        tree: (signed.is_some() && after.is_none()).then(oacis_eventlog::merkle::MerkleTree::new),
+        ..Reached::default()
+    };
+    let outcome = export::verify_export_each(std::io::BufReader::new(input), after, &mut |record| {
+        progress.set(record.seq.0);
+        if record.seq > target {
+            return;
+        }
+        if let Some(tree) = &mut reached.tree {
+            tree.push(&record.hash);
+            if record.seq == target {
+                reached.root = tree.root(target.0).ok();
+                reached.tree = None;
+            }
+        }
+        if record.seq == target {
+            reached.hash = Some(record.hash);
+        }
+    });
     progress.finish();
+    let outcome = match (outcome, signed) {
+        (Ok(check), Some(signed)) if check.continues_from.seq >= signed.head.seq => {
+            anyhow::bail!(
+                "the file starts after seq {}, the checkpoint's: it holds nothing the checkpoint signed",
+                check.continues_from.seq
+            )
+        }
+        (Ok(check), Some(signed)) => {
+            let head = check.report.head;
+            let root = signed.merkle_root();
+            let failed = if head.seq < signed.head.seq {
+                Some(format!(
+                    "the file ends at seq {} but the signed checkpoint covers seq {}: records {}..={} are missing",
+                    head.seq,
+                    signed.head.seq,
+                    head.seq.next(),
+                    signed.head.seq
+                ))
+            } else if reached.hash.is_some_and(|h| h != signed.head.hash) {
+                Some(format!("the record at seq {} is not the one the checkpoint signed", signed.head.seq))
+            } else if reached.root.is_some() && reached.root != root {
+                Some(format!("the Merkle root up to seq {} is not the checkpoint's", signed.head.seq))
+            } else {
+                None
+            };
+            match failed {
+                Some(problem) => return Ok(Err(Error::Corrupt { seq: signed.head.seq, problem })),
+                None => Ok(check),
+            }
+        }
+        (outcome, _) => outcome,
+    };
+    let reaches = signed.map(|c| {
+        format!(
+            "; reaches the signed checkpoint at seq {}{}",
+            c.head.seq,
+            if reached.root.is_some() { ", whose Merkle root it matches" } else { "" }
+        )
+    });
+    let end = reaches.unwrap_or_else(|| {
+        "; its end is not anchored: give --checkpoint and --public-key to check that no records were cut off".into()
+    });
     match outcome {
         Ok(check) if check.continues_from.seq.0 > 0 && after.is_none() => {
             let from = check.continues_from;
             let note = format!(
-                " (UNANCHORED: the file starts after seq {}; check that it links with --after {}:{})",
+                " (UNANCHORED: the file starts after seq {}; check that it links with --after {}:{}{end})",
                 from.seq, from.seq, from.hash
             );
             Ok(Ok((check.report, note)))
         }
-        Ok(check) if after.is_some() => Ok(Ok((check.report, " (anchored by --after)".to_owned()))),
-        Ok(check) => Ok(Ok((check.report, " (from genesis)".to_owned()))),
+        Ok(check) if after.is_some() => Ok(Ok((check.report, format!(" (anchored by --after{end})")))),
+        Ok(check) => Ok(Ok((check.report, format!(" (from genesis{end})")))),
         Err(Error::Unreadable { offset, last_good, reason, .. }) => {
             Ok(Err(Error::Unreadable { file: file.to_owned(), offset, last_good, reason }))
         }
