@@ -275,13 +275,21 @@ fn a_profile_read_and_sent_back_changes_only_the_edit() {
     let as_of = "query($id: String!, $s: Int, $t: String) { customer(id: $id, asOfSeq: $s, asOf: $t) { segment } }";
     let then = gql(&server, Some(&admin), as_of, json!({ "id": id, "s": seq }));
     assert_eq!(then["data"]["customer"]["segment"], "smb", "{then}");
-    for (s, t, why) in
-        [(seq + 1_000_000, Value::Null, "past the log's head"), (seq, json!("2026-01-01T00:00:00Z"), "not both")]
-    {
+    for (s, t, why) in [
+        (json!(seq + 1_000_000), Value::Null, "past the log's head"),
+        (json!(seq), json!("2026-01-01T00:00:00Z"), "not both"),
+        (Value::Null, json!("2099-01-01T00:00:00Z"), "in the future"),
+    ] {
         let refused = gql(&server, Some(&admin), as_of, json!({ "id": id, "s": s, "t": t }));
         assert_eq!(code(&refused), "VALIDATION", "{refused}");
         assert!(refused["errors"][0]["message"].as_str().unwrap().contains(why), "{refused}");
     }
+    // A record's history as of a seq the log has not reached is refused alike.
+    let history =
+        "query($id: String!, $s: Int) { recordHistory(recordType: \"customer\", id: $id, asOfSeq: $s) { seq } }";
+    let refused = gql(&server, Some(&admin), history, json!({ "id": id, "s": seq + 1_000_000 }));
+    assert_eq!(code(&refused), "VALIDATION", "{refused}");
+    assert!(refused["errors"][0]["message"].as_str().unwrap().contains("past the log's head"), "{refused}");
 }
 
 /// Requests under one idempotency key sent at once: one is executed; copies of it answer its

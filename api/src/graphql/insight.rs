@@ -588,7 +588,7 @@ impl InsightQuery {
             })?;
         let store = app(ctx)?.bus.store();
         let stream = StreamId::new(stream).map_err(ApiError::internal)?;
-        let until = as_of_seq.map_or_else(|| store.head().seq, Seq);
+        let until = super::as_of(ctx, as_of_seq, None).await?.unwrap_or_else(|| store.head().seq);
         let history = oacis_projections::views::audit::record_history(store, &stream, until).await?;
         if personal && record_type == "customer" {
             if let Some(reveal) = super::request(ctx).ok().map(|r| r.reveal.clone()) {

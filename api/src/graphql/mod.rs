@@ -333,8 +333,9 @@ where
 /// `asOf` (RFC 3339; found by a binary search of the log); `None` for "now".
 ///
 /// # Errors
-/// VALIDATION for both given at once, or for an `asOfSeq` past the log's head (as this
-/// server knows it): a state the log has not reached is not answered as the current one.
+/// VALIDATION for both given at once, for an `asOfSeq` past the log's head (as this server
+/// knows it), or for an `asOf` in the future: a state the log has not reached is not
+/// answered as the current one.
 pub async fn as_of(ctx: &Context<'_>, seq: Option<u64>, time: Option<&str>) -> ApiResult<Option<oacis_eventlog::Seq>> {
     use oacis_eventlog::EventStore;
     match (seq, time) {
@@ -354,6 +355,11 @@ pub async fn as_of(ctx: &Context<'_>, seq: Option<u64>, time: Option<&str>) -> A
         }
         (None, Some(time)) => {
             let t = scalars::parse_time("asOf", time)?;
+            // The future has not been recorded: answering it with the present would pass it off
+            // as a state the log holds. (Clock skew of a few minutes is allowed.)
+            if t.0 > crate::command::now().0.saturating_add(oacis_domain::customer::CLOCK_SKEW_US) {
+                return Err(ApiError::field("asOf", oacis_domain::FieldCode::OutOfRange, "is in the future"));
+            }
             let store = app(ctx)?.bus.store();
             Ok(Some(oacis_projections::seq_at_time(store, oacis_eventlog::Timestamp(t.0)).await?))
         }
