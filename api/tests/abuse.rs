@@ -144,6 +144,18 @@ fn attacks_get_typed_errors_and_change_nothing() {
     assert_eq!(code(&notes), "NOT_FOUND", "{notes}");
     let visible_case = ok(server.gql(Some(&admin), open, json!({ "c": visible })), "openCase")["id"].clone();
     assert!(server.gql(Some(&admin), assign, json!({ "id": visible_case, "a": probe }))["errors"].is_null());
+    // A customer merged into one out of the caller's scope answers as itself, merged (as
+    // the directory lists it), not as missing; the survivor stays out of reach.
+    let twin = json!({ "p": { "kind": "PERSON", "name": "Zhang Twin", "source": "OTHER" } });
+    let merged = ok(server.gql(Some(&admin), register, twin), "registerCustomer")["id"].clone();
+    let merge = "mutation($d: String!, $s: String!) { mergeCustomers(duplicate: $d, survivor: $s) { seq } }";
+    ok(server.gql(Some(&admin), merge, json!({ "d": merged, "s": hidden })), "mergeCustomers");
+    let read_merged = "query($id: String!) { customer(id: $id) { id status mergedInto } }";
+    let as_admin = ok(server.gql(Some(&admin), read_merged, json!({ "id": merged })), "customer");
+    assert_eq!(as_admin["id"], hidden, "the administrator reads the survivor");
+    let as_probe = ok(server.gql(Some(&token), read_merged, json!({ "id": merged })), "customer");
+    assert_eq!(as_probe, json!({ "id": merged, "status": "MERGED", "mergedInto": hidden }));
+    assert_eq!(code(&server.gql(Some(&token), read_merged, json!({ "id": hidden }))), "NOT_FOUND");
     // Guessing the current password counts like failed sign-ins: five lock the account and
     // end the session.
     let guess = "mutation($c: String!) { changePassword(current: $c, newPassword: \"Another-Pass-2026\") { token } }";

@@ -403,8 +403,10 @@ impl CustomerQuery {
         Ok(connection)
     }
 
-    /// One customer by id; merged customers resolve to their survivor. `asOfSeq` or `asOf`
-    /// (RFC 3339) folds the customer's stream up to that point instead.
+    /// One customer by id; merged customers resolve to their survivor, or, when the caller
+    /// may read the merged customer but not its survivor, answer as they are (status
+    /// `MERGED`, `mergedInto`), as the directory lists them. `asOfSeq` or `asOf` (RFC 3339)
+    /// folds the customer's stream up to that point instead.
     async fn customer(
         &self,
         ctx: &Context<'_>,
@@ -418,9 +420,11 @@ impl CustomerQuery {
         let at = super::as_of(ctx, as_of_seq, as_of.as_deref()).await?;
         let Some(at) = at else {
             let node = views(ctx, |v| {
-                let row = v.directory.resolve(id)?;
-                let resource = resource(&v.access, Some(row.owner), Some(row.department));
-                caller.may(Permission::CustomerRead, &resource).then(|| CustomerNode::from_row(row, resource))
+                let readable = |row: &CustomerRow| {
+                    let resource = resource(&v.access, Some(row.owner), Some(row.department));
+                    caller.may(Permission::CustomerRead, &resource).then(|| CustomerNode::from_row(row, resource))
+                };
+                v.directory.resolve(id).and_then(readable).or_else(|| v.directory.get(id).and_then(readable))
             })?;
             let node = node.ok_or(ApiError::NotFound("customer"))?;
             // The directory keeps no identity numbers, birth dates, company backgrounds,
