@@ -530,3 +530,35 @@ fn the_checked_in_sdl_matches_the_schema() {
         "the schema changed: review it, then run with OACIS_BLESS_SDL=1 to update api/schema.graphql"
     );
 }
+
+/// Finding a customer by a phone number tells whose the number is: the search is recorded in
+/// the caller's access log as a read of that customer's personal data, even with no personal
+/// field selected; a search by name is not.
+#[test]
+fn a_search_that_finds_a_customer_by_a_phone_is_recorded_as_a_read_of_personal_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let admin = first_sign_in(&server, "admin", ADMIN_PASSWORD, "Sesame-Changed-77");
+    let profile = json!({ "kind": "PERSON", "name": "陈敏感", "source": "OTHER", "phones": ["+8613812345679"] });
+    let id = gql(&server, Some(&admin), REGISTER, json!({ "p": profile }))["data"]["registerCustomer"]["id"].clone();
+    let reads = || {
+        let feed =
+            gql(&server, Some(&admin), "{ events(kinds: [\"PersonalDataRead\"], first: 100) { payload } }", json!({}));
+        feed["data"]["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{feed}"))
+            .iter()
+            .map(|e| e["payload"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let search = "query($t: String!) { customers(filter: {text: $t}) { edges { node { id name } } } }";
+    let before = reads().len();
+    let by_name = gql(&server, Some(&admin), search, json!({ "t": "陈敏" }));
+    assert_eq!(by_name["data"]["customers"]["edges"][0]["node"]["id"], id, "{by_name}");
+    assert_eq!(reads().len(), before, "a name is not personal data");
+    let by_phone = gql(&server, Some(&admin), search, json!({ "t": "138 1234 5679" }));
+    assert_eq!(by_phone["data"]["customers"]["edges"][0]["node"]["id"], id, "{by_phone}");
+    let after = reads();
+    assert_eq!(after.len(), before + 1, "{after:?}");
+    assert!(after.last().unwrap().contains(id.as_str().unwrap()), "{after:?}");
+}

@@ -399,6 +399,12 @@ impl CustomerQuery {
             page.has_next,
             Counted { total_count: u64::try_from(page.total).unwrap_or(u64::MAX) },
         );
+        // A row found through a phone or an e-mail tells whose it is: that is a read of
+        // personal data, recorded as one even when no personal field is selected.
+        if !page.found_by_personal.is_empty() {
+            let reveal = &request(ctx)?.reveal;
+            page.found_by_personal.iter().for_each(|id| reveal.note(*id));
+        }
         connection.edges.extend(nodes.into_iter().map(|(cursor, node)| Edge::new(cursor, node)));
         Ok(connection)
     }

@@ -476,6 +476,9 @@ pub struct Page {
     pub end_cursor: Option<DirectoryCursor>,
     /// Whether more rows follow.
     pub has_next: bool,
+    /// The page's rows that the text matched in personal data only (a phone, an e-mail, a
+    /// merged duplicate's contacts): showing them tells whose those are.
+    pub found_by_personal: Vec<CustomerId>,
 }
 
 impl Page {
@@ -486,7 +489,7 @@ impl Page {
         walked.truncate(first);
         let rows: Vec<CustomerRow> = walked.into_iter().cloned().collect();
         let end_cursor = rows.last().map(DirectoryCursor::of);
-        Page { rows, total, end_cursor, has_next }
+        Page { rows, total, end_cursor, has_next, found_by_personal: Vec::new() }
     }
 }
 
@@ -950,6 +953,7 @@ impl CustomerDirectory {
             return page;
         }
         // Lines never contain a line break, so a needle with one matches nothing.
+        let mut public: Option<Vec<usize>> = None;
         let found = needle.map(|n| {
             if n.contains('\n') {
                 return Vec::new();
@@ -957,6 +961,9 @@ impl CustomerDirectory {
             let finder = memchr::memmem::Finder::new(n.as_bytes());
             let mut slots = self.public_matches(n, &finder);
             if q.search_personal {
+                let mut matched = slots.clone();
+                matched.sort_unstable();
+                public = Some(matched);
                 slots.extend(self.personal_search.search(&finder));
                 // A phone typed as people write it (`139 1234 5678`, `010-6000 0000`) is
                 // looked for as it is stored: E.164, without separators or trunk prefix.
@@ -1063,7 +1070,16 @@ impl CustomerDirectory {
                 _ => page = self.sorted_matches(&slot_matches, found.as_deref(), after, &q.sort, first + 1),
             }
         }
-        Page::of(page, first, total)
+        let mut page = Page::of(page, first, total);
+        if let Some(public) = public {
+            page.found_by_personal = page
+                .rows
+                .iter()
+                .filter(|row| self.slot_of.get(&row.id).is_some_and(|slot| public.binary_search(slot).is_err()))
+                .map(|row| row.id)
+                .collect();
+        }
+        page
     }
 
     /// A search for one character, by name, with no filter but the default status (every
