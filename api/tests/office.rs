@@ -332,6 +332,32 @@ fn a_day_in_the_office() {
         &json!([{ "field": "visibility", "before": "\"only_me\"", "after": "\"department\"" }]),
         "{wang_history}"
     );
+    // A job title kept to oneself is masked in the history and the event feed too, as in
+    // `users`: the auditor sees that it changed, not what it reads.
+    let users = office.ask(&wang_token, "{ users { id department } }", json!({}));
+    let department = users["users"].as_array().unwrap().iter().find(|u| u["id"] == wang).unwrap()["department"].clone();
+    office.ask(
+        &wang_token,
+        "mutation($u: String!, $d: String!) { updateUserProfile(user: $u, displayName: \"王芳\", department: $d, position: \"秘密岗位\") { seq } }",
+        json!({ "u": wang, "d": department }),
+    );
+    office.ask(&wang_token, "mutation { setPrivacy(field: POSITION, visibility: ONLY_ME) { seq } }", json!({}));
+    let titled = office.ask(
+        &qian_token,
+        "query($id: String!) { recordHistory(recordType: \"user\", id: $id) { changes { field after } } }",
+        json!({ "id": wang }),
+    );
+    let feed = office.ask(
+        &qian_token,
+        "query($s: [String!]) { events(streams: $s, first: 100) { payload } }",
+        json!({ "s": [format!("user-{wang}")] }),
+    );
+    for shown in [titled.to_string(), feed.to_string()] {
+        assert!(!shown.contains("秘密岗位"), "{shown}");
+    }
+    assert!(titled.to_string().contains("profile.position"), "{titled}");
+    assert!(feed["events"].as_array().unwrap().len() >= 3, "{feed}");
+    assert!(feed.to_string().contains("****"), "{feed}");
     let ops = office.ask(
         &qian_token,
         "query($u: String!) { operations(user: $u) { totalCount edges { node { kind } } } }",

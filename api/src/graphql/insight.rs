@@ -311,17 +311,25 @@ impl EventNode {
     }
 
     /// The node of `record` as `caller` may see it: secrets redacted, the `personal` parts
-    /// masked unless `personal`, and an approval's form fields hidden from `caller` left out
-    /// (read from `views`; with no views to read them, the whole form is left out).
+    /// masked unless `personal`, an approval's form fields hidden from `caller` left out
+    /// (read from `views`; with no views to read them, the whole form is left out), and a
+    /// user's profile fields their privacy settings keep from `caller` masked.
     #[must_use]
     pub fn of(record: &Record, personal: bool, views: &oacis_projections::Projections, caller: &Caller) -> EventNode {
         let mut payload: Value = serde_json::from_slice(&record.payload).unwrap_or(Value::Null);
         redact_secrets(&mut payload);
         let stream = record.stream.as_str();
         // Only an approval's records may hold hidden fields: no views read for the others.
-        let hidden = match stream.starts_with(super::approvals::STREAM_PREFIX) {
-            true => views.read(|v| super::approvals::hide_in_payload(v, caller, stream, &mut payload)),
-            false => Ok(()),
+        let hidden = if stream.starts_with(super::approvals::STREAM_PREFIX) {
+            views.read(|v| super::approvals::hide_in_payload(v, caller, stream, &mut payload))
+        } else if stream.starts_with(super::people::USER_STREAM_PREFIX) {
+            // A colleague's profile fields their privacy settings keep from the caller.
+            let fields =
+                views.read(|v| super::people::hidden_user_fields(v, caller, stream)).unwrap_or(vec!["position"]);
+            super::people::mask_user_fields(&mut payload, &fields);
+            Ok(())
+        } else {
+            Ok(())
         };
         if hidden.is_err() {
             if let Some(form) = payload.get_mut("form") {
@@ -586,6 +594,7 @@ impl InsightQuery {
                     )
                 })
             })?;
+        let hidden_fields = views(ctx, |v| super::people::hidden_user_fields(v, caller, &stream))?;
         let store = app(ctx)?.bus.store();
         let stream = StreamId::new(stream).map_err(ApiError::internal)?;
         let until = super::as_of(ctx, as_of_seq, None).await?.unwrap_or_else(|| store.head().seq);
@@ -615,7 +624,8 @@ impl InsightQuery {
                                 personal: c.personal,
                             };
                         }
-                        let hide = c.personal && !personal;
+                        let hide = (c.personal && !personal)
+                            || c.field.rsplit('.').next().is_some_and(|name| hidden_fields.contains(&name));
                         FieldChangeNode {
                             before: c.before.map(|b| if hide { mask_all(&b) } else { b }),
                             after: if hide { mask_all(&c.after) } else { c.after },

@@ -51,7 +51,7 @@ impl UserNode {
     /// The user as `caller` may see it: each profile field follows its owner's privacy
     /// setting (everyone; the owner's department; only the owner), and administrators
     /// (`user.admin`) and the owner always see it.
-    fn seen_by(row: &UserRow, caller: &crate::access::Caller) -> UserNode {
+    pub(crate) fn seen_by(row: &UserRow, caller: &crate::access::Caller) -> UserNode {
         use oacis_domain::user::{ProfileField as F, Visibility as V};
         let admin = caller.holds(Permission::UserAdmin);
         let shows = |field: F| {
@@ -595,5 +595,43 @@ fn parse_permissions(names: &[String]) -> ApiResult<std::collections::BTreeSet<P
         Ok(set)
     } else {
         Err(ApiError::Validation(errors))
+    }
+}
+
+/// How a user's stream name begins (`UserId::stream`: `user-<uuid>`).
+pub(crate) const USER_STREAM_PREFIX: &str = "user-";
+
+/// The profile fields of the user whose stream is `stream` that their privacy settings keep
+/// from `caller` now (`position`; phone and e-mail are personal data, masked apart), by their
+/// payload name: so that the log read as an audit trail (`recordHistory`, `events`, the
+/// events feed) shows no more of a colleague than `users` does.
+pub(crate) fn hidden_user_fields(
+    v: &oacis_projections::Views,
+    caller: &crate::access::Caller,
+    stream: &str,
+) -> Vec<&'static str> {
+    let Some(id) = stream.strip_prefix(USER_STREAM_PREFIX).and_then(|s| uuid::Uuid::parse_str(s).ok()) else {
+        return Vec::new();
+    };
+    match v.access.user(UserId(id)) {
+        Some(row) if row.position.is_some() && UserNode::seen_by(row, caller).position.is_none() => vec!["position"],
+        _ => Vec::new(),
+    }
+}
+
+/// Masks, in a user event's `payload`, the members named `fields` wherever they are.
+pub(crate) fn mask_user_fields(payload: &mut serde_json::Value, fields: &[&str]) {
+    match payload {
+        serde_json::Value::Object(map) => {
+            for (name, value) in map.iter_mut() {
+                if fields.contains(&name.as_str()) && !value.is_null() {
+                    *value = serde_json::Value::String("****".into());
+                } else {
+                    mask_user_fields(value, fields);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|item| mask_user_fields(item, fields)),
+        _ => {}
     }
 }
