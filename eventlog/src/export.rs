@@ -41,7 +41,7 @@ struct Line {
 
 /// The export line of `record`, without its newline.
 pub fn line_of(record: &Record) -> Result<String> {
-    crate::verify::check_content(record.seq, &record.payload, record.recorded_at)?;
+    crate::verify::check_content(record)?;
     let recorded_at = record
         .recorded_at
         .to_rfc3339()

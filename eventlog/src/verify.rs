@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::model::{Record, Seq, StreamId, Timestamp, Version};
 use crate::store::Head;
 
@@ -27,13 +28,35 @@ pub struct VerifyReport {
 }
 
 /// Checks what a record must hold beyond its encoding: a UTF-8 payload (JSON text, RFC 8259
-/// §8.1) and a `recorded_at` in years 0000-9999. Errors are [`Error::Corrupt`] at its seq.
-pub fn check_content(seq: Seq, payload: &[u8], recorded_at: Timestamp) -> Result<()> {
+/// §8.1), a `recorded_at` in years 0000-9999, the sizes of `FORMAT.md`'s table (payload,
+/// actor, client address; [`Limits`]) and a schema of 1 or more. Errors are
+/// [`Error::Corrupt`] at its seq.
+pub fn check_content(record: &Record) -> Result<()> {
+    let (seq, payload) = (record.seq, &record.payload);
     if let Err(e) = std::str::from_utf8(payload) {
         return Err(Error::corrupt(seq, format!("payload is not UTF-8 (invalid byte at offset {})", e.valid_up_to())));
     }
-    if !recorded_at.is_loggable() {
-        return Err(Error::corrupt(seq, format!("recorded_at {} is outside years 0000-9999", recorded_at.0)));
+    if !record.recorded_at.is_loggable() {
+        return Err(Error::corrupt(seq, format!("recorded_at {} is outside years 0000-9999", record.recorded_at.0)));
+    }
+    // The sizes of FORMAT.md's table, which every append keeps to.
+    let too_long = |field: &str, len: usize, most: usize| {
+        (len > most).then(|| Error::corrupt(seq, format!("{field} is {len} bytes, more than {most}")))
+    };
+    let oversized = too_long("payload", payload.len(), Limits::MAX_PAYLOAD_BYTES)
+        .or_else(|| too_long("actor", record.meta.actor.len(), Limits::MAX_ACTOR_BYTES))
+        .or_else(|| {
+            record
+                .meta
+                .client_addr
+                .as_ref()
+                .and_then(|a| too_long("client_addr", a.len(), Limits::MAX_CLIENT_ADDR_BYTES))
+        });
+    if let Some(e) = oversized {
+        return Err(e);
+    }
+    if record.schema == 0 {
+        return Err(Error::corrupt(seq, "schema is 0 (schemas start at 1)"));
     }
     Ok(())
 }
@@ -69,7 +92,7 @@ impl ChainCheck {
     pub fn check(&mut self, record: &Record) -> Result<()> {
         let expected_seq = self.head.seq.next();
         let bad = |problem: String| Err(Error::corrupt(record.seq, problem));
-        check_content(record.seq, &record.payload, record.recorded_at)?;
+        check_content(record)?;
         if record.seq != expected_seq {
             return bad(format!("expected seq {expected_seq}, found {}", record.seq));
         }

@@ -140,7 +140,40 @@ fn micros_since_epoch(rfc3339: &str) -> i64 {
     secs * 1_000_000 + num(20, 26)
 }
 
-/// Verifies an export per FORMAT.md (rules 1-6 and the final newline); returns the number of
+/// The hash of an export line's record per FORMAT.md's body, with `prev` as its prev_hash.
+fn stranger_hash(line: &Value, prev: &str) -> String {
+    let at = micros_since_epoch(&text(line, "recorded_at"));
+    let mut body = Vec::new();
+    put_text(&mut body, b"oacis.event.v1");
+    body.extend((0..32).map(|k| u8::from_str_radix(&prev[2 * k..2 * k + 2], 16).unwrap()));
+    body.extend_from_slice(&number(line, "seq").to_be_bytes());
+    put_text(&mut body, text(line, "stream").as_bytes());
+    body.extend_from_slice(&number(line, "version").to_be_bytes());
+    put_text(&mut body, text(line, "kind").as_bytes());
+    body.extend_from_slice(&(number(line, "schema") as u32).to_be_bytes());
+    body.extend_from_slice(&at.to_be_bytes());
+    put_text(&mut body, text(line, "actor").as_bytes());
+    body.extend(uuid_bytes(&text(line, "command_id")));
+    body.extend(uuid_bytes(&text(line, "correlation_id")));
+    match field(line, "causation_id").as_str() {
+        None => body.push(0),
+        Some(id) => {
+            body.push(1);
+            body.extend(uuid_bytes(id));
+        }
+    }
+    match field(line, "client_addr").as_str() {
+        None => body.push(0),
+        Some(addr) => {
+            body.push(1);
+            put_text(&mut body, addr.as_bytes());
+        }
+    }
+    put_text(&mut body, text(line, "payload").as_bytes());
+    blake3::hash(&body).to_hex().to_string()
+}
+
+/// Verifies an export per FORMAT.md (rules 1-7 and the final newline); returns the number of
 /// records, or the first problem naming its line, as the page of Python there does.
 fn stranger_verify(file: &str) -> Result<usize, String> {
     let Some(body_of_file) = file.strip_suffix('\n').or(file.is_empty().then_some("")) else {
@@ -157,37 +190,15 @@ fn stranger_verify(file: &str) -> Result<usize, String> {
         let stream = text(&line, "stream");
         let version = number(&line, "version");
         let at = micros_since_epoch(&text(&line, "recorded_at"));
-        let mut body = Vec::new();
-        put_text(&mut body, b"oacis.event.v1");
-        body.extend((0..32).map(|k| u8::from_str_radix(&prev[2 * k..2 * k + 2], 16).unwrap()));
-        body.extend_from_slice(&number(&line, "seq").to_be_bytes());
-        put_text(&mut body, stream.as_bytes());
-        body.extend_from_slice(&version.to_be_bytes());
-        put_text(&mut body, text(&line, "kind").as_bytes());
-        body.extend_from_slice(&(number(&line, "schema") as u32).to_be_bytes());
-        body.extend_from_slice(&at.to_be_bytes());
-        put_text(&mut body, text(&line, "actor").as_bytes());
-        body.extend(uuid_bytes(&text(&line, "command_id")));
-        body.extend(uuid_bytes(&text(&line, "correlation_id")));
-        match field(&line, "causation_id").as_str() {
-            None => body.push(0),
-            Some(id) => {
-                body.push(1);
-                body.extend(uuid_bytes(id));
-            }
-        }
-        match field(&line, "client_addr").as_str() {
-            None => body.push(0),
-            Some(addr) => {
-                body.push(1);
-                put_text(&mut body, addr.as_bytes());
-            }
-        }
-        put_text(&mut body, text(&line, "payload").as_bytes());
-        let hash = blake3::hash(&body).to_hex().to_string();
+        let hash = stranger_hash(&line, &prev);
+        let sized = text(&line, "payload").len() <= 65_536
+            && text(&line, "actor").len() <= 256
+            && number(&line, "schema") >= 1
+            && field(&line, "client_addr").as_str().is_none_or(|a| a.len() <= 128);
         let ok = number(&line, "seq") == n as u64
             && text(&line, "prev_hash") == prev
             && text(&line, "hash") == hash
+            && sized
             && version == versions.get(&stream).copied().unwrap_or(0) + 1
             && at >= last_at;
         if !ok {
@@ -199,6 +210,46 @@ fn stranger_verify(file: &str) -> Result<usize, String> {
         count += 1;
     }
     Ok(count)
+}
+
+/// `file` with `edit` applied to its line `at` (0-based) and every hash from there on
+/// computed again, as a forger who knows the format would.
+fn rehashed(file: &str, at: usize, edit: impl Fn(&mut Value)) -> String {
+    let mut prev = "0".repeat(64);
+    let mut out = String::new();
+    for (i, raw) in file.lines().enumerate() {
+        let mut line: Value = serde_json::from_str(raw).unwrap();
+        if i == at {
+            edit(&mut line);
+        }
+        if i >= at {
+            line["prev_hash"] = Value::String(prev.clone());
+            line["hash"] = Value::String(stranger_hash(&line, &prev));
+        }
+        prev = text(&line, "hash");
+        // Members in the export's order (FORMAT.md).
+        let members: Vec<String> = [
+            "seq",
+            "stream",
+            "version",
+            "kind",
+            "schema",
+            "recorded_at",
+            "actor",
+            "command_id",
+            "correlation_id",
+            "causation_id",
+            "client_addr",
+            "payload",
+            "prev_hash",
+            "hash",
+        ]
+        .iter()
+        .map(|k| format!("\"{k}\":{}", serde_json::to_string(&line[*k]).unwrap()))
+        .collect();
+        out.push_str(&format!("{{{}}}\n", members.join(",")));
+    }
+    out
 }
 
 #[test]
@@ -236,12 +287,29 @@ fn the_independent_verifier_and_this_crate_refuse_the_same_damaged_files() {
         (file.trim_end_matches('\n').to_owned(), "line 4: no final newline; the file may be cut short"),
         (format!("{}\n{{\"seq\":2,\n", lines[0]), "line 2: unreadable"),
         (format!("{}\n{}\n", lines[0], lines[2]), "line 2: first bad seq 2"),
+        // Rehashed, and so linked, but past the table's sizes.
     ];
     for (bad, problem) in damaged {
         let theirs = stranger_verify(&bad).expect_err(problem);
         assert!(theirs.starts_with(problem), "{theirs}");
         let ours = export::verify_export(bad.as_bytes(), None, &mut |_| {});
         assert!(ours.is_err(), "this crate accepted what the outside verifier refused: {problem}");
+    }
+    // Rehashed, and so linked, but past the table's sizes: refused by both for that.
+    let oversized = [
+        (rehashed(&file, 1, |l| l["actor"] = Value::String("a".repeat(257))), 2, "actor is 257 bytes"),
+        (rehashed(&file, 2, |l| l["schema"] = Value::from(0)), 3, "schema is 0"),
+        (
+            rehashed(&file, 1, |l| l["payload"] = Value::String(format!("\"{}\"", "x".repeat(65_535)))),
+            2,
+            "payload is 65537 bytes",
+        ),
+    ];
+    for (bad, seq, why) in oversized {
+        let theirs = stranger_verify(&bad).expect_err(why);
+        assert!(theirs.starts_with(&format!("line {seq}: first bad seq {seq}")), "{theirs}");
+        let ours = export::verify_export(bad.as_bytes(), None, &mut |_| {}).expect_err(why).to_string();
+        assert!(ours.contains(why) && ours.contains(&format!("seq {seq}")), "{ours}");
     }
 }
 
