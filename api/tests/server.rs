@@ -256,16 +256,16 @@ fn a_profile_read_and_sent_back_changes_only_the_edit() {
     assert!(updated["errors"].is_null(), "{updated}");
     let after = gql(&server, Some(&admin), read, json!({ "id": id }))["data"]["customer"].clone();
     assert_eq!(after, edited, "only the segment changed");
-    // In a list, the company is not there (lists carry the industry); addresses neither.
+    // A list shows the company as a single read does; addresses are in single reads only.
     let listed = gql(
         &server,
         Some(&admin),
-        "{ customers(first: 5) { edges { node { industry company { size } addresses { city } } } } }",
+        "{ customers(first: 5) { edges { node { industry company { size creditCode } addresses { city } } } } }",
         json!({}),
     );
     assert_eq!(
         listed["data"]["customers"]["edges"][0]["node"],
-        json!({ "industry": "software", "company": null, "addresses": [] }),
+        json!({ "industry": "software", "company": { "size": "50-199", "creditCode": "91350100M000100Y43" }, "addresses": [] }),
         "{listed}"
     );
 
@@ -539,7 +539,8 @@ fn a_search_that_finds_a_customer_by_a_phone_is_recorded_as_a_read_of_personal_d
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
     let admin = first_sign_in(&server, "admin", ADMIN_PASSWORD, "Sesame-Changed-77");
-    let profile = json!({ "kind": "PERSON", "name": "陈敏感", "source": "OTHER", "phones": ["+8613812345679"] });
+    let profile = json!({ "kind": "PERSON", "name": "陈敏感", "source": "OTHER", "phones": ["+8613812345679"],
+                          "idNumber": "11010519491231002X", "birthDate": "1949-12-31" });
     let id = gql(&server, Some(&admin), REGISTER, json!({ "p": profile }))["data"]["registerCustomer"]["id"].clone();
     let reads = || {
         let feed =
@@ -561,4 +562,12 @@ fn a_search_that_finds_a_customer_by_a_phone_is_recorded_as_a_read_of_personal_d
     let after = reads();
     assert_eq!(after.len(), before + 1, "{after:?}");
     assert!(after.last().unwrap().contains(id.as_str().unwrap()), "{after:?}");
+    // A list shows the identity number and birth date as a single read does (and records it).
+    let listed = gql(&server, Some(&admin), "{ customers { edges { node { idNumber birthDate } } } }", json!({}));
+    assert_eq!(
+        listed["data"]["customers"]["edges"][0]["node"],
+        json!({ "idNumber": "11010519491231002X", "birthDate": "1949-12-31" }),
+        "{listed}"
+    );
+    assert_eq!(reads().len(), before + 2);
 }

@@ -89,7 +89,7 @@ impl CustomerNode {
     }
 
     /// Resident identity number, masked (`110105********002X`) without
-    /// `customer.read_personal`. Present in single-customer reads (`customer`), not in lists.
+    /// `customer.read_personal`.
     async fn id_number(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
         let values: Vec<String> = self.raw_id_number.iter().cloned().collect();
         Ok(self.personal(ctx, &values, mask_id_number)?.into_iter().next())
@@ -101,8 +101,8 @@ impl CustomerNode {
         Ok(self.personal(ctx, &values, mask_all)?.into_iter().next())
     }
 
-    /// An organisation's background: industry, head count band, website and credit code.
-    /// Present in single-customer reads (`customer`); null in lists, which carry `industry`.
+    /// An organisation's background: industry, head count band, website and credit code
+    /// (null for a customer with none).
     async fn company(&self) -> Option<CompanyNode> {
         self.raw_company.as_ref().map(|c| CompanyNode {
             industry: c.industry.clone(),
@@ -188,6 +188,17 @@ impl CustomerNode {
     }
 
     fn from_row(row: &CustomerRow, resource: Resource) -> Self {
+        // The directory keeps, for exports, the identity number, birth date and company
+        // background: lists show them as a single read does (addresses and social handles are
+        // in the folded state only).
+        let more = row.more();
+        let company = Company {
+            industry: row.industry.clone(),
+            size: more.company_size.clone(),
+            website: more.website.clone(),
+            credit_code: more.credit_code.clone(),
+        };
+        let has_company = company != Company::default();
         CustomerNode {
             id: row.id.to_string(),
             kind: row.kind.into(),
@@ -206,9 +217,9 @@ impl CustomerNode {
             personal_data_erased: row.erased,
             raw_phones: row.phones.clone(),
             raw_emails: row.emails.clone(),
-            raw_id_number: None,
-            raw_birth_date: None,
-            raw_company: None,
+            raw_id_number: more.id_number,
+            raw_birth_date: more.birth_date.map(|d| d.to_string()),
+            raw_company: has_company.then_some(company),
             raw_addresses: Vec::new(),
             raw_social: Vec::new(),
             customer: row.id,
