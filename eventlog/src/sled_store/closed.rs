@@ -159,8 +159,14 @@ pub fn record(folder: &Path, wait: Duration) -> Result<bool> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let names = sled_files(folder).map_err(|e| Error::io(folder, e))?;
+    let hashing = Instant::now();
     let states: Vec<FileState> =
         names.iter().map(|n| state_of(folder, n).map_err(|e| Error::io(folder.join(n), e))).collect::<Result<_>>()?;
+    tracing::info!(
+        bytes = states.iter().map(|s| s.len).sum::<u64>(),
+        seconds = hashing.elapsed().as_secs_f64(),
+        "the closed store's files recorded"
+    );
     let path = folder.join(FILE_NAME);
     let partial = folder.join(format!("{FILE_NAME}.partial"));
     let mut file = File::create(&partial).map_err(|e| Error::io(&partial, e))?;
@@ -191,6 +197,7 @@ pub fn check_and_clear(folder: &Path, recorded: Option<Head>) -> Result<()> {
             path.display()
         )));
     };
+    let checking = Instant::now();
     let names = sled_files(folder).map_err(|e| Error::io(folder, e))?;
     let listed: Vec<&str> = expected.iter().map(|s| s.name.as_str()).collect();
     if let Some(extra) = names.iter().find(|n| !listed.contains(&n.as_str())) {
@@ -222,7 +229,13 @@ pub fn check_and_clear(folder: &Path, recorded: Option<Head>) -> Result<()> {
         )));
     }
     std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-    File::open(folder).and_then(|dir| dir.sync_all()).map_err(|e| Error::io(folder, e))
+    File::open(folder).and_then(|dir| dir.sync_all()).map_err(|e| Error::io(folder, e))?;
+    tracing::info!(
+        bytes = expected.iter().map(|s| s.len).sum::<u64>(),
+        seconds = checking.elapsed().as_secs_f64(),
+        "the closed store's files checked"
+    );
+    Ok(())
 }
 
 #[cfg(test)]
