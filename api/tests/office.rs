@@ -446,6 +446,13 @@ fn paging_goes_on_from_where_it_was_while_rows_change() {
     };
     let unique = |seen: &[Value]| seen.iter().map(|n| n["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
 
+    // `first: 0` answers the count alone, and whether any row follows.
+    let counted = office.ask(&admin, "{ customers(first: 0) { totalCount edges { node { id } } pageInfo { hasNextPage } } tasks(first: 0) { totalCount edges { node { id } } } }", json!({}));
+    assert_eq!(
+        counted,
+        json!({ "customers": { "totalCount": 24, "edges": [], "pageInfo": { "hasNextPage": true } },
+                "tasks": { "totalCount": 0, "edges": [] } })
+    );
     let newest = walk("LAST_CONTACT_DESC", &|_| {});
     let contacted: Vec<bool> = newest.iter().map(|n| n["lastContact"].is_string()).collect();
     assert_eq!(contacted, [vec![true; 12], vec![false; 12]].concat(), "never contacted last: {newest:?}");

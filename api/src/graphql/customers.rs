@@ -394,7 +394,13 @@ impl CustomerQuery {
         let mut query = directory_query(caller, filter.unwrap_or_default(), order_by, size, after)?;
         let (page, nodes) = views(ctx, |v| -> ApiResult<_> {
             query.visible = caller.visible(Permission::CustomerRead, &v.access)?;
-            let page = v.directory.query(&query);
+            let mut page = v.directory.query(&query);
+            if size == 0 {
+                // The directory pages at least one row: whether there was one is the answer.
+                page.has_next = !page.rows.is_empty();
+                page.rows.clear();
+                page.found_by_personal.clear();
+            }
             let nodes: Vec<(String, CustomerNode)> = page
                 .rows
                 .iter()
@@ -491,7 +497,13 @@ impl DuplicateQuery {
         let page = views(ctx, |v| -> ApiResult<_> {
             let visible = caller.visible(Permission::CustomerRead, &v.access)?;
             let admit = |row: &CustomerRow| visible.as_ref().is_none_or(|vis| vis.admits(row.owner, row.department));
-            Ok(v.directory.duplicate_pairs(&admit, size, after.as_deref()))
+            let mut page = v.directory.duplicate_pairs(&admit, size, after.as_deref());
+            if size == 0 {
+                // Pairs are paged at least one at a time: whether there was one is the answer.
+                page.has_next = !page.pairs.is_empty();
+                page.pairs.clear();
+            }
+            Ok(page)
         })??;
         let mut connection = Connection::with_additional_fields(
             after.is_some(),

@@ -220,11 +220,12 @@ pub fn views<R>(ctx: &Context<'_>, f: impl FnOnce(&Views) -> R) -> ApiResult<R> 
     Ok(app(ctx)?.bus.projections().read(f)?)
 }
 
-/// Refuses a page size outside 1..=[`MAX_PAGE`].
+/// Refuses a page size outside 0..=[`MAX_PAGE`] (0: no rows, for `totalCount` and
+/// `hasNextPage` alone, as Relay allows).
 pub fn page_size(first: Option<i32>) -> ApiResult<usize> {
     let first = first.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&first) {
-        return Err(ApiError::field("first", oacis_domain::FieldCode::OutOfRange, "must be 1 to 100"));
+    if !(0..=MAX_PAGE).contains(&first) {
+        return Err(ApiError::field("first", oacis_domain::FieldCode::OutOfRange, "must be 0 to 100"));
     }
     usize::try_from(first).map_err(ApiError::internal)
 }
