@@ -179,6 +179,13 @@ fn a_folder_without_a_store_is_named_as_such() -> anyhow::Result<()> {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("holds no event store"), "{}", text(&out.stderr));
     assert!(!empty.exists(), "verify must not create a store");
+    let out = oacis(&["checkpoint", "public-key", "--data", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("holds no event store"), "{}", text(&out.stderr));
+    // A folder given as an export is named as such (could not run: 2).
+    let out = oacis(&["verify", "--file", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is a folder"), "{}", text(&out.stderr));
     Ok(())
 }
 

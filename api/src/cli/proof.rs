@@ -114,6 +114,9 @@ pub fn run_checkpoint(args: &CheckpointArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         CheckpointCommand::PublicKey { data } => {
             let file = data.join(KEY_FILE_NAME);
+            if !file.exists() && !data.join("db").exists() {
+                anyhow::bail!("{} holds no event store", data.display());
+            }
             let key = CheckpointKey::read(&file)?;
             println!("{}", key.public().to_hex());
             eprintln!("key id {}", key.public().key_id());

@@ -199,7 +199,13 @@ fn verify_file(
     after: Option<Head>,
     signed: Option<&checkpoint::Checkpoint>,
 ) -> anyhow::Result<Outcome> {
-    let size = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?.len();
+    let metadata = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
+    anyhow::ensure!(
+        !metadata.is_dir(),
+        "{} is a folder: give an export file (a data folder is --data)",
+        file.display()
+    );
+    let size = metadata.len();
     let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     // Progress counts records, out of an estimate: an export line is rarely under 300 bytes.
     let mut progress = Progress::estimated("verify", size / 300);
