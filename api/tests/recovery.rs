@@ -361,7 +361,7 @@ fn a_point_in_time_restore_from_before_an_erasure_keeps_the_data_erased() {
             .as_str()
             .unwrap()
             .to_owned();
-        let query = "query($id: String!) { customer(id: $id) { name phones } }";
+        let query = "query($id: String!) { customer(id: $id) { name phones personalDataErased } }";
         ok(server.gql(Some(&token), query, json!({ "id": id })), "customer")
     };
 
@@ -381,6 +381,7 @@ fn a_point_in_time_restore_from_before_an_erasure_keeps_the_data_erased() {
     let customer = phones(&restored);
     assert_eq!(customer["name"], "王芳");
     assert_eq!(customer["phones"], json!([]), "{customer}");
+    assert_eq!(customer["personalDataErased"], true, "the key store's erasure shows: {customer}");
 
     // A damaged newer backup beside it is not skipped (that would bring the erased data back):
     // the restore is refused, naming it, and writes nothing.

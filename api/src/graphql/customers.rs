@@ -53,9 +53,8 @@ pub struct CustomerNode {
     /// The customer's version: send it back as `expectedVersion` to refuse an edit made
     /// on stale data (absent in as-of reads).
     pub version: Option<u64>,
-    /// Whether the customer's personal data was erased (`erasePersonalData`): phones,
-    /// e-mails, identity number and birth date are then empty for good, in as-of reads too.
-    pub personal_data_erased: bool,
+    #[graphql(skip)]
+    personal_data_erased: bool,
     #[graphql(skip)]
     raw_phones: Vec<String>,
     #[graphql(skip)]
@@ -78,6 +77,16 @@ pub struct CustomerNode {
 
 #[ComplexObject]
 impl CustomerNode {
+    /// Whether the customer's personal data was erased (`erasePersonalData`): phones,
+    /// e-mails, identity number and birth date are then empty for good, in as-of reads too.
+    /// True as well when the key store holds the customer as erased though the log read here
+    /// does not (a log restored from before the erasure, beside the keys from after it).
+    async fn personal_data_erased(&self, ctx: &Context<'_>) -> ApiResult<bool> {
+        use oacis_eventlog::EventStore;
+        let keys = app(ctx)?.bus.store().keys().cloned();
+        Ok(self.personal_data_erased || keys.is_some_and(|k| k.is_erased(&self.customer.stream())))
+    }
+
     /// Phones in E.164, masked (`+86138****5678`) without `customer.read_personal`.
     async fn phones(&self, ctx: &Context<'_>) -> ApiResult<Vec<String>> {
         self.personal(ctx, &self.raw_phones, mask_phone)
