@@ -328,6 +328,11 @@ fn an_auditor_checks_checkpoints_and_proofs_offline_and_a_changed_one_fails() {
     let other_key = "0".repeat(63) + "1";
     let failed = oacis(&["proof", "verify", "--public-key", &other_key, "--checkpoint", path(&cp)]);
     assert_ne!(failed.status.code(), Some(0), "{failed:?}");
+    // The same signed content written another way is not a checkpoint line.
+    let spaced = write("spaced-checkpoint.json", line.replacen("\"tree_size\":", "\"tree_size\": ", 1));
+    let failed = oacis(&["proof", "verify", "--public-key", &public_key, "--checkpoint", path(&spaced)]);
+    assert_ne!(failed.status.code(), Some(0), "{failed:?}");
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("not written as a checkpoint line is"), "{failed:?}");
 }
 
 #[test]

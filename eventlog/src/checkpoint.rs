@@ -318,6 +318,20 @@ impl Checkpoint {
         serde_json::to_string(&stored).unwrap_or_default()
     }
 
+    /// [`Checkpoint::from_line`] for a line handed to a verifier: it must also be written
+    /// exactly as [`Checkpoint::to_line`] writes it (member order, no spaces), the one form
+    /// the project publishes, as export lines must be canonical.
+    ///
+    /// # Errors
+    /// As [`Checkpoint::from_line`], or that the line is not in that form.
+    pub fn from_exact_line(line: &str) -> std::result::Result<Checkpoint, String> {
+        let checkpoint = Checkpoint::from_line(line)?;
+        if checkpoint.to_line() != line {
+            return Err("not written as a checkpoint line is (member order, no spaces; FORMAT.md)".into());
+        }
+        Ok(checkpoint)
+    }
+
     /// Parses a checkpoint's JSON line (either format). The error says which field is wrong.
     ///
     /// # Errors

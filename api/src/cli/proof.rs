@@ -140,7 +140,7 @@ pub fn run_proof(args: &ProofArgs) -> anyhow::Result<ExitCode> {
     let mut anchors: Vec<(u64, Hash32)> = Vec::new();
     for file in &args.checkpoint {
         let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        let checkpoint = Checkpoint::from_line(text.trim_end_matches('\n'))
+        let checkpoint = Checkpoint::from_exact_line(text.trim_end_matches('\n'))
             .map_err(|problem| anyhow::anyhow!("{}: {problem}", file.display()))?;
         match (checkpoint.verify(&args.public_key), checkpoint.merkle_root()) {
             (Ok(()), Some(root)) => {

@@ -177,7 +177,7 @@ fn signed_checkpoint(
     key: &oacis_eventlog::checkpoint::PublicKey,
 ) -> anyhow::Result<Result<checkpoint::Checkpoint, String>> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let checkpoint = checkpoint::Checkpoint::from_line(text.lines().next().unwrap_or_default())
+    let checkpoint = checkpoint::Checkpoint::from_exact_line(text.lines().next().unwrap_or_default())
         .map_err(|problem| anyhow::anyhow!("{}: {problem}", file.display()))?;
     Ok(match checkpoint.verify(key) {
         Ok(()) => Ok(checkpoint),
