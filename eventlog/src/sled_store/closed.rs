@@ -17,7 +17,7 @@
 //! store still open) is opened as before, where a crash's torn end must be cut.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -64,27 +64,42 @@ fn sled_files(folder: &Path) -> std::io::Result<Vec<String>> {
     Ok(names)
 }
 
+/// The state of one of sled's files: its blocks read and hashed by up to four threads at
+/// once (the data file of a million-customer store is a few GB; on two cores this halves the
+/// time a start and a clean stop spend on it).
 fn state_of(folder: &Path, name: &str) -> std::io::Result<FileState> {
-    let mut file = File::open(folder.join(name))?;
-    let mut buffer = vec![0u8; BLOCK];
-    let (mut len, mut blocks) = (0u64, Vec::new());
-    loop {
-        let mut filled = 0;
-        while filled < BLOCK {
-            match file.read(&mut buffer[filled..])? {
-                0 => break,
-                n => filled += n,
+    use std::os::unix::fs::FileExt;
+    let file = File::open(folder.join(name))?;
+    let len = file.metadata()?.len();
+    let count = usize::try_from(len.div_ceil(BLOCK as u64)).unwrap_or(usize::MAX);
+    let threads =
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 4).min(count.max(1));
+    let hash_block = |index: usize, buffer: &mut Vec<u8>| -> std::io::Result<String> {
+        let from = index as u64 * BLOCK as u64;
+        let size = usize::try_from((len - from).min(BLOCK as u64)).unwrap_or(BLOCK);
+        buffer.resize(size, 0);
+        file.read_exact_at(buffer, from)?;
+        Ok(blake3::hash(buffer).to_hex().to_string())
+    };
+    let mut blocks = vec![String::new(); count];
+    std::thread::scope(|scope| -> std::io::Result<()> {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let hash_block = &hash_block;
+                scope.spawn(move || -> std::io::Result<Vec<(usize, String)>> {
+                    let mut buffer = Vec::with_capacity(BLOCK);
+                    (t..count).step_by(threads).map(|i| hash_block(i, &mut buffer).map(|h| (i, h))).collect()
+                })
+            })
+            .collect();
+        for worker in workers {
+            let hashed = worker.join().map_err(|_| std::io::Error::other("a hashing thread panicked"))??;
+            for (i, hash) in hashed {
+                blocks[i] = hash;
             }
         }
-        if filled == 0 {
-            break;
-        }
-        len += filled as u64;
-        blocks.push(blake3::hash(&buffer[..filled]).to_hex().to_string());
-        if filled < BLOCK {
-            break;
-        }
-    }
+        Ok(())
+    })?;
     Ok(FileState { name: name.to_owned(), len, blocks })
 }
 
