@@ -138,7 +138,24 @@ impl App {
         // store opens.
         let reading = oacis_projections::snapshot::Reading::begin(&snapshot_path)
             .and_then(|reading| reading.unlock(|id| oacis_eventlog::keys::KeyStore::peek(&config.data, &kek, id)));
-        let keys = crate::cli::keys::open_key_store_with(&config.data, kek)?;
+        // The embedded store's files are checked against their closed record on a thread of
+        // their own while the key store opens; the record is cleared only once the start goes
+        // on to open the store (whose own open then finds none).
+        let closed_check = config.store.is_none().then(|| {
+            let data = config.data.clone();
+            std::thread::spawn(move || {
+                let recorded = oacis_eventlog::checkpoint::read(&data).ok().flatten().map(|c| c.head);
+                oacis_eventlog::sled_closed::check(&data, recorded)
+            })
+        });
+        let keys = crate::cli::keys::open_key_store_with(&config.data, kek);
+        if let Some(check) = closed_check {
+            check.join().map_err(|_| anyhow::anyhow!("the check of the store's files panicked"))??;
+            if keys.is_ok() {
+                oacis_eventlog::sled_closed::clear(&config.data)?;
+            }
+        }
+        let keys = keys?;
         let store = crate::cli::keys::open_any(
             &config.data,
             keys,

@@ -193,12 +193,37 @@ pub fn record(folder: &Path, wait: Duration) -> Result<bool> {
 }
 
 /// Before sled opens `folder`: if it holds a closed store's record, checks sled's files
-/// against it and removes it (durably) when they match.
+/// against it ([`check`]) and removes it ([`clear`]) when they match. `SledStore::open` calls
+/// it; a program may check earlier, alongside other work (`oacis serve`, while the key store
+/// opens), and clear once it goes on to open the store, which then finds no record.
+///
+/// # Errors
+/// As [`check`] and [`clear`].
+pub fn check_and_clear(folder: &Path, recorded: Option<Head>) -> Result<()> {
+    check(folder, recorded)?;
+    clear(folder)
+}
+
+/// Removes `folder`'s closed store's record, durably (sled writes from now on).
+///
+/// # Errors
+/// I/O.
+pub fn clear(folder: &Path) -> Result<()> {
+    let path = folder.join(FILE_NAME);
+    match std::fs::remove_file(&path) {
+        Ok(()) => File::open(folder).and_then(|dir| dir.sync_all()).map_err(|e| Error::io(folder, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
+
+/// Checks sled's files in `folder` against its closed store's record, if it holds one,
+/// changing nothing. `recorded` is the acknowledged head, named in the error.
 ///
 /// # Errors
 /// [`Error::Damaged`] naming the first file that changed (and the byte range of its first
-/// changed block), or an unreadable record; nothing in the folder is changed then. I/O.
-pub fn check_and_clear(folder: &Path, recorded: Option<Head>) -> Result<()> {
+/// changed block), or an unreadable record. I/O.
+pub fn check(folder: &Path, recorded: Option<Head>) -> Result<()> {
     let path = folder.join(FILE_NAME);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -243,8 +268,6 @@ pub fn check_and_clear(folder: &Path, recorded: Option<Head>) -> Result<()> {
             have.len
         )));
     }
-    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-    File::open(folder).and_then(|dir| dir.sync_all()).map_err(|e| Error::io(folder, e))?;
     tracing::info!(
         bytes = expected.iter().map(|s| s.len).sum::<u64>(),
         seconds = checking.elapsed().as_secs_f64(),
