@@ -570,4 +570,27 @@ fn a_search_that_finds_a_customer_by_a_phone_is_recorded_as_a_read_of_personal_d
         "{listed}"
     );
     assert_eq!(reads().len(), before + 2);
+    // So does a registration warned of a duplicate by that phone, and an import (a dry run
+    // too) that matches or warns by it.
+    let twin = json!({ "kind": "PERSON", "name": "另一位", "source": "OTHER", "phones": ["+8613812345679"] });
+    let warned = gql(
+        &server,
+        Some(&admin),
+        REGISTER.replace("replayed", "replayed possibleDuplicates { customer fields }").as_str(),
+        json!({ "p": twin }),
+    );
+    assert_eq!(warned["data"]["registerCustomer"]["possibleDuplicates"][0]["customer"], id, "{warned}");
+    assert_eq!(reads().len(), before + 3);
+    let import =
+        "mutation($t: String!) { importCustomers(input: {text: $t, key: PHONE, dryRun: true}) { rows { outcome } } }";
+    let matched = gql(&server, Some(&admin), import, json!({ "t": "phones,name\n+8613912345000,新客户\n" }));
+    assert!(matched["errors"].is_null(), "{matched}");
+    assert_eq!(reads().len(), before + 3, "a phone nobody has tells nothing");
+    let matched = gql(&server, Some(&admin), import, json!({ "t": "phones,name\n+8613812345679,陈敏感\n" }));
+    assert!(matched["errors"].is_null(), "{matched}");
+    // Two customers have it now (the one registered despite the warning): the row is
+    // refused as ambiguous, naming both, so both are read.
+    let after = reads();
+    assert_eq!(after.len(), before + 5, "{matched}");
+    assert!(after.iter().rev().take(2).any(|r| r.contains(id.as_str().unwrap())), "{after:?}");
 }

@@ -50,6 +50,13 @@ impl DuplicateField {
         }
     }
 
+    /// Whether it is personal data (a phone, an e-mail, an identity number): a match on it
+    /// tells whose that is.
+    #[must_use]
+    pub fn is_personal(self) -> bool {
+        matches!(self, DuplicateField::Phone | DuplicateField::Email | DuplicateField::IdNumber)
+    }
+
     /// The name the API shows (`phone`, `email`, `id_number`, `credit_code`, `name`).
     #[must_use]
     pub fn name(self) -> &'static str {

@@ -1069,7 +1069,7 @@ fn possible_duplicates(
     });
     let Some(profile) = profile else { return Ok(Vec::new()) };
     let keys = oacis_domain::duplicate::DuplicateKeys::of(profile);
-    views(ctx, |v| {
+    let matches = views(ctx, |v| {
         v.directory
             .possible_duplicates_of(&keys, Some(id))
             .into_iter()
@@ -1081,12 +1081,19 @@ fn possible_duplicates(
                     caller.may(Permission::CustomerRead, &r) && caller.may(Permission::CustomerReadPersonal, &r)
                 })
             })
-            .map(|m| DuplicateWarning {
-                customer: m.customer.to_string(),
-                fields: m.fields.iter().map(|f| f.name().to_owned()).collect(),
-            })
-            .collect()
-    })
+            .collect::<Vec<_>>()
+    })?;
+    // A match on a phone, an e-mail or an identity number tells whose it is: a read of that
+    // customer's personal data, recorded as one.
+    let reveal = &request(ctx)?.reveal;
+    matches.iter().filter(|m| m.fields.iter().any(|f| f.is_personal())).for_each(|m| reveal.note(m.customer));
+    Ok(matches
+        .into_iter()
+        .map(|m| DuplicateWarning {
+            customer: m.customer.to_string(),
+            fields: m.fields.iter().map(|f| f.name().to_owned()).collect(),
+        })
+        .collect())
 }
 
 fn duplicate_conflict(duplicates: &[DuplicateWarning]) -> ApiError {

@@ -266,6 +266,10 @@ impl TransferMutation {
         let _slot = state.imports.take(caller.user)?;
         let client = request(ctx)?.client_ip.map(|ip| ip.to_string());
         let report = import::import(&state.bus, caller, client, &bytes, &options, &mut |_, _| {}).await?;
+        // Rows matched, or warned of, by a phone, an e-mail or an identity number tell whose
+        // those are: recorded as reads of those customers' personal data.
+        let reveal = &request(ctx)?.reveal;
+        report.revealed.iter().for_each(|id| reveal.note(*id));
         Ok(ImportReport(report))
     }
 

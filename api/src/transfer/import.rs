@@ -14,7 +14,7 @@
 //!   over the customer as it is and as the row leaves it.
 //! - An undo refuses, listing them, when customers changed after the import, unless forced.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use futures_util::StreamExt as _;
@@ -250,6 +250,11 @@ pub struct Report {
     pub totals: Totals,
     /// Every row.
     pub rows: Vec<RowReport>,
+    /// The existing customers the report ties to the file's phones, e-mails or identity
+    /// numbers (matched by a personal key, or named as a possible duplicate on one): it tells
+    /// whose those are, a read of their personal data for the caller's access log.
+    #[serde(skip)]
+    pub revealed: BTreeSet<CustomerId>,
 }
 
 impl Report {
@@ -303,6 +308,8 @@ struct Planned {
     /// The row updates a customer whose personal data the caller may not read: it may not
     /// change that personal data (it would wipe or overwrite what it cannot see).
     personal_hidden: bool,
+    /// Existing customers the row ties to its personal data ([`Report::revealed`]).
+    revealed: Vec<CustomerId>,
 }
 
 impl Planned {
@@ -479,6 +486,7 @@ pub async fn import(
                         command: None,
                         outcome: Outcome::Refused,
                         personal_hidden: false,
+                        revealed: Vec::new(),
                     };
                     resolve(views, caller, &reader, key, &phone_ctx, &mut seen_keys, &mut plan);
                     // Resolving reports the owner and the department together, so leaving
@@ -563,6 +571,7 @@ pub async fn import(
             .collect(),
         totals: Totals::default(),
         rows: Vec::new(),
+        revealed: BTreeSet::new(),
     };
     if !options.dry_run {
         report.import_id = Some(import_id.to_string());
@@ -580,6 +589,7 @@ pub async fn import(
         if !plan.warnings.is_empty() {
             totals.warned += 1;
         }
+        report.revealed.extend(plan.revealed.iter().copied());
         report.rows.push(RowReport {
             line: plan.line,
             outcome: plan.outcome,
@@ -762,6 +772,9 @@ fn resolve(
             }
         }
     };
+    if personal_key {
+        plan.revealed.extend(matches.iter().copied().filter(|id| readable(*id)));
+    }
     if let Some(value) = &key_value {
         if let Some(first) = seen_keys.get(value).filter(|first| **first != plan.line) {
             let message = format!("has the same {} as line {first}", key.as_str());
@@ -1122,6 +1135,9 @@ fn duplicates(
                 if named.len() < DUPLICATES_NAMED {
                     let fields: Vec<&str> = m.fields.iter().map(|f| f.name()).collect();
                     named.push(format!("{} ({})", m.customer, fields.join(", ")));
+                    if m.fields.iter().any(|f| f.is_personal()) {
+                        plan.revealed.push(m.customer);
+                    }
                 }
             }
             (named, total)
