@@ -121,7 +121,7 @@ fn a_day_in_the_office_with_scopes_masking_and_errors() {
         .iter()
         .map(|f| f["path"].as_str().unwrap())
         .collect();
-    assert_eq!(fields, ["profile.name", "profile.personal.phones[0]", "profile.personal.emails[0]"]);
+    assert_eq!(fields, ["profile.name", "profile.phones[0]", "profile.emails[0]"]);
     let after = gql(&server, Some(&admin), LIST, json!({}));
     assert_eq!(before, after);
     assert_eq!(after["data"]["customers"]["totalCount"], 2);
@@ -431,6 +431,20 @@ fn a_sign_in_name_is_never_another_users() {
     let names: Vec<&str> =
         users["data"]["users"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
     assert!(!names.contains(&"e001") && !names.contains(&"other1"), "nothing created by a refusal: {names:?}");
+    // Paths name the arguments as the request does: a user's profile fields are arguments
+    // of their own; a customer's phones are the profile input's own field.
+    let blank = made("blank1", "E006");
+    let blank = blank["data"]["createUser"]["id"].clone();
+    let update = "mutation($u: String!, $d: String!) { updateUserProfile(user: $u, displayName: \"甲\", department: $d, email: \"not-an-address\") { seq } }";
+    let refused = gql(&server, Some(&admin), update, json!({ "u": blank, "d": root }));
+    assert_eq!(refused["errors"][0]["extensions"]["fields"][0]["path"], "email", "{refused}");
+    let refused = gql(
+        &server,
+        Some(&admin),
+        REGISTER,
+        json!({ "p": { "kind": "PERSON", "name": "乙", "source": "OTHER", "phones": ["123"] } }),
+    );
+    assert_eq!(refused["errors"][0]["extensions"]["fields"][0]["path"], "profile.phones[0]", "{refused}");
 }
 
 /// A wrong current password in `changePassword` is a failed sign-in: five in a row lock the

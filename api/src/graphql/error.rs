@@ -188,12 +188,16 @@ const JSON_ARGUMENTS: &[&str] = &["definition", "form", "picked", "edits", "days
 
 /// A field error's path as the request names it: the domain's snake_case names in GraphQL's
 /// camelCase (`addresses[0].postal_code` → `addresses[0].postalCode`, `employee_no` →
-/// `employeeNo`), except in a path into a JSON argument ([`JSON_ARGUMENTS`]), kept as is.
+/// `employeeNo`), without the domain's `personal` grouping, which no input has
+/// (`profile.personal.phones[0]` → `profile.phones[0]`); a path into a JSON argument
+/// ([`JSON_ARGUMENTS`]) is kept as is.
 fn input_path(path: &str) -> String {
     let first = path.split(['.', '[']).next().unwrap_or_default();
     if JSON_ARGUMENTS.contains(&first) {
         return path.to_owned();
     }
+    let ungrouped = path.replace(".personal.", ".");
+    let path = ungrouped.strip_prefix("personal.").unwrap_or(&ungrouped);
     let mut out = String::with_capacity(path.len());
     let mut upper_next = false;
     for c in path.chars() {
@@ -303,6 +307,7 @@ mod tests {
         assert_eq!(input_path("addresses[0].postal_code"), "addresses[0].postalCode");
         assert_eq!(input_path("employee_no"), "employeeNo");
         assert_eq!(input_path("phones[1]"), "phones[1]");
+        assert_eq!(input_path("profile.personal.addresses[0].postal_code"), "profile.addresses[0].postalCode");
         assert_eq!(input_path("form.leave_days"), "form.leave_days", "a definition's own name");
         assert_eq!(input_path("picked.dept_head"), "picked.dept_head", "a node's id");
         assert_eq!(input_path("definition.nodes[0].pass_percent"), "definition.nodes[0].pass_percent");

@@ -248,7 +248,7 @@ impl PeopleMutation {
         let user = create_user(state, &username, &employee_no, &display_name, department, &initial_password, &origin)
             .await
             .map_err(|e| match e.downcast::<crate::command::CommandError>() {
-                Ok(command) => ApiError::from(command),
+                Ok(command) => as_arguments(ApiError::from(command)),
                 Err(other) => ApiError::internal(other),
             })?;
         let executed = state.bus.execute::<User>(user.stream(), UserCommand::RequirePasswordChange, &origin).await?;
@@ -420,7 +420,7 @@ impl PeopleMutation {
             admin(ctx, Permission::UserAdmin)?;
         }
         let profile = UserProfile { display_name, department, position, personal: UserPersonal { phone, email } };
-        execute::<User>(ctx, id, id.stream(), UserCommand::UpdateProfile { profile }, None).await
+        execute::<User>(ctx, id, id.stream(), UserCommand::UpdateProfile { profile }, None).await.map_err(as_arguments)
     }
 
     /// Sets who may see one of the caller's own profile fields.
@@ -633,5 +633,22 @@ pub(crate) fn mask_user_fields(payload: &mut serde_json::Value, fields: &[&str])
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(|item| mask_user_fields(item, fields)),
         _ => {}
+    }
+}
+
+/// A user command's field errors as the mutations name them: the profile's fields are
+/// arguments of their own (`profile.display_name` is `displayName`, `profile.personal.phone`
+/// is `phone`).
+fn as_arguments(error: ApiError) -> ApiError {
+    match error {
+        ApiError::Validation(mut fields) => {
+            for f in &mut fields {
+                if let Some(rest) = f.field.strip_prefix("profile.") {
+                    f.field = rest.to_owned();
+                }
+            }
+            ApiError::Validation(fields)
+        }
+        other => other,
     }
 }
