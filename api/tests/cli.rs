@@ -361,6 +361,15 @@ fn a_server_that_cannot_listen_creates_nothing() -> anyhow::Result<()> {
     let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(!said.contains("password"), "{said}");
     assert!(!data.exists() && std::fs::read_dir(dir.path())?.count() == 0, "nothing was created");
+    drop(taken);
+    // Nor one whose first administrator password is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_oacis"))
+        .args(["serve", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .env("OACIS_ADMIN_PASSWORD", "x")
+        .output()?;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("OACIS_ADMIN_PASSWORD is not accepted"), "{}", text(&out.stderr));
+    assert!(!data.exists() && std::fs::read_dir(dir.path())?.count() == 0, "nothing was created");
     Ok(())
 }
 
@@ -408,7 +417,12 @@ fn verify_checks_an_export_reaches_a_signed_checkpoint() -> anyhow::Result<()> {
     assert!(oacis(&["verify", "--file", cut.to_str().unwrap()]).status.success(), "alone, a cut file verifies");
     let refused = check(&cut);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(text(&refused.stdout).contains("records 40..=40 are missing"), "{}", text(&refused.stdout));
+    assert!(
+        text(&refused.stdout).starts_with("FAILED: first bad seq 40: the file ends at seq 39")
+            && text(&refused.stdout).contains("records 40..=40 are missing"),
+        "{}",
+        text(&refused.stdout)
+    );
 
     // Another key's checkpoint is refused as such.
     let other = "0".repeat(63) + "1";

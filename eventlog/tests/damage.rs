@@ -182,6 +182,11 @@ fn damage_done_while_closed_is_refused_before_sled_touches_the_files() -> anyhow
     let text = refused.to_string();
     assert!(matches!(refused, Error::Damaged { .. }), "{text}");
     assert!(text.contains("its file db changed after it was closed cleanly"), "{text}");
+    // The bytes named are the changed block's, within the file.
+    let range = text.split("(bytes ").nth(1).and_then(|r| r.split(" differ").next()).unwrap_or_default().to_owned();
+    let (from, to) = range.split_once("..").map(|(a, b)| (a.parse::<usize>(), b.parse::<usize>())).expect("a range");
+    let (from, to) = (from?, to?);
+    assert!(from <= written / 2 && written / 2 < to && to <= intact.len(), "{text}");
     assert_eq!(std::fs::read(&db)?, damaged, "nothing was written");
     assert!(record.exists(), "the record stays, for the next attempt");
 
@@ -190,5 +195,13 @@ fn damage_done_while_closed_is_refused_before_sled_touches_the_files() -> anyhow
     let records = read_back(dir.path())?;
     assert_eq!(records.len(), 400);
     assert!(!record.exists(), "an open store has no closed record");
+
+    // Closed again, then its data file gone: named as such, not taken for an empty folder.
+    assert!(sled_closed::record(dir.path(), std::time::Duration::from_secs(10))?);
+    std::fs::rename(&db, dir.path().join("db.aside"))?;
+    assert!(sled_closed::holds_store(dir.path()));
+    let gone = SledStore::open(SledConfig::new(dir.path())).expect_err("refused").to_string();
+    assert!(gone.contains("its file db is gone since it was closed cleanly"), "{gone}");
+    assert!(!db.exists(), "nothing was created");
     Ok(())
 }

@@ -90,7 +90,7 @@ pub fn run(args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let (Some(data), Some(out)) = (&args.data, &args.out) else {
         anyhow::bail!("give --data DIR and --out BACKUP (and --since BACKUP for an incremental one)");
     };
-    if !data.join("db").exists() {
+    if !oacis_eventlog::sled_closed::holds_store(data) {
         anyhow::bail!("{} holds no event store", data.display());
     }
     let previous = args.since.as_deref().map(Manifest::read).transpose().with_context(|| {

@@ -36,7 +36,7 @@ pub struct EraseArgs {
 }
 
 pub fn run(args: &EraseArgs) -> anyhow::Result<ExitCode> {
-    if !args.data.join("db").exists() {
+    if !oacis_eventlog::sled_closed::holds_store(&args.data) {
         anyhow::bail!("{} holds no event store", args.data.display());
     }
     let store = open_store(&args.data, &args.keys)?;

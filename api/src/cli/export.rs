@@ -40,7 +40,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
         (None, Some(data), Some(out)) => (data, out),
         _ => anyhow::bail!("give --data and --out"),
     };
-    if !data.join("db").exists() {
+    if !oacis_eventlog::sled_closed::holds_store(data) {
         anyhow::bail!("{} holds no event store", data.display());
     }
     anyhow::ensure!(args.from >= 1, "--from 0: seqs start at 1");

@@ -199,7 +199,7 @@ enum KeysCommand {
 pub fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         KeysCommand::Rotate { data, keys, new_key_file } => {
-            if !data.join("db").exists() || data.join(crate::cli::migrate::MOVED).exists() {
+            if !oacis_eventlog::sled_closed::holds_store(data) || data.join(crate::cli::migrate::MOVED).exists() {
                 anyhow::bail!(
                     "{} holds no embedded event store of its own: its log is on PostgreSQL, where every server \
                      shares the keys wrapped by one key-encryption key, and rotating them there is not supported yet",

@@ -69,7 +69,7 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     if is_postgres(&args.from) == is_postgres(&args.to) {
         anyhow::bail!("migrate copies between a data folder and PostgreSQL: give one of each");
     }
-    if !is_postgres(&args.from) && !std::path::Path::new(&args.from).join("db").exists() {
+    if !is_postgres(&args.from) && !oacis_eventlog::sled_closed::holds_store(std::path::Path::new(&args.from)) {
         anyhow::bail!("{} holds no event store", args.from);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

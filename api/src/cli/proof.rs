@@ -114,7 +114,7 @@ pub fn run_checkpoint(args: &CheckpointArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         CheckpointCommand::PublicKey { data } => {
             let file = data.join(KEY_FILE_NAME);
-            if !file.exists() && !data.join("db").exists() {
+            if !file.exists() && !oacis_eventlog::sled_closed::holds_store(data) {
                 anyhow::bail!("{} holds no event store", data.display());
             }
             let key = CheckpointKey::read(&file)?;
@@ -122,7 +122,7 @@ pub fn run_checkpoint(args: &CheckpointArgs) -> anyhow::Result<ExitCode> {
             eprintln!("key id {}", key.public().key_id());
         }
         CheckpointCommand::Issue { data } => {
-            if !data.join("db").exists() {
+            if !oacis_eventlog::sled_closed::holds_store(data) {
                 anyhow::bail!("{} holds no event store", data.display());
             }
             let store =

@@ -23,7 +23,7 @@ pub struct RebuildArgs {
 }
 
 pub fn run(args: &RebuildArgs) -> anyhow::Result<ExitCode> {
-    if !args.data.join("db").exists() {
+    if !oacis_eventlog::sled_closed::holds_store(&args.data) {
         anyhow::bail!("{} holds no event store", args.data.display());
     }
     let store = crate::cli::keys::open_store(&args.data, &args.keys)

@@ -192,7 +192,7 @@ fn parse_offset(text: &str) -> Result<i32, String> {
 /// Opens the data folder, replays the views, and signs the acting user in (without a
 /// session: a command-line user acts with their roles, as over GraphQL).
 async fn open(acting: &Acting) -> anyhow::Result<(CommandBus, Caller)> {
-    if !acting.data.join("db").exists() {
+    if !oacis_eventlog::sled_closed::holds_store(&acting.data) {
         anyhow::bail!("{} holds no event store", acting.data.display());
     }
     let store = open_store(&acting.data, &acting.keys)?;

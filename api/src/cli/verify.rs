@@ -103,7 +103,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
 type Outcome = Result<(VerifyReport, String), Error>;
 
 fn verify_store(dir: &std::path::Path) -> anyhow::Result<Outcome> {
-    if !dir.join("db").exists() {
+    if !oacis_eventlog::sled_closed::holds_store(dir) {
         // Said out loud, so that a mistyped path is not taken for an empty, valid log.
         anyhow::bail!("{} holds no event store", dir.display());
     }
@@ -177,7 +177,8 @@ fn signed_checkpoint(
     key: &oacis_eventlog::checkpoint::PublicKey,
 ) -> anyhow::Result<Result<checkpoint::Checkpoint, String>> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let checkpoint = checkpoint::Checkpoint::from_exact_line(text.lines().next().unwrap_or_default())
+    // Read as `oacis proof verify` reads one: the one line, a final newline allowed.
+    let checkpoint = checkpoint::Checkpoint::from_exact_line(text.strip_suffix('\n').unwrap_or(&text))
         .map_err(|problem| anyhow::anyhow!("{}: {problem}", file.display()))?;
     Ok(match checkpoint.verify(key) {
         Ok(()) => Ok(checkpoint),
@@ -257,17 +258,30 @@ fn verify_file(
                 None
             };
             match failed {
-                Some(problem) => return Ok(Err(Error::Corrupt { seq: signed.head.seq, problem })),
+                // Missing records: the first bad seq is the first one missing.
+                Some(problem) => {
+                    let seq = if head.seq < signed.head.seq { head.seq.next() } else { signed.head.seq };
+                    return Ok(Err(Error::Corrupt { seq, problem }));
+                }
                 None => Ok(check),
             }
         }
         (outcome, _) => outcome,
     };
+    let last = match &outcome {
+        Ok(check) => check.report.head.seq,
+        Err(_) => Seq::ZERO,
+    };
     let reaches = signed.map(|c| {
         format!(
-            "; reaches the signed checkpoint at seq {}{}",
+            "; reaches the signed checkpoint at seq {}{}{}",
             c.head.seq,
-            if reached.root.is_some() { ", whose Merkle root it matches" } else { "" }
+            if reached.root.is_some() { ", whose Merkle root it matches" } else { "" },
+            if last > c.head.seq {
+                format!("; records {}..={last} come after it and are not anchored", c.head.seq.next())
+            } else {
+                String::new()
+            }
         )
     });
     let end = reaches.unwrap_or_else(|| {

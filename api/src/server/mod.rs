@@ -128,6 +128,16 @@ impl App {
         let region = oacis_domain::validate::Region::parse(&config.default_region).ok_or_else(|| {
             anyhow::anyhow!("--default-region {:?} is not an ISO 3166-1 region", config.default_region)
         })?;
+        // A first start's administrator password is checked before anything (the store, the
+        // KEK) is created, so that a refused one leaves nothing behind.
+        if let (None, false, Some(password)) =
+            (&config.store, oacis_eventlog::sled_closed::holds_store(&config.data), &config.admin_password)
+        {
+            let problems = crate::auth::password::policy_problems(password, "admin", bootstrap::ADMIN_EMPLOYEE_NO);
+            if !problems.is_empty() {
+                anyhow::bail!("OACIS_ADMIN_PASSWORD is not accepted: it {}", problems.join("; it "));
+            }
+        }
         // The views' snapshot is read, then opened and decoded, on threads of their own while
         // the key store and the store open (and the executable is hashed for its build id).
         let started = std::time::Instant::now();

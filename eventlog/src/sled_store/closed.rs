@@ -103,16 +103,26 @@ fn state_of(folder: &Path, name: &str) -> std::io::Result<FileState> {
     Ok(FileState { name: name.to_owned(), len, blocks })
 }
 
+/// The record's text: [`MAGIC`], a line per file (`name length block,block,...`), and last
+/// `blake3 <hex>` of everything before it, so that a damaged record is told from damaged
+/// files.
 fn render(states: &[FileState]) -> String {
     let mut out = format!("{MAGIC}\n");
     for s in states {
         out.push_str(&format!("{} {} {}\n", s.name, s.len, s.blocks.join(",")));
     }
+    let sum = blake3::hash(out.as_bytes()).to_hex();
+    out.push_str(&format!("blake3 {sum}\n"));
     out
 }
 
 fn parse(text: &str) -> Option<Vec<FileState>> {
-    let mut lines = text.lines();
+    let body = text.strip_suffix('\n')?;
+    let (body, sum) = body.rsplit_once('\n').map(|(b, last)| (format!("{b}\n"), last))?;
+    if sum.strip_prefix("blake3 ")? != blake3::hash(body.as_bytes()).to_hex().as_str() {
+        return None;
+    }
+    let mut lines = body.lines();
     if lines.next()? != MAGIC {
         return None;
     }
@@ -124,6 +134,14 @@ fn parse(text: &str) -> Option<Vec<FileState>> {
             Some(FileState { name: name.to_owned(), len, blocks })
         })
         .collect()
+}
+
+/// Whether `folder` holds an embedded store: sled's data file, or the record of a store
+/// closed there (whose data file, if it is gone, is damage the open names, not an empty
+/// folder).
+#[must_use]
+pub fn holds_store(folder: &Path) -> bool {
+    folder.join("db").exists() || folder.join(FILE_NAME).exists()
 }
 
 /// The folders this process opened a store in ([`opened`]), for [`record_opened`].
@@ -233,7 +251,9 @@ pub fn check(folder: &Path, recorded: Option<Head>) -> Result<()> {
     let damaged = |reason: String| Error::Damaged { path: folder.to_path_buf(), reason, recorded };
     let Some(expected) = parse(&text) else {
         return Err(damaged(format!(
-            "{} is not a closed store's record (move it aside to open the folder unchecked)",
+            "{} is damaged (its own BLAKE3 does not match): the files cannot be checked against it. Check a \
+             copy with `oacis verify --data` first; moving the record aside opens the folder unchecked, and \
+             the engine's recovery then cuts the log at any damage",
             path.display()
         )));
     };
@@ -257,15 +277,19 @@ pub fn check(folder: &Path, recorded: Option<Head>) -> Result<()> {
         if have == *want {
             continue;
         }
-        let block = have.blocks.iter().zip(&want.blocks).position(|(a, b)| a != b).unwrap_or(want.blocks.len());
+        // The first block that differs, or the first one only one of them has.
+        let block = have
+            .blocks
+            .iter()
+            .zip(&want.blocks)
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| have.blocks.len().min(want.blocks.len()));
         let from = block as u64 * BLOCK as u64;
+        let to = (from + BLOCK as u64).min(have.len.max(want.len));
         return Err(damaged(format!(
-            "its file {} changed after it was closed cleanly (bytes {from}..{} differ; {} bytes then, {} now); \
+            "its file {} changed after it was closed cleanly (bytes {from}..{to} differ; {} bytes then, {} now); \
              nothing was opened, so the folder is as it was",
-            want.name,
-            from + BLOCK as u64,
-            want.len,
-            have.len
+            want.name, want.len, have.len
         )));
     }
     tracing::info!(
@@ -286,7 +310,11 @@ mod tests {
             FileState { name: "conf".into(), len: 63, blocks: vec!["ab".into()] },
             FileState { name: "blobs/7".into(), len: 0, blocks: vec![] },
         ];
-        assert_eq!(parse(&render(&states)), Some(states));
+        assert_eq!(parse(&render(&states)), Some(states.clone()));
         assert_eq!(parse("something else\n"), None);
+        let flipped = render(&states).replacen("63", "64", 1);
+        assert_eq!(parse(&flipped), None, "its own hash no longer matches");
+        let text = render(&states);
+        assert_eq!(parse(&text[..text.len() - 10]), None, "cut short");
     }
 }

@@ -215,7 +215,13 @@ fn open_sled(config: &SledConfig, recorded: Option<Head>) -> Result<sled::Db> {
     let started = std::time::Instant::now();
     loop {
         match sled_config.open() {
-            Ok(db) => return Ok(db),
+            Ok(db) => {
+                // The check above ran before sled's lock was ours: a process that held the
+                // folder meanwhile may have recorded it closed since. Whatever was recorded
+                // stops holding now that sled writes, so it goes.
+                closed::clear(&config.path)?;
+                return Ok(db);
+            }
             Err(e) if e.to_string().contains("could not acquire lock") && started.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
