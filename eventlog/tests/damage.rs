@@ -205,3 +205,32 @@ fn damage_done_while_closed_is_refused_before_sled_touches_the_files() -> anyhow
     assert!(!db.exists(), "nothing was created");
     Ok(())
 }
+
+/// A store opened while another process closes the folder: the open checks for a record
+/// before sled's lock is its own, and the closing side may record its close in between. The
+/// open removes such a record once sled holds the folder, so no record is ever left beside an
+/// open store (after a crash, it would have the intact store refused as damaged).
+#[test]
+fn a_close_recorded_while_another_open_waits_for_the_folder_does_not_outlive_that_open() -> anyhow::Result<()> {
+    use oacis_eventlog::sled_closed;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().to_owned();
+    let first = SledStore::open(SledConfig::new(&path))?;
+    // The second open checks now (no record: the first holds the folder) and then waits
+    // for sled's lock.
+    let waiting = std::thread::spawn({
+        let path = path.clone();
+        move || SledStore::open(SledConfig::new(&path))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(first);
+    // The closing side records its close as soon as the lock is free, racing the open.
+    let recorded = sled_closed::record(&path, std::time::Duration::from_secs(5))?;
+    let second = waiting.join().expect("joined")?;
+    assert!(
+        !path.join(sled_closed::FILE_NAME).exists(),
+        "no record beside an open store (the close was recorded first: {recorded})"
+    );
+    drop(second);
+    Ok(())
+}
