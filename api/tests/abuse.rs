@@ -155,6 +155,10 @@ fn attacks_get_typed_errors_and_change_nothing() {
     assert_eq!(as_admin["id"], hidden, "the administrator reads the survivor");
     let as_probe = ok(server.gql(Some(&token), read_merged, json!({ "id": merged })), "customer");
     assert_eq!(as_probe, json!({ "id": merged, "status": "MERGED", "mergedInto": hidden }));
+    let timeline = "query($c: String!) { customerTimeline(customer: $c) { edges { node { customer kind } } } }";
+    let own = ok(server.gql(Some(&token), timeline, json!({ "c": merged })), "customerTimeline");
+    let entries = own["edges"].as_array().unwrap();
+    assert!(!entries.is_empty() && entries.iter().all(|e| e["node"]["customer"] == merged), "its own only: {own}");
     assert_eq!(code(&server.gql(Some(&token), read_merged, json!({ "id": hidden }))), "NOT_FOUND");
     // Guessing the current password counts like failed sign-ins: five lock the account and
     // end the session.

@@ -532,7 +532,8 @@ impl InsightQuery {
     }
 
     /// A customer's timeline (interactions, purchases, cases, tasks, changes), merged
-    /// duplicates included.
+    /// duplicates included; of a merged customer, its survivor's, or its own when the caller
+    /// may read it but not its survivor.
     #[graphql(complexity = "super::weighted(first, child_complexity)")]
     async fn customer_timeline(
         &self,
@@ -544,9 +545,13 @@ impl InsightQuery {
         let caller = caller(ctx)?;
         let id = CustomerId(parse_id("customer", &customer)?);
         let rows = views(ctx, |v| {
-            let row = v.directory.resolve(id)?;
-            let r = resource(&v.access, Some(row.owner), Some(row.department));
-            caller.may(Permission::CustomerRead, &r).then(|| {
+            // As `customer` answers: the survivor, or the merged customer itself when the
+            // caller may read it but not its survivor.
+            let readable = |row: &&oacis_projections::views::directory::CustomerRow| {
+                caller.may(Permission::CustomerRead, &resource(&v.access, Some(row.owner), Some(row.department)))
+            };
+            let row = v.directory.resolve(id).filter(readable).or_else(|| v.directory.get(id).filter(readable));
+            row.map(|row| {
                 v.timeline
                     .of(row.id)
                     .into_iter()
