@@ -256,6 +256,10 @@ pub trait Step: Send + Sync + Debug {
 pub struct On<A: Aggregate> {
     stream: String,
     command: A::Command,
+    /// How long its decision keeps the state it starts from: until refused when the step is
+    /// a command's only one ([`CommandBus::execute`]), always when other steps may refuse
+    /// after it.
+    keep: Keep,
 }
 
 impl<A: Aggregate> Debug for On<A>
@@ -274,7 +278,7 @@ where
     A::Command: Clone + Debug + Send + Sync + 'static,
     A::State: Send + Sync + 'static,
 {
-    Box::new(On::<A> { stream: stream.into(), command })
+    Box::new(On::<A> { stream: stream.into(), command, keep: Keep::Always })
 }
 
 impl<A> Step for On<A>
@@ -292,7 +296,9 @@ where
     }
 
     fn decide<'a>(&'a self, bus: &'a CommandBus, ctx: Context) -> DecideMany<'a> {
-        Box::pin(async move { Ok(vec![decide_on::<A>(bus, &self.stream, self.command.clone(), ctx).await?]) })
+        Box::pin(async move {
+            Ok(vec![decide_all::<A>(bus, &self.stream, vec![self.command.clone()], ctx, self.keep).await?.0])
+        })
     }
 }
 
@@ -308,7 +314,22 @@ where
     A: Aggregate + 'static,
     A::State: Send + Sync + 'static,
 {
-    Ok(decide_all::<A>(bus, stream, vec![command], ctx).await?.0)
+    Ok(decide_all::<A>(bus, stream, vec![command], ctx, Keep::Always).await?.0)
+}
+
+/// How long a decision keeps the state it starts from, to leave it in the cache as it was
+/// (a state an append still in flight will reach may be there: reloading from the log would
+/// decide on one behind it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// Until the decision is done: something after it (a later step) may still refuse, so
+    /// the state stays in the cache and its events evolve a copy.
+    Always,
+    /// Until its commands are decided: a command refused puts the state back; once every
+    /// command is decided nothing can refuse, and the state, taken out of the cache while it
+    /// is decided on, is evolved in place (a customer's state grows with its interactions,
+    /// and a copy of it per write made a hot customer's writes slow down as it grew).
+    UntilRefused,
 }
 
 /// Decides `commands` one after another against `stream`'s state (the caller holds its
@@ -319,28 +340,79 @@ async fn decide_all<A>(
     stream: &str,
     commands: Vec<A::Command>,
     ctx: Context,
+    keep: Keep,
 ) -> Result<(Decided, Vec<A::Event>, Arc<A::State>), CommandError>
 where
     A: Aggregate + 'static,
     A::State: Send + Sync + 'static,
 {
     let stream_id = StreamId::new(stream.to_owned()).map_err(CommandError::Refused)?;
-    // The cached state stays where it is: a refusal changes nothing.
     let (version, original) = bus.load_state::<A>(&stream_id).await?;
+    if keep == Keep::UntilRefused {
+        bus.forget(stream);
+    }
+    // A refusal leaves the cache as it was.
+    let refused = |original: Arc<A::State>, e: CommandError| {
+        if keep == Keep::UntilRefused {
+            bus.put_state(stream.to_owned(), version, original);
+        }
+        e
+    };
+    let last = commands.len().saturating_sub(1);
+    let mut original = Some(original);
     let mut evolved: Option<A::State> = None;
     let mut decided = Vec::new();
     let mut new_events = Vec::new();
-    for command in commands {
-        for event in A::decide(evolved.as_ref().unwrap_or(&original), command, &ctx)? {
-            let kind = EventKind::new(event.kind()).map_err(CommandError::Refused)?;
+    for (i, command) in commands.into_iter().enumerate() {
+        let outcome = match (&evolved, &original) {
+            (Some(state), _) => A::decide(state, command, &ctx),
+            (None, Some(state)) => A::decide(state, command, &ctx),
+            (None, None) => unreachable!("the original is given up only with the last command's events"),
+        };
+        let kinds = outcome.map_err(CommandError::from).and_then(|events| {
+            let kinds = events
+                .iter()
+                .map(|e| EventKind::new(e.kind()).map_err(CommandError::Refused))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((events, kinds))
+        });
+        let (events, kinds) = match kinds {
+            Ok(decided) => decided,
+            Err(e) => {
+                return Err(match original {
+                    Some(o) => refused(o, e),
+                    None => e,
+                })
+            }
+        };
+        for (event, kind) in events.into_iter().zip(kinds) {
             new_events.push(NewEvent { kind, schema: event.schema(), payload: event.payload() });
-            let state = evolved.take().unwrap_or_else(|| (*original).clone());
+            let state = match (evolved.take(), keep, i == last) {
+                (Some(state), _, _) => state,
+                // Nothing can refuse any more: the state taken out of the cache is evolved
+                // in place (a copy only if something else still shares it).
+                (None, Keep::UntilRefused, true) => match original.take() {
+                    Some(shared) => Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone()),
+                    None => unreachable!("the original is given up once"),
+                },
+                (None, _, _) => original.as_deref().cloned().unwrap_or_default(),
+            };
             evolved = Some(A::evolve(state, &event));
             decided.push(event);
         }
     }
     let expected = if version == Version::NONE { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
-    let state = evolved.map_or(original, Arc::new);
+    let state = match (evolved, original) {
+        (Some(state), _) => Arc::new(state),
+        (None, Some(original)) => {
+            // Nothing decided to change it: back in the cache as it was.
+            if keep == Keep::UntilRefused {
+                bus.put_state(stream.to_owned(), version, original.clone());
+            }
+            original
+        }
+        (None, None) => unreachable!("the original is given up only for an evolved state"),
+    };
     let (key, kept) = (stream.to_owned(), state.clone());
     let commit: Commit = Box::new(move |bus, at| bus.put_state(key, at, kept));
     Ok((Decided { stream: stream_id, expected, events: new_events, commit }, decided, state))
@@ -410,12 +482,13 @@ where
 
     fn decide<'a>(&'a self, bus: &'a CommandBus, ctx: Context) -> DecideMany<'a> {
         Box::pin(async move {
-            let (first, events, state) = decide_all::<A>(bus, &self.stream, vec![self.command.clone()], ctx).await?;
+            let (first, events, state) =
+                decide_all::<A>(bus, &self.stream, vec![self.command.clone()], ctx, Keep::Always).await?;
             let commands = (self.follow)(&state, &events)?;
             if commands.is_empty() {
                 return Ok(vec![first]);
             }
-            let (second, _, _) = decide_all::<B>(bus, &self.second, commands, ctx).await?;
+            let (second, _, _) = decide_all::<B>(bus, &self.second, commands, ctx, Keep::Always).await?;
             Ok(vec![first, second])
         })
     }
@@ -523,7 +596,10 @@ impl CommandBus {
         A::Command: Clone + Debug + Send + Sync + 'static,
         A::State: Send + Sync + 'static,
     {
-        self.execute_steps(vec![on::<A>(stream, command)], origin).await
+        // The command's only step: nothing after its decision can refuse, so its state is
+        // evolved in place, without the copy a later refusal would need.
+        let step: Box<dyn Step> = Box::new(On::<A> { stream, command, keep: Keep::UntilRefused });
+        self.execute_steps(vec![step], origin).await
     }
 
     /// Holds `subject`'s lock until the guard is dropped: for a check that reads the views
